@@ -1,0 +1,147 @@
+"""``gate-agent``: keygen, run, status, readers, virtual-card. Thin over the library."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import click
+
+from .configfile import ConfigError
+from .logsetup import setup_logging
+from .protocol import normalise_uid, public_key_text
+
+
+def _fail(error: Exception) -> click.ClickException:
+    return click.ClickException(str(error))
+
+
+def _load(config_path: str):
+    from .config import load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as error:
+        raise _fail(error) from None
+
+
+config_option = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                             help="The agent's TOML configuration file.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, -vvv: nfcpy and paho too).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.version_option(package_name="site-gate-attendance")
+def main(verbose: int, quiet: bool) -> None:
+    """The gate agent: NFC card taps become signed, durable punches delivered to the bank."""
+    setup_logging(-1 if quiet else verbose)
+
+
+@main.command()
+@click.option("--key-file", required=True, type=click.Path(dir_okay=False), help="Where to write the key.")
+def keygen(key_file: str) -> None:
+    """Create the gate's Ed25519 signing key (mode 0600; never overwrites).
+
+    The last line printed is the public key, in the form `collector gate add --public-key` takes.
+    """
+    from .keys import KeyFileError, generate_key_file
+
+    try:
+        key = generate_key_file(key_file)
+    except KeyFileError as error:
+        raise _fail(error) from None
+    click.echo(f"signing key written to {key_file} (mode 0600); register the gate at the bank with:", err=True)
+    click.echo(public_key_text(key.public_key()))
+
+
+@main.command()
+@config_option
+def run(config_path: str) -> None:
+    """Run the agent in the foreground until SIGTERM or Ctrl-C."""
+    from .agent import Agent, build_feedback
+    from .keys import KeyFileError
+    from .outbox import OutboxError
+    from .reader import NfcReader
+
+    config = _load(config_path)
+    reader = NfcReader(config.reader, config.technologies)
+    try:
+        agent = Agent(config, reader=reader, feedback=build_feedback(config, reader))
+    except (KeyFileError, OutboxError) as error:
+        raise _fail(error) from None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: agent.stop())
+    agent.run()
+
+
+@main.command()
+@config_option
+@json_option
+def status(config_path: str, as_json: bool) -> None:
+    """What the outbox holds: last seq, pending (unacknowledged) punches, acked seq."""
+    from .outbox import Outbox, OutboxError
+
+    config = _load(config_path)
+    try:
+        with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
+            facts = {"site": config.site, "gate": config.gate, **outbox.status().to_dict()}
+            roster = outbox.load_roster()
+    except OutboxError as error:
+        raise _fail(error) from None
+    facts["roster_cards"] = len(roster.cards) if roster else None
+    facts["roster_issued"] = roster.issued if roster else None
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    click.echo(f"gate {facts['site']}/{facts['gate']}: last seq {facts['last_seq']}, acked {facts['acked_seq']}, "
+               f"pending {facts['pending']}"
+               + (f" (oldest {facts['oldest_pending_at']})" if facts["oldest_pending_at"] else "")
+               + (f"; roster {facts['roster_cards']} cards issued {facts['roster_issued']}" if roster
+                  else "; no roster received yet"))
+
+
+@main.command()
+@json_option
+@click.option("--probe-serial", is_flag=True, help="Also try PN532 readers on ttyAMA0, ttyS0 and ttyUSB0.")
+def readers(as_json: bool, probe_serial: bool) -> None:
+    """List the readers nfcpy can use here, with hints for those it cannot."""
+    from .reader import list_readers
+
+    found = list_readers(probe_tty=("AMA0", "S0", "USB0") if probe_serial else ())
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no known reader found (USB: ACR122U, SCL3711, RC-S380, PN533; serial PN532 with --probe-serial)")
+        sys.exit(1)
+    for entry in found:
+        state = "usable" if entry["usable"] else "NOT usable"
+        click.echo(f"{entry['path']:22} {entry['name']} ({entry['node']}): {state}"
+                   + (f" - {entry['hint']}" if entry["hint"] and not entry["usable"] else ""))
+
+
+@main.command("virtual-card")
+@click.option("--device", required=True, help="udp:HOST:PORT, the path the reader polls.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a reader, per card.")
+@click.option("--hold", default=0.0, show_default=True,
+              help="Seconds each card stays in the field after it was first read.")
+@click.argument("uids", nargs=-1, required=True)
+def virtual_card(device: str, timeout: float, hold: float, uids: tuple[str, ...]) -> None:
+    """Present virtual NFC-A cards (NTAG-like, 4- or 7-byte UIDs) to a reader, one after another."""
+    from .virtual_card import VirtualCard, VirtualCardError
+
+    try:
+        normalised = [normalise_uid(uid) for uid in uids]
+        for uid in normalised:
+            if len(uid) not in (8, 14):
+                raise VirtualCardError(f"virtual cards have 4- or 7-byte UIDs, not {uid}")
+        with VirtualCard(device) as card:
+            for uid in normalised:
+                shown = card.present(uid, timeout=timeout, hold=hold)
+                click.echo(f"card {shown.uid} read ({shown.reads} read{'s' if shown.reads != 1 else ''}, "
+                           f"{shown.seconds:.2f} s)")
+    except (VirtualCardError, ValueError) as error:
+        raise _fail(error) from None

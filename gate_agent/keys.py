@@ -1,0 +1,56 @@
+"""The gate's Ed25519 signing key on disk: created once, mode 0600, never overwritten."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+
+class KeyFileError(Exception):
+    """A key file that cannot be created or used; the message says which and why."""
+
+
+def generate_key_file(path: str | os.PathLike) -> Ed25519PrivateKey:
+    """Write a new private key to ``path`` (0600). An existing file is never replaced: losing a gate's
+    key would orphan every punch it signed that the bank has not yet verified."""
+    path = Path(path)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a signing key") from None
+    except OSError as error:
+        raise KeyFileError(f"cannot create {path}: {error.strerror}") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise KeyFileError(f"cannot read signing key {path}: {error.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not os.environ.get("CREDENTIALS_DIRECTORY"):
+        raise KeyFileError(f"signing key {path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as error:
+        raise KeyFileError(f"{path} is not a PEM private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
+    return key

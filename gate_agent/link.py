@@ -1,0 +1,229 @@
+"""The gate's MQTT side: publish punches, keep a retained status, take acks, roster and resend requests.
+
+A punch is forgotten only when the collector's ack covers its seq and names the same digest: a broker
+PUBACK proves nothing (Mosquitto silently drops QoS 1 messages past a slow subscriber's queue limit).
+So the link resends whatever stays unacknowledged, with a growing pause while nobody answers, and
+answers the collector's resend requests for gaps it noticed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from . import __version__
+from .mqtt import Message, MqttSession, MqttSettings
+from .outbox import AckResult, Outbox
+from .protocol import Ack, GateTopics, ProtocolError, Resend, Roster, encode_punch_bodies, encode_status
+
+log = logging.getLogger(__name__)
+
+_MAX_ACK_BACKOFF = 600.0
+
+
+class Link:
+    """Runs a thread that owns one outbox connection and a paho session."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: GateTopics,
+        open_outbox: Callable[[], Outbox],
+        *,
+        status_facts: Callable[[], dict],
+        on_roster: Callable[[Roster], None],
+        heartbeat_seconds: float = 30.0,
+        ack_timeout: float = 30.0,
+        batch_size: int = 200,
+        window: int = 2000,
+        retention_days: float = 30.0,
+        clock=None,
+    ):
+        self.topics = topics
+        self._open_outbox = open_outbox
+        self._status_facts = status_facts
+        self._on_roster = on_roster
+        self.heartbeat_seconds = heartbeat_seconds
+        self.ack_timeout = ack_timeout
+        self.batch_size = batch_size
+        self.window = window
+        self.retention_days = retention_days
+        self._clock = clock
+        self.counters: Counter[str] = Counter()
+        self._events: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sent_through = 0
+        self._waiting_since: float | None = None
+        self._ack_wait = ack_timeout
+        self._next_heartbeat = time.monotonic()
+        self.last_alive = time.monotonic()
+        self.session = MqttSession(
+            settings,
+            subscriptions=[topics.ack, topics.cmd, topics.roster],
+            on_message=self._events.put,
+            on_connected=lambda session_present: self._events.put("connected"),
+            will=(topics.status, encode_status("offline", site=topics.site, gate=topics.gate)),
+        )
+
+    # ------------------------------------------------------------------ control (any thread)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="link", daemon=True)
+        self._thread.start()
+        self.session.start()
+
+    def notify(self) -> None:
+        """A punch was appended: publish it now rather than at the next tick."""
+        self._events.put("punch")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._events.put("stop")
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        offline = encode_status("offline", site=self.topics.site, gate=self.topics.gate)
+        self.session.stop(final=[(self.topics.status, offline)])
+
+    @property
+    def connected(self) -> bool:
+        return self.session.connected
+
+    # ------------------------------------------------------------------ the link thread
+
+    def _run(self) -> None:
+        outbox = self._open_outbox()
+        next_prune = time.monotonic() + 60
+        try:
+            while not self._stopping.is_set():
+                self.last_alive = time.monotonic()
+                timeout = max(0.0, min(self._next_heartbeat - time.monotonic(), 1.0))
+                for event in self._drain(timeout):
+                    self._handle(event, outbox)
+                if self._stopping.is_set():
+                    break
+                if self.session.connected:
+                    self._send_pending(outbox)
+                    if time.monotonic() >= self._next_heartbeat:
+                        self._publish_status(outbox)
+                if time.monotonic() >= next_prune and self._clock is not None:
+                    pruned = outbox.prune(self.retention_days, self._clock.now())
+                    if pruned:
+                        log.info("pruned %d acknowledged punches older than %g days", pruned, self.retention_days)
+                    next_prune = time.monotonic() + 3600
+        except Exception:
+            log.exception("link thread failed")
+            raise
+        finally:
+            outbox.close()
+
+    def _drain(self, timeout: float) -> list:
+        try:
+            events = [self._events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(events) < 1000:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        return events
+
+    def _handle(self, event, outbox: Outbox) -> None:
+        if event == "connected":
+            # Everything not yet acknowledged goes again: what was in flight may be lost.
+            self._sent_through = outbox.acked_seq
+            self._waiting_since = None
+            self._ack_wait = self.ack_timeout
+            self._publish_status(outbox)
+        elif isinstance(event, Message):
+            self._handle_message(event, outbox)
+
+    def _handle_message(self, message: Message, outbox: Outbox) -> None:
+        try:
+            if message.topic == self.topics.ack:
+                self._handle_ack(Ack.decode(message.payload), outbox)
+            elif message.topic == self.topics.cmd:
+                self._handle_resend(Resend.decode(message.payload), outbox)
+            elif message.topic == self.topics.roster:
+                roster = Roster.decode(message.payload)
+                if roster.site != self.topics.site:
+                    raise ProtocolError("schema", f"roster for site {roster.site} on {message.topic}")
+                outbox.save_roster(roster)
+                self._on_roster(roster)
+                log.info("roster of %s issued %s: %d cards", roster.site, roster.issued, len(roster.cards))
+        except ProtocolError as error:
+            self.counters[f"rejected_{error.reason}"] += 1
+            log.error("ignored a bad message on %s: %s", message.topic, error)
+
+    def _handle_ack(self, ack: Ack, outbox: Outbox) -> None:
+        result = outbox.acknowledge(ack)
+        self.counters[f"ack_{result.value}"] += 1
+        if result is AckResult.ADVANCED:
+            self._waiting_since = time.monotonic()
+            self._ack_wait = self.ack_timeout
+            log.debug("collector holds punches up to %d", ack.seq)
+        elif result is AckResult.BEYOND_HEAD:
+            log.error("collector acknowledged seq %d but this gate has written only %d: keeping everything "
+                      "(was the data directory replaced?)", ack.seq, outbox.head_seq)
+        elif result is AckResult.DIGEST_MISMATCH:
+            log.error("collector's punch %d differs from this gate's: keeping everything; the bank must "
+                      "investigate (equivocation or a replaced data directory)", ack.seq)
+
+    def _handle_resend(self, resend: Resend, outbox: Outbox) -> None:
+        last = min(resend.last, outbox.head_seq, resend.first + self.window - 1)
+        rows = outbox.bodies(resend.first, last)
+        log.info("collector asked for %d..%d; resending %d punches", resend.first, resend.last, len(rows))
+        self.counters["resend_requests"] += 1
+        if rows and rows[0][0] != resend.first:
+            log.warning("punches %d..%d were pruned here and cannot be resent", resend.first, rows[0][0] - 1)
+        for start in range(0, len(rows), self.batch_size):
+            if not self._publish_rows(rows[start:start + self.batch_size]):
+                break
+
+    def _send_pending(self, outbox: Outbox) -> None:
+        acked, head = outbox.acked_seq, outbox.head_seq
+        now = time.monotonic()
+        if self._sent_through < acked:
+            self._sent_through = acked
+        if self._sent_through > acked:
+            if self._waiting_since is None:
+                self._waiting_since = now
+            elif now - self._waiting_since > self._ack_wait:
+                log.warning("no acknowledgement for %.0f s (acked %d, sent %d): resending from %d",
+                            now - self._waiting_since, acked, self._sent_through, acked + 1)
+                self.counters["ack_timeouts"] += 1
+                self._sent_through = acked
+                self._waiting_since = now
+                # Nobody answers: do not flood the broker's queue for an absent collector.
+                self._ack_wait = min(self._ack_wait * 2, _MAX_ACK_BACKOFF)
+        else:
+            self._waiting_since = None
+        limit = min(head, acked + self.window)
+        while self._sent_through < limit:
+            rows = outbox.bodies(self._sent_through + 1, min(limit, self._sent_through + self.batch_size))
+            if not rows or not self._publish_rows(rows):
+                break
+            self._sent_through = rows[-1][0]
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
+
+    def _publish_rows(self, rows: list[tuple[int, bytes]]) -> bool:
+        payload = encode_punch_bodies([body for _, body in rows])
+        if not self.session.publish(self.topics.punch, payload):
+            return False
+        self.counters["messages_published"] += 1
+        self.counters["punches_published"] += len(rows)
+        return True
+
+    def _publish_status(self, outbox: Outbox) -> None:
+        facts = {"site": self.topics.site, "gate": self.topics.gate, "version": __version__}
+        facts.update(outbox.status().to_dict())
+        facts.update(self._status_facts())
+        if self.session.publish(self.topics.status, encode_status("online", **facts), retain=True):
+            self.counters["heartbeats"] += 1
+        self._next_heartbeat = time.monotonic() + self.heartbeat_seconds

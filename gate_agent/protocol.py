@@ -1,0 +1,460 @@
+"""The wire contract between gates and the collector.
+
+A punch is one card tap, signed by the gate that saw it and chained to the gate's previous punch, so
+that nobody (gate owner, contractor, bank) can alter, drop or invent a tap afterwards without it showing.
+Both sides import this module; it depends on the standard library and ``cryptography`` only.
+
+Canonical bytes are the punch's fields without ``sig`` as compact, key-sorted, ASCII JSON. Every field
+is a string, an integer or a boolean, so the encoding is unique and a verifier re-derives it exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+PROTOCOL_VERSION = 1
+TOPIC_ROOT = "attendance/v1"
+GENESIS = "0" * 64  # ``prev`` of a gate's first punch
+
+#: The collector refuses larger messages before parsing them.
+MAX_MESSAGE_BYTES = 512 * 1024
+#: A batch never holds more punches than this (a gate flushing a backlog sends several batches).
+MAX_BATCH = 500
+
+DIRECTIONS = ("in", "out", "toggle")
+TECHNOLOGIES = ("iso14443a", "iso14443b", "felica")
+ROSTER_VERDICTS = ("known", "unknown", "none")
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HEX = re.compile(r"[0-9a-f]+")
+_UID = re.compile(r"[0-9A-F]{8,20}")  # 4..10 byte ISO 14443 UIDs, 8-byte FeliCa IDm
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_PUBKEY_PREFIX = "ed25519:"
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the contract; ``reason`` is a stable code for counters."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------------------------- ids, time
+
+
+def valid_id(value: object) -> bool:
+    """Site and gate ids become MQTT topic levels, so they exclude '/', '+' and '#'."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def check_id(kind: str, value: object) -> str:
+    if not valid_id(value):
+        raise ProtocolError("schema", f"{kind} {value!r} is not an id (letters, digits, '_', '.', '-'; 1-64)")
+    return value  # type: ignore[return-value]
+
+
+def format_time(moment: datetime) -> str:
+    """UTC with milliseconds, the only time format on the wire."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: wire times are UTC")
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> datetime:
+    if not isinstance(text, str) or _TIME.fullmatch(text) is None:
+        raise ProtocolError("schema", f"time {text!r} is not UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")
+    try:
+        return datetime.strptime(text[:-1] + "000", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError as error:
+        raise ProtocolError("schema", f"time {text!r}: {error}") from None
+
+
+def normalise_uid(uid: str) -> str:
+    """Card UIDs are upper-case hex without separators ("04:a2:..." and "04a2..." are the same card)."""
+    text = uid.replace(":", "").replace(" ", "").replace("-", "").upper()
+    if _UID.fullmatch(text) is None or len(text) % 2:
+        raise ValueError(f"card UID {uid!r} is not 4 to 10 bytes of hex")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """The one-line form that ``gate-agent keygen`` prints and ``collector gate add`` takes."""
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return _PUBKEY_PREFIX + base64.b64encode(raw).decode("ascii")
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    text = text.strip()
+    if not text.startswith(_PUBKEY_PREFIX):
+        raise ValueError(f"public key must start with {_PUBKEY_PREFIX!r}")
+    try:
+        raw = base64.b64decode(text[len(_PUBKEY_PREFIX):], validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as error:
+        raise ValueError(f"public key is not 32 bytes of base64 Ed25519: {error}") from None
+
+
+def key_id(key: Ed25519PublicKey | str) -> str:
+    """Short fingerprint carried in each punch so a verifier picks the right key after a rotation."""
+    if isinstance(key, str):
+        key = parse_public_key(key)
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- punches
+
+
+@dataclass(frozen=True, slots=True)
+class Punch:
+    """One signed card tap. Field names are the wire names."""
+
+    v: int
+    site: str
+    gate: str
+    seq: int
+    time: str  # gate's wall clock, UTC with ms
+    mono_ms: int  # gate's CLOCK_MONOTONIC in ms: orders taps within one boot whatever the wall clock did
+    boot: str  # kernel boot id: mono_ms is comparable only within one boot
+    synced: bool  # was the wall clock NTP-synchronised (a Raspberry Pi has no RTC)
+    card: str
+    tech: str
+    reader: str
+    dir: str
+    roster: str  # the gate's verdict from its last roster: known / unknown / none (no roster yet)
+    prev: str  # digest of the gate's previous punch, GENESIS for seq 1
+    key: str  # key_id of the signing key
+    sig: str = ""  # hex Ed25519 signature over canonical_bytes()
+
+    def canonical_bytes(self) -> bytes:
+        body = asdict(self)
+        del body["sig"]
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+    def digest(self) -> str:
+        """What the next punch's ``prev`` holds; what an ack names."""
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode("ascii")
+
+    @property
+    def moment(self) -> datetime:
+        return parse_time(self.time)
+
+    @classmethod
+    def from_dict(cls, data: object) -> Punch:
+        """Validate a decoded punch strictly: anything unexpected is a ProtocolError, never a guess."""
+        if not isinstance(data, dict):
+            raise ProtocolError("schema", f"punch is {type(data).__name__}, not an object")
+        expected = _PUNCH_FIELDS
+        missing = [name for name in expected if name not in data]
+        extra = sorted(set(data) - set(expected))
+        if missing:
+            raise ProtocolError("schema", f"punch lacks {', '.join(missing)}")
+        if extra:
+            raise ProtocolError("schema", f"punch has unknown field(s) {', '.join(extra)}")
+        for name, kind in expected.items():
+            value = data[name]
+            # bool is an int in Python; the wire keeps them apart.
+            if type(value) is not kind:
+                raise ProtocolError("schema", f"{name} is {type(value).__name__}, expected {kind.__name__}")
+        if data["v"] != PROTOCOL_VERSION:
+            raise ProtocolError("unsupported_version", f"punch protocol version {data['v']}")
+        check_id("site", data["site"])
+        check_id("gate", data["gate"])
+        if not 1 <= data["seq"] < 2**63:
+            raise ProtocolError("schema", f"seq {data['seq']} out of range")
+        parse_time(data["time"])
+        if not 0 <= data["mono_ms"] < 2**63:
+            raise ProtocolError("schema", f"mono_ms {data['mono_ms']} out of range")
+        if not 1 <= len(data["boot"]) <= 64 or not data["boot"].isprintable():
+            raise ProtocolError("schema", "boot id must be 1-64 printable characters")
+        if _UID.fullmatch(data["card"]) is None or len(data["card"]) % 2:
+            raise ProtocolError("schema", f"card {data['card'][:40]!r} is not 4-10 bytes of upper-case hex")
+        if data["tech"] not in TECHNOLOGIES:
+            raise ProtocolError("schema", f"tech {data['tech'][:20]!r} not one of {', '.join(TECHNOLOGIES)}")
+        if not 1 <= len(data["reader"]) <= 64 or not data["reader"].isprintable():
+            raise ProtocolError("schema", "reader must be 1-64 printable characters")
+        if data["dir"] not in DIRECTIONS:
+            raise ProtocolError("schema", f"dir {data['dir'][:20]!r} not one of {', '.join(DIRECTIONS)}")
+        if data["roster"] not in ROSTER_VERDICTS:
+            raise ProtocolError("schema", f"roster {data['roster'][:20]!r} not one of {', '.join(ROSTER_VERDICTS)}")
+        _check_hex("prev", data["prev"], 64)
+        _check_hex("key", data["key"], 16)
+        _check_hex("sig", data["sig"], 128)
+        if data["seq"] == 1 and data["prev"] != GENESIS:
+            raise ProtocolError("schema", "seq 1 must link to the genesis digest")
+        return cls(**data)
+
+
+_PUNCH_FIELDS: dict[str, type] = {f.name: {"int": int, "str": str, "bool": bool}[f.type] for f in fields(Punch)}
+
+
+def _check_hex(name: str, value: str, length: int) -> None:
+    if len(value) != length or _HEX.fullmatch(value) is None:
+        raise ProtocolError("schema", f"{name} must be {length} lower-case hex digits")
+
+
+def sign_punch(unsigned: Punch, private_key: Ed25519PrivateKey) -> Punch:
+    """Return the punch with ``key`` and ``sig`` set by ``private_key``."""
+    keyed = _replace(unsigned, key=key_id(private_key.public_key()), sig="")
+    signature = private_key.sign(keyed.canonical_bytes())
+    return _replace(keyed, sig=signature.hex())
+
+
+def _replace(punch: Punch, **changes) -> Punch:
+    data = asdict(punch)
+    data.update(changes)
+    return Punch(**data)
+
+
+def verify_punch(punch: Punch, public_key: Ed25519PublicKey) -> None:
+    """Raise ProtocolError('bad_signature') unless ``public_key`` signed exactly this punch."""
+    if punch.key != key_id(public_key):
+        raise ProtocolError("bad_signature", f"punch names key {punch.key}, not {key_id(public_key)}")
+    try:
+        public_key.verify(bytes.fromhex(punch.sig), punch.canonical_bytes())
+    except InvalidSignature:
+        raise ProtocolError("bad_signature", f"signature of {punch.gate} seq {punch.seq} does not verify") from None
+
+
+def check_link(previous: Punch, punch: Punch) -> None:
+    """Raise ProtocolError('chain_break') unless ``punch`` directly follows ``previous``."""
+    if (previous.site, previous.gate) != (punch.site, punch.gate):
+        raise ProtocolError("chain_break", "punches from different gates")
+    if punch.seq != previous.seq + 1:
+        raise ProtocolError("chain_break", f"seq {punch.seq} does not follow seq {previous.seq}")
+    if punch.prev != previous.digest():
+        raise ProtocolError(
+            "chain_break", f"{punch.gate} seq {punch.seq} does not link to the seq {previous.seq} held here"
+        )
+
+
+def verify_chain(punches: list[Punch], keys: dict[str, Ed25519PublicKey]) -> None:
+    """Check signatures and links of consecutive punches of one gate; the first failure raises.
+
+    ``keys`` maps key ids to public keys (several after a rotation). The first punch's own link is
+    checked only when it is seq 1 (its predecessor is not in the list).
+    """
+    previous: Punch | None = None
+    for punch in punches:
+        key = keys.get(punch.key)
+        if key is None:
+            raise ProtocolError("bad_signature", f"{punch.gate} seq {punch.seq}: key {punch.key} is not known")
+        verify_punch(punch, key)
+        if previous is not None:
+            check_link(previous, punch)
+        previous = punch
+
+
+# ---------------------------------------------------------------------------------------------- messages
+
+
+def _load_json(payload: bytes, what: str) -> dict:
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("oversized", f"{what} of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ProtocolError("malformed", f"{what} is not UTF-8 JSON: {str(error)[:120]}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("schema", f"{what} is {type(data).__name__}, not an object")
+    version = data.get("v")
+    if type(version) is not int:
+        raise ProtocolError("schema", f"{what} has no integer protocol version 'v'")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"{what} protocol version {version}")
+    return data
+
+
+def encode_punches(punches: list[Punch]) -> bytes:
+    """One message on the punch topic: one live punch, or a batch of consecutive ones from a backlog."""
+    return encode_punch_bodies([p.to_json() for p in punches])
+
+
+def encode_punch_bodies(bodies: list[bytes]) -> bytes:
+    """The same from punches already serialised (as the gate's outbox stores them)."""
+    if not 1 <= len(bodies) <= MAX_BATCH:
+        raise ValueError(f"a message carries 1 to {MAX_BATCH} punches, not {len(bodies)}")
+    return b'{"v":%d,"punches":[%s]}' % (PROTOCOL_VERSION, b",".join(bodies))
+
+
+def decode_punch_message(payload: bytes) -> list[object]:
+    """Split a punch message into raw punch objects; each is validated on its own by Punch.from_dict
+    so that one bad punch in a batch does not hide the good ones."""
+    data = _load_json(payload, "punch message")
+    if set(data) != {"v", "punches"}:
+        raise ProtocolError("schema", f"punch message keys {sorted(data)}, expected ['punches', 'v']")
+    items = data["punches"]
+    if not isinstance(items, list) or not items:
+        raise ProtocolError("schema", "'punches' must be a non-empty list")
+    if len(items) > MAX_BATCH:
+        raise ProtocolError("oversized", f"batch of {len(items)} punches exceeds {MAX_BATCH}")
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The collector holds this gate's punches 1..seq; ``digest`` is its copy of punch ``seq``.
+
+    The gate forgets nothing on an ack whose digest differs from its own punch: that would mean the
+    bank holds a different history than the gate signed.
+    """
+
+    seq: int
+    digest: str
+
+    def encode(self) -> bytes:
+        return json.dumps({"v": PROTOCOL_VERSION, "seq": self.seq, "digest": self.digest}).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Ack:
+        data = _load_json(payload, "ack")
+        seq, digest = data.get("seq"), data.get("digest")
+        if type(seq) is not int or seq < 0:
+            raise ProtocolError("schema", "ack seq must be a non-negative integer")
+        if not isinstance(digest, str):
+            raise ProtocolError("schema", "ack digest must be a string")
+        _check_hex("digest", digest, 64)
+        return cls(seq, digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """Command from the collector: publish punches first..last again (a gap it saw)."""
+
+    first: int
+    last: int
+
+    def encode(self) -> bytes:
+        return json.dumps({"v": PROTOCOL_VERSION, "cmd": "resend", "from": self.first, "to": self.last}).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Resend:
+        data = _load_json(payload, "command")
+        if data.get("cmd") != "resend":
+            raise ProtocolError("schema", f"unknown command {str(data.get('cmd'))[:40]!r}")
+        first, last = data.get("from"), data.get("to")
+        if type(first) is not int or type(last) is not int or not 1 <= first <= last:
+            raise ProtocolError("schema", "resend needs integers 1 <= from <= to")
+        return cls(first, last)
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """Card UIDs valid now at a site, retained so an offline-started gate still knows them."""
+
+    site: str
+    issued: str
+    cards: frozenset[str]
+
+    def encode(self) -> bytes:
+        body = {"v": PROTOCOL_VERSION, "site": self.site, "issued": self.issued, "cards": sorted(self.cards)}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Roster:
+        data = _load_json(payload, "roster")
+        site = check_id("site", data.get("site"))
+        issued = data.get("issued")
+        parse_time(issued)  # type: ignore[arg-type]
+        cards = data.get("cards")
+        if not isinstance(cards, list) or not all(isinstance(c, str) and _UID.fullmatch(c) for c in cards):
+            raise ProtocolError("schema", "roster cards must be a list of upper-case hex UIDs")
+        return cls(site, issued, frozenset(cards))  # type: ignore[arg-type]
+
+
+STATUS_STATES = ("online", "offline")
+
+
+def encode_status(state: str, **facts: object) -> bytes:
+    """Retained gate status: heartbeats carry counters; the last will says 'offline'."""
+    if state not in STATUS_STATES:
+        raise ValueError(f"status state {state!r}")
+    return json.dumps({"v": PROTOCOL_VERSION, "state": state, **facts}, sort_keys=True).encode()
+
+
+def decode_status(payload: bytes) -> dict:
+    data = _load_json(payload, "status")
+    if data.get("state") not in STATUS_STATES:
+        raise ProtocolError("schema", f"status state {str(data.get('state'))[:20]!r}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True, slots=True)
+class GateTopics:
+    site: str
+    gate: str
+
+    def __post_init__(self) -> None:
+        check_id("site", self.site)
+        check_id("gate", self.gate)
+
+    @property
+    def base(self) -> str:
+        return f"{TOPIC_ROOT}/{self.site}/{self.gate}"
+
+    @property
+    def punch(self) -> str:
+        return f"{self.base}/punch"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def ack(self) -> str:
+        return f"{self.base}/ack"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.base}/cmd"
+
+    @property
+    def roster(self) -> str:
+        return roster_topic(self.site)
+
+
+def roster_topic(site: str) -> str:
+    return f"{TOPIC_ROOT}/{check_id('site', site)}/roster"
+
+
+PUNCH_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/punch"
+STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/+/status"
+
+
+def parse_gate_topic(topic: str) -> tuple[str, str, str]:
+    """``attendance/v1/<site>/<gate>/<kind>`` -> (site, gate, kind)."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise ProtocolError("topic", f"topic {topic[:200]!r} is not {TOPIC_ROOT}/<site>/<gate>/<kind>")
+    _, _, site, gate, kind = parts
+    if not (valid_id(site) and valid_id(gate)):
+        raise ProtocolError("topic", f"topic {topic[:200]!r} has an invalid site or gate id")
+    return site, gate, kind
+
+
+def utc_now_text() -> str:
+    return format_time(datetime.now(UTC))

@@ -1,0 +1,192 @@
+"""Helpers the tests share: gate setups, an MQTT listener, subprocess runners, signed test punches."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gate_agent.keys import generate_key_file
+from gate_agent.protocol import GENESIS, PROTOCOL_VERSION, Punch, format_time, public_key_text, sign_punch
+
+BIN = Path(sys.executable).parent
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+    """Poll until ``predicate()`` is truthy; return its value or fail the test with ``message``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def cli(tool: str, *args: str, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{tool} {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@dataclass
+class GateSetup:
+    """One gate's files: a key, a config and a data directory."""
+
+    directory: Path
+    site: str
+    gate: str
+    device: str
+    key_file: Path
+    public_key: str
+    broker_port: int
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, directory: Path, *, broker, device: str, site: str = "S1", gate: str = "north",
+               **options) -> GateSetup:
+        directory.mkdir(parents=True, exist_ok=True)
+        key_file = directory / "gate.key"
+        key = generate_key_file(key_file)
+        setup = cls(directory, site, gate, device, key_file, public_key_text(key.public_key()), broker.port, options)
+        setup.write_config()
+        return setup
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "gate.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.directory / "data"
+
+    def write_config(self, **changes) -> Path:
+        self.options.update(changes)
+        values = {
+            "site": self.site, "gate": self.gate, "reader": self.device, "direction": "in",
+            "data_dir": str(self.data_dir), "key_file": str(self.key_file), "technologies": ["106A"],
+            "debounce_seconds": 0, "heartbeat_seconds": 1, "ack_timeout_seconds": 2,
+        }
+        values.update(self.options)
+        mqtt = {"host": "127.0.0.1", "port": self.broker_port}
+        mqtt.update(values.pop("mqtt", {}))
+        lines = [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines.append("[mqtt]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in mqtt.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+        return self.config_path
+
+    def status(self) -> dict:
+        return json.loads(cli("gate-agent", "status", "--config", str(self.config_path), "--json").stdout)
+
+    def start_agent(self, log_path: Path | None = None) -> subprocess.Popen:
+        log_path = log_path or self.directory / "agent.log"
+        handle = open(log_path, "ab")
+        process = subprocess.Popen([str(BIN / "gate-agent"), "-v", "run", "--config", str(self.config_path)],
+                                   stdout=handle, stderr=subprocess.STDOUT)
+        handle.close()
+        return process
+
+    def tap(self, *uids: str, timeout: float = 20, hold: float = 0) -> subprocess.CompletedProcess:
+        return cli("gate-agent", "virtual-card", "--device", self.device, "--timeout", str(timeout),
+                   "--hold", str(hold), *uids, timeout=timeout * len(uids) + 30)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+    return process.wait(timeout)
+
+
+class Listener:
+    """A plain MQTT client that records what arrives on some topics (and can publish, e.g. acks)."""
+
+    def __init__(self, port: int, *topics: str, client_id: str | None = None):
+        self.messages: queue.Queue = queue.Queue()
+        self.all: list[paho.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or f"listener-{os.getpid()}-{id(self)}",
+                                  protocol=paho.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.topics = topics
+        self.client.on_connect = lambda c, u, f, rc, p: topics and c.subscribe([(t, 1) for t in topics])
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if topics and not self._subscribed.wait(10):
+            raise AssertionError("listener could not subscribe")
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.all.append(message)
+        self.messages.put(message)
+
+    def received(self, topic_suffix: str = "") -> list[paho.MQTTMessage]:
+        with self._lock:
+            return [m for m in self.all if m.topic.endswith(topic_suffix)]
+
+    def punches(self) -> list[dict]:
+        found = []
+        for message in self.received("/punch"):
+            found.extend(json.loads(message.payload)["punches"])
+        return found
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class PunchFactory:
+    """Signed, chained punches for one gate, made the way a gate makes them."""
+
+    def __init__(self, site: str = "S1", gate: str = "north", key: Ed25519PrivateKey | None = None,
+                 start: datetime | None = None):
+        self.site, self.gate = site, gate
+        self.key = key or Ed25519PrivateKey.generate()
+        self.public_key = public_key_text(self.key.public_key())
+        self.prev = GENESIS
+        self.seq = 0
+        self.time = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    def next(self, card: str = "04A1B2C3D4E5F6", direction: str = "in", *, at: datetime | None = None,
+             synced: bool = True, **fields) -> Punch:
+        self.seq += 1
+        self.time = at or self.time + timedelta(seconds=1)
+        punch = sign_punch(Punch(
+            v=PROTOCOL_VERSION, site=self.site, gate=self.gate, seq=self.seq, time=format_time(self.time),
+            mono_ms=1000 * self.seq, boot="boot-1", synced=synced, card=card, tech="iso14443a",
+            reader="udp:test", dir=direction, roster="known", prev=self.prev, key="", sig="",
+        ), self.key)
+        if fields:
+            data = punch.to_dict() | fields
+            punch = sign_punch(Punch(**data), self.key)
+        self.prev = punch.digest()
+        return punch
+
+
+def outbox_status(setup: GateSetup) -> dict:
+    """The gate's outbox counters read directly (cheaper than `gate-agent status` in a polling loop)."""
+    from gate_agent.outbox import Outbox, OutboxError
+
+    try:
+        with Outbox(setup.data_dir, setup.site, setup.gate, readonly=True) as outbox:
+            return outbox.status().to_dict()
+    except OutboxError:
+        return {"last_seq": 0, "acked_seq": 0, "pending": 0}
