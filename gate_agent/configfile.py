@@ -59,6 +59,9 @@ class Table:
             raise self.error(key, "missing (required)")
         return _ABSENT
 
+    def keys(self) -> list[str]:
+        return list(self._data)
+
     def has(self, key: str) -> bool:
         return key in self._data
 

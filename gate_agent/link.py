@@ -221,7 +221,8 @@ class Link:
         return True
 
     def _publish_status(self, outbox: Outbox) -> None:
-        facts = {"site": self.topics.site, "gate": self.topics.gate, "version": __version__}
+        facts = {"site": self.topics.site, "gate": self.topics.gate, "version": __version__,
+                 "heartbeat_seconds": self.heartbeat_seconds}
         facts.update(outbox.status().to_dict())
         facts.update(self._status_facts())
         if self.session.publish(self.topics.status, encode_status("online", **facts), retain=True):

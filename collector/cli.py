@@ -1,0 +1,361 @@
+"""``collector``: the bank-side daemon and its admin and reporting commands. Thin over the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+from datetime import date
+
+import click
+
+from gate_agent.configfile import ConfigError
+from gate_agent.logsetup import setup_logging
+from gate_agent.protocol import normalise_uid, valid_id
+
+from .config import load_config
+from .store import Store, StoreError
+
+
+class Context:
+    def __init__(self, config_path: str):
+        try:
+            self.config = load_config(config_path)
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+
+    def store(self, *, readonly: bool = False) -> Store:
+        try:
+            return Store(self.config.db, readonly=readonly)
+        except StoreError as error:
+            raise click.ClickException(str(error)) from None
+
+
+def with_config(func):
+    """--config PATH, turned into a Context; StoreError and ValueError become one clear line."""
+
+    @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                  help="The collector's TOML configuration file.")
+    @functools.wraps(func)
+    def wrapper(config_path, *args, **kwargs):
+        try:
+            return func(Context(config_path), *args, **kwargs)
+        except (StoreError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def emit(as_json: bool, data, line: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else line)
+
+
+def check_id(kind: str, value: str) -> str:
+    if not valid_id(value):
+        raise click.BadParameter(f"{value!r} is not an id (letters, digits, '_', '.', '-')", param_hint=kind)
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.version_option(package_name="site-gate-attendance")
+def main(verbose: int, quiet: bool) -> None:
+    """The collector: verified, exactly-once ingest of gate punches, and the records bank ops pay from."""
+    setup_logging(-1 if quiet else verbose)
+
+
+# ============================================================================== daemon
+
+
+@main.command()
+@with_config
+def run(ctx: Context) -> None:
+    """Run the collector daemon in the foreground until SIGTERM or Ctrl-C."""
+    from .service import CollectorService
+
+    service = CollectorService(ctx.config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: service.stop())
+    service.run()
+
+
+# ============================================================================== sites and gates
+
+
+@main.group()
+def site() -> None:
+    """Construction sites."""
+
+
+@site.command("add")
+@click.argument("site_id", metavar="SITE")
+@click.option("--timezone", required=True, help="IANA zone, e.g. Asia/Shanghai (local dates and DST).")
+@click.option("--name", help="Human name of the site.")
+@click.option("--max-shift-hours", default=16.0, show_default=True,
+              help="An IN without OUT for longer than this is 'missing_out'.")
+@json_option
+@with_config
+def site_add(ctx: Context, site_id: str, timezone: str, name: str | None, max_shift_hours: float, as_json: bool):
+    """Register a site."""
+    from .localtime import zone
+
+    check_id("SITE", site_id)
+    zone(timezone)
+    with ctx.store() as store:
+        store.add_site(site_id, timezone=timezone, name=name, max_shift_hours=max_shift_hours)
+        emit(as_json, store.site(site_id), f"site {site_id} added ({timezone})")
+
+
+@main.group(invoke_without_command=False)
+def gate() -> None:
+    """Gates (one gate agent each)."""
+
+
+@gate.command("add")
+@click.argument("gate_id", metavar="GATE")
+@click.option("--site", "site_id", required=True, help="The site the gate stands at.")
+@click.option("--public-key", required=True, help="The line `gate-agent keygen` printed (ed25519:...).")
+@json_option
+@with_config
+def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, as_json: bool):
+    """Register a gate, or add a new key to it (rotation keeps old keys valid for old punches)."""
+    check_id("GATE", gate_id)
+    with ctx.store() as store:
+        outcome = store.add_gate(site_id, gate_id, public_key)
+    messages = {"added": f"gate {site_id}/{gate_id} added",
+                "rotated": f"gate {site_id}/{gate_id}: new key added; earlier keys stay valid for earlier punches",
+                "unchanged": f"gate {site_id}/{gate_id} already has that key"}
+    emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome}, messages[outcome])
+
+
+@gate.command("deactivate")
+@click.argument("gate_id", metavar="GATE")
+@click.option("--site", "site_id", required=True)
+@with_config
+def gate_deactivate(ctx: Context, gate_id: str, site_id: str):
+    """Refuse further punches from a gate (they are quarantined as gate_inactive)."""
+    with ctx.store() as store:
+        store.set_gate_active(site_id, gate_id, False)
+    click.echo(f"gate {site_id}/{gate_id} deactivated")
+
+
+@gate.command("activate")
+@click.argument("gate_id", metavar="GATE")
+@click.option("--site", "site_id", required=True)
+@with_config
+def gate_activate(ctx: Context, gate_id: str, site_id: str):
+    """Accept punches from a deactivated gate again."""
+    with ctx.store() as store:
+        store.set_gate_active(site_id, gate_id, True)
+    click.echo(f"gate {site_id}/{gate_id} active")
+
+
+@main.command()
+@click.option("--site", "site_id", help="Only this site's gates.")
+@json_option
+@with_config
+def gates(ctx: Context, site_id: str | None, as_json: bool):
+    """Each gate: site, last seen, online/offline, highest contiguous seq stored, open gaps, reported pending."""
+    from .health import gate_health
+
+    with ctx.store(readonly=True) as store:
+        rows = gate_health(store, site_id)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no gates registered")
+        return
+    for row in rows:
+        gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["open_gaps"]) or "none"
+        click.echo(f"{row['site']}/{row['gate']}: {row['state']}, last seen {row['last_seen'] or 'never'}, "
+                   f"stored through seq {row['contiguous_seq']} (max {row['max_seq']}), gaps {gaps}, "
+                   f"pending at gate {row['reported_pending'] if row['reported_pending'] is not None else '?'}"
+                   + ("" if row["active"] else " [deactivated]"))
+
+
+# ============================================================================== workers and cards
+
+
+@main.group()
+def worker() -> None:
+    """Workers and their cards."""
+
+
+@worker.command("add")
+@click.argument("worker_id", metavar="WORKER")
+@click.option("--name", required=True)
+@click.option("--card", "cards", multiple=True, help="Card UID (hex); may be given more than once.")
+@click.option("--employer", help="The labour contractor or company.")
+@click.option("--card-from", help="ISO time with offset from which the card is the worker's.")
+@json_option
+@with_config
+def worker_add(ctx: Context, worker_id: str, name: str, cards: tuple[str, ...], employer: str | None,
+               card_from: str | None, as_json: bool):
+    """Register a worker with their card(s)."""
+    from .registry import parse_moment
+
+    check_id("WORKER", worker_id)
+    uids = [normalise_uid(c) for c in cards]
+    with ctx.store() as store:
+        store.add_worker(worker_id, name=name, employer=employer, cards=uids,
+                         valid_from=parse_moment(card_from) if card_from else None)
+        emit(as_json, store.worker(worker_id),
+             f"worker {worker_id} ({name}) added" + (f" with card {', '.join(uids)}" if uids else ""))
+
+
+@worker.command("list")
+@json_option
+@with_config
+def worker_list(ctx: Context, as_json: bool):
+    """Every worker with employer and cards."""
+    with ctx.store(readonly=True) as store:
+        workers = store.workers()
+    if as_json:
+        click.echo(json.dumps(workers, indent=2))
+        return
+    for w in workers:
+        held = [c["uid"] for c in w["cards"] if c["valid_to"] is None]
+        click.echo(f"{w['worker']}: {w['name']} ({w['employer'] or 'no employer'}) cards {', '.join(held) or 'none'}")
+
+
+@worker.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@json_option
+@with_config
+def worker_import(ctx: Context, csv_file: str, as_json: bool):
+    """Import workers from a CSV file (columns worker,name,card,employer); any bad row refuses the file."""
+    from .registry import read_worker_csv
+
+    with ctx.store() as store:
+        held = {c["uid"]: w["worker"] for w in store.workers() for c in w["cards"] if c["valid_to"] is None}
+        rows, problems = read_worker_csv(csv_file, held)
+        if problems:
+            for problem in problems:
+                click.echo(f"{csv_file}: {problem}", err=True)
+            raise click.ClickException(f"{csv_file}: {len(problems)} bad row(s); nothing imported")
+        with click.progressbar(length=len(rows), label="importing workers", file=sys.stderr) as bar:
+            count = store.import_workers(rows, progress=bar.update)
+    emit(as_json, {"imported": count}, f"{count} workers imported from {csv_file}")
+
+
+@main.group()
+def card() -> None:
+    """Card validity windows (lost and replaced cards)."""
+
+
+@card.command("assign")
+@click.argument("uid")
+@click.option("--worker", "worker_id", required=True)
+@click.option("--from", "valid_from", help="ISO time with offset (default: now, or always for a new card).")
+@with_config
+def card_assign(ctx: Context, uid: str, worker_id: str, valid_from: str | None):
+    """Give a card to a worker (a replacement for a lost one, say)."""
+    from .registry import parse_moment
+
+    uid = normalise_uid(uid)
+    with ctx.store() as store:
+        store.assign_card(uid, worker_id, valid_from=parse_moment(valid_from) if valid_from else None)
+    click.echo(f"card {uid} assigned to {worker_id}")
+
+
+@card.command("revoke")
+@click.argument("uid")
+@click.option("--at", "at", help="ISO time with offset (default: now).")
+@with_config
+def card_revoke(ctx: Context, uid: str, at: str | None):
+    """End a card's current window (lost, stolen, returned); its earlier punches stay with its holder."""
+    from .registry import parse_moment
+
+    uid = normalise_uid(uid)
+    with ctx.store() as store:
+        former = store.revoke_card(uid, at=parse_moment(at) if at else None)
+    click.echo(f"card {uid} revoked from {former}")
+
+
+# ============================================================================== reading
+
+
+@main.command()
+@json_option
+@click.option("--limit", type=int, help="Only the newest N.")
+@with_config
+def quarantine(ctx: Context, as_json: bool, limit: int | None):
+    """Every refused message, with its reason."""
+    with ctx.store(readonly=True) as store:
+        rows = store.quarantined(limit)
+        counters = store.counters()
+    for row in rows:
+        row["raw"] = row["raw"].decode("utf-8", "backslashreplace") if row["raw"] is not None else None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    by_reason = {k.removeprefix("quarantined_"): v for k, v in counters.items() if k.startswith("quarantined_")}
+    click.echo(f"{len(rows)} quarantined message(s)" +
+               (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) if by_reason else ""))
+    for row in rows:
+        click.echo(f"#{row['id']} {row['received_at']} {row['reason']}: {row['detail']} [{row['topic']}, "
+                   f"{row['size']} bytes]")
+
+
+@main.command()
+@click.option("--site", "site_id", required=True)
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local date at the site (default: all).")
+@json_option
+@with_config
+def punches(ctx: Context, site_id: str, day, as_json: bool):
+    """The site's punches (gate and manual, void ones marked), with the worker who held each card."""
+    from .reports import punch_rows
+
+    with ctx.store(readonly=True) as store:
+        rows = punch_rows(store, site_id, day.date() if day else None)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['local_time']} {row['gate'] or 'manual'}#{row['seq'] or row['id']} {row['direction']:6} "
+                   f"{row['card'] or '-':16} {row['worker'] or '?':12} {','.join(row['flags'])}")
+    click.echo(f"{len(rows)} punch(es)")
+
+
+@main.command()
+@json_option
+@with_config
+def counters(ctx: Context, as_json: bool):
+    """Ingest counters: stored, duplicates, equivocations, quarantined by reason, ..."""
+    with ctx.store(readonly=True) as store:
+        values = store.counters()
+    emit(as_json, values, "\n".join(f"{k} {v}" for k, v in values.items()) or "no counters yet")
+
+
+@main.command()
+@json_option
+@with_config
+def conflicts(ctx: Context, as_json: bool):
+    """Equivocations and chain breaks: evidence that a gate signed two histories."""
+    with ctx.store(readonly=True) as store:
+        rows = store.conflicts()
+    emit(as_json, rows, "\n".join(f"#{r['id']} {r['kind']} {r['site']}/{r['gate']} seq {r['seq']}: {r['detail']}"
+                                  for r in rows) or "no conflicts")
+
+
+# ============================================================================== demo
+
+
+@main.command()
+@click.option("--dir", "directory", default="demo-data", show_default=True, type=click.Path(file_okay=False),
+              help="Where the demo keeps its broker, keys, configs and databases (recreated).")
+def demo(directory: str) -> None:
+    """Run everything locally: a Mosquitto, the collector, a gate on a virtual card, a few taps."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(directory))
+
+
+def today() -> date:
+    return date.today()

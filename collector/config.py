@@ -1,0 +1,82 @@
+"""The collector's TOML configuration.
+
+```toml
+db = "/var/lib/collector/collector.sqlite3"
+
+[mqtt]
+host = "127.0.0.1"
+port = 8883
+client_id = "collector"
+tls_ca = "pki/ca.crt"
+tls_cert = "pki/collector.crt"
+tls_key = "pki/collector.key"
+
+[ingest]                      # optional
+gap_wait_seconds = 5          # how long a gap may stay open before a resend is requested
+
+[web.tokens]                  # optional: bearer tokens of the dashboard and API
+"token-for-site-manager" = "S1"
+"token-for-bank-ops" = "*"
+```
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gate_agent.configfile import ConfigError, Table
+from gate_agent.mqtt import MqttSettings
+from gate_agent.protocol import valid_id
+
+__all__ = ["CollectorConfig", "ConfigError", "load_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    db: Path
+    mqtt: MqttSettings
+    gap_wait_seconds: float = 5.0
+    resend_interval_seconds: float = 30.0
+    future_tolerance_seconds: float = 300.0
+    backwards_tolerance_seconds: float = 60.0
+    receive_maximum: int = 1000
+    roster_interval_seconds: float = 5.0
+    final_grace_hours: float = 6.0
+    web_tokens: dict[str, str] = field(default_factory=dict)
+    source: Path | None = None
+
+
+def load_config(path: str | os.PathLike) -> CollectorConfig:
+    table = Table.load(path)
+    state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
+    db = table.path("db", None) or Path(state_dir) / "collector.sqlite3"
+    mqtt = MqttSettings.from_table(table.table("mqtt"), default_client_id="collector")
+    ingest = table.table("ingest")
+    attendance = table.table("attendance")
+    web = table.table("web")
+    tokens_table = web.table("tokens")
+    tokens = {}
+    for token in tokens_table.keys():
+        scope = tokens_table.str(token)
+        if scope != "*" and not valid_id(scope):
+            raise tokens_table.error(token[:4] + "...", f"scope {scope!r} is neither a site id nor '*'")
+        if len(token) < 16:
+            raise tokens_table.error(token[:4] + "...", "tokens must be at least 16 characters")
+        tokens[token] = scope
+    config = CollectorConfig(
+        db=db,
+        mqtt=mqtt,
+        gap_wait_seconds=ingest.number("gap_wait_seconds", 5, minimum=0.1, maximum=3600),
+        resend_interval_seconds=ingest.number("resend_interval_seconds", 30, minimum=1, maximum=86400),
+        future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0),
+        backwards_tolerance_seconds=ingest.number("backwards_tolerance_seconds", 60, minimum=0),
+        receive_maximum=ingest.int("receive_maximum", 1000, minimum=1, maximum=65535),
+        roster_interval_seconds=ingest.number("roster_interval_seconds", 5, minimum=0.1, maximum=3600),
+        final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
+        web_tokens=tokens,
+        source=Path(path),
+    )
+    table.finish()
+    return config

@@ -1,0 +1,503 @@
+"""The collector's storage: schema (sqlite-utils Migrations) and every query.
+
+All SQL lives here, so another backend (PostgreSQL) can replace this module behind the same methods.
+Times are UTC text with milliseconds (``2026-11-28T06:12:02.123Z``), which sorts as it reads.
+
+Gate punches are stored exactly as signed (``body``) next to the fields queries need. They are never
+edited: a correction is a separate manual punch, a void is a mark beside the punch.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from gate_agent.protocol import Punch, key_id, parse_public_key, utc_now_text
+
+QUARANTINE_RAW_BYTES = 4096
+
+migrations = Migrations("collector")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["sites"].create({
+        "site": str, "name": str, "timezone": str, "max_shift_hours": float, "created_at": str,
+    }, pk="site", not_null={"timezone", "max_shift_hours", "created_at"})
+    db["gates"].create({
+        "site": str, "gate": str, "active": int, "added_at": str,
+    }, pk=("site", "gate"), not_null={"active", "added_at"}, foreign_keys=[("site", "sites", "site")])
+    db["gate_keys"].create({
+        "site": str, "gate": str, "key_id": str, "public_key": str, "added_at": str, "revoked_at": str,
+    }, pk=("site", "gate", "key_id"), not_null={"public_key", "added_at"})
+    # What ingest knows per gate: the contiguous prefix it holds (what acks report) and the last status.
+    db["gate_state"].create({
+        "site": str, "gate": str, "contiguous_seq": int, "contiguous_digest": str, "max_seq": int,
+        "last_punch_at": str, "status": str, "status_state": str, "status_at": str,
+    }, pk=("site", "gate"), defaults={"contiguous_seq": 0, "max_seq": 0})
+    db.execute("""
+        CREATE TABLE punches (
+            id          INTEGER PRIMARY KEY,
+            site        TEXT NOT NULL,
+            gate        TEXT,            -- NULL for manual punches
+            seq         INTEGER,         -- NULL for manual punches
+            time        TEXT NOT NULL,   -- the signed gate time (or the manual time), UTC
+            card        TEXT,
+            worker      TEXT,            -- manual punches name the worker; gate punches go by card
+            direction   TEXT NOT NULL,
+            tech        TEXT,
+            roster      TEXT,
+            synced      INTEGER,
+            boot        TEXT,
+            mono_ms     INTEGER,
+            reader      TEXT,
+            prev        TEXT,
+            digest      TEXT,
+            key_id      TEXT,
+            body        BLOB,            -- the punch exactly as the gate signed it
+            received_at TEXT NOT NULL,
+            source      TEXT NOT NULL,   -- mqtt / import / manual
+            flags       TEXT NOT NULL DEFAULT '',
+            manual_by   TEXT,
+            manual_reason TEXT,
+            void_at     TEXT,
+            void_by     TEXT,
+            void_reason TEXT
+        )
+    """)
+    db.execute("CREATE UNIQUE INDEX punches_gate_seq ON punches (site, gate, seq)")
+    db.execute("CREATE INDEX punches_site_time ON punches (site, time)")
+    db.execute("CREATE INDEX punches_card_time ON punches (card, time)")
+    db.execute("CREATE INDEX punches_worker_time ON punches (worker, time)")
+    db["conflicts"].create({
+        "id": int, "site": str, "gate": str, "seq": int, "kind": str, "stored_digest": str,
+        "other_digest": str, "other_body": bytes, "detail": str, "detected_at": str,
+    }, pk="id")
+    db.execute("CREATE UNIQUE INDEX conflicts_unique ON conflicts (site, gate, seq, kind, other_digest)")
+    db["gaps"].create({
+        "id": int, "site": str, "gate": str, "first": int, "last": int, "detected_at": str,
+        "requested_at": str, "requests": int, "filled_at": str,
+    }, pk="id", defaults={"requests": 0})
+    db["quarantine"].create({
+        "id": int, "received_at": str, "topic": str, "reason": str, "detail": str, "size": int, "raw": bytes,
+    }, pk="id")
+    db.execute("CREATE INDEX quarantine_reason ON quarantine (reason)")
+    db["counters"].create({"name": str, "value": int}, pk="name")
+    db["workers"].create({
+        "worker": str, "name": str, "employer": str, "created_at": str,
+    }, pk="worker", not_null={"name", "created_at"})
+    db["cards"].create({
+        "id": int, "uid": str, "worker": str, "valid_from": str, "valid_to": str, "added_at": str,
+    }, pk="id", not_null={"uid", "worker", "added_at"}, foreign_keys=[("worker", "workers", "worker")])
+    db.execute("CREATE INDEX cards_uid ON cards (uid)")
+
+
+class StoreError(Exception):
+    """A registry operation that cannot be done; the message says why in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateKeys:
+    site: str
+    gate: str
+    active: bool
+    keys: dict  # key_id -> Ed25519PublicKey
+    revoked: frozenset[str]
+
+
+def open_database(path: str | Path, *, readonly: bool = False) -> Database:
+    """WAL and synchronous=FULL: an acknowledged punch is on disk; readers never block ingest."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    return Database(conn)
+
+
+class Store:
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        if readonly and not self.path.exists():
+            raise StoreError(f"{self.path} does not exist (run the collector or an admin command first)")
+        self.db = open_database(path, readonly=readonly)
+        if not readonly:
+            migrations.apply(self.db)
+        self._conn = self.db.conn
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        with self.db.atomic():
+            yield self
+
+    def _one(self, sql: str, params: Iterable = ()) -> tuple | None:
+        return self._conn.execute(sql, tuple(params)).fetchone()
+
+    def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
+        cursor = self._conn.execute(sql, tuple(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # ================================================================== registry: sites and gates
+
+    def add_site(self, site: str, *, timezone: str, name: str | None = None, max_shift_hours: float = 16.0) -> None:
+        with self.transaction():
+            if self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} already exists")
+            self.db["sites"].insert({"site": site, "name": name or site, "timezone": timezone,
+                                     "max_shift_hours": max_shift_hours, "created_at": utc_now_text()})
+
+    def site(self, site: str) -> dict | None:
+        rows = self._rows("SELECT * FROM sites WHERE site = ?", (site,))
+        return rows[0] if rows else None
+
+    def sites(self) -> list[dict]:
+        return self._rows("SELECT * FROM sites ORDER BY site")
+
+    def add_gate(self, site: str, gate: str, public_key: str) -> str:
+        """Register a gate, or add a key to one (rotation: earlier keys stay valid for earlier punches).
+        Returns 'added', 'rotated' or 'unchanged'."""
+        key = parse_public_key(public_key)
+        kid = key_id(key)
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist (collector site add {site} --timezone ...)")
+            other = self._one("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
+                              (kid, site, gate))
+            if other:
+                raise StoreError(f"that public key already belongs to gate {other[0]}/{other[1]}")
+            exists = self._one("SELECT 1 FROM gates WHERE site = ? AND gate = ?", (site, gate))
+            if self._one("SELECT 1 FROM gate_keys WHERE site = ? AND gate = ? AND key_id = ?", (site, gate, kid)):
+                return "unchanged"
+            now = utc_now_text()
+            if not exists:
+                self.db["gates"].insert({"site": site, "gate": gate, "active": 1, "added_at": now})
+                self.db["gate_state"].insert({"site": site, "gate": gate}, pk=("site", "gate"))
+            self.db["gate_keys"].insert({"site": site, "gate": gate, "key_id": kid,
+                                         "public_key": public_key.strip(), "added_at": now})
+            return "rotated" if exists else "added"
+
+    def set_gate_active(self, site: str, gate: str, active: bool) -> None:
+        with self.transaction():
+            cursor = self._conn.execute("UPDATE gates SET active = ? WHERE site = ? AND gate = ?",
+                                        (int(active), site, gate))
+            if cursor.rowcount == 0:
+                raise StoreError(f"gate {site}/{gate} is not registered")
+
+    def revoke_key(self, site: str, gate: str, kid: str) -> None:
+        with self.transaction():
+            cursor = self._conn.execute(
+                "UPDATE gate_keys SET revoked_at = ? WHERE site = ? AND gate = ? AND key_id = ? AND revoked_at IS NULL",
+                (utc_now_text(), site, gate, kid))
+            if cursor.rowcount == 0:
+                raise StoreError(f"gate {site}/{gate} has no unrevoked key {kid}")
+
+    def gate_keys(self) -> dict[tuple[str, str], GateKeys]:
+        gates = {(r["site"], r["gate"]): r for r in self._rows("SELECT site, gate, active FROM gates")}
+        keys: dict[tuple[str, str], dict] = {k: {} for k in gates}
+        revoked: dict[tuple[str, str], set] = {k: set() for k in gates}
+        for row in self._rows("SELECT * FROM gate_keys"):
+            ident = (row["site"], row["gate"])
+            keys.setdefault(ident, {})[row["key_id"]] = parse_public_key(row["public_key"])
+            if row["revoked_at"]:
+                revoked.setdefault(ident, set()).add(row["key_id"])
+        return {ident: GateKeys(ident[0], ident[1], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
+                for ident, g in gates.items()}
+
+    def public_keys(self, site: str, gate: str) -> list[dict]:
+        return self._rows("SELECT key_id, public_key, added_at, revoked_at FROM gate_keys "
+                          "WHERE site = ? AND gate = ? ORDER BY added_at", (site, gate))
+
+    def gate_sites(self, gate: str) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT site FROM gates WHERE gate = ?", (gate,))]
+
+    def gates(self, site: str | None = None) -> list[dict]:
+        """Each gate with its ingest state and last status, for `collector gates` and the dashboard."""
+        sql = """SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
+                        s.status, s.status_state, s.status_at
+                 FROM gates g LEFT JOIN gate_state s USING (site, gate)"""
+        params: tuple = ()
+        if site is not None:
+            sql += " WHERE g.site = ?"
+            params = (site,)
+        rows = self._rows(sql + " ORDER BY g.site, g.gate", params)
+        for row in rows:
+            row["status"] = json.loads(row["status"]) if row["status"] else None
+            row["open_gaps"] = self.open_gaps(row["site"], row["gate"])
+        return rows
+
+    # ================================================================== registry: workers and cards
+
+    def add_worker(self, worker: str, *, name: str, employer: str | None = None, cards: Iterable[str] = (),
+                   valid_from: str | None = None) -> None:
+        with self.transaction():
+            if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} already exists")
+            self.db["workers"].insert({"worker": worker, "name": name, "employer": employer,
+                                       "created_at": utc_now_text()})
+            for uid in cards:
+                self._assign_card(uid, worker, valid_from)
+
+    def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None) -> None:
+        with self.transaction():
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            self._assign_card(uid, worker, valid_from)
+
+    def _assign_card(self, uid: str, worker: str, valid_from: str | None) -> None:
+        """A card belongs to one worker at a time. With no ``valid_from``, a card never held before is
+        valid from the beginning (its earlier unattributed punches become the worker's); a card
+        held before starts now."""
+        holder = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+        if holder:
+            raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
+        last_end = self._one("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))[0]
+        if valid_from is None:
+            valid_from = utc_now_text() if last_end else None
+        elif last_end and valid_from < last_end:
+            raise StoreError(f"card {uid} was held by someone else until {last_end}")
+        self.db["cards"].insert({"uid": uid, "worker": worker, "valid_from": valid_from, "valid_to": None,
+                                 "added_at": utc_now_text()})
+
+    def revoke_card(self, uid: str, *, at: str | None = None) -> str:
+        """End the current holder's window (a lost or returned card). Returns the former holder."""
+        with self.transaction():
+            row = self._one("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+            if row is None:
+                raise StoreError(f"card {uid} is not held by anyone")
+            at = at or utc_now_text()
+            if row[2] and at < row[2]:
+                raise StoreError(f"card {uid} was assigned at {row[2]}, after {at}")
+            self._conn.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, row[0]))
+            return row[1]
+
+    def worker(self, worker: str) -> dict | None:
+        rows = [w for w in self.workers() if w["worker"] == worker]
+        return rows[0] if rows else None
+
+    def workers(self) -> list[dict]:
+        workers = self._rows("SELECT worker, name, employer FROM workers ORDER BY worker")
+        cards: dict[str, list] = {}
+        for row in self._rows("SELECT uid, worker, valid_from, valid_to FROM cards ORDER BY id"):
+            cards.setdefault(row["worker"], []).append(
+                {"uid": row["uid"], "valid_from": row["valid_from"], "valid_to": row["valid_to"]})
+        for worker in workers:
+            worker["cards"] = cards.get(worker["worker"], [])
+        return workers
+
+    def card_windows(self) -> list[dict]:
+        return self._rows("SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer "
+                          "FROM cards c JOIN workers w USING (worker) ORDER BY c.uid, c.valid_from")
+
+    def cards_valid_at(self, moment: str) -> set[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT uid FROM cards WHERE (valid_from IS NULL OR valid_from <= ?) "
+            "AND (valid_to IS NULL OR valid_to > ?)", (moment, moment))
+        return {r[0] for r in rows}
+
+    def import_workers(self, rows: list[dict], *, progress=None) -> int:
+        """All rows or none (the caller has validated them)."""
+        with self.transaction():
+            for row in rows:
+                if not self._one("SELECT 1 FROM workers WHERE worker = ?", (row["worker"],)):
+                    self.db["workers"].insert({"worker": row["worker"], "name": row["name"],
+                                               "employer": row.get("employer"), "created_at": utc_now_text()})
+                held = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (row["card"],))
+                if held is None:
+                    self._assign_card(row["card"], row["worker"], None)
+                elif held[0] != row["worker"]:
+                    raise StoreError(f"card {row['card']} is held by worker {held[0]}")
+                if progress is not None:
+                    progress(1)
+        return len(rows)
+
+    # ================================================================== ingest (called inside one transaction)
+
+    def insert_punch(self, punch: Punch, *, digest: str, body: bytes, received_at: str, source: str,
+                     flags: str) -> bool:
+        """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests)."""
+        cursor = self._conn.execute(
+            """INSERT INTO punches (site, gate, seq, time, card, direction, tech, roster, synced, boot, mono_ms,
+                   reader, prev, digest, key_id, body, received_at, source, flags)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (site, gate, seq) DO NOTHING""",
+            (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, punch.tech, punch.roster,
+             int(punch.synced), punch.boot, punch.mono_ms, punch.reader, punch.prev, digest, punch.key, body,
+             received_at, source, flags),
+        )
+        return cursor.rowcount == 1
+
+    def stored_link(self, site: str, gate: str, seq: int) -> tuple[str, str, str, str, str] | None:
+        """(digest, prev, time, boot, flags) of a stored gate punch."""
+        return self._one("SELECT digest, prev, time, boot, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?",
+                         (site, gate, seq))
+
+    def add_flag(self, site: str, gate: str, seq: int, flag: str) -> None:
+        row = self._one("SELECT flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
+        if row is None:
+            return
+        flags = set(filter(None, row[0].split(",")))
+        if flag not in flags:
+            flags.add(flag)
+            self._conn.execute("UPDATE punches SET flags = ? WHERE site = ? AND gate = ? AND seq = ?",
+                               (",".join(sorted(flags)), site, gate, seq))
+
+    def add_conflict(self, site: str, gate: str, seq: int, *, kind: str, stored_digest: str, other_digest: str,
+                     other_body: bytes | None, detail: str) -> bool:
+        cursor = self._conn.execute(
+            """INSERT INTO conflicts (site, gate, seq, kind, stored_digest, other_digest, other_body, detail,
+                   detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+            (site, gate, seq, kind, stored_digest, other_digest, other_body, detail, utc_now_text()))
+        return cursor.rowcount == 1
+
+    def conflicts(self) -> list[dict]:
+        rows = self._rows("SELECT id, site, gate, seq, kind, stored_digest, other_digest, detail, detected_at "
+                          "FROM conflicts ORDER BY id")
+        return rows
+
+    def gate_progress(self, site: str, gate: str) -> tuple[int, str | None, int]:
+        row = self._one("SELECT contiguous_seq, contiguous_digest, max_seq FROM gate_state WHERE site = ? AND gate = ?",
+                        (site, gate))
+        return (row[0] or 0, row[1], row[2] or 0) if row else (0, None, 0)
+
+    def advance_contiguous(self, site: str, gate: str, received_at: str) -> tuple[int, str | None]:
+        """Move the gate's contiguous prefix over every seq now held; returns (seq, digest) to ack."""
+        seq, digest, _ = self.gate_progress(site, gate)
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, digest FROM punches WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq LIMIT 1000",
+                (site, gate, seq)).fetchall()
+            advanced = False
+            for next_seq, next_digest in rows:
+                if next_seq != seq + 1:
+                    break
+                seq, digest, advanced = next_seq, next_digest, True
+            if not advanced or len(rows) < 1000:
+                break
+        max_seq = self._one("SELECT MAX(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))[0] or 0
+        self._conn.execute(
+            """INSERT INTO gate_state (site, gate, contiguous_seq, contiguous_digest, max_seq, last_punch_at)
+               VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, gate) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
+               contiguous_digest = excluded.contiguous_digest, max_seq = excluded.max_seq,
+               last_punch_at = excluded.last_punch_at""",
+            (site, gate, seq, digest, max_seq, received_at))
+        return seq, digest
+
+    def gate_status(self, site: str, gate: str) -> dict | None:
+        row = self._one("SELECT status FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
+        return json.loads(row[0]) if row and row[0] else None
+
+    def save_status(self, site: str, gate: str, status: dict, received_at: str) -> None:
+        self._conn.execute(
+            """INSERT INTO gate_state (site, gate, status, status_state, status_at) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (site, gate) DO UPDATE SET status = excluded.status,
+               status_state = excluded.status_state, status_at = excluded.status_at""",
+            (site, gate, json.dumps(status, sort_keys=True), status["state"], received_at))
+
+    def quarantine(self, *, topic: str, reason: str, detail: str, raw: bytes, received_at: str) -> None:
+        self._conn.execute(
+            "INSERT INTO quarantine (received_at, topic, reason, detail, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
+            (received_at, topic[:512], reason, detail[:1000], len(raw), raw[:QUARANTINE_RAW_BYTES]))
+
+    def add_counters(self, counts: dict[str, int]) -> None:
+        self._conn.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            list(counts.items()))
+
+    # ================================================================== gaps
+
+    def open_gaps(self, site: str, gate: str) -> list[tuple[int, int]]:
+        """Missing seq ranges below the highest seq held."""
+        contiguous, _, max_seq = self.gate_progress(site, gate)
+        if max_seq <= contiguous:
+            return []
+        rows = self._conn.execute(
+            """SELECT seq, next_seq FROM (
+                   SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next_seq FROM punches
+                   WHERE site = ? AND gate = ? AND seq >= ?)
+               WHERE next_seq > seq + 1""", (site, gate, contiguous)).fetchall()
+        gaps = [(seq + 1, next_seq - 1) for seq, next_seq in rows]
+        if contiguous == 0:
+            first = self._one("SELECT MIN(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))[0]
+            if first and first > 1:
+                gaps.insert(0, (1, first - 1))
+        return gaps
+
+    def record_gaps(self, site: str, gate: str, current: list[tuple[int, int]], now: str) -> list[dict]:
+        """Reconcile the gaps table with the gaps open now; returns the open rows."""
+        with self.transaction():
+            open_rows = self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL",
+                                   (site, gate))
+            covered = set()
+            for row in open_rows:
+                if not any(first <= row["first"] and row["last"] <= last for first, last in current):
+                    self._conn.execute("UPDATE gaps SET filled_at = ? WHERE id = ?", (now, row["id"]))
+                else:
+                    covered.add((row["first"], row["last"]))
+            for first, last in current:
+                if (first, last) not in covered:
+                    self.db["gaps"].insert({"site": site, "gate": gate, "first": first, "last": last,
+                                            "detected_at": now})
+            return self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first",
+                              (site, gate))
+
+    def note_resend(self, gap_id: int, now: str) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE gaps SET requested_at = ?, requests = requests + 1 WHERE id = ?", (now, gap_id))
+
+    def gaps(self) -> list[dict]:
+        return self._rows("SELECT * FROM gaps ORDER BY id")
+
+    # ================================================================== reading
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT name, value FROM counters ORDER BY name").fetchall())
+
+    def quarantined(self, limit: int | None = None) -> list[dict]:
+        sql = "SELECT id, received_at, topic, reason, detail, size, raw FROM quarantine ORDER BY id"
+        if limit is not None:
+            sql += f" DESC LIMIT {int(limit)}"
+        rows = self._rows(sql)
+        return sorted(rows, key=lambda r: r["id"])
+
+    def punch_count(self) -> int:
+        return self._one("SELECT COUNT(*) FROM punches")[0]
+
+    def punches(self, *, site: str | None = None, start: str | None = None, end: str | None = None,
+                gate: str | None = None) -> list[dict]:
+        """Gate and manual punches (void ones included, marked) in [start, end), oldest first."""
+        clauses, params = [], []
+        for column, op, value in (("site", "=", site), ("gate", "=", gate), ("time", ">=", start),
+                                  ("time", "<", end)):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._rows(f"SELECT * FROM punches{where} ORDER BY time, site, gate, seq", params)
+
+    def gate_punch_bodies(self, site: str, gate: str, first: int = 1, last: int | None = None) -> list[bytes]:
+        rows = self._conn.execute(
+            "SELECT body FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (site, gate, first, last if last is not None else 2**62)).fetchall()
+        return [r[0] for r in rows]
