@@ -56,7 +56,7 @@ def emit(as_json: bool, data, line: str) -> None:
 
 def check_id(kind: str, value: str) -> str:
     if not valid_id(value):
-        raise click.BadParameter(f"{value!r} is not an id (letters, digits, '_', '.', '-')", param_hint=kind)
+        raise ValueError(f"{kind} {value!r} is not an id (letters, digits, '_', '.', '-')")
     return value
 
 

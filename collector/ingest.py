@@ -65,18 +65,18 @@ class Ingestor:
         self.backwards_tolerance = timedelta(seconds=backwards_tolerance)
         self.source = source
         self._gates: dict[tuple[str, str], GateKeys] = {}
-        self._data_version = None
+        self._registry_version: tuple[int, int] | None = None
         self._reload_registry()
 
     # ------------------------------------------------------------------ registry cache
 
     def _reload_registry(self) -> None:
         self._gates = self.store.gate_keys()
-        self._data_version = self.store.db.execute("PRAGMA data_version").fetchone()[0]
+        self._registry_version = self.store.registry_version()
 
     def _registry_changed(self) -> bool:
-        """True when another connection (an admin command) committed since the last load."""
-        return self.store.db.execute("PRAGMA data_version").fetchone()[0] != self._data_version
+        """True when the registry may have changed (an admin command committed) since the last load."""
+        return self.store.registry_version() != self._registry_version
 
     def _gate(self, site: str, gate: str) -> GateKeys | None:
         found = self._gates.get((site, gate))

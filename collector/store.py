@@ -136,6 +136,12 @@ class Store:
         if not readonly:
             migrations.apply(self.db)
         self._conn = self.db.conn
+        #: Bumped by this connection's registry changes (other connections show in PRAGMA data_version).
+        self.registry_changes = 0
+
+    def registry_version(self) -> tuple[int, int]:
+        """Changes when the registry may have changed, by this connection or any other."""
+        return self.registry_changes, self._one("PRAGMA data_version")[0]
 
     def close(self) -> None:
         self.db.close()
@@ -196,6 +202,7 @@ class Store:
                 self.db["gate_state"].insert({"site": site, "gate": gate}, pk=("site", "gate"))
             self.db["gate_keys"].insert({"site": site, "gate": gate, "key_id": kid,
                                          "public_key": public_key.strip(), "added_at": now})
+            self.registry_changes += 1
             return "rotated" if exists else "added"
 
     def set_gate_active(self, site: str, gate: str, active: bool) -> None:
@@ -204,6 +211,7 @@ class Store:
                                         (int(active), site, gate))
             if cursor.rowcount == 0:
                 raise StoreError(f"gate {site}/{gate} is not registered")
+            self.registry_changes += 1
 
     def revoke_key(self, site: str, gate: str, kid: str) -> None:
         with self.transaction():
@@ -212,6 +220,7 @@ class Store:
                 (utc_now_text(), site, gate, kid))
             if cursor.rowcount == 0:
                 raise StoreError(f"gate {site}/{gate} has no unrevoked key {kid}")
+            self.registry_changes += 1
 
     def gate_keys(self) -> dict[tuple[str, str], GateKeys]:
         gates = {(r["site"], r["gate"]): r for r in self._rows("SELECT site, gate, active FROM gates")}

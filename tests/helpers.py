@@ -190,3 +190,107 @@ def outbox_status(setup: GateSetup) -> dict:
             return outbox.status().to_dict()
     except OutboxError:
         return {"last_seq": 0, "acked_seq": 0, "pending": 0}
+
+
+@dataclass
+class CollectorSetup:
+    """A collector's config and database around a test broker."""
+
+    directory: Path
+    broker_port: int
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, directory: Path, *, broker, **options) -> CollectorSetup:
+        directory.mkdir(parents=True, exist_ok=True)
+        setup = cls(directory, broker.port, options)
+        setup.write_config()
+        return setup
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "collector.toml"
+
+    @property
+    def db_path(self) -> Path:
+        return self.directory / "collector.sqlite3"
+
+    def write_config(self, **changes) -> Path:
+        self.options.update(changes)
+        ingest = {"gap_wait_seconds": 1, "resend_interval_seconds": 3, "roster_interval_seconds": 0.5}
+        ingest.update(self.options.get("ingest", {}))
+        text = (f'db = "{self.db_path}"\n[mqtt]\nhost = "127.0.0.1"\nport = {self.broker_port}\n[ingest]\n'
+                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in ingest.items()))
+        for section, values in self.options.items():
+            if section == "ingest":
+                continue
+            text += f"[{section}]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in values.items())
+        self.config_path.write_text(text)
+        return self.config_path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return cli("collector", *args, "--config", str(self.config_path), check=check)
+
+    def json(self, *args: str):
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def start(self) -> subprocess.Popen:
+        handle = open(self.directory / "collector.log", "ab")
+        process = subprocess.Popen([str(BIN / "collector"), "-v", "run", "--config", str(self.config_path)],
+                                   stdout=handle, stderr=subprocess.STDOUT)
+        handle.close()
+        return process
+
+    def store(self):
+        from collector.store import Store
+
+        return Store(self.db_path)
+
+    def count(self, sql: str, *params) -> int:
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
+
+    def log(self) -> str:
+        return (self.directory / "collector.log").read_text()
+
+
+class FakeClock:
+    """Deterministic stand-in for the system clock (time is an input here, not a dependency)."""
+
+    def __init__(self, now: datetime | None = None, synced: bool = True):
+        self.current = now or datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+        self.mono = 1000
+        self.boot_id = "boot-a"
+        self.synced = synced
+
+    def now(self):
+        return self.current
+
+    def monotonic_ms(self):
+        return self.mono
+
+    def synchronised(self):
+        return self.synced
+
+    def advance(self, seconds: float):
+        self.current += timedelta(seconds=seconds)
+        self.mono += int(seconds * 1000)
+
+
+def fill_outbox(setup: GateSetup, count: int, card: str = "DEADBEEF") -> None:
+    """Write ``count`` punches into a gate's outbox as its tap path would (a backlog from an outage)."""
+    from gate_agent.keys import load_private_key
+    from gate_agent.outbox import Outbox
+
+    clock = FakeClock(datetime.now(UTC) - timedelta(hours=2))
+    with Outbox(setup.data_dir, setup.site, setup.gate, key=load_private_key(setup.key_file)) as outbox:
+        for _ in range(count):
+            outbox.append(card=card, tech="iso14443a", reader="udp:test", direction="in", roster="none", clock=clock)
+            clock.advance(0.5)

@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from gate_agent.keys import load_private_key
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Ack, GateTopics, Punch, Resend, Roster, key_id, parse_public_key, verify_chain
-from tests.helpers import Listener, outbox_status, stop_process, wait_for
+from tests.helpers import Listener, fill_outbox, outbox_status, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -123,15 +122,7 @@ def test_backlog_goes_in_batches_within_the_window(gate, broker, topics):
     """A gate that comes back with a large backlog sends consecutive batches, never more than
     `window` punches beyond the last ack, each punch keeping its own signature."""
     gate.write_config(batch_size=50, window=120)
-    key = load_private_key(gate.key_file)
-    from tests.test_outbox import FakeClock
-
-    clock = FakeClock()
-    with Outbox(gate.data_dir, gate.site, gate.gate, key=key) as outbox:
-        for _ in range(300):
-            outbox.append(card="DEADBEEF", tech="iso14443a", reader="udp:test", direction="in", roster="none",
-                          clock=clock)
-            clock.advance(1)
+    fill_outbox(gate, 300)
     listener = Listener(broker.port, topics.punch)
     process = gate.start_agent()
     try:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,29 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gate_agent.keys import generate_key_file
 from gate_agent.outbox import AckResult, Outbox, OutboxError
 from gate_agent.protocol import GENESIS, Ack, Roster, key_id, verify_chain
-
-
-class FakeClock:
-    """Deterministic stand-in for the system clock (time is an input here, not a dependency)."""
-
-    def __init__(self, now: datetime | None = None, synced: bool = True):
-        self.current = now or datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
-        self.mono = 1000
-        self.boot_id = "boot-a"
-        self.synced = synced
-
-    def now(self):
-        return self.current
-
-    def monotonic_ms(self):
-        return self.mono
-
-    def synchronised(self):
-        return self.synced
-
-    def advance(self, seconds: float):
-        self.current += timedelta(seconds=seconds)
-        self.mono += int(seconds * 1000)
+from tests.helpers import FakeClock
 
 
 def append(outbox, clock, card="04A1B2C3D4E5F6"):
