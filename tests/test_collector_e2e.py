@@ -8,7 +8,16 @@ import subprocess
 
 import pytest
 
-from gate_agent.protocol import Ack, GateTopics, Punch, Resend, encode_punches, key_id, parse_public_key, verify_chain
+from gate_agent.protocol import (
+    Ack,
+    GateTopics,
+    Punch,
+    Resend,
+    encode_punches,
+    key_id,
+    parse_public_key,
+    verify_chain,
+)
 from tests.helpers import (
     CollectorSetup,
     GateSetup,
