@@ -12,7 +12,7 @@ from gate_agent.logsetup import setup_logging
 from gate_agent.protocol import normalise_uid
 
 from . import cli_deploy, cli_reports, cli_web
-from .cli_common import Context, check_id, emit, json_option, with_config
+from .cli_common import Context, check_id, emit, json_option, progressbar, with_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,6 +86,25 @@ def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, as_json:
                 "rotated": f"gate {site_id}/{gate_id}: new key added; earlier keys stay valid for earlier punches",
                 "unchanged": f"gate {site_id}/{gate_id} already has that key"}
     emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome}, messages[outcome])
+
+
+@gate.command("keys")
+@click.argument("gate_id", metavar="GATE")
+@click.option("--site", "site_id", required=True)
+@json_option
+@with_config
+def gate_keys(ctx: Context, gate_id: str, site_id: str, as_json: bool):
+    """A gate's public keys and their fingerprints (what evidence files are checked against)."""
+    from gate_agent.protocol import key_id
+
+    with ctx.store(readonly=True) as store:
+        keys = store.public_keys(site_id, gate_id)
+    if not keys:
+        raise click.ClickException(f"gate {site_id}/{gate_id} has no keys (is it registered?)")
+    for key in keys:
+        key["fingerprint"] = key_id(key["public_key"])
+    emit(as_json, keys, "\n".join(f"{k['fingerprint']} {k['public_key']} added {k['added_at']}"
+                                  + (f" REVOKED {k['revoked_at']}" if k["revoked_at"] else "") for k in keys))
 
 
 @gate.command("deactivate")
@@ -194,7 +213,7 @@ def worker_import(ctx: Context, csv_file: str, as_json: bool):
             for problem in problems:
                 click.echo(f"{csv_file}: {problem}", err=True)
             raise click.ClickException(f"{csv_file}: {len(problems)} bad row(s); nothing imported")
-        with click.progressbar(length=len(rows), label="importing workers", file=sys.stderr) as bar:
+        with progressbar(length=len(rows), label="importing workers") as bar:
             count = store.import_workers(rows, progress=bar.update)
     emit(as_json, {"imported": count}, f"{count} workers imported from {csv_file}")
 

@@ -54,3 +54,11 @@ def check_id(kind: str, value: str) -> str:
     if not valid_id(value):
         raise ValueError(f"{kind} {value!r} is not an id (letters, digits, '_', '.', '-')")
     return value
+
+
+def progressbar(iterable=None, *, length: int | None = None, label: str):
+    """A progress bar on stderr for long jobs, drawn only on a terminal (scripts read clean output)."""
+    import sys
+
+    return click.progressbar(iterable, length=length, label=label, file=sys.stderr,
+                             hidden=not sys.stderr.isatty(), show_eta=False)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
-from gate_agent.protocol import parse_time
+from gate_agent.protocol import format_time, parse_time
 
+from .attendance import DayRecord, Event, Rules, daily_records
 from .cards import CardIndex
-from .localtime import day_bounds, local_text, zone
+from .localtime import day_bounds, local_text, range_bounds, zone
 from .store import Store, StoreError
 
 #: A punch that reached the bank this long after it was made is flagged 'late_upload'.
 LATE_UPLOAD_SECONDS = 3600
-
-
-def site_zone(store: Store, site: str):
-    row = store.site(site)
-    if row is None:
-        raise StoreError(f"site {site} does not exist")
-    return zone(row["timezone"])
 
 
 def punch_flags(punch: dict, holder) -> list[str]:
@@ -66,7 +60,140 @@ def describe(punch: dict, cards: CardIndex, tz) -> dict:
 
 
 def punch_rows(store: Store, site: str, day: date | None = None) -> list[dict]:
-    tz = site_zone(store, site)
+    tz = site_rules(store, site).tz
     start, end = day_bounds(day, tz) if day else (None, None)
     cards = CardIndex(store.card_windows())
     return [describe(p, cards, tz) for p in store.punches(site=site, start=start, end=end)]
+
+
+# ---------------------------------------------------------------------------------------------- daily records
+
+
+def site_rules(store: Store, site: str) -> Rules:
+    row = store.site(site)
+    if row is None:
+        raise StoreError(f"site {site} does not exist")
+    return Rules(zone(row["timezone"]), timedelta(hours=row["max_shift_hours"]))
+
+
+def events_of(punches: list[dict], cards: CardIndex) -> tuple[list[Event], list[dict]]:
+    """Attendance events of attributed punches, and the punches nobody held the card of."""
+    events, unattributed = [], []
+    for punch in punches:
+        if punch["source"] == "manual":
+            worker = punch["worker"]
+        else:
+            holder = cards.holder(punch["card"], punch["time"])
+            if holder is None:
+                unattributed.append(punch)
+                continue
+            worker = holder.worker
+        events.append(event_of(punch, worker))
+    return events, unattributed
+
+
+def event_of(punch: dict, worker: str) -> Event:
+    manual = punch["source"] == "manual"
+    own = set(punch_flags(punch, True)) - {"manual", "void", "unknown_card"}
+    return Event(
+        ref=f"manual#{punch['id']}" if manual else f"{punch['gate']}#{punch['seq']}",
+        worker=worker, time=parse_time(punch["time"]), direction=punch["direction"], gate=punch["gate"],
+        manual=manual, void=bool(punch["void_at"]), flags=frozenset(own),
+    )
+
+
+def window(first: date, last: date, rules: Rules) -> tuple[str, str]:
+    """The punches that can shape records of first..last: a shift may start up to max_shift before."""
+    start, end = range_bounds(first, last, rules.tz)
+    return (format_time(parse_time(start) - rules.max_shift), format_time(parse_time(end) + rules.max_shift))
+
+
+def site_day_final(gates: list[dict], day_end: datetime, grace: timedelta, now: datetime) -> bool:
+    """Every active gate of the site has shown (by a heartbeat after day end + grace) that nothing it
+    recorded before then is still unacknowledged. A gate never heard from keeps the day provisional."""
+    horizon = day_end + grace
+    if now < horizon:
+        return False
+    for gate in gates:
+        if not gate["active"]:
+            continue
+        status = gate["status"] or {}
+        if not status or not gate["status_at"]:
+            return False
+        # An unsynchronised gate clock proves nothing; the bank's receipt time is then the bound.
+        heard = parse_time(status["time"]) if status.get("synced") and isinstance(status.get("time"), str) \
+            else parse_time(gate["status_at"])
+        if heard < horizon:
+            return False
+        oldest = status.get("oldest_pending_at")
+        if status.get("pending") and (not isinstance(oldest, str) or parse_time(oldest) < horizon):
+            return False
+    return True
+
+
+def record_dict(record: DayRecord, site: str, tz, holder, final: bool) -> dict:
+    return {
+        "worker": record.worker,
+        "name": holder.name if holder else None,
+        "employer": holder.employer if holder else None,
+        "site": site,
+        "date": record.date.isoformat(),
+        "first_in": local_text_dt(record.first_in, tz),
+        "last_out": local_text_dt(record.last_out, tz),
+        "worked_minutes": record.worked_minutes,
+        "status": record.status,
+        "flags": record.flags,
+        "final": final,
+        "shifts": [{
+            "in": local_text_dt(s.start.time if s.start else None, tz),
+            "out": local_text_dt(s.end.time if s.end else None, tz),
+            "in_ref": s.start.ref if s.start else None,
+            "out_ref": s.end.ref if s.end else None,
+            "minutes": round(s.seconds / 60, 2),
+            "status": s.status,
+        } for s in sorted(record.shifts, key=lambda s: s.anchor.time)],
+        "anomalies": [{"ref": e.ref, "why": why} for e, why in record.anomalies],
+        "voided": [e.ref for e in record.voided],
+    }
+
+
+def local_text_dt(moment: datetime | None, tz) -> str | None:
+    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
+
+
+def attendance(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
+               grace: timedelta = timedelta(hours=6)) -> list[dict]:
+    """Daily records of every worker at ``site`` for local dates first..last, as dicts."""
+    now = now or datetime.now(UTC)
+    rules = site_rules(store, site)
+    cards = CardIndex(store.card_windows())
+    start, end = window(first, last, rules)
+    events, _ = events_of(store.punches(site=site, start=start, end=end), cards)
+    gates = store.gates(site)
+    finals: dict[date, bool] = {}
+    rows = []
+    for record in daily_records(events, rules, now):
+        if not first <= record.date <= last:
+            continue
+        if record.date not in finals:
+            day_end = parse_time(day_bounds(record.date, rules.tz)[1])
+            finals[record.date] = site_day_final(gates, day_end, grace, now)
+        rows.append(record_dict(record, site, rules.tz, cards.holders.get(record.worker), finals[record.date]))
+    return rows
+
+
+def payroll(records: list[dict]) -> list[dict]:
+    """Per worker over the records: days present, minutes, days needing review, provisional days."""
+    by_worker: dict[str, dict] = {}
+    for record in records:
+        row = by_worker.setdefault(record["worker"], {
+            "worker": record["worker"], "name": record["name"], "employer": record["employer"],
+            "days_present": 0, "worked_minutes": 0, "days_flagged": 0, "provisional_days": 0,
+        })
+        present = any(s["in"] for s in record["shifts"])
+        row["days_present"] += int(present)
+        row["worked_minutes"] += record["worked_minutes"]
+        review = {f for f in record["flags"] if f not in ("manual",)}
+        row["days_flagged"] += int(bool(review) or record["status"] not in ("complete", "open"))
+        row["provisional_days"] += int(not record["final"])
+    return [by_worker[w] for w in sorted(by_worker)]

@@ -434,6 +434,43 @@ class Store:
             "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             list(counts.items()))
 
+    # ================================================================== manual corrections
+
+    def add_manual_punch(self, *, site: str, worker: str, time: str, direction: str, reason: str, by: str) -> int:
+        """A punch entered by a person, never a change to a gate's punch; who, why and when are kept."""
+        if direction not in ("in", "out"):
+            raise StoreError(f"direction must be in or out, not {direction!r}")
+        if not reason.strip() or not by.strip():
+            raise StoreError("a manual punch needs a reason and the user who adds it")
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist")
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            cursor = self._conn.execute(
+                """INSERT INTO punches (site, time, worker, direction, received_at, source, manual_by, manual_reason)
+                   VALUES (?, ?, ?, ?, ?, 'manual', ?, ?)""",
+                (site, time, worker, direction, utc_now_text(), by.strip(), reason.strip()))
+            return cursor.lastrowid
+
+    def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
+        """Mark a punch void (kept and shown, no longer counted)."""
+        if not reason.strip() or not by.strip():
+            raise StoreError("voiding a punch needs a reason and the user who does it")
+        with self.transaction():
+            rows = self._rows("SELECT id, site, gate, seq, void_at FROM punches WHERE id = ?", (punch_id,))
+            if not rows:
+                raise StoreError(f"there is no punch {punch_id}")
+            if rows[0]["void_at"]:
+                raise StoreError(f"punch {punch_id} is already void (since {rows[0]['void_at']})")
+            self._conn.execute("UPDATE punches SET void_at = ?, void_by = ?, void_reason = ? WHERE id = ?",
+                               (utc_now_text(), by.strip(), reason.strip(), punch_id))
+            return rows[0]
+
+    def punch(self, punch_id: int) -> dict | None:
+        rows = self._rows("SELECT * FROM punches WHERE id = ?", (punch_id,))
+        return rows[0] if rows else None
+
     # ================================================================== gaps
 
     def open_gaps(self, site: str, gate: str) -> list[tuple[int, int]]:
@@ -504,6 +541,10 @@ class Store:
                 params.append(value)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         return self._rows(f"SELECT * FROM punches{where} ORDER BY time, site, gate, seq", params)
+
+    def gate_punch_rows(self, site: str, gate: str, first: int, last: int) -> list[dict]:
+        return self._rows("SELECT * FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                          (site, gate, first, last))
 
     def gate_punch_bodies(self, site: str, gate: str, first: int = 1, last: int | None = None) -> list[bytes]:
         rows = self._conn.execute(

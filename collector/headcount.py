@@ -1,0 +1,50 @@
+"""Live headcount: who is inside a site now, since when and through which gate.
+
+A worker is inside while their latest shift is open: an IN (or a toggle that opened a shift) with no
+OUT yet, younger than the site's ``max_shift_hours``. Cards nobody holds are counted, not named.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gate_agent.protocol import format_time
+
+from .attendance import open_shift
+from .cards import CardIndex
+from .reports import event_of, events_of, local_text_dt, site_rules
+from .store import Store
+
+
+def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
+    now = now or datetime.now(UTC)
+    rules = site_rules(store, site)
+    # Two shift lengths back: enough to know whether a toggle punch opened or closed a shift.
+    start = format_time(now - 2 * rules.max_shift)
+    # No upper bound: a gate whose clock runs a little ahead must still show the worker inside.
+    punches = store.punches(site=site, start=start)
+    cards = CardIndex(store.card_windows())
+    events, unattributed = events_of(punches, cards)
+    by_worker: dict[str, list] = {}
+    for event in events:
+        by_worker.setdefault(event.worker, []).append(event)
+    inside = []
+    for worker, worker_events in by_worker.items():
+        shift = open_shift(worker_events, rules, now)
+        if shift is None:
+            continue
+        holder = cards.holders.get(worker)
+        inside.append({
+            "worker": worker,
+            "name": holder.name if holder else None,
+            "employer": holder.employer if holder else None,
+            "since": local_text_dt(shift.start.time, rules.tz),
+            "gate": shift.start.gate,
+        })
+    by_card: dict[str, list] = {}
+    for punch in unattributed:
+        by_card.setdefault(punch["card"], []).append(event_of(punch, punch["card"]))
+    unknown = sum(1 for card_events in by_card.values() if open_shift(card_events, rules, now) is not None)
+    inside.sort(key=lambda w: (w["since"], w["worker"]))
+    return {"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": unknown,
+            "as_of": local_text_dt(now, rules.tz)}
