@@ -40,6 +40,8 @@ def run(tool: str, *args: str, show: bool = True, check: bool = True) -> str:
         raise SystemExit(f"demo: {tool} {' '.join(args)} failed:\n{result.stderr}")
     if show and result.stdout.strip():
         say(result.stdout.rstrip())
+    if show and not check and result.returncode != 0:
+        say(result.stderr.rstrip())
     return result.stdout
 
 
@@ -133,6 +135,7 @@ def run_demo(directory: str) -> int:
         run("collector", "quarantine", *cfg)
         run("collector", "counters", *cfg)
 
+        show_records(cfg, root)
         say(f"\nDemo files are in {root}; logs in {logs}.")
         return 0
     finally:
@@ -144,6 +147,34 @@ def run_demo(directory: str) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
         broker.stop()
+
+
+def show_records(cfg: list[str], root: Path) -> None:
+    """Attendance, a correction, headcount, payroll, and an evidence file checked (then tampered with)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    today = now.date().isoformat()
+    say("\n== Who is on site now")
+    run("collector", "headcount", "--site", "S1", *cfg)
+    say("\n== A correction: Li Na left through a gate without a reader (a manual punch, never an edit)")
+    run("collector", "punch", "add", "--worker", "W002", "--site", "S1", "--at", now.isoformat(timespec="seconds"),
+        "--direction", "out", "--reason", "left through the material gate", "--by", "ops-demo", *cfg)
+    say("\n== Today's attendance (seconds of work in a demo: 0h00; flags say why a day needs review)")
+    run("collector", "attendance", "--site", "S1", "--date", today, *cfg)
+    say("\n== Payroll export for the month (CSV for spreadsheets; --json for systems)")
+    run("collector", "payroll", "--site", "S1", "--from", today[:8] + "01", "--to", today, "--csv", *cfg)
+    say("\n== Evidence for Zhang Wei, checked offline with nothing but the file")
+    evidence = root / "evidence-W001.json"
+    run("collector", "evidence", "--worker", "W001", "--from", today, "--to", today, "--out", str(evidence), *cfg)
+    run("collector", "verify", str(evidence))
+    document = json.loads(evidence.read_text())
+    document["gates"][0]["punches"][0]["dir"] = "out"
+    tampered = root / "evidence-W001-tampered.json"
+    tampered.write_text(json.dumps(document))
+    say("(the same file with one punch's direction changed:)")
+    run("collector", "verify", str(tampered), check=False)
 
 
 def forged_copy(root: Path, seq: int) -> str:
