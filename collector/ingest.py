@@ -94,12 +94,16 @@ class Ingestor:
             self._reload_registry()
         with self.store.transaction():
             for message in messages:
+                counts = result.counts.copy()
                 try:
-                    self._message(message, result)
+                    # A savepoint per message: a bug half-way through one leaves nothing of it behind.
+                    with self.store.transaction():
+                        self._message(message, result)
                 except sqlite3.Error:
                     raise
                 except Exception as error:  # a bug must cost one message, visibly, not the collector
                     log.exception("unexpected failure on a message from %s", message.topic[:200])
+                    result.counts = counts
                     self._quarantine(message, "internal_error", f"{type(error).__name__}: {error}",
                                      message.payload, result)
             for site, gate in sorted(result.touched):

@@ -169,7 +169,7 @@ def attendance(store: Store, site: str, first: date, last: date, *, now: datetim
     cards = CardIndex(store.card_windows())
     start, end = window(first, last, rules)
     events, _ = events_of(store.punches(site=site, start=start, end=end), cards)
-    gates = store.gates(site)
+    gates = store.gates(site, with_gaps=False)
     finals: dict[date, bool] = {}
     rows = []
     for record in daily_records(events, rules, now):

@@ -52,7 +52,7 @@ class CollectorService:
         self._rosters: dict[str, frozenset[str]] = {}
         self._last_resend: dict[tuple[str, str], float] = {}
         self._last_punch_mono: dict[tuple[str, str], float] = {}
-        self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates()}
+        self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
         self.session = MqttSession(
             config.mqtt,
             subscriptions=[PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION],

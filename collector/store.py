@@ -99,6 +99,13 @@ def m001_initial(db: Database) -> None:
     db.execute("CREATE INDEX cards_uid ON cards (uid)")
 
 
+@migrations()
+def m002_gauges(db: Database) -> None:
+    # Last values the daemon measured (ingest lag...), for the separate read-only `collector serve`.
+    db["gauges"].create({"name": str, "value": float, "updated_at": str}, pk="name",
+                        not_null={"value", "updated_at"})
+
+
 class StoreError(Exception):
     """A registry operation that cannot be done; the message says why in one line."""
 
@@ -241,7 +248,7 @@ class Store:
     def gate_sites(self, gate: str) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT site FROM gates WHERE gate = ?", (gate,))]
 
-    def gates(self, site: str | None = None) -> list[dict]:
+    def gates(self, site: str | None = None, *, with_gaps: bool = True) -> list[dict]:
         """Each gate with its ingest state and last status, for `collector gates` and the dashboard."""
         sql = """SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
                         s.status, s.status_state, s.status_at
@@ -253,7 +260,7 @@ class Store:
         rows = self._rows(sql + " ORDER BY g.site, g.gate", params)
         for row in rows:
             row["status"] = json.loads(row["status"]) if row["status"] else None
-            row["open_gaps"] = self.open_gaps(row["site"], row["gate"])
+            row["open_gaps"] = self.open_gaps(row["site"], row["gate"]) if with_gaps else None
         return rows
 
     # ================================================================== registry: workers and cards
@@ -434,6 +441,12 @@ class Store:
             "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
             list(counts.items()))
 
+    def set_gauges(self, values: dict[str, float], updated_at: str) -> None:
+        self._conn.executemany(
+            "INSERT INTO gauges (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at",
+            [(name, value, updated_at) for name, value in values.items()])
+
     # ================================================================== manual corrections
 
     def add_manual_punch(self, *, site: str, worker: str, time: str, direction: str, reason: str, by: str) -> int:
@@ -492,9 +505,11 @@ class Store:
 
     def record_gaps(self, site: str, gate: str, current: list[tuple[int, int]], now: str) -> list[dict]:
         """Reconcile the gaps table with the gaps open now; returns the open rows."""
+        open_rows = self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first",
+                               (site, gate))
+        if sorted((r["first"], r["last"]) for r in open_rows) == sorted(current):
+            return open_rows  # nothing changed: no write
         with self.transaction():
-            open_rows = self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL",
-                                   (site, gate))
             covered = set()
             for row in open_rows:
                 if not any(first <= row["first"] and row["last"] <= last for first, last in current):
@@ -519,6 +534,14 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT name, value FROM counters ORDER BY name").fetchall())
+
+    def gauges(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, updated_at); empty on a database the daemon has not migrated yet."""
+        try:
+            rows = self._conn.execute("SELECT name, value, updated_at FROM gauges ORDER BY name").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {name: (value, updated_at) for name, value, updated_at in rows}
 
     def quarantined(self, limit: int | None = None) -> list[dict]:
         sql = "SELECT id, received_at, topic, reason, detail, size, raw FROM quarantine ORDER BY id"

@@ -264,3 +264,22 @@ def test_a_burst_is_one_transaction(ingestor, gate, store, monkeypatch):
     monkeypatch.undo()
     assert stored(store) == [] and store.counters() == {}
     assert send(ingestor, *punches).acks[("S1", "north")].seq == 3
+
+
+def test_a_bug_costs_one_message_visibly_and_leaves_nothing_of_it(ingestor, gate, store, monkeypatch):
+    """An unexpected error half-way through a message rolls back that message alone (savepoint) and
+    quarantines it as internal_error; the rest of the burst is stored."""
+    now = datetime.now(UTC)
+    first, second = gate.next(at=now - timedelta(hours=1)), gate.next(at=now - timedelta(hours=3))
+    other = PunchFactory(gate="south")
+    store.add_gate("S1", "south", other.public_key)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug in flagging")
+
+    monkeypatch.setattr(store, "add_flag", broken)  # the clock_backwards flag of `second` hits it
+    result = ingestor.ingest([incoming(encode_punches([first, second])),
+                              incoming(encode_punches([other.next()]), GateTopics("S1", "south").punch)])
+    assert [(r["gate"], r["seq"]) for r in store.punches(site="S1")] == [("south", 1)]
+    assert quarantine_reasons(store) == ["internal_error"]
+    assert result.counts["stored"] == 1 and result.counts["quarantined_internal_error"] == 1
