@@ -165,3 +165,30 @@ def test_virtual_card_command_fails_clearly_when_nobody_reads(udp_device):
 def test_virtual_card_command_refuses_bad_arguments(args, message):
     result = subprocess.run([str(BIN / "gate-agent"), "virtual-card", *args], capture_output=True, text=True)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_felica_card_is_read_by_its_idm(udp_device):
+    """FeliCa through nfcpy's own Type 3 tag emulation on the udp driver (the reader code is the same)."""
+    import nfc
+
+    idm = bytes.fromhex("01010501B00AC30B")
+
+    def on_startup(target):
+        target.brty = "212F"
+        target.sensf_res = bytearray([1]) + idm + bytes.fromhex("03014B024F4993FF") + bytes.fromhex("12FC")
+        return target
+
+    reader = NfcReader(udp_device, ("212F",))
+    taps, stop = [], threading.Event()
+    thread = threading.Thread(target=reader.run, args=(taps.append, stop))
+    thread.start()
+    card = nfc.ContactlessFrontend(udp_device)
+    try:
+        deadline = time.monotonic() + 15
+        card.connect(card={"on-startup": on_startup, "on-connect": lambda tag: True},
+                     terminate=lambda: bool(taps) or time.monotonic() > deadline)
+    finally:
+        card.close()
+        stop.set()
+        thread.join(10)
+    assert [(tap.uid, tap.tech) for tap in taps] == [("01010501B00AC30B", "felica")]
