@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 BURST_MAX = 2000  # messages per transaction
 RETRY_DELAYS = (0.5, 30.0)
+#: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
+PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "write_failures",
+                      "ingest_lag_ms_sum", "ingest_lag_count")
 
 
 class CollectorService:
@@ -46,9 +49,11 @@ class CollectorService:
         self.store = Store(config.db)
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
                                  backwards_tolerance=config.backwards_tolerance_seconds)
-        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._inbox: queue.Queue[tuple[float, Message]] = queue.Queue()
         self._stop = threading.Event()
         self.counters: Counter[str] = Counter()
+        self._persisted: Counter[str] = Counter()
+        self._gauges: dict[str, float] = {}
         self._rosters: dict[str, frozenset[str]] = {}
         self._last_resend: dict[tuple[str, str], float] = {}
         self._last_punch_mono: dict[tuple[str, str], float] = {}
@@ -56,7 +61,8 @@ class CollectorService:
         self.session = MqttSession(
             config.mqtt,
             subscriptions=[PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION],
-            on_message=self._inbox.put,
+            # The arrival time travels with the message: ingest lag includes the wait in the queue.
+            on_message=lambda message: self._inbox.put((time.monotonic(), message)),
             on_connected=self._on_connected,
             manual_ack=True,
             # The broker may send this many messages before our PUBACKs: bursts can be this large.
@@ -88,6 +94,10 @@ class CollectorService:
         finally:
             notify("STOPPING=1")
             self.session.stop()
+            try:
+                self._persist_metrics()
+            except sqlite3.Error as error:
+                log.error("cannot save metrics: %s", error)
             self.store.close()
             log.info("collector stopped")
 
@@ -97,7 +107,7 @@ class CollectorService:
     def _on_connected(self, session_present: bool) -> None:
         self._rosters.clear()  # publish every roster again (retained, so this is idempotent)
 
-    def _next_batch(self, timeout: float) -> list[Message]:
+    def _next_batch(self, timeout: float) -> list[tuple[float, Message]]:
         try:
             batch = [self._inbox.get(timeout=timeout)]
         except queue.Empty:
@@ -111,7 +121,8 @@ class CollectorService:
 
     # ------------------------------------------------------------------ bursts
 
-    def _process(self, batch: list[Message]) -> None:
+    def _process(self, arrivals: list[tuple[float, Message]]) -> None:
+        batch = [message for _, message in arrivals]
         now = utc_now_text()
         incoming = [Incoming(m.topic, m.payload, now) for m in batch]
         delay = RETRY_DELAYS[0]
@@ -127,6 +138,11 @@ class CollectorService:
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, RETRY_DELAYS[1])
+        committed = time.monotonic()
+        lags = [committed - arrived for arrived, _ in arrivals]
+        self.counters["ingest_lag_ms_sum"] += round(1000 * sum(lags))
+        self.counters["ingest_lag_count"] += len(lags)
+        self._gauges["ingest_lag_seconds_last"] = max(lags)
         for message in batch:
             self.session.ack(message)
         self._after_commit(result)
@@ -156,8 +172,22 @@ class CollectorService:
         try:
             self._check_gaps()
             self._publish_rosters()
+            self._persist_metrics()
         except sqlite3.Error as error:
             log.error("housekeeping failed: %s", error)
+
+    def _persist_metrics(self) -> None:
+        """Write what only this process counts (acks sent, ingest lag) for `collector serve`: one small
+        transaction at most per housekeeping round, none while idle, never on the ingest path."""
+        deltas = {name: self.counters[name] - self._persisted[name] for name in PERSISTED_COUNTERS}
+        deltas = {name: value for name, value in deltas.items() if value}
+        if not deltas and not self._gauges:
+            return
+        with self.store.transaction():
+            self.store.add_counters(deltas)
+            self.store.set_gauges(self._gauges, utc_now_text())
+        self._persisted.update(deltas)
+        self._gauges = {}
 
     def _check_gaps(self) -> None:
         if not self.session.connected:
