@@ -14,7 +14,11 @@ tls_key = "pki/collector.key"
 [ingest]                      # optional
 gap_wait_seconds = 5          # how long a gap may stay open before a resend is requested
 
-[web.tokens]                  # optional: bearer tokens of the dashboard and API
+[web]                         # optional: `collector serve` (--host/--port override these)
+host = "127.0.0.1"
+port = 8080
+
+[web.tokens]                  # bearer tokens of the dashboard and API
 "token-for-site-manager" = "S1"
 "token-for-bank-ops" = "*"
 ```
@@ -45,6 +49,8 @@ class CollectorConfig:
     roster_interval_seconds: float = 5.0
     final_grace_hours: float = 6.0
     web_tokens: dict[str, str] = field(default_factory=dict)
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
     source: Path | None = None
 
 
@@ -76,6 +82,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         roster_interval_seconds=ingest.number("roster_interval_seconds", 5, minimum=0.1, maximum=3600),
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
+        web_host=web.str("host", "127.0.0.1"),
+        web_port=web.int("port", 8080, minimum=1, maximum=65535),
         source=Path(path),
     )
     table.finish()

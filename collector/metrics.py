@@ -1,0 +1,102 @@
+"""The collector's facts in Prometheus text format (version 0.0.4), read from the database.
+
+Counters come from what ingest and the daemon persist (the web process that serves them is separate
+and read-only); gauges are computed at scrape time from gate health and the live headcount.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from gate_agent.protocol import parse_time
+
+from .headcount import headcount
+from .health import gate_health
+from .store import Store
+
+#: metric name, stored counter, help. Each is a monotonic count since the database was created.
+COUNTERS = (
+    ("collector_punches_ingested_total", "stored", "Gate punches verified and stored (each once)."),
+    ("collector_duplicates_total", "duplicates", "Identical redeliveries of punches already held."),
+    ("collector_equivocations_total", "equivocations", "Different signed punches under a held seq."),
+    ("collector_chain_breaks_total", "chain_breaks", "Punches whose chain link differs from the held one."),
+    ("collector_punch_messages_total", "messages", "Punch messages decoded."),
+    ("collector_status_messages_total", "statuses", "Gate heartbeats and status messages stored."),
+    ("collector_acks_sent_total", "acks_sent", "Acknowledgements published to gates."),
+    ("collector_resend_requests_total", "resend_requests", "Resend requests published to gates."),
+    ("collector_write_failures_total", "write_failures", "Bursts the database refused (retried)."),
+)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: str) -> str:
+    return "{" + ",".join(f'{name}="{_escape(str(value))}"' for name, value in labels.items()) + "}"
+
+
+def _number(value: float) -> str:
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+class _Writer:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for suffix, value in samples:
+            self.lines.append(f"{name}{suffix} {_number(value)}")
+
+
+def render_metrics(store: Store, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    counters = store.counters()
+    out = _Writer()
+    for name, key, help_text in COUNTERS:
+        out.family(name, "counter", help_text, [("", counters.get(key, 0))])
+    by_reason = sorted((k.removeprefix("quarantined_"), v) for k, v in counters.items()
+                       if k.startswith("quarantined_"))
+    out.family("collector_quarantined_total", "counter", "Messages or punches quarantined, by reason.",
+               [(_labels(reason=reason), value) for reason, value in by_reason])
+
+    lag_count = counters.get("ingest_lag_count", 0)
+    out.family("collector_ingest_lag_seconds", "summary",
+               "Time from a message's arrival at the collector to its commit.",
+               [("_sum", counters.get("ingest_lag_ms_sum", 0) / 1000), ("_count", lag_count)])
+    gauges = store.gauges()
+    if "ingest_lag_seconds_last" in gauges:
+        out.family("collector_ingest_lag_last_seconds", "gauge",
+                   "Arrival-to-commit time of the oldest message of the latest burst.",
+                   [("", gauges["ingest_lag_seconds_last"][0])])
+    out.family("collector_punches_held", "gauge", "Punches in the database (gate and manual).",
+               [("", store.punch_count())])
+
+    gates = gate_health(store)
+    out.family("collector_gate_up", "gauge", "1 if the gate's last status is online and recent, else 0.",
+               [(_labels(site=g["site"], gate=g["gate"]), int(g["state"] == "online")) for g in gates])
+    out.family("collector_gate_pending", "gauge",
+               "Punches the gate reported as not yet acknowledged, in its latest heartbeat.",
+               [(_labels(site=g["site"], gate=g["gate"]), g["reported_pending"]) for g in gates
+                if isinstance(g["reported_pending"], int)])
+    out.family("collector_gate_last_seen_age_seconds", "gauge",
+               "Seconds since the collector last heard from the gate (punch or heartbeat).",
+               [(_labels(site=g["site"], gate=g["gate"]),
+                 round(max(0.0, (now - parse_time(g["last_seen"])).total_seconds()), 3))
+                for g in gates if g["last_seen"]])
+    out.family("collector_gate_missing_punches", "gauge",
+               "Punches missing below the highest seq held (open gaps), per gate.",
+               [(_labels(site=g["site"], gate=g["gate"]), sum(b - a + 1 for a, b in g["open_gaps"] or ()))
+                for g in gates])
+    out.family("collector_gate_clock_synced", "gauge", "1 if the gate reported an NTP-synchronised clock.",
+               [(_labels(site=g["site"], gate=g["gate"]), int(bool(g["clock_synced"]))) for g in gates
+                if g["clock_synced"] is not None])
+
+    counts = [(site["site"], headcount(store, site["site"], now)) for site in store.sites()]
+    out.family("collector_site_on_site", "gauge", "Registered workers inside the site now.",
+               [(_labels(site=site), data["on_site"]) for site, data in counts])
+    out.family("collector_site_unknown_cards_inside", "gauge", "Cards nobody holds that are inside now.",
+               [(_labels(site=site), data["unknown_cards"]) for site, data in counts])
+    return "\n".join(out.lines) + "\n"

@@ -1,0 +1,300 @@
+"""The site managers' dashboard, the JSON API and /metrics: a Starlette app over a read-only database.
+
+It runs as its own process (`collector serve`), so a slow page can never stall ingest. Each request
+opens its own read-only Store in a worker thread (an sqlite3 connection must not serve two requests
+at once); SQLite's WAL lets these readers run beside the ingest writer without blocking it.
+
+Access is by bearer token, each mapped to one site or to all ("*"). The page itself holds no data:
+its script asks for the token once, keeps it in the browser's localStorage and sends it in an
+``Authorization`` header, also for the live stream (read with fetch(), not EventSource, which cannot
+send headers), so no token ever appears in a URL or an access log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gate_agent.protocol import valid_id
+
+from .config import CollectorConfig
+from .headcount import headcount
+from .health import gate_health
+from .metrics import render_metrics
+from .reports import attendance, site_rules
+from .store import Store, StoreError
+
+STATIC = Path(__file__).parent / "web_static"
+ALL_SITES = "*"
+#: Live streams held open at once; each polls the database about once a second.
+MAX_STREAMS = 64
+#: A live stream recomputes at least this often even when nothing was written (a gate falls silent
+#: by the clock alone), and otherwise only when the database changed.
+RECOMPUTE_SECONDS = 5.0
+KEEPALIVE_SECONDS = 15.0
+QUARANTINE_LIMIT = 100
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Tokens:
+    """Bearer tokens and their scopes, compared in constant time and never logged."""
+
+    def __init__(self, tokens: dict[str, str]):
+        self._tokens = [(token.encode(), scope) for token, scope in tokens.items()]
+
+    def scope(self, authorization: str | None) -> str:
+        """The scope of the presented token; ApiError 401 when there is none or it is not ours."""
+        if authorization is None:
+            raise ApiError(401, "an Authorization: Bearer token is required")
+        scheme, _, presented = authorization.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented or " " in presented:
+            raise ApiError(401, "malformed Authorization header (expected: Bearer TOKEN)")
+        given = presented.encode("utf-8", "replace")
+        found = None
+        # Every token is compared, whichever matches, so timing tells nothing about the others.
+        for token, scope in self._tokens:
+            if hmac.compare_digest(token, given) and found is None:
+                found = scope
+        if found is None:
+            raise ApiError(401, "unknown token")
+        return found
+
+
+class SecurityHeaders:
+    """Headers on every response: no sniffing, no framing, no referrer, no caching of data, and a
+    content security policy that lets the page load only its own files (no CDN, no inline script)."""
+
+    HEADERS = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; "
+                                     b"connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+                                     b"frame-ancestors 'none'"),
+    ]
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += self.HEADERS
+                if not scope["path"].startswith("/static/"):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class WebApp:
+    """The routes; ``app`` is the ASGI application `collector serve` runs."""
+
+    def __init__(self, config: CollectorConfig, *, poll_seconds: float = 1.0):
+        self.config = config
+        self.tokens = Tokens(config.web_tokens)
+        self.poll_seconds = poll_seconds
+        self.grace = timedelta(hours=config.final_grace_hours)
+        self._streams = 0
+        routes = [
+            Route("/", self.index_page),
+            Route("/sites/{site}", self.site_page),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Route("/api/sites", self.api_sites),
+            Route("/api/sites/{site}/headcount", self.api_headcount),
+            Route("/api/sites/{site}/attendance", self.api_attendance),
+            Route("/api/sites/{site}/live", self.api_live),
+            Route("/api/gates", self.api_gates),
+            Route("/api/quarantine", self.api_quarantine),
+            Route("/metrics", self.metrics),
+        ]
+        starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
+        self.app = SecurityHeaders(starlette)
+
+    # ------------------------------------------------------------------ access
+
+    @staticmethod
+    async def _error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, ApiError)
+        headers = {"WWW-Authenticate": 'Bearer realm="collector"'} if error.status == 401 else None
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+
+    def _scope(self, request: Request) -> str:
+        return self.tokens.scope(request.headers.get("authorization"))
+
+    def _site_scope(self, request: Request) -> str:
+        """Authorise a request for the site in its path: 401, then 403 (another site's token, whether
+        or not that site exists), then 404 (a site the database does not hold)."""
+        scope = self._scope(request)
+        site = request.path_params["site"]
+        if scope != ALL_SITES and scope != site:
+            raise ApiError(403, f"this token is for site {scope} only")
+        return site
+
+    def _store(self) -> Store:
+        try:
+            return Store(self.config.db, readonly=True)
+        except StoreError as error:
+            raise ApiError(503, str(error)) from None
+
+    @staticmethod
+    def _known_site(store: Store, site: str) -> None:
+        if store.site(site) is None:
+            raise ApiError(404, f"there is no site {site}")
+
+    # ------------------------------------------------------------------ pages (no data: the script fetches it)
+
+    def index_page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    def site_page(self, request: Request) -> Response:
+        if not valid_id(request.path_params["site"]):
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(STATIC / "site.html")
+
+    # ------------------------------------------------------------------ JSON API
+
+    def api_sites(self, request: Request) -> Response:
+        scope = self._scope(request)
+        with self._store() as store:
+            sites = [{"site": s["site"], "name": s["name"], "timezone": s["timezone"]} for s in store.sites()
+                     if scope in (ALL_SITES, s["site"])]
+        return JSONResponse(sites)
+
+    def api_headcount(self, request: Request) -> Response:
+        site = self._site_scope(request)
+        with self._store() as store:
+            self._known_site(store, site)
+            return JSONResponse(headcount(store, site))
+
+    def api_attendance(self, request: Request) -> Response:
+        site = self._site_scope(request)
+        with self._store() as store:
+            self._known_site(store, site)
+            text = request.query_params.get("date")
+            if text is None:
+                day = datetime.now(UTC).astimezone(site_rules(store, site).tz).date()
+            else:
+                try:
+                    day = date.fromisoformat(text) if len(text) == 10 else None
+                except ValueError:
+                    day = None
+                if day is None:
+                    raise ApiError(400, "date must be YYYY-MM-DD")
+            return JSONResponse(attendance(store, site, day, day, grace=self.grace))
+
+    def api_gates(self, request: Request) -> Response:
+        scope = self._scope(request)
+        site = request.query_params.get("site")
+        if site is not None and scope not in (ALL_SITES, site):
+            raise ApiError(403, f"this token is for site {scope} only")
+        with self._store() as store:
+            if site is not None:
+                self._known_site(store, site)
+            return JSONResponse(gate_health(store, site if site is not None else
+                                            (None if scope == ALL_SITES else scope)))
+
+    def api_quarantine(self, request: Request) -> Response:
+        if self._scope(request) != ALL_SITES:
+            raise ApiError(403, "the quarantine is for bank tokens only")
+        try:
+            limit = int(request.query_params.get("limit", QUARANTINE_LIMIT))
+        except ValueError:
+            raise ApiError(400, "limit must be an integer") from None
+        if not 1 <= limit <= 10000:
+            raise ApiError(400, "limit must be between 1 and 10000")
+        with self._store() as store:
+            rows = store.quarantined(limit)
+        for row in rows:
+            row["raw"] = row["raw"].decode("utf-8", "backslashreplace") if row["raw"] is not None else None
+        return JSONResponse(rows)
+
+    def metrics(self, request: Request) -> Response:
+        if self._scope(request) != ALL_SITES:
+            raise ApiError(403, "metrics are for bank tokens only")
+        with self._store() as store:
+            text = render_metrics(store)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # ------------------------------------------------------------------ live stream (server-sent events)
+
+    async def api_live(self, request: Request) -> Response:
+        site = self._site_scope(request)
+
+        def check() -> None:
+            with self._store() as store:
+                self._known_site(store, site)
+
+        await run_in_threadpool(check)
+        if self._streams >= MAX_STREAMS:
+            raise ApiError(503, "too many live streams; try again later")
+        return StreamingResponse(self._live(site), media_type="text/event-stream",
+                                 headers={"X-Accel-Buffering": "no"})
+
+    async def _live(self, site: str):
+        """An ``update`` event with the headcount and the site's gates whenever either changes, and a
+        comment line now and then so that proxies and the browser keep the connection."""
+        self._streams += 1
+        store = None
+        try:
+            store = await run_in_threadpool(self._store)
+            sent, version, computed, spoke = None, None, 0.0, time.monotonic()
+            yield "retry: 3000\n\n"
+            while True:
+                now = time.monotonic()
+                current = await run_in_threadpool(_data_version, store)
+                if current != version or now - computed >= RECOMPUTE_SECONDS:
+                    version, computed = current, now
+                    snapshot = await run_in_threadpool(_snapshot, store, site)
+                    # as_of changes every time; only a change of substance is news.
+                    key = json.dumps({**snapshot, "headcount": {**snapshot["headcount"], "as_of": None}},
+                                     sort_keys=True)
+                    if key != sent:
+                        sent, spoke = key, now
+                        yield f"event: update\ndata: {json.dumps(snapshot)}\n\n"
+                if now - spoke >= KEEPALIVE_SECONDS:
+                    spoke = now
+                    yield ": keepalive\n\n"
+                await anyio.sleep(self.poll_seconds)
+        finally:
+            self._streams -= 1
+            if store is not None:
+                store.close()
+
+
+def _data_version(store: Store) -> int:
+    """Changes whenever another connection (the daemon, an admin command) commits."""
+    return store.db.conn.execute("PRAGMA data_version").fetchone()[0]
+
+
+def _snapshot(store: Store, site: str) -> dict:
+    return {"headcount": headcount(store, site), "gates": gate_health(store, site)}
+
+
+def create_app(config: CollectorConfig, *, poll_seconds: float = 1.0) -> ASGIApp:
+    return WebApp(config, poll_seconds=poll_seconds).app
