@@ -284,6 +284,33 @@ class FakeClock:
         self.mono += int(seconds * 1000)
 
 
+def start_web(setup: CollectorSetup, *, verbose: str = "-v") -> tuple[subprocess.Popen, str]:
+    """`collector serve` for a collector setup on a free loopback port; returns the process and its base
+    URL once it answers. Its log is serve.log beside the config."""
+    import urllib.request
+
+    from collector.broker import free_port
+
+    port = free_port()
+    handle = open(setup.directory / "serve.log", "ab")
+    process = subprocess.Popen([str(BIN / "collector"), verbose, "serve", "--config", str(setup.config_path),
+                                "--host", "127.0.0.1", "--port", str(port)], stdout=handle, stderr=subprocess.STDOUT)
+    handle.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError("collector serve exited:\n" + (setup.directory / "serve.log").read_text())
+        try:
+            with urllib.request.urlopen(url + "/", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    wait_for(answers, message="collector serve answering")
+    return process, url
+
+
 def fill_outbox(setup: GateSetup, count: int, card: str = "DEADBEEF") -> None:
     """Write ``count`` punches into a gate's outbox as its tap path would (a backlog from an outage)."""
     from gate_agent.keys import load_private_key
