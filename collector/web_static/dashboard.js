@@ -126,7 +126,7 @@
   function renderHeadcount(data) {
     $("on-site").textContent = data.on_site;
     $("on-site-word").textContent = data.on_site === 1 ? "worker" : "workers";
-    $("as-of").textContent = clock(data.as_of) + (data.as_of ? data.as_of.slice(19) : "");
+    $("as-of").textContent = data.as_of ? `${data.as_of.slice(11, 19)} site time (UTC${data.as_of.slice(19)})` : "–";
     $("unknown-cards").textContent = data.unknown_cards
       ? `Also inside: ${data.unknown_cards} card(s) not registered to anyone.` : "";
     const body = $("inside").tBodies[0];
