@@ -2,8 +2,188 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+from pathlib import Path
+
 import click
+
+from .cli_common import Context, check_id, emit, json_option, with_config
+
+
+def _one_line_errors(func):
+    """PKI and bundle errors become one clear line (with_config already handles StoreError, ValueError)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .bundle import BundleError
+        from .pki import PkiError
+
+        try:
+            return func(*args, **kwargs)
+        except (PkiError, BundleError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+# ============================================================================== PKI
+
+
+@click.group()
+def ca() -> None:
+    """The deployment CA for mutual TLS between gates, the broker and the collector."""
+
+
+@ca.command("init")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False),
+              help="Where to write the CA, the broker's and the collector's certificates and keys.")
+@click.option("--host", "hosts", multiple=True,
+              help="A name or address gates use to reach the broker (besides localhost and 127.0.0.1); "
+                   "may be given more than once.")
+@json_option
+@_one_line_errors
+def ca_init(directory: str, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Create the CA (ca.crt, ca.key), the broker's certificate (server.crt, server.key) and the
+    collector's client certificate (collector.crt, collector.key). Keys are 0600; nothing is overwritten."""
+    from .pki import init_ca
+
+    issued = init_ca(directory, list(hosts))
+    rows = [{"name": i.name, "certificate": str(i.certificate), "key": str(i.key),
+             "not_after": i.not_after.isoformat()} for i in issued]
+    emit(as_json, rows, "\n".join(f"{i.certificate.name} + {i.key.name} (0600): {i.name}, valid until "
+                                  f"{i.not_after:%Y-%m-%d}" for i in issued)
+         + f"\nkeep {Path(directory) / 'ca.key'} offline or at least private: whoever holds it can enrol gates")
+
+
+def gate_enroll_command() -> click.Command:
+    @click.command("enroll")
+    @click.argument("gate_id", metavar="GATE")
+    @click.option("--site", "site_id", required=True, help="The site the gate stands at.")
+    @click.option("--public-key", required=True, help="The line `gate-agent keygen` printed (ed25519:...).")
+    @click.option("--pki", required=True, type=click.Path(file_okay=False), help="The directory of `ca init`.")
+    @click.option("--out", required=True, type=click.Path(file_okay=False),
+                  help="Where to write gate.crt, gate.key and ca.crt for the gate (never overwritten).")
+    @json_option
+    @with_config
+    @_one_line_errors
+    def gate_enroll(ctx: Context, gate_id: str, site_id: str, public_key: str, pki: str, out: str,
+                    as_json: bool) -> None:
+        """Register a gate (as `gate add` does) and issue its MQTT client certificate, named after the
+        gate: the broker's ACL lets that certificate publish only as this gate."""
+        from .pki import PkiError, check_gate_name, check_out_free, issue_gate, load_ca
+
+        check_id("GATE", gate_id)
+        check_id("SITE", site_id)
+        check_gate_name(gate_id)
+        load_ca(pki)
+        check_out_free(out)
+        with ctx.store() as store:
+            elsewhere = [s for s in store.gate_sites(gate_id) if s != site_id]
+            if elsewhere:
+                raise PkiError(f"gate id {gate_id} is already used at site {', '.join(elsewhere)}; a gate's "
+                               "certificate is named after its id, so ids must be unique across sites")
+            outcome = store.add_gate(site_id, gate_id, public_key)
+        issued = issue_gate(pki, gate_id, out)
+        registered = {"added": "added", "rotated": "given a new signing key",
+                      "unchanged": "already registered with that key"}[outcome]
+        emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome, "certificate": str(issued.certificate),
+                       "key": str(issued.key), "ca": str(Path(out) / "ca.crt"),
+                       "not_after": issued.not_after.isoformat()},
+             f"gate {site_id}/{gate_id} {registered}; its MQTT certificate (name {gate_id}, valid until "
+             f"{issued.not_after:%Y-%m-%d}) is in {out}: gate.crt, gate.key (0600), ca.crt\n"
+             "now run `collector broker-config` again and reload the broker so that the gate may publish")
+
+    return gate_enroll
+
+
+@click.command("broker-config")
+@click.option("--pki", required=True, type=click.Path(file_okay=False),
+              help="Directory with ca.crt, server.crt and server.key, as the broker will read them.")
+@click.option("--port", required=True, type=click.IntRange(1, 65535), help="The TLS listener's port (8883).")
+@click.option("--bind", help="Listen on this address only (default: every address).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The Mosquitto configuration to write; the ACL goes beside it with the suffix .acl.")
+@with_config
+@_one_line_errors
+def broker_config(ctx: Context, pki: str, port: int, bind: str | None, out: str) -> None:
+    """Write a Mosquitto configuration (TLS with client certificates, identity from the certificate) and
+    an ACL from the registry: each gate publishes only as itself, reads only its own acks, commands and
+    site roster. Run again after enrolling or deactivating a gate, then reload the broker."""
+    from .broker_config import GateEntry, write_broker_config
+
+    with ctx.store(readonly=True) as store:
+        gates = [GateEntry(g["site"], g["gate"], bool(g["active"])) for g in store.gates()]
+    conf, acl = write_broker_config(pki, port, out, gates, bind=bind)
+    active = sum(g.active for g in gates)
+    click.echo(f"wrote {conf} and {acl}: TLS listener on {bind or 'every address'}:{port}, "
+               f"{active} gate(s) with access" + (f", {len(gates) - active} deactivated" if active < len(gates) else ""))
+
+
+# ============================================================================== offline bundles
+
+
+@click.command("import")
+@click.argument("bundle_file", type=click.Path(dir_okay=False))
+@json_option
+@with_config
+@_one_line_errors
+def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
+    """Import a gate's bundle (from `gate-agent export`) through the same verification and exactly-once
+    storage as MQTT. Importing twice, or what MQTT already delivered, changes no punch."""
+    from .bundle import import_bundle, read_bundle
+
+    config = ctx.config
+    with ctx.store() as store:
+        bundle = read_bundle(bundle_file, store)
+        with click.progressbar(length=bundle.count, label=f"importing {bundle.site}/{bundle.gate}",
+                               file=sys.stderr) as bar:
+            summary = import_bundle(store, bundle, progress=bar.update,
+                                    future_tolerance=config.future_tolerance_seconds,
+                                    backwards_tolerance=config.backwards_tolerance_seconds)
+    emit(as_json, summary.to_dict(),
+         f"{bundle_file}: gate {summary.site}/{summary.gate} seq {summary.first}..{summary.last} "
+         f"({summary.count} punches): stored {summary.stored}, duplicates {summary.duplicates}, "
+         f"quarantined {summary.quarantined}, equivocations {summary.equivocations}"
+         + (f", chain breaks {summary.chain_breaks}" if summary.chain_breaks else "")
+         + f"; the bank now holds {summary.site}/{summary.gate} through seq {summary.held_through}")
+    if summary.problems:
+        raise click.ClickException(f"{summary.problems} punch(es) not cleanly stored: see `collector quarantine` "
+                                   "and `collector conflicts`")
+
+
+@click.command("ack-file")
+@click.option("--site", "site_id", required=True)
+@click.option("--gate", "gate_id", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ack file to write.")
+@click.option("--pki", type=click.Path(file_okay=False),
+              help="Directory with collector.crt and collector.key (default: [mqtt] tls_cert and tls_key).")
+@json_option
+@with_config
+@_one_line_errors
+def ack_file(ctx: Context, site_id: str, gate_id: str, out: str, pki: str | None, as_json: bool) -> None:
+    """Write what the bank holds of a gate as an ack file signed with the collector's certificate key, for
+    `gate-agent load-ack` at a gate without network."""
+    from .bundle import BundleError, write_ack_file
+
+    if pki is not None:
+        certificate, key = Path(pki) / "collector.crt", Path(pki) / "collector.key"
+    elif ctx.config.mqtt.tls_cert and ctx.config.mqtt.tls_key:
+        certificate, key = Path(ctx.config.mqtt.tls_cert), Path(ctx.config.mqtt.tls_key)
+    else:
+        raise BundleError("no signing certificate: pass --pki DIR (with collector.crt and collector.key) or set "
+                          "[mqtt] tls_cert and tls_key in the collector's configuration")
+    with ctx.store(readonly=True) as store:
+        written = write_ack_file(store, site_id, gate_id, certificate_path=certificate, key_path=key, out=out)
+    emit(as_json, written, f"{out}: the bank holds {site_id}/{gate_id} through seq {written['seq']}; "
+                           "load it at the gate with `gate-agent load-ack`")
 
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``collector`` group."""
+    main.add_command(ca)
+    main.commands["gate"].add_command(gate_enroll_command())
+    main.add_command(broker_config)
+    main.add_command(import_command)
+    main.add_command(ack_file)
+

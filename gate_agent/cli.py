@@ -145,3 +145,61 @@ def virtual_card(device: str, timeout: float, hold: float, uids: tuple[str, ...]
                            f"{shown.seconds:.2f} s)")
     except (VirtualCardError, ValueError) as error:
         raise _fail(error) from None
+
+
+@main.command()
+@config_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The bundle file to write.")
+@click.option("--since", type=click.IntRange(min=1),
+              help="First seq to export (default: the first punch the bank has not acknowledged).")
+def export(config_path: str, out: str, since: int | None) -> None:
+    """Write the gate's punches to a signed bundle for `collector import` (a site without network).
+
+    Nothing is forgotten here: the punches stay pending until the bank's ack arrives over MQTT or from
+    an ack file (`gate-agent load-ack`). Safe while the agent runs.
+    """
+    from .bundle import BundleError, export_bundle
+    from .keys import KeyFileError, load_private_key
+    from .outbox import Outbox, OutboxError
+
+    config = _load(config_path)
+    try:
+        key = load_private_key(config.key_file)
+        with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
+            info = export_bundle(outbox, key, out, since=since)
+    except (BundleError, KeyFileError, OutboxError) as error:
+        raise _fail(error) from None
+    click.echo(f"exported {info.count} punch{'es' if info.count != 1 else ''} of gate {info.site}/{info.gate} "
+               f"(seq {info.first}..{info.last}) to {info.path}; they stay pending here until the bank "
+               "acknowledges them")
+
+
+@main.command("load-ack")
+@config_option
+@click.argument("ack_file", type=click.Path(dir_okay=False))
+def load_ack(config_path: str, ack_file: str) -> None:
+    """Apply an ack file from the bank (`collector ack-file`): punches it covers count as delivered.
+
+    The file must be signed by the collector's certificate from this gate's CA ([mqtt] tls_ca), and names
+    the bank's digest of its last punch: a differing digest forgets nothing.
+    """
+    from .bundle import BundleError, apply_ack, read_ack_file
+    from .outbox import AckResult, OutboxError
+
+    config = _load(config_path)
+    try:
+        ack = read_ack_file(ack_file, site=config.site, gate=config.gate, tls_ca=config.mqtt.tls_ca)
+        result, state = apply_ack(config.data_dir, config.site, config.gate, ack)
+    except (BundleError, OutboxError) as error:
+        raise _fail(error) from None
+    if result is AckResult.BEYOND_HEAD:
+        raise click.ClickException(f"the bank acknowledges seq {ack.seq} but this gate has written only "
+                                   f"{state.last_seq}: nothing forgotten (is this the right data directory?)")
+    if result is AckResult.DIGEST_MISMATCH:
+        raise click.ClickException(f"the bank's punch {ack.seq} differs from this gate's: nothing forgotten; "
+                                   "the bank must investigate (collector conflicts)")
+    if result is AckResult.STALE:
+        click.echo(f"already acknowledged through seq {state.acked_seq} (the file says {ack.seq}); "
+                   f"pending {state.pending}")
+        return
+    click.echo(f"the bank holds {config.site}/{config.gate} through seq {ack.seq}: acknowledged; pending {state.pending}")

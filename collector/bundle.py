@@ -1,0 +1,233 @@
+"""Sneaker-net, the bank's side: import a gate's signed bundle; write a signed ack file for the gate.
+
+The format is described in ``gate_agent/bundle.py``, which writes bundles and reads ack files. An import
+takes the same path as MQTT: the punches become punch-topic messages of at most MAX_BATCH punches and go
+through ``Ingestor`` (source ``import``), so each is verified on its own, stored exactly once, and
+anything bad is quarantined with a reason. Importing a file twice, or what MQTT already delivered,
+changes no punch. The gate learns of the import from the ack the collector daemon sends when the gate's
+next heartbeat reports less acknowledged than the bank holds, or from an ack file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from gate_agent.protocol import (
+    MAX_BATCH,
+    GateTopics,
+    ProtocolError,
+    encode_punch_bodies,
+    format_time,
+    key_id,
+    parse_public_key,
+    parse_time,
+    utc_now_text,
+    valid_id,
+)
+
+from .ingest import Incoming, Ingestor
+from .pki import COLLECTOR_NAME, common_name, load_certificate, load_key, same_key, sign
+from .store import Store
+
+BUNDLE_FORMAT = "site-gate-bundle"
+ACK_FORMAT = "site-gate-ack"
+FORMAT_VERSION = 1
+#: Punch messages per ingest transaction: large enough to be quick, small enough not to hold the
+#: database from the running daemon for long.
+MESSAGES_PER_BURST = 10
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be read or trusted, or an ack file that cannot be written; one line."""
+
+
+def canonical(document: dict) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    path: Path
+    site: str
+    gate: str
+    first: int
+    last: int
+    created: str
+    key: str
+    lines: list[bytes]
+
+    @property
+    def count(self) -> int:
+        return len(self.lines)
+
+
+_HEADER_FIELDS = {"format": str, "version": int, "site": str, "gate": str, "first": int, "last": int,
+                  "count": int, "created": str, "key": str, "punches_sha256": str, "sig": str}
+
+
+def read_bundle(path: str | os.PathLike, store: Store) -> Bundle:
+    """Read a bundle and check it whole: header, the gate's signature with a key the bank registered for
+    it, the punch count and digest. Nothing of a file that fails is ingested."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise BundleError(f"cannot read {path}: {error.strerror}") from None
+    first_line, _, rest = data.partition(b"\n")
+    try:
+        header = json.loads(first_line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BundleError(f"{path} is not a punch bundle (its first line is not JSON)") from None
+    if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not a punch bundle (format is not {BUNDLE_FORMAT!r})")
+    if header.get("version") != FORMAT_VERSION:
+        raise BundleError(f"{path}: bundle version {header.get('version')!r}; this collector reads {FORMAT_VERSION}")
+    if set(header) != set(_HEADER_FIELDS):
+        raise BundleError(f"{path}: header fields {sorted(header)}, expected {sorted(_HEADER_FIELDS)}")
+    for name, kind in _HEADER_FIELDS.items():
+        if type(header[name]) is not kind:
+            raise BundleError(f"{path}: header field {name} must be {kind.__name__}")
+    site, gate = header["site"], header["gate"]
+    if not (valid_id(site) and valid_id(gate)):
+        raise BundleError(f"{path}: header names an invalid site or gate id")
+    if not 1 <= header["first"] <= header["last"] or header["count"] != header["last"] - header["first"] + 1:
+        raise BundleError(f"{path}: header range {header['first']}..{header['last']} does not hold "
+                          f"{header['count']} punches")
+    try:
+        parse_time(header["created"])
+    except ProtocolError as error:
+        raise BundleError(f"{path}: created: {error.detail}") from None
+    _verify_header(path, header, store)
+    # Only now is the rest worth looking at: the signed header says exactly what it must be.
+    if hashlib.sha256(rest).hexdigest() != header["punches_sha256"]:
+        raise BundleError(f"{path}: the punches do not match the signed header (truncated or altered file); "
+                          "nothing imported")
+    lines = rest.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if len(lines) != header["count"]:
+        raise BundleError(f"{path}: {len(lines)} punch lines, the header says {header['count']}")
+    return Bundle(path, site, gate, header["first"], header["last"], header["created"], header["key"], lines)
+
+
+def _verify_header(path: Path, header: dict, store: Store) -> None:
+    site, gate = header["site"], header["gate"]
+    keys = store.public_keys(site, gate)
+    if not keys:
+        raise BundleError(f"{path}: gate {site}/{gate} is not registered here (collector gate add/enroll)")
+    for row in keys:
+        if key_id(row["public_key"]) != header["key"]:
+            continue
+        if row["revoked_at"]:
+            raise BundleError(f"{path}: signed with key {header['key']} of {site}/{gate}, revoked {row['revoked_at']}")
+        unsigned = {k: v for k, v in header.items() if k != "sig"}
+        try:
+            parse_public_key(row["public_key"]).verify(bytes.fromhex(header["sig"]), canonical(unsigned))
+        except (InvalidSignature, ValueError):
+            raise BundleError(f"{path}: the header's signature does not verify with {site}/{gate}'s key "
+                              f"{header['key']} (altered file or not this gate's)") from None
+        return
+    raise BundleError(f"{path}: signed with key {header['key']}, which is not registered for {site}/{gate}")
+
+
+# ---------------------------------------------------------------------------------------------- importing
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    site: str
+    gate: str
+    first: int
+    last: int
+    count: int
+    stored: int
+    duplicates: int
+    quarantined: int
+    equivocations: int
+    chain_breaks: int
+    held_through: int
+
+    @property
+    def problems(self) -> int:
+        return self.quarantined + self.equivocations + self.chain_breaks
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], None] | None = None,
+                  future_tolerance: float = 300.0, backwards_tolerance: float = 60.0) -> ImportSummary:
+    """Ingest a bundle's punches in bursts, each burst one transaction (as the daemon does for MQTT)."""
+    ingestor = Ingestor(store, future_tolerance=future_tolerance, backwards_tolerance=backwards_tolerance,
+                        source="import")
+    topic = GateTopics(bundle.site, bundle.gate).punch
+    counts: Counter = Counter()
+    per_burst = MAX_BATCH * MESSAGES_PER_BURST
+    for start in range(0, bundle.count, per_burst):
+        burst = bundle.lines[start:start + per_burst]
+        received_at = utc_now_text()
+        messages = [Incoming(topic, encode_punch_bodies(burst[i:i + MAX_BATCH]), received_at)
+                    for i in range(0, len(burst), MAX_BATCH)]
+        counts.update(ingestor.ingest(messages).counts)
+        if progress is not None:
+            progress(len(burst))
+    held_through, _, _ = store.gate_progress(bundle.site, bundle.gate)
+    return ImportSummary(
+        site=bundle.site, gate=bundle.gate, first=bundle.first, last=bundle.last, count=bundle.count,
+        stored=counts["stored"], duplicates=counts["duplicates"], quarantined=counts["quarantined"],
+        equivocations=counts["equivocations"], chain_breaks=counts["chain_breaks"], held_through=held_through,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- ack files
+
+
+def write_ack_file(store: Store, site: str, gate: str, *, certificate_path: str | os.PathLike,
+                   key_path: str | os.PathLike, out: str | os.PathLike, now: datetime | None = None) -> dict:
+    """Sign what the bank holds of a gate (its contiguous prefix) for the gate to load offline."""
+    certificate = load_certificate(certificate_path)
+    if common_name(certificate) != COLLECTOR_NAME:
+        raise BundleError(f"{certificate_path} is certificate {common_name(certificate)!r}; gates accept ack "
+                          f"files only from the collector's ({COLLECTOR_NAME!r}, made by `collector ca init`)")
+    key = load_key(key_path)
+    if not same_key(certificate, key):
+        raise BundleError(f"{key_path} does not belong to {certificate_path}")
+    if not store.public_keys(site, gate):
+        raise BundleError(f"gate {site}/{gate} is not registered here")
+    seq, digest, _ = store.gate_progress(site, gate)
+    if seq == 0 or digest is None or not _HEX64.fullmatch(digest):
+        raise BundleError(f"the bank holds no punches of gate {site}/{gate} from seq 1 yet: nothing to acknowledge")
+    document = {
+        "format": ACK_FORMAT, "version": FORMAT_VERSION, "site": site, "gate": gate, "seq": seq, "digest": digest,
+        "issued": format_time(now or datetime.now(UTC)),
+        "certificate": certificate.public_bytes(Encoding.PEM).decode("ascii"),
+    }
+    document["sig"] = base64.b64encode(sign(key, canonical(document))).decode("ascii")
+    out = Path(out)
+    temporary = out.with_name(f".{out.name}.tmp")
+    try:
+        with open(temporary, "w") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, out)
+    except OSError as error:
+        raise BundleError(f"cannot write {out}: {error.strerror}") from None
+    return {"site": site, "gate": gate, "seq": seq, "digest": digest, "path": str(out)}
