@@ -55,6 +55,9 @@ class LocalBroker:
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
+            # Started as root, Mosquitto switches to user "mosquitto", which cannot write this directory:
+            # it then runs without its log and without persistence (sessions lost on every restart).
+            + ("user root\n" if os.geteuid() == 0 else "")
             + self.extra
         )
         return self.config_path
