@@ -23,7 +23,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """
     import uvicorn
 
-    from .web import create_app
+    from .web import WebApp
 
     config = ctx.config
     if not config.web_tokens:
@@ -32,13 +32,20 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     host = host or config.web_host
     port = port or config.web_port
     log.info("serving %s read-only on http://%s:%d (%d token(s))", config.db, host, port, len(config.web_tokens))
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(config), host=host, port=port,
+    web = WebApp(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            web.stop()  # live streams end within a poll interval instead of holding the shutdown
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(
+        web.app, host=host, port=port,
         log_config=None,  # our logging setup: same format as the other commands, journald priorities
         access_log=True,  # method, path and status only: tokens travel in headers, never in URLs
         proxy_headers=False, server_header=False,
-        # Live streams never end by themselves: give them this long on SIGTERM, then close them.
-        timeout_graceful_shutdown=3,
+        # A stream still open this long after SIGTERM is cut.
+        timeout_graceful_shutdown=5,
     ))
     server.run()
 

@@ -121,6 +121,7 @@ class WebApp:
         self.poll_seconds = poll_seconds
         self.grace = timedelta(hours=config.final_grace_hours)
         self._streams = 0
+        self._stopping = False
         routes = [
             Route("/", self.index_page),
             Route("/sites/{site}", self.site_page),
@@ -135,6 +136,10 @@ class WebApp:
         ]
         starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
         self.app = SecurityHeaders(starlette)
+
+    def stop(self) -> None:
+        """End the live streams (the server is shutting down and waits for open responses)."""
+        self._stopping = True
 
     # ------------------------------------------------------------------ access
 
@@ -265,7 +270,7 @@ class WebApp:
             store = await run_in_threadpool(self._store)
             sent, version, computed, spoke = None, None, 0.0, time.monotonic()
             yield "retry: 3000\n\n"
-            while True:
+            while not self._stopping:
                 now = time.monotonic()
                 current = await run_in_threadpool(_data_version, store)
                 if current != version or now - computed >= RECOMPUTE_SECONDS:

@@ -339,3 +339,18 @@ def test_serve_refuses_a_config_without_tokens(tmp_path):
     setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
     result = setup.run("serve", check=False)
     assert result.returncode != 0 and "no [web.tokens]" in result.stderr
+
+
+def test_sigterm_ends_open_live_streams_and_the_server(tmp_path):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883),
+                                  **{"web.tokens": TOKENS})
+    with setup.store() as store:
+        store.add_site("S1", timezone="Asia/Shanghai")
+    process, base = start_web(setup)
+    request = urllib.request.Request(base + "/api/sites/S1/live", headers={"Authorization": f"Bearer {SITE1}"})
+    with urllib.request.urlopen(request, timeout=30) as stream:
+        assert first_event(stream)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) in (0, -signal.SIGTERM)
+        stream.read()  # to its end: a stream cut short would raise IncompleteRead
+    assert "timeout graceful shutdown exceeded" not in (setup.directory / "serve.log").read_text()
