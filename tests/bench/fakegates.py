@@ -1,0 +1,141 @@
+"""Many fake gates in one process: signed, chained punches published the way gates publish them.
+
+Each gate keeps at most ``window`` unacknowledged punches in flight and sends more as the collector's
+acks come back (the gate's own rule), so the broker's default queue limits are never the bottleneck and
+nothing is dropped. All punches are signed before ``go``, so signing does not count against ingest.
+
+Run as a subprocess by run.py:  python -m tests.bench.fakegates --port P --site S --gates G ...
+It prints ``ready`` once connected and signed, publishes on a ``go`` line on stdin, and prints one JSON
+line of figures when every gate's last punch has been acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as paho
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gate_agent.protocol import (
+    GENESIS,
+    PROTOCOL_VERSION,
+    Ack,
+    GateTopics,
+    Punch,
+    encode_punch_bodies,
+    format_time,
+    public_key_text,
+    sign_punch,
+)
+
+
+def gate_key(seed: str, site: str, gate: str) -> Ed25519PrivateKey:
+    """Deterministic keys, so run.py registers the same public keys without talking to this process."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"{seed}/{site}/{gate}".encode()).digest())
+
+
+def gate_names(gates: int) -> list[str]:
+    return [f"g{number:03d}" for number in range(gates)]
+
+
+def public_keys(seed: str, site: str, gates: int) -> dict[str, str]:
+    return {name: public_key_text(gate_key(seed, site, name).public_key()) for name in gate_names(gates)}
+
+
+def signed_bodies(seed: str, site: str, gate: str, count: int, start: datetime) -> list[bytes]:
+    key = gate_key(seed, site, gate)
+    prev, bodies = GENESIS, []
+    for seq in range(1, count + 1):
+        punch = sign_punch(Punch(
+            v=PROTOCOL_VERSION, site=site, gate=gate, seq=seq,
+            time=format_time(start + timedelta(milliseconds=500 * seq)), mono_ms=500 * seq, boot="bench",
+            synced=True, card=f"BE{seq % 1000:06X}", tech="iso14443a", reader="udp:bench", dir="in",
+            roster="none", prev=prev, key="", sig="",
+        ), key)
+        prev = punch.digest()
+        bodies.append(punch.to_json())
+    return bodies
+
+
+class Gate:
+    def __init__(self, client: paho.Client, topics: GateTopics, bodies: list[bytes], batch: int, window: int):
+        self.client, self.topics, self.bodies = client, topics, bodies
+        self.batch, self.window = batch, window
+        self.sent = 0  # punches published
+        self.acked = 0
+        self.lock = threading.Lock()
+
+    def pump(self) -> None:
+        with self.lock:
+            limit = min(len(self.bodies), self.acked + self.window)
+            while self.sent < limit:
+                chunk = self.bodies[self.sent:min(limit, self.sent + self.batch)]
+                self.client.publish(self.topics.punch, encode_punch_bodies(chunk), qos=1)
+                self.sent += len(chunk)
+
+    def on_ack(self, ack: Ack) -> bool:
+        with self.lock:
+            self.acked = max(self.acked, ack.seq)
+        self.pump()
+        return self.acked >= len(self.bodies)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--site", required=True)
+    parser.add_argument("--gates", type=int, default=20)
+    parser.add_argument("--punches", type=int, required=True, help="per gate")
+    parser.add_argument("--batch", type=int, default=1, help="punches per message")
+    parser.add_argument("--window", type=int, default=50, help="unacknowledged punches per gate")
+    parser.add_argument("--seed", default="bench")
+    args = parser.parse_args(argv)
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"fakegates-{args.site}",
+                         protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(0)  # no client-side cap: the per-gate windows are the limit
+    client.max_queued_messages_set(0)
+    gates = {name: Gate(client, GateTopics(args.site, name),
+                        signed_bodies(args.seed, args.site, name, args.punches, start), args.batch, args.window)
+             for name in gate_names(args.gates)}
+    done = threading.Event()
+    remaining = set(gates)
+    subscribed = threading.Event()
+
+    def on_message(client, userdata, message) -> None:
+        gate = message.topic.split("/")[3]
+        if gate in gates and gates[gate].on_ack(Ack.decode(message.payload)):
+            remaining.discard(gate)
+            if not remaining:
+                done.set()
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"attendance/v1/{args.site}/+/ack", qos=1)
+    client.connect("127.0.0.1", args.port)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise SystemExit("fakegates: could not subscribe")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.monotonic()
+    for gate in gates.values():
+        gate.pump()
+    finished = done.wait(600)
+    elapsed = time.monotonic() - started
+    client.loop_stop()
+    client.disconnect()
+    total = args.gates * args.punches
+    print(json.dumps({"punches": total, "seconds": elapsed, "finished": finished,
+                      "acked": sum(g.acked for g in gates.values())}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
