@@ -172,13 +172,14 @@ class ImportSummary:
 
 
 def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], None] | None = None,
-                  future_tolerance: float = 300.0, backwards_tolerance: float = 60.0) -> ImportSummary:
+                  future_tolerance: float = 300.0, backwards_tolerance: float = 60.0,
+                  messages_per_burst: int = MESSAGES_PER_BURST) -> ImportSummary:
     """Ingest a bundle's punches in bursts, each burst one transaction (as the daemon does for MQTT)."""
     ingestor = Ingestor(store, future_tolerance=future_tolerance, backwards_tolerance=backwards_tolerance,
                         source="import")
     topic = GateTopics(bundle.site, bundle.gate).punch
     counts: Counter = Counter()
-    per_burst = MAX_BATCH * MESSAGES_PER_BURST
+    per_burst = MAX_BATCH * messages_per_burst
     for start in range(0, bundle.count, per_burst):
         burst = bundle.lines[start:start + per_burst]
         received_at = utc_now_text()

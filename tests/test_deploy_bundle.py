@@ -1,0 +1,375 @@
+"""Sneaker-net: gate-agent export, collector import, collector ack-file, gate-agent load-ack."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from collector.broker import free_port
+from collector.bundle import canonical
+from collector.pki import load_key, sign
+from gate_agent.keys import load_private_key
+from gate_agent.outbox import Outbox
+from gate_agent.protocol import Ack, Punch, key_id, parse_public_key, verify_chain
+from tests.helpers import CollectorSetup, GateSetup, cli, fill_outbox, outbox_status, stop_process, wait_for
+from tests.test_deploy_pki import write_collector_config
+
+# ---------------------------------------------------------------------------------------------- setups
+
+
+@pytest.fixture
+def gate(tmp_path, udp_device) -> GateSetup:
+    """A gate whose broker is nowhere: everything it records stays pending unless acknowledged offline."""
+    return GateSetup.create(tmp_path / "gate", broker=SimpleNamespace(port=free_port()), device=udp_device)
+
+
+@pytest.fixture
+def collector(tmp_path, gate) -> CollectorSetup:
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=free_port()))
+    setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    setup.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
+    return setup
+
+
+@pytest.fixture
+def pki(tmp_path) -> Path:
+    cli("collector", "ca", "init", "--dir", str(tmp_path / "pki"))
+    return tmp_path / "pki"
+
+
+def export(gate: GateSetup, out: Path, *args: str, check: bool = True):
+    return cli("gate-agent", "export", "--config", str(gate.config_path), "--out", str(out), *args, check=check)
+
+
+def import_bundle(collector: CollectorSetup, path: Path, check: bool = True):
+    return cli("collector", "import", str(path), "--config", str(collector.config_path), check=check)
+
+
+def summary(collector: CollectorSetup, path: Path) -> dict:
+    return json.loads(cli("collector", "import", str(path), "--json", "--config", str(collector.config_path)).stdout)
+
+
+def punch_rows(collector: CollectorSetup) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT site, gate, seq, digest, body, source, flags, received_at FROM punches "
+                            "ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+def one_error_line(result, expected: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def outbox_bodies(gate: GateSetup) -> list[bytes]:
+    with Outbox(gate.data_dir, gate.site, gate.gate, readonly=True) as outbox:
+        return [bytes(body) for _, body in outbox.bodies(1, outbox.head_seq)]
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+
+
+def test_export_and_import_store_every_punch_once_exactly_as_signed(tmp_path, gate, collector):
+    fill_outbox(gate, 1234)  # three punch messages of at most 500
+    result = export(gate, tmp_path / "north.bundle")
+    assert "exported 1234 punches of gate S1/north (seq 1..1234)" in result.stdout
+    assert outbox_status(gate)["pending"] == 1234, "an export forgets nothing"
+    imported = import_bundle(collector, tmp_path / "north.bundle")
+    assert ("seq 1..1234 (1234 punches): stored 1234, duplicates 0, quarantined 0, equivocations 0; "
+            "the bank now holds S1/north through seq 1234") in imported.stdout
+    assert "importing S1/north" in imported.stderr  # the progress bar
+    rows = punch_rows(collector)
+    assert [r[2] for r in rows] == list(range(1, 1235))
+    assert [r[4] for r in rows] == outbox_bodies(gate)
+    assert {r[5] for r in rows} == {"import"}
+    key = parse_public_key(gate.public_key)
+    verify_chain([Punch.from_dict(json.loads(r[4])) for r in rows], {key_id(key): key})
+    assert collector.json("counters")["stored"] == 1234
+
+
+def test_a_big_bundle_goes_in_several_transactions_with_progress(tmp_path, gate, collector):
+    from collector.bundle import import_bundle as ingest_bundle
+    from collector.bundle import read_bundle
+
+    fill_outbox(gate, 1001)
+    export(gate, tmp_path / "north.bundle")
+    steps: list[int] = []
+    with collector.store() as store:
+        bundle = read_bundle(tmp_path / "north.bundle", store)
+        result = ingest_bundle(store, bundle, progress=steps.append, messages_per_burst=1)
+    # One progress step per committed burst; the punches went in as punch-topic messages, as over MQTT.
+    assert steps == [500, 500, 1] and (result.stored, result.held_through) == (1001, 1001)
+    assert collector.json("counters")["messages"] == 3
+
+
+def test_importing_twice_or_an_overlap_changes_no_punch(tmp_path, gate, collector):
+    fill_outbox(gate, 40)
+    export(gate, tmp_path / "first.bundle")
+    assert summary(collector, tmp_path / "first.bundle")["stored"] == 40
+    before = punch_rows(collector)
+    again = summary(collector, tmp_path / "first.bundle")
+    assert (again["stored"], again["duplicates"], again["quarantined"], again["equivocations"]) == (0, 40, 0, 0)
+    assert punch_rows(collector) == before
+    fill_outbox(gate, 10)
+    export(gate, tmp_path / "overlap.bundle", "--since", "31")
+    overlap = summary(collector, tmp_path / "overlap.bundle")
+    assert (overlap["first"], overlap["last"], overlap["stored"], overlap["duplicates"]) == (31, 50, 10, 10)
+    assert punch_rows(collector)[:40] == before and overlap["held_through"] == 50
+
+
+def test_export_starts_after_the_last_acknowledged_punch(tmp_path, gate):
+    fill_outbox(gate, 5)
+    with Outbox(gate.data_dir, gate.site, gate.gate) as outbox:
+        punches = outbox.punches()
+        outbox.acknowledge(Ack(3, punches[2].digest()))
+    assert "(seq 4..5)" in export(gate, tmp_path / "a.bundle").stdout
+    assert "(seq 2..5)" in export(gate, tmp_path / "b.bundle", "--since", "2").stdout
+    with Outbox(gate.data_dir, gate.site, gate.gate) as outbox:
+        outbox.acknowledge(Ack(5, punches[4].digest()))
+        outbox.prune(0, datetime.now(UTC))  # what the link does once acknowledged punches are old enough
+    one_error_line(export(gate, tmp_path / "c.bundle", check=False), "nothing to export")
+    one_error_line(export(gate, tmp_path / "d.bundle", "--since", "2", check=False), "no longer held here")
+    assert not (tmp_path / "c.bundle").exists() and not (tmp_path / "d.bundle").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.bundle", "b.bundle"]
+
+
+def test_export_before_the_agent_ever_ran_is_one_clear_line(tmp_path, gate):
+    one_error_line(export(gate, tmp_path / "x.bundle", check=False), "does not exist")
+
+
+# ---------------------------------------------------------------------------------------------- bad bundles
+
+
+def _damage(data: bytes, case: str, tmp_path: Path) -> bytes:
+    header, _, rest = data.partition(b"\n")
+    lines = rest.split(b"\n")
+    if case == "a byte of a punch":
+        index = rest.index(b'"card":"') + len(b'"card":"')
+        return header + b"\n" + rest[:index] + (b"A" if rest[index:index + 1] != b"A" else b"B") + rest[index + 1:]
+    if case == "last punch dropped":
+        return header + b"\n" + b"\n".join(lines[:-2]) + b"\n"
+    if case == "cut mid-line":
+        return data[:len(data) - 100]
+    if case == "header count edited":
+        document = json.loads(header)
+        document["count"] -= 1
+        document["last"] -= 1
+        return canonical(document) + b"\n" + b"\n".join(lines[:-2]) + b"\n"
+    if case == "signed by another key":
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        other = Ed25519PrivateKey.generate()
+        document = json.loads(header)
+        del document["sig"]
+        document["key"] = key_id(other.public_key())
+        document["sig"] = other.sign(canonical(document)).hex()
+        return canonical(document) + b"\n" + rest
+    if case == "not a bundle":
+        return b"\x00\x01 garbage\n"
+    if case == "empty":
+        return b""
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("a byte of a punch", "do not match the signed header"),
+    ("last punch dropped", "do not match the signed header"),
+    ("cut mid-line", "do not match the signed header"),
+    ("header count edited", "signature does not verify"),
+    ("signed by another key", "not registered for S1/north"),
+    ("not a bundle", "is not a punch bundle"),
+    ("empty", "is not a punch bundle"),
+])
+def test_a_damaged_bundle_is_refused_whole(tmp_path, gate, collector, case, expected):
+    fill_outbox(gate, 8)
+    export(gate, tmp_path / "good.bundle")
+    damaged = tmp_path / "damaged.bundle"
+    damaged.write_bytes(_damage((tmp_path / "good.bundle").read_bytes(), case, tmp_path))
+    one_error_line(import_bundle(collector, damaged, check=False), expected)
+    assert collector.count("SELECT COUNT(*) FROM punches") == 0
+    assert collector.count("SELECT COUNT(*) FROM quarantine") == 0
+
+
+def test_a_bundle_of_an_unregistered_gate_is_refused(tmp_path, udp_device, collector):
+    stranger = GateSetup.create(tmp_path / "stranger", broker=SimpleNamespace(port=1), device=udp_device,
+                                gate="stranger")
+    fill_outbox(stranger, 3)
+    export(stranger, tmp_path / "stranger.bundle")
+    one_error_line(import_bundle(collector, tmp_path / "stranger.bundle", check=False),
+                   "gate S1/stranger is not registered here")
+
+
+def test_punches_that_fail_verification_inside_a_signed_bundle_are_quarantined_and_reported(tmp_path, gate,
+                                                                                           collector):
+    """A gate whose signing key the bank does not hold for some punches: each punch is checked on its own."""
+    fill_outbox(gate, 4)
+    export(gate, tmp_path / "good.bundle")
+    cli("collector", "gate", "deactivate", "north", "--site", "S1", "--config", str(collector.config_path))
+    result = import_bundle(collector, tmp_path / "good.bundle", check=False)
+    assert "stored 0, duplicates 0, quarantined 4" in result.stdout
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: 4 punch(es) not cleanly stored")
+    assert collector.json("quarantine")[0]["reason"] == "gate_inactive"
+
+
+# ---------------------------------------------------------------------------------------------- ack files
+
+
+def ack_file(collector: CollectorSetup, out: Path, pki: Path | None = None, *, config: Path | None = None,
+             check: bool = True):
+    args = ["--pki", str(pki)] if pki is not None else []
+    return cli("collector", "ack-file", "--site", "S1", "--gate", "north", "--out", str(out), *args,
+               "--config", str(config or collector.config_path), check=check)
+
+
+def load_ack(gate: GateSetup, path: Path, check: bool = True):
+    return cli("gate-agent", "load-ack", "--config", str(gate.config_path), str(path), check=check)
+
+
+def test_an_ack_file_from_the_bank_lets_the_gate_forget_what_the_bank_holds(tmp_path, gate, collector, pki):
+    gate.write_config(mqtt={"tls_ca": str(pki / "ca.crt")})
+    fill_outbox(gate, 12)
+    export(gate, tmp_path / "north.bundle", "--since", "1")
+    import_bundle(collector, tmp_path / "north.bundle")
+    fill_outbox(gate, 3)  # taps after the export: the bank does not hold them yet
+    # The signing certificate from the collector's own [mqtt] settings, or from --pki.
+    tls_config = write_collector_config(tmp_path / "tls-collector", pki)
+    tls_config.write_text(tls_config.read_text().replace(str(tmp_path / "tls-collector" / "collector.sqlite3"),
+                                                         str(collector.db_path)))
+    written = ack_file(collector, tmp_path / "ack.json", config=tls_config)
+    assert "holds S1/north through seq 12" in written.stdout
+    ack_file(collector, tmp_path / "ack-pki.json", pki)
+    assert outbox_status(gate)["pending"] == 15, "nothing is forgotten before the gate loads the ack"
+    loaded = load_ack(gate, tmp_path / "ack.json")
+    assert "through seq 12: acknowledged; pending 3" in loaded.stdout
+    status = outbox_status(gate)
+    assert (status["acked_seq"], status["pending"], status["last_seq"]) == (12, 3, 15)
+    assert "already acknowledged through seq 12" in load_ack(gate, tmp_path / "ack-pki.json").stdout
+
+
+def test_ack_file_needs_a_signing_certificate_and_punches_to_acknowledge(tmp_path, collector, pki):
+    one_error_line(ack_file(collector, tmp_path / "a.json", check=False), "no signing certificate")
+    one_error_line(ack_file(collector, tmp_path / "a.json", pki, check=False), "holds no punches of gate S1/north")
+    gate_tls = tmp_path / "gate-tls"
+    cli("collector", "gate", "enroll", "south", "--site", "S1", "--public-key",
+        cli("gate-agent", "keygen", "--key-file", str(tmp_path / "south.key")).stdout.strip().splitlines()[-1],
+        "--pki", str(pki), "--out", str(gate_tls), "--config", str(collector.config_path))
+    (gate_tls / "collector.crt").symlink_to(gate_tls / "gate.crt")
+    (gate_tls / "collector.key").symlink_to(gate_tls / "gate.key")
+    result = ack_file(collector, tmp_path / "a.json", gate_tls, check=False)
+    one_error_line(result, "gates accept ack files only from the collector's")
+    assert not (tmp_path / "a.json").exists()
+
+
+def _signed(document: dict, certificate: Path, key: Path) -> dict:
+    document = dict(document, certificate=certificate.read_text())
+    document.pop("sig", None)
+    document["sig"] = base64.b64encode(sign(load_key(key), canonical(document))).decode()
+    return document
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("seq edited", "signature does not verify"),
+    ("unsigned", "is not signed"),
+    ("signed by a gate's certificate", "not the bank's 'collector'"),
+    ("collector of another CA", "not issued by this gate's CA"),
+    ("for another gate", "is for gate S1/south, not S1/north"),
+    ("no tls_ca at the gate", "has no [mqtt] tls_ca"),
+    ("bank holds a different punch", "differs from this gate's: nothing forgotten"),
+    ("beyond what the gate wrote", "has written only 6: nothing forgotten"),
+    ("not an ack file", "is not an ack file"),
+])
+def test_a_forged_or_misdirected_ack_file_forgets_nothing(tmp_path, gate, collector, pki, case, expected):
+    gate.write_config(mqtt={"tls_ca": str(pki / "ca.crt")})
+    fill_outbox(gate, 6)
+    export(gate, tmp_path / "north.bundle")
+    import_bundle(collector, tmp_path / "north.bundle")
+    ack_file(collector, tmp_path / "ack.json", pki)
+    document = json.loads((tmp_path / "ack.json").read_text())
+    collector_pair = (pki / "collector.crt", pki / "collector.key")
+    if case == "seq edited":
+        document["seq"] = 5
+    elif case == "unsigned":
+        document["sig"] = ""
+    elif case == "signed by a gate's certificate":
+        cli("collector", "gate", "enroll", "mallory", "--site", "S1", "--public-key",
+            cli("gate-agent", "keygen", "--key-file", str(tmp_path / "m.key")).stdout.strip().splitlines()[-1],
+            "--pki", str(pki), "--out", str(tmp_path / "m-tls"), "--config", str(collector.config_path))
+        document = _signed(document, tmp_path / "m-tls" / "gate.crt", tmp_path / "m-tls" / "gate.key")
+    elif case == "collector of another CA":
+        cli("collector", "ca", "init", "--dir", str(tmp_path / "other-pki"))
+        document = _signed(document, tmp_path / "other-pki" / "collector.crt", tmp_path / "other-pki" / "collector.key")
+    elif case == "for another gate":
+        document = _signed(dict(document, gate="south"), *collector_pair)
+    elif case == "no tls_ca at the gate":
+        gate.write_config(mqtt={})
+    elif case == "bank holds a different punch":
+        document = _signed(dict(document, digest="ab" * 32), *collector_pair)
+    elif case == "beyond what the gate wrote":
+        document = _signed(dict(document, seq=7), *collector_pair)
+    (tmp_path / "forged.json").write_text(json.dumps(document) if case != "not an ack file" else "[1, 2]")
+    one_error_line(load_ack(gate, tmp_path / "forged.json", check=False), expected)
+    status = outbox_status(gate)
+    assert (status["acked_seq"], status["pending"]) == (0, 6)
+
+
+# ---------------------------------------------------------------------------------------------- with MQTT
+
+
+@pytest.mark.slow
+def test_an_import_reaches_an_offline_gate_as_an_ack_once_it_is_back_online(tmp_path, broker, udp_device):
+    """The bank imports what a gate without network recorded; when the gate comes back, its heartbeat
+    shows it still waits, the collector acks, and MQTT's redelivery of the same punches changes nothing."""
+    gate = GateSetup.create(tmp_path / "gate", broker=broker, device=udp_device)
+    collector = CollectorSetup.create(tmp_path / "collector", broker=broker)
+    collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    collector.run("gate", "add", "north", "--site", "S1", "--public-key", gate.public_key)
+    daemon = collector.start()
+    agent = gate.start_agent()
+    try:
+        wait_for(lambda: "connected to" in collector.log(), message="collector connected")
+        broker.stop()  # the site loses its network
+        gate.tap("04A1B2C3D4E5F6", "DEADBEEF", "04112233445566")
+        assert outbox_status(gate)["pending"] == 3
+        export(gate, tmp_path / "north.bundle")  # while the agent runs
+        assert "stored 3" in import_bundle(collector, tmp_path / "north.bundle").stdout
+        assert outbox_status(gate)["pending"] == 3 and agent.poll() is None
+        imported = punch_rows(collector)
+        broker.start()
+        wait_for(lambda: outbox_status(gate)["pending"] == 0, timeout=60, message="the gate forgetting its punches")
+        assert punch_rows(collector) == imported, "MQTT's redelivery of imported punches changed a punch"
+        assert {row[5] for row in imported} == {"import"}
+        # And the other way round: importing what MQTT already delivered changes nothing either.
+        gate.tap("11223344")
+        wait_for(lambda: outbox_status(gate)["acked_seq"] == 4, message="the live tap acknowledged")
+        before = punch_rows(collector)
+        export(gate, tmp_path / "all.bundle", "--since", "1")
+        again = summary(collector, tmp_path / "all.bundle")
+        assert (again["stored"], again["duplicates"]) == (0, 4)
+        assert punch_rows(collector) == before and before[3][5] == "mqtt"
+    finally:
+        stop_process(agent, signal.SIGKILL)
+        stop_process(daemon, signal.SIGKILL)
+
+
+def test_the_gate_key_is_what_signs_the_bundle(tmp_path, gate):
+    """The header's key id and signature come from the gate's own signing key."""
+    fill_outbox(gate, 2)
+    export(gate, tmp_path / "n.bundle")
+    header = json.loads((tmp_path / "n.bundle").read_bytes().split(b"\n")[0])
+    key = load_private_key(gate.key_file).public_key()
+    assert header["key"] == key_id(key)
+    signature = bytes.fromhex(header.pop("sig"))
+    key.verify(signature, canonical(header))
+    assert (header["format"], header["version"], header["site"], header["gate"], header["first"], header["last"],
+            header["count"]) == ("site-gate-bundle", 1, "S1", "north", 1, 2, 2)
