@@ -299,7 +299,3 @@ def _data_version(store: Store) -> int:
 
 def _snapshot(store: Store, site: str) -> dict:
     return {"headcount": headcount(store, site), "gates": gate_health(store, site)}
-
-
-def create_app(config: CollectorConfig, *, poll_seconds: float = 1.0) -> ASGIApp:
-    return WebApp(config, poll_seconds=poll_seconds).app
