@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .cli_common import Context, check_id, emit, json_option, with_config
 
 
 def _one_line_errors(func):
-    """PKI and bundle errors become one clear line (with_config already handles StoreError, ValueError)."""
+    """PKI, bundle and database errors become one clear line (with_config handles StoreError, ValueError)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -23,6 +24,9 @@ def _one_line_errors(func):
             return func(*args, **kwargs)
         except (PkiError, BundleError) as error:
             raise click.ClickException(str(error)) from None
+        except sqlite3.Error as error:
+            # Every write here is a transaction and an import is idempotent: trying again is safe.
+            raise click.ClickException(f"database: {error}; running the command again is safe") from None
 
     return wrapper
 

@@ -161,8 +161,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
-        with self.db.atomic():
+        """One transaction; nested ones are savepoints. The outermost takes the write lock at once
+        (BEGIN IMMEDIATE): a deferred one that has read cannot upgrade to a write after another
+        connection (the daemon, an admin command) committed, and SQLite then fails it at once,
+        "database is locked", instead of waiting its turn."""
+        if self._conn.in_transaction:
+            with self.db.atomic():
+                yield self
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
             yield self
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     def _one(self, sql: str, params: Iterable = ()) -> tuple | None:
         return self._conn.execute(sql, tuple(params)).fetchone()
