@@ -101,7 +101,10 @@ class Link:
         try:
             while not self._stopping.is_set():
                 self.last_alive = time.monotonic()
-                timeout = max(0.0, min(self._next_heartbeat - time.monotonic(), 1.0))
+                # Heartbeats are due only while connected: offline, an overdue one must not turn the
+                # wait into a busy loop (found spinning a core for as long as the broker was away).
+                due = self._next_heartbeat - time.monotonic() if self.session.connected else 1.0
+                timeout = max(0.0, min(due, 1.0))
                 for event in self._drain(timeout):
                     self._handle(event, outbox)
                 if self._stopping.is_set():
