@@ -123,9 +123,9 @@ def test_no_signalled_tap_is_lost_or_doubled_across_kills_and_restarts(tmp_path,
         for number, uid in enumerate(uids):
             store.add_worker(f"W{number:03d}", name=f"Worker {number}", cards=[uid])
     rig = Rig(broker, gate, collector)
-    rig.start_collector()
-    rig.start_agent(connected=True)
     try:
+        rig.start_collector()
+        rig.start_agent(connected=True)
         run_plan(rig, rng, uids)
         if not broker.running:
             broker.start()
