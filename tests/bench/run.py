@@ -366,9 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"benchmark ({'quick' if args.quick else 'full'}) in {directory}; {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, {mosquitto_binary()}")
 
-    results: dict = {"quick": args.quick}
-    say(f"- Ed25519 verify, one core, {size['verify_seconds']:g} s")
-    results["verify_per_s"] = measure_verify(size["verify_seconds"])
+    results: dict = {"quick": args.quick, "load_average_at_start": os.getloadavg()}
+    if os.getloadavg()[0] > 0.5:
+        say(f"  note: load average {os.getloadavg()[0]:.2f} at start; other work on this machine skews every figure")
+    say(f"- Ed25519 verify, one core, {size['verify_seconds']:g} s (again at the end; the higher is the ceiling)")
+    verify_runs = [measure_verify(size["verify_seconds"])]
     rig = Rig(directory)
     try:
         say(f"- live ingest: {size['live_gates']} gates x {size['live_per_gate']} single-punch messages")
@@ -395,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         results["collector_rss_samples"] = rig.rss_samples
     finally:
         rig.close()
+    verify_runs.append(measure_verify(size["verify_seconds"]))
+    results["verify_per_s"] = max(verify_runs)
+    results["verify_runs_per_s"] = [round(v, 1) for v in verify_runs]
     results["targets"] = verdicts(results)
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "platform": platform.platform()}
