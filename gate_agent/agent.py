@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 #: A loop that has not moved for this long is hung: stop feeding the watchdog so systemd restarts us.
 STALL_SECONDS = 60.0
 BUFFER_WARNING_RATIO = 0.8
+#: While the reader is not open yet, each sign of life extends systemd's start timeout by this much.
+START_EXTENSION_SECONDS = 30.0
 
 
 def build_feedback(config: GateConfig, reader: CardReader, *, pin_factory=None) -> Feedbacks:
@@ -49,6 +51,9 @@ class Agent:
         self.topics = GateTopics(config.site, config.gate)
         self._key = load_private_key(config.key_file)
         self._outbox = Outbox(config.data_dir, config.site, config.gate, key=self._key)
+        # status_facts() runs on the link thread: a connection of its own keeps it off the tap path's.
+        self._usage = Outbox(config.data_dir, config.site, config.gate, readonly=True)
+        self._buffer_warned = False
         roster = self._outbox.load_roster()
         self._roster_cards: frozenset[str] | None = roster.cards if roster else None
         self._roster_issued = roster.issued if roster else None
@@ -73,27 +78,45 @@ class Agent:
     # ------------------------------------------------------------------ running
 
     def run(self) -> None:
-        """Block until stop(); SIGTERM handlers call stop()."""
+        """Block until stop(); SIGTERM handlers call stop().
+
+        systemd hears READY only once the reader is open as well as the outbox (opened in __init__).
+        Until then each round in which both loops are alive extends the start timeout, so a missing
+        reader shows as "activating" with the reason in STATUS, not as a gate that seems fine; the link
+        delivers the backlog meanwhile. A hung start-up is killed when the extensions stop.
+        """
         self.link.start()
         reader_thread = threading.Thread(target=self._reader_loop, name="reader", daemon=True)
         reader_thread.start()
-        notify("READY=1", f"STATUS=gate {self.config.site}/{self.config.gate} reading {self.config.reader}")
         log.info("gate %s/%s running: reader %s, direction %s, broker %s:%d", self.config.site,
                  self.config.gate, self.config.reader, self.config.direction, self.config.mqtt.host,
                  self.config.mqtt.port)
+        ready = False
+        extended_at = float("-inf")
         try:
-            while not self._stop.wait(1.0):
-                if self.healthy(reader_thread):
-                    notify("WATCHDOG=1")
-                else:
+            while not self._stop.wait(1.0 if ready else 0.1):
+                if not self.healthy(reader_thread):
                     log.error("a loop has stalled (reader %.0f s, link %.0f s ago): withholding the watchdog",
                               time.monotonic() - self.reader.last_alive, time.monotonic() - self.link.last_alive)
+                elif ready:
+                    notify("WATCHDOG=1")
+                elif self.reader.connected:
+                    ready = True
+                    notify("READY=1", f"STATUS=gate {self.config.site}/{self.config.gate} reading "
+                                      f"{self.config.reader}")
+                    log.info("reader %s open: ready", self.config.reader)
+                elif time.monotonic() - extended_at >= 1.0:
+                    extended_at = time.monotonic()
+                    notify(f"EXTEND_TIMEOUT_USEC={int(START_EXTENSION_SECONDS * 1_000_000)}",
+                           f"STATUS=gate {self.config.site}/{self.config.gate} waiting for reader "
+                           f"{self.config.reader} (see the log)")
         finally:
             notify("STOPPING=1")
             self._stop.set()
             reader_thread.join(timeout=5)
             self.link.stop()
             self._outbox.close()
+            self._usage.close()
             self.feedback.close()
             log.info("gate %s/%s stopped", self.config.site, self.config.gate)
 
@@ -124,10 +147,20 @@ class Agent:
             self.counters["duplicates"] += 1
             return self._signal(Signal.DUPLICATE, f"card {tap.uid} again after {(now_ms - last) / 1000:.1f} s; "
                                                   "not a new punch")
-        if self._outbox.bytes_on_disk() >= self.config.max_buffer_mb * 1024 * 1024:
+        limit = self.config.max_buffer_mb * 1024 * 1024
+        try:
+            used = self._outbox.bytes_used()
+        except sqlite3.Error as error:
+            self.counters["not_recorded"] += 1
+            return self._signal(Signal.NOT_RECORDED, f"card {tap.uid} NOT recorded: {error}")
+        if used >= limit:
             self.counters["not_recorded"] += 1
             return self._signal(Signal.NOT_RECORDED, f"card {tap.uid} NOT recorded: buffer full "
                                 f"({self.config.max_buffer_mb:g} MB) - unacknowledged punches are kept")
+        if used >= BUFFER_WARNING_RATIO * limit and not self._buffer_warned:
+            log.warning("buffer %.0f %% full (%g MB): punches are not reaching the bank; at 100 %% taps "
+                        "are refused", 100 * used / limit, self.config.max_buffer_mb)
+        self._buffer_warned = used >= BUFFER_WARNING_RATIO * limit
         verdict = self._verdict(tap.uid)
         try:
             punch = self._outbox.append(card=tap.uid, tech=tap.tech, reader=tap.reader,
@@ -164,8 +197,12 @@ class Agent:
 
     def status_facts(self) -> dict:
         """Heartbeat facts beyond the outbox counters (which the link adds itself)."""
-        used = self._outbox.bytes_on_disk()
         limit = self.config.max_buffer_mb * 1024 * 1024
+        try:
+            used = self._usage.bytes_used()
+        except sqlite3.Error as error:  # report it as full: a false alarm beats a link thread that dies
+            log.error("cannot measure the outbox: %s", error)
+            used = limit
         return {
             "time": format_time(self.clock.now()),
             "boot": self.clock.boot_id,

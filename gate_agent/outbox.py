@@ -243,6 +243,14 @@ class Outbox:
             oldest = row[0] if row else None
         return OutboxStatus(head, acked, head - acked, oldest, self.bytes_on_disk())
 
+    def bytes_used(self) -> int:
+        """Bytes of live data, what ``max_buffer_mb`` bounds. Not the file size: SQLite keeps pages freed
+        by a prune inside the file for reuse, so a file that once reached the limit would never shrink
+        below it and the gate would refuse taps for good."""
+        page_size, pages, free = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                                  for name in ("page_size", "page_count", "freelist_count"))
+        return (pages - free) * page_size
+
     def bytes_on_disk(self) -> int:
         total = 0
         for suffix in ("", "-wal", "-shm"):

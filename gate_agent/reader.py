@@ -206,7 +206,8 @@ _ACR122_PATTERNS = {
     Signal.DUPLICATE: (0b1010_1010, 1, 1, 2, 0x01),  # green blink, two quick beeps
     Signal.UNKNOWN_CARD: (0b0101_0101, 3, 1, 2, 0x01),  # red/green alternate, two longer beeps
     Signal.ERROR: (0b0101_0101, 5, 2, 3, 0x01),  # red blink, three long beeps
-    Signal.NOT_RECORDED: (0b0101_0101, 5, 2, 3, 0x01),
+    # Buzzer during T1 and T2: one unbroken 2 s tone, unlike the three beeps of ERROR.
+    Signal.NOT_RECORDED: (0b0101_0101, 5, 2, 3, 0x03),
 }
 
 
