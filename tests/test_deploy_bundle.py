@@ -181,23 +181,30 @@ def _damage(data: bytes, case: str, tmp_path: Path) -> bytes:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("a byte of a punch", "do not match the signed header"),
-    ("last punch dropped", "do not match the signed header"),
-    ("cut mid-line", "do not match the signed header"),
-    ("header count edited", "signature does not verify"),
-    ("signed by another key", "not registered for S1/north"),
-    ("not a bundle", "is not a punch bundle"),
-    ("empty", "is not a punch bundle"),
-])
-def test_a_damaged_bundle_is_refused_whole(tmp_path, gate, collector, case, expected):
+DAMAGES = {
+    "a byte of a punch": "do not match the signed header",
+    "last punch dropped": "do not match the signed header",
+    "cut mid-line": "do not match the signed header",
+    "header count edited": "signature does not verify",
+    "signed by another key": "not registered for S1/north",
+    "not a bundle": "is not a punch bundle",
+    "empty": "is not a punch bundle",
+}
+
+
+def test_a_damaged_bundle_is_refused_whole(tmp_path, gate, collector):
     fill_outbox(gate, 8)
     export(gate, tmp_path / "good.bundle")
-    damaged = tmp_path / "damaged.bundle"
-    damaged.write_bytes(_damage((tmp_path / "good.bundle").read_bytes(), case, tmp_path))
-    one_error_line(import_bundle(collector, damaged, check=False), expected)
-    assert collector.count("SELECT COUNT(*) FROM punches") == 0
-    assert collector.count("SELECT COUNT(*) FROM quarantine") == 0
+    good = (tmp_path / "good.bundle").read_bytes()
+    for case, expected in DAMAGES.items():
+        damaged = tmp_path / "damaged.bundle"
+        damaged.write_bytes(_damage(good, case, tmp_path))
+        result = import_bundle(collector, damaged, check=False)
+        assert expected in result.stderr, f"{case}: {result.stderr}"
+        one_error_line(result, expected)
+        assert collector.count("SELECT COUNT(*) FROM punches") == 0, case
+        assert collector.count("SELECT COUNT(*) FROM quarantine") == 0, case
+    assert "stored 8" in import_bundle(collector, tmp_path / "good.bundle").stdout  # the original is fine
 
 
 def test_a_bundle_of_an_unregistered_gate_is_refused(tmp_path, udp_device, collector):
@@ -278,49 +285,56 @@ def _signed(document: dict, certificate: Path, key: Path) -> dict:
     return document
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("seq edited", "signature does not verify"),
-    ("unsigned", "is not signed"),
-    ("signed by a gate's certificate", "not the bank's 'collector'"),
-    ("collector of another CA", "not issued by this gate's CA"),
-    ("for another gate", "is for gate S1/south, not S1/north"),
-    ("no tls_ca at the gate", "has no [mqtt] tls_ca"),
-    ("bank holds a different punch", "differs from this gate's: nothing forgotten"),
-    ("beyond what the gate wrote", "has written only 6: nothing forgotten"),
-    ("not an ack file", "is not an ack file"),
-])
-def test_a_forged_or_misdirected_ack_file_forgets_nothing(tmp_path, gate, collector, pki, case, expected):
+FORGERIES = {
+    "seq edited": "signature does not verify",
+    "unsigned": "is not signed",
+    "signed by a gate's certificate": "not the bank's 'collector'",
+    "collector of another CA": "not issued by this gate's CA",
+    "for another gate": "is for gate S1/south, not S1/north",
+    "bank holds a different punch": "differs from this gate's: nothing forgotten",
+    "beyond what the gate wrote": "has written only 6: nothing forgotten",
+    "not an ack file": "is not an ack file",
+    "no tls_ca at the gate": "has no [mqtt] tls_ca",  # last: it changes the gate's configuration
+}
+
+
+def test_a_forged_or_misdirected_ack_file_forgets_nothing(tmp_path, gate, collector, pki):
     gate.write_config(mqtt={"tls_ca": str(pki / "ca.crt")})
     fill_outbox(gate, 6)
     export(gate, tmp_path / "north.bundle")
     import_bundle(collector, tmp_path / "north.bundle")
     ack_file(collector, tmp_path / "ack.json", pki)
-    document = json.loads((tmp_path / "ack.json").read_text())
+    genuine = json.loads((tmp_path / "ack.json").read_text())
     collector_pair = (pki / "collector.crt", pki / "collector.key")
-    if case == "seq edited":
-        document["seq"] = 5
-    elif case == "unsigned":
-        document["sig"] = ""
-    elif case == "signed by a gate's certificate":
-        cli("collector", "gate", "enroll", "mallory", "--site", "S1", "--public-key",
-            cli("gate-agent", "keygen", "--key-file", str(tmp_path / "m.key")).stdout.strip().splitlines()[-1],
-            "--pki", str(pki), "--out", str(tmp_path / "m-tls"), "--config", str(collector.config_path))
-        document = _signed(document, tmp_path / "m-tls" / "gate.crt", tmp_path / "m-tls" / "gate.key")
-    elif case == "collector of another CA":
-        cli("collector", "ca", "init", "--dir", str(tmp_path / "other-pki"))
-        document = _signed(document, tmp_path / "other-pki" / "collector.crt", tmp_path / "other-pki" / "collector.key")
-    elif case == "for another gate":
-        document = _signed(dict(document, gate="south"), *collector_pair)
-    elif case == "no tls_ca at the gate":
-        gate.write_config(mqtt={})
-    elif case == "bank holds a different punch":
-        document = _signed(dict(document, digest="ab" * 32), *collector_pair)
-    elif case == "beyond what the gate wrote":
-        document = _signed(dict(document, seq=7), *collector_pair)
-    (tmp_path / "forged.json").write_text(json.dumps(document) if case != "not an ack file" else "[1, 2]")
-    one_error_line(load_ack(gate, tmp_path / "forged.json", check=False), expected)
-    status = outbox_status(gate)
-    assert (status["acked_seq"], status["pending"]) == (0, 6)
+    cli("collector", "gate", "enroll", "mallory", "--site", "S1", "--public-key",
+        cli("gate-agent", "keygen", "--key-file", str(tmp_path / "m.key")).stdout.strip().splitlines()[-1],
+        "--pki", str(pki), "--out", str(tmp_path / "m-tls"), "--config", str(collector.config_path))
+    cli("collector", "ca", "init", "--dir", str(tmp_path / "other-pki"))
+    for case, expected in FORGERIES.items():
+        document = dict(genuine)
+        if case == "seq edited":
+            document["seq"] = 5
+        elif case == "unsigned":
+            document["sig"] = ""
+        elif case == "signed by a gate's certificate":
+            document = _signed(document, tmp_path / "m-tls" / "gate.crt", tmp_path / "m-tls" / "gate.key")
+        elif case == "collector of another CA":
+            document = _signed(document, tmp_path / "other-pki" / "collector.crt",
+                               tmp_path / "other-pki" / "collector.key")
+        elif case == "for another gate":
+            document = _signed(dict(document, gate="south"), *collector_pair)
+        elif case == "bank holds a different punch":
+            document = _signed(dict(document, digest="ab" * 32), *collector_pair)
+        elif case == "beyond what the gate wrote":
+            document = _signed(dict(document, seq=7), *collector_pair)
+        elif case == "no tls_ca at the gate":
+            gate.write_config(mqtt={})
+        (tmp_path / "forged.json").write_text(json.dumps(document) if case != "not an ack file" else "[1, 2]")
+        result = load_ack(gate, tmp_path / "forged.json", check=False)
+        assert expected in result.stderr, f"{case}: {result.stderr}"
+        one_error_line(result, expected)
+        status = outbox_status(gate)
+        assert (status["acked_seq"], status["pending"]) == (0, 6), case
 
 
 # ---------------------------------------------------------------------------------------------- with MQTT
