@@ -79,9 +79,14 @@ def deployment(tmp_path, udp_device, broker_files):
     cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
         "--out", str(conf), "--config", str(config))
     if os.geteuid() == 0:
-        # Run as root, Mosquitto drops to its own user before reading the key (the install guide chowns it).
-        account = pwd.getpwnam("mosquitto")
-        os.chown(pki / "server.key", account.pw_uid, account.pw_gid)
+        # Run as root, Mosquitto drops to its own user (if there is one) before reading the key; the
+        # install guide hands the key to that user the same way.
+        try:
+            account = pwd.getpwnam("mosquitto")
+        except KeyError:
+            account = None
+        if account is not None:
+            os.chown(pki / "server.key", account.pw_uid, account.pw_gid)
     log = open(tmp_path / "mosquitto.log", "wb")
     broker = subprocess.Popen([mosquitto_binary(), "-v", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     log.close()
