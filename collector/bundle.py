@@ -202,6 +202,9 @@ def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], Non
 def write_ack_file(store: Store, site: str, gate: str, *, certificate_path: str | os.PathLike,
                    key_path: str | os.PathLike, out: str | os.PathLike, now: datetime | None = None) -> dict:
     """Sign what the bank holds of a gate (its contiguous prefix) for the gate to load offline."""
+    out = Path(out)
+    if out.exists():
+        raise BundleError(f"{out} already exists; choose another name (nothing is overwritten)")
     certificate = load_certificate(certificate_path)
     if common_name(certificate) != COLLECTOR_NAME:
         raise BundleError(f"{certificate_path} is certificate {common_name(certificate)!r}; gates accept ack "
@@ -220,7 +223,6 @@ def write_ack_file(store: Store, site: str, gate: str, *, certificate_path: str 
         "certificate": certificate.public_bytes(Encoding.PEM).decode("ascii"),
     }
     document["sig"] = base64.b64encode(sign(key, canonical(document))).decode("ascii")
-    out = Path(out)
     temporary = out.with_name(f".{out.name}.tmp")
     try:
         with open(temporary, "w") as handle:

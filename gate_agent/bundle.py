@@ -79,6 +79,8 @@ def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLik
     adds rows beyond it. The file appears whole or not at all (written aside, then renamed).
     """
     path = Path(path)
+    if path.exists():
+        raise BundleError(f"{path} already exists; choose another name (an export never overwrites a file)")
     head, acked = outbox.head_seq, outbox.acked_seq
     first = acked + 1 if since is None else since
     if first > head:

@@ -134,6 +134,9 @@ def test_export_starts_after_the_last_acknowledged_punch(tmp_path, gate):
         outbox.acknowledge(Ack(3, punches[2].digest()))
     assert "(seq 4..5)" in export(gate, tmp_path / "a.bundle").stdout
     assert "(seq 2..5)" in export(gate, tmp_path / "b.bundle", "--since", "2").stdout
+    before = (tmp_path / "b.bundle").read_bytes()
+    one_error_line(export(gate, tmp_path / "b.bundle", check=False), "already exists")
+    assert (tmp_path / "b.bundle").read_bytes() == before
     with Outbox(gate.data_dir, gate.site, gate.gate) as outbox:
         outbox.acknowledge(Ack(5, punches[4].digest()))
         outbox.prune(0, datetime.now(UTC))  # what the link does once acknowledged punches are old enough
@@ -262,6 +265,7 @@ def test_an_ack_file_from_the_bank_lets_the_gate_forget_what_the_bank_holds(tmp_
     status = outbox_status(gate)
     assert (status["acked_seq"], status["pending"], status["last_seq"]) == (12, 3, 15)
     assert "already acknowledged through seq 12" in load_ack(gate, tmp_path / "ack-pki.json").stdout
+    one_error_line(ack_file(collector, tmp_path / "ack.json", pki, check=False), "already exists")
 
 
 def test_ack_file_needs_a_signing_certificate_and_punches_to_acknowledge(tmp_path, collector, pki):
