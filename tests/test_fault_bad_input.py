@@ -289,3 +289,33 @@ def test_ingest_stores_correctly_or_quarantines_every_message(registry, messages
     acked = result.acks.get(("S1", "north"))
     if acked is not None:
         assert acked.digest == GENUINE_DIGESTS[acked.seq] and set(range(1, acked.seq + 1)) <= set(seqs)
+
+
+@pytest.fixture(scope="module")
+def twin_registries(tmp_path_factory):
+    """Two identical collector databases: one verifies inline, the other always on worker threads."""
+    made = []
+    for name, parallel_from in (("inline", 10**9), ("threads", 0)):
+        store = Store(tmp_path_factory.mktemp(name) / "collector.sqlite3")
+        store.add_site("S1", timezone="Asia/Shanghai")
+        store.add_site("S2", timezone="Asia/Shanghai")
+        store.add_gate("S1", "north", NORTH.public_key)
+        store.add_gate("S1", "south", SOUTH.public_key)
+        store.set_gate_active("S1", "south", False)
+        made.append((store, Ingestor(store, parallel_from=parallel_from)))
+    yield made
+    for store, _ in made:
+        store.close()
+
+
+@INGEST
+@given(st.lists(message(), min_size=1, max_size=12))
+def test_verifying_on_worker_threads_decides_exactly_as_inline(twin_registries, messages):
+    received = utc_now_text()
+    outcomes = []
+    for store, ingestor in twin_registries:
+        result = ingestor.ingest([Incoming(topic, payload, received) for topic, payload in messages])
+        outcomes.append((dict(result.counts), result.acks,
+                         [(r["reason"], r["detail"], r["raw"]) for r in store.quarantined()],
+                         [(r["seq"], r["digest"], r["flags"]) for r in store.punches(site="S1")]))
+    assert outcomes[0] == outcomes[1]
