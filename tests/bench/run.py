@@ -86,6 +86,16 @@ def proc_status(pid: int) -> dict[str, int]:
     return values
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest rank: the smallest value with at least ``fraction`` of the values at or below it."""
     ordered = sorted(values)
@@ -191,15 +201,21 @@ def measure_ingest(rig: Rig, site: str, gates: int, per_gate: int, batch: int, w
     if publisher.stdout.readline().strip() != "ready":
         raise SystemExit("bench: the fake gates did not start")
     total = gates * per_gate
+    pids = {"collector": rig.collector.pid, "broker": rig.broker._process.pid, "fake_gates": publisher.pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.monotonic()
     publisher.stdin.write("go\n")
     publisher.stdin.flush()
     wait_until(lambda: rig.stored(site) >= total, 900, interval=0.02, what=f"{total} punches of {site}")
     elapsed = time.monotonic() - started
+    # Where the two cores went: the fake gates and the broker share this machine with the collector.
+    cpu = {name: round((cpu_seconds(pid) - cpu_before[name]) / elapsed, 2) for name, pid in pids.items()}
     report = json.loads(publisher.stdout.readline())
     publisher.wait(30)
     rig.sample_collector(site)
-    return {"punches": total, "seconds": elapsed, "per_s": total / elapsed, "acked_in_s": report["seconds"]}
+    say(f"  {total} punches in {elapsed:.1f} s; cores used: " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
+    return {"punches": total, "seconds": elapsed, "per_s": total / elapsed, "acked_in_s": report["seconds"],
+            "cores_used": cpu}
 
 
 # ---------------------------------------------------------------------------------------------- backlog drain
@@ -376,9 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"- live ingest: {size['live_gates']} gates x {size['live_per_gate']} single-punch messages")
         live = measure_ingest(rig, "LIVE", size["live_gates"], size["live_per_gate"], batch=1, window=40)
         results["live_ingest_per_s"] = live["per_s"]
+        results["live_cores_used"] = live["cores_used"]
         say(f"- backlog ingest: {size['batch_gates']} gates x {size['batch_per_gate']} punches in batches of 200")
         batch = measure_ingest(rig, "BATCH", size["batch_gates"], size["batch_per_gate"], batch=200, window=2000)
         results["backlog_ingest_per_s"] = batch["per_s"]
+        results["backlog_cores_used"] = batch["cores_used"]
         say(f"- backlog drain: a gate agent reconnecting with {size['backlog_n']} punches")
         drain = measure_drain(rig, size["backlog_n"])
         results.update(backlog_n=drain["n"], backlog_drain_s=drain["seconds"], backlog_drain_per_s=drain["per_s"])
