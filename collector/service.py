@@ -36,7 +36,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-BURST_MAX = 2000  # messages per transaction
+BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so they keep sending
 RETRY_DELAYS = (0.5, 30.0)
 #: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
 PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "write_failures",
