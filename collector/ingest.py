@@ -49,6 +49,7 @@ PARALLEL_FROM = 32
 CHUNK = 64
 #: Messages written under one savepoint (a bug in one replays its group a message at a time).
 GROUP = 64
+GROUP_BYTES = 64 * 1024
 #: Payload bytes decoded and verified ahead of the writes (about 2500 punches).
 LOOKAHEAD_BYTES = 1 << 20
 
@@ -131,11 +132,15 @@ class Ingestor:
 
     def _burst(self, messages: list[Incoming], result: BurstResult) -> None:
         group: list[tuple[Incoming, _Prepared | None]] = []
+        size = 0
         for prepared in self._prepared(messages):
             group.append(prepared)
-            if len(group) >= GROUP:
+            size += len(prepared[0].payload)
+            # Small messages share a savepoint; a large batch is a group of its own (a group keeps its
+            # decoded punches alive until it is written).
+            if len(group) >= GROUP or size >= GROUP_BYTES:
                 self._group(group, result)
-                group = []
+                group, size = [], 0
         if group:
             self._group(group, result)
         for site, gate in sorted(result.touched):

@@ -9,11 +9,10 @@ database refuses the write (disk full), nothing is acknowledged and the burst is
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, datetime
 
 from gate_agent.mqtt import Message, MqttSession
@@ -43,14 +42,52 @@ PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "writ
                       "ingest_lag_ms_sum", "ingest_lag_count")
 
 
+#: Bytes of received messages waiting for ingest. The Receive Maximum bounds their number, not their
+#: size (a batch of 500 punches is ~200 KB); past this, paho's thread waits, stops reading the socket, and
+#: the broker holds the rest, so memory stays bounded whatever the gates send.
+INBOX_BYTES = 16 * 1024 * 1024
+
+
+class Inbox:
+    """Messages from paho's network thread to the ingest thread, bounded in bytes."""
+
+    def __init__(self, max_bytes: int, stop: threading.Event):
+        self.max_bytes = max_bytes
+        self._items: deque[tuple[float, Message]] = deque()
+        self._bytes = 0
+        self._stop = stop
+        self._changed = threading.Condition()
+
+    def put(self, message: Message) -> None:
+        with self._changed:
+            while self._bytes >= self.max_bytes and not self._stop.is_set():
+                self._changed.wait(0.5)
+            # The arrival time travels with the message: ingest lag includes the wait in the queue.
+            self._items.append((time.monotonic(), message))
+            self._bytes += len(message.payload)
+            self._changed.notify_all()
+
+    def take(self, limit: int, timeout: float) -> list[tuple[float, Message]]:
+        """Up to ``limit`` messages; their bytes stay counted until ``done`` (they are in memory until then)."""
+        with self._changed:
+            if not self._items:
+                self._changed.wait(timeout)
+            return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+
+    def done(self, taken: list[tuple[float, Message]]) -> None:
+        with self._changed:
+            self._bytes -= sum(len(message.payload) for _, message in taken)
+            self._changed.notify_all()
+
+
 class CollectorService:
     def __init__(self, config: CollectorConfig):
         self.config = config
         self.store = Store(config.db)
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
                                  backwards_tolerance=config.backwards_tolerance_seconds)
-        self._inbox: queue.Queue[tuple[float, Message]] = queue.Queue()
         self._stop = threading.Event()
+        self._inbox = Inbox(INBOX_BYTES, self._stop)
         self.counters: Counter[str] = Counter()
         self._persisted: Counter[str] = Counter()
         self._gauges: dict[str, float] = {}
@@ -61,8 +98,7 @@ class CollectorService:
         self.session = MqttSession(
             config.mqtt,
             subscriptions=[PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION],
-            # The arrival time travels with the message: ingest lag includes the wait in the queue.
-            on_message=lambda message: self._inbox.put((time.monotonic(), message)),
+            on_message=self._inbox.put,
             on_connected=self._on_connected,
             manual_ack=True,
             # The broker may send this many messages before our PUBACKs: bursts can be this large.
@@ -84,9 +120,12 @@ class CollectorService:
         try:
             while not self._stop.is_set():
                 self.last_alive = time.monotonic()
-                batch = self._next_batch(timeout=0.2)
+                batch = self._inbox.take(BURST_MAX, timeout=0.2)
                 if batch:
-                    self._process(batch)
+                    try:
+                        self._process(batch)
+                    finally:
+                        self._inbox.done(batch)
                 if time.monotonic() >= next_housekeeping:
                     self._housekeeping()
                     next_housekeeping = time.monotonic() + min(1.0, self.config.gap_wait_seconds / 2)
@@ -106,18 +145,6 @@ class CollectorService:
 
     def _on_connected(self, session_present: bool) -> None:
         self._rosters.clear()  # publish every roster again (retained, so this is idempotent)
-
-    def _next_batch(self, timeout: float) -> list[tuple[float, Message]]:
-        try:
-            batch = [self._inbox.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while len(batch) < BURST_MAX:
-            try:
-                batch.append(self._inbox.get_nowait())
-            except queue.Empty:
-                break
-        return batch
 
     # ------------------------------------------------------------------ bursts
 
