@@ -25,9 +25,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gate_agent.protocol import (
+    ACK_FILE_FORMAT,
+    BUNDLE_FORMAT,
+    FILE_FORMAT_VERSION,
     MAX_BATCH,
     GateTopics,
     ProtocolError,
+    canonical_json,
     encode_punch_bodies,
     format_time,
     key_id,
@@ -41,9 +45,6 @@ from .ingest import Incoming, Ingestor
 from .pki import COLLECTOR_NAME, common_name, load_certificate, load_key, same_key, sign
 from .store import Store
 
-BUNDLE_FORMAT = "site-gate-bundle"
-ACK_FORMAT = "site-gate-ack"
-FORMAT_VERSION = 1
 #: Punch messages per ingest transaction: large enough to be quick, small enough not to hold the
 #: database from the running daemon for long.
 MESSAGES_PER_BURST = 10
@@ -52,10 +53,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 class BundleError(Exception):
     """A bundle that cannot be read or trusted, or an ack file that cannot be written; one line."""
-
-
-def canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -96,8 +93,8 @@ def read_bundle(path: str | os.PathLike, store: Store) -> Bundle:
         raise BundleError(f"{path} is not a punch bundle (its first line is not JSON)") from None
     if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
         raise BundleError(f"{path} is not a punch bundle (format is not {BUNDLE_FORMAT!r})")
-    if header.get("version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle version {header.get('version')!r}; this collector reads {FORMAT_VERSION}")
+    if header.get("version") != FILE_FORMAT_VERSION:
+        raise BundleError(f"{path}: bundle version {header.get('version')!r}; this collector reads {FILE_FORMAT_VERSION}")
     if set(header) != set(_HEADER_FIELDS):
         raise BundleError(f"{path}: header fields {sorted(header)}, expected {sorted(_HEADER_FIELDS)}")
     for name, kind in _HEADER_FIELDS.items():
@@ -138,7 +135,7 @@ def _verify_header(path: Path, header: dict, store: Store) -> None:
             raise BundleError(f"{path}: signed with key {header['key']} of {site}/{gate}, revoked {row['revoked_at']}")
         unsigned = {k: v for k, v in header.items() if k != "sig"}
         try:
-            parse_public_key(row["public_key"]).verify(bytes.fromhex(header["sig"]), canonical(unsigned))
+            parse_public_key(row["public_key"]).verify(bytes.fromhex(header["sig"]), canonical_json(unsigned))
         except (InvalidSignature, ValueError):
             raise BundleError(f"{path}: the header's signature does not verify with {site}/{gate}'s key "
                               f"{header['key']} (altered file or not this gate's)") from None
@@ -218,11 +215,11 @@ def write_ack_file(store: Store, site: str, gate: str, *, certificate_path: str 
     if seq == 0 or digest is None or not _HEX64.fullmatch(digest):
         raise BundleError(f"the bank holds no punches of gate {site}/{gate} from seq 1 yet: nothing to acknowledge")
     document = {
-        "format": ACK_FORMAT, "version": FORMAT_VERSION, "site": site, "gate": gate, "seq": seq, "digest": digest,
+        "format": ACK_FILE_FORMAT, "version": FILE_FORMAT_VERSION, "site": site, "gate": gate, "seq": seq, "digest": digest,
         "issued": format_time(now or datetime.now(UTC)),
         "certificate": certificate.public_bytes(Encoding.PEM).decode("ascii"),
     }
-    document["sig"] = base64.b64encode(sign(key, canonical(document))).decode("ascii")
+    document["sig"] = base64.b64encode(sign(key, canonical_json(document))).decode("ascii")
     temporary = out.with_name(f".{out.name}.tmp")
     try:
         with open(temporary, "w") as handle:

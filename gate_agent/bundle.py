@@ -39,11 +39,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import NameOID
 
 from .outbox import FILENAME, AckResult, Outbox, OutboxStatus
-from .protocol import Ack, ProtocolError, format_time, key_id, parse_time
+from .protocol import (
+    ACK_FILE_FORMAT,
+    BUNDLE_FORMAT,
+    FILE_FORMAT_VERSION,
+    Ack,
+    ProtocolError,
+    canonical_json,
+    format_time,
+    key_id,
+    parse_time,
+)
 
-BUNDLE_FORMAT = "site-gate-bundle"
-ACK_FORMAT = "site-gate-ack"
-FORMAT_VERSION = 1
 #: The certificate name whose signature an ack file must carry (the collector's MQTT identity).
 BANK_SIGNER = "collector"
 MAX_ACK_FILE_BYTES = 64 * 1024
@@ -52,10 +59,6 @@ _CHUNK = 2000  # punches read from the outbox at a time: a big backlog never sit
 
 class BundleError(Exception):
     """A bundle or ack file that cannot be written, read or trusted; the message is one line."""
-
-
-def canonical(document: dict) -> bytes:
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -109,14 +112,14 @@ def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLik
                     digest.update(line)
                     expected += 1
         header = {
-            "format": BUNDLE_FORMAT, "version": FORMAT_VERSION, "site": outbox.site, "gate": outbox.gate,
+            "format": BUNDLE_FORMAT, "version": FILE_FORMAT_VERSION, "site": outbox.site, "gate": outbox.gate,
             "first": first, "last": head, "count": head - first + 1,
             "created": format_time(now or datetime.now(UTC)), "key": key_id(key.public_key()),
             "punches_sha256": digest.hexdigest(),
         }
-        header["sig"] = key.sign(canonical(header)).hex()
+        header["sig"] = key.sign(canonical_json(header)).hex()
         with open(final_tmp, "wb") as out, open(body_path, "rb") as body:
-            out.write(canonical(header) + b"\n")
+            out.write(canonical_json(header) + b"\n")
             shutil.copyfileobj(body, out, 1024 * 1024)
             out.flush()
             os.fsync(out.fileno())
@@ -168,10 +171,10 @@ def read_ack_file(path: str | os.PathLike, *, site: str, gate: str, tls_ca: str 
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BundleError(f"{path} is not an ack file (not JSON)") from None
-    if not isinstance(document, dict) or document.get("format") != ACK_FORMAT:
-        raise BundleError(f"{path} is not an ack file (format is not {ACK_FORMAT!r})")
-    if document.get("version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: ack file version {document.get('version')!r}; this gate reads {FORMAT_VERSION}")
+    if not isinstance(document, dict) or document.get("format") != ACK_FILE_FORMAT:
+        raise BundleError(f"{path} is not an ack file (format is not {ACK_FILE_FORMAT!r})")
+    if document.get("version") != FILE_FORMAT_VERSION:
+        raise BundleError(f"{path}: ack file version {document.get('version')!r}; this gate reads {FILE_FORMAT_VERSION}")
     expected = {"format", "version", "site", "gate", "seq", "digest", "issued", "certificate", "sig"}
     if set(document) != expected:
         raise BundleError(f"{path}: ack file fields {sorted(document)}, expected {sorted(expected)}")
@@ -199,7 +202,7 @@ def read_ack_file(path: str | os.PathLike, *, site: str, gate: str, tls_ca: str 
         signature = base64.b64decode(document["sig"], validate=True)
     except (binascii.Error, ValueError):
         raise BundleError(f"{path}: the signature is not base64") from None
-    if not _signature_holds(certificate, signature, canonical(unsigned)):
+    if not _signature_holds(certificate, signature, canonical_json(unsigned)):
         raise BundleError(f"{path}: the signature does not verify (the file was altered, or not signed "
                           "by the collector's key)")
     return ack

@@ -41,6 +41,17 @@ _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _PUBKEY_PREFIX = "ed25519:"
 
 
+#: Files carried by hand (gate-agent export, collector ack-file) and their version.
+BUNDLE_FORMAT = "site-gate-bundle"
+ACK_FILE_FORMAT = "site-gate-ack"
+FILE_FORMAT_VERSION = 1
+
+
+def canonical_json(document: dict) -> bytes:
+    """Compact, key-sorted, ASCII JSON: the bytes every signature in this system is over."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
 class ProtocolError(ValueError):
     """A message that does not follow the contract; ``reason`` is a stable code for counters."""
 
@@ -151,7 +162,7 @@ class Punch:
     def canonical_bytes(self) -> bytes:
         body = self._fields()
         del body["sig"]
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        return canonical_json(body)
 
     def digest(self) -> str:
         """What the next punch's ``prev`` holds; what an ack names."""

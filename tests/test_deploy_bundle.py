@@ -13,11 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from collector.broker import free_port
-from collector.bundle import canonical
 from collector.pki import load_key, sign
 from gate_agent.keys import load_private_key
 from gate_agent.outbox import Outbox
-from gate_agent.protocol import Ack, Punch, key_id, parse_public_key, verify_chain
+from gate_agent.protocol import Ack, Punch, canonical_json, key_id, parse_public_key, verify_chain
 from tests.helpers import CollectorSetup, GateSetup, cli, fill_outbox, outbox_status, stop_process, wait_for
 from tests.test_deploy_pki import write_collector_config
 
@@ -167,7 +166,7 @@ def _damage(data: bytes, case: str, tmp_path: Path) -> bytes:
         document = json.loads(header)
         document["count"] -= 1
         document["last"] -= 1
-        return canonical(document) + b"\n" + b"\n".join(lines[:-2]) + b"\n"
+        return canonical_json(document) + b"\n" + b"\n".join(lines[:-2]) + b"\n"
     if case == "signed by another key":
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -175,8 +174,8 @@ def _damage(data: bytes, case: str, tmp_path: Path) -> bytes:
         document = json.loads(header)
         del document["sig"]
         document["key"] = key_id(other.public_key())
-        document["sig"] = other.sign(canonical(document)).hex()
-        return canonical(document) + b"\n" + rest
+        document["sig"] = other.sign(canonical_json(document)).hex()
+        return canonical_json(document) + b"\n" + rest
     if case == "not a bundle":
         return b"\x00\x01 garbage\n"
     if case == "empty":
@@ -285,7 +284,7 @@ def test_ack_file_needs_a_signing_certificate_and_punches_to_acknowledge(tmp_pat
 def _signed(document: dict, certificate: Path, key: Path) -> dict:
     document = dict(document, certificate=certificate.read_text())
     document.pop("sig", None)
-    document["sig"] = base64.b64encode(sign(load_key(key), canonical(document))).decode()
+    document["sig"] = base64.b64encode(sign(load_key(key), canonical_json(document))).decode()
     return document
 
 
@@ -388,6 +387,6 @@ def test_the_gate_key_is_what_signs_the_bundle(tmp_path, gate):
     key = load_private_key(gate.key_file).public_key()
     assert header["key"] == key_id(key)
     signature = bytes.fromhex(header.pop("sig"))
-    key.verify(signature, canonical(header))
+    key.verify(signature, canonical_json(header))
     assert (header["format"], header["version"], header["site"], header["gate"], header["first"], header["last"],
             header["count"]) == ("site-gate-bundle", 1, "S1", "north", 1, 2, 2)
