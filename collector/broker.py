@@ -94,10 +94,6 @@ class LocalBroker:
     def kill(self) -> None:
         self._end(signal.SIGKILL, 5.0)
 
-    def restart(self) -> LocalBroker:
-        self.stop()
-        return self.start()
-
     def _end(self, signum: int, timeout: float) -> None:
         if self._process is None:
             return

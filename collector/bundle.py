@@ -33,6 +33,7 @@ from gate_agent.protocol import (
     ProtocolError,
     canonical_json,
     encode_punch_bodies,
+    file_format_problem,
     format_time,
     key_id,
     parse_public_key,
@@ -91,10 +92,9 @@ def read_bundle(path: str | os.PathLike, store: Store) -> Bundle:
         header = json.loads(first_line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BundleError(f"{path} is not a punch bundle (its first line is not JSON)") from None
-    if not isinstance(header, dict) or header.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path} is not a punch bundle (format is not {BUNDLE_FORMAT!r})")
-    if header.get("version") != FILE_FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle version {header.get('version')!r}; this collector reads {FILE_FORMAT_VERSION}")
+    problem = file_format_problem(header, BUNDLE_FORMAT)
+    if problem:
+        raise BundleError(f"{path} is not a punch bundle of this version ({problem})")
     if set(header) != set(_HEADER_FIELDS):
         raise BundleError(f"{path}: header fields {sorted(header)}, expected {sorted(_HEADER_FIELDS)}")
     for name, kind in _HEADER_FIELDS.items():

@@ -107,26 +107,31 @@ def gate_keys(ctx: Context, gate_id: str, site_id: str, as_json: bool):
                                   + (f" REVOKED {k['revoked_at']}" if k["revoked_at"] else "") for k in keys))
 
 
-@gate.command("deactivate")
-@click.argument("gate_id", metavar="GATE")
-@click.option("--site", "site_id", required=True)
-@with_config
-def gate_deactivate(ctx: Context, gate_id: str, site_id: str):
-    """Refuse further punches from a gate (they are quarantined as gate_inactive)."""
-    with ctx.store() as store:
-        store.set_gate_active(site_id, gate_id, False)
-    click.echo(f"gate {site_id}/{gate_id} deactivated")
+def _gate_switch(name: str, active: bool, help_text: str) -> None:
+    @gate.command(name, help=help_text)
+    @click.argument("gate_id", metavar="GATE")
+    @click.option("--site", "site_id", required=True)
+    @with_config
+    def switch(ctx: Context, gate_id: str, site_id: str):
+        with ctx.store() as store:
+            store.set_gate_active(site_id, gate_id, active)
+        click.echo(f"gate {site_id}/{gate_id} {'active' if active else 'deactivated'}")
 
 
-@gate.command("activate")
+_gate_switch("deactivate", False, "Refuse further punches from a gate (they are quarantined as gate_inactive).")
+_gate_switch("activate", True, "Accept punches from a deactivated gate again.")
+
+
+@gate.command("revoke-key")
 @click.argument("gate_id", metavar="GATE")
 @click.option("--site", "site_id", required=True)
+@click.option("--key", "kid", required=True, help="The key's fingerprint (`collector gate keys`).")
 @with_config
-def gate_activate(ctx: Context, gate_id: str, site_id: str):
-    """Accept punches from a deactivated gate again."""
+def gate_revoke_key(ctx: Context, gate_id: str, site_id: str, kid: str):
+    """Stop trusting a gate key (a stolen or leaked one): what it signs is quarantined as key_revoked."""
     with ctx.store() as store:
-        store.set_gate_active(site_id, gate_id, True)
-    click.echo(f"gate {site_id}/{gate_id} active")
+        store.revoke_key(site_id, gate_id, kid)
+    click.echo(f"gate {site_id}/{gate_id}: key {kid} revoked")
 
 
 @main.command()

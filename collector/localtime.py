@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_agent.protocol import format_time, parse_time
@@ -36,10 +36,3 @@ def local_text(utc_text: str | None, tz: ZoneInfo) -> str | None:
         return None
     return local(utc_text, tz).isoformat(timespec="seconds")
 
-
-def local_date(utc_text: str, tz: ZoneInfo) -> date:
-    return local(utc_text, tz).date()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

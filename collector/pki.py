@@ -96,16 +96,6 @@ def load_certificate(path: str | os.PathLike) -> x509.Certificate:
         raise PkiError(f"{path} is not a PEM certificate: {error}") from None
 
 
-def load_certificates(path: str | os.PathLike) -> list[x509.Certificate]:
-    """Every certificate of a PEM bundle (a tls_ca file may hold several CAs)."""
-    try:
-        return x509.load_pem_x509_certificates(Path(path).read_bytes())
-    except OSError as error:
-        raise PkiError(f"cannot read certificates {path}: {error.strerror}") from None
-    except ValueError as error:
-        raise PkiError(f"{path} holds no PEM certificate: {error}") from None
-
-
 def load_key(path: str | os.PathLike):
     try:
         key = load_pem_private_key(Path(path).read_bytes(), password=None)

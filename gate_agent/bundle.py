@@ -46,6 +46,7 @@ from .protocol import (
     Ack,
     ProtocolError,
     canonical_json,
+    file_format_problem,
     format_time,
     key_id,
     parse_time,
@@ -171,10 +172,9 @@ def read_ack_file(path: str | os.PathLike, *, site: str, gate: str, tls_ca: str 
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BundleError(f"{path} is not an ack file (not JSON)") from None
-    if not isinstance(document, dict) or document.get("format") != ACK_FILE_FORMAT:
-        raise BundleError(f"{path} is not an ack file (format is not {ACK_FILE_FORMAT!r})")
-    if document.get("version") != FILE_FORMAT_VERSION:
-        raise BundleError(f"{path}: ack file version {document.get('version')!r}; this gate reads {FILE_FORMAT_VERSION}")
+    problem = file_format_problem(document, ACK_FILE_FORMAT)
+    if problem:
+        raise BundleError(f"{path} is not an ack file of this version ({problem})")
     expected = {"format", "version", "site", "gate", "seq", "digest", "issued", "certificate", "sig"}
     if set(document) != expected:
         raise BundleError(f"{path}: ack file fields {sorted(document)}, expected {sorted(expected)}")

@@ -62,9 +62,6 @@ class Table:
     def keys(self) -> list[str]:
         return list(self._data)
 
-    def has(self, key: str) -> bool:
-        return key in self._data
-
     def str(self, key: str, default: Any = REQUIRED, *, check=None, hint: str = "") -> Any:
         value = self._get(key, default)
         if value is _ABSENT:

@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
 
-class MqttError(Exception):
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
     host: str = "127.0.0.1"
@@ -113,7 +109,6 @@ class MqttSession:
         self._connected = threading.Event()
         self._closing = False
         self._outage_logged = False
-        self._refusal: str | None = None
 
         client = paho.Client(
             callback_api_version=paho.CallbackAPIVersion.VERSION2,
@@ -180,9 +175,6 @@ class MqttSession:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     # ------------------------------------------------------------------ traffic
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
@@ -200,20 +192,13 @@ class MqttSession:
         if message.qos > 0:
             self._client.ack(message.mid, message.qos)
 
-    @property
-    def refusal(self) -> str | None:
-        """The broker's last reason for refusing the connection (bad credentials, not authorised)."""
-        return self._refusal
-
     # ------------------------------------------------------------------ paho callbacks (network thread)
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._refusal = str(reason_code)
             log.error("broker %s:%d refused %s: %s", self.settings.host, self.settings.port,
                       self.settings.client_id, reason_code)
             return
-        self._refusal = None
         self._outage_logged = False
         log.info("connected to %s:%d as %s (session %s)", self.settings.host, self.settings.port,
                  self.settings.client_id, "resumed" if flags.session_present else "new")

@@ -47,6 +47,15 @@ ACK_FILE_FORMAT = "site-gate-ack"
 FILE_FORMAT_VERSION = 1
 
 
+def file_format_problem(document: object, expected: str) -> str | None:
+    """Why a decoded hand-carried file is not an ``expected`` file of this version, or None."""
+    if not isinstance(document, dict) or document.get("format") != expected:
+        return f"format is not {expected!r}"
+    if document.get("version") != FILE_FORMAT_VERSION:
+        return f"version {document.get('version')!r}; this program reads {FILE_FORMAT_VERSION}"
+    return None
+
+
 def canonical_json(document: dict) -> bytes:
     """Compact, key-sorted, ASCII JSON: the bytes every signature in this system is over."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
@@ -172,7 +181,7 @@ class Punch:
         return self._fields()
 
     def to_json(self) -> bytes:
-        return json.dumps(self._fields(), sort_keys=True, separators=(",", ":")).encode("ascii")
+        return canonical_json(self._fields())
 
     @property
     def moment(self) -> datetime:

@@ -23,6 +23,3 @@ def notify(*assignments: str) -> bool:
             return False
     return True
 
-
-def watchdog_enabled() -> bool:
-    return "WATCHDOG_USEC" in os.environ and os.environ.get("WATCHDOG_PID", str(os.getpid())) == str(os.getpid())

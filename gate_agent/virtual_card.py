@@ -61,7 +61,6 @@ class Ntag:
         self._levels = [chunk + bytes([_bcc(chunk)]) for chunk in levels]
         self.memory = self._initial_memory()
         self.state = State.IDLE
-        self._level = 0
         self.selections = 0  # completed SELECTs since power-on of this presentation
 
     def _initial_memory(self) -> bytearray:
@@ -81,7 +80,6 @@ class Ntag:
 
     def power_off(self) -> None:
         self.state = State.IDLE
-        self._level = 0
 
     def handle(self, frame: bytes) -> bytes | None:
         if not frame:
@@ -92,7 +90,7 @@ class Ntag:
             # the udp link a field reset (RFOFF) is only sent when the reader's socket got data.
             if self.state == State.HALT and command == _REQA:
                 return None
-            self.state, self._level = State.READY, 0
+            self.state = State.READY
             return self.sens_res
         if self.state == State.READY and command in _SEL_CL and len(frame) >= 2:
             return self._anticollision(frame)
@@ -106,7 +104,6 @@ class Ntag:
             return None
         expected = self._levels[level]
         if frame[1] == 0x20 and len(frame) == 2:  # SDD_REQ: tell the reader this level's UID part
-            self._level = level
             return expected
         if frame[1] == 0x70 and frame[2:7] == expected:  # SEL_REQ for our UID part
             last = level == len(self._levels) - 1
@@ -114,7 +111,6 @@ class Ntag:
                 self.state = State.ACTIVE
                 self.selections += 1
                 return bytes([0x00])  # SAK: Type 2 tag, UID complete
-            self._level = level + 1
             return bytes([0x04])  # SAK: cascade bit, UID not complete
         return None
 

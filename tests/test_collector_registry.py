@@ -123,3 +123,17 @@ def test_an_unregistered_cards_punch_is_stored_flagged_then_attributed(collector
     punch = collector.json("punches", "--site", "S1")[0]
     assert punch["worker"] == "W9" and "unknown_card" not in punch["flags"]
     assert json.loads(json.dumps(punch))["card"] == "CAFEBABE"
+
+
+def test_revoking_a_gate_key(collector):
+    from gate_agent.protocol import key_id
+
+    factory = PunchFactory()
+    collector.run("gate", "add", "north", "--site", "S1", "--public-key", factory.public_key)
+    kid = key_id(factory.public_key)
+    assert collector.run("gate", "revoke-key", "north", "--site", "S1", "--key", kid).stdout.strip() == \
+        f"gate S1/north: key {kid} revoked"
+    keys = collector.json("gate", "keys", "north", "--site", "S1")
+    assert keys[0]["fingerprint"] == kid and keys[0]["revoked_at"]
+    again = collector.run("gate", "revoke-key", "north", "--site", "S1", "--key", kid, check=False)
+    assert again.returncode != 0 and "has no unrevoked key" in again.stderr
