@@ -5,12 +5,11 @@ takes the same path as MQTT: the punches become punch-topic messages of at most 
 through ``Ingestor`` (source ``import``), so each is verified on its own, stored exactly once, and
 anything bad is quarantined with a reason. Importing a file twice, or what MQTT already delivered,
 changes no punch. The gate learns of the import from the ack the collector daemon sends when the gate's
-next heartbeat reports less acknowledged than the bank holds, or from an ack file.
+next heartbeat reports less acknowledged than the bank holds, or from an ack file (the same signed ack).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -22,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate_agent.protocol import (
     ACK_FILE_FORMAT,
     BUNDLE_FORMAT,
     FILE_FORMAT_VERSION,
     MAX_BATCH,
+    Ack,
     GateTopics,
     ProtocolError,
     canonical_json,
@@ -43,7 +43,6 @@ from gate_agent.protocol import (
 )
 
 from .ingest import Incoming, Ingestor
-from .pki import COLLECTOR_NAME, common_name, load_certificate, load_key, same_key, sign
 from .store import Store
 
 #: Punch messages per ingest transaction: large enough to be quick, small enough not to hold the
@@ -196,38 +195,31 @@ def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], Non
 # ---------------------------------------------------------------------------------------------- ack files
 
 
-def write_ack_file(store: Store, site: str, gate: str, *, certificate_path: str | os.PathLike,
-                   key_path: str | os.PathLike, out: str | os.PathLike, now: datetime | None = None) -> dict:
-    """Sign what the bank holds of a gate (its contiguous prefix) for the gate to load offline."""
+def write_ack_file(store: Store, site: str, gate: str, *, key: Ed25519PrivateKey, out: str | os.PathLike,
+                   now: datetime | None = None) -> dict:
+    """What the bank holds of a gate (its contiguous prefix), as the signed ack the daemon would publish,
+    for the gate to load offline. Written whole or not at all, never over an existing file."""
     out = Path(out)
-    if out.exists():
-        raise BundleError(f"{out} already exists; choose another name (nothing is overwritten)")
-    certificate = load_certificate(certificate_path)
-    if common_name(certificate) != COLLECTOR_NAME:
-        raise BundleError(f"{certificate_path} is certificate {common_name(certificate)!r}; gates accept ack "
-                          f"files only from the collector's ({COLLECTOR_NAME!r}, made by `collector ca init`)")
-    key = load_key(key_path)
-    if not same_key(certificate, key):
-        raise BundleError(f"{key_path} does not belong to {certificate_path}")
     if not store.public_keys(site, gate):
         raise BundleError(f"gate {site}/{gate} is not registered here")
     seq, digest, _ = store.gate_progress(site, gate)
     if seq == 0 or digest is None or not _HEX64.fullmatch(digest):
         raise BundleError(f"the bank holds no punches of gate {site}/{gate} from seq 1 yet: nothing to acknowledge")
-    document = {
-        "format": ACK_FILE_FORMAT, "version": FILE_FORMAT_VERSION, "site": site, "gate": gate, "seq": seq, "digest": digest,
-        "issued": format_time(now or datetime.now(UTC)),
-        "certificate": certificate.public_bytes(Encoding.PEM).decode("ascii"),
-    }
-    document["sig"] = base64.b64encode(sign(key, canonical_json(document))).decode("ascii")
-    temporary = out.with_name(f".{out.name}.tmp")
+    signed = Ack(seq, digest).sign(site, gate, format_time(now or datetime.now(UTC)), key)
+    document = {"format": ACK_FILE_FORMAT, "version": FILE_FORMAT_VERSION, "ack": json.loads(signed)}
+    data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
     try:
-        with open(temporary, "w") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise BundleError(f"{out} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise BundleError(f"cannot write {out}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, out)
     except OSError as error:
+        out.unlink(missing_ok=True)
         raise BundleError(f"cannot write {out}: {error.strerror}") from None
     return {"site": site, "gate": gate, "seq": seq, "digest": digest, "path": str(out)}

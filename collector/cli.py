@@ -32,11 +32,63 @@ def main(verbose: int, quiet: bool) -> None:
 def run(ctx: Context) -> None:
     """Run the collector daemon in the foreground until SIGTERM or Ctrl-C."""
     from .service import CollectorService
+    from .signing import SigningKeyError
 
-    service = CollectorService(ctx.config)
+    try:
+        service = CollectorService(ctx.config)
+    except SigningKeyError as error:
+        raise click.ClickException(str(error)) from None
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: service.stop())
     service.run()
+
+
+# ============================================================================== the bank's signing key
+
+
+@main.command()
+@click.option("--key-file", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the key (mode 0600; an existing file is never replaced).")
+def keygen(key_file: str) -> None:
+    """Create the bank's Ed25519 signing key, for `signing_key` in the configuration.
+
+    It signs acks, rosters and commands to gates, ack files and evidence files. The last line printed is
+    its public key: gates pin it at enrolment (bank.pub) and anyone checks evidence with it.
+    """
+    from gate_agent.keys import KeyFileError, generate_key_file
+    from gate_agent.protocol import public_key_text
+
+    try:
+        key = generate_key_file(key_file)
+    except KeyFileError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"bank signing key written to {key_file} (mode 0600); its public key, to publish:", err=True)
+    click.echo(public_key_text(key.public_key()))
+
+
+@main.command("bank-key")
+@json_option
+@with_config
+def bank_key(ctx: Context, as_json: bool) -> None:
+    """The bank's public signing key (to publish, and what gates pin), and every earlier one on record."""
+    from gate_agent.protocol import key_id, public_key_text
+
+    from .signing import SigningKeyError, load_bank_key
+
+    try:
+        current = public_key_text(load_bank_key(ctx.config).public_key())
+    except SigningKeyError as error:
+        raise click.ClickException(str(error)) from None
+    history = []
+    if ctx.config.db.exists():
+        with ctx.store(readonly=True) as store:
+            history = store.bank_keys()
+    rows = [{"key_id": key_id(current), "public_key": current, "current": True}]
+    rows += [{"key_id": r["key_id"], "public_key": r["public_key"], "current": False, "added_at": r["added_at"]}
+             for r in history if r["key_id"] != rows[0]["key_id"]]
+    emit(as_json, rows, "\n".join(f"{r['public_key']}  # {r['key_id']}" + (" (current)" if r["current"] else
+                                                                          f" (earlier, since {r['added_at']})")
+                                  for r in rows))
 
 
 # ============================================================================== sites and gates

@@ -67,16 +67,24 @@ def gate_enroll_command() -> click.Command:
     @click.option("--public-key", required=True, help="The line `gate-agent keygen` printed (ed25519:...).")
     @click.option("--pki", required=True, type=click.Path(file_okay=False), help="The directory of `ca init`.")
     @click.option("--out", required=True, type=click.Path(file_okay=False),
-                  help="Where to write gate.crt, gate.key and ca.crt for the gate (never overwritten).")
+                  help="Where to write gate.crt, gate.key, ca.crt and bank.pub for the gate (never overwritten).")
     @json_option
     @with_config
     @_one_line_errors
     def gate_enroll(ctx: Context, gate_id: str, site_id: str, public_key: str, pki: str, out: str,
                     as_json: bool) -> None:
-        """Register a gate (as `gate add` does) and issue its MQTT client certificate, named after the
-        gate: the broker's ACL lets that certificate publish only as this gate."""
-        from .pki import PkiError, check_gate_name, check_out_free, issue_gate, load_ca
+        """Register a gate (as `gate add` does), issue its MQTT client certificate, named after the gate
+        (the broker's ACL lets that certificate publish only as this gate), and hand over the bank's
+        public key (bank.pub), the only key whose acks, rosters and commands the gate will obey."""
+        from gate_agent.protocol import public_key_text
 
+        from .pki import PkiError, check_gate_name, check_out_free, issue_gate, load_ca
+        from .signing import SigningKeyError, load_bank_key
+
+        try:
+            bank_public = public_key_text(load_bank_key(ctx.config).public_key())
+        except SigningKeyError as error:
+            raise PkiError(str(error)) from None
         check_id("GATE", gate_id)
         check_id("SITE", site_id)
         check_gate_name(gate_id)
@@ -88,14 +96,15 @@ def gate_enroll_command() -> click.Command:
                 raise PkiError(f"gate id {gate_id} is already used at site {', '.join(elsewhere)}; a gate's "
                                "certificate is named after its id, so ids must be unique across sites")
             outcome = store.add_gate(site_id, gate_id, public_key)
-        issued = issue_gate(pki, gate_id, out)
+        issued = issue_gate(pki, gate_id, out, bank_public=bank_public)
         registered = {"added": "added", "rotated": "given a new signing key",
                       "unchanged": "already registered with that key"}[outcome]
         emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome, "certificate": str(issued.certificate),
                        "key": str(issued.key), "ca": str(Path(out) / "ca.crt"),
+                       "bank_key": str(Path(out) / "bank.pub"),
                        "not_after": issued.not_after.isoformat()},
              f"gate {site_id}/{gate_id} {registered}; its MQTT certificate (name {gate_id}, valid until "
-             f"{issued.not_after:%Y-%m-%d}) is in {out}: gate.crt, gate.key (0600), ca.crt\n"
+             f"{issued.not_after:%Y-%m-%d}) is in {out}: gate.crt, gate.key (0600), ca.crt, bank.pub\n"
              "now run `collector broker-config` again and reload the broker so that the gate may publish")
 
     return gate_enroll
@@ -160,25 +169,21 @@ def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
 @click.option("--site", "site_id", required=True)
 @click.option("--gate", "gate_id", required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ack file to write.")
-@click.option("--pki", type=click.Path(file_okay=False),
-              help="Directory with collector.crt and collector.key (default: [mqtt] tls_cert and tls_key).")
 @json_option
 @with_config
 @_one_line_errors
-def ack_file(ctx: Context, site_id: str, gate_id: str, out: str, pki: str | None, as_json: bool) -> None:
-    """Write what the bank holds of a gate as an ack file signed with the collector's certificate key, for
+def ack_file(ctx: Context, site_id: str, gate_id: str, out: str, as_json: bool) -> None:
+    """Write what the bank holds of a gate as an ack file signed with the bank's key (signing_key), for
     `gate-agent load-ack` at a gate without network."""
     from .bundle import BundleError, write_ack_file
+    from .signing import SigningKeyError, load_bank_key
 
-    if pki is not None:
-        certificate, key = Path(pki) / "collector.crt", Path(pki) / "collector.key"
-    elif ctx.config.mqtt.tls_cert and ctx.config.mqtt.tls_key:
-        certificate, key = Path(ctx.config.mqtt.tls_cert), Path(ctx.config.mqtt.tls_key)
-    else:
-        raise BundleError("no signing certificate: pass --pki DIR (with collector.crt and collector.key) or set "
-                          "[mqtt] tls_cert and tls_key in the collector's configuration")
+    try:
+        key = load_bank_key(ctx.config)
+    except SigningKeyError as error:
+        raise BundleError(str(error)) from None
     with ctx.store(readonly=True) as store:
-        written = write_ack_file(store, site_id, gate_id, certificate_path=certificate, key_path=key, out=out)
+        written = write_ack_file(store, site_id, gate_id, key=key, out=out)
     emit(as_json, written, f"{out}: the bank holds {site_id}/{gate_id} through seq {written['seq']}; "
                            "load it at the gate with `gate-agent load-ack`")
 

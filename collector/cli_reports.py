@@ -123,38 +123,106 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True))
 @with_config
 def evidence_command(ctx: Context, worker: str, first, last, out: str):
-    """Write a worker's punches as signed, the gate keys, chain links and computed days to FILE."""
+    """Write a worker's punches as signed, the gate keys, chain links and computed days to FILE, the
+    whole signed with the bank's key (signing_key)."""
     from .evidence import build_evidence
+    from .signing import SigningKeyError, load_bank_key
 
     first, last = _period(None, first, last)
+    try:
+        key = load_bank_key(ctx.config)
+    except SigningKeyError as error:
+        raise click.ClickException(str(error)) from None
     with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
-        document = build_evidence(store, worker, first, last, progress=bar.update)
+        document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
     with open(out, "w") as handle:
         json.dump(document, handle, indent=1)
     punches = sum(len(g["punches"]) for g in document["gates"])
     click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
-               f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies)")
+               f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
+               f"{len(document['voids'])} void(s); signed by bank key {document['key']}")
 
 
 @click.command("verify")
-@click.argument("evidence_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("evidence_file", type=click.Path(dir_okay=False))
+@click.option("--bank-key", "bank_key",
+              help="The bank's published public key (ed25519:...), or a file holding it (bank.pub).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="The collector's configuration: trust the bank keys of its registry and check every gate "
+                   "key against the registry.")
 @json_option
-def verify_command(evidence_file: str, as_json: bool):
-    """Check an evidence file offline: every signature and link, and the days it states."""
+def verify_command(evidence_file: str, bank_key: str | None, config_path: str | None, as_json: bool):
+    """Check an evidence file offline: the bank's signature over all of it (against the bank's published
+    key or its registry, never the key the file carries), every gate signature and link, and the days."""
     from .evidence import EvidenceError, verify_evidence
 
+    if bank_key is None and config_path is None:
+        raise click.UsageError("give the bank's published key (--bank-key) or the collector's --config: a file "
+                               "is trusted only against a key that came from the bank, not one it carries")
+    trusted, registry = _trust(bank_key, config_path)
     try:
-        with open(evidence_file) as handle:
+        with open(evidence_file, "rb") as handle:
             document = json.load(handle)
-        summary = verify_evidence(document)
-    except (OSError, ValueError) as error:
-        raise click.ClickException(f"{evidence_file}: unreadable: {error}") from None
+    except OSError as error:
+        raise click.ClickException(f"{evidence_file}: cannot read: {error.strerror}") from None
+    except (ValueError, RecursionError) as error:
+        raise click.ClickException(f"{evidence_file}: FAILED: not JSON: {str(error)[:120]}") from None
+    try:
+        summary = verify_evidence(document, trusted, registry=registry)
     except EvidenceError as error:
         raise click.ClickException(f"{evidence_file}: FAILED: {error}") from None
-    emit(as_json, summary,
-         f"{evidence_file}: OK: {summary['punches']} signed punch(es), {summary['days']} day(s) of "
-         f"{summary['worker']}, {summary['worked_minutes'] / 60:.2f} h; gate keys {', '.join(summary['keys'])} "
-         "(compare with the bank's registry)")
+    lines = [f"{evidence_file}: OK: signed by bank key {summary['bank_key']}; {summary['punches']} signed "
+             f"punch(es), {summary['days']} day(s) of {summary['worker']}, {summary['worked_minutes'] / 60:.2f} h; "
+             f"gate keys {', '.join(summary['keys']) or 'none'} "
+             + ("(each registered for its gate when the bank received the punch)" if summary["registry_checked"]
+                else "(not checked against the registry: give --config for that)")]
+    for entry in summary["manual_entries"]:
+        lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
+                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}")
+    for void in summary["voids"]:
+        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}")
+    if not summary["manual_entries"] and not summary["voids"]:
+        lines.append("  no manual entries, no voids")
+    emit(as_json, summary, "\n".join(lines))
+
+
+def _trust(bank_key: str | None, config_path: str | None):
+    """Bank keys to trust and, with a configuration, the registry to check gate keys against."""
+    from pathlib import Path
+
+    from gate_agent.protocol import parse_bank_keys, public_key_text
+
+    from .evidence import Registry
+    from .signing import SigningKeyError, load_bank_key
+
+    trusted = {}
+    if bank_key is not None:
+        text = bank_key
+        if not bank_key.strip().startswith("ed25519:"):
+            try:
+                text = Path(bank_key).read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                raise click.ClickException(f"--bank-key {bank_key}: cannot read: "
+                                           f"{getattr(error, 'strerror', None) or error}") from None
+        try:
+            trusted.update(parse_bank_keys(text))
+        except ValueError as error:
+            raise click.ClickException(f"--bank-key: {error}") from None
+    registry = None
+    if config_path is not None:
+        ctx = Context(config_path)
+        texts = []
+        if ctx.config.signing_key is not None:
+            try:
+                texts.append(public_key_text(load_bank_key(ctx.config).public_key()))
+            except SigningKeyError:
+                pass  # a verifying machine need not hold the private key: the registry has the public ones
+        with ctx.store(readonly=True) as store:
+            texts += [row["public_key"] for row in store.bank_keys()]
+            registry = Registry(store)
+        if texts:
+            trusted.update(parse_bank_keys("\n".join(texts)))
+    return trusted, registry
 
 
 @click.group("punch")

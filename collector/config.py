@@ -2,6 +2,7 @@
 
 ```toml
 db = "/var/lib/collector/collector.sqlite3"
+signing_key = "$CREDENTIALS_DIRECTORY/bank.key"   # the bank's Ed25519 key (collector keygen)
 
 [mqtt]
 host = "127.0.0.1"
@@ -41,6 +42,7 @@ __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 class CollectorConfig:
     db: Path
     mqtt: MqttSettings
+    signing_key: Path | None = None
     gap_wait_seconds: float = 5.0
     resend_interval_seconds: float = 30.0
     future_tolerance_seconds: float = 300.0
@@ -58,6 +60,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     table = Table.load(path)
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
     db = table.path("db", None) or Path(state_dir) / "collector.sqlite3"
+    signing_key = table.path("signing_key", None)
     mqtt = MqttSettings.from_table(table.table("mqtt"), default_client_id="collector")
     ingest = table.table("ingest")
     attendance = table.table("attendance")
@@ -74,6 +77,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     config = CollectorConfig(
         db=db,
         mqtt=mqtt,
+        signing_key=signing_key,
         gap_wait_seconds=ingest.number("gap_wait_seconds", 5, minimum=0.1, maximum=3600),
         resend_interval_seconds=ingest.number("resend_interval_seconds", 30, minimum=1, maximum=86400),
         future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0),

@@ -51,14 +51,16 @@ def udp_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_gate(directory: Path, gate: str, direction: str, broker_port: int) -> tuple[Path, str, str]:
+def write_gate(directory: Path, gate: str, direction: str, broker_port: int, bank_pub: Path) -> tuple[Path, str, str]:
     directory.mkdir(parents=True)
     public_key = run("gate-agent", "keygen", "--key-file", str(directory / "gate.key"), show=False).strip()
     device = f"udp:127.0.0.1:{udp_port()}"
     config = directory / "gate.toml"
+    # bank_key: the bank's public key, as `collector gate enroll` hands it over (bank.pub): the gate
+    # obeys acks, rosters and commands signed with it only.
     config.write_text(
         f'site = "S1"\ngate = "{gate}"\nreader = "{device}"\ntechnologies = ["106A"]\n'
-        f'direction = "{direction}"\ndata_dir = "data"\nkey_file = "gate.key"\n'
+        f'direction = "{direction}"\ndata_dir = "data"\nkey_file = "gate.key"\nbank_key = "{bank_pub}"\n'
         "debounce_seconds = 2\nheartbeat_seconds = 2\n\n"
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\n'
     )
@@ -86,15 +88,18 @@ def run_demo(directory: str) -> int:
     try:
         say(f"== A local Mosquitto on 127.0.0.1:{broker.port} (files in {root})")
         broker.start()
+        say("\n== The bank's signing key: acks, rosters and evidence are signed with it; gates pin its public half")
+        bank_pub = root / "bank.pub"
+        bank_pub.write_text(run("collector", "keygen", "--key-file", str(root / "bank.key")))
         collector_config = root / "collector.toml"
         collector_config.write_text(
-            'db = "collector.sqlite3"\n\n[mqtt]\nhost = "127.0.0.1"\n'
+            'db = "collector.sqlite3"\nsigning_key = "bank.key"\n\n[mqtt]\nhost = "127.0.0.1"\n'
             f"port = {broker.port}\n\n[ingest]\ngap_wait_seconds = 2\nroster_interval_seconds = 1\n")
         cfg = ["--config", str(collector_config)]
 
         say("\n== Registry at the bank: a site, two gates (keys from `gate-agent keygen`), three workers")
-        north, north_key, north_device = write_gate(root / "gate-north", "north", "in", broker.port)
-        south, south_key, south_device = write_gate(root / "gate-south", "south", "out", broker.port)
+        north, north_key, north_device = write_gate(root / "gate-north", "north", "in", broker.port, bank_pub)
+        south, south_key, south_device = write_gate(root / "gate-south", "south", "out", broker.port, bank_pub)
         run("collector", "site", "add", "S1", "--timezone", "Asia/Shanghai", "--name", "Riverside Tower", *cfg)
         run("collector", "gate", "add", "north", "--site", "S1", "--public-key", north_key, *cfg)
         run("collector", "gate", "add", "south", "--site", "S1", "--public-key", south_key, *cfg)
@@ -150,7 +155,8 @@ def run_demo(directory: str) -> int:
 
 
 def show_records(cfg: list[str], root: Path) -> None:
-    """Attendance, a correction, headcount, payroll, and an evidence file checked (then tampered with)."""
+    """Attendance, a correction, headcount, payroll, and an evidence file checked against the bank's
+    published key (then tampered with)."""
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -165,16 +171,16 @@ def show_records(cfg: list[str], root: Path) -> None:
     run("collector", "attendance", "--site", "S1", "--date", today, *cfg)
     say("\n== Payroll export for the month (CSV for spreadsheets; --json for systems)")
     run("collector", "payroll", "--site", "S1", "--from", today[:8] + "01", "--to", today, "--csv", *cfg)
-    say("\n== Evidence for Zhang Wei, checked offline with nothing but the file")
+    say("\n== Evidence for Zhang Wei, checked offline with nothing but the file and the bank's published key")
     evidence = root / "evidence-W001.json"
     run("collector", "evidence", "--worker", "W001", "--from", today, "--to", today, "--out", str(evidence), *cfg)
-    run("collector", "verify", str(evidence))
+    run("collector", "verify", str(evidence), "--bank-key", str(root / "bank.pub"))
     document = json.loads(evidence.read_text())
     document["gates"][0]["punches"][0]["dir"] = "out"
     tampered = root / "evidence-W001-tampered.json"
     tampered.write_text(json.dumps(document))
     say("(the same file with one punch's direction changed:)")
-    run("collector", "verify", str(tampered), check=False)
+    run("collector", "verify", str(tampered), "--bank-key", str(root / "bank.pub"), check=False)
 
 
 def forged_copy(root: Path, seq: int) -> str:

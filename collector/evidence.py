@@ -2,11 +2,14 @@
 
 The file holds, per gate, the unbroken chain segment of signed punches from the worker's first to last
 punch in the period (other workers' punches in between are the chain links that prove nothing was
-taken out), the gates' public keys, the worker's card windows, the manual entries and voids (marked as
-bank entries, not gate-signed), the site rules, and the computed days. ``verify_evidence`` needs
-nothing but the file: it checks every signature and link, the segment bounds, which punches are the
-worker's, and recomputes the days. It cannot tell whether the embedded gate keys are the bank's: the
-key fingerprints it reports are to be compared with the bank's registry (``collector gate keys``).
+taken out), the gates' public keys, the worker's card windows, the manual entries and voids, the site
+rules, and the computed days; the bank signs the whole document with its key. ``verify_evidence``
+checks that signature against a bank key the verifier trusts (the bank's published key, or the
+registry's), then every gate signature and link, the segment bounds, which punches are the worker's,
+and recomputes the days; with the registry it also checks that each gate key was registered for that
+gate when the bank received the punch. Only the bank's signature vouches for what gates do not sign
+(segment bounds, card windows, manual entries, voids, rules): a file edited anywhere fails it, and a
+file whose every signature an attacker made himself fails the trust check.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from gate_agent.protocol import (
+    BankKeys,
     ProtocolError,
     Punch,
     check_link,
@@ -22,6 +28,9 @@ from gate_agent.protocol import (
     key_id,
     parse_public_key,
     parse_time,
+    public_key_text,
+    sign_document,
+    verify_document,
     verify_punch,
 )
 
@@ -39,8 +48,9 @@ class EvidenceError(Exception):
     """The file does not verify; the message names the first thing that fails."""
 
 
-def build_evidence(store: Store, worker: str, first: date, last: date, *, now: datetime | None = None,
-                   progress=None) -> dict:
+def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
+                   now: datetime | None = None, progress=None) -> dict:
+    """The worker's evidence for first..last, signed with the bank's ``key``."""
     now = now or datetime.now(UTC)
     person = store.worker(worker)
     if person is None:
@@ -88,50 +98,124 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, now: d
                 days.append(record_dict(record, site, rules.tz, cards.holders.get(worker), final=False))
     for day in days:
         del day["final"]  # finality depends on gate heartbeats, which the file does not carry
-    return {
+    return sign_document({
         "format": FORMAT, "version": VERSION, "generated_at": format_time(now),
         "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
         "period": {"from": first.isoformat(), "to": last.isoformat()},
         "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in windows],
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
-    }
+        "bank_key": public_key_text(key.public_key()),
+    }, key)
 
 
-def verify_evidence(document: dict) -> dict:
-    """Check an evidence document; return a summary, or raise EvidenceError naming the first failure."""
+class Registry:
+    """What the bank's registry says about gate keys, for checking a file against it (``--config``)."""
+
+    def __init__(self, store: Store):
+        self._keys: dict[tuple[str, str, str], dict] = {}
+        for site in store.sites():
+            for gate in store.gates(site["site"], with_gaps=False):
+                for row in store.public_keys(site["site"], gate["gate"]):
+                    self._keys[(site["site"], gate["gate"], row["key_id"])] = row
+
+    def problem(self, site: str, gate: str, punch: Punch, public_key: str, received_at: str) -> str | None:
+        """Why this gate key was not the gate's registered key when the bank received the punch, or None."""
+        row = self._keys.get((site, gate, punch.key))
+        if row is None:
+            return f"key {punch.key} is not registered for gate {site}/{gate}"
+        if row["public_key"].strip() != public_key.strip():
+            return f"key {punch.key} of {site}/{gate} in the file differs from the registry's"
+        if received_at < row["added_at"]:
+            return f"key {punch.key} was registered for {site}/{gate} only at {row['added_at']}"
+        if row["revoked_at"] and row["revoked_at"] <= received_at:
+            return f"key {punch.key} of {site}/{gate} was revoked at {row['revoked_at']}"
+        return None
+
+
+def verify_evidence(document: object, trusted: BankKeys, *, registry: Registry | None = None) -> dict:
+    """Check an evidence document; return a summary, or raise EvidenceError naming the first failure.
+
+    ``trusted`` are the bank keys the caller got from the bank (its published key or its registry),
+    never the one the file carries."""
+    try:
+        return _verify(document, trusted, registry)
+    except EvidenceError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, RecursionError,
+            ProtocolError) as error:
+        # A malformed file is a failure to verify, said in one line, never a traceback.
+        raise EvidenceError(f"malformed file: {type(error).__name__}: {str(error)[:200]}") from None
+
+
+def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> dict:
     if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
         raise EvidenceError(f"not a {FORMAT} version {VERSION} document")
-    try:
-        worker = document["worker"]["worker"]
-        first, last = date.fromisoformat(document["period"]["from"]), date.fromisoformat(document["period"]["to"])
-        generated = parse_time(document["generated_at"])
-        cards = CardIndex([{**c, "worker": worker, "name": document["worker"]["name"],
-                            "employer": document["worker"]["employer"]} for c in document["cards"]])
-        sites = {site: Rules(zone(r["timezone"]), timedelta(hours=r["max_shift_hours"]))
-                 for site, r in document["sites"].items()}
-    except (KeyError, TypeError, ValueError, ProtocolError) as error:
-        raise EvidenceError(f"malformed header: {error}") from None
-    events: dict[str, list[Event]] = {site: [] for site in sites}
-    voided = {v["ref"]: v for v in document.get("voids", [])}
-    fingerprints = []
-    total = 0
-    for segment in document.get("gates", []):
-        site, gate = segment.get("site"), segment.get("gate")
+    bank_id = _check_bank_signature(document, trusted)
+    checked = _CheckedPunches(document, registry)
+    stated = {(d["site"], d["date"]): d for d in document["days"]}
+    recomputed = checked.days()
+    for key in sorted(set(stated) | set(recomputed)):
+        a, b = stated.get(key), recomputed.get(key)
+        if a is None or b is None:
+            raise EvidenceError(f"day {key[1]} at {key[0]}: {'not stated' if a is None else 'not supported by the punches'}")
+        for field in ("worked_minutes", "status", "first_in", "last_out", "shifts"):
+            if a.get(field) != b.get(field):
+                raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
+                                    f"the punches give {b.get(field)!r}")
+    return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
+            "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
+            "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
+            "manual_entries": [{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")}
+                               for e in document["manual"]],
+            "voids": [{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")} for v in document["voids"]]}
+
+
+class _CheckedPunches:
+    """The file's punches, each checked (gate signature, link, segment bounds, optionally the registry),
+    as attendance events per site."""
+
+    def __init__(self, document: dict, registry: Registry | None):
+        try:
+            self.worker = document["worker"]["worker"]
+            self.first = date.fromisoformat(document["period"]["from"])
+            self.last = date.fromisoformat(document["period"]["to"])
+            self.generated = parse_time(document["generated_at"])
+            self.cards = CardIndex([{**c, "worker": self.worker, "name": document["worker"]["name"],
+                                     "employer": document["worker"]["employer"]} for c in document["cards"]])
+            self.sites = {site: Rules(zone(r["timezone"]), timedelta(hours=r["max_shift_hours"]))
+                          for site, r in document["sites"].items()}
+        except (KeyError, TypeError, ValueError, ProtocolError) as error:
+            raise EvidenceError(f"malformed header: {error}") from None
+        self.events: dict[str, list[Event]] = {site: [] for site in self.sites}
+        self.fingerprints: list[str] = []
+        self.total = 0
+        self._voided = {v["ref"]: v for v in document["voids"]}
+        for segment in document["gates"]:
+            self._segment(segment, registry)
+        for entry in document["manual"]:
+            row = {"id": entry["ref"].split("#")[1], "gate": None, "seq": None, "time": entry["time"],
+                   "direction": entry["direction"], "source": "manual", "flags": "",
+                   "void_at": (self._voided.get(entry["ref"]) or {}).get("void_at"), "received_at": entry["entered_at"]}
+            if entry["site"] in self.events:
+                self.events[entry["site"]].append(event_of(row, self.worker))
+
+    def _segment(self, segment: dict, registry: Registry | None) -> None:
+        site, gate = segment["site"], segment["gate"]
         name = f"{site}/{gate}"
-        if site not in sites:
+        if site not in self.sites:
             raise EvidenceError(f"gate {name}: site {site} has no rules in the file")
-        keys = {}
-        for text in segment.get("public_keys", []):
+        keys, texts = {}, {}
+        for text in segment["public_keys"]:
             try:
                 key = parse_public_key(text)
             except ValueError as error:
                 raise EvidenceError(f"gate {name}: bad public key: {error}") from None
-            keys[key_id(key)] = key
-            fingerprints.append(f"{name} {key_id(key)}")
+            keys[key_id(key)], texts[key_id(key)] = key, text
+            self.fingerprints.append(f"{name} {key_id(key)}")
         previous = None
-        expected = segment.get("first_seq")
-        received = segment.get("received_at") or []
-        for index, raw in enumerate(segment.get("punches", [])):
+        expected = segment["first_seq"]
+        received = segment["received_at"]
+        for index, raw in enumerate(segment["punches"]):
             try:
                 punch = Punch.from_dict(raw)
             except ProtocolError as error:
@@ -150,37 +234,43 @@ def verify_evidence(document: dict) -> dict:
                     check_link(previous, punch)
             except ProtocolError as error:
                 raise EvidenceError(f"{label}: {error.detail}") from None
-            holder = cards.holder(punch.card, punch.time)
+            if registry is not None:
+                problem = registry.problem(site, gate, punch, texts[punch.key], received[index])
+                if problem:
+                    raise EvidenceError(f"{label}: {problem}")
+            holder = self.cards.holder(punch.card, punch.time)
             if holder is not None:
                 row = {"id": None, "gate": gate, "seq": punch.seq, "time": punch.time, "direction": punch.dir,
-                       "source": "gate", "void_at": (voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
-                       "flags": "", "received_at": received[index] if index < len(received) else punch.time,
-                       "card": punch.card}
-                events[site].append(event_of(row, worker))
-            previous, expected, total = punch, expected + 1, total + 1
-        if previous is None or previous.seq != segment.get("last_seq"):
-            raise EvidenceError(f"gate {name}: segment does not end at its declared seq {segment.get('last_seq')}")
-    for entry in document.get("manual", []):
-        row = {"id": entry["ref"].split("#")[1], "gate": None, "seq": None, "time": entry["time"],
-               "direction": entry["direction"], "source": "manual", "flags": "",
-               "void_at": (voided.get(entry["ref"]) or {}).get("void_at"), "received_at": entry["entered_at"]}
-        if entry.get("site") in events:
-            events[entry["site"]].append(event_of(row, worker))
-    stated = {(d["site"], d["date"]): d for d in document.get("days", [])}
-    recomputed = {}
-    for site, rules in sites.items():
-        for record in daily_records(events[site], rules, generated):
-            if first <= record.date <= last:
-                recomputed[(site, record.date.isoformat())] = record_dict(record, site, rules.tz, None, False)
-    for key in sorted(set(stated) | set(recomputed)):
-        a, b = stated.get(key), recomputed.get(key)
-        if a is None or b is None:
-            raise EvidenceError(f"day {key[1]} at {key[0]}: {'not stated' if a is None else 'not supported by the punches'}")
-        for field in ("worked_minutes", "status", "first_in", "last_out", "shifts"):
-            if a.get(field) != b.get(field):
-                raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
-                                    f"the punches give {b.get(field)!r}")
-    return {"worker": worker, "days": len(recomputed), "punches": total,
-            "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
-            "keys": sorted(set(fingerprints)), "manual_entries": len(document.get("manual", []))}
+                       "source": "gate", "void_at": (self._voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
+                       "flags": "", "received_at": received[index], "card": punch.card}
+                self.events[site].append(event_of(row, self.worker))
+            previous, expected, self.total = punch, expected + 1, self.total + 1
+        if previous is None or previous.seq != segment["last_seq"]:
+            raise EvidenceError(f"gate {name}: segment does not end at its declared seq {segment['last_seq']}")
 
+    def days(self) -> dict[tuple[str, str], dict]:
+        recomputed = {}
+        for site, rules in self.sites.items():
+            for record in daily_records(self.events[site], rules, self.generated):
+                if self.first <= record.date <= self.last:
+                    recomputed[(site, record.date.isoformat())] = record_dict(record, site, rules.tz, None, False)
+        return recomputed
+
+
+def _check_bank_signature(document: dict, trusted: BankKeys) -> str:
+    """The bank key id that signed the whole document, which must be one the verifier trusts."""
+    text = document.get("bank_key")
+    if not isinstance(text, str):
+        raise EvidenceError("the file is not signed by the bank (no bank_key)")
+    try:
+        key = parse_public_key(text)
+    except ValueError as error:
+        raise EvidenceError(f"bank_key: {error}") from None
+    try:
+        verify_document(document, {key_id(key): key}, "the file")
+    except ProtocolError as error:
+        raise EvidenceError(f"{error.detail} (changed after the bank signed it)") from None
+    if key_id(key) not in trusted:
+        raise EvidenceError(f"signed by key {key_id(key)}, which is not a bank key you trust "
+                            f"({', '.join(sorted(trusted)) or 'none given'})")
+    return key_id(key)

@@ -2,8 +2,10 @@
 
 ``ca init`` makes the CA, the broker's server certificate and the collector's client certificate;
 ``gate enroll`` issues each gate a client certificate whose common name is the gate id, which the
-broker takes as the MQTT username for its ACLs. The collector's key also signs ack files that a gate
-without network loads (``collector ack-file``), so a gate can tell the bank's word from anyone's.
+broker takes as the MQTT username for its ACLs. These keys authenticate connections only: what the bank
+says to gates is signed with the bank's own Ed25519 key (``collector/signing.py``), which a gate pins
+at enrolment (``bank.pub``), so holding the broker's or the collector's TLS key is not enough to make a
+gate forget a punch.
 
 ECDSA P-256 throughout: OpenSSL (Mosquitto), Python's ssl (paho) and a Raspberry Pi all handle it, and
 signatures stay small. Private keys are written once, mode 0600, and never overwritten.
@@ -30,8 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-#: The collector's certificate name: its MQTT username at the broker, and the only certificate whose
-#: signature a gate accepts on an ack file. No gate may be enrolled under it.
+#: The collector's certificate name: its MQTT username at the broker. No gate may be enrolled under it.
 COLLECTOR_NAME = "collector"
 RESERVED_NAMES = frozenset({COLLECTOR_NAME})
 
@@ -42,7 +43,7 @@ LEAF_DAYS = 10 * 365
 CA_FILES = ("ca.crt", "ca.key")
 SERVER_FILES = ("server.crt", "server.key")
 COLLECTOR_FILES = ("collector.crt", "collector.key")
-GATE_FILES = ("gate.crt", "gate.key", "ca.crt")
+GATE_FILES = ("gate.crt", "gate.key", "ca.crt", "bank.pub")
 
 
 class PkiError(Exception):
@@ -234,8 +235,9 @@ def check_gate_name(gate: str) -> str:
     return gate
 
 
-def issue_gate(pki: str | os.PathLike, gate: str, out: str | os.PathLike) -> Issued:
-    """Write ``out``/gate.crt, gate.key (0600) and ca.crt: the gate's MQTT client identity."""
+def issue_gate(pki: str | os.PathLike, gate: str, out: str | os.PathLike, *, bank_public: str) -> Issued:
+    """Write ``out``/gate.crt, gate.key (0600) and ca.crt, the gate's MQTT client identity, and bank.pub,
+    the bank's public signing key the gate is to trust."""
     check_gate_name(gate)
     ca_cert, ca_key = load_ca(pki)
     out = Path(out)
@@ -246,6 +248,7 @@ def issue_gate(pki: str | os.PathLike, gate: str, out: str | os.PathLike) -> Iss
     _refuse_existing(out, GATE_FILES)
     issued = _write_pair(out, "gate", *_leaf(ca_cert, ca_key, gate))
     _write_new(out / "ca.crt", ca_cert.public_bytes(Encoding.PEM), 0o644)
+    _write_new(out / "bank.pub", (bank_public.strip() + "\n").encode("ascii"), 0o644)
     return issued
 
 
@@ -256,12 +259,3 @@ def check_out_free(out: str | os.PathLike) -> None:
         raise PkiError(f"{out} is not a directory")
     if out.is_dir():
         _refuse_existing(out, GATE_FILES)
-
-
-# ---------------------------------------------------------------------------------------------- signatures
-
-
-def sign(key, data: bytes) -> bytes:
-    if isinstance(key, Ed25519PrivateKey):
-        return key.sign(data)
-    return key.sign(data, ec.ECDSA(hashes.SHA256()))

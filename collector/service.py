@@ -25,12 +25,14 @@ from gate_agent.protocol import (
     Roster,
     format_time,
     parse_time,
+    public_key_text,
     roster_topic,
     utc_now_text,
 )
 
 from .config import CollectorConfig
 from .ingest import BurstResult, Incoming, Ingestor
+from .signing import load_bank_key
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,9 @@ class Inbox:
 class CollectorService:
     def __init__(self, config: CollectorConfig):
         self.config = config
+        self._key = load_bank_key(config)  # before anything starts: without it no gate would take an ack
         self.store = Store(config.db)
+        self.store.record_bank_key(public_key_text(self._key.public_key()))
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
                                  backwards_tolerance=config.backwards_tolerance_seconds)
         self._stop = threading.Event()
@@ -190,7 +194,7 @@ class CollectorService:
 
     def _publish_ack(self, ident: tuple[str, str], ack: Ack) -> None:
         topics = GateTopics(*ident)
-        if self.session.publish(topics.ack, ack.encode(), retain=True):
+        if self.session.publish(topics.ack, ack.sign(*ident, utc_now_text(), self._key), retain=True):
             self.counters["acks_sent"] += 1
 
     # ------------------------------------------------------------------ housekeeping: gaps and rosters
@@ -248,7 +252,8 @@ class CollectorService:
                 self._request_resend((site, gate), max_seq + 1, last_seq)
 
     def _request_resend(self, ident: tuple[str, str], first: int, last: int) -> None:
-        if self.session.publish(GateTopics(*ident).cmd, Resend(first, last).encode()):
+        payload = Resend(first, last).sign(*ident, utc_now_text(), self._key)
+        if self.session.publish(GateTopics(*ident).cmd, payload):
             self._last_resend[ident] = time.monotonic()
             self.counters["resend_requests"] += 1
             log.warning("gate %s/%s: punches %d..%d missing; resend requested", *ident, first, last)
@@ -261,7 +266,7 @@ class CollectorService:
         for site in self.store.sites():
             if self._rosters.get(site["site"]) == cards:
                 continue
-            payload = Roster(site["site"], now, cards).encode()
+            payload = Roster(site["site"], now, cards).sign(self._key)
             if self.session.publish(roster_topic(site["site"]), payload, retain=True):
                 self._rosters[site["site"]] = cards
                 self.counters["rosters_published"] += 1

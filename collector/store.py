@@ -106,6 +106,14 @@ def m002_gauges(db: Database) -> None:
                         not_null={"value", "updated_at"})
 
 
+@migrations()
+def m003_bank_keys(db: Database) -> None:
+    # Public halves of every key the bank has signed with (acks, rosters, evidence): a verifier with the
+    # registry accepts evidence signed before a rotation.
+    db["bank_keys"].create({"key_id": str, "public_key": str, "added_at": str}, pk="key_id",
+                           not_null={"public_key", "added_at"})
+
+
 class StoreError(Exception):
     """A registry operation that cannot be done; the message says why in one line."""
 
@@ -269,6 +277,20 @@ class Store:
                 revoked.setdefault(ident, set()).add(row["key_id"])
         return {ident: GateKeys(ident[0], ident[1], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
                 for ident, g in gates.items()}
+
+    def record_bank_key(self, public_key: str) -> None:
+        """Remember a public key the bank signs with (once; the first use is its date)."""
+        kid = key_id(public_key)
+        with self.transaction():
+            self._conn.execute("INSERT INTO bank_keys (key_id, public_key, added_at) VALUES (?, ?, ?) "
+                               "ON CONFLICT (key_id) DO NOTHING", (kid, public_key.strip(), utc_now_text()))
+
+    def bank_keys(self) -> list[dict]:
+        """Every bank public key on record, oldest first; empty before the daemon first ran."""
+        try:
+            return self._rows("SELECT key_id, public_key, added_at FROM bank_keys ORDER BY added_at")
+        except sqlite3.OperationalError:  # a read-only view of a database not yet migrated
+            return []
 
     def public_keys(self, site: str, gate: str) -> list[dict]:
         return self._rows("SELECT key_id, public_key, added_at, revoked_at FROM gate_keys "

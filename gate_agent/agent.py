@@ -67,6 +67,8 @@ class Agent:
             lambda: Outbox(config.data_dir, config.site, config.gate),
             status_facts=self.status_facts,
             on_roster=self._set_roster,
+            bank_keys=config.bank_keys,
+            roster_issued=self._roster_issued,
             heartbeat_seconds=config.heartbeat_seconds,
             ack_timeout=config.ack_timeout_seconds,
             batch_size=config.batch_size,

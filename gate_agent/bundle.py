@@ -3,7 +3,7 @@
 A site without network for days still gets its punches to the bank: an installer exports them to a USB
 stick, the bank imports the file (``collector import``) through the same verification as MQTT. The gate
 forgets nothing on export. It forgets only on the bank's acknowledgement, which arrives over MQTT once
-the gate is back online, or as an ack file signed with the collector's certificate key.
+the gate is back online, or as an ack file signed with the bank's key.
 
 Bundle: JSON lines. Line 1 is the header ``{"format": "site-gate-bundle", "version": 1, "site", "gate",
 "first", "last", "count", "created", "key", "punches_sha256", "sig"}``; then the punches exactly as the
@@ -12,17 +12,14 @@ those lines (each with its newline), ``sig`` the gate's Ed25519 signature (hex) 
 canonical bytes without ``sig`` (compact, key-sorted ASCII JSON, as for punches), so a truncated or
 edited file is refused before any punch is looked at. ``collector/bundle.py`` reads it.
 
-Ack file: one JSON object ``{"format": "site-gate-ack", "version": 1, "site", "gate", "seq", "digest",
-"issued", "certificate", "sig"}``: the bank holds punches 1..seq and its punch seq has this digest.
-``certificate`` is the collector's PEM certificate, ``sig`` its signature (base64) over the canonical
-bytes of the rest. The gate accepts it only if that certificate was issued by its ``[mqtt] tls_ca`` to
-the name ``collector``.
+Ack file: ``{"format": "site-gate-ack", "version": 1, "ack": ACK}`` where ACK is exactly the signed
+message the collector publishes on the gate's ack topic (the bank holds punches 1..seq and its punch seq
+has this digest; signed with the bank's key). The gate accepts it only with a key from its own
+``bank_key``: not the broker's, not the CA's, not a gate's.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
@@ -31,12 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .outbox import FILENAME, AckResult, Outbox, OutboxStatus
 from .protocol import (
@@ -44,16 +36,14 @@ from .protocol import (
     BUNDLE_FORMAT,
     FILE_FORMAT_VERSION,
     Ack,
+    BankKeys,
     ProtocolError,
     canonical_json,
     file_format_problem,
     format_time,
     key_id,
-    parse_time,
 )
 
-#: The certificate name whose signature an ack file must carry (the collector's MQTT identity).
-BANK_SIGNER = "collector"
 MAX_ACK_FILE_BYTES = 64 * 1024
 _CHUNK = 2000  # punches read from the outbox at a time: a big backlog never sits in memory whole
 
@@ -154,12 +144,9 @@ def _sync_directory(directory: Path) -> None:
 # ---------------------------------------------------------------------------------------------- ack files
 
 
-def read_ack_file(path: str | os.PathLike, *, site: str, gate: str, tls_ca: str | os.PathLike | None,
-                  now: datetime | None = None) -> Ack:
-    """The ack an ack file carries, once its certificate and signature prove it comes from the bank."""
-    if tls_ca is None:
-        raise BundleError("this gate has no [mqtt] tls_ca, so it cannot check that an ack file comes from "
-                          "the bank; configure the deployment CA first (collector gate enroll writes ca.crt)")
+def read_ack_file(path: str | os.PathLike, *, site: str, gate: str, bank_keys: BankKeys) -> Ack:
+    """The ack an ack file carries, once the bank's signature (a key this gate pinned) proves it is the
+    bank's word for this gate. The checks are those of an ack over MQTT."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
@@ -175,81 +162,15 @@ def read_ack_file(path: str | os.PathLike, *, site: str, gate: str, tls_ca: str 
     problem = file_format_problem(document, ACK_FILE_FORMAT)
     if problem:
         raise BundleError(f"{path} is not an ack file of this version ({problem})")
-    expected = {"format", "version", "site", "gate", "seq", "digest", "issued", "certificate", "sig"}
-    if set(document) != expected:
-        raise BundleError(f"{path}: ack file fields {sorted(document)}, expected {sorted(expected)}")
-    if not isinstance(document["sig"], str) or not document["sig"]:
-        raise BundleError(f"{path} is not signed")
-    if not isinstance(document["certificate"], str):
-        raise BundleError(f"{path}: certificate must be PEM text")
-    if (document["site"], document["gate"]) != (site, gate):
-        raise BundleError(f"{path} is for gate {document['site']}/{document['gate']}, not {site}/{gate}")
+    if set(document) != {"format", "version", "ack"}:
+        raise BundleError(f"{path}: ack file fields {sorted(document)[:10]}, expected ['ack', 'format', 'version']")
     try:
-        ack = Ack.decode(json.dumps({"v": 1, "seq": document["seq"], "digest": document["digest"]}).encode())
-        if isinstance(document["issued"], str):
-            parse_time(document["issued"])
-        else:
-            raise ProtocolError("schema", "issued must be a time")
+        return Ack.decode(document["ack"], site=site, gate=gate, keys=bank_keys)
     except ProtocolError as error:
+        if error.reason == "bad_signature":
+            raise BundleError(f"{path}: {error.detail} (altered, or not signed by the bank key this gate "
+                              "trusts: bank_key in its configuration)") from None
         raise BundleError(f"{path}: {error.detail}") from None
-    try:
-        certificate = x509.load_pem_x509_certificate(document["certificate"].encode("ascii"))
-    except (ValueError, UnicodeEncodeError) as error:
-        raise BundleError(f"{path}: the embedded certificate is not PEM: {error}") from None
-    _check_bank_certificate(certificate, tls_ca, now or datetime.now(UTC))
-    unsigned = {k: v for k, v in document.items() if k != "sig"}
-    try:
-        signature = base64.b64decode(document["sig"], validate=True)
-    except (binascii.Error, ValueError):
-        raise BundleError(f"{path}: the signature is not base64") from None
-    if not _signature_holds(certificate, signature, canonical_json(unsigned)):
-        raise BundleError(f"{path}: the signature does not verify (the file was altered, or not signed "
-                          "by the collector's key)")
-    return ack
-
-
-def _check_bank_certificate(certificate: x509.Certificate, tls_ca: str | os.PathLike, now: datetime) -> None:
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    name = str(names[0].value) if names else None
-    if name != BANK_SIGNER:
-        raise BundleError(f"the ack file is signed by certificate {name!r}, not the bank's {BANK_SIGNER!r}")
-    try:
-        authorities = x509.load_pem_x509_certificates(Path(tls_ca).read_bytes())
-    except OSError as error:
-        raise BundleError(f"cannot read tls_ca {tls_ca}: {error.strerror}") from None
-    except ValueError:
-        raise BundleError(f"tls_ca {tls_ca} holds no PEM certificate") from None
-    for authority in authorities:
-        try:
-            certificate.verify_directly_issued_by(authority)
-            break
-        except (ValueError, TypeError, InvalidSignature):
-            continue
-    else:
-        raise BundleError(f"the ack file's certificate was not issued by this gate's CA ({tls_ca})")
-    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        raise BundleError(f"the ack file's certificate is valid from {certificate.not_valid_before_utc:%Y-%m-%d} "
-                          f"to {certificate.not_valid_after_utc:%Y-%m-%d}, not now ({now:%Y-%m-%d} by this "
-                          "gate's clock)")
-    try:
-        if certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            raise BundleError("the ack file is signed by a CA certificate, not the collector's")
-    except x509.ExtensionNotFound:
-        pass
-
-
-def _signature_holds(certificate: x509.Certificate, signature: bytes, data: bytes) -> bool:
-    public_key = certificate.public_key()
-    try:
-        if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(public_key, Ed25519PublicKey):
-            public_key.verify(signature, data)
-        else:
-            return False
-    except InvalidSignature:
-        return False
-    return True
 
 
 def apply_ack(data_dir: str | os.PathLike, site: str, gate: str, ack: Ack) -> tuple[AckResult, OutboxStatus]:

@@ -180,15 +180,15 @@ def export(config_path: str, out: str, since: int | None) -> None:
 def load_ack(config_path: str, ack_file: str) -> None:
     """Apply an ack file from the bank (`collector ack-file`): punches it covers count as delivered.
 
-    The file must be signed by the collector's certificate from this gate's CA ([mqtt] tls_ca), and names
-    the bank's digest of its last punch: a differing digest forgets nothing.
+    The file must be signed with the bank's key this gate trusts (bank_key), and names the bank's digest
+    of its last punch: a differing digest forgets nothing.
     """
     from .bundle import BundleError, apply_ack, read_ack_file
     from .outbox import AckResult, OutboxError
 
     config = _load(config_path)
     try:
-        ack = read_ack_file(ack_file, site=config.site, gate=config.gate, tls_ca=config.mqtt.tls_ca)
+        ack = read_ack_file(ack_file, site=config.site, gate=config.gate, bank_keys=config.bank_keys)
         result, state = apply_ack(config.data_dir, config.site, config.gate, ack)
     except (BundleError, OutboxError) as error:
         raise _fail(error) from None

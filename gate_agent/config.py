@@ -7,6 +7,8 @@ reader = "usb"                 # usb, usb:072f:2200, tty:AMA0:pn532, udp:127.0.0
 direction = "in"               # in / out / toggle
 data_dir = "/var/lib/gate-agent"
 key_file = "/etc/gate-agent/gate.key"
+bank_key = "/etc/gate-agent/tls/bank.pub"   # or "ed25519:..." inline: the only key acks, rosters
+                                            # and commands may be signed with
 debounce_seconds = 60
 heartbeat_seconds = 30
 retention_days = 30
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from .configfile import ConfigError, Table
 from .mqtt import MqttSettings
-from .protocol import DIRECTIONS, valid_id
+from .protocol import DIRECTIONS, BankKeys, parse_bank_keys, valid_id
 from .reader import DEFAULT_TECHNOLOGIES, SUPPORTED_TECHNOLOGIES
 
 __all__ = ["ConfigError", "GateConfig", "FeedbackConfig", "load_config"]
@@ -53,6 +55,7 @@ class GateConfig:
     data_dir: Path
     key_file: Path
     mqtt: MqttSettings
+    bank_keys: BankKeys = field(default_factory=dict)  # key id -> the bank's public key, pinned at enrolment
     technologies: tuple[str, ...] = DEFAULT_TECHNOLOGIES
     debounce_seconds: float = 60.0
     heartbeat_seconds: float = 30.0
@@ -77,6 +80,24 @@ def _reader_path(value: str) -> bool:
     return False
 
 
+def _bank_keys(table: Table) -> BankKeys:
+    """The bank's public key(s), inline (``ed25519:...``) or in a file (``gate enroll`` writes bank.pub):
+    acks, rosters and commands signed by anything else are ignored, whoever reaches the broker."""
+    value = table.raw("bank_key")
+    if isinstance(value, str) and value.strip().startswith("ed25519:"):
+        text = value
+    else:
+        path = table.path("bank_key")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise table.error("bank_key", f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        return parse_bank_keys(text)
+    except ValueError as error:
+        raise table.error("bank_key", str(error)) from None
+
+
 def load_config(path: str | os.PathLike) -> GateConfig:
     table = Table.load(path)
     site = table.str("site", check=valid_id, hint="letters, digits, '_', '.', '-'")
@@ -87,6 +108,7 @@ def load_config(path: str | os.PathLike) -> GateConfig:
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/gate-agent").split(":")[0]
     data_dir = table.path("data_dir", None) or Path(state_dir)
     key_file = table.path("key_file")
+    bank_keys = _bank_keys(table)
     mqtt_table = table.table("mqtt")
     mqtt = MqttSettings.from_table(mqtt_table, default_client_id=f"gate-{site}-{gate}")
     feedback_table = table.table("feedback")
@@ -95,7 +117,7 @@ def load_config(path: str | os.PathLike) -> GateConfig:
     feedback = FeedbackConfig(reader=feedback_table.bool("reader", True), **pins)
     config = GateConfig(
         site=site, gate=gate, reader=reader, direction=direction, data_dir=data_dir, key_file=key_file,
-        mqtt=mqtt,
+        mqtt=mqtt, bank_keys=bank_keys,
         technologies=tuple(table.list_of_str("technologies", list(DEFAULT_TECHNOLOGIES),
                                              options=SUPPORTED_TECHNOLOGIES)),
         debounce_seconds=table.number("debounce_seconds", 60, minimum=0, maximum=86400),

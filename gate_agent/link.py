@@ -4,6 +4,11 @@ A punch is forgotten only when the collector's ack covers its seq and names the 
 PUBACK proves nothing (Mosquitto silently drops QoS 1 messages past a slow subscriber's queue limit).
 So the link resends whatever stays unacknowledged, with a growing pause while nobody answers, and
 answers the collector's resend requests for gaps it noticed.
+
+Everything that arrives here is signed with the bank's key, which the gate pinned at enrolment: an ack,
+a roster or a command that anyone else published on the broker is ignored, counted and logged. An
+older roster never replaces a newer one, a command is answered once, and resends are rate-limited, so
+a replayed message can neither undo the bank's word nor make the gate flood the broker.
 """
 
 from __future__ import annotations
@@ -14,15 +19,53 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 
 from . import __version__
 from .mqtt import Message, MqttSession, MqttSettings
 from .outbox import AckResult, Outbox
-from .protocol import Ack, GateTopics, ProtocolError, Resend, Roster, encode_punch_bodies, encode_status
+from .protocol import (
+    Ack,
+    BankKeys,
+    GateTopics,
+    ProtocolError,
+    Resend,
+    Roster,
+    encode_punch_bodies,
+    encode_status,
+    format_time,
+    parse_time,
+)
 
 log = logging.getLogger(__name__)
 
 _MAX_ACK_BACKOFF = 600.0
+#: A resend command older than the newest one seen by this much is a replay (commands of one
+#: housekeeping round share their time; the collector sends a new one when it still misses a range).
+_COMMAND_HORIZON_S = 600.0
+#: Refused messages are logged once, then at most once per this many seconds with a count: whoever
+#: floods the gate's topics must not fill its SD card with log lines.
+_REJECT_LOG_INTERVAL = 60.0
+
+
+class ResendBudget:
+    """A token bucket of punches: resend requests beyond it are answered in part, later, or not at all
+    (the gate's own ack timeout resends what stays unacknowledged anyway)."""
+
+    def __init__(self, capacity: int, per_seconds: float = 30.0, *, clock: Callable[[], float] = time.monotonic):
+        self.capacity = capacity
+        self.rate = capacity / per_seconds
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._at = clock()
+
+    def take(self, wanted: int) -> int:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        granted = min(wanted, int(self._tokens))
+        self._tokens -= granted
+        return granted
 
 
 class Link:
@@ -36,6 +79,8 @@ class Link:
         *,
         status_facts: Callable[[], dict],
         on_roster: Callable[[Roster], None],
+        bank_keys: BankKeys,
+        roster_issued: str | None = None,
         heartbeat_seconds: float = 30.0,
         ack_timeout: float = 30.0,
         batch_size: int = 200,
@@ -47,6 +92,12 @@ class Link:
         self._open_outbox = open_outbox
         self._status_facts = status_facts
         self._on_roster = on_roster
+        self.bank_keys = bank_keys
+        self._roster_issued = roster_issued
+        self._commands_seen: dict[tuple[str, int, int], float] = {}
+        self._newest_command = ""
+        self._resend_budget = ResendBudget(2 * window)
+        self._rejections: dict[str, list] = {}  # reason -> [last logged (monotonic), suppressed count]
         self.heartbeat_seconds = heartbeat_seconds
         self.ack_timeout = ack_timeout
         self.batch_size = batch_size
@@ -147,21 +198,57 @@ class Link:
             self._handle_message(event, outbox)
 
     def _handle_message(self, message: Message, outbox: Outbox) -> None:
+        site, gate = self.topics.site, self.topics.gate
         try:
             if message.topic == self.topics.ack:
-                self._handle_ack(Ack.decode(message.payload), outbox)
+                self._handle_ack(Ack.decode(message.payload, site=site, gate=gate, keys=self.bank_keys), outbox)
             elif message.topic == self.topics.cmd:
-                self._handle_resend(Resend.decode(message.payload), outbox)
+                resend = Resend.decode(message.payload, site=site, gate=gate, keys=self.bank_keys)
+                if self._fresh_command(resend):
+                    self._handle_resend(resend, outbox)
             elif message.topic == self.topics.roster:
-                roster = Roster.decode(message.payload)
-                if roster.site != self.topics.site:
-                    raise ProtocolError("schema", f"roster for site {roster.site} on {message.topic}")
-                outbox.save_roster(roster)
-                self._on_roster(roster)
-                log.info("roster of %s issued %s: %d cards", roster.site, roster.issued, len(roster.cards))
+                self._handle_roster(Roster.decode(message.payload, site=site, keys=self.bank_keys), outbox)
         except ProtocolError as error:
             self.counters[f"rejected_{error.reason}"] += 1
-            log.error("ignored a bad message on %s: %s", message.topic, error)
+            self._log_rejection(error.reason, "ignored a message on %s: %s", message.topic, error)
+
+    def _log_rejection(self, reason: str, text: str, *args) -> None:
+        now = time.monotonic()
+        entry = self._rejections.setdefault(reason, [-_REJECT_LOG_INTERVAL, 0])
+        if now - entry[0] < _REJECT_LOG_INTERVAL:
+            entry[1] += 1
+            return
+        suppressed, entry[:] = entry[1], [now, 0]
+        log.error(text + (f" ({suppressed} more like it in the last {_REJECT_LOG_INTERVAL:.0f} s)"
+                          if suppressed else ""), *args)
+
+    def _handle_roster(self, roster: Roster, outbox: Outbox) -> None:
+        if self._roster_issued is not None and roster.issued < self._roster_issued:  # wire times sort as text
+            self.counters["rejected_old_roster"] += 1
+            self._log_rejection("old_roster", "ignored a roster issued %s: this gate holds a newer one (%s)",
+                                roster.issued, self._roster_issued)
+            return
+        if roster.issued == self._roster_issued:
+            return  # the retained copy again, after a reconnect
+        outbox.save_roster(roster)
+        self._roster_issued = roster.issued
+        self._on_roster(roster)
+        log.info("roster of %s issued %s: %d cards", roster.site, roster.issued, len(roster.cards))
+
+    def _fresh_command(self, resend: Resend) -> bool:
+        """Each signed command is answered once; one older than the newest by the horizon is a replay."""
+        ident = (resend.issued, resend.first, resend.last)
+        newest = max(self._newest_command, resend.issued)
+        horizon = format_time(parse_time(newest) - timedelta(seconds=_COMMAND_HORIZON_S))
+        self._commands_seen = {k: v for k, v in self._commands_seen.items() if k[0] >= horizon}
+        if ident in self._commands_seen or resend.issued < horizon:
+            self.counters["rejected_replayed_command"] += 1
+            self._log_rejection("replayed_command", "ignored a resend command issued %s for %d..%d: already "
+                                "answered or older than the newest", resend.issued, resend.first, resend.last)
+            return False
+        self._commands_seen[ident] = time.monotonic()
+        self._newest_command = newest
+        return True
 
     def _handle_ack(self, ack: Ack, outbox: Outbox) -> None:
         result = outbox.acknowledge(ack)
@@ -179,7 +266,13 @@ class Link:
 
     def _handle_resend(self, resend: Resend, outbox: Outbox) -> None:
         last = min(resend.last, outbox.head_seq, resend.first + self.window - 1)
-        rows = outbox.bodies(resend.first, last)
+        granted = self._resend_budget.take(max(0, last - resend.first + 1))
+        if last >= resend.first and granted < last - resend.first + 1:
+            self.counters["resends_throttled"] += 1
+            self._log_rejection("throttled", "resend requests beyond %d punches per 30 s: answering %d of "
+                                "%d..%d", self._resend_budget.capacity, granted, resend.first, last)
+        last = resend.first + granted - 1
+        rows = outbox.bodies(resend.first, last) if granted else []
         log.info("collector asked for %d..%d; resending %d punches", resend.first, resend.last, len(rows))
         self.counters["resend_requests"] += 1
         if rows and rows[0][0] != resend.first:

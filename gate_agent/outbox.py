@@ -231,7 +231,7 @@ class Outbox:
 
     def load_roster(self) -> Roster | None:
         text = self._meta("roster")
-        return Roster.decode(text.encode()) if text else None
+        return Roster.load(text.encode()) if text else None
 
     # ------------------------------------------------------------------ status
 

@@ -340,6 +340,81 @@ def decode_punch_message(payload: bytes) -> list[object]:
     return items
 
 
+# ---------------------------------------------------------------------------------------------- bank messages
+#
+# What the bank sends to gates (acks, resend commands, rosters) and the files it hands out (ack files,
+# evidence) are signed with the bank's own Ed25519 key, which each gate pins at enrolment: whoever
+# controls the broker, or holds the broker's TLS key, can delay or drop them but cannot forge one. A
+# signed document carries ``key`` (the key id) and ``sig`` (hex Ed25519 over its canonical bytes without
+# ``sig``); every kind names itself in ``type``, so a signature over one kind never passes as another.
+
+#: key id -> public key: the bank keys a gate or a verifier trusts.
+BankKeys = dict[str, Ed25519PublicKey]
+
+
+def parse_bank_keys(text: str) -> BankKeys:
+    """One or more ``ed25519:...`` lines (the current key, and the previous one during a rotation)."""
+    keys: BankKeys = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key = parse_public_key(line)
+            keys[key_id(key)] = key
+    if not keys:
+        raise ValueError("no ed25519:... public key found")
+    return keys
+
+
+def sign_document(document: dict, private_key: Ed25519PrivateKey) -> dict:
+    """``document`` with ``key`` and ``sig`` set: the signature covers every other field."""
+    body = {name: value for name, value in document.items() if name not in ("key", "sig")}
+    body["key"] = key_id(private_key.public_key())
+    body["sig"] = private_key.sign(canonical_json(body)).hex()
+    return body
+
+
+def verify_document(document: dict, keys: BankKeys, what: str) -> None:
+    """Raise ProtocolError('bad_signature') unless one of ``keys`` signed exactly this document."""
+    kid, signature = document.get("key"), document.get("sig")
+    if not isinstance(kid, str) or not isinstance(signature, str):
+        raise ProtocolError("bad_signature", f"{what} is not signed")
+    key = keys.get(kid)
+    if key is None:
+        raise ProtocolError("bad_signature", f"{what} is signed by key {kid[:16]!r}, not a bank key this side trusts")
+    unsigned = {name: value for name, value in document.items() if name != "sig"}
+    try:
+        key.verify(bytes.fromhex(signature), canonical_json(unsigned))
+    except (InvalidSignature, ValueError):
+        raise ProtocolError("bad_signature", f"{what}: the bank's signature does not verify") from None
+
+
+def _signed_message(payload: bytes | dict, kind: str, fields: dict[str, type], keys: BankKeys) -> dict:
+    """Decode (when bytes), check the exact fields and their types, then the signature."""
+    data = _load_json(payload, kind) if isinstance(payload, bytes | bytearray) else payload
+    if not isinstance(data, dict):
+        raise ProtocolError("schema", f"{kind} is not an object")
+    expected = {"v": int, "type": str, **fields, "issued": str, "key": str, "sig": str}
+    if set(data) != set(expected):
+        raise ProtocolError("schema", f"{kind} fields {sorted(data)[:20]}, expected {sorted(expected)}")
+    for name, kind_of in expected.items():
+        if type(data[name]) is not kind_of:
+            raise ProtocolError("schema", f"{kind} {name} must be {kind_of.__name__}")
+    if data["v"] != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"{kind} protocol version {data['v']}")
+    if data["type"] != kind:
+        raise ProtocolError("schema", f"a {str(data['type'])[:20]!r} message, not a {kind}")
+    parse_time(data["issued"])
+    verify_document(data, keys, kind)
+    return data
+
+
+def _check_addressee(data: dict, kind: str, site: str, gate: str | None) -> None:
+    """A message signed for another gate is refused: the bank's word for one gate is not for all."""
+    if data["site"] != site or (gate is not None and data["gate"] != gate):
+        to = data["site"] + (f"/{data['gate']}" if gate is not None else "")
+        raise ProtocolError("schema", f"{kind} is for {to[:140]}, not {site}" + (f"/{gate}" if gate else ""))
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """The collector holds this gate's punches 1..seq; ``digest`` is its copy of punch ``seq``.
@@ -351,57 +426,80 @@ class Ack:
     seq: int
     digest: str
 
-    def encode(self) -> bytes:
-        return json.dumps({"v": PROTOCOL_VERSION, "seq": self.seq, "digest": self.digest}).encode()
+    def document(self, site: str, gate: str, issued: str) -> dict:
+        return {"v": PROTOCOL_VERSION, "type": "ack", "site": site, "gate": gate, "seq": self.seq,
+                "digest": self.digest, "issued": issued}
+
+    def sign(self, site: str, gate: str, issued: str, key: Ed25519PrivateKey) -> bytes:
+        return canonical_json(sign_document(self.document(site, gate, issued), key))
 
     @classmethod
-    def decode(cls, payload: bytes) -> Ack:
-        data = _load_json(payload, "ack")
-        seq, digest = data.get("seq"), data.get("digest")
-        if type(seq) is not int or seq < 0:
+    def decode(cls, payload: bytes | dict, *, site: str, gate: str, keys: BankKeys) -> Ack:
+        data = _signed_message(payload, "ack", {"site": str, "gate": str, "seq": int, "digest": str}, keys)
+        _check_addressee(data, "ack", site, gate)
+        if data["seq"] < 0:
             raise ProtocolError("schema", "ack seq must be a non-negative integer")
-        if not isinstance(digest, str):
-            raise ProtocolError("schema", "ack digest must be a string")
-        _check_hex("digest", digest, 64)
-        return cls(seq, digest)
+        _check_hex("digest", data["digest"], 64)
+        return cls(data["seq"], data["digest"])
 
 
 @dataclass(frozen=True, slots=True)
 class Resend:
-    """Command from the collector: publish punches first..last again (a gap it saw)."""
+    """Command from the collector: publish punches first..last again (a gap it saw). ``issued`` orders
+    commands, so that a replayed old one is told from a new one."""
 
     first: int
     last: int
+    issued: str = ""
 
-    def encode(self) -> bytes:
-        return json.dumps({"v": PROTOCOL_VERSION, "cmd": "resend", "from": self.first, "to": self.last}).encode()
+    def sign(self, site: str, gate: str, issued: str, key: Ed25519PrivateKey) -> bytes:
+        document = {"v": PROTOCOL_VERSION, "type": "resend", "site": site, "gate": gate, "from": self.first,
+                    "to": self.last, "issued": issued}
+        return canonical_json(sign_document(document, key))
 
     @classmethod
-    def decode(cls, payload: bytes) -> Resend:
-        data = _load_json(payload, "command")
-        if data.get("cmd") != "resend":
-            raise ProtocolError("schema", f"unknown command {str(data.get('cmd'))[:40]!r}")
-        first, last = data.get("from"), data.get("to")
-        if type(first) is not int or type(last) is not int or not 1 <= first <= last:
+    def decode(cls, payload: bytes | dict, *, site: str, gate: str, keys: BankKeys) -> Resend:
+        data = _signed_message(payload, "resend", {"site": str, "gate": str, "from": int, "to": int}, keys)
+        _check_addressee(data, "resend", site, gate)
+        if not 1 <= data["from"] <= data["to"]:
             raise ProtocolError("schema", "resend needs integers 1 <= from <= to")
-        return cls(first, last)
+        return cls(data["from"], data["to"], data["issued"])
 
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    """Card UIDs valid now at a site, retained so an offline-started gate still knows them."""
+    """Card UIDs valid now at a site, retained so an offline-started gate still knows them. A gate keeps
+    the newest by ``issued``: an older roster, replayed, never replaces a newer one."""
 
     site: str
     issued: str
     cards: frozenset[str]
 
+    def document(self) -> dict:
+        return {"v": PROTOCOL_VERSION, "type": "roster", "site": self.site, "issued": self.issued,
+                "cards": sorted(self.cards)}
+
+    def sign(self, key: Ed25519PrivateKey) -> bytes:
+        return canonical_json(sign_document(self.document(), key))
+
     def encode(self) -> bytes:
-        body = {"v": PROTOCOL_VERSION, "site": self.site, "issued": self.issued, "cards": sorted(self.cards)}
-        return json.dumps(body, separators=(",", ":")).encode()
+        """The unsigned form a gate keeps on its own disk once it has checked the signature."""
+        return canonical_json(self.document())
 
     @classmethod
-    def decode(cls, payload: bytes) -> Roster:
-        data = _load_json(payload, "roster")
+    def decode(cls, payload: bytes | dict, *, site: str, keys: BankKeys) -> Roster:
+        data = _signed_message(payload, "roster", {"site": str, "cards": list}, keys)
+        _check_addressee(data, "roster", site, None)
+        return cls._from(data)
+
+    @classmethod
+    def load(cls, stored: bytes) -> Roster:
+        """A roster this gate checked and stored itself (``encode``)."""
+        data = _load_json(stored, "stored roster")
+        return cls._from(data)
+
+    @classmethod
+    def _from(cls, data: dict) -> Roster:
         site = check_id("site", data.get("site"))
         issued = data.get("issued")
         parse_time(issued)  # type: ignore[arg-type]

@@ -16,11 +16,41 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from gate_agent.keys import generate_key_file
-from gate_agent.protocol import GENESIS, PROTOCOL_VERSION, Punch, format_time, public_key_text, sign_punch
+from gate_agent.protocol import (
+    GENESIS,
+    PROTOCOL_VERSION,
+    Punch,
+    format_time,
+    key_id,
+    public_key_text,
+    sign_punch,
+)
 
 BIN = Path(sys.executable).parent
+
+#: The bank's signing key in the tests: collectors sign with it, gates trust it (as after enrolment).
+BANK_KEY = Ed25519PrivateKey.generate()
+BANK_PUBLIC = public_key_text(BANK_KEY.public_key())
+BANK_KEYS = {key_id(BANK_PUBLIC): BANK_KEY.public_key()}
+
+
+def signed_ack(site: str, gate: str, seq: int, digest: str, *, key: Ed25519PrivateKey = BANK_KEY) -> bytes:
+    """The ack the collector would publish (signed with the bank key the test gates trust)."""
+    from gate_agent.protocol import Ack
+
+    return Ack(seq, digest).sign(site, gate, format_time(datetime.now(UTC)), key)
+
+
+def write_bank_key(path: Path, key: Ed25519PrivateKey = BANK_KEY) -> Path:
+    """The bank key as `collector keygen` writes it (PEM, 0600), unless the file exists already."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return path
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
@@ -78,6 +108,7 @@ class GateSetup:
         values = {
             "site": self.site, "gate": self.gate, "reader": self.device, "direction": "in",
             "data_dir": str(self.data_dir), "key_file": str(self.key_file), "technologies": ["106A"],
+            "bank_key": BANK_PUBLIC,
             "debounce_seconds": 0, "heartbeat_seconds": 1, "ack_timeout_seconds": 2,
         }
         values.update(self.options)
@@ -219,10 +250,12 @@ class CollectorSetup:
         self.options.update(changes)
         ingest = {"gap_wait_seconds": 1, "resend_interval_seconds": 3, "roster_interval_seconds": 0.5}
         ingest.update(self.options.get("ingest", {}))
-        text = (f'db = "{self.db_path}"\n[mqtt]\nhost = "127.0.0.1"\nport = {self.broker_port}\n[ingest]\n'
+        signing_key = self.options.get("signing_key") or str(write_bank_key(self.directory / "bank.key"))
+        text = (f'db = "{self.db_path}"\nsigning_key = "{signing_key}"\n'
+                f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker_port}\n[ingest]\n'
                 + "".join(f"{k} = {json.dumps(v)}\n" for k, v in ingest.items()))
         for section, values in self.options.items():
-            if section == "ingest":
+            if section in ("ingest", "signing_key"):
                 continue
             text += f"[{section}]\n" + "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in values.items())
         self.config_path.write_text(text)

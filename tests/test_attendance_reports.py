@@ -14,8 +14,8 @@ from collector.evidence import EvidenceError, build_evidence, verify_evidence
 from collector.headcount import headcount
 from collector.ingest import Incoming, Ingestor
 from collector.reports import site_day_final
-from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import CollectorSetup, PunchFactory, cli
+from gate_agent.protocol import GateTopics, encode_punches, format_time, sign_document
+from tests.helpers import BANK_KEY, BANK_KEYS, BANK_PUBLIC, CollectorSetup, PunchFactory, cli
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 W1_CARD, W2_CARD, STRANGER = "04A1B2C3D4E5F6", "DEADBEEF", "CAFEBABE"
@@ -182,7 +182,7 @@ def test_evidence_verifies_and_names_the_first_tampered_punch(site, tmp_path):
     site.tap(site.south, W1_CARD, local("2026-11-03 16:00"), "out")
     out = tmp_path / "w1.json"
     site.cli("evidence", "--worker", "W1", "--from", "2026-11-02", "--to", "2026-11-03", "--out", str(out))
-    result = cli("collector", "verify", str(out))
+    result = cli("collector", "verify", str(out), "--bank-key", BANK_PUBLIC)
     assert "OK" in result.stdout and "S1/north" in result.stdout
     document = json.loads(out.read_text())
     assert [d["worked_minutes"] for d in document["days"]] == [540, 470]
@@ -190,14 +190,20 @@ def test_evidence_verifies_and_names_the_first_tampered_punch(site, tmp_path):
     assert [p["card"] for p in north["punches"]] == [W1_CARD, W2_CARD, STRANGER, W2_CARD, W1_CARD]
 
     def fails(mutate, message):
+        """Any edit breaks the bank's signature; re-signed by the bank (a bank that signs a lie), the
+        gates' own signatures and the recomputed days still name what is wrong."""
         tampered = copy.deepcopy(document)
         mutate(tampered)
         path = tmp_path / "tampered.json"
         path.write_text(json.dumps(tampered))
-        checked = cli("collector", "verify", str(path), check=False)
-        assert checked.returncode != 0 and message in checked.stderr, checked.stderr
+        checked = cli("collector", "verify", str(path), "--bank-key", BANK_PUBLIC, check=False)
+        assert checked.returncode == 1 and "changed after the bank signed it" in checked.stderr, checked.stderr
+        resigned = sign_document(tampered, BANK_KEY)
+        path.write_text(json.dumps(resigned))
+        checked = cli("collector", "verify", str(path), "--bank-key", BANK_PUBLIC, check=False)
+        assert checked.returncode == 1 and message in checked.stderr, checked.stderr
         with pytest.raises(EvidenceError):
-            verify_evidence(tampered)
+            verify_evidence(resigned, BANK_KEYS)
 
     def gate(doc, name):
         return next(g for g in doc["gates"] if g["gate"] == name)
@@ -212,15 +218,17 @@ def test_evidence_verifies_and_names_the_first_tampered_punch(site, tmp_path):
     fails(lambda d: d["days"][0].update(worked_minutes=600), "worked_minutes stated 600")
     fails(lambda d: d["days"].pop(), "not stated")
     fails(lambda d: d["cards"].clear(), "not supported by the punches")
-    fails(lambda d: d.update(format="something else"), "not a site-gate-evidence")
+    with pytest.raises(EvidenceError, match="not a site-gate-evidence"):
+        verify_evidence(sign_document(dict(document, format="something else"), BANK_KEY), BANK_KEYS)
 
 
 def test_evidence_marks_manual_entries(site, tmp_path):
     site.cli("punch", "add", "--worker", "W2", "--site", "S1", "--at", "2026-11-02T17:30:00+08:00",
              "--direction", "out", "--reason", "forgot card", "--by", "ops-li")
     with site.setup.store() as store:
-        document = build_evidence(store, "W2", local("2026-11-02 00:00").date(), local("2026-11-02 00:00").date())
+        document = build_evidence(store, "W2", local("2026-11-02 00:00").date(), local("2026-11-02 00:00").date(),
+                                  key=BANK_KEY)
     assert document["manual"][0]["by"] == "ops-li" and document["manual"][0]["reason"] == "forgot card"
     assert document["days"][0]["worked_minutes"] == 540 and "manual" in document["days"][0]["flags"]
-    summary = verify_evidence(document)
-    assert summary["manual_entries"] == 1 and summary["worked_minutes"] == 540
+    summary = verify_evidence(document, BANK_KEYS)
+    assert summary["manual_entries"][0]["by"] == "ops-li" and summary["worked_minutes"] == 540

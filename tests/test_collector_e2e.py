@@ -19,6 +19,7 @@ from gate_agent.protocol import (
     verify_chain,
 )
 from tests.helpers import (
+    BANK_KEYS,
     CollectorSetup,
     GateSetup,
     Listener,
@@ -152,11 +153,12 @@ def test_a_gap_is_filled_by_a_resend_request(collector, collector_process, broke
         gate_side.publish(topics.punch, encode_punches([punches[0]]))
         gate_side.publish(topics.punch, encode_punches([punches[3]]))
         request = wait_for(lambda: gate_side.received("/cmd"), timeout=15, message="a resend request")[0]
-        assert Resend.decode(request.payload) == Resend(2, 3)
+        resend = Resend.decode(request.payload, site="S1", gate="east", keys=BANK_KEYS)
+        assert (resend.first, resend.last) == (2, 3)
         gate_side.publish(topics.punch, encode_punches(punches[1:3]))
-        wait_for(lambda: any(Ack.decode(m.payload).seq == 4 for m in gate_side.received("/ack")),
+        wait_for(lambda: any(Ack.decode(m.payload, site="S1", gate="east", keys=BANK_KEYS).seq == 4 for m in gate_side.received("/ack")),
                  message="ack of seq 4")
-        ack = Ack.decode(gate_side.received("/ack")[-1].payload)
+        ack = Ack.decode(gate_side.received("/ack")[-1].payload, site="S1", gate="east", keys=BANK_KEYS)
         assert ack == Ack(4, punches[3].digest())
         gaps = wait_for(lambda: [g for g in collector_gaps(collector) if g["filled_at"]], message="gap filled")
         assert (gaps[0]["first"], gaps[0]["last"]) == (2, 3) and gaps[0]["requests"] >= 1

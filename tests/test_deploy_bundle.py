@@ -11,14 +11,27 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from collector.broker import free_port
-from collector.pki import load_key, sign
+from collector.pki import load_key
 from gate_agent.keys import load_private_key
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Ack, Punch, canonical_json, key_id, parse_public_key, verify_chain
-from tests.helpers import CollectorSetup, GateSetup, cli, fill_outbox, outbox_status, stop_process, wait_for
-from tests.test_deploy_pki import write_collector_config
+from tests.helpers import (
+    BANK_KEY,
+    BANK_PUBLIC,
+    CollectorSetup,
+    GateSetup,
+    cli,
+    fill_outbox,
+    outbox_status,
+    signed_ack,
+    stop_process,
+    wait_for,
+)
 
 # ---------------------------------------------------------------------------------------------- setups
 
@@ -234,10 +247,8 @@ def test_punches_that_fail_verification_inside_a_signed_bundle_are_quarantined_a
 # ---------------------------------------------------------------------------------------------- ack files
 
 
-def ack_file(collector: CollectorSetup, out: Path, pki: Path | None = None, *, config: Path | None = None,
-             check: bool = True):
-    args = ["--pki", str(pki)] if pki is not None else []
-    return cli("collector", "ack-file", "--site", "S1", "--gate", "north", "--out", str(out), *args,
+def ack_file(collector: CollectorSetup, out: Path, *, config: Path | None = None, check: bool = True):
+    return cli("collector", "ack-file", "--site", "S1", "--gate", "north", "--out", str(out),
                "--config", str(config or collector.config_path), check=check)
 
 
@@ -245,99 +256,94 @@ def load_ack(gate: GateSetup, path: Path, check: bool = True):
     return cli("gate-agent", "load-ack", "--config", str(gate.config_path), str(path), check=check)
 
 
-def test_an_ack_file_from_the_bank_lets_the_gate_forget_what_the_bank_holds(tmp_path, gate, collector, pki):
-    gate.write_config(mqtt={"tls_ca": str(pki / "ca.crt")})
+def test_an_ack_file_from_the_bank_lets_the_gate_forget_what_the_bank_holds(tmp_path, gate, collector):
     fill_outbox(gate, 12)
     export(gate, tmp_path / "north.bundle", "--since", "1")
     import_bundle(collector, tmp_path / "north.bundle")
     fill_outbox(gate, 3)  # taps after the export: the bank does not hold them yet
-    # The signing certificate from the collector's own [mqtt] settings, or from --pki.
-    tls_config = write_collector_config(tmp_path / "tls-collector", pki)
-    tls_config.write_text(tls_config.read_text().replace(str(tmp_path / "tls-collector" / "collector.sqlite3"),
-                                                         str(collector.db_path)))
-    written = ack_file(collector, tmp_path / "ack.json", config=tls_config)
+    written = ack_file(collector, tmp_path / "ack.json")
     assert "holds S1/north through seq 12" in written.stdout
-    ack_file(collector, tmp_path / "ack-pki.json", pki)
+    ack_file(collector, tmp_path / "ack-again.json")
     assert outbox_status(gate)["pending"] == 15, "nothing is forgotten before the gate loads the ack"
+    document = json.loads((tmp_path / "ack.json").read_text())
+    assert document["ack"]["key"] == key_id(BANK_PUBLIC) and document["ack"]["type"] == "ack"
     loaded = load_ack(gate, tmp_path / "ack.json")
     assert "through seq 12: acknowledged; pending 3" in loaded.stdout
     status = outbox_status(gate)
     assert (status["acked_seq"], status["pending"], status["last_seq"]) == (12, 3, 15)
-    assert "already acknowledged through seq 12" in load_ack(gate, tmp_path / "ack-pki.json").stdout
-    one_error_line(ack_file(collector, tmp_path / "ack.json", pki, check=False), "already exists")
+    assert "already acknowledged through seq 12" in load_ack(gate, tmp_path / "ack-again.json").stdout
+    one_error_line(ack_file(collector, tmp_path / "ack.json", check=False), "already exists")
 
 
-def test_ack_file_needs_a_signing_certificate_and_punches_to_acknowledge(tmp_path, collector, pki):
-    one_error_line(ack_file(collector, tmp_path / "a.json", check=False), "no signing certificate")
-    one_error_line(ack_file(collector, tmp_path / "a.json", pki, check=False), "holds no punches of gate S1/north")
-    gate_tls = tmp_path / "gate-tls"
-    cli("collector", "gate", "enroll", "south", "--site", "S1", "--public-key",
-        cli("gate-agent", "keygen", "--key-file", str(tmp_path / "south.key")).stdout.strip().splitlines()[-1],
-        "--pki", str(pki), "--out", str(gate_tls), "--config", str(collector.config_path))
-    (gate_tls / "collector.crt").symlink_to(gate_tls / "gate.crt")
-    (gate_tls / "collector.key").symlink_to(gate_tls / "gate.key")
-    result = ack_file(collector, tmp_path / "a.json", gate_tls, check=False)
-    one_error_line(result, "gates accept ack files only from the collector's")
+def test_ack_file_needs_the_bank_key_and_punches_to_acknowledge(tmp_path, collector):
+    one_error_line(ack_file(collector, tmp_path / "a.json", check=False), "holds no punches of gate S1/north")
+    keyless = tmp_path / "keyless.toml"
+    keyless.write_text("\n".join(line for line in collector.config_path.read_text().splitlines()
+                                 if not line.startswith("signing_key")))
+    one_error_line(ack_file(collector, tmp_path / "a.json", config=keyless, check=False), "signing_key is not set")
     assert not (tmp_path / "a.json").exists()
 
 
-def _signed(document: dict, certificate: Path, key: Path) -> dict:
-    document = dict(document, certificate=certificate.read_text())
-    document.pop("sig", None)
-    document["sig"] = base64.b64encode(sign(load_key(key), canonical_json(document))).decode()
-    return document
+def _old_style(document: dict, certificate: Path, key: Path) -> dict:
+    """An ack file as a certificate holder could sign one: the broker's server key, the collector's TLS key."""
+    ack = document["ack"]
+    forged = {"format": "site-gate-ack", "version": 1, "site": ack["site"], "gate": ack["gate"], "seq": ack["seq"],
+              "digest": ack["digest"], "issued": ack["issued"], "certificate": certificate.read_text()}
+    forged["sig"] = base64.b64encode(load_key(key).sign(canonical_json(forged), ec.ECDSA(hashes.SHA256()))).decode()
+    return forged
+
+
+def _bank_signed(seq: int, digest: str, *, gate: str = "north", key=BANK_KEY) -> dict:
+    return {"format": "site-gate-ack", "version": 1, "ack": json.loads(signed_ack("S1", gate, seq, digest, key=key))}
 
 
 FORGERIES = {
-    "seq edited": "signature does not verify",
-    "unsigned": "is not signed",
-    "signed by a gate's certificate": "not the bank's 'collector'",
-    "collector of another CA": "not issued by this gate's CA",
-    "for another gate": "is for gate S1/south, not S1/north",
+    "seq edited": "the bank's signature does not verify",
+    "unsigned": "ack fields",
+    "signed by the broker's server key": "ack file fields",
+    "signed by the collector's TLS key": "ack file fields",
+    "signed by a key the gate does not trust": "not a bank key this side trusts",
+    "for another gate": "ack is for S1/south, not S1/north",
     "bank holds a different punch": "differs from this gate's: nothing forgotten",
     "beyond what the gate wrote": "has written only 6: nothing forgotten",
     "not an ack file": "is not an ack file",
-    "no tls_ca at the gate": "has no [mqtt] tls_ca",  # last: it changes the gate's configuration
 }
 
 
 def test_a_forged_or_misdirected_ack_file_forgets_nothing(tmp_path, gate, collector, pki):
-    gate.write_config(mqtt={"tls_ca": str(pki / "ca.crt")})
+    """Only the bank's key, pinned by the gate, makes a gate forget: not the broker's TLS key (whoever
+    runs the broker holds it), not the collector's TLS key, not a key of the attacker's own."""
     fill_outbox(gate, 6)
     export(gate, tmp_path / "north.bundle")
     import_bundle(collector, tmp_path / "north.bundle")
-    ack_file(collector, tmp_path / "ack.json", pki)
+    ack_file(collector, tmp_path / "ack.json")
     genuine = json.loads((tmp_path / "ack.json").read_text())
-    collector_pair = (pki / "collector.crt", pki / "collector.key")
-    cli("collector", "gate", "enroll", "mallory", "--site", "S1", "--public-key",
-        cli("gate-agent", "keygen", "--key-file", str(tmp_path / "m.key")).stdout.strip().splitlines()[-1],
-        "--pki", str(pki), "--out", str(tmp_path / "m-tls"), "--config", str(collector.config_path))
-    cli("collector", "ca", "init", "--dir", str(tmp_path / "other-pki"))
+    digest = genuine["ack"]["digest"]
     for case, expected in FORGERIES.items():
-        document = dict(genuine)
+        document = json.loads(json.dumps(genuine))
         if case == "seq edited":
-            document["seq"] = 5
+            document["ack"]["seq"] = 5
         elif case == "unsigned":
-            document["sig"] = ""
-        elif case == "signed by a gate's certificate":
-            document = _signed(document, tmp_path / "m-tls" / "gate.crt", tmp_path / "m-tls" / "gate.key")
-        elif case == "collector of another CA":
-            document = _signed(document, tmp_path / "other-pki" / "collector.crt",
-                               tmp_path / "other-pki" / "collector.key")
+            del document["ack"]["sig"], document["ack"]["key"]
+        elif case == "signed by the broker's server key":
+            document = _old_style(document, pki / "server.crt", pki / "server.key")
+        elif case == "signed by the collector's TLS key":
+            document = _old_style(document, pki / "collector.crt", pki / "collector.key")
+        elif case == "signed by a key the gate does not trust":
+            document = _bank_signed(6, digest, key=Ed25519PrivateKey.generate())
         elif case == "for another gate":
-            document = _signed(dict(document, gate="south"), *collector_pair)
+            document = _bank_signed(6, digest, gate="south")
         elif case == "bank holds a different punch":
-            document = _signed(dict(document, digest="ab" * 32), *collector_pair)
+            document = _bank_signed(6, "ab" * 32)
         elif case == "beyond what the gate wrote":
-            document = _signed(dict(document, seq=7), *collector_pair)
-        elif case == "no tls_ca at the gate":
-            gate.write_config(mqtt={})
+            document = _bank_signed(7, digest)
         (tmp_path / "forged.json").write_text(json.dumps(document) if case != "not an ack file" else "[1, 2]")
         result = load_ack(gate, tmp_path / "forged.json", check=False)
         assert expected in result.stderr, f"{case}: {result.stderr}"
         one_error_line(result, expected)
         status = outbox_status(gate)
         assert (status["acked_seq"], status["pending"]) == (0, 6), case
+    assert "through seq 6: acknowledged" in load_ack(gate, tmp_path / "ack.json").stdout
 
 
 # ---------------------------------------------------------------------------------------------- with MQTT

@@ -13,7 +13,7 @@ from gate_agent.feedback import GpioFeedback, Signal
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Ack, GateTopics, key_id, parse_public_key, verify_chain
 from gate_agent.reader import acr122_led_buzzer_apdu
-from tests.helpers import Listener, fill_outbox, outbox_status, stop_process, wait_for
+from tests.helpers import Listener, fill_outbox, outbox_status, signed_ack, stop_process, wait_for
 
 LIMIT_MB = 1
 LIMIT = LIMIT_MB * 1024 * 1024
@@ -77,7 +77,7 @@ def test_a_full_buffer_refuses_taps_with_their_own_signal_and_keeps_every_punch(
 
         # The bank acknowledges everything; acknowledged punches past their retention are pruned (the
         # link does this hourly with retention_days; here at once, with retention 0).
-        bank.publish(topics.ack, Ack(punches[-1].seq, punches[-1].digest()).encode())
+        bank.publish(topics.ack, signed_ack(gate.site, gate.gate, punches[-1].seq, punches[-1].digest()))
         wait_for(lambda: outbox_status(gate)["pending"] == 0, message="the ack")
         with Outbox(gate.data_dir, gate.site, gate.gate) as outbox:
             assert outbox.prune(0, datetime.now(UTC)) == len(punches)

@@ -12,13 +12,15 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from collector.pki import load_key, same_key
-from tests.helpers import cli
+from gate_agent.protocol import key_id, parse_bank_keys
+from tests.helpers import BANK_PUBLIC, cli, write_bank_key
 
 
 def write_collector_config(directory: Path, pki: Path | None = None, port: int = 8883) -> Path:
     """A collector configuration; with ``pki`` its MQTT client identity is the PKI's collector certificate."""
     directory.mkdir(parents=True, exist_ok=True)
-    text = f'db = "{directory / "collector.sqlite3"}"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
+    text = (f'db = "{directory / "collector.sqlite3"}"\nsigning_key = "{write_bank_key(directory / "bank.key")}"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n')
     if pki is not None:
         text += (f'tls_ca = "{pki / "ca.crt"}"\ntls_cert = "{pki / "collector.crt"}"\n'
                  f'tls_key = "{pki / "collector.key"}"\n')
@@ -104,8 +106,10 @@ def test_gate_enroll_registers_the_gate_and_issues_a_certificate_named_after_it(
     gates = json.loads(cli("collector", "gates", "--json", "--config", str(config)).stdout)
     assert [(g["site"], g["gate"]) for g in gates] == [("S1", "north")]
     out = tmp_path / "north-tls"
-    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "gate.crt", "gate.key"]
+    assert sorted(p.name for p in out.iterdir()) == ["bank.pub", "ca.crt", "gate.crt", "gate.key"]
     assert stat.S_IMODE((out / "gate.key").stat().st_mode) == 0o600
+    # The bank's public signing key, which the gate's bank_key names: the only key it obeys.
+    assert parse_bank_keys((out / "bank.pub").read_text()).keys() == {key_id(BANK_PUBLIC)}
     assert (out / "ca.crt").read_bytes() == (pki / "ca.crt").read_bytes()
     cert = certificate(out / "gate.crt")
     cert.verify_directly_issued_by(certificate(pki / "ca.crt"))

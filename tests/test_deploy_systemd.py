@@ -104,7 +104,7 @@ def test_the_gate_agent_reads_its_reader_and_gets_its_keys_as_credentials():
     assert credentials == {"gate.key": "/etc/gate-agent/credentials/gate.key",
                            "gate-tls.key": "/etc/gate-agent/credentials/gate-tls.key"}
     assert dict(v.split(":", 1) for v in values("collector.service", "LoadCredential")) == {
-        "collector.key": "/etc/collector/credentials/collector.key"}
+        "collector.key": "/etc/collector/credentials/collector.key", "bank.key": "/etc/collector/credentials/bank.key"}
     # The udev rules give their devices to the group the unit adds.
     rules = (ROOT / "udev" / "60-gate-agent-nfc.rules").read_text()
     assert set(re.findall(r'GROUP="([^"]+)"', rules)) == {"nfc"}

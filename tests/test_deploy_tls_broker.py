@@ -25,7 +25,17 @@ import pytest
 
 from collector.broker import free_port, mosquitto_binary
 from gate_agent.protocol import Ack, GateTopics, encode_punches, roster_topic
-from tests.helpers import CollectorSetup, GateSetup, PunchFactory, cli, outbox_status, stop_process, wait_for
+from tests.helpers import (
+    BANK_KEYS,
+    CollectorSetup,
+    GateSetup,
+    PunchFactory,
+    cli,
+    outbox_status,
+    signed_ack,
+    stop_process,
+    wait_for,
+)
 from tests.test_deploy_pki import write_collector_config
 
 pytestmark = pytest.mark.slow
@@ -238,14 +248,14 @@ def test_a_gates_certificate_cannot_act_as_another_gate(deployment, collector_da
         assert south.publish(south_topics.punch, encode_punches([south_factory.next()])) == "Success"
         wait_for(lambda: stored(deployment, "south") == [1], message="south's punch")
         south.subscribe(south_topics.ack)
-        first_ack = Ack.decode(south.messages.get(timeout=20)[1])
+        first_ack = Ack.decode(south.messages.get(timeout=20)[1], site="S1", gate="south", keys=BANK_KEYS)
         assert first_ack.seq == 1
 
         # West publishes a perfectly valid south punch (made with south's key) on south's topic, and an
         # ack for south: the broker refuses both, so neither reaches the collector nor south.
         forged_punch = south_factory.next()
         refusals = [west.publish(south_topics.punch, encode_punches([forged_punch])),
-                    west.publish(south_topics.ack, Ack(forged_punch.seq, forged_punch.digest()).encode())]
+                    west.publish(south_topics.ack, signed_ack("S1", "south", forged_punch.seq, forged_punch.digest()))]
         # Then west's own punch: once it is stored, anything west published before it would have been too.
         assert west.publish(west_topics.punch, encode_punches([west_factory.next()])) == "Success"
         wait_for(lambda: stored(deployment, "west") == [1], message="west's own punch")
@@ -254,7 +264,7 @@ def test_a_gates_certificate_cannot_act_as_another_gate(deployment, collector_da
 
         # South's next punch brings a genuine ack; a forged one would have arrived before it.
         assert south.publish(south_topics.punch, encode_punches([forged_punch])) == "Success"
-        second_ack = Ack.decode(south.messages.get(timeout=20)[1])
+        second_ack = Ack.decode(south.messages.get(timeout=20)[1], site="S1", gate="south", keys=BANK_KEYS)
         assert second_ack == Ack(2, forged_punch.digest())
         wait_for(lambda: stored(deployment, "south") == [1, 2], message="south's second punch")
 

@@ -31,11 +31,12 @@ from gate_agent.protocol import (
     encode_punch_bodies,
     key_id,
     public_key_text,
+    sign_document,
     sign_punch,
     utc_now_text,
     verify_chain,
 )
-from tests.helpers import FakeClock, PunchFactory
+from tests.helpers import BANK_KEY, BANK_KEYS, FakeClock, PunchFactory
 
 TOPIC = GateTopics("S1", "north").punch
 CARDS = [f"04A1B2C3D4E5{i:02X}" for i in range(12)]
@@ -265,8 +266,8 @@ def evidence(tmp_path_factory):
         Ingestor(store).ingest([Incoming(TOPIC, encode_punch_bodies([p.to_json() for p in punches]),
                                          "2026-11-04T00:00:00.000Z")])
         document = build_evidence(store, "W1", datetime(2026, 11, 2).date(), datetime(2026, 11, 3).date(),
-                                  now=datetime(2026, 11, 5, tzinfo=UTC))
-    verify_evidence(document)
+                                  key=BANK_KEY, now=datetime(2026, 11, 5, tzinfo=UTC))
+    verify_evidence(document, BANK_KEYS)
     return document
 
 
@@ -303,8 +304,12 @@ def evidence_mutation(draw, document: dict) -> tuple[str, dict]:
 @settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(st.data())
 def test_any_deleted_reordered_or_altered_evidence_punch_fails_verification(evidence, data):
+    """Caught by the bank's signature over the file; and, should the bank itself sign the edited file,
+    by the gates' signatures and links, which the bank cannot make."""
     operation, tampered = data.draw(evidence_mutation(evidence))
     assert tampered != evidence
+    with pytest.raises(EvidenceError, match="changed after the bank signed it"):
+        verify_evidence(tampered, BANK_KEYS)
     with pytest.raises(EvidenceError):
-        verify_evidence(tampered)
+        verify_evidence(sign_document(tampered, BANK_KEY), BANK_KEYS)
         print(f"undetected {operation}")

@@ -6,6 +6,7 @@ import pytest
 
 from gate_agent.config import load_config
 from gate_agent.configfile import ConfigError
+from gate_agent.protocol import key_id
 from tests.helpers import cli
 
 GOOD = """
@@ -15,6 +16,7 @@ reader = "tty:AMA0:pn532"
 direction = "toggle"
 data_dir = "data"
 key_file = "gate.key"
+bank_key = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 [mqtt]
 host = "bank.example"
 """
@@ -74,6 +76,11 @@ gpio_buzzer = 22
     (lambda t: t.replace('[mqtt]', 'technologies = ["106A", "NFC-Z"]\n[mqtt]'), "technologies: 'NFC-Z' is not one of"),
     (lambda t: t.replace('key_file = "gate.key"', 'key_file = "$NO_SUCH_VARIABLE/gate.key"'), "names an environment variable"),
     (lambda t: "site = ", "not valid TOML"),
+    (lambda t: t.replace('bank_key = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="', ""),
+     "bank_key: missing (required)"),
+    (lambda t: t.replace("ed25519:11qYAYKxCrfVS", "ed25519:!!"), "bank_key: public key is not 32 bytes"),
+    (lambda t: t.replace('"ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="', '"bank.pub"'),
+     "bank_key: cannot read"),
 ])
 def test_bad_config_is_one_line_naming_the_key(tmp_path, change, message):
     path = write(tmp_path, change(GOOD))
@@ -81,6 +88,18 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, change, message):
         load_config(path)
     text = str(caught.value)
     assert message in text and "\n" not in text and str(path) in text
+
+
+def test_the_bank_key_comes_inline_or_from_the_file_enrolment_wrote(tmp_path):
+    inline = load_config(write(tmp_path, GOOD))
+    assert list(inline.bank_keys) == [key_id("ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")]
+    (tmp_path / "bank.pub").write_text("# the bank's key\ned25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n")
+    from_file = load_config(write(tmp_path, GOOD.replace(
+        '"ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="', '"bank.pub"')))
+    assert from_file.bank_keys.keys() == inline.bank_keys.keys() and len(from_file.bank_keys) == 1
+    (tmp_path / "bank.pub").write_text("# empty\n")
+    with pytest.raises(ConfigError, match="bank_key: no ed25519"):
+        load_config(tmp_path / "gate.toml")
 
 
 def test_run_refuses_a_bad_config_with_one_line(tmp_path):

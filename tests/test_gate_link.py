@@ -12,8 +12,17 @@ import time
 import pytest
 
 from gate_agent.outbox import Outbox
-from gate_agent.protocol import Ack, GateTopics, Punch, Resend, Roster, key_id, parse_public_key, verify_chain
-from tests.helpers import Listener, fill_outbox, outbox_status, stop_process, wait_for
+from gate_agent.protocol import (
+    GateTopics,
+    Punch,
+    Resend,
+    Roster,
+    key_id,
+    parse_public_key,
+    utc_now_text,
+    verify_chain,
+)
+from tests.helpers import BANK_KEY, Listener, fill_outbox, outbox_status, signed_ack, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -63,11 +72,11 @@ def test_only_a_matching_ack_lets_the_gate_forget(gate, listener, agent, topics)
     gate.tap("04A1B2C3D4E5F6", "DEADBEEF", "04112233445566")
     punches = wait_for(lambda: len(unique_by_seq(received_punches(listener))) == 3 and
                        unique_by_seq(received_punches(listener)), message="three punches")
-    listener.publish(topics.ack, Ack(2, "0" * 64).encode())  # not the gate's punch 2
-    listener.publish(topics.ack, Ack(9, punches[2].digest()).encode())  # beyond what the gate wrote
+    listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 2, "0" * 64))  # not the gate's punch 2
+    listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 9, punches[2].digest()))  # beyond what the gate wrote
     time.sleep(1.0)
     assert outbox_status(gate)["pending"] == 3
-    listener.publish(topics.ack, Ack(2, punches[1].digest()).encode())
+    listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 2, punches[1].digest()))
     wait_for(lambda: outbox_status(gate)["acked_seq"] == 2, message="ack of seq 2")
     assert outbox_status(gate)["pending"] == 1
     log = (gate.directory / "agent.log").read_text()
@@ -79,7 +88,7 @@ def test_unacknowledged_punches_are_resent_and_acked_ones_are_not(gate, listener
     first = wait_for(lambda: received_punches(listener), message="the punch")[0]
     # No ack: the gate publishes it again after ack_timeout_seconds (2 s here).
     wait_for(lambda: len(received_punches(listener)) >= 2, timeout=10, message="a resend")
-    listener.publish(topics.ack, Ack(1, first.digest()).encode())
+    listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 1, first.digest()))
     wait_for(lambda: outbox_status(gate)["pending"] == 0, message="pending 0 after the ack")
     count = len(received_punches(listener))
     time.sleep(5)
@@ -90,10 +99,10 @@ def test_a_resend_request_is_answered(gate, listener, agent, topics):
     gate.tap("04A1B2C3D4E5F6", "DEADBEEF")
     punches = wait_for(lambda: len(unique_by_seq(received_punches(listener))) == 2 and
                        unique_by_seq(received_punches(listener)), message="two punches")
-    listener.publish(topics.ack, Ack(2, punches[1].digest()).encode())
+    listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 2, punches[1].digest()))
     wait_for(lambda: outbox_status(gate)["pending"] == 0, message="acked")
     before = len(received_punches(listener))
-    listener.publish(topics.cmd, Resend(1, 2).encode())
+    listener.publish(topics.cmd, Resend(1, 2).sign(gate.site, gate.gate, utc_now_text(), BANK_KEY))
     again = wait_for(lambda: received_punches(listener)[before:] if len(received_punches(listener)) >= before + 2
                      else None, message="resent punches")
     assert [p.seq for p in again] == [1, 2] and again == punches
@@ -112,7 +121,7 @@ def test_broker_outage_while_tapping_loses_nothing(gate, broker, agent, topics):
                            message="the three punches after the broker returned")
         assert [p.seq for p in punches] == [1, 2, 3]
         assert outbox_status(gate)["pending"] == 3  # broker PUBACKs prove nothing; still pending
-        listener.publish(topics.ack, Ack(3, punches[2].digest()).encode())
+        listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 3, punches[2].digest()))
         wait_for(lambda: outbox_status(gate)["pending"] == 0, message="pending 0")
     finally:
         listener.close()
@@ -132,7 +141,7 @@ def test_backlog_goes_in_batches_within_the_window(gate, broker, topics):
         assert sizes[:3] == [50, 50, 20]
         assert max(p.seq for p in received_punches(listener)) == 120
         last = unique_by_seq(received_punches(listener))[-1]
-        listener.publish(topics.ack, Ack(120, last.digest()).encode())
+        listener.publish(topics.ack, signed_ack(gate.site, gate.gate, 120, last.digest()))
         punches = wait_for(lambda: len(unique_by_seq(received_punches(listener))) == 240 and
                            unique_by_seq(received_punches(listener)), message="the second window")
         public = parse_public_key(gate.public_key)
@@ -181,7 +190,7 @@ def test_roster_verdicts_and_debounce(gate, broker, topics):
     gate.write_config(debounce_seconds=60)
     publisher = Listener(broker.port)
     roster = Roster(gate.site, "2026-11-28T06:00:00.000Z", frozenset({"04A1B2C3D4E5F6"}))
-    publisher.publish(topics.roster, roster.encode(), retain=True)
+    publisher.publish(topics.roster, roster.sign(BANK_KEY), retain=True)
     process = gate.start_agent()
     try:
         wait_for(lambda: "roster of S1" in (gate.directory / "agent.log").read_text(), message="roster")

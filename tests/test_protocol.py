@@ -23,6 +23,7 @@ from gate_agent.protocol import (
     encode_punches,
     key_id,
     normalise_uid,
+    parse_bank_keys,
     parse_gate_topic,
     parse_public_key,
     public_key_text,
@@ -167,21 +168,83 @@ def test_oversized_messages_and_batches_are_refused():
     assert caught.value.reason == "oversized"
 
 
-def test_ack_resend_and_roster_round_trip():
+BANK = Ed25519PrivateKey.generate()
+TRUSTED = {key_id(BANK.public_key()): BANK.public_key()}
+ISSUED = "2026-11-28T06:00:00.000Z"
+
+
+def test_bank_messages_round_trip_when_signed_by_the_pinned_key():
     ack = Ack(12, "ab" * 32)
-    assert Ack.decode(ack.encode()) == ack
-    resend = Resend(3, 9)
-    assert Resend.decode(resend.encode()) == resend
-    roster = Roster("S1", "2026-11-28T06:00:00.000Z", frozenset({"04A1B2C3D4E5F6", "DEADBEEF"}))
-    assert Roster.decode(roster.encode()) == roster
+    assert Ack.decode(ack.sign("S1", "north", ISSUED, BANK), site="S1", gate="north", keys=TRUSTED) == ack
+    resend = Resend(3, 9, ISSUED)
+    assert Resend.decode(resend.sign("S1", "north", ISSUED, BANK), site="S1", gate="north", keys=TRUSTED) == resend
+    roster = Roster("S1", ISSUED, frozenset({"04A1B2C3D4E5F6", "DEADBEEF"}))
+    assert Roster.decode(roster.sign(BANK), site="S1", keys=TRUSTED) == roster
+    assert Roster.load(roster.encode()) == roster
+
+
+def test_bank_messages_signed_by_anyone_else_or_altered_are_refused():
+    """The broker's owner (or anyone on an open broker) can publish on a gate's topics; only the bank's
+    pinned key makes a gate act."""
+    stranger = Ed25519PrivateKey.generate()
+    forged = [
+        (Ack, Ack(12, "ab" * 32).sign("S1", "north", ISSUED, stranger)),
+        (Resend, Resend(1, 2000).sign("S1", "north", ISSUED, stranger)),
+    ]
+    for kind, payload in forged:
+        with pytest.raises(ProtocolError) as caught:
+            kind.decode(payload, site="S1", gate="north", keys=TRUSTED)
+        assert caught.value.reason == "bad_signature"
+    with pytest.raises(ProtocolError) as caught:
+        Roster.decode(Roster("S1", ISSUED, frozenset()).sign(stranger), site="S1", keys=TRUSTED)
+    assert caught.value.reason == "bad_signature"
+    # Unsigned messages of the old form, and signed ones with one field changed.
     with pytest.raises(ProtocolError):
-        Ack.decode(b'{"v":1,"seq":-1,"digest":"00"}')
+        Ack.decode(b'{"v":1,"seq":12,"digest":"' + b"ab" * 32 + b'"}', site="S1", gate="north", keys=TRUSTED)
+    genuine = json.loads(Ack(2, "ab" * 32).sign("S1", "north", ISSUED, BANK))
+    for field, value in (("seq", 3000), ("digest", "cd" * 32), ("issued", "2026-11-28T06:00:01.000Z")):
+        with pytest.raises(ProtocolError) as caught:
+            Ack.decode(genuine | {field: value}, site="S1", gate="north", keys=TRUSTED)
+        assert caught.value.reason == "bad_signature", field
+
+
+def test_a_bank_message_for_one_gate_or_kind_does_not_pass_for_another():
+    ack = Ack(12, "ab" * 32).sign("S1", "north", ISSUED, BANK)
+    for site, gate in (("S1", "south"), ("S2", "north")):
+        with pytest.raises(ProtocolError, match="not"):
+            Ack.decode(ack, site=site, gate=gate, keys=TRUSTED)
     with pytest.raises(ProtocolError):
-        Resend.decode(b'{"v":1,"cmd":"resend","from":5,"to":2}')
+        Roster.decode(Roster("S1", ISSUED, frozenset()).sign(BANK), site="S2", keys=TRUSTED)
+    # The same signed bytes offered as another kind of message: the type and fields differ.
     with pytest.raises(ProtocolError):
-        Resend.decode(b'{"v":1,"cmd":"reboot"}')
+        Resend.decode(ack, site="S1", gate="north", keys=TRUSTED)
     with pytest.raises(ProtocolError):
-        Roster.decode(b'{"v":1,"site":"S1","issued":"2026-11-28T06:00:00.000Z","cards":["lower"]}')
+        Roster.decode(ack, site="S1", keys=TRUSTED)
+
+
+def test_bank_message_fields_are_checked_before_use():
+    for payload, reason in (
+        (Ack(-1, "ab" * 32).sign("S1", "north", ISSUED, BANK), "schema"),
+        (Ack(1, "00").sign("S1", "north", ISSUED, BANK), "schema"),
+        (Resend(5, 2).sign("S1", "north", ISSUED, BANK), "schema"),
+        (Ack(1, "ab" * 32).sign("S1", "north", "9999-99-99T00:00:00.000Z", BANK), "schema"),
+    ):
+        kind = Resend if b'"resend"' in payload else Ack
+        with pytest.raises(ProtocolError) as caught:
+            kind.decode(payload, site="S1", gate="north", keys=TRUSTED)
+        assert caught.value.reason == reason
+    with pytest.raises(ProtocolError):
+        Roster.decode(Roster("S1", ISSUED, frozenset({"lower"})).sign(BANK), site="S1", keys=TRUSTED)
+    with pytest.raises(ProtocolError):
+        Roster.load(b'{"v":1,"site":"S1","issued":"2026-11-28T06:00:00.000Z","cards":["lower"]}')
+
+
+def test_bank_keys_parse_from_lines():
+    text = public_key_text(BANK.public_key())
+    other = public_key_text(Ed25519PrivateKey.generate().public_key())
+    assert set(parse_bank_keys(f"# the bank\n{text}\n\n{other}\n")) == {key_id(text), key_id(other)}
+    with pytest.raises(ValueError):
+        parse_bank_keys("# nothing here\n")
 
 
 def test_topics():
