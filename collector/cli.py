@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from gate_agent.configfile import ConfigError
 from gate_agent.logsetup import setup_logging
 from gate_agent.protocol import normalise_uid
 
@@ -36,7 +37,7 @@ def run(ctx: Context) -> None:
 
     try:
         service = CollectorService(ctx.config)
-    except SigningKeyError as error:
+    except (SigningKeyError, ConfigError) as error:
         raise click.ClickException(str(error)) from None
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: service.stop())

@@ -212,11 +212,10 @@ def _trust(bank_key: str | None, config_path: str | None):
     if config_path is not None:
         ctx = Context(config_path)
         texts = []
-        if ctx.config.signing_key is not None:
-            try:
-                texts.append(public_key_text(load_bank_key(ctx.config).public_key()))
-            except SigningKeyError:
-                pass  # a verifying machine need not hold the private key: the registry has the public ones
+        try:
+            texts.append(public_key_text(load_bank_key(ctx.config).public_key()))
+        except SigningKeyError:
+            pass  # a verifying machine need not hold the private key: the registry has the public ones
         with ctx.store(readonly=True) as store:
             texts += [row["public_key"] for row in store.bank_keys()]
             registry = Registry(store)

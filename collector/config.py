@@ -28,7 +28,9 @@ port = 8080
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from gate_agent.configfile import ConfigError, Table
@@ -38,11 +40,15 @@ from gate_agent.protocol import valid_id
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CollectorConfig:
+    """The collector's settings. ``mqtt`` and ``signing_key`` are resolved when first used: they name the
+    daemon's secrets (``$CREDENTIALS_DIRECTORY/...``), which `collector serve`, reading the same file as
+    another user without credentials, neither has nor needs. Their mistakes raise ConfigError then."""
+
     db: Path
-    mqtt: MqttSettings
-    signing_key: Path | None = None
+    read_mqtt: Callable[[], MqttSettings] = field(repr=False, compare=False)
+    read_signing_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
     gap_wait_seconds: float = 5.0
     resend_interval_seconds: float = 30.0
     future_tolerance_seconds: float = 300.0
@@ -55,13 +61,27 @@ class CollectorConfig:
     web_port: int = 8080
     source: Path | None = None
 
+    @cached_property
+    def mqtt(self) -> MqttSettings:
+        return self.read_mqtt()
+
+    @cached_property
+    def signing_key(self) -> Path | None:
+        return self.read_signing_key()
+
 
 def load_config(path: str | os.PathLike) -> CollectorConfig:
     table = Table.load(path)
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
     db = table.path("db", None) or Path(state_dir) / "collector.sqlite3"
-    signing_key = table.path("signing_key", None)
-    mqtt = MqttSettings.from_table(table.table("mqtt"), default_client_id="collector")
+    signing_key = table.path_later("signing_key", None)
+    mqtt_table = table.table("mqtt", deferred=True)
+
+    def read_mqtt() -> MqttSettings:
+        settings = MqttSettings.from_table(mqtt_table, default_client_id="collector")
+        mqtt_table.finish()
+        return settings
+
     ingest = table.table("ingest")
     attendance = table.table("attendance")
     web = table.table("web")
@@ -76,8 +96,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         tokens[token] = scope
     config = CollectorConfig(
         db=db,
-        mqtt=mqtt,
-        signing_key=signing_key,
+        read_mqtt=read_mqtt,
+        read_signing_key=signing_key,
         gap_wait_seconds=ingest.number("gap_wait_seconds", 5, minimum=0.1, maximum=3600),
         resend_interval_seconds=ingest.number("resend_interval_seconds", 30, minimum=1, maximum=86400),
         future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0),

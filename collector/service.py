@@ -86,6 +86,7 @@ class CollectorService:
     def __init__(self, config: CollectorConfig):
         self.config = config
         self._key = load_bank_key(config)  # before anything starts: without it no gate would take an ack
+        mqtt = config.mqtt
         self.store = Store(config.db)
         self.store.record_bank_key(public_key_text(self._key.public_key()))
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
@@ -100,7 +101,7 @@ class CollectorService:
         self._last_punch_mono: dict[tuple[str, str], float] = {}
         self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
         self.session = MqttSession(
-            config.mqtt,
+            mqtt,
             subscriptions=[PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION],
             on_message=self._inbox.put,
             on_connected=self._on_connected,

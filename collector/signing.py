@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gate_agent.configfile import ConfigError
 from gate_agent.keys import KeyFileError, load_private_key
-from gate_agent.protocol import BankKeys, key_id, parse_bank_keys, public_key_text
 
 from .config import CollectorConfig
 
@@ -23,23 +23,14 @@ class SigningKeyError(Exception):
 
 
 def load_bank_key(config: CollectorConfig) -> Ed25519PrivateKey:
-    if config.signing_key is None:
+    try:
+        path = config.signing_key
+    except ConfigError as error:
+        raise SigningKeyError(str(error)) from None
+    if path is None:
         raise SigningKeyError(f"{config.source}: signing_key is not set: the bank signs acks, rosters, commands "
                               "and evidence with it (make one with `collector keygen --key-file PATH`)")
     try:
-        return load_private_key(config.signing_key)
+        return load_private_key(path)
     except KeyFileError as error:
         raise SigningKeyError(str(error)) from None
-
-
-def public_text(key: Ed25519PrivateKey) -> str:
-    return public_key_text(key.public_key())
-
-
-def trusted_keys(texts: list[str]) -> BankKeys:
-    """Bank public keys given as ``ed25519:...`` lines (the published key, or the registry's)."""
-    return parse_bank_keys("\n".join(texts))
-
-
-def fingerprint(text: str) -> str:
-    return key_id(text)

@@ -28,6 +28,7 @@ class Table:
         self._prefix = prefix
         self._seen: set[str] = set()
         self._children: list[Table] = []
+        self.deferred = False  # read later by whoever needs it (see table(..., deferred=True))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Table:
@@ -128,24 +129,36 @@ class Table:
     def path(self, key: str, default: Any = REQUIRED) -> Any:
         """A path; relative ones are relative to the config file, ``$VARS`` are expanded (systemd's
         ``$CREDENTIALS_DIRECTORY`` and ``$STATE_DIRECTORY``)."""
+        return self.path_later(key, default)()
+
+    def path_later(self, key: str, default: Any = REQUIRED):
+        """Check that ``key`` is a path now; expand it only when the returned function is called. A
+        secret named as ``$CREDENTIALS_DIRECTORY/...`` exists only in the service systemd gives it to,
+        and another process reading the same file (the read-only web service) never needs it."""
         value = self._get(key, default)
         if value is _ABSENT:
-            return default
+            return lambda: default
         if not isinstance(value, str) or not value:
             raise self.error(key, "must be a path")
+        return lambda: self._expand(key, value)
+
+    def _expand(self, key: str, value: str) -> Path:
         expanded = os.path.expandvars(value)
         if "$" in expanded:
             raise self.error(key, f"{value!r} names an environment variable that is not set")
         path = Path(expanded)
         return path if path.is_absolute() else self.base_dir / path
 
-    def table(self, key: str, *, required: bool = False) -> Table:
+    def table(self, key: str, *, required: bool = False, deferred: bool = False) -> Table:
+        """A sub-table. A deferred one is read (and its unknown keys refused) by whoever needs it, when
+        it needs it: the daemon's [mqtt] names secrets the read-only web service never has."""
         value = self._get(key, REQUIRED if required else {})
         if value is _ABSENT:
             value = {}
         if not isinstance(value, dict):
             raise self.error(key, "must be a table")
         child = Table(value, self._source, f"{self._prefix}{key}.")
+        child.deferred = deferred
         self._children.append(child)
         return child
 
@@ -159,7 +172,8 @@ class Table:
         if unknown:
             raise self.error(unknown[0], "unknown key")
         for child in self._children:
-            child.finish()
+            if not child.deferred:
+                child.finish()
 
 
 def read_secret(table: Table, key: str) -> str | None:

@@ -30,6 +30,7 @@ from gate_agent.protocol import (
     Punch,
     encode_punch_bodies,
     format_time,
+    parse_bank_keys,
     public_key_text,
     sign_punch,
 )
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1, help="punches per message")
     parser.add_argument("--window", type=int, default=50, help="unacknowledged punches per gate")
     parser.add_argument("--seed", default="bench")
+    parser.add_argument("--bank-key", required=True, help="the bank's public key the gates trust (ed25519:...)")
     args = parser.parse_args(argv)
 
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -105,13 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     gates = {name: Gate(client, GateTopics(args.site, name),
                         signed_bodies(args.seed, args.site, name, args.punches, start), args.batch, args.window)
              for name in gate_names(args.gates)}
+    bank_keys = parse_bank_keys(args.bank_key)
     done = threading.Event()
     remaining = set(gates)
     subscribed = threading.Event()
 
     def on_message(client, userdata, message) -> None:
         gate = message.topic.split("/")[3]
-        if gate in gates and gates[gate].on_ack(Ack.decode(message.payload)):
+        ack = Ack.decode(message.payload, site=args.site, gate=gate, keys=bank_keys)
+        if gate in gates and gates[gate].on_ack(ack):
             remaining.discard(gate)
             if not remaining:
                 done.set()

@@ -44,7 +44,7 @@ from collector.store import Store  # noqa: E402
 from gate_agent.keys import load_private_key  # noqa: E402
 from gate_agent.outbox import Outbox  # noqa: E402
 from tests.bench.fakegates import public_keys  # noqa: E402
-from tests.helpers import FakeClock, GateSetup  # noqa: E402
+from tests.helpers import BANK_PUBLIC, FakeClock, GateSetup, write_bank_key  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -145,8 +145,9 @@ class Rig:
         self.db = directory / "collector" / "collector.sqlite3"
         self.collector_config = directory / "collector" / "collector.toml"
         self.collector_config.parent.mkdir(parents=True)
+        bank_key = write_bank_key(directory / "collector" / "bank.key")
         self.collector_config.write_text(
-            f'db = "{self.db}"\n[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\n')
+            f'db = "{self.db}"\nsigning_key = "{bank_key}"\n[mqtt]\nhost = "127.0.0.1"\nport = {self.broker.port}\n')
         with Store(self.db) as store:
             for site in ("LIVE", "BATCH", "DRAIN", "TAPS"):
                 store.add_site(site, timezone="Asia/Shanghai")
@@ -196,7 +197,8 @@ def measure_ingest(rig: Rig, site: str, gates: int, per_gate: int, batch: int, w
             store.add_gate(site, gate, key)
     publisher = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.fakegates", "--port", str(rig.broker.port), "--site", site,
-         "--gates", str(gates), "--punches", str(per_gate), "--batch", str(batch), "--window", str(window)],
+         "--gates", str(gates), "--punches", str(per_gate), "--batch", str(batch), "--window", str(window),
+         "--bank-key", BANK_PUBLIC],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     if publisher.stdout.readline().strip() != "ready":
         raise SystemExit("bench: the fake gates did not start")

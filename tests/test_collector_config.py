@@ -1,0 +1,49 @@
+"""The collector's configuration as both of its services read it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from types import SimpleNamespace
+
+from collector.config import load_config
+from tests.helpers import CollectorSetup, cli, start_web, stop_process
+
+
+def write_deployed_config(setup: CollectorSetup) -> None:
+    """As installed at the bank: the daemon's secrets are systemd credentials, named by the variable
+    systemd sets for collector.service only."""
+    text = setup.config_path.read_text().replace(f'signing_key = "{setup.directory / "bank.key"}"',
+                                                 'signing_key = "$CREDENTIALS_DIRECTORY/bank.key"')
+    text = text.replace("[mqtt]\n", '[mqtt]\ntls_ca = "/etc/collector/tls/ca.crt"\n'
+                                    'tls_cert = "/etc/collector/tls/collector.crt"\n'
+                                    'tls_key = "$CREDENTIALS_DIRECTORY/collector.key"\n')
+    setup.config_path.write_text(text + '[web.tokens]\n"p8Zt7Yc1eN5uLr2sD6gA0wFk" = "*"\n')
+
+
+def test_the_web_service_reads_the_daemons_config_without_its_secrets(tmp_path):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
+    setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    write_deployed_config(setup)
+    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
+    assert "CREDENTIALS_DIRECTORY" not in os.environ
+    config = load_config(setup.config_path)  # loads: the secrets are read when used, by who uses them
+    assert config.db == setup.db_path
+    # Reading commands and the web service work without the daemon's credentials...
+    assert json.loads(cli("collector", "gates", "--json", "--config", str(setup.config_path), env=env).stdout) == []
+    process, url = start_web(setup)
+    stop_process(process, signal.SIGTERM)
+    # ...and whoever needs a secret gets one line naming the key.
+    result = cli("collector", "run", "--config", str(setup.config_path), check=False, env=env)
+    assert result.returncode == 1 and "signing_key" in result.stderr and "CREDENTIALS_DIRECTORY" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = cli("collector", "bank-key", "--config", str(setup.config_path), check=False, env=env)
+    assert result.returncode == 1 and "names an environment variable that is not set" in result.stderr
+
+
+def test_mistakes_in_the_daemons_sections_are_still_refused_when_it_starts(tmp_path):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
+    setup.config_path.write_text(setup.config_path.read_text().replace("[mqtt]\n", "[mqtt]\nhots = \"x\"\n"))
+    result = cli("collector", "run", "--config", str(setup.config_path), check=False)
+    assert result.returncode == 1 and "mqtt.hots: unknown key" in result.stderr
