@@ -14,15 +14,18 @@ CHUNK_DAYS = 7
 
 
 def _period(day, first, last) -> tuple[date, date]:
+    """The local dates asked for, bounded (ValueError: one line, exit 1): see reports.check_period."""
+    from .reports import check_period
+
     if day and (first or last):
         raise ValueError("give --date, or --from and --to, not both")
     if day:
-        return day.date(), day.date()
+        return check_period(day.date(), day.date())
     if not (first and last):
         raise ValueError("give --date, or both --from and --to")
     if last < first:
         raise ValueError("--to is before --from")
-    return first.date(), last.date()
+    return check_period(first.date(), last.date())
 
 
 def _format_option(func):

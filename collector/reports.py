@@ -9,6 +9,7 @@ from gate_agent.protocol import format_time, parse_time
 from .attendance import DayRecord, Event, Rules, daily_records
 from .cards import CardIndex
 from .localtime import (
+    check_date,
     day_bounds,
     implausible,
     local_text,
@@ -21,6 +22,8 @@ from .store import Store, StoreError
 
 #: A punch that reached the bank this long after it was made is flagged 'late_upload'.
 LATE_UPLOAD_SECONDS = 3600
+#: Days computed in one call (a year, leap or not): a period of centuries would run for hours.
+MAX_PERIOD_DAYS = 366
 
 
 def punch_flags(punch: dict, holder) -> list[str]:
@@ -117,6 +120,19 @@ def event_of(punch: dict, worker: str) -> Event:
         worker=worker, time=parse_time(punch["time"]), direction=punch["direction"], gate=punch["gate"],
         manual=manual, void=bool(punch["void_at"]), flags=frozenset(own),
     )
+
+
+def check_period(first: date, last: date) -> tuple[date, date]:
+    """A period reports compute at once: dates in range, in order, at most MAX_PERIOD_DAYS long."""
+    check_date(first)
+    check_date(last)
+    if last < first:
+        raise ValueError(f"the period ends ({last.isoformat()}) before it starts ({first.isoformat()})")
+    days = (last - first).days + 1
+    if days > MAX_PERIOD_DAYS:
+        raise ValueError(f"the period {first.isoformat()}..{last.isoformat()} is {days} days; "
+                         f"at most {MAX_PERIOD_DAYS} are computed at once")
+    return first, last
 
 
 def window(first: date, last: date, rules: Rules) -> tuple[str, str]:

@@ -302,7 +302,7 @@ def test_library_reports_refuse_dates_out_of_range(tmp_path):
         assert headcount(store, "E")["on_site"] == 1
 
 
-# ---------------------------------------------------------------------------------------------- manual entries
+# ---------------------------------------------------------------------------------------------- dates asked for, manual entries
 
 
 @pytest.fixture(scope="module")
@@ -322,6 +322,22 @@ def refused(bank, *args) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1999-12-31", "2101-01-01"])
+def test_cli_dates_out_of_range_are_one_line_errors(small, day):
+    assert "outside" in refused(small, "attendance", "--site", "E", "--date", day)
+    assert "outside" in refused(small, "punches", "--site", "W", "--date", day)
+    assert "outside" in refused(small, "payroll", "--site", "E", "--from", day, "--to", day)
+
+
+def test_cli_long_periods_are_refused_not_looped(small):
+    assert "outside" in refused(small, "attendance", "--site", "E", "--from", "0001-01-01", "--to", "9999-12-31")
+    assert "366" in refused(small, "payroll", "--site", "E", "--from", "2026-01-01", "--to", "2027-01-02")
+    assert "366" in refused(small, "attendance", "--site", "E", "--from", "2025-01-01", "--to", "2026-12-31")
+    assert small.run("payroll", "--site", "E", "--from", "2024-01-01", "--to", "2024-12-31").returncode == 0  # 366 days
+    assert "outside" in refused(small, "evidence", "--worker", "W1", "--from", "0001-01-01", "--to", "9999-12-31",
+                                "--out", str(small.setup.directory / "never.json"))
+
+
 @pytest.mark.parametrize("moment", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+08:00",
                                     "0001-01-01T00:00:00+00:00", "2019-12-31T23:59:00+00:00",
                                     (datetime.now(UTC) + timedelta(days=2)).isoformat()])
@@ -329,3 +345,10 @@ def test_a_manual_punch_at_an_impossible_time_is_refused(small, moment):
     add = ("punch", "add", "--worker", "W1", "--site", "E", "--direction", "in", "--reason", "typo", "--by", "ops")
     assert "not a time attendance can count" in refused(small, *add, "--at", moment)
     assert small.run(*add, "--at", (datetime.now(UTC) - timedelta(minutes=30)).isoformat()).returncode == 0
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "2101-01-01"])
+def test_api_dates_out_of_range_are_400(small, day):
+    status, body = small.http.get(f"/api/sites/E/attendance?date={day}")
+    assert status == 400, body
+    assert "outside" in json.loads(body)["error"]
