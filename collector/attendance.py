@@ -12,6 +12,9 @@ The rules (what site managers check and the bank pays from):
 - A ``toggle`` punch closes the worker's open shift if there is one, otherwise opens one (on a normal
   day: the opposite of the worker's previous punch that day).
 - Void punches are shown (flag ``void``) but take no part; manual punches take part, flagged ``manual``.
+- A punch flagged ``clock_implausible`` (its time cannot be placed on a real working day: before 2020,
+  or more than a day after the bank received it) takes no part and belongs to no day, void or not; the
+  punch listings show it.
 
 Nothing here reads a database or a clock: ``now`` is an argument.
 """
@@ -23,7 +26,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from .localtime import to_local
+
 STATUS_ORDER = ("missing_out", "missing_in", "anomaly", "open", "complete")  # most severe first
+#: The flag of a punch whose time no working day can hold.
+UNPLACEABLE = "clock_implausible"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +124,7 @@ class DayRecord:
 
 def resolve_and_pair(events: Iterable[Event], rules: Rules, now: datetime) -> tuple[list[Shift], list[tuple[Event, str, Event | None]]]:
     """One worker's shifts, and the punches ignored as anomalies (with the shift they fell into)."""
-    ordered = sorted((e for e in events if not e.void), key=lambda e: (e.time, e.ref))
+    ordered = sorted((e for e in events if not e.void and UNPLACEABLE not in e.flags), key=lambda e: (e.time, e.ref))
     shifts: list[Shift] = []
     anomalies: list[tuple[Event, str, Event | None]] = []
     open_in: Event | None = None
@@ -157,7 +164,9 @@ def daily_records(events: Iterable[Event], rules: Rules, now: datetime) -> list[
     """Records of every worker and local date the events touch, ordered by worker and date."""
     by_worker: dict[str, list[Event]] = {}
     for event in events:
-        by_worker.setdefault(event.worker, []).append(event)
+        # A time with no local date in the zone (year 1 or 9999) is unplaceable whatever its flags say.
+        if UNPLACEABLE not in event.flags and to_local(event.time, rules.tz) is not None:
+            by_worker.setdefault(event.worker, []).append(event)
     records: list[DayRecord] = []
     for worker in sorted(by_worker):
         worker_events = by_worker[worker]

@@ -350,7 +350,8 @@ def punches(ctx: Context, site_id: str, day, as_json: bool):
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(f"{row['local_time']} {row['gate'] or 'manual'}#{row['seq'] or row['id']} {row['direction']:6} "
+        # A time with no local date in the site's zone (year 9999, a broken gate clock) shows as signed, in UTC.
+        click.echo(f"{row['local_time'] or row['time']} {row['gate'] or 'manual'}#{row['seq'] or row['id']} {row['direction']:6} "
                    f"{row['card'] or '-':16} {row['worker'] or '?':12} {','.join(row['flags'])}")
     click.echo(f"{len(rows)} punch(es)")
 

@@ -14,15 +14,18 @@ CHUNK_DAYS = 7
 
 
 def _period(day, first, last) -> tuple[date, date]:
+    """The local dates asked for, bounded (ValueError: one line, exit 1): see reports.check_period."""
+    from .reports import check_period
+
     if day and (first or last):
         raise ValueError("give --date, or --from and --to, not both")
     if day:
-        return day.date(), day.date()
+        return check_period(day.date(), day.date())
     if not (first and last):
         raise ValueError("give --date, or both --from and --to")
     if last < first:
         raise ValueError("--to is before --from")
-    return first.date(), last.date()
+    return check_period(first.date(), last.date())
 
 
 def _format_option(func):
@@ -240,15 +243,29 @@ def punch_group() -> None:
 @with_config
 def punch_add(ctx: Context, worker: str, site: str, at: str, direction: str, reason: str, by: str, as_json: bool):
     """Add a manual punch (marked manual, with who, why and when)."""
-    from .registry import parse_moment
-
     with ctx.store() as store:
-        punch_id = store.add_manual_punch(site=site, worker=worker, time=parse_moment(at), direction=direction,
+        punch_id = store.add_manual_punch(site=site, worker=worker, time=_manual_time(at), direction=direction,
                                           reason=reason, by=by)
         row = store.punch(punch_id)
     emit(as_json, {k: row[k] for k in ("id", "site", "worker", "time", "direction", "manual_by", "manual_reason",
                                        "received_at")},
          f"manual punch {punch_id}: {worker} {direction} at {at} (by {by}: {reason})")
+
+
+def _manual_time(text: str) -> str:
+    """``--at`` as wire UTC text, refused unless attendance can count it (from 2020 to a day ahead)."""
+    from gate_agent.protocol import utc_now_text
+
+    from .localtime import implausible
+    from .registry import parse_moment
+
+    try:
+        moment = parse_moment(text)
+    except OverflowError:
+        moment = None
+    if moment is None or implausible(moment, utc_now_text()):
+        raise ValueError(f"--at {text!r} is not a time attendance can count (from 2020 to a day from now)")
+    return moment
 
 
 @punch_group.command("void")

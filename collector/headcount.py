@@ -1,7 +1,9 @@
 """Live headcount: who is inside a site now, since when and through which gate.
 
 A worker is inside while their latest shift is open: an IN (or a toggle that opened a shift) with no
-OUT yet, younger than the site's ``max_shift_hours``. Cards nobody holds are counted, not named.
+OUT yet, younger than the site's ``max_shift_hours``. Cards nobody holds are counted, not named. A
+punch whose time no working day can hold (``clock_implausible``, say a gate clock at year 9999) opens
+no shift: it would otherwise keep its worker "inside" for ever.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from gate_agent.protocol import format_time
 
 from .attendance import open_shift
 from .cards import CardIndex
-from .reports import event_of, events_of, local_text_dt, site_rules
+from .localtime import local_text_dt
+from .reports import event_of, events_of, site_rules
 from .store import Store
 
 
@@ -45,6 +48,6 @@ def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
     for punch in unattributed:
         by_card.setdefault(punch["card"], []).append(event_of(punch, punch["card"]))
     unknown = sum(1 for card_events in by_card.values() if open_shift(card_events, rules, now) is not None)
-    inside.sort(key=lambda w: (w["since"], w["worker"]))
+    inside.sort(key=lambda w: (w["since"] or "", w["worker"]))
     return {"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": unknown,
             "as_of": local_text_dt(now, rules.tz)}

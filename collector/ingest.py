@@ -36,12 +36,10 @@ from gate_agent.protocol import (
     verify_punch,
 )
 
+from .localtime import PLAUSIBLE_FROM, plausible_until
 from .store import GateKeys, Store
 
 log = logging.getLogger(__name__)
-
-#: Before this, a gate's clock was surely not set (a Raspberry Pi boots at its last saved time or 1970).
-PLAUSIBLE_AFTER = "2020-01-01T00:00:00.000Z"
 
 #: Bursts with fewer punches than this are verified inline (threads would cost more than they save).
 PARALLEL_FROM = 32
@@ -91,7 +89,7 @@ class Ingestor:
         # predecessor is usually this one and no successor can be held. Valid only while no other
         # connection writes (checked under the write lock) and nothing was rolled back.
         self._tails: dict[tuple[str, str], tuple[int, str, str] | None] = {}
-        self._limit_for, self._limit = "", ""
+        self._limit_for, self._limit, self._plausible_limit = "", "", ""
         self._workers = max(1, os.cpu_count() or 1)
         self._parallel_from = parallel_from  # punches in a segment before worker threads verify them
         self._pool: ThreadPoolExecutor | None = None
@@ -345,6 +343,8 @@ class Ingestor:
                 result.counts["duplicates"] += 1
             return
         result.counts["stored"] += 1
+        if "clock_implausible" in flags:
+            result.counts["clock_implausible"] += 1
         tail = self._tails[ident]
         if tail is not None and punch.seq == tail[0] + 1:
             previous = (tail[1], None, tail[2])
@@ -377,21 +377,27 @@ class Ingestor:
             log.error("ALERT chain break at gate %s/%s seq %d", site, gate, seq)
 
     def _clock_flags(self, punch: Punch, received_at: str) -> set[str]:
+        """Flags for the punch's clock. A time no working day can hold (before 2020, or more than a day
+        after its receipt) is still stored and acked, being a link of the gate's chain; it is flagged
+        ``clock_implausible`` and left out of attendance, headcount and payroll."""
         flags = set()
         if not punch.synced:
             flags.add("clock_unsynced")
-        if punch.time < PLAUSIBLE_AFTER:
+        future, plausible = self._limits(received_at)
+        if punch.time < PLAUSIBLE_FROM or punch.time > plausible:  # wire times compare as text
             flags.add("clock_implausible")
-        elif punch.time > self._future_limit(received_at):  # wire times compare as text
+        if punch.time > future:
             flags.add("clock_future")
         return flags
 
-    def _future_limit(self, received_at: str) -> str:
-        """The latest believable punch time for a message received then (one parse per burst)."""
+    def _limits(self, received_at: str) -> tuple[str, str]:
+        """The latest believable and the latest placeable punch time for a message received then (one
+        parse per burst)."""
         if self._limit_for != received_at:
             self._limit_for = received_at
             self._limit = format_time(parse_time(received_at) + self.future_tolerance)
-        return self._limit
+            self._plausible_limit = plausible_until(received_at)
+        return self._limit, self._plausible_limit
 
     def _earlier_beyond_tolerance(self, later: str, earlier: str) -> bool:
         """``later`` lies before ``earlier`` by more than the tolerance (text compare first: the rare case

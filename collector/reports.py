@@ -8,15 +8,28 @@ from gate_agent.protocol import format_time, parse_time
 
 from .attendance import DayRecord, Event, Rules, daily_records
 from .cards import CardIndex
-from .localtime import day_bounds, local_text, range_bounds, zone
+from .localtime import (
+    check_date,
+    day_bounds,
+    implausible,
+    local_text,
+    local_text_dt,
+    parse_or_none,
+    range_bounds,
+    zone,
+)
 from .store import Store, StoreError
 
 #: A punch that reached the bank this long after it was made is flagged 'late_upload'.
 LATE_UPLOAD_SECONDS = 3600
+#: Days computed in one call (a year, leap or not): a period of centuries would run for hours.
+MAX_PERIOD_DAYS = 366
 
 
 def punch_flags(punch: dict, holder) -> list[str]:
-    """Stored flags (clock, chain) plus what depends on the registry and on arrival."""
+    """Stored flags (clock, chain) plus what depends on the registry and on arrival. Whether the time
+    can be placed on a working day is decided here again, so that no read path depends on what ingest
+    flagged (a database written by an older version, a manual entry)."""
     flags = set(filter(None, (punch.get("flags") or "").split(",")))
     if punch["source"] == "manual":
         flags.add("manual")
@@ -24,7 +37,10 @@ def punch_flags(punch: dict, holder) -> list[str]:
         flags.add("unknown_card")
     if punch.get("void_at"):
         flags.add("void")
-    if punch["source"] != "manual" and \
+    if implausible(punch["time"], punch["received_at"]):
+        flags.add("clock_implausible")
+    # How late a punch arrived is measured from its time; a time no day can hold measures nothing.
+    elif punch["source"] != "manual" and \
             (parse_time(punch["received_at"]) - parse_time(punch["time"])).total_seconds() > LATE_UPLOAD_SECONDS:
         flags.add("late_upload")
     return sorted(flags)
@@ -60,6 +76,8 @@ def describe(punch: dict, cards: CardIndex, tz) -> dict:
 
 
 def punch_rows(store: Store, site: str, day: date | None = None) -> list[dict]:
+    """The site's punches (of one local date, or all), each with its local time (None when that time
+    has no date in the site's zone) and flags."""
     tz = site_rules(store, site).tz
     start, end = day_bounds(day, tz) if day else (None, None)
     cards = CardIndex(store.card_windows())
@@ -80,6 +98,8 @@ def events_of(punches: list[dict], cards: CardIndex) -> tuple[list[Event], list[
     """Attendance events of attributed punches, and the punches nobody held the card of."""
     events, unattributed = [], []
     for punch in punches:
+        if parse_or_none(punch["time"]) is None:
+            continue  # not a time at all (a manual entry of an older version): listed, never counted
         if punch["source"] == "manual":
             worker = punch["worker"]
         else:
@@ -102,8 +122,22 @@ def event_of(punch: dict, worker: str) -> Event:
     )
 
 
+def check_period(first: date, last: date) -> tuple[date, date]:
+    """A period reports compute at once: dates in range, in order, at most MAX_PERIOD_DAYS long."""
+    check_date(first)
+    check_date(last)
+    if last < first:
+        raise ValueError(f"the period ends ({last.isoformat()}) before it starts ({first.isoformat()})")
+    days = (last - first).days + 1
+    if days > MAX_PERIOD_DAYS:
+        raise ValueError(f"the period {first.isoformat()}..{last.isoformat()} is {days} days; "
+                         f"at most {MAX_PERIOD_DAYS} are computed at once")
+    return first, last
+
+
 def window(first: date, last: date, rules: Rules) -> tuple[str, str]:
-    """The punches that can shape records of first..last: a shift may start up to max_shift before."""
+    """The punches that can shape records of first..last: a shift may start up to max_shift before.
+    ValueError for a date outside the range reports cover."""
     start, end = range_bounds(first, last, rules.tz)
     return (format_time(parse_time(start) - rules.max_shift), format_time(parse_time(end) + rules.max_shift))
 
@@ -157,13 +191,10 @@ def record_dict(record: DayRecord, site: str, tz, holder, final: bool) -> dict:
     }
 
 
-def local_text_dt(moment: datetime | None, tz) -> str | None:
-    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
-
-
 def attendance(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
                grace: timedelta = timedelta(hours=6)) -> list[dict]:
-    """Daily records of every worker at ``site`` for local dates first..last, as dicts."""
+    """Daily records of every worker at ``site`` for local dates first..last, as dicts (ValueError for a
+    date outside the range reports cover)."""
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)
     cards = CardIndex(store.card_windows())

@@ -33,7 +33,7 @@ from .config import CollectorConfig
 from .headcount import headcount
 from .health import gate_health
 from .metrics import render_metrics
-from .reports import attendance, site_rules
+from .reports import attendance, check_period, site_rules
 from .store import Store, StoreError
 
 STATIC = Path(__file__).parent / "web_static"
@@ -211,6 +211,10 @@ class WebApp:
                     day = None
                 if day is None:
                     raise ApiError(400, "date must be YYYY-MM-DD")
+                try:
+                    check_period(day, day)
+                except ValueError as error:
+                    raise ApiError(400, str(error)) from None
             return JSONResponse(attendance(store, site, day, day, grace=self.grace))
 
     def api_gates(self, request: Request) -> Response:
