@@ -88,4 +88,7 @@ def parse_moment(text: str) -> str:
         raise ValueError(f"{text!r} is not an ISO time such as 2026-11-28T08:00:00+08:00") from None
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset (add +08:00, Z, ...)")
-    return format_time(moment)
+    try:
+        return format_time(moment)
+    except OverflowError:  # 0001-01-01T00:00+08:00 has no UTC time
+        raise ValueError(f"{text!r} is outside the times this system can hold") from None

@@ -22,7 +22,7 @@ from collector.ingest import Incoming, Ingestor
 from collector.localtime import day_bounds, local_text
 from collector.reports import attendance, punch_rows
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import CollectorSetup, PunchFactory, cli, start_web, stop_process
+from tests.helpers import BANK_KEY, BANK_PUBLIC, CollectorSetup, PunchFactory, cli, start_web, stop_process
 
 LATEST = "9999-12-31T23:59:59.999Z"
 EARLIEST = "0001-01-01T00:00:00.000Z"
@@ -217,13 +217,13 @@ def test_cli_gates(bank):
 def test_evidence_of_the_worker_builds_and_verifies(bank, tmp_path):
     first, last = bank.period("E")
     with bank.setup.store() as store:
-        document = build_evidence(store, "W1", date.fromisoformat(first), date.fromisoformat(last))
+        document = build_evidence(store, "W1", date.fromisoformat(first), date.fromisoformat(last), key=BANK_KEY)
     times = [p["time"] for g in document["gates"] for p in g["punches"]]
     assert bank.extreme in times  # the chain link is carried, not cut out
     assert sum(d["worked_minutes"] for d in document["days"]) == 240  # 2 h at each site
     out = tmp_path / "w1.json"
     bank.run("evidence", "--worker", "W1", "--from", first, "--to", last, "--out", str(out))
-    assert "OK" in cli("collector", "verify", str(out)).stdout
+    assert "OK" in cli("collector", "verify", str(out), "--bank-key", BANK_PUBLIC).stdout
 
 
 # ---------------------------------------------------------------------------------------------- API, stream, metrics
@@ -352,3 +352,10 @@ def test_api_dates_out_of_range_are_400(small, day):
     status, body = small.http.get(f"/api/sites/E/attendance?date={day}")
     assert status == 400, body
     assert "outside" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:59:00-05:00"])
+def test_card_windows_at_unrepresentable_times_are_one_line_errors(small, moment):
+    assert "outside the times this system can hold" in refused(small, "card", "assign", "CAFEBABE", "--worker", "W1",
+                                                               "--from", moment)
+    assert "outside the times this system can hold" in refused(small, "card", "revoke", "CAFEBABE", "--at", moment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -21,11 +22,13 @@ from gate_agent.protocol import (
     check_link,
     decode_punch_message,
     encode_punches,
+    format_time,
     key_id,
     normalise_uid,
     parse_bank_keys,
     parse_gate_topic,
     parse_public_key,
+    parse_time,
     public_key_text,
     verify_chain,
     verify_punch,
@@ -277,3 +280,11 @@ def test_uid_normalisation():
     for bad in ("04A1B2", "04A1B2C3D", "hello!!!"):
         with pytest.raises(ValueError):
             normalise_uid(bad)
+
+
+def test_wire_times_of_any_year_round_trip():
+    """A gate whose clock reads an absurd year still signs a time the bank can parse (and flag)."""
+    for moment in (datetime(1, 1, 1, tzinfo=UTC), datetime(999, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+                   datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):
+        text = format_time(moment)
+        assert len(text) == 24 and parse_time(text) == moment.replace(microsecond=moment.microsecond // 1000 * 1000)
