@@ -1,37 +1,67 @@
-"""Output formats for bank ops: JSON for systems, CSV for spreadsheets."""
+"""Output formats for bank ops: JSON for systems, CSV for spreadsheets.
+
+Names and employers come from outside (worker CSV files, the CLI), and bank ops open the CSV in a
+spreadsheet, which would run a cell such as ``=HYPERLINK(...)`` as a formula. So every text cell that
+starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's list) gets a leading single
+quote, and so does one that already starts with a quote, so that removing one leading quote from any
+text cell always gives the value back. Numbers this module formats itself are written as they are.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 ATTENDANCE_COLUMNS = ("worker", "name", "employer", "site", "date", "first_in", "last_out", "worked_minutes",
                       "hours", "status", "flags", "final")
 PAYROLL_COLUMNS = ("worker", "name", "employer", "days_present", "worked_minutes", "hours", "days_flagged",
                    "provisional_days")
+#: Columns whose values are integers we count: written as numbers, never read as formulas.
+NUMBER_COLUMNS = frozenset({"worked_minutes", "days_present", "days_flagged", "provisional_days"})
+#: What a spreadsheet may take as the start of a formula, and the quote that marks a neutralised cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+QUOTE = "'"
 
 
 def to_json(rows: list[dict]) -> str:
     return json.dumps(rows, indent=2, ensure_ascii=False)
 
 
+def neutralise(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading quote before a formula start (or a quote)."""
+    return QUOTE + text if text.startswith(FORMULA_STARTS + (QUOTE,)) else text
+
+
 def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     """One row per record; flags joined with ';'; hours as a decimal a spreadsheet sums."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
+    lines = [_csv_line(columns)]
     for row in rows:
         values = []
         for column in columns:
             if column == "hours":
                 values.append(f"{row['worked_minutes'] / 60:.2f}")
+            elif column in NUMBER_COLUMNS:
+                values.append(_integer(row, column))
             elif column == "flags":
-                values.append(";".join(row["flags"]))
+                values.append(neutralise(";".join(row["flags"])))
             elif column == "final":
                 values.append("yes" if row["final"] else "no")
             else:
                 value = row.get(column)
-                values.append("" if value is None else value)
-        writer.writerow(values)
-    return buffer.getvalue()
+                values.append("" if value is None else neutralise(str(value)))
+        lines.append(_csv_line(values))
+    return "".join(lines)
+
+
+def _csv_line(cells) -> str:
+    """RFC 4180 quoting, one line ending in LF. The csv module leaves a lone CR in a cell unquoted when
+    lines end in LF, and a reader then splits the row there."""
+    quoted = ['"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\r\n') else cell for cell in cells]
+    return ",".join(quoted) + "\n"
+
+
+def _integer(row: dict, column: str) -> str:
+    value = row[column]
+    # bool is an int too, and anything else would be text reaching a number column: refuse both.
+    if type(value) is not int:
+        raise TypeError(f"{column} must be an integer, not {value!r}")
+    return str(value)
