@@ -12,14 +12,17 @@ before it reaches a subscriber. Regenerate after enrolling or deactivating a gat
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate_agent.protocol import PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT, GateTopics
+from gate_agent.protocol import PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT, GateTopics, valid_id
 
-from .pki import COLLECTOR_NAME, PkiError
+from .pki import COLLECTOR_NAME, RESERVED_NAMES, PkiError, common_name, load_certificate
 
 BROKER_FILES = ("ca.crt", "server.crt", "server.key")
+#: Certificates a PKI directory may hold besides gates' (`collector ca init`): their names are taken.
+PKI_CERTIFICATES = ("ca.crt", "server.crt", "collector.crt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,43 @@ class GateEntry:
     site: str
     gate: str
     active: bool
+
+
+def reserved_names(pki: str | os.PathLike) -> frozenset[str]:
+    """Names no gate may have: the fixed ones and those of the certificates in ``pki`` other than gates'
+    (the broker's server certificate is named after the host given to `ca init`). The broker knows a
+    client only by its certificate's name, so a gate sharing one would share that identity."""
+    names = set(RESERVED_NAMES)
+    for filename in PKI_CERTIFICATES:
+        path = Path(pki) / filename
+        if path.is_file():
+            name = common_name(load_certificate(path))
+            if name:
+                names.add(name)
+    return frozenset(names)
+
+
+def registry_problem(gates: list[GateEntry], reserved: frozenset[str] = RESERVED_NAMES) -> str | None:
+    """Why an ACL cannot express this registry, or None: an id that is no MQTT user name and topic level,
+    an active gate under a reserved name, or one gate id active at two sites (its certificate would
+    publish as both)."""
+    sites_of: dict[str, list[str]] = defaultdict(list)
+    for entry in sorted(gates, key=lambda g: (g.site, g.gate)):
+        if not (valid_id(entry.site) and valid_id(entry.gate)):
+            return (f"the registry holds gate {entry.site!r}/{entry.gate!r}, which is not a valid MQTT user name "
+                    "and topic level (letters, digits, '_', '.', '-'; 1-64)")
+        if not entry.active:
+            continue
+        if entry.gate in reserved:
+            return (f"gate {entry.site}/{entry.gate} is active under a reserved name (a certificate of the bank's "
+                    f"PKI has it); deactivate it: collector gate deactivate {entry.gate} --site {entry.site}")
+        sites_of[entry.gate].append(entry.site)
+    for gate, sites in sorted(sites_of.items()):
+        if len(sites) > 1:
+            return (f"gate id {gate} is active at sites {' and '.join(sites)}, but the broker tells gates apart "
+                    f"by certificate name (the gate id) alone; deactivate all but one: "
+                    f"collector gate deactivate {gate} --site {sites[-1]}")
+    return None
 
 
 def acl_text(gates: list[GateEntry]) -> str:
@@ -96,6 +136,9 @@ def write_broker_config(pki: str | os.PathLike, port: int, out: str | os.PathLik
     acl_path = out.with_suffix(".acl")
     if acl_path == out:
         raise PkiError(f"{out}: name the configuration file with a suffix other than .acl")
+    problem = registry_problem(gates, reserved_names(pki))
+    if problem:
+        raise PkiError(f"{problem}; nothing written")
     # The ACL first: a configuration naming a missing ACL file would stop the broker from starting.
     _replace(acl_path, acl_text(gates))
     _replace(out, config_text(pki, port, acl_path, bind))

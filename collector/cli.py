@@ -131,8 +131,12 @@ def gate() -> None:
 @json_option
 @with_config
 def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, as_json: bool):
-    """Register a gate, or add a new key to it (rotation keeps old keys valid for old punches)."""
+    """Register a gate, or add a new key to it (rotation keeps old keys valid for old punches).
+
+    Gate ids are unique across sites and never a name the bank's certificates use (`collector`): the
+    broker knows a gate by its certificate, named after the id."""
     check_id("GATE", gate_id)
+    check_id("SITE", site_id)
     with ctx.store() as store:
         outcome = store.add_gate(site_id, gate_id, public_key)
     messages = {"added": f"gate {site_id}/{gate_id} added",

@@ -78,7 +78,8 @@ def gate_enroll_command() -> click.Command:
         public key (bank.pub), the only key whose acks, rosters and commands the gate will obey."""
         from gate_agent.protocol import public_key_text
 
-        from .pki import PkiError, check_gate_name, check_out_free, issue_gate, load_ca
+        from .broker_config import reserved_names
+        from .pki import PkiError, check_out_free, issue_gate, load_ca
         from .signing import SigningKeyError, load_bank_key
 
         try:
@@ -87,15 +88,11 @@ def gate_enroll_command() -> click.Command:
             raise PkiError(str(error)) from None
         check_id("GATE", gate_id)
         check_id("SITE", site_id)
-        check_gate_name(gate_id)
         load_ca(pki)
         check_out_free(out)
         with ctx.store() as store:
-            elsewhere = [s for s in store.gate_sites(gate_id) if s != site_id]
-            if elsewhere:
-                raise PkiError(f"gate id {gate_id} is already used at site {', '.join(elsewhere)}; a gate's "
-                               "certificate is named after its id, so ids must be unique across sites")
-            outcome = store.add_gate(site_id, gate_id, public_key)
+            # The registry's rules (unique across sites, no reserved name), with this PKI's own names.
+            outcome = store.add_gate(site_id, gate_id, public_key, reserved=reserved_names(pki))
         issued = issue_gate(pki, gate_id, out, bank_public=bank_public)
         registered = {"added": "added", "rotated": "given a new signing key",
                       "unchanged": "already registered with that key"}[outcome]

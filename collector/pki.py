@@ -34,7 +34,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 #: The collector's certificate name: its MQTT username at the broker. No gate may be enrolled under it.
 COLLECTOR_NAME = "collector"
-RESERVED_NAMES = frozenset({COLLECTOR_NAME})
+#: Certificate names that are not gates' whatever the hosts: the collector's, and the broker server's
+#: default ("localhost"; `ca init --host` names it otherwise, see broker_config.reserved_names).
+RESERVED_NAMES = frozenset({COLLECTOR_NAME, "localhost"})
 
 #: A gate stays at a site for years and is visited rarely: certificates outlive the hardware.
 CA_DAYS = 20 * 365
@@ -231,7 +233,7 @@ def load_ca(pki: str | os.PathLike) -> tuple[x509.Certificate, object]:
 
 def check_gate_name(gate: str) -> str:
     if gate in RESERVED_NAMES:
-        raise PkiError(f"gate id {gate!r} is reserved for the collector's certificate")
+        raise PkiError(f"gate id {gate!r} is reserved: a certificate of the bank's PKI has that name")
     return gate
 
 

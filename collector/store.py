@@ -19,7 +19,9 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from gate_agent.protocol import Punch, key_id, parse_public_key, utc_now_text
+from gate_agent.protocol import Punch, key_id, parse_public_key, utc_now_text, valid_id
+
+from .pki import RESERVED_NAMES
 
 QUARANTINE_RAW_BYTES = 4096
 
@@ -225,14 +227,28 @@ class Store:
     def sites(self) -> list[dict]:
         return self._rows("SELECT * FROM sites ORDER BY site")
 
-    def add_gate(self, site: str, gate: str, public_key: str) -> str:
+    def add_gate(self, site: str, gate: str, public_key: str, *, reserved: Iterable[str] = ()) -> str:
         """Register a gate, or add a key to one (rotation: earlier keys stay valid for earlier punches).
-        Returns 'added', 'rotated' or 'unchanged'."""
+        Returns 'added', 'rotated' or 'unchanged'.
+
+        The broker knows a gate by its certificate, which is named after the gate id alone, so an id is
+        unique across sites and never the name of another certificate of the bank's PKI (RESERVED_NAMES
+        and ``reserved``, e.g. the broker server's name)."""
+        if not valid_id(site) or not valid_id(gate):
+            raise StoreError(f"{site!r}/{gate!r} is not a site/gate id (letters, digits, '_', '.', '-'; 1-64)")
+        if gate in RESERVED_NAMES or gate in set(reserved):
+            raise StoreError(f"gate id {gate!r} is reserved: a certificate of the bank's PKI has that name, and "
+                             "the broker knows clients by certificate name")
         key = parse_public_key(public_key)
         kid = key_id(key)
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist (collector site add {site} --timezone ...)")
+            elsewhere = [row[0] for row in self._conn.execute(
+                "SELECT site FROM gates WHERE gate = ? AND site != ? ORDER BY site", (gate, site))]
+            if elsewhere:
+                raise StoreError(f"gate id {gate} is already used at site {', '.join(elsewhere)}; a gate's "
+                                 "certificate is named after its id, so ids must be unique across sites")
             other = self._one("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
                               (kid, site, gate))
             if other:
@@ -295,9 +311,6 @@ class Store:
     def public_keys(self, site: str, gate: str) -> list[dict]:
         return self._rows("SELECT key_id, public_key, added_at, revoked_at FROM gate_keys "
                           "WHERE site = ? AND gate = ? ORDER BY added_at", (site, gate))
-
-    def gate_sites(self, gate: str) -> list[str]:
-        return [r[0] for r in self._conn.execute("SELECT site FROM gates WHERE gate = ?", (gate,))]
 
     def gates(self, site: str | None = None, *, with_gaps: bool = True) -> list[dict]:
         """Each gate with its ingest state and last status, for `collector gates` and the dashboard."""

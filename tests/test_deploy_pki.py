@@ -125,7 +125,7 @@ def test_gate_enroll_refuses_with_one_line_and_leaves_nothing_behind(tmp_path, p
     enroll(config, pki, "north", "S1", public_key(tmp_path, "north"), tmp_path / "north-tls")
     key = public_key(tmp_path, "other")
     gate, site, out, use_pki = "south", "S1", tmp_path / "out", pki
-    expected = {"reserved name": "reserved for the collector", "id used at another site": "already used at site S1",
+    expected = {"reserved name": "is reserved", "id used at another site": "already used at site S1",
                 "files exist": "refusing to overwrite", "no CA": "lacks ca.crt, ca.key",
                 "no site": "site S9 does not exist"}[case]
     if case == "reserved name":

@@ -41,12 +41,13 @@ def gate_key(seed: str, site: str, gate: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(f"{seed}/{site}/{gate}".encode()).digest())
 
 
-def gate_names(gates: int) -> list[str]:
-    return [f"g{number:03d}" for number in range(gates)]
+def gate_names(site: str, gates: int) -> list[str]:
+    # Gate ids are unique across sites (a gate's certificate is named after its id alone).
+    return [f"{site}-g{number:03d}" for number in range(gates)]
 
 
 def public_keys(seed: str, site: str, gates: int) -> dict[str, str]:
-    return {name: public_key_text(gate_key(seed, site, name).public_key()) for name in gate_names(gates)}
+    return {name: public_key_text(gate_key(seed, site, name).public_key()) for name in gate_names(site, gates)}
 
 
 def signed_bodies(seed: str, site: str, gate: str, count: int, start: datetime) -> list[bytes]:
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     client.max_queued_messages_set(0)
     gates = {name: Gate(client, GateTopics(args.site, name),
                         signed_bodies(args.seed, args.site, name, args.punches, start), args.batch, args.window)
-             for name in gate_names(args.gates)}
+             for name in gate_names(args.site, args.gates)}
     bank_keys = parse_bank_keys(args.bank_key)
     done = threading.Event()
     remaining = set(gates)
