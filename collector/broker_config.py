@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from gate_agent.files import replace_atomically
 from gate_agent.protocol import PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT, GateTopics, valid_id
 
 from .pki import COLLECTOR_NAME, RESERVED_NAMES, PkiError, common_name, load_certificate
@@ -132,7 +133,8 @@ def write_broker_config(pki: str | os.PathLike, port: int, out: str | os.PathLik
         raise PkiError(f"{pki} lacks {', '.join(missing)} (made by `collector ca init`)")
     if not 1 <= port <= 65535:
         raise PkiError(f"port {port} is not between 1 and 65535")
-    out = Path(out).resolve()
+    # Not resolve(): a symlink planted at ``out`` must be replaced, not followed to a file elsewhere.
+    out = Path(os.path.abspath(out))
     acl_path = out.with_suffix(".acl")
     if acl_path == out:
         raise PkiError(f"{out}: name the configuration file with a suffix other than .acl")
@@ -146,15 +148,10 @@ def write_broker_config(pki: str | os.PathLike, port: int, out: str | os.PathLik
 
 
 def _replace(path: Path, text: str) -> None:
-    """Whole file or the old one: a broker reloading mid-write must not read half an ACL."""
-    temporary = path.with_name(f".{path.name}.tmp")
+    """Whole file or the old one: a broker reloading mid-write must not read half an ACL. 0644: Mosquitto
+    reads it after dropping to its own user, and it holds no secret."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        replace_atomically(path, text.encode(), 0o644)
     except OSError as error:
         raise PkiError(f"cannot write {path}: {error.strerror}") from None

@@ -123,23 +123,34 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
 @click.option("--worker", required=True)
 @click.option("--from", "first", type=date_type, required=True)
 @click.option("--to", "last", type=date_type, required=True)
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, writable=True))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="The evidence file to write (a new file, mode 0600: it holds personal data).")
 @with_config
 def evidence_command(ctx: Context, worker: str, first, last, out: str):
     """Write a worker's punches as signed, the gate keys, chain links and computed days to FILE, the
     whole signed with the bank's key (signing_key)."""
+    import os
+
+    from gate_agent.files import write_new
+
     from .evidence import build_evidence
     from .signing import SigningKeyError, load_bank_key
 
     first, last = _period(None, first, last)
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
     try:
         key = load_bank_key(ctx.config)
     except SigningKeyError as error:
         raise click.ClickException(str(error)) from None
     with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
         document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
-    with open(out, "w") as handle:
-        json.dump(document, handle, indent=1)
+    try:
+        write_new(out, json.dumps(document, indent=1).encode(), 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
     punches = sum(len(g["punches"]) for g in document["gates"])
     click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
                f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "

@@ -24,12 +24,14 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .files import new_file
 from .outbox import FILENAME, AckResult, Outbox, OutboxStatus
 from .protocol import (
     ACK_FILE_FORMAT,
@@ -70,10 +72,11 @@ def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLik
     """Write punches ``since`` (default: the first unacknowledged) up to the head as a signed bundle.
 
     Safe while the agent runs: rows up to the head read at the start never change, and a new tap only
-    adds rows beyond it. The file appears whole or not at all (written aside, then renamed).
+    adds rows beyond it. The file appears whole or not at all, never over an existing file or through a
+    planted link, and mode 0600: it holds card numbers and times (a FAT stick keeps its own modes).
     """
     path = Path(path)
-    if path.exists():
+    if os.path.lexists(path):
         raise BundleError(f"{path} already exists; choose another name (an export never overwrites a file)")
     head, acked = outbox.head_seq, outbox.acked_seq
     first = acked + 1 if since is None else since
@@ -82,11 +85,11 @@ def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLik
             raise BundleError(f"nothing to export: the bank has acknowledged every punch of gate "
                               f"{outbox.site}/{outbox.gate} (through seq {acked}); --since SEQ exports older ones")
         raise BundleError(f"nothing to export: gate {outbox.site}/{outbox.gate} has written only {head} punches")
-    body_path = path.with_name(f".{path.name}.body.tmp")
-    final_tmp = path.with_name(f".{path.name}.tmp")
     digest = hashlib.sha256()
     try:
-        with open(body_path, "wb") as body:
+        # The punches go aside first (their digest is in the header that precedes them), into an
+        # unnamed file on the same medium: a big backlog never sits in memory whole.
+        with tempfile.TemporaryFile(dir=path.parent) as body:
             expected = first
             while expected <= head:
                 rows = outbox.bodies(expected, min(head, expected + _CHUNK - 1))
@@ -102,43 +105,22 @@ def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLik
                     body.write(line)
                     digest.update(line)
                     expected += 1
-        header = {
-            "format": BUNDLE_FORMAT, "version": FILE_FORMAT_VERSION, "site": outbox.site, "gate": outbox.gate,
-            "first": first, "last": head, "count": head - first + 1,
-            "created": format_time(now or datetime.now(UTC)), "key": key_id(key.public_key()),
-            "punches_sha256": digest.hexdigest(),
-        }
-        header["sig"] = key.sign(canonical_json(header)).hex()
-        with open(final_tmp, "wb") as out, open(body_path, "rb") as body:
-            out.write(canonical_json(header) + b"\n")
-            shutil.copyfileobj(body, out, 1024 * 1024)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(final_tmp, path)
-        _sync_directory(path.parent)
+            header = {
+                "format": BUNDLE_FORMAT, "version": FILE_FORMAT_VERSION, "site": outbox.site, "gate": outbox.gate,
+                "first": first, "last": head, "count": head - first + 1,
+                "created": format_time(now or datetime.now(UTC)), "key": key_id(key.public_key()),
+                "punches_sha256": digest.hexdigest(),
+            }
+            header["sig"] = key.sign(canonical_json(header)).hex()
+            body.seek(0)
+            with new_file(path, 0o600) as out:
+                out.write(canonical_json(header) + b"\n")
+                shutil.copyfileobj(body, out, 1024 * 1024)
+    except FileExistsError:
+        raise BundleError(f"{path} already exists; choose another name (an export never overwrites a file)") from None
     except OSError as error:
         raise BundleError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        for leftover in (body_path, final_tmp):
-            try:
-                leftover.unlink()
-            except OSError:
-                pass
     return ExportInfo(path, outbox.site, outbox.gate, first, head, head - first + 1)
-
-
-def _sync_directory(directory: Path) -> None:
-    """The rename is durable too: a USB stick pulled right after the command keeps the file."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------- ack files
