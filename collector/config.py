@@ -27,6 +27,7 @@ port = 8080
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,30 @@ class CollectorConfig:
         return self.read_signing_key()
 
 
+MIN_TOKEN_CHARACTERS = 16
+MIN_TOKEN_BITS = 80
+_CHARACTER_CLASSES = ((str.islower, 26), (str.isupper, 26), (str.isdigit, 10))
+_OTHER_CHARACTERS = 33
+
+
+def token_bits(token: str) -> float:
+    """A rough, deliberately low estimate of a token's entropy: log2 of the alphabet its character classes
+    span, times the characters that are not predictable from the ones before (a repeat, or the next step
+    of a run such as abc or 321), and at most twice the distinct characters (``passwordpassword``)."""
+    pool = sum(size for test, size in _CHARACTER_CLASSES if any(c.isascii() and test(c) for c in token))
+    if any(not (c.isascii() and c.isalnum()) for c in token):
+        pool += _OTHER_CHARACTERS
+    free = 0
+    for i, char in enumerate(token):
+        if i >= 1 and char == token[i - 1]:
+            continue
+        step = ord(char) - ord(token[i - 1]) if i >= 1 else 0
+        if i >= 2 and abs(step) == 1 and step == ord(token[i - 1]) - ord(token[i - 2]):
+            continue
+        free += 1
+    return min(free, 2 * len(set(token))) * math.log2(pool) if pool > 1 else 0.0
+
+
 def load_config(path: str | os.PathLike) -> CollectorConfig:
     table = Table.load(path)
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
@@ -91,8 +116,13 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         scope = tokens_table.str(token)
         if scope != "*" and not valid_id(scope):
             raise tokens_table.error(token[:4] + "...", f"scope {scope!r} is neither a site id nor '*'")
-        if len(token) < 16:
-            raise tokens_table.error(token[:4] + "...", "tokens must be at least 16 characters")
+        if len(token) < MIN_TOKEN_CHARACTERS:
+            raise tokens_table.error(token[:4] + "...", f"tokens must be at least {MIN_TOKEN_CHARACTERS} characters")
+        bits = token_bits(token)
+        if bits < MIN_TOKEN_BITS:
+            raise tokens_table.error(token[:4] + "...", f"too easy to guess (about {bits:.0f} bits, estimated from its "
+                                     f"characters; {MIN_TOKEN_BITS} wanted): use a random one "
+                                     "(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
         tokens[token] = scope
     config = CollectorConfig(
         db=db,

@@ -6,10 +6,13 @@ with a message naming the file, the key and the problem, never a traceback and n
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from .files import secret_file_problem
 
 REQUIRED = object()
 _ABSENT = object()
@@ -97,6 +100,10 @@ class Table:
             return default
         if type(value) not in (int, float):
             raise self.error(key, f"must be a number, not {value!r}")
+        # TOML has nan and inf; either slips past every bound (nan compares false) and breaks whatever
+        # waits, sleeps or counts with it.
+        if not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, not {value!r}")
         return self._bounded(key, float(value), minimum, maximum)
 
     def _bounded(self, key, value, minimum, maximum):
@@ -182,6 +189,15 @@ def read_secret(table: Table, key: str) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text().strip()
+        text = path.read_text().strip()
     except OSError as error:
         raise table.error(key, f"cannot read {path}: {error.strerror}") from None
+    check_secret_file(table, key, path)
+    return text
+
+
+def check_secret_file(table: Table, key: str, path: Path) -> None:
+    """Refuse a secret file other users may read or change (a systemd credential is exempt)."""
+    problem = secret_file_problem(path)
+    if problem:
+        raise table.error(key, problem)

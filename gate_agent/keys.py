@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,6 +12,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
+
+from .files import secret_file_problem
 
 
 class KeyFileError(Exception):
@@ -42,11 +43,11 @@ def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
     path = Path(path)
     try:
         data = path.read_bytes()
-        mode = path.stat().st_mode
     except OSError as error:
         raise KeyFileError(f"cannot read signing key {path}: {error.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not os.environ.get("CREDENTIALS_DIRECTORY"):
-        raise KeyFileError(f"signing key {path} is readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+    problem = secret_file_problem(path)
+    if problem:
+        raise KeyFileError(f"signing key: {problem}")
     try:
         key = load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as error:

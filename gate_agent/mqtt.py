@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .configfile import Table, read_secret
+from .configfile import Table, check_secret_file, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class MqttSettings:
         for key, path in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)):
             if path is not None and not path.is_file():
                 raise table.error(key, f"{path} does not exist")
+        if tls_key is not None:
+            check_secret_file(table, "tls_key", tls_key)
         username = table.str("username", None)
         password = read_secret(table, "password_file")
         if password is not None and username is None:

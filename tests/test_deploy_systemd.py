@@ -198,6 +198,7 @@ def test_the_agent_is_ready_with_its_reader_feeds_the_watchdog_and_logs_for_jour
         tmp_path, gate, broker, notify_socket):
     secret = "pw-" + uuid.uuid4().hex
     (tmp_path / "mqtt.password").write_text(secret + "\n")
+    (tmp_path / "mqtt.password").chmod(0o600)
     gate.write_config(mqtt={"username": "gate-north", "password_file": str(tmp_path / "mqtt.password")})
     log = tmp_path / "agent.stderr"
     agent = run_with_systemd_environment([str(BIN / "gate-agent"), "-vvv", "run", "--config", str(gate.config_path)],

@@ -43,6 +43,8 @@ def test_gpio_pins_tls_and_password_file(tmp_path):
     for name in ("ca.crt", "gate.crt", "gate.key.pem"):
         (tmp_path / name).write_text("x")
     (tmp_path / "password").write_text("s3cret\n")
+    for secret in ("gate.key.pem", "password"):
+        (tmp_path / secret).chmod(0o600)
     config = load_config(write(tmp_path, GOOD + """
 tls_ca = "ca.crt"
 tls_cert = "gate.crt"
