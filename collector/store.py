@@ -10,7 +10,10 @@ edited: a correction is a separate manual punch, a void is a mark beside the pun
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,11 +22,16 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from gate_agent.files import create_private
 from gate_agent.protocol import Punch, key_id, parse_public_key, utc_now_text, valid_id
 
 from .pki import RESERVED_NAMES
 
+log = logging.getLogger(__name__)
+
 QUARANTINE_RAW_BYTES = 4096
+#: Names, cards and times: the daemon's user only (`collector serve` runs as that user too).
+DATABASE_MODE = 0o600
 
 migrations = Migrations("collector")
 
@@ -116,6 +124,18 @@ def m003_bank_keys(db: Database) -> None:
                            not_null={"public_key", "added_at"})
 
 
+def warn_if_public(path: str | Path) -> None:
+    """Say so when an existing database is readable by every user (one made before databases were
+    created 0600): its mode is the operator's to change, but not silently wrong."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & stat.S_IROTH:
+        log.warning("%s holds personal data but every user may read it (mode %03o): chmod 600 it and its -wal and "
+                    "-shm files (0640 for a group that must read it)", path, mode)
+
+
 class StoreError(Exception):
     """A registry operation that cannot be done; the message says why in one line."""
 
@@ -130,11 +150,21 @@ class GateKeys:
 
 
 def open_database(path: str | Path, *, readonly: bool = False) -> Database:
-    """WAL and synchronous=FULL: an acknowledged punch is on disk; readers never block ingest."""
+    """WAL and synchronous=FULL: an acknowledged punch is on disk; readers never block ingest.
+
+    A new database is created 0600 whatever the umask (it holds names, cards and times), and SQLite
+    gives the -wal and -shm files it makes beside it the same mode. `collector serve` reads it as the
+    daemon's user (the unit files say so)."""
     if readonly:
         conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, check_same_thread=False)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            created = create_private(path, DATABASE_MODE)
+        except OSError as error:
+            raise StoreError(f"cannot create {path}: {error.strerror}") from None
+        if not created:
+            warn_if_public(path)
         conn = sqlite3.connect(str(path), check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     if not readonly:

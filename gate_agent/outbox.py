@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .files import create_private
 from .protocol import GENESIS, PROTOCOL_VERSION, Ack, Punch, Roster, format_time, sign_punch
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,12 @@ class Outbox:
             self._db.execute("PRAGMA busy_timeout = 5000")
         else:
             Path(data_dir).mkdir(parents=True, exist_ok=True)
+            # Card numbers and times: 0600 whatever the umask; SQLite gives its -wal and -shm files the
+            # database's mode.
+            try:
+                create_private(self.path, 0o600)
+            except OSError as error:
+                raise OutboxError(f"cannot create {self.path}: {error.strerror}") from None
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 10000")
             self._db.execute("PRAGMA journal_mode = WAL")

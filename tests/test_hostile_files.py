@@ -203,3 +203,53 @@ def test_write_new_refuses_anything_in_the_way_and_leaves_no_temporary_behind(tm
     finally:
         os.umask(old)
     assert untouched(target) and (tmp_path / "link").read_bytes() == b"new" and mode(tmp_path / "link") == 0o644
+
+
+# ---------------------------------------------------------------------------------------------- databases
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022], ids=oct)
+def test_the_collector_database_and_its_wal_and_shm_are_private_whatever_the_umask(tmp_path, umask):
+    from collector.store import Store
+
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
+    cli("collector", "site", "add", "S1", "--timezone", "UTC", "--config", str(setup.config_path),
+        preexec_fn=lambda: os.umask(umask))
+    assert mode(setup.db_path) == 0o600
+    old = os.umask(umask)
+    try:
+        with Store(setup.db_path) as store:
+            store.add_worker("W1", name="Zhang Wei", cards=["04A1B2C3D4E5F6"])
+            wal, shm = (setup.db_path.with_name(setup.db_path.name + suffix) for suffix in ("-wal", "-shm"))
+            assert wal.exists() and shm.exists()
+            assert mode(setup.db_path) == mode(wal) == mode(shm) == 0o600
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022], ids=oct)
+def test_the_gate_outbox_and_its_wal_and_shm_are_private_whatever_the_umask(tmp_path, umask):
+    from gate_agent.keys import load_private_key
+    from gate_agent.outbox import Outbox
+    from tests.helpers import FakeClock
+
+    setup = GateSetup.create(tmp_path / "gate", broker=SimpleNamespace(port=1883), device="udp:127.0.0.1:9")
+    old = os.umask(umask)
+    try:
+        with Outbox(setup.data_dir, "S1", "north", key=load_private_key(setup.key_file)) as outbox:
+            outbox.append(card="04A1B2C3D4E5F6", tech="iso14443a", reader="udp:test", direction="in", roster="none",
+                          clock=FakeClock())
+            files = [setup.data_dir / name for name in ("outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm")]
+            assert all(path.exists() for path in files)
+            assert [mode(path) for path in files] == [0o600] * 3
+    finally:
+        os.umask(old)
+
+
+def test_an_existing_world_readable_database_is_reported(tmp_path):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
+    cli("collector", "site", "add", "S1", "--timezone", "UTC", "--config", str(setup.config_path))
+    setup.db_path.chmod(0o644)
+    result = cli("collector", "site", "add", "S2", "--timezone", "UTC", "--config", str(setup.config_path))
+    assert f"{setup.db_path} holds personal data but every user may read it (mode 644): chmod 600" in result.stderr
+    assert mode(setup.db_path) == 0o644  # the operator's to change
