@@ -18,6 +18,8 @@ gap_wait_seconds = 5          # how long a gap may stay open before a resend is 
 [web]                         # optional: `collector serve` (--host/--port override these)
 host = "127.0.0.1"
 port = 8080
+live_streams = 64             # live streams at once; site tokens together leave one token's share free
+live_streams_per_token = 8
 
 [web.tokens]                  # bearer tokens of the dashboard and API
 "token-for-site-manager" = "S1"
@@ -60,6 +62,8 @@ class CollectorConfig:
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
+    live_streams: int = 64
+    live_streams_per_token: int = 8
     source: Path | None = None
 
     @cached_property
@@ -124,6 +128,11 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
                                      f"characters; {MIN_TOKEN_BITS} wanted): use a random one "
                                      "(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')")
         tokens[token] = scope
+    live_streams = web.int("live_streams", 64, minimum=2, maximum=10_000)
+    per_token = web.int("live_streams_per_token", 8, minimum=1, maximum=10_000)
+    if per_token >= live_streams:
+        raise web.error("live_streams_per_token", f"{per_token} must be below live_streams ({live_streams}): that many "
+                        "streams stay free for bank tokens whatever the site tokens hold")
     config = CollectorConfig(
         db=db,
         read_mqtt=read_mqtt,
@@ -138,6 +147,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),
         web_port=web.int("port", 8080, minimum=1, maximum=65535),
+        live_streams=live_streams,
+        live_streams_per_token=per_token,
         source=Path(path),
     )
     table.finish()

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -38,8 +40,6 @@ from .store import Store, StoreError
 
 STATIC = Path(__file__).parent / "web_static"
 ALL_SITES = "*"
-#: Live streams held open at once; each polls the database about once a second.
-MAX_STREAMS = 64
 #: A live stream recomputes at least this often even when nothing was written (a gate falls silent
 #: by the clock alone), and otherwise only when the database changed.
 RECOMPUTE_SECONDS = 5.0
@@ -62,6 +62,10 @@ class Tokens:
 
     def scope(self, authorization: str | None) -> str:
         """The scope of the presented token; ApiError 401 when there is none or it is not ours."""
+        return self.identify(authorization)[1]
+
+    def identify(self, authorization: str | None) -> tuple[int, str]:
+        """(which configured token, its scope) for the presented token; ApiError 401 as scope()."""
         if authorization is None:
             raise ApiError(401, "an Authorization: Bearer token is required")
         scheme, _, presented = authorization.partition(" ")
@@ -71,9 +75,9 @@ class Tokens:
         given = presented.encode("utf-8", "replace")
         found = None
         # Every token is compared, whichever matches, so timing tells nothing about the others.
-        for token, scope in self._tokens:
+        for index, (token, scope) in enumerate(self._tokens):
             if hmac.compare_digest(token, given) and found is None:
-                found = scope
+                found = (index, scope)
         if found is None:
             raise ApiError(401, "unknown token")
         return found
@@ -120,7 +124,7 @@ class WebApp:
         self.tokens = Tokens(config.web_tokens)
         self.poll_seconds = poll_seconds
         self.grace = timedelta(hours=config.final_grace_hours)
-        self._streams = 0
+        self.streams = StreamSlots(config.live_streams, config.live_streams_per_token)
         self._stopping = False
         routes = [
             Route("/", self.index_page),
@@ -254,21 +258,23 @@ class WebApp:
 
     async def api_live(self, request: Request) -> Response:
         site = self._site_scope(request)
+        holder, scope = self.tokens.identify(request.headers.get("authorization"))
 
         def check() -> None:
             with self._store() as store:
                 self._known_site(store, site)
 
         await run_in_threadpool(check)
-        if self._streams >= MAX_STREAMS:
-            raise ApiError(503, "too many live streams; try again later")
-        return StreamingResponse(self._live(site), media_type="text/event-stream",
+        response = _SlotResponse(self._live(site), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
+        # From here to the return nothing awaits: the check and the count are one step on the event
+        # loop, and the response, which Starlette calls at once, gives the slot back however it ends.
+        response.release = self.streams.take(holder, bank=scope == ALL_SITES)
+        return response
 
     async def _live(self, site: str):
         """An ``update`` event with the headcount and the site's gates whenever either changes, and a
         comment line now and then so that proxies and the browser keep the connection."""
-        self._streams += 1
         store = None
         try:
             store = await run_in_threadpool(self._store)
@@ -291,9 +297,61 @@ class WebApp:
                     yield ": keepalive\n\n"
                 await anyio.sleep(self.poll_seconds)
         finally:
-            self._streams -= 1
             if store is not None:
                 store.close()
+
+
+class StreamSlots:
+    """Live streams held open, each polling the database about once a second: at most ``total`` in all
+    and ``per_token`` per token, and site tokens together at most ``total - per_token``, so a bank token
+    always finds a slot however many streams the sites hold.
+
+    Used on the event loop only, where a method without an await runs whole: no two requests can both
+    pass the check for the last slot.
+    """
+
+    def __init__(self, total: int, per_token: int):
+        self.total, self.per_token = total, per_token
+        self.by_token: Counter[int] = Counter()
+        self.held = 0
+        self.held_by_sites = 0
+
+    def take(self, holder: int, *, bank: bool) -> Callable[[], None]:
+        """Take a slot for token ``holder``; returns its release (safe to call more than once), or raises
+        ApiError 503."""
+        if self.by_token[holder] >= self.per_token:
+            raise ApiError(503, f"this token already holds {self.per_token} live streams; close one first")
+        if self.held >= self.total or (not bank and self.held_by_sites >= self.total - self.per_token):
+            raise ApiError(503, "too many live streams; try again later")
+        self.by_token[holder] += 1
+        self.held += 1
+        self.held_by_sites += not bank
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self.by_token[holder] -= 1
+            if not self.by_token[holder]:
+                del self.by_token[holder]
+            self.held -= 1
+            self.held_by_sites -= not bank
+
+        return release
+
+
+class _SlotResponse(StreamingResponse):
+    """A stream that gives back its slot when it ends: finished, client gone, server stopping or failed."""
+
+    release: Callable[[], None] = staticmethod(lambda: None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
 
 
 def _data_version(store: Store) -> int:
