@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 QUARANTINE_RAW_BYTES = 4096
 #: Names, cards and times: the daemon's user only (`collector serve` runs as that user too).
 DATABASE_MODE = 0o600
+MAX_SHIFT_HOURS = 7 * 24
 
 migrations = Migrations("collector")
 
@@ -244,6 +245,10 @@ class Store:
     # ================================================================== registry: sites and gates
 
     def add_site(self, site: str, *, timezone: str, name: str | None = None, max_shift_hours: float = 16.0) -> None:
+        # nan is stored as NULL and inf breaks every day's computation; a week bounds any real shift.
+        if not (isinstance(max_shift_hours, int | float) and 0 < max_shift_hours <= MAX_SHIFT_HOURS):
+            raise StoreError(f"max_shift_hours must be a number of hours above 0 and at most {MAX_SHIFT_HOURS}, "
+                             f"not {max_shift_hours!r}")
         with self.transaction():
             if self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} already exists")

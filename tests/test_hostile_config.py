@@ -175,3 +175,12 @@ def test_random_tokens_and_the_documented_examples_are_accepted(tmp_path):
     tokens = documented + [secrets.token_urlsafe(18) for _ in range(50)] + [secrets.token_hex(16)]
     text = "[web.tokens]\n" + "".join(f'"{token}" = "*"\n' for token in tokens)
     assert set(load_collector_config(collector_config(tmp_path, text)).web_tokens) == set(tokens)
+
+
+@pytest.mark.parametrize("hours", ["nan", "inf", "-inf", "-1", "0", "1000"])
+def test_a_site_refuses_a_shift_limit_that_is_not_a_number_of_hours(tmp_path, hours):
+    path = collector_config(tmp_path, "")
+    one_line(cli("collector", "site", "add", "S1", "--timezone", "UTC", "--max-shift-hours", hours,
+                 "--config", str(path), check=False), "max_shift_hours must be a number of hours")
+    assert cli("collector", "site", "add", "S1", "--timezone", "UTC", "--max-shift-hours", "12",
+               "--config", str(path)).returncode == 0
