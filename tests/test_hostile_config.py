@@ -13,7 +13,7 @@ import pytest
 
 from collector.config import load_config as load_collector_config
 from gate_agent.keys import KeyFileError, generate_key_file, load_private_key
-from tests.helpers import BIN, cli
+from tests.helpers import BANK_PUBLIC, BIN, cli
 
 GATE = """site = "S1"
 gate = "north"
@@ -21,6 +21,7 @@ reader = "udp:127.0.0.1:9"
 direction = "in"
 data_dir = "data"
 key_file = "gate.key"
+bank_key = "{bank}"
 {top}
 [mqtt]
 host = "127.0.0.1"
@@ -32,7 +33,7 @@ def gate_config(tmp_path: Path, top: str = "", mqtt: str = "") -> Path:
     if not (tmp_path / "gate.key").exists():
         generate_key_file(tmp_path / "gate.key")
     path = tmp_path / "gate.toml"
-    path.write_text(GATE.format(top=top, mqtt=mqtt))
+    path.write_text(GATE.format(top=top, mqtt=mqtt, bank=BANK_PUBLIC))
     return path
 
 
@@ -145,15 +146,19 @@ def test_secrets_in_the_credentials_directory_are_systemds_business(tmp_path, mo
 
 
 def test_the_collector_tls_key_must_be_private(tmp_path):
+    from tests.helpers import write_bank_key
+
     pki = tmp_path / "pki"
     cli("collector", "ca", "init", "--dir", str(pki))
     (pki / "collector.key").chmod(0o644)
-    path = collector_config(tmp_path, f'[mqtt]\ntls_ca = "{pki / "ca.crt"}"\ntls_cert = "{pki / "collector.crt"}"\n'
+    path = collector_config(tmp_path, f'signing_key = "{write_bank_key(tmp_path / "bank.key")}"\n'
+                                      f'[mqtt]\ntls_ca = "{pki / "ca.crt"}"\ntls_cert = "{pki / "collector.crt"}"\n'
                                       f'tls_key = "{pki / "collector.key"}"\n')
-    one_line(cli("collector", "counters", "--config", str(path), check=False),
+    # The daemon is what reads the key (the dashboard, reading the same file, never touches it).
+    one_line(cli("collector", "run", "--config", str(path), check=False, timeout=30),
              "mqtt.tls_key: ", f"chmod 600 {pki / 'collector.key'}")
     (pki / "collector.key").chmod(0o600)
-    assert cli("collector", "site", "add", "S1", "--timezone", "UTC", "--config", str(path)).returncode == 0
+    assert load_collector_config(path).mqtt.tls_key == str(pki / "collector.key")
 
 
 # ---------------------------------------------------------------------------------------------- web tokens
