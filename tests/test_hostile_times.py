@@ -29,12 +29,14 @@ EARLIEST = "0001-01-01T00:00:00.000Z"
 EXTREMES = [LATEST, EARLIEST]
 #: East of UTC the latest time has no local date; west of it the earliest has none.
 SITES = {"E": "Asia/Shanghai", "W": "America/New_York"}
+#: Each site's gate (gate ids are unique across sites).
+GATE = {"E": "north", "W": "north-w"}
 W1_CARD, W2_CARD = "04A1B2C3D4E5F6", "DEADBEEF"
 BANK = secrets.token_urlsafe(24)
 
 
 class Bank:
-    """A collector database with sites E (Shanghai) and W (New York). At each, gate north signs:
+    """A collector database with sites E (Shanghai) and W (New York). At each, its gate signs:
     W1 in (3 h ago), a W1 punch at ``extreme``, W2 in (2 h ago), W1 out (1 h ago)."""
 
     def __init__(self, directory, extreme: str):
@@ -42,12 +44,12 @@ class Bank:
         self.setup = CollectorSetup.create(directory, broker=SimpleNamespace(port=1883),
                                            **{"web.tokens": {BANK: "*"}})
         self.now = datetime.now(UTC).replace(microsecond=0)
-        self.gates = {site: PunchFactory(site=site, gate="north") for site in SITES}
+        self.gates = {site: PunchFactory(site=site, gate=GATE[site]) for site in SITES}
         self.results = {}
         with self.setup.store() as store:
             for site, tz in SITES.items():
                 store.add_site(site, timezone=tz)
-                store.add_gate(site, "north", self.gates[site].public_key)
+                store.add_gate(site, GATE[site], self.gates[site].public_key)
             store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD])
             store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD])
             for site, gate in self.gates.items():
@@ -57,7 +59,7 @@ class Bank:
                     gate.next(card=W2_CARD, direction="in", at=self.now - timedelta(hours=2)),
                     gate.next(card=W1_CARD, direction="out", at=self.now - timedelta(hours=1)),
                 ]
-                message = Incoming(GateTopics(site, "north").punch, encode_punches(punches), format_time(self.now))
+                message = Incoming(GateTopics(site, GATE[site]).punch, encode_punches(punches), format_time(self.now))
                 self.results[site] = (Ingestor(store).ingest([message]), message)
 
     def day(self, site: str) -> date:
@@ -126,7 +128,7 @@ def bank(request, tmp_path_factory):
 def test_the_punch_is_stored_once_in_the_chain_acked_and_flagged(bank):
     with bank.setup.store() as store:
         for site, (result, message) in bank.results.items():
-            assert result.acks[(site, "north")].seq == 4  # the gate may forget it: no resend loop
+            assert result.acks[(site, GATE[site])].seq == 4  # the gate may forget it: no resend loop
             assert result.counts["clock_implausible"] == 1
             rows = {row["seq"]: row for row in store.punches(site=site)}
             assert sorted(rows) == [1, 2, 3, 4]
@@ -134,7 +136,7 @@ def test_the_punch_is_stored_once_in_the_chain_acked_and_flagged(bank):
             assert "clock_implausible" in rows[2]["flags"].split(",")
             assert "chain_break" not in ",".join(r["flags"] for r in rows.values())
             again = Ingestor(store).ingest([message])
-            assert again.counts["duplicates"] == 4 and again.acks[(site, "north")].seq == 4
+            assert again.counts["duplicates"] == 4 and again.acks[(site, GATE[site])].seq == 4
         assert store.conflicts() == [] and store.quarantined() == [] and store.punch_count() == 8
 
 
@@ -153,12 +155,12 @@ def test_where_the_line_is_drawn(tmp_path):
     }
     punches = [gate.next(card=W2_CARD, direction="in", time=time) for time in cases]
     with bank.setup.store() as store:
-        result = Ingestor(store).ingest([Incoming(GateTopics("W", "north").punch, encode_punches(punches),
+        result = Ingestor(store).ingest([Incoming(GateTopics("W", GATE["W"]).punch, encode_punches(punches),
                                                   format_time(received))])
-        assert result.acks[("W", "north")].seq == 4 + len(cases)
+        assert result.acks[("W", GATE["W"])].seq == 4 + len(cases)
         assert result.counts["clock_implausible"] == 2
         stored = {row["time"]: set(filter(None, row["flags"].split(","))) - {"clock_backwards"}
-                  for row in store.punches(site="W", gate="north")}
+                  for row in store.punches(site="W", gate=GATE["W"])}
         assert {time: stored[time] for time in cases} == cases
         listed = {row["time"]: set(row["flags"]) for row in punch_rows(store, "W")}
         assert all(("clock_implausible" in listed[time]) == ("clock_implausible" in flags)
@@ -234,7 +236,7 @@ def test_api_and_live_stream(bank, site):
     assert bank.http.json(f"/api/sites/{site}/headcount")["on_site"] == 1
     records = bank.http.json(f"/api/sites/{site}/attendance?date={bank.day(site).isoformat()}")
     assert {r["worker"]: r["worked_minutes"] for r in records}["W1"] == 120
-    assert [g["gate"] for g in bank.http.json(f"/api/gates?site={site}")] == ["north"]
+    assert [g["gate"] for g in bank.http.json(f"/api/gates?site={site}")] == [GATE[site]]
     live = bank.http.json(f"/api/sites/{site}/live")
     assert live["headcount"]["on_site"] == 1 and live["gates"][0]["max_seq"] == 4
 
