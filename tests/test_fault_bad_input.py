@@ -34,7 +34,7 @@ from gate_agent.protocol import (
     utc_now_text,
     verify_punch,
 )
-from tests.helpers import PunchFactory
+from tests.helpers import BANK_KEY, BANK_KEYS, PunchFactory
 
 #: Every reason ingest may give (README, "What ingest does with each message").
 REASONS = {"malformed", "schema", "unsupported_version", "oversized", "topic", "topic_mismatch", "site_mismatch",
@@ -191,11 +191,37 @@ def test_the_decoders_raise_only_protocol_errors(payload):
             else:
                 # What the decoder accepts serialises back to something it accepts again, unchanged.
                 assert Punch.from_dict(json.loads(punch.to_json())) == punch
-    for decode in (Ack.decode, Resend.decode, Roster.decode, decode_status):
+    for decode in (lambda p: Ack.decode(p, site="S1", gate="north", keys=BANK_KEYS),
+                   lambda p: Resend.decode(p, site="S1", gate="north", keys=BANK_KEYS),
+                   lambda p: Roster.decode(p, site="S1", keys=BANK_KEYS), decode_status):
         try:
             decode(payload)
         except ProtocolError as error:
             assert error.reason in REASONS
+
+
+#: What the bank sends a gate, signed as the collector signs it.
+BANK_MESSAGES = [
+    Ack(7, "ab" * 32).sign("S1", "north", "2026-11-28T06:00:00.000Z", BANK_KEY),
+    Resend(3, 9).sign("S1", "north", "2026-11-28T06:00:00.000Z", BANK_KEY),
+    Roster("S1", "2026-11-28T06:00:00.000Z", frozenset({"04A1B2C3D4E5F6", "DEADBEEF"})).sign(BANK_KEY),
+]
+
+
+@FAST
+@given(st.sampled_from(BANK_MESSAGES).flatmap(byte_mutation))
+def test_a_mutated_bank_message_is_refused_or_is_the_signed_message(payload):
+    """A gate decodes bytes anyone can publish: a ProtocolError, or exactly what the bank signed."""
+    genuine = {Ack: Ack(7, "ab" * 32), Resend: Resend(3, 9, "2026-11-28T06:00:00.000Z"),
+               Roster: Roster("S1", "2026-11-28T06:00:00.000Z", frozenset({"04A1B2C3D4E5F6", "DEADBEEF"}))}
+    for kind in (Ack, Resend, Roster):
+        extra = {"gate": "north"} if kind is not Roster else {}
+        try:
+            value = kind.decode(payload, site="S1", keys=BANK_KEYS, **extra)
+        except ProtocolError as error:
+            assert error.reason in REASONS and error.detail
+        else:
+            assert value == genuine[kind]
 
 
 @FAST
