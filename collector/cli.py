@@ -265,21 +265,33 @@ def card_revoke(ctx: Context, uid: str, at: str | None):
 @click.option("--limit", type=int, help="Only the newest N.")
 @with_config
 def quarantine(ctx: Context, as_json: bool, limit: int | None):
-    """Every refused message, with its reason."""
+    """Refused messages kept, with their reasons, and what was refused but not kept, per topic."""
     with ctx.store(readonly=True) as store:
         rows = store.quarantined(limit)
         counters = store.counters()
+        tally = store.quarantine_tally()
     for row in rows:
         row["raw"] = row["raw"].decode("utf-8", "backslashreplace") if row["raw"] is not None else None
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     by_reason = {k.removeprefix("quarantined_"): v for k, v in counters.items() if k.startswith("quarantined_")}
-    click.echo(f"{len(rows)} quarantined message(s)" +
-               (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) if by_reason else ""))
+    click.echo(f"{len(rows)} quarantined message(s) kept" +
+               ("; refused in all: " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) if by_reason else ""))
     for row in rows:
         click.echo(f"#{row['id']} {row['received_at']} {row['reason']}: {row['detail']} [{row['topic']}, "
-                   f"{row['size']} bytes]")
+                   f"{row['size']} bytes" + ("" if row["raw"] is not None else ", bytes released") + "]")
+    not_kept: dict[tuple[str, str], list] = {}
+    for entry in tally:
+        if entry["count"] > entry["kept"]:
+            total = not_kept.setdefault((entry["topic"], entry["reason"]), [0, 0, entry["first_at"], entry["last_at"]])
+            total[0] += entry["count"] - entry["kept"]
+            total[1] += entry["count"]
+            total[3] = entry["last_at"]
+    if not_kept:
+        click.echo("refused but not kept (each topic keeps its first refused messages per reason and hour):")
+        for (topic, reason), (dropped, count, first, last) in sorted(not_kept.items()):
+            click.echo(f"  {topic} {reason}: {dropped} not kept of {count}, {first} to {last}")
 
 
 @main.command()

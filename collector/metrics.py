@@ -25,6 +25,8 @@ COUNTERS = (
     ("collector_acks_sent_total", "acks_sent", "Acknowledgements published to gates."),
     ("collector_resend_requests_total", "resend_requests", "Resend requests published to gates."),
     ("collector_write_failures_total", "write_failures", "Bursts the database refused (retried)."),
+    ("collector_quarantine_not_kept_total", "quarantine_not_kept",
+     "Quarantined messages counted but not kept as rows (their topic's hourly allowance was used up)."),
 )
 
 
