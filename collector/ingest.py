@@ -460,10 +460,15 @@ class Ingestor:
         return later < earlier and parse_time(later) + self.backwards_tolerance < parse_time(earlier)
 
     def _status(self, message: Incoming, site: str, gate: str, result: BurstResult) -> None:
+        """Only a status that passes every check is stored; a bad one leaves the previous one in place."""
         try:
             status = decode_status(message.payload)
         except ProtocolError as error:
             self._quarantine(message, error.reason, "status: " + error.detail, message.payload, result)
+            return
+        if (status["site"], status["gate"]) != (site, gate):
+            self._quarantine(message, "topic_mismatch", f"status of {status['site']}/{status['gate']} "
+                                                        f"published on {message.topic}", message.payload, result)
             return
         if self._gate(site, gate) is None:
             result.counts["status_unknown_gate"] += 1

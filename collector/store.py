@@ -20,7 +20,15 @@ from pathlib import Path
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from gate_agent.protocol import TOPIC_ROOT, Punch, key_id, parse_public_key, utc_now_text
+from gate_agent.protocol import (
+    TOPIC_ROOT,
+    ProtocolError,
+    Punch,
+    decode_status,
+    key_id,
+    parse_public_key,
+    utc_now_text,
+)
 
 QUARANTINE_RAW_BYTES = 4096
 
@@ -134,6 +142,27 @@ def m003_quarantine_limits(db: Database) -> None:
                reason, COUNT(*), COUNT(*), MIN(received_at), MAX(received_at)
         FROM quarantine GROUP BY 1, 2, 3""", (OTHER_TOPICS,))
     db.execute("DROP TABLE temp.gate_topics")
+
+
+@migrations()
+def m004_statuses_checked(db: Database) -> None:
+    # Statuses were once stored without validation: one that would be refused now leaves the gate's state
+    # for the quarantine (the status read paths trust what is stored).
+    rows = db.execute("SELECT site, gate, status, status_at FROM gate_state WHERE status IS NOT NULL").fetchall()
+    for site, gate, text, status_at in rows:
+        payload = text.encode("utf-8")
+        try:
+            decode_status(payload)
+        except ProtocolError as error:
+            received_at = status_at or utc_now_text()
+            topic = f"{TOPIC_ROOT}/{site}/{gate}/status"
+            _quarantine_row(db.conn, topic=topic, reason=error.reason, raw=payload, received_at=received_at,
+                            detail=f"stored status, refused on upgrade: {error.detail}", allowance=topic)
+            db.conn.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                [("quarantined",), (f"quarantined_{error.reason}",)])
+            db.execute("UPDATE gate_state SET status = NULL, status_state = NULL, status_at = NULL "
+                       "WHERE site = ? AND gate = ?", (site, gate))
 
 
 #: The tally's topic for messages on topics of no registered gate: those are unbounded in number, so

@@ -34,7 +34,7 @@ from gate_agent.protocol import (
     utc_now_text,
     verify_punch,
 )
-from tests.helpers import PunchFactory
+from tests.helpers import PunchFactory, heartbeat
 
 #: Every reason ingest may give (README, "What ingest does with each message").
 REASONS = {"malformed", "schema", "unsupported_version", "oversized", "topic", "topic_mismatch", "site_mismatch",
@@ -164,7 +164,8 @@ topics = st.sampled_from(
 def message(draw) -> tuple[str, bytes]:
     topic = draw(topics)
     if topic.endswith("/status") and draw(st.booleans()):
-        status = encode_status("online", site="S1", gate="north", last_seq=draw(st.integers()))
+        seq = draw(st.integers())
+        status = encode_status("online", **heartbeat(last_seq=seq, acked_seq=seq))
         return topic, draw(st.one_of(st.just(status), byte_mutation(status)))
     return topic, draw(punch_payload())
 
