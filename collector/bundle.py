@@ -184,6 +184,7 @@ def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], Non
         counts.update(ingestor.ingest(messages).counts)
         if progress is not None:
             progress(len(burst))
+    ingestor.flush_log(force=True)
     held_through, _, _ = store.gate_progress(bundle.site, bundle.gate)
     return ImportSummary(
         site=bundle.site, gate=bundle.gate, first=bundle.first, last=bundle.last, count=bundle.count,

@@ -9,14 +9,14 @@ import sys
 import click
 
 from gate_agent.configfile import ConfigError
-from gate_agent.logsetup import setup_logging
+from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
 from . import cli_deploy, cli_reports, cli_web
-from .cli_common import Context, check_id, emit, json_option, progressbar, with_config
+from .cli_common import Context, Group, check_id, emit, json_option, json_text, progressbar, say, with_config
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.version_option(package_name="site-gate-attendance")
@@ -202,17 +202,18 @@ def gates(ctx: Context, site_id: str | None, as_json: bool):
     with ctx.store(readonly=True) as store:
         rows = gate_health(store, site_id)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows))
         return
     if not rows:
         click.echo("no gates registered")
         return
     for row in rows:
         gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["open_gaps"]) or "none"
-        click.echo(f"{row['site']}/{row['gate']}: {row['state']}, last seen {row['last_seen'] or 'never'}, "
-                   f"stored through seq {row['contiguous_seq']} (max {row['max_seq']}), gaps {gaps}, "
-                   f"pending at gate {row['reported_pending'] if row['reported_pending'] is not None else '?'}"
-                   + ("" if row["active"] else " [deactivated]"))
+        # What a gate reports about itself is checked at ingest; shown escaped all the same.
+        say(f"{row['site']}/{row['gate']}: {row['state']}, last seen {row['last_seen'] or 'never'}, "
+            f"stored through seq {row['contiguous_seq']} (max {row['max_seq']}), gaps {gaps}, "
+            f"pending at gate {row['reported_pending'] if row['reported_pending'] is not None else '?'}"
+            + ("" if row["active"] else " [deactivated]"))
 
 
 # ============================================================================== workers and cards
@@ -253,11 +254,12 @@ def worker_list(ctx: Context, as_json: bool):
     with ctx.store(readonly=True) as store:
         workers = store.workers()
     if as_json:
-        click.echo(json.dumps(workers, indent=2))
+        click.echo(json_text(workers))
         return
     for w in workers:
         held = [c["uid"] for c in w["cards"] if c["valid_to"] is None]
-        click.echo(f"{w['worker']}: {w['name']} ({w['employer'] or 'no employer'}) cards {', '.join(held) or 'none'}")
+        say(f"{w['worker']}: {escape_control(w['name'])} ({escape_control(w['employer'] or 'no employer')}) "
+            f"cards {', '.join(held) or 'none'}")
 
 
 @worker.command("import")
@@ -273,7 +275,7 @@ def worker_import(ctx: Context, csv_file: str, as_json: bool):
         rows, problems = read_worker_csv(csv_file, held)
         if problems:
             for problem in problems:
-                click.echo(f"{csv_file}: {problem}", err=True)
+                say(f"{csv_file}: {escape_control(problem)}", err=True)
             raise click.ClickException(f"{csv_file}: {len(problems)} bad row(s); nothing imported")
         with progressbar(length=len(rows), label="importing workers") as bar:
             count = store.import_workers(rows, progress=bar.update)
@@ -322,21 +324,35 @@ def card_revoke(ctx: Context, uid: str, at: str | None):
 @click.option("--limit", type=int, help="Only the newest N.")
 @with_config
 def quarantine(ctx: Context, as_json: bool, limit: int | None):
-    """Every refused message, with its reason."""
+    """Refused messages kept, with their reasons, and what was refused but not kept, per topic."""
     with ctx.store(readonly=True) as store:
         rows = store.quarantined(limit)
         counters = store.counters()
+        tally = store.quarantine_tally()
     for row in rows:
         row["raw"] = row["raw"].decode("utf-8", "backslashreplace") if row["raw"] is not None else None
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows))
         return
     by_reason = {k.removeprefix("quarantined_"): v for k, v in counters.items() if k.startswith("quarantined_")}
-    click.echo(f"{len(rows)} quarantined message(s)" +
-               (": " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) if by_reason else ""))
+    click.echo(f"{len(rows)} quarantined message(s) kept" +
+               ("; refused in all: " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) if by_reason else ""))
+    # Topics, details and bytes come from outside: escaped, one message per line whatever they hold.
     for row in rows:
-        click.echo(f"#{row['id']} {row['received_at']} {row['reason']}: {row['detail']} [{row['topic']}, "
-                   f"{row['size']} bytes]")
+        say(f"#{row['id']} {row['received_at']} {row['reason']}: {escape_control(row['detail'])} "
+            f"[{escape_control(row['topic'])}, {row['size']} bytes" + ("" if row["raw"] is not None else ", bytes released")
+            + "]")
+    not_kept: dict[tuple[str, str], list] = {}
+    for entry in tally:
+        if entry["count"] > entry["kept"]:
+            total = not_kept.setdefault((entry["topic"], entry["reason"]), [0, 0, entry["first_at"], entry["last_at"]])
+            total[0] += entry["count"] - entry["kept"]
+            total[1] += entry["count"]
+            total[3] = entry["last_at"]
+    if not_kept:
+        click.echo("refused but not kept (each topic keeps its first refused messages per reason and hour):")
+        for (topic, reason), (dropped, count, first, last) in sorted(not_kept.items()):
+            say(f"  {escape_control(topic)} {reason}: {dropped} not kept of {count}, {first} to {last}")
 
 
 @main.command()

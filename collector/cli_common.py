@@ -1,4 +1,4 @@
-"""What every collector command shares: --config, --json, one-line errors."""
+"""What every collector command shares: --config, --json, one-line errors, terminal-safe output."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import click
 
 from gate_agent.configfile import ConfigError
+from gate_agent.logsetup import escape_control
 from gate_agent.protocol import valid_id
 
 from .config import load_config
@@ -46,8 +47,35 @@ def with_config(func):
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
+class Group(click.Group):
+    """The command group: error messages may quote what a gate, a file or a worker list held, so they
+    reach the terminal with control characters escaped (as everything else printed as text does)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as error:
+            error.message = escape_control(error.message, keep_newlines=True)
+            raise
+
+
+def say(text: str, *, err: bool = False) -> None:
+    """Print text that may hold values from outside (names, topics, details): control characters
+    escaped; the text's own line breaks kept."""
+    click.echo(escape_control(text, keep_newlines=True), err=err)
+
+
+def json_text(data) -> str:
+    """JSON as output: faithful (a reader gets the values back exactly) and terminal-safe. ASCII escapes
+    every control character but DEL, which json leaves raw."""
+    return json.dumps(data, indent=2, default=str).replace("\x7f", "\\u007f")
+
+
 def emit(as_json: bool, data, line: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else line)
+    if as_json:
+        click.echo(json_text(data))
+    else:
+        say(line)
 
 
 def check_id(kind: str, value: str) -> str:

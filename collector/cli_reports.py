@@ -7,6 +7,8 @@ from datetime import date, timedelta
 
 import click
 
+from gate_agent.logsetup import escape_control
+
 from .cli_common import Context, emit, json_option, progressbar, with_config
 
 date_type = click.DateTime(["%Y-%m-%d"])
@@ -68,7 +70,7 @@ def attendance_command(ctx: Context, site: str, day, first, last, as_json: bool,
         click.echo(to_csv(rows, ATTENDANCE_COLUMNS), nl=False)
     else:
         for r in rows:
-            click.echo(f"{r['date']} {r['worker']:8} {(r['name'] or '')[:18]:18} in {_clock(r['first_in'])} "
+            click.echo(f"{r['date']} {r['worker']:8} {escape_control(r['name'] or '')[:18]:18} in {_clock(r['first_in'])} "
                        f"out {_clock(r['last_out'])} {r['worked_minutes'] // 60:3d}h{r['worked_minutes'] % 60:02d} "
                        f"{r['status']:11} {'final' if r['final'] else 'provisional'} {','.join(r['flags'])}")
         click.echo(f"{len(rows)} record(s)")
@@ -96,7 +98,7 @@ def payroll_command(ctx: Context, site: str, first, last, as_json: bool, as_csv:
         click.echo(to_csv(rows, PAYROLL_COLUMNS), nl=False)
     else:
         for r in rows:
-            click.echo(f"{r['worker']:8} {(r['name'] or '')[:18]:18} {r['days_present']:3d} days "
+            click.echo(f"{r['worker']:8} {escape_control(r['name'] or '')[:18]:18} {r['days_present']:3d} days "
                        f"{r['worked_minutes'] / 60:7.2f} h  flagged {r['days_flagged']}  provisional {r['provisional_days']}")
 
 
@@ -116,7 +118,7 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
     click.echo(f"{site}: {data['on_site']} on site" +
                (f", and {data['unknown_cards']} unknown card(s)" if data["unknown_cards"] else ""))
     for w in data["workers"]:
-        click.echo(f"  {w['worker']:8} {w['name'] or '':20} since {w['since']} via {w['gate'] or 'manual entry'}")
+        click.echo(f"  {w['worker']:8} {escape_control(w['name'] or ''):20} since {w['since']} via {w['gate'] or 'manual entry'}")
 
 
 @click.command("evidence")

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from gate_agent.protocol import (
 )
 
 from .localtime import PLAUSIBLE_FROM, plausible_until
-from .store import GateKeys, Store
+from .store import OTHER_TOPICS, GateKeys, QuarantineLimits, Store
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +66,69 @@ class BurstResult:
     touched: set[tuple[str, str]] = field(default_factory=set)
     statuses: dict[tuple[str, str], dict] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    #: (log, topic, reason) -> [messages, the first one's detail]: logged once the burst has committed.
+    refusals: dict[tuple[str, str, str], list] = field(default_factory=dict)
 
     def snapshot(self) -> tuple:
-        return set(self.touched), dict(self.statuses), self.counts.copy()
+        return (set(self.touched), dict(self.statuses), self.counts.copy(),
+                {key: list(value) for key, value in self.refusals.items()})
 
     def restore(self, snapshot: tuple) -> None:
         self.touched, self.statuses, self.counts = set(snapshot[0]), dict(snapshot[1]), snapshot[2].copy()
+        self.refusals = {key: list(value) for key, value in snapshot[3].items()}
+
+    def refused(self, log: str, topic: str, reason: str, detail: str) -> None:
+        entry = self.refusals.setdefault((log, topic, reason), [0, detail])
+        entry[0] += 1
+
+
+class RepeatLog:
+    """Log lines about refused messages, about one per topic per interval, so that a gate sending garbage
+    cannot flood the log: the first refusal on a quiet topic is logged at once with its detail; the rest of
+    the interval's are counted and logged as one line with the count when the interval ends (``flush``).
+    A topic still busy from the previous interval is only counted. Topics come from outside and are
+    unbounded in number: beyond ``max_topics`` per interval they share one line."""
+
+    def __init__(self, verb: str, *, interval: float = 60.0, max_topics: int = 100, clock=time.monotonic):
+        self.verb, self.interval, self.max_topics, self._clock = verb, interval, max_topics, clock
+        self._started = clock()
+        self._pending: dict[str, Counter] = {}  # topic -> reason -> refusals not logged yet
+        self._seen: set[str] = set()  # topics with refusals in this interval
+        self._busy: set[str] = set()  # topics with refusals in the previous interval
+
+    def note(self, topic: str, reason: str, detail: str, count: int = 1) -> None:
+        topic = topic[:200]
+        if topic not in self._seen and len(self._seen) >= self.max_topics:
+            topic = OTHER_TOPICS
+        if topic not in self._seen:
+            self._seen.add(topic)
+            if topic not in self._busy:
+                log.warning("%s a message on %s: %s: %s", self.verb, topic, reason, detail[:200])
+                count -= 1
+        if count > 0:
+            self._pending.setdefault(topic, Counter())[reason] += count
+
+    def flush(self, *, force: bool = False) -> None:
+        """Log the counts held back, once the interval is over (or now, with ``force``: at a stop)."""
+        now = self._clock()
+        if not force and now - self._started < self.interval:
+            return
+        for topic, reasons in self._pending.items():
+            log.warning("%s %d more message(s) on %s in the last %.0f s: %s", self.verb, sum(reasons.values()),
+                        topic, now - self._started, ", ".join(f"{r} {n}" for r, n in reasons.most_common()))
+        self._busy, self._seen, self._pending, self._started = self._seen, set(), {}, now
 
 
 class Ingestor:
     """Owns one Store connection; not thread-safe (the service calls it from one thread)."""
 
     def __init__(self, store: Store, *, future_tolerance: float = 300.0, backwards_tolerance: float = 60.0,
-                 source: str = "mqtt", parallel_from: int = PARALLEL_FROM):
+                 source: str = "mqtt", parallel_from: int = PARALLEL_FROM,
+                 quarantine_limits: QuarantineLimits | None = None, log_interval: float = 60.0):
         self.store = store
+        self.quarantine_limits = quarantine_limits or QuarantineLimits()
+        self._logs = {"quarantined": RepeatLog("quarantined", interval=log_interval),
+                      "ignored": RepeatLog("ignored", interval=log_interval)}
         self.future_tolerance = timedelta(seconds=future_tolerance)
         self.backwards_tolerance = timedelta(seconds=backwards_tolerance)
         self.source = source
@@ -126,7 +176,16 @@ class Ingestor:
         except BaseException:
             self._tails.clear()  # what it remembers may have been rolled back
             raise
+        # Logged once committed: a burst retried after a write failure would otherwise be told twice.
+        for (name, topic, reason), (count, detail) in result.refusals.items():
+            self._logs[name].note(topic, reason, detail, count)
+        self.flush_log()
         return result
+
+    def flush_log(self, *, force: bool = False) -> None:
+        """Log the repeated refusals held back (the daemon calls this every round, and with force at a stop)."""
+        for repeat in self._logs.values():
+            repeat.flush(force=force)
 
     def _burst(self, messages: list[Incoming], result: BurstResult) -> None:
         group: list[tuple[Incoming, _Prepared | None]] = []
@@ -145,6 +204,8 @@ class Ingestor:
             seq, digest = self.store.advance_contiguous(site, gate, messages[-1].received_at)
             if seq > 0 and digest is not None:
                 result.acks[(site, gate)] = Ack(seq, digest)
+        if result.counts["quarantined"] > result.counts["quarantine_not_kept"]:
+            self.store.trim_quarantine(self.quarantine_limits)
         if result.counts:
             self.store.add_counters(result.counts)
 
@@ -164,7 +225,7 @@ class Ingestor:
             self._tails.clear()  # what it remembers may have been rolled back
             result.restore(before)
         for message, ready in group:
-            counts = result.counts.copy()
+            before = result.snapshot()
             try:
                 with self.store.transaction():
                     self._message(message, result, ready)
@@ -173,7 +234,7 @@ class Ingestor:
             except Exception as error:  # a bug must cost one message, visibly, not the collector
                 log.exception("unexpected failure on a message from %s", message.topic[:200])
                 self._tails.clear()
-                result.counts = counts
+                result.restore(before)
                 self._quarantine(message, "internal_error", f"{type(error).__name__}: {error}",
                                  message.payload, result)
 
@@ -405,25 +466,44 @@ class Ingestor:
         return later < earlier and parse_time(later) + self.backwards_tolerance < parse_time(earlier)
 
     def _status(self, message: Incoming, site: str, gate: str, result: BurstResult) -> None:
+        """Only a status that passes every check is stored; a bad one leaves the previous one in place."""
         try:
             status = decode_status(message.payload)
         except ProtocolError as error:
             self._quarantine(message, error.reason, "status: " + error.detail, message.payload, result)
             return
+        if (status["site"], status["gate"]) != (site, gate):
+            self._quarantine(message, "topic_mismatch", f"status of {status['site']}/{status['gate']} "
+                                                        f"published on {message.topic}", message.payload, result)
+            return
         if self._gate(site, gate) is None:
             result.counts["status_unknown_gate"] += 1
-            log.warning("status from unregistered gate %s/%s ignored", site, gate)
+            result.refused("ignored", message.topic, "unknown_gate", f"status from unregistered gate {site}/{gate}")
             return
         self.store.save_status(site, gate, status, message.received_at)
         result.statuses[(site, gate)] = status
         result.counts["statuses"] += 1
 
     def _quarantine(self, message: Incoming, reason: str, detail: str, raw: bytes, result: BurstResult) -> None:
-        self.store.quarantine(topic=message.topic, reason=reason, detail=detail, raw=raw,
-                              received_at=message.received_at)
+        """Count the refusal; keep a row unless the topic's allowance for this hour is used up."""
+        kept = self.store.quarantine(topic=message.topic, reason=reason, detail=detail, raw=raw,
+                                     received_at=message.received_at, allowance=self._allowance(message.topic),
+                                     limits=self.quarantine_limits)
         result.counts["quarantined"] += 1
         result.counts[f"quarantined_{reason}"] += 1
-        log.warning("quarantined a message on %s: %s: %s", message.topic[:200], reason, detail[:200])
+        if not kept:
+            result.counts["quarantine_not_kept"] += 1
+        result.refused("quarantined", message.topic, reason, detail)
+
+    def _allowance(self, topic: str) -> str:
+        """A registered gate's topics have allowances of their own; all other topics share one."""
+        try:
+            site, gate, kind = parse_gate_topic(topic)
+        except ProtocolError:
+            return OTHER_TOPICS
+        if kind in ("punch", "status") and self._gate(site, gate) is not None:
+            return topic
+        return OTHER_TOPICS
 
 
 @dataclass

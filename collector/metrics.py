@@ -6,6 +6,7 @@ and read-only); gauges are computed at scrape time from gate health and the live
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from gate_agent.protocol import parse_time
@@ -25,30 +26,51 @@ COUNTERS = (
     ("collector_acks_sent_total", "acks_sent", "Acknowledgements published to gates."),
     ("collector_resend_requests_total", "resend_requests", "Resend requests published to gates."),
     ("collector_write_failures_total", "write_failures", "Bursts the database refused (retried)."),
+    ("collector_quarantine_not_kept_total", "quarantine_not_kept",
+     "Quarantined messages counted but not kept as rows (their topic's hourly allowance was used up)."),
 )
 
 
 def _escape(value: str) -> str:
+    """A label value as the exposition format requires: backslash, double quote and line feed escaped."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{name}="{_escape(str(value))}"' for name, value in labels.items()) + "}"
 
 
-def _number(value: float) -> str:
-    return repr(float(value)) if isinstance(value, float) else str(value)
+def _number(value: object) -> str | None:
+    """A sample value in the format's own spelling (``NaN``, ``+Inf``, ``-Inf``; Python writes ``nan``,
+    ``inf`` and ``True``), or None for anything that is not a number: such a sample is left out."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        return repr(value)
+    return None
 
 
 class _Writer:
     def __init__(self):
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        self.lines.append(f"# HELP {name} {help_text}")
+    def family(self, name: str, kind: str, help_text: str, samples: list[tuple[str, object]]) -> None:
+        self.lines.append(f"# HELP {name} {_escape_help(help_text)}")
         self.lines.append(f"# TYPE {name} {kind}")
         for suffix, value in samples:
-            self.lines.append(f"{name}{suffix} {_number(value)}")
+            text = _number(value)
+            if text is not None:
+                self.lines.append(f"{name}{suffix} {text}")
 
 
 def render_metrics(store: Store, now: datetime | None = None) -> str:
@@ -80,7 +102,7 @@ def render_metrics(store: Store, now: datetime | None = None) -> str:
     out.family("collector_gate_pending", "gauge",
                "Punches the gate reported as not yet acknowledged, in its latest heartbeat.",
                [(_labels(site=g["site"], gate=g["gate"]), g["reported_pending"]) for g in gates
-                if isinstance(g["reported_pending"], int)])
+                if type(g["reported_pending"]) is int])
     out.family("collector_gate_last_seen_age_seconds", "gauge",
                "Seconds since the collector last heard from the gate (punch or heartbeat).",
                [(_labels(site=g["site"], gate=g["gate"]),

@@ -138,6 +138,7 @@ class CollectorService:
         finally:
             notify("STOPPING=1")
             self.session.stop()
+            self.ingestor.flush_log(force=True)
             try:
                 self._persist_metrics()
             except sqlite3.Error as error:
@@ -201,6 +202,7 @@ class CollectorService:
     # ------------------------------------------------------------------ housekeeping: gaps and rosters
 
     def _housekeeping(self) -> None:
+        self.ingestor.flush_log()
         try:
             self._check_gaps()
             self._publish_rosters()

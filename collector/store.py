@@ -9,6 +9,7 @@ edited: a correction is a separate manual punch, a void is a mark beside the pun
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +24,16 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from gate_agent.files import create_private
-from gate_agent.protocol import Punch, key_id, parse_public_key, utc_now_text, valid_id
+from gate_agent.protocol import (
+    TOPIC_ROOT,
+    ProtocolError,
+    Punch,
+    decode_status,
+    key_id,
+    parse_public_key,
+    utc_now_text,
+    valid_id,
+)
 
 from .pki import RESERVED_NAMES
 
@@ -135,6 +145,96 @@ def warn_if_public(path: str | Path) -> None:
     if mode & stat.S_IROTH:
         log.warning("%s holds personal data but every user may read it (mode %03o): chmod 600 it and its -wal and "
                     "-shm files (0640 for a group that must read it)", path, mode)
+
+
+@migrations()
+def m004_quarantine_limits(db: Database) -> None:
+    # The SHA-256 of each refused message (whole, not only the bytes kept), a tally of every refusal per
+    # hour, topic and reason (rows are kept only up to a limit), and an index to find rows holding bytes.
+    db.execute("ALTER TABLE quarantine ADD COLUMN sha256 TEXT")
+    db.execute("""
+        CREATE TABLE quarantine_tally (
+            hour     TEXT NOT NULL,     -- UTC, YYYY-MM-DDTHH
+            topic    TEXT NOT NULL,     -- a registered gate's topic, or OTHER_TOPICS
+            reason   TEXT NOT NULL,
+            count    INTEGER NOT NULL,  -- refused
+            kept     INTEGER NOT NULL,  -- of those, written as rows
+            first_at TEXT NOT NULL,
+            last_at  TEXT NOT NULL,
+            PRIMARY KEY (hour, topic, reason)
+        )""")
+    db.execute("CREATE INDEX quarantine_with_raw ON quarantine (id) WHERE raw IS NOT NULL")
+    gates = {(row[0], row[1]) for row in db.execute("SELECT site, gate FROM gates").fetchall()}
+    db.execute("CREATE TEMP TABLE gate_topics (topic TEXT PRIMARY KEY)")
+    db.conn.executemany("INSERT INTO gate_topics VALUES (?)", [(f"{TOPIC_ROOT}/{site}/{gate}/{kind}",)
+                                                               for site, gate in gates for kind in ("punch", "status")])
+    db.execute("""
+        INSERT INTO quarantine_tally (hour, topic, reason, count, kept, first_at, last_at)
+        SELECT substr(received_at, 1, 13), CASE WHEN topic IN (SELECT topic FROM gate_topics) THEN topic ELSE ? END,
+               reason, COUNT(*), COUNT(*), MIN(received_at), MAX(received_at)
+        FROM quarantine GROUP BY 1, 2, 3""", (OTHER_TOPICS,))
+    db.execute("DROP TABLE temp.gate_topics")
+
+
+@migrations()
+def m005_statuses_checked(db: Database) -> None:
+    # Statuses were once stored without validation: one that would be refused now leaves the gate's state
+    # for the quarantine (the status read paths trust what is stored).
+    rows = db.execute("SELECT site, gate, status, status_at FROM gate_state WHERE status IS NOT NULL").fetchall()
+    for site, gate, text, status_at in rows:
+        payload = text.encode("utf-8")
+        try:
+            decode_status(payload)
+        except ProtocolError as error:
+            received_at = status_at or utc_now_text()
+            topic = f"{TOPIC_ROOT}/{site}/{gate}/status"
+            _quarantine_row(db.conn, topic=topic, reason=error.reason, raw=payload, received_at=received_at,
+                            detail=f"stored status, refused on upgrade: {error.detail}", allowance=topic)
+            db.conn.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                [("quarantined",), (f"quarantined_{error.reason}",)])
+            db.execute("UPDATE gate_state SET status = NULL, status_state = NULL, status_at = NULL "
+                       "WHERE site = ? AND gate = ?", (site, gate))
+
+
+#: The tally's topic for messages on topics of no registered gate: those are unbounded in number, so
+#: they share one allowance of rows.
+OTHER_TOPICS = "(other topics)"
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineLimits:
+    """How much of what is refused the quarantine keeps; every refusal is counted whatever is kept.
+
+    Per topic, reason and hour the first ``rows_per_hour`` are kept as rows with their first 4 KiB;
+    later ones are counted (counters and tally) only. Past ``raw_rows`` rows holding bytes, the oldest
+    rows lose their bytes (their SHA-256, size and detail stay); past ``rows`` rows, the oldest rows go.
+    """
+
+    rows_per_hour: int = 20
+    raw_rows: int = 8192  # at most 4 KiB each: 32 MiB
+    rows: int = 100_000
+
+
+def _quarantine_row(conn: sqlite3.Connection, *, topic: str, reason: str, detail: str, raw: bytes,
+                    received_at: str, allowance: str, rows_per_hour: int | None = None) -> bool:
+    """Tally a refused message against ``allowance`` and write its row unless that allowance already
+    kept ``rows_per_hour`` rows for this reason and hour (None: always). True if the row was written."""
+    allowance, hour = allowance[:512], received_at[:13]
+    row = conn.execute("SELECT kept FROM quarantine_tally WHERE hour = ? AND topic = ? AND reason = ?",
+                       (hour, allowance, reason)).fetchone()
+    keep = rows_per_hour is None or (row[0] if row else 0) < rows_per_hour
+    conn.execute(
+        """INSERT INTO quarantine_tally (hour, topic, reason, count, kept, first_at, last_at)
+           VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + 1,
+           kept = kept + excluded.kept, last_at = max(last_at, excluded.last_at)""",
+        (hour, allowance, reason, int(keep), received_at, received_at))
+    if keep:
+        conn.execute(
+            "INSERT INTO quarantine (received_at, topic, reason, detail, size, raw, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (received_at, topic[:512], reason, detail[:1000], len(raw), raw[:QUARANTINE_RAW_BYTES],
+             hashlib.sha256(raw).hexdigest()))
+    return keep
 
 
 class StoreError(Exception):
@@ -535,10 +635,27 @@ class Store:
                status_state = excluded.status_state, status_at = excluded.status_at""",
             (site, gate, json.dumps(status, sort_keys=True), status["state"], received_at))
 
-    def quarantine(self, *, topic: str, reason: str, detail: str, raw: bytes, received_at: str) -> None:
-        self._conn.execute(
-            "INSERT INTO quarantine (received_at, topic, reason, detail, size, raw) VALUES (?, ?, ?, ?, ?, ?)",
-            (received_at, topic[:512], reason, detail[:1000], len(raw), raw[:QUARANTINE_RAW_BYTES]))
+    def quarantine(self, *, topic: str, reason: str, detail: str, raw: bytes, received_at: str,
+                   allowance: str | None = None, limits: QuarantineLimits | None = None) -> bool:
+        """Tally a refused message and keep it as a row unless ``allowance`` (the topic it counts against,
+        default ``topic``) has had its rows for this reason and hour. True if the row was kept."""
+        limits = limits or QuarantineLimits()
+        return _quarantine_row(self._conn, topic=topic, reason=reason, detail=detail, raw=raw,
+                               received_at=received_at, allowance=topic if allowance is None else allowance,
+                               rows_per_hour=limits.rows_per_hour)
+
+    def trim_quarantine(self, limits: QuarantineLimits | None = None) -> None:
+        """Oldest first: past ``limits.rows`` rows the oldest rows go, past ``limits.raw_rows`` rows with
+        bytes the oldest lose their bytes. The tally and the counters keep every count."""
+        limits = limits or QuarantineLimits()
+        rows = self._one("SELECT COUNT(*) FROM quarantine")[0]
+        if rows > limits.rows:
+            self._conn.execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)",
+                               (rows - limits.rows,))
+        with_raw = self._one("SELECT COUNT(*) FROM quarantine WHERE raw IS NOT NULL")[0]
+        if with_raw > limits.raw_rows:
+            self._conn.execute("UPDATE quarantine SET raw = NULL WHERE id IN (SELECT id FROM quarantine "
+                               "WHERE raw IS NOT NULL ORDER BY id LIMIT ?)", (with_raw - limits.raw_rows,))
 
     def add_counters(self, counts: dict[str, int]) -> None:
         self._conn.executemany(
@@ -648,11 +765,19 @@ class Store:
         return {name: (value, updated_at) for name, value, updated_at in rows}
 
     def quarantined(self, limit: int | None = None) -> list[dict]:
-        sql = "SELECT id, received_at, topic, reason, detail, size, raw FROM quarantine ORDER BY id"
+        # SELECT *: `collector serve` may read a database the daemon has not migrated yet (no sha256).
+        sql = "SELECT * FROM quarantine ORDER BY id"
         if limit is not None:
             sql += f" DESC LIMIT {int(limit)}"
         rows = self._rows(sql)
         return sorted(rows, key=lambda r: r["id"])
+
+    def quarantine_tally(self) -> list[dict]:
+        """Every refusal counted per hour, topic (or OTHER_TOPICS) and reason, with how many were kept."""
+        try:
+            return self._rows("SELECT * FROM quarantine_tally ORDER BY hour, topic, reason")
+        except sqlite3.OperationalError:  # not migrated yet (a read-only reader of an older database)
+            return []
 
     def punch_count(self) -> int:
         return self._one("SELECT COUNT(*) FROM punches")[0]

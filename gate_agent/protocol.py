@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -299,11 +300,24 @@ def verify_chain(punches: list[Punch], keys: dict[str, Ed25519PublicKey]) -> Non
 # ---------------------------------------------------------------------------------------------- messages
 
 
-def _load_json(payload: bytes, what: str) -> dict:
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("oversized", f"{what} of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as infinity
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _load_json(payload: bytes, what: str, limit: int = MAX_MESSAGE_BYTES) -> dict:
+    if len(payload) > limit:
+        raise ProtocolError("oversized", f"{what} of {len(payload)} bytes exceeds {limit}")
     try:
-        data = json.loads(payload.decode("utf-8"))
+        # Python's json accepts NaN, Infinity and -Infinity, and reads 1e999 as infinity; none of them is
+        # JSON (RFC 8259), and a non-finite number breaks every JSON reader downstream (browsers included).
+        data = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ProtocolError("malformed", f"{what} is not UTF-8 JSON: {str(error)[:120]}") from None
     if not isinstance(data, dict):
@@ -512,6 +526,12 @@ class Roster:
 
 
 STATUS_STATES = ("online", "offline")
+#: A heartbeat is a few hundred bytes; nothing a gate says about itself needs more.
+MAX_STATUS_BYTES = 4096
+#: What the agent counts and reports in each heartbeat (gate_agent.agent).
+STATUS_COUNTERS = ("recorded", "duplicates", "unknown_cards", "not_recorded")
+READER_STATES = ("ok", "down")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 
 
 def encode_status(state: str, **facts: object) -> bytes:
@@ -522,10 +542,100 @@ def encode_status(state: str, **facts: object) -> bytes:
 
 
 def decode_status(payload: bytes) -> dict:
-    data = _load_json(payload, "status")
-    if data.get("state") not in STATUS_STATES:
-        raise ProtocolError("schema", f"status state {str(data.get('state'))[:20]!r}")
+    """A gate's status, checked field by field before anything stores or shows it: a heartbeat carries
+    every fact gate_agent.link sends (finality and health read them; a missing one would be a guess),
+    the last will only the gate's ids. Anything else, and any value out of its type or range, is refused."""
+    data = _load_json(payload, "status", MAX_STATUS_BYTES)
+    state = data.get("state")
+    if state not in STATUS_STATES:
+        raise ProtocolError("schema", f"status state {str(state)[:20]!r}")
+    expected = _STATUS_FIELDS if state == "online" else _WILL_FIELDS
+    extra = set(data) - set(expected) - {"v", "state"}
+    if extra:
+        shown = ", ".join(repr(name[:40]) for name in sorted(extra)[:5])
+        raise ProtocolError("schema", f"{state} status has unknown field(s) {shown}"
+                                      + (f" and {len(extra) - 5} more" if len(extra) > 5 else ""))
+    missing = [name for name in expected if name not in data]
+    if missing:
+        raise ProtocolError("schema", f"{state} status lacks {', '.join(missing)}")
+    for name, check in expected.items():
+        check(name, data[name])
+    if state == "online" and not (data["acked_seq"] <= data["last_seq"]
+                                  and data["pending"] == data["last_seq"] - data["acked_seq"]):
+        raise ProtocolError("schema", f"status says pending {data['pending']} with last_seq {data['last_seq']} "
+                                      f"and acked_seq {data['acked_seq']}")
     return data
+
+
+def _status_id(name: str, value: object) -> None:
+    check_id(name, value)
+
+
+def _status_count(name: str, value: object) -> None:
+    # bool is an int in Python; the wire keeps them apart.
+    if type(value) is not int or not 0 <= value < 2**63:
+        raise ProtocolError("schema", f"status {name} must be an integer from 0 to 2**63-1")
+
+
+def _status_bool(name: str, value: object) -> None:
+    if type(value) is not bool:
+        raise ProtocolError("schema", f"status {name} must be true or false")
+
+
+def _status_time(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise ProtocolError("schema", f"status {name} must be a time (YYYY-MM-DDTHH:MM:SS.mmmZ)")
+    parse_time(value)
+
+
+def _status_time_or_null(name: str, value: object) -> None:
+    if value is not None:
+        _status_time(name, value)
+
+
+def _status_number(low: float, high: float, *, low_included: bool):
+    def check(name: str, value: object) -> None:
+        if type(value) not in (int, float) or not math.isfinite(value) or not (
+                (low <= value if low_included else low < value) and value <= high):
+            bounds = f"{'[' if low_included else '('}{low:g}, {high:g}]"
+            raise ProtocolError("schema", f"status {name} must be a number in {bounds}")
+    return check
+
+
+def _status_version(name: str, value: object) -> None:
+    if not isinstance(value, str) or _VERSION.fullmatch(value) is None:
+        raise ProtocolError("schema", f"status {name} must be a version (letters, digits, '.+_-'; 1-40)")
+
+
+def _status_boot(name: str, value: object) -> None:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64 or not value.isprintable():
+        raise ProtocolError("schema", f"status {name} must be 1-64 printable characters")
+
+
+def _status_reader(name: str, value: object) -> None:
+    if value not in READER_STATES:
+        raise ProtocolError("schema", f"status {name} must be one of {', '.join(READER_STATES)}")
+
+
+def _status_counters(name: str, value: object) -> None:
+    if not isinstance(value, dict) or not set(value) <= set(STATUS_COUNTERS):
+        raise ProtocolError("schema", f"status {name} must be an object with keys among {', '.join(STATUS_COUNTERS)}")
+    for key, count in value.items():
+        _status_count(f"{name}.{key}", count)
+
+
+#: Every field of an online status (gate_agent.link._publish_status) and its check.
+_STATUS_FIELDS = {
+    "site": _status_id, "gate": _status_id, "version": _status_version,
+    "heartbeat_seconds": _status_number(0, 86400, low_included=False),
+    "last_seq": _status_count, "acked_seq": _status_count, "pending": _status_count,
+    "oldest_pending_at": _status_time_or_null, "bytes_on_disk": _status_count,
+    "time": _status_time, "boot": _status_boot, "mono_ms": _status_count, "synced": _status_bool,
+    "reader": _status_reader, "buffer_pct": _status_number(0, 10000, low_included=True),
+    "buffer_warning": _status_bool, "roster_issued": _status_time_or_null, "counters": _status_counters,
+}
+#: The last will and a clean stop's final status.
+_WILL_FIELDS = {"site": _status_id, "gate": _status_id}
 
 
 # ---------------------------------------------------------------------------------------------- topics

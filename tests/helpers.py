@@ -212,6 +212,20 @@ class PunchFactory:
         return punch
 
 
+def heartbeat(**changes) -> dict:
+    """The facts of an online status as gate_agent.link publishes them (outbox status and agent facts),
+    for ``encode_status("online", **heartbeat(...))``."""
+    facts = {
+        "site": "S1", "gate": "north", "version": "0.1.0", "heartbeat_seconds": 1,
+        "last_seq": 2, "acked_seq": 2, "pending": 0, "oldest_pending_at": None, "bytes_on_disk": 12288,
+        "time": format_time(datetime.now(UTC)), "boot": "2f1c9a52-0d4e-4c1b-9f3a-6f1d2e3c4b5a",
+        "mono_ms": 86_400_123, "synced": True, "reader": "ok", "buffer_pct": 0.1, "buffer_warning": False,
+        "roster_issued": None, "counters": {"recorded": 2, "duplicates": 0, "unknown_cards": 0, "not_recorded": 0},
+    }
+    facts.update(changes)
+    return facts
+
+
 def outbox_status(setup: GateSetup) -> dict:
     """The gate's outbox counters read directly (cheaper than `gate-agent status` in a polling loop)."""
     from gate_agent.outbox import Outbox, OutboxError

@@ -18,7 +18,7 @@ from gate_agent.protocol import (
     format_time,
     utc_now_text,
 )
-from tests.helpers import PunchFactory
+from tests.helpers import PunchFactory, heartbeat
 
 TOPIC = GateTopics("S1", "north").punch
 
@@ -237,7 +237,8 @@ def test_clock_flags_never_rewrite_the_signed_time(ingestor, gate, store):
 
 def test_status_messages_are_kept_and_bad_ones_quarantined(ingestor, gate, store):
     status_topic = GateTopics("S1", "north").status
-    payload = encode_status("online", site="S1", gate="north", last_seq=3, pending=2, acked_seq=1)
+    payload = encode_status("online", **heartbeat(last_seq=3, pending=2, acked_seq=1,
+                                                  oldest_pending_at="2026-11-28T06:12:02.123Z"))
     result = ingestor.ingest([incoming(payload, status_topic), incoming(b"{not json", status_topic)])
     assert store.gate_status("S1", "north")["pending"] == 2
     assert result.statuses[("S1", "north")]["last_seq"] == 3

@@ -1,0 +1,126 @@
+"""Nothing from outside reaches an operator's terminal raw: log lines of the daemons and the text the
+commands print carry control characters (terminal escapes, bidi overrides, line feeds) as escapes,
+while JSON output stays faithful JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import urllib.error
+import urllib.request
+
+import pytest
+
+from gate_agent.logsetup import escape_control, setup_logging
+from gate_agent.protocol import GateTopics, encode_status
+from tests.helpers import CollectorSetup, Listener, PunchFactory, start_web, stop_process, wait_for
+
+TITLE = "\x1b]0;you have been pwned\x07"  # sets the terminal's title
+RED = "\x1b[31mred\x1b[0m"  # an ANSI colour
+RLO = "\u202e"  # right-to-left override
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+BANK = "bank-ops-token-all-sites-0003"
+
+
+def test_control_characters_are_written_as_escapes():
+    assert escape_control(f"a{TITLE}b") == "a\\x1b]0;you have been pwned\\x07b"
+    assert escape_control(RED) == "\\x1b[31mred\\x1b[0m"
+    assert escape_control(f"x{RLO}y\u2066z\u2069") == "x\\u202ey\\u2066z\\u2069"
+    assert escape_control("one\ntwo\r\tthree\x7f\x9b\x00") == "one\\ntwo\\r\\tthree\\x7f\\x9b\\x00"
+    assert escape_control("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"
+    assert escape_control("Zhang Wei 张伟, Ünal, O'Brien \\ 5%") == "Zhang Wei 张伟, Ünal, O'Brien \\ 5%"
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_every_log_line_of_both_tools_is_escaped(journal, monkeypatch, capsys):
+    """Both daemons log through setup_logging: the message, its arguments and any traceback."""
+    if journal:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    else:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging(0)
+        log = logging.getLogger("collector.ingest")
+        log.warning("quarantined a message on %s: %s", f"attendance/v1/S1/no{RLO}rth/punch", f"field {TITLE}")
+        log.warning(f"a message built before logging: {RED}\nforged line")
+        try:
+            raise ValueError(f"bad value {TITLE}")
+        except ValueError:
+            log.exception("failure on %s", RED)
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    err = capsys.readouterr().err
+    assert not RAW_CONTROL.search(err), repr(err)
+    assert "no\\u202erth" in err and "field \\x1b]0;you have been pwned\\x07" in err
+    assert "\\x1b[31mred\\x1b[0m\\nforged line" in err  # one record, one line
+    assert "ValueError: bad value \\x1b]0;you have been pwned\\x07" in err  # the traceback keeps its lines
+    assert len([line for line in err.splitlines() if "WARNING" in line or "ERROR" in line]) == 3
+
+
+@pytest.mark.slow
+def test_hostile_names_through_ingest_reach_log_and_terminal_escaped(tmp_path, broker):
+    north = PunchFactory()
+    collector = CollectorSetup.create(tmp_path / "collector", broker=broker, **{"web.tokens": {BANK: "*"}})
+    collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    collector.run("gate", "add", "north", "--site", "S1", "--public-key", north.public_key)
+    topics = GateTopics("S1", "north")
+    punch = north.next().to_dict() | {TITLE: 1, RED: 2}  # unknown field names, as a hostile gate sends them
+    status = json.loads(encode_status("online", site="S1", gate="north")) | {TITLE: 1}
+    bidi_topic = f"attendance/v1/S1/no{RLO}rth/punch"
+    daemon = collector.start()
+    web = publisher = None
+    try:
+        wait_for(lambda: "connected to" in collector.log(), message="collector connected")
+        publisher = Listener(broker.port)
+        publisher.publish(topics.punch, json.dumps({"v": 1, "punches": [punch]}).encode())
+        publisher.publish(topics.status, json.dumps(status).encode())
+        publisher.publish(bidi_topic, f"{TITLE}{RED}".encode())
+        wait_for(lambda: sum(collector.json("counters").get(name, 0) for name in ("quarantined", "statuses")) == 3,
+                 message="the three messages processed")
+        web, url = start_web(collector)  # its access log quotes request paths
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(url + "/api/sites/%1b]0;pwned%07/headcount", timeout=30)
+    finally:
+        if publisher is not None:
+            publisher.close()
+        if web is not None:
+            stop_process(web, signal.SIGKILL)
+        stop_process(daemon)
+
+    log = collector.log()
+    assert not RAW_CONTROL.search(log), repr(log)
+    assert "\\x1b]0;you have been pwned\\x07" in log and "\\x1b[31mred\\x1b[0m" in log and "no\\u202erth" in log
+    serve_log = (collector.directory / "serve.log").read_text()
+    assert not RAW_CONTROL.search(serve_log) and "pwned%07/headcount" in serve_log  # uvicorn quotes paths
+
+    assert collector.json("counters")["quarantined"] == 3  # the status with a hostile field name too
+    text = collector.run("quarantine").stdout
+    assert not RAW_CONTROL.search(text), repr(text)
+    assert "\\x1b]0;you have been pwned\\x07" in text and "no\\u202erth" in text
+    assert len(text.splitlines()) == 4  # a heading and one line per message, whatever they held
+
+    output = collector.run("quarantine", "--json").stdout
+    assert not RAW_CONTROL.search(output)
+    rows = json.loads(output)
+    assert TITLE in rows[0]["detail"] and RED in rows[0]["detail"]  # faithful: the exact names come back
+    assert rows[2]["topic"] == bidi_topic and rows[2]["raw"] == f"{TITLE}{RED}"
+
+
+def test_worker_names_from_a_csv_file_are_printed_escaped(tmp_path, broker):
+    collector = CollectorSetup.create(tmp_path / "collector", broker=broker)
+    workers = tmp_path / "workers.csv"
+    workers.write_text(f"worker,name,card,employer\nW1,Zhang{TITLE} Wei,04A1B2C3D4E5F6,{RED} Co\x7f\n",
+                       encoding="utf-8")
+    collector.run("worker", "import", str(workers))
+    text = collector.run("worker", "list").stdout
+    assert not RAW_CONTROL.search(text), repr(text)
+    assert "Zhang\\x1b]0;you have been pwned\\x07 Wei (\\x1b[31mred\\x1b[0m Co\\x7f)" in text
+    output = collector.run("worker", "list", "--json").stdout
+    assert not RAW_CONTROL.search(output)
+    (worker,) = json.loads(output)
+    assert (worker["name"], worker["employer"]) == (f"Zhang{TITLE} Wei", f"{RED} Co\x7f")
