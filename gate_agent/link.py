@@ -228,8 +228,9 @@ class Link:
             self._log_rejection("old_roster", "ignored a roster issued %s: this gate holds a newer one (%s)",
                                 roster.issued, self._roster_issued)
             return
-        if roster.issued == self._roster_issued:
-            return  # the retained copy again, after a reconnect
+        if roster.issued == self._roster_issued:  # the retained copy again, after a reconnect
+            log.info("roster of %s issued %s: already held", roster.site, roster.issued)
+            return
         outbox.save_roster(roster)
         self._roster_issued = roster.issued
         self._on_roster(roster)
