@@ -23,6 +23,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gate_agent.files import write_new
 from gate_agent.protocol import (
     ACK_FILE_FORMAT,
     BUNDLE_FORMAT,
@@ -210,17 +211,9 @@ def write_ack_file(store: Store, site: str, gate: str, *, key: Ed25519PrivateKey
     document = {"format": ACK_FILE_FORMAT, "version": FILE_FORMAT_VERSION, "ack": json.loads(signed)}
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        write_new(out, data, 0o644)
     except FileExistsError:
         raise BundleError(f"{out} already exists; choose another name (nothing is overwritten)") from None
     except OSError as error:
-        raise BundleError(f"cannot write {out}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as error:
-        out.unlink(missing_ok=True)
         raise BundleError(f"cannot write {out}: {error.strerror}") from None
     return {"site": site, "gate": gate, "seq": seq, "digest": digest, "path": str(out)}
