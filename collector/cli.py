@@ -12,7 +12,7 @@ from gate_agent.configfile import ConfigError
 from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
-from . import cli_deploy, cli_reports, cli_web
+from . import cli_db, cli_deploy, cli_reports, cli_web
 from .cli_common import Context, Group, check_id, emit, json_option, json_text, progressbar, say, with_config
 
 
@@ -75,13 +75,14 @@ def bank_key(ctx: Context, as_json: bool) -> None:
     from gate_agent.protocol import key_id, public_key_text
 
     from .signing import SigningKeyError, load_bank_key
+    from .store import database_exists
 
     try:
         current = public_key_text(load_bank_key(ctx.config).public_key())
     except SigningKeyError as error:
         raise click.ClickException(str(error)) from None
     history = []
-    if ctx.config.db.exists():
+    if database_exists(ctx.config.db):
         with ctx.store(readonly=True) as store:
             history = store.bank_keys()
     rows = [{"key_id": key_id(current), "public_key": current, "current": True}]
@@ -411,5 +412,5 @@ def demo(directory: str) -> None:
 
 
 # Commands of their own modules: attendance and exports, the web dashboard, deployment (PKI, bundles).
-for _module in (cli_reports, cli_web, cli_deploy):
+for _module in (cli_reports, cli_web, cli_deploy, cli_db):
     _module.register(main)

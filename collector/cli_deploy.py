@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -19,12 +18,13 @@ def _one_line_errors(func):
     def wrapper(*args, **kwargs):
         from .bundle import BundleError
         from .pki import PkiError
+        from .store import DatabaseError
 
         try:
             return func(*args, **kwargs)
         except (PkiError, BundleError) as error:
             raise click.ClickException(str(error)) from None
-        except sqlite3.Error as error:
+        except DatabaseError as error:
             # Every write here is a transaction and an import is idempotent: trying again is safe.
             raise click.ClickException(f"database: {error}; running the command again is safe") from None
 

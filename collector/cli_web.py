@@ -23,6 +23,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     """
     import uvicorn
 
+    from .store import display
     from .web import WebApp
 
     config = ctx.config
@@ -31,7 +32,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
                                    'token, e.g. "<random string of 16+ characters>" = "S1" (or "*" for all sites)')
     host = host or config.web_host
     port = port or config.web_port
-    log.info("serving %s read-only on http://%s:%d (%d token(s))", config.db, host, port, len(config.web_tokens))
+    log.info("serving %s read-only on http://%s:%d (%d token(s))", display(config.db), host, port, len(config.web_tokens))
     web = WebApp(config)
 
     class Server(uvicorn.Server):

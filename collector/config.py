@@ -49,7 +49,7 @@ class CollectorConfig:
     daemon's secrets (``$CREDENTIALS_DIRECTORY/...``), which `collector serve`, reading the same file as
     another user without credentials, neither has nor needs. Their mistakes raise ConfigError then."""
 
-    db: Path
+    db: str | Path  # a postgresql:// URL or a SQLite file
     read_mqtt: Callable[[], MqttSettings] = field(repr=False, compare=False)
     read_signing_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
     gap_wait_seconds: float = 5.0
@@ -99,10 +99,32 @@ def token_bits(token: str) -> float:
     return min(free, 2 * len(set(token))) * math.log2(pool) if pool > 1 else 0.0
 
 
+#: Overrides ``db``, so that a PostgreSQL password need not sit in the file (libpq's PGPASSWORD and
+#: ~/.pgpass work too).
+DB_ENVIRONMENT = "COLLECTOR_DB"
+
+
+def _database(table: Table) -> str | Path | None:
+    """``db``: a ``postgresql://`` URL, or a SQLite file (a path, or ``sqlite:PATH``)."""
+    value = table.raw("db", None)
+    override = os.environ.get(DB_ENVIRONMENT)
+    if override:
+        value = override
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise table.error("db", "must be a path or a postgresql:// URL")
+    if value.split(":", 1)[0] in ("postgresql", "postgres"):
+        if "@" not in value and "/" not in value.split("://", 1)[-1]:
+            raise table.error("db", "a PostgreSQL URL names a database: postgresql://user@host:port/dbname")
+        return value
+    return table.expand_path("db", value[len("sqlite:"):] if value.startswith("sqlite:") else value)
+
+
 def load_config(path: str | os.PathLike) -> CollectorConfig:
     table = Table.load(path)
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
-    db = table.path("db", None) or Path(state_dir) / "collector.sqlite3"
+    db = _database(table) or Path(state_dir) / "collector.sqlite3"
     signing_key = table.path_later("signing_key", None)
     mqtt_table = table.table("mqtt", deferred=True)
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,7 @@ from gate_agent.protocol import (
 )
 
 from .localtime import PLAUSIBLE_FROM, plausible_until
-from .store import OTHER_TOPICS, GateKeys, QuarantineLimits, Store
+from .store import OTHER_TOPICS, DatabaseError, GateKeys, QuarantineLimits, Store
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +132,15 @@ class Ingestor:
         self.backwards_tolerance = timedelta(seconds=backwards_tolerance)
         self.source = source
         self._gates: dict[tuple[str, str], GateKeys] = {}
-        self._registry_version: tuple[int, int] | None = None
+        self._registry_version: int | None = None
         self._reload_registry()
         # The highest punch held per gate, (seq, digest, time): live punches arrive in order, so their
         # predecessor is usually this one and no successor can be held. Valid only while no other
-        # connection writes (checked under the write lock) and nothing was rolled back.
+        # connection writes (checked under the write lock: SQLite's change marker; with PostgreSQL,
+        # where other writers cannot be seen that cheaply, only within one burst) and nothing was
+        # rolled back.
         self._tails: dict[tuple[str, str], tuple[int, str, str] | None] = {}
+        self._marker: object = None
         self._limit_for, self._limit, self._plausible_limit = "", "", ""
         self._workers = max(1, os.cpu_count() or 1)
         self._parallel_from = parallel_from  # punches in a segment before worker threads verify them
@@ -164,17 +166,25 @@ class Ingestor:
     # ------------------------------------------------------------------ bursts
 
     def ingest(self, messages: list[Incoming]) -> BurstResult:
-        """Process a burst in one transaction. Raises sqlite3.Error if it could not be made durable."""
+        """Process a burst in one transaction. Raises DatabaseError if it could not be made durable."""
         result = BurstResult()
+        db = self.store.db
         try:
             with self.store.transaction():
-                # Under the write lock: no other connection can commit until this burst has.
+                # Every gate of the burst is this transaction's until it ends, whoever else writes (other
+                # collectors, an import); with one writer (SQLite) the transaction's write lock is enough.
+                db.lock_gates(_gates_of(messages))
+                marker = db.change_marker() if db.single_writer else None
+                if marker is None or marker != self._marker:
+                    self._tails.clear()
                 if self._registry_changed():
                     self._reload_registry()
                     self._tails.clear()
                 self._burst(messages, result)
+            self._marker = db.change_marker() if db.single_writer else None
         except BaseException:
             self._tails.clear()  # what it remembers may have been rolled back
+            self._marker = None
             raise
         # Logged once committed: a burst retried after a write failure would otherwise be told twice.
         for (name, topic, reason), (count, detail) in result.refusals.items():
@@ -219,7 +229,7 @@ class Ingestor:
                 for message, ready in group:
                     self._message(message, result, ready)
             return
-        except sqlite3.Error:
+        except DatabaseError:
             raise
         except Exception:
             self._tails.clear()  # what it remembers may have been rolled back
@@ -229,7 +239,7 @@ class Ingestor:
             try:
                 with self.store.transaction():
                     self._message(message, result, ready)
-            except sqlite3.Error:
+            except DatabaseError:
                 raise
             except Exception as error:  # a bug must cost one message, visibly, not the collector
                 log.exception("unexpected failure on a message from %s", message.topic[:200])
@@ -504,6 +514,19 @@ class Ingestor:
         if kind in ("punch", "status") and self._gate(site, gate) is not None:
             return topic
         return OTHER_TOPICS
+
+
+def _gates_of(messages: list[Incoming]) -> set[tuple[str, str]]:
+    """The gates a burst's punches may be written for (a punch is refused unless its topic is its gate's)."""
+    gates = set()
+    for message in messages:
+        try:
+            site, gate, kind = parse_gate_topic(message.topic)
+        except ProtocolError:
+            continue
+        if kind in ("punch", "status"):
+            gates.add((site, gate))
+    return gates
 
 
 @dataclass

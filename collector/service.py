@@ -9,7 +9,6 @@ database refuses the write (disk full), nothing is acknowledged and the burst is
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -33,7 +32,7 @@ from gate_agent.protocol import (
 from .config import CollectorConfig
 from .ingest import BurstResult, Incoming, Ingestor
 from .signing import load_bank_key
-from .store import Store
+from .store import DatabaseError, Store, display
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ class CollectorService:
 
         self.session.start()
         notify("READY=1", "STATUS=collecting")
-        log.info("collector running: database %s, broker %s:%d", self.config.db, self.config.mqtt.host,
+        log.info("collector running: database %s, broker %s:%d", display(self.config.db), self.config.mqtt.host,
                  self.config.mqtt.port)
         next_housekeeping = 0.0
         try:
@@ -141,7 +140,7 @@ class CollectorService:
             self.ingestor.flush_log(force=True)
             try:
                 self._persist_metrics()
-            except sqlite3.Error as error:
+            except DatabaseError as error:
                 log.error("cannot save metrics: %s", error)
             self.store.close()
             log.info("collector stopped")
@@ -163,11 +162,11 @@ class CollectorService:
             try:
                 result = self.ingestor.ingest(incoming)
                 break
-            except sqlite3.Error as error:
+            except DatabaseError as error:
                 # Nothing of this burst is acknowledged: the broker and the gates keep it.
                 self.counters["write_failures"] += 1
                 log.error("cannot write to %s (%s); acknowledging nothing, retrying in %.1f s",
-                          self.config.db, error, delay)
+                          display(self.config.db), error, delay)
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, RETRY_DELAYS[1])
@@ -207,7 +206,7 @@ class CollectorService:
             self._check_gaps()
             self._publish_rosters()
             self._persist_metrics()
-        except sqlite3.Error as error:
+        except DatabaseError as error:
             log.error("housekeeping failed: %s", error)
 
     def _persist_metrics(self) -> None:

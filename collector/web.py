@@ -354,9 +354,9 @@ class _SlotResponse(StreamingResponse):
             self.release()
 
 
-def _data_version(store: Store) -> int:
+def _data_version(store: Store) -> object:
     """Changes whenever another connection (the daemon, an admin command) commits."""
-    return store.db.conn.execute("PRAGMA data_version").fetchone()[0]
+    return store.change_marker()
 
 
 def _snapshot(store: Store, site: str) -> dict:

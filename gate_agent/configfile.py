@@ -147,9 +147,10 @@ class Table:
             return lambda: default
         if not isinstance(value, str) or not value:
             raise self.error(key, "must be a path")
-        return lambda: self._expand(key, value)
+        return lambda: self.expand_path(key, value)
 
-    def _expand(self, key: str, value: str) -> Path:
+    def expand_path(self, key: str, value: str) -> Path:
+        """``value`` as ``path`` reads it: ``$VARS`` expanded, relative to the config file."""
         expanded = os.path.expandvars(value)
         if "$" in expanded:
             raise self.error(key, f"{value!r} names an environment variable that is not set")

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from collector.broker import LocalBroker
+from tests import postgres
 from tests.helpers import GateSetup
 
 
@@ -30,3 +31,21 @@ def udp_device() -> str:
 def gate(tmp_path, broker, udp_device) -> GateSetup:
     """Key, config and data directory of one gate (S1/north) reading a udp virtual card."""
     return GateSetup.create(tmp_path / "gate", broker=broker, device=udp_device)
+
+
+@pytest.fixture
+def postgres_db():
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    postgres.require_server()
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """Where the collector's database lives: a SQLite file, then a PostgreSQL database (storage tests
+    run on both backends)."""
+    if request.param == "sqlite":
+        return tmp_path / "collector.sqlite3"
+    return request.getfixturevalue("postgres_db")

@@ -245,10 +245,12 @@ class CollectorSetup:
     broker_port: int
     options: dict = field(default_factory=dict)
 
+    db: str | Path | None = None  # a PostgreSQL URL, or None for a SQLite file in ``directory``
+
     @classmethod
-    def create(cls, directory: Path, *, broker, **options) -> CollectorSetup:
+    def create(cls, directory: Path, *, broker, db: str | Path | None = None, **options) -> CollectorSetup:
         directory.mkdir(parents=True, exist_ok=True)
-        setup = cls(directory, broker.port, options)
+        setup = cls(directory, broker.port, options, db=None if db is None or isinstance(db, Path) else db)
         setup.write_config()
         return setup
 
@@ -258,14 +260,20 @@ class CollectorSetup:
 
     @property
     def db_path(self) -> Path:
+        """The SQLite file (only when the setup is on SQLite)."""
+        assert self.db is None, "this collector keeps its database in PostgreSQL"
         return self.directory / "collector.sqlite3"
+
+    @property
+    def location(self) -> str | Path:
+        return self.db if self.db is not None else self.db_path
 
     def write_config(self, **changes) -> Path:
         self.options.update(changes)
         ingest = {"gap_wait_seconds": 1, "resend_interval_seconds": 3, "roster_interval_seconds": 0.5}
         ingest.update(self.options.get("ingest", {}))
         signing_key = self.options.get("signing_key") or str(write_bank_key(self.directory / "bank.key"))
-        text = (f'db = "{self.db_path}"\nsigning_key = "{signing_key}"\n'
+        text = (f'db = "{self.location}"\nsigning_key = "{signing_key}"\n'
                 f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker_port}\n[ingest]\n'
                 + "".join(f"{k} = {json.dumps(v)}\n" for k, v in ingest.items()))
         for section, values in self.options.items():
@@ -288,21 +296,31 @@ class CollectorSetup:
         handle.close()
         return process
 
-    def store(self):
+    def store(self, *, readonly: bool = False):
         from collector.store import Store
 
-        return Store(self.db_path)
+        return Store(self.location, readonly=readonly)
+
+    def rows(self, sql: str, *params) -> list[tuple]:
+        """Rows read straight from the database ([] while it does not exist yet)."""
+        from collector.store import DatabaseError, Store, StoreError
+
+        try:
+            with Store(self.location, readonly=True) as store:
+                return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+                        for row in store.execute(sql, params).fetchall()]
+        except (StoreError, DatabaseError):
+            return []
 
     def count(self, sql: str, *params) -> int:
-        import sqlite3
+        """A number read straight from the database (0 while it does not exist yet)."""
+        from collector.store import DatabaseError, Store, StoreError
 
-        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
         try:
-            return conn.execute(sql, params).fetchone()[0]
-        except sqlite3.OperationalError:
+            with Store(self.location, readonly=True) as store:
+                return store.execute(sql, params).fetchone()[0]
+        except (StoreError, DatabaseError):
             return 0
-        finally:
-            conn.close()
 
     def log(self) -> str:
         return (self.directory / "collector.log").read_text()

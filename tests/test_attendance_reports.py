@@ -28,8 +28,8 @@ def local(text: str) -> datetime:
 class Site:
     """A collector database with site S1, an IN gate (north), an OUT gate (south) and two workers."""
 
-    def __init__(self, tmp_path):
-        self.setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
+    def __init__(self, tmp_path, database=None):
+        self.setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=database)
         self.north = PunchFactory(gate="north")
         self.south = PunchFactory(gate="south")
         with self.setup.store() as store:
@@ -60,8 +60,8 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path):
-    site = Site(tmp_path)
+def site(tmp_path, database):
+    site = Site(tmp_path, database)
     site.tap(site.north, W1_CARD, local("2026-11-02 08:00"), "in")
     site.tap(site.north, W2_CARD, local("2026-11-02 08:30"), "in")
     site.tap(site.north, STRANGER, local("2026-11-02 09:00"), "in")

@@ -34,8 +34,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def collector(tmp_path, broker, gate):
-    setup = CollectorSetup.create(tmp_path / "collector", broker=broker)
+def collector(tmp_path, broker, gate, database):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=broker, db=database)
     setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
     setup.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
     return setup
@@ -58,14 +58,7 @@ def agent(gate, collector_process):
 
 
 def stored_seqs(collector, site="S1", gate="north") -> list[int]:
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in conn.execute("SELECT seq FROM punches WHERE site = ? AND gate = ? ORDER BY seq",
-                                           (site, gate))]
-    finally:
-        conn.close()
+    return [r[0] for r in collector.rows("SELECT seq FROM punches WHERE site = ? AND gate = ? ORDER BY seq", site, gate)]
 
 
 def test_taps_reach_the_collector_and_the_gate_forgets_them(gate, collector, agent):

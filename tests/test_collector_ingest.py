@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from collector.ingest import Incoming, Ingestor
-from collector.store import Store
+from collector.store import DatabaseError, Store
 from gate_agent.protocol import (
     MAX_MESSAGE_BYTES,
     GateTopics,
@@ -24,8 +24,8 @@ TOPIC = GateTopics("S1", "north").punch
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "collector.sqlite3")
+def store(database):
+    store = Store(database)
     store.add_site("S1", timezone="Asia/Shanghai")
     store.add_site("S2", timezone="Asia/Shanghai")
     yield store
@@ -212,7 +212,7 @@ def test_a_gate_registered_after_the_collector_started_is_seen(tmp_path, store, 
     late = PunchFactory(gate="late")
     send(ingestor, late.next(), topic=GateTopics("S1", "late").punch)
     assert quarantine_reasons(store) == ["unknown_gate"]
-    other = Store(store.path)  # an admin command's own connection
+    other = Store(store.location)  # an admin command's own connection
     other.add_gate("S1", "late", late.public_key)
     other.close()
     send(ingestor, late.next(), topic=GateTopics("S1", "late").punch)
@@ -247,8 +247,6 @@ def test_status_messages_are_kept_and_bad_ones_quarantined(ingestor, gate, store
 
 def test_a_burst_is_one_transaction(ingestor, gate, store, monkeypatch):
     """If the database fails mid-burst, nothing of the burst is kept (and so nothing is acked)."""
-    import sqlite3
-
     punches = [gate.next() for _ in range(3)]
     calls = {"n": 0}
     original = store.insert_punch
@@ -256,11 +254,11 @@ def test_a_burst_is_one_transaction(ingestor, gate, store, monkeypatch):
     def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise sqlite3.OperationalError("database or disk is full")
+            raise DatabaseError("database or disk is full")
         return original(*args, **kwargs)
 
     monkeypatch.setattr(store, "insert_punch", failing)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(DatabaseError):
         ingestor.ingest([incoming(encode_punches([p])) for p in punches])
     monkeypatch.undo()
     assert stored(store) == [] and store.counters() == {}

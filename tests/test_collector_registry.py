@@ -12,8 +12,8 @@ from tests.helpers import CollectorSetup, PunchFactory
 
 
 @pytest.fixture
-def collector(tmp_path, broker):
-    setup = CollectorSetup.create(tmp_path / "collector", broker=broker)
+def collector(tmp_path, broker, database):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=broker, db=database)
     setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai", "--name", "Riverside")
     return setup
 

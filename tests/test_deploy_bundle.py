@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import signal
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,8 +42,8 @@ def gate(tmp_path, udp_device) -> GateSetup:
 
 
 @pytest.fixture
-def collector(tmp_path, gate) -> CollectorSetup:
-    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=free_port()))
+def collector(tmp_path, gate, database) -> CollectorSetup:
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=free_port()), db=database)
     setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
     setup.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
     return setup
@@ -69,12 +68,7 @@ def summary(collector: CollectorSetup, path: Path) -> dict:
 
 
 def punch_rows(collector: CollectorSetup) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT site, gate, seq, digest, body, source, flags, received_at FROM punches "
-                            "ORDER BY seq").fetchall()
-    finally:
-        conn.close()
+    return collector.rows("SELECT site, gate, seq, digest, body, source, flags, received_at FROM punches ORDER BY seq")
 
 
 def one_error_line(result, expected: str) -> None:

@@ -57,7 +57,7 @@ def bank(tmp_path):
             Ingestor(store).ingest([Incoming(GateTopics("S1", gate.gate).punch, encode_punches([punch]),
                                              format_time(moment + timedelta(seconds=2)))])
         with store.transaction():
-            store._conn.execute("UPDATE gate_keys SET added_at = '2026-11-01T00:00:00.000Z'")
+            store.execute("UPDATE gate_keys SET added_at = '2026-11-01T00:00:00.000Z'")
     out = tmp_path / "w1.json"
     setup.run("evidence", "--worker", "W1", "--from", "2026-11-02", "--to", "2026-11-02", "--out", str(out))
     return SimpleNamespace(setup=setup, file=out, document=json.loads(out.read_text()), north=north, south=south)
@@ -216,7 +216,7 @@ def test_gate_keys_are_checked_against_the_registry_at_the_time(bank, tmp_path):
     kid = bank.document["gates"][0]["punches"][0]["key"]
     gate = bank.document["gates"][0]["gate"]
     with bank.setup.store() as store, store.transaction():
-        store._conn.execute("UPDATE gate_keys SET revoked_at = ? WHERE key_id = ?", ("2026-11-01T12:00:00.000Z", kid))
+        store.execute("UPDATE gate_keys SET revoked_at = ? WHERE key_id = ?", ("2026-11-01T12:00:00.000Z", kid))
     result = verify(bank.file, "--config", str(bank.setup.config_path))
     assert result.returncode == 1 and f"of S1/{gate} was revoked at 2026-11-01T12:00" in result.stderr
     assert verify(bank.file, "--bank-key", BANK_PUBLIC).returncode == 0

@@ -198,7 +198,7 @@ def test_an_upgrade_quarantines_a_hostile_status_stored_before(tmp_path):
                               utc_now_text())
     conn = sqlite3.connect(path)
     with conn:
-        conn.execute("DELETE FROM _sqlite_migrations WHERE name LIKE '%status%'")
+        conn.execute("DELETE FROM schema_migrations WHERE name = 'statuses_checked'")
     conn.close()
     with Store(path) as store:
         assert store.gate_status("S1", "north") is None

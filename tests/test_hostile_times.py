@@ -171,7 +171,7 @@ def test_reads_do_not_depend_on_what_ingest_flagged(tmp_path):
     """A database written before the rule: the year-9999 punch carries only clock_future."""
     bank = Bank(tmp_path / "collector", LATEST)
     with bank.setup.store() as store, store.transaction():
-        store.db.conn.execute("UPDATE punches SET flags = 'clock_future' WHERE time = ?", (LATEST,))
+        store.execute("UPDATE punches SET flags = 'clock_future' WHERE time = ?", (LATEST,))
     for site in SITES:
         assert bank.json("headcount", "--site", site)["on_site"] == 1
         extreme = next(row for row in bank.json("punches", "--site", site) if row["time"] == LATEST)

@@ -1,0 +1,49 @@
+"""`collector db`: the database's schema version and upgrades (and moving a pilot's SQLite file)."""
+
+from __future__ import annotations
+
+import click
+
+from .cli_common import Context, emit, json_option, with_config
+
+
+@click.group("db")
+def db_group() -> None:
+    """The collector's database (SQLite file or PostgreSQL)."""
+
+
+@db_group.command("status")
+@json_option
+@with_config
+def db_status(ctx: Context, as_json: bool) -> None:
+    """Which schema steps the database has, and which are pending (read-only)."""
+    from .store import display, schema
+
+    with ctx.store(readonly=True) as store:
+        applied = schema.applied(store.db)
+    rows = [{"version": step.version, "name": step.name, "applied_at": applied.get(step.version)}
+            for step in schema.STEPS]
+    pending = [r for r in rows if r["applied_at"] is None]
+    emit(as_json, {"database": display(ctx.config.db), "steps": rows, "pending": len(pending)},
+         "\n".join(f"{r['version']:3} {r['name']:28} {r['applied_at'] or 'pending'}" for r in rows)
+         + f"\n{display(ctx.config.db)}: {len(pending)} step(s) pending")
+
+
+@db_group.command("upgrade")
+@json_option
+@with_config
+def db_upgrade(ctx: Context, as_json: bool) -> None:
+    """Apply pending schema steps (the daemon does so at start too; several collectors starting at once
+    apply each step once)."""
+    from .store import Store, display, schema
+
+    with Store(ctx.config.db, upgrade=False) as store:
+        done = schema.upgrade(store.db)
+        version = max(schema.applied(store.db), default=0)
+    emit(as_json, {"database": display(ctx.config.db), "applied": [s.version for s in done], "version": version},
+         f"{display(ctx.config.db)}: " + (f"applied {', '.join(f'{s.version} {s.name}' for s in done)}; "
+                                          if done else "nothing to apply; ") + f"schema version {version}")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(db_group)

@@ -1,0 +1,84 @@
+"""The collector's storage: every query, written once for SQLite (the embedded default) and PostgreSQL.
+
+``Store`` is the one object the rest of the collector talks to: registry (``registry.py``), ledger
+(``ledger.py``), quarantine, counters; ``schema.py`` holds the versioned schema and ``connection.py``
+with a module per engine what differs between them. A location is a path (or ``sqlite:PATH``) or a
+``postgresql://`` URL.
+
+Gate punches are stored exactly as signed (``body``) next to the fields queries need. They are never
+edited: a correction is a separate manual punch, a void is a mark beside the punch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import schema
+from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
+from .counters import CounterQueries
+from .errors import StoreError
+from .ledger import LedgerQueries
+from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
+from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
+
+__all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "QuarantineLimits", "OTHER_TOPICS",
+           "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
+
+
+class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries):
+    """A connection to the collector's database. Opening it for writing applies pending schema steps;
+    ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
+
+    def __init__(self, location: str | Path, *, readonly: bool = False, upgrade: bool = True):
+        self.location = location
+        try:
+            self.db: Connection = connect(location, readonly=readonly)
+        except DatabaseError as error:
+            raise StoreError(str(error)) from None
+        if not readonly and upgrade:
+            try:
+                schema.upgrade(self.db)
+            except BaseException:
+                self.db.close()
+                raise
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for PostgreSQL."""
+        return None if is_postgresql(self.location) else sqlite_path(self.location)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """One transaction; nested ones are savepoints (a failure costs only its own block)."""
+        with self.db.transaction():
+            yield self
+
+    def execute(self, sql: str, params: Sequence = ()):
+        """A statement of the caller's own (tools and tests); queries of the product live in the mixins."""
+        return self.db.execute(sql, params)
+
+    def change_marker(self) -> object:
+        """Changes whenever another connection may have committed (the live stream polls it)."""
+        return self.db.change_marker()
+
+    def _one(self, sql: str, params: Iterable = ()) -> tuple | None:
+        return self.db.one(sql, tuple(params))
+
+    def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
+        return self.db.rows(sql, tuple(params))
+
+
+def database_exists(location: str | Path) -> bool:
+    """Whether there is a database to read (a PostgreSQL server is taken to have one)."""
+    return is_postgresql(location) or sqlite_path(location).exists()

@@ -1,0 +1,30 @@
+"""Counters (ingest's, exact, committed with each burst) and gauges (the daemon's last measurements)."""
+
+from __future__ import annotations
+
+from .connection import Connection
+
+
+class CounterQueries:
+    db: Connection
+
+    def add_counters(self, counts: dict[str, int]) -> None:
+        self.db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET value = counters.value + excluded.value", list(counts.items()))
+
+    def set_gauges(self, values: dict[str, float], updated_at: str) -> None:
+        self.db.executemany(
+            "INSERT INTO gauges (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+            "SET value = excluded.value, updated_at = excluded.updated_at",
+            [(name, value, updated_at) for name, value in values.items()])
+
+    def counters(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in self.db.execute("SELECT name, value FROM counters ORDER BY name").fetchall()}
+
+    def gauges(self) -> dict[str, tuple[float, str]]:
+        """name -> (value, updated_at); empty on a database the daemon has not migrated yet."""
+        if not self.db.table_exists("gauges"):
+            return {}
+        rows = self.db.execute("SELECT name, value, updated_at FROM gauges ORDER BY name").fetchall()
+        return {name: (value, updated_at) for name, value, updated_at in rows}

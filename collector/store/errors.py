@@ -1,0 +1,7 @@
+"""What the store raises to its callers."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A registry operation that cannot be done; the message says why in one line."""

@@ -1,0 +1,225 @@
+"""The ledger: gate punches exactly as signed, their links and conflicts, each gate's progress and gaps,
+and the manual entries and voids people add beside them (a gate's punch is never edited)."""
+
+from __future__ import annotations
+
+import json
+
+from gate_agent.protocol import Punch, utc_now_text
+
+from .connection import Connection
+from .errors import StoreError
+
+
+def _bytes(value) -> bytes | None:
+    return bytes(value) if isinstance(value, memoryview) else value
+
+
+class LedgerQueries:
+    """Mixed into Store, whose ``_one``, ``_rows`` and ``transaction`` it uses."""
+
+    db: Connection
+
+    # ================================================================== ingest (inside one transaction)
+
+    def insert_punch(self, punch: Punch, *, digest: str, body: bytes, received_at: str, source: str,
+                     flags: str) -> bool:
+        """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests)."""
+        cursor = self.db.execute(
+            """INSERT INTO punches (site, gate, seq, time, card, direction, tech, roster, synced, boot, mono_ms,
+                   reader, prev, digest, key_id, body, received_at, source, flags)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (site, gate, seq) DO NOTHING""",
+            (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, punch.tech, punch.roster,
+             int(punch.synced), punch.boot, punch.mono_ms, punch.reader, punch.prev, digest, punch.key, body,
+             received_at, source, flags),
+        )
+        return cursor.rowcount == 1
+
+    def highest_punch(self, site: str, gate: str) -> tuple[int, str, str] | None:
+        """(seq, digest, time) of the gate's punch with the highest seq held."""
+        return self._one("SELECT seq, digest, time FROM punches WHERE site = ? AND gate = ? AND seq IS NOT NULL "
+                         "ORDER BY seq DESC LIMIT 1", (site, gate))
+
+    def stored_link(self, site: str, gate: str, seq: int) -> tuple[str, str, str, str, str] | None:
+        """(digest, prev, time, boot, flags) of a stored gate punch."""
+        return self._one("SELECT digest, prev, time, boot, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?",
+                         (site, gate, seq))
+
+    def add_flag(self, site: str, gate: str, seq: int, flag: str) -> None:
+        row = self._one("SELECT flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
+        if row is None:
+            return
+        flags = set(filter(None, row[0].split(",")))
+        if flag not in flags:
+            flags.add(flag)
+            self.db.execute("UPDATE punches SET flags = ? WHERE site = ? AND gate = ? AND seq = ?",
+                            (",".join(sorted(flags)), site, gate, seq))
+
+    def add_conflict(self, site: str, gate: str, seq: int, *, kind: str, stored_digest: str, other_digest: str,
+                     other_body: bytes | None, detail: str) -> bool:
+        cursor = self.db.execute(
+            """INSERT INTO conflicts (site, gate, seq, kind, stored_digest, other_digest, other_body, detail,
+                   detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+            (site, gate, seq, kind, stored_digest, other_digest, other_body, detail, utc_now_text()))
+        return cursor.rowcount == 1
+
+    def conflicts(self) -> list[dict]:
+        return self._rows("SELECT id, site, gate, seq, kind, stored_digest, other_digest, detail, detected_at "
+                          "FROM conflicts ORDER BY id")
+
+    def gate_progress(self, site: str, gate: str) -> tuple[int, str | None, int]:
+        row = self._one("SELECT contiguous_seq, contiguous_digest, max_seq FROM gate_state WHERE site = ? AND gate = ?",
+                        (site, gate))
+        return (row[0] or 0, row[1], row[2] or 0) if row else (0, None, 0)
+
+    def advance_contiguous(self, site: str, gate: str, received_at: str) -> tuple[int, str | None]:
+        """Move the gate's contiguous prefix over every seq now held; returns (seq, digest) to ack."""
+        seq, digest, _ = self.gate_progress(site, gate)
+        while True:
+            rows = self.db.execute(
+                "SELECT seq, digest FROM punches WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq LIMIT 1000",
+                (site, gate, seq)).fetchall()
+            advanced = False
+            for next_seq, next_digest in rows:
+                if next_seq != seq + 1:
+                    break
+                seq, digest, advanced = next_seq, next_digest, True
+            if not advanced or len(rows) < 1000:
+                break
+        max_seq = self._one("SELECT MAX(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))[0] or 0
+        self.db.execute(
+            """INSERT INTO gate_state (site, gate, contiguous_seq, contiguous_digest, max_seq, last_punch_at)
+               VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, gate) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
+               contiguous_digest = excluded.contiguous_digest, max_seq = excluded.max_seq,
+               last_punch_at = excluded.last_punch_at""",
+            (site, gate, seq, digest, max_seq, received_at))
+        return seq, digest
+
+    def gate_status(self, site: str, gate: str) -> dict | None:
+        row = self._one("SELECT status FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
+        return json.loads(row[0]) if row and row[0] else None
+
+    def save_status(self, site: str, gate: str, status: dict, received_at: str) -> None:
+        self.db.execute(
+            """INSERT INTO gate_state (site, gate, status, status_state, status_at) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (site, gate) DO UPDATE SET status = excluded.status,
+               status_state = excluded.status_state, status_at = excluded.status_at""",
+            (site, gate, json.dumps(status, sort_keys=True), status["state"], received_at))
+
+    # ================================================================== manual corrections
+
+    def add_manual_punch(self, *, site: str, worker: str, time: str, direction: str, reason: str, by: str) -> int:
+        """A punch entered by a person, never a change to a gate's punch; who, why and when are kept."""
+        if direction not in ("in", "out"):
+            raise StoreError(f"direction must be in or out, not {direction!r}")
+        if not reason.strip() or not by.strip():
+            raise StoreError("a manual punch needs a reason and the user who adds it")
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist")
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            return self.db.execute(
+                """INSERT INTO punches (site, time, worker, direction, received_at, source, manual_by, manual_reason)
+                   VALUES (?, ?, ?, ?, ?, 'manual', ?, ?) RETURNING id""",
+                (site, time, worker, direction, utc_now_text(), by.strip(), reason.strip())).fetchall()[0][0]
+
+    def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
+        """Mark a punch void (kept and shown, no longer counted)."""
+        if not reason.strip() or not by.strip():
+            raise StoreError("voiding a punch needs a reason and the user who does it")
+        with self.transaction():
+            rows = self._rows("SELECT id, site, gate, seq, void_at FROM punches WHERE id = ?", (punch_id,))
+            if not rows:
+                raise StoreError(f"there is no punch {punch_id}")
+            if rows[0]["void_at"]:
+                raise StoreError(f"punch {punch_id} is already void (since {rows[0]['void_at']})")
+            self.db.execute("UPDATE punches SET void_at = ?, void_by = ?, void_reason = ? WHERE id = ?",
+                            (utc_now_text(), by.strip(), reason.strip(), punch_id))
+            return rows[0]
+
+    def punch(self, punch_id: int) -> dict | None:
+        rows = self._punch_rows("SELECT * FROM punches WHERE id = ?", (punch_id,))
+        return rows[0] if rows else None
+
+    # ================================================================== gaps
+
+    def open_gaps(self, site: str, gate: str) -> list[tuple[int, int]]:
+        """Missing seq ranges below the highest seq held."""
+        contiguous, _, max_seq = self.gate_progress(site, gate)
+        if max_seq <= contiguous:
+            return []
+        rows = self.db.execute(
+            """SELECT seq, next_seq FROM (
+                   SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next_seq FROM punches
+                   WHERE site = ? AND gate = ? AND seq >= ?) AS neighbours
+               WHERE next_seq > seq + 1""", (site, gate, contiguous)).fetchall()
+        gaps = [(seq + 1, next_seq - 1) for seq, next_seq in rows]
+        if contiguous == 0:
+            first = self._one("SELECT MIN(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))[0]
+            if first and first > 1:
+                gaps.insert(0, (1, first - 1))
+        return gaps
+
+    def record_gaps(self, site: str, gate: str, current: list[tuple[int, int]], now: str) -> list[dict]:
+        """Reconcile the gaps table with the gaps open now; returns the open rows."""
+        open_rows = self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first",
+                               (site, gate))
+        if sorted((r["first"], r["last"]) for r in open_rows) == sorted(current):
+            return open_rows  # nothing changed: no write
+        with self.transaction():
+            covered = set()
+            for row in open_rows:
+                if not any(first <= row["first"] and row["last"] <= last for first, last in current):
+                    self.db.execute("UPDATE gaps SET filled_at = ? WHERE id = ?", (now, row["id"]))
+                else:
+                    covered.add((row["first"], row["last"]))
+            for first, last in current:
+                if (first, last) not in covered:
+                    self.db.execute("INSERT INTO gaps (site, gate, first, last, detected_at) VALUES (?, ?, ?, ?, ?)",
+                                    (site, gate, first, last, now))
+            return self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first",
+                              (site, gate))
+
+    def note_resend(self, gap_id: int, now: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE gaps SET requested_at = ?, requests = requests + 1 WHERE id = ?", (now, gap_id))
+
+    def gaps(self) -> list[dict]:
+        return self._rows("SELECT * FROM gaps ORDER BY id")
+
+    # ================================================================== reading
+
+    def punch_count(self) -> int:
+        return self._one("SELECT COUNT(*) FROM punches")[0]
+
+    def punches(self, *, site: str | None = None, start: str | None = None, end: str | None = None,
+                gate: str | None = None) -> list[dict]:
+        """Gate and manual punches (void ones included, marked) in [start, end), oldest first."""
+        clauses, params = [], []
+        for column, op, value in (("site", "=", site), ("gate", "=", gate), ("time", ">=", start),
+                                  ("time", "<", end)):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        # NULLS FIRST: manual punches (no gate, no seq) sort the same on both engines.
+        return self._punch_rows(f"SELECT * FROM punches{where} ORDER BY time, site, gate NULLS FIRST, "
+                                "seq NULLS FIRST, id", params)
+
+    def gate_punch_rows(self, site: str, gate: str, first: int, last: int) -> list[dict]:
+        return self._punch_rows("SELECT * FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? "
+                                "ORDER BY seq", (site, gate, first, last))
+
+    def gate_punch_bodies(self, site: str, gate: str, first: int = 1, last: int | None = None) -> list[bytes]:
+        rows = self.db.execute(
+            "SELECT body FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (site, gate, first, last if last is not None else 2**62)).fetchall()
+        return [_bytes(r[0]) for r in rows]
+
+    def _punch_rows(self, sql: str, params=()) -> list[dict]:
+        rows = self._rows(sql, params)
+        for row in rows:
+            row["body"] = _bytes(row.get("body"))
+        return rows

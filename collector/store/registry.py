@@ -1,0 +1,250 @@
+"""The registry: sites, gates and their keys, the bank's keys, workers and their cards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gate_agent.protocol import key_id, parse_public_key, utc_now_text, valid_id
+
+from ..pki import RESERVED_NAMES
+from .connection import Connection
+from .errors import StoreError
+
+MAX_SHIFT_HOURS = 7 * 24
+
+
+@dataclass(frozen=True, slots=True)
+class GateKeys:
+    site: str
+    gate: str
+    active: bool
+    keys: dict  # key_id -> Ed25519PublicKey
+    revoked: frozenset[str]
+
+
+class RegistryQueries:
+    """Mixed into Store, whose ``_one``, ``_rows``, ``transaction`` and ``open_gaps`` it uses."""
+
+    db: Connection
+
+    def registry_version(self) -> int:
+        """Moves whenever a gate, key or card changes, by this connection or any other (ingest and the
+        roster publisher reload what they cache when it does)."""
+        row = self._one("SELECT version FROM registry_version WHERE id = 1")
+        return row[0] if row else 0
+
+    def _registry_changed(self) -> None:
+        """Inside the transaction of a registry change."""
+        self.db.execute("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+
+    # ================================================================== sites and gates
+
+    def add_site(self, site: str, *, timezone: str, name: str | None = None, max_shift_hours: float = 16.0) -> None:
+        # nan is stored as NULL and inf breaks every day's computation; a week bounds any real shift.
+        if not (isinstance(max_shift_hours, int | float) and 0 < max_shift_hours <= MAX_SHIFT_HOURS):
+            raise StoreError(f"max_shift_hours must be a number of hours above 0 and at most {MAX_SHIFT_HOURS}, "
+                             f"not {max_shift_hours!r}")
+        with self.transaction():
+            if self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} already exists")
+            self.db.execute("INSERT INTO sites (site, name, timezone, max_shift_hours, created_at) "
+                            "VALUES (?, ?, ?, ?, ?)", (site, name or site, timezone, float(max_shift_hours),
+                                                       utc_now_text()))
+            self._registry_changed()
+
+    def site(self, site: str) -> dict | None:
+        rows = self._rows("SELECT * FROM sites WHERE site = ?", (site,))
+        return rows[0] if rows else None
+
+    def sites(self) -> list[dict]:
+        return self._rows("SELECT * FROM sites ORDER BY site")
+
+    def add_gate(self, site: str, gate: str, public_key: str, *, reserved: Iterable[str] = ()) -> str:
+        """Register a gate, or add a key to one (rotation: earlier keys stay valid for earlier punches).
+        Returns 'added', 'rotated' or 'unchanged'.
+
+        The broker knows a gate by its certificate, which is named after the gate id alone, so an id is
+        unique across sites and never the name of another certificate of the bank's PKI (RESERVED_NAMES
+        and ``reserved``, e.g. the broker server's name)."""
+        if not valid_id(site) or not valid_id(gate):
+            raise StoreError(f"{site!r}/{gate!r} is not a site/gate id (letters, digits, '_', '.', '-'; 1-64)")
+        if gate in RESERVED_NAMES or gate in set(reserved):
+            raise StoreError(f"gate id {gate!r} is reserved: a certificate of the bank's PKI has that name, and "
+                             "the broker knows clients by certificate name")
+        key = parse_public_key(public_key)
+        kid = key_id(key)
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist (collector site add {site} --timezone ...)")
+            elsewhere = [row[0] for row in self.db.execute(
+                "SELECT site FROM gates WHERE gate = ? AND site != ? ORDER BY site", (gate, site)).fetchall()]
+            if elsewhere:
+                raise StoreError(f"gate id {gate} is already used at site {', '.join(elsewhere)}; a gate's "
+                                 "certificate is named after its id, so ids must be unique across sites")
+            other = self._one("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
+                              (kid, site, gate))
+            if other:
+                raise StoreError(f"that public key already belongs to gate {other[0]}/{other[1]}")
+            exists = self._one("SELECT 1 FROM gates WHERE site = ? AND gate = ?", (site, gate))
+            if self._one("SELECT 1 FROM gate_keys WHERE site = ? AND gate = ? AND key_id = ?", (site, gate, kid)):
+                return "unchanged"
+            now = utc_now_text()
+            if not exists:
+                self.db.execute("INSERT INTO gates (site, gate, active, added_at) VALUES (?, ?, 1, ?)",
+                                (site, gate, now))
+                self.db.execute("INSERT INTO gate_state (site, gate) VALUES (?, ?) ON CONFLICT (site, gate) DO NOTHING",
+                                (site, gate))
+            self.db.execute("INSERT INTO gate_keys (site, gate, key_id, public_key, added_at) VALUES (?, ?, ?, ?, ?)",
+                            (site, gate, kid, public_key.strip(), now))
+            self._registry_changed()
+            return "rotated" if exists else "added"
+
+    def set_gate_active(self, site: str, gate: str, active: bool) -> None:
+        with self.transaction():
+            cursor = self.db.execute("UPDATE gates SET active = ? WHERE site = ? AND gate = ?",
+                                     (int(active), site, gate))
+            if cursor.rowcount == 0:
+                raise StoreError(f"gate {site}/{gate} is not registered")
+            self._registry_changed()
+
+    def revoke_key(self, site: str, gate: str, kid: str) -> None:
+        with self.transaction():
+            cursor = self.db.execute(
+                "UPDATE gate_keys SET revoked_at = ? WHERE site = ? AND gate = ? AND key_id = ? AND revoked_at IS NULL",
+                (utc_now_text(), site, gate, kid))
+            if cursor.rowcount == 0:
+                raise StoreError(f"gate {site}/{gate} has no unrevoked key {kid}")
+            self._registry_changed()
+
+    def gate_keys(self) -> dict[tuple[str, str], GateKeys]:
+        gates = {(r["site"], r["gate"]): r for r in self._rows("SELECT site, gate, active FROM gates")}
+        keys: dict[tuple[str, str], dict] = {k: {} for k in gates}
+        revoked: dict[tuple[str, str], set] = {k: set() for k in gates}
+        for row in self._rows("SELECT * FROM gate_keys"):
+            ident = (row["site"], row["gate"])
+            keys.setdefault(ident, {})[row["key_id"]] = parse_public_key(row["public_key"])
+            if row["revoked_at"]:
+                revoked.setdefault(ident, set()).add(row["key_id"])
+        return {ident: GateKeys(ident[0], ident[1], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
+                for ident, g in gates.items()}
+
+    def record_bank_key(self, public_key: str) -> None:
+        """Remember a public key the bank signs with (once; the first use is its date)."""
+        kid = key_id(public_key)
+        with self.transaction():
+            self.db.execute("INSERT INTO bank_keys (key_id, public_key, added_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT (key_id) DO NOTHING", (kid, public_key.strip(), utc_now_text()))
+
+    def bank_keys(self) -> list[dict]:
+        """Every bank public key on record, oldest first; empty before the daemon first ran."""
+        if not self.db.table_exists("bank_keys"):  # a read-only view of a database not yet migrated
+            return []
+        return self._rows("SELECT key_id, public_key, added_at FROM bank_keys ORDER BY added_at")
+
+    def public_keys(self, site: str, gate: str) -> list[dict]:
+        return self._rows("SELECT key_id, public_key, added_at, revoked_at FROM gate_keys "
+                          "WHERE site = ? AND gate = ? ORDER BY added_at", (site, gate))
+
+    def gates(self, site: str | None = None, *, with_gaps: bool = True) -> list[dict]:
+        """Each gate with its ingest state and last status, for `collector gates` and the dashboard."""
+        sql = """SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
+                        s.status, s.status_state, s.status_at
+                 FROM gates g LEFT JOIN gate_state s ON s.site = g.site AND s.gate = g.gate"""
+        params: tuple = ()
+        if site is not None:
+            sql += " WHERE g.site = ?"
+            params = (site,)
+        rows = self._rows(sql + " ORDER BY g.site, g.gate", params)
+        for row in rows:
+            row["status"] = json.loads(row["status"]) if row["status"] else None
+            row["open_gaps"] = self.open_gaps(row["site"], row["gate"]) if with_gaps else None
+        return rows
+
+    # ================================================================== workers and cards
+
+    def add_worker(self, worker: str, *, name: str, employer: str | None = None, cards: Iterable[str] = (),
+                   valid_from: str | None = None) -> None:
+        with self.transaction():
+            if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} already exists")
+            self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
+                            (worker, name, employer, utc_now_text()))
+            for uid in cards:
+                self._assign_card(uid, worker, valid_from)
+
+    def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None) -> None:
+        with self.transaction():
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            self._assign_card(uid, worker, valid_from)
+
+    def _assign_card(self, uid: str, worker: str, valid_from: str | None) -> None:
+        """A card belongs to one worker at a time. With no ``valid_from``, a card never held before is
+        valid from the beginning (its earlier unattributed punches become the worker's); a card
+        held before starts now."""
+        holder = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+        if holder:
+            raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
+        last_end = self._one("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))[0]
+        if valid_from is None:
+            valid_from = utc_now_text() if last_end else None
+        elif last_end and valid_from < last_end:
+            raise StoreError(f"card {uid} was held by someone else until {last_end}")
+        self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at) VALUES (?, ?, ?, NULL, ?)",
+                        (uid, worker, valid_from, utc_now_text()))
+        self._registry_changed()
+
+    def revoke_card(self, uid: str, *, at: str | None = None) -> str:
+        """End the current holder's window (a lost or returned card). Returns the former holder."""
+        with self.transaction():
+            row = self._one("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+            if row is None:
+                raise StoreError(f"card {uid} is not held by anyone")
+            at = at or utc_now_text()
+            if row[2] and at < row[2]:
+                raise StoreError(f"card {uid} was assigned at {row[2]}, after {at}")
+            self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, row[0]))
+            self._registry_changed()
+            return row[1]
+
+    def worker(self, worker: str) -> dict | None:
+        rows = [w for w in self.workers() if w["worker"] == worker]
+        return rows[0] if rows else None
+
+    def workers(self) -> list[dict]:
+        workers = self._rows("SELECT worker, name, employer FROM workers ORDER BY worker")
+        cards: dict[str, list] = {}
+        for row in self._rows("SELECT uid, worker, valid_from, valid_to FROM cards ORDER BY id"):
+            cards.setdefault(row["worker"], []).append(
+                {"uid": row["uid"], "valid_from": row["valid_from"], "valid_to": row["valid_to"]})
+        for worker in workers:
+            worker["cards"] = cards.get(worker["worker"], [])
+        return workers
+
+    def card_windows(self) -> list[dict]:
+        return self._rows("SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer "
+                          "FROM cards c JOIN workers w ON w.worker = c.worker ORDER BY c.uid, c.valid_from")
+
+    def cards_valid_at(self, moment: str) -> set[str]:
+        rows = self.db.execute(
+            "SELECT DISTINCT uid FROM cards WHERE (valid_from IS NULL OR valid_from <= ?) "
+            "AND (valid_to IS NULL OR valid_to > ?)", (moment, moment)).fetchall()
+        return {r[0] for r in rows}
+
+    def import_workers(self, rows: list[dict], *, progress=None) -> int:
+        """All rows or none (the caller has validated them)."""
+        with self.transaction():
+            for row in rows:
+                if not self._one("SELECT 1 FROM workers WHERE worker = ?", (row["worker"],)):
+                    self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
+                                    (row["worker"], row["name"], row.get("employer"), utc_now_text()))
+                held = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (row["card"],))
+                if held is None:
+                    self._assign_card(row["card"], row["worker"], None)
+                elif held[0] != row["worker"]:
+                    raise StoreError(f"card {row['card']} is held by worker {held[0]}")
+                if progress is not None:
+                    progress(1)
+        return len(rows)

@@ -1,0 +1,302 @@
+"""The collector's schema: versioned steps, written once for both engines, applied in order.
+
+A step is SQL (``{id}`` and ``{blob}`` stand for the engine's auto-numbered key and byte-string types;
+TEXT, BIGINT and DOUBLE PRECISION read the same in both) or a function of the connection for data
+that must be rewritten. Each step and its record in ``schema_migrations`` commit together; the daemon
+applies what is pending at start, and so does ``collector db upgrade``. Concurrent starts (several
+collectors) serialise: SQLite has one writer, PostgreSQL takes an advisory lock.
+
+Times are UTC text with milliseconds (``2026-11-28T06:12:02.123Z``), which sorts as it reads; flags and
+booleans are plain integers and text, so every statement means the same on both engines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gate_agent.protocol import TOPIC_ROOT, ProtocolError, decode_status, utc_now_text
+
+from .connection import Connection
+
+log = logging.getLogger(__name__)
+
+#: An arbitrary advisory-lock key for "the schema is being changed" (PostgreSQL).
+_SCHEMA_LOCK = 4242_0001
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    version: int
+    name: str
+    apply: str | Callable[[Connection], None]
+
+
+def _quarantine_backfill(conn: Connection) -> None:
+    """Tally the quarantine rows kept before refusals were counted per hour, topic and reason."""
+    from .quarantine import OTHER_TOPICS
+
+    gates = conn.rows("SELECT site, gate FROM gates")
+    topics = {f"{TOPIC_ROOT}/{g['site']}/{g['gate']}/{kind}" for g in gates for kind in ("punch", "status")}
+    tally: dict[tuple[str, str, str], list] = {}
+    for row in conn.rows("SELECT received_at, topic, reason FROM quarantine ORDER BY id"):
+        key = (row["received_at"][:13], row["topic"] if row["topic"] in topics else OTHER_TOPICS, row["reason"])
+        entry = tally.setdefault(key, [0, row["received_at"], row["received_at"]])
+        entry[0] += 1
+        entry[2] = row["received_at"]
+    conn.executemany("INSERT INTO quarantine_tally (hour, topic, reason, count, kept, first_at, last_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [(*key, count, count, first, last) for key, (count, first, last) in tally.items()])
+
+
+def _statuses_checked(conn: Connection) -> None:
+    """Statuses were once stored without validation: one that would be refused now leaves the gate's
+    state for the quarantine (the status read paths trust what is stored)."""
+    from .quarantine import quarantine_row
+
+    rows = conn.rows("SELECT site, gate, status, status_at FROM gate_state WHERE status IS NOT NULL")
+    for row in rows:
+        payload = row["status"].encode("utf-8")
+        try:
+            decode_status(payload)
+        except ProtocolError as error:
+            topic = f"{TOPIC_ROOT}/{row['site']}/{row['gate']}/status"
+            quarantine_row(conn, topic=topic, reason=error.reason, raw=payload,
+                           received_at=row["status_at"] or utc_now_text(),
+                           detail=f"stored status, refused on upgrade: {error.detail}", allowance=topic)
+            conn.executemany("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) "
+                             "DO UPDATE SET value = counters.value + 1",
+                             [("quarantined",), (f"quarantined_{error.reason}",)])
+            conn.execute("UPDATE gate_state SET status = NULL, status_state = NULL, status_at = NULL "
+                         "WHERE site = ? AND gate = ?", (row["site"], row["gate"]))
+
+
+STEPS = [
+    Step(1, "initial", """
+        CREATE TABLE sites (
+            site            TEXT PRIMARY KEY,
+            name            TEXT,
+            timezone        TEXT NOT NULL,
+            max_shift_hours DOUBLE PRECISION NOT NULL,
+            created_at      TEXT NOT NULL
+        );
+        CREATE TABLE gates (
+            site     TEXT NOT NULL REFERENCES sites (site),
+            gate     TEXT NOT NULL,
+            active   BIGINT NOT NULL,
+            added_at TEXT NOT NULL,
+            PRIMARY KEY (site, gate)
+        );
+        CREATE TABLE gate_keys (
+            site       TEXT NOT NULL,
+            gate       TEXT NOT NULL,
+            key_id     TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            added_at   TEXT NOT NULL,
+            revoked_at TEXT,
+            PRIMARY KEY (site, gate, key_id)
+        );
+        -- What ingest knows per gate: the contiguous prefix it holds (what acks report), the last status.
+        CREATE TABLE gate_state (
+            site              TEXT NOT NULL,
+            gate              TEXT NOT NULL,
+            contiguous_seq    BIGINT DEFAULT 0,
+            contiguous_digest TEXT,
+            max_seq           BIGINT DEFAULT 0,
+            last_punch_at     TEXT,
+            status            TEXT,
+            status_state      TEXT,
+            status_at         TEXT,
+            PRIMARY KEY (site, gate)
+        );
+        CREATE TABLE punches (
+            id            {id},
+            site          TEXT NOT NULL,
+            gate          TEXT,            -- NULL for manual punches
+            seq           BIGINT,          -- NULL for manual punches
+            time          TEXT NOT NULL,   -- the signed gate time (or the manual time), UTC
+            card          TEXT,
+            worker        TEXT,            -- manual punches name the worker; gate punches go by card
+            direction     TEXT NOT NULL,
+            tech          TEXT,
+            roster        TEXT,
+            synced        BIGINT,
+            boot          TEXT,
+            mono_ms       BIGINT,
+            reader        TEXT,
+            prev          TEXT,
+            digest        TEXT,
+            key_id        TEXT,
+            body          {blob},          -- the punch exactly as the gate signed it
+            received_at   TEXT NOT NULL,
+            source        TEXT NOT NULL,   -- mqtt / import / manual
+            flags         TEXT NOT NULL DEFAULT '',
+            manual_by     TEXT,
+            manual_reason TEXT,
+            void_at       TEXT,
+            void_by       TEXT,
+            void_reason   TEXT
+        );
+        CREATE UNIQUE INDEX punches_gate_seq ON punches (site, gate, seq);
+        CREATE INDEX punches_site_time ON punches (site, time);
+        CREATE INDEX punches_card_time ON punches (card, time);
+        CREATE INDEX punches_worker_time ON punches (worker, time);
+        CREATE TABLE conflicts (
+            id            {id},
+            site          TEXT,
+            gate          TEXT,
+            seq           BIGINT,
+            kind          TEXT,
+            stored_digest TEXT,
+            other_digest  TEXT,
+            other_body    {blob},
+            detail        TEXT,
+            detected_at   TEXT
+        );
+        CREATE UNIQUE INDEX conflicts_unique ON conflicts (site, gate, seq, kind, other_digest);
+        CREATE TABLE gaps (
+            id           {id},
+            site         TEXT,
+            gate         TEXT,
+            first        BIGINT,
+            last         BIGINT,
+            detected_at  TEXT,
+            requested_at TEXT,
+            requests     BIGINT DEFAULT 0,
+            filled_at    TEXT
+        );
+        CREATE TABLE quarantine (
+            id          {id},
+            received_at TEXT,
+            topic       TEXT,
+            reason      TEXT,
+            detail      TEXT,
+            size        BIGINT,
+            raw         {blob}
+        );
+        CREATE INDEX quarantine_reason ON quarantine (reason);
+        CREATE TABLE counters (
+            name  TEXT PRIMARY KEY,
+            value BIGINT
+        );
+        CREATE TABLE workers (
+            worker     TEXT PRIMARY KEY,
+            name       TEXT NOT NULL,
+            employer   TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE cards (
+            id         {id},
+            uid        TEXT NOT NULL,
+            worker     TEXT NOT NULL REFERENCES workers (worker),
+            valid_from TEXT,
+            valid_to   TEXT,
+            added_at   TEXT NOT NULL
+        );
+        CREATE INDEX cards_uid ON cards (uid);
+    """),
+    # Last values the daemon measured (ingest lag...), for the separate read-only `collector serve`.
+    Step(2, "gauges", """
+        CREATE TABLE gauges (
+            name       TEXT PRIMARY KEY,
+            value      DOUBLE PRECISION NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+    """),
+    # Public halves of every key the bank has signed with (acks, rosters, evidence): a verifier with the
+    # registry accepts evidence signed before a rotation.
+    Step(3, "bank_keys", """
+        CREATE TABLE bank_keys (
+            key_id     TEXT PRIMARY KEY,
+            public_key TEXT NOT NULL,
+            added_at   TEXT NOT NULL
+        );
+    """),
+    # The SHA-256 of each refused message (whole, not only the bytes kept), a tally of every refusal per
+    # hour, topic and reason (rows are kept only up to a limit), and an index to find rows holding bytes.
+    Step(4, "quarantine_limits", """
+        ALTER TABLE quarantine ADD COLUMN sha256 TEXT;
+        CREATE TABLE quarantine_tally (
+            hour     TEXT NOT NULL,     -- UTC, YYYY-MM-DDTHH
+            topic    TEXT NOT NULL,     -- a registered gate's topic, or OTHER_TOPICS
+            reason   TEXT NOT NULL,
+            count    BIGINT NOT NULL,   -- refused
+            kept     BIGINT NOT NULL,   -- of those, written as rows
+            first_at TEXT NOT NULL,
+            last_at  TEXT NOT NULL,
+            PRIMARY KEY (hour, topic, reason)
+        );
+        CREATE INDEX quarantine_with_raw ON quarantine (id) WHERE raw IS NOT NULL;
+    """),
+    Step(5, "quarantine_tally_backfill", _quarantine_backfill),
+    Step(6, "statuses_checked", _statuses_checked),
+    # Moves with every change of gates, keys and cards, so that every process caching them (ingest, the
+    # roster publisher) sees another process's change; one row.
+    Step(7, "registry_version", """
+        CREATE TABLE registry_version (
+            id      BIGINT PRIMARY KEY CHECK (id = 1),
+            version BIGINT NOT NULL
+        );
+        INSERT INTO registry_version (id, version) VALUES (1, 0);
+    """),
+]
+
+#: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
+_SQLITE_UTILS_NAMES = {"m001_initial": (1,), "m002_gauges": (2,), "m003_bank_keys": (3,),
+                       "m004_quarantine_limits": (4, 5), "m005_statuses_checked": (6,)}
+
+
+def applied(conn: Connection) -> dict[int, str]:
+    """version -> applied_at; empty for a database that has none (or a reader that cannot tell)."""
+    if not conn.table_exists("schema_migrations"):
+        return {}
+    return {row["version"]: row["applied_at"]
+            for row in conn.rows("SELECT version, applied_at FROM schema_migrations ORDER BY version")}
+
+
+def pending(conn: Connection) -> list[Step]:
+    done = applied(conn)
+    return [step for step in STEPS if step.version not in done]
+
+
+def upgrade(conn: Connection) -> list[Step]:
+    """Apply every pending step, each in a transaction with its record; returns the steps applied."""
+    with conn.transaction():
+        _serialise(conn)
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+                     "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        _adopt_sqlite_utils(conn)
+    done = []
+    for step in STEPS:
+        with conn.transaction():
+            _serialise(conn)
+            if conn.one("SELECT 1 FROM schema_migrations WHERE version = ?", (step.version,)):
+                continue  # another process applied it meanwhile
+            if isinstance(step.apply, str):
+                conn.script(step.apply)
+            else:
+                step.apply(conn)
+            conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                         (step.version, step.name, utc_now_text()))
+        done.append(step)
+        log.info("database schema: applied %d %s", step.version, step.name)
+    return done
+
+
+def _serialise(conn: Connection) -> None:
+    if conn.dialect == "postgresql":
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+
+
+def _adopt_sqlite_utils(conn: Connection) -> None:
+    """A database made when sqlite-utils' Migrations kept the schema: record its steps as applied."""
+    if conn.dialect != "sqlite" or not conn.table_exists("_sqlite_migrations"):
+        return
+    if conn.one("SELECT 1 FROM schema_migrations"):
+        return
+    for row in conn.rows("SELECT name, applied_at FROM _sqlite_migrations WHERE migration_set = 'collector'"):
+        for version in _SQLITE_UTILS_NAMES.get(row["name"], ()):
+            step = next(s for s in STEPS if s.version == version)
+            conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT (version) DO NOTHING", (version, step.name, row["applied_at"]))

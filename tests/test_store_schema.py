@@ -1,0 +1,72 @@
+"""The versioned schema on both engines: upgrades, status, concurrent starts, older SQLite files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+
+from collector.store import Store, schema
+from tests.helpers import BIN, CollectorSetup
+
+
+@pytest.fixture
+def collector(tmp_path, database):
+    return CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=database)
+
+
+def test_db_upgrade_applies_every_step_once_and_status_says_so(collector):
+    first = collector.json("db", "upgrade")
+    assert first["applied"] == [step.version for step in schema.STEPS]
+    assert first["version"] == schema.STEPS[-1].version
+    again = collector.json("db", "upgrade")
+    assert again["applied"] == [] and again["version"] == first["version"]
+    status = collector.json("db", "status")
+    assert status["pending"] == 0 and [s["version"] for s in status["steps"]] == first["applied"]
+    assert "password" not in json.dumps(status)
+
+
+def test_collectors_starting_together_apply_each_step_once(collector):
+    """Several collector processes share one PostgreSQL database and may start at the same moment."""
+    processes = [subprocess.Popen([str(BIN / "collector"), "db", "upgrade", "--json", "--config",
+                                   str(collector.config_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(4)]
+    results = [(p.wait(60), p.stdout.read(), p.stderr.read()) for p in processes]
+    assert all(code == 0 for code, _, _ in results), results
+    applied = [version for _, out, _ in results for version in json.loads(out)["applied"]]
+    assert sorted(applied) == [step.version for step in schema.STEPS]
+    rows = collector.rows("SELECT version FROM schema_migrations ORDER BY version")
+    assert [r[0] for r in rows] == [step.version for step in schema.STEPS]
+
+
+def test_a_sqlite_file_made_before_versioned_steps_is_adopted_not_remade(tmp_path):
+    """A pilot's file whose schema sqlite-utils' Migrations recorded (steps by function name)."""
+    path = tmp_path / "pilot.sqlite3"
+    with Store(path) as store:
+        store.add_site("S1", timezone="Asia/Shanghai")
+        store.execute("DROP TABLE schema_migrations")
+        store.execute("DROP TABLE registry_version")
+        store.execute("CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, applied_at TEXT)")
+        for name in ("m001_initial", "m002_gauges", "m003_bank_keys", "m004_quarantine_limits",
+                     "m005_statuses_checked"):
+            store.execute("INSERT INTO _sqlite_migrations VALUES ('collector', ?, '2026-11-01 00:00:00+00:00')",
+                          (name,))
+    with Store(path) as store:  # applies only what the pilot lacked
+        assert [s["site"] for s in store.sites()] == ["S1"]
+        versions = {row[0]: row[1] for row in store.execute("SELECT version, applied_at FROM schema_migrations")}
+    assert versions[1] == "2026-11-01 00:00:00+00:00" and versions[6] == "2026-11-01 00:00:00+00:00"
+    assert versions[7] != "2026-11-01 00:00:00+00:00"  # registry_version: new, applied now
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM registry_version").fetchone() == (0,)
+    conn.close()
+
+
+def test_a_reader_never_writes_and_needs_a_database(tmp_path):
+    result = subprocess.run([str(BIN / "collector"), "db", "status", "--config",
+                             str(CollectorSetup.create(tmp_path / "c", broker=SimpleNamespace(port=1)).config_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    assert not (tmp_path / "c" / "collector.sqlite3").exists()
