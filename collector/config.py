@@ -58,6 +58,9 @@ class CollectorConfig:
     backwards_tolerance_seconds: float = 60.0
     receive_maximum: int = 1000
     roster_interval_seconds: float = 5.0
+    partitions: int = 1  # [cluster]: the sites split over this many MQTT sessions, each leased to one process
+    lease_seconds: float = 15.0
+    instance: str | None = None
     final_grace_hours: float = 6.0
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
@@ -135,6 +138,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
 
     ingest = table.table("ingest")
     attendance = table.table("attendance")
+    cluster = table.table("cluster")
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -165,6 +169,9 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         backwards_tolerance_seconds=ingest.number("backwards_tolerance_seconds", 60, minimum=0),
         receive_maximum=ingest.int("receive_maximum", 1000, minimum=1, maximum=65535),
         roster_interval_seconds=ingest.number("roster_interval_seconds", 5, minimum=0.1, maximum=3600),
+        partitions=cluster.int("partitions", 1, minimum=1, maximum=256),
+        lease_seconds=cluster.number("lease_seconds", 15, minimum=2, maximum=600),
+        instance=cluster.str("instance", None),
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),

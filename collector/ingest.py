@@ -52,6 +52,14 @@ GROUP_BYTES = 64 * 1024
 LOOKAHEAD_BYTES = 1 << 20
 
 
+class LeaseLost(Exception):
+    """A burst's partitions are no longer this process's (another took them over): nothing was written."""
+
+    def __init__(self, partitions: list[int]):
+        super().__init__(f"lease of partition(s) {partitions} lost")
+        self.partitions = partitions
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     topic: str
@@ -165,8 +173,9 @@ class Ingestor:
 
     # ------------------------------------------------------------------ bursts
 
-    def ingest(self, messages: list[Incoming]) -> BurstResult:
-        """Process a burst in one transaction. Raises DatabaseError if it could not be made durable."""
+    def ingest(self, messages: list[Incoming], *, fence=None) -> BurstResult:
+        """Process a burst in one transaction. Raises DatabaseError if it could not be made durable, and
+        LeaseLost if ``fence`` (called last inside the transaction) names partitions this process lost."""
         result = BurstResult()
         db = self.store.db
         try:
@@ -181,6 +190,9 @@ class Ingestor:
                     self._reload_registry()
                     self._tails.clear()
                 self._burst(messages, result)
+                lost = fence() if fence is not None else []
+                if lost:
+                    raise LeaseLost(lost)
             self._marker = db.change_marker() if db.single_writer else None
         except BaseException:
             self._tails.clear()  # what it remembers may have been rolled back

@@ -4,10 +4,15 @@ Order of events for every burst: the messages are written in one transaction; on
 does the broker get its PUBACKs (manual acks: a crash before the commit makes the broker deliver
 them again) and does each gate get an ack naming the highest contiguous seq now on disk. If the
 database refuses the write (disk full), nothing is acknowledged and the burst is retried.
+
+The work is split into partitions of the sites (``[cluster] partitions``, one by default), each one MQTT
+session, held by one process at a time under a lease (``cluster.py``): a burst commits only while its
+partitions' leases are still this process's, renewed inside the burst's own transaction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -18,6 +23,7 @@ from gate_agent.mqtt import Message, MqttSession
 from gate_agent.protocol import (
     PUNCH_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
+    TOPIC_ROOT,
     Ack,
     GateTopics,
     Resend,
@@ -29,8 +35,9 @@ from gate_agent.protocol import (
     utc_now_text,
 )
 
+from .cluster import LeaseKeeper, client_id, partition_of
 from .config import CollectorConfig
-from .ingest import BurstResult, Incoming, Ingestor
+from .ingest import BurstResult, Incoming, Ingestor, LeaseLost
 from .signing import load_bank_key
 from .store import DatabaseError, Store, display
 
@@ -50,93 +57,148 @@ INBOX_BYTES = 16 * 1024 * 1024
 
 
 class Inbox:
-    """Messages from paho's network thread to the ingest thread, bounded in bytes."""
+    """Messages from paho's network threads (one per partition session) to the ingest thread, bounded in
+    bytes. Each carries its arrival time and the partition whose session received it."""
 
     def __init__(self, max_bytes: int, stop: threading.Event):
         self.max_bytes = max_bytes
-        self._items: deque[tuple[float, Message]] = deque()
+        self._items: deque[tuple[float, int, Message]] = deque()
         self._bytes = 0
         self._stop = stop
         self._changed = threading.Condition()
 
-    def put(self, message: Message) -> None:
+    def put(self, message: Message, partition: int = 0) -> None:
         with self._changed:
             while self._bytes >= self.max_bytes and not self._stop.is_set():
                 self._changed.wait(0.5)
             # The arrival time travels with the message: ingest lag includes the wait in the queue.
-            self._items.append((time.monotonic(), message))
+            self._items.append((time.monotonic(), partition, message))
             self._bytes += len(message.payload)
             self._changed.notify_all()
 
-    def take(self, limit: int, timeout: float) -> list[tuple[float, Message]]:
+    def take(self, limit: int, timeout: float) -> list[tuple[float, int, Message]]:
         """Up to ``limit`` messages; their bytes stay counted until ``done`` (they are in memory until then)."""
         with self._changed:
             if not self._items:
                 self._changed.wait(timeout)
             return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
 
-    def done(self, taken: list[tuple[float, Message]]) -> None:
+    def done(self, taken: list[tuple[float, int, Message]]) -> None:
         with self._changed:
-            self._bytes -= sum(len(message.payload) for _, message in taken)
+            self._bytes -= sum(len(message.payload) for _, _, message in taken)
             self._changed.notify_all()
+
+
+class Partition:
+    """One partition of the sites: its MQTT session (its own client id) while this process holds it."""
+
+    def __init__(self, number: int, service: CollectorService):
+        self.number = number
+        self.sites: set[str] = set()
+        config = service.config
+        settings = dataclasses.replace(config.mqtt, client_id=client_id(config.mqtt.client_id, number,
+                                                                        config.partitions))
+        self.rosters: dict[str, frozenset[str]] = {}
+        self.disconnected_since: float | None = None
+        self.session = MqttSession(
+            settings,
+            subscriptions=self._subscriptions(service),
+            on_message=lambda message: service.inbox.put(message, number),
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+            manual_ack=True,
+            # The broker may send this many messages before our PUBACKs: bursts can be this large.
+            receive_maximum=config.receive_maximum,
+            max_inflight=100,
+        )
+
+    def _subscriptions(self, service: CollectorService) -> list[str]:
+        if service.config.partitions == 1:
+            return [PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION]  # every site, and stray topics for the quarantine
+        self.sites = service.sites_of(self.number)
+        return [topic for site in sorted(self.sites) for topic in site_topics(site)]
+
+    def add_sites(self, sites: set[str]) -> None:
+        """Sites registered since the session started (several partitions: each subscribes its own)."""
+        new = sites - self.sites
+        if new:
+            self.sites |= new
+            self.session.subscribe([topic for site in sorted(new) for topic in site_topics(site)])
+
+    def _on_connected(self, session_present: bool) -> None:
+        self.disconnected_since = None
+        self.rosters.clear()  # publish every roster again (retained, so this is idempotent)
+
+    def _on_disconnected(self) -> None:
+        self.disconnected_since = time.monotonic()
+
+
+def site_topics(site: str) -> list[str]:
+    return [f"{TOPIC_ROOT}/{site}/+/punch", f"{TOPIC_ROOT}/{site}/+/status"]
 
 
 class CollectorService:
     def __init__(self, config: CollectorConfig):
         self.config = config
         self._key = load_bank_key(config)  # before anything starts: without it no gate would take an ack
-        mqtt = config.mqtt
+        config.mqtt  # noqa: B018 - a bad [mqtt] table is refused now, not when a partition first connects
         self.store = Store(config.db)
         self.store.record_bank_key(public_key_text(self._key.public_key()))
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
                                  backwards_tolerance=config.backwards_tolerance_seconds)
         self._stop = threading.Event()
-        self._inbox = Inbox(INBOX_BYTES, self._stop)
+        self.inbox = Inbox(INBOX_BYTES, self._stop)
         self.counters: Counter[str] = Counter()
         self._persisted: Counter[str] = Counter()
         self._gauges: dict[str, float] = {}
-        self._rosters: dict[str, frozenset[str]] = {}
         self._last_resend: dict[tuple[str, str], float] = {}
         self._last_punch_mono: dict[tuple[str, str], float] = {}
         self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
-        self.session = MqttSession(
-            mqtt,
-            subscriptions=[PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION],
-            on_message=self._inbox.put,
-            on_connected=self._on_connected,
-            manual_ack=True,
-            # The broker may send this many messages before our PUBACKs: bursts can be this large.
-            receive_maximum=config.receive_maximum,
-            max_inflight=100,
-        )
+        self._registry_version = self.store.registry_version()
+        self._site_names: list[str] = [s["site"] for s in self.store.sites()]
+        self.keeper = LeaseKeeper(self.store, partitions=config.partitions, ttl=config.lease_seconds,
+                                  instance=config.instance)
+        self.partitions: dict[int, Partition] = {}
         self.last_alive = time.monotonic()
+
+    def sites_of(self, partition: int) -> set[str]:
+        return {site for site in self._site_names if partition_of(site, self.config.partitions) == partition}
+
+    def _partition_of_gate(self, ident: tuple[str, str]) -> Partition | None:
+        return self.partitions.get(partition_of(ident[0], self.config.partitions))
 
     # ------------------------------------------------------------------ lifecycle
 
     def run(self) -> None:
         from gate_agent.systemd import notify
 
-        self.session.start()
+        self._leases()
         notify("READY=1", "STATUS=collecting")
-        log.info("collector running: database %s, broker %s:%d", display(self.config.db), self.config.mqtt.host,
-                 self.config.mqtt.port)
-        next_housekeeping = 0.0
+        log.info("collector %s running: database %s, broker %s:%d, %d partition(s), holding %s",
+                 self.keeper.instance, display(self.config.db), self.config.mqtt.host, self.config.mqtt.port,
+                 self.config.partitions, sorted(self.partitions) or "none yet")
+        next_housekeeping = next_leases = 0.0
         try:
             while not self._stop.is_set():
                 self.last_alive = time.monotonic()
-                batch = self._inbox.take(BURST_MAX, timeout=0.2)
+                batch = self.inbox.take(BURST_MAX, timeout=0.2)
                 if batch:
                     try:
                         self._process(batch)
                     finally:
-                        self._inbox.done(batch)
+                        self.inbox.done(batch)
+                if time.monotonic() >= next_leases:
+                    self._leases()
+                    next_leases = time.monotonic() + self.config.lease_seconds / 3
                 if time.monotonic() >= next_housekeeping:
                     self._housekeeping()
                     next_housekeeping = time.monotonic() + min(1.0, self.config.gap_wait_seconds / 2)
                 notify("WATCHDOG=1")
         finally:
             notify("STOPPING=1")
-            self.session.stop()
+            for number in list(self.partitions):
+                self._close_partition(number)
+            self.keeper.leave()
             self.ingestor.flush_log(force=True)
             try:
                 self._persist_metrics()
@@ -148,20 +210,47 @@ class CollectorService:
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_connected(self, session_present: bool) -> None:
-        self._rosters.clear()  # publish every roster again (retained, so this is idempotent)
+    # ------------------------------------------------------------------ partitions
+
+    def _leases(self) -> None:
+        """One lease round: open the sessions of partitions gained, close those lost or given back."""
+        unreachable = [number for number, partition in self.partitions.items()
+                       if partition.disconnected_since is not None
+                       and time.monotonic() - partition.disconnected_since > 2 * self.config.lease_seconds]
+        change = self.keeper.tick(unreachable)
+        for number in change.lost:
+            self._close_partition(number)
+        for number in change.gained:
+            partition = self.partitions[number] = Partition(number, self)
+            partition.session.start()
+
+    def _close_partition(self, number: int) -> None:
+        """Disconnect without acknowledging what is not yet on disk: the broker keeps it for the
+        partition's next holder, who connects with the same client id."""
+        partition = self.partitions.pop(number, None)
+        if partition is not None:
+            partition.session.stop()
+        self.keeper.drop(number)
 
     # ------------------------------------------------------------------ bursts
 
-    def _process(self, arrivals: list[tuple[float, Message]]) -> None:
-        batch = [message for _, message in arrivals]
-        now = utc_now_text()
-        incoming = [Incoming(m.topic, m.payload, now) for m in batch]
+    def _process(self, arrivals: list[tuple[float, int, Message]]) -> None:
+        # A partition given back or lost since these arrived: its next holder receives them again.
+        arrivals = [a for a in arrivals if a[1] in self.partitions]
         delay = RETRY_DELAYS[0]
-        while True:
+        while arrivals:
+            now = utc_now_text()
+            incoming = [Incoming(m.topic, m.payload, now) for _, _, m in arrivals]
+            involved = {number for _, number, _ in arrivals}
             try:
-                result = self.ingestor.ingest(incoming)
+                result = self.ingestor.ingest(incoming, fence=lambda parts=involved: self.keeper.fence(parts))
                 break
+            except LeaseLost as lost:
+                for number in lost.partitions:
+                    log.warning("partition %d: lease taken over; leaving its messages to the new holder", number)
+                    self._close_partition(number)
+                arrivals = [a for a in arrivals if a[1] in self.partitions]
+                continue
             except DatabaseError as error:
                 # Nothing of this burst is acknowledged: the broker and the gates keep it.
                 self.counters["write_failures"] += 1
@@ -170,13 +259,15 @@ class CollectorService:
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, RETRY_DELAYS[1])
+        else:
+            return
         committed = time.monotonic()
-        lags = [committed - arrived for arrived, _ in arrivals]
+        lags = [committed - arrived for arrived, _, _ in arrivals]
         self.counters["ingest_lag_ms_sum"] += round(1000 * sum(lags))
         self.counters["ingest_lag_count"] += len(lags)
         self._gauges["ingest_lag_seconds_last"] = max(lags)
-        for message in batch:
-            self.session.ack(message)
+        for _, number, message in arrivals:
+            self.partitions[number].session.ack(message)
         self._after_commit(result)
 
     def _after_commit(self, result: BurstResult) -> None:
@@ -194,8 +285,11 @@ class CollectorService:
         self._dirty |= result.touched | set(result.statuses)
 
     def _publish_ack(self, ident: tuple[str, str], ack: Ack) -> None:
-        topics = GateTopics(*ident)
-        if self.session.publish(topics.ack, ack.sign(*ident, utc_now_text(), self._key), retain=True):
+        partition = self._partition_of_gate(ident)
+        if partition is None:
+            return  # given back meanwhile; the new holder acks on the gate's next heartbeat
+        payload = ack.sign(*ident, utc_now_text(), self._key)
+        if partition.session.publish(GateTopics(*ident).ack, payload, retain=True):
             self.counters["acks_sent"] += 1
 
     # ------------------------------------------------------------------ housekeeping: gaps and rosters
@@ -203,11 +297,24 @@ class CollectorService:
     def _housekeeping(self) -> None:
         self.ingestor.flush_log()
         try:
+            self._follow_registry()
             self._check_gaps()
             self._publish_rosters()
             self._persist_metrics()
         except DatabaseError as error:
             log.error("housekeeping failed: %s", error)
+
+    def _follow_registry(self) -> None:
+        """New sites: their partition's session subscribes their topics."""
+        version = self.store.registry_version()
+        if version == self._registry_version:
+            return
+        self._registry_version = version
+        self._site_names = [s["site"] for s in self.store.sites()]
+        if self.config.partitions > 1:
+            for number, partition in self.partitions.items():
+                partition.add_sites(self.sites_of(number))
+        self._dirty |= {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
 
     def _persist_metrics(self) -> None:
         """Write what only this process counts (acks sent, ingest lag) for `collector serve`: one small
@@ -223,11 +330,15 @@ class CollectorService:
         self._gauges = {}
 
     def _check_gaps(self) -> None:
-        if not self.session.connected:
-            return
         now_text, now = utc_now_text(), time.monotonic()
         dirty, self._dirty = self._dirty, set()
         for site, gate in sorted(dirty):
+            partition = self._partition_of_gate((site, gate))
+            if partition is None:
+                continue  # another process's partition: its holder looks after it
+            if not partition.session.connected:
+                self._dirty.add((site, gate))
+                continue
             open_rows = self.store.record_gaps(site, gate, self.store.open_gaps(site, gate), now_text)
             if open_rows:
                 self._dirty.add((site, gate))  # look again until filled
@@ -236,11 +347,11 @@ class CollectorService:
                 since = (parse_time(now_text) - parse_time(row["requested_at"])).total_seconds() \
                     if row["requested_at"] else None
                 if age >= self.config.gap_wait_seconds and (since is None or since >= self.config.resend_interval_seconds):
-                    self._request_resend((site, gate), row["first"], row["last"])
+                    self._request_resend(partition, (site, gate), row["first"], row["last"])
                     self.store.note_resend(row["id"], now_text)
-            self._check_tail(site, gate, now)
+            self._check_tail(partition, site, gate, now)
 
-    def _check_tail(self, site: str, gate: str, now: float) -> None:
+    def _check_tail(self, partition: Partition, site: str, gate: str, now: float) -> None:
         """A gate that says it wrote more than we hold, and has gone quiet, lost its tail in transit."""
         status = self.store.gate_status(site, gate)
         if not status or status.get("state") != "online":
@@ -251,25 +362,28 @@ class CollectorService:
         if isinstance(last_seq, int) and last_seq > max_seq and quiet:
             self._dirty.add((site, gate))
             if now - self._last_resend.get((site, gate), -1e9) >= self.config.resend_interval_seconds:
-                self._request_resend((site, gate), max_seq + 1, last_seq)
+                self._request_resend(partition, (site, gate), max_seq + 1, last_seq)
 
-    def _request_resend(self, ident: tuple[str, str], first: int, last: int) -> None:
+    def _request_resend(self, partition: Partition, ident: tuple[str, str], first: int, last: int) -> None:
         payload = Resend(first, last).sign(*ident, utc_now_text(), self._key)
-        if self.session.publish(GateTopics(*ident).cmd, payload):
+        if partition.session.publish(GateTopics(*ident).cmd, payload):
             self._last_resend[ident] = time.monotonic()
             self.counters["resend_requests"] += 1
             log.warning("gate %s/%s: punches %d..%d missing; resend requested", *ident, first, last)
 
     def _publish_rosters(self) -> None:
-        if not self.session.connected:
-            return
         now = format_time(datetime.now(UTC))
-        cards = frozenset(self.store.cards_valid_at(now))
-        for site in self.store.sites():
-            if self._rosters.get(site["site"]) == cards:
+        cards = None
+        for site in self._site_names:
+            partition = self.partitions.get(partition_of(site, self.config.partitions))
+            if partition is None or not partition.session.connected:
                 continue
-            payload = Roster(site["site"], now, cards).sign(self._key)
-            if self.session.publish(roster_topic(site["site"]), payload, retain=True):
-                self._rosters[site["site"]] = cards
+            if cards is None:
+                cards = frozenset(self.store.cards_valid_at(now))
+            if partition.rosters.get(site) == cards:
+                continue
+            payload = Roster(site, now, cards).sign(self._key)
+            if partition.session.publish(roster_topic(site), payload, retain=True):
+                partition.rosters[site] = cards
                 self.counters["rosters_published"] += 1
-                log.info("roster of %s published: %d cards", site["site"], len(cards))
+                log.info("roster of %s published: %d cards", site, len(cards))

@@ -189,6 +189,12 @@ class MqttSession:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
+    def subscribe(self, topics: list[str]) -> None:
+        """Add subscriptions now (if connected) and on every reconnect."""
+        self._subscriptions = [*self._subscriptions, *topics]
+        if self.connected and topics:
+            self._client.subscribe([(topic, 1) for topic in topics])
+
     def ack(self, message: Message) -> None:
         """Release a QoS 1 message at the broker (manual_ack sessions only)."""
         if message.qos > 0:

@@ -22,20 +22,20 @@ def test_paho_waits_while_the_inbox_is_full_and_goes_on_when_ingest_is_done():
     third.join(0.5)
     assert third.is_alive(), "a put past the bound should wait"
     taken = inbox.take(10, timeout=0.1)
-    assert [m.mid for _, m in taken] == [1, 2]
+    assert [m.mid for _, _, m in taken] == [1, 2]
     assert third.is_alive(), "taken messages stay counted until ingest is done with them"
     inbox.done(taken)
     third.join(5)
     assert not third.is_alive()
-    assert [m.mid for _, m in inbox.take(10, timeout=0.1)] == [3]
+    assert [m.mid for _, _, m in inbox.take(10, timeout=0.1)] == [3]
 
 
 def test_take_respects_the_limit_and_the_timeout():
     inbox = Inbox(10**6, threading.Event())
     for mid in range(5):
         inbox.put(message(10, mid))
-    assert [m.mid for _, m in inbox.take(3, timeout=0.1)] == [0, 1, 2]
-    assert [m.mid for _, m in inbox.take(3, timeout=0.1)] == [3, 4]
+    assert [m.mid for _, _, m in inbox.take(3, timeout=0.1)] == [0, 1, 2]
+    assert [m.mid for _, _, m in inbox.take(3, timeout=0.1)] == [3, 4]
     started = time.monotonic()
     assert inbox.take(3, timeout=0.2) == []
     assert time.monotonic() - started >= 0.15

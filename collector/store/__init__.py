@@ -19,15 +19,16 @@ from . import schema
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 from .counters import CounterQueries
 from .errors import StoreError
+from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
 
-__all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "QuarantineLimits", "OTHER_TOPICS",
+__all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
            "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
 
 
-class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries):
+class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

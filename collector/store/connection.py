@@ -32,6 +32,8 @@ class Connection(ABC):
     single_writer: bool = True
     #: Schema types: the rest (TEXT, BIGINT, DOUBLE PRECISION) both engines read alike.
     types: dict[str, str] = {}
+    #: The database's clock in seconds since 1970 (leases expire by it, whatever the hosts' clocks say).
+    now_sql: str = ""
 
     def __init__(self, location: str, readonly: bool):
         self.location = location

@@ -240,6 +240,22 @@ STEPS = [
         );
         INSERT INTO registry_version (id, version) VALUES (1, 0);
     """),
+    # Several collector processes share the work: each partition of the sites (and so each MQTT session)
+    # is leased to one process at a time; members say they are alive. Times are the database's clock
+    # (seconds since 1970), so the hosts' clocks do not matter.
+    Step(8, "leases", """
+        CREATE TABLE leases (
+            name       TEXT PRIMARY KEY,
+            owner      TEXT,
+            epoch      BIGINT NOT NULL DEFAULT 0,
+            expires_at DOUBLE PRECISION NOT NULL DEFAULT 0
+        );
+        CREATE TABLE members (
+            instance   TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL
+        );
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -28,6 +28,7 @@ class SqliteConnection(Connection):
     dialect = "sqlite"
     single_writer = True
     types = {"id": "INTEGER PRIMARY KEY", "blob": "BLOB"}
+    now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path, readonly: bool):
         super().__init__(str(path), readonly)
