@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .cli_output import json_text, say
+from .cli_output import EscapingGroup, json_text, say
 from .configfile import ConfigError
 from .logsetup import setup_logging
 from .protocol import normalise_uid, public_key_text
@@ -31,7 +31,7 @@ config_option = click.option("--config", "config_path", required=True, type=clic
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EscapingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, -vvv: nfcpy and paho too).")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.version_option(package_name="site-gate-attendance")

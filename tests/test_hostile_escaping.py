@@ -10,12 +10,24 @@ import re
 import signal
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
 from gate_agent.logsetup import escape_control, setup_logging
-from gate_agent.protocol import GateTopics, encode_status
-from tests.helpers import CollectorSetup, Listener, PunchFactory, start_web, stop_process, wait_for
+from gate_agent.protocol import ACK_FILE_FORMAT, FILE_FORMAT_VERSION, GateTopics, encode_status
+from tests.helpers import (
+    CollectorSetup,
+    GateSetup,
+    Listener,
+    PunchFactory,
+    cli,
+    fill_outbox,
+    signed_ack,
+    start_web,
+    stop_process,
+    wait_for,
+)
 
 TITLE = "\x1b]0;you have been pwned\x07"  # sets the terminal's title
 RED = "\x1b[31mred\x1b[0m"  # an ANSI colour
@@ -124,3 +136,55 @@ def test_worker_names_from_a_csv_file_are_printed_escaped(tmp_path, broker):
     assert not RAW_CONTROL.search(output)
     (worker,) = json.loads(output)
     assert (worker["name"], worker["employer"]) == (f"Zhang{TITLE} Wei", f"{RED} Co\x7f")
+
+
+# ---------------------------------------------------------------------------------------------- gate-agent errors
+
+
+@pytest.fixture
+def gate_files(tmp_path):
+    """A gate's config and an outbox with two punches; no broker is needed by the file commands."""
+    setup = GateSetup.create(tmp_path / "gate", broker=SimpleNamespace(port=1), device="udp:127.0.0.1:9")
+    fill_outbox(setup, 2)
+    return setup
+
+
+def escaped_error(result, *expected: str) -> str:
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert not RAW_CONTROL.search(result.stderr), repr(result.stderr)
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    return result.stderr
+
+
+PWNED = "\\x1b]0;you have been pwned\\x07"
+
+
+def test_gate_agent_errors_quoting_ack_file_paths_and_contents_are_escaped(tmp_path, gate_files):
+    config = str(gate_files.config_path)
+    missing = tmp_path / f"ack{TITLE}.json"
+    escaped_error(cli("gate-agent", "load-ack", "--config", config, str(missing), check=False),
+                  f"cannot read {tmp_path}/ack{PWNED}.json")
+    garbage = tmp_path / f"garbage{RLO}.json"
+    garbage.write_bytes(f"{TITLE}{RED}".encode())
+    escaped_error(cli("gate-agent", "load-ack", "--config", config, str(garbage), check=False),
+                  "garbage\\u202e.json is not an ack file")
+    # Signed by the bank, but for another site, whose name is a terminal escape.
+    foreign = tmp_path / "foreign.json"
+    ack = json.loads(signed_ack(f"S1{TITLE}", "north", 1, "0" * 64))
+    foreign.write_text(json.dumps({"format": ACK_FILE_FORMAT, "version": FILE_FORMAT_VERSION, "ack": ack}))
+    escaped_error(cli("gate-agent", "load-ack", "--config", config, str(foreign), check=False), PWNED)
+
+
+def test_gate_agent_errors_quoting_bundle_paths_are_escaped(tmp_path, gate_files):
+    taken = tmp_path / f"bundle{TITLE}{RLO}.jsonl"
+    taken.write_text("")
+    escaped_error(cli("gate-agent", "export", "--config", str(gate_files.config_path), "--out", str(taken),
+                      check=False), f"bundle{PWNED}\\u202e.jsonl already exists")
+
+
+@pytest.mark.parametrize("tool, command", [("gate-agent", "status"), ("collector", "counters")])
+def test_command_line_mistakes_are_quoted_escaped(tool, command):
+    escaped_error(cli(tool, f"{command}{TITLE}", check=False), f"{command}{PWNED}")  # no such command
+    escaped_error(cli(tool, f"--colour{RED}", command, check=False), "\\x1b[31mred")  # no such option
+    escaped_error(cli(tool, command, "--config", TITLE, f"extra{RLO}", check=False), "extra\\u202e")
