@@ -119,7 +119,8 @@ def test_hostile_names_through_ingest_reach_log_and_terminal_escaped(tmp_path, b
     output = collector.run("quarantine", "--json").stdout
     assert not RAW_CONTROL.search(output)
     rows = json.loads(output)
-    assert TITLE in rows[0]["detail"] and RED in rows[0]["detail"]  # faithful: the exact names come back
+    assert "\\x1b]0;you have been pwned\\x07" in rows[0]["detail"]  # quoted escaped, also where it is kept
+    assert {TITLE, RED} <= set(json.loads(rows[0]["raw"]))  # faithful: the exact names come back
     assert rows[2]["topic"] == bidi_topic and rows[2]["raw"] == f"{TITLE}{RED}"
 
 
@@ -188,3 +189,78 @@ def test_command_line_mistakes_are_quoted_escaped(tool, command):
     escaped_error(cli(tool, f"{command}{TITLE}", check=False), f"{command}{PWNED}")  # no such command
     escaped_error(cli(tool, f"--colour{RED}", command, check=False), "\\x1b[31mred")  # no such option
     escaped_error(cli(tool, command, "--config", TITLE, f"extra{RLO}", check=False), "extra\\u202e")
+
+
+# ---------------------------------------------------------------------------------------------- decoders
+
+
+def hostile_documents():
+    """(decoder, input) pairs that put names and values from outside into a ProtocolError's detail."""
+    from gate_agent.protocol import (
+        Ack,
+        Punch,
+        Resend,
+        Roster,
+        check_id,
+        decode_punch_message,
+        decode_status,
+        parse_time,
+    )
+    from tests.helpers import BANK_KEY, BANK_KEYS
+
+    punch = PunchFactory().next().to_dict()
+    many = {f"{TITLE}{n}": n for n in range(500)}
+    ack = json.loads(Ack(1, "0" * 64).sign("S1", "north", "2026-11-28T06:00:00.000Z", BANK_KEY))
+    for_another = json.loads(Ack(1, "0" * 64).sign(f"S1{TITLE}", f"north{RLO}", "2026-11-28T06:00:00.000Z", BANK_KEY))
+    roster = json.loads(Roster("S1", "2026-11-28T06:00:00.000Z", frozenset()).sign(BANK_KEY))
+    resend = json.loads(Resend(1, 2).sign("S1", "north", "2026-11-28T06:00:00.000Z", BANK_KEY))
+    acks = lambda data: Ack.decode(data, site="S1", gate="north", keys=BANK_KEYS)  # noqa: E731
+    return [
+        (Punch.from_dict, punch | {TITLE: 1, RED: 2}),
+        (Punch.from_dict, punch | many),
+        (decode_punch_message, json.dumps({"v": 1, "punches": [punch], TITLE: 1, f"x{RLO}": 2}).encode()),
+        (decode_punch_message, json.dumps({"v": 1, "punches": [punch], **many}).encode()),
+        (decode_status, encode_status("online", site="S1", gate="north", **{TITLE: 1})),
+        (acks, ack | {TITLE: 1}),
+        (acks, ack | many),
+        (acks, for_another),
+        (lambda data: Roster.decode(data, site="S1", keys=BANK_KEYS), roster | {f"cards{RLO}": []}),
+        (lambda data: Resend.decode(data, site="S1", gate="north", keys=BANK_KEYS), resend | {RED: 1}),
+        (lambda data: Roster.load(json.dumps(data).encode()), {"v": 1, "site": "S1", "issued": TITLE, "cards": []}),
+        (lambda data: check_id("site", data), TITLE * 100),
+        (parse_time, f"2026{TITLE}" * 100),
+    ]
+
+
+def test_decoders_quote_names_and_values_from_outside_escaped_and_bounded():
+    from gate_agent.protocol import ProtocolError
+
+    for decode, document in hostile_documents():
+        with pytest.raises(ProtocolError) as raised:
+            decode(document)
+        detail = raised.value.detail
+        assert not RAW_CONTROL.search(detail), (decode, detail)
+        assert len(detail) < 400, (decode, len(detail))
+
+
+def test_quarantine_details_are_stored_escaped(tmp_path):
+    """The detail is kept with the message; its bytes, not its detail, are what holds the names exactly."""
+    from collector.ingest import Incoming, Ingestor
+    from collector.store import Store
+
+    north = PunchFactory()
+    topics = GateTopics("S1", "north")
+    punch = north.next().to_dict() | {TITLE: 1, RED: 2}
+    with Store(tmp_path / "collector.sqlite3") as store:
+        store.add_site("S1", timezone="Asia/Shanghai")
+        store.add_gate("S1", "north", north.public_key)
+        Ingestor(store).ingest([
+            Incoming(topics.punch, json.dumps({"v": 1, "punches": [punch]}).encode(), "2026-11-28T06:00:00.000Z"),
+            Incoming(topics.punch, json.dumps({"v": 1, "punches": [punch], TITLE: 1}).encode(),
+                     "2026-11-28T06:00:00.000Z"),
+        ])
+        rows = store.quarantined()
+    assert [row["reason"] for row in rows] == ["schema", "schema"]
+    for row in rows:
+        assert not RAW_CONTROL.search(row["detail"]) and PWNED in row["detail"], row["detail"]
+    assert {TITLE, RED} <= set(json.loads(rows[0]["raw"]))
