@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 
@@ -368,7 +367,7 @@ def punches(ctx: Context, site_id: str, day, as_json: bool):
     with ctx.store(readonly=True) as store:
         rows = punch_rows(store, site_id, day.date() if day else None)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows))
         return
     for row in rows:
         # A time with no local date in the site's zone (year 9999, a broken gate clock) shows as signed, in UTC.

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
-import json
 
 import click
 
+from gate_agent.cli_output import EscapingGroup as Group
+from gate_agent.cli_output import json_text, say
 from gate_agent.configfile import ConfigError
-from gate_agent.logsetup import escape_control
 from gate_agent.protocol import valid_id
 
 from .config import load_config
 from .store import Store, StoreError
+
+__all__ = ["Context", "Group", "check_id", "emit", "json_option", "json_text", "progressbar", "say", "with_config"]
 
 
 class Context:
@@ -45,30 +47,6 @@ def with_config(func):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-
-
-class Group(click.Group):
-    """The command group: error messages may quote what a gate, a file or a worker list held, so they
-    reach the terminal with control characters escaped (as everything else printed as text does)."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except click.ClickException as error:
-            error.message = escape_control(error.message, keep_newlines=True)
-            raise
-
-
-def say(text: str, *, err: bool = False) -> None:
-    """Print text that may hold values from outside (names, topics, details): control characters
-    escaped; the text's own line breaks kept."""
-    click.echo(escape_control(text, keep_newlines=True), err=err)
-
-
-def json_text(data) -> str:
-    """JSON as output: faithful (a reader gets the values back exactly) and terminal-safe. ASCII escapes
-    every control character but DEL, which json leaves raw."""
-    return json.dumps(data, indent=2, default=str).replace("\x7f", "\\u007f")
 
 
 def emit(as_json: bool, data, line: str) -> None:

@@ -7,9 +7,9 @@ from datetime import date, timedelta
 
 import click
 
-from gate_agent.logsetup import escape_control
+from gate_agent.logsetup import escape_control, safe_json
 
-from .cli_common import Context, emit, json_option, progressbar, with_config
+from .cli_common import Context, emit, json_option, json_text, progressbar, with_config
 
 date_type = click.DateTime(["%Y-%m-%d"])
 CHUNK_DAYS = 7
@@ -113,7 +113,7 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
     with ctx.store(readonly=True) as store:
         data = headcount(store, site)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json_text(data))
         return
     click.echo(f"{site}: {data['on_site']} on site" +
                (f", and {data['unknown_cards']} unknown card(s)" if data["unknown_cards"] else ""))
@@ -148,7 +148,7 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
         document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
     try:
-        write_new(out, json.dumps(document, indent=1).encode(), 0o600)
+        write_new(out, safe_json(document, indent=1).encode(), 0o600)
     except FileExistsError:
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
     except OSError as error:

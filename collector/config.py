@@ -78,6 +78,8 @@ class CollectorConfig:
         return self.read_signing_key()
 
 
+#: A gate clock off by more than a day is flagged whatever the tolerance (clock_implausible).
+MAX_TOLERANCE_SECONDS = 86400
 MIN_TOKEN_CHARACTERS = 16
 MIN_TOKEN_BITS = 80
 _CHARACTER_CLASSES = ((str.islower, 26), (str.isupper, 26), (str.isdigit, 10))
@@ -165,8 +167,10 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         read_signing_key=signing_key,
         gap_wait_seconds=ingest.number("gap_wait_seconds", 5, minimum=0.1, maximum=3600),
         resend_interval_seconds=ingest.number("resend_interval_seconds", 30, minimum=1, maximum=86400),
-        future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0),
-        backwards_tolerance_seconds=ingest.number("backwards_tolerance_seconds", 60, minimum=0),
+        future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0,
+                                               maximum=MAX_TOLERANCE_SECONDS),
+        backwards_tolerance_seconds=ingest.number("backwards_tolerance_seconds", 60, minimum=0,
+                                                  maximum=MAX_TOLERANCE_SECONDS),
         receive_maximum=ingest.int("receive_maximum", 1000, minimum=1, maximum=65535),
         roster_interval_seconds=ingest.number("roster_interval_seconds", 5, minimum=0.1, maximum=3600),
         partitions=cluster.int("partitions", 1, minimum=1, maximum=256),

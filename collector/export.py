@@ -9,7 +9,7 @@ text cell always gives the value back. Numbers this module formats itself are wr
 
 from __future__ import annotations
 
-import json
+from gate_agent.logsetup import safe_json
 
 ATTENDANCE_COLUMNS = ("worker", "name", "employer", "site", "date", "first_in", "last_out", "worked_minutes",
                       "hours", "status", "flags", "final")
@@ -23,7 +23,8 @@ QUOTE = "'"
 
 
 def to_json(rows: list[dict]) -> str:
-    return json.dumps(rows, indent=2, ensure_ascii=False)
+    """Names as they are (Chinese included), control characters as JSON escapes."""
+    return safe_json(rows, indent=2)
 
 
 def neutralise(text: str) -> str:

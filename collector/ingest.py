@@ -24,6 +24,7 @@ from datetime import timedelta
 
 from cryptography.exceptions import InvalidSignature
 
+from gate_agent.logsetup import escape_control
 from gate_agent.protocol import (
     Ack,
     ProtocolError,
@@ -507,7 +508,9 @@ class Ingestor:
         result.counts["statuses"] += 1
 
     def _quarantine(self, message: Incoming, reason: str, detail: str, raw: bytes, result: BurstResult) -> None:
-        """Count the refusal; keep a row unless the topic's allowance for this hour is used up."""
+        """Count the refusal; keep a row unless the topic's allowance for this hour is used up. Details quote
+        the message through repr already; an exception's text (internal_error) may not: escaped here too."""
+        detail = escape_control(detail)
         kept = self.store.quarantine(topic=message.topic, reason=reason, detail=detail, raw=raw,
                                      received_at=message.received_at, allowance=self._allowance(message.topic),
                                      limits=self.quarantine_limits)

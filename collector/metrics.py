@@ -15,7 +15,10 @@ from .headcount import headcount
 from .health import gate_health
 from .store import Store
 
-#: metric name, stored counter, help. Each is a monotonic count since the database was created.
+#: metric name, stored counter, help. Each is a monotonic count since the database was created. Every
+#: counter ingest and the daemon keep is here or below (quarantined_<reason> as one labelled family,
+#: whose sum is the "quarantined" counter; the ingest lag as a summary): tests/test_web_metrics.py
+#: checks that none is left out.
 COUNTERS = (
     ("collector_punches_ingested_total", "stored", "Gate punches verified and stored (each once)."),
     ("collector_duplicates_total", "duplicates", "Identical redeliveries of punches already held."),
@@ -23,8 +26,13 @@ COUNTERS = (
     ("collector_chain_breaks_total", "chain_breaks", "Punches whose chain link differs from the held one."),
     ("collector_punch_messages_total", "messages", "Punch messages decoded."),
     ("collector_status_messages_total", "statuses", "Gate heartbeats and status messages stored."),
+    ("collector_status_unknown_gate_total", "status_unknown_gate",
+     "Status messages from gates not registered, ignored."),
+    ("collector_clock_implausible_total", "clock_implausible",
+     "Gate punches stored with a time no working day can hold (flagged clock_implausible, never counted)."),
     ("collector_acks_sent_total", "acks_sent", "Acknowledgements published to gates."),
     ("collector_resend_requests_total", "resend_requests", "Resend requests published to gates."),
+    ("collector_rosters_published_total", "rosters_published", "Signed rosters published to sites."),
     ("collector_write_failures_total", "write_failures", "Bursts the database refused (retried)."),
     ("collector_quarantine_not_kept_total", "quarantine_not_kept",
      "Quarantined messages counted but not kept as rows (their topic's hourly allowance was used up)."),

@@ -143,26 +143,33 @@ def window(first: date, last: date, rules: Rules) -> tuple[str, str]:
 
 
 def site_day_final(gates: list[dict], day_end: datetime, grace: timedelta, now: datetime) -> bool:
-    """Every active gate of the site has shown (by a heartbeat after day end + grace) that nothing it
-    recorded before then is still unacknowledged. A gate never heard from keeps the day provisional."""
+    """Every active gate of the site has shown, in an online heartbeat made after day end + grace, that
+    nothing it recorded before then is still unacknowledged. A last will or a clean stop ("offline") says
+    nothing of what a gate still holds, so only the gate's last heartbeat counts, never its last status.
+    A gate never heard from keeps the day provisional."""
     horizon = day_end + grace
     if now < horizon:
         return False
     for gate in gates:
         if not gate["active"]:
             continue
-        status = gate["status"] or {}
-        if not status or not gate["status_at"]:
+        heartbeat, received_at = gate["heartbeat"], gate["heartbeat_at"]
+        if not heartbeat or not received_at or heartbeat_made(heartbeat, received_at) < horizon:
             return False
-        # An unsynchronised gate clock proves nothing; the bank's receipt time is then the bound.
-        heard = parse_time(status["time"]) if status.get("synced") and isinstance(status.get("time"), str) \
-            else parse_time(gate["status_at"])
-        if heard < horizon:
-            return False
-        oldest = status.get("oldest_pending_at")
-        if status.get("pending") and (not isinstance(oldest, str) or parse_time(oldest) < horizon):
+        oldest = heartbeat.get("oldest_pending_at")
+        if heartbeat.get("pending") and (not isinstance(oldest, str) or parse_time(oldest) < horizon):
             return False
     return True
+
+
+def heartbeat_made(heartbeat: dict, received_at: str) -> datetime:
+    """The latest a heartbeat can have been made: when the bank received it, or the gate's own time if
+    earlier and its clock says it is synchronised (an unsynchronised clock proves nothing). A gate clock
+    running ahead cannot place a heartbeat after the moment it reached the bank."""
+    made = parse_time(received_at)
+    if heartbeat.get("synced") is True and isinstance(heartbeat.get("time"), str):
+        made = min(made, parse_time(heartbeat["time"]))
+    return made
 
 
 def record_dict(record: DayRecord, site: str, tz, holder, final: bool) -> dict:

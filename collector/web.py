@@ -24,11 +24,13 @@ import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gate_agent.logsetup import safe_json
 from gate_agent.protocol import valid_id
 
 from .config import CollectorConfig
@@ -45,6 +47,14 @@ ALL_SITES = "*"
 RECOMPUTE_SECONDS = 5.0
 KEEPALIVE_SECONDS = 15.0
 QUARANTINE_LIMIT = 100
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's compact JSON, with what a gate, a file or a worker list sent (DEL, C1 controls, bidi
+    overrides: Starlette writes them raw) as JSON escapes; names in any script stay as they are."""
+
+    def render(self, content: object) -> bytes:
+        return safe_json(content, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
 
 
 class ApiError(Exception):
@@ -291,7 +301,7 @@ class WebApp:
                                      sort_keys=True)
                     if key != sent:
                         sent, spoke = key, now
-                        yield f"event: update\ndata: {json.dumps(snapshot)}\n\n"
+                        yield f"event: update\ndata: {safe_json(snapshot)}\n\n"
                 if now - spoke >= KEEPALIVE_SECONDS:
                     spoke = now
                     yield ": keepalive\n\n"

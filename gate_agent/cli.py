@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 
 import click
 
+from .cli_output import EscapingGroup, json_text, say
 from .configfile import ConfigError
 from .logsetup import setup_logging
 from .protocol import normalise_uid, public_key_text
@@ -31,7 +31,7 @@ config_option = click.option("--config", "config_path", required=True, type=clic
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=EscapingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, -vvv: nfcpy and paho too).")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.version_option(package_name="site-gate-attendance")
@@ -53,7 +53,7 @@ def keygen(key_file: str) -> None:
         key = generate_key_file(key_file)
     except KeyFileError as error:
         raise _fail(error) from None
-    click.echo(f"signing key written to {key_file} (mode 0600); register the gate at the bank with:", err=True)
+    say(f"signing key written to {key_file} (mode 0600); register the gate at the bank with:", err=True)
     click.echo(public_key_text(key.public_key()))
 
 
@@ -94,7 +94,7 @@ def status(config_path: str, as_json: bool) -> None:
     facts["roster_cards"] = len(roster.cards) if roster else None
     facts["roster_issued"] = roster.issued if roster else None
     if as_json:
-        click.echo(json.dumps(facts, indent=2))
+        click.echo(json_text(facts))
         return
     click.echo(f"gate {facts['site']}/{facts['gate']}: last seq {facts['last_seq']}, acked {facts['acked_seq']}, "
                f"pending {facts['pending']}"
@@ -112,14 +112,14 @@ def readers(as_json: bool, probe_serial: bool) -> None:
 
     found = list_readers(probe_tty=("AMA0", "S0", "USB0") if probe_serial else ())
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        click.echo(json_text(found))
         return
     if not found:
         click.echo("no known reader found (USB: ACR122U, SCL3711, RC-S380, PN533; serial PN532 with --probe-serial)")
         sys.exit(1)
     for entry in found:
         state = "usable" if entry["usable"] else "NOT usable"
-        click.echo(f"{entry['path']:22} {entry['name']} ({entry['node']}): {state}"
+        say(f"{entry['path']:22} {entry['name']} ({entry['node']}): {state}"
                    + (f" - {entry['hint']}" if entry["hint"] and not entry["usable"] else ""))
 
 
@@ -169,7 +169,7 @@ def export(config_path: str, out: str, since: int | None) -> None:
             info = export_bundle(outbox, key, out, since=since)
     except (BundleError, KeyFileError, OutboxError) as error:
         raise _fail(error) from None
-    click.echo(f"exported {info.count} punch{'es' if info.count != 1 else ''} of gate {info.site}/{info.gate} "
+    say(f"exported {info.count} punch{'es' if info.count != 1 else ''} of gate {info.site}/{info.gate} "
                f"(seq {info.first}..{info.last}) to {info.path}; they stay pending here until the bank "
                "acknowledges them")
 

@@ -68,6 +68,10 @@ class GateConfig:
     source: Path | None = None
 
 
+#: 1 TiB: more than any SD card or SSD a gate has.
+MAX_BUFFER_MB = 1024 * 1024
+
+
 def _reader_path(value: str) -> bool:
     kind = value.split(":")[0]
     if kind == "usb":
@@ -126,7 +130,7 @@ def load_config(path: str | os.PathLike) -> GateConfig:
         ack_timeout_seconds=table.number("ack_timeout_seconds", 30, minimum=1, maximum=3600),
         batch_size=table.int("batch_size", 200, minimum=1, maximum=500),
         window=table.int("window", 2000, minimum=1, maximum=100_000),
-        max_buffer_mb=table.number("max_buffer_mb", 512, minimum=1),
+        max_buffer_mb=table.number("max_buffer_mb", 512, minimum=1, maximum=MAX_BUFFER_MB),
         feedback=feedback,
         source=Path(path),
     )

@@ -84,8 +84,9 @@ class Table:
             raise self.error(key, f"{value!r} is not one of {', '.join(options)}")
         return value
 
-    def int(self, key: str, default: Any = REQUIRED, *, minimum: int | None = None,
-            maximum: int | None = None) -> Any:
+    # Every number has both bounds, and no default for them: a value far beyond any sensible one (a
+    # tolerance of 1e300 seconds overflows a timedelta) is refused at start, not met later in a crash.
+    def int(self, key: str, default: Any = REQUIRED, *, minimum: int, maximum: int) -> Any:
         value = self._get(key, default)
         if value is _ABSENT:
             return default
@@ -93,8 +94,7 @@ class Table:
             raise self.error(key, f"must be an integer, not {value!r}")
         return self._bounded(key, value, minimum, maximum)
 
-    def number(self, key: str, default: Any = REQUIRED, *, minimum: float | None = None,
-               maximum: float | None = None) -> Any:
+    def number(self, key: str, default: Any = REQUIRED, *, minimum: float, maximum: float) -> Any:
         value = self._get(key, default)
         if value is _ABSENT:
             return default
@@ -107,9 +107,9 @@ class Table:
         return self._bounded(key, float(value), minimum, maximum)
 
     def _bounded(self, key, value, minimum, maximum):
-        if minimum is not None and value < minimum:
+        if value < minimum:
             raise self.error(key, f"{value} is below the minimum {minimum}")
-        if maximum is not None and value > maximum:
+        if value > maximum:
             raise self.error(key, f"{value} is above the maximum {maximum}")
         return value
 

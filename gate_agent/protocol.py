@@ -53,7 +53,7 @@ def file_format_problem(document: object, expected: str) -> str | None:
     if not isinstance(document, dict) or document.get("format") != expected:
         return f"format is not {expected!r}"
     if document.get("version") != FILE_FORMAT_VERSION:
-        return f"version {document.get('version')!r}; this program reads {FILE_FORMAT_VERSION}"
+        return f"version {quoted(document.get('version'))}; this program reads {FILE_FORMAT_VERSION}"
     return None
 
 
@@ -63,12 +63,29 @@ def canonical_json(document: dict) -> bytes:
 
 
 class ProtocolError(ValueError):
-    """A message that does not follow the contract; ``reason`` is a stable code for counters."""
+    """A message that does not follow the contract; ``reason`` is a stable code for counters. The
+    ``detail`` is kept with the refused message and logged: names and values from the message appear in
+    it only through ``quoted`` (repr: control characters escaped, length bounded)."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """A name or value from outside as a detail shows it: its repr (every control character escaped),
+    at most ``limit`` characters of a string, at most ``limit`` characters of any other repr."""
+    if isinstance(value, str):
+        return repr(value[:limit]) + ("..." if len(value) > limit else "")
+    return repr(value)[:limit]
+
+
+def quoted_names(names, limit: int = 5) -> str:
+    """Field names from outside, sorted and quoted, the first ``limit`` of them and how many more."""
+    ordered = sorted(names, key=str)
+    shown = ", ".join(quoted(name) for name in ordered[:limit])
+    return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")
 
 
 # ---------------------------------------------------------------------------------------------- ids, time
@@ -81,7 +98,7 @@ def valid_id(value: object) -> bool:
 
 def check_id(kind: str, value: object) -> str:
     if not valid_id(value):
-        raise ProtocolError("schema", f"{kind} {value!r} is not an id (letters, digits, '_', '.', '-'; 1-64)")
+        raise ProtocolError("schema", f"{kind} {quoted(value)} is not an id (letters, digits, '_', '.', '-'; 1-64)")
     return value  # type: ignore[return-value]
 
 
@@ -97,13 +114,13 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     if not isinstance(text, str) or _TIME.fullmatch(text) is None:
-        raise ProtocolError("schema", f"time {text!r} is not UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")
+        raise ProtocolError("schema", f"time {quoted(text)} is not UTC with milliseconds (YYYY-MM-DDTHH:MM:SS.mmmZ)")
     try:
         # The pattern above has fixed the layout; fromisoformat is ~10x faster than strptime and checks
         # the same ranges (month 13, day 31 of a 30-day month and second 60 all raise ValueError).
         return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
     except ValueError as error:
-        raise ProtocolError("schema", f"time {text!r}: {error}") from None
+        raise ProtocolError("schema", f"time {quoted(text)}: {error}") from None
 
 
 def normalise_uid(uid: str) -> str:
@@ -201,7 +218,7 @@ class Punch:
         if missing:
             raise ProtocolError("schema", f"punch lacks {', '.join(missing)}")
         if extra:
-            raise ProtocolError("schema", f"punch has unknown field(s) {', '.join(extra)}")
+            raise ProtocolError("schema", f"punch has unknown field(s) {quoted_names(extra)}")
         for name, kind in expected.items():
             value = data[name]
             # bool is an int in Python; the wire keeps them apart.
@@ -347,7 +364,7 @@ def decode_punch_message(payload: bytes) -> list[object]:
     so that one bad punch in a batch does not hide the good ones."""
     data = _load_json(payload, "punch message")
     if set(data) != {"v", "punches"}:
-        raise ProtocolError("schema", f"punch message keys {sorted(data)}, expected ['punches', 'v']")
+        raise ProtocolError("schema", f"punch message keys {quoted_names(data)}, expected 'punches', 'v'")
     items = data["punches"]
     if not isinstance(items, list) or not items:
         raise ProtocolError("schema", "'punches' must be a non-empty list")
@@ -411,7 +428,8 @@ def _signed_message(payload: bytes | dict, kind: str, fields: dict[str, type], k
         raise ProtocolError("schema", f"{kind} is not an object")
     expected = {"v": int, "type": str, **fields, "issued": str, "key": str, "sig": str}
     if set(data) != set(expected):
-        raise ProtocolError("schema", f"{kind} fields {sorted(data)[:20]}, expected {sorted(expected)}")
+        raise ProtocolError("schema", f"{kind} fields {quoted_names(data)}, expected "
+                                      f"{', '.join(map(repr, sorted(expected)))}")
     for name, kind_of in expected.items():
         if type(data[name]) is not kind_of:
             raise ProtocolError("schema", f"{kind} {name} must be {kind_of.__name__}")
@@ -428,7 +446,9 @@ def _check_addressee(data: dict, kind: str, site: str, gate: str | None) -> None
     """A message signed for another gate is refused: the bank's word for one gate is not for all."""
     if data["site"] != site or (gate is not None and data["gate"] != gate):
         to = data["site"] + (f"/{data['gate']}" if gate is not None else "")
-        raise ProtocolError("schema", f"{kind} is for {to[:140]}, not {site}" + (f"/{gate}" if gate else ""))
+        if not (valid_id(data["site"]) and (gate is None or valid_id(data["gate"]))):
+            to = quoted(to, 140)
+        raise ProtocolError("schema", f"{kind} is for {to}, not {site}" + (f"/{gate}" if gate else ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,9 +572,7 @@ def decode_status(payload: bytes) -> dict:
     expected = _STATUS_FIELDS if state == "online" else _WILL_FIELDS
     extra = set(data) - set(expected) - {"v", "state"}
     if extra:
-        shown = ", ".join(repr(name[:40]) for name in sorted(extra)[:5])
-        raise ProtocolError("schema", f"{state} status has unknown field(s) {shown}"
-                                      + (f" and {len(extra) - 5} more" if len(extra) > 5 else ""))
+        raise ProtocolError("schema", f"{state} status has unknown field(s) {quoted_names(extra)}")
     missing = [name for name in expected if name not in data]
     if missing:
         raise ProtocolError("schema", f"{state} status lacks {', '.join(missing)}")

@@ -376,12 +376,13 @@ def start_web(setup: CollectorSetup, *, verbose: str = "-v") -> tuple[subprocess
     return process, url
 
 
-def fill_outbox(setup: GateSetup, count: int, card: str = "DEADBEEF") -> None:
-    """Write ``count`` punches into a gate's outbox as its tap path would (a backlog from an outage)."""
+def fill_outbox(setup: GateSetup, count: int, card: str = "DEADBEEF", *, start: datetime | None = None) -> None:
+    """Write ``count`` punches into a gate's outbox as its tap path would (a backlog from an outage),
+    half a second apart from ``start`` (default: two hours ago)."""
     from gate_agent.keys import load_private_key
     from gate_agent.outbox import Outbox
 
-    clock = FakeClock(datetime.now(UTC) - timedelta(hours=2))
+    clock = FakeClock(start or datetime.now(UTC) - timedelta(hours=2))
     with Outbox(setup.data_dir, setup.site, setup.gate, key=load_private_key(setup.key_file)) as outbox:
         for _ in range(count):
             outbox.append(card=card, tech="iso14443a", reader="udp:test", direction="in", roster="none", clock=clock)

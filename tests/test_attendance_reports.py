@@ -128,8 +128,8 @@ def test_site_day_final(hours_after, pending, oldest_hours, synced, expected):
     end = datetime(2026, 11, 2, 16, tzinfo=UTC)
     status = {"time": format_time(end + timedelta(hours=hours_after)), "synced": synced, "pending": pending,
               "oldest_pending_at": format_time(end + timedelta(hours=oldest_hours)) if oldest_hours else None}
-    gates = [{"active": True, "status": status, "status_at": status["time"]},
-             {"active": False, "status": None, "status_at": None}]
+    gates = [{"active": True, "heartbeat": status, "heartbeat_at": status["time"]},
+             {"active": False, "heartbeat": None, "heartbeat_at": None}]
     assert site_day_final(gates, end, timedelta(hours=6), end + timedelta(days=2)) is expected
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config as load_collector_config
+from gate_agent.configfile import ConfigError
 from gate_agent.keys import KeyFileError, generate_key_file, load_private_key
 from tests.helpers import BANK_PUBLIC, BIN, cli
 
@@ -85,6 +86,87 @@ def test_the_collector_refuses_non_finite_numbers(tmp_path, table, line):
     for command in (["serve"], ["counters"]):
         one_line(cli("collector", *command, "--config", str(path), check=False, timeout=30),
                  str(path), f"{table}.{key}: must be a finite number")
+
+
+# ---------------------------------------------------------------------------------------------- upper bounds
+
+HUGE = {"number": "1e300", "int": str(2**63 - 1)}  # finite, and valid TOML
+
+
+@pytest.mark.parametrize("key", ["future_tolerance_seconds", "backwards_tolerance_seconds"])
+def test_the_collector_refuses_huge_tolerances_at_start(tmp_path, key):
+    from tests.helpers import write_bank_key
+
+    # What overflowed a timedelta in `collector run`, past the config check, with a traceback.
+    path = collector_config(tmp_path, f'signing_key = "{write_bank_key(tmp_path / "bank.key")}"\n'
+                                      f"[mqtt]\nport = 1\n[ingest]\n{key} = {HUGE['number']}\n"
+                                      f'[web.tokens]\n"{secrets.token_urlsafe(18)}" = "*"\n')
+    for command in ("run", "serve"):
+        one_line(cli("collector", command, "--config", str(path), check=False, timeout=30),
+                 str(path), f"ingest.{key}: 1e+300 is above the maximum")
+
+
+def test_the_gate_refuses_a_huge_buffer_at_start(tmp_path):
+    path = gate_config(tmp_path, top=f"max_buffer_mb = {HUGE['number']}", mqtt="port = 1")
+    one_line(cli("gate-agent", "run", "--config", str(path), check=False, timeout=30),
+             str(path), "max_buffer_mb: 1e+300 is above the maximum")
+
+
+def numeric_keys(load, path: Path, monkeypatch) -> dict[str, str]:
+    """Every number the loader reads from a config (defaults included): key -> "number" or "int"."""
+    from gate_agent.configfile import Table
+
+    found = {}
+
+    def spying(kind: str):
+        read = getattr(Table, kind)
+
+        def spy(self, key, *args, **kwargs):
+            found[self._prefix + key] = kind
+            return read(self, key, *args, **kwargs)
+        return spy
+
+    for kind in ("number", "int"):
+        monkeypatch.setattr(Table, kind, spying(kind))
+    assert load(path).mqtt is not None  # the collector reads its [mqtt] table when it is first used
+    monkeypatch.undo()
+    return found
+
+
+def with_value(key: str, value: str) -> tuple[str, str]:
+    """A line for ``key`` in the top level or its table: (top-level text, [mqtt] text)."""
+    table, _, name = key.rpartition(".")
+    if table == "mqtt":
+        return "", f"{name} = {value}"
+    return (f"[{table}]\n" if table else "") + f"{name} = {value}", ""
+
+
+def test_every_number_in_the_gate_config_has_a_maximum(tmp_path, monkeypatch):
+    from gate_agent.config import load_config
+
+    keys = numeric_keys(load_config, gate_config(tmp_path), monkeypatch)
+    assert {"max_buffer_mb", "heartbeat_seconds", "window", "mqtt.port", "feedback.gpio_red"} <= set(keys)
+    for key, kind in keys.items():
+        top, mqtt = with_value(key, HUGE[kind])
+        with pytest.raises(ConfigError) as raised:
+            load_config(gate_config(tmp_path, top=top, mqtt=mqtt))
+        assert f": {key}: {HUGE[kind] if kind == 'int' else '1e+300'} is above the maximum" in str(raised.value)
+        assert "\n" not in str(raised.value)
+
+
+def test_every_number_in_the_collector_config_has_a_maximum(tmp_path, monkeypatch):
+    from tests.helpers import write_bank_key
+
+    signing = f'signing_key = "{write_bank_key(tmp_path / "bank.key")}"\n'
+    keys = numeric_keys(load_collector_config, collector_config(tmp_path, signing), monkeypatch)
+    assert {"ingest.future_tolerance_seconds", "attendance.final_grace_hours", "web.port", "mqtt.keepalive"} <= set(keys)
+    for key, kind in keys.items():
+        top, mqtt = with_value(key, HUGE[kind])
+        path = collector_config(tmp_path, signing + top + "\n" + (f"[mqtt]\n{mqtt}\n" if mqtt else ""))
+        with pytest.raises(ConfigError) as raised:
+            assert load_collector_config(path).mqtt is None  # [mqtt] is read when first used
+        assert f": {key}: {HUGE[kind] if kind == 'int' else '1e+300'} is above the maximum" in str(raised.value)
+        assert "\n" not in str(raised.value)
 
 
 # ---------------------------------------------------------------------------------------------- secret files

@@ -10,12 +10,24 @@ import re
 import signal
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
 from gate_agent.logsetup import escape_control, setup_logging
-from gate_agent.protocol import GateTopics, encode_status
-from tests.helpers import CollectorSetup, Listener, PunchFactory, start_web, stop_process, wait_for
+from gate_agent.protocol import ACK_FILE_FORMAT, FILE_FORMAT_VERSION, GateTopics, encode_status
+from tests.helpers import (
+    CollectorSetup,
+    GateSetup,
+    Listener,
+    PunchFactory,
+    cli,
+    fill_outbox,
+    signed_ack,
+    start_web,
+    stop_process,
+    wait_for,
+)
 
 TITLE = "\x1b]0;you have been pwned\x07"  # sets the terminal's title
 RED = "\x1b[31mred\x1b[0m"  # an ANSI colour
@@ -107,7 +119,8 @@ def test_hostile_names_through_ingest_reach_log_and_terminal_escaped(tmp_path, b
     output = collector.run("quarantine", "--json").stdout
     assert not RAW_CONTROL.search(output)
     rows = json.loads(output)
-    assert TITLE in rows[0]["detail"] and RED in rows[0]["detail"]  # faithful: the exact names come back
+    assert "\\x1b]0;you have been pwned\\x07" in rows[0]["detail"]  # quoted escaped, also where it is kept
+    assert {TITLE, RED} <= set(json.loads(rows[0]["raw"]))  # faithful: the exact names come back
     assert rows[2]["topic"] == bidi_topic and rows[2]["raw"] == f"{TITLE}{RED}"
 
 
@@ -124,3 +137,130 @@ def test_worker_names_from_a_csv_file_are_printed_escaped(tmp_path, broker):
     assert not RAW_CONTROL.search(output)
     (worker,) = json.loads(output)
     assert (worker["name"], worker["employer"]) == (f"Zhang{TITLE} Wei", f"{RED} Co\x7f")
+
+
+# ---------------------------------------------------------------------------------------------- gate-agent errors
+
+
+@pytest.fixture
+def gate_files(tmp_path):
+    """A gate's config and an outbox with two punches; no broker is needed by the file commands."""
+    setup = GateSetup.create(tmp_path / "gate", broker=SimpleNamespace(port=1), device="udp:127.0.0.1:9")
+    fill_outbox(setup, 2)
+    return setup
+
+
+def escaped_error(result, *expected: str) -> str:
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert not RAW_CONTROL.search(result.stderr), repr(result.stderr)
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    return result.stderr
+
+
+PWNED = "\\x1b]0;you have been pwned\\x07"
+
+
+def test_gate_agent_errors_quoting_ack_file_paths_and_contents_are_escaped(tmp_path, gate_files):
+    config = str(gate_files.config_path)
+    missing = tmp_path / f"ack{TITLE}.json"
+    escaped_error(cli("gate-agent", "load-ack", "--config", config, str(missing), check=False),
+                  f"cannot read {tmp_path}/ack{PWNED}.json")
+    garbage = tmp_path / f"garbage{RLO}.json"
+    garbage.write_bytes(f"{TITLE}{RED}".encode())
+    escaped_error(cli("gate-agent", "load-ack", "--config", config, str(garbage), check=False),
+                  "garbage\\u202e.json is not an ack file")
+    # Signed by the bank, but for another site, whose name is a terminal escape.
+    foreign = tmp_path / "foreign.json"
+    ack = json.loads(signed_ack(f"S1{TITLE}", "north", 1, "0" * 64))
+    foreign.write_text(json.dumps({"format": ACK_FILE_FORMAT, "version": FILE_FORMAT_VERSION, "ack": ack}))
+    escaped_error(cli("gate-agent", "load-ack", "--config", config, str(foreign), check=False), PWNED)
+
+
+def test_gate_agent_errors_quoting_bundle_paths_are_escaped(tmp_path, gate_files):
+    taken = tmp_path / f"bundle{TITLE}{RLO}.jsonl"
+    taken.write_text("")
+    escaped_error(cli("gate-agent", "export", "--config", str(gate_files.config_path), "--out", str(taken),
+                      check=False), f"bundle{PWNED}\\u202e.jsonl already exists")
+
+
+@pytest.mark.parametrize("tool, command", [("gate-agent", "status"), ("collector", "counters")])
+def test_command_line_mistakes_are_quoted_escaped(tool, command):
+    escaped_error(cli(tool, f"{command}{TITLE}", check=False), f"{command}{PWNED}")  # no such command
+    escaped_error(cli(tool, f"--colour{RED}", command, check=False), "\\x1b[31mred")  # no such option
+    escaped_error(cli(tool, command, "--config", TITLE, f"extra{RLO}", check=False), "extra\\u202e")
+
+
+# ---------------------------------------------------------------------------------------------- decoders
+
+
+def hostile_documents():
+    """(decoder, input) pairs that put names and values from outside into a ProtocolError's detail."""
+    from gate_agent.protocol import (
+        Ack,
+        Punch,
+        Resend,
+        Roster,
+        check_id,
+        decode_punch_message,
+        decode_status,
+        parse_time,
+    )
+    from tests.helpers import BANK_KEY, BANK_KEYS
+
+    punch = PunchFactory().next().to_dict()
+    many = {f"{TITLE}{n}": n for n in range(500)}
+    ack = json.loads(Ack(1, "0" * 64).sign("S1", "north", "2026-11-28T06:00:00.000Z", BANK_KEY))
+    for_another = json.loads(Ack(1, "0" * 64).sign(f"S1{TITLE}", f"north{RLO}", "2026-11-28T06:00:00.000Z", BANK_KEY))
+    roster = json.loads(Roster("S1", "2026-11-28T06:00:00.000Z", frozenset()).sign(BANK_KEY))
+    resend = json.loads(Resend(1, 2).sign("S1", "north", "2026-11-28T06:00:00.000Z", BANK_KEY))
+    acks = lambda data: Ack.decode(data, site="S1", gate="north", keys=BANK_KEYS)  # noqa: E731
+    return [
+        (Punch.from_dict, punch | {TITLE: 1, RED: 2}),
+        (Punch.from_dict, punch | many),
+        (decode_punch_message, json.dumps({"v": 1, "punches": [punch], TITLE: 1, f"x{RLO}": 2}).encode()),
+        (decode_punch_message, json.dumps({"v": 1, "punches": [punch], **many}).encode()),
+        (decode_status, encode_status("online", site="S1", gate="north", **{TITLE: 1})),
+        (acks, ack | {TITLE: 1}),
+        (acks, ack | many),
+        (acks, for_another),
+        (lambda data: Roster.decode(data, site="S1", keys=BANK_KEYS), roster | {f"cards{RLO}": []}),
+        (lambda data: Resend.decode(data, site="S1", gate="north", keys=BANK_KEYS), resend | {RED: 1}),
+        (lambda data: Roster.load(json.dumps(data).encode()), {"v": 1, "site": "S1", "issued": TITLE, "cards": []}),
+        (lambda data: check_id("site", data), TITLE * 100),
+        (parse_time, f"2026{TITLE}" * 100),
+    ]
+
+
+def test_decoders_quote_names_and_values_from_outside_escaped_and_bounded():
+    from gate_agent.protocol import ProtocolError
+
+    for decode, document in hostile_documents():
+        with pytest.raises(ProtocolError) as raised:
+            decode(document)
+        detail = raised.value.detail
+        assert not RAW_CONTROL.search(detail), (decode, detail)
+        assert len(detail) < 400, (decode, len(detail))
+
+
+def test_quarantine_details_are_stored_escaped(tmp_path):
+    """The detail is kept with the message; its bytes, not its detail, are what holds the names exactly."""
+    from collector.ingest import Incoming, Ingestor
+    from collector.store import Store
+
+    north = PunchFactory()
+    topics = GateTopics("S1", "north")
+    punch = north.next().to_dict() | {TITLE: 1, RED: 2}
+    with Store(tmp_path / "collector.sqlite3") as store:
+        store.add_site("S1", timezone="Asia/Shanghai")
+        store.add_gate("S1", "north", north.public_key)
+        Ingestor(store).ingest([
+            Incoming(topics.punch, json.dumps({"v": 1, "punches": [punch]}).encode(), "2026-11-28T06:00:00.000Z"),
+            Incoming(topics.punch, json.dumps({"v": 1, "punches": [punch], TITLE: 1}).encode(),
+                     "2026-11-28T06:00:00.000Z"),
+        ])
+        rows = store.quarantined()
+    assert [row["reason"] for row in rows] == ["schema", "schema"]
+    for row in rows:
+        assert not RAW_CONTROL.search(row["detail"]) and PWNED in row["detail"], row["detail"]
+    assert {TITLE, RED} <= set(json.loads(rows[0]["raw"]))

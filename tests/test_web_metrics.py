@@ -1,12 +1,19 @@
-"""What only the daemon knows (acks sent, ingest lag) reaches /metrics of the separate `collector serve`."""
+"""Every counter ingest and the daemon keep (acks sent, ingest lag...) reaches /metrics of the separate
+`collector serve`."""
 
 from __future__ import annotations
 
+import ast
 import signal
 import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from collector.metrics import render_metrics
+from collector.store import Store
 from gate_agent.protocol import GateTopics, encode_punches
 from tests.helpers import CollectorSetup, Listener, PunchFactory, start_web, stop_process, wait_for
 
@@ -54,3 +61,50 @@ def test_acks_and_ingest_lag_from_the_daemon_reach_metrics(tmp_path, broker):
     assert samples["collector_ingest_lag_seconds_sum"] >= 0
     assert 0 <= samples["collector_ingest_lag_last_seconds"] < 30
     assert samples['collector_gate_missing_punches{site="S1",gate="east"}'] == 0
+
+
+def counter_names(module) -> set[str]:
+    """Every counter name ``module`` increments (``counts["x"]``, ``counters["x"]``); an f-string name
+    (``f"quarantined_{reason}"``) is its literal start followed by "example"."""
+    names = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
+                and node.value.attr in ("counts", "counters"):
+            key = node.slice
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                names.add(key.value)
+            elif isinstance(key, ast.JoinedStr) and isinstance(key.values[0], ast.Constant):
+                names.add(key.values[0].value + "example")
+    return names
+
+
+def samples(text: str) -> dict:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_every_counter_ingest_and_the_daemon_keep_reaches_metrics(tmp_path):
+    from collector import ingest, service
+
+    names = counter_names(ingest) | counter_names(service) | set(service.PERSISTED_COUNTERS)
+    assert {"stored", "clock_implausible", "quarantined_example", "acks_sent"} <= names  # the scan works
+    now = datetime(2026, 11, 28, 6, tzinfo=UTC)
+    with Store(tmp_path / "collector.sqlite3") as store:
+        before = samples(render_metrics(store, now))
+        missing = []
+        # "quarantined" is every quarantined_<reason> together: /metrics has it as one family by reason.
+        for name in sorted(names - {"quarantined"}):
+            with store.transaction():
+                store.add_counters({name: 1000 + len(name)})
+            after = samples(render_metrics(store, now))
+            if after == before:
+                missing.append(name)
+            before = after
+        assert missing == []
+        with store.transaction():
+            store.add_counters({"quarantined": 1000 + len("quarantined_example")})
+        by_reason = [value for (metric, _), value in samples(render_metrics(store, now)).items()
+                     if metric == "collector_quarantined_total"]
+        assert sum(by_reason) == store.counters()["quarantined"]
+    # What only the daemon counts reaches `collector serve` only if the daemon writes it down.
+    assert counter_names(service) <= set(service.PERSISTED_COUNTERS)

@@ -69,6 +69,14 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
         """A statement of the caller's own (tools and tests); queries of the product live in the mixins."""
         return self.db.execute(sql, params)
 
+    def has_step(self, version: int) -> bool:
+        """Whether the schema has this step (a read-only reader may meet a database the daemon has not
+        upgraded yet); remembered once true."""
+        known = self.__dict__.setdefault("_steps", set())
+        if version not in known and version in schema.applied(self.db):
+            known.update(schema.applied(self.db))
+        return version in known
+
     def change_marker(self) -> object:
         """Changes whenever another connection may have committed (the live stream polls it)."""
         return self.db.change_marker()

@@ -101,11 +101,18 @@ class LedgerQueries:
         return json.loads(row[0]) if row and row[0] else None
 
     def save_status(self, site: str, gate: str, status: dict, received_at: str) -> None:
+        """The gate's latest status; an online one is also its latest heartbeat, which an offline one
+        leaves in place."""
+        text = json.dumps(status, sort_keys=True)
+        heartbeat = (text, received_at) if status["state"] == "online" else (None, None)
         self.db.execute(
-            """INSERT INTO gate_state (site, gate, status, status_state, status_at) VALUES (?, ?, ?, ?, ?)
+            """INSERT INTO gate_state (site, gate, status, status_state, status_at, heartbeat, heartbeat_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (site, gate) DO UPDATE SET status = excluded.status,
-               status_state = excluded.status_state, status_at = excluded.status_at""",
-            (site, gate, json.dumps(status, sort_keys=True), status["state"], received_at))
+               status_state = excluded.status_state, status_at = excluded.status_at,
+               heartbeat = coalesce(excluded.heartbeat, gate_state.heartbeat),
+               heartbeat_at = coalesce(excluded.heartbeat_at, gate_state.heartbeat_at)""",
+            (site, gate, text, status["state"], received_at, *heartbeat))
 
     # ================================================================== manual corrections
 

@@ -148,10 +148,13 @@ class RegistryQueries:
                           "WHERE site = ? AND gate = ? ORDER BY added_at", (site, gate))
 
     def gates(self, site: str | None = None, *, with_gaps: bool = True) -> list[dict]:
-        """Each gate with its ingest state and last status, for `collector gates` and the dashboard."""
-        sql = """SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
-                        s.status, s.status_state, s.status_at
-                 FROM gates g LEFT JOIN gate_state s ON s.site = g.site AND s.gate = g.gate"""
+        """Each gate with its ingest state, last status and last online heartbeat (with the times the bank
+        received them), for `collector gates`, the dashboard and finality."""
+        # A read-only view of a database not yet migrated knows no heartbeat: its days stay provisional.
+        heartbeat = "s.heartbeat, s.heartbeat_at" if self.has_step(9) else "NULL AS heartbeat, NULL AS heartbeat_at"
+        sql = f"""SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
+                         s.status, s.status_state, s.status_at, {heartbeat}
+                  FROM gates g LEFT JOIN gate_state s ON s.site = g.site AND s.gate = g.gate"""
         params: tuple = ()
         if site is not None:
             sql += " WHERE g.site = ?"
@@ -159,6 +162,7 @@ class RegistryQueries:
         rows = self._rows(sql + " ORDER BY g.site, g.gate", params)
         for row in rows:
             row["status"] = json.loads(row["status"]) if row["status"] else None
+            row["heartbeat"] = json.loads(row["heartbeat"]) if row["heartbeat"] else None
             row["open_gaps"] = self.open_gaps(row["site"], row["gate"]) if with_gaps else None
         return rows
 

@@ -256,11 +256,19 @@ STEPS = [
             expires_at DOUBLE PRECISION NOT NULL
         );
     """),
+    # Finality rests on the last online heartbeat: a last will or a clean stop ("offline", no facts) is the
+    # gate's latest status but must not replace what the gate last said it holds. Kept apart, with the
+    # time the bank received it.
+    Step(9, "heartbeats", """
+        ALTER TABLE gate_state ADD COLUMN heartbeat TEXT;
+        ALTER TABLE gate_state ADD COLUMN heartbeat_at TEXT;
+        UPDATE gate_state SET heartbeat = status, heartbeat_at = status_at WHERE status_state = 'online';
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
 _SQLITE_UTILS_NAMES = {"m001_initial": (1,), "m002_gauges": (2,), "m003_bank_keys": (3,),
-                       "m004_quarantine_limits": (4, 5), "m005_statuses_checked": (6,)}
+                       "m004_quarantine_limits": (4, 5), "m005_statuses_checked": (6,), "m006_heartbeats": (9,)}
 
 
 def applied(conn: Connection) -> dict[int, str]:
