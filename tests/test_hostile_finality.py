@@ -151,7 +151,7 @@ def test_an_upgrade_keeps_the_last_heartbeat_and_an_older_database_reads_as_prov
     with conn:  # the database as the previous version left it
         conn.execute("ALTER TABLE gate_state DROP COLUMN heartbeat")
         conn.execute("ALTER TABLE gate_state DROP COLUMN heartbeat_at")
-        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_heartbeats'")
+        conn.execute("DELETE FROM schema_migrations WHERE name = 'heartbeats'")
     conn.close()
     # `collector serve` reads it before the daemon has migrated it: no heartbeat known, nothing final.
     with Store(tmp_path / "collector.sqlite3", readonly=True) as old:

@@ -81,6 +81,11 @@ class Gate:
                 self.client.publish(self.topics.punch, encode_punch_bodies(chunk), qos=1)
                 self.sent += len(chunk)
 
+    def resend(self) -> None:
+        with self.lock:
+            self.sent = self.acked
+        self.pump()
+
     def on_ack(self, ack: Ack) -> bool:
         with self.lock:
             self.acked = max(self.acked, ack.seq)
@@ -123,7 +128,16 @@ def main(argv: list[str] | None = None) -> None:
 
     client.on_message = on_message
     client.on_subscribe = lambda *a: subscribed.set()
-    client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"attendance/v1/{args.site}/+/ack", qos=1)
+    connections = []
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        client.subscribe(f"attendance/v1/{args.site}/+/ack", qos=1)
+        connections.append(reason_code)
+        if len(connections) > 1:  # as a gate does after a reconnect: what is unacknowledged goes again
+            for gate in gates.values():
+                gate.resend()
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", args.port)
     client.loop_start()
     if not subscribed.wait(10):
