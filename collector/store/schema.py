@@ -291,6 +291,7 @@ def upgrade(conn: Connection) -> list[Step]:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
                      "name TEXT NOT NULL, applied_at TEXT NOT NULL)")
         _adopt_sqlite_utils(conn)
+        fresh = conn.one("SELECT 1 FROM schema_migrations") is None
     done = []
     for step in STEPS:
         with conn.transaction():
@@ -304,7 +305,9 @@ def upgrade(conn: Connection) -> list[Step]:
             conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                          (step.version, step.name, utc_now_text()))
         done.append(step)
-        log.info("database schema: applied %d %s", step.version, step.name)
+        log.debug("database schema: applied %d %s", step.version, step.name)
+    if done and not fresh:  # a new database is not news; an upgraded one is
+        log.info("database upgraded: applied %s", ", ".join(f"{s.version} {s.name}" for s in done))
     return done
 
 
