@@ -1,4 +1,4 @@
-"""`collector db`: the database's schema version and upgrades (and moving a pilot's SQLite file)."""
+"""`collector db`: the database's schema version and upgrades; `collector cluster`: who holds what."""
 
 from __future__ import annotations
 
@@ -45,5 +45,29 @@ def db_upgrade(ctx: Context, as_json: bool) -> None:
                                           if done else "nothing to apply; ") + f"schema version {version}")
 
 
+@click.group("cluster")
+def cluster_group() -> None:
+    """Several collector processes sharing one database: partitions, leases, members."""
+
+
+@cluster_group.command("status")
+@json_option
+@with_config
+def cluster_status(ctx: Context, as_json: bool) -> None:
+    """Which collector process holds each partition, and for how much longer (read-only)."""
+    with ctx.store(readonly=True) as store:
+        leases = store.leases() if store.db.table_exists("leases") else []
+        members = store.members() if store.db.table_exists("members") else []
+    rows = [{"partition": int(lease["name"].split("/")[1]), "owner": lease["owner"], "epoch": lease["epoch"],
+             "held": lease["remaining"] > 0, "seconds_left": round(lease["remaining"], 1)} for lease in leases]
+    unheld = [r["partition"] for r in rows if not r["held"]]
+    lines = [f"partition {r['partition']:3}: " + (f"{r['owner']} ({r['seconds_left']:.0f} s left, epoch {r['epoch']})"
+                                                  if r["held"] else "NOT HELD") for r in rows]
+    lines.append(f"{len(members)} collector(s) alive: {', '.join(m['instance'] for m in members) or 'none'}"
+                 + (f"; partitions not held: {unheld}" if unheld else ""))
+    emit(as_json, {"partitions": rows, "members": members}, "\n".join(lines))
+
+
 def register(main: click.Group) -> None:
     main.add_command(db_group)
+    main.add_command(cluster_group)

@@ -201,3 +201,22 @@ def postgres_db_second():
     url = postgres.create_database()
     yield url
     postgres.drop_database(url)
+
+
+def test_cluster_status_says_who_holds_what(tmp_path, database):
+    from types import SimpleNamespace
+
+    from tests.helpers import CollectorSetup
+
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=database,
+                                  cluster={"partitions": 4})
+    setup.run("db", "upgrade")
+    first, second = keeper(setup.location, "host-a:1:aaaaaa"), keeper(setup.location, "host-b:2:bbbbbb")
+    first.tick(), second.tick(), first.tick(), second.tick()
+    status = setup.json("cluster", "status")
+    owners = {row["partition"]: row["owner"] for row in status["partitions"] if row["held"]}
+    assert sorted(owners) == [0, 1, 2, 3] and set(owners.values()) == {"host-a:1:aaaaaa", "host-b:2:bbbbbb"}
+    assert [m["instance"] for m in status["members"]] == ["host-a:1:aaaaaa", "host-b:2:bbbbbb"]
+    second.leave()
+    text = setup.run("cluster", "status").stdout
+    assert "NOT HELD" in text and "1 collector(s) alive: host-a:1:aaaaaa" in text

@@ -69,6 +69,11 @@ class LeaseQueries:
             return [row[0] for row in self.db.execute(
                 f"SELECT instance FROM members WHERE expires_at >= {now} ORDER BY instance").fetchall()]
 
+    def members(self) -> list[dict]:
+        """The collector processes alive now, with when they started."""
+        return self.db.rows(f"SELECT instance, started_at FROM members WHERE expires_at >= {self.db.now_sql} "
+                            "ORDER BY instance")
+
     def member_gone(self, instance: str) -> None:
         with self.db.transaction():
             self.db.execute("DELETE FROM members WHERE instance = ?", (instance,))
