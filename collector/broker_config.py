@@ -39,6 +39,10 @@ PERSISTENCE_DIR = "/var/lib/mosquitto"
 #: minutes of a whole region's shift-start peak for one partition whose collector is being replaced.
 QUEUE_LIMIT_MIB = 256
 MEMORY_LIMIT_MIB = 4096
+#: The message count limit is the byte limit over this: bytes bind first for anything larger.
+MIN_MESSAGE_BYTES = 64
+#: Mosquitto 2.0 parses max_queued_bytes with atoi(): past 2**31 - 1 it wraps to "no limit".
+MAX_QUEUE_LIMIT_MIB = 2047
 #: Seconds between snapshots of the broker's memory to disk (a clean stop always writes one).
 AUTOSAVE_SECONDS = 60
 #: How long a disconnected session is kept, whatever the client asked for (Mosquitto's syntax).
@@ -101,6 +105,9 @@ class BrokerSettings:
             return f"--persistence-dir {self.persistence_dir!r} is not an absolute path on one line"
         if self.queue_limit_mib < 1:
             return f"--queue-limit-mib {self.queue_limit_mib} is not a positive number of MiB"
+        if self.queue_limit_mib > MAX_QUEUE_LIMIT_MIB:
+            return (f"--queue-limit-mib {self.queue_limit_mib} is more than {MAX_QUEUE_LIMIT_MIB}: Mosquitto reads "
+                    "max_queued_bytes as a 32-bit integer, and a larger value would silently mean no limit")
         if self.memory_limit_mib < 2 * self.queue_limit_mib:
             return (f"--memory-limit-mib {self.memory_limit_mib} is less than twice --queue-limit-mib "
                     f"{self.queue_limit_mib}: one collector's full queue would exhaust the broker's memory before "
@@ -122,18 +129,22 @@ def _same_address(bind: str, address: ipaddress.IPv4Address | ipaddress.IPv6Addr
 
 def queue_settings(queue_limit_mib: int = QUEUE_LIMIT_MIB, memory_limit_mib: int = MEMORY_LIMIT_MIB) -> list[str]:
     """The production queue limits, also used by the local broker of the demo and the tests."""
+    queue_bytes = queue_limit_mib * 1024 * 1024
     return [
-        "# Queues are bounded by bytes, never by a message count. Mosquitto's default (1,000 messages per",
+        "# Queues are bounded by bytes, not by a message count. Mosquitto's default (1,000 messages per",
         "# client) silently drops QoS 1 messages owed to a collector that is offline for a moment, being",
         "# replaced, or slow in a burst: with one session per partition, the successor of a killed collector",
-        "# must find everything its predecessor was owed. Past max_queued_bytes Mosquitto drops what is owed",
-        "# to that one client and logs \"Outgoing messages are being dropped for client ...\" (and counts",
-        "# $SYS/broker/publish/messages/dropped); the gates keep every punch until the collector acks it and",
-        "# send it again, which is the safety net, not the normal path. memory_limit protects the host:",
-        "# reaching it, Mosquitto refuses messages and disconnects the clients concerned, for everyone, so it",
-        "# stays well above one client's limit.",
-        "max_queued_messages 0",
-        f"max_queued_bytes {queue_limit_mib * 1024 * 1024}",
+        "# must find everything its predecessor was owed. The count below never binds before the byte limit",
+        f"# for messages of {MIN_MESSAGE_BYTES} bytes or more (a punch is ~400). It is not 0 (\"no limit\"): with 0,",
+        "# Mosquitto 2.0.11 disconnects a client whose QoS 1 publish the ACL refused, and 2.0 releases had",
+        "# other faults with 0 (eclipse-mosquitto#1956, #2879).",
+        "# Past max_queued_bytes Mosquitto drops what is owed to that one client and logs \"Outgoing messages",
+        "# are being dropped for client ...\" (and counts $SYS/broker/publish/messages/dropped); the gates",
+        "# keep every punch until the collector acks it and send it again: the safety net, not the normal",
+        "# path. memory_limit protects the host: reaching it, Mosquitto refuses messages and disconnects the",
+        "# clients concerned, whoever they are, so it stays well above one client's limit.",
+        f"max_queued_messages {queue_bytes // MIN_MESSAGE_BYTES}",
+        f"max_queued_bytes {queue_bytes}",
         f"memory_limit {memory_limit_mib * 1024 * 1024}",
     ]
 
@@ -243,8 +254,8 @@ def config_text(pki: Path, acl_path: Path, settings: BrokerSettings) -> str:
         "# MQTT 5 ones included (Mosquitto takes the shorter of this and the client's): far longer than a",
         "# collector partition waits for its next owner or a site stays shut, short enough that a session",
         "# nobody comes back for (a retired partition, a scrapped gate) stops holding its queue. A gate or",
-        "# collector whose session expired loses nothing: it subscribes on every connect, acks and rosters",
-        "# are retained, and the gate still holds every punch the collector has not acknowledged.",
+        "# collector whose session expired subscribes again on its next connect, acks and rosters are",
+        "# retained, and what was queued comes again from the gates, which keep every unacknowledged punch.",
         f"persistent_client_expiration {SESSION_EXPIRATION}",
         "",
         "# The gates' listener. The client id becomes the certificate name: no client can take over another's",

@@ -235,7 +235,7 @@ def flood_an_offline_and_a_slow_session(bank: Bank) -> tuple[Session, Session]:
 
 def test_an_offline_and_a_slow_collector_session_get_every_message(bank, start_broker):
     conf = bank.conf.read_text()
-    assert "max_queued_messages 0" in conf and "max_queued_bytes 268435456" in conf
+    assert "max_queued_messages 4194304" in conf and "max_queued_bytes 268435456" in conf
     broker = start_broker()
     offline, slow = flood_an_offline_and_a_slow_session(bank)
     everything = set(range(1, MESSAGES + 1))
@@ -298,6 +298,20 @@ def test_collector_partitions_have_their_own_client_ids_and_a_gate_cannot_take_o
         session.disconnect()
 
 
+def test_a_publish_the_acl_refuses_does_not_cost_a_gate_its_connection(bank, start_broker):
+    """With max_queued_messages 0, Mosquitto 2.0.11 drops the connection of a client after refusing its QoS 1
+    publish: a gate would reconnect over and over. The generated count limit is large instead."""
+    broker = start_broker()
+    gate = Session(bank, "north", "north", gates_listener=True)
+    gate.connect()
+    gate.publish_all(GateTopics("S1", "south").punch, [b"000001 on another gate's topic"] * 3)
+    gate.publish_all(GateTopics("S1", "north").punch, [b"000002 on its own"])
+    assert gate.events.empty(), f"the gate lost its connection: {gate.events.get()}"
+    gate.disconnect()
+    log = broker.text()
+    assert log.count("Denied PUBLISH from north") == 3 and "Bad socket read/write on client north" not in log
+
+
 # ------------------------------------------------------------------------------------ refusals
 
 
@@ -316,6 +330,7 @@ def broker_config(bank: Bank, *options: str, out: Path | None = None):
     (["--port", "8883", "--persistence-dir", "var/lib/mosquitto"], "is not an absolute path"),
     (["--port", "8883", "--persistence-dir", "/var/lib/x\npersistence false"], "is not an absolute path on one line"),
     (["--port", "8883", "--queue-limit-mib", "0"], "is not a positive number"),
+    (["--port", "8883", "--queue-limit-mib", "2048", "--memory-limit-mib", "8192"], "would silently mean no limit"),
     (["--port", "8883", "--memory-limit-mib", "300"], "is less than twice --queue-limit-mib 256"),
 ])
 def test_broker_config_refuses_settings_it_cannot_make_safe(tmp_path, bank, options, expected):
