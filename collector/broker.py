@@ -1,7 +1,9 @@
 """A local Mosquitto run from its binary: the embedded default for the demo, and the tests' broker.
 
 It listens on loopback only, keeps its sessions on disk (so a stop and a start behave as at a bank
-that restarts its broker), and can be stopped, killed and started again on the same port.
+that restarts its broker), and can be stopped, killed and started again on the same port. Its queues
+are the bank's (`collector broker-config`: bounded by bytes, not by a message count) unless a test asks
+for Mosquitto's defaults, under which the broker drops messages to a slow or absent subscriber.
 """
 
 from __future__ import annotations
@@ -33,19 +35,25 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 class LocalBroker:
-    """``extra`` is appended to the generated mosquitto.conf (limits, TLS listeners...)."""
+    """``extra`` is appended to the generated mosquitto.conf (limits, TLS listeners...);
+    ``default_queue_limits`` leaves out the production queue settings (Mosquitto's 1,000 messages per client)."""
 
-    def __init__(self, directory: str | os.PathLike, port: int | None = None, *, extra: str = ""):
+    def __init__(self, directory: str | os.PathLike, port: int | None = None, *, extra: str = "",
+                 default_queue_limits: bool = False):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra = extra
+        self.default_queue_limits = default_queue_limits
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
         self._process: subprocess.Popen | None = None
 
     def write_config(self) -> Path:
+        from .broker_config import queue_settings
+
+        queues = "" if self.default_queue_limits else "\n".join(queue_settings()) + "\n"
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
@@ -58,6 +66,7 @@ class LocalBroker:
             # Started as root, Mosquitto switches to user "mosquitto", which cannot write this directory:
             # it then runs without its log and without persistence (sessions lost on every restart).
             + ("user root\n" if os.geteuid() == 0 else "")
+            + queues
             + self.extra
         )
         return self.config_path

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .broker_config import COLLECTOR_BIND, COLLECTOR_PORT, MEMORY_LIMIT_MIB, PERSISTENCE_DIR, QUEUE_LIMIT_MIB
 from .cli_common import Context, check_id, emit, json_option, with_config
 
 
@@ -110,24 +111,40 @@ def gate_enroll_command() -> click.Command:
 @click.command("broker-config")
 @click.option("--pki", required=True, type=click.Path(file_okay=False),
               help="Directory with ca.crt, server.crt and server.key, as the broker will read them.")
-@click.option("--port", required=True, type=click.IntRange(1, 65535), help="The TLS listener's port (8883).")
-@click.option("--bind", help="Listen on this address only (default: every address).")
+@click.option("--port", required=True, type=click.IntRange(1, 65535), help="The gates' TLS listener's port (8883).")
+@click.option("--bind", help="The gates' listener listens on this address only (default: every address).")
+@click.option("--collector-port", default=COLLECTOR_PORT, show_default=True, type=click.IntRange(1, 65535),
+              help="The collectors' TLS listener's port: the collector's [mqtt] port.")
+@click.option("--collector-bind", default=COLLECTOR_BIND, show_default=True,
+              help="The internal IP address of the collectors' listener; the gates' network must not reach it.")
+@click.option("--persistence-dir", default=PERSISTENCE_DIR, show_default=True,
+              help="Where Mosquitto keeps its sessions and queued messages (writable by user mosquitto).")
+@click.option("--queue-limit-mib", default=QUEUE_LIMIT_MIB, show_default=True, type=int,
+              help="What the broker may queue for one client (max_queued_bytes), in MiB.")
+@click.option("--memory-limit-mib", default=MEMORY_LIMIT_MIB, show_default=True, type=int,
+              help="The broker's whole heap (memory_limit), in MiB: at least twice --queue-limit-mib.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The Mosquitto configuration to write; the ACL goes beside it with the suffix .acl.")
 @with_config
 @_one_line_errors
-def broker_config(ctx: Context, pki: str, port: int, bind: str | None, out: str) -> None:
-    """Write a Mosquitto configuration (TLS with client certificates, identity from the certificate) and
-    an ACL from the registry: each gate publishes only as itself, reads only its own acks, commands and
-    site roster. Run again after enrolling or deactivating a gate, then reload the broker."""
-    from .broker_config import GateEntry, write_broker_config
+def broker_config(ctx: Context, pki: str, port: int, bind: str | None, collector_port: int, collector_bind: str,
+                  persistence_dir: str, queue_limit_mib: int, memory_limit_mib: int, out: str) -> None:
+    """Write the broker's whole Mosquitto configuration and an ACL from the registry: a TLS listener for
+    the gates (client certificates, client id = certificate name) and one for the collectors on an
+    internal address; queues bounded by bytes, persistence, session expiry. Each gate publishes only as
+    itself and reads only its own acks, commands and site roster. Run again after enrolling or
+    deactivating a gate, then reload the broker."""
+    from .broker_config import BrokerSettings, GateEntry, write_broker_config
 
+    settings = BrokerSettings(port, bind, collector_port, collector_bind, persistence_dir, queue_limit_mib,
+                              memory_limit_mib)
     with ctx.store(readonly=True) as store:
         gates = [GateEntry(g["site"], g["gate"], bool(g["active"])) for g in store.gates()]
-    conf, acl = write_broker_config(pki, port, out, gates, bind=bind)
+    conf, acl = write_broker_config(pki, out, gates, settings)
     active = sum(g.active for g in gates)
-    click.echo(f"wrote {conf} and {acl}: TLS listener on {bind or 'every address'}:{port}, "
-               f"{active} gate(s) with access" + (f", {len(gates) - active} deactivated" if active < len(gates) else ""))
+    click.echo(f"wrote {conf} and {acl}: gates' TLS listener on {bind or 'every address'}:{port}, collectors' on "
+               f"{collector_bind}:{collector_port}, {active} gate(s) with access"
+               + (f", {len(gates) - active} deactivated" if active < len(gates) else ""))
 
 
 # ============================================================================== offline bundles

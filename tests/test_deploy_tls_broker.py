@@ -45,7 +45,8 @@ pytestmark = pytest.mark.slow
 class Deployment:
     directory: Path
     pki: Path
-    port: int
+    port: int  # the gates' listener
+    collector_port: int  # the collectors' listener
     collector: CollectorSetup
     north: GateSetup
     factories: dict[str, PunchFactory]
@@ -67,12 +68,33 @@ def broker_files():
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def mosquitto_account() -> pwd.struct_passwd | None:
+    """The user Mosquitto drops to when started as root (if there is one), or None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("mosquitto")
+    except KeyError:
+        return None
+
+
+def persistence_dir(broker_files: Path) -> Path:
+    """A directory the broker can write its sessions to, as whichever user it runs."""
+    directory = broker_files / "data"
+    directory.mkdir(exist_ok=True)
+    account = mosquitto_account()
+    if account is not None:
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    return directory
+
+
 @pytest.fixture
 def deployment(tmp_path, udp_device, broker_files):
-    pki, port = broker_files / "pki", free_port()
+    pki, port, collector_port = broker_files / "pki", free_port(), free_port()
     cli("collector", "ca", "init", "--dir", str(pki))
-    config = write_collector_config(tmp_path / "collector", pki, port=port)
-    collector = CollectorSetup(tmp_path / "collector", port)
+    # The collector connects on the collectors' listener, as the install guide has it.
+    config = write_collector_config(tmp_path / "collector", pki, port=collector_port)
+    collector = CollectorSetup(tmp_path / "collector", collector_port)
     collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
     collector.run("site", "add", "S2", "--timezone", "Asia/Kolkata")
     north = GateSetup.create(tmp_path / "north", broker=SimpleNamespace(port=port), device=udp_device)
@@ -87,23 +109,20 @@ def deployment(tmp_path, udp_device, broker_files):
                              "tls_key": str(tls / "gate.key")})
     conf = broker_files / "broker" / "site-gate.conf"
     cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
+        "--collector-port", str(collector_port), "--persistence-dir", str(persistence_dir(broker_files)),
         "--out", str(conf), "--config", str(config))
-    if os.geteuid() == 0:
-        # Run as root, Mosquitto drops to its own user (if there is one) before reading the key; the
-        # install guide hands the key to that user the same way.
-        try:
-            account = pwd.getpwnam("mosquitto")
-        except KeyError:
-            account = None
-        if account is not None:
-            os.chown(pki / "server.key", account.pw_uid, account.pw_gid)
+    account = mosquitto_account()
+    if account is not None:
+        # Run as root, Mosquitto drops to its own user before reading the key; the install guide hands
+        # the key to that user the same way.
+        os.chown(pki / "server.key", account.pw_uid, account.pw_gid)
     log = open(tmp_path / "mosquitto.log", "wb")
     broker = subprocess.Popen([mosquitto_binary(), "-v", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     log.close()
     try:
         wait_for(lambda: broker.poll() is not None or _listening(port), message="mosquitto listening")
         assert broker.poll() is None, (tmp_path / "mosquitto.log").read_text()
-        yield Deployment(tmp_path, pki, port, collector, north, factories)
+        yield Deployment(tmp_path, pki, port, collector_port, collector, north, factories)
     finally:
         stop_process(broker, signal.SIGKILL)
 

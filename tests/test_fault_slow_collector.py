@@ -1,6 +1,7 @@
-"""Mosquitto with its default queue limits (max_queued_messages 1000, max_inflight_messages 20) and a
-deliberately slow collector: the broker drops what does not fit, silently for the publishers, and the
-acknowledgement and resend path carries every punch anyway.
+"""Mosquitto with its default queue limits (max_queued_messages 1000, max_inflight_messages 20), not the
+bank's (`collector broker-config` bounds queues by bytes), and a deliberately slow collector: the broker
+drops what does not fit, silently for the publishers, and the acknowledgement and resend path carries
+every punch anyway.
 
 The collector is slow for real: it lets the broker have only two unacknowledged messages in flight
 ([ingest] receive_maximum = 2), so it commits a transaction (with its fsync) for every one or two
@@ -16,7 +17,7 @@ import sqlite3
 
 import pytest
 
-from collector.broker import free_port
+from collector.broker import LocalBroker, free_port
 from collector.store import Store
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Punch, key_id, parse_public_key, verify_chain
@@ -26,6 +27,13 @@ pytestmark = pytest.mark.slow
 
 GATES = ("g1", "g2", "g3")
 BACKLOG = 1500
+
+
+@pytest.fixture
+def broker(tmp_path):
+    instance = LocalBroker(tmp_path / "broker", default_queue_limits=True).start()
+    yield instance
+    instance.kill()
 
 
 def test_broker_drops_to_a_slow_collector_are_recovered_by_acks_and_resends(tmp_path, broker):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gate_agent.protocol import key_id, parse_public_key, utc_now_text, valid_id
 
-from ..pki import RESERVED_NAMES
+from ..pki import is_reserved_name
 from .connection import Connection
 from .errors import StoreError
 
@@ -66,13 +66,13 @@ class RegistryQueries:
         Returns 'added', 'rotated' or 'unchanged'.
 
         The broker knows a gate by its certificate, which is named after the gate id alone, so an id is
-        unique across sites and never the name of another certificate of the bank's PKI (RESERVED_NAMES
-        and ``reserved``, e.g. the broker server's name)."""
+        unique across sites and never the name of another certificate of the bank's PKI or of a collector
+        session (pki.is_reserved_name and ``reserved``, e.g. the broker server's name)."""
         if not valid_id(site) or not valid_id(gate):
             raise StoreError(f"{site!r}/{gate!r} is not a site/gate id (letters, digits, '_', '.', '-'; 1-64)")
-        if gate in RESERVED_NAMES or gate in set(reserved):
-            raise StoreError(f"gate id {gate!r} is reserved: a certificate of the bank's PKI has that name, and "
-                             "the broker knows clients by certificate name")
+        if is_reserved_name(gate) or gate in set(reserved):
+            raise StoreError(f"gate id {gate!r} is reserved: a certificate of the bank's PKI or a session of the "
+                             "collector has that name, and the broker knows clients by certificate name")
         key = parse_public_key(public_key)
         kid = key_id(key)
         with self.transaction():
