@@ -47,18 +47,18 @@ def test_a_sqlite_file_made_before_versioned_steps_is_adopted_not_remade(tmp_pat
     path = tmp_path / "pilot.sqlite3"
     with Store(path) as store:
         store.add_site("S1", timezone="Asia/Shanghai")
-        store.execute("DROP TABLE schema_migrations")
-        store.execute("DROP TABLE registry_version")
+        for table in ("schema_migrations", "registry_version", "leases", "members"):  # steps 7 and 8 are newer
+            store.execute(f"DROP TABLE {table}")
         store.execute("CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, applied_at TEXT)")
         for name in ("m001_initial", "m002_gauges", "m003_bank_keys", "m004_quarantine_limits",
-                     "m005_statuses_checked"):
+                     "m005_statuses_checked", "m006_heartbeats"):
             store.execute("INSERT INTO _sqlite_migrations VALUES ('collector', ?, '2026-11-01 00:00:00+00:00')",
                           (name,))
     with Store(path) as store:  # applies only what the pilot lacked
         assert [s["site"] for s in store.sites()] == ["S1"]
         versions = {row[0]: row[1] for row in store.execute("SELECT version, applied_at FROM schema_migrations")}
-    assert versions[1] == "2026-11-01 00:00:00+00:00" and versions[6] == "2026-11-01 00:00:00+00:00"
-    assert versions[7] != "2026-11-01 00:00:00+00:00"  # registry_version: new, applied now
+    assert versions[1] == versions[6] == versions[9] == "2026-11-01 00:00:00+00:00"
+    assert versions[7] != "2026-11-01 00:00:00+00:00" and versions[8] != versions[1]  # new, applied now
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM registry_version").fetchone() == (0,)
     conn.close()
