@@ -264,6 +264,101 @@ STEPS = [
         ALTER TABLE gate_state ADD COLUMN heartbeat_at TEXT;
         UPDATE gate_state SET heartbeat = status, heartbeat_at = status_at WHERE status_state = 'online';
     """),
+    # Wages (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 and 31): who is paid
+    # where and how much per day or hour, with history (a change never rewrites an earlier period); each
+    # site's pay day and the special wage account it pays from; the local minimum wage; deductions; and
+    # the wage tables, versioned (a correction is a new version, the old one is kept) with one line per
+    # worker holding what the ledger must show at the time it was made.
+    Step(10, "wages", """
+        ALTER TABLE workers ADD COLUMN id_number TEXT;
+        ALTER TABLE workers ADD COLUMN phone TEXT;
+        ALTER TABLE workers ADD COLUMN bank_account TEXT;
+        ALTER TABLE workers ADD COLUMN bank_name TEXT;
+        CREATE TABLE wage_terms (
+            id             {id},
+            worker         TEXT NOT NULL REFERENCES workers (worker),
+            basis          TEXT NOT NULL,      -- day / hour
+            rate_fen       BIGINT NOT NULL,    -- per day or per hour
+            effective_from TEXT NOT NULL,      -- local date, YYYY-MM-DD
+            added_at       TEXT NOT NULL,
+            added_by       TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX wage_terms_worker_from ON wage_terms (worker, effective_from);
+        CREATE TABLE site_pay (
+            id             {id},
+            site           TEXT NOT NULL REFERENCES sites (site),
+            employer       TEXT NOT NULL DEFAULT '',   -- '' for every employer of the site
+            pay_day        BIGINT NOT NULL,            -- day of the month after the period
+            payer_account  TEXT,                       -- the general contractor's special wage account
+            payer_name     TEXT,
+            payer_bank     TEXT,
+            effective_from TEXT NOT NULL,
+            added_at       TEXT NOT NULL,
+            added_by       TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX site_pay_from ON site_pay (site, employer, effective_from);
+        CREATE TABLE minimum_wages (
+            id             {id},
+            site           TEXT NOT NULL REFERENCES sites (site),
+            hourly_fen     BIGINT NOT NULL,
+            monthly_fen    BIGINT NOT NULL,
+            effective_from TEXT NOT NULL,
+            added_at       TEXT NOT NULL,
+            added_by       TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX minimum_wages_from ON minimum_wages (site, effective_from);
+        CREATE TABLE wage_deductions (
+            id         {id},
+            site       TEXT NOT NULL,
+            period     TEXT NOT NULL,          -- YYYY-MM
+            worker     TEXT NOT NULL,
+            item       TEXT NOT NULL,
+            amount_fen BIGINT NOT NULL,
+            reason     TEXT NOT NULL,
+            source     TEXT NOT NULL,          -- who says so: an operator, or an employer's sheet
+            added_at   TEXT NOT NULL,
+            added_by   TEXT NOT NULL
+        );
+        CREATE INDEX wage_deductions_period ON wage_deductions (site, period, worker);
+        CREATE TABLE wage_tables (
+            id          {id},
+            site        TEXT NOT NULL,
+            period      TEXT NOT NULL,
+            version     BIGINT NOT NULL,
+            status      TEXT NOT NULL,          -- draft / computed / approved / superseded
+            final       BIGINT NOT NULL,        -- every day of the period was final when computed
+            computed_at TEXT NOT NULL,
+            computed_by TEXT NOT NULL,
+            reason      TEXT,                   -- why this version (a correction)
+            approved_at TEXT,
+            approved_by TEXT,
+            override    TEXT,                   -- approved with lines still needing a decision: why
+            pay_day     TEXT                    -- YYYY-MM-DD: when its lines fall due
+        );
+        CREATE UNIQUE INDEX wage_tables_version ON wage_tables (site, period, version);
+        CREATE TABLE wage_lines (
+            id             {id},
+            table_id       BIGINT NOT NULL REFERENCES wage_tables (id),
+            worker         TEXT NOT NULL,
+            name           TEXT NOT NULL,
+            employer       TEXT,
+            id_number      TEXT,
+            phone          TEXT,
+            bank_account   TEXT,
+            bank_name      TEXT,
+            days           BIGINT NOT NULL,
+            worked_minutes BIGINT NOT NULL,
+            basis          TEXT,
+            rate_fen       BIGINT,
+            gross_fen      BIGINT NOT NULL,
+            deductions_fen BIGINT NOT NULL,
+            net_fen        BIGINT NOT NULL,
+            status         TEXT NOT NULL,      -- payable / needs_decision / held
+            flags          TEXT NOT NULL,
+            detail         TEXT NOT NULL        -- JSON: rate segments, deduction items, days to decide
+        );
+        CREATE UNIQUE INDEX wage_lines_worker ON wage_lines (table_id, worker);
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

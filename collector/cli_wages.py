@@ -1,0 +1,289 @@
+"""Wages: pay terms, the monthly wage table, deductions and approval. Thin over collector/wages.py."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import click
+
+from gate_agent.cli_output import say
+
+from . import masking
+from .cli_common import Context, emit, json_option, json_text, with_config
+from .export import to_csv
+from .money import parse_yuan, yuan
+
+
+def _day(value: str, what: str = "--from") -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint=what) from None
+
+
+def _wage_errors(func):
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .money import MoneyError
+        from .wages import WageError
+
+        try:
+            return func(*args, **kwargs)
+        except (WageError, MoneyError) as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
+
+
+# ============================================================================== terms: workers and sites
+
+
+def worker_commands(worker: click.Group) -> None:
+    @worker.command("payee")
+    @click.argument("worker_id", metavar="WORKER")
+    @click.option("--id-number", help="Resident ID card number (shown masked, except in the payment batch).")
+    @click.option("--phone", help="Contact phone (masked when shown).")
+    @click.option("--account", "bank_account", help="The worker's own bank account, paid into (masked when shown).")
+    @click.option("--bank", "bank_name", help="The bank of that account.")
+    @with_config
+    def worker_payee(ctx: Context, worker_id: str, id_number, phone, bank_account, bank_name):
+        """Set who a worker is as a payee (only the options given change)."""
+        with ctx.store() as store:
+            store.set_payee(worker_id, id_number=id_number, phone=phone, bank_account=bank_account,
+                            bank_name=bank_name)
+            payee = store.payee(worker_id)
+        say(f"{worker_id} ({payee['name']}): ID {masking.id_number(payee['id_number']) or '-'}, phone "
+            f"{masking.phone(payee['phone']) or '-'}, account {masking.account(payee['bank_account']) or '-'} "
+            f"at {payee['bank_name'] or '-'}")
+
+    @worker.command("pay")
+    @click.argument("worker_id", metavar="WORKER")
+    @click.option("--day-rate-yuan", help="Pay per complete day, in yuan (e.g. 350 or 350.50).")
+    @click.option("--hourly-rate-yuan", help="Pay per hour worked, in yuan.")
+    @click.option("--from", "effective_from", required=True, help="Local date from which it applies (YYYY-MM-DD).")
+    @click.option("--by", required=True, help="Who sets it.")
+    @with_config
+    @_wage_errors
+    def worker_pay(ctx: Context, worker_id: str, day_rate_yuan, hourly_rate_yuan, effective_from: str, by: str):
+        """Set a worker's pay from a date on (earlier days keep their terms: no period is rewritten)."""
+        if (day_rate_yuan is None) == (hourly_rate_yuan is None):
+            raise click.UsageError("give exactly one of --day-rate-yuan and --hourly-rate-yuan")
+        basis, text = ("day", day_rate_yuan) if day_rate_yuan is not None else ("hour", hourly_rate_yuan)
+        rate = parse_yuan(text, what="the rate")
+        effective_from = _day(effective_from)
+        with ctx.store() as store:
+            used = store.first_period_with_table(worker_id)
+            outcome = store.set_wage_terms(worker_id, basis=basis, rate_fen=rate, effective_from=effective_from,
+                                           by=by, used_from=f"{used}-01" if used else None)
+        click.echo(f"{worker_id}: {yuan(rate)} yuan per {basis} from {effective_from} ({outcome})")
+
+
+def site_commands(site: click.Group) -> None:
+    @site.command("pay-day")
+    @click.argument("site_id", metavar="SITE")
+    @click.option("--day", "pay_day", type=int, required=True,
+                  help="Day of the month after the period on which its wages fall due.")
+    @click.option("--employer", default="", help="Only this employer of the site (default: every employer).")
+    @click.option("--payer-account", help="The general contractor's special wage account, paid from.")
+    @click.option("--payer-name", help="That account's holder.")
+    @click.option("--payer-bank", help="That account's bank.")
+    @click.option("--from", "effective_from", required=True, help="Local date from which it applies.")
+    @click.option("--by", required=True)
+    @with_config
+    def site_pay_day(ctx: Context, site_id, pay_day, employer, payer_account, payer_name, payer_bank,
+                     effective_from, by):
+        """Set a site's monthly pay day and the special wage account its wages are paid from."""
+        with ctx.store() as store:
+            store.set_site_pay(site_id, pay_day=pay_day, employer=employer, payer_account=payer_account,
+                               payer_name=payer_name, payer_bank=payer_bank, effective_from=_day(effective_from),
+                               by=by)
+        click.echo(f"{site_id}{' ' + employer if employer else ''}: wages due on day {pay_day} of the next month, "
+                   f"from {effective_from}")
+
+    @site.command("minimum-wage")
+    @click.argument("site_id", metavar="SITE")
+    @click.option("--hourly-yuan", required=True, help="The local minimum hourly wage (part-time).")
+    @click.option("--monthly-yuan", required=True, help="The local minimum monthly wage.")
+    @click.option("--from", "effective_from", required=True)
+    @click.option("--by", required=True)
+    @with_config
+    @_wage_errors
+    def site_minimum_wage(ctx: Context, site_id, hourly_yuan, monthly_yuan, effective_from, by):
+        """Set the local minimum wage in force at a site from a date on."""
+        hourly, monthly = parse_yuan(hourly_yuan, what="--hourly-yuan"), parse_yuan(monthly_yuan, what="--monthly-yuan")
+        with ctx.store() as store:
+            store.set_minimum_wage(site_id, hourly_fen=hourly, monthly_fen=monthly,
+                                   effective_from=_day(effective_from), by=by)
+        click.echo(f"{site_id}: minimum wage {yuan(hourly)} yuan an hour, {yuan(monthly)} a month, from {effective_from}")
+
+
+# ============================================================================== the wage table
+
+
+@click.group("wages")
+def wages_group() -> None:
+    """The monthly wage table (wage payment ledger) computed from final attendance."""
+
+
+@wages_group.command("run")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--by", required=True, help="Who computes it.")
+@click.option("--reason", help="Why a new version of an approved table (a correction).")
+@click.option("--draft", is_flag=True, help="Compute a period that is not final yet, to look at (never paid).")
+@json_option
+@with_config
+@_wage_errors
+def wages_run(ctx: Context, site: str, period: str, by: str, reason, draft: bool, as_json: bool):
+    """Compute the period's table from final attendance and keep it as a new version."""
+    from .wages import run
+
+    with ctx.store() as store:
+        table = run(store, site, period, by=by, reason=reason, draft=draft,
+                    grace=timedelta(hours=ctx.config.final_grace_hours))
+    _show(table, as_json=as_json, as_csv=False)
+
+
+@wages_group.command("show")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--version", type=int, help="An earlier version (default: the latest).")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")
+@with_config
+@_wage_errors
+def wages_show(ctx: Context, site: str, period: str, version: int | None, as_json: bool, as_csv: bool):
+    """Show a version of the period's table (ID numbers, phones and accounts masked)."""
+    from .wages import WageError, period_bounds
+
+    period_bounds(period)
+    with ctx.store(readonly=True) as store:
+        table = store.wage_table(site, period, version)
+    if table is None:
+        raise WageError(f"{site} {period} has no wage table" + (f" version {version}" if version else ""))
+    _show(table, as_json=as_json, as_csv=as_csv)
+
+
+@wages_group.command("approve")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--by", required=True, help="Who approves.")
+@click.option("--override", help="Approve although lines need a decision, and why (those lines are not paid).")
+@with_config
+@_wage_errors
+def wages_approve(ctx: Context, site: str, period: str, by: str, override):
+    """Freeze the latest version for payment (a correction later is a new version; this one is kept)."""
+    from .wages import approve
+
+    with ctx.store() as store:
+        table = approve(store, site, period, by=by, override=override)
+    payable = [line for line in table["lines"] if line["status"] == "payable"]
+    click.echo(f"{site} {period} version {table['version']} approved by {by}: {len(payable)} line(s), "
+               f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}"
+               + (f"; {len(table['lines']) - len(payable)} line(s) held (override: {override})"
+                  if len(payable) < len(table["lines"]) else ""))
+
+
+@wages_group.command("history")
+@click.option("--site", required=True)
+@click.option("--period", help="One month (default: every month).")
+@json_option
+@with_config
+def wages_history(ctx: Context, site: str, period, as_json: bool):
+    """Every version of the site's tables: who computed and approved each, when and why."""
+    with ctx.store(readonly=True) as store:
+        tables = store.wage_tables(site, period)
+    emit(as_json, tables, "\n".join(
+        f"{t['period']} v{t['version']} {t['status']:10} computed {t['computed_at']} by {t['computed_by']}"
+        + (f" ({t['reason']})" if t["reason"] else "")
+        + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
+        + (f"; override: {t['override']}" if t["override"] else "") for t in tables) or f"{site}: no wage tables")
+
+
+@wages_group.command("deduct")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--worker", "worker_id", required=True)
+@click.option("--item", required=True, help="What is deducted (e.g. 个人所得税, social insurance).")
+@click.option("--amount-yuan", required=True)
+@click.option("--reason", required=True)
+@click.option("--by", required=True)
+@with_config
+@_wage_errors
+def wages_deduct(ctx: Context, site, period, worker_id, item, amount_yuan, reason, by):
+    """Record a deduction from a worker's wages for a period (shown on the line and the slip)."""
+    from .wages import period_bounds
+
+    period_bounds(period)
+    amount = parse_yuan(amount_yuan, what="--amount-yuan")
+    with ctx.store() as store:
+        store.add_deduction(site=site, period=period, worker=worker_id, item=item, amount_fen=amount,
+                            reason=reason, source=f"operator {by}", by=by)
+    say(f"{site} {period} {worker_id}: {item} {yuan(amount)} yuan deducted ({reason}); run the table again")
+
+
+@wages_group.command("terms")
+@click.option("--worker", "worker_id", help="One worker (default: every worker).")
+@json_option
+@with_config
+def wages_terms(ctx: Context, worker_id, as_json: bool):
+    """Pay terms with their history: each rate and the date it applies from."""
+    with ctx.store(readonly=True) as store:
+        rows = store.wage_terms(worker_id)
+    emit(as_json, rows, "\n".join(f"{r['worker']:10} {yuan(r['rate_fen']):>10} yuan per {r['basis']:4} from "
+                                  f"{r['effective_from']} (set by {r['added_by']})" for r in rows) or "no pay terms")
+
+
+#: Columns of `wages show --csv` (the table as a spreadsheet; masked personal data).
+CSV_COLUMNS = ("site", "period", "version", "worker", "name", "employer", "id_number", "bank_account", "days",
+               "worked_minutes", "basis", "rate_yuan", "gross_yuan", "deductions_yuan", "net_yuan", "status", "flags")
+
+
+def shown_line(line: dict) -> dict:
+    """A line as shown anywhere but the payment batch: personal data masked, money in fen and yuan."""
+    shown = {k: line[k] for k in ("worker", "name", "employer", "days", "worked_minutes", "basis", "rate_fen",
+                                  "gross_fen", "deductions_fen", "net_fen", "status", "flags")}
+    shown["id_number"] = masking.id_number(line["id_number"])
+    shown["phone"] = masking.phone(line["phone"])
+    shown["bank_account"] = masking.account(line["bank_account"])
+    shown["bank_name"] = line["bank_name"]
+    shown["pay_day"] = line["detail"].get("pay_day")
+    shown["segments"] = line["detail"]["segments"]
+    shown["deductions"] = line["detail"]["deductions"]
+    shown["days_to_decide"] = line["detail"]["days_to_decide"]
+    return shown
+
+
+def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
+    lines = [shown_line(line) for line in table["lines"]]
+    head = {k: table[k] for k in ("site", "period", "version", "status", "final", "pay_day", "computed_at",
+                                  "computed_by", "reason", "approved_at", "approved_by", "override")}
+    if as_json:
+        click.echo(json_text({**head, "lines": lines}))
+        return
+    if as_csv:
+        rows = [{**line, "site": table["site"], "period": table["period"], "version": table["version"],
+                 "rate_yuan": yuan(line["rate_fen"]) if line["rate_fen"] is not None else "",
+                 "gross_yuan": yuan(line["gross_fen"]), "deductions_yuan": yuan(line["deductions_fen"]),
+                 "net_yuan": yuan(line["net_fen"]), "flags": ";".join(line["flags"])} for line in lines]
+        click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
+        return
+    say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due {table['pay_day'] or '?'}"
+        + ("" if table["final"] else " (NOT FINAL: a draft, never paid)"))
+    for line in lines:
+        rate = f"{yuan(line['rate_fen'])}/{line['basis']}" if line["rate_fen"] is not None else "no terms"
+        say(f"  {line['worker']:8} {line['name'][:16]:16} {line['days']:3} d {line['worked_minutes'] / 60:7.2f} h "
+            f"{rate:>14} gross {yuan(line['gross_fen']):>10} deduct {yuan(line['deductions_fen']):>8} "
+            f"net {yuan(line['net_fen']):>10} {line['status']}" + (f" [{','.join(line['flags'])}]" if line["flags"] else ""))
+        for day in line["days_to_decide"]:
+            say(f"      to decide: {day['date']} {day['why']}")
+    total = sum(line["net_fen"] for line in lines if line["status"] == "payable")
+    say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(wages_group)
+    worker_commands(main.commands["worker"])
+    site_commands(main.commands["site"])

@@ -1,0 +1,50 @@
+"""Money: integer fen (1 yuan = 100 fen) everywhere, never a float; yuan only at the edges, as text.
+
+One rounding rule, applied once per wage line: half up (a half fen rounds away from zero; amounts are
+never negative here). Parsing refuses what is not an exact amount of fen.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+#: A bound no wage, rate or batch of this system reaches (a billion yuan), so that a typo is refused.
+MAX_FEN = 100_000_000_000
+
+_YUAN = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+
+
+class MoneyError(ValueError):
+    """Text that is not an amount of yuan with at most two decimals (one line)."""
+
+
+def parse_yuan(text: str, *, what: str = "amount") -> int:
+    """``"350"``, ``"350.5"`` or ``"350.50"`` yuan -> 35050 fen. No sign, no thousands separators, no
+    more than two decimals: a payroll amount is never guessed."""
+    value = str(text).strip()
+    if not _YUAN.fullmatch(value):
+        raise MoneyError(f"{what} {value[:40]!r} is not yuan with at most two decimals (e.g. 350 or 350.50)")
+    try:
+        fen = int(Decimal(value) * 100)
+    except InvalidOperation:  # pragma: no cover - the pattern already refuses what Decimal would
+        raise MoneyError(f"{what} {value[:40]!r} is not a number") from None
+    if fen > MAX_FEN:
+        raise MoneyError(f"{what} {value} yuan is beyond any wage this system handles")
+    return fen
+
+
+def yuan(fen: int) -> str:
+    """35050 -> "350.50" (what a bank's batch file and a person read)."""
+    if not isinstance(fen, int) or isinstance(fen, bool):
+        raise TypeError(f"money is integer fen, not {type(fen).__name__}")
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def divide_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half up, in integers (no float ever touches the amount)."""
+    if denominator <= 0 or numerator < 0:
+        raise ValueError("amounts and divisors here are never negative")
+    quotient, remainder = divmod(numerator, denominator)
+    return quotient + (1 if 2 * remainder >= denominator else 0)

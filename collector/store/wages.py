@@ -1,0 +1,213 @@
+"""Wages: pay terms with history, each site's pay day and payer account, the local minimum wage,
+deductions, and the versioned wage tables (what the regulation calls the wage payment ledger)."""
+
+from __future__ import annotations
+
+import json
+
+from gate_agent.protocol import utc_now_text
+
+from .connection import Connection
+from .errors import StoreError
+
+BASES = ("day", "hour")
+
+
+class WageQueries:
+    """Mixed into Store, whose ``_one``, ``_rows`` and ``transaction`` it uses."""
+
+    db: Connection
+
+    # ================================================================== the worker as a payee
+
+    def set_payee(self, worker: str, **fields: str | None) -> None:
+        """ID number, phone, bank account and bank: only the fields given change."""
+        allowed = {"id_number", "phone", "bank_account", "bank_name"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise StoreError(f"unknown payee field(s) {', '.join(sorted(unknown))}")
+        changes = {k: v for k, v in fields.items() if v is not None}
+        if not changes:
+            return
+        with self.transaction():
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            columns = ", ".join(f"{name} = ?" for name in changes)
+            self.db.execute(f"UPDATE workers SET {columns} WHERE worker = ?", (*changes.values(), worker))
+
+    def payee(self, worker: str) -> dict | None:
+        rows = self._rows("SELECT worker, name, employer, id_number, phone, bank_account, bank_name FROM workers "
+                          "WHERE worker = ?", (worker,))
+        return rows[0] if rows else None
+
+    def payees(self) -> dict[str, dict]:
+        return {row["worker"]: row for row in self._rows(
+            "SELECT worker, name, employer, id_number, phone, bank_account, bank_name FROM workers")}
+
+    # ================================================================== terms with history
+
+    def set_wage_terms(self, worker: str, *, basis: str, rate_fen: int, effective_from: str, by: str,
+                       used_from: str | None = None) -> str:
+        """A day or hourly rate from a local date on. Earlier terms stay for earlier days. Terms for the
+        same date replace the ones given for it, unless a wage table already used them (``used_from``: the
+        first day of the earliest period with a table that is not a draft); then a later date is needed.
+        Returns 'added' or 'replaced'."""
+        if basis not in BASES:
+            raise StoreError(f"basis must be day or hour, not {basis!r}")
+        if not isinstance(rate_fen, int) or rate_fen <= 0:
+            raise StoreError("a rate is a positive number of fen")
+        with self.transaction():
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            held = self._one("SELECT id FROM wage_terms WHERE worker = ? AND effective_from = ?",
+                             (worker, effective_from))
+            if held:
+                if used_from is not None and used_from <= effective_from:
+                    raise StoreError(f"the terms of {worker} from {effective_from} were used by a wage table; "
+                                     "give new terms a later date (earlier periods are never rewritten)")
+                self.db.execute("UPDATE wage_terms SET basis = ?, rate_fen = ?, added_at = ?, added_by = ? WHERE id = ?",
+                                (basis, rate_fen, utc_now_text(), by, held[0]))
+                return "replaced"
+            self.db.execute("INSERT INTO wage_terms (worker, basis, rate_fen, effective_from, added_at, added_by) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, basis, rate_fen, effective_from, utc_now_text(), by))
+            return "added"
+
+    def wage_terms(self, worker: str | None = None) -> list[dict]:
+        """Terms oldest first (per worker)."""
+        sql = "SELECT worker, basis, rate_fen, effective_from, added_at, added_by FROM wage_terms"
+        params: tuple = ()
+        if worker is not None:
+            sql += " WHERE worker = ?"
+            params = (worker,)
+        return self._rows(sql + " ORDER BY worker, effective_from", params)
+
+    # ================================================================== sites: pay day, payer, minimum wage
+
+    def set_site_pay(self, site: str, *, pay_day: int, effective_from: str, by: str, employer: str = "",
+                     payer_account: str | None = None, payer_name: str | None = None,
+                     payer_bank: str | None = None) -> None:
+        if not 1 <= pay_day <= 31:
+            raise StoreError("the pay day is a day of the month, 1 to 31 (a short month pays on its last day)")
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist")
+            self.db.execute(
+                """INSERT INTO site_pay (site, employer, pay_day, payer_account, payer_name, payer_bank, effective_from,
+                       added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (site, employer, effective_from) DO UPDATE SET pay_day = excluded.pay_day,
+                   payer_account = excluded.payer_account, payer_name = excluded.payer_name,
+                   payer_bank = excluded.payer_bank, added_at = excluded.added_at, added_by = excluded.added_by""",
+                (site, employer, pay_day, payer_account, payer_name, payer_bank, effective_from, utc_now_text(), by))
+
+    def site_pay(self, site: str) -> list[dict]:
+        return self._rows("SELECT * FROM site_pay WHERE site = ? ORDER BY employer, effective_from", (site,))
+
+    def set_minimum_wage(self, site: str, *, hourly_fen: int, monthly_fen: int, effective_from: str, by: str) -> None:
+        if hourly_fen <= 0 or monthly_fen <= 0:
+            raise StoreError("a minimum wage is a positive amount")
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist")
+            self.db.execute(
+                """INSERT INTO minimum_wages (site, hourly_fen, monthly_fen, effective_from, added_at, added_by)
+                   VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, effective_from) DO UPDATE SET
+                   hourly_fen = excluded.hourly_fen, monthly_fen = excluded.monthly_fen,
+                   added_at = excluded.added_at, added_by = excluded.added_by""",
+                (site, hourly_fen, monthly_fen, effective_from, utc_now_text(), by))
+
+    def minimum_wages(self, site: str) -> list[dict]:
+        return self._rows("SELECT hourly_fen, monthly_fen, effective_from FROM minimum_wages WHERE site = ? "
+                          "ORDER BY effective_from", (site,))
+
+    # ================================================================== deductions
+
+    def add_deduction(self, *, site: str, period: str, worker: str, item: str, amount_fen: int, reason: str,
+                      source: str, by: str) -> int:
+        if amount_fen <= 0:
+            raise StoreError("a deduction is a positive amount")
+        if not item.strip() or not reason.strip() or not by.strip():
+            raise StoreError("a deduction needs an item, a reason and who adds it")
+        with self.transaction():
+            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+                raise StoreError(f"worker {worker} does not exist")
+            return self.db.execute(
+                "INSERT INTO wage_deductions (site, period, worker, item, amount_fen, reason, source, added_at, added_by) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (site, period, worker, item.strip(), amount_fen, reason.strip(), source, utc_now_text(),
+                 by.strip())).fetchall()[0][0]
+
+    def deductions(self, site: str, period: str) -> list[dict]:
+        return self._rows("SELECT * FROM wage_deductions WHERE site = ? AND period = ? ORDER BY worker, id",
+                          (site, period))
+
+    # ================================================================== wage tables
+
+    def save_wage_table(self, *, site: str, period: str, status: str, final: bool, lines: list[dict], by: str,
+                        reason: str | None, pay_day: str | None) -> dict:
+        """A new version of the period's table; every earlier version is kept as it was."""
+        with self.transaction():
+            version = (self._one("SELECT MAX(version) FROM wage_tables WHERE site = ? AND period = ?",
+                                 (site, period))[0] or 0) + 1
+            table_id = self.db.execute(
+                """INSERT INTO wage_tables (site, period, version, status, final, computed_at, computed_by, reason, pay_day)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+                (site, period, version, status, int(final), utc_now_text(), by, reason, pay_day)).fetchall()[0][0]
+            self.db.executemany(
+                """INSERT INTO wage_lines (table_id, worker, name, employer, id_number, phone, bank_account, bank_name,
+                       days, worked_minutes, basis, rate_fen, gross_fen, deductions_fen, net_fen, status, flags, detail)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [(table_id, line["worker"], line["name"], line["employer"], line["id_number"], line["phone"],
+                  line["bank_account"], line["bank_name"], line["days"], line["worked_minutes"], line["basis"],
+                  line["rate_fen"], line["gross_fen"], line["deductions_fen"], line["net_fen"], line["status"],
+                  ",".join(line["flags"]), json.dumps(line["detail"], sort_keys=True, ensure_ascii=False))
+                 for line in lines])
+            return {"id": table_id, "version": version}
+
+    def wage_tables(self, site: str | None = None, period: str | None = None) -> list[dict]:
+        clauses, params = [], []
+        for column, value in (("site", site), ("period", period)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._rows(f"SELECT * FROM wage_tables{where} ORDER BY site, period, version", params)
+
+    def wage_table(self, site: str, period: str, version: int | None = None) -> dict | None:
+        """A version of the period's table with its lines (the latest if ``version`` is None)."""
+        if version is None:
+            rows = self._rows("SELECT * FROM wage_tables WHERE site = ? AND period = ? ORDER BY version DESC LIMIT 1",
+                              (site, period))
+        else:
+            rows = self._rows("SELECT * FROM wage_tables WHERE site = ? AND period = ? AND version = ?",
+                              (site, period, version))
+        if not rows:
+            return None
+        table = rows[0]
+        table["lines"] = self.wage_lines(table["id"])
+        return table
+
+    def wage_lines(self, table_id: int) -> list[dict]:
+        lines = self._rows("SELECT * FROM wage_lines WHERE table_id = ? ORDER BY worker", (table_id,))
+        for line in lines:
+            line["flags"] = [f for f in line["flags"].split(",") if f]
+            line["detail"] = json.loads(line["detail"])
+        return lines
+
+    def approve_wage_table(self, table_id: int, *, by: str, override: str | None) -> None:
+        """Freeze a version: it becomes the period's approved table, the one approved before it superseded."""
+        with self.transaction():
+            row = self._one("SELECT site, period, status FROM wage_tables WHERE id = ?", (table_id,))
+            if row is None:
+                raise StoreError(f"there is no wage table {table_id}")
+            if row[2] != "computed":
+                raise StoreError(f"a {row[2]} wage table cannot be approved")
+            self.db.execute("UPDATE wage_tables SET status = 'superseded' WHERE site = ? AND period = ? "
+                            "AND status = 'approved'", (row[0], row[1]))
+            self.db.execute("UPDATE wage_tables SET status = 'approved', approved_at = ?, approved_by = ?, override = ? "
+                            "WHERE id = ?", (utc_now_text(), by, override, table_id))
+
+    def first_period_with_table(self, worker: str) -> str | None:
+        """The earliest period (YYYY-MM) in which a wage table that is not a draft has a line for ``worker``."""
+        row = self._one("SELECT MIN(t.period) FROM wage_tables t JOIN wage_lines l ON l.table_id = t.id "
+                        "WHERE l.worker = ? AND t.status != 'draft'", (worker,))
+        return row[0] if row else None
