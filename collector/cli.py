@@ -119,6 +119,45 @@ def site_add(ctx: Context, site_id: str, timezone: str, name: str | None, max_sh
         emit(as_json, store.site(site_id), f"site {site_id} added ({timezone})")
 
 
+@site.command("list")
+@json_option
+@with_config
+def site_list(ctx: Context, as_json: bool):
+    """Every site with its name, zone, maximum shift, and how many workers and gates it has now."""
+    from .display import aligned
+
+    with ctx.store(readonly=True) as store:
+        sites = store.sites()
+        gates = store.gates(with_gaps=False)
+        assigned = store.assignments()
+    for row in sites:
+        row["workers"] = len({a["worker"] for a in assigned if a["site"] == row["site"] and a["valid_to"] is None})
+        row["gates"] = sum(1 for g in gates if g["site"] == row["site"] and g["active"])
+    if as_json:
+        click.echo(json_text(sites))
+        return
+    for line in aligned([[r["site"], r["name"], r["timezone"], f"{r['max_shift_hours']:g} h", r["workers"], r["gates"]]
+                         for r in sites], ["site", "name", "zone", "max shift", "workers", "gates"]):
+        say(line)
+
+
+@site.command("edit")
+@click.argument("site_id", metavar="SITE")
+@click.option("--name")
+@click.option("--max-shift-hours", type=float)
+@click.option("--timezone", help="Only while the site has no punch (its zone decides their local dates).")
+@with_config
+def site_edit(ctx: Context, site_id: str, name, max_shift_hours, timezone):
+    """Change a site's name, maximum shift or time zone."""
+    from .localtime import zone
+
+    if timezone is not None:
+        zone(timezone)
+    with ctx.store() as store:
+        changes = store.edit_site(site_id, name=name, max_shift_hours=max_shift_hours, timezone=timezone)
+    say(f"{site_id}: " + ("; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "nothing changed"))
+
+
 @main.group(invoke_without_command=False)
 def gate() -> None:
     """Gates (one gate agent each)."""
@@ -224,62 +263,213 @@ def worker() -> None:
     """Workers and their cards."""
 
 
+def _operator() -> str:
+    """Who runs an admin command, when --by is not given: the login name."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "operator"
+
+
+by_option = click.option("--by", default=_operator, show_default="your login name",
+                         help="Who does it (kept with the change).")
+
+
 @worker.command("add")
 @click.argument("worker_id", metavar="WORKER")
 @click.option("--name", required=True)
 @click.option("--card", "cards", multiple=True, help="Card UID (hex); may be given more than once.")
 @click.option("--employer", help="The labour contractor or company.")
+@click.option("--site", "sites", multiple=True, help="A site the worker works at; may be given more than once.")
 @click.option("--card-from", help="ISO time with offset from which the card is the worker's.")
+@by_option
 @json_option
 @with_config
 def worker_add(ctx: Context, worker_id: str, name: str, cards: tuple[str, ...], employer: str | None,
-               card_from: str | None, as_json: bool):
-    """Register a worker with their card(s)."""
+               sites: tuple[str, ...], card_from: str | None, by: str, as_json: bool):
+    """Register a worker with their card(s) and the site(s) they work at."""
     from .registry import parse_moment
 
     check_id("WORKER", worker_id)
     uids = [normalise_uid(c) for c in cards]
     with ctx.store() as store:
-        store.add_worker(worker_id, name=name, employer=employer, cards=uids,
+        store.add_worker(worker_id, name=name, employer=employer, cards=uids, sites=sites, by=by,
                          valid_from=parse_moment(card_from) if card_from else None)
         emit(as_json, store.worker(worker_id),
-             f"worker {worker_id} ({name}) added" + (f" with card {', '.join(uids)}" if uids else ""))
+             f"worker {worker_id} ({name}) added" + (f" with card {', '.join(uids)}" if uids else "")
+             + (f" at {', '.join(sites)}" if sites else " (at no site yet: collector worker assign)"))
 
 
 @worker.command("list")
+@click.option("--site", help="Only the workers assigned to this site now.")
 @json_option
 @with_config
-def worker_list(ctx: Context, as_json: bool):
-    """Every worker with employer and cards."""
+def worker_list(ctx: Context, site: str | None, as_json: bool):
+    """Every worker with employer, cards and the sites they work at now."""
+    from .display import aligned
+
     with ctx.store(readonly=True) as store:
-        workers = store.workers()
+        if site is not None and store.site(site) is None:
+            raise click.ClickException(f"site {site} does not exist")
+        workers = store.workers(site)
     if as_json:
         click.echo(json_text(workers))
         return
+    rows = []
     for w in workers:
         held = [c["uid"] for c in w["cards"] if c["valid_to"] is None]
-        say(f"{w['worker']}: {escape_control(w['name'])} ({escape_control(w['employer'] or 'no employer')}) "
-            f"cards {', '.join(held) or 'none'}")
+        rows.append([w["worker"], w["name"], w["employer"] or "-", ", ".join(w["sites"]) or "-",
+                     ", ".join(held) or "-", f"removed {w['removed_at']}" if w["removed_at"] else ""])
+    for line in aligned(rows, ["worker", "name", "employer", "sites", "cards", ""]):
+        say(line)
+
+
+@worker.command("edit")
+@click.argument("worker_id", metavar="WORKER")
+@click.option("--name")
+@click.option("--employer")
+@json_option
+@with_config
+def worker_edit(ctx: Context, worker_id: str, name: str | None, employer: str | None, as_json: bool):
+    """Change a worker's name or employer."""
+    with ctx.store() as store:
+        changes = store.edit_worker(worker_id, name=name, employer=employer)
+    emit(as_json, {"worker": worker_id, "changed": changes},
+         f"{worker_id}: " + ("; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "nothing changed"))
+
+
+@worker.command("remove")
+@click.argument("worker_id", metavar="WORKER")
+@click.option("--at", "at", help="ISO time (default: now); without an offset, in the worker's site's zone.")
+@by_option
+@with_config
+def worker_remove(ctx: Context, worker_id: str, at: str | None, by: str):
+    """A worker leaves: their site assignments and cards end (their history is never deleted)."""
+    from gate_agent.protocol import utc_now_text
+
+    from .registry import parse_moment
+
+    with ctx.store() as store:
+        moment = parse_moment(at, _zone_of_worker(store, worker_id)) if at else utc_now_text()
+        ended = store.remove_worker(worker_id, at=moment, by=by)
+    say(f"{worker_id} removed at {moment}: assignments ended at {', '.join(ended['sites']) or 'none'}; "
+        f"cards ended {', '.join(ended['cards']) or 'none'}; punches, days and wages stay theirs")
+
+
+@worker.command("assign")
+@click.argument("worker_id", metavar="WORKER")
+@click.option("--site", required=True)
+@click.option("--from", "valid_from", help="Date or ISO time in the site's zone (default: now).")
+@click.option("--to", "valid_to", help="Date or ISO time the assignment ends (default: open).")
+@by_option
+@with_config
+def worker_assign(ctx: Context, worker_id: str, site: str, valid_from, valid_to, by: str):
+    """Assign a worker to a site (from a date): the site's roster then holds the worker's cards."""
+    from gate_agent.protocol import utc_now_text
+
+    with ctx.store() as store:
+        tz = _site_zone(store, site)
+        start = _moment_or_day(valid_from, tz) if valid_from else utc_now_text()
+        end = _moment_or_day(valid_to, tz) if valid_to else None
+        store.assign(worker_id, site, by=by, valid_from=start, valid_to=end)
+    click.echo(f"{worker_id} works at {site} from {start}" + (f" to {end}" if end else ""))
+
+
+@worker.command("unassign")
+@click.argument("worker_id", metavar="WORKER")
+@click.option("--site", required=True)
+@click.option("--at", "at", help="Date or ISO time in the site's zone (default: now).")
+@by_option
+@with_config
+def worker_unassign(ctx: Context, worker_id: str, site: str, at: str | None, by: str):
+    """End a worker's assignment to a site (the worker moves on; earlier days stay the site's)."""
+    from gate_agent.protocol import utc_now_text
+
+    with ctx.store() as store:
+        moment = _moment_or_day(at, _site_zone(store, site)) if at else utc_now_text()
+        store.unassign(worker_id, site, at=moment, by=by)
+    click.echo(f"{worker_id} no longer works at {site} from {moment}")
 
 
 @worker.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@by_option
 @json_option
 @with_config
-def worker_import(ctx: Context, csv_file: str, as_json: bool):
-    """Import workers from a CSV file (columns worker,name,card,employer); any bad row refuses the file."""
-    from .registry import read_worker_csv
+def worker_import(ctx: Context, csv_file: str, dry_run: bool, by: str, as_json: bool):
+    """Import a worker file (CSV, UTF-8 or GBK, English or Chinese headers) as an upsert: new workers are
+    added, changed ones changed, and the report says which; any bad row refuses the whole file."""
+    from gate_agent.protocol import utc_now_text
 
-    with ctx.store() as store:
-        held = {c["uid"]: w["worker"] for w in store.workers() for c in w["cards"] if c["valid_to"] is None}
-        rows, problems = read_worker_csv(csv_file, held)
+    from .registry import MAX_PROBLEMS_SHOWN, apply_import, plan_import, read_worker_file
+
+    parsed = read_worker_file(csv_file)
+    with ctx.store(readonly=dry_run) as store:
+        plan = plan_import(parsed.rows, store)
+        problems = sorted(parsed.problems + plan.problems, key=lambda p: p.line)
         if problems:
-            for problem in problems:
-                say(f"{csv_file}: {escape_control(problem)}", err=True)
+            for problem in problems[:MAX_PROBLEMS_SHOWN]:
+                say(f"{csv_file}: {problem}", err=True)
+            if len(problems) > MAX_PROBLEMS_SHOWN:
+                say(f"{csv_file}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more", err=True)
             raise click.ClickException(f"{csv_file}: {len(problems)} bad row(s); nothing imported")
-        with progressbar(length=len(rows), label="importing workers") as bar:
-            count = store.import_workers(rows, progress=bar.update)
-    emit(as_json, {"imported": count}, f"{count} workers imported from {csv_file}")
+        if not dry_run:
+            with progressbar(length=len(plan.new) + len(plan.changed), label="importing workers") as bar:
+                apply_import(plan, store, by=by, now=utc_now_text(), progress=bar.update)
+    report = {**plan.report(), "encoding": parsed.encoding, "ignored_columns": parsed.ignored_columns,
+              "dry_run": dry_run}
+    if as_json:
+        click.echo(json_text(report))
+        return
+    verb = "would be" if dry_run else "were"
+    say(f"{csv_file} ({parsed.encoding}): {len(plan.new)} new, {len(plan.changed)} changed, {len(plan.unchanged)} "
+        f"unchanged; {len(plan.cards_added)} card(s) added, {len(plan.cards_replaced)} replaced; "
+        f"{len(plan.assigned)} site assignment(s); {len(plan.terms)} pay term(s) {verb} set"
+        + (" (dry run: nothing changed)" if dry_run else ""))
+    for change in plan.changed:
+        say(f"  {change['worker']}: " + "; ".join(
+            f"{k} {_shown(k, a)!r} -> {_shown(k, b)!r}" for k, (a, b) in change["fields"].items()))
+    for entry in plan.cards_replaced:
+        say(f"  {entry['worker']}: card {', '.join(entry['replaces'])} replaced by {entry['card']}")
+    if parsed.ignored_columns:
+        say(f"  columns not read: {', '.join(parsed.ignored_columns)}")
+
+
+def _shown(column: str, value):
+    from . import masking
+
+    masks = {"id_number": masking.id_number, "phone": masking.phone, "bank_account": masking.account}
+    return masks[column](value) if column in masks else value
+
+
+def _site_zone(store, site: str):
+    from .localtime import zone
+
+    row = store.site(site)
+    if row is None:
+        raise click.ClickException(f"site {site} does not exist")
+    return zone(row["timezone"])
+
+
+def _zone_of_worker(store, worker: str):
+    """The zone a time typed for this worker is read in: their site's, when they work at one."""
+    sites = [a["site"] for a in store.assignments(worker=worker) if a["valid_to"] is None]
+    return _site_zone(store, sites[0]) if len(sites) == 1 else None
+
+
+def _moment_or_day(text: str, tz) -> str:
+    """A date (the start of that day in the site's zone) or an ISO time (without an offset: the site's)."""
+    from datetime import date
+
+    from .registry import day_start, parse_moment
+
+    try:
+        return day_start(date.fromisoformat(text), tz)
+    except ValueError:
+        return parse_moment(text, tz)
 
 
 @main.group()

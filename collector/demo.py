@@ -104,7 +104,7 @@ def run_demo(directory: str) -> int:
         run("collector", "gate", "add", "north", "--site", "S1", "--public-key", north_key, *cfg)
         run("collector", "gate", "add", "south", "--site", "S1", "--public-key", south_key, *cfg)
         for worker, name, uid, employer in WORKERS:
-            run("collector", "worker", "add", worker, "--name", name, "--card", uid, "--employer", employer, *cfg)
+            run("collector", "worker", "add", worker, "--name", name, "--card", uid, "--employer", employer, "--site", "S1", *cfg)
 
         say("\n== Starting the collector and two gate agents (north: IN, south: OUT)")
         logs = root / "logs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 from gate_agent.protocol import format_time, parse_time
@@ -112,6 +113,20 @@ def events_of(punches: list[dict], cards: CardIndex) -> tuple[list[Event], list[
     return events, unattributed
 
 
+def mark_unassigned(events: list[Event], assignments: list[dict]) -> list[Event]:
+    """Flag ``not_assigned`` what a worker did at the site while not assigned to it (real-name management:
+    nobody works on a site without being registered there). Counted as worked, never silently."""
+    windows: dict[str, list[tuple[str, str | None]]] = {}
+    for row in assignments:
+        windows.setdefault(row["worker"], []).append((row["valid_from"] or "", row["valid_to"]))
+    marked = []
+    for event in events:
+        moment = format_time(event.time)
+        inside = any(start <= moment and (end is None or moment < end) for start, end in windows.get(event.worker, ()))
+        marked.append(event if inside else dataclasses.replace(event, flags=event.flags | {"not_assigned"}))
+    return marked
+
+
 def event_of(punch: dict, worker: str) -> Event:
     manual = punch["source"] == "manual"
     own = set(punch_flags(punch, True)) - {"manual", "void", "unknown_card"}
@@ -207,6 +222,7 @@ def attendance(store: Store, site: str, first: date, last: date, *, now: datetim
     cards = CardIndex(store.card_windows())
     start, end = window(first, last, rules)
     events, _ = events_of(store.punches(site=site, start=start, end=end), cards)
+    events = mark_unassigned(events, store.assignments(site=site))
     gates = store.gates(site, with_gaps=False)
     finals: dict[date, bool] = {}
     rows = []

@@ -99,6 +99,7 @@ class Partition:
         settings = dataclasses.replace(config.mqtt, client_id=client_id(config.mqtt.client_id, number,
                                                                         config.partitions))
         self.rosters: dict[str, frozenset[str]] = {}
+        self.rosters_stale = True
         self.disconnected_since: float | None = None
         self.session = MqttSession(
             settings,
@@ -128,6 +129,7 @@ class Partition:
     def _on_connected(self, session_present: bool) -> None:
         self.disconnected_since = None
         self.rosters.clear()  # publish every roster again (retained, so this is idempotent)
+        self.rosters_stale = True
 
     def _on_disconnected(self) -> None:
         self.disconnected_since = time.monotonic()
@@ -155,6 +157,7 @@ class CollectorService:
         self._last_punch_mono: dict[tuple[str, str], float] = {}
         self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
         self._registry_version = self.store.registry_version()
+        self._rosters_checked, self._rosters_due = -1, 0.0
         self._site_names: list[str] = [s["site"] for s in self.store.sites()]
         self.keeper = LeaseKeeper(self.store, partitions=config.partitions, ttl=config.lease_seconds,
                                   instance=config.instance)
@@ -372,14 +375,23 @@ class CollectorService:
             log.warning("gate %s/%s: punches %d..%d missing; resend requested", *ident, first, last)
 
     def _publish_rosters(self) -> None:
+        """Each held site's roster, when it may have changed: after a registry change, a (re)connect, or
+        every roster_interval_seconds (a card or an assignment may start or end by the clock alone)."""
+        now_mono = time.monotonic()
+        reconnected = any(p.rosters_stale for p in self.partitions.values())
+        if self._registry_version == self._rosters_checked and now_mono < self._rosters_due and not reconnected:
+            return
+        self._rosters_checked, self._rosters_due = self._registry_version, now_mono + self.config.roster_interval_seconds
         now = format_time(datetime.now(UTC))
-        cards = None
         for site in self._site_names:
             partition = self.partitions.get(partition_of(site, self.config.partitions))
-            if partition is None or not partition.session.connected:
+            if partition is None:
+                continue  # another process's
+            if not partition.session.connected:
+                self._rosters_due = 0.0  # look again next round
                 continue
-            if cards is None:
-                cards = frozenset(self.store.cards_valid_at(now))
+            # The site's roster: the cards of the workers assigned to it now, not every card of the bank.
+            cards = frozenset(self.store.cards_valid_at(now, site))
             if partition.rosters.get(site) == cards:
                 continue
             payload = Roster(site, now, cards).sign(self._key)
@@ -387,3 +399,8 @@ class CollectorService:
                 partition.rosters[site] = cards
                 self.counters["rosters_published"] += 1
                 log.info("roster of %s published: %d cards", site, len(cards))
+            else:
+                self._rosters_due = 0.0
+        for partition in self.partitions.values():
+            if partition.session.connected:
+                partition.rosters_stale = False

@@ -42,6 +42,7 @@ STATUS_WORDS = {
     "missing_in": "an OUT with no IN",
     "anomaly": "a repeated IN or OUT",
     "no_time": "an IN and an OUT with no time worked between them",
+    "not_assigned": "worked at a site the worker was not registered at that day",
 }
 #: Day flags carried to the line (the rest are about the day's own pairing, shown on the day).
 CARRIED_FLAGS = ("manual", "late_upload", "clock_unsynced", "clock_future", "clock_backwards", "equivocated",
@@ -137,6 +138,10 @@ def _line(worker: str, records: list[dict], history: list[dict], deductions: lis
                               "last_out": record["last_out"]})
             continue
         if record["status"] != "complete":
+            continue
+        if "not_assigned" in record["flags"]:
+            to_decide.append({"date": record["date"], "status": "not_assigned", "why": STATUS_WORDS["not_assigned"],
+                              "first_in": record["first_in"], "last_out": record["last_out"]})
             continue
         if not record["worked_minutes"]:
             to_decide.append({"date": record["date"], "status": "no_time", "why": STATUS_WORDS["no_time"],

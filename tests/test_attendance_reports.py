@@ -36,8 +36,8 @@ class Site:
             store.add_site("S1", timezone="Asia/Shanghai")
             store.add_gate("S1", "north", self.north.public_key)
             store.add_gate("S1", "south", self.south.public_key)
-            store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD])
-            store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD])
+            store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD], sites=["S1"])
+            store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD], sites=["S1"])
 
     def tap(self, gate: PunchFactory, card: str, when: datetime, direction: str, received_delay=timedelta(seconds=1)):
         punch = gate.next(card=card, direction=direction, at=when.astimezone(UTC))

@@ -181,7 +181,7 @@ def test_equivocation_over_mqtt_is_an_alert_with_evidence(collector, collector_p
 
 
 def test_the_roster_reaches_the_gate_and_marks_unknown_cards(gate, collector, agent):
-    collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--card", "04A1B2C3D4E5F6")
+    collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--card", "04A1B2C3D4E5F6", "--site", "S1")
     wait_for(lambda: gate.status()["roster_cards"] == 1, message="roster at the gate")
     gate.tap("04A1B2C3D4E5F6", "CAFEBABE")
     wait_for(lambda: len(stored_seqs(collector)) == 2, message="two punches")

@@ -212,7 +212,7 @@ def _rows(deployment: Deployment, sql: str, *params) -> list[tuple]:
 
 def test_an_enrolled_gates_taps_reach_the_collector_over_mutual_tls(deployment, collector_daemon):
     north = deployment.north
-    deployment.collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--card", "04A1B2C3D4E5F6")
+    deployment.collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--card", "04A1B2C3D4E5F6", "--site", "S1")
     agent = north.start_agent()
     try:
         wait_for(lambda: "connected to 127.0.0.1" in (north.directory / "agent.log").read_text(),

@@ -121,7 +121,7 @@ def test_no_signalled_tap_is_lost_or_doubled_across_kills_and_restarts(tmp_path,
         store.add_site("S1", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", gate.public_key)
         for number, uid in enumerate(uids):
-            store.add_worker(f"W{number:03d}", name=f"Worker {number}", cards=[uid])
+            store.add_worker(f"W{number:03d}", name=f"Worker {number}", cards=[uid], sites=["S1"])
     rig = Rig(broker, gate, collector)
     try:
         rig.start_collector()

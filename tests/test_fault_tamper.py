@@ -255,8 +255,8 @@ def evidence(tmp_path_factory):
     with Store(path) as store:
         store.add_site("S1", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", north.public_key)
-        store.add_worker("W1", name="Zhang Wei", cards=["04A1B2C3D4E5F6"])
-        store.add_worker("W2", name="Li Na", cards=["DEADBEEF"])
+        store.add_worker("W1", name="Zhang Wei", cards=["04A1B2C3D4E5F6"], sites=["S1"])
+        store.add_worker("W2", name="Li Na", cards=["DEADBEEF"], sites=["S1"])
         punches = []
         for day in (2, 3):
             for hour, card, direction in ((0, "04A1B2C3D4E5F6", "in"), (1, "DEADBEEF", "in"),

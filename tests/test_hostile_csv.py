@@ -53,12 +53,13 @@ def test_formula_names_from_an_import_and_the_cli_reach_payroll_and_attendance_c
     csv_file = tmp_path / "workers.csv"
     with open(csv_file, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["worker", "name", "card", "employer"])
+        writer.writerow(["worker", "name", "card", "employer", "site"])
         for worker, (name, employer) in IMPORTED.items():
-            writer.writerow([worker, name, cards[worker], employer])
+            writer.writerow([worker, name, cards[worker], employer, "S1"])
     collector(setup, "worker", "import", str(csv_file))
     for worker, (name, employer) in ADDED.items():
-        collector(setup, "worker", "add", worker, "--name", name, "--employer", employer, "--card", cards[worker])
+        collector(setup, "worker", "add", worker, "--name", name, "--employer", employer, "--card", cards[worker],
+                  "--site", "S1")
 
     start = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
     punches = []

@@ -47,8 +47,8 @@ def bank(tmp_path):
         store.add_site("S1", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", north.public_key)
         store.add_gate("S1", "south", south.public_key)
-        store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1])
-        store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2])
+        store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1], sites=["S1"])
+        store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2], sites=["S1"])
         for gate, card, when, direction in ((north, W1, "08:00", "in"), (north, W2, "08:05", "in"),
                                             (south, W1, "11:00", "out"), (south, W2, "18:00", "out"),
                                             (south, W1, "20:00", "out")):

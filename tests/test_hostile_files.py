@@ -141,7 +141,7 @@ def collector_with_a_day(tmp_path) -> CollectorSetup:
     with setup.store() as store:
         store.add_site("S1", timezone="UTC")
         store.add_gate("S1", "north", gate.public_key)
-        store.add_worker("W1", name="Zhang Wei", cards=["04A1B2C3D4E5F6"])
+        store.add_worker("W1", name="Zhang Wei", cards=["04A1B2C3D4E5F6"], sites=["S1"])
         punches = [gate.next(direction="in", at=start), gate.next(direction="out", at=start + timedelta(hours=3))]
         Ingestor(store).ingest([Incoming(GateTopics("S1", "north").punch, encode_punches(punches),
                                          format_time(start + timedelta(hours=4)))])

@@ -121,7 +121,7 @@ def test_a_last_will_alone_proves_nothing(store):
 @pytest.mark.parametrize("ahead", [timedelta(hours=2), timedelta(days=365 * 70)])
 def test_a_gate_clock_ahead_cannot_make_a_day_final_before_the_bank_heard_the_gate(store, north, ahead):
     day = DAY_END.astimezone(SHANGHAI).date() - timedelta(days=1)
-    store.add_worker("W1", name="Zhang Wei", cards=[CARD])
+    store.add_worker("W1", name="Zhang Wei", cards=[CARD], sites=["S1"])
     punches = [north.next(card=CARD, direction=d, at=DAY_END - timedelta(hours=h)) for d, h in (("in", 16), ("out", 7))]
     Ingestor(store).ingest([Incoming(TOPICS.punch, encode_punches(punches), format_time(DAY_END - timedelta(hours=7)))])
     received = HORIZON - timedelta(hours=1)

@@ -65,7 +65,7 @@ def bank(tmp_path_factory):
     with setup.store() as store:
         store.add_site("S1", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", north.public_key)
-        store.add_worker("W1", name=NAME, employer=EMPLOYER, cards=[CARD])
+        store.add_worker("W1", name=NAME, employer=EMPLOYER, cards=[CARD], sites=["S1"])
         punch = north.next(card=CARD, at=now - timedelta(hours=1))
         Ingestor(store).ingest([
             Incoming(GateTopics("S1", "north").punch, encode_punches([punch]), format_time(now)),

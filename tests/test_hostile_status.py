@@ -264,7 +264,7 @@ def test_hostile_statuses_on_the_broker_break_no_read_path(tmp_path, broker):
     collector = CollectorSetup.create(tmp_path / "collector", broker=broker, **{"web.tokens": {BANK: "*"}})
     collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
     collector.run("gate", "add", "north", "--site", "S1", "--public-key", north.public_key)
-    collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--card", CARD)
+    collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--card", CARD, "--site", "S1")
     day = (datetime.now(SHANGHAI) - timedelta(days=2)).date()  # a day that can be final
     shift = [datetime.combine(day, time(hour), SHANGHAI).astimezone(UTC) for hour in (8, 17)]
     punches = [north.next(CARD, "in", at=shift[0]), north.next(CARD, "out", at=shift[1])]

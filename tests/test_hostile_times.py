@@ -50,8 +50,8 @@ class Bank:
             for site, tz in SITES.items():
                 store.add_site(site, timezone=tz)
                 store.add_gate(site, GATE[site], self.gates[site].public_key)
-            store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD])
-            store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD])
+            store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD], sites=list(SITES))
+            store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD], sites=list(SITES))
             for site, gate in self.gates.items():
                 punches = [
                     gate.next(card=W1_CARD, direction="in", at=self.now - timedelta(hours=3)),

@@ -37,7 +37,7 @@ class Month:
             store.add_gate("S1", "north", self.north.public_key)
             store.add_gate("S1", "south", self.south.public_key)
             for worker, card in CARDS.items():
-                store.add_worker(worker, name=f"工人{worker}", employer="华建劳务", cards=[card])
+                store.add_worker(worker, name=f"工人{worker}", employer="华建劳务", cards=[card], sites=["S1"])
         for worker in CARDS:
             self.cli("worker", "payee", worker, "--id-number", f"11010119900307{int(worker[1:]):04d}",
                      "--phone", "13812345678", "--account", f"622202123456789{int(worker[1:]):04d}",

@@ -83,9 +83,9 @@ def web(tmp_path_factory):
         store.add_gate("S1", "north", north.public_key)
         store.add_gate("S1", "south", south.public_key)
         store.add_gate("S2", "east", east.public_key)
-        store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD])
-        store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD])
-        store.add_worker("W3", name="Tom Baker", cards=[W3_CARD])
+        store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD], sites=["S1"])
+        store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD], sites=["S1"])
+        store.add_worker("W3", name="Tom Baker", cards=[W3_CARD], sites=["S2"])
 
         def tap(factory, card, when, direction):
             punch = factory.next(card=card, direction=direction, at=when)

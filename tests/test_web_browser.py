@@ -70,7 +70,7 @@ def test_a_tap_changes_the_headcount_on_the_open_page(tmp_path, broker, gate, br
                                       **{"web.tokens": {TOKEN: "S1", OTHER_SITE: "S2", BANK: "*"}})
     collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai", "--name", "Riverside tower")
     collector.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
-    collector.run("worker", "add", "W1", "--name", NAME, "--employer", "Hua Jian", "--card", CARD)
+    collector.run("worker", "add", "W1", "--name", NAME, "--employer", "Hua Jian", "--card", CARD, "--site", "S1")
     daemon = collector.start()
     agent = web = None
     try:

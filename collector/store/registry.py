@@ -61,6 +61,28 @@ class RegistryQueries:
     def sites(self) -> list[dict]:
         return self._rows("SELECT * FROM sites ORDER BY site")
 
+    def edit_site(self, site: str, *, name: str | None = None, max_shift_hours: float | None = None,
+                  timezone: str | None = None) -> dict:
+        """Change a site's name, maximum shift or time zone (the zone only while it has no punch: local
+        dates already reported must not move). Returns what changed."""
+        with self.transaction():
+            current = self.site(site)
+            if current is None:
+                raise StoreError(f"site {site} does not exist")
+            if max_shift_hours is not None and not (
+                    isinstance(max_shift_hours, int | float) and 0 < max_shift_hours <= MAX_SHIFT_HOURS):
+                raise StoreError(f"max_shift_hours must be above 0 and at most {MAX_SHIFT_HOURS}")
+            changes = {k: v for k, v in (("name", name), ("max_shift_hours", max_shift_hours),
+                                         ("timezone", timezone)) if v is not None and v != current[k]}
+            if "timezone" in changes and self._one("SELECT 1 FROM punches WHERE site = ? LIMIT 1", (site,)):
+                raise StoreError(f"site {site} has punches: its time zone decides their local dates and stays "
+                                 f"{current['timezone']}")
+            if changes:
+                columns = ", ".join(f"{k} = ?" for k in changes)
+                self.db.execute(f"UPDATE sites SET {columns} WHERE site = ?", (*changes.values(), site))
+                self._registry_changed()
+            return {k: (current[k], v) for k, v in changes.items()}
+
     def add_gate(self, site: str, gate: str, public_key: str, *, reserved: Iterable[str] = ()) -> str:
         """Register a gate, or add a key to one (rotation: earlier keys stay valid for earlier punches).
         Returns 'added', 'rotated' or 'unchanged'.
@@ -169,7 +191,8 @@ class RegistryQueries:
     # ================================================================== workers and cards
 
     def add_worker(self, worker: str, *, name: str, employer: str | None = None, cards: Iterable[str] = (),
-                   valid_from: str | None = None) -> None:
+                   valid_from: str | None = None, sites: Iterable[str] = (), by: str = "operator") -> None:
+        """A new worker with cards and the sites they work at (both from ``valid_from``; None: always)."""
         with self.transaction():
             if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} already exists")
@@ -177,6 +200,8 @@ class RegistryQueries:
                             (worker, name, employer, utc_now_text()))
             for uid in cards:
                 self._assign_card(uid, worker, valid_from)
+            for site in sites:
+                self.assign(worker, site, by=by, valid_from=valid_from)
 
     def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None) -> None:
         with self.transaction():
@@ -217,38 +242,121 @@ class RegistryQueries:
         rows = [w for w in self.workers() if w["worker"] == worker]
         return rows[0] if rows else None
 
-    def workers(self) -> list[dict]:
-        workers = self._rows("SELECT worker, name, employer FROM workers ORDER BY worker")
+    def workers(self, site: str | None = None) -> list[dict]:
+        """Every worker (or those assigned to ``site`` now) with cards, the sites they are assigned to now,
+        and when they were removed."""
+        sites_now = self.has_step(14)
+        removed = "removed_at" if sites_now else "NULL AS removed_at"
+        workers = self._rows(f"SELECT worker, name, employer, {removed} FROM workers ORDER BY worker")
         cards: dict[str, list] = {}
         for row in self._rows("SELECT uid, worker, valid_from, valid_to FROM cards ORDER BY id"):
             cards.setdefault(row["worker"], []).append(
                 {"uid": row["uid"], "valid_from": row["valid_from"], "valid_to": row["valid_to"]})
+        assigned: dict[str, list] = {}
+        if sites_now:
+            for row in self._rows("SELECT worker, site FROM assignments WHERE valid_to IS NULL ORDER BY site"):
+                assigned.setdefault(row["worker"], []).append(row["site"])
         for worker in workers:
             worker["cards"] = cards.get(worker["worker"], [])
+            worker["sites"] = assigned.get(worker["worker"], [])
+        if site is not None:
+            workers = [w for w in workers if site in w["sites"]]
         return workers
 
     def card_windows(self) -> list[dict]:
         return self._rows("SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer "
                           "FROM cards c JOIN workers w ON w.worker = c.worker ORDER BY c.uid, c.valid_from")
 
-    def cards_valid_at(self, moment: str) -> set[str]:
-        rows = self.db.execute(
-            "SELECT DISTINCT uid FROM cards WHERE (valid_from IS NULL OR valid_from <= ?) "
-            "AND (valid_to IS NULL OR valid_to > ?)", (moment, moment)).fetchall()
-        return {r[0] for r in rows}
+    def cards_valid_at(self, moment: str, site: str | None = None) -> set[str]:
+        """Cards held at ``moment``; with ``site``, only those of workers assigned to it then (its roster)."""
+        sql = ("SELECT DISTINCT c.uid FROM cards c WHERE (c.valid_from IS NULL OR c.valid_from <= ?) "
+               "AND (c.valid_to IS NULL OR c.valid_to > ?)")
+        params: tuple = (moment, moment)
+        if site is not None:
+            sql += (" AND EXISTS (SELECT 1 FROM assignments a WHERE a.worker = c.worker AND a.site = ? "
+                    "AND (a.valid_from IS NULL OR a.valid_from <= ?) AND (a.valid_to IS NULL OR a.valid_to > ?))")
+            params += (site, moment, moment)
+        return {r[0] for r in self.db.execute(sql, params).fetchall()}
 
-    def import_workers(self, rows: list[dict], *, progress=None) -> int:
-        """All rows or none (the caller has validated them)."""
+    # ================================================================== workers at sites
+
+    def assign(self, worker: str, site: str, *, by: str, valid_from: str | None = None,
+               valid_to: str | None = None) -> None:
+        """The worker works at ``site`` from ``valid_from`` (None: from the beginning) until ``valid_to``."""
         with self.transaction():
-            for row in rows:
-                if not self._one("SELECT 1 FROM workers WHERE worker = ?", (row["worker"],)):
-                    self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
-                                    (row["worker"], row["name"], row.get("employer"), utc_now_text()))
-                held = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (row["card"],))
-                if held is None:
-                    self._assign_card(row["card"], row["worker"], None)
-                elif held[0] != row["worker"]:
-                    raise StoreError(f"card {row['card']} is held by worker {held[0]}")
-                if progress is not None:
-                    progress(1)
-        return len(rows)
+            self._existing_worker(worker)
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist")
+            if valid_from and valid_to and valid_to <= valid_from:
+                raise StoreError(f"the assignment would end ({valid_to}) before it starts ({valid_from})")
+            for row in self._rows("SELECT valid_from, valid_to FROM assignments WHERE worker = ? AND site = ?",
+                                  (worker, site)):
+                if _overlap(row["valid_from"], row["valid_to"], valid_from, valid_to):
+                    raise StoreError(f"{worker} is already assigned to {site} "
+                                     f"from {row['valid_from'] or 'the beginning'} to {row['valid_to'] or 'now'}")
+            self.db.execute("INSERT INTO assignments (worker, site, valid_from, valid_to, added_at, added_by) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, site, valid_from, valid_to, utc_now_text(), by))
+            self._registry_changed()
+
+    def unassign(self, worker: str, site: str, *, at: str, by: str) -> None:
+        """End the worker's open assignment to ``site`` at ``at`` (earlier days stay the site's)."""
+        with self.transaction():
+            row = self._one("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? AND valid_to IS NULL",
+                            (worker, site))
+            if row is None:
+                raise StoreError(f"{worker} is not assigned to {site} now")
+            if row[1] and at <= row[1]:
+                raise StoreError(f"{worker} was assigned to {site} at {row[1]}, after {at}")
+            self.db.execute("UPDATE assignments SET valid_to = ? WHERE id = ?", (at, row[0]))
+            self._registry_changed()
+
+    def assignments(self, *, worker: str | None = None, site: str | None = None) -> list[dict]:
+        clauses, params = [], []
+        for column, value in (("worker", worker), ("site", site)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._rows(f"SELECT worker, site, valid_from, valid_to, added_at, added_by FROM assignments{where} "
+                          "ORDER BY worker, site, valid_from", params)
+
+    def edit_worker(self, worker: str, *, name: str | None = None, employer: str | None = None) -> dict:
+        """Change a worker's name or employer (returns what changed: field -> (before, after))."""
+        with self.transaction():
+            current = self._existing_worker(worker)
+            changes = {k: v for k, v in (("name", name), ("employer", employer)) if v is not None and v != current[k]}
+            if changes:
+                columns = ", ".join(f"{k} = ?" for k in changes)
+                self.db.execute(f"UPDATE workers SET {columns} WHERE worker = ?", (*changes.values(), worker))
+            return {k: (current[k], v) for k, v in changes.items()}
+
+    def remove_worker(self, worker: str, *, at: str, by: str) -> dict:
+        """The worker leaves: open assignments and cards end at ``at``; nothing of their history is deleted
+        (punches, days, wages stay theirs). Returns what was ended."""
+        with self.transaction():
+            current = self._existing_worker(worker)
+            if current["removed_at"]:
+                raise StoreError(f"worker {worker} was removed at {current['removed_at']}")
+            ended_sites = [r[0] for r in self.db.execute(
+                "SELECT site FROM assignments WHERE worker = ? AND valid_to IS NULL", (worker,)).fetchall()]
+            ended_cards = [r[0] for r in self.db.execute(
+                "SELECT uid FROM cards WHERE worker = ? AND valid_to IS NULL", (worker,)).fetchall()]
+            self.db.execute("UPDATE assignments SET valid_to = ? WHERE worker = ? AND valid_to IS NULL "
+                            "AND (valid_from IS NULL OR valid_from < ?)", (at, worker, at))
+            self.db.execute("UPDATE cards SET valid_to = ? WHERE worker = ? AND valid_to IS NULL "
+                            "AND (valid_from IS NULL OR valid_from < ?)", (at, worker, at))
+            self.db.execute("UPDATE workers SET removed_at = ?, removed_by = ? WHERE worker = ?", (at, by, worker))
+            self._registry_changed()
+            return {"sites": ended_sites, "cards": ended_cards}
+
+    def _existing_worker(self, worker: str) -> dict:
+        rows = self._rows("SELECT * FROM workers WHERE worker = ?", (worker,))
+        if not rows:
+            raise StoreError(f"worker {worker} does not exist")
+        return rows[0]
+
+
+
+def _overlap(start_a: str | None, end_a: str | None, start_b: str | None, end_b: str | None) -> bool:
+    """Whether two windows [start, end) overlap (None: unbounded on that side)."""
+    return (end_b is None or start_a is None or start_a < end_b) and (end_a is None or start_b is None or start_b < end_a)

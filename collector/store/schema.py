@@ -50,6 +50,14 @@ def _quarantine_backfill(conn: Connection) -> None:
                      [(*key, count, count, first, last) for key, (count, first, last) in tally.items()])
 
 
+def _assign_existing_workers(conn: Connection) -> None:
+    """Workers registered before they belonged to sites were on every site's roster: they stay so (from
+    the beginning, with no end) until an operator says otherwise; nothing changes at the upgrade."""
+    conn.execute("INSERT INTO assignments (worker, site, valid_from, valid_to, added_at, added_by) "
+                 "SELECT w.worker, s.site, NULL, NULL, ?, 'schema upgrade' FROM workers w CROSS JOIN sites s",
+                 (utc_now_text(),))
+
+
 def _statuses_checked(conn: Connection) -> None:
     """Statuses were once stored without validation: one that would be refused now leaves the gate's
     state for the quarantine (the status read paths trust what is stored)."""
@@ -359,6 +367,24 @@ STEPS = [
         );
         CREATE UNIQUE INDEX wage_lines_worker ON wage_lines (table_id, worker);
     """),
+    # Workers belong to sites over time (a worker moves between projects): a site's roster holds only the
+    # cards of the workers assigned to it, and a punch at a site the worker was not assigned to is flagged.
+    Step(14, "assignments", """
+        CREATE TABLE assignments (
+            id         {id},
+            worker     TEXT NOT NULL REFERENCES workers (worker),
+            site       TEXT NOT NULL REFERENCES sites (site),
+            valid_from TEXT,                -- UTC; NULL: from the beginning
+            valid_to   TEXT,                -- UTC; NULL: still assigned
+            added_at   TEXT NOT NULL,
+            added_by   TEXT NOT NULL
+        );
+        CREATE INDEX assignments_worker ON assignments (worker, site);
+        CREATE INDEX assignments_site ON assignments (site);
+        ALTER TABLE workers ADD COLUMN removed_at TEXT;
+        ALTER TABLE workers ADD COLUMN removed_by TEXT;
+    """),
+    Step(15, "assign_existing_workers", _assign_existing_workers),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -291,7 +291,7 @@ def measure_taps(rig: Rig, count: int) -> dict:
     with Store(rig.db) as store:
         store.add_gate("TAPS", "main", gate.public_key)
         for number, uid in enumerate(uids):
-            store.add_worker(f"B{number:05d}", name=f"Bench {number}", cards=[uid])
+            store.add_worker(f"B{number:05d}", name=f"Bench {number}", cards=[uid], sites=["TAPS"])
     log_path = gate.directory / "agent.log"
     agent = gate.start_agent(log_path)
     seen: dict[str, float] = {}

@@ -1,0 +1,172 @@
+"""Bank ops' registry work: workers belong to sites, imports are upserts with a report, Chinese files.
+
+Each test reproduces what got in the way of an operator (30 workers with Chinese names, three employers,
+two sites) and checks what they now get.
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from collector.ingest import Incoming, Ingestor
+from gate_agent.protocol import GateTopics, Roster, encode_punches, format_time, roster_topic
+from tests.helpers import BANK_KEYS, CollectorSetup, Listener, PunchFactory, stop_process, wait_for
+
+W1, W2, W3 = "04A1B2C3D4E5F6", "DEADBEEF", "CAFEBABE"
+
+
+@pytest.fixture
+def bank(tmp_path, database):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=database)
+    setup.run("site", "add", "GZ01", "--timezone", "Asia/Shanghai", "--name", "广州项目")
+    setup.run("site", "add", "SZ02", "--timezone", "Asia/Shanghai", "--name", "深圳项目")
+    return setup
+
+
+def test_a_workers_sites_decide_which_rosters_hold_the_card(tmp_path, broker):
+    """A worker of GZ01 tapping at SZ02 must get the unknown-card signal there: SZ02's roster does not
+    hold the card. Moving the worker moves the card between the rosters."""
+    setup = CollectorSetup.create(tmp_path / "collector", broker=broker)
+    setup.run("site", "add", "GZ01", "--timezone", "Asia/Shanghai")
+    setup.run("site", "add", "SZ02", "--timezone", "Asia/Shanghai")
+    setup.run("worker", "add", "W1", "--name", "王伟", "--card", W1, "--site", "GZ01")
+    setup.run("worker", "add", "W2", "--name", "李娜", "--card", W2, "--site", "GZ01", "--site", "SZ02")
+    listener = Listener(broker.port, roster_topic("GZ01"), roster_topic("SZ02"))
+    daemon = setup.start()
+
+    def rosters() -> dict[str, frozenset]:
+        latest = {}
+        for message in listener.received("/roster"):
+            site = message.topic.split("/")[2]
+            latest[site] = Roster.decode(message.payload, site=site, keys=BANK_KEYS).cards
+        return latest
+
+    try:
+        wait_for(lambda: rosters().get("GZ01") == {W1, W2} and rosters().get("SZ02") == {W2},
+                 message="each site's own roster")
+        setup.run("worker", "unassign", "W1", "--site", "GZ01")
+        setup.run("worker", "assign", "W1", "--site", "SZ02")
+        wait_for(lambda: rosters().get("GZ01") == {W2} and rosters().get("SZ02") == {W1, W2},
+                 message="the card moved with the worker")
+    finally:
+        stop_process(daemon, signal.SIGKILL)
+        listener.close()
+
+
+def test_a_tap_where_the_worker_is_not_assigned_is_flagged_not_assigned(bank):
+    gate = PunchFactory(site="SZ02", gate="sz-north")
+    bank.run("gate", "add", "sz-north", "--site", "SZ02", "--public-key", gate.public_key)
+    bank.run("worker", "add", "W1", "--name", "王伟", "--card", W1, "--site", "GZ01")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with bank.store() as store:
+        Ingestor(store).ingest([Incoming(GateTopics("SZ02", "sz-north").punch, encode_punches(
+            [gate.next(card=W1, at=now - timedelta(hours=2))]), format_time(now))])
+    records = bank.json("attendance", "--site", "SZ02", "--from", (now - timedelta(days=1)).date().isoformat(),
+                        "--to", now.date().isoformat())
+    assert [r["worker"] for r in records] == ["W1"] and "not_assigned" in records[0]["flags"]
+
+
+def test_sites_are_listed_and_edited(bank):
+    bank.run("worker", "add", "W1", "--name", "王伟", "--site", "GZ01")
+    sites = {s["site"]: s for s in bank.json("site", "list")}
+    assert (sites["GZ01"]["name"], sites["GZ01"]["workers"], sites["SZ02"]["workers"]) == ("广州项目", 1, 0)
+    assert "广州项目" in bank.run("site", "list").stdout
+    bank.run("site", "edit", "GZ01", "--name", "广州一期", "--max-shift-hours", "12")
+    assert bank.json("site", "list")[0]["name"] == "广州一期"
+    # A zone may change while the site has no punch; after one, local dates must not move.
+    bank.run("site", "edit", "SZ02", "--timezone", "Asia/Hong_Kong")
+    gate = PunchFactory(site="GZ01", gate="gz-north")
+    bank.run("gate", "add", "gz-north", "--site", "GZ01", "--public-key", gate.public_key)
+    with bank.store() as store:
+        Ingestor(store).ingest([Incoming(GateTopics("GZ01", "gz-north").punch, encode_punches([gate.next()]),
+                                         format_time(datetime.now(UTC)))])
+    refused = bank.run("site", "edit", "GZ01", "--timezone", "Asia/Tokyo", check=False)
+    assert refused.returncode == 1 and "has punches" in refused.stderr
+
+
+def write(path, text: str, encoding: str = "utf-8") -> str:
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+def test_reimporting_is_an_upsert_with_a_report_and_dry_run_changes_nothing(bank, tmp_path):
+    first = write(tmp_path / "a.csv", "worker,name,card,employer,site\nW1,王伟,04A1B2C3D4E5F6,华建劳务,GZ01\n"
+                                      "W2,李娜,DEADBEEF,华建劳务,GZ01\nW3,张敏,,鑫城建筑,GZ01\n")
+    report = bank.json("worker", "import", first)
+    assert report["new"] == ["W1", "W2", "W3"] and report["encoding"] == "utf-8"
+    # W1 renamed, W2 given a new card (replacing the old, not a second valid one), W3 unchanged.
+    second = write(tmp_path / "b.csv", "worker,name,card,employer,site\nW1,王伟伟,04A1B2C3D4E5F6,华建劳务,GZ01\n"
+                                       "W2,李娜,CAFEBABE,华建劳务,GZ01\nW3,张敏,,鑫城建筑,GZ01\n")
+    before = bank.json("worker", "list")
+    dry = bank.json("worker", "import", second, "--dry-run")
+    assert dry["dry_run"] and dry["changed"] == [{"worker": "W1", "fields": {"name": ["王伟", "王伟伟"]}}]
+    assert dry["cards_replaced"] == [{"worker": "W2", "card": W3, "replaces": [W2]}] and dry["unchanged"] == 1
+    assert bank.json("worker", "list") == before, "a dry run changed something"
+    text = bank.run("worker", "import", second).stdout
+    assert "0 new, 1 changed, 1 unchanged; 0 card(s) added, 1 replaced" in text
+    assert "W2: card DEADBEEF replaced by CAFEBABE" in text
+    workers = {w["worker"]: w for w in bank.json("worker", "list")}
+    assert workers["W1"]["name"] == "王伟伟"
+    assert [c["uid"] for c in workers["W2"]["cards"] if c["valid_to"] is None] == [W3]
+
+
+def test_a_gbk_file_with_chinese_headers_imports_with_payee_and_pay_terms(bank, tmp_path):
+    path = write(tmp_path / "gbk.csv",
+                 "工号,姓名,卡号,单位,工地,身份证号,手机号,银行卡号,开户行,计薪方式,工资标准,生效日期\n"
+                 "W1,王伟,04A1B2C3D4E5F6,华建劳务,GZ01,11010519491231002X,13812345678,6222021234567890123,"
+                 "中国工商银行,日,350,2026-11-01\n", encoding="gbk")
+    report = bank.json("worker", "import", path)
+    assert report["encoding"] == "gb18030" and report["new"] == ["W1"]
+    assert report["terms"] == [{"worker": "W1", "basis": "day", "rate_fen": 35000, "from": "2026-11-01"}]
+    worker = bank.json("worker", "list")[0]
+    assert (worker["name"], worker["employer"], worker["sites"]) == ("王伟", "华建劳务", ["GZ01"])
+    assert bank.json("wages", "terms", "--worker", "W1")[0]["rate_fen"] == 35000
+    with bank.store() as store:
+        assert store.payee("W1")["bank_account"] == "6222021234567890123"
+    # Shown masked in the import report when it changes.
+    changed = write(tmp_path / "gbk2.csv", "工号,姓名,银行卡号\nW1,王伟,6222021234567899999\n", encoding="gbk")
+    text = bank.run("worker", "import", changed).stdout
+    assert "'***************9999'" in text and "6222021234567899999" not in text
+
+
+def test_bad_rows_are_listed_with_their_lines_capped_with_a_count(bank, tmp_path):
+    lines = ["worker,name,card"] + [f"W{n},,0A0B0C0D" for n in range(5000)]
+    path = write(tmp_path / "bad.csv", "\n".join(lines) + "\n")
+    result = bank.run("worker", "import", path, check=False)
+    errors = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(errors) == 22, len(errors)
+    assert errors[0].endswith("line 2: name is empty") and "... and 4980 more" in errors[20]
+    assert "5000 bad row(s); nothing imported" in errors[21]
+    assert bank.json("worker", "list") == []
+
+
+def test_a_file_in_neither_utf8_nor_gbk_is_refused_in_one_line(bank, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(b"worker,name\nW1,\xff\xfe\xfd\n")
+    result = bank.run("worker", "import", str(path), check=False)
+    assert result.returncode == 1 and "neither UTF-8 nor GBK" in result.stderr
+
+
+def test_a_worker_is_edited_and_removed_and_their_history_stays(bank):
+    gate = PunchFactory(site="GZ01", gate="gz-north")
+    bank.run("gate", "add", "gz-north", "--site", "GZ01", "--public-key", gate.public_key)
+    bank.run("worker", "add", "W1", "--name", "王伟", "--card", W1, "--site", "GZ01", "--employer", "华建劳务")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with bank.store() as store:
+        Ingestor(store).ingest([Incoming(GateTopics("GZ01", "gz-north").punch, encode_punches(
+            [gate.next(card=W1, at=now - timedelta(hours=3))]), format_time(now - timedelta(hours=3)))])
+    assert "employer '华建劳务' -> '鑫城建筑'" in bank.run("worker", "edit", "W1", "--employer", "鑫城建筑").stdout
+    removed = bank.run("worker", "remove", "W1", "--by", "ops-li").stdout
+    assert "assignments ended at GZ01" in removed and f"cards ended {W1}" in removed
+    worker = bank.json("worker", "list")[0]
+    assert worker["removed_at"] and worker["sites"] == [] and all(c["valid_to"] for c in worker["cards"])
+    assert bank.json("worker", "list", "--site", "GZ01") == []
+    punches = bank.json("punches", "--site", "GZ01")
+    assert [p.get("worker") for p in punches] == ["W1"], "the history stays the worker's"
+    day = (now - timedelta(hours=3)).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    assert [r["worker"] for r in bank.json("attendance", "--site", "GZ01", "--date", day)] == ["W1"]
