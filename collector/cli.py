@@ -12,7 +12,19 @@ from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
 from . import cli_db, cli_deploy, cli_reports, cli_wages, cli_web
-from .cli_common import Context, Group, check_id, emit, json_option, json_text, progressbar, say, with_config
+from .cli_common import (
+    Context,
+    Group,
+    LocalDate,
+    check_id,
+    emit,
+    json_option,
+    json_text,
+    progressbar,
+    resolve_day,
+    say,
+    with_config,
+)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -239,6 +251,8 @@ def gates(ctx: Context, site_id: str | None, as_json: bool):
     from .health import gate_health
 
     with ctx.store(readonly=True) as store:
+        if site_id is not None and store.site(site_id) is None:
+            raise click.ClickException(f"site {site_id} does not exist")
         rows = gate_health(store, site_id)
     if as_json:
         click.echo(json_text(rows))
@@ -547,22 +561,27 @@ def quarantine(ctx: Context, as_json: bool, limit: int | None):
 
 @main.command()
 @click.option("--site", "site_id", required=True)
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Local date at the site (default: all).")
+@click.option("--date", "day", type=LocalDate(), help="Local date at the site, today or yesterday (default: all).")
 @json_option
 @with_config
 def punches(ctx: Context, site_id: str, day, as_json: bool):
-    """The site's punches (gate and manual, void ones marked), with the worker who held each card."""
+    """The site's punches (gate and manual, void ones marked), with the worker who held each card and
+    the id `collector punch void` takes."""
+    from .display import aligned
     from .reports import punch_rows
 
     with ctx.store(readonly=True) as store:
-        rows = punch_rows(store, site_id, day.date() if day else None)
+        tz = _site_zone(store, site_id)
+        rows = punch_rows(store, site_id, resolve_day(day, tz) if day else None)
     if as_json:
         click.echo(json_text(rows))
         return
-    for row in rows:
-        # A time with no local date in the site's zone (year 9999, a broken gate clock) shows as signed, in UTC.
-        click.echo(f"{row['local_time'] or row['time']} {row['gate'] or 'manual'}#{row['seq'] or row['id']} {row['direction']:6} "
-                   f"{row['card'] or '-':16} {row['worker'] or '?':12} {','.join(row['flags'])}")
+    # A time with no local date in the site's zone (year 9999, a broken gate clock) shows as signed, in UTC.
+    table = [[row["id"], row["local_time"] or row["time"], f"{row['gate'] or 'manual'}#{row['seq'] or row['id']}",
+              row["direction"], row["card"] or "-", row["worker"] or "?", row["name"] or "", ";".join(row["flags"])]
+             for row in rows]
+    for line in aligned(table, ["id", "time", "punch", "dir", "card", "worker", "name", "flags"]):
+        say(line)
     click.echo(f"{len(rows)} punch(es)")
 
 

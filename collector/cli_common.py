@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import date, datetime, timedelta
 
 import click
 
@@ -14,7 +15,8 @@ from gate_agent.protocol import valid_id
 from .config import load_config
 from .store import Store, StoreError
 
-__all__ = ["Context", "Group", "check_id", "emit", "json_option", "json_text", "progressbar", "say", "with_config"]
+__all__ = ["Context", "Group", "LocalDate", "check_id", "emit", "format_options", "json_option", "json_text",
+           "progressbar", "resolve_day", "say", "with_config"]
 
 
 class Context:
@@ -31,11 +33,18 @@ class Context:
             raise click.ClickException(str(error)) from None
 
 
-def with_config(func):
-    """--config PATH, turned into a Context; StoreError and ValueError become one clear line."""
+#: Where the configuration is when --config is not given: this variable, else the installed file.
+CONFIG_ENVIRONMENT = "COLLECTOR_CONFIG"
+DEFAULT_CONFIG = "/etc/collector/collector.toml"
 
-    @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                  help="The collector's TOML configuration file.")
+
+def with_config(func):
+    """--config PATH (default: $COLLECTOR_CONFIG, else /etc/collector/collector.toml), turned into a
+    Context; StoreError and ValueError become one clear line."""
+
+    @click.option("--config", "config_path", envvar=CONFIG_ENVIRONMENT, default=DEFAULT_CONFIG,
+                  show_default=True, type=click.Path(dir_okay=False),
+                  help=f"The collector's TOML configuration file (or ${CONFIG_ENVIRONMENT}).")
     @functools.wraps(func)
     def wrapper(config_path, *args, **kwargs):
         try:
@@ -68,3 +77,59 @@ def progressbar(iterable=None, *, length: int | None = None, label: str):
 
     return click.progressbar(iterable, length=length, label=label, file=sys.stderr,
                              hidden=not sys.stderr.isatty(), show_eta=False)
+
+
+class LocalDate(click.ParamType):
+    """A local date: YYYY-MM-DD, ``today`` or ``yesterday`` (at the site, when the command has one).
+    A date that does not exist (2026-11-31) is one clear line."""
+
+    name = "date"
+
+    def convert(self, value, param, ctx):
+        import calendar
+        import re
+
+        if isinstance(value, date):
+            return value
+        text = str(value).strip().lower()
+        if text in ("today", "yesterday"):
+            return _RelativeDay(text)
+        match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text)
+        if not match:
+            self.fail(f"{value!r} is not a date (YYYY-MM-DD, today or yesterday)", param, ctx)
+        year, month, day = map(int, match.groups())
+        if not 1 <= month <= 12:
+            self.fail(f"{value} does not exist: there is no month {month}", param, ctx)
+        days = calendar.monthrange(year, month)[1] if 1 <= year else 31
+        if not 1 <= day <= days:
+            self.fail(f"{value} does not exist: {calendar.month_name[month]} {year} has {days} days", param, ctx)
+        return date(year, month, day)
+
+
+class _RelativeDay(str):
+    """``today``/``yesterday``, resolved in the site's zone once the command knows its site."""
+
+    def resolve(self, tz) -> date:
+
+        today = datetime.now(tz).date()
+        return today - timedelta(days=1) if self == "yesterday" else today
+
+
+def resolve_day(value, tz):
+    """A LocalDate value as a date in ``tz``."""
+    return value.resolve(tz) if isinstance(value, _RelativeDay) else value
+
+
+def format_options(func):
+    """--json and --csv, which exclude each other."""
+    func = click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets (UTF-8 with a BOM: Excel "
+                        "reads it as it is).")(func)
+    func = json_option(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, as_json=False, as_csv=False, **kwargs):
+        if as_json and as_csv:
+            raise click.UsageError("--json and --csv exclude each other: give one")
+        return func(*args, as_json=as_json, as_csv=as_csv, **kwargs)
+
+    return wrapper

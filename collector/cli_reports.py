@@ -9,30 +9,48 @@ import click
 
 from gate_agent.logsetup import escape_control, safe_json
 
-from .cli_common import Context, emit, json_option, json_text, progressbar, with_config
+from .cli_common import (
+    Context,
+    LocalDate,
+    emit,
+    format_options,
+    json_option,
+    json_text,
+    progressbar,
+    resolve_day,
+    say,
+    with_config,
+)
 
-date_type = click.DateTime(["%Y-%m-%d"])
 CHUNK_DAYS = 7
 
 
-def _period(day, first, last) -> tuple[date, date]:
-    """The local dates asked for, bounded (ValueError: one line, exit 1): see reports.check_period."""
+def _period(day, first, last, tz=None) -> tuple[date, date]:
+    """The local dates asked for, bounded (ValueError: one line, exit 1): see reports.check_period.
+    No date at all means today at the site."""
     from .reports import check_period
 
     if day and (first or last):
         raise ValueError("give --date, or --from and --to, not both")
-    if day:
-        return check_period(day.date(), day.date())
+    if day or not (first or last):
+        today = resolve_day(day or LocalDate().convert("today", None, None), tz)
+        return check_period(today, today)
     if not (first and last):
         raise ValueError("give --date, or both --from and --to")
+    first, last = resolve_day(first, tz), resolve_day(last, tz)
     if last < first:
         raise ValueError("--to is before --from")
-    return check_period(first.date(), last.date())
+    return check_period(first, last)
 
 
-def _format_option(func):
-    func = click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")(func)
-    return json_option(func)
+def _site_zone(ctx: Context, site: str):
+    from .localtime import zone
+
+    with ctx.store(readonly=True) as store:
+        row = store.site(site)
+    if row is None:
+        raise ValueError(f"site {site} does not exist")
+    return zone(row["timezone"])
 
 
 def _records(ctx: Context, site: str, first: date, last: date) -> list[dict]:
@@ -54,25 +72,27 @@ def _records(ctx: Context, site: str, first: date, last: date) -> list[dict]:
 
 @click.command("attendance")
 @click.option("--site", required=True)
-@click.option("--date", "day", type=date_type, help="One local date.")
-@click.option("--from", "first", type=date_type, help="First local date.")
-@click.option("--to", "last", type=date_type, help="Last local date.")
-@_format_option
+@click.option("--date", "day", type=LocalDate(), help="One local date, today or yesterday (default: today).")
+@click.option("--from", "first", type=LocalDate(), help="First local date.")
+@click.option("--to", "last", type=LocalDate(), help="Last local date.")
+@format_options
 @with_config
 def attendance_command(ctx: Context, site: str, day, first, last, as_json: bool, as_csv: bool):
     """Daily records per worker: first in, last out, worked minutes, status, flags, final."""
+    from .display import aligned
     from .export import ATTENDANCE_COLUMNS, to_csv, to_json
 
-    rows = _records(ctx, site, *_period(day, first, last))
+    rows = _records(ctx, site, *_period(day, first, last, _site_zone(ctx, site)))
     if as_json:
         click.echo(to_json(rows))
     elif as_csv:
         click.echo(to_csv(rows, ATTENDANCE_COLUMNS), nl=False)
     else:
-        for r in rows:
-            click.echo(f"{r['date']} {r['worker']:8} {escape_control(r['name'] or '')[:18]:18} in {_clock(r['first_in'])} "
-                       f"out {_clock(r['last_out'])} {r['worked_minutes'] // 60:3d}h{r['worked_minutes'] % 60:02d} "
-                       f"{r['status']:11} {'final' if r['final'] else 'provisional'} {','.join(r['flags'])}")
+        table = [[r["date"], r["worker"], r["name"] or "", f"in {_clock(r['first_in'])}", f"out {_clock(r['last_out'])}",
+                  f"{r['worked_minutes'] // 60}h{r['worked_minutes'] % 60:02d}", r["status"],
+                  "final" if r["final"] else "provisional", ";".join(r["flags"])] for r in rows]
+        for line in aligned(table):
+            say(line)
         click.echo(f"{len(rows)} record(s)")
 
 
@@ -82,24 +102,29 @@ def _clock(text: str | None) -> str:
 
 @click.command("payroll")
 @click.option("--site", required=True)
-@click.option("--from", "first", type=date_type, required=True)
-@click.option("--to", "last", type=date_type, required=True)
-@_format_option
+@click.option("--from", "first", type=LocalDate(), required=True)
+@click.option("--to", "last", type=LocalDate(), required=True)
+@format_options
 @with_config
 def payroll_command(ctx: Context, site: str, first, last, as_json: bool, as_csv: bool):
     """Per worker over a period: days present, worked minutes, days flagged, provisional days."""
+    from .display import aligned
     from .export import PAYROLL_COLUMNS, to_csv, to_json
     from .reports import payroll
 
-    rows = payroll(_records(ctx, site, *_period(None, first, last)))
+    first, last = _period(None, first, last, _site_zone(ctx, site))
+    rows = payroll(_records(ctx, site, first, last))
+    for row in rows:
+        row.update({"site": site, "from": first.isoformat(), "to": last.isoformat()})
     if as_json:
         click.echo(to_json(rows))
     elif as_csv:
         click.echo(to_csv(rows, PAYROLL_COLUMNS), nl=False)
     else:
-        for r in rows:
-            click.echo(f"{r['worker']:8} {escape_control(r['name'] or '')[:18]:18} {r['days_present']:3d} days "
-                       f"{r['worked_minutes'] / 60:7.2f} h  flagged {r['days_flagged']}  provisional {r['provisional_days']}")
+        table = [[r["worker"], r["name"] or "", f"{r['days_present']} days", f"{r['worked_minutes'] / 60:.2f} h",
+                  f"flagged {r['days_flagged']}", f"provisional {r['provisional_days']}"] for r in rows]
+        for line in aligned(table):
+            say(line)
 
 
 @click.command("headcount")
@@ -123,8 +148,8 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
 
 @click.command("evidence")
 @click.option("--worker", required=True)
-@click.option("--from", "first", type=date_type, required=True)
-@click.option("--to", "last", type=date_type, required=True)
+@click.option("--from", "first", type=LocalDate(), required=True)
+@click.option("--to", "last", type=LocalDate(), required=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="The evidence file to write (a new file, mode 0600: it holds personal data).")
 @with_config

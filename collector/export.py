@@ -1,5 +1,9 @@
 """Output formats for bank ops: JSON for systems, CSV for spreadsheets.
 
+CSV is written for Excel as bank ops in China use it: UTF-8 with a byte order mark (without one, Excel
+on Chinese Windows reads 王伟 as 鐜嬩紵), times as the site's local ``YYYY-MM-DD HH:MM`` (which Excel
+reads as a time; the site column says whose zone), and flags joined with ``;`` as everywhere else.
+
 Names and employers come from outside (worker CSV files, the CLI), and bank ops open the CSV in a
 spreadsheet, which would run a cell such as ``=HYPERLINK(...)`` as a formula. So every text cell that
 starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's list) gets a leading single
@@ -13,8 +17,11 @@ from gate_agent.logsetup import safe_json
 
 ATTENDANCE_COLUMNS = ("worker", "name", "employer", "site", "date", "first_in", "last_out", "worked_minutes",
                       "hours", "status", "flags", "final")
-PAYROLL_COLUMNS = ("worker", "name", "employer", "days_present", "worked_minutes", "hours", "days_flagged",
-                   "provisional_days")
+PAYROLL_COLUMNS = ("site", "from", "to", "worker", "name", "employer", "days_present", "worked_minutes", "hours",
+                   "days_flagged", "provisional_days")
+#: Columns holding a local ISO time with offset (2026-11-28T08:00:00+08:00): written as 2026-11-28 08:00.
+TIME_COLUMNS = frozenset({"first_in", "last_out", "since"})
+BOM = "\ufeff"
 #: Columns whose values are integers we count: written as numbers, never read as formulas.
 NUMBER_COLUMNS = frozenset({"worked_minutes", "days_present", "days_flagged", "provisional_days"})
 #: What a spreadsheet may take as the start of a formula, and the quote that marks a neutralised cell.
@@ -33,8 +40,9 @@ def neutralise(text: str) -> str:
 
 
 def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
-    """One row per record; flags joined with ';'; hours as a decimal a spreadsheet sums."""
-    lines = [_csv_line(columns)]
+    """One row per record, after a byte order mark; flags joined with ';'; hours as a decimal a
+    spreadsheet sums; local times as Excel reads them."""
+    lines = [BOM + _csv_line(columns)]
     for row in rows:
         values = []
         for column in columns:
@@ -46,11 +54,18 @@ def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
                 values.append(neutralise(";".join(row["flags"])))
             elif column == "final":
                 values.append("yes" if row["final"] else "no")
+            elif column in TIME_COLUMNS and row.get(column):
+                values.append(spreadsheet_time(row[column]))
             else:
                 value = row.get(column)
                 values.append("" if value is None else neutralise(str(value)))
         lines.append(_csv_line(values))
     return "".join(lines)
+
+
+def spreadsheet_time(local_iso: str) -> str:
+    """2026-11-28T08:00:00+08:00 -> 2026-11-28 08:00 (the offset is the site's, named by the row)."""
+    return f"{local_iso[:10]} {local_iso[11:16]}"
 
 
 def _csv_line(cells) -> str:

@@ -69,10 +69,10 @@ def site(tmp_path, database):
     return site
 
 
-EXPECTED_CSV = """\
+EXPECTED_CSV = """\ufeff\
 worker,name,employer,site,date,first_in,last_out,worked_minutes,hours,status,flags,final
-W1,Zhang Wei,Hua Jian,S1,2026-11-02,2026-11-02T08:00:00+08:00,2026-11-02T17:00:00+08:00,540,9.00,complete,,no
-W2,Li Na,Hua Jian,S1,2026-11-02,2026-11-02T08:30:00+08:00,,0,0.00,missing_out,missing_out,no
+W1,Zhang Wei,Hua Jian,S1,2026-11-02,2026-11-02 08:00,2026-11-02 17:00,540,9.00,complete,,no
+W2,Li Na,Hua Jian,S1,2026-11-02,2026-11-02 08:30,,0,0.00,missing_out,missing_out,no
 """
 
 
@@ -95,16 +95,17 @@ def test_payroll_json_matches_the_hand_computed_rows(site):
     site.tap(site.north, W1_CARD, local("2026-11-03 07:00"), "in")
     site.tap(site.south, W1_CARD, local("2026-11-03 11:30"), "out")
     rows = site.json("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30")
+    period = {"site": "S1", "from": "2026-11-01", "to": "2026-11-30"}
     assert rows == [
         {"worker": "W1", "name": "Zhang Wei", "employer": "Hua Jian", "days_present": 2, "worked_minutes": 810,
-         "days_flagged": 0, "provisional_days": 2},
+         "days_flagged": 0, "provisional_days": 2, **period},
         {"worker": "W2", "name": "Li Na", "employer": "Hua Jian", "days_present": 1, "worked_minutes": 0,
-         "days_flagged": 1, "provisional_days": 1},
+         "days_flagged": 1, "provisional_days": 1, **period},
     ]
     assert site.cli("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30", "--csv").stdout == (
-        "worker,name,employer,days_present,worked_minutes,hours,days_flagged,provisional_days\n"
-        "W1,Zhang Wei,Hua Jian,2,810,13.50,0,2\n"
-        "W2,Li Na,Hua Jian,1,0,0.00,1,1\n")
+        "\ufeffsite,from,to,worker,name,employer,days_present,worked_minutes,hours,days_flagged,provisional_days\n"
+        "S1,2026-11-01,2026-11-30,W1,Zhang Wei,Hua Jian,2,810,13.50,0,2\n"
+        "S1,2026-11-01,2026-11-30,W2,Li Na,Hua Jian,1,0,0.00,1,1\n")
 
 
 def test_a_day_is_final_once_every_gate_has_reported_past_it(site):

@@ -40,7 +40,8 @@ def collector(setup: CollectorSetup, *args: str) -> str:
 
 
 def rows_of(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
+    assert text.startswith("\ufeff"), "CSV for Excel starts with a byte order mark"
+    return list(csv.DictReader(io.StringIO(text[1:], newline="")))
 
 
 def test_formula_names_from_an_import_and_the_cli_reach_payroll_and_attendance_csv_as_text(tmp_path):

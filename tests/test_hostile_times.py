@@ -204,7 +204,7 @@ def test_cli_headcount_attendance_payroll_leave_it_out(bank, site):
     records = {r["worker"]: r for r in bank.json("attendance", "--site", site, "--from", first, "--to", last)}
     assert records["W1"]["worked_minutes"] == 120 and records["W1"]["status"] == "complete"
     assert "clock_implausible" not in records["W1"]["flags"]
-    assert bank.run("attendance", "--site", site, "--from", first, "--to", last, "--csv").stdout.startswith("worker,")
+    assert bank.run("attendance", "--site", site, "--from", first, "--to", last, "--csv").stdout.startswith("\ufeffworker,")
     assert "record(s)" in bank.run("attendance", "--site", site, "--date", bank.day(site).isoformat()).stdout
     pay = {r["worker"]: r for r in bank.json("payroll", "--site", site, "--from", first, "--to", last)}
     assert pay["W1"]["worked_minutes"] == 120 and pay["W1"]["days_present"] == 1
