@@ -270,10 +270,15 @@ def punch_group() -> None:
     """Manual corrections (a gate's punch is never edited)."""
 
 
+#: How far ahead of now a manual punch may be (a clock a little fast, entries made at the gate).
+MANUAL_AHEAD_MINUTES = 10
+
+
 @punch_group.command("add")
 @click.option("--worker", required=True)
 @click.option("--site", required=True)
-@click.option("--at", "at", required=True, help="ISO time with offset, e.g. 2026-11-28T07:58:00+08:00.")
+@click.option("--at", "at", required=True,
+              help="ISO time, e.g. 2026-11-28T07:58; without an offset it is the site's local time.")
 @click.option("--direction", type=click.Choice(["in", "out"]), required=True)
 @click.option("--reason", required=True)
 @click.option("--by", "by", required=True, help="Who enters it.")
@@ -281,39 +286,58 @@ def punch_group() -> None:
 @with_config
 def punch_add(ctx: Context, worker: str, site: str, at: str, direction: str, reason: str, by: str, as_json: bool):
     """Add a manual punch (marked manual, with who, why and when)."""
+    from .localtime import local_text
+
+    tz = _site_zone(ctx, site)
     with ctx.store() as store:
-        punch_id = store.add_manual_punch(site=site, worker=worker, time=_manual_time(at), direction=direction,
+        punch_id = store.add_manual_punch(site=site, worker=worker, time=_manual_time(at, tz), direction=direction,
                                           reason=reason, by=by)
         row = store.punch(punch_id)
     emit(as_json, {k: row[k] for k in ("id", "site", "worker", "time", "direction", "manual_by", "manual_reason",
                                        "received_at")},
-         f"manual punch {punch_id}: {worker} {direction} at {at} (by {by}: {reason})")
+         f"manual punch {punch_id}: {worker} {direction} at {local_text(row['time'], tz)} (by {by}: {reason})")
 
 
-def _manual_time(text: str) -> str:
-    """``--at`` as wire UTC text, refused unless attendance can count it (from 2020 to a day ahead)."""
-    from gate_agent.protocol import utc_now_text
+def _manual_time(text: str, tz) -> str:
+    """``--at`` as wire UTC text (without an offset: in the site's zone), refused unless attendance can
+    count it: from 2020 to a few minutes from now (nobody enters a tap that has not happened)."""
+    from datetime import UTC, datetime
 
-    from .localtime import implausible
+    from gate_agent.protocol import format_time, parse_time
+
+    from .localtime import PLAUSIBLE_FROM
     from .registry import parse_moment
 
-    try:
-        moment = parse_moment(text)
-    except OverflowError:
-        moment = None
-    if moment is None or implausible(moment, utc_now_text()):
-        raise ValueError(f"--at {text!r} is not a time attendance can count (from 2020 to a day from now)")
+    moment = parse_moment(text, tz)
+    latest = datetime.now(UTC) + timedelta(minutes=MANUAL_AHEAD_MINUTES)
+    if moment < PLAUSIBLE_FROM:
+        raise ValueError(f"--at {text!r} is before 2020: not a time attendance can count")
+    if parse_time(moment) > latest:
+        raise ValueError(f"--at {text!r} is in the future (after {format_time(latest)[:16]} UTC): a manual punch "
+                         "records a tap that happened")
     return moment
 
 
 @punch_group.command("void")
-@click.argument("punch_id", type=int)
+@click.argument("punch_id", type=int, required=False)
+@click.option("--site", help="With --gate and --seq: the gate punch to void (instead of PUNCH_ID).")
+@click.option("--gate", "gate_id")
+@click.option("--seq", type=int)
 @click.option("--reason", required=True)
 @click.option("--by", "by", required=True)
 @with_config
-def punch_void(ctx: Context, punch_id: int, reason: str, by: str):
-    """Mark a punch void: kept and shown, no longer counted."""
+def punch_void(ctx: Context, punch_id: int | None, site, gate_id, seq, reason: str, by: str):
+    """Mark a punch void: kept and shown, no longer counted. Name it by the id `collector punches`
+    shows, or a gate punch by --site, --gate and --seq."""
+    by_gate = (site, gate_id, seq)
+    if (punch_id is None) == all(v is None for v in by_gate) or (punch_id is None and None in by_gate):
+        raise click.UsageError("give PUNCH_ID, or all of --site, --gate and --seq")
     with ctx.store() as store:
+        if punch_id is None:
+            found = store.gate_punch_rows(site, gate_id, seq, seq)
+            if not found:
+                raise ValueError(f"there is no punch {site}/{gate_id} seq {seq}")
+            punch_id = found[0]["id"]
         row = store.void_punch(punch_id, reason=reason, by=by)
     what = f"{row['site']}/{row['gate']} seq {row['seq']}" if row["gate"] else f"manual punch at {row['site']}"
     click.echo(f"punch {punch_id} ({what}) is void (by {by}: {reason})")

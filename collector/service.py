@@ -111,6 +111,7 @@ class Partition:
             # The broker may send this many messages before our PUBACKs: bursts can be this large.
             receive_maximum=config.receive_maximum,
             max_inflight=100,
+            logger=logging.getLogger("collector.mqtt"),
         )
 
     def _subscriptions(self, service: CollectorService) -> list[str]:

@@ -26,8 +26,11 @@ def _load(config_path: str):
         raise _fail(error) from None
 
 
-config_option = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-                             help="The agent's TOML configuration file.")
+#: Where the configuration is when --config is not given: this variable, else the installed file.
+CONFIG_ENVIRONMENT = "GATE_AGENT_CONFIG"
+config_option = click.option("--config", "config_path", envvar=CONFIG_ENVIRONMENT, default="/etc/gate-agent/gate.toml",
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help=f"The agent's TOML configuration file (or ${CONFIG_ENVIRONMENT}).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 

@@ -81,6 +81,17 @@ class Message:
     mid: int
 
 
+class _ReconnectNoise(logging.Filter):
+    """paho logs every failed reconnect as an ERROR ("Client is not connected"); the session says once
+    that the broker is unreachable and once that it is back, so these become debug lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and "not connected" in record.getMessage():
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 class MqttSession:
     """A paho client with a persistent MQTT 5 session, backoff reconnects and optional TLS.
 
@@ -102,7 +113,10 @@ class MqttSession:
         receive_maximum: int | None = None,
         max_inflight: int = 20,
         reconnect_max_delay: int = 30,
+        logger: logging.Logger | None = None,
     ):
+        # The owning process's logger (collector.mqtt, gate_agent.mqtt): an operator greps by program.
+        self._log = logger or log
         self.settings = settings
         self._subscriptions = subscriptions
         self._on_message = on_message
@@ -118,7 +132,10 @@ class MqttSession:
             protocol=paho.MQTTv5,
             manual_ack=manual_ack,
         )
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        paho_log = logging.getLogger(self._log.name + ".paho")
+        if not any(isinstance(f, _ReconnectNoise) for f in paho_log.filters):
+            paho_log.addFilter(_ReconnectNoise())
+        client.enable_logger(paho_log)
         client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_delay)
         self._reconnect_max_delay = reconnect_max_delay
         client.max_inflight_messages_set(max_inflight)
@@ -204,11 +221,11 @@ class MqttSession:
 
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("broker %s:%d refused %s: %s", self.settings.host, self.settings.port,
+            self._log.error("broker %s:%d refused %s: %s", self.settings.host, self.settings.port,
                       self.settings.client_id, reason_code)
             return
         self._outage_logged = False
-        log.info("connected to %s:%d as %s (session %s)", self.settings.host, self.settings.port,
+        self._log.info("connected to %s:%d as %s (session %s)", self.settings.host, self.settings.port,
                  self.settings.client_id, "resumed" if flags.session_present else "new")
         if self._subscriptions:
             client.subscribe([(topic, 1) for topic in self._subscriptions])
@@ -220,9 +237,9 @@ class MqttSession:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected and self._closing:
-            log.info("disconnected from %s:%d", self.settings.host, self.settings.port)
+            self._log.info("disconnected from %s:%d", self.settings.host, self.settings.port)
         elif was_connected:
-            log.warning("disconnected from %s:%d: %s (reconnecting with backoff)",
+            self._log.warning("disconnected from %s:%d: %s (reconnecting with backoff)",
                         self.settings.host, self.settings.port, reason_code)
             if self._on_disconnected is not None:
                 self._on_disconnected()
@@ -230,7 +247,7 @@ class MqttSession:
     def _handle_connect_fail(self, client, userdata) -> None:
         if not self._outage_logged:
             self._outage_logged = True
-            log.warning("cannot reach broker %s:%d (retrying with backoff up to %ds)",
+            self._log.warning("cannot reach broker %s:%d (retrying with backoff up to %ds)",
                         self.settings.host, self.settings.port, self._reconnect_max_delay)
 
     def _handle_message(self, client, userdata, msg) -> None:
@@ -238,4 +255,4 @@ class MqttSession:
         try:
             self._on_message(message)
         except Exception:  # a bug in a handler must not kill paho's network thread
-            log.exception("handler failed for a message on %s", message.topic)
+            self._log.exception("handler failed for a message on %s", message.topic)
