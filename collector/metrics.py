@@ -33,6 +33,7 @@ COUNTERS = (
     ("collector_acks_sent_total", "acks_sent", "Acknowledgements published to gates."),
     ("collector_resend_requests_total", "resend_requests", "Resend requests published to gates."),
     ("collector_rosters_published_total", "rosters_published", "Signed rosters published to sites."),
+    ("collector_refusals_sent_total", "refusals_sent", "Gates told (signed) why their messages are refused."),
     ("collector_write_failures_total", "write_failures", "Bursts the database refused (retried)."),
     ("collector_quarantine_not_kept_total", "quarantine_not_kept",
      "Quarantined messages counted but not kept as rows (their topic's hourly allowance was used up)."),

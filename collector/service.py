@@ -22,13 +22,17 @@ from datetime import UTC, datetime
 from gate_agent.mqtt import Message, MqttSession
 from gate_agent.protocol import (
     PUNCH_SUBSCRIPTION,
+    REFUSAL_REASONS,
     STATUS_SUBSCRIPTION,
     TOPIC_ROOT,
     Ack,
     GateTopics,
+    ProtocolError,
+    Refusal,
     Resend,
     Roster,
     format_time,
+    parse_gate_topic,
     parse_time,
     public_key_text,
     roster_topic,
@@ -43,10 +47,12 @@ from .store import DatabaseError, Store, display
 
 log = logging.getLogger(__name__)
 
+#: A gate whose messages are refused is told why at most this often (seconds) per reason.
+REFUSAL_INTERVAL = 60.0
 BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so they keep sending
 RETRY_DELAYS = (0.5, 30.0)
 #: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
-PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "write_failures",
+PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "refusals_sent", "write_failures",
                       "ingest_lag_ms_sum", "ingest_lag_count")
 
 
@@ -155,6 +161,7 @@ class CollectorService:
         self._persisted: Counter[str] = Counter()
         self._gauges: dict[str, float] = {}
         self._last_resend: dict[tuple[str, str], float] = {}
+        self._refused_sent: dict[tuple[str, str, str], float] = {}
         self._last_punch_mono: dict[tuple[str, str], float] = {}
         self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
         self._registry_version = self.store.registry_version()
@@ -276,6 +283,7 @@ class CollectorService:
 
     def _after_commit(self, result: BurstResult) -> None:
         self.counters.update(result.counts)
+        self._answer_refused(result)
         now = time.monotonic()
         for ident, ack in result.acks.items():
             self._publish_ack(ident, ack)
@@ -287,6 +295,25 @@ class CollectorService:
             if isinstance(acked, int) and acked < contiguous and digest and ident not in result.acks:
                 self._publish_ack(ident, Ack(contiguous, digest))
         self._dirty |= result.touched | set(result.statuses)
+
+    def _answer_refused(self, result: BurstResult) -> None:
+        """Tell a gate why its punches or statuses are refused (unknown gate or key, deactivated...), signed,
+        at most once a minute per gate and reason: its log and heartbeat then say why no ack comes."""
+        now = time.monotonic()
+        for (_, topic, reason), (_, detail) in result.refusals.items():
+            if reason not in REFUSAL_REASONS:
+                continue
+            try:
+                site, gate, _ = parse_gate_topic(topic)
+            except ProtocolError:
+                continue
+            partition = self._partition_of_gate((site, gate))
+            if partition is None or now - self._refused_sent.get((site, gate, reason), -1e9) < REFUSAL_INTERVAL:
+                continue
+            payload = Refusal(reason, detail).sign(site, gate, utc_now_text(), self._key)
+            if partition.session.publish(GateTopics(site, gate).cmd, payload):
+                self._refused_sent[(site, gate, reason)] = now
+                self.counters["refusals_sent"] += 1
 
     def _publish_ack(self, ident: tuple[str, str], ack: Ack) -> None:
         partition = self._partition_of_gate(ident)

@@ -92,8 +92,10 @@ def status(config_path: str, as_json: bool) -> None:
         with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
             facts = {"site": config.site, "gate": config.gate, **outbox.status().to_dict()}
             roster = outbox.load_roster()
+            refusal = outbox.load_refusal()
     except OutboxError as error:
         raise _fail(error) from None
+    facts["bank_refuses"] = refusal
     facts["roster_cards"] = len(roster.cards) if roster else None
     facts["roster_issued"] = roster.issued if roster else None
     if as_json:
@@ -103,7 +105,9 @@ def status(config_path: str, as_json: bool) -> None:
                f"pending {facts['pending']}"
                + (f" (oldest {facts['oldest_pending_at']})" if facts["oldest_pending_at"] else "")
                + (f"; roster {facts['roster_cards']} cards issued {facts['roster_issued']}" if roster
-                  else "; no roster received yet"))
+                  else "; no roster received yet")
+               + (f"\nTHE BANK REFUSES THIS GATE'S PUNCHES: {refusal['reason']}: {refusal['detail']} "
+                  f"(since {refusal['issued']}); they stay here until it takes them" if refusal else ""))
 
 
 @main.command()

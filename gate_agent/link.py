@@ -29,8 +29,10 @@ from .protocol import (
     BankKeys,
     GateTopics,
     ProtocolError,
+    Refusal,
     Resend,
     Roster,
+    decode_command,
     encode_punch_bodies,
     encode_status,
     format_time,
@@ -98,6 +100,7 @@ class Link:
         self._newest_command = ""
         self._resend_budget = ResendBudget(2 * window)
         self._rejections: dict[str, list] = {}  # reason -> [last logged (monotonic), suppressed count]
+        self.bank_refuses: str | None = None  # the reason of the bank's last refusal, until it acks again
         self.heartbeat_seconds = heartbeat_seconds
         self.ack_timeout = ack_timeout
         self.batch_size = batch_size
@@ -203,9 +206,11 @@ class Link:
             if message.topic == self.topics.ack:
                 self._handle_ack(Ack.decode(message.payload, site=site, gate=gate, keys=self.bank_keys), outbox)
             elif message.topic == self.topics.cmd:
-                resend = Resend.decode(message.payload, site=site, gate=gate, keys=self.bank_keys)
-                if self._fresh_command(resend):
-                    self._handle_resend(resend, outbox)
+                command = decode_command(message.payload, site=site, gate=gate, keys=self.bank_keys)
+                if isinstance(command, Refusal):
+                    self._handle_refusal(command, outbox)
+                elif self._fresh_command(command):
+                    self._handle_resend(command, outbox)
             elif message.topic == self.topics.roster:
                 self._handle_roster(Roster.decode(message.payload, site=site, keys=self.bank_keys), outbox)
         except ProtocolError as error:
@@ -221,6 +226,15 @@ class Link:
         suppressed, entry[:] = entry[1], [now, 0]
         log.error(text + (f" ({suppressed} more like it in the last {_REJECT_LOG_INTERVAL:.0f} s)"
                           if suppressed else ""), *args)
+
+    def _handle_refusal(self, refusal: Refusal, outbox: Outbox) -> None:
+        """The bank says why it takes nothing from this gate: say it in the log and in the heartbeat,
+        until the bank acknowledges a punch again."""
+        self.bank_refuses = refusal.reason
+        outbox.save_refusal({"reason": refusal.reason, "detail": refusal.detail, "issued": refusal.issued})
+        self.counters[f"refused_{refusal.reason}"] += 1
+        self._log_rejection(f"refused_{refusal.reason}", "the bank refuses this gate's messages: %s: %s "
+                            "(punches stay here until it takes them)", refusal.reason, refusal.detail)
 
     def _handle_roster(self, roster: Roster, outbox: Outbox) -> None:
         if self._roster_issued is not None and roster.issued < self._roster_issued:  # wire times sort as text
@@ -255,6 +269,10 @@ class Link:
         result = outbox.acknowledge(ack)
         self.counters[f"ack_{result.value}"] += 1
         if result is AckResult.ADVANCED:
+            if self.bank_refuses is not None:
+                self.bank_refuses = None
+                outbox.save_refusal(None)
+                log.info("the bank takes this gate's punches again")
             self._waiting_since = time.monotonic()
             self._ack_wait = self.ack_timeout
             log.debug("collector holds punches up to %d", ack.seq)
@@ -322,6 +340,8 @@ class Link:
                  "heartbeat_seconds": self.heartbeat_seconds}
         facts.update(outbox.status().to_dict())
         facts.update(self._status_facts())
+        if self.bank_refuses is not None:
+            facts["bank_refuses"] = self.bank_refuses
         if self.session.publish(self.topics.status, encode_status("online", **facts), retain=True):
             self.counters["heartbeats"] += 1
         self._next_heartbeat = time.monotonic() + self.heartbeat_seconds

@@ -240,6 +240,17 @@ class Outbox:
         text = self._meta("roster")
         return Roster.load(text.encode()) if text else None
 
+    # ------------------------------------------------------------------ the bank's last refusal
+
+    def save_refusal(self, refusal: dict | None) -> None:
+        """Why the bank refuses this gate's messages (its signed answer), or None once it takes them."""
+        with self._transaction():
+            self._set_meta(refusal=json.dumps(refusal) if refusal else "")
+
+    def load_refusal(self) -> dict | None:
+        text = self._meta("refusal")
+        return json.loads(text) if text else None
+
     # ------------------------------------------------------------------ status
 
     def status(self) -> OutboxStatus:

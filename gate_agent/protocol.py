@@ -502,6 +502,43 @@ class Resend:
         return cls(data["from"], data["to"], data["issued"])
 
 
+#: What a refusal may name: why the bank does not take this gate's punches or statuses.
+REFUSAL_REASONS = ("unknown_gate", "site_mismatch", "gate_inactive", "unknown_key", "key_revoked", "bad_signature")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The bank's answer to a gate whose punches or statuses it refuses (an unregistered gate, a key the
+    bank does not know, a deactivated gate): the gate says why in its log and its status, instead of
+    only noticing that no ack comes."""
+
+    reason: str
+    detail: str
+    issued: str = ""
+
+    def sign(self, site: str, gate: str, issued: str, key: Ed25519PrivateKey) -> bytes:
+        document = {"v": PROTOCOL_VERSION, "type": "refused", "site": site, "gate": gate, "reason": self.reason,
+                    "detail": self.detail[:300], "issued": issued}
+        return canonical_json(sign_document(document, key))
+
+    @classmethod
+    def decode(cls, payload: bytes | dict, *, site: str, gate: str, keys: BankKeys) -> Refusal:
+        data = _signed_message(payload, "refused", {"site": str, "gate": str, "reason": str, "detail": str}, keys)
+        _check_addressee(data, "refused", site, gate)
+        if data["reason"] not in REFUSAL_REASONS:
+            raise ProtocolError("schema", f"refusal reason {quoted(data['reason'])}")
+        return cls(data["reason"], data["detail"][:300], data["issued"])
+
+
+def decode_command(payload: bytes, *, site: str, gate: str, keys: BankKeys) -> Resend | Refusal:
+    """A message on a gate's cmd topic: a resend request or a refusal, told apart by its signed type."""
+    data = _load_json(payload, "command")
+    kind = data.get("type")
+    if kind == "refused":
+        return Refusal.decode(data, site=site, gate=gate, keys=keys)
+    return Resend.decode(data, site=site, gate=gate, keys=keys)
+
+
 @dataclass(frozen=True, slots=True)
 class Roster:
     """Card UIDs valid now at a site, retained so an offline-started gate still knows them. A gate keeps
@@ -570,7 +607,8 @@ def decode_status(payload: bytes) -> dict:
     if state not in STATUS_STATES:
         raise ProtocolError("schema", f"status state {str(state)[:20]!r}")
     expected = _STATUS_FIELDS if state == "online" else _WILL_FIELDS
-    extra = set(data) - set(expected) - {"v", "state"}
+    optional = _OPTIONAL_STATUS_FIELDS if state == "online" else {}
+    extra = set(data) - set(expected) - set(optional) - {"v", "state"}
     if extra:
         raise ProtocolError("schema", f"{state} status has unknown field(s) {quoted_names(extra)}")
     missing = [name for name in expected if name not in data]
@@ -578,6 +616,9 @@ def decode_status(payload: bytes) -> dict:
         raise ProtocolError("schema", f"{state} status lacks {', '.join(missing)}")
     for name, check in expected.items():
         check(name, data[name])
+    for name, check in optional.items():
+        if name in data:
+            check(name, data[name])
     if state == "online" and not (data["acked_seq"] <= data["last_seq"]
                                   and data["pending"] == data["last_seq"] - data["acked_seq"]):
         raise ProtocolError("schema", f"status says pending {data['pending']} with last_seq {data['last_seq']} "
@@ -635,6 +676,11 @@ def _status_reader(name: str, value: object) -> None:
         raise ProtocolError("schema", f"status {name} must be one of {', '.join(READER_STATES)}")
 
 
+def _status_refusal(name: str, value: object) -> None:
+    if value is not None and value not in REFUSAL_REASONS:
+        raise ProtocolError("schema", f"status {name} must be null or one of {', '.join(REFUSAL_REASONS)}")
+
+
 def _status_counters(name: str, value: object) -> None:
     if not isinstance(value, dict) or not set(value) <= set(STATUS_COUNTERS):
         raise ProtocolError("schema", f"status {name} must be an object with keys among {', '.join(STATUS_COUNTERS)}")
@@ -652,6 +698,8 @@ _STATUS_FIELDS = {
     "reader": _status_reader, "buffer_pct": _status_number(0, 10000, low_included=True),
     "buffer_warning": _status_bool, "roster_issued": _status_time_or_null, "counters": _status_counters,
 }
+#: Facts a heartbeat may carry: why the bank last refused this gate's messages (its signed answer).
+_OPTIONAL_STATUS_FIELDS = {"bank_refuses": _status_refusal}
 #: The last will and a clean stop's final status.
 _WILL_FIELDS = {"site": _status_id, "gate": _status_id}
 

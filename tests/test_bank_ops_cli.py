@@ -16,7 +16,7 @@ from collector.broker import free_port
 from collector.display import width
 from collector.ingest import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import CollectorSetup, GateSetup, PunchFactory, cli, stop_process
+from tests.helpers import CollectorSetup, GateSetup, PunchFactory, cli, stop_process, wait_for
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -131,3 +131,38 @@ def test_an_exported_csv_read_as_excel_reads_it_keeps_every_name(bank, tmp_path)
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))  # what Excel does with the BOM
     assert [(r["name"], r["employer"]) for r in rows] == [("王伟", ""), ("欧阳娜娜", "华建劳务")]
     assert rows[0]["first_in"] == start.strftime("%Y-%m-%d 08:00")
+
+
+def test_a_gate_the_bank_refuses_says_why_in_its_log_and_status_until_it_is_taken(tmp_path, broker, udp_device):
+    """The gate's key is not the one the bank registered (a Pi re-keyed without telling the bank): the gate
+    used to beep 'recorded' and log only 'no acknowledgement ... resending'."""
+    collector = CollectorSetup.create(tmp_path / "collector", broker=broker)
+    collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    gate = GateSetup.create(tmp_path / "gate", broker=broker, device=udp_device)
+    collector.run("gate", "add", "north", "--site", "S1", "--public-key", PunchFactory().public_key)  # not its key
+    daemon, agent = collector.start(), gate.start_agent()
+    log = gate.directory / "agent.log"
+    try:
+        gate.tap("04A1B2C3D4E5F6")
+        wait_for(lambda: "the bank refuses this gate's messages: unknown_key" in log.read_text(), timeout=30,
+                 message="the gate told why")
+        status = gate.status()
+        assert status["bank_refuses"]["reason"] == "unknown_key" and status["pending"] == 1
+        text = cli("gate-agent", "status", "--config", str(gate.config_path)).stdout
+        assert "THE BANK REFUSES THIS GATE'S PUNCHES: unknown_key" in text
+        # The bank sees it in the gate's heartbeat too.
+        wait_for(lambda: any(g.get("status", {}) and g["status"].get("bank_refuses") == "unknown_key"
+                             for g in _gates(collector)), timeout=30, message="the heartbeat saying so")
+        # The right key registered: the next resend is stored, acked, and the refusal is gone.
+        collector.run("gate", "add", "north", "--site", "S1", "--public-key", gate.public_key)
+        wait_for(lambda: gate.status()["pending"] == 0, timeout=60, message="the punch taken")
+        assert gate.status()["bank_refuses"] is None
+        assert "the bank takes this gate's punches again" in log.read_text()
+    finally:
+        stop_process(agent, signal.SIGKILL)
+        stop_process(daemon, signal.SIGKILL)
+
+
+def _gates(collector) -> list[dict]:
+    with collector.store(readonly=True) as store:
+        return store.gates(with_gaps=False)
