@@ -44,6 +44,7 @@ from gate_agent.protocol import (
 )
 
 from .ingest import Incoming, Ingestor
+from .reports import heartbeat_made
 from .store import Store
 
 #: Punch messages per ingest transaction: large enough to be quick, small enough not to hold the
@@ -69,13 +70,14 @@ class Bundle:
     created: str
     key: str
     lines: list[bytes]
+    synced: bool = False  # the gate's clock was NTP-synchronised when it exported
 
     @property
     def count(self) -> int:
         return len(self.lines)
 
 
-_HEADER_FIELDS = {"format": str, "version": int, "site": str, "gate": str, "first": int, "last": int,
+_HEADER_FIELDS = {"format": str, "version": int, "site": str, "gate": str, "first": int, "last": int, "synced": bool,
                   "count": int, "created": str, "key": str, "punches_sha256": str, "sig": str}
 
 
@@ -120,7 +122,8 @@ def read_bundle(path: str | os.PathLike, store: Store) -> Bundle:
         lines.pop()
     if len(lines) != header["count"]:
         raise BundleError(f"{path}: {len(lines)} punch lines, the header says {header['count']}")
-    return Bundle(path, site, gate, header["first"], header["last"], header["created"], header["key"], lines)
+    return Bundle(path, site, gate, header["first"], header["last"], header["created"], header["key"], lines,
+                  header["synced"])
 
 
 def _verify_header(path: Path, header: dict, store: Store) -> None:
@@ -159,6 +162,7 @@ class ImportSummary:
     equivocations: int
     chain_breaks: int
     held_through: int
+    heartbeat: bool = False  # the bundle counts as the gate's heartbeat (finality for a site delivered by hand)
 
     @property
     def problems(self) -> int:
@@ -187,10 +191,20 @@ def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], Non
             progress(len(burst))
     ingestor.flush_log(force=True)
     held_through, _, _ = store.gate_progress(bundle.site, bundle.gate)
+    # A bundle says what a heartbeat says: when it was made the gate had written nothing beyond its last
+    # punch. Once the bank holds every punch through that one, the bundle makes the site's days final as a
+    # heartbeat would, for a site that only ever delivers by hand; only with a synchronised clock, since its
+    # time is the gate's.
+    heartbeat = held_through >= bundle.last and bundle.synced and store.save_heartbeat_if_newer(
+        bundle.site, bundle.gate, {
+            "v": 1, "state": "online", "site": bundle.site, "gate": bundle.gate, "source": "bundle",
+            "time": bundle.created, "synced": True, "last_seq": bundle.last, "acked_seq": bundle.last,
+            "pending": 0, "oldest_pending_at": None}, utc_now_text(), made=heartbeat_made)
     return ImportSummary(
         site=bundle.site, gate=bundle.gate, first=bundle.first, last=bundle.last, count=bundle.count,
         stored=counts["stored"], duplicates=counts["duplicates"], quarantined=counts["quarantined"],
         equivocations=counts["equivocations"], chain_breaks=counts["chain_breaks"], held_through=held_through,
+        heartbeat=bool(heartbeat),
     )
 
 

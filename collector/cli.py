@@ -230,6 +230,23 @@ _gate_switch("deactivate", False, "Refuse further punches from a gate (they are 
 _gate_switch("activate", True, "Accept punches from a deactivated gate again.")
 
 
+@gate.command("delivery")
+@click.argument("gate_id", metavar="GATE")
+@click.option("--site", "site_id", required=True)
+@click.option("--every-hours", type=click.FloatRange(min=0, min_open=True, max=24 * 90),
+              help="Its punches reach the bank by hand (bundles) about this often.")
+@click.option("--live", is_flag=True, help="Its punches reach the bank over the network (the default).")
+@with_config
+def gate_delivery(ctx: Context, gate_id: str, site_id: str, every_hours, live: bool):
+    """Declare how a gate's punches reach the bank: a punch is late_upload only beyond that."""
+    if live == (every_hours is not None):
+        raise click.UsageError("give --every-hours N or --live")
+    with ctx.store() as store:
+        store.set_gate_delivery(site_id, gate_id, None if live else every_hours)
+    click.echo(f"gate {site_id}/{gate_id}: " + ("live" if live else f"delivered by hand every {every_hours:g} h; "
+               "its bundles count as heartbeats for finality when its clock is synchronised"))
+
+
 @gate.command("revoke-key")
 @click.argument("gate_id", metavar="GATE")
 @click.option("--site", "site_id", required=True)

@@ -173,7 +173,8 @@ def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
          f"({summary.count} punches): stored {summary.stored}, duplicates {summary.duplicates}, "
          f"quarantined {summary.quarantined}, equivocations {summary.equivocations}"
          + (f", chain breaks {summary.chain_breaks}" if summary.chain_breaks else "")
-         + f"; the bank now holds {summary.site}/{summary.gate} through seq {summary.held_through}")
+         + f"; the bank now holds {summary.site}/{summary.gate} through seq {summary.held_through}"
+         + ("; the bundle counts as the gate's heartbeat (its days can become final)" if summary.heartbeat else ""))
     if summary.problems:
         raise click.ClickException(f"{summary.problems} punch(es) not cleanly stored: see `collector quarantine` "
                                    "and `collector conflicts`")

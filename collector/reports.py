@@ -42,9 +42,16 @@ def punch_flags(punch: dict, holder) -> list[str]:
         flags.add("clock_implausible")
     # How late a punch arrived is measured from its time; a time no day can hold measures nothing.
     elif punch["source"] != "manual" and \
-            (parse_time(punch["received_at"]) - parse_time(punch["time"])).total_seconds() > LATE_UPLOAD_SECONDS:
+            (parse_time(punch["received_at"]) - parse_time(punch["time"])).total_seconds() > late_after(punch):
         flags.add("late_upload")
     return sorted(flags)
+
+
+def late_after(punch: dict) -> float:
+    """Seconds after which a punch reached the bank late: an hour for a live gate, its declared delivery
+    interval (and an hour) for a gate whose punches are carried by hand."""
+    hours = punch.get("delivery_hours")
+    return LATE_UPLOAD_SECONDS + (hours * 3600 if hours else 0)
 
 
 def describe(punch: dict, cards: CardIndex, tz) -> dict:

@@ -68,7 +68,7 @@ class ExportInfo:
 
 
 def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLike, *, since: int | None = None,
-                  now: datetime | None = None) -> ExportInfo:
+                  now: datetime | None = None, synced: bool = False) -> ExportInfo:
     """Write punches ``since`` (default: the first unacknowledged) up to the head as a signed bundle.
 
     Safe while the agent runs: rows up to the head read at the start never change, and a new tap only
@@ -108,7 +108,9 @@ def export_bundle(outbox: Outbox, key: Ed25519PrivateKey, path: str | os.PathLik
             header = {
                 "format": BUNDLE_FORMAT, "version": FILE_FORMAT_VERSION, "site": outbox.site, "gate": outbox.gate,
                 "first": first, "last": head, "count": head - first + 1,
-                "created": format_time(now or datetime.now(UTC)), "key": key_id(key.public_key()),
+                # With the head it says what a heartbeat says: at this time (if the clock was synchronised)
+                # the gate had written nothing beyond ``last``.
+                "created": format_time(now or datetime.now(UTC)), "synced": synced, "key": key_id(key.public_key()),
                 "punches_sha256": digest.hexdigest(),
             }
             header["sig"] = key.sign(canonical_json(header)).hex()

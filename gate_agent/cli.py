@@ -166,6 +166,7 @@ def export(config_path: str, out: str, since: int | None) -> None:
     an ack file (`gate-agent load-ack`). Safe while the agent runs.
     """
     from .bundle import BundleError, export_bundle
+    from .clock import SystemClock
     from .keys import KeyFileError, load_private_key
     from .outbox import Outbox, OutboxError
 
@@ -173,7 +174,7 @@ def export(config_path: str, out: str, since: int | None) -> None:
     try:
         key = load_private_key(config.key_file)
         with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
-            info = export_bundle(outbox, key, out, since=since)
+            info = export_bundle(outbox, key, out, since=since, synced=SystemClock().synchronised())
     except (BundleError, KeyFileError, OutboxError) as error:
         raise _fail(error) from None
     say(f"exported {info.count} punch{'es' if info.count != 1 else ''} of gate {info.site}/{info.gate} "

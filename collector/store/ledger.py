@@ -114,6 +114,33 @@ class LedgerQueries:
                heartbeat_at = coalesce(excluded.heartbeat_at, gate_state.heartbeat_at)""",
             (site, gate, text, status["state"], received_at, *heartbeat))
 
+    def set_gate_delivery(self, site: str, gate: str, hours: float | None) -> None:
+        """Declare how often a gate's punches reach the bank (bundles carried by hand), or None: live."""
+        if hours is not None and not 0 < hours <= 24 * 90:
+            raise StoreError("a delivery interval is above 0 and at most 90 days")
+        with self.transaction():
+            cursor = self.db.execute("UPDATE gates SET delivery_hours = ? WHERE site = ? AND gate = ?", (hours, site, gate))
+            if cursor.rowcount == 0:
+                raise StoreError(f"gate {site}/{gate} is not registered")
+
+    def save_heartbeat_if_newer(self, site: str, gate: str, heartbeat: dict, received_at: str, *, made) -> bool:
+        """Keep ``heartbeat`` as the gate's last one unless the one held was made later by ``made(heartbeat,
+        received_at)`` (a bundle carried by hand may arrive after the gate's own, newer, heartbeats).
+        True if kept."""
+        heartbeat_made = made
+        with self.transaction():
+            row = self._one("SELECT heartbeat, heartbeat_at FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
+            if row and row[0]:
+                held = heartbeat_made(json.loads(row[0]), row[1])
+                if held >= heartbeat_made(heartbeat, received_at):
+                    return False
+            self.db.execute(
+                """INSERT INTO gate_state (site, gate, heartbeat, heartbeat_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (site, gate) DO UPDATE SET heartbeat = excluded.heartbeat,
+                   heartbeat_at = excluded.heartbeat_at""",
+                (site, gate, json.dumps(heartbeat, sort_keys=True), received_at))
+            return True
+
     # ================================================================== manual corrections
 
     def add_manual_punch(self, *, site: str, worker: str, time: str, direction: str, reason: str, by: str) -> int:
@@ -210,14 +237,20 @@ class LedgerQueries:
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where = (" WHERE " + " AND ".join(f"p.{c}" for c in clauses)) if clauses else ""
         # NULLS FIRST: manual punches (no gate, no seq) sort the same on both engines.
-        return self._punch_rows(f"SELECT * FROM punches{where} ORDER BY time, site, gate NULLS FIRST, "
-                                "seq NULLS FIRST, id", params)
+        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
+                                f"AND g.gate = p.gate{where} ORDER BY p.time, p.site, p.gate NULLS FIRST, "
+                                "p.seq NULLS FIRST, p.id", params)
+
+    def _delivery(self) -> str:
+        """The gate's declared delivery interval (hours), NULL for a live gate or an older schema."""
+        return "g.delivery_hours" if self.has_step(16) else "NULL AS delivery_hours"
 
     def gate_punch_rows(self, site: str, gate: str, first: int, last: int) -> list[dict]:
-        return self._punch_rows("SELECT * FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? "
-                                "ORDER BY seq", (site, gate, first, last))
+        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
+                                "AND g.gate = p.gate WHERE p.site = ? AND p.gate = ? AND p.seq BETWEEN ? AND ? "
+                                "ORDER BY p.seq", (site, gate, first, last))
 
     def gate_punch_bodies(self, site: str, gate: str, first: int = 1, last: int | None = None) -> list[bytes]:
         rows = self.db.execute(

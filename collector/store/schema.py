@@ -385,6 +385,11 @@ STEPS = [
         ALTER TABLE workers ADD COLUMN removed_by TEXT;
     """),
     Step(15, "assign_existing_workers", _assign_existing_workers),
+    # A gate at a site without network delivers by hand (bundles) on a declared schedule: a punch is late
+    # only beyond it (NULL: a live gate, late after an hour).
+    Step(16, "gate_delivery", """
+        ALTER TABLE gates ADD COLUMN delivery_hours DOUBLE PRECISION;
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
