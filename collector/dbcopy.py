@@ -73,7 +73,12 @@ SEEDED = frozenset({"registry_version"})
 
 #: Tables of the schema holding only what running processes hold at this moment, never copied
 #: (name -> why). A target holding rows in one is in use all the same, and refused.
-RUNTIME_ONLY: dict[str, str] = {}
+RUNTIME_ONLY: dict[str, str] = {
+    "leases": "which collector process holds each partition of the sites now, expiring by the database's clock "
+              "(fencing is per database: the processes that run on the target take their own leases)",
+    "members": "the collector processes alive now (the pilot's are stopped; those that run on the target "
+               "announce themselves)",
+}
 
 #: What a database records about itself: the target keeps the record of its own upgrade.
 OWN_RECORDS = frozenset({"schema_migrations", "_sqlite_migrations"})
@@ -267,8 +272,9 @@ def _copy(src: Connection, tgt: Connection, report: CopyReport, *, batch: int, p
             _set_sequences(tgt)
             if before_verify is not None:
                 before_verify(tgt)
-            report.tables = [_verify_table(tgt, table, counts[table.name], copied[table.name], batch)
-                             for table in TABLES]
+            with progress("verifying tables", sum(counts.values())) as bar:
+                report.tables = [_verify_table(tgt, table, counts[table.name], copied[table.name], batch, bar.update)
+                                 for table in TABLES]
             report.problems += [p for p in (t.problem() for t in report.tables) if p]
             report.gates, stray = _verify_gates(tgt, recorded, batch, progress)
             report.problems += [p for p in (g.problem() for g in report.gates) if p]
@@ -281,7 +287,7 @@ def _copy(src: Connection, tgt: Connection, report: CopyReport, *, batch: int, p
                 raise _Rollback
         report.committed = True
     except _Rollback:
-        log.error("db copy: verification failed, nothing committed: %s", "; ".join(report.problems))
+        log.info("db copy: %d difference(s) found; rolled back", len(report.problems))
     except DatabaseError as error:
         raise CopyError(f"copy into {report.target} failed, nothing was written: {error}") from None
     report.seconds = time.monotonic() - started
@@ -363,11 +369,13 @@ def _sequence(tgt: Connection, table: Table) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- verification
 
-def _verify_table(tgt: Connection, table: Table, source_rows: int, copied: _Fingerprint, batch: int) -> TableResult:
+def _verify_table(tgt: Connection, table: Table, source_rows: int, copied: _Fingerprint, batch: int,
+                  update) -> TableResult:
     target_rows = tgt.one(f"SELECT COUNT(*) FROM {table.name}")[0]
     found = _Fingerprint(copied.columns)
     for rows in _scan(tgt, table, copied.columns, batch):
         found.add(rows)
+        update(len(rows))
     result = TableResult(table.name, source_rows, copied.count, target_rows,
                          same_content=(found.count, found.total) == (copied.count, copied.total))
     sequence = _sequence(tgt, table)

@@ -244,19 +244,20 @@ def target_state(url: str) -> dict:
         conn.close()
 
 
-@pytest.mark.parametrize("use", ["site", "counter"])
-def test_a_target_holding_rows_is_refused_and_left_unchanged(tmp_path, postgres_db, use):
+@pytest.mark.parametrize("use, table", [("site", "sites"), ("counter", "counters"), ("member", "members")])
+def test_a_target_holding_rows_is_refused_and_left_unchanged(tmp_path, postgres_db, use, table):
     site = Site(tmp_path)
     site.tap(site.north, W1_CARD, local("2026-11-02 08:00"), "in")
     with Store(postgres_db) as store:
         if use == "site":
             store.add_site("S9", timezone="Asia/Shanghai")
-        else:
+        elif use == "counter":
             with store.transaction():
                 store.add_counters({"stored": 1})
+        else:  # a collector process is running on it
+            store.member_alive("collector-1", 30)
     before = target_state(postgres_db)
     result = copy(site.setup.db_path, postgres_db, check=False)
-    table = {"site": "sites", "counter": "counters"}[use]
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip() == (f"Error: {postgres_db} is not empty ({table} hold rows): db copy writes only "
                                      "into an empty database; nothing was written")
