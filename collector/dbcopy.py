@@ -16,19 +16,22 @@ and written in batches by primary key, so a pilot of millions of punches never s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gate_agent.protocol import ProtocolError, Punch, check_link, key_id, parse_public_key, verify_chain
+from gate_agent.protocol import ProtocolError, Punch, key_id, parse_public_key, verify_chain
 
 from .store import schema
 from .store.connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
@@ -39,8 +42,8 @@ log = logging.getLogger(__name__)
 BATCH = 5000
 #: Punches of one gate verified per job (signatures and links, by gate_agent.protocol.verify_chain).
 CHUNK = 1000
-#: Threads verifying chunks (Ed25519 verification releases the GIL).
-VERIFY_THREADS = max(2, min(8, os.cpu_count() or 2))
+#: Processes verifying chunks of a large copy.
+VERIFY_PROCESSES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,22 +392,18 @@ def _verify_table(tgt: Connection, table: Table, source_rows: int, copied: _Fing
 def _verify_gates(tgt: Connection, recorded: dict, batch: int, progress: Progress) -> tuple[list[GateResult], int]:
     """Every registered gate's chain from the target's stored bodies; returns the results and the number
     of gate punches of no registered gate."""
-    keys: dict[tuple[str, str], dict] = {}
+    keys: dict[tuple[str, str], dict[str, str]] = {}
     for site, gate, text in tgt.execute("SELECT site, gate, public_key FROM gate_keys").fetchall():
         try:
-            key = parse_public_key(text)
+            keys.setdefault((site, gate), {})[key_id(parse_public_key(text))] = text
         except ValueError:
             continue  # the gate's punches under that key id fail below, naming it
-        keys.setdefault((site, gate), {})[key_id(key)] = key
     gates = tgt.execute("SELECT site, gate FROM gates ORDER BY site, gate").fetchall()
     total = tgt.one("SELECT COUNT(*) FROM punches WHERE gate IS NOT NULL")[0]
     stray = tgt.one("SELECT COUNT(*) FROM punches p WHERE gate IS NOT NULL AND NOT EXISTS "
                     "(SELECT 1 FROM gates g WHERE g.site = p.site AND g.gate = p.gate)")[0]
     results = []
-    # Ed25519 verification is most of the work and releases the GIL: the other cores verify chunks
-    # while this thread reads and decodes the next ones.
-    with progress("verifying chains", total) as bar, \
-            ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="verify-chain") as pool:
+    with progress("verifying chains", total) as bar, _verifiers(total) as pool:
         for site, gate in gates:
             result = GateResult(site, gate)
             result.source_contiguous_seq, result.source_contiguous_digest = recorded.get((site, gate), (0, None))
@@ -413,75 +412,116 @@ def _verify_gates(tgt: Connection, recorded: dict, batch: int, progress: Progres
     return results, stray
 
 
-def _verify_chain(tgt: Connection, result: GateResult, keys: dict, batch: int, update, pool) -> None:
-    """Signatures and links of one gate's punches, read a batch at a time and verified a chunk at a time
-    (verify_chain on a worker thread; check_link here across chunk boundaries). A link across a gap, or
-    to a punch the source's ingest flagged chain_break, is not expected to hold. Stops at the first
-    failure, by seq."""
-    pending: deque = deque()  # verify_chain futures, oldest chunk first
+def _verifiers(punches: int):
+    """Worker processes for the chunks of a large copy: decoding, digests and Ed25519 are all CPU, and
+    most of it holds the GIL. Spawned, not forked: a child must not inherit the database connections."""
+    if punches < 2 * CHUNK or VERIFY_PROCESSES < 2:
+        return _Inline()
+    # Ctrl-C is the parent's to handle (it rolls the copy back); workers would only print tracebacks.
+    return ProcessPoolExecutor(VERIFY_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
 
-    def settle(keep: int) -> None:
+
+class _Inline:
+    """An executor that runs each job at once (small copies: starting processes would cost more)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
+
+
+def _verify_chain(tgt: Connection, result: GateResult, keys: dict[str, str], batch: int, update, pool) -> None:
+    """One gate's punches, read a page at a time in seq order and verified a chunk at a time by
+    ``_verify_run``. Consecutive seqs must link, except to a punch the source's ingest flagged
+    chain_break; a gap starts a new run. Stops at the first failure, by seq."""
+    pending: deque[Future] = deque()  # runs being verified, lowest seqs first
+
+    def settle(keep: int) -> bool:
         while len(pending) > keep:
-            pending.popleft().result()  # raises the chunk's ProtocolError
+            problem = pending.popleft().result()
+            if problem is not None:
+                result.chain_problem = problem
+                return False
+        return True
 
-    def digest_is_the_body_s(punch: Punch, digest: str) -> None:
-        if punch.digest() != digest:
-            raise ProtocolError("schema", f"seq {punch.seq}: the stored digest is not the body's")
+    def submit(run: list, predecessor) -> bool:
+        pending.append(pool.submit(_verify_run, result.site, result.gate, keys, predecessor, run))
+        return settle(2 * VERIFY_PROCESSES)
 
-    previous: Punch | None = None
-    previous_digest = None
-    run: list[Punch] = []
+    previous = None  # (seq, digest, body) of the punch before
+    run: list[tuple[int, str, bytes]] = []
+    predecessor = None  # the body the run's first punch must link to, if any
     in_prefix, after = True, 0
     try:
         while True:
             rows = tgt.execute("SELECT seq, digest, flags, body FROM punches WHERE site = ? AND gate = ? AND seq > ? "
                                "ORDER BY seq LIMIT ?", (result.site, result.gate, after, batch)).fetchall()
             for seq, digest, flags, body in rows:
-                punch = _decode(body, seq)
-                if (punch.site, punch.gate, punch.seq) != (result.site, result.gate, seq):
-                    raise ProtocolError("schema", f"seq {seq} holds the body of {punch.site}/{punch.gate} "
-                                                  f"seq {punch.seq}")
                 broken = "chain_break" in (flags or "").split(",")
-                linked = previous is not None and seq == previous.seq + 1 and not broken
-                # The predecessor's stored digest is its body's: where the link holds (checked from the
-                # bodies), its ``prev`` names it; elsewhere it is computed (a third digest per punch).
-                if linked and punch.prev != previous_digest:
-                    digest_is_the_body_s(previous, previous_digest)
-                elif previous is not None and not linked:
-                    digest_is_the_body_s(previous, previous_digest)
+                linked = previous is not None and seq == previous[0] + 1 and not broken
                 if not linked or len(run) >= CHUNK:
-                    if run:
-                        pending.append(pool.submit(verify_chain, run, keys))
-                        settle(2 * VERIFY_THREADS)
-                    run = []
-                    if linked:
-                        try:
-                            check_link(previous, punch)  # across the chunk boundary
-                        except ProtocolError:
-                            settle(0)  # a chunk before it may hold the first failure
-                            raise
-                run.append(punch)
+                    if run and not submit(run, predecessor):
+                        return
+                    run, predecessor = [], previous[2] if linked else None
+                run.append((seq, digest, None if body is None else bytes(body)))
                 result.punches += 1
                 result.chain_breaks += broken
                 if in_prefix and seq == result.contiguous_seq + 1:
                     result.contiguous_seq, result.contiguous_digest = seq, digest
                 else:
                     in_prefix = False
-                previous, previous_digest = punch, digest
+                previous = run[-1]
             update(len(rows))
             if len(rows) < batch:
                 break
             after = rows[-1][0]
-        if previous is not None:
-            digest_is_the_body_s(previous, previous_digest)
-        if run:
-            pending.append(pool.submit(verify_chain, run, keys))
+        if run and not submit(run, predecessor):
+            return
         settle(0)
-    except ProtocolError as error:
-        result.chain_problem = error.detail
     finally:
         for future in pending:
             future.cancel()
+
+
+def _verify_run(site: str, gate: str, keys: dict[str, str], predecessor: bytes | None,
+                run: list[tuple[int, str, bytes]]) -> str | None:
+    """In a worker: each punch of ``run`` is the gate's, at its seq, with its stored digest, signed by one
+    of ``keys`` (key id -> public key text), and links to the one before (the first to ``predecessor``,
+    when given); gate_agent.protocol's verify_chain decides. Returns the first failure, or None."""
+    try:
+        public = _public_keys(tuple(sorted(keys.items())))
+        chain = [] if predecessor is None else [_decode(predecessor, run[0][0] - 1)]
+        for seq, digest, body in run:
+            punch = None
+            try:
+                punch = _decode(body, seq)
+                if (punch.site, punch.gate, punch.seq) != (site, gate, seq):
+                    raise ProtocolError("schema", f"seq {seq} holds the body of {punch.site}/{punch.gate} "
+                                                  f"seq {punch.seq}")
+                if punch.digest() != digest:
+                    raise ProtocolError("schema", f"seq {seq}: the stored digest is not the body's")
+            except ProtocolError:
+                # A failure at a lower seq comes first, and a body that is not what its gate signed is
+                # better named by its signature than by the digest stored beside it.
+                verify_chain(chain if punch is None else [*chain, punch], public)
+                raise
+            chain.append(punch)
+        verify_chain(chain, public)
+    except ProtocolError as error:
+        return error.detail
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _public_keys(keys: tuple[tuple[str, str], ...]) -> dict:
+    return {kid: parse_public_key(text) for kid, text in keys}
 
 
 def _decode(body, seq: int) -> Punch:

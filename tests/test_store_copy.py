@@ -375,37 +375,73 @@ def test_a_source_written_while_it_is_copied_is_not_committed(tmp_path, postgres
 
 # ---------------------------------------------------------------------------------------------- size
 
-def test_a_copy_larger_than_a_batch_pages_through_every_table(tmp_path, postgres_db):
-    """Punches across several read/write batches and verification chunks, a chain break and a gap on
-    the boundaries; then every table of the pilot again in batches of a few rows."""
-    site = Site(tmp_path)
-    per_gate = dbcopy.BATCH + dbcopy.CHUNK + 7
+PER_GATE = dbcopy.BATCH + dbcopy.CHUNK + 7
+
+
+@pytest.fixture(scope="module")
+def large_pilot(tmp_path_factory) -> Site:
+    """Two gates' punches across several read/write batches and verification chunks, with a chain
+    break on a chunk's first punch and a gap just past the first page of each chain."""
+    site = Site(tmp_path_factory.mktemp("large"))
     start = datetime(2026, 10, 1, tzinfo=UTC)
     for factory in (site.north, site.south):
         punches = []
-        for n in range(per_gate):
-            if n == dbcopy.CHUNK:  # the first punch of a verification chunk links to another history
+        for n in range(PER_GATE):
+            if n == dbcopy.CHUNK:  # seq CHUNK + 1 links to another history
                 factory.prev = "cd" * 32
             punches.append(factory.next(card=W1_CARD, at=start + timedelta(seconds=30 * n)))
-        del punches[dbcopy.BATCH]  # a gap just past the first page of the chain (seq BATCH + 1)
+        del punches[dbcopy.BATCH]  # seq BATCH + 1 never arrived
         with site.setup.store() as store:
             Ingestor(store).ingest([Incoming(GateTopics("S1", factory.gate).punch, encode_punches(punches[i:i + 500]),
                                              format_time(start + timedelta(days=1)))
                                     for i in range(0, len(punches), 500)])
-    total = 2 * (per_gate - 1)
-    assert site.setup.count("SELECT COUNT(*) FROM punches") == total
+    return site
 
-    report = json.loads(copy(site.setup.db_path, postgres_db, "--json").stdout)
+
+def test_a_copy_larger_than_a_batch_pages_through_every_table(tmp_path, postgres_db, large_pilot):
+    pilot = large_pilot.setup
+    total = 2 * (PER_GATE - 1)
+    assert pilot.count("SELECT COUNT(*) FROM punches") == total
+
+    report = json.loads(copy(pilot.db_path, postgres_db, "--json").stdout)
     assert report["ok"], report["problems"]
     assert {t["table"]: t["target_rows"] for t in report["tables"]}["punches"] == total
     for gate in report["gates"]:
-        assert (gate["punches"], gate["chain_breaks"], gate["contiguous_seq"]) == (per_gate - 1, 1, dbcopy.BATCH)
+        assert (gate["punches"], gate["chain_breaks"], gate["contiguous_seq"]) == (PER_GATE - 1, 1, dbcopy.BATCH)
     postgres = pg_setup(tmp_path, postgres_db)
-    assert postgres.rows("SELECT id, body FROM punches ORDER BY id") == site.setup.rows(
+    assert postgres.rows("SELECT id, body FROM punches ORDER BY id") == pilot.rows(
         "SELECT id, body FROM punches ORDER BY id")
     added = postgres.json("punch", "add", "--worker", "W2", "--site", "S1", "--at", "2026-10-02T17:30:00+08:00",
                           "--direction", "out", "--reason", "forgot card", "--by", "ops-li")
     assert added["id"] == total + 1
+
+
+def flip_direction(*seqs: int):
+    def tamper(conn) -> None:
+        for seq in seqs:
+            body = conn.execute("SELECT body FROM punches WHERE gate = 'south' AND seq = ?", (seq,)).fetchone()[0]
+            conn.execute("UPDATE punches SET body = ? WHERE gate = 'south' AND seq = ?",
+                         (bytes(body).replace(b'"in"', b'"out"'), seq))
+    return tamper
+
+
+def forget_chain_break(conn) -> None:
+    conn.execute("UPDATE punches SET flags = '' WHERE gate = 'south' AND seq = ?", (dbcopy.CHUNK + 1,))
+
+
+@pytest.mark.parametrize("tamper, problem", [
+    # in different pages and chunks: the lower one is named
+    (flip_direction(dbcopy.BATCH + 50, dbcopy.CHUNK + 2), f"signature of south seq {dbcopy.CHUNK + 2} does not verify"),
+    # the first punch of a chunk is checked against the last of the one before
+    (forget_chain_break, f"south seq {dbcopy.CHUNK + 1} does not link to the seq {dbcopy.CHUNK} held here"),
+], ids=["lowest-seq", "across-chunks"])
+def test_a_large_copy_names_the_first_failure_of_a_gate(postgres_db, large_pilot, tamper, problem):
+    """Chunks are verified in parallel; what is reported is still the gate's first failure by seq."""
+    report = dbcopy.copy_database(large_pilot.setup.db_path, postgres_db, before_verify=tamper)
+    assert not report.committed
+    assert report.problems == ["table punches: the rows in the target differ from the source's (same count, "
+                               "other content)", f"gate S1/south: {problem}"]
+    assert target_state(postgres_db) == {}
 
 
 def test_small_batches_page_through_every_table_of_a_pilot(tmp_path, postgres_db):
