@@ -11,7 +11,9 @@ rolls the whole copy back: the target ends as a verified copy or as it was.
 
 The source is opened read-only and must be at the current schema version (its own daemon, or
 `collector db upgrade`, brings it there); the copy never writes to the pilot's file. Tables are read
-and written in batches by primary key, so a pilot of millions of punches never sits in memory.
+and written in batches by primary key, so a pilot of millions of punches never sits in memory; the
+chains of a large copy are verified in chunks by worker processes (spawned, so a script calling this
+guards its entry point, as multiprocessing asks).
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ log = logging.getLogger(__name__)
 BATCH = 5000
 #: Punches of one gate verified per job (signatures and links, by gate_agent.protocol.verify_chain).
 CHUNK = 1000
-#: Processes verifying chunks of a large copy.
-VERIFY_PROCESSES = os.cpu_count() or 1
+#: Processes verifying chunks of a large copy (the reader feeds about eight).
+VERIFY_PROCESSES = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
