@@ -1,10 +1,13 @@
-"""`collector db`: the database's schema version and upgrades; `collector cluster`: who holds what."""
+"""`collector db`: the database's schema version and upgrades, and moving a pilot's SQLite file;
+`collector cluster`: who holds what."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from .cli_common import Context, emit, json_option, with_config
+from .cli_common import Context, emit, json_option, json_text, progressbar, say, with_config
 
 
 @click.group("db")
@@ -43,6 +46,49 @@ def db_upgrade(ctx: Context, as_json: bool) -> None:
     emit(as_json, {"database": display(ctx.config.db), "applied": [s.version for s in done], "version": version},
          f"{display(ctx.config.db)}: " + (f"applied {', '.join(f'{s.version} {s.name}' for s in done)}; "
                                           if done else "nothing to apply; ") + f"schema version {version}")
+
+
+@db_group.command("copy")
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False),
+              help="The pilot's SQLite database (read only; stop its collector first).")
+@click.option("--to", "target", required=True,
+              help="postgresql://user@host:port/dbname of an empty database (a password may come from PGPASSWORD "
+                   "or ~/.pgpass instead of the URL).")
+@json_option
+def db_copy(source: str, target: str, as_json: bool) -> None:
+    """Copy a pilot's SQLite database into an empty PostgreSQL database, verify every table and every
+    gate's chain there, and commit only if everything matches (exit 1 otherwise: nothing is kept)."""
+    from .dbcopy import CopyError, copy_database
+
+    try:
+        report = copy_database(source, target,
+                               progress=lambda label, total: progressbar(length=total, label=label))
+    except CopyError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json_text(report.to_dict()))
+    else:
+        say(_copy_summary(report))
+        if not report.ok:
+            say("\n".join([f"MISMATCH: {problem}" for problem in report.problems]
+                          + ["nothing was committed: the target is as it was"]), err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _copy_summary(report) -> str:
+    lines = [f"{report.source} -> {report.target} in {report.seconds:.1f} s",
+             f"  {'table':18} {'source':>10} {'target':>10}"]
+    for table in report.tables:
+        lines.append(f"  {table.table:18} {table.source_rows:>10} {table.target_rows:>10}  "
+                     + ("ok" if table.ok else "MISMATCH"))
+    for gate in report.gates:
+        lines.append(f"  gate {gate.site}/{gate.gate}: {gate.punches} punch(es) verified, contiguous to seq "
+                     f"{gate.contiguous_seq}" + (f", {gate.chain_breaks} chain break(s) recorded by ingest"
+                                                 if gate.chain_breaks else "") + ("" if gate.ok else "  MISMATCH"))
+    if report.ok:
+        lines.append("OK: every table and every gate's chain verified on the target; committed")
+    return "\n".join(lines)
 
 
 @click.group("cluster")
