@@ -71,6 +71,13 @@ TABLES = (
     Table("quarantine_tally", ("hour", "topic", "reason")),
     Table("counters", ("name",)),
     Table("gauges", ("name",)),
+    Table("assignments", ("id",)),
+    Table("wage_terms", ("id",)),
+    Table("site_pay", ("id",)),
+    Table("minimum_wages", ("id",)),
+    Table("wage_deductions", ("id",)),
+    Table("wage_tables", ("id",)),
+    Table("wage_lines", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.
