@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import click
 
 from gate_agent.cli_output import say
+from gate_agent.logsetup import escape_control
 
 from . import masking
 from .cli_common import Context, emit, json_option, json_text, with_config
@@ -234,6 +235,110 @@ def wages_terms(ctx: Context, worker_id, as_json: bool):
         rows = store.wage_terms(worker_id)
     emit(as_json, rows, "\n".join(f"{r['worker']:10} {yuan(r['rate_fen']):>10} yuan per {r['basis']:4} from "
                                   f"{r['effective_from']} (set by {r['added_by']})" for r in rows) or "no pay terms")
+
+
+@wages_group.command("import-sheet")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.argument("sheet_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--employer", default="", help="The employer (labour subcontractor) whose sheet it is.")
+@click.option("--by", required=True, help="Who imports it.")
+@click.option("--take-deductions", is_flag=True,
+              help="Record the deductions the sheet claims as the period's (source: sheet <sha256 prefix>).")
+@json_option
+@with_config
+@_wage_errors
+def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, employer: str, by: str,
+                       take_deductions: bool, as_json: bool):
+    """Keep an employer's wage sheet (CSV or XLSX) to check against the gates; any bad row refuses the file."""
+    from .wage_check import SheetRefused, import_sheet
+    from .wage_sheet import SheetError
+
+    try:
+        with ctx.store() as store:
+            result = import_sheet(store, sheet_file, site=site, period=period, employer=employer, by=by,
+                                  take_deductions=take_deductions)
+    except SheetError as error:
+        raise click.ClickException(f"{sheet_file}: {error}; nothing imported") from None
+    except SheetRefused as refused:
+        for line in refused.shown():
+            say(f"{sheet_file}: {line}", err=True)
+        raise
+    if as_json:
+        click.echo(json_text(result))
+        return
+    say(_imported(result, sheet_file))
+
+
+def _imported(result: dict, sheet_file: str) -> str:
+    head = (f"{sheet_file} was imported before as sheet {result['id']}: nothing changed" if result["already_imported"]
+            else f"sheet {result['id']}: {sheet_file} ({result['format']}, {result['encoding']}), {result['lines']} "
+                 f"line(s), {yuan(result['amount_fen'])} yuan claimed")
+    lines = [head]
+    if result["ignored_columns"]:
+        lines.append("  ignored column(s): " + ", ".join(escape_control(c) for c in result["ignored_columns"]))
+    lines += [f"  {escape_control(note)}" for note in result["notes"]]
+    taken = result["deductions_taken"]
+    if result["deductions_fen"]:
+        if taken and taken["recorded"]:
+            lines.append(f"  deductions recorded for the period: {yuan(taken['recorded_fen'])} yuan on "
+                         f"{taken['recorded']} line(s); run the table again")
+        elif result["deductions_taken_at"]:
+            lines.append(f"  its deductions were recorded on {result['deductions_taken_at']} by "
+                         f"{result['deductions_taken_by']}")
+        else:
+            lines.append(f"  deductions claimed: {yuan(result['deductions_fen'])} yuan, not recorded "
+                         "(--take-deductions records them as the period's)")
+        if taken and taken["not_registered"]:
+            lines.append("  not recorded, not registered workers: " + ", ".join(taken["not_registered"]))
+    lines.append(f"  check it: collector wages check --site {result['site']} --period {result['period']}"
+                 + (f" --employer {result['employer']}" if result["employer"] else ""))
+    return "\n".join(lines)
+
+
+@wages_group.command("check")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--employer", help="The employer whose sheet (when several employers sent one).")
+@click.option("--sheet", "sheet_id", type=int, help="An earlier sheet (default: the latest).")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="The findings as CSV for spreadsheets.")
+@with_config
+@_wage_errors
+def wages_check(ctx: Context, site: str, period: str, employer, sheet_id, as_json: bool, as_csv: bool):
+    """Check the employer's wage sheet against the gates' verified days and the latest wage table."""
+    from .wage_check import check
+
+    with ctx.store(readonly=True) as store:
+        result = check(store, site, period, employer=employer, sheet_id=sheet_id,
+                       grace=timedelta(hours=ctx.config.final_grace_hours))
+    if as_json:
+        click.echo(json_text(result))
+        return
+    if as_csv:
+        rows = [{**finding, "site": site, "period": period, "sheet": result["sheet"]["id"]}
+                for finding in result["findings"]]
+        click.echo(to_csv(rows, CHECK_CSV_COLUMNS), nl=False)
+        return
+    sheet, table = result["sheet"], result["table"]
+    say(f"{site} {period}: sheet {sheet['id']} {escape_control(sheet['file_name'])} ({sheet['format']}, {sheet['encoding']}; sha256 "
+        f"{sheet['sha256'][:16]}; imported {sheet['imported_at']} by {sheet['imported_by']}) against the gates "
+        f"and wage table version {table['version']} ({table['status']})")
+    for note in result["notes"]:
+        say(f"  note: {note}")
+    for f in result["findings"]:
+        at = f"{'row' if sheet['format'] == 'xlsx' else 'line'} {f['row']}" if f["row"] is not None else "-"
+        # One finding, one line: a name from the file may hold any character, line feeds included.
+        name = escape_control((f["name"] or "")[:12])
+        say(f"  {f['kind']:14} {f['worker']:8} {name:12} {at:9} sheet: {f['sheet_says']} | "
+            f"gates: {f['gates_say']}")
+    counts = ", ".join(f"{kind} {n}" for kind, n in result["summary"].items() if n)
+    say(f"{len(result['findings'])} finding(s): {counts}" if counts
+        else f"no findings: the sheet's {sheet['lines']} line(s) agree with the gates and the wage table")
+
+
+#: Columns of `wages check --csv` (values from the employer's file neutralised).
+CHECK_CSV_COLUMNS = ("site", "period", "sheet", "kind", "worker", "name", "row", "sheet_says", "gates_say")
 
 
 #: Columns of `wages show --csv` (the table as a spreadsheet; masked personal data).

@@ -78,6 +78,8 @@ TABLES = (
     Table("wage_deductions", ("id",)),
     Table("wage_tables", ("id",)),
     Table("wage_lines", ("id",)),
+    Table("wage_sheets", ("id",)),
+    Table("wage_sheet_lines", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.

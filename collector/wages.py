@@ -13,8 +13,9 @@ the flags a person must see. The rules, applied in this order:
   hourly segments is rounded once, half up; day segments need no rounding.
 - Deductions (each an item with a reason and who added it) are subtracted; a net below zero is not
   paid, it is a decision.
-- The local minimum wage (hourly) is compared with the line's pay per worked hour; a line below it is
-  flagged ``below_minimum`` (paid as computed: the bank reports, the regulation decides).
+- The local minimum wage is compared with the line's gross: the monthly minimum for a full month of work
+  (174 hours, the statutory 21.75 days of 8 hours), else the hourly minimum per hour worked; a line below
+  it is flagged ``below_minimum`` (paid as computed: the bank reports, the regulation decides).
 - A period is computed only when every day of it is final (every gate has shown it holds nothing from
   it); otherwise only as a draft, which can never be approved or paid.
 """
@@ -125,6 +126,18 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
             "pay_day": pay_date(period, site_pay["pay_day"]).isoformat() if site_pay else None, "lines": lines}
 
 
+#: A full month's work: the statutory standard month, 21.75 days of 8 hours (174 hours).
+FULL_MONTH_MINUTES = 174 * 60
+
+
+def below_minimum(gross_fen: int, minutes: int, minimum: dict) -> bool:
+    """Pay below the local minimum wage: for a full month of work the monthly minimum applies, for less
+    the hourly (part-time) one, per hour worked. Integers only."""
+    if minutes >= FULL_MONTH_MINUTES:
+        return gross_fen < minimum["monthly_fen"]
+    return gross_fen * 60 < minimum["hourly_fen"] * minutes
+
+
 def _line(worker: str, records: list[dict], history: list[dict], deductions: list[dict], minimum: dict | None,
           payee: dict) -> dict:
     flags: set[str] = set()
@@ -177,7 +190,7 @@ def _line(worker: str, records: list[dict], history: list[dict], deductions: lis
         flags.add("deductions_exceed_gross")
     if not payee.get("bank_account"):
         flags.add("no_bank_account")
-    if minimum is not None and minutes and gross * 60 < minimum["hourly_fen"] * minutes:
+    if minimum is not None and minutes and below_minimum(gross, minutes, minimum):
         flags.add("below_minimum")
     decision = bool(to_decide or no_terms or net < 0 or not payee.get("bank_account"))
     last_segment = max(segments.values(), key=lambda s: s["from"]) if segments else None

@@ -45,9 +45,11 @@ def test_collectors_starting_together_apply_each_step_once(collector):
 def test_a_sqlite_file_made_before_versioned_steps_is_adopted_not_remade(tmp_path):
     """A pilot's file whose schema sqlite-utils' Migrations recorded (steps by function name)."""
     path = tmp_path / "pilot.sqlite3"
-    with Store(path) as store:
-        store.add_site("S1", timezone="Asia/Shanghai")
-        for table in ("schema_migrations", "registry_version", "leases", "members"):  # steps 7 and 8 are newer
+    with Store(path, upgrade=False) as store:
+        schema.upgrade(store.db, until=9)  # the schema of that time: steps 1-9
+        store.execute("INSERT INTO sites (site, name, timezone, max_shift_hours, created_at) VALUES "
+                      "('S1', 'S1', 'Asia/Shanghai', 16, '2026-11-01T00:00:00.000Z')")
+        for table in ("schema_migrations", "registry_version", "leases", "members"):  # steps 7 and 8 were newer
             store.execute(f"DROP TABLE {table}")
         store.execute("CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, applied_at TEXT)")
         for name in ("m001_initial", "m002_gauges", "m003_bank_keys", "m004_quarantine_limits",

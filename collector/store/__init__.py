@@ -23,13 +23,15 @@ from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
+from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 
 __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
            "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
 
 
-class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries):
+class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
+            WageSheetQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

@@ -367,6 +367,45 @@ STEPS = [
         );
         CREATE UNIQUE INDEX wage_lines_worker ON wage_lines (table_id, worker);
     """),
+    # What an employer (the labour subcontractor) claims for a month, kept as read, to be checked against
+    # the gates and the wage table now and later: the file's name, SHA-256 (the same file is imported
+    # once), how it was read, who brought it, and one row per worker. Deductions it claims become the
+    # period's deductions only when asked (deductions_taken_*).
+    Step(12, "wage_sheets", """
+        CREATE TABLE wage_sheets (
+            id                  {id},
+            site                TEXT NOT NULL REFERENCES sites (site),
+            period              TEXT NOT NULL,          -- YYYY-MM
+            employer            TEXT NOT NULL DEFAULT '',   -- '' when the sheet names none
+            file_name           TEXT NOT NULL,
+            sha256              TEXT NOT NULL,
+            format              TEXT NOT NULL,          -- csv / xlsx
+            encoding            TEXT NOT NULL,          -- utf-8, utf-8 with BOM, gb18030; xlsx
+            ignored_columns     TEXT NOT NULL,          -- JSON list of the headers not read
+            notes               TEXT NOT NULL,          -- JSON list: title rows, other worksheets, a total row
+            imported_at         TEXT NOT NULL,
+            imported_by         TEXT NOT NULL,
+            deductions_taken_at TEXT,
+            deductions_taken_by TEXT
+        );
+        CREATE UNIQUE INDEX wage_sheets_sha256 ON wage_sheets (sha256);
+        CREATE INDEX wage_sheets_period ON wage_sheets (site, period, employer);
+        CREATE TABLE wage_sheet_lines (
+            id             {id},
+            sheet_id       BIGINT NOT NULL REFERENCES wage_sheets (id),
+            source_row     BIGINT NOT NULL,         -- the file's line (CSV) or row (XLSX)
+            worker         TEXT NOT NULL,
+            name           TEXT,
+            id_number      TEXT,
+            days           TEXT NOT NULL,           -- a decimal as written: 22, 21.5
+            hours          TEXT,
+            amount_fen     BIGINT NOT NULL,         -- gross claimed (应发)
+            deductions_fen BIGINT NOT NULL,
+            net_fen        BIGINT,                  -- when the sheet has the column (实发)
+            bank_account   TEXT NOT NULL            -- digits only
+        );
+        CREATE UNIQUE INDEX wage_sheet_lines_worker ON wage_sheet_lines (sheet_id, worker);
+    """),
     # Workers belong to sites over time (a worker moves between projects): a site's roster holds only the
     # cards of the workers assigned to it, and a punch at a site the worker was not assigned to is flagged.
     Step(14, "assignments", """
@@ -410,8 +449,9 @@ def pending(conn: Connection) -> list[Step]:
     return [step for step in STEPS if step.version not in done]
 
 
-def upgrade(conn: Connection) -> list[Step]:
-    """Apply every pending step, each in a transaction with its record; returns the steps applied."""
+def upgrade(conn: Connection, *, until: int | None = None) -> list[Step]:
+    """Apply every pending step (up to version ``until``: a database as an older release left it, for
+    tests), each in a transaction with its record; returns the steps applied."""
     with conn.transaction():
         _serialise(conn)
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
@@ -420,6 +460,8 @@ def upgrade(conn: Connection) -> list[Step]:
         fresh = conn.one("SELECT 1 FROM schema_migrations") is None
     done = []
     for step in STEPS:
+        if until is not None and step.version > until:
+            continue
         with conn.transaction():
             _serialise(conn)
             if conn.one("SELECT 1 FROM schema_migrations WHERE version = ?", (step.version,)):
