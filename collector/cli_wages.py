@@ -388,7 +388,143 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
     say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
 
 
+# ============================================================================== payment and arrears
+
+
+@wages_group.command("batch")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "pain001"]), required=True,
+              help="The bank's bulk-payment CSV, or ISO 20022 pain.001.001.09.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The file to write (mode 0600: it holds account and ID numbers; never overwritten).")
+@click.option("--encoding", type=click.Choice(["utf-8", "gbk"]), default="utf-8", show_default=True,
+              help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
+@json_option
+@with_config
+@_wage_errors
+def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, as_json: bool):
+    """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
+    for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again."""
+    import os
+
+    from gate_agent.files import write_new
+
+    from .batchfile import render
+    from .payments import make_batch
+
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    with ctx.store() as store, store.transaction():
+        batch = make_batch(store, site, period)
+        data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding)
+        try:
+            write_new(out, data, 0o600)
+        except FileExistsError:
+            raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+        except OSError as error:
+            raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    head = batch.batch
+    summary = {"file": out, "format": fmt, "batch_id": head["batch_id"], "new": batch.new, "site": site,
+               "period": period, "table_version": head["table_version"], "credits": len(head["payments"]),
+               "total_fen": batch.total_fen, "execution_date": head["execution_date"],
+               "execution_rule": head["execution_rule"],
+               "payments": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "status")}
+                            for p in head["payments"]],
+               "held": batch.held, "overpaid": batch.overpaid}
+    if as_json:
+        click.echo(json_text(summary))
+        return
+    when = ("the pay day" if head["execution_rule"] == "pay_day"
+            else "the batch date: the pay day had passed when it was made")
+    say(f"{out}: batch {head['batch_id']} ({'new' if batch.new else 'the same batch again, nothing recorded'}), "
+        f"version {head['table_version']}: {len(head['payments'])} credit(s), {yuan(batch.total_fen)} yuan, "
+        f"to be executed on {head['execution_date']} ({when})")
+    for over in batch.overpaid:
+        say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
+            f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
+    for held in batch.held:
+        say(f"  held: {held['worker']} ({held['status']}: {', '.join(held['flags'])}) is not paid")
+
+
+@wages_group.command("paid")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@json_option
+@with_config
+@_wage_errors
+def wages_paid(ctx: Context, file: str, as_json: bool):
+    """Record the bank's return for a batch: each credit paid (voucher, date) or failed (reason). A CSV
+    (end_to_end_id,status,voucher,date,reason[,amount]) or a pain.002.001.03; all of it or nothing."""
+    from pathlib import Path
+
+    from . import bankreturn
+    from .payments import record_return
+
+    data = Path(file).read_bytes()
+    kind, entries, notes = bankreturn.read(data, file)
+    with ctx.store() as store:
+        recorded = record_return(store, entries, source=file, digest=bankreturn.digest(data), kind=kind)
+    if as_json:
+        click.echo(json_text({"file": file, "kind": kind, "recorded": recorded, "not_recorded": notes}))
+        return
+    paid = [r for r in recorded if r["status"] == "paid"]
+    failed = [r for r in recorded if r["status"] == "failed"]
+    say(f"{file}: {len(paid)} credit(s) paid ({yuan(sum(r['amount_fen'] for r in paid))} yuan), {len(failed)} failed")
+    for row in failed:
+        say(f"  failed: {row['end_to_end_id']} {row['worker']} {yuan(row['amount_fen'])} yuan: {row['reason']} "
+            f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)")
+    for note in notes:
+        say(f"  {note}")
+
+
+@click.command("arrears")
+@click.option("--site", help="One site (default: every site).")
+@click.option("--as-of", "as_of", help="The date to judge on, YYYY-MM-DD (default: each site's today).")
+@json_option
+@with_config
+@_wage_errors
+def arrears_command(ctx: Context, site, as_of, as_json: bool):
+    """Wages due, paid and overdue per worker and employer; Art. 27 warnings for gate-verified workers
+    whose wages are overdue (with or without an approved table)."""
+    from .arrears import arrears
+    from .localtime import check_date
+
+    day = check_date(date.fromisoformat(_day(as_of, "--as-of"))) if as_of else None
+    with ctx.store(readonly=True) as store:
+        report = arrears(store, site=site, as_of=day, grace=timedelta(hours=ctx.config.final_grace_hours))
+    if as_json:
+        click.echo(json_text(report))
+        return
+    for summary in report["sites"]:
+        say(f"{summary['site']} as of {summary['as_of']}: due {yuan(summary['due_fen'])} yuan, paid "
+            f"{yuan(summary['paid_fen'])}, overdue {yuan(summary['overdue_fen'])}"
+            + (f" and an estimated {yuan(summary['overdue_estimate_fen'])} without an approved amount"
+               if summary["overdue_estimate_fen"] else "")
+            + f"; {summary['overdue_workers']} worker(s) overdue")
+        for note in summary["notes"]:
+            say(f"  note: {note}")
+    for row in report["workers"]:
+        if row["status"] in ("paid", "not_due"):
+            continue
+        amount = (f"overdue {yuan(row['overdue_fen'])} of {yuan(row['due_fen'])}" if row["due_fen"] is not None
+                  else "no approved amount" + (f", estimate {yuan(row['estimate_fen'])}" if row["estimate_fen"]
+                                               is not None else ""))
+        say(f"  {'ART.27 ' if row['art27'] else ''}{row['site']} {row['period']} {row['worker']:8} "
+            f"{(row['name'] or '')[:16]:16} {row['employer'] or '-'}: {row['status']}, {amount}, paid "
+            f"{yuan(row['paid_fen'])}" + (f", at the bank {yuan(row['pending_fen'])}" if row["pending_fen"] else "")
+            + f", {row['verified_days']} verified day(s), pay day {row['pay_day']}"
+            + (f" ({row['days_overdue']} day(s) ago)" if row["days_overdue"] else "")
+            + (f" [{row['note']}]" if row["note"] else ""))
+    for employer in report["employers"]:
+        if employer["overdue_workers"]:
+            say(f"  employer {employer['employer'] or '-'} at {employer['site']}: {employer['overdue_workers']} "
+                f"worker(s) overdue, {yuan(employer['overdue_fen'])} yuan"
+                + (f" and an estimated {yuan(employer['overdue_estimate_fen'])}" if employer["overdue_estimate_fen"]
+                   else ""))
+
+
 def register(main: click.Group) -> None:
     main.add_command(wages_group)
+    main.add_command(arrears_command)
     worker_commands(main.commands["worker"])
     site_commands(main.commands["site"])

@@ -7,10 +7,11 @@ and read-only); gauges are computed at scrape time from gate health and the live
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gate_agent.protocol import parse_time
 
+from .arrears import arrears
 from .headcount import headcount
 from .health import gate_health
 from .store import Store
@@ -82,7 +83,7 @@ class _Writer:
                 self.lines.append(f"{name}{suffix} {text}")
 
 
-def render_metrics(store: Store, now: datetime | None = None) -> str:
+def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelta = timedelta(hours=6)) -> str:
     now = now or datetime.now(UTC)
     counters = store.counters()
     out = _Writer()
@@ -130,4 +131,16 @@ def render_metrics(store: Store, now: datetime | None = None) -> str:
                [(_labels(site=site), data["on_site"]) for site, data in counts])
     out.family("collector_site_unknown_cards_inside", "gauge", "Cards nobody holds that are inside now.",
                [(_labels(site=site), data["unknown_cards"]) for site, data in counts])
+    if store.has_step(11):  # a database the daemon has not upgraded yet has no payments to judge
+        sites = arrears(store, now=now, grace=grace)["sites"]
+        out.family("collector_wages_overdue_fen", "gauge",
+                   "Approved wages past their pay day and not recorded paid, per site, in fen.",
+                   [(_labels(site=s["site"]), s["overdue_fen"]) for s in sites])
+        out.family("collector_wages_overdue_estimate_fen", "gauge",
+                   "Wages past their pay day without an approved amount (no approved table, or a line held), "
+                   "estimated from the workers' pay terms, per site, in fen.",
+                   [(_labels(site=s["site"]), s["overdue_estimate_fen"]) for s in sites])
+        out.family("collector_wages_overdue_workers", "gauge",
+                   "Workers with gate-verified days whose wages are overdue, per site (the Art. 27 warning).",
+                   [(_labels(site=s["site"]), s["overdue_workers"]) for s in sites])
     return "\n".join(out.lines) + "\n"

@@ -33,9 +33,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gate_agent.logsetup import safe_json
 from gate_agent.protocol import valid_id
 
+from .arrears import arrears
 from .config import CollectorConfig
 from .headcount import headcount
 from .health import gate_health
+from .localtime import check_date
 from .metrics import render_metrics
 from .reports import attendance, check_period, site_rules
 from .store import Store, StoreError
@@ -146,6 +148,7 @@ class WebApp:
             Route("/api/sites/{site}/live", self.api_live),
             Route("/api/gates", self.api_gates),
             Route("/api/quarantine", self.api_quarantine),
+            Route("/api/arrears", self.api_arrears),
             Route("/metrics", self.metrics),
         ]
         starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
@@ -257,11 +260,32 @@ class WebApp:
             row["raw"] = row["raw"].decode("utf-8", "backslashreplace") if row["raw"] is not None else None
         return JSONResponse(rows)
 
+    def api_arrears(self, request: Request) -> Response:
+        """Wages overdue per site and employer, and the workers concerned (collector arrears --json, less the
+        rows that are paid or not due yet): for the bank, which must raise the Art. 27 warning."""
+        if self._scope(request) != ALL_SITES:
+            raise ApiError(403, "arrears are for bank tokens only")
+        text = request.query_params.get("as_of")
+        day = None
+        if text is not None:
+            try:
+                day = check_date(date.fromisoformat(text)) if len(text) == 10 else None
+            except ValueError:
+                day = None
+            if day is None:
+                raise ApiError(400, "as_of must be a date YYYY-MM-DD")
+        with self._store() as store:
+            if not store.has_step(11):
+                raise ApiError(503, "the database has no wage payments yet (collector db upgrade)")
+            report = arrears(store, as_of=day, grace=self.grace)
+        report["workers"] = [row for row in report["workers"] if row["status"] not in ("paid", "not_due")]
+        return JSONResponse(report)
+
     def metrics(self, request: Request) -> Response:
         if self._scope(request) != ALL_SITES:
             raise ApiError(403, "metrics are for bank tokens only")
         with self._store() as store:
-            text = render_metrics(store)
+            text = render_metrics(store, grace=self.grace)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ------------------------------------------------------------------ live stream (server-sent events)

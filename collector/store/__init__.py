@@ -21,6 +21,7 @@ from .counters import CounterQueries
 from .errors import StoreError
 from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries
+from .payments import PaymentQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
 from .wage_sheets import WageSheetQueries
@@ -31,7 +32,7 @@ __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "Quarant
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
-            WageSheetQueries):
+            WageSheetQueries, PaymentQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

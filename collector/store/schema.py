@@ -367,6 +367,47 @@ STEPS = [
         );
         CREATE UNIQUE INDEX wage_lines_worker ON wage_lines (table_id, worker);
     """),
+    # Payments (Art. 15: the bank's payment voucher; Art. 31: paid from the special wage account into the
+    # worker's own): each batch made for an approved table, kept with what its file said (payer, dates),
+    # so that writing it again gives the same bytes; and each credit in it, with the bank's return. A
+    # worker's pending and paid credits for a period never add up to more than the approved net.
+    Step(11, "payments", """
+        CREATE TABLE wage_batches (
+            batch_id       TEXT PRIMARY KEY,   -- the message id of the file (stable: site, period, version, seq)
+            site           TEXT NOT NULL,
+            period         TEXT NOT NULL,
+            table_version  BIGINT NOT NULL,    -- the approved version it pays
+            seq            BIGINT NOT NULL,    -- 1 for the version's first batch, then each retry or remainder
+            created        TEXT NOT NULL,      -- the file's creation time (the approval's, for the first batch)
+            execution_date TEXT NOT NULL,      -- requested execution date (local date)
+            execution_rule TEXT NOT NULL,      -- pay_day / batch_date (the pay day had passed)
+            payer_account  TEXT NOT NULL,
+            payer_name     TEXT NOT NULL,
+            payer_bank     TEXT NOT NULL,
+            made_at        TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX wage_batches_seq ON wage_batches (site, period, table_version, seq);
+        CREATE TABLE wage_payments (
+            id             {id},
+            batch_id       TEXT NOT NULL REFERENCES wage_batches (batch_id),
+            position       BIGINT NOT NULL,    -- the credit's place in its batch, from 1
+            site           TEXT NOT NULL,
+            period         TEXT NOT NULL,
+            worker         TEXT NOT NULL,
+            table_version  BIGINT NOT NULL,
+            end_to_end_id  TEXT NOT NULL,
+            amount_fen     BIGINT NOT NULL CHECK (amount_fen > 0),
+            status         TEXT NOT NULL,      -- pending / paid / failed
+            voucher        TEXT,               -- the bank's payment voucher (paid)
+            paid_on        TEXT,               -- the date the bank paid it (paid)
+            reason         TEXT,               -- why the bank could not pay it (failed)
+            settled_at     TEXT,               -- when the bank's return was recorded
+            settled_from   TEXT                -- that return: its kind and the SHA-256 of its bytes
+        );
+        CREATE UNIQUE INDEX wage_payments_e2e ON wage_payments (end_to_end_id);
+        CREATE UNIQUE INDEX wage_payments_position ON wage_payments (batch_id, position);
+        CREATE INDEX wage_payments_worker ON wage_payments (site, period, worker);
+    """),
     # What an employer (the labour subcontractor) claims for a month, kept as read, to be checked against
     # the gates and the wage table now and later: the file's name, SHA-256 (the same file is imported
     # once), how it was read, who brought it, and one row per worker. Deductions it claims become the

@@ -312,8 +312,37 @@
         list.append(item);
       }
       if (!sites.length) list.append(el("li", "No sites yet."));
+      await showArrears(list);
     } catch (error) {
       if (!handleError(error)) showProblem("Cannot reach the collector: " + error.message);
+    }
+  }
+
+  function yuan(fen) {
+    // Integer fen to yuan text without a float (amounts stay far below 2^53 fen).
+    const sign = fen < 0 ? "-" : "";
+    const abs = Math.abs(fen);
+    return `${sign}${Math.floor(abs / 100)}.${String(abs % 100).padStart(2, "0")}`;
+  }
+
+  async function showArrears(list) {
+    // Bank tokens only: a site token is refused (403) and its page simply shows no wage line.
+    let report;
+    try {
+      report = await (await api("/api/arrears")).json();
+    } catch (error) {
+      if (error instanceof HttpError && (error.status === 403 || error.status === 503)) return;
+      throw error;
+    }
+    for (const s of report.sites) {
+      const link = [...list.querySelectorAll("a")].find((a) => a.getAttribute("href") === "/sites/" + encodeURIComponent(s.site));
+      if (!link) continue;
+      const text = s.overdue_workers
+        ? `Wages overdue: ${yuan(s.overdue_fen)} yuan` +
+          (s.overdue_estimate_fen ? ` and about ${yuan(s.overdue_estimate_fen)} yuan not yet approved` : "") +
+          `, ${s.overdue_workers} worker(s) (Art. 27)`
+        : "No wages overdue";
+      link.parentElement.append(el("span", " " + text, s.overdue_workers ? "arrears overdue" : "arrears"));
     }
   }
 

@@ -1,0 +1,108 @@
+"""Payments of the wage tables: the batches made for an approved version and each credit in them, with
+the bank's return (paid with its voucher, or failed with the reason)."""
+
+from __future__ import annotations
+
+from gate_agent.protocol import utc_now_text
+
+from .connection import Connection
+from .errors import StoreError
+
+PAYMENT_STATUSES = ("pending", "paid", "failed")
+#: The credits that count against what a worker is owed: a failed one is owed again.
+OUTSTANDING = ("pending", "paid")
+
+
+class PaymentQueries:
+    """Mixed into Store, whose ``_one``, ``_rows`` and ``transaction`` it uses."""
+
+    db: Connection
+
+    def lock_wage_period(self, site: str, period: str) -> None:
+        """Inside a transaction: wait for any other writer of the period's tables and payments (a row
+        lock on PostgreSQL; SQLite's writer already holds the database)."""
+        self.db.execute("UPDATE wage_tables SET status = status WHERE site = ? AND period = ?", (site, period))
+
+    def add_wage_batch(self, batch: dict, payments: list[dict]) -> None:
+        """A new batch and its credits, all pending."""
+        with self.transaction():
+            self.db.execute(
+                """INSERT INTO wage_batches (batch_id, site, period, table_version, seq, created, execution_date,
+                       execution_rule, payer_account, payer_name, payer_bank, made_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (batch["batch_id"], batch["site"], batch["period"], batch["table_version"], batch["seq"],
+                 batch["created"], batch["execution_date"], batch["execution_rule"], batch["payer_account"],
+                 batch["payer_name"], batch["payer_bank"], utc_now_text()))
+            self.db.executemany(
+                """INSERT INTO wage_payments (batch_id, position, site, period, worker, table_version, end_to_end_id,
+                       amount_fen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')""",
+                [(batch["batch_id"], p["position"], batch["site"], batch["period"], p["worker"],
+                  batch["table_version"], p["end_to_end_id"], p["amount_fen"]) for p in payments])
+
+    def wage_batches(self, site: str, period: str, version: int | None = None) -> list[dict]:
+        """The period's batches (of one approved version if given), oldest first."""
+        sql, params = "SELECT * FROM wage_batches WHERE site = ? AND period = ?", [site, period]
+        if version is not None:
+            sql += " AND table_version = ?"
+            params.append(version)
+        return self._rows(sql + " ORDER BY table_version, seq", params)
+
+    def wage_batch(self, batch_id: str) -> dict | None:
+        rows = self._rows("SELECT * FROM wage_batches WHERE batch_id = ?", (batch_id,))
+        if not rows:
+            return None
+        batch = rows[0]
+        batch["payments"] = self._rows("SELECT * FROM wage_payments WHERE batch_id = ? ORDER BY position",
+                                       (batch_id,))
+        return batch
+
+    def wage_payments(self, site: str | None = None, period: str | None = None) -> list[dict]:
+        """Every credit (of a site, of a period), in the order they were made."""
+        clauses, params = [], []
+        for column, value in (("site", site), ("period", period)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._rows(f"SELECT * FROM wage_payments{where} ORDER BY site, period, batch_id, position", params)
+
+    def payments_by_end_to_end(self, ids: list[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._rows(f"SELECT * FROM wage_payments WHERE end_to_end_id IN ({marks})", chunk):
+                found[row["end_to_end_id"]] = row
+        return found
+
+    def settle_payment(self, end_to_end_id: str, *, status: str, voucher: str | None, paid_on: str | None,
+                       reason: str | None, settled_from: str) -> None:
+        """Record the bank's word on a pending credit; a credit is settled once (StoreError otherwise)."""
+        if status not in ("paid", "failed"):
+            raise StoreError(f"a credit is settled as paid or failed, not {status!r}")
+        rows = self.db.execute(
+            "UPDATE wage_payments SET status = ?, voucher = ?, paid_on = ?, reason = ?, settled_at = ?, "
+            "settled_from = ? WHERE end_to_end_id = ? AND status = 'pending' RETURNING id",
+            (status, voucher, paid_on, reason, utc_now_text(), settled_from, end_to_end_id)).fetchall()
+        if not rows:
+            raise StoreError(f"credit {end_to_end_id} is not pending any more (settled meanwhile?)")
+
+    def approved_wage_tables(self, site: str | None = None) -> list[dict]:
+        """Every approved version (one per period at most), with its lines."""
+        sql, params = "SELECT * FROM wage_tables WHERE status = 'approved'", []
+        if site is not None:
+            sql += " AND site = ?"
+            params.append(site)
+        tables = self._rows(sql + " ORDER BY site, period", params)
+        for table in tables:
+            table["lines"] = self.wage_lines(table["id"])  # type: ignore[attr-defined]
+        return tables
+
+    def first_punch_time(self, site: str, since: str) -> str | None:
+        """The earliest punch of a site at or after ``since`` (UTC text)."""
+        row = self._one("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))
+        return row[0] if row else None
+
+    def has_punches(self, site: str, start: str, end: str) -> bool:
+        return self._one("SELECT 1 FROM punches WHERE site = ? AND time >= ? AND time < ? LIMIT 1",
+                         (site, start, end)) is not None
