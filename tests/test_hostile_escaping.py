@@ -132,7 +132,7 @@ def test_worker_names_from_a_csv_file_are_printed_escaped(tmp_path, broker):
     collector.run("worker", "import", str(workers))
     text = collector.run("worker", "list").stdout
     assert not RAW_CONTROL.search(text), repr(text)
-    assert "Zhang\\x1b]0;you have been pwned\\x07 Wei (\\x1b[31mred\\x1b[0m Co\\x7f)" in text
+    assert "Zhang\\x1b]0;you have been pwned\\x07 Wei" in text and "\\x1b[31mred\\x1b[0m Co\\x7f" in text
     output = collector.run("worker", "list", "--json").stdout
     assert not RAW_CONTROL.search(output)
     (worker,) = json.loads(output)
