@@ -76,6 +76,9 @@ class BurstResult:
     counts: Counter = field(default_factory=Counter)
     #: (log, topic, reason) -> [messages, the first one's detail]: logged once the burst has committed.
     refusals: dict[tuple[str, str, str], list] = field(default_factory=dict)
+    #: Seconds the burst spent taking its locks: the write transaction's start, the gates' locks and the
+    #: lease renewal (waits for other writers included, as are those statements' own round trips).
+    lock_wait: float = 0.0
 
     def snapshot(self) -> tuple:
         return (set(self.touched), dict(self.statuses), self.counts.copy(),
@@ -180,10 +183,12 @@ class Ingestor:
         result = BurstResult()
         db = self.store.db
         try:
+            began = time.perf_counter()
             with self.store.transaction():
                 # Every gate of the burst is this transaction's until it ends, whoever else writes (other
                 # collectors, an import); with one writer (SQLite) the transaction's write lock is enough.
                 db.lock_gates(_gates_of(messages))
+                result.lock_wait = time.perf_counter() - began
                 marker = db.change_marker() if db.single_writer else None
                 if marker is None or marker != self._marker:
                     self._tails.clear()
@@ -191,7 +196,9 @@ class Ingestor:
                     self._reload_registry()
                     self._tails.clear()
                 self._burst(messages, result)
+                fenced = time.perf_counter()
                 lost = fence() if fence is not None else []
+                result.lock_wait += time.perf_counter() - fenced
                 if lost:
                     raise LeaseLost(lost)
             self._marker = db.change_marker() if db.single_writer else None

@@ -98,6 +98,9 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
     out.family("collector_ingest_lag_seconds", "summary",
                "Time from a message's arrival at the collector to its commit.",
                [("_sum", counters.get("ingest_lag_ms_sum", 0) / 1000), ("_count", lag_count)])
+    out.family("collector_ingest_lock_wait_seconds", "summary",
+               "Time a committed burst spent taking its locks (write transaction, gate locks, lease renewal).",
+               [("_sum", counters.get("lock_wait_us_sum", 0) / 1e6), ("_count", counters.get("bursts", 0))])
     gauges = store.gauges()
     if "ingest_lag_seconds_last" in gauges:
         out.family("collector_ingest_lag_last_seconds", "gauge",

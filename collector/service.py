@@ -53,7 +53,7 @@ BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so the
 RETRY_DELAYS = (0.5, 30.0)
 #: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
 PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "refusals_sent", "write_failures",
-                      "ingest_lag_ms_sum", "ingest_lag_count")
+                      "ingest_lag_ms_sum", "ingest_lag_count", "lock_wait_us_sum", "bursts")
 
 
 #: Bytes of received messages waiting for ingest. The Receive Maximum bounds their number, not their
@@ -277,6 +277,8 @@ class CollectorService:
         self.counters["ingest_lag_ms_sum"] += round(1000 * sum(lags))
         self.counters["ingest_lag_count"] += len(lags)
         self._gauges["ingest_lag_seconds_last"] = max(lags)
+        self.counters["lock_wait_us_sum"] += round(1e6 * result.lock_wait)
+        self.counters["bursts"] += 1
         for _, number, message in arrivals:
             self.partitions[number].session.ack(message)
         self._after_commit(result)

@@ -4,7 +4,8 @@ Each gate keeps at most ``window`` unacknowledged punches in flight and sends mo
 acks come back (the gate's own rule), so the broker's default queue limits are never the bottleneck and
 nothing is dropped. All punches are signed before ``go``, so signing does not count against ingest.
 
-Run as a subprocess by run.py:  python -m tests.bench.fakegates --port P --site S --gates G ...
+Run as a subprocess by run.py:  python -m tests.bench.fakegates --port P --site S[,S2...] --gates G ...
+(``--gates`` gates on each site: several sites spread the load over the collectors' partitions).
 It prints ``ready`` once connected and signed, publishes on a ``go`` line on stdin, and prints one JSON
 line of figures when every gate's last punch has been acknowledged.
 """
@@ -96,8 +97,8 @@ class Gate:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--site", required=True)
-    parser.add_argument("--gates", type=int, default=20)
+    parser.add_argument("--site", required=True, help="a site, or several separated by commas")
+    parser.add_argument("--gates", type=int, default=20, help="per site")
     parser.add_argument("--punches", type=int, required=True, help="per gate")
     parser.add_argument("--batch", type=int, default=1, help="punches per message")
     parser.add_argument("--window", type=int, default=50, help="unacknowledged punches per gate")
@@ -106,13 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"fakegates-{args.site}",
+    sites = args.site.split(",")
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"fakegates-{sites[0]}-{len(sites)}",
                          protocol=paho.MQTTv5)
     client.max_inflight_messages_set(0)  # no client-side cap: the per-gate windows are the limit
     client.max_queued_messages_set(0)
-    gates = {name: Gate(client, GateTopics(args.site, name),
-                        signed_bodies(args.seed, args.site, name, args.punches, start), args.batch, args.window)
-             for name in gate_names(args.site, args.gates)}
+    gates = {name: Gate(client, GateTopics(site, name),
+                        signed_bodies(args.seed, site, name, args.punches, start), args.batch, args.window)
+             for site in sites for name in gate_names(site, args.gates)}
+    site_of = {name: site for site in sites for name in gate_names(site, args.gates)}
     bank_keys = parse_bank_keys(args.bank_key)
     done = threading.Event()
     remaining = set(gates)
@@ -120,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def on_message(client, userdata, message) -> None:
         gate = message.topic.split("/")[3]
-        ack = Ack.decode(message.payload, site=args.site, gate=gate, keys=bank_keys)
-        if gate in gates and gates[gate].on_ack(ack):
+        if gate not in gates:
+            return
+        ack = Ack.decode(message.payload, site=site_of[gate], gate=gate, keys=bank_keys)
+        if gates[gate].on_ack(ack):
             remaining.discard(gate)
             if not remaining:
                 done.set()
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     connections = []
 
     def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe(f"attendance/v1/{args.site}/+/ack", qos=1)
+        client.subscribe([(f"attendance/v1/{site}/+/ack", 1) for site in sites])
         connections.append(reason_code)
         if len(connections) > 1:  # as a gate does after a reconnect: what is unacknowledged goes again
             for gate in gates.values():
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.monotonic() - started
     client.loop_stop()
     client.disconnect()
-    total = args.gates * args.punches
+    total = len(gates) * args.punches
     print(json.dumps({"punches": total, "seconds": elapsed, "finished": finished,
                       "acked": sum(g.acked for g in gates.values())}), flush=True)
 
