@@ -48,7 +48,7 @@ def phase(per_s: float, collectors: float, backends: float, *, bursts: int = 100
     return {"per_s": per_s, "n": punches, "cores_used": {"collectors": 1.0},
             "cpu_us_per_punch": {"collectors": collectors, "broker": 10.0, "postgresql_backends": backends,
                                  "postgresql_shared": 1.0, "fake_gates": 20.0},
-            "punches_per_burst": punches / bursts, "lock_wait_ms_per_burst": 0.5}
+            "punches_per_burst": punches / bursts, "lock_wait_ms_per_burst": 0.5, "resent": 0, "takeovers": 0}
 
 
 def runs(collector_n2: float, backends: float, drain_per_s: float) -> dict:

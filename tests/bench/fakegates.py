@@ -2,7 +2,8 @@
 
 Each gate keeps at most ``window`` unacknowledged punches in flight and sends more as the collector's
 acks come back (the gate's own rule), so the broker's default queue limits are never the bottleneck and
-nothing is dropped. All punches are signed before ``go``, so signing does not count against ingest.
+nothing is dropped; like a gate, one that hears no ack for ``--ack-timeout`` seconds sends its
+unacknowledged punches again (counted as ``resent``: the safety net, never the normal path). All punches are signed before ``go``, so signing does not count against ingest.
 
 Run as a subprocess by run.py:  python -m tests.bench.fakegates --port P --site S[,S2...] --gates G ...
 (``--gates`` gates on each site: several sites spread the load over the collectors' partitions).
@@ -72,6 +73,8 @@ class Gate:
         self.batch, self.window = batch, window
         self.sent = 0  # punches published
         self.acked = 0
+        self.progress_at = time.monotonic()  # when the last ack moved ``acked`` on
+        self.resent = 0  # punches published again after an ack timeout
         self.lock = threading.Lock()
 
     def pump(self) -> None:
@@ -84,12 +87,19 @@ class Gate:
 
     def resend(self) -> None:
         with self.lock:
+            self.resent += self.sent - self.acked
             self.sent = self.acked
+            self.progress_at = time.monotonic()
         self.pump()
+
+    def overdue(self, timeout: float) -> bool:
+        with self.lock:
+            return self.acked < self.sent and time.monotonic() - self.progress_at > timeout
 
     def on_ack(self, ack: Ack) -> bool:
         with self.lock:
-            self.acked = max(self.acked, ack.seq)
+            if ack.seq > self.acked:
+                self.acked, self.progress_at = ack.seq, time.monotonic()
         self.pump()
         return self.acked >= len(self.bodies)
 
@@ -103,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1, help="punches per message")
     parser.add_argument("--window", type=int, default=50, help="unacknowledged punches per gate")
     parser.add_argument("--seed", default="bench")
+    parser.add_argument("--ack-timeout", type=float, default=30.0,
+                        help="seconds without an ack before a gate sends its unacknowledged punches again")
     parser.add_argument("--bank-key", required=True, help="the bank's public key the gates trust (ed25519:...)")
     args = parser.parse_args(argv)
 
@@ -152,13 +164,22 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     for gate in gates.values():
         gate.pump()
-    finished = done.wait(600)
+        gate.progress_at = started
+    # As a gate does: what is not acknowledged within the timeout goes again (the safety net for what a
+    # broker or a partition's takeover drops; counted, since it must not be the normal path).
+    deadline = started + 600
+    while not done.wait(1.0) and time.monotonic() < deadline:
+        for gate in gates.values():
+            if gate.overdue(args.ack_timeout):
+                gate.resend()
+    finished = done.is_set()
     elapsed = time.monotonic() - started
     client.loop_stop()
     client.disconnect()
     total = len(gates) * args.punches
     print(json.dumps({"punches": total, "seconds": elapsed, "finished": finished,
-                      "acked": sum(g.acked for g in gates.values())}), flush=True)
+                      "acked": sum(g.acked for g in gates.values()),
+                      "resent": sum(g.resent for g in gates.values())}), flush=True)
 
 
 if __name__ == "__main__":

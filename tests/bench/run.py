@@ -338,6 +338,10 @@ class Rig:
                                  "rss_mb": round(max(s.get("VmRSS", 0) for s in status) / 1024, 1),
                                  "peak_mb": round(max(s.get("VmHWM", 0) for s in status) / 1024, 1)})
 
+    def takeovers(self) -> int:
+        """Partitions this rig's collectors lost to another mid-burst so far (from their logs)."""
+        return sum(path.read_text().count("lease taken over") for path in self.logs)
+
     def collector_peak_mb(self) -> float:
         return max(proc_status(c.pid).get("VmHWM", 0) for c in self.collectors) / 1024
 
@@ -413,6 +417,7 @@ def measure_ingest(rig: Rig, phase: str, gates: int, per_gate: int, batch: int, 
     counters = settle_counters(rig)
     pids = rig.pids()
     pids["fake_gates"] = [publisher.pid]
+    takeovers = rig.takeovers()
     meter = CpuMeter(pids)
     publisher.stdin.write("go\n")
     publisher.stdin.flush()
@@ -430,10 +435,15 @@ def measure_ingest(rig: Rig, phase: str, gates: int, per_gate: int, batch: int, 
     locks = lock_figures(counters, settle_counters(rig), total)
     rig.sample_collector(phase)
     cores = {name: round(seconds / elapsed, 2) for name, seconds in used.items()}
+    takeovers = rig.takeovers() - takeovers
     say(f"  {total} punches in {elapsed:.1f} s = {total / elapsed:,.0f}/s; cores used: "
         + ", ".join(f"{k} {v}" for k, v in cores.items() if v or k in ("collectors", "broker")))
+    if report.get("resent") or takeovers:
+        say(f"  note: {report.get('resent', 0)} punches resent after an ack timeout, {takeovers} partition(s) "
+            "taken over mid-burst: a burst outlived its lease (see the collectors' logs)")
     return {"punches": total, "seconds": elapsed, "per_s": total / elapsed, "cores_used": cores,
-            "cpu_us_per_punch": per_punch(used, total), **locks}
+            "cpu_us_per_punch": per_punch(used, total), "resent": report.get("resent", 0),
+            "takeovers": takeovers, **locks}
 
 
 # ---------------------------------------------------------------------------------------------- backlog drain
@@ -487,6 +497,7 @@ def measure_drain(rig: Rig, count: int) -> dict:
     agent = gate.start_agent(log_path)
     pids = rig.pids()
     pids["gate_agent"] = [agent.pid]
+    takeovers = rig.takeovers()
     meter = CpuMeter(pids)
     try:
         connected = wait_until(lambda: re.search(r"^.*connected to .*$", log_path.read_text(), re.M), 30,
@@ -511,7 +522,7 @@ def measure_drain(rig: Rig, count: int) -> dict:
     say(f"  {count} punches in {seconds:.1f} s = {count / seconds:,.0f}/s; cores used: "
         + ", ".join(f"{k} {v}" for k, v in cores.items() if v or k in ("collectors", "broker")))
     return {"n": count, "seconds": seconds, "per_s": count / seconds, "agent_peak_mb": peak, "cores_used": cores,
-            "cpu_us_per_punch": per_punch(used, count), **locks}
+            "cpu_us_per_punch": per_punch(used, count), "takeovers": rig.takeovers() - takeovers, **locks}
 
 
 # ---------------------------------------------------------------------------------------------- taps
@@ -636,6 +647,7 @@ def scale_out(runs: dict[int, dict], backend: str, cpus: int) -> dict:
                        "server_us_per_punch": round(server, 1),
                        "lock_wait_ms_per_burst": figures["lock_wait_ms_per_burst"],
                        "punches_per_burst": figures["punches_per_burst"],
+                       "resent": figures.get("resent"), "takeovers": figures["takeovers"],
                        "backend_share": round(us["postgresql_backends"] / us["collectors"], 3)
                        if backend == "postgresql" and us["collectors"] else None}
         for n in counts:
@@ -714,6 +726,9 @@ def print_scale_out(scale: dict, backend: str) -> None:
             line("PostgreSQL backends / collectors", [rows[n]["backend_share"] for n in counts])
         line("punches per burst", [rows[n]["punches_per_burst"] for n in counts])
         line("lock/lease wait ms per burst", [rows[n]["lock_wait_ms_per_burst"] for n in counts])
+        line("partitions taken over mid-phase", [rows[n]["takeovers"] for n in counts])
+        if phase != "drain":
+            line("punches resent after an ack timeout", [rows[n]["resent"] for n in counts])
         line("efficiency from throughput", [rows[n]["efficiency_throughput"] for n in counts])
         line("efficiency from collector CPU/punch", [rows[n]["efficiency_cpu_collectors"] for n in counts])
         line("efficiency from server CPU/punch", [rows[n]["efficiency_cpu_server"] for n in counts])
