@@ -448,8 +448,8 @@ def measure_ingest(rig: Rig, phase: str, gates: int, per_gate: int, batch: int, 
     say(f"  {total} punches in {elapsed:.1f} s = {total / elapsed:,.0f}/s; cores used: "
         + ", ".join(f"{k} {v}" for k, v in cores.items() if v or k in ("collectors", "broker")))
     if report.get("resent") or takeovers:
-        say(f"  note: {report.get('resent', 0)} punches resent after an ack timeout, {takeovers} partition(s) "
-            "taken over mid-burst: a burst outlived its lease (see the collectors' logs)")
+        say(f"  note: {report.get('resent', 0)} punches resent after a 30 s ack timeout (acks came later than "
+            f"that), {takeovers} partition(s) taken over mid-phase (a lease expired); see the collectors' logs")
     return {"punches": total, "seconds": elapsed, "per_s": total / elapsed, "cores_used": cores,
             "cpu_us_per_punch": per_punch(used, total), "resent": report.get("resent", 0),
             "takeovers": takeovers, "stalled": stalled, **locks}
