@@ -14,6 +14,7 @@ file whose every signature an attacker made himself fails the trust check.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +24,7 @@ from gate_agent.protocol import (
     BankKeys,
     ProtocolError,
     Punch,
+    canonical_json,
     check_link,
     format_time,
     key_id,
@@ -48,10 +50,32 @@ class EvidenceError(Exception):
     """The file does not verify; the message names the first thing that fails."""
 
 
+#: Fields of a document that change with each writing of the same evidence (when, and with which bank
+#: key): left out of its evidence id.
+_NOT_IN_ID = ("generated_at", "bank_key", "key", "sig")
+
+
+def evidence_id(document: dict) -> str:
+    """The SHA-256 of what the document says (canonical JSON without the fields that change with each
+    writing): the same worker, period and punches give the same id whenever and with whichever bank key
+    the file is written, so a wage slip can name the file the worker will get, and the file checked by
+    ``collector verify`` shows the same id."""
+    body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
 def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
                    now: datetime | None = None, progress=None) -> dict:
     """The worker's evidence for first..last, signed with the bank's ``key``."""
     now = now or datetime.now(UTC)
+    document = evidence_body(store, worker, first, last, now=now, progress=progress)
+    document["bank_key"] = public_key_text(key.public_key())
+    return sign_document(document, key)
+
+
+def evidence_body(store: Store, worker: str, first: date, last: date, *, now: datetime,
+                  progress=None) -> dict:
+    """What the evidence file says, before the bank signs it (no key needed: enough for its id)."""
     person = store.worker(worker)
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
@@ -98,14 +122,13 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, key: E
                 days.append(record_dict(record, site, rules.tz, cards.holders.get(worker), final=False))
     for day in days:
         del day["final"]  # finality depends on gate heartbeats, which the file does not carry
-    return sign_document({
+    return {
         "format": FORMAT, "version": VERSION, "generated_at": format_time(now),
         "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
         "period": {"from": first.isoformat(), "to": last.isoformat()},
         "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in windows],
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
-        "bank_key": public_key_text(key.public_key()),
-    }, key)
+    }
 
 
 class Registry:
@@ -163,6 +186,7 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
                 raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
                                     f"the punches give {b.get(field)!r}")
     return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
+            "evidence_id": evidence_id(document),
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
             "manual_entries": [{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")}
