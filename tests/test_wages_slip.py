@@ -12,6 +12,7 @@ import re
 import stat
 
 from tests import test_wages
+from tests.helpers import cli
 from tests.test_wages_payments import PERIOD, approve, bank_return, batch, credits
 
 month = test_wages.month
@@ -50,7 +51,8 @@ def test_a_paid_slip_shows_each_day_the_money_the_voucher_and_the_evidence_it_na
     assert "collector evidence --worker W1 --from 2026-10-01 --to 2026-10-31" in page
     month.cli("evidence", "--worker", "W1", "--from", "2026-10-01", "--to", "2026-10-31",
               "--out", str(tmp_path / "w1.json"))
-    verified = month.cli("verify", str(tmp_path / "w1.json"), "--config", str(month.setup.config_path))
+    bank_key = re.search(r"ed25519:\S+", month.cli("bank-key").stdout).group(0)
+    verified = cli("collector", "verify", str(tmp_path / "w1.json"), "--bank-key", bank_key)
     assert f"evidence id {evidence_id}" in verified.stdout
     # An overnight shift is one day, its OUT shown with the next date; W5 is not paid yet.
     _, out = slip(month, tmp_path, "W5", "w5.html")
