@@ -447,6 +447,19 @@ STEPS = [
         );
         CREATE UNIQUE INDEX wage_sheet_lines_worker ON wage_sheet_lines (sheet_id, worker);
     """),
+    # What `collector prune` deleted: who, when, what, up to which date and how many rows (Art. 15/28: the
+    # ledger, wage tables and payments are kept at least 3 years; only what may go goes, and is recorded).
+    Step(13, "retention_log", """
+        CREATE TABLE retention_log (
+            id         {id},
+            pruned_at  TEXT NOT NULL,
+            pruned_by  TEXT NOT NULL,
+            what       TEXT NOT NULL,      -- quarantine / quarantine_tally / wages
+            cutoff     TEXT NOT NULL,      -- --before: the date asked for (YYYY-MM-DD; UTC for rows with a time)
+            row_count  BIGINT NOT NULL,
+            detail     TEXT NOT NULL       -- JSON: per table, or per site and period
+        );
+    """),
     # Workers belong to sites over time (a worker moves between projects): a site's roster holds only the
     # cards of the workers assigned to it, and a punch at a site the worker was not assigned to is flagged.
     Step(14, "assignments", """
