@@ -265,7 +265,8 @@ def render(data: dict) -> str:
     for deduction in data["deductions"]:
         out.append(f"<tr><td>扣款 Deduction: {_e(deduction['item'])}</td><td>{_e(deduction['reason'])} "
                    f"({_e(deduction['source'])})</td><td class=\"n\">−{_e(yuan(deduction['amount_fen']))}</td></tr>")
-    out.append(f'<tr><td colspan="2">扣款合计 Deductions</td><td class="n">−{_e(yuan(line["deductions_fen"]))}</td></tr>')
+    minus = "−" if line["deductions_fen"] else ""
+    out.append(f'<tr><td colspan="2">扣款合计 Deductions</td><td class="n">{minus}{_e(yuan(line["deductions_fen"]))}</td></tr>')
     out.append(f'<tr class="total"><td colspan="2">实发工资 Net</td><td class="n">{_e(yuan(line["net_fen"]))}</td></tr>'
                "</table>")
     if any(s["basis"] == "hour" for s in data["segments"]):
