@@ -81,3 +81,20 @@ def test_refusals_a_draft_and_hostile_names(month, tmp_path):
     out = tmp_path / "draft.html"
     month.cli("wages", "slip", "--worker", "W1", "--period", "2026-11", "--out", str(out))
     assert '<div class="banner">草稿 DRAFT: A draft of a month that is not final' in out.read_text(encoding="utf-8")
+
+
+def test_the_evidence_id_names_what_the_file_says_not_when_or_with_which_key_it_was_signed():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from collector.evidence import evidence_id
+    from gate_agent.protocol import public_key_text, sign_document
+
+    body = {"format": "site-gate-evidence", "version": 1, "worker": {"worker": "W1"}, "days": [{"date": "2026-10-14"}]}
+    one, two = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    first = sign_document({**body, "generated_at": "2026-11-28T00:00:00.000Z",
+                           "bank_key": public_key_text(one.public_key())}, one)
+    later = sign_document({**body, "generated_at": "2027-03-01T00:00:00.000Z",
+                           "bank_key": public_key_text(two.public_key())}, two)
+    assert first["sig"] != later["sig"] and evidence_id(first) == evidence_id(later)
+    changed = {**first, "days": [{"date": "2026-10-15"}]}
+    assert evidence_id(changed) != evidence_id(first)
