@@ -65,13 +65,14 @@ def keygen(key_file: str) -> None:
 def run(config_path: str) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C."""
     from .agent import Agent, build_feedback
-    from .keys import KeyFileError
+    from .keys import KeyFileError, load_card_key
     from .outbox import OutboxError
     from .reader import NfcReader
 
     config = _load(config_path)
-    reader = NfcReader(config.reader, config.technologies)
     try:
+        card_key = load_card_key(config.card_key_file) if config.card_key_file else None
+        reader = NfcReader(config.reader, config.technologies, card_key=card_key, read_sun=config.read_sun)
         agent = Agent(config, reader=reader, feedback=build_feedback(config, reader))
     except (KeyFileError, OutboxError) as error:
         raise _fail(error) from None
