@@ -143,6 +143,14 @@ def normalise_uid(uid: str) -> str:
     return text
 
 
+def normalise_card(card: str) -> str:
+    """A card as the registry names it: a UID (normalise_uid) or a bank card's 32-hex-digit identifier."""
+    text = card.strip().upper()
+    if _BANK_ID.fullmatch(text):
+        return text
+    return normalise_uid(card)
+
+
 # ---------------------------------------------------------------------------------------------- keys
 
 

@@ -40,6 +40,13 @@ class State(enum.Enum):
     HALT = "halt"
 
 
+def random_uid() -> bytes:
+    """A random single-size UID as ISO/IEC 14443-3 marks it: first byte 0x08."""
+    import os
+
+    return b"\x08" + os.urandom(3)
+
+
 def _bcc(data: bytes) -> int:
     return reduce(xor, data, 0)
 
