@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -97,8 +98,59 @@ def register_bank(ctx: Context, worker_id: str, valid_from: str | None, as_json:
          f"bank card {masked} ({identifier}) assigned to {worker_id}")
 
 
+@click.command("provision")
+@click.option("--uid", required=True, help="The NTAG 424 DNA's UID (7 bytes of hex), as a reader shows it.")
+@click.option("--url", "url_base", required=True,
+              help="The URL the card shows (https://...); the SUN parameters e= and c= are appended.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The card writer's file: the card's keys (created 0600, never overwritten).")
+@click.option("--worker", "worker_id", help="Also give the card to this worker (as `card assign` does).")
+@click.option("--from", "valid_from", help="With --worker: ISO time with offset (default: now, or always).")
+@with_config
+def provision(ctx: Context, uid: str, url_base: str, out: str, worker_id: str | None,
+              valid_from: str | None) -> None:
+    """Write what a card writer needs to set up an NTAG 424 DNA for SUN: the card's five AES keys
+    (diversified from the master key, sun_key), the NDEF file, the file settings and the URL template."""
+    import json
+
+    from gate_agent.configfile import ConfigError
+    from gate_agent.protocol import normalise_uid
+
+    from .registry import parse_moment
+    from .sun import load_master_key, provisioning
+
+    try:
+        master = load_master_key(ctx.config)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if master is None:
+        raise click.ClickException(f"{ctx.config.source}: no sun_key set: make one with "
+                                   "`collector card keygen --sun --out FILE` (docs/cards.md)")
+    try:
+        uid = normalise_uid(uid)
+        document = provisioning(master, uid, url_base)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        write_new(out, json.dumps(document, indent=1).encode(), 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; refusing to overwrite a card's keys") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot create {out}: {error.strerror or error}") from None
+    if worker_id is not None:
+        try:
+            with ctx.store() as store:
+                store.assign_card(uid, worker_id, valid_from=parse_moment(valid_from) if valid_from else None,
+                                  kind="ntag424")
+        except BaseException:
+            os.unlink(out)  # no keys for a card the registry does not know
+            raise
+    click.echo(f"card {uid}: keys and settings written to {out} (mode 0600)"
+               + (f"; assigned to {worker_id}" if worker_id else ""))
+
+
 def register(main: click.Group) -> None:
     """Add this module's commands to ``collector card``."""
     group = main.commands["card"]
-    for command in (keygen, register_bank):
+    for command in (keygen, register_bank, provision):
         group.add_command(command)

@@ -110,3 +110,23 @@ def verify(master: bytes | None, card: str, sun: str) -> tuple[int | None, str |
         log.warning("card %s: its SUN message is card %s's", card, data.uid.hex().upper())
         return None, FORGED
     return data.counter, None
+
+
+def load_master_key(config) -> bytes | None:
+    """The configured master key (``sun_key``), or None when none is set. Raises ConfigError when the file
+    is unreadable, readable by others, or not a key: a daemon that would flag every card is refused."""
+    from gate_agent.configfile import ConfigError
+    from gate_agent.files import secret_file_problem
+
+    path = config.read_sun_key()
+    if path is None:
+        return None
+    problem = secret_file_problem(path)
+    if problem:
+        raise ConfigError(f"sun_key: {problem}")
+    try:
+        return parse_master_key(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read sun_key {path}: {getattr(error, 'strerror', None) or error}") from None
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
