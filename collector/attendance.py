@@ -196,6 +196,11 @@ def daily_records(events: Iterable[Event], rules: Rules, now: datetime) -> list[
                 record = day_of(event.time)
                 record.voided.append(event)
                 record.events.append(event)
+        for event in worker_events:
+            # A punch that proves no presence shows its flags on a day the worker has, and makes no day.
+            local_day = event.time.astimezone(rules.tz).date()
+            if not event.void and NOT_PRESENCE & event.flags and local_day in days:
+                days[local_day].events.append(event)
         records += [days[d] for d in sorted(days)]
     return records
 

@@ -232,6 +232,7 @@ def test_bank_cards_end_to_end_and_the_pan_is_nowhere(tmp_path, broker, gate, da
     try:
         wait_for(lambda: "connected to" in collector.log(), message="collector connected")
         agent = gate.start_agent()
+        wait_for(lambda: "connected to" in (gate.directory / "agent.log").read_text(), message="agent connected")
         wait_for(lambda: gate.status()["roster_cards"] == 1, message="the bank card's identifier on the roster")
         tapped = subprocess.run([str(BIN / "gate-agent"), "virtual-card", "--device", gate.device, "--kind", "bank",
                                  "--pan-stdin", "--timeout", "20", "random", "random"], input=PAN + "\n",
