@@ -155,7 +155,8 @@ def test_chain_detects_deletion_reordering_and_substitution(factory):
     (lambda d: d.update(gate="+"), "schema"),
     (lambda d: d.update(prev="x" * 64), "schema"),
     (lambda d: d.update(sig="ab"), "schema"),
-    (lambda d: d.update(v=2), "unsupported_version"),
+    (lambda d: d.update(v=3), "unsupported_version"),
+    (lambda d: d.update(v=2), "schema"),  # a version 2 punch names its card kind and SUN message
 ])
 def test_malformed_punches_are_refused_with_a_reason(factory, mutate, reason):
     data = factory.next().to_dict()
