@@ -599,7 +599,8 @@ def punches(ctx: Context, site_id: str, day, as_json: bool):
         return
     # A time with no local date in the site's zone (year 9999, a broken gate clock) shows as signed, in UTC.
     table = [[row["id"], row["local_time"] or row["time"], f"{row['gate'] or 'manual'}#{row['seq'] or row['id']}",
-              row["direction"], row["card"] or "-", row["worker"] or "?", row["name"] or "", ";".join(row["flags"])]
+              row["direction"], (f"{row['card_kind']} " if row.get("card_kind") not in (None, "uid") else "")
+              + (row["card"] or "-"), row["worker"] or "?", row["name"] or "", ";".join(row["flags"])]
              for row in rows]
     for line in aligned(table, ["id", "time", "punch", "dir", "card", "worker", "name", "flags"]):
         say(line)

@@ -71,6 +71,8 @@ def describe(punch: dict, cards: CardIndex, tz) -> dict:
         "time": punch["time"],
         "local_time": local_text(punch["time"], tz),
         "card": punch["card"],
+        # uid / bank (card is then the keyed identifier, never the number) / ntag424; None for manual punches
+        "card_kind": None if punch["source"] == "manual" else punch.get("card_kind") or "uid",
         "worker": worker,
         "name": holder.name if holder else None,
         "employer": holder.employer if holder else None,

@@ -220,6 +220,8 @@ def test_bank_cards_end_to_end_and_the_pan_is_nowhere(tmp_path, broker, gate, da
     card = json.loads(registered.stdout)
     assert card["masked"] == "621234******1232" and card["card"] == card_identifier(
         bytes.fromhex(key_file.read_text().splitlines()[-1]), PAN)
+    random_uid = collector.run("card", "assign", "08A1B2C3", "--worker", "W1", check=False)
+    assert random_uid.returncode != 0 and "random UID" in random_uid.stderr
     refused = subprocess.run([str(BIN / "collector"), "card", "register-bank", "--worker", "W1",
                               "--config", str(collector.config_path)], input="6212345678901233\n",
                              capture_output=True, text=True)

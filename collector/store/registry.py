@@ -217,6 +217,9 @@ class RegistryQueries:
         """A card belongs to one worker at a time. With no ``valid_from``, a card never held before is
         valid from the beginning (its earlier unattributed punches become the worker's); a card
         held before starts now."""
+        if kind == "uid" and len(uid) == 8 and uid.startswith("08"):
+            raise StoreError(f"card {uid} is a random UID (4 bytes starting 08): it changes at every tap and "
+                             "names no card; register a bank card with `collector card register-bank`")
         holder = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
         if holder:
             raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
