@@ -23,6 +23,7 @@ from gate_agent.emv import (
     read_pan,
     tlv,
 )
+from gate_agent.feedback import Signal
 from gate_agent.protocol import ProtocolError, Punch, Roster, sign_punch, verify_punch
 from gate_agent.reader import NfcReader, is_random_uid
 from gate_agent.virtual_card import EmvApplet, IsoDepCard, Ntag, VirtualCard
@@ -286,3 +287,32 @@ def test_bank_cards_end_to_end_and_the_pan_is_nowhere(tmp_path, broker, gate, da
             for table in tables:
                 dump = " ".join(map(str, store.execute(f"SELECT * FROM {table}").fetchall()))
                 assert PAN not in dump, f"the PAN is in table {table}"
+
+
+# ---------------------------------------------------------------------------- signals and key files
+
+
+def test_the_unreadable_signal_is_distinct_everywhere():
+    from gate_agent.feedback import GpioFeedback
+    from gate_agent.reader import acr122_led_buzzer_apdu
+
+    gpio = GpioFeedback.PATTERNS
+    assert gpio[Signal.UNREADABLE] not in [p for s, p in gpio.items() if s is not Signal.UNREADABLE]
+    acr = acr122_led_buzzer_apdu(Signal.UNREADABLE)
+    assert acr not in [acr122_led_buzzer_apdu(s) for s in Signal if s is not Signal.UNREADABLE]
+
+
+def test_card_key_files_are_secrets(tmp_path):
+    from gate_agent.emv import new_card_key_text
+    from gate_agent.keys import KeyFileError, load_card_key
+
+    path = tmp_path / "card.key"
+    path.write_text(new_card_key_text())
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_card_key(path)
+    path.chmod(0o600)
+    assert len(load_card_key(path)) == 32
+    path.write_text("abcd\n")
+    with pytest.raises(KeyFileError, match="2 bytes, not 32"):
+        load_card_key(path)

@@ -200,3 +200,19 @@ def test_ntag424_taps_count_and_replays_and_forgeries_do_not(tmp_path, broker, g
     evidence.write_text(json.dumps(document))
     tampered = cli("collector", "verify", str(evidence), "--config", str(collector.config_path), check=False)
     assert tampered.returncode != 0 and "FAILED" in tampered.stderr
+
+
+def test_the_collector_refuses_a_master_key_others_may_read(tmp_path):
+    from collector.config import load_config
+    from collector.sun import load_master_key, new_master_key_text
+    from gate_agent.configfile import ConfigError
+
+    key = tmp_path / "sun.key"
+    key.write_text(new_master_key_text())
+    key.chmod(0o640)
+    config_path = tmp_path / "collector.toml"
+    config_path.write_text(f'db = "{tmp_path / "c.sqlite3"}"\nsun_key = "{key}"\n[mqtt]\nhost = "127.0.0.1"\n')
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_master_key(load_config(config_path))
+    key.chmod(0o600)
+    assert len(load_master_key(load_config(config_path))) == 16
