@@ -39,8 +39,11 @@ from gate_agent.protocol import (
 from .attendance import Event, Rules, daily_records
 from .cards import CardIndex
 from .localtime import zone
-from .reports import event_of, events_of, record_dict, site_rules, window
+from .reports import event_of, events_of, punch_flags, record_dict, site_rules, window
 from .store import Store, StoreError
+
+#: Card judgements an evidence file carries per punch (collector.sun): punches that prove no presence.
+CARD_FLAGS = frozenset({"card_forged", "card_replay", "card_unverified"})
 
 FORMAT = "site-gate-evidence"
 VERSION = 1
@@ -99,12 +102,19 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
                 seqs.setdefault(gate, []).append(int(seq))
         for gate, numbers in sorted(seqs.items()):
             rows = store.gate_punch_rows(site, gate, min(numbers), max(numbers))
-            gates.append({
+            segment = {
                 "site": site, "gate": gate, "first_seq": min(numbers), "last_seq": max(numbers),
                 "public_keys": [k["public_key"] for k in store.public_keys(site, gate)],
                 "punches": [json.loads(r["body"]) for r in rows],
                 "received_at": [r["received_at"] for r in rows],
-            })
+            }
+            # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
+            # without the bank's card keys cannot repeat: vouched for by the bank's signature over the file.
+            judged = [sorted(CARD_FLAGS & set(punch_flags(r, cards.holder(r["card"], r["time"]) or True)))
+                      for r in rows]
+            if any(judged):
+                segment["card_flags"] = judged
+            gates.append(segment)
             voids += [{"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
                        "reason": r["void_reason"]} for r in rows if r["void_at"]]
             if progress is not None:
@@ -239,6 +249,10 @@ class _CheckedPunches:
         previous = None
         expected = segment["first_seq"]
         received = segment["received_at"]
+        card_flags = segment.get("card_flags") or [[] for _ in segment["punches"]]
+        if not isinstance(card_flags, list) or len(card_flags) != len(segment["punches"]) or not all(
+                isinstance(f, list) and set(f) <= CARD_FLAGS for f in card_flags):
+            raise EvidenceError(f"gate {name}: card_flags do not match its punches")
         for index, raw in enumerate(segment["punches"]):
             try:
                 punch = Punch.from_dict(raw)
@@ -266,7 +280,7 @@ class _CheckedPunches:
             if holder is not None:
                 row = {"id": None, "gate": gate, "seq": punch.seq, "time": punch.time, "direction": punch.dir,
                        "source": "gate", "void_at": (self._voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
-                       "flags": "", "received_at": received[index], "card": punch.card}
+                       "flags": ",".join(card_flags[index]), "received_at": received[index], "card": punch.card}
                 self.events[site].append(event_of(row, self.worker))
             previous, expected, self.total = punch, expected + 1, self.total + 1
         if previous is None or previous.seq != segment["last_seq"]:

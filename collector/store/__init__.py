@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import schema
+from .card_counters import CardCounterQueries
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 from .counters import CounterQueries
 from .errors import StoreError
@@ -33,7 +34,7 @@ __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "Quarant
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
-            WageSheetQueries, PaymentQueries, RetentionQueries):
+            WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

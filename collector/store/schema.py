@@ -483,6 +483,16 @@ STEPS = [
     Step(16, "gate_delivery", """
         ALTER TABLE gates ADD COLUMN delivery_hours DOUBLE PRECISION;
     """),
+    # Card kinds (docs/cards.md): a bank card is registered by the keyed identifier of its PAN, shown by
+    # the masked PAN (first 6 / last 4), never the PAN; an NTAG 424 DNA by its UID, its punches carry a
+    # SUN message whose read counter the bank decrypts and keeps per punch.
+    Step(17, "card_kinds", """
+        ALTER TABLE cards ADD COLUMN kind TEXT NOT NULL DEFAULT 'uid';
+        ALTER TABLE cards ADD COLUMN masked TEXT;
+        ALTER TABLE punches ADD COLUMN card_kind TEXT;
+        ALTER TABLE punches ADD COLUMN card_counter BIGINT;
+        CREATE INDEX punches_card_counter ON punches (card, card_counter);
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
