@@ -1,0 +1,429 @@
+"""The site foreman's page in a real headless Chromium over `collector serve`: Chinese first, trouble at
+the top, who is inside by employer, the roll-call and its print view, any past day, sign-in by link.
+The last test kills a real gate agent (through Mosquitto and the collector daemon) and watches the banner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from collector.ingest import Incoming, Ingestor
+from gate_agent.protocol import GateTopics, encode_punches, format_time
+from tests.helpers import CollectorSetup, PunchFactory, heartbeat, start_web, stop_process, wait_for
+from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, log_in, text_of, until
+
+pytestmark = pytest.mark.slow
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+SITE1 = "site-one-foreman-token-0001"
+SITE2 = "site-two-foreman-token-0002"
+BANK = "bank-ops-token-all-sites-0003"
+STRANGER = "CAFEBABE"
+# (worker, name, employer, card): six inside now, three employers (one worker with none recorded).
+CREW = [("W1", "张伟", "华建劳务", "04A1B2C3D4E5F6"), ("W2", "李娜", "华建劳务", "04A1B2C3D4E5F7"),
+        ("W3", "王强", "华建劳务", "04A1B2C3D4E5F8"), ("W4", "赵敏", "中铁劳务", "04A1B2C3D4E5F9"),
+        ("W5", "陈刚", "中铁劳务", "04A1B2C3D4E5FA"), ("W6", '刘洋 <b>"x"</b>', None, "04A1B2C3D4E5FB")]
+PAST_DAY = "2026-11-02"
+
+
+def make_browser(tmp_path, *, lang: str = "zh-CN", size: str = "390,844"):
+    """Debian's chromium through chromium-driver, with a browser language and a window size (a phone's
+    by default)."""
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.fail("the browser test needs Debian's chromium and chromium-driver (./dev test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download anything
+    options = Options()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                     "--disable-sync", "--disable-extensions", f"--user-data-dir={tmp_path / ('profile-' + lang)}",
+                     f"--window-size={size}", f"--lang={lang}", f"--accept-lang={lang}"):
+        options.add_argument(argument)
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / f"chromedriver-{lang}.log")),
+                              options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = make_browser(tmp_path)
+    yield driver
+    driver.quit()
+
+
+def ingest(store, topic: str, payload: bytes, when: datetime) -> None:
+    Ingestor(store).ingest([Incoming(topic, payload, format_time(when))])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Site S1 with gates north (healthy), east (every punch refused: its key is not the registered one)
+    and six workers of three employers inside, a stranger's card inside, and a past day with flags."""
+    directory = tmp_path_factory.mktemp("foreman")
+    setup = CollectorSetup.create(directory / "collector", broker=SimpleNamespace(port=1883),
+                                  **{"web.tokens": {SITE1: "S1", SITE2: "S2", BANK: "*"}})
+    north, east, impostor = PunchFactory(gate="north"), PunchFactory(gate="east"), PunchFactory(gate="east")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with setup.store() as store:
+        store.add_site("S1", timezone="Asia/Shanghai", name="Riverside tower")
+        store.add_site("S2", timezone="Asia/Shanghai")
+        store.add_gate("S1", "north", north.public_key)
+        store.add_gate("S1", "east", east.public_key)
+        for worker, name, employer, card in CREW:
+            store.add_worker(worker, name=name, employer=employer, cards=[card], sites=["S1"])
+
+        def tap(card, when, direction, received=None):
+            punch = north.next(card=card, direction=direction, at=when)
+            ingest(store, GateTopics("S1", "north").punch, encode_punches([punch]), received or when + timedelta(seconds=1))
+
+        day = datetime(2026, 11, 2, tzinfo=SHANGHAI)
+        tap(CREW[0][3], (day + timedelta(hours=8)).astimezone(UTC), "in")
+        tap(CREW[0][3], (day + timedelta(hours=9)).astimezone(UTC), "in")  # IN twice
+        tap(CREW[0][3], (day + timedelta(hours=17)).astimezone(UTC), "out",
+            received=(day + timedelta(hours=20)).astimezone(UTC))  # reached the bank three hours late
+        for index, (_, _, _, card) in enumerate(CREW):
+            tap(card, now - timedelta(minutes=90 - index), "in")
+        tap(STRANGER, now - timedelta(minutes=20), "in")
+        for _ in range(3):  # signed with a key the bank does not know for east: refused, unknown_key
+            ingest(store, GateTopics("S1", "east").punch, encode_punches([impostor.next(at=now)]), now)
+        with store.transaction():
+            for gate in ("north", "east"):
+                store.save_status("S1", gate, {"v": 1, "state": "online",
+                                               **heartbeat(gate=gate, heartbeat_seconds=3600)}, format_time(now))
+    process, base = start_web(setup)
+    yield SimpleNamespace(setup=setup, base=base, process=process)
+    stop_process(process, signal.SIGKILL)
+
+
+def get(url: str, token: str | None = None, headers: dict | None = None):
+    request = urllib.request.Request(url, headers=headers or {})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def post(url: str, body: bytes, content_type: str = "application/json", headers: dict | None = None):
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def open_site(browser, base: str, token: str = SITE1) -> None:
+    browser.get(base + "/sites/S1")
+    log_in(browser, token)
+    until(browser, lambda d: text_of(d, "on-site") == str(len(CREW)), "the headcount")
+
+
+def banner_items(browser) -> dict[str, str]:
+    return {f"{li.get_attribute('data-kind')}:{li.get_attribute('data-gate')}": li.text
+            for li in browser.find_elements("css selector", "#trouble-list li")}
+
+
+def no_sideways_scroll(browser) -> bool:
+    return browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+# ---------------------------------------------------------------------------------------------- language
+
+
+def test_chinese_by_default_and_english_when_switched(site, browser):
+    open_site(browser, site.base)
+    html = browser.find_element("tag name", "html")
+    assert html.get_attribute("lang") == "zh-CN"
+    assert text_of(browser, "h-headcount") == "当前在场"
+    assert "实时" in text_of(browser, "connection")
+    assert "离线" not in text_of(browser, "gates") and "在线" in text_of(browser, "gates")
+    switch = browser.find_element("id", "lang-switch")
+    assert switch.text == "English"
+    switch.click()
+    until(browser, lambda d: d.find_element("tag name", "html").get_attribute("lang") == "en", "English")
+    assert text_of(browser, "h-headcount") == "On site now"
+    assert "Live" in text_of(browser, "connection")
+    assert "north: Online" in text_of(browser, "gates")
+    assert browser.find_element("id", "lang-switch").text == "中文"
+    # The choice is kept: a reload stays in English; switching back returns to Chinese.
+    browser.refresh()
+    until(browser, lambda d: text_of(d, "h-headcount") == "On site now", "English after a reload")
+    browser.find_element("id", "lang-switch").click()
+    until(browser, lambda d: text_of(d, "h-headcount") == "当前在场", "Chinese again")
+
+    # No web font: the style sheet declares none and the page fetched none.
+    css = urllib.request.urlopen(site.base + "/static/dashboard.css", timeout=30).read().decode()
+    assert "@font-face" not in css and "PingFang SC" in css and "Microsoft YaHei" in css
+    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert not [name for name in fetched if name.split("?")[0].endswith((".woff", ".woff2", ".ttf", ".otf"))]
+    # Every phone-width view fits: nothing scrolls sideways at 390 px.
+    assert browser.execute_script("return window.innerWidth") <= 390
+    assert no_sideways_scroll(browser)
+
+
+def test_the_page_language_follows_the_browser(site, tmp_path):
+    """The server marks the page by Accept-Language (Chinese unless English comes first); a browser set
+    to English shows English without touching the switch."""
+    for header, lang in ((None, "zh-CN"), ("fr-FR,fr;q=0.9", "zh-CN"), ("en-GB,en;q=0.9", "en"),
+                         ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), ("en;q=0.5,zh;q=0.9", "zh-CN"),
+                         ("en-US,zh-CN;q=0.5", "en")):
+        status, _, body = get(site.base + "/sites/S1", headers={"Accept-Language": header} if header else None)
+        assert status == 200 and f'<html lang="{lang}">' in body.decode(), header
+    english = make_browser(tmp_path, lang="en-US", size="1280,900")
+    try:
+        open_site(english, site.base)
+        assert english.find_element("tag name", "html").get_attribute("lang") == "en"
+        assert text_of(english, "h-headcount") == "On site now"
+    finally:
+        english.quit()
+
+
+# ---------------------------------------------------------------------------------------------- trouble
+
+
+def test_a_gate_with_refused_punches_is_trouble_never_green(site, browser):
+    open_site(browser, site.base)
+    until(browser, lambda d: d.find_element("id", "trouble").get_attribute("data-state") == "bad", "a red banner")
+    items = banner_items(browser)
+    assert list(items) == ["gate_refused:east"]
+    assert "3" in items["gate_refused:east"] and "密钥未登记" in items["gate_refused:east"]
+    # The banner is the first thing on the page, above the header and the figures.
+    assert browser.execute_script("return document.body.firstElementChild.id") == "trouble"
+    east = browser.find_element("css selector", "#gates li[data-state]:not([data-state='online'])")
+    assert east.get_attribute("data-state") == "refused" and "east" in east.text and "在线" not in east.text
+    north = browser.find_element("css selector", "#gates li[data-state='online']")
+    assert "north" in north.text
+
+    # The same facts as JSON for the site's token: counts and reasons, never the refused bytes.
+    status, _, body = get(site.base + "/api/sites/S1/trouble", SITE1)
+    assert status == 200
+    report = json.loads(body)
+    assert report["ok"] is False
+    assert [(f["kind"], f["gate"], f["count"], f["reasons"]) for f in report["trouble"]] == [
+        ("gate_refused", "east", 3, {"unknown_key": 3})]
+    assert b"raw" not in body and b"detail" not in body and b"sig" not in body
+    assert get(site.base + "/api/sites/S1/trouble", SITE2)[0] == 403
+    assert get(site.base + "/api/sites/S1/trouble")[0] == 401
+
+
+# ---------------------------------------------------------------------------------------------- who is inside
+
+
+def test_who_is_inside_by_employer_searchable_with_unknown_cards(site, browser):
+    open_site(browser, site.base)
+    counts = {li.get_attribute("data-employer"): li.find_element("class name", "count").text
+              for li in browser.find_elements("css selector", "#employers li")}
+    assert counts == {"华建劳务": "3", "中铁劳务": "2", "": "1"}
+    groups = browser.find_elements("css selector", "#inside section.group")
+    assert [g.get_attribute("data-employer") for g in groups] == ["华建劳务", "中铁劳务", ""]
+    assert "张伟" in groups[0].text and "赵敏" in groups[1].text and "未登记用工单位" in groups[2].text
+    assert CREW[5][1] in groups[2].text and browser.find_elements("css selector", "#inside b") == []
+
+    search = browser.find_element("id", "search")
+    search.send_keys("中铁")
+    until(browser, lambda d: len(d.find_elements("css selector", "#inside tr[data-worker]")) == 2, "two matches")
+    search.clear()
+    search.send_keys("w6")
+    until(browser, lambda d: [r.get_attribute("data-worker") for r in d.find_elements(
+        "css selector", "#inside tr[data-worker]")] == ["W6"], "the match by worker number")
+    search.clear()
+    search.send_keys("nobody-here")
+    until(browser, lambda d: d.find_element("id", "inside-empty").is_displayed(), "no match said")
+
+    unknown = browser.find_element("css selector", f"#unknown tr[data-card='{STRANGER}']")
+    assert STRANGER in unknown.text and "north" in unknown.text
+    assert "1 张未登记的卡" in text_of(browser, "unknown-cards")
+    assert no_sideways_scroll(browser)
+
+
+# ---------------------------------------------------------------------------------------------- roll-call
+
+
+def test_roll_call_on_screen_and_on_paper(site, browser):
+    open_site(browser, site.base)
+    assert not browser.find_element("id", "rollcall").is_displayed()
+    browser.find_element("id", "rollcall-toggle").click()
+    until(browser, lambda d: d.find_element("id", "rollcall").is_displayed(), "the roll-call shown")
+    everyone = len(CREW) + 1  # and the stranger's card
+    assert browser.find_element("id", "rollcall-summary").get_attribute("data-missing") == str(everyone)
+    for key in ("w:W1", "w:W4", f"c:{STRANGER}"):
+        box = browser.find_element("css selector", f"#rollcall input[data-key='{key}']")
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        box.click()
+    until(browser, lambda d: d.find_element("id", "rollcall-summary").get_attribute("data-missing") == str(everyone - 3),
+          "three ticked off")
+    missing = [li.get_attribute("data-key") for li in browser.find_elements("css selector", "#rollcall-missing li")]
+    assert sorted(missing) == ["w:W2", "w:W3", "w:W5", "w:W6"]
+    assert "仍缺：4" in text_of(browser, "rollcall-summary")
+    assert no_sideways_scroll(browser)
+    # The ticks survive the next live update (and a reload, within this tab).
+    browser.refresh()
+    until(browser, lambda d: d.find_element("id", "rollcall-summary").get_attribute("data-missing") == "4",
+          "the ticks kept")
+
+    # On paper: only the list, grouped by employer, everyone inside with card, time, gate and an empty box.
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    try:
+        assert browser.find_element("id", "rollcall").is_displayed()
+        for hidden in ("trouble", "h-headcount", "inside", "gates", "attendance", "rollcall-summary", "lang-switch"):
+            assert not browser.find_element("id", hidden).is_displayed(), hidden
+        paper = text_of(browser, "rollcall")
+        for worker, name, employer, card in CREW:
+            assert name in paper and card in paper and f"({worker})" in paper
+        assert STRANGER in paper and "华建劳务 (3)" in paper and "中铁劳务 (2)" in paper
+        boxes = [b for b in browser.find_elements("css selector", "#rollcall .box") if b.is_displayed()]
+        assert len(boxes) == everyone
+        assert not [b for b in browser.find_elements("css selector", "#rollcall input") if b.is_displayed()]
+        assert "场内 7 人" in text_of(browser, "rollcall-printed")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+# ---------------------------------------------------------------------------------------------- days
+
+
+def test_a_past_day_with_flags_in_words(site, browser):
+    open_site(browser, site.base)
+    day = browser.find_element("id", "day")
+    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change'))",
+                           day, PAST_DAY)
+    until(browser, lambda d: PAST_DAY in text_of(d, "attendance-date"), "the past day")
+    until(browser, lambda d: len(d.find_elements("css selector", "#attendance tr[data-worker]")) == 1, "its record")
+    row = browser.find_element("css selector", "#attendance tr[data-worker='W1']")
+    flags = {li.get_attribute("data-flag"): li.text for li in row.find_elements("css selector", "li[data-flag]")}
+    assert flags == {"repeated_in": "连续两次进场，中间没有出场", "late_upload": "打卡迟迟才送达银行"}
+    assert "repeated_in" not in row.text and "late_upload" not in row.text
+    assert "08:00" in row.text and "17:00" in row.text and "张伟" in row.text
+    browser.find_element("id", "day-today").click()
+    until(browser, lambda d: len(d.find_elements("css selector", "#attendance tr[data-worker]")) == len(CREW),
+          "today again")
+    assert no_sideways_scroll(browser)
+
+
+# ---------------------------------------------------------------------------------------------- sign-in by link
+
+
+def link(site, *args: str) -> str:
+    return site.setup.json("web", "link", "--site", "S1", "--url", site.base, *args)["url"]
+
+
+def test_sign_in_by_link_once_and_sign_out(site, browser):
+    url = link(site)
+    secret = url.split("#", 1)[1]
+    assert "/signin#" in url and len(secret) == 43
+    with site.setup.store(readonly=True) as store:  # only the digest is kept
+        held = store.execute("SELECT secret_sha256 FROM web_signin_links").fetchall()
+    assert held and all(secret not in row[0] for row in held)
+
+    browser.get(url)
+    until(browser, lambda d: d.current_url.endswith("/sites/S1"), "the site page after the link")
+    until(browser, lambda d: text_of(d, "on-site") == str(len(CREW)), "figures through the session")
+    assert secret not in browser.current_url
+    assert browser.execute_script("return history.length") <= 2
+    assert browser.execute_script("return localStorage.getItem('collector-token')") is None
+    cookie = browser.get_cookie("collector_session")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["secure"] is False
+    assert secret != cookie["value"] and browser.execute_script("return document.cookie") == ""
+    # The session reads its own site only.
+    session = {"Cookie": f"collector_session={cookie['value']}"}
+    assert get(site.base + "/api/sites/S1/headcount", headers=session)[0] == 200
+    assert get(site.base + "/api/sites/S2/headcount", headers=session)[0] == 403
+    assert get(site.base + "/api/quarantine", headers=session)[0] == 403
+
+    # The link works once.
+    browser.get(url)
+    until(browser, lambda d: "已使用或已过期" in text_of(d, "signin-message"), "a used link refused")
+    assert secret not in browser.current_url
+
+    # Sign-out ends the session on the server, not only in this browser.
+    browser.get(site.base + "/sites/S1")
+    until(browser, lambda d: d.find_element("id", "dashboard").is_displayed(), "the page again")
+    browser.find_element("id", "forget").click()
+    until(browser, lambda d: d.find_element("id", "login").is_displayed(), "the sign-in form after sign-out")
+    assert get(site.base + "/api/sites/S1/headcount", headers=session)[0] == 401
+    assert browser.get_cookie("collector_session") is None
+
+    # An expired link is refused like a used one.
+    from collector.signin import issue_link
+
+    with site.setup.store() as store:
+        old = issue_link(store, "S1", minutes=5, now=datetime.now(UTC) - timedelta(minutes=6))
+    browser.get(old.url(site.base))
+    until(browser, lambda d: "已使用或已过期" in text_of(d, "signin-message"), "an expired link refused")
+    log = (site.setup.directory / "serve.log").read_text()
+    assert secret not in log and cookie["value"] not in log and old.secret not in log
+
+
+def test_sign_in_attempts_are_limited_and_checked(site):
+    web, base = start_web(site.setup)  # its own process: a fresh count of attempts
+    try:
+        bogus = json.dumps({"secret": "A" * 43}).encode()
+        assert post(base + "/api/signin", bogus, "text/plain")[0] == 415
+        assert post(base + "/api/signin", bogus, headers={"Origin": "https://elsewhere.example"})[0] == 403
+        assert post(base + "/api/signin", b"[1, 2")[0] == 400
+        statuses = [post(base + "/api/signin", bogus)[0] for _ in range(10)]
+        assert statuses[:7] == [401] * 7 and statuses[7:] == [429] * 3
+        status, headers, _ = post(base + "/api/signin", json.dumps({"secret": link(site)[-43:]}).encode())
+        assert status == 429 and int(headers["Retry-After"]) > 0  # a good link too, until the window passes
+    finally:
+        stop_process(web, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------- a gate killed
+
+
+def test_killing_a_gate_turns_the_banner_red_and_restarting_clears_it(tmp_path, broker, gate):
+    collector = CollectorSetup.create(tmp_path / "collector", broker=broker, **{"web.tokens": {SITE1: "S1"}})
+    collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    collector.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
+    daemon = collector.start()
+    agent = web = browser = None
+    try:
+        wait_for(lambda: "connected to" in collector.log(), message="collector connected")
+        agent = gate.start_agent()
+        web, url = start_web(collector)
+        browser = make_browser(tmp_path, size="1280,900")
+        browser.get(url + "/sites/S1")
+        log_in(browser, SITE1)
+        until(browser, lambda d: "north" in text_of(d, "gates") and "gate_offline:north" not in banner_items(d)
+              and "gate_never_seen:north" not in banner_items(d), "gate north reporting")
+        gates = json.loads(get(url + "/api/gates?site=S1", SITE1)[2])
+        # What may remain while the gate runs: its clock, on a machine without NTP.
+        calm = {"gate_clock:north"} if gates[0]["clock_synced"] is False else set()
+        until(browser, lambda d: set(banner_items(d)) == calm, "no other trouble while the gate runs")
+        assert browser.find_element("id", "trouble").get_attribute("data-state") == ("bad" if calm else "ok")
+        browser.execute_script("window.sameDocument = true")
+
+        stop_process(agent, signal.SIGKILL)
+        until(browser, lambda d: "gate_offline:north" in banner_items(d), "the offline gate in the banner", timeout=10)
+        assert browser.find_element("id", "trouble").get_attribute("data-state") == "bad"
+        assert "north" in banner_items(browser)["gate_offline:north"]
+
+        agent = gate.start_agent()
+        until(browser, lambda d: "gate_offline:north" not in banner_items(d), "the banner clearing", timeout=30)
+        until(browser, lambda d: set(banner_items(d)) == calm, "only what was there before")
+        assert browser.execute_script("return window.sameDocument") is True
+    finally:
+        if browser is not None:
+            browser.quit()
+        for process in (web, agent, daemon):
+            if process is not None:
+                stop_process(process, signal.SIGKILL)
