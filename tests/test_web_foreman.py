@@ -18,7 +18,7 @@ import pytest
 from collector.ingest import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, PunchFactory, heartbeat, start_web, stop_process, wait_for
-from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, log_in, text_of, until
+from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, log_in, text_of
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ PAST_DAY = "2026-11-02"
 
 def make_browser(tmp_path, *, lang: str = "zh-CN", size: str = "390,844"):
     """Debian's chromium through chromium-driver, with a browser language and a window size (a phone's
-    by default)."""
+    by default: headless windows are at least 500 px wide, so a phone is emulated as a device)."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.fail("the browser test needs Debian's chromium and chromium-driver (./dev test installs them)")
     from selenium import webdriver
@@ -55,6 +55,10 @@ def make_browser(tmp_path, *, lang: str = "zh-CN", size: str = "390,844"):
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / f"chromedriver-{lang}.log")),
                               options=options)
     driver.set_page_load_timeout(60)
+    width, height = (int(n) for n in size.split(","))
+    if width < 500:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": width, "height": height, "deviceScaleFactor": 3, "mobile": True})
     return driver
 
 
@@ -63,6 +67,16 @@ def browser(tmp_path):
     driver = make_browser(tmp_path)
     yield driver
     driver.quit()
+
+
+def until(driver, condition, message: str, timeout: float = 60):
+    """Wait for ``condition(driver)``; the page re-renders as updates arrive, so an element read a moment
+    before may be gone: that counts as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
 
 
 def ingest(store, topic: str, payload: bytes, when: datetime) -> None:
@@ -137,8 +151,9 @@ def open_site(browser, base: str, token: str = SITE1) -> None:
 
 
 def banner_items(browser) -> dict[str, str]:
-    return {f"{li.get_attribute('data-kind')}:{li.get_attribute('data-gate')}": li.text
-            for li in browser.find_elements("css selector", "#trouble-list li")}
+    """kind:gate -> text of each line of the banner, read in one go (the list is redrawn on updates)."""
+    return browser.execute_script("""return Object.fromEntries([...document.querySelectorAll('#trouble-list li')]
+        .map(li => [li.dataset.kind + ':' + (li.dataset.gate || 'null'), li.textContent]))""")
 
 
 def no_sideways_scroll(browser) -> bool:
@@ -207,10 +222,9 @@ def test_a_gate_with_refused_punches_is_trouble_never_green(site, browser):
     assert "3" in items["gate_refused:east"] and "密钥未登记" in items["gate_refused:east"]
     # The banner is the first thing on the page, above the header and the figures.
     assert browser.execute_script("return document.body.firstElementChild.id") == "trouble"
-    east = browser.find_element("css selector", "#gates li[data-state]:not([data-state='online'])")
-    assert east.get_attribute("data-state") == "refused" and "east" in east.text and "在线" not in east.text
-    north = browser.find_element("css selector", "#gates li[data-state='online']")
-    assert "north" in north.text
+    gates = until(browser, lambda d: d.execute_script("""return [...document.querySelectorAll('#gates li')]
+        .map(li => [li.dataset.state, li.querySelector('h3').textContent])"""), "the gates")
+    assert gates == [["refused", "✖ east: 消息被拒绝"], ["online", "✔ north: 在线"]]
 
     # The same facts as JSON for the site's token: counts and reasons, never the refused bytes.
     status, _, body = get(site.base + "/api/sites/S1/trouble", SITE1)
@@ -229,13 +243,14 @@ def test_a_gate_with_refused_punches_is_trouble_never_green(site, browser):
 
 def test_who_is_inside_by_employer_searchable_with_unknown_cards(site, browser):
     open_site(browser, site.base)
-    counts = {li.get_attribute("data-employer"): li.find_element("class name", "count").text
-              for li in browser.find_elements("css selector", "#employers li")}
+    counts = until(browser, lambda d: d.execute_script("""return Object.fromEntries([...document.querySelectorAll(
+        '#employers li')].map(li => [li.dataset.employer, li.querySelector('.count').textContent]))"""), "counts")
     assert counts == {"华建劳务": "3", "中铁劳务": "2", "": "1"}
-    groups = browser.find_elements("css selector", "#inside section.group")
-    assert [g.get_attribute("data-employer") for g in groups] == ["华建劳务", "中铁劳务", ""]
-    assert "张伟" in groups[0].text and "赵敏" in groups[1].text and "未登记用工单位" in groups[2].text
-    assert CREW[5][1] in groups[2].text and browser.find_elements("css selector", "#inside b") == []
+    groups = until(browser, lambda d: d.execute_script("""return [...document.querySelectorAll(
+        '#inside section.group')].map(g => [g.dataset.employer, g.textContent])"""), "the groups")
+    assert [employer for employer, _ in groups] == ["华建劳务", "中铁劳务", ""]
+    assert "张伟" in groups[0][1] and "赵敏" in groups[1][1] and "未登记用工单位" in groups[2][1]
+    assert CREW[5][1] in groups[2][1] and browser.find_elements("css selector", "#inside b") == []
 
     search = browser.find_element("id", "search")
     search.send_keys("中铁")
@@ -270,7 +285,8 @@ def test_roll_call_on_screen_and_on_paper(site, browser):
         box.click()
     until(browser, lambda d: d.find_element("id", "rollcall-summary").get_attribute("data-missing") == str(everyone - 3),
           "three ticked off")
-    missing = [li.get_attribute("data-key") for li in browser.find_elements("css selector", "#rollcall-missing li")]
+    missing = browser.execute_script(
+        "return [...document.querySelectorAll('#rollcall-missing li')].map(li => li.dataset.key)")
     assert sorted(missing) == ["w:W2", "w:W3", "w:W5", "w:W6"]
     assert "仍缺：4" in text_of(browser, "rollcall-summary")
     assert no_sideways_scroll(browser)
@@ -286,7 +302,7 @@ def test_roll_call_on_screen_and_on_paper(site, browser):
         for hidden in ("trouble", "h-headcount", "inside", "gates", "attendance", "rollcall-summary", "lang-switch"):
             assert not browser.find_element("id", hidden).is_displayed(), hidden
         paper = text_of(browser, "rollcall")
-        for worker, name, employer, card in CREW:
+        for worker, name, _, card in CREW:
             assert name in paper and card in paper and f"({worker})" in paper
         assert STRANGER in paper and "华建劳务 (3)" in paper and "中铁劳务 (2)" in paper
         boxes = [b for b in browser.find_elements("css selector", "#rollcall .box") if b.is_displayed()]
@@ -307,14 +323,16 @@ def test_a_past_day_with_flags_in_words(site, browser):
                            day, PAST_DAY)
     until(browser, lambda d: PAST_DAY in text_of(d, "attendance-date"), "the past day")
     until(browser, lambda d: len(d.find_elements("css selector", "#attendance tr[data-worker]")) == 1, "its record")
-    row = browser.find_element("css selector", "#attendance tr[data-worker='W1']")
-    flags = {li.get_attribute("data-flag"): li.text for li in row.find_elements("css selector", "li[data-flag]")}
+    flags = browser.execute_script("""return Object.fromEntries([...document.querySelectorAll(
+        "#attendance tr[data-worker='W1'] li[data-flag]")].map(li => [li.dataset.flag, li.textContent]))""")
     assert flags == {"repeated_in": "连续两次进场，中间没有出场", "late_upload": "打卡迟迟才送达银行"}
-    assert "repeated_in" not in row.text and "late_upload" not in row.text
-    assert "08:00" in row.text and "17:00" in row.text and "张伟" in row.text
+    row = text_of(browser, "attendance")
+    assert "repeated_in" not in row and "late_upload" not in row
+    assert "08:00" in row and "17:00" in row and "张伟" in row
     browser.find_element("id", "day-today").click()
-    until(browser, lambda d: len(d.find_elements("css selector", "#attendance tr[data-worker]")) == len(CREW),
-          "today again")
+    today = json.loads(get(site.base + "/api/sites/S1/attendance", SITE1)[2])  # how many depends on the hour
+    until(browser, lambda d: sorted(r.get_attribute("data-worker") for r in d.find_elements(
+        "css selector", "#attendance tr[data-worker]")) == sorted(r["worker"] for r in today), "today again")
     assert no_sideways_scroll(browser)
 
 

@@ -643,7 +643,12 @@
       });
       renderTrouble();
     }
-    setInterval(render, 5000);  // ages of heartbeats move on between updates
+    // Ages of heartbeats move on between updates: redraw what shows them (not the lists, which change
+    // only with the data: a foreman ticking off names must not have the list redrawn under the finger).
+    setInterval(() => {
+      if ($("trouble")) renderTrouble();
+      if (latest) renderGates(latest.gates, latest.trouble);
+    }, 5000);
     // With no token typed, a sign-in session's cookie may still open the page; a 401 asks for a token.
     start();
   });
