@@ -25,7 +25,7 @@ from starlette.routing import Route
 from gate_agent.protocol import parse_time
 
 from .signin import COOKIE, AttemptLimit, cookie_header, redeem, sign_out
-from .store import Store, StoreError
+from .store import DatabaseError, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ class SignInRoutes:
 
         try:
             result = await run_in_threadpool(spend)
-        except StoreError as error:
-            return JSONResponse({"error": str(error)}, status_code=503)
+        except (StoreError, DatabaseError) as error:
+            return _unavailable(error)
         if result is None:
             log.info("sign-in refused from %s: unknown, used or expired link", address)
             return JSONResponse({"error": "this sign-in link is used, expired or unknown; ask the bank for a new one"},
@@ -117,11 +117,18 @@ class SignInRoutes:
 
         try:
             ended = await run_in_threadpool(end) if secret else False
-        except StoreError as error:
-            return JSONResponse({"error": str(error)}, status_code=503)
+        except (StoreError, DatabaseError) as error:
+            return _unavailable(error)
         if ended:
             log.info("signed out a session")
         response = JSONResponse({"signed_out": ended})
         secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
         response.headers.append("set-cookie", cookie_header("", max_age=0, secure=secure))
         return response
+
+
+def _unavailable(error: Exception) -> Response:
+    """The web process could not write its sign-in rows: a read-only role or replica, or a database the
+    daemon has not upgraded yet (docs/foreman.md says what to grant)."""
+    log.error("sign-in needs to write web_signin_links and web_sessions and cannot: %s", error)
+    return JSONResponse({"error": "sign-in is not available on this server now; use a token"}, status_code=503)
