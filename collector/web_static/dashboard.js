@@ -325,7 +325,7 @@
     };
     for (const [employer, workers] of byEmployer(data.workers)) {
       table(employerName(employer), workers.map((w) => ({
-        key: "w:" + w.worker, label: w.name || w.worker, who: who(w), card: w.card, since: w.since, gate: w.gate,
+        key: "w:" + w.worker, label: w.name ? `${w.name} (${w.worker})` : w.worker, who: who(w), card: w.card, since: w.since, gate: w.gate,
       })), employer);
     }
     const unknown = data.unknown || [];
