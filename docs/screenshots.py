@@ -91,27 +91,33 @@ def browser(profile: Path, lang: str, width: int, height: int):
     return driver
 
 
-def wait(driver, script: str, timeout: float = 30) -> None:
+def wait(driver, script: str, name: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not driver.execute_script(script):
         if time.monotonic() > deadline:
-            raise SystemExit(f"screenshots: the page did not get there: {script}")
+            driver.save_screenshot(f"/tmp/screenshots-{name}-failed.png")
+            raise SystemExit(f"screenshots: {name}: the page did not get there: {script}")
         time.sleep(0.2)
 
 
-def shoot(base: str, out: Path, work: Path, name: str, lang: str, width: int, height: int, rollcall: bool = False) -> Path:
+def shoot(base: str, out: Path, work: Path, name: str, lang: str, width: int, height: int, rollcall: bool = False,
+          paper: bool = False) -> Path:
     driver = browser(work / f"profile-{name}", lang, width, height)
     try:
-        driver.get(base + "/sites/S1")
+        # The token is set on a page of the same origin that runs no script of its own (the site page, asking
+        # for a token, would clear it), then the site page opens with it.
+        driver.get(base + "/static/dashboard.css")
         driver.execute_script("localStorage.setItem('collector-token', arguments[0])", TOKEN)
-        driver.refresh()
+        driver.get(base + "/sites/S1")
         wait(driver, "return document.getElementById('trouble').dataset.state === 'bad' && "
-                     "document.querySelectorAll('#inside tr[data-worker]').length > 0")
+                     "document.querySelectorAll('#inside tr[data-worker]').length > 0", name)
         if rollcall:
             driver.find_element("id", "rollcall-toggle").click()
             for key in ("w:W001", "w:W002", "w:W015", "w:W025"):
                 driver.execute_script("document.querySelector(`#rollcall input[data-key='${arguments[0]}']`).click()", key)
             driver.execute_script("document.getElementById('rollcall').scrollIntoView()")
+        if paper:  # the print style sheet, as the printer gets it
+            driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
         time.sleep(0.5)
         path = out / f"{name}.png"
         driver.save_screenshot(str(path))
@@ -133,6 +139,7 @@ def main(out: Path) -> list[Path]:
             return [shoot(base, out, work, "foreman-desktop-zh", "zh-CN", 1280, 900),
                     shoot(base, out, work, "foreman-phone-zh", "zh-CN", 390, 844),
                     shoot(base, out, work, "foreman-phone-rollcall-zh", "zh-CN", 390, 844, rollcall=True),
+                    shoot(base, out, work, "foreman-print-zh", "zh-CN", 800, 1100, paper=True),
                     shoot(base, out, work, "foreman-desktop-en", "en-US", 1280, 900)]
         finally:
             stop_process(web, signal.SIGKILL)

@@ -10,6 +10,7 @@ import signal
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, log_in, text_of
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SITE1 = "site-one-foreman-token-0001"
 SITE2 = "site-two-foreman-token-0002"
@@ -403,6 +405,23 @@ def test_sign_in_attempts_are_limited_and_checked(site):
         assert status == 429 and int(headers["Retry-After"]) > 0  # a good link too, until the window passes
     finally:
         stop_process(web, signal.SIGKILL)
+
+
+def test_the_docs_screenshots_script_still_takes_them(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "docs" / "screenshots.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    written = script.main(tmp_path / "img")
+    sizes = {}
+    for path in written:
+        header = path.read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n", path
+        sizes[path.stem] = int.from_bytes(header[16:20], "big")
+    assert sizes == {"foreman-desktop-zh": 1280, "foreman-phone-zh": 390, "foreman-phone-rollcall-zh": 390,
+                     "foreman-print-zh": 800, "foreman-desktop-en": 1280}
+    assert {p.name for p in (ROOT / "docs" / "img").glob("foreman-*.png")} == {p.name for p in written}
 
 
 # ---------------------------------------------------------------------------------------------- a gate killed
