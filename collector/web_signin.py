@@ -75,10 +75,14 @@ class SignInRoutes:
         refused = self._refuse_cross_site(request)
         if refused is not None:
             return refused
-        body = await request.body()
+        body = b""
+        async for chunk in request.stream():  # read no more than a sign-in can need
+            body += chunk
+            if len(body) > MAX_BODY:
+                return JSONResponse({"error": f"a sign-in body is at most {MAX_BODY} bytes"}, status_code=413)
         try:
-            data = json.loads(body) if len(body) <= MAX_BODY else None
-        except ValueError:
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             data = None
         secret = data.get("secret") if isinstance(data, dict) else None
         if not isinstance(secret, str):

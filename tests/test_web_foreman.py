@@ -399,8 +399,12 @@ def test_sign_in_attempts_are_limited_and_checked(site):
         assert post(base + "/api/signin", bogus, "text/plain")[0] == 415
         assert post(base + "/api/signin", bogus, headers={"Origin": "https://elsewhere.example"})[0] == 403
         assert post(base + "/api/signin", b"[1, 2")[0] == 400
+        assert post(base + "/api/signin", b'{"secret": "' + b"A" * 100_000 + b'"}')[0] == 413
+        assert post(base + "/api/signin", b'{"secret": 43}')[0] == 400
+        assert post(base + "/api/signin", b"[" * 1000 + b"]" * 24)[0] == 400
+        assert post(base + "/api/signin", b'{"secret": "\xff\xfe"}')[0] == 400
         statuses = [post(base + "/api/signin", bogus)[0] for _ in range(10)]
-        assert statuses[:7] == [401] * 7 and statuses[7:] == [429] * 3
+        assert statuses[:3] == [401] * 3 and statuses[3:] == [429] * 7  # ten attempts in all, the refused ones too
         status, headers, _ = post(base + "/api/signin", json.dumps({"secret": link(site)[-43:]}).encode())
         assert status == 429 and int(headers["Retry-After"]) > 0  # a good link too, until the window passes
     finally:
