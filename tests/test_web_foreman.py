@@ -388,6 +388,11 @@ def test_sign_in_by_link_once_and_sign_out(site, browser):
         old = issue_link(store, "S1", minutes=5, now=datetime.now(UTC) - timedelta(minutes=6))
     browser.get(old.url(site.base))
     until(browser, lambda d: "已使用或已过期" in text_of(d, "signin-message"), "an expired link refused")
+    # Behind the bank's TLS proxy the cookie is Secure too.
+    status, headers, body = post(site.base + "/api/signin", json.dumps({"secret": link(site)[-43:]}).encode(),
+                                 headers={"X-Forwarded-Proto": "https"})
+    assert status == 200 and json.loads(body)["next"] == "/sites/S1"
+    assert headers["Set-Cookie"].endswith("; HttpOnly; SameSite=Strict; Secure")
     log = (site.setup.directory / "serve.log").read_text()
     assert secret not in log and cookie["value"] not in log and old.secret not in log
 
