@@ -333,14 +333,16 @@ class WebApp:
             return holder, scope
 
         holder, scope = await run_in_threadpool(check)
-        response = _SlotResponse(self._live(site), media_type="text/event-stream",
+        # A session's stream ends once the session does (signed out elsewhere, or ended by the bank).
+        session = request.cookies.get(COOKIE) if isinstance(holder, tuple) else None
+        response = _SlotResponse(self._live(site, session), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
         # From here to the return nothing awaits: the check and the count are one step on the event
         # loop, and the response, which Starlette calls at once, gives the slot back however it ends.
         response.release = self.streams.take(holder, bank=scope == ALL_SITES)
         return response
 
-    async def _live(self, site: str):
+    async def _live(self, site: str, session: str | None = None):
         """An ``update`` event with the headcount and the site's gates whenever either changes, and a
         comment line now and then so that proxies and the browser keep the connection."""
         store = None
@@ -352,6 +354,8 @@ class WebApp:
                 now = time.monotonic()
                 current = await run_in_threadpool(_data_version, store)
                 if current != version or now - computed >= RECOMPUTE_SECONDS:
+                    if session is not None and await run_in_threadpool(session_scope, store, session) is None:
+                        return
                     version, computed = current, now
                     snapshot = await run_in_threadpool(_snapshot, store, site)
                     # as_of changes every time; only a change of substance is news.
@@ -442,6 +446,8 @@ def page_language(accept_language: str | None) -> str:
             try:
                 quality = float(params.strip()[2:])
             except ValueError:
+                quality = 0.0
+            if not 0.0 <= quality <= 1.0:  # nan, inf, negative: not a quality
                 quality = 0.0
         tag = tag.strip().lower()
         if tag.startswith("zh") or tag.startswith("en"):

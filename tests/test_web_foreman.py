@@ -388,6 +388,14 @@ def test_sign_in_by_link_once_and_sign_out(site, browser):
         old = issue_link(store, "S1", minutes=5, now=datetime.now(UTC) - timedelta(minutes=6))
     browser.get(old.url(site.base))
     until(browser, lambda d: "已使用或已过期" in text_of(d, "signin-message"), "an expired link refused")
+    # The bank ends the site's sessions (a lost phone): an open page loses its live figures at once and
+    # asks for a new sign-in.
+    browser.get(link(site))
+    until(browser, lambda d: text_of(d, "on-site") == str(len(CREW)), "signed in again")
+    assert site.setup.json("web", "signout", "--site", "S1")["sessions_ended"] == 1
+    until(browser, lambda d: d.find_element("id", "login").is_displayed(), "the sign-in form after the bank's signout")
+    assert "登录已失效" in text_of(browser, "login-error")
+
     # Behind the bank's TLS proxy the cookie is Secure too.
     status, headers, body = post(site.base + "/api/signin", json.dumps({"secret": link(site)[-43:]}).encode(),
                                  headers={"X-Forwarded-Proto": "https"})

@@ -101,7 +101,7 @@ def test_attempts_are_limited_per_address_and_in_all():
 @pytest.mark.parametrize("header, lang", [
     (None, "zh-CN"), ("", "zh-CN"), ("de", "zh-CN"), ("en", "en"), ("en-US,en;q=0.9", "en"),
     ("zh-TW", "zh-CN"), ("en;q=0.4,zh;q=0.8", "zh-CN"), ("zh;q=0.1,en;q=0.2", "en"), ("en;q=bad,zh", "zh-CN"),
-    ("x" * 5000, "zh-CN"), (",,,;;;q=", "zh-CN"),
+    ("x" * 5000, "zh-CN"), (",,,;;;q=", "zh-CN"), ("en;q=inf,zh", "zh-CN"), ("en;q=nan,zh;q=0.1", "zh-CN"),
 ])
 def test_the_page_language_from_accept_language(header, lang):
     assert page_language(header) == lang

@@ -1,11 +1,18 @@
 // A sign-in link: /signin#SECRET. The fragment never reaches a server or a log; it is taken out of the
 // address bar and history before anything else, posted once, and the answer's cookie (HttpOnly) is the
 // session. The page then replaces itself with the site page, so Back does not return to the link.
+// A second link opened while this page is showing arrives as a fragment change, handled the same way.
 "use strict";
 
 (function () {
-  const secret = location.hash.slice(1);
-  history.replaceState(null, "", location.pathname);
+  function takeSecret() {
+    const secret = location.hash.slice(1);
+    if (secret) history.replaceState(null, "", location.pathname);
+    return secret;
+  }
+
+  let pending = takeSecret();
+  let ready = false;
 
   function say(key, params, failed) {
     const node = document.getElementById("signin-message");
@@ -13,9 +20,9 @@
     node.className = failed ? "error" : "";
   }
 
-  document.addEventListener("DOMContentLoaded", async () => {
-    await window.I18N.start();
+  async function signIn(secret) {
     if (!secret) { say("signin.missing", null, true); return; }
+    say("signin.heading");
     let response;
     try {
       response = await fetch("/api/signin", {
@@ -39,5 +46,17 @@
       try { detail = (await response.json()).error || detail; } catch (e) { /* not JSON */ }
       say("signin.failed", { detail }, true);
     }
+  }
+
+  window.addEventListener("hashchange", () => {
+    const secret = takeSecret();
+    if (!secret) return;
+    if (ready) signIn(secret); else pending = secret;
+  });
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    await window.I18N.start();
+    ready = true;
+    signIn(pending);
   });
 })();
