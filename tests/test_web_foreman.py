@@ -271,6 +271,43 @@ def test_who_is_inside_by_employer_searchable_with_unknown_cards(site, browser):
     assert no_sideways_scroll(browser)
 
 
+def test_three_hundred_inside_counted_grouped_and_found(tmp_path, browser):
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883),
+                                  **{"web.tokens": {SITE1: "S1"}})
+    north = PunchFactory(gate="north")
+    now = datetime.now(UTC).replace(microsecond=0)
+    employers = {"华建劳务": 150, "中铁劳务": 100, "宏达建筑": 50}
+    messages = []
+    with setup.store() as store:
+        store.add_site("S1", timezone="Asia/Shanghai")
+        store.add_gate("S1", "north", north.public_key)
+        number = 0
+        for employer, count in employers.items():
+            for _ in range(count):
+                number += 1
+                card = f"04000000{number:04X}"
+                store.add_worker(f"W{number:03d}", name=f"工人{number:03d}", employer=employer, cards=[card], sites=["S1"])
+                when = now - timedelta(minutes=300 - number // 2)
+                messages.append(Incoming(GateTopics("S1", "north").punch,
+                                         encode_punches([north.next(card=card, at=when)]), format_time(when)))
+        Ingestor(store).ingest(messages)
+    web, base = start_web(setup)
+    try:
+        browser.get(base + "/sites/S1")
+        log_in(browser, SITE1)
+        until(browser, lambda d: text_of(d, "on-site") == "300", "three hundred inside")
+        counts = until(browser, lambda d: d.execute_script("""return Object.fromEntries([...document.querySelectorAll(
+            '#employers li')].map(li => [li.dataset.employer, li.querySelector('.count').textContent]))"""), "counts")
+        assert counts == {name: str(count) for name, count in employers.items()}
+        assert len(browser.find_elements("css selector", "#inside tr[data-worker]")) == 300
+        browser.find_element("id", "search").send_keys("工人217")
+        until(browser, lambda d: [r.get_attribute("data-worker") for r in d.find_elements(
+            "css selector", "#inside tr[data-worker]")] == ["W217"], "one found among 300")
+        assert no_sideways_scroll(browser)
+    finally:
+        stop_process(web, signal.SIGKILL)
+
+
 # ---------------------------------------------------------------------------------------------- roll-call
 
 
