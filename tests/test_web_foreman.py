@@ -198,19 +198,20 @@ def test_chinese_by_default_and_english_when_switched(site, browser):
 
 def test_the_page_language_follows_the_browser(site, tmp_path):
     """The server marks the page by Accept-Language (Chinese unless English comes first); a browser set
-    to English shows English without touching the switch."""
+    to English shows English without touching the switch, one in a language without a catalog Chinese."""
     for header, lang in ((None, "zh-CN"), ("fr-FR,fr;q=0.9", "zh-CN"), ("en-GB,en;q=0.9", "en"),
                          ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), ("en;q=0.5,zh;q=0.9", "zh-CN"),
                          ("en-US,zh-CN;q=0.5", "en")):
         status, _, body = get(site.base + "/sites/S1", headers={"Accept-Language": header} if header else None)
         assert status == 200 and f'<html lang="{lang}">' in body.decode(), header
-    english = make_browser(tmp_path, lang="en-US", size="1280,900")
-    try:
-        open_site(english, site.base)
-        assert english.find_element("tag name", "html").get_attribute("lang") == "en"
-        assert text_of(english, "h-headcount") == "On site now"
-    finally:
-        english.quit()
+    for browser_lang, lang, heading in (("en-US", "en", "On site now"), ("fr-FR", "zh-CN", "当前在场")):
+        driver = make_browser(tmp_path, lang=browser_lang, size="1280,900")
+        try:
+            open_site(driver, site.base)
+            assert driver.find_element("tag name", "html").get_attribute("lang") == lang, browser_lang
+            assert text_of(driver, "h-headcount") == heading
+        finally:
+            driver.quit()
 
 
 # ---------------------------------------------------------------------------------------------- trouble
