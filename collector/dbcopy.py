@@ -83,6 +83,8 @@ TABLES = (
     Table("wage_sheets", ("id",)),
     Table("wage_sheet_lines", ("id",)),
     Table("retention_log", ("id",)),
+    Table("web_signin_links", ("id",)),
+    Table("web_sessions", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.

@@ -26,6 +26,7 @@ from .payments import PaymentQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
 from .retention import RetentionQueries
+from .signin import SignInQueries
 from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 
@@ -34,7 +35,8 @@ __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "Quarant
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
-            WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries):
+            WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries,
+            SignInQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

@@ -493,6 +493,30 @@ STEPS = [
         ALTER TABLE punches ADD COLUMN card_counter BIGINT;
         CREATE INDEX punches_card_counter ON punches (card, card_counter);
     """),
+    # A site foreman signs in on a phone with a short-lived single-use link the bank issues; it becomes a
+    # browser session. Only SHA-256 digests of the secrets are kept: the database holds nothing to sign in with.
+    Step(18, "web_sessions", """
+        CREATE TABLE web_signin_links (
+            id            {id},
+            secret_sha256 TEXT NOT NULL UNIQUE,
+            site          TEXT NOT NULL,
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT NOT NULL,       -- UTC; the link is refused after this
+            session_hours DOUBLE PRECISION NOT NULL,
+            used_at       TEXT,                -- UTC; a link signs in once
+            note          TEXT
+        );
+        CREATE TABLE web_sessions (
+            id            {id},
+            secret_sha256 TEXT NOT NULL UNIQUE,
+            site          TEXT NOT NULL,
+            link_id       BIGINT,
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT NOT NULL,
+            revoked_at    TEXT                 -- UTC; signed out (or revoked by the bank)
+        );
+        CREATE INDEX web_sessions_site ON web_sessions (site);
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
