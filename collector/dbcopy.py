@@ -82,6 +82,9 @@ TABLES = (
     Table("wage_payments", ("id",)),
     Table("wage_sheets", ("id",)),
     Table("wage_sheet_lines", ("id",)),
+    Table("retention_log", ("id",)),
+    Table("web_signin_links", ("id",)),
+    Table("web_sessions", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.

@@ -1,7 +1,7 @@
 """Live headcount: who is inside a site now, since when and through which gate.
 
 A worker is inside while their latest shift is open: an IN (or a toggle that opened a shift) with no
-OUT yet, younger than the site's ``max_shift_hours``. Cards nobody holds are counted, not named. A
+OUT yet, younger than the site's ``max_shift_hours``. Cards nobody holds are listed by card number. A
 punch whose time no working day can hold (``clock_implausible``, say a gate clock at year 9999) opens
 no shift: it would otherwise keep its worker "inside" for ever.
 """
@@ -28,6 +28,8 @@ def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
     punches = store.punches(site=site, start=start)
     cards = CardIndex(store.card_windows())
     events, unattributed = events_of(punches, cards)
+    # The card each gate punch was made with (a manual punch has none): the roll-call lists it.
+    card_of = {f"{p['gate']}#{p['seq']}": p.get("card") for p in punches if p["source"] != "manual"}
     by_worker: dict[str, list] = {}
     for event in events:
         by_worker.setdefault(event.worker, []).append(event)
@@ -43,11 +45,18 @@ def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
             "employer": holder.employer if holder else None,
             "since": local_text_dt(shift.start.time, rules.tz),
             "gate": shift.start.gate,
+            "card": card_of.get(shift.start.ref),
         })
     by_card: dict[str, list] = {}
     for punch in unattributed:
         by_card.setdefault(punch["card"], []).append(event_of(punch, punch["card"]))
-    unknown = sum(1 for card_events in by_card.values() if open_shift(card_events, rules, now) is not None)
+    unknown = []
+    for card, card_events in sorted(by_card.items()):
+        shift = open_shift(card_events, rules, now)
+        if shift is not None:
+            unknown.append({"card": card, "since": local_text_dt(shift.start.time, rules.tz), "gate": shift.start.gate})
+    unknown.sort(key=lambda u: (u["since"] or "", u["card"]))
     inside.sort(key=lambda w: (w["since"] or "", w["worker"]))
-    return {"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": unknown,
+    return {"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": len(unknown),
+            "unknown": unknown,
             "as_of": local_text_dt(now, rules.tz)}

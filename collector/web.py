@@ -7,7 +7,9 @@ at once); SQLite's WAL lets these readers run beside the ingest writer without b
 Access is by bearer token, each mapped to one site or to all ("*"). The page itself holds no data:
 its script asks for the token once, keeps it in the browser's localStorage and sends it in an
 ``Authorization`` header, also for the live stream (read with fetch(), not EventSource, which cannot
-send headers), so no token ever appears in a URL or an access log.
+send headers), so no token ever appears in a URL or an access log. A site foreman may instead sign in
+with a single-use link the bank issues (collector/web_signin.py): the browser then holds a session
+cookie of that site, which the API accepts where no Authorization header is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -40,7 +42,10 @@ from .health import gate_health
 from .localtime import check_date
 from .metrics import render_metrics
 from .reports import attendance, check_period, site_rules
+from .signin import COOKIE, session_scope
 from .store import Store, StoreError
+from .trouble import report as trouble_report
+from .web_signin import SignInRoutes
 
 STATIC = Path(__file__).parent / "web_static"
 ALL_SITES = "*"
@@ -146,6 +151,8 @@ class WebApp:
             Route("/api/sites/{site}/headcount", self.api_headcount),
             Route("/api/sites/{site}/attendance", self.api_attendance),
             Route("/api/sites/{site}/live", self.api_live),
+            Route("/api/sites/{site}/trouble", self.api_trouble),
+            *SignInRoutes(config.db).routes(),
             Route("/api/gates", self.api_gates),
             Route("/api/quarantine", self.api_quarantine),
             Route("/api/arrears", self.api_arrears),
@@ -167,7 +174,20 @@ class WebApp:
         return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
 
     def _scope(self, request: Request) -> str:
-        return self.tokens.scope(request.headers.get("authorization"))
+        return self._identify(request)[1]
+
+    def _identify(self, request: Request) -> tuple[object, str]:
+        """(who holds the access, its scope): the bearer token if one is sent, else the sign-in session's
+        cookie (a session reads its own site only); ApiError 401 when neither is good."""
+        authorization = request.headers.get("authorization")
+        cookie = request.cookies.get(COOKIE)
+        if authorization is not None or not cookie:
+            return self.tokens.identify(authorization)
+        with self._store() as store:
+            session = session_scope(store, cookie)
+        if session is None:
+            raise ApiError(401, "the sign-in session has ended; sign in again")
+        return ("session", session["id"]), session["site"]
 
     def _site_scope(self, request: Request) -> str:
         """Authorise a request for the site in its path: 401, then 403 (another site's token, whether
@@ -197,7 +217,11 @@ class WebApp:
     def site_page(self, request: Request) -> Response:
         if not valid_id(request.path_params["site"]):
             return PlainTextResponse("not found", status_code=404)
-        return FileResponse(STATIC / "site.html")
+        # Chinese unless the browser asks for English first; the script then applies the same choice
+        # (or the one made with the page's language switch) from the message catalog.
+        lang = page_language(request.headers.get("accept-language"))
+        page = (STATIC / "site.html").read_text(encoding="utf-8").replace('<html lang="zh-CN">', f'<html lang="{lang}">', 1)
+        return HTMLResponse(page)
 
     # ------------------------------------------------------------------ JSON API
 
@@ -233,6 +257,13 @@ class WebApp:
                 except ValueError as error:
                     raise ApiError(400, str(error)) from None
             return JSONResponse(attendance(store, site, day, day, grace=self.grace))
+
+    def api_trouble(self, request: Request) -> Response:
+        """What needs the site foreman now (the red banner's facts): per-gate counts and reasons only."""
+        site = self._site_scope(request)
+        with self._store() as store:
+            self._known_site(store, site)
+            return JSONResponse(trouble_report(store, site))
 
     def api_gates(self, request: Request) -> Response:
         scope = self._scope(request)
@@ -291,22 +322,27 @@ class WebApp:
     # ------------------------------------------------------------------ live stream (server-sent events)
 
     async def api_live(self, request: Request) -> Response:
-        site = self._site_scope(request)
-        holder, scope = self.tokens.identify(request.headers.get("authorization"))
+        site = request.path_params["site"]
 
-        def check() -> None:
+        def check() -> tuple[object, str]:
+            holder, scope = self._identify(request)
+            if scope != ALL_SITES and scope != site:
+                raise ApiError(403, f"this token is for site {scope} only")
             with self._store() as store:
                 self._known_site(store, site)
+            return holder, scope
 
-        await run_in_threadpool(check)
-        response = _SlotResponse(self._live(site), media_type="text/event-stream",
+        holder, scope = await run_in_threadpool(check)
+        # A session's stream ends once the session does (signed out elsewhere, or ended by the bank).
+        session = request.cookies.get(COOKIE) if isinstance(holder, tuple) else None
+        response = _SlotResponse(self._live(site, session), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
         # From here to the return nothing awaits: the check and the count are one step on the event
         # loop, and the response, which Starlette calls at once, gives the slot back however it ends.
         response.release = self.streams.take(holder, bank=scope == ALL_SITES)
         return response
 
-    async def _live(self, site: str):
+    async def _live(self, site: str, session: str | None = None):
         """An ``update`` event with the headcount and the site's gates whenever either changes, and a
         comment line now and then so that proxies and the browser keep the connection."""
         store = None
@@ -318,6 +354,8 @@ class WebApp:
                 now = time.monotonic()
                 current = await run_in_threadpool(_data_version, store)
                 if current != version or now - computed >= RECOMPUTE_SECONDS:
+                    if session is not None and await run_in_threadpool(session_scope, store, session) is None:
+                        return
                     version, computed = current, now
                     snapshot = await run_in_threadpool(_snapshot, store, site)
                     # as_of changes every time; only a change of substance is news.
@@ -346,11 +384,11 @@ class StreamSlots:
 
     def __init__(self, total: int, per_token: int):
         self.total, self.per_token = total, per_token
-        self.by_token: Counter[int] = Counter()
+        self.by_token: Counter[object] = Counter()
         self.held = 0
         self.held_by_sites = 0
 
-    def take(self, holder: int, *, bank: bool) -> Callable[[], None]:
+    def take(self, holder: object, *, bank: bool) -> Callable[[], None]:
         """Take a slot for token ``holder``; returns its release (safe to call more than once), or raises
         ApiError 503."""
         if self.by_token[holder] >= self.per_token:
@@ -394,4 +432,24 @@ def _data_version(store: Store) -> object:
 
 
 def _snapshot(store: Store, site: str) -> dict:
-    return {"headcount": headcount(store, site), "gates": gate_health(store, site)}
+    return {"headcount": headcount(store, site), "gates": gate_health(store, site),
+            "trouble": trouble_report(store, site)["trouble"]}
+
+
+def page_language(accept_language: str | None) -> str:
+    """zh-CN, or en when the browser ranks English above Chinese (Accept-Language, q-values honoured)."""
+    best = []
+    for index, part in enumerate((accept_language or "")[:1000].split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+            if not 0.0 <= quality <= 1.0:  # nan, inf, negative: not a quality
+                quality = 0.0
+        tag = tag.strip().lower()
+        if tag.startswith("zh") or tag.startswith("en"):
+            best.append((-quality, index, "en" if tag.startswith("en") else "zh-CN"))
+    return min(best)[2] if best else "zh-CN"

@@ -92,3 +92,10 @@ class QuarantineQueries:
         if not self.db.table_exists("quarantine_tally"):  # a reader of a database not migrated yet
             return []
         return self.db.rows("SELECT * FROM quarantine_tally ORDER BY hour, topic, reason")
+
+    def quarantine_tally_since(self, hour: str, topic_prefix: str) -> list[dict]:
+        """Tally rows of hours from ``hour`` (``YYYY-MM-DDTHH``) on topics starting ``topic_prefix``."""
+        if not self.db.table_exists("quarantine_tally"):
+            return []
+        return self.db.rows("SELECT * FROM quarantine_tally WHERE hour >= ? AND substr(topic, 1, ?) = ? "
+                            "ORDER BY hour, topic, reason", (hour, len(topic_prefix), topic_prefix))

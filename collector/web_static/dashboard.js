@@ -1,18 +1,25 @@
-// The site dashboard: asks for the token once, keeps it in localStorage, and sends it only in the
-// Authorization header (never in a URL). Data is inserted with textContent only: worker names are
-// user input. The live stream is read with fetch() because EventSource cannot send headers.
+// The site page and the sites list. Access is a bearer token the user typed (kept in localStorage, sent
+// only in the Authorization header, never in a URL) or the session cookie a sign-in link left (HttpOnly:
+// this script never sees it). Every string comes from the message catalog (i18n.js); data is inserted
+// with textContent only: worker names are user input. The live stream is read with fetch() because
+// EventSource cannot send headers.
 "use strict";
 
 (function () {
   const TOKEN_KEY = "collector-token";
   const RETRY_MS = 3000;
   const $ = (id) => document.getElementById(id);
+  const t = (key, params) => window.I18N.t(key, params);
 
   let token = localStorage.getItem(TOKEN_KEY);
   let siteTimezone;
-  let latest = null;  // the last live snapshot, re-rendered as time passes (ages of heartbeats)
+  let siteLabel = "";
+  let latest = null;  // the last live snapshot, re-rendered as time passes and when the language changes
+  let live = false;  // whether the stream is connected now (else the banner cannot vouch for the gates)
   let insideKey = null;
-  let stream = null;  // aborts the live stream when the token is forgotten
+  let stream = null;  // aborts the live stream on sign-out
+  let day = null;  // the attendance day shown (YYYY-MM-DD), null for today
+  let lastAttendance = null;
 
   // ------------------------------------------------------------------ helpers
 
@@ -36,9 +43,9 @@
   }
 
   async function api(path, options = {}) {
-    const response = await fetch(path, {
-      ...options, cache: "no-store", headers: { Authorization: "Bearer " + token },
-    });
+    const headers = { ...(options.headers || {}) };
+    if (token) headers.Authorization = "Bearer " + token;
+    const response = await fetch(path, { ...options, cache: "no-store", credentials: "same-origin", headers });
     if (!response.ok) {
       let message = response.statusText;
       try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
@@ -47,11 +54,12 @@
     return response;
   }
 
-  function setConnection(text, state) {
+  function setConnection(key, state) {
     const node = $("connection");
     if (!node) return;
-    node.textContent = text;
+    node.textContent = t(key);
     node.dataset.state = state;
+    node.dataset.key = key;
   }
 
   function showProblem(text) {
@@ -64,119 +72,318 @@
     token = null;
     localStorage.removeItem(TOKEN_KEY);
     if (stream) stream.abort();
+    live = false;
     $("dashboard").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message || "";
-    setConnection("Waiting for a token", "off");
+    setConnection("connection.waiting", "off");
+    if ($("trouble")) renderTrouble();
     $("token").focus();
   }
 
-  // A refused request ends here: 401 asks for a token again, anything else is shown as it is.
+  // A refused request ends here: 401 asks for a token again, 403/404 are shown as they are.
   function handleError(error) {
     if (error instanceof HttpError && error.status === 401) {
-      askForToken("That token was not accepted. " + error.message);
+      const ended = !token && error.message.startsWith("the sign-in session");
+      askForToken(token ? t("login.refused", { detail: error.message }) : ended ? t("login.session_ended") : "");
       return true;
     }
     if (error instanceof HttpError && (error.status === 403 || error.status === 404)) {
-      showProblem(error.message);
-      setConnection("Not available", "off");
+      showProblem(t("error.forbidden", { detail: error.message }));
+      setConnection("connection.unavailable", "off");
       return true;
     }
     return false;
   }
 
-  // Times from the server: local ISO with offset (headcount, attendance) are read as written, in the
-  // site's own time; UTC times (gate health) are shown in the site's zone.
-  function clock(localIso) {
-    return localIso ? localIso.slice(11, 16) : "–";
+  // Times in the site's own zone, in the page language's local form.
+  function formatter(options) {
+    const full = { hour12: false, ...options };
+    if (siteTimezone) full.timeZone = siteTimezone;
+    try { return new Intl.DateTimeFormat(window.I18N.lang, full); } catch (e) { return new Intl.DateTimeFormat(undefined, full); }
   }
 
-  function siteTime(utcIso) {
-    if (!utcIso) return "never";
-    const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
-    if (siteTimezone) options.timeZone = siteTimezone;
-    return new Date(utcIso).toLocaleTimeString([], options);
+  function localDay(date) {
+    return formatter({ year: "numeric", month: "2-digit", day: "2-digit" }).format(date);
   }
 
-  function age(utcIso) {
-    if (!utcIso) return "";
-    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(utcIso)) / 1000));
-    if (seconds < 90) return seconds + " s ago";
-    if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
-    return Math.round(seconds / 3600) + " h ago";
+  // A moment (UTC or with an offset) as the site's clock time; its date too when it is not today.
+  function when(iso, withSeconds) {
+    if (!iso) return t("value.never");
+    const moment = new Date(iso);
+    if (Number.isNaN(moment.getTime())) return "–";
+    const options = { hour: "2-digit", minute: "2-digit" };
+    if (withSeconds) options.second = "2-digit";
+    if (localDay(moment) !== localDay(new Date())) { options.month = "short"; options.day = "numeric"; }
+    return formatter(options).format(moment);
   }
 
-  function words(flag) {
-    return flag.replace(/_/g, " ");
+  function age(iso) {
+    if (!iso) return "";
+    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 90) return t("age.seconds", { n: seconds });
+    if (seconds < 5400) return t("age.minutes", { n: Math.round(seconds / 60) });
+    return t("age.hours", { n: Math.round(seconds / 3600) });
   }
 
-  // ------------------------------------------------------------------ site page
+  function known(prefix, code) {
+    const text = t(prefix + code);
+    return text === prefix + code ? t(prefix + "other", { code }) : text;
+  }
 
-  const GATE_STATES = {
-    online: ["✔", "Online"],
-    offline: ["✖", "Offline"],
-    silent: ["⚠", "Silent: no heartbeat lately"],
-    "never seen": ["?", "Never seen"],
-  };
-  const STATUSES = {
-    complete: "Complete", open: "Inside (open)", missing_out: "Missing OUT", missing_in: "Missing IN",
-    anomaly: "Anomaly",
-  };
+  function employerName(employer) {
+    return employer || t("employer.none");
+  }
+
+  function byEmployer(workers) {
+    const groups = new Map();
+    for (const worker of workers) {
+      const key = worker.employer || "";
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(worker);
+    }
+    return [...groups.entries()].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]));
+  }
+
+  function who(worker) {
+    const span = el("span");
+    span.append(el("span", worker.name || worker.worker), el("span", " (" + worker.worker + ")", "muted"));
+    return span;
+  }
+
+  // ------------------------------------------------------------------ the trouble banner
+
+  function renderTrouble() {
+    const banner = $("trouble");
+    const list = $("trouble-list");
+    list.replaceChildren();
+    if (!latest || !live) {
+      banner.dataset.state = latest ? "stale" : "waiting";
+      $("trouble-title").textContent = t(latest ? "trouble.stale" : "trouble.waiting");
+      if (!latest) return;
+    }
+    const facts = latest.trouble || [];
+    if (live) {
+      banner.dataset.state = facts.length ? "bad" : "ok";
+      $("trouble-title").textContent = facts.length ? t("trouble.heading", { count: facts.length }) : t("trouble.ok");
+    }
+    for (const fact of facts) {
+      const params = { ...fact, since: fact.since ? when(fact.since) + " · " + age(fact.since) : t("value.never") };
+      if (fact.kind === "gate_refused") {
+        params.reasons = Object.entries(fact.reasons || {})
+          .map(([code, count]) => `${known("reason.", code)} ×${count}`).join("; ");
+        params.time = when(fact.last_at);
+      }
+      const item = el("li", t("trouble." + fact.kind, params));
+      item.dataset.kind = fact.kind;
+      if (fact.gate) item.dataset.gate = fact.gate;
+      list.append(item);
+    }
+  }
+
+  // ------------------------------------------------------------------ who is inside
 
   function renderHeadcount(data) {
     $("on-site").textContent = data.on_site;
-    $("on-site-word").textContent = data.on_site === 1 ? "worker" : "workers";
-    $("as-of").textContent = data.as_of ? `${data.as_of.slice(11, 19)} site time (UTC${data.as_of.slice(19)})` : "–";
-    $("unknown-cards").textContent = data.unknown_cards
-      ? `Also inside: ${data.unknown_cards} card(s) not registered to anyone.` : "";
-    const body = $("inside").tBodies[0];
+    $("on-site-word").textContent = t(data.on_site === 1 ? "headcount.worker" : "headcount.workers");
+    $("as-of").textContent = data.as_of ? t("headcount.as_of", { time: when(data.as_of, true) }) : "";
+    const unknown = data.unknown || [];
+    $("unknown-cards").textContent = unknown.length ? t("headcount.unknown", { count: unknown.length }) : "";
+
+    const employers = $("employers");
+    employers.replaceChildren();
+    for (const [employer, workers] of byEmployer(data.workers)) {
+      const item = el("li");
+      item.dataset.employer = employer;
+      item.append(el("span", employerName(employer), "name"), el("span", String(workers.length), "count"));
+      employers.append(item);
+    }
+
+    renderInside(data);
+
+    const body = $("unknown").tBodies[0];
     body.replaceChildren();
-    const today = data.as_of ? data.as_of.slice(0, 10) : "";
-    for (const worker of data.workers) {
+    for (const card of unknown) {
       const row = el("tr");
-      const who = el("span", worker.name || worker.worker);
-      const id = el("span", " (" + worker.worker + ")", "muted");
-      const whoCell = el("span");
-      whoCell.append(who, id);
-      cell(row, "Worker", whoCell);
-      cell(row, "Employer", worker.employer || "–");
-      const day = worker.since ? worker.since.slice(0, 10) : "";
-      cell(row, "Inside since", (day && day !== today ? day + " " : "") + clock(worker.since));
-      cell(row, "Gate", worker.gate || "manual");
+      row.dataset.card = card.card;
+      cell(row, t("col.card"), card.card, "mono");
+      cell(row, t("col.gate"), card.gate || t("gate.manual"));
+      cell(row, t("col.since"), when(card.since));
       body.append(row);
     }
-    $("inside").hidden = data.workers.length === 0;
-    $("inside-empty").hidden = data.workers.length !== 0;
+    $("unknown").hidden = unknown.length === 0;
+    $("unknown-empty").hidden = unknown.length !== 0;
+
+    renderRollcall(data);
+
     // Someone came or went: today's records changed too.
     const key = JSON.stringify(data.workers.map((w) => [w.worker, w.since])) + data.unknown_cards;
     if (key !== insideKey) {
       insideKey = key;
-      loadAttendance();
+      if (!day) loadAttendance();
     }
   }
 
-  function renderGates(gates) {
+  function matches(worker, query) {
+    if (!query) return true;
+    return [worker.name, worker.worker, worker.employer, worker.card, worker.gate]
+      .some((value) => value && String(value).toLowerCase().includes(query));
+  }
+
+  function renderInside(data) {
+    const query = $("search").value.trim().toLowerCase();
+    const container = $("inside");
+    container.replaceChildren();
+    let shown = 0;
+    for (const [employer, workers] of byEmployer(data.workers)) {
+      const found = workers.filter((w) => matches(w, query));
+      if (!found.length) continue;
+      shown += found.length;
+      const group = el("section", undefined, "group");
+      group.dataset.employer = employer;
+      group.append(el("h3", `${employerName(employer)} (${found.length})`));
+      const table = el("table", undefined, "stack");
+      const head = el("tr");
+      for (const key of ["col.worker", "col.since", "col.gate", "col.card"]) {
+        const th = el("th", t(key));
+        th.scope = "col";
+        head.append(th);
+      }
+      table.append(el("thead"));
+      table.tHead.append(head);
+      const body = el("tbody");
+      for (const worker of found) {
+        const row = el("tr");
+        row.dataset.worker = worker.worker;
+        cell(row, t("col.worker"), who(worker));
+        cell(row, t("col.since"), when(worker.since));
+        cell(row, t("col.gate"), worker.gate || t("gate.manual"));
+        cell(row, t("col.card"), worker.card || "–", "mono");
+        body.append(row);
+      }
+      table.append(body);
+      group.append(table);
+      container.append(group);
+    }
+    const empty = $("inside-empty");
+    empty.hidden = shown !== 0;
+    empty.textContent = data.workers.length ? t("inside.no_match", { query: $("search").value.trim() }) : t("inside.none");
+  }
+
+  // ------------------------------------------------------------------ roll-call
+
+  function rollcallKey() { return "collector-rollcall:" + site(); }
+
+  function ticks() {
+    try { return new Set(JSON.parse(sessionStorage.getItem(rollcallKey()) || "[]")); } catch (e) { return new Set(); }
+  }
+
+  function saveTicks(set) { sessionStorage.setItem(rollcallKey(), JSON.stringify([...set])); }
+
+  function rollcallActive() { return sessionStorage.getItem(rollcallKey() + ":on") === "1"; }
+
+  function renderRollcall(data) {
+    const ticked = ticks();
+    const groups = $("rollcall-groups");
+    groups.replaceChildren();
+    const everyone = [];
+    const table = (title, rows, employer) => {
+      const group = el("section", undefined, "group");
+      group.dataset.employer = employer;
+      group.append(el("h3", `${title} (${rows.length})`));
+      const tableNode = el("table", undefined, "stack rollcall-table");
+      const head = el("tr");
+      for (const key of ["col.tick", "col.worker", "col.card", "col.since", "col.gate"]) {
+        const th = el("th", t(key));
+        th.scope = "col";
+        head.append(th);
+      }
+      tableNode.append(el("thead"));
+      tableNode.tHead.append(head);
+      const body = el("tbody");
+      for (const entry of rows) {
+        const row = el("tr");
+        row.dataset.key = entry.key;
+        const box = el("input");
+        box.type = "checkbox";
+        box.dataset.key = entry.key;
+        box.checked = ticked.has(entry.key);
+        box.setAttribute("aria-label", t("rollcall.tick", { who: entry.label }));
+        row.classList.toggle("ticked", box.checked);
+        const tick = cell(row, t("col.tick"), box, "tick");
+        tick.append(el("span", "", "box"));  // the empty square printed on paper
+        cell(row, t("col.worker"), entry.who);
+        cell(row, t("col.card"), entry.card || "–", "mono");
+        cell(row, t("col.since"), when(entry.since));
+        cell(row, t("col.gate"), entry.gate || t("gate.manual"));
+        body.append(row);
+        everyone.push(entry);
+      }
+      tableNode.append(body);
+      group.append(tableNode);
+      groups.append(group);
+    };
+    for (const [employer, workers] of byEmployer(data.workers)) {
+      table(employerName(employer), workers.map((w) => ({
+        key: "w:" + w.worker, label: w.name ? `${w.name} (${w.worker})` : w.worker, who: who(w), card: w.card, since: w.since, gate: w.gate,
+      })), employer);
+    }
+    const unknown = data.unknown || [];
+    if (unknown.length) {
+      table(t("rollcall.unknown_group"), unknown.map((u) => ({
+        key: "c:" + u.card, label: u.card, who: el("span", u.card, "mono"), card: u.card, since: u.since, gate: u.gate,
+      })), "");
+    }
+    $("rollcall-printed").textContent = t("rollcall.printed", {
+      site: siteLabel || site(), count: everyone.length, time: when(new Date().toISOString()),
+    });
+    const missing = everyone.filter((entry) => !ticked.has(entry.key));
+    $("rollcall-summary").textContent = missing.length
+      ? t("rollcall.summary", { ticked: everyone.length - missing.length, total: everyone.length, missing: missing.length })
+      : t("rollcall.all_found");
+    $("rollcall-summary").dataset.missing = missing.length;
+    const list = $("rollcall-missing");
+    list.replaceChildren();
+    for (const entry of missing) {
+      const item = el("li", entry.label);
+      item.dataset.key = entry.key;
+      list.append(item);
+    }
+    $("rollcall-missing-box").hidden = missing.length === 0;
+    const active = rollcallActive();
+    $("rollcall").classList.toggle("active", active);
+    $("rollcall-toggle").textContent = t(active ? "rollcall.stop" : "rollcall.start");
+    $("rollcall-toggle").setAttribute("aria-pressed", String(active));
+  }
+
+  // ------------------------------------------------------------------ gates
+
+  function renderGates(gates, trouble) {
+    const refused = new Set((trouble || []).filter((f) => f.kind === "gate_refused").map((f) => f.gate));
     const list = $("gates");
     list.replaceChildren();
     for (const gate of gates) {
       const item = el("li", undefined, "gate");
-      item.dataset.state = gate.state;
-      const [icon, label] = GATE_STATES[gate.state] || ["?", gate.state];
+      // A gate whose messages are refused is never shown as a green "online".
+      const state = refused.has(gate.gate) && gate.state === "online" ? "refused" : gate.state;
+      item.dataset.state = state;
+      const icon = { online: "✔", offline: "✖", silent: "⚠", refused: "✖" }[state] || "?";
       const title = el("h3");
       title.append(el("span", icon + " ", "icon"), el("span", gate.gate + ": "),
-        el("span", label + (gate.active ? "" : " (deactivated)"), "state"));
+        el("span", known("gate.state.", state) + (gate.active ? "" : t("gate.deactivated")), "state"));
       item.append(title);
       const facts = el("dl");
-      const fact = (name, value) => facts.append(el("dt", name), el("dd", value));
-      fact("Last heartbeat", gate.last_heartbeat ? `${siteTime(gate.last_heartbeat)} (${age(gate.last_heartbeat)})` : "never");
-      fact("Last seen", gate.last_seen ? `${siteTime(gate.last_seen)} (${age(gate.last_seen)})` : "never");
-      fact("Waiting at the gate", gate.reported_pending === null || gate.reported_pending === undefined
-        ? "unknown" : `${gate.reported_pending} punch(es)`);
-      fact("Clock", gate.clock_synced === true ? "synchronised" : gate.clock_synced === false ? "NOT synchronised" : "unknown");
+      const fact = (name, value) => facts.append(el("dt", t(name)), el("dd", value));
+      fact("gate.heartbeat", gate.last_heartbeat ? `${when(gate.last_heartbeat, true)} (${age(gate.last_heartbeat)})` : t("value.never"));
+      fact("gate.seen", gate.last_seen ? `${when(gate.last_seen, true)} (${age(gate.last_seen)})` : t("value.never"));
+      fact("gate.pending", gate.reported_pending === null || gate.reported_pending === undefined
+        ? t("value.unknown") : t("gate.pending.count", { count: gate.reported_pending }));
+      fact("gate.clock", gate.clock_synced === true ? t("gate.clock.yes") : gate.clock_synced === false ? t("gate.clock.no") : t("value.unknown"));
+      if (typeof gate.buffer_pct === "number") fact("gate.buffer", `${gate.buffer_pct} %`);
       const gaps = gate.open_gaps || [];
-      fact("Missing punches", gaps.length
-        ? gaps.map(([a, b]) => (a === b ? `#${a}` : `#${a}–#${b}`)).join(", ") + " (resend requested)" : "none");
-      fact("Stored through", `#${gate.contiguous_seq}`);
+      fact("gate.missing", gaps.length
+        ? t("gate.missing.resend", { list: gaps.map(([a, b]) => (a === b ? `#${a}` : `#${a}–#${b}`)).join(", ") }) : t("value.none"));
+      fact("gate.stored", `#${gate.contiguous_seq}`);
       item.append(facts);
       list.append(item);
     }
@@ -184,42 +391,58 @@
   }
 
   function render() {
+    if ($("trouble")) renderTrouble();
     if (!latest) return;
     renderHeadcount(latest.headcount);
-    renderGates(latest.gates);
+    renderGates(latest.gates, latest.trouble);
   }
 
+  // ------------------------------------------------------------------ attendance, any day
+
   let attendanceBusy = false;
+  let attendanceAgain = false;
   async function loadAttendance() {
-    if (attendanceBusy || !token) return;
+    if (attendanceBusy) { attendanceAgain = true; return; }
     attendanceBusy = true;
     try {
-      const response = await api(`/api/sites/${encodeURIComponent(site())}/attendance`);
-      renderAttendance(await response.json());
+      const query = day ? "?date=" + encodeURIComponent(day) : "";
+      const response = await api(`/api/sites/${encodeURIComponent(site())}/attendance${query}`);
+      lastAttendance = await response.json();
+      renderAttendance(lastAttendance);
     } catch (error) {
-      if (!handleError(error)) console.warn("attendance", error);
+      if (!handleError(error)) showProblem(error.message);
     } finally {
       attendanceBusy = false;
+      if (attendanceAgain) { attendanceAgain = false; loadAttendance(); }
     }
+  }
+
+  function clockOf(localIso) {
+    return localIso ? when(localIso) : "–";
   }
 
   function renderAttendance(records) {
     const body = $("attendance").tBodies[0];
     body.replaceChildren();
-    $("attendance-date").textContent = records.length ? "(" + records[0].date + ")" : "";
+    $("attendance-date").textContent = day ? "(" + day + ")" : "(" + t("attendance.today") + ")";
     for (const record of records) {
       const row = el("tr");
       row.dataset.status = record.status;
-      const who = el("span");
-      who.append(el("span", record.name || record.worker), el("span", " (" + record.worker + ")", "muted"));
-      cell(row, "Worker", who);
-      cell(row, "In", clock(record.first_in));
-      cell(row, "Out", clock(record.last_out));
+      row.dataset.worker = record.worker;
+      cell(row, t("col.worker"), who(record));
+      cell(row, t("col.in"), clockOf(record.first_in));
+      cell(row, t("col.out"), clockOf(record.last_out));
       const minutes = record.worked_minutes;
-      cell(row, "Worked", `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`);
-      cell(row, "Status", STATUSES[record.status] || record.status, "status");
-      cell(row, "Flags", record.flags.length ? record.flags.map(words).join(", ") : "none");
-      cell(row, "Record", record.final ? "final" : "provisional");
+      cell(row, t("col.worked"), t("attendance.worked", { h: Math.floor(minutes / 60), m: String(minutes % 60).padStart(2, "0") }));
+      cell(row, t("col.status"), known("status.", record.status), "status");
+      const flags = el("ul", undefined, "flags");
+      for (const flag of record.flags) {
+        const item = el("li", known("flag.", flag));
+        item.dataset.flag = flag;
+        flags.append(item);
+      }
+      cell(row, t("col.flags"), record.flags.length ? flags : t("value.none"));
+      cell(row, t("col.record"), t(record.final ? "attendance.final" : "attendance.provisional"));
       body.append(row);
     }
     $("attendance").hidden = records.length === 0;
@@ -229,6 +452,8 @@
   function site() {
     return decodeURIComponent(location.pathname.split("/")[2] || "");
   }
+
+  // ------------------------------------------------------------------ live stream
 
   function handleFrame(frame) {
     let event = "message";
@@ -243,21 +468,20 @@
     }
     if (event === "update" && data.length) {
       latest = JSON.parse(data.join("\n"));
+      live = true;
       render();
-      setConnection("● Live: updates by itself", "live");
+      setConnection("connection.live", "live");
     }
   }
 
   async function follow() {
     for (;;) {
-      if (!token) return;
       try {
         stream = new AbortController();
         const response = await api(`/api/sites/${encodeURIComponent(site())}/live`, { signal: stream.signal });
         $("login").hidden = true;
         $("dashboard").hidden = false;
         showProblem("");
-        setConnection("● Live: updates by itself", "live");
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
@@ -271,9 +495,12 @@
           }
         }
       } catch (error) {
+        if (error && error.name === "AbortError") return;
         if (handleError(error)) return;
       }
-      setConnection("⟳ Connection lost: reconnecting… (figures may be out of date)", "lost");
+      live = false;
+      renderTrouble();
+      setConnection("connection.lost", "lost");
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
   }
@@ -284,11 +511,12 @@
       const found = sites.find((s) => s.site === site());
       if (found) {
         siteTimezone = found.timezone;
-        $("title").textContent = found.name && found.name !== found.site ? `${found.name} (${found.site})` : found.site;
-        document.title = `${found.site}: on site now`;
+        siteLabel = found.name && found.name !== found.site ? `${found.name} (${found.site})` : found.site;
       } else {
-        $("title").textContent = site();
+        siteLabel = site();
       }
+      $("title").textContent = siteLabel;
+      document.title = t("page.title.site.named", { site: siteLabel });
     } catch (error) {
       if (handleError(error)) return;
     }
@@ -311,10 +539,10 @@
         item.append(link);
         list.append(item);
       }
-      if (!sites.length) list.append(el("li", "No sites yet."));
+      if (!sites.length) list.append(el("li", t("sites.none")));
       await showArrears(list);
     } catch (error) {
-      if (!handleError(error)) showProblem("Cannot reach the collector: " + error.message);
+      if (!handleError(error)) showProblem(t("error.unreachable", { detail: error.message }));
     }
   }
 
@@ -338,10 +566,11 @@
       const link = [...list.querySelectorAll("a")].find((a) => a.getAttribute("href") === "/sites/" + encodeURIComponent(s.site));
       if (!link) continue;
       const text = s.overdue_workers
-        ? `Wages overdue: ${yuan(s.overdue_fen)} yuan` +
-          (s.overdue_estimate_fen ? ` and about ${yuan(s.overdue_estimate_fen)} yuan not yet approved` : "") +
-          `, ${s.overdue_workers} worker(s) (Art. 27)`
-        : "No wages overdue";
+        ? t("arrears.overdue", {
+          amount: yuan(s.overdue_fen), workers: s.overdue_workers,
+          estimate: s.overdue_estimate_fen ? t("arrears.estimate", { amount: yuan(s.overdue_estimate_fen) }) : "",
+        })
+        : t("arrears.none");
       link.parentElement.append(el("span", " " + text, s.overdue_workers ? "arrears overdue" : "arrears"));
     }
   }
@@ -352,7 +581,26 @@
     if (document.body.dataset.page === "site") startSite(); else startIndex();
   }
 
-  document.addEventListener("DOMContentLoaded", () => {
+  async function signOut() {
+    const hadToken = Boolean(token);
+    try {
+      // Ends a sign-in link's session on the server (the cookie is HttpOnly: only the server can clear it).
+      await fetch("/api/signout", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" }, body: "{}" });
+    } catch (e) { /* offline: the token is forgotten below all the same */ }
+    askForToken(t("login.forgotten"));
+    return hadToken;
+  }
+
+  document.addEventListener("DOMContentLoaded", async () => {
+    await window.I18N.start();
+    const onLanguage = () => {
+      const key = $("connection") && $("connection").dataset.key;
+      if (key) setConnection(key, $("connection").dataset.state);
+      if (siteLabel) document.title = t("page.title.site.named", { site: siteLabel });
+      render();
+      if (lastAttendance) renderAttendance(lastAttendance);
+    };
+    window.I18N.bindSwitch($("lang-switch"), onLanguage);
     $("login-form").addEventListener("submit", (event) => {
       event.preventDefault();
       token = $("token").value.trim();
@@ -360,10 +608,48 @@
       if (!token) return;
       localStorage.setItem(TOKEN_KEY, token);
       $("login").hidden = true;
+      $("login-error").textContent = "";
       start();
     });
-    $("forget").addEventListener("click", () => askForToken("Token forgotten."));
-    setInterval(render, 5000);  // heartbeat ages move on between updates
-    if (token) start(); else askForToken();
+    $("forget").addEventListener("click", signOut);
+    if (document.body.dataset.page === "site") {
+      $("search").addEventListener("input", () => { if (latest) renderInside(latest.headcount); });
+      $("rollcall-toggle").addEventListener("click", () => {
+        sessionStorage.setItem(rollcallKey() + ":on", rollcallActive() ? "0" : "1");
+        if (latest) renderRollcall(latest.headcount);
+        if (rollcallActive()) $("rollcall").scrollIntoView();
+      });
+      $("rollcall-print").addEventListener("click", () => window.print());
+      $("rollcall-reset").addEventListener("click", () => {
+        saveTicks(new Set());
+        if (latest) renderRollcall(latest.headcount);
+      });
+      $("rollcall-groups").addEventListener("change", (event) => {
+        const box = event.target;
+        if (!(box instanceof HTMLInputElement) || !box.dataset.key) return;
+        const set = ticks();
+        if (box.checked) set.add(box.dataset.key); else set.delete(box.dataset.key);
+        saveTicks(set);
+        if (latest) renderRollcall(latest.headcount);
+      });
+      $("day").addEventListener("change", () => {
+        day = $("day").value || null;
+        loadAttendance();
+      });
+      $("day-today").addEventListener("click", () => {
+        $("day").value = "";
+        day = null;
+        loadAttendance();
+      });
+      renderTrouble();
+    }
+    // Ages of heartbeats move on between updates: redraw what shows them (not the lists, which change
+    // only with the data: a foreman ticking off names must not have the list redrawn under the finger).
+    setInterval(() => {
+      if ($("trouble")) renderTrouble();
+      if (latest) renderGates(latest.gates, latest.trouble);
+    }, 5000);
+    // With no token typed, a sign-in session's cookie may still open the page; a 401 asks for a token.
+    start();
   });
 })();
