@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 #: A gate whose messages are refused is told why at most this often (seconds) per reason.
 REFUSAL_INTERVAL = 60.0
 BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so they keep sending
+#: Bytes per transaction at most (beyond the first message): a backlog message holds up to 500 punches, and
+#: 250 of them made one burst of minutes on a loaded host, longer than a partition's lease, so processes
+#: took each other's partitions mid-burst. 2 MiB is about 4,000 punches: well under a second when idle.
+BURST_MAX_BYTES = 2 * 1024 * 1024
 RETRY_DELAYS = (0.5, 30.0)
 #: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
 PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "refusals_sent", "write_failures",
@@ -83,12 +87,20 @@ class Inbox:
             self._bytes += len(message.payload)
             self._changed.notify_all()
 
-    def take(self, limit: int, timeout: float) -> list[tuple[float, int, Message]]:
-        """Up to ``limit`` messages; their bytes stay counted until ``done`` (they are in memory until then)."""
+    def take(self, limit: int, timeout: float, max_bytes: int = BURST_MAX_BYTES) -> list[tuple[float, int, Message]]:
+        """Up to ``limit`` messages and ``max_bytes`` of payload (always at least one message, whatever its
+        size); their bytes stay counted until ``done`` (they are in memory until then)."""
         with self._changed:
             if not self._items:
                 self._changed.wait(timeout)
-            return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+            taken: list[tuple[float, int, Message]] = []
+            size = 0
+            while self._items and len(taken) < limit:
+                size += len(self._items[0][2].payload)
+                if taken and size > max_bytes:
+                    break
+                taken.append(self._items.popleft())
+            return taken
 
     def done(self, taken: list[tuple[float, int, Message]]) -> None:
         with self._changed:

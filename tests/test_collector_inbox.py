@@ -50,3 +50,15 @@ def test_stopping_releases_a_waiting_put():
     stop.set()
     waiting.join(5)
     assert not waiting.is_alive()
+
+
+def test_a_burst_is_bounded_in_bytes_so_it_stays_well_inside_a_lease():
+    inbox = Inbox(10_000, threading.Event())
+    for mid in range(1, 6):
+        inbox.put(message(400, mid))
+    assert [m.mid for _, _, m in inbox.take(10, timeout=0.1, max_bytes=1000)] == [1, 2]
+    assert [m.mid for _, _, m in inbox.take(1, timeout=0.1, max_bytes=1000)] == [3]
+    # A message larger than the bound on its own is still taken, alone: nothing is ever stuck.
+    inbox.put(message(5000, 6))
+    assert [m.mid for _, _, m in inbox.take(10, timeout=0.1, max_bytes=1000)] == [4, 5]
+    assert [m.mid for _, _, m in inbox.take(10, timeout=0.1, max_bytes=1000)] == [6]
