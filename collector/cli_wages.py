@@ -172,19 +172,28 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
 @click.option("--period", required=True)
 @click.option("--by", required=True, help="Who approves.")
 @click.option("--override", help="Approve although lines need a decision, and why (those lines are not paid).")
+@click.option("--override-disputes", is_flag=True,
+              help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
+@click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
 @with_config
 @_wage_errors
-def wages_approve(ctx: Context, site: str, period: str, by: str, override):
+def wages_approve(ctx: Context, site: str, period: str, by: str, override, override_disputes: bool, reason):
     """Freeze the latest version for payment (a correction later is a new version; this one is kept)."""
     from .wages import approve
 
+    if override_disputes and not (reason or "").strip():
+        raise click.UsageError("--override-disputes needs --reason: why pay before the disputes are answered")
+    if reason is not None and not override_disputes:
+        raise click.UsageError("--reason goes with --override-disputes")
     with ctx.store() as store:
-        table = approve(store, site, period, by=by, override=override)
+        table = approve(store, site, period, by=by, override=override,
+                        override_disputes=reason if override_disputes else None)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
     click.echo(f"{site} {period} version {table['version']} approved by {by}: {len(payable)} line(s), "
                f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}"
                + (f"; {len(table['lines']) - len(payable)} line(s) held (override: {override})"
-                  if len(payable) < len(table["lines"]) else ""))
+                  if len(payable) < len(table["lines"]) else "")
+               + (f"; open disputes overridden: {reason}" if override_disputes else ""))
 
 
 @wages_group.command("history")

@@ -82,6 +82,10 @@ TABLES = (
     Table("wage_payments", ("id",)),
     Table("wage_sheets", ("id",)),
     Table("wage_sheet_lines", ("id",)),
+    Table("worker_links", ("id",)),
+    Table("record_access", ("id",)),
+    Table("disputes", ("id",)),
+    Table("dispute_overrides", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.

@@ -41,6 +41,7 @@ from .localtime import check_date
 from .metrics import render_metrics
 from .reports import attendance, check_period, site_rules
 from .store import Store, StoreError
+from .web_worker import WorkerApi
 
 STATIC = Path(__file__).parent / "web_static"
 ALL_SITES = "*"
@@ -150,6 +151,8 @@ class WebApp:
             Route("/api/quarantine", self.api_quarantine),
             Route("/api/arrears", self.api_arrears),
             Route("/metrics", self.metrics),
+            *WorkerApi(config, api_error=ApiError, json_response=JSONResponse, static=STATIC, tokens=self.tokens,
+                       all_sites=ALL_SITES).routes(),
         ]
         starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
         self.app = SecurityHeaders(starlette)

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import schema
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 from .counters import CounterQueries
+from .disputes import DisputeQueries
 from .errors import StoreError
 from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries
@@ -26,13 +27,14 @@ from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, Qu
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
 from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
+from .worker_access import WorkerAccessQueries
 
 __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
            "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
-            WageSheetQueries, PaymentQueries):
+            WageSheetQueries, PaymentQueries, WorkerAccessQueries, DisputeQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 
