@@ -148,7 +148,11 @@ class WorkerApi:
         if worker is None:
             self.attempts.failed(client)
             log.info("worker link refused (client %s)", client)
-            raise self.ApiError(401, "this link is not valid (any more): ask the bank for your new link")
+            # Whoever's page this browser held before is closed too: a shared phone shows nobody's record.
+            response = self.JSONResponse({"error": "this link is not valid (any more): ask the bank for your new link"},
+                                         status_code=401)
+            response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))
+            return response
         response = Response(status_code=204)
         response.set_cookie(COOKIE, secret, max_age=COOKIE_DAYS * 86400, path="/", httponly=True, samesite="strict",
                             secure=not _loopback(request))

@@ -27,6 +27,7 @@ from tests.helpers import (
     BANK_PUBLIC,
     CollectorSetup,
     PunchFactory,
+    cli,
     heartbeat,
     start_web,
     stop_process,
@@ -187,8 +188,8 @@ def file_dispute(driver, day: str, note: str) -> str:
     item = day_item(driver, day)
     item.find_element("css selector", "textarea").send_keys(note)
     item.find_element("css selector", 'button[type="submit"]').click()
-    until(driver, lambda d: d.find_elements("id", "filed") and "已提交" in text(d, "filed"), "the dispute filed")
-    return text(driver, "filed").split("编号 ")[1].split("。")[0]
+    until(driver, lambda d: "已提交" in day_item(d, day).text, "the dispute filed")
+    return day_item(driver, day).find_element("css selector", ".filed").text.split("编号 ")[1].split("。")[0]
 
 
 def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(bank, phone, tmp_path):
@@ -299,7 +300,8 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
              message="the evidence downloaded")
     evidence = next(p for p in phone.downloads.iterdir() if p.suffix == ".json")
     assert evidence.name == "evidence-W1-2026-10-01-2026-10-31.json"
-    verified = bank.run("verify", str(evidence), "--bank-key", str(bank.public_key))
+    # Offline: the file and the published key, nothing of the bank's (no --config).
+    verified = cli("collector", "verify", str(evidence), "--bank-key", str(bank.public_key))
     assert "OK" in verified.stdout
     standalone = subprocess.run([sys.executable, str(ROOT / "tools" / "verify_evidence.py"), str(evidence),
                                  str(bank.public_key)], capture_output=True, text=True, timeout=60)
@@ -310,7 +312,8 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     day["worked_minutes"] += 60
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(document))
-    assert bank.run("verify", str(forged), "--bank-key", str(bank.public_key), check=False).returncode == 1
+    refused = cli("collector", "verify", str(forged), "--bank-key", str(bank.public_key), check=False)
+    assert refused.returncode == 1 and "FAILED" in refused.stderr
     standalone = subprocess.run([sys.executable, str(ROOT / "tools" / "verify_evidence.py"), str(forged),
                                  str(bank.public_key)], capture_output=True, text=True, timeout=60)
     assert standalone.returncode == 1 and "FAILED" in standalone.stderr

@@ -10,6 +10,7 @@
   let language = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
   let month = null;      // YYYY-MM shown
   let latest = null;     // the last record, re-rendered when the language changes
+  let evidenceMonth = null;
 
   // ------------------------------------------------------------------ text
 
@@ -158,9 +159,11 @@
       access.append(item);
     }
 
-    const [from, to] = [$("evidence-from"), $("evidence-to")];
-    if (!from.value) from.value = r.month + "-01";
-    if (!to.value) to.value = lastDay(r.month);
+    if (evidenceMonth !== r.month) {  // the download offers the month shown, until the worker picks dates
+      evidenceMonth = r.month;
+      $("evidence-from").value = r.month + "-01";
+      $("evidence-to").value = lastDay(r.month);
+    }
     updateEvidenceLink();
   }
 
@@ -282,7 +285,17 @@
       $("problem").textContent = t("logged_out");
     });
     await loadText();
+    await arrive();
+    // Another link opened in this tab changes only the fragment: no new page, so take it from here.
+    window.addEventListener("hashchange", arrive);
+  }
+
+  async function arrive() {
     try {
+      if (location.hash.length > 1) {
+        latest = null;
+        month = null;
+      }
       await openLink();
       await load();
     } catch (error) {
