@@ -55,8 +55,8 @@ class Bank:
     """Site S1 with two gates and two workers; W1's October: the 14th complete, the 15th without an OUT
     (the gate did not read the card); W2 works the 14th between W1's punches."""
 
-    def __init__(self, directory: Path):
-        self.setup = CollectorSetup.create(directory, broker=SimpleNamespace(port=1883),
+    def __init__(self, directory: Path, db: str | None = None):
+        self.setup = CollectorSetup.create(directory, broker=SimpleNamespace(port=1883), db=db,
                                            **{"web.tokens": {SITE1: "S1", SITE2: "S2", BANK: "*"}})
         self.north, self.south = PunchFactory(gate="north"), PunchFactory(gate="south")
         with self.setup.store() as store:
@@ -409,3 +409,69 @@ def test_what_the_page_sends_is_checked(bank):
         assert http(bank.url + "/api/worker/record" + query, cookie=secret)[0] == status
     for query in ("?from=2026-10-01", "?from=2026-10-31&to=2026-10-01", "?from=2020-01-01&to=2026-10-01"):
         assert http(bank.url + "/api/worker/evidence" + query, cookie=secret)[0] == 400
+
+
+def session_cookie(url: str, secret: str) -> str:
+    """The cookie `POST /api/worker/session` sets for a link's secret (HttpOnly, SameSite=Strict)."""
+    request = urllib.request.Request(url + "/api/worker/session", data=json.dumps({"secret": secret}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 204
+        header = response.headers["Set-Cookie"]
+    assert "HttpOnly" in header and "SameSite=strict" in header and "Path=/" in header
+    assert "Secure" not in header  # served on loopback here; any other address gets Secure
+    return header.split(";")[0].split("=", 1)[1]
+
+
+def test_the_page_writes_through_its_own_connection_on_both_engines(tmp_path, database):
+    """`collector serve` reads read-only; the access log and disputes are written beside it, on SQLite
+    and PostgreSQL alike. An accepted dispute answered by a void marks the voided punch with it."""
+    bank = Bank(tmp_path / "collector", db=None if isinstance(database, Path) else database)
+    process, url = start_web(bank.setup)
+    try:
+        cookie = session_cookie(url, bank.link("W1", url).split("#")[1])
+        status, body = http(url + "/api/worker/record?month=2026-10", cookie=cookie)
+        assert status == 200
+        record = json.loads(body)
+        assert record["worker"] == {"worker": "W1", "name": W1_NAME, "employer": "华建劳务"}
+        assert [(d["date"], d["first_in"], d["last_out"], d["worked_minutes"]) for d in record["days"]] == [
+            ("2026-10-14", "2026-10-14T08:00:00+08:00", "2026-10-14T17:00:00+08:00", 540),
+            ("2026-10-15", "2026-10-15T08:00:00+08:00", None, 0)]
+        assert record["totals"] == {"days_present": 2, "worked_minutes": 540, "days_flagged": 1,
+                                    "provisional_days": 0}
+        assert record["sites"] == [{"site": "S1", "name": "江畔大厦"}]
+        for other in ("W2", W2_CARD, W1_CARD, W2_ID_NUMBER, "李"):
+            assert other not in body.decode(), other
+        assert [(a["via"], a["who"], a["what"]) for a in record["access"]] == [
+            ("worker link", "the worker", "days 2026-10"), ("bank CLI", "ops-li", "link issued")]
+
+        status, body = http(url + "/api/worker/disputes", cookie=cookie,
+                            data={"site": "S1", "day": "2026-10-14", "note": "我17:00没走，18:00才下班"})
+        assert status == 201
+        ref = json.loads(body)["ref"]
+        assert ref == f"D-{datetime.now(UTC).year}-0001"
+        with bank.setup.store() as store:
+            out = next(p for p in store.punches(site="S1") if p["gate"] == "south" and p["card"] == W1_CARD)
+            theirs = next(p for p in store.punches(site="S1") if p["card"] == W2_CARD)
+            next_day = next(p for p in store.punches(site="S1") if p["time"].startswith("2026-10-15"))
+        for args, why in ((["--void", str(theirs["id"])], "not the disputing worker's"),
+                          (["--punch", str(out["id"])], "a gate's punch"),
+                          (["--void", str(next_day["id"] + 100)], "there is no punch"),
+                          (["--punch", str(out["id"]), "--void", str(out["id"])], "one correction"),
+                          ([], "one correction")):
+            refused = bank.run("disputes", "answer", ref, "--accept", *args, "--by", "ops-li", check=False)
+            assert refused.returncode == 1 and why in refused.stderr, (args, refused.stderr)
+        bank.run("disputes", "answer", ref, "--accept", "--void", str(out["id"]), "--reason",
+                 "the 17:00 tap was a colleague's card in the worker's wallet", "--by", "ops-li")
+        with bank.setup.store(readonly=True) as store:
+            voided = store.punch(out["id"])
+            assert voided["void_at"] and voided["void_by"] == "ops-li" and ref in voided["void_reason"]
+            assert store.punch_dispute(out["id"]) == ref
+        answered = json.loads(http(url + "/api/worker/record?month=2026-10", cookie=cookie)[1])
+        assert answered["disputes"][0]["status"] == "accepted" and answered["disputes"][0]["answer_kind"] == "void"
+        assert "colleague" in answered["disputes"][0]["answer"]
+        assert answered["days"][0]["status"] == "missing_out" and "void" in answered["days"][0]["flags"]
+        assert [(a["via"], a["what"]) for a in answered["access"]] == [
+            ("worker link", "days 2026-10"), ("worker link", "days 2026-10"), ("bank CLI", "link issued")]
+    finally:
+        stop_process(process, signal.SIGKILL)
