@@ -178,6 +178,11 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
     except OSError as error:
         raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    from .cli_worker import operator_name
+
+    with ctx.store() as store:  # the worker sees on their page who took their record, and when
+        store.log_access(worker, via="bank CLI", who=operator_name(),
+                         what=f"evidence {first.isoformat()}..{last.isoformat()}")
     punches = sum(len(g["punches"]) for g in document["gates"])
     click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
                f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "

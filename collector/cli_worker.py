@@ -18,7 +18,8 @@ from .display import aligned
 from .store import StoreError
 
 
-def _operator() -> str:
+def operator_name() -> str:
+    """Who runs a command at the bank: the login name."""
     import getpass
 
     try:
@@ -27,7 +28,7 @@ def _operator() -> str:
         return "operator"
 
 
-by_option = click.option("--by", default=_operator, show_default="your login name",
+by_option = click.option("--by", default=operator_name, show_default="your login name",
                          help="Who does it (kept with the change).")
 
 

@@ -475,3 +475,30 @@ def test_the_page_writes_through_its_own_connection_on_both_engines(tmp_path, da
             ("worker link", "days 2026-10"), ("worker link", "days 2026-10"), ("bank CLI", "link issued")]
     finally:
         stop_process(process, signal.SIGKILL)
+
+
+def test_every_text_of_the_page_is_in_both_languages():
+    """Each catalog has every key; every key the page and its script name is in them."""
+    import re
+
+    static = ROOT / "collector" / "web_static"
+    zh = json.loads((static / "worker.zh.json").read_text())
+    en = json.loads((static / "worker.en.json").read_text())
+    assert set(zh) == set(en)
+    assert all(isinstance(v, str) and v.strip() for v in [*zh.values(), *en.values()])
+    html = (static / "worker.html").read_text()
+    script = (static / "worker.js").read_text()
+    used = set(re.findall(r'data-text="([a-z_]+)"', html)) | set(re.findall(r'\bt\("([a-z_]+)"[,)]', script))
+    assert used and used - set(zh) == set()
+    # Texts made from a prefix and a value the bank sends: every value it can send has its words.
+    statuses = ("complete", "open", "missing_out", "missing_in", "anomaly")
+    flags = ("manual", "void", "late_upload", "clock_unsynced", "clock_future", "clock_backwards",
+             "clock_implausible", "chain_break", "equivocated", "not_assigned", "repeated_in", "repeated_out")
+    wage_statuses = ("not_due", "due", "paid", "overdue", "held", "overpaid")
+    vias = ("worker link", "bank CLI", "site token", "bank token")
+    needed = {f"status_{s}" for s in statuses} | {f"flag_{f}" for f in flags} | \
+        {f"wage_status_{s}" for s in wage_statuses} | {f"via_{v}" for v in vias} | \
+        {f"dispute_status_{s}" for s in ("open", "accepted", "rejected")}
+    assert needed - set(zh) == set()
+    # The Chinese page is Chinese: no catalog entry left in English.
+    assert all(re.search(r"[\u4e00-\u9fff]", v) for k, v in zh.items() if k not in ("language_other",))
