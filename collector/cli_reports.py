@@ -224,9 +224,11 @@ def verify_command(evidence_file: str, bank_key: str | None, config_path: str | 
                 else "(not checked against the registry: give --config for that)")]
     for entry in summary["manual_entries"]:
         lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
-                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}")
+                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
+                     + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else ""))
     for void in summary["voids"]:
-        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}")
+        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
+                     + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
     if not summary["manual_entries"] and not summary["voids"]:
         lines.append("  no manual entries, no voids")
     emit(as_json, summary, "\n".join(lines))

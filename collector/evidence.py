@@ -81,18 +81,18 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, key: E
                 "punches": [json.loads(r["body"]) for r in rows],
                 "received_at": [r["received_at"] for r in rows],
             })
-            voids += [{"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
-                       "reason": r["void_reason"]} for r in rows if r["void_at"]]
+            voids += [_cites({"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
+                              "reason": r["void_reason"]}, r) for r in rows if r["void_at"]]
             if progress is not None:
                 progress(len(rows))
         for punch in punches:
             if punch["source"] == "manual" and punch["worker"] == worker:
-                manual.append({"ref": f"manual#{punch['id']}", "site": site, "time": punch["time"],
-                               "direction": punch["direction"], "by": punch["manual_by"],
-                               "reason": punch["manual_reason"], "entered_at": punch["received_at"]})
+                manual.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "time": punch["time"],
+                                      "direction": punch["direction"], "by": punch["manual_by"],
+                                      "reason": punch["manual_reason"], "entered_at": punch["received_at"]}, punch))
                 if punch["void_at"]:
-                    voids.append({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
-                                  "by": punch["void_by"], "reason": punch["void_reason"]})
+                    voids.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
+                                         "by": punch["void_by"], "reason": punch["void_reason"]}, punch))
         for record in daily_records(mine, rules, now):
             if first <= record.date <= last:
                 days.append(record_dict(record, site, rules.tz, cards.holders.get(worker), final=False))
@@ -106,6 +106,13 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, key: E
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
         "bank_key": public_key_text(key.public_key()),
     }, key)
+
+
+def _cites(entry: dict, punch: dict) -> dict:
+    """A correction that answers a worker's dispute names it (under the bank's signature like the rest)."""
+    if punch.get("dispute"):
+        entry["dispute"] = punch["dispute"]
+    return entry
 
 
 class Registry:
@@ -165,9 +172,10 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
     return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
-            "manual_entries": [{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")}
-                               for e in document["manual"]],
-            "voids": [{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")} for v in document["voids"]]}
+            "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
+                                "dispute": e.get("dispute")} for e in document["manual"]],
+            "voids": [{**{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")}, "dispute": v.get("dispute")}
+                      for v in document["voids"]]}
 
 
 class _CheckedPunches:

@@ -306,7 +306,8 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     standalone = subprocess.run([sys.executable, str(ROOT / "tools" / "verify_evidence.py"), str(evidence),
                                  str(bank.public_key)], capture_output=True, text=True, timeout=60)
     assert standalone.returncode == 0 and "OK" in standalone.stdout and "2026-10-15" in standalone.stdout
-    assert "gate did not read the card" in standalone.stdout
+    assert f"gate did not read the card (answers dispute {missing})" in standalone.stdout
+    assert f"gate did not read the card (answers dispute {missing})" in verified.stdout
     document = json.loads(evidence.read_text())
     day = next(d for d in document["days"] if d["date"] == "2026-10-15")
     day["worked_minutes"] += 60

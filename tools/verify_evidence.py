@@ -100,9 +100,10 @@ def report(name: str, summary: dict) -> list[str]:
                      + (f" [{', '.join(day['flags'])}]" if day["flags"] else ""))
     for entry in summary["manual"]:
         lines.append(f"  manual entry {entry['ref']} at {entry['time']} ({entry['direction']}) by {entry['by']}: "
-                     f"{entry['reason']}")
+                     f"{entry['reason']}" + (f" (answers dispute {entry['dispute']})" if entry.get("dispute") else ""))
     for entry in summary["voids"]:
-        lines.append(f"  void {entry['ref']} at {entry['void_at']} by {entry['by']}: {entry['reason']}")
+        lines.append(f"  void {entry['ref']} at {entry['void_at']} by {entry['by']}: {entry['reason']}"
+                     + (f" (answers dispute {entry['dispute']})" if entry.get("dispute") else ""))
     return lines
 
 
