@@ -51,8 +51,7 @@ def file(store: Store, worker: str, *, site: str, day: str, note: object, via: s
         when = None
     if when is None:
         raise DisputeError("the day must be a date YYYY-MM-DD")
-    if not isinstance(site, str) or site not in {a["site"] for a in store.assignments(worker=worker)} | \
-            {d["site"] for d in store.disputes(worker=worker)}:
+    if not isinstance(site, str) or site not in {a["site"] for a in store.assignments(worker=worker)}:
         raise DisputeError("the site is not one of your sites")
     tz = site_rules(store, site).tz
     today = today or datetime.now(UTC).astimezone(tz).date()

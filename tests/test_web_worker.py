@@ -335,6 +335,18 @@ def test_links_that_are_not_the_workers_fail_cleanly(bank, phone):
     assert W1_NAME not in phone.page_source and W1_CARD not in phone.page_source
     assert "李<b>娜</b>" not in text(phone, "days")  # the name is in the header, never beside a day
 
+    # A day the gates have no record of at all is disputed by naming it.
+    phone.find_element("id", "missing-day").click()
+    phone.execute_script("arguments[0].value = '2026-10-20'", phone.find_element("id", "missing-date"))
+    assert [o.text for o in phone.find_elements("css selector", "#missing-site option")] == ["江畔大厦"]
+    phone.find_element("css selector", "#missing-day-form textarea").send_keys("20号我在3号楼干了一天，卡坏了")
+    phone.find_element("css selector", '#missing-day-form button[type="submit"]').click()
+    until(phone, lambda d: "已提交" in d.find_element("css selector", ".filed").text, "the missing day disputed")
+    assert "20号我在3号楼干了一天，卡坏了" in text(phone, "disputes")
+    filed = bank.json("disputes", "--site", "S1")
+    assert [(d["worker"], d["day"], d["note"], d["status"]) for d in filed] == [
+        ("W2", "2026-10-20", "20号我在3号楼干了一天，卡坏了", "open")]
+
     # A guessed link, a malformed one, and W1's first link after a new one was issued: refused, in Chinese.
     reissued = bank.link("W1", bank.url)
     assert reissued != w1

@@ -199,24 +199,44 @@
     return item;
   }
 
-  function openDisputeForm(item, day, button) {
+  function openMissingDay() {
+    // A day the gates have no record of at all: the worker names the date and the site.
+    const box = $("missing-day-form");
+    const select = $("missing-site");
+    select.replaceChildren(...latest.sites.map((s) => { const o = el("option", s.name); o.value = s.site; return o; }));
+    $("missing-date").value = latest.month + "-01";
+    $("missing-date").max = new Date().toISOString().slice(0, 10);
+    box.hidden = false;
+    const chosen = () => ({ site: select.value, date: $("missing-date").value });
+    openDisputeForm(box, chosen, $("missing-day"), () => { box.hidden = true; });
+  }
+
+  function openDisputeForm(item, day, button, closed) {
     if (item.querySelector("form")) return;
     const form = $("dispute-form-template").content.firstElementChild.cloneNode(true);
     for (const node of form.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
-    form.querySelector(".cancel").addEventListener("click", () => { form.remove(); button.hidden = false; });
+    form.querySelector(".cancel").addEventListener("click", () => {
+      form.remove();
+      button.hidden = false;
+      if (closed) closed();
+    });
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const note = form.elements.note.value;
       const problem = form.querySelector(".error");
       problem.textContent = "";
       try {
-        const response = await post("/api/worker/disputes", { site: day.site, day: day.date, note: note });
+        const which = typeof day === "function" ? day() : { site: day.site, date: day.date };
+        const response = await post("/api/worker/disputes", { site: which.site, day: which.date, note: note });
         const filed = await response.json();
+        form.remove();
+        button.hidden = false;
+        if (closed) closed();
         await load();
         const done = el("p", t("filed", { ref: filed.ref }), "filed");
-        done.id = "filed";
-        const again = document.querySelector(`li.day[data-date="${day.date}"][data-site="${CSS.escape(day.site)}"]`);
-        (again || $("disputes")).append(done);
+        const again = document.querySelector(
+          `li.day[data-date="${CSS.escape(which.date)}"][data-site="${CSS.escape(which.site)}"]`);
+        (again || $("missing-day-form").parentElement).append(done);
       } catch (error) {
         if (error.status === 401 || error.status === 429) showProblem(error);
         else problem.textContent = error.message;
@@ -272,6 +292,7 @@
       await loadText();
       render();
     });
+    $("missing-day").addEventListener("click", openMissingDay);
     $("previous").addEventListener("click", () => shiftMonth(-1));
     $("next").addEventListener("click", () => shiftMonth(1));
     $("evidence-from").addEventListener("change", updateEvidenceLink);
