@@ -205,11 +205,17 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
     """Every version of the site's tables: who computed and approved each, when and why."""
     with ctx.store(readonly=True) as store:
         tables = store.wage_tables(site, period)
+        overrides = store.dispute_overrides(site, period) if store.has_step(20) else []
+    for table in tables:
+        table["dispute_overrides"] = [o for o in overrides
+                                      if (o["period"], o["table_version"]) == (table["period"], table["version"])]
     emit(as_json, tables, "\n".join(
         f"{t['period']} v{t['version']} {t['status']:10} computed {t['computed_at']} by {t['computed_by']}"
         + (f" ({t['reason']})" if t["reason"] else "")
         + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
-        + (f"; override: {t['override']}" if t["override"] else "") for t in tables) or f"{site}: no wage tables")
+        + (f"; override: {t['override']}" if t["override"] else "")
+        + "".join(f"; open disputes {', '.join(o['refs'])} overridden by {o['by']}: {o['reason']}"
+                  for o in t["dispute_overrides"]) for t in tables) or f"{site}: no wage tables")
 
 
 @wages_group.command("deduct")

@@ -274,6 +274,8 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
             "reason": "paying the undisputed days now; 7:00 start checked later",
             "at": store.dispute_overrides("S1", "2026-10")[0]["at"]}]
         assert store.wage_table("S1", "2026-10")["status"] == "approved"
+    history = bank.run("wages", "history", "--site", "S1").stdout
+    assert f"open disputes {rejected} overridden by ops-wang: paying the undisputed days now" in history
 
     # Rejected, with the reason the worker reads.
     bank.run("disputes", "answer", rejected, "--reject", "--reason", "闸机记录显示8:00进场，监控也是", "--by", "ops-li")
