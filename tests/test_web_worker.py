@@ -209,7 +209,7 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     assert "我的考勤记录" in text(phone, "title") and W1_NAME in text(phone, "who")
     complete = day_item(phone, "2026-10-14").text
     assert "上班\n08:00" in complete and "下班\n17:00" in complete and "9小时0分" in complete and "正常" in complete
-    assert "江畔大厦" in complete
+    assert "2026-10-14 周三 江畔大厦" in complete
     assert "没有下班打卡" in day_item(phone, "2026-10-15").text
     assert "出勤天数\n2" in text(phone, "totals") and "9小时0分" in text(phone, "totals")
     page = phone.page_source
@@ -286,6 +286,7 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     go_to_october(phone)
     corrected = day_item(phone, "2026-10-15").text
     assert "下班\n18:00" in corrected and "10小时0分" in corrected and "有人工补录的打卡" in corrected
+    phone.save_screenshot(str(tmp_path / "worker-page.png"))  # left for whoever debugs a failure
     disputes = text(phone, "disputes")
     assert "已接受，记录已更正" in disputes and "未接受" in disputes and "闸机记录显示8:00进场，监控也是" in disputes
     # Wages: the approved October, due on 15 November, unpaid.

@@ -177,7 +177,8 @@
     item.dataset.date = day.date;
     item.dataset.site = day.site;
     const head = el("div", undefined, "day-head");
-    head.append(el("strong", day.date), el("span", " " + day.site_name, "note"));
+    const weekday = t("weekdays").split(",")[new Date(day.date + "T12:00:00Z").getUTCDay()];
+    head.append(el("strong", day.date + " " + weekday), el("span", " " + day.site_name, "note"));
     item.append(head);
     const facts = el("dl", undefined, "facts");
     facts.append(el("dt", t("first_in")), el("dd", clock(day.first_in, day.date)),
