@@ -15,6 +15,8 @@ The rules (what site managers check and the bank pays from):
 - A punch flagged ``clock_implausible`` (its time cannot be placed on a real working day: before 2020,
   or more than a day after the bank received it) takes no part and belongs to no day, void or not; the
   punch listings show it.
+- A punch whose card did not prove itself (``card_forged``, ``card_replay``, ``card_unverified``: see
+  docs/cards.md) is shown on its day but takes no part: it is no proof of presence.
 
 Nothing here reads a database or a clock: ``now`` is an argument.
 """
@@ -31,6 +33,8 @@ from .localtime import to_local
 STATUS_ORDER = ("missing_out", "missing_in", "anomaly", "open", "complete")  # most severe first
 #: The flag of a punch whose time no working day can hold.
 UNPLACEABLE = "clock_implausible"
+#: Flags of punches that prove no presence: the clock cannot be placed, or the card did not prove itself.
+NOT_PRESENCE = frozenset({UNPLACEABLE, "card_forged", "card_replay", "card_unverified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +128,7 @@ class DayRecord:
 
 def resolve_and_pair(events: Iterable[Event], rules: Rules, now: datetime) -> tuple[list[Shift], list[tuple[Event, str, Event | None]]]:
     """One worker's shifts, and the punches ignored as anomalies (with the shift they fell into)."""
-    ordered = sorted((e for e in events if not e.void and UNPLACEABLE not in e.flags), key=lambda e: (e.time, e.ref))
+    ordered = sorted((e for e in events if not e.void and not NOT_PRESENCE & e.flags), key=lambda e: (e.time, e.ref))
     shifts: list[Shift] = []
     anomalies: list[tuple[Event, str, Event | None]] = []
     open_in: Event | None = None
@@ -192,6 +196,11 @@ def daily_records(events: Iterable[Event], rules: Rules, now: datetime) -> list[
                 record = day_of(event.time)
                 record.voided.append(event)
                 record.events.append(event)
+        for event in worker_events:
+            # A punch that proves no presence shows its flags on a day the worker has, and makes no day.
+            local_day = event.time.astimezone(rules.tz).date()
+            if not event.void and NOT_PRESENCE & event.flags and local_day in days:
+                days[local_day].events.append(event)
         records += [days[d] for d in sorted(days)]
     return records
 

@@ -174,10 +174,10 @@ class ImportSummary:
 
 def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], None] | None = None,
                   future_tolerance: float = 300.0, backwards_tolerance: float = 60.0,
-                  messages_per_burst: int = MESSAGES_PER_BURST) -> ImportSummary:
+                  messages_per_burst: int = MESSAGES_PER_BURST, sun_key: bytes | None = None) -> ImportSummary:
     """Ingest a bundle's punches in bursts, each burst one transaction (as the daemon does for MQTT)."""
     ingestor = Ingestor(store, future_tolerance=future_tolerance, backwards_tolerance=backwards_tolerance,
-                        source="import")
+                        source="import", sun_key=sun_key)
     topic = GateTopics(bundle.site, bundle.gate).punch
     counts: Counter = Counter()
     per_burst = MAX_BATCH * messages_per_burst

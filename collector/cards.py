@@ -15,6 +15,7 @@ class Holder:
     worker: str
     name: str
     employer: str | None
+    card_kind: str = "uid"  # how the card was registered: uid / bank / ntag424
 
 
 class CardIndex:
@@ -24,7 +25,8 @@ class CardIndex:
         self._by_uid: dict[str, list[tuple[str, str | None, Holder]]] = {}
         for row in windows:
             self._by_uid.setdefault(row["uid"], []).append(
-                (row["valid_from"] or "", row["valid_to"], Holder(row["worker"], row["name"], row["employer"])))
+                (row["valid_from"] or "", row["valid_to"], Holder(row["worker"], row["name"], row["employer"],
+                                                                  row.get("kind") or "uid")))
         for entries in self._by_uid.values():
             entries.sort(key=lambda e: e[0])
         self._starts = {uid: [e[0] for e in entries] for uid, entries in self._by_uid.items()}

@@ -11,7 +11,7 @@ from gate_agent.configfile import ConfigError
 from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
-from . import cli_db, cli_deploy, cli_reports, cli_wages, cli_web, cli_worker
+from . import cli_cards, cli_db, cli_deploy, cli_reports, cli_retention, cli_wages, cli_web, cli_worker
 from .cli_common import (
     Context,
     Group,
@@ -350,7 +350,8 @@ def worker_list(ctx: Context, site: str | None, as_json: bool):
         return
     rows = []
     for w in workers:
-        held = [c["uid"] for c in w["cards"] if c["valid_to"] is None]
+        held = [c["uid"] if c.get("kind", "uid") == "uid" else f"{c['kind']} {c.get('masked') or ''} {c['uid']}"
+                .replace("  ", " ") for c in w["cards"] if c["valid_to"] is None]
         rows.append([w["worker"], w["name"], w["employer"] or "-", ", ".join(w["sites"]) or "-",
                      ", ".join(held) or "-", f"removed {w['removed_at']}" if w["removed_at"] else ""])
     for line in aligned(rows, ["worker", "name", "employer", "sites", "cards", ""]):
@@ -528,10 +529,13 @@ def card_assign(ctx: Context, uid: str, worker_id: str, valid_from: str | None):
 @click.option("--at", "at", help="ISO time with offset (default: now).")
 @with_config
 def card_revoke(ctx: Context, uid: str, at: str | None):
-    """End a card's current window (lost, stolen, returned); its earlier punches stay with its holder."""
+    """End a card's current window (lost, stolen, returned); its earlier punches stay with its holder. A
+    bank card is named by its identifier (`collector worker list` shows it)."""
+    from gate_agent.protocol import normalise_card
+
     from .registry import parse_moment
 
-    uid = normalise_uid(uid)
+    uid = normalise_card(uid)
     with ctx.store() as store:
         former = store.revoke_card(uid, at=parse_moment(at) if at else None)
     click.echo(f"card {uid} revoked from {former}")
@@ -595,7 +599,8 @@ def punches(ctx: Context, site_id: str, day, as_json: bool):
         return
     # A time with no local date in the site's zone (year 9999, a broken gate clock) shows as signed, in UTC.
     table = [[row["id"], row["local_time"] or row["time"], f"{row['gate'] or 'manual'}#{row['seq'] or row['id']}",
-              row["direction"], row["card"] or "-", row["worker"] or "?", row["name"] or "", ";".join(row["flags"])]
+              row["direction"], (f"{row['card_kind']} " if row.get("card_kind") not in (None, "uid") else "")
+              + (row["card"] or "-"), row["worker"] or "?", row["name"] or "", ";".join(row["flags"])]
              for row in rows]
     for line in aligned(table, ["id", "time", "punch", "dir", "card", "worker", "name", "flags"]):
         say(line)
@@ -637,5 +642,5 @@ def demo(directory: str) -> None:
 
 
 # Commands of their own modules: attendance and exports, the web dashboard, deployment (PKI, bundles).
-for _module in (cli_reports, cli_web, cli_deploy, cli_db, cli_wages, cli_worker):
+for _module in (cli_reports, cli_web, cli_deploy, cli_db, cli_wages, cli_retention, cli_cards, cli_worker):
     _module.register(main)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from gate_agent.configfile import ConfigError
+
 from .broker_config import COLLECTOR_BIND, COLLECTOR_PORT, MEMORY_LIMIT_MIB, PERSISTENCE_DIR, QUEUE_LIMIT_MIB
 from .cli_common import Context, check_id, emit, json_option, with_config
 
@@ -159,15 +161,20 @@ def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
     """Import a gate's bundle (from `gate-agent export`) through the same verification and exactly-once
     storage as MQTT. Importing twice, or what MQTT already delivered, changes no punch."""
     from .bundle import import_bundle, read_bundle
+    from .sun import load_master_key
 
     config = ctx.config
+    try:
+        sun_key = load_master_key(config)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     with ctx.store() as store:
         bundle = read_bundle(bundle_file, store)
         with click.progressbar(length=bundle.count, label=f"importing {bundle.site}/{bundle.gate}",
                                file=sys.stderr) as bar:
             summary = import_bundle(store, bundle, progress=bar.update,
                                     future_tolerance=config.future_tolerance_seconds,
-                                    backwards_tolerance=config.backwards_tolerance_seconds)
+                                    backwards_tolerance=config.backwards_tolerance_seconds, sun_key=sun_key)
     emit(as_json, summary.to_dict(),
          f"{bundle_file}: gate {summary.site}/{summary.gate} seq {summary.first}..{summary.last} "
          f"({summary.count} punches): stored {summary.stored}, duplicates {summary.duplicates}, "

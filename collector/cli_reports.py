@@ -160,7 +160,7 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
 
     from gate_agent.files import write_new
 
-    from .evidence import build_evidence
+    from .evidence import build_evidence, evidence_id
     from .signing import SigningKeyError, load_bank_key
 
     first, last = _period(None, first, last)
@@ -186,7 +186,8 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     punches = sum(len(g["punches"]) for g in document["gates"])
     click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
                f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
-               f"{len(document['voids'])} void(s); signed by bank key {document['key']}")
+               f"{len(document['voids'])} void(s); signed by bank key {document['key']}; evidence id "
+               f"{evidence_id(document)}")
 
 
 @click.command("verify")
@@ -221,7 +222,8 @@ def verify_command(evidence_file: str, bank_key: str | None, config_path: str | 
              f"punch(es), {summary['days']} day(s) of {summary['worker']}, {summary['worked_minutes'] / 60:.2f} h; "
              f"gate keys {', '.join(summary['keys']) or 'none'} "
              + ("(each registered for its gate when the bank received the punch)" if summary["registry_checked"]
-                else "(not checked against the registry: give --config for that)")]
+                else "(not checked against the registry: give --config for that)"),
+             f"  evidence id {summary['evidence_id']}"]
     for entry in summary["manual_entries"]:
         lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
                      f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"

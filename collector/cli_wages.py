@@ -403,6 +403,45 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
     say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
 
 
+@wages_group.command("slip")
+@click.option("--worker", "worker_id", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--site", help="The site (needed only when the worker is in several sites' tables that month).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The HTML page to write (a new file, mode 0600; never overwritten).")
+@json_option
+@with_config
+@_wage_errors
+def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_json: bool):
+    """The worker's wage slip (工资清单) for a month: a printable page in Chinese and English with each day,
+    the rate, gross, deductions, net, the payment and the id of the bank-signed evidence of those days."""
+    import os
+
+    from gate_agent.files import write_new
+
+    from .wage_slip import render, slip
+
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    with ctx.store(readonly=True) as store:
+        data = slip(store, worker_id, period, site=site, grace=timedelta(hours=ctx.config.final_grace_hours))
+    try:
+        write_new(out, render(data).encode("utf-8"), 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    if as_json:
+        click.echo(json_text({"file": out, **data}))
+        return
+    line = data["line"]
+    say(f"{out}: wage slip of {worker_id} for {period} at {data['site']}, table version {data['table']['version']} "
+        f"({data['table']['status']}{'' if data['table']['final'] else ', NOT FINAL: a draft'}): net "
+        f"{yuan(line['net_fen'])} yuan, {data['payment_status'][0]}; evidence id {data['evidence']['id'][:16]}")
+    if data["differs"]:
+        say("  note: the attendance has changed since the table was computed (the slip says so)")
+
+
 # ============================================================================== payment and arrears
 
 

@@ -3,6 +3,8 @@
 ```toml
 db = "/var/lib/collector/collector.sqlite3"
 signing_key = "$CREDENTIALS_DIRECTORY/bank.key"   # the bank's Ed25519 key (collector keygen)
+card_key = "$CREDENTIALS_DIRECTORY/card.key"     # optional: the bank card key gates hold too (docs/cards.md)
+sun_key = "$CREDENTIALS_DIRECTORY/sun.key"       # optional: the NTAG 424 DNA master key (docs/cards.md)
 
 [mqtt]
 host = "127.0.0.1"
@@ -52,6 +54,9 @@ class CollectorConfig:
     db: str | Path  # a postgresql:// URL or a SQLite file
     read_mqtt: Callable[[], MqttSettings] = field(repr=False, compare=False)
     read_signing_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
+    #: The bank card key (gate_agent.emv) and the NTAG 424 DNA master key (collector.sun) files, if set.
+    read_card_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
+    read_sun_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
     gap_wait_seconds: float = 5.0
     resend_interval_seconds: float = 30.0
     future_tolerance_seconds: float = 300.0
@@ -131,6 +136,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
     db = _database(table) or Path(state_dir) / "collector.sqlite3"
     signing_key = table.path_later("signing_key", None)
+    card_key = table.path_later("card_key", None)
+    sun_key = table.path_later("sun_key", None)
     mqtt_table = table.table("mqtt", deferred=True)
 
     def read_mqtt() -> MqttSettings:
@@ -165,6 +172,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         db=db,
         read_mqtt=read_mqtt,
         read_signing_key=signing_key,
+        read_card_key=card_key,
+        read_sun_key=sun_key,
         gap_wait_seconds=ingest.number("gap_wait_seconds", 5, minimum=0.1, maximum=3600),
         resend_interval_seconds=ingest.number("resend_interval_seconds", 30, minimum=1, maximum=86400),
         future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0,

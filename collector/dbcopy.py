@@ -82,6 +82,7 @@ TABLES = (
     Table("wage_payments", ("id",)),
     Table("wage_sheets", ("id",)),
     Table("wage_sheet_lines", ("id",)),
+    Table("retention_log", ("id",)),
     Table("worker_links", ("id",)),
     Table("record_access", ("id",)),
     Table("disputes", ("id",)),

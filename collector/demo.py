@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .broker import LocalBroker, free_port
+from .broker import LocalBroker, free_port, mosquitto_binary
 
 BIN = Path(sys.executable).parent
 
@@ -88,6 +88,7 @@ def run_demo(directory: str) -> int:
     try:
         say(f"== A local Mosquitto on 127.0.0.1:{broker.port} (files in {root})")
         broker.start()
+        say(f"$ {shlex.join([mosquitto_binary(), '-c', str(broker.config_path)])} &")
         say("\n== The bank's signing key: acks, rosters and evidence are signed with it; gates pin its public half")
         bank_pub = root / "bank.pub"
         bank_pub.write_text(run("collector", "keygen", "--key-file", str(root / "bank.key")))
@@ -112,6 +113,7 @@ def run_demo(directory: str) -> int:
         for name, command in (("collector", ["collector", "run", *cfg]),
                               ("gate-north", ["gate-agent", "run", "--config", str(north)]),
                               ("gate-south", ["gate-agent", "run", "--config", str(south)])):
+            say(f"$ {shlex.join(command)} > {shlex.quote(str(logs / f'{name}.log'))} 2>&1 &")
             with open(logs / f"{name}.log", "wb") as log_file:
                 processes.append(subprocess.Popen([str(BIN / command[0]), *command[1:]], stdout=log_file,
                                                   stderr=subprocess.STDOUT))

@@ -14,6 +14,7 @@ file whose every signature an attacker made himself fails the trust check.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, date, datetime, timedelta
 
@@ -23,6 +24,7 @@ from gate_agent.protocol import (
     BankKeys,
     ProtocolError,
     Punch,
+    canonical_json,
     check_link,
     format_time,
     key_id,
@@ -37,8 +39,11 @@ from gate_agent.protocol import (
 from .attendance import Event, Rules, daily_records
 from .cards import CardIndex
 from .localtime import zone
-from .reports import event_of, events_of, record_dict, site_rules, window
+from .reports import event_of, events_of, punch_flags, record_dict, site_rules, window
 from .store import Store, StoreError
+
+#: Card judgements an evidence file carries per punch (collector.sun): punches that prove no presence.
+CARD_FLAGS = frozenset({"card_forged", "card_replay", "card_unverified"})
 
 FORMAT = "site-gate-evidence"
 VERSION = 1
@@ -48,10 +53,32 @@ class EvidenceError(Exception):
     """The file does not verify; the message names the first thing that fails."""
 
 
+#: Fields of a document that change with each writing of the same evidence (when, and with which bank
+#: key): left out of its evidence id.
+_NOT_IN_ID = ("generated_at", "bank_key", "key", "sig")
+
+
+def evidence_id(document: dict) -> str:
+    """The SHA-256 of what the document says (canonical JSON without the fields that change with each
+    writing): the same worker, period and punches give the same id whenever and with whichever bank key
+    the file is written, so a wage slip can name the file the worker will get, and the file checked by
+    ``collector verify`` shows the same id."""
+    body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
 def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
                    now: datetime | None = None, progress=None) -> dict:
     """The worker's evidence for first..last, signed with the bank's ``key``."""
     now = now or datetime.now(UTC)
+    document = evidence_body(store, worker, first, last, now=now, progress=progress)
+    document["bank_key"] = public_key_text(key.public_key())
+    return sign_document(document, key)
+
+
+def evidence_body(store: Store, worker: str, first: date, last: date, *, now: datetime,
+                  progress=None) -> dict:
+    """What the evidence file says, before the bank signs it (no key needed: enough for its id)."""
     person = store.worker(worker)
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
@@ -75,12 +102,19 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, key: E
                 seqs.setdefault(gate, []).append(int(seq))
         for gate, numbers in sorted(seqs.items()):
             rows = store.gate_punch_rows(site, gate, min(numbers), max(numbers))
-            gates.append({
+            segment = {
                 "site": site, "gate": gate, "first_seq": min(numbers), "last_seq": max(numbers),
                 "public_keys": [k["public_key"] for k in store.public_keys(site, gate)],
                 "punches": [json.loads(r["body"]) for r in rows],
                 "received_at": [r["received_at"] for r in rows],
-            })
+            }
+            # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
+            # without the bank's card keys cannot repeat: vouched for by the bank's signature over the file.
+            judged = [sorted(CARD_FLAGS & set(punch_flags(r, cards.holder(r["card"], r["time"]) or True)))
+                      for r in rows]
+            if any(judged):
+                segment["card_flags"] = judged
+            gates.append(segment)
             voids += [_cites({"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
                               "reason": r["void_reason"]}, r) for r in rows if r["void_at"]]
             if progress is not None:
@@ -98,14 +132,13 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, key: E
                 days.append(record_dict(record, site, rules.tz, cards.holders.get(worker), final=False))
     for day in days:
         del day["final"]  # finality depends on gate heartbeats, which the file does not carry
-    return sign_document({
+    return {
         "format": FORMAT, "version": VERSION, "generated_at": format_time(now),
         "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
         "period": {"from": first.isoformat(), "to": last.isoformat()},
         "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in windows],
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
-        "bank_key": public_key_text(key.public_key()),
-    }, key)
+    }
 
 
 def _cites(entry: dict, punch: dict) -> dict:
@@ -170,6 +203,7 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
                 raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
                                     f"the punches give {b.get(field)!r}")
     return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
+            "evidence_id": evidence_id(document),
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
             "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
@@ -223,6 +257,10 @@ class _CheckedPunches:
         previous = None
         expected = segment["first_seq"]
         received = segment["received_at"]
+        card_flags = segment.get("card_flags") or [[] for _ in segment["punches"]]
+        if not isinstance(card_flags, list) or len(card_flags) != len(segment["punches"]) or not all(
+                isinstance(f, list) and set(f) <= CARD_FLAGS for f in card_flags):
+            raise EvidenceError(f"gate {name}: card_flags do not match its punches")
         for index, raw in enumerate(segment["punches"]):
             try:
                 punch = Punch.from_dict(raw)
@@ -250,7 +288,7 @@ class _CheckedPunches:
             if holder is not None:
                 row = {"id": None, "gate": gate, "seq": punch.seq, "time": punch.time, "direction": punch.dir,
                        "source": "gate", "void_at": (self._voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
-                       "flags": "", "received_at": received[index], "card": punch.card}
+                       "flags": ",".join(card_flags[index]), "received_at": received[index], "card": punch.card}
                 self.events[site].append(event_of(row, self.worker))
             previous, expected, self.total = punch, expected + 1, self.total + 1
         if previous is None or previous.seq != segment["last_seq"]:

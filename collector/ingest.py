@@ -37,6 +37,7 @@ from gate_agent.protocol import (
     verify_punch,
 )
 
+from . import sun
 from .localtime import PLAUSIBLE_FROM, plausible_until
 from .store import OTHER_TOPICS, DatabaseError, GateKeys, QuarantineLimits, Store
 
@@ -132,8 +133,10 @@ class Ingestor:
 
     def __init__(self, store: Store, *, future_tolerance: float = 300.0, backwards_tolerance: float = 60.0,
                  source: str = "mqtt", parallel_from: int = PARALLEL_FROM,
-                 quarantine_limits: QuarantineLimits | None = None, log_interval: float = 60.0):
+                 quarantine_limits: QuarantineLimits | None = None, log_interval: float = 60.0,
+                 sun_key: bytes | None = None):
         self.store = store
+        self.sun_key = sun_key  # the NTAG 424 DNA master key (collector.sun); None: SUN messages unverified
         self.quarantine_limits = quarantine_limits or QuarantineLimits()
         self._logs = {"quarantined": RepeatLog("quarantined", interval=log_interval),
                       "ignored": RepeatLog("ignored", interval=log_interval)}
@@ -407,10 +410,15 @@ class Ingestor:
         body = punch.to_json()
         digest = punch.digest() if canonical is None else hashlib.sha256(canonical).hexdigest()
         flags = self._clock_flags(punch, message.received_at)
+        counter = None
+        if punch.kind == "ntag424":
+            counter, card_flag = sun.verify(self.sun_key, punch.card, punch.sun)
+            if card_flag is not None:
+                flags.add(card_flag)
         if ident not in self._tails:
             self._tails[ident] = store.highest_punch(*ident)
         if not store.insert_punch(punch, digest=digest, body=body, received_at=message.received_at,
-                                  source=self.source, flags=",".join(sorted(flags))):
+                                  source=self.source, flags=",".join(sorted(flags)), card_counter=counter):
             held = store.stored_link(punch.site, punch.gate, punch.seq)
             if held[0] == digest:
                 result.counts["duplicates"] += 1
@@ -429,6 +437,11 @@ class Ingestor:
         result.counts["stored"] += 1
         if "clock_implausible" in flags:
             result.counts["clock_implausible"] += 1
+        for card_flag in (sun.FORGED, sun.UNVERIFIED):
+            if card_flag in flags:
+                result.counts[card_flag] += 1
+        if counter is not None:
+            self._replays(punch, counter, result)
         tail = self._tails[ident]
         if tail is not None and punch.seq == tail[0] + 1:
             previous = (tail[1], None, tail[2])
@@ -449,6 +462,18 @@ class Ingestor:
                 self._chain_break(punch.site, punch.gate, punch.seq + 1, digest, following[1], following[0], result)
             elif self._earlier_beyond_tolerance(following[2], punch.time):
                 store.add_flag(punch.site, punch.gate, punch.seq + 1, "clock_backwards")
+
+    def _replays(self, punch: Punch, counter: int, result: BurstResult) -> None:
+        """Flag ``card_replay`` on every punch of the card that this one's read counter shows to be a replay
+        (it may be this one, or one stored before it arrived)."""
+        for site, gate, seq in self.store.counter_replays(punch.site, punch.gate, punch.seq, punch.card, counter,
+                                                          punch.time):
+            row = self.store.stored_link(site, gate, seq)
+            if row is not None and sun.REPLAY not in row[4].split(","):
+                self.store.add_flag(site, gate, seq, sun.REPLAY)
+                result.counts[sun.REPLAY] += 1
+                log.warning("card %s: punch %s/%s seq %d replays a SUN message (read counter %d)", punch.card,
+                            site, gate, seq, counter)
 
     def _chain_break(self, site, gate, seq, held_prev_digest, claimed_prev, digest, result) -> None:
         """Punch ``seq`` links to a predecessor other than the one held: the gate signed two histories."""

@@ -36,6 +36,8 @@ def punch_flags(punch: dict, holder) -> list[str]:
         flags.add("manual")
     elif holder is None:
         flags.add("unknown_card")
+    elif getattr(holder, "card_kind", "uid") == "ntag424" and punch.get("card_kind") != "ntag424":
+        flags.add("card_forged")  # the UID of a SUN card, without its SUN message: a copy of the UID
     if punch.get("void_at"):
         flags.add("void")
     if implausible(punch["time"], punch["received_at"]):
@@ -69,6 +71,8 @@ def describe(punch: dict, cards: CardIndex, tz) -> dict:
         "time": punch["time"],
         "local_time": local_text(punch["time"], tz),
         "card": punch["card"],
+        # uid / bank (card is then the keyed identifier, never the number) / ntag424; None for manual punches
+        "card_kind": None if punch["source"] == "manual" else punch.get("card_kind") or "uid",
         "worker": worker,
         "name": holder.name if holder else None,
         "employer": holder.employer if holder else None,
@@ -116,7 +120,7 @@ def events_of(punches: list[dict], cards: CardIndex) -> tuple[list[Event], list[
                 unattributed.append(punch)
                 continue
             worker = holder.worker
-        events.append(event_of(punch, worker))
+        events.append(event_of(punch, worker, holder))
     return events, unattributed
 
 
@@ -134,9 +138,9 @@ def mark_unassigned(events: list[Event], assignments: list[dict]) -> list[Event]
     return marked
 
 
-def event_of(punch: dict, worker: str) -> Event:
+def event_of(punch: dict, worker: str, holder=None) -> Event:
     manual = punch["source"] == "manual"
-    own = set(punch_flags(punch, True)) - {"manual", "void", "unknown_card"}
+    own = set(punch_flags(punch, holder or True)) - {"manual", "void", "unknown_card"}
     return Event(
         ref=f"manual#{punch['id']}" if manual else f"{punch['gate']}#{punch['seq']}",
         worker=worker, time=parse_time(punch["time"]), direction=punch["direction"], gate=punch["gate"],

@@ -44,6 +44,7 @@ from .config import CollectorConfig
 from .ingest import BurstResult, Incoming, Ingestor, LeaseLost
 from .signing import load_bank_key
 from .store import DatabaseError, Store, display
+from .sun import load_master_key
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ class CollectorService:
         self.store = Store(config.db)
         self.store.record_bank_key(public_key_text(self._key.public_key()))
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
-                                 backwards_tolerance=config.backwards_tolerance_seconds)
+                                 backwards_tolerance=config.backwards_tolerance_seconds,
+                                 sun_key=load_master_key(config))
         self._stop = threading.Event()
         self.inbox = Inbox(INBOX_BYTES, self._stop)
         self.counters: Counter[str] = Counter()

@@ -19,7 +19,7 @@ from .keys import load_private_key
 from .link import Link
 from .outbox import Outbox, OutboxError
 from .protocol import GateTopics, Roster, format_time
-from .reader import CardReader, Tap
+from .reader import RANDOM, CardReader, Tap
 from .systemd import notify
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ class Agent:
         window_ms = int(config.debounce_seconds * 1000)
         self._last_tap = self._outbox.last_taps(self.clock.boot_id, self.clock.monotonic_ms() - window_ms)
         self._stop = threading.Event()
-        self.counters = {"recorded": 0, "duplicates": 0, "unknown_cards": 0, "not_recorded": 0}
+        self.counters = {"recorded": 0, "duplicates": 0, "unknown_cards": 0, "not_recorded": 0,
+                         "unreadable_cards": 0}
         self.link = Link(
             config.mqtt,
             self.topics,
@@ -142,6 +143,12 @@ class Agent:
 
     def handle_tap(self, tap: Tap) -> Signal:
         """Record a tap durably, then signal the outcome. Runs on the reader thread."""
+        if tap.kind == RANDOM:
+            # A random UID changes at every tap: recording it would make every tap an unknown card, and a
+            # random UID that happens to equal a registered card's would be the wrong worker.
+            self.counters["unreadable_cards"] += 1
+            return self._signal(Signal.UNREADABLE, f"card with random UID {tap.uid} is not readable here: "
+                                                   "not recorded; use another card")
         now_ms = self.clock.monotonic_ms()
         last = self._last_tap.get(tap.uid)
         if self.config.debounce_seconds > 0 and last is not None \
@@ -166,7 +173,8 @@ class Agent:
         verdict = self._verdict(tap.uid)
         try:
             punch = self._outbox.append(card=tap.uid, tech=tap.tech, reader=tap.reader,
-                                        direction=self.config.direction, roster=verdict, clock=self.clock)
+                                        direction=self.config.direction, roster=verdict, clock=self.clock,
+                                        kind=tap.kind, sun=tap.sun)
         except (sqlite3.Error, OSError, OutboxError) as error:
             self.counters["not_recorded"] += 1
             return self._signal(Signal.NOT_RECORDED, f"card {tap.uid} NOT recorded: {error}")
@@ -174,7 +182,8 @@ class Agent:
         self._last_tap[tap.uid] = punch.mono_ms
         self.link.notify()
         self.counters["recorded"] += 1
-        detail = f"seq {punch.seq} card {tap.uid} {punch.dir} (durable in {durable_ms:.1f} ms)"
+        shown = tap.uid if tap.kind == "uid" else f"{tap.kind} {tap.uid}"
+        detail = f"seq {punch.seq} card {shown} {punch.dir} (durable in {durable_ms:.1f} ms)"
         if verdict == "unknown":
             self.counters["unknown_cards"] += 1
             return self._signal(Signal.UNKNOWN_CARD, detail + "; card not on the roster")

@@ -65,13 +65,14 @@ def keygen(key_file: str) -> None:
 def run(config_path: str) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C."""
     from .agent import Agent, build_feedback
-    from .keys import KeyFileError
+    from .keys import KeyFileError, load_card_key
     from .outbox import OutboxError
     from .reader import NfcReader
 
     config = _load(config_path)
-    reader = NfcReader(config.reader, config.technologies)
     try:
+        card_key = load_card_key(config.card_key_file) if config.card_key_file else None
+        reader = NfcReader(config.reader, config.technologies, card_key=card_key, read_sun=config.read_sun)
         agent = Agent(config, reader=reader, feedback=build_feedback(config, reader))
     except (KeyFileError, OutboxError) as error:
         raise _fail(error) from None
@@ -135,19 +136,48 @@ def readers(as_json: bool, probe_serial: bool) -> None:
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a reader, per card.")
 @click.option("--hold", default=0.0, show_default=True,
               help="Seconds each card stays in the field after it was first read.")
+@click.option("--kind", type=click.Choice(["ntag", "bank", "ntag424"]), default="ntag", show_default=True,
+              help="ntag: a Type 2 tag known by its UID; bank: a contactless bank card (needs --pan-stdin); "
+                   "ntag424: an NTAG 424 DNA with SUN (needs --keys).")
+@click.option("--pan-stdin", is_flag=True, help="Read the bank card's number (test cards only) from stdin.")
+@click.option("--keys", "keys_file", type=click.Path(dir_okay=False),
+              help="ntag424: the card file `collector card provision` wrote (its keys and read counter).")
 @click.argument("uids", nargs=-1, required=True)
-def virtual_card(device: str, timeout: float, hold: float, uids: tuple[str, ...]) -> None:
-    """Present virtual NFC-A cards (NTAG-like, 4- or 7-byte UIDs) to a reader, one after another."""
-    from .virtual_card import VirtualCard, VirtualCardError
+def virtual_card(device: str, timeout: float, hold: float, kind: str, pan_stdin: bool, keys_file: str | None,
+                 uids: tuple[str, ...]) -> None:
+    """Present virtual NFC-A cards (4- or 7-byte UIDs) to a reader, one after another. A UID of "random" is
+    a new random UID (08xxxxxx) at each presentation, as bank cards show."""
+    from .virtual_card import EmvApplet, IsoDepCard, Ntag, VirtualCard, VirtualCardError, random_uid
 
     try:
-        normalised = [normalise_uid(uid) for uid in uids]
+        normalised = [uid if uid.lower() == "random" else normalise_uid(uid) for uid in uids]
         for uid in normalised:
-            if len(uid) not in (8, 14):
+            if uid != "random" and len(uid) not in (8, 14):
                 raise VirtualCardError(f"virtual cards have 4- or 7-byte UIDs, not {uid}")
+        pan = None
+        if kind == "bank":
+            if not pan_stdin:
+                raise VirtualCardError("a virtual bank card needs --pan-stdin (its number is never an argument)")
+            pan = sys.stdin.readline().strip()
+        ntag424 = None
+        if kind == "ntag424":
+            if not keys_file:
+                raise VirtualCardError("a virtual NTAG 424 card needs --keys")
+            from .virtual_ntag424 import VirtualNtag424
+
+            ntag424 = VirtualNtag424.load(keys_file)
         with VirtualCard(device) as card:
             for uid in normalised:
-                shown = card.present(uid, timeout=timeout, hold=hold)
+                raw = random_uid() if uid == "random" else bytes.fromhex(uid)
+                if kind == "bank":
+                    made = IsoDepCard(raw, EmvApplet(pan or ""))
+                elif kind == "ntag424":
+                    made = ntag424.card(raw)
+                else:
+                    made = Ntag(raw)
+                shown = card.present_card(made, timeout=timeout, hold=hold)
+                if ntag424 is not None:
+                    ntag424.save(keys_file)  # the read counter moved
                 click.echo(f"card {shown.uid} read ({shown.reads} read{'s' if shown.reads != 1 else ''}, "
                            f"{shown.seconds:.2f} s)")
     except (VirtualCardError, ValueError) as error:

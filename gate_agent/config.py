@@ -9,6 +9,9 @@ data_dir = "/var/lib/gate-agent"
 key_file = "/etc/gate-agent/gate.key"
 bank_key = "/etc/gate-agent/tls/bank.pub"   # or "ed25519:..." inline: the only key acks, rosters
                                             # and commands may be signed with
+card_key_file = "/etc/gate-agent/card.key"  # optional: the bank card key (0600); without it bank
+                                            # cards are not read (docs/cards.md)
+read_sun = true                # read NTAG 424 DNA SUN messages from ISO-DEP cards
 debounce_seconds = 60
 heartbeat_seconds = 30
 retention_days = 30
@@ -66,6 +69,8 @@ class GateConfig:
     max_buffer_mb: float = 512.0
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     source: Path | None = None
+    card_key_file: Path | None = None  # the bank card key (gate_agent.emv): bank cards are read only with it
+    read_sun: bool = True
 
 
 #: 1 TiB: more than any SD card or SSD a gate has.
@@ -133,6 +138,8 @@ def load_config(path: str | os.PathLike) -> GateConfig:
         max_buffer_mb=table.number("max_buffer_mb", 512, minimum=1, maximum=MAX_BUFFER_MB),
         feedback=feedback,
         source=Path(path),
+        card_key_file=table.path("card_key_file", None),
+        read_sun=table.bool("read_sun", True),
     )
     table.finish()
     if config.batch_size > config.window:

@@ -20,6 +20,7 @@ class Signal(enum.Enum):
     UNKNOWN_CARD = "unknown_card"  # recorded, but the card is not on the site's roster
     ERROR = "error"  # the tap could not be processed (reader or software fault)
     NOT_RECORDED = "not_recorded"  # the gate cannot store punches (disk full): tell the worker to report it
+    UNREADABLE = "unreadable"  # a card with no identity (a random UID): nothing recorded, use another card
 
 
 class Feedback:
@@ -61,6 +62,7 @@ class GpioFeedback(Feedback):
         Signal.UNKNOWN_CARD: ("red", 0.3, 0.2, 2),
         Signal.ERROR: ("red", 0.5, 0.2, 3),
         Signal.NOT_RECORDED: ("red", 1.0, 0.2, 3),
+        Signal.UNREADABLE: ("red", 0.1, 0.1, 4),
     }
 
     def __init__(self, *, green: int | None, red: int | None, buzzer: int | None, pin_factory=None):

@@ -55,3 +55,21 @@ def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")
     return key
+
+
+def load_card_key(path: str | os.PathLike) -> bytes:
+    """The bank card key (gate_agent.emv): a secret like the signing key, so held to the same file rules."""
+    from .emv import parse_card_key
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise KeyFileError(f"cannot read card key {path}: {getattr(error, 'strerror', None) or error}") from None
+    problem = secret_file_problem(path)
+    if problem:
+        raise KeyFileError(f"card key: {problem}")
+    try:
+        return parse_card_key(text)
+    except ValueError as error:
+        raise KeyFileError(f"{path}: {error}") from None

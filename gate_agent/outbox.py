@@ -151,18 +151,20 @@ class Outbox:
 
     # ------------------------------------------------------------------ the tap path
 
-    def append(self, *, card: str, tech: str, reader: str, direction: str, roster: str, clock) -> Punch:
-        """Sign, chain and durably commit one punch; return it once it is on disk."""
+    def append(self, *, card: str, tech: str, reader: str, direction: str, roster: str, clock,
+               kind: str = "uid", sun: str = "") -> Punch:
+        """Sign, chain and durably commit one punch; return it once it is on disk. A plain UID card's punch
+        is protocol version 1 (as before card kinds); other kinds need version 2."""
         if self._key is None:
             raise OutboxError("this outbox connection was opened without the signing key")
         with self._transaction():
             head_seq, head_digest = self.head_seq, self.head_digest
             punch = sign_punch(
                 Punch(
-                    v=PROTOCOL_VERSION, site=self.site, gate=self.gate, seq=head_seq + 1,
+                    v=PROTOCOL_VERSION if kind == "uid" else 2, site=self.site, gate=self.gate, seq=head_seq + 1,
                     time=format_time(clock.now()), mono_ms=clock.monotonic_ms(), boot=clock.boot_id,
                     synced=clock.synchronised(), card=card, tech=tech, reader=reader, dir=direction,
-                    roster=roster, prev=head_digest, key="", sig="",
+                    roster=roster, prev=head_digest, key="", sig="", kind=kind, sun=sun,
                 ),
                 self._key,
             )

@@ -23,6 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 PROTOCOL_VERSION = 1
+#: Punches name their card kind from version 2 on; a version 1 punch is a ``uid`` card. A gate writes
+#: version 1 for a plain UID card (a collector of the previous release still reads it) and version 2 for
+#: the other kinds. Messages, rosters and files stay at PROTOCOL_VERSION.
+PUNCH_VERSIONS = (1, 2)
 TOPIC_ROOT = "attendance/v1"
 GENESIS = "0" * 64  # ``prev`` of a gate's first punch
 
@@ -34,10 +38,18 @@ MAX_BATCH = 500
 DIRECTIONS = ("in", "out", "toggle")
 TECHNOLOGIES = ("iso14443a", "iso14443b", "felica")
 ROSTER_VERDICTS = ("known", "unknown", "none")
+#: uid: the card's UID (cloneable); bank: a keyed identifier of an EMV card's PAN (gate_agent.emv);
+#: ntag424: an NTAG 424 DNA's UID with its SUN message, which only the bank can check (collector.sun).
+CARD_KINDS = ("uid", "bank", "ntag424")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX = re.compile(r"[0-9a-f]+")
 _UID = re.compile(r"[0-9A-F]{8,20}")  # 4..10 byte ISO 14443 UIDs, 8-byte FeliCa IDm
+_BANK_ID = re.compile(r"[0-9A-F]{32}")  # 16 bytes of HMAC-SHA256 over the PAN: never a UID's length
+_ROSTER_CARD = re.compile(r"[0-9A-F]{8,20}|[0-9A-F]{32}")
+#: An NTAG 424 DNA SUN message as the gate read it from the card's URL: the encrypted PICC data (16 bytes)
+#: and the truncated SDM MAC (8 bytes), lower-case hex, "<picc>:<mac>".
+_SUN = re.compile(r"[0-9a-f]{32}:[0-9a-f]{16}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _PUBKEY_PREFIX = "ed25519:"
 
@@ -131,6 +143,14 @@ def normalise_uid(uid: str) -> str:
     return text
 
 
+def normalise_card(card: str) -> str:
+    """A card as the registry names it: a UID (normalise_uid) or a bank card's 32-hex-digit identifier."""
+    text = card.strip().upper()
+    if _BANK_ID.fullmatch(text):
+        return text
+    return normalise_uid(card)
+
+
 # ---------------------------------------------------------------------------------------------- keys
 
 
@@ -182,11 +202,13 @@ class Punch:
     prev: str  # digest of the gate's previous punch, GENESIS for seq 1
     key: str  # key_id of the signing key
     sig: str = ""  # hex Ed25519 signature over canonical_bytes()
+    kind: str = "uid"  # from v 2: the card kind (CARD_KINDS); a v 1 punch has neither field on the wire
+    sun: str = ""  # from v 2: an ntag424 card's SUN message, "" for other kinds
 
     def _fields(self) -> dict:
         # dataclasses.asdict deep-copies every value; these are all str/int/bool. Profiling ingest showed
         # asdict at ~10% of the collector's time (canonical bytes, body and digest per punch).
-        return {name: getattr(self, name) for name in _FIELD_NAMES}
+        return {name: getattr(self, name) for name in (_V1_NAMES if self.v == 1 else _FIELD_NAMES)}
 
     def canonical_bytes(self) -> bytes:
         body = self._fields()
@@ -212,7 +234,10 @@ class Punch:
         """Validate a decoded punch strictly: anything unexpected is a ProtocolError, never a guess."""
         if not isinstance(data, dict):
             raise ProtocolError("schema", f"punch is {type(data).__name__}, not an object")
-        expected = _PUNCH_FIELDS
+        version = data.get("v")
+        if type(version) is int and version not in PUNCH_VERSIONS:
+            raise ProtocolError("unsupported_version", f"punch protocol version {version}")
+        expected = _V1_FIELDS if version == 1 else _PUNCH_FIELDS
         missing = [name for name in expected if name not in data]
         extra = sorted(set(data) - set(expected))
         if missing:
@@ -224,8 +249,6 @@ class Punch:
             # bool is an int in Python; the wire keeps them apart.
             if type(value) is not kind:
                 raise ProtocolError("schema", f"{name} is {type(value).__name__}, expected {kind.__name__}")
-        if data["v"] != PROTOCOL_VERSION:
-            raise ProtocolError("unsupported_version", f"punch protocol version {data['v']}")
         check_id("site", data["site"])
         check_id("gate", data["gate"])
         if not 1 <= data["seq"] < 2**63:
@@ -235,8 +258,19 @@ class Punch:
             raise ProtocolError("schema", f"mono_ms {data['mono_ms']} out of range")
         if not 1 <= len(data["boot"]) <= 64 or not data["boot"].isprintable():
             raise ProtocolError("schema", "boot id must be 1-64 printable characters")
-        if _UID.fullmatch(data["card"]) is None or len(data["card"]) % 2:
-            raise ProtocolError("schema", f"card {data['card'][:40]!r} is not 4-10 bytes of upper-case hex")
+        kind = data.get("kind", "uid")
+        if kind not in CARD_KINDS:
+            raise ProtocolError("schema", f"kind {quoted(kind, 20)} not one of {', '.join(CARD_KINDS)}")
+        if kind == "bank":
+            if _BANK_ID.fullmatch(data["card"]) is None:
+                raise ProtocolError("schema", f"bank card {quoted(data['card'])} is not 16 bytes of upper-case hex")
+        elif _UID.fullmatch(data["card"]) is None or len(data["card"]) % 2:
+            raise ProtocolError("schema", f"card {quoted(data['card'])} is not 4-10 bytes of upper-case hex")
+        sun = data.get("sun", "")
+        if kind == "ntag424" and _SUN.fullmatch(sun) is None:
+            raise ProtocolError("schema", f"ntag424 sun {quoted(sun)} is not <32 hex>:<16 hex>")
+        if kind != "ntag424" and sun != "":
+            raise ProtocolError("schema", f"a {kind} card carries no sun message")
         if data["tech"] not in TECHNOLOGIES:
             raise ProtocolError("schema", f"tech {data['tech'][:20]!r} not one of {', '.join(TECHNOLOGIES)}")
         if not 1 <= len(data["reader"]) <= 64 or not data["reader"].isprintable():
@@ -255,6 +289,8 @@ class Punch:
 
 _PUNCH_FIELDS: dict[str, type] = {f.name: {"int": int, "str": str, "bool": bool}[f.type] for f in fields(Punch)}
 _FIELD_NAMES = tuple(_PUNCH_FIELDS)
+_V1_FIELDS = {name: kind for name, kind in _PUNCH_FIELDS.items() if name not in ("kind", "sun")}
+_V1_NAMES = tuple(_V1_FIELDS)
 
 
 def _check_hex(name: str, value: str, length: int) -> None:
@@ -577,8 +613,8 @@ class Roster:
         issued = data.get("issued")
         parse_time(issued)  # type: ignore[arg-type]
         cards = data.get("cards")
-        if not isinstance(cards, list) or not all(isinstance(c, str) and _UID.fullmatch(c) for c in cards):
-            raise ProtocolError("schema", "roster cards must be a list of upper-case hex UIDs")
+        if not isinstance(cards, list) or not all(isinstance(c, str) and _ROSTER_CARD.fullmatch(c) for c in cards):
+            raise ProtocolError("schema", "roster cards must be a list of upper-case hex UIDs or bank card ids")
         return cls(site, issued, frozenset(cards))  # type: ignore[arg-type]
 
 
@@ -586,7 +622,7 @@ STATUS_STATES = ("online", "offline")
 #: A heartbeat is a few hundred bytes; nothing a gate says about itself needs more.
 MAX_STATUS_BYTES = 4096
 #: What the agent counts and reports in each heartbeat (gate_agent.agent).
-STATUS_COUNTERS = ("recorded", "duplicates", "unknown_cards", "not_recorded")
+STATUS_COUNTERS = ("recorded", "duplicates", "unknown_cards", "not_recorded", "unreadable_cards")
 READER_STATES = ("ok", "down")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 

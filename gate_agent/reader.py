@@ -8,6 +8,7 @@ a new tap only after a poll round that found no card, so holding a card never pu
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import logging
@@ -38,14 +39,40 @@ KNOWN_USB_READERS = {
 KERNEL_NFC_DRIVERS = ("pn533_usb", "pn533", "port100", "nfc")
 
 
+#: Tap kinds beyond the punch's card kinds: a random UID that is no identity and was not otherwise read.
+RANDOM = "random"
+
+
 @dataclass(frozen=True, slots=True)
 class Tap:
     """One presentation of a card to the reader."""
 
-    uid: str  # upper-case hex
+    uid: str  # the card as punches name it: upper-case hex UID, or a bank card's keyed identifier
     tech: str  # iso14443a / iso14443b / felica
     reader: str  # the device path it was read on
     read_ns: int  # time.monotonic_ns() when the reader had the UID
+    kind: str = "uid"  # a protocol.CARD_KINDS value, or RANDOM: no identity (the agent punches nothing)
+    sun: str = ""  # an ntag424 card's SUN message
+
+
+def is_random_uid(uid: str) -> bool:
+    """ISO/IEC 14443-3: a single-size (4-byte) UID whose first byte is 0x08 is random, new at each power-up:
+    never an identity (bank cards and privacy-minded cards use them)."""
+    return len(uid) == 8 and uid.startswith("08")
+
+
+@contextlib.contextmanager
+def _nfcpy_quiet():
+    """nfcpy logs every frame at debug level (``-vvv``); a bank card's frames carry its PAN, which must reach
+    no log. Its loggers all inherit from "nfc": held at INFO while a card's data is read."""
+    logger = logging.getLogger("nfc")
+    level = logger.level
+    if logger.getEffectiveLevel() < logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class CardReader(ABC):
@@ -91,8 +118,11 @@ class NfcReader(CardReader):
     """A reader driven by nfcpy: ``usb``, ``usb:VID:PID``, ``tty:AMA0:pn532``, ``udp:HOST:PORT``..."""
 
     def __init__(self, path: str, technologies: tuple[str, ...] = DEFAULT_TECHNOLOGIES, *,
-                 poll_interval: float = 0.1, reopen_delays: tuple[float, float] = (1.0, 30.0)):
+                 poll_interval: float = 0.1, reopen_delays: tuple[float, float] = (1.0, 30.0),
+                 card_key: bytes | None = None, read_sun: bool = True):
         self.path = path
+        self.card_key = card_key  # the bank card key: ISO-DEP cards are read as bank cards only with it
+        self.read_sun = read_sun
         self.technologies = list(technologies)
         self.poll_interval = poll_interval
         self.reopen_delays = reopen_delays
@@ -126,9 +156,50 @@ class NfcReader(CardReader):
             if not self._presence.is_new(uid):
                 stop.wait(self.poll_interval)  # the same card still in the field; poll it gently
                 continue
-            tap = Tap(uid, TECHNOLOGY_NAMES[tag.target.brty[-1]], self.path, time.monotonic_ns())
+            tap = self.identify(tag, uid, time.monotonic_ns())
+            if tap.uid != uid and not self._presence.is_new(tap.uid):
+                continue  # a held bank card that drew a new random UID: still the same presentation
             on_tap(tap)
         self._close()
+
+    def identify(self, tag, uid: str, read_ns: int) -> Tap:
+        """What the card is: a bank card by its PAN's keyed identifier, an NTAG 424 DNA with its SUN
+        message, a random UID (no identity), or a plain UID."""
+        tech = TECHNOLOGY_NAMES[tag.target.brty[-1]]
+        dep = getattr(tag, "_dep", None)  # nfcpy's ISO-DEP link of a Type 4 tag
+        if dep is not None:
+            # The link itself, not tag.transceive: that logs every APDU at debug level.
+            def transceive(apdu: bytes) -> bytes:
+                return bytes(dep.exchange(bytearray(apdu), None) or b"")
+
+            if self.card_key is not None:
+                identifier = self._bank_identifier(transceive)
+                if identifier is not None:
+                    return Tap(identifier, tech, self.path, read_ns, kind="bank")
+            if self.read_sun:
+                from .sun_reader import read_sun_message
+
+                with _nfcpy_quiet():
+                    sun = read_sun_message(transceive)
+                if sun is not None:
+                    return Tap(uid, tech, self.path, read_ns, kind="ntag424", sun=sun)
+        if is_random_uid(uid):
+            return Tap(uid, tech, self.path, read_ns, kind=RANDOM)
+        return Tap(uid, tech, self.path, read_ns)
+
+    def _bank_identifier(self, transceive) -> str | None:
+        import nfc.clf
+        import nfc.tag
+
+        from .emv import EmvError, card_identifier, read_pan
+
+        with _nfcpy_quiet():
+            try:
+                return card_identifier(self.card_key, read_pan(transceive))
+            except (EmvError, nfc.tag.TagCommandError, nfc.clf.CommunicationError) as error:
+                log.info("ISO-DEP card is not a readable bank card: %s", type(error).__name__
+                         if not isinstance(error, EmvError) else error)
+                return None
 
     def _poll_once(self, stop: threading.Event):
         """One nfcpy connect(): a tag, None (stopped) or False (the reader failed)."""
@@ -205,6 +276,7 @@ _ACR122_PATTERNS = {
     Signal.RECORDED: (0b1010_1010, 2, 1, 1, 0x01),  # green blink, one short beep
     Signal.DUPLICATE: (0b1010_1010, 1, 1, 2, 0x01),  # green blink, two quick beeps
     Signal.UNKNOWN_CARD: (0b0101_0101, 3, 1, 2, 0x01),  # red/green alternate, two longer beeps
+    Signal.UNREADABLE: (0b0101_0101, 1, 1, 4, 0x01),  # red/green alternate, four quick beeps
     Signal.ERROR: (0b0101_0101, 5, 2, 3, 0x01),  # red blink, three long beeps
     # Buzzer during T1 and T2: one unbroken 2 s tone, unlike the three beeps of ERROR.
     Signal.NOT_RECORDED: (0b0101_0101, 5, 2, 3, 0x03),

@@ -1,4 +1,6 @@
-"""A virtual NFC-A card (NTAG213-like) that the unmodified reader code reads through nfcpy's udp driver.
+"""Virtual NFC-A cards that the unmodified reader code reads through nfcpy's udp driver: an NTAG213-like
+Type 2 tag, and ISO-DEP (Type 4A) cards answering APDUs: a contactless bank card (``EmvApplet``) and an
+NTAG 424 DNA with Secure Unique NFC (``gate_agent.virtual_ntag424``).
 
 nfcpy's ``udp:HOST:PORT`` driver carries radio frames as UDP datagrams; a reader opened on that path
 sends to the port, and this card listens on it. The card is a real ISO/IEC 14443-3 Type A state
@@ -38,6 +40,13 @@ class State(enum.Enum):
     HALT = "halt"
 
 
+def random_uid() -> bytes:
+    """A random single-size UID as ISO/IEC 14443-3 marks it: first byte 0x08."""
+    import os
+
+    return b"\x08" + os.urandom(3)
+
+
 def _bcc(data: bytes) -> int:
     return reduce(xor, data, 0)
 
@@ -47,6 +56,8 @@ class Ntag:
 
     ``handle`` returns the response bytes, or None where a real card stays silent.
     """
+
+    SAK = 0x00  # Type 2 tag, UID complete
 
     def __init__(self, uid: bytes):
         if len(uid) not in (4, 7):
@@ -110,7 +121,7 @@ class Ntag:
             if last:
                 self.state = State.ACTIVE
                 self.selections += 1
-                return bytes([0x00])  # SAK: Type 2 tag, UID complete
+                return bytes([self.SAK])
             return bytes([0x04])  # SAK: cascade bit, UID not complete
         return None
 
@@ -135,6 +146,136 @@ class Ntag:
         # udp link, and nfcpy reads silence the same way (a timeout).
         self.power_off()
         return None
+
+
+# ---------------------------------------------------------------------------------------------- ISO-DEP
+
+#: ATS: FSCI 8 (256-byte frames), TA(1) 106 kbit/s only, TB(1) FWI 11 (about 0.6 s per exchange), TC(1).
+_ATS = bytes.fromhex("0578 00B0 02")
+
+
+class IsoDepCard(Ntag):
+    """An ISO/IEC 14443-4 card (SAK 0x20): RATS, I-blocks carrying APDUs to ``applet``, R-blocks, DESELECT.
+    ``applet(apdu) -> response`` is any object with an ``apdu`` method; each answer ends with its status."""
+
+    SAK = 0x20
+
+    def __init__(self, uid: bytes, applet):
+        super().__init__(uid)
+        self.applet = applet
+        self.protocol = False  # RATS done: frames are ISO-DEP blocks
+        self._last: bytes | None = None
+        self.apdus = 0
+
+    def power_off(self) -> None:
+        super().power_off()
+        self.protocol = False
+
+    def _active(self, frame: bytes) -> bytes | None:
+        pcb = frame[0]
+        if not self.protocol:
+            if pcb == 0xE0 and len(frame) == 2:  # RATS
+                self.protocol = True
+                return _ATS
+            if pcb == 0x50 and frame[1:2] == b"\x00":  # HLTA
+                self.state = State.HALT
+                return None
+            return self._nak()
+        if pcb & 0xE6 == 0x02 and not pcb & 0x10:  # I-block, not chained
+            self.apdus += 1
+            self._last = bytes([0x02 | (pcb & 1)]) + bytes(self.applet.apdu(bytes(frame[1:])))
+            return self._last
+        if pcb & 0xF6 == 0xB2:  # R(NAK): the reader missed our answer, or checks presence
+            if self._last is not None and self._last[0] & 1 == pcb & 1:
+                return self._last
+            return bytes([0xA2 | (pcb & 1)])
+        if pcb == 0xC2:  # S(DESELECT)
+            self.state = State.HALT
+            self.protocol = False
+            return bytes([0xC2])
+        return None
+
+
+SW_OK = b"\x90\x00"
+SW_NOT_FOUND = b"\x6a\x82"
+SW_WRONG_LENGTH = b"\x67\x00"
+SW_INS_UNKNOWN = b"\x6d\x00"
+SW_CONDITIONS = b"\x69\x85"
+
+
+class EmvApplet:
+    """A contactless bank card's payment application, answering the gate's read from test data: PPSE,
+    one application with a PDOL, GET PROCESSING OPTIONS (format 2, or format 1 with ``gpo_format=1``) and
+    one record holding the PAN in tag 5A and/or the track 2 equivalent in tag 57 (``pan_in``)."""
+
+    PDOL = bytes.fromhex("9F6604 9F0206 9F3704 5F2A02 9A03 9C01 9F1A02".replace(" ", ""))
+
+    def __init__(self, pan: str, *, aid: str = "A000000333010101", pan_in: tuple[str, ...] = ("5A", "57"),
+                 gpo_format: int = 2, list_in_ppse: bool = True):
+        from .emv import tlv
+
+        if not pan.isdigit():
+            raise VirtualCardError("a PAN is digits")
+        self.pan = pan
+        self.aid = bytes.fromhex(aid)
+        self.gpo_format = gpo_format
+        self.selected = False
+        self.gpo_done = False
+        self.gpo_lengths: list[int] = []  # the PDOL data lengths the reader sent (a test looks)
+        entry = tlv(0x61, tlv(0x4F, self.aid) + tlv(0x50, b"UnionPay") + tlv(0x87, b"\x01"))
+        directory = entry if list_in_ppse else b""
+        self.ppse = tlv(0x6F, tlv(0x84, b"2PAY.SYS.DDF01") + tlv(0xA5, tlv(0xBF0C, directory)))
+        self.fci = tlv(0x6F, tlv(0x84, self.aid) + tlv(0xA5, tlv(0x50, b"UnionPay") + tlv(0x9F38, self.PDOL)))
+        pan_bcd = bytes.fromhex(pan + ("F" if len(pan) % 2 else ""))
+        track2 = bytes.fromhex(pan + "D" + "3012" + "201" + "0000000000" + ("F" if (len(pan) + 18) % 2 else ""))
+        body = b""
+        if "57" in pan_in:
+            body += tlv(0x57, track2)
+        body += tlv(0x5F20, b"CARDHOLDER/TEST")
+        if "5A" in pan_in:
+            body += tlv(0x5A, pan_bcd) + tlv(0x5F34, b"\x01")
+        self.record = tlv(0x70, body)
+
+    def apdu(self, apdu: bytes) -> bytes:
+        from .emv import parse_dol, parse_tlv
+
+        if len(apdu) < 4:
+            return SW_WRONG_LENGTH
+        cla, ins, p1, p2 = apdu[:4]
+        data = apdu[5:5 + apdu[4]] if len(apdu) > 5 else b""
+        if ins == 0xA4 and p1 == 0x04:
+            if data == b"2PAY.SYS.DDF01":
+                self.selected = False
+                return self.ppse + SW_OK
+            if data == self.aid:
+                self.selected, self.gpo_done = True, False
+                return self.fci + SW_OK
+            return SW_NOT_FOUND
+        if ins == 0xA8 and cla == 0x80:
+            if not self.selected:
+                return SW_CONDITIONS
+            try:
+                items = parse_tlv(data)
+            except Exception:
+                return SW_WRONG_LENGTH
+            expected = sum(length for _, length in parse_dol(self.PDOL))
+            if len(items) != 1 or items[0][0] != 0x83 or len(items[0][1]) != expected:
+                return SW_WRONG_LENGTH  # a real card refuses PDOL data of the wrong length
+            self.gpo_lengths.append(len(items[0][1]))
+            self.gpo_done = True
+            from .emv import tlv
+
+            afl = bytes.fromhex("08010100")  # SFI 1, records 1..1, none for offline authentication
+            if self.gpo_format == 1:
+                return tlv(0x80, bytes.fromhex("0000") + afl) + SW_OK
+            return tlv(0x77, tlv(0x82, bytes.fromhex("0000")) + tlv(0x94, afl)) + SW_OK
+        if ins == 0xB2:
+            if not self.gpo_done:
+                return SW_CONDITIONS
+            if p1 == 1 and p2 == (1 << 3) | 4:
+                return self.record + SW_OK
+            return b"\x6a\x83"  # record not found
+        return SW_INS_UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +325,11 @@ class VirtualCard:
 
         Raises VirtualCardError if no reader reads it within ``timeout`` seconds.
         """
-        card = Ntag(bytes.fromhex(uid_hex))
+        return self.present_card(Ntag(bytes.fromhex(uid_hex)), timeout=timeout, hold=hold)
+
+    def present_card(self, card: Ntag, *, timeout: float, hold: float = 0.0) -> Presentation:
+        """``present`` for a card made by the caller (an ``IsoDepCard`` with its applet, say)."""
+        uid_hex = card.uid.hex().upper()
         started = time.monotonic()
         deadline = started + timeout
         first_read_at: float | None = None

@@ -30,6 +30,7 @@ from gate_agent.protocol import (
     parse_public_key,
     parse_time,
     public_key_text,
+    sign_punch,
     verify_chain,
     verify_punch,
 )
@@ -84,9 +85,28 @@ def test_changing_any_signed_field_breaks_the_signature(factory, name):
     assert caught.value.reason == "bad_signature"
 
 
+# Version 2 punches sign their card kind and SUN message too (each change keeps the punch well-formed).
+TAMPERED_V2 = {"kind": {"kind": "uid", "sun": ""}, "sun": {"sun": "1" * 32 + ":" + "2" * 16}}
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERED_V2))
+def test_changing_the_card_kind_or_sun_message_breaks_the_signature(name):
+    key = Ed25519PrivateKey.generate()
+    punch = sign_punch(Punch(v=2, site="S1", gate="north", seq=1, time="2026-01-01T08:00:00.000Z", mono_ms=1,
+                             boot="b", synced=True, card="04DE5F1EACC040", tech="iso14443a", reader="usb",
+                             dir="in", roster="known", prev=GENESIS, key="", sig="", kind="ntag424",
+                             sun="a" * 32 + ":" + "b" * 16), key)
+    verify_punch(Punch.from_dict(punch.to_dict()), key.public_key())
+    data = punch.to_dict()
+    data.update(TAMPERED_V2[name])
+    with pytest.raises(ProtocolError) as caught:
+        verify_punch(Punch.from_dict(data), key.public_key())
+    assert caught.value.reason == "bad_signature"
+
+
 def test_every_field_but_the_signature_is_covered():
     signed = {f.name for f in fields(Punch)} - {"sig", "v", "key"}
-    assert signed == set(TAMPERED)
+    assert signed == set(TAMPERED) | set(TAMPERED_V2)
 
 
 def test_a_flipped_signature_bit_and_a_wrong_key_fail(factory):
@@ -135,7 +155,8 @@ def test_chain_detects_deletion_reordering_and_substitution(factory):
     (lambda d: d.update(gate="+"), "schema"),
     (lambda d: d.update(prev="x" * 64), "schema"),
     (lambda d: d.update(sig="ab"), "schema"),
-    (lambda d: d.update(v=2), "unsupported_version"),
+    (lambda d: d.update(v=3), "unsupported_version"),
+    (lambda d: d.update(v=2), "schema"),  # a version 2 punch names its card kind and SUN message
 ])
 def test_malformed_punches_are_refused_with_a_reason(factory, mutate, reason):
     data = factory.next().to_dict()

@@ -199,3 +199,24 @@ def test_money_is_exact_yuan_never_a_float():
     with pytest.raises(TypeError):
         yuan(1.5)
     assert [divide_half_up(n, 60) for n in (29, 30, 89, 90)] == [0, 1, 1, 2]
+
+
+def test_a_night_shift_across_a_month_end_is_paid_in_the_month_of_its_in(month):
+    east = PunchFactory(gate="east")
+    with month.setup.store() as store:
+        store.add_gate("S1", "east", east.public_key)
+    month.tap(east, "W3", local("2026-09-30 22:00"), "in")   # into October's first morning: September's
+    month.tap(east, "W3", local("2026-10-01 06:00"), "out")
+    month.shift("W2", "2026-10-31 22:00", "2026-11-01 06:00")  # into November's first morning: October's
+    with month.setup.store() as store, store.transaction():
+        when = format_time(local("2026-11-02 09:00"))
+        store.save_status("S1", "east", {"v": 1, "state": "online", **heartbeat(
+            gate="east", time=when, pending=0, oldest_pending_at=None)}, when)
+    october = lines_of(month.json("wages", "run", "--site", "S1", "--period", "2026-10", "--by", "ops"))
+    assert (october["W2"]["days"], october["W2"]["worked_minutes"]) == (4, 330 + 480)
+    assert october["W2"]["gross_fen"] == divide_half_up(4501 * 810, 60) == 60764
+    assert (october["W3"]["days"], october["W3"]["worked_minutes"], october["W3"]["gross_fen"]) == (1, 600, 10000)
+    september = lines_of(month.json("wages", "run", "--site", "S1", "--period", "2026-09", "--by", "ops"))
+    assert list(september) == ["W3"] and (september["W3"]["days"], september["W3"]["worked_minutes"]) == (1, 480)
+    november = month.json("wages", "run", "--site", "S1", "--period", "2026-11", "--by", "ops", "--draft")
+    assert november["lines"] == [], "the OUT on 1 November closes October's shift: no November day"

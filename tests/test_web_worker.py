@@ -509,7 +509,8 @@ def test_every_text_of_the_page_is_in_both_languages():
     # Texts made from a prefix and a value the bank sends: every value it can send has its words.
     statuses = ("complete", "open", "missing_out", "missing_in", "anomaly")
     flags = ("manual", "void", "late_upload", "clock_unsynced", "clock_future", "clock_backwards",
-             "clock_implausible", "chain_break", "equivocated", "not_assigned", "repeated_in", "repeated_out")
+             "clock_implausible", "chain_break", "equivocated", "not_assigned", "repeated_in", "repeated_out",
+             "card_forged", "card_replay", "card_unverified")
     wage_statuses = ("not_due", "due", "paid", "overdue", "held", "overpaid")
     vias = ("worker link", "bank CLI", "site token", "bank token")
     needed = {f"status_{s}" for s in statuses} | {f"flag_{f}" for f in flags} | \

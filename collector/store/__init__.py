@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import schema
+from .card_counters import CardCounterQueries
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 from .counters import CounterQueries
 from .disputes import DisputeQueries
@@ -25,6 +26,7 @@ from .ledger import LedgerQueries
 from .payments import PaymentQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
+from .retention import RetentionQueries
 from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 from .worker_access import WorkerAccessQueries
@@ -34,7 +36,8 @@ __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "Quarant
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
-            WageSheetQueries, PaymentQueries, WorkerAccessQueries, DisputeQueries):
+            WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, WorkerAccessQueries,
+            DisputeQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

@@ -23,16 +23,17 @@ class LedgerQueries:
     # ================================================================== ingest (inside one transaction)
 
     def insert_punch(self, punch: Punch, *, digest: str, body: bytes, received_at: str, source: str,
-                     flags: str) -> bool:
-        """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests)."""
+                     flags: str, card_counter: int | None = None) -> bool:
+        """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests).
+        ``card_counter``: an NTAG 424 card's read counter, decrypted from its SUN message (collector.sun)."""
         cursor = self.db.execute(
             """INSERT INTO punches (site, gate, seq, time, card, direction, tech, roster, synced, boot, mono_ms,
-                   reader, prev, digest, key_id, body, received_at, source, flags)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   reader, prev, digest, key_id, body, received_at, source, flags, card_kind, card_counter)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (site, gate, seq) DO NOTHING""",
             (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, punch.tech, punch.roster,
              int(punch.synced), punch.boot, punch.mono_ms, punch.reader, punch.prev, digest, punch.key, body,
-             received_at, source, flags),
+             received_at, source, flags, punch.kind, card_counter),
         )
         return cursor.rowcount == 1
 

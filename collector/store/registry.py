@@ -203,16 +203,23 @@ class RegistryQueries:
             for site in sites:
                 self.assign(worker, site, by=by, valid_from=valid_from)
 
-    def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None) -> None:
+    def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None, kind: str = "uid",
+                    masked: str | None = None) -> None:
+        """``uid`` is what punches name the card by: its UID, or a bank card's keyed identifier (``kind``
+        bank, shown by ``masked``, the first 6 and last 4 digits of its number)."""
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            self._assign_card(uid, worker, valid_from)
+            self._assign_card(uid, worker, valid_from, kind=kind, masked=masked)
 
-    def _assign_card(self, uid: str, worker: str, valid_from: str | None) -> None:
+    def _assign_card(self, uid: str, worker: str, valid_from: str | None, *, kind: str = "uid",
+                     masked: str | None = None) -> None:
         """A card belongs to one worker at a time. With no ``valid_from``, a card never held before is
         valid from the beginning (its earlier unattributed punches become the worker's); a card
         held before starts now."""
+        if kind == "uid" and len(uid) == 8 and uid.startswith("08"):
+            raise StoreError(f"card {uid} is a random UID (4 bytes starting 08): it changes at every tap and "
+                             "names no card; register a bank card with `collector card register-bank`")
         holder = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
         if holder:
             raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
@@ -221,8 +228,12 @@ class RegistryQueries:
             valid_from = utc_now_text() if last_end else None
         elif last_end and valid_from < last_end:
             raise StoreError(f"card {uid} was held by someone else until {last_end}")
-        self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at) VALUES (?, ?, ?, NULL, ?)",
-                        (uid, worker, valid_from, utc_now_text()))
+        if kind == "uid" and masked is None:
+            self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at) VALUES (?, ?, ?, NULL, ?)",
+                            (uid, worker, valid_from, utc_now_text()))
+        else:
+            self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at, kind, masked) "
+                            "VALUES (?, ?, ?, NULL, ?, ?, ?)", (uid, worker, valid_from, utc_now_text(), kind, masked))
         self._registry_changed()
 
     def revoke_card(self, uid: str, *, at: str | None = None) -> str:
@@ -249,9 +260,11 @@ class RegistryQueries:
         removed = "removed_at" if sites_now else "NULL AS removed_at"
         workers = self._rows(f"SELECT worker, name, employer, {removed} FROM workers ORDER BY worker")
         cards: dict[str, list] = {}
-        for row in self._rows("SELECT uid, worker, valid_from, valid_to FROM cards ORDER BY id"):
+        for row in self._rows(f"SELECT uid, worker, valid_from, valid_to, {self._card_kind_columns()} "
+                              "FROM cards ORDER BY id"):
             cards.setdefault(row["worker"], []).append(
-                {"uid": row["uid"], "valid_from": row["valid_from"], "valid_to": row["valid_to"]})
+                {"uid": row["uid"], "valid_from": row["valid_from"], "valid_to": row["valid_to"],
+                 "kind": row["kind"], "masked": row["masked"]})
         assigned: dict[str, list] = {}
         if sites_now:
             for row in self._rows("SELECT worker, site FROM assignments WHERE valid_to IS NULL ORDER BY site"):
@@ -263,8 +276,14 @@ class RegistryQueries:
             workers = [w for w in workers if site in w["sites"]]
         return workers
 
+    def _card_kind_columns(self, prefix: str = "") -> str:
+        if self.has_step(17):
+            return f"{prefix}kind, {prefix}masked"
+        return "'uid' AS kind, NULL AS masked"
+
     def card_windows(self) -> list[dict]:
-        return self._rows("SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer "
+        return self._rows(f"SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer, "
+                          f"{self._card_kind_columns('c.')} "
                           "FROM cards c JOIN workers w ON w.worker = c.worker ORDER BY c.uid, c.valid_from")
 
     def cards_valid_at(self, moment: str, site: str | None = None) -> set[str]:

@@ -447,6 +447,19 @@ STEPS = [
         );
         CREATE UNIQUE INDEX wage_sheet_lines_worker ON wage_sheet_lines (sheet_id, worker);
     """),
+    # What `collector prune` deleted: who, when, what, up to which date and how many rows (Art. 15/28: the
+    # ledger, wage tables and payments are kept at least 3 years; only what may go goes, and is recorded).
+    Step(13, "retention_log", """
+        CREATE TABLE retention_log (
+            id         {id},
+            pruned_at  TEXT NOT NULL,
+            pruned_by  TEXT NOT NULL,
+            what       TEXT NOT NULL,      -- quarantine / quarantine_tally / wages
+            cutoff     TEXT NOT NULL,      -- --before: the date asked for (YYYY-MM-DD; UTC for rows with a time)
+            row_count  BIGINT NOT NULL,
+            detail     TEXT NOT NULL       -- JSON: per table, or per site and period
+        );
+    """),
     # Workers belong to sites over time (a worker moves between projects): a site's roster holds only the
     # cards of the workers assigned to it, and a punch at a site the worker was not assigned to is flagged.
     Step(14, "assignments", """
@@ -469,6 +482,16 @@ STEPS = [
     # only beyond it (NULL: a live gate, late after an hour).
     Step(16, "gate_delivery", """
         ALTER TABLE gates ADD COLUMN delivery_hours DOUBLE PRECISION;
+    """),
+    # Card kinds (docs/cards.md): a bank card is registered by the keyed identifier of its PAN, shown by
+    # the masked PAN (first 6 / last 4), never the PAN; an NTAG 424 DNA by its UID, its punches carry a
+    # SUN message whose read counter the bank decrypts and keeps per punch.
+    Step(17, "card_kinds", """
+        ALTER TABLE cards ADD COLUMN kind TEXT NOT NULL DEFAULT 'uid';
+        ALTER TABLE cards ADD COLUMN masked TEXT;
+        ALTER TABLE punches ADD COLUMN card_kind TEXT;
+        ALTER TABLE punches ADD COLUMN card_counter BIGINT;
+        CREATE INDEX punches_card_counter ON punches (card, card_counter);
     """),
     # The worker's own view: personal links (only the SHA-256 of each secret is kept; issuing a new one
     # revokes the old), every look at a worker's record (who and when: the worker sees it), and the days
