@@ -33,7 +33,7 @@ from tests.helpers import (
     stop_process,
     wait_for,
 )
-from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, until
+from tests.test_web_browser import CHROMEDRIVER, CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +157,17 @@ def bank(tmp_path):
     bank.url = url
     yield bank
     stop_process(process, signal.SIGKILL)
+
+
+def until(driver, condition, message: str, timeout: float = 60):
+    """Wait for ``condition``; an element the page re-drew between finding it and reading it (the page
+    replaces its lists when new data arrives) is looked for again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(condition, message)
 
 
 def text(driver, element_id: str) -> str:
