@@ -11,7 +11,17 @@ from gate_agent.configfile import ConfigError
 from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
-from . import cli_cards, cli_db, cli_deploy, cli_reports, cli_retention, cli_signin, cli_wages, cli_web
+from . import (
+    cli_cards,
+    cli_db,
+    cli_deploy,
+    cli_reports,
+    cli_retention,
+    cli_signin,
+    cli_wages,
+    cli_web,
+    cli_worker,
+)
 from .cli_common import (
     Context,
     Group,
@@ -642,5 +652,6 @@ def demo(directory: str) -> None:
 
 
 # Commands of their own modules: attendance and exports, the web dashboard, deployment (PKI, bundles).
-for _module in (cli_reports, cli_web, cli_deploy, cli_db, cli_wages, cli_retention, cli_cards, cli_signin):
+for _module in (cli_reports, cli_web, cli_deploy, cli_db, cli_wages, cli_retention, cli_cards, cli_signin,
+                cli_worker):
     _module.register(main)

@@ -178,6 +178,11 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
     except OSError as error:
         raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    from .cli_worker import operator_name
+
+    with ctx.store() as store:  # the worker sees on their page who took their record, and when
+        store.log_access(worker, via="bank CLI", who=operator_name(),
+                         what=f"evidence {first.isoformat()}..{last.isoformat()}")
     punches = sum(len(g["punches"]) for g in document["gates"])
     click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
                f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
@@ -221,9 +226,11 @@ def verify_command(evidence_file: str, bank_key: str | None, config_path: str | 
              f"  evidence id {summary['evidence_id']}"]
     for entry in summary["manual_entries"]:
         lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
-                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}")
+                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
+                     + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else ""))
     for void in summary["voids"]:
-        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}")
+        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
+                     + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
     if not summary["manual_entries"] and not summary["voids"]:
         lines.append("  no manual entries, no voids")
     emit(as_json, summary, "\n".join(lines))

@@ -172,19 +172,28 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
 @click.option("--period", required=True)
 @click.option("--by", required=True, help="Who approves.")
 @click.option("--override", help="Approve although lines need a decision, and why (those lines are not paid).")
+@click.option("--override-disputes", is_flag=True,
+              help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
+@click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
 @with_config
 @_wage_errors
-def wages_approve(ctx: Context, site: str, period: str, by: str, override):
+def wages_approve(ctx: Context, site: str, period: str, by: str, override, override_disputes: bool, reason):
     """Freeze the latest version for payment (a correction later is a new version; this one is kept)."""
     from .wages import approve
 
+    if override_disputes and not (reason or "").strip():
+        raise click.UsageError("--override-disputes needs --reason: why pay before the disputes are answered")
+    if reason is not None and not override_disputes:
+        raise click.UsageError("--reason goes with --override-disputes")
     with ctx.store() as store:
-        table = approve(store, site, period, by=by, override=override)
+        table = approve(store, site, period, by=by, override=override,
+                        override_disputes=reason if override_disputes else None)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
     click.echo(f"{site} {period} version {table['version']} approved by {by}: {len(payable)} line(s), "
                f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}"
                + (f"; {len(table['lines']) - len(payable)} line(s) held (override: {override})"
-                  if len(payable) < len(table["lines"]) else ""))
+                  if len(payable) < len(table["lines"]) else "")
+               + (f"; open disputes overridden: {reason}" if override_disputes else ""))
 
 
 @wages_group.command("history")
@@ -196,11 +205,17 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
     """Every version of the site's tables: who computed and approved each, when and why."""
     with ctx.store(readonly=True) as store:
         tables = store.wage_tables(site, period)
+        overrides = store.dispute_overrides(site, period) if store.has_step(20) else []
+    for table in tables:
+        table["dispute_overrides"] = [o for o in overrides
+                                      if (o["period"], o["table_version"]) == (table["period"], table["version"])]
     emit(as_json, tables, "\n".join(
         f"{t['period']} v{t['version']} {t['status']:10} computed {t['computed_at']} by {t['computed_by']}"
         + (f" ({t['reason']})" if t["reason"] else "")
         + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
-        + (f"; override: {t['override']}" if t["override"] else "") for t in tables) or f"{site}: no wage tables")
+        + (f"; override: {t['override']}" if t["override"] else "")
+        + "".join(f"; open disputes {', '.join(o['refs'])} overridden by {o['by']}: {o['reason']}"
+                  for o in t["dispute_overrides"]) for t in tables) or f"{site}: no wage tables")
 
 
 @wages_group.command("deduct")

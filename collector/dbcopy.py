@@ -85,6 +85,10 @@ TABLES = (
     Table("retention_log", ("id",)),
     Table("web_signin_links", ("id",)),
     Table("web_sessions", ("id",)),
+    Table("worker_links", ("id",)),
+    Table("record_access", ("id",)),
+    Table("disputes", ("id",)),
+    Table("dispute_overrides", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.

@@ -115,18 +115,18 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
             if any(judged):
                 segment["card_flags"] = judged
             gates.append(segment)
-            voids += [{"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
-                       "reason": r["void_reason"]} for r in rows if r["void_at"]]
+            voids += [_cites({"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
+                              "reason": r["void_reason"]}, r) for r in rows if r["void_at"]]
             if progress is not None:
                 progress(len(rows))
         for punch in punches:
             if punch["source"] == "manual" and punch["worker"] == worker:
-                manual.append({"ref": f"manual#{punch['id']}", "site": site, "time": punch["time"],
-                               "direction": punch["direction"], "by": punch["manual_by"],
-                               "reason": punch["manual_reason"], "entered_at": punch["received_at"]})
+                manual.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "time": punch["time"],
+                                      "direction": punch["direction"], "by": punch["manual_by"],
+                                      "reason": punch["manual_reason"], "entered_at": punch["received_at"]}, punch))
                 if punch["void_at"]:
-                    voids.append({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
-                                  "by": punch["void_by"], "reason": punch["void_reason"]})
+                    voids.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
+                                         "by": punch["void_by"], "reason": punch["void_reason"]}, punch))
         for record in daily_records(mine, rules, now):
             if first <= record.date <= last:
                 days.append(record_dict(record, site, rules.tz, cards.holders.get(worker), final=False))
@@ -139,6 +139,13 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
         "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in windows],
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
     }
+
+
+def _cites(entry: dict, punch: dict) -> dict:
+    """A correction that answers a worker's dispute names it (under the bank's signature like the rest)."""
+    if punch.get("dispute"):
+        entry["dispute"] = punch["dispute"]
+    return entry
 
 
 class Registry:
@@ -199,9 +206,10 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
             "evidence_id": evidence_id(document),
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
-            "manual_entries": [{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")}
-                               for e in document["manual"]],
-            "voids": [{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")} for v in document["voids"]]}
+            "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
+                                "dispute": e.get("dispute")} for e in document["manual"]],
+            "voids": [{**{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")}, "dispute": v.get("dispute")}
+                      for v in document["voids"]]}
 
 
 class _CheckedPunches:

@@ -231,9 +231,11 @@ def run(store: Store, site: str, period: str, *, by: str, reason: str | None = N
     return store.wage_table(site, period, saved["version"])
 
 
-def approve(store: Store, site: str, period: str, *, by: str, override: str | None = None) -> dict:
+def approve(store: Store, site: str, period: str, *, by: str, override: str | None = None,
+            override_disputes: str | None = None) -> dict:
     """Freeze the latest version. Lines that still need a decision refuse the approval, unless an
-    override says why (recorded on the table; those lines are not paid)."""
+    override says why (recorded on the table; those lines are not paid); so do the workers' open
+    disputes of the period, unless ``override_disputes`` says why (recorded with the disputes named)."""
     if not by.strip():
         raise WageError("say who approves (--by)")
     table = store.wage_table(site, period)
@@ -251,5 +253,10 @@ def approve(store: Store, site: str, period: str, *, by: str, override: str | No
         names = ", ".join(f"{line['worker']} ({', '.join(line['flags'])})" for line in undecided[:10])
         raise WageError(f"{len(undecided)} line(s) need a decision first: {names}; settle them (manual punch, void, "
                         "pay terms, bank account) and run the table again, or approve with --override REASON")
-    store.approve_wage_table(table["id"], by=by.strip(), override=(override or "").strip() or None)
+    from .disputes import check_approval
+
+    with store.transaction():
+        check_approval(store, site, period, table_version=table["version"], override_reason=override_disputes,
+                       by=by.strip())
+        store.approve_wage_table(table["id"], by=by.strip(), override=(override or "").strip() or None)
     return store.wage_table(site, period, table["version"])

@@ -46,6 +46,7 @@ from .signin import COOKIE, session_scope
 from .store import Store, StoreError
 from .trouble import report as trouble_report
 from .web_signin import SignInRoutes
+from .web_worker import WorkerApi
 
 STATIC = Path(__file__).parent / "web_static"
 ALL_SITES = "*"
@@ -157,6 +158,8 @@ class WebApp:
             Route("/api/quarantine", self.api_quarantine),
             Route("/api/arrears", self.api_arrears),
             Route("/metrics", self.metrics),
+            *WorkerApi(config, api_error=ApiError, json_response=JSONResponse, static=STATIC, tokens=self.tokens,
+                       all_sites=ALL_SITES).routes(),
         ]
         starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
         self.app = SecurityHeaders(starlette)

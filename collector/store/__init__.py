@@ -19,6 +19,7 @@ from . import schema
 from .card_counters import CardCounterQueries
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 from .counters import CounterQueries
+from .disputes import DisputeQueries
 from .errors import StoreError
 from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries
@@ -29,14 +30,15 @@ from .retention import RetentionQueries
 from .signin import SignInQueries
 from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
+from .worker_access import WorkerAccessQueries
 
 __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
            "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
-            WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries,
-            SignInQueries):
+            WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
+            WorkerAccessQueries, DisputeQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

@@ -517,6 +517,66 @@ STEPS = [
         );
         CREATE INDEX web_sessions_site ON web_sessions (site);
     """),
+    # The worker's own view: personal links (only the SHA-256 of each secret is kept; issuing a new one
+    # revokes the old), every look at a worker's record (who and when: the worker sees it), and the days
+    # a worker says are wrong, with their answers (a manual punch or a void, or a reason).
+    Step(19, "worker_access", """
+        CREATE TABLE worker_links (
+            id            {id},
+            worker        TEXT NOT NULL REFERENCES workers (worker),
+            secret_sha256 TEXT NOT NULL,
+            issued_at     TEXT NOT NULL,
+            issued_by     TEXT NOT NULL,
+            revoked_at    TEXT,
+            revoked_by    TEXT
+        );
+        CREATE UNIQUE INDEX worker_links_secret ON worker_links (secret_sha256);
+        CREATE INDEX worker_links_worker ON worker_links (worker);
+        CREATE TABLE record_access (
+            id      {id},
+            worker  TEXT NOT NULL,
+            at      TEXT NOT NULL,
+            via     TEXT NOT NULL,      -- worker link / bank CLI / site token / bank token
+            who     TEXT NOT NULL,      -- the site of a token, the login name at the bank, 'the worker'
+            what    TEXT NOT NULL       -- what was looked at: days 2026-11, evidence, disputes
+        );
+        CREATE INDEX record_access_worker ON record_access (worker, at);
+        CREATE TABLE disputes (
+            id          {id},
+            ref         TEXT,               -- D-YYYY-NNNN, set from the id once inserted
+            worker      TEXT NOT NULL REFERENCES workers (worker),
+            site        TEXT NOT NULL REFERENCES sites (site),
+            day         TEXT NOT NULL,      -- the local date said to be wrong, YYYY-MM-DD
+            note        TEXT NOT NULL,
+            filed_at    TEXT NOT NULL,
+            filed_via   TEXT NOT NULL,
+            status      TEXT NOT NULL,      -- open / accepted / rejected
+            answered_at TEXT,
+            answered_by TEXT,
+            answer      TEXT,               -- the reason given (shown to the worker)
+            answer_kind TEXT,               -- manual / void (accepted)
+            punch_id    BIGINT              -- the manual punch or the voided punch (accepted)
+        );
+        CREATE UNIQUE INDEX disputes_ref ON disputes (ref);
+        CREATE INDEX disputes_site ON disputes (site, status, day);
+        CREATE INDEX disputes_worker ON disputes (worker, day);
+    """),
+    # A correction that answers a dispute names it; approving a pay period over open disputes is an
+    # explicit override, kept with who, why and which disputes were open.
+    Step(20, "dispute_answers", """
+        ALTER TABLE punches ADD COLUMN dispute TEXT;
+        CREATE TABLE dispute_overrides (
+            id            {id},
+            site          TEXT NOT NULL,
+            period        TEXT NOT NULL,     -- YYYY-MM
+            table_version BIGINT NOT NULL,
+            refs          TEXT NOT NULL,     -- the open disputes, comma-separated
+            reason        TEXT NOT NULL,
+            by_user       TEXT NOT NULL,
+            at            TEXT NOT NULL
+        );
+        CREATE INDEX dispute_overrides_period ON dispute_overrides (site, period);
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -1,0 +1,269 @@
+"""The worker's own page and its API, and the disputes API for site and bank tokens.
+
+``/w`` is the page; a worker arrives there through the personal link the bank issued
+(``/w#SECRET``). The page trades the secret, once, for an HttpOnly SameSite=Strict cookie
+(``POST /api/worker/session``) and removes it from the address bar and the history; a browser never
+sends a fragment to a server, so the secret is in no access log either. Every ``/api/worker/...``
+answer is computed from that worker's own punches and rows only.
+
+`collector serve` reads the database read-only; the few writes the worker's page makes (the access log,
+disputes) go through a second, writable connection opened for that request alone, which never changes
+the schema (``upgrade=False``). Failed link attempts are limited per client address and in all (429).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from gate_agent.protocol import valid_id
+
+from . import disputes as dispute_rules
+from . import worker_links
+from .config import CollectorConfig
+from .localtime import check_date
+from .reports import check_period
+from .store import Store, StoreError
+from .worker_record import record
+
+log = logging.getLogger(__name__)
+
+COOKIE = "worker_link"
+COOKIE_DAYS = 30
+#: Worker requests carry a small JSON body at most.
+MAX_BODY = 4096
+#: The steps the worker's page needs (links, access log, disputes; corrections citing them).
+NEEDS_STEP = 20
+
+
+class WorkerApi:
+    """Routes of the worker's page; ``ApiError`` and ``JSONResponse`` are those of collector.web, passed in
+    so that both sets of routes answer alike."""
+
+    def __init__(self, config: CollectorConfig, *, api_error: type[Exception], json_response: type[Response],
+                 static, tokens, all_sites: str, attempts: worker_links.Attempts | None = None):
+        self.config = config
+        self.ApiError = api_error
+        self.JSONResponse = json_response
+        self.static = static
+        self.tokens = tokens
+        self.all_sites = all_sites
+        self.attempts = attempts or worker_links.Attempts()
+        self.grace = timedelta(hours=config.final_grace_hours)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/w", self.page),
+            Route("/api/worker/session", self.session, methods=["POST"]),
+            Route("/api/worker/logout", self.logout, methods=["POST"]),
+            Route("/api/worker/record", self.api_record),
+            Route("/api/worker/disputes", self.api_file_dispute, methods=["POST"]),
+            Route("/api/worker/evidence", self.api_evidence),
+            Route("/api/disputes", self.api_disputes),
+        ]
+
+    # ------------------------------------------------------------------ stores
+
+    def _reader(self) -> Store:
+        try:
+            store = Store(self.config.db, readonly=True)
+        except StoreError as error:
+            raise self.ApiError(503, str(error)) from None
+        if not store.has_step(NEEDS_STEP):
+            store.close()
+            raise self.ApiError(503, "the database has no worker pages yet (collector db upgrade)")
+        return store
+
+    def _writer(self) -> Store:
+        """For the access log and disputes only; never upgrades the schema."""
+        try:
+            return Store(self.config.db, upgrade=False)
+        except StoreError as error:
+            log.error("the worker page cannot write to the database: %s", error)
+            raise self.ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+
+    def _write(self, action: Callable[[Store], object]):
+        with self._writer() as store:
+            try:
+                return action(store)
+            except StoreError as error:
+                log.error("the worker page cannot write to the database: %s", error)
+                raise self.ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+
+    # ------------------------------------------------------------------ who is asking
+
+    @staticmethod
+    def _client(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def _worker(self, request: Request, store: Store) -> str:
+        """The worker whose link the cookie holds; 429 while this client is blocked, else 401."""
+        client = self._client(request)
+        if self.attempts.blocked(client):
+            raise self.ApiError(429, "too many attempts; try again later")
+        worker = worker_links.holder(store, request.cookies.get(COOKIE))
+        if worker is None:
+            self.attempts.failed(client)
+            raise self.ApiError(401, "this link is not valid (any more): ask the bank for your new link")
+        return worker
+
+    def _json_body(self, request: Request, body: bytes) -> dict:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise self.ApiError(415, "send JSON (Content-Type: application/json)")
+        if len(body) > MAX_BODY:
+            raise self.ApiError(413, "too large")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise self.ApiError(400, "not JSON") from None
+        if not isinstance(data, dict):
+            raise self.ApiError(400, "expected a JSON object")
+        return data
+
+    # ------------------------------------------------------------------ the page and the session
+
+    def page(self, request: Request) -> Response:
+        return FileResponse(self.static / "worker.html")
+
+    async def session(self, request: Request) -> Response:
+        body = await request.body()
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._session, request, body)
+
+    def _session(self, request: Request, body: bytes) -> Response:
+        client = self._client(request)
+        if self.attempts.blocked(client):
+            raise self.ApiError(429, "too many attempts; try again later")
+        secret = self._json_body(request, body).get("secret")
+        with self._reader() as store:
+            worker = worker_links.holder(store, secret)
+        if worker is None:
+            self.attempts.failed(client)
+            log.info("worker link refused (client %s)", client)
+            # Whoever's page this browser held before is closed too: a shared phone shows nobody's record.
+            response = self.JSONResponse({"error": "this link is not valid (any more): ask the bank for your new link"},
+                                         status_code=401)
+            response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))
+            return response
+        response = Response(status_code=204)
+        response.set_cookie(COOKIE, secret, max_age=COOKIE_DAYS * 86400, path="/", httponly=True, samesite="strict",
+                            secure=not _loopback(request))
+        return response
+
+    def logout(self, request: Request) -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))
+        return response
+
+    # ------------------------------------------------------------------ the worker's API
+
+    def api_record(self, request: Request) -> Response:
+        month = request.query_params.get("month")
+        with self._reader() as store:
+            worker = self._worker(request, store)
+            try:
+                check = record(store, worker, month, grace=self.grace)
+            except ValueError as error:
+                raise self.ApiError(400, str(error)) from None
+            self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
+                                               what=f"days {check['month']}"))
+            check["access"] = store.access_log(worker)
+        return self.JSONResponse(check)
+
+    async def api_file_dispute(self, request: Request) -> Response:
+        body = await request.body()
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._file_dispute, request, body)
+
+    def _file_dispute(self, request: Request, body: bytes) -> Response:
+        with self._reader() as store:
+            worker = self._worker(request, store)
+        data = self._json_body(request, body)
+
+        def file(writer: Store) -> dict:
+            return dispute_rules.file(writer, worker, site=data.get("site"), day=data.get("day"),
+                                      note=data.get("note"))
+
+        try:
+            filed = self._write(file)
+        except dispute_rules.DisputeError as error:
+            raise self.ApiError(400, str(error)) from None
+        log.info("dispute %s filed by worker %s for %s at %s", filed["ref"], worker, filed["day"], filed["site"])
+        return self.JSONResponse({k: filed[k] for k in ("ref", "site", "day", "note", "filed_at", "status")},
+                                 status_code=201)
+
+    def api_evidence(self, request: Request) -> Response:
+        from .evidence import build_evidence
+        from .signing import SigningKeyError, load_bank_key
+
+        first, last = self._dates(request)
+        with self._reader() as store:
+            worker = self._worker(request, store)
+            try:
+                key = load_bank_key(self.config)
+            except SigningKeyError as error:
+                log.error("evidence for the worker page cannot be signed: %s", error)
+                raise self.ApiError(503, "the bank cannot sign evidence here now; ask the bank for the file") from None
+            document = build_evidence(store, worker, first, last, key=key)
+            self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
+                                               what=f"evidence {first.isoformat()}..{last.isoformat()}"))
+        name = f"evidence-{worker}-{first.isoformat()}-{last.isoformat()}.json"
+        return Response(json.dumps(document, ensure_ascii=True, indent=1).encode("ascii"),
+                        media_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def _dates(self, request: Request) -> tuple[date, date]:
+        try:
+            texts = [request.query_params.get(k) for k in ("from", "to")]
+            first, last = (check_date(date.fromisoformat(t)) if t and len(t) == 10 else None for t in texts)
+        except ValueError:
+            first = last = None
+        if first is None or last is None:
+            raise self.ApiError(400, "from and to must be dates YYYY-MM-DD")
+        try:
+            return check_period(first, last)
+        except ValueError as error:
+            raise self.ApiError(400, str(error)) from None
+
+    # ------------------------------------------------------------------ disputes for sites and the bank
+
+    def api_disputes(self, request: Request) -> Response:
+        """Disputes of the token's site (a bank token: every site, or ``?site=``); ``?open=1``: open only."""
+        scope = self.tokens.scope(request.headers.get("authorization"))
+        site = request.query_params.get("site")
+        if site is not None and (not valid_id(site) or scope not in (self.all_sites, site)):
+            raise self.ApiError(403, f"this token is for site {scope} only")
+        if site is None and scope != self.all_sites:
+            site = scope
+        status = "open" if request.query_params.get("open") in ("1", "true") else None
+        with self._reader() as store:
+            rows = store.disputes(site=site, status=status)
+            names = {w["worker"]: w["name"] for w in store.workers()}
+        for row in rows:
+            row["name"] = names.get(row["worker"])
+        who = "bank token" if scope == self.all_sites else "site token"
+        workers = sorted({row["worker"] for row in rows})
+        if workers:
+            self._write(lambda w: [w.log_access(worker, via=who, who=scope if scope != self.all_sites else "bank",
+                                                what="disputes") for worker in workers])
+        return self.JSONResponse(rows)
+
+
+def _loopback(request: Request) -> bool:
+    """A page served to the same machine (tests, a local demo) may use a cookie without Secure."""
+    host = request.url.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

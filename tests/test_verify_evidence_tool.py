@@ -1,0 +1,97 @@
+"""tools/verify_evidence.py, the one-file check for anyone holding an evidence file and the bank's published
+key: it agrees with `collector verify`, fails on any change, and a hostile file never gets a traceback
+or a terminal escape through."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from collector.evidence import build_evidence
+from collector.ingest import Incoming, Ingestor
+from collector.store import Store
+from gate_agent.protocol import GateTopics, encode_punches, format_time, public_key_text, sign_document
+from tests.helpers import BANK_KEY, BANK_PUBLIC, PunchFactory
+
+TOOL = Path(__file__).parent.parent / "tools" / "verify_evidence.py"
+NAME = "张伟\x1b[2J\u202e"  # a name from outside: a terminal escape and a direction override
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def files(tmp_path):
+    north = PunchFactory(gate="north")
+    start = datetime(2026, 10, 14, 0, 0, tzinfo=UTC)
+    with Store(tmp_path / "c.sqlite3") as store:
+        store.add_site("S1", timezone="Asia/Shanghai")
+        store.add_gate("S1", "north", north.public_key)
+        store.add_worker("W1", name=NAME, cards=["04A1B2C3D4E5F6"], sites=["S1"])
+        store.add_worker("W2", name="李娜", cards=["DEADBEEF"], sites=["S1"])
+        for hours, card, direction in ((0, "04A1B2C3D4E5F6", "in"), (1, "DEADBEEF", "in"),
+                                       (8, "04A1B2C3D4E5F6", "out")):
+            moment = start + timedelta(hours=hours)
+            punch = north.next(card=card, direction=direction, at=moment)
+            Ingestor(store).ingest([Incoming(GateTopics("S1", "north").punch, encode_punches([punch]),
+                                             format_time(moment + timedelta(seconds=2)))])
+        document = build_evidence(store, "W1", date(2026, 10, 1), date(2026, 10, 31), key=BANK_KEY)
+    evidence = tmp_path / "evidence.json"
+    evidence.write_text(json.dumps(document))
+    key = tmp_path / "bank.pub"
+    key.write_text(BANK_PUBLIC + "\n")
+    return evidence, key, document
+
+
+def test_a_good_file_verifies_and_what_it_names_is_escaped(files):
+    evidence, key, _ = files
+    result = run(str(evidence), str(key))
+    assert result.returncode == 0, result.stderr
+    assert "OK: signed by bank key" in result.stdout and "3 gate-signed punches" in result.stdout
+    assert "2026-10-14 S1: in 2026-10-14T08:00:00+08:00, out 2026-10-14T16:00:00+08:00, 8 h 00 min" in result.stdout
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\\u001b[2J\\u202e" in result.stdout
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda d: d["days"][0].update(worked_minutes=540), "bank's signature does not verify"),
+    (lambda d: d["gates"][0]["punches"][1].update(card="CAFEBABE"), "bank's signature does not verify"),
+    (lambda d: d["worker"].update(name="王五"), "bank's signature does not verify"),
+])
+def test_any_change_fails(files, tmp_path, change, why):
+    evidence, key, document = files
+    change(document)
+    evidence.write_text(json.dumps(document))
+    result = run(str(evidence), str(key))
+    assert result.returncode == 1 and why in result.stderr and result.stdout == ""
+
+
+def test_a_file_resigned_by_someone_else_fails_and_so_does_a_forged_gate_punch(files, tmp_path):
+    evidence, key, document = files
+    own = Ed25519PrivateKey.generate()
+    remade = sign_document({**document, "bank_key": public_key_text(own.public_key())}, own)
+    evidence.write_text(json.dumps(remade))
+    result = run(str(evidence), str(key))
+    assert result.returncode == 1 and "not the bank key given" in result.stderr
+    # The bank's own key over a punch the gate never signed: the gate's signature catches it.
+    forged = json.loads(json.dumps(document))
+    forged["gates"][0]["punches"][2]["time"] = "2026-10-14T10:00:00.000Z"
+    evidence.write_text(json.dumps(sign_document(forged, BANK_KEY)))
+    result = run(str(evidence), str(key))
+    assert result.returncode == 1 and "the gate's signature does not verify" in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"[]", b"{\"format\": \"site-gate-evidence\"}", b"\xff\xfe",
+                                     b"{\"format\": \"site-gate-evidence\", \"key\": 1, \"sig\": 2}", b"[" * 100000])
+def test_a_malformed_file_is_one_line_never_a_traceback(files, content):
+    evidence, key, _ = files
+    evidence.write_bytes(content)
+    result = run(str(evidence), str(key))
+    assert result.returncode == 1 and "FAILED" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
