@@ -159,7 +159,7 @@ class WebApp:
             Route("/api/arrears", self.api_arrears),
             Route("/metrics", self.metrics),
             *WorkerApi(config, api_error=ApiError, json_response=JSONResponse, static=STATIC, tokens=self.tokens,
-                       all_sites=ALL_SITES).routes(),
+                       all_sites=ALL_SITES, identify=self._identify).routes(),
         ]
         starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
         self.app = SecurityHeaders(starlette)
@@ -436,7 +436,9 @@ def _data_version(store: Store) -> object:
 
 def _snapshot(store: Store, site: str) -> dict:
     return {"headcount": headcount(store, site), "gates": gate_health(store, site),
-            "trouble": trouble_report(store, site)["trouble"]}
+            "trouble": trouble_report(store, site)["trouble"],
+            # Counts only: the page fetches the disputes themselves (/api/disputes) when these change.
+            "disputes": store.dispute_counts(site) if store.has_step(19) else None}
 
 
 def page_language(accept_language: str | None) -> str:

@@ -48,7 +48,8 @@ class WorkerApi:
     so that both sets of routes answer alike."""
 
     def __init__(self, config: CollectorConfig, *, api_error: type[Exception], json_response: type[Response],
-                 static, tokens, all_sites: str, attempts: worker_links.Attempts | None = None):
+                 static, tokens, all_sites: str, attempts: worker_links.Attempts | None = None,
+                 identify: Callable[[Request], tuple[object, str]] | None = None):
         self.config = config
         self.ApiError = api_error
         self.JSONResponse = json_response
@@ -56,6 +57,8 @@ class WorkerApi:
         self.tokens = tokens
         self.all_sites = all_sites
         self.attempts = attempts or worker_links.Attempts()
+        #: collector.web's (holder, scope) of a request: a bearer token, else a foreman's sign-in session.
+        self.identify = identify
         self.grace = timedelta(hours=config.final_grace_hours)
 
     def routes(self) -> list[Route]:
@@ -237,8 +240,12 @@ class WorkerApi:
     # ------------------------------------------------------------------ disputes for sites and the bank
 
     def api_disputes(self, request: Request) -> Response:
-        """Disputes of the token's site (a bank token: every site, or ``?site=``); ``?open=1``: open only."""
-        scope = self.tokens.scope(request.headers.get("authorization"))
+        """Disputes of the token's or the sign-in session's site (a bank token: every site, or ``?site=``);
+        ``?open=1``: open only."""
+        if self.identify is not None:
+            holder, scope = self.identify(request)
+        else:
+            holder, scope = None, self.tokens.scope(request.headers.get("authorization"))
         site = request.query_params.get("site")
         if site is not None and (not valid_id(site) or scope not in (self.all_sites, site)):
             raise self.ApiError(403, f"this token is for site {scope} only")
@@ -250,7 +257,8 @@ class WorkerApi:
             names = {w["worker"]: w["name"] for w in store.workers()}
         for row in rows:
             row["name"] = names.get(row["worker"])
-        who = "bank token" if scope == self.all_sites else "site token"
+        session = isinstance(holder, tuple) and holder[:1] == ("session",)
+        who = "bank token" if scope == self.all_sites else "site sign-in" if session else "site token"
         workers = sorted({row["worker"] for row in rows})
         if workers:
             self._write(lambda w: [w.log_access(worker, via=who, who=scope if scope != self.all_sites else "bank",

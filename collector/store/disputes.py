@@ -45,6 +45,13 @@ class DisputeQueries:
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         return self._rows(f"SELECT {_COLUMNS} FROM disputes{where} ORDER BY id", params)
 
+    def dispute_counts(self, site: str) -> dict[str, int]:
+        """How many of the site's disputes are open and how many answered (any change to either is news to
+        the site's live page)."""
+        rows = self._rows("SELECT status, COUNT(*) AS n FROM disputes WHERE site = ? GROUP BY status", (site,))
+        counts = {row["status"]: row["n"] for row in rows}
+        return {"open": counts.get("open", 0), "answered": sum(n for s, n in counts.items() if s != "open")}
+
     def answer_dispute(self, ref: str, *, status: str, by: str, answer: str, kind: str | None = None,
                        punch_id: int | None = None) -> dict:
         """Close an open dispute: accepted (with the manual punch or void that corrects the day, which is

@@ -20,6 +20,9 @@
   let stream = null;  // aborts the live stream on sign-out
   let day = null;  // the attendance day shown (YYYY-MM-DD), null for today
   let lastAttendance = null;
+  let disputesMarker;  // the live snapshot's dispute counts when the list was last fetched
+  let lastDisputes = null;
+  const ANSWERED_SHOWN = 50;
 
   // ------------------------------------------------------------------ helpers
 
@@ -78,6 +81,12 @@
     $("login-error").textContent = message || "";
     setConnection("connection.waiting", "off");
     if ($("trouble")) renderTrouble();
+    if ($("disputes-waiting")) {
+      // Whoever signs in next fetches the site's disputes afresh; until then the header shows none.
+      disputesMarker = undefined;
+      lastDisputes = null;
+      $("disputes-waiting").hidden = true;
+    }
     $("token").focus();
   }
 
@@ -449,6 +458,88 @@
     $("attendance-empty").hidden = records.length !== 0;
   }
 
+  // ------------------------------------------------------------------ disputes (read only: the bank answers)
+
+  // What a worker typed is hostile: it is inserted as text only, and characters that would hide or
+  // reorder what the screen shows (controls, bidi overrides and isolates, zero-width marks) are written
+  // out as \uXXXX, as the bank's terminal shows them.
+  const HIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
+  function visible(value) {
+    return String(value ?? "").replace(HIDDEN_CHARS, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  }
+
+  // A moment as the site's date and clock time, always with the date.
+  function dateTime(iso) {
+    if (!iso) return "–";
+    const moment = new Date(iso);
+    if (Number.isNaN(moment.getTime())) return visible(iso);
+    return formatter({ year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }).format(moment);
+  }
+
+  let disputesBusy = false;
+  let disputesAgain = false;
+  async function loadDisputes() {
+    if (disputesBusy) { disputesAgain = true; return; }
+    disputesBusy = true;
+    try {
+      const response = await api(`/api/disputes?site=${encodeURIComponent(site())}`);
+      lastDisputes = await response.json();
+      $("disputes-problem").hidden = true;
+      renderDisputes(lastDisputes);
+    } catch (error) {
+      if (!(error instanceof HttpError && error.status === 503) && handleError(error)) return;
+      disputesMarker = undefined;  // fetch again with the next update
+      $("disputes-problem").textContent = t("disputes.unavailable", { detail: error.message });
+      $("disputes-problem").hidden = false;
+    } finally {
+      disputesBusy = false;
+      if (disputesAgain) { disputesAgain = false; loadDisputes(); }
+    }
+  }
+
+  function disputeItem(d) {
+    const item = el("li", undefined, "dispute");
+    item.dataset.ref = d.ref;
+    item.dataset.status = d.status;
+    item.dataset.worker = d.worker;
+    item.append(el("h4", t("disputes.title", { ref: visible(d.ref), day: visible(d.day) })));
+    const facts = el("dl");
+    const fact = (key, value, className) => facts.append(el("dt", t(key)), el("dd", value, className));
+    fact("disputes.worker", `${visible(d.name || d.worker)} (${visible(d.worker)})`);
+    fact("disputes.day", visible(d.day));
+    fact("disputes.note", visible(d.note), "quote note-text");
+    fact("disputes.filed", dateTime(d.filed_at));
+    if (d.status !== "open") {
+      let outcome = known("disputes.status.", d.status);
+      if (d.status === "accepted" && d.punch_id !== null && d.punch_id !== undefined) {
+        outcome += " · " + t(d.answer_kind === "void" ? "disputes.cites.void" : "disputes.cites.manual", { id: d.punch_id });
+      }
+      fact("disputes.outcome", outcome, "outcome");
+      fact(d.status === "rejected" ? "disputes.reason" : "disputes.answer", visible(d.answer), "quote answer-text");
+      fact("disputes.answered_at", `${dateTime(d.answered_at)} · ${visible(d.answered_by)}`);
+    }
+    item.append(facts);
+    return item;
+  }
+
+  function renderDisputes(rows) {
+    const open = rows.filter((d) => d.status === "open");
+    // Newest answer first; open ones oldest first (the longest waiting on top).
+    const answered = rows.filter((d) => d.status !== "open")
+      .sort((a, b) => String(b.answered_at).localeCompare(String(a.answered_at)));
+    $("disputes-open").replaceChildren(...open.map(disputeItem));
+    $("disputes-answered").replaceChildren(...answered.slice(0, ANSWERED_SHOWN).map(disputeItem));
+    $("h-disputes-open").textContent = t("disputes.open", { count: open.length });
+    $("disputes-open-none").hidden = open.length !== 0;
+    $("disputes-answered-none").hidden = answered.length !== 0;
+    $("disputes-answered-more").hidden = answered.length <= ANSWERED_SHOWN;
+    $("disputes-answered-more").textContent = t("disputes.answered.more", { shown: ANSWERED_SHOWN, count: answered.length });
+    const waiting = $("disputes-waiting");
+    waiting.hidden = open.length === 0;
+    waiting.dataset.count = String(open.length);
+    $("disputes-waiting-link").textContent = t("disputes.waiting", { count: open.length });
+  }
+
   function site() {
     return decodeURIComponent(location.pathname.split("/")[2] || "");
   }
@@ -470,6 +561,12 @@
       latest = JSON.parse(data.join("\n"));
       live = true;
       render();
+      // A dispute filed or answered changes the counts: fetch the list again (and the first time).
+      const marker = JSON.stringify(latest.disputes ?? null);
+      if (marker !== disputesMarker) {
+        disputesMarker = marker;
+        loadDisputes();
+      }
       setConnection("connection.live", "live");
     }
   }
@@ -599,6 +696,7 @@
       if (siteLabel) document.title = t("page.title.site.named", { site: siteLabel });
       render();
       if (lastAttendance) renderAttendance(lastAttendance);
+      if (lastDisputes) renderDisputes(lastDisputes);
     };
     window.I18N.bindSwitch($("lang-switch"), onLanguage);
     $("login-form").addEventListener("submit", (event) => {
