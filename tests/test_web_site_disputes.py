@@ -187,3 +187,43 @@ def test_every_string_of_the_site_page_is_in_both_catalogs():
     assert missing == []
     assert all(re.search(r"[\u4e00-\u9fff]", catalogs["zh-CN"][k]) for k in keys if k.startswith("disputes.")
                and k not in ("disputes.title",))
+
+
+def test_the_session_reads_its_sites_disputes_and_the_counts_on_both_engines(tmp_path, database):
+    """/api/disputes with a foreman's session cookie, and the counts the live updates carry, on SQLite and
+    PostgreSQL alike."""
+    import urllib.request
+
+    bank = Bank(tmp_path / "collector", db=None if isinstance(database, Path) else database)
+    with bank.setup.store() as store:
+        store.add_worker("W3", name="王五", cards=["04AA0000000001"], sites=["S2"])
+        first = store.file_dispute(worker="W1", site="S1", day="2026-10-15", note="卡没读到", via="worker link",
+                                   max_open=20)
+        store.file_dispute(worker="W2", site="S1", day="2026-10-14", note="九点到的", via="worker link", max_open=20)
+        store.file_dispute(worker="W3", site="S2", day="2026-10-14", note="别的工地", via="worker link", max_open=20)
+        assert store.dispute_counts("S1") == {"open": 2, "answered": 0}
+        assert store.dispute_counts("S9") == {"open": 0, "answered": 0}
+    bank.run("disputes", "answer", first["ref"], "--reject", "--reason", "记录无误", "--by", "ops-li")
+    with bank.setup.store(readonly=True) as store:
+        assert store.dispute_counts("S1") == {"open": 1, "answered": 1}
+        assert store.dispute_counts("S2") == {"open": 1, "answered": 0}
+    process, url = start_web(bank.setup)
+    try:
+        secret = bank.json("web", "link", "--site", "S1", "--url", url)["url"].split("#", 1)[1]
+        request = urllib.request.Request(url + "/api/signin", data=json.dumps({"secret": secret}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        request = urllib.request.Request(url + "/api/disputes?site=S1", headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            rows = json.loads(response.read())
+        assert [(d["worker"], d["status"], d["note"]) for d in rows] == [("W1", "rejected", "卡没读到"),
+                                                                        ("W2", "open", "九点到的")]
+        refused = urllib.request.Request(url + "/api/disputes?site=S2", headers={"Cookie": cookie})
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(refused, timeout=30)
+        assert error.value.code == 403
+        with bank.setup.store(readonly=True) as store:
+            assert ("site sign-in", "S1", "disputes") in [(a["via"], a["who"], a["what"]) for a in store.access_log("W1")]
+    finally:
+        stop_process(process, signal.SIGKILL)
