@@ -206,7 +206,8 @@ def test_every_deployment_command_is_documented():
         assert result.exit_code == 0, result.output
         usage, _, rest = result.output.partition("\n\n")
         assert rest.strip() and not rest.startswith("Options:"), f"{' '.join(path)} has no description"
-    docs = (Path(__file__).parent.parent / "README.md").read_text()
+    root = Path(__file__).parent.parent
+    docs = "\n".join(path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     for command in ("collector ca init", "collector gate enroll", "collector broker-config", "collector import",
                     "collector ack-file", "gate-agent export", "gate-agent load-ack"):
-        assert command in docs, f"README.md does not mention {command}"
+        assert command in docs, f"neither README.md nor docs/ mention {command}"

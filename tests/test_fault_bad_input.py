@@ -36,7 +36,7 @@ from gate_agent.protocol import (
 )
 from tests.helpers import BANK_KEY, BANK_KEYS, PunchFactory, heartbeat
 
-#: Every reason ingest may give (README, "What ingest does with each message").
+#: Every reason ingest may give (docs/bank-ops.md, "What ingest does with each message").
 REASONS = {"malformed", "schema", "unsupported_version", "oversized", "topic", "topic_mismatch", "site_mismatch",
            "unknown_gate", "gate_inactive", "unknown_key", "key_revoked", "bad_signature"}
 

@@ -256,8 +256,9 @@ def test_guessable_tokens_are_refused_showing_only_their_start(tmp_path, token):
 
 
 def test_random_tokens_and_the_documented_examples_are_accepted(tmp_path):
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    documented = re.findall(r'^"([^"]+)" = "(?:\*|[A-Za-z0-9_.-]+)"', readme, re.MULTILINE)
+    root = Path(__file__).parent.parent
+    docs = "\n".join(path.read_text() for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+    documented = re.findall(r'^"([^"]+)" = "(?:\*|[A-Za-z0-9_.-]+)"', docs, re.MULTILINE)
     assert len(documented) >= 3
     tokens = documented + [secrets.token_urlsafe(18) for _ in range(50)] + [secrets.token_hex(16)]
     text = "[web.tokens]\n" + "".join(f'"{token}" = "*"\n' for token in tokens)
