@@ -2,8 +2,9 @@
 SQLite file: a personal link shows that worker's days in Chinese and nothing of anyone else; other,
 revoked and guessed links fail; a dispute filed on the page reaches the bank and its answer the
 worker; an accepted dispute changes the day through a manual punch that cites it; a period with an
-open dispute is approved only with a recorded override; the evidence downloaded from the page
-verifies offline with the bank's published key, and fails once a byte of meaning changes."""
+open dispute is approved only with a recorded override; the evidence asked for on the page (`collector
+serve` runs without the bank's key, a real `collector run` signs it) verifies offline with the bank's
+published key, and fails once a byte of meaning changes."""
 
 from __future__ import annotations
 
