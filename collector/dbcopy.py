@@ -89,6 +89,7 @@ TABLES = (
     Table("record_access", ("id",)),
     Table("disputes", ("id",)),
     Table("dispute_overrides", ("id",)),
+    Table("evidence_requests", ("id",)),
 )
 
 #: Tables the schema itself fills with a row (not data of the target's): the source's rows replace it.

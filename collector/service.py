@@ -41,6 +41,7 @@ from gate_agent.protocol import (
 
 from .cluster import LeaseKeeper, client_id, partition_of
 from .config import CollectorConfig
+from .evidence_signer import sign_next
 from .ingest import BurstResult, Incoming, Ingestor, LeaseLost
 from .signing import load_bank_key
 from .store import DatabaseError, Store, display
@@ -180,6 +181,7 @@ class CollectorService:
         self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
         self._registry_version = self.store.registry_version()
         self._rosters_checked, self._rosters_due = -1, 0.0
+        self._evidence_pruned_at = -3600.0
         self._site_names: list[str] = [s["site"] for s in self.store.sites()]
         self.keeper = LeaseKeeper(self.store, partitions=config.partitions, ttl=config.lease_seconds,
                                   instance=config.instance)
@@ -348,8 +350,20 @@ class CollectorService:
             self._check_gaps()
             self._publish_rosters()
             self._persist_metrics()
+            self._sign_evidence()
         except DatabaseError as error:
             log.error("housekeeping failed: %s", error)
+
+    def _sign_evidence(self) -> None:
+        """At most one evidence file a round (between bursts: a worker's month takes milliseconds), and the
+        finished requests past their keeping pruned once an hour (docs/worker.md)."""
+        if time.monotonic() >= self._evidence_pruned_at + 3600:
+            self._evidence_pruned_at = time.monotonic()
+            pruned = self.store.prune_evidence_requests()
+            if pruned:
+                log.info("pruned %d finished evidence request(s)", pruned)
+        if self.store.has_pending_evidence():
+            sign_next(self.store, self._key, self.keeper.instance)
 
     def _follow_registry(self) -> None:
         """New sites: their partition's session subscribes their topics."""

@@ -7,8 +7,10 @@ sends a fragment to a server, so the secret is in no access log either. Every ``
 answer is computed from that worker's own punches and rows only.
 
 `collector serve` reads the database read-only; the few writes the worker's page makes (the access log,
-disputes) go through a second, writable connection opened for that request alone, which never changes
+disputes, evidence requests) go through a second, writable connection opened for that request alone, which never changes
 the schema (``upgrade=False``). Failed link attempts are limited per client address and in all (429).
+This process holds no signing key: evidence is asked for here, signed by the collector daemon
+(``evidence_signer.py``) and served from the bytes it stored.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .config import CollectorConfig
 from .localtime import check_date
 from .reports import check_period
 from .store import Store, StoreError
+from .store.evidence_requests import TooManyWaiting
 from .worker_record import record
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ COOKIE_DAYS = 30
 MAX_BODY = 4096
 #: The steps the worker's page needs (links, access log, disputes; corrections citing them).
 NEEDS_STEP = 20
+#: The step evidence requests need (the table the collector daemon signs them from).
+EVIDENCE_STEP = 21
 
 
 class WorkerApi:
@@ -68,7 +73,9 @@ class WorkerApi:
             Route("/api/worker/logout", self.logout, methods=["POST"]),
             Route("/api/worker/record", self.api_record),
             Route("/api/worker/disputes", self.api_file_dispute, methods=["POST"]),
-            Route("/api/worker/evidence", self.api_evidence),
+            Route("/api/worker/evidence", self.api_request_evidence, methods=["POST"]),
+            Route("/api/worker/evidence/{number:int}", self.api_evidence_state),
+            Route("/api/worker/evidence/{number:int}/file", self.api_evidence_file),
             Route("/api/disputes", self.api_disputes),
         ]
 
@@ -204,30 +211,68 @@ class WorkerApi:
         return self.JSONResponse({k: filed[k] for k in ("ref", "site", "day", "note", "filed_at", "status")},
                                  status_code=201)
 
-    def api_evidence(self, request: Request) -> Response:
-        from .evidence import build_evidence
-        from .signing import SigningKeyError, load_bank_key
+    # ------------------------------------------------------------------ evidence, signed by the collector daemon
 
-        first, last = self._dates(request)
-        with self._reader() as store:
+    def _evidence_reader(self) -> Store:
+        store = self._reader()
+        if not store.has_step(EVIDENCE_STEP):
+            store.close()
+            raise self.ApiError(503, "the database has no evidence requests yet (collector db upgrade)")
+        return store
+
+    async def api_request_evidence(self, request: Request) -> Response:
+        body = await request.body()
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._request_evidence, request, body)
+
+    def _request_evidence(self, request: Request, body: bytes) -> Response:
+        """Record the worker's request; a collector process signs it (this process holds no key)."""
+        with self._evidence_reader() as store:
             worker = self._worker(request, store)
-            try:
-                key = load_bank_key(self.config)
-            except SigningKeyError as error:
-                log.error("evidence for the worker page cannot be signed: %s", error)
-                raise self.ApiError(503, "the bank cannot sign evidence here now; ask the bank for the file") from None
-            document = build_evidence(store, worker, first, last, key=key)
-            self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
-                                               what=f"evidence {first.isoformat()}..{last.isoformat()}"))
-        name = f"evidence-{worker}-{first.isoformat()}-{last.isoformat()}.json"
-        return Response(json.dumps(document, ensure_ascii=True, indent=1).encode("ascii"),
-                        media_type="application/json",
+            link = store.worker_link(worker_links.secret_hash(request.cookies[COOKIE]))
+        first, last = self._dates(self._json_body(request, body))
+        by = f"worker link issued {link['issued_at']}" if link else "worker link"
+        try:
+            with self._writer() as writer:
+                asked = writer.request_evidence(worker, first.isoformat(), last.isoformat(), by=by)
+        except TooManyWaiting as error:
+            raise self.ApiError(429, str(error)) from None
+        except StoreError as error:
+            log.error("the worker page cannot record an evidence request: %s", error)
+            raise self.ApiError(503, "the request cannot be recorded now; try again later") from None
+        log.info("evidence request %d recorded for worker %s (%s..%s)", asked["id"], worker, first, last)
+        return self.JSONResponse(_shown(asked), status_code=202)
+
+    def api_evidence_state(self, request: Request) -> Response:
+        with self._evidence_reader() as store:
+            worker = self._worker(request, store)
+            asked = store.evidence_request(request.path_params["number"], worker=worker)
+        if asked is None:
+            raise self.ApiError(404, "no such request for evidence")
+        return self.JSONResponse(_shown(asked))
+
+    def api_evidence_file(self, request: Request) -> Response:
+        """The signed file exactly as the collector stored it; the download goes into the access log."""
+        with self._evidence_reader() as store:
+            worker = self._worker(request, store)
+            asked = store.evidence_request(request.path_params["number"], worker=worker)
+            if asked is None:
+                raise self.ApiError(404, "no such request for evidence")
+            document = store.evidence_document(asked["id"], worker=worker)
+        if document is None:
+            raise self.ApiError(409, f"the file is not ready ({asked['state']})")
+        first, last = asked["first_day"], asked["last_day"]
+        self._write(lambda w: w.log_access(worker, via="worker link", who="the worker", what=f"evidence {first}..{last}"))
+        name = f"evidence-{worker}-{first}-{last}.json"
+        return Response(document.encode("ascii"), media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    def _dates(self, request: Request) -> tuple[date, date]:
+    def _dates(self, data: dict) -> tuple[date, date]:
         try:
-            texts = [request.query_params.get(k) for k in ("from", "to")]
-            first, last = (check_date(date.fromisoformat(t)) if t and len(t) == 10 else None for t in texts)
+            texts = [data.get(k) for k in ("from", "to")]
+            first, last = (check_date(date.fromisoformat(t)) if isinstance(t, str) and len(t) == 10 else None
+                           for t in texts)
         except ValueError:
             first = last = None
         if first is None or last is None:
@@ -264,6 +309,12 @@ class WorkerApi:
             self._write(lambda w: [w.log_access(worker, via=who, who=scope if scope != self.all_sites else "bank",
                                                 what="disputes") for worker in workers])
         return self.JSONResponse(rows)
+
+
+def _shown(asked: dict) -> dict:
+    """What the page is told of a request: its state, and why it failed."""
+    return {"id": asked["id"], "from": asked["first_day"], "to": asked["last_day"], "state": asked["state"],
+            "requested_at": asked["requested_at"], "reason": asked["reason"]}
 
 
 def _loopback(request: Request) -> bool:

@@ -2,8 +2,9 @@
 SQLite file: a personal link shows that worker's days in Chinese and nothing of anyone else; other,
 revoked and guessed links fail; a dispute filed on the page reaches the bank and its answer the
 worker; an accepted dispute changes the day through a manual punch that cites it; a period with an
-open dispute is approved only with a recorded override; the evidence downloaded from the page
-verifies offline with the bank's published key, and fails once a byte of meaning changes."""
+open dispute is approved only with a recorded override; the evidence asked for on the page (`collector
+serve` runs without the bank's key, a real `collector run` signs it) verifies offline with the bank's
+published key, and fails once a byte of meaning changes."""
 
 from __future__ import annotations
 
@@ -150,13 +151,36 @@ def phone(tmp_path, monkeypatch):
     driver.quit()
 
 
+def serve_without_key(setup: CollectorSetup) -> SimpleNamespace:
+    """The configuration `collector serve` runs with, as the shipped unit: the key's path is set, the key is
+    not there (systemd hands it to the daemon's unit only)."""
+    text = "".join(f'signing_key = "{setup.directory / "not-here" / "bank.key"}"\n'
+                   if line.startswith("signing_key") else line + "\n"
+                   for line in setup.config_path.read_text().splitlines())
+    config = setup.directory / "serve.toml"
+    config.write_text(text)
+    return SimpleNamespace(directory=setup.directory, config_path=config)
+
+
 @pytest.fixture
 def bank(tmp_path):
     bank = Bank(tmp_path / "collector")
-    process, url = start_web(bank.setup)
+    process, url = start_web(serve_without_key(bank.setup))
     bank.url = url
     yield bank
     stop_process(process, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(bank, broker):
+    """`collector run` beside the web process: the one that holds the bank's key and signs evidence."""
+    bank.setup.broker_port = broker.port
+    bank.setup.write_config()
+    process = bank.setup.start()
+    wait_for(lambda: "collector" in bank.setup.log() and "running" in bank.setup.log(), timeout=60,
+             message="collector run started")
+    yield process
+    assert stop_process(process) == 0
 
 
 def until(driver, condition, message: str, timeout: float = 60):
@@ -203,7 +227,7 @@ def file_dispute(driver, day: str, note: str) -> str:
     return day_item(driver, day).find_element("css selector", ".filed").text.split("编号 ")[1].split("。")[0]
 
 
-def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(bank, phone, tmp_path):
+def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(bank, daemon, phone, tmp_path):
     link = bank.link("W1", bank.url)
     secret = link.split("#", 1)[1]
     assert len(secret) == 43 and link == f"{bank.url}/w#{secret}"
@@ -309,7 +333,14 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     assert "本人（个人链接）" in access and "银行工作人员" in access and "工地管理" in access and "(S1)" in access
 
     # The evidence from the page, verified offline with the published key; one changed minute fails it.
+    # `collector serve` has no key: the page asks, the collector daemon signs, the page offers the file.
     phone.find_element("id", "evidence-link").click()
+    until(phone, lambda d: d.find_element("id", "evidence-file").is_displayed(), "the signed file offered")
+    assert "文件已签名" in text(phone, "evidence-state")
+    (requested_by, state), = bank.setup.rows("SELECT requested_by, state FROM evidence_requests WHERE worker = 'W1'")
+    assert state == "done" and requested_by.startswith("worker link issued ")
+    assert "evidence request 1 for worker W1 (2026-10-01..2026-10-31) signed" in bank.setup.log()
+    phone.find_element("id", "evidence-file").click()
     wait_for(lambda: [p for p in phone.downloads.iterdir() if p.suffix == ".json"], timeout=60,
              message="the evidence downloaded")
     evidence = next(p for p in phone.downloads.iterdir() if p.suffix == ".json")
@@ -387,7 +418,9 @@ def test_links_that_are_not_the_workers_fail_cleanly(bank, phone):
     assert http(bank.url + "/api/worker/record", token=BANK)[0] == 401
     assert http(bank.url + "/api/worker/disputes", cookie=secret,
                 data={"site": "S1", "day": "2026-10-15", "note": "x"})[0] == 401
-    assert http(bank.url + "/api/worker/evidence?from=2026-10-01&to=2026-10-31", cookie=secret)[0] == 401
+    assert http(bank.url + "/api/worker/evidence", cookie=secret,
+                data={"from": "2026-10-01", "to": "2026-10-31"})[0] == 401
+    assert http(bank.url + "/api/worker/evidence/1", cookie=secret)[0] == 401
 
 
 def test_guessing_links_is_cut_off(tmp_path):
@@ -434,8 +467,25 @@ def test_what_the_page_sends_is_checked(bank):
     assert bank.json("disputes") == []
     for query, status in (("?month=2026-13", 400), ("?month=x", 400), ("?month=2026-10", 200)):
         assert http(bank.url + "/api/worker/record" + query, cookie=secret)[0] == status
-    for query in ("?from=2026-10-01", "?from=2026-10-31&to=2026-10-01", "?from=2020-01-01&to=2026-10-01"):
-        assert http(bank.url + "/api/worker/evidence" + query, cookie=secret)[0] == 400
+    for dates in ({"from": "2026-10-01"}, {"from": "2026-10-31", "to": "2026-10-01"},
+                  {"from": "2020-01-01", "to": "2026-10-01"}, {"from": 20261001, "to": "2026-10-31"}):
+        assert http(bank.url + "/api/worker/evidence", cookie=secret, data=dates)[0] == 400
+    assert bank.setup.count("SELECT COUNT(*) FROM evidence_requests") == 0
+    # Requests wait for the collector daemon (none runs here): the same dates make one request, at most
+    # three wait per worker, another worker's request is not found, a file not signed yet is not served.
+    asked = [http(bank.url + "/api/worker/evidence", cookie=secret, data={"from": f"2026-{m}-01", "to": f"2026-{m}-28"})
+             for m in ("08", "09", "10", "10")]
+    assert [status for status, _ in asked] == [202, 202, 202, 202]
+    numbers = [json.loads(body)["id"] for _, body in asked]
+    assert numbers[2] == numbers[3] and json.loads(asked[0][1])["state"] == "pending"
+    status, body = http(bank.url + "/api/worker/evidence", cookie=secret, data={"from": "2026-07-01", "to": "2026-07-31"})
+    assert status == 429 and "still being prepared" in json.loads(body)["error"]
+    assert http(bank.url + f"/api/worker/evidence/{numbers[0]}/file", cookie=secret)[0] == 409
+    other = bank.link("W2", bank.url).split("#")[1]
+    assert http(bank.url + "/api/worker/session", data={"secret": other})[0] == 204
+    assert http(bank.url + f"/api/worker/evidence/{numbers[0]}", cookie=other)[0] == 404
+    assert http(bank.url + f"/api/worker/evidence/{numbers[0]}/file", cookie=other)[0] == 404
+    assert bank.setup.count("SELECT COUNT(*) FROM evidence_requests") == 3
 
 
 def session_cookie(url: str, secret: str) -> str:

@@ -21,6 +21,7 @@ from .connection import Connection, DatabaseError, connect, display, is_postgres
 from .counters import CounterQueries
 from .disputes import DisputeQueries
 from .errors import StoreError
+from .evidence_requests import EvidenceRequestQueries
 from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries
 from .payments import PaymentQueries
@@ -38,7 +39,7 @@ __all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "Quarant
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
             WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
-            WorkerAccessQueries, DisputeQueries):
+            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
 

@@ -577,6 +577,28 @@ STEPS = [
         );
         CREATE INDEX dispute_overrides_period ON dispute_overrides (site, period);
     """),
+    # Evidence a worker asks for on their page: `collector serve` holds no signing key, so it records the
+    # request and a collector process claims it, builds and signs the file, and keeps the signed bytes here
+    # until they are pruned (docs/worker.md).
+    Step(21, "evidence_requests", """
+        CREATE TABLE evidence_requests (
+            id           {id},
+            worker       TEXT NOT NULL REFERENCES workers (worker),
+            first_day    TEXT NOT NULL,      -- YYYY-MM-DD, the period asked for
+            last_day     TEXT NOT NULL,
+            requested_at TEXT NOT NULL,
+            requested_by TEXT NOT NULL,      -- the access that asked: worker link (issued ...)
+            state        TEXT NOT NULL,      -- pending / working / done / failed
+            claim        TEXT,               -- who is building it: instance and a one-off token
+            claimed_at   TEXT,
+            attempts     BIGINT NOT NULL DEFAULT 0,
+            finished_at  TEXT,
+            document     TEXT,               -- done: the signed file exactly as served (ASCII JSON)
+            reason       TEXT                -- failed: why
+        );
+        CREATE INDEX evidence_requests_state ON evidence_requests (state, id);
+        CREATE INDEX evidence_requests_worker ON evidence_requests (worker, state);
+    """),
 ]
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -11,6 +11,8 @@
   let month = null;      // YYYY-MM shown
   let latest = null;     // the last record, re-rendered when the language changes
   let evidenceMonth = null;
+  let evidenceAsked = null;  // the id of the evidence request the page follows
+  let evidencePoll = null;
 
   // ------------------------------------------------------------------ text
 
@@ -163,8 +165,8 @@
       evidenceMonth = r.month;
       $("evidence-from").value = r.month + "-01";
       $("evidence-to").value = lastDay(r.month);
+      resetEvidence();
     }
-    updateEvidenceLink();
   }
 
   function lastDay(m) {
@@ -272,9 +274,55 @@
     return item;
   }
 
-  function updateEvidenceLink() {
-    const from = $("evidence-from").value, to = $("evidence-to").value;
-    $("evidence-link").href = "/api/worker/evidence?from=" + encodeURIComponent(from) + "&to=" + encodeURIComponent(to);
+  // The bank's collector signs the file (this web server holds no key): ask, then follow the request
+  // until it is ready, then offer the download.
+  function resetEvidence() {
+    clearTimeout(evidencePoll);
+    evidenceAsked = null;
+    $("evidence-file").hidden = true;
+    $("evidence-state").hidden = true;
+  }
+
+  function evidenceState(message) {
+    $("evidence-state").textContent = message;
+    $("evidence-state").hidden = false;
+  }
+
+  function evidenceProblem(error) {
+    if (error.status === 401) { showProblem(error); return; }  // the link ended: the page says so
+    evidenceState(t("failed", { error: error.message }));
+  }
+
+  async function requestEvidence() {
+    resetEvidence();
+    evidenceState(t("evidence_preparing"));
+    try {
+      const response = await post("/api/worker/evidence", { from: $("evidence-from").value, to: $("evidence-to").value });
+      evidenceAsked = (await response.json()).id;
+      followEvidence(evidenceAsked);
+    } catch (error) {
+      evidenceProblem(error);
+    }
+  }
+
+  async function followEvidence(id) {
+    if (id !== evidenceAsked) return;  // the worker asked for other dates since
+    try {
+      const asked = await (await call("/api/worker/evidence/" + encodeURIComponent(id))).json();
+      if (id !== evidenceAsked) return;
+      if (asked.state === "done") {
+        evidenceState(t("evidence_ready"));
+        $("evidence-file").href = "/api/worker/evidence/" + encodeURIComponent(id) + "/file";
+        $("evidence-file").hidden = false;
+      } else if (asked.state === "failed") {
+        evidenceState(t("evidence_failed", { reason: asked.reason }));
+      } else {
+        evidenceState(t("evidence_preparing"));
+        evidencePoll = setTimeout(() => followEvidence(id), 1500);
+      }
+    } catch (error) {
+      evidenceProblem(error);
+    }
   }
 
   function shiftMonth(delta) {
@@ -296,8 +344,9 @@
     $("missing-day").addEventListener("click", openMissingDay);
     $("previous").addEventListener("click", () => shiftMonth(-1));
     $("next").addEventListener("click", () => shiftMonth(1));
-    $("evidence-from").addEventListener("change", updateEvidenceLink);
-    $("evidence-to").addEventListener("change", updateEvidenceLink);
+    $("evidence-from").addEventListener("change", resetEvidence);
+    $("evidence-to").addEventListener("change", resetEvidence);
+    $("evidence-link").addEventListener("click", requestEvidence);
     $("logout").addEventListener("click", async () => {
       await post("/api/worker/logout");
       latest = null;

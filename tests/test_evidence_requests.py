@@ -1,0 +1,123 @@
+"""Evidence requests on both engines: a request is claimed by one collector process only, however many
+race for it; a stale claim is taken over and its late result refused; the daemon's signer builds the file
+from the database and signs it, or records why it could not; finished requests are pruned."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from collector.evidence import verify_evidence
+from collector.evidence_signer import sign_next
+from collector.ingest import Incoming, Ingestor
+from collector.store import Store
+from collector.store.evidence_requests import KEEP, MAX_ATTEMPTS, STALE_CLAIM, TooManyWaiting
+from gate_agent.protocol import GateTopics, encode_punches, format_time
+from tests.helpers import BANK_KEY, BANK_KEYS, PunchFactory
+
+CARD = "04A1B2C3D4E5F6"
+
+
+@pytest.fixture
+def store(database):
+    with Store(database) as store:
+        gate = PunchFactory(gate="north")
+        store.add_site("S1", timezone="Asia/Shanghai", name="Site one")
+        store.add_gate("S1", "north", gate.public_key)
+        store.add_worker("W1", name="Worker one", employer="E", cards=[CARD], sites=["S1"])
+        store.add_worker("W2", name="Worker two", employer="E", cards=["DEADBEEF"], sites=["S1"])
+        for when, direction in (("2026-10-14T00:00:00Z", "in"), ("2026-10-14T09:00:00Z", "out")):
+            moment = datetime.fromisoformat(when)
+            punch = gate.next(card=CARD, direction=direction, at=moment)
+            Ingestor(store).ingest([Incoming(GateTopics("S1", "north").punch, encode_punches([punch]),
+                                             format_time(moment + timedelta(seconds=2)))])
+        yield store
+
+
+def ask(store: Store, worker: str = "W1", first: str = "2026-10-01", last: str = "2026-10-31") -> int:
+    return store.request_evidence(worker, first, last, by="worker link issued 2026-11-01T00:00:00.000Z")["id"]
+
+
+def test_racing_claimers_never_share_a_request(store, database):
+    numbers = [ask(store, "W1" if n % 2 else "W2", f"2026-{m:02d}-01", f"2026-{m:02d}-28")
+               for n, m in enumerate((1, 1, 2, 2, 3, 3), start=1)]
+    for n in range(3):  # more than three waiting per worker: asked to wait
+        store.execute("UPDATE evidence_requests SET state = 'done', finished_at = '2026-11-01T00:00:00.000Z' "
+                      "WHERE id = ?", (numbers[n],))
+    numbers += [ask(store, "W1", f"2026-{m:02d}-01", f"2026-{m:02d}-28") for m in (4, 5)]
+    with pytest.raises(TooManyWaiting):
+        ask(store, "W1", "2026-06-01", "2026-06-28")
+    waiting = sorted(numbers[3:])
+    start = threading.Barrier(2)
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+
+    def claimer(name: str) -> None:
+        with Store(database) as mine:
+            start.wait()
+            while mine.has_pending_evidence():
+                request = mine.claim_evidence_request(f"{name}:token")
+                if request is not None:
+                    assert request["state"] == "working"
+                    claimed[name].append(request["id"])
+
+    threads = [threading.Thread(target=claimer, args=(name,)) for name in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not set(claimed["a"]) & set(claimed["b"]), claimed
+    assert sorted(claimed["a"] + claimed["b"]) == waiting
+    assert store.claim_evidence_request("c:token") is None
+
+
+def test_a_stale_claim_is_taken_over_and_its_late_result_refused(store):
+    number = ask(store)
+    first = store.claim_evidence_request("a:1")
+    assert first["id"] == number and first["attempts"] == 1
+    assert store.claim_evidence_request("b:1") is None  # claimed, not stale: nobody else takes it
+    assert not store.finish_evidence_request(number, "b:1", document="{}")  # not b's claim
+    later = datetime.now(UTC) + STALE_CLAIM + timedelta(minutes=1)
+    second = store.claim_evidence_request("b:2", now=later)
+    assert second["id"] == number and second["attempts"] == 2
+    assert not store.finish_evidence_request(number, "a:1", document="{}")  # a's result comes too late
+    assert store.finish_evidence_request(number, "b:2", reason="tested")
+    assert store.evidence_request(number)["state"] == "failed"
+    # A request whose builders keep dying fails after MAX_ATTEMPTS claims instead of being tried for ever.
+    number = ask(store)
+    moment = datetime.now(UTC)
+    for attempt in range(MAX_ATTEMPTS):
+        assert store.claim_evidence_request(f"x:{attempt}", now=moment)["id"] == number
+        moment += STALE_CLAIM + timedelta(minutes=1)
+    assert store.claim_evidence_request("x:last", now=moment) is None
+    failed = store.evidence_request(number)
+    assert failed["state"] == "failed" and f"not finished after {MAX_ATTEMPTS} attempts" in failed["reason"]
+
+
+def test_the_signer_signs_from_the_database_or_records_why_not(store):
+    number = ask(store)
+    done = sign_next(store, BANK_KEY, "collector-a")
+    assert done["id"] == number and done["state"] == "done" and done["reason"] is None
+    document = store.evidence_document(number, worker="W1")
+    assert store.evidence_document(number, worker="W2") is None
+    summary = verify_evidence(json.loads(document), BANK_KEYS)
+    assert summary  # the bank's signature and every gate signature hold
+    assert "2026-10-14" in [day["date"] for day in json.loads(document)["days"]]
+    # What the web process checks, the signer checks again: a period it would refuse fails with the reason.
+    number = ask(store, first="2026-10-31", last="2026-10-01")
+    failed = sign_next(store, BANK_KEY, "collector-a")
+    assert failed["id"] == number and failed["state"] == "failed"
+    assert "before it starts" in failed["reason"]
+    assert store.evidence_document(number, worker="W1") is None
+    assert sign_next(store, BANK_KEY, "collector-a") is None  # nothing left
+
+
+def test_finished_requests_are_pruned(store):
+    finished, waiting = ask(store), ask(store, first="2026-09-01", last="2026-09-30")
+    request = store.claim_evidence_request("a:1")
+    assert request["id"] == finished and store.finish_evidence_request(finished, "a:1", document="{}")
+    assert store.prune_evidence_requests() == 0
+    assert store.prune_evidence_requests(now=datetime.now(UTC) + KEEP + timedelta(hours=1)) == 1
+    assert store.evidence_request(finished) is None and store.evidence_request(waiting)["state"] == "pending"
