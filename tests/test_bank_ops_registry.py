@@ -66,8 +66,9 @@ def test_a_tap_where_the_worker_is_not_assigned_is_flagged_not_assigned(bank):
     with bank.store() as store:
         Ingestor(store).ingest([Incoming(GateTopics("SZ02", "sz-north").punch, encode_punches(
             [gate.next(card=W1, at=now - timedelta(hours=2))]), format_time(now))])
-    records = bank.json("attendance", "--site", "SZ02", "--from", (now - timedelta(days=1)).date().isoformat(),
-                        "--to", now.date().isoformat())
+    local = now.astimezone(ZoneInfo("Asia/Shanghai"))  # the site's days, whatever the hour in UTC
+    records = bank.json("attendance", "--site", "SZ02", "--from", (local - timedelta(days=1)).date().isoformat(),
+                        "--to", local.date().isoformat())
     assert [r["worker"] for r in records] == ["W1"] and "not_assigned" in records[0]["flags"]
 
 
