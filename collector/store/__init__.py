@@ -98,6 +98,13 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
     def _rows(self, sql: str, params: Iterable = ()) -> list[dict]:
         return self.db.rows(sql, tuple(params))
 
+    @staticmethod
+    def _where(**equal: object) -> tuple[str, list]:
+        """`` WHERE a = ? AND b = ?`` for the filters given (None means any), and their parameters."""
+        given = {column: value for column, value in equal.items() if value is not None}
+        where = (" WHERE " + " AND ".join(f"{column} = ?" for column in given)) if given else ""
+        return where, list(given.values())
+
 
 def database_exists(location: str | Path) -> bool:
     """Whether there is a database to read (a PostgreSQL server is taken to have one)."""

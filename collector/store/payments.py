@@ -58,12 +58,7 @@ class PaymentQueries:
 
     def wage_payments(self, site: str | None = None, period: str | None = None) -> list[dict]:
         """Every credit (of a site, of a period), in the order they were made."""
-        clauses, params = [], []
-        for column, value in (("site", site), ("period", period)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = self._where(site=site, period=period)
         return self._rows(f"SELECT * FROM wage_payments{where} ORDER BY site, period, batch_id, position", params)
 
     def payments_by_end_to_end(self, ids: list[str]) -> dict[str, dict]:

@@ -330,12 +330,7 @@ class RegistryQueries:
             self._registry_changed()
 
     def assignments(self, *, worker: str | None = None, site: str | None = None) -> list[dict]:
-        clauses, params = [], []
-        for column, value in (("worker", worker), ("site", site)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = self._where(worker=worker, site=site)
         return self._rows(f"SELECT worker, site, valid_from, valid_to, added_at, added_by FROM assignments{where} "
                           "ORDER BY worker, site, valid_from", params)
 

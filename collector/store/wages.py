@@ -164,12 +164,7 @@ class WageQueries:
             return {"id": table_id, "version": version}
 
     def wage_tables(self, site: str | None = None, period: str | None = None) -> list[dict]:
-        clauses, params = [], []
-        for column, value in (("site", site), ("period", period)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = self._where(site=site, period=period)
         return self._rows(f"SELECT * FROM wage_tables{where} ORDER BY site, period, version", params)
 
     def wage_table(self, site: str, period: str, version: int | None = None) -> dict | None:
