@@ -251,15 +251,7 @@
       const group = el("section", undefined, "group");
       group.dataset.employer = employer;
       group.append(el("h3", `${employerName(employer)} (${found.length})`));
-      const table = el("table", undefined, "stack");
-      const head = el("tr");
-      for (const key of ["col.worker", "col.since", "col.gate", "col.card"]) {
-        const th = el("th", t(key));
-        th.scope = "col";
-        head.append(th);
-      }
-      table.append(el("thead"));
-      table.tHead.append(head);
+      const table = headedTable("stack", ["col.worker", "col.since", "col.gate", "col.card"]);
       const body = el("tbody");
       for (const worker of found) {
         const row = el("tr");
@@ -277,6 +269,20 @@
     const empty = $("inside-empty");
     empty.hidden = shown !== 0;
     empty.textContent = data.workers.length ? t("inside.no_match", { query: $("search").value.trim() }) : t("inside.none");
+  }
+
+  /** A table with a header row of the catalog's column names. */
+  function headedTable(className, columnKeys) {
+    const table = el("table", undefined, className);
+    const head = el("tr");
+    for (const key of columnKeys) {
+      const th = el("th", t(key));
+      th.scope = "col";
+      head.append(th);
+    }
+    table.append(el("thead"));
+    table.tHead.append(head);
+    return table;
   }
 
   // ------------------------------------------------------------------ roll-call
@@ -300,15 +306,7 @@
       const group = el("section", undefined, "group");
       group.dataset.employer = employer;
       group.append(el("h3", `${title} (${rows.length})`));
-      const tableNode = el("table", undefined, "stack rollcall-table");
-      const head = el("tr");
-      for (const key of ["col.tick", "col.worker", "col.card", "col.since", "col.gate"]) {
-        const th = el("th", t(key));
-        th.scope = "col";
-        head.append(th);
-      }
-      tableNode.append(el("thead"));
-      tableNode.tHead.append(head);
+      const tableNode = headedTable("stack rollcall-table", ["col.tick", "col.worker", "col.card", "col.since", "col.gate"]);
       const body = el("tbody");
       for (const entry of rows) {
         const row = el("tr");
