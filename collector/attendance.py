@@ -11,7 +11,8 @@ The rules (what site managers check and the bank pays from):
   closed it, is an anomaly: flagged, ignored for the hours (never double-counted).
 - A ``toggle`` punch closes the worker's open shift if there is one, otherwise opens one (on a normal
   day: the opposite of the worker's previous punch that day).
-- Void punches are shown (flag ``void``) but take no part; manual punches take part, flagged ``manual``.
+- Void punches are shown (flag ``void``) on the worker's day but take no part; a day with nothing but
+  void punches is no day. Manual punches take part, flagged ``manual``.
 - A punch flagged ``clock_implausible`` (its time cannot be placed on a real working day: before 2020,
   or more than a day after the bank received it) takes no part and belongs to no day, void or not; the
   punch listings show it.
@@ -126,9 +127,40 @@ class DayRecord:
         return sorted(flags)
 
 
+def counted(events: Iterable[Event]) -> list[Event]:
+    """The events that take part in pairing, in the order they are paired."""
+    return sorted((e for e in events if not e.void and not NOT_PRESENCE & e.flags), key=lambda e: (e.time, e.ref))
+
+
+def fresh_start(events: Iterable[Event], since: datetime, horizon: datetime, rules: Rules) -> bool:
+    """Whether pairing one worker's ``events``, read from ``horizon`` on, gives every shift and anomaly
+    anchored at or after ``since`` what pairing the worker's whole history gives.
+
+    Pairing carries state from punch to punch (an open IN, the shift an OUT just closed), so a day can
+    depend on punches long before it: an IN ignored as repeated decides whether the next IN opens a shift.
+    The state is the same whatever came before at a restart point: an IN right after an OUT (every OUT
+    leaves no shift open, and an IN with none open starts afresh), or a punch more than ``max_shift``
+    after the one before it (nothing that old is paired with it). A restart point at or before the first
+    punch from ``since`` on is what a window needs; the punch before the first one read is unknown, so
+    the first one read is a restart point only if ``horizon`` lies more than ``max_shift`` before it."""
+    previous = None
+    for event in counted(events):
+        if previous is None:
+            restart = event.time - horizon >= rules.max_shift
+        else:
+            restart = (event.time - previous.time > rules.max_shift
+                       or (event.direction == "in" and previous.direction == "out"))
+        if restart:
+            return True
+        if event.time >= since:
+            return False
+        previous = event
+    return True  # nothing from ``since`` on: nothing there can depend on what came before
+
+
 def resolve_and_pair(events: Iterable[Event], rules: Rules, now: datetime) -> tuple[list[Shift], list[tuple[Event, str, Event | None]]]:
     """One worker's shifts, and the punches ignored as anomalies (with the shift they fell into)."""
-    ordered = sorted((e for e in events if not e.void and not NOT_PRESENCE & e.flags), key=lambda e: (e.time, e.ref))
+    ordered = counted(events)
     shifts: list[Shift] = []
     anomalies: list[tuple[Event, str, Event | None]] = []
     open_in: Event | None = None
@@ -192,14 +224,15 @@ def daily_records(events: Iterable[Event], rules: Rules, now: datetime) -> list[
             record.anomalies.append((event, why))
             record.events.append(event)
         for event in worker_events:
-            if event.void:
-                record = day_of(event.time)
-                record.voided.append(event)
-                record.events.append(event)
-        for event in worker_events:
-            # A punch that proves no presence shows its flags on a day the worker has, and makes no day.
+            # A void punch, or one that proves no presence, shows on a day the worker has and makes no day:
+            # a day whose every punch was voided is no day (nothing to pay, nothing to decide).
             local_day = event.time.astimezone(rules.tz).date()
-            if not event.void and NOT_PRESENCE & event.flags and local_day in days:
+            if local_day not in days:
+                continue
+            if event.void:
+                days[local_day].voided.append(event)
+                days[local_day].events.append(event)
+            elif NOT_PRESENCE & event.flags:
                 days[local_day].events.append(event)
         records += [days[d] for d in sorted(days)]
     return records

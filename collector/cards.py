@@ -30,7 +30,6 @@ class CardIndex:
         for entries in self._by_uid.values():
             entries.sort(key=lambda e: e[0])
         self._starts = {uid: [e[0] for e in entries] for uid, entries in self._by_uid.items()}
-        self.holders = {h.worker: h for entries in self._by_uid.values() for _, _, h in entries}
 
     def holder(self, uid: str | None, moment: str) -> Holder | None:
         """The worker holding ``uid`` at ``moment`` (UTC text), or None."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
-from .cards import CardIndex
+from .attribution import Attributor
 from .localtime import PLAUSIBLE_FROM, local
 from .reports import site_rules
 from .store import Store, StoreError
@@ -125,10 +125,7 @@ def _open(store: Store, ref: str) -> dict:
 
 def punch_worker(store: Store, punch: dict) -> str | None:
     """Whose punch this is: the manual punch's worker, or whoever held the card at that time."""
-    if punch["source"] == "manual":
-        return punch["worker"]
-    holder = CardIndex(store.card_windows()).holder(punch["card"], punch["time"])
-    return holder.worker if holder else None
+    return Attributor.of(store).attribute(punch).worker
 
 
 def open_in_period(store: Store, site: str, period: str) -> list[dict]:

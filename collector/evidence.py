@@ -37,9 +37,10 @@ from gate_agent.protocol import (
 )
 
 from .attendance import Event, Rules, daily_records
+from .attribution import Attributor
 from .cards import CardIndex
 from .localtime import zone
-from .reports import event_of, events_of, punch_flags, record_dict, site_rules, window
+from .reports import days_of, event_of, history, punch_flags, reach, record_dict, site_rules
 from .store import Store, StoreError
 
 #: Card judgements an evidence file carries per punch (collector.sun): punches that prove no presence.
@@ -82,15 +83,15 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
     person = store.worker(worker)
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
+    attributor = Attributor.of(store, worker)
     windows = [w for w in store.card_windows() if w["worker"] == worker]
-    cards = CardIndex(windows)
     sites, gates, manual, voids, days = {}, [], [], [], []
     for site_row in store.sites():
         site = site_row["site"]
         rules = site_rules(store, site)
-        start, end = window(first, last, rules)
-        punches = store.punches(site=site, start=start, end=end)
-        events, _ = events_of(punches, cards)
+        # The file carries the punches from where the worker's pairing starts afresh, so that a verifier
+        # pairing them gives the days the bank gave.
+        events, _, punches = history(store, site, rules, attributor, *reach(first, last, rules, now))
         mine = [e for e in events if e.worker == worker]
         if not mine:
             continue
@@ -110,8 +111,7 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
             }
             # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
             # without the bank's card keys cannot repeat: vouched for by the bank's signature over the file.
-            judged = [sorted(CARD_FLAGS & set(punch_flags(r, cards.holder(r["card"], r["time"]) or True)))
-                      for r in rows]
+            judged = [sorted(CARD_FLAGS & set(punch_flags(r, attributor.attribute(r).holder))) for r in rows]
             if any(judged):
                 segment["card_flags"] = judged
             gates.append(segment)
@@ -127,9 +127,9 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
                 if punch["void_at"]:
                     voids.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
                                          "by": punch["void_by"], "reason": punch["void_reason"]}, punch))
-        for record in daily_records(mine, rules, now):
-            if first <= record.date <= last:
-                days.append(record_dict(record, site, rules.tz, cards.holders.get(worker), final=False))
+        assignments = store.assignments(worker=worker, site=site)
+        for record in days_of(mine, rules, now, first, last, assignments, site=site):
+            days.append(record_dict(record, site, rules.tz, attributor.person(worker), final=False))
     for day in days:
         del day["final"]  # finality depends on gate heartbeats, which the file does not carry
     return {
@@ -239,7 +239,7 @@ class _CheckedPunches:
                    "direction": entry["direction"], "source": "manual", "flags": "",
                    "void_at": (self._voided.get(entry["ref"]) or {}).get("void_at"), "received_at": entry["entered_at"]}
             if entry["site"] in self.events:
-                self.events[entry["site"]].append(event_of(row, self.worker))
+                self.events[entry["site"]].append(event_of(row, self.worker, None))
 
     def _segment(self, segment: dict, registry: Registry | None) -> None:
         site, gate = segment["site"], segment["gate"]
@@ -289,7 +289,7 @@ class _CheckedPunches:
                 row = {"id": None, "gate": gate, "seq": punch.seq, "time": punch.time, "direction": punch.dir,
                        "source": "gate", "void_at": (self._voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
                        "flags": ",".join(card_flags[index]), "received_at": received[index], "card": punch.card}
-                self.events[site].append(event_of(row, self.worker))
+                self.events[site].append(event_of(row, self.worker, holder))
             previous, expected, self.total = punch, expected + 1, self.total + 1
         if previous is None or previous.seq != segment["last_seq"]:
             raise EvidenceError(f"gate {name}: segment does not end at its declared seq {segment['last_seq']}")

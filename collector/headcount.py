@@ -10,24 +10,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gate_agent.protocol import format_time
-
 from .attendance import open_shift
-from .cards import CardIndex
+from .attribution import Attributor
 from .localtime import local_text_dt
-from .reports import event_of, events_of, site_rules
+from .reports import event_of, history, site_rules
 from .store import Store
 
 
 def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)
-    # Two shift lengths back: enough to know whether a toggle punch opened or closed a shift.
-    start = format_time(now - 2 * rules.max_shift)
+    # Whoever is inside now opened their shift at most one shift ago; history reads back from there to
+    # where each worker's pairing starts afresh, so a repeated IN long ago cannot flip who is inside.
     # No upper bound: a gate whose clock runs a little ahead must still show the worker inside.
-    punches = store.punches(site=site, start=start)
-    cards = CardIndex(store.card_windows())
-    events, unattributed = events_of(punches, cards)
+    attributor = Attributor.of(store)
+    events, unattributed, punches = history(store, site, rules, attributor, now - rules.max_shift, None)
     # The card each gate punch was made with (a manual punch has none): the roll-call lists it.
     card_of = {f"{p['gate']}#{p['seq']}": p.get("card") for p in punches if p["source"] != "manual"}
     by_worker: dict[str, list] = {}
@@ -38,18 +35,18 @@ def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
         shift = open_shift(worker_events, rules, now)
         if shift is None:
             continue
-        holder = cards.holders.get(worker)
+        person = attributor.person(worker)
         inside.append({
             "worker": worker,
-            "name": holder.name if holder else None,
-            "employer": holder.employer if holder else None,
+            "name": person.name,
+            "employer": person.employer,
             "since": local_text_dt(shift.start.time, rules.tz),
             "gate": shift.start.gate,
             "card": card_of.get(shift.start.ref),
         })
     by_card: dict[str, list] = {}
     for punch in unattributed:
-        by_card.setdefault(punch["card"], []).append(event_of(punch, punch["card"]))
+        by_card.setdefault(punch["card"], []).append(event_of(punch, punch["card"], None))
     unknown = []
     for card, card_events in sorted(by_card.items()):
         shift = open_shift(card_events, rules, now)

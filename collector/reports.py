@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, date, datetime, timedelta
 
 from gate_agent.protocol import format_time, parse_time
 
-from .attendance import DayRecord, Event, Rules, daily_records
-from .cards import CardIndex
+from .attendance import DayRecord, Event, Rules, daily_records, fresh_start
+from .attribution import Attributor
+from .cards import Holder
 from .localtime import (
     check_date,
     day_bounds,
@@ -17,9 +19,12 @@ from .localtime import (
     local_text_dt,
     parse_or_none,
     range_bounds,
+    to_local,
     zone,
 )
 from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 #: A punch that reached the bank this long after it was made is flagged 'late_upload'.
 LATE_UPLOAD_SECONDS = 3600
@@ -27,13 +32,13 @@ LATE_UPLOAD_SECONDS = 3600
 MAX_PERIOD_DAYS = 366
 
 
-def punch_flags(punch: dict, holder) -> list[str]:
+def punch_flags(punch: dict, holder: Holder | None) -> list[str]:
     """Stored flags (clock, chain) plus what depends on the registry and on arrival. Whether the time
     can be placed on a working day is decided here again, so that no read path depends on what ingest
     flagged (a database written by an older version, a manual entry)."""
     flags = set(filter(None, (punch.get("flags") or "").split(",")))
     if punch["source"] == "manual":
-        flags.add("manual")
+        flags.add("manual")  # a manual punch names its worker: it has no card to be unknown or forged
     elif holder is None:
         flags.add("unknown_card")
     elif getattr(holder, "card_kind", "uid") == "ntag424" and punch.get("card_kind") != "ntag424":
@@ -56,13 +61,10 @@ def late_after(punch: dict) -> float:
     return LATE_UPLOAD_SECONDS + (hours * 3600 if hours else 0)
 
 
-def describe(punch: dict, cards: CardIndex, tz) -> dict:
-    if punch["source"] == "manual":
-        holder = cards.holders.get(punch["worker"])
-        worker = punch["worker"]
-    else:
-        holder = cards.holder(punch["card"], punch["time"])
-        worker = holder.worker if holder else None
+def describe(punch: dict, attributor: Attributor, tz) -> dict:
+    who = attributor.attribute(punch)
+    person = attributor.person(who.worker) if who.worker else None
+    manual = punch["source"] == "manual"
     return {
         "id": punch["id"],
         "site": punch["site"],
@@ -72,12 +74,12 @@ def describe(punch: dict, cards: CardIndex, tz) -> dict:
         "local_time": local_text(punch["time"], tz),
         "card": punch["card"],
         # uid / bank (card is then the keyed identifier, never the number) / ntag424; None for manual punches
-        "card_kind": None if punch["source"] == "manual" else punch.get("card_kind") or "uid",
-        "worker": worker,
-        "name": holder.name if holder else None,
-        "employer": holder.employer if holder else None,
+        "card_kind": None if manual else punch.get("card_kind") or "uid",
+        "worker": who.worker,
+        "name": person.name if person else None,
+        "employer": person.employer if person else None,
         "direction": punch["direction"],
-        "flags": punch_flags(punch, holder if punch["source"] != "manual" else True),
+        "flags": punch_flags(punch, who.holder),
         "source": punch["source"],
         "received_at": punch["received_at"],
         "manual_by": punch["manual_by"],
@@ -92,8 +94,8 @@ def punch_rows(store: Store, site: str, day: date | None = None) -> list[dict]:
     has no date in the site's zone) and flags."""
     tz = site_rules(store, site).tz
     start, end = day_bounds(day, tz) if day else (None, None)
-    cards = CardIndex(store.card_windows())
-    return [describe(p, cards, tz) for p in store.punches(site=site, start=start, end=end)]
+    attributor = Attributor.of(store)
+    return [describe(p, attributor, tz) for p in store.punches(site=site, start=start, end=end)]
 
 
 # ---------------------------------------------------------------------------------------------- daily records
@@ -106,22 +108,54 @@ def site_rules(store: Store, site: str) -> Rules:
     return Rules(zone(row["timezone"]), timedelta(hours=row["max_shift_hours"]))
 
 
-def events_of(punches: list[dict], cards: CardIndex) -> tuple[list[Event], list[dict]]:
-    """Attendance events of attributed punches, and the punches nobody held the card of."""
+def events_of(punches: list[dict], attributor: Attributor) -> tuple[list[Event], list[dict]]:
+    """Attendance events of attributed punches, and the gate punches nobody held the card of."""
     events, unattributed = [], []
     for punch in punches:
         if parse_or_none(punch["time"]) is None:
             continue  # not a time at all (a manual entry of an older version): listed, never counted
-        if punch["source"] == "manual":
-            worker = punch["worker"]
-        else:
-            holder = cards.holder(punch["card"], punch["time"])
-            if holder is None:
-                unattributed.append(punch)
-                continue
-            worker = holder.worker
-        events.append(event_of(punch, worker, holder))
+        who = attributor.attribute(punch)
+        if who.worker is None:
+            unattributed.append(punch)
+            continue
+        events.append(event_of(punch, who.worker, who.holder))
     return events, unattributed
+
+
+def history(store: Store, site: str, rules: Rules, attributor: Attributor, since: datetime,
+            until: datetime | None) -> tuple[list[Event], list[dict], list[dict]]:
+    """The site's events that shape whatever is anchored in [since, until): its attributed events, the
+    unattributed punches and every punch read. It reads back one shift from ``since``, then further
+    (doubling) until each worker met there has a restart point (``attendance.fresh_start``) or the
+    site's history begins, so that a day never depends on the dates asked for. ``until`` None reads to
+    the end."""
+    lookback = rules.max_shift
+    horizon = since - lookback
+    end = format_time(until) if until is not None else None
+    punches = store.punches(site=site, start=format_time(horizon), end=end)
+    earliest: str | None = None
+    while True:
+        events, unattributed = events_of(punches, attributor)
+        by_worker: dict[str, list[Event]] = {}
+        for event in events:
+            by_worker.setdefault(event.worker, []).append(event)
+        if all(fresh_start(mine, since, horizon, rules) for mine in by_worker.values()):
+            return events, unattributed, punches
+        if earliest is None:
+            earliest = store.first_punch_time(site) or ""
+        read_from = format_time(horizon)
+        if earliest >= read_from:
+            return events, unattributed, punches  # the site's whole history is read
+        lookback *= 2
+        try:
+            horizon = since - lookback
+            start = format_time(horizon)
+        except (OverflowError, ValueError):
+            horizon, start = datetime.min.replace(tzinfo=UTC), None
+        punches = store.punches(site=site, start=start, end=read_from) + punches
+        if start is None:
+            events, unattributed = events_of(punches, attributor)
+            return events, unattributed, punches
 
 
 def mark_unassigned(events: list[Event], assignments: list[dict]) -> list[Event]:
@@ -138,9 +172,10 @@ def mark_unassigned(events: list[Event], assignments: list[dict]) -> list[Event]
     return marked
 
 
-def event_of(punch: dict, worker: str, holder=None) -> Event:
+def event_of(punch: dict, worker: str, holder: Holder | None) -> Event:
+    """``holder``: the card window a gate punch was made under (``Attributor``); None for a manual punch."""
     manual = punch["source"] == "manual"
-    own = set(punch_flags(punch, holder or True)) - {"manual", "void", "unknown_card"}
+    own = set(punch_flags(punch, holder)) - {"manual", "void", "unknown_card"}
     return Event(
         ref=f"manual#{punch['id']}" if manual else f"{punch['gate']}#{punch['seq']}",
         worker=worker, time=parse_time(punch["time"]), direction=punch["direction"], gate=punch["gate"],
@@ -161,11 +196,16 @@ def check_period(first: date, last: date) -> tuple[date, date]:
     return first, last
 
 
-def window(first: date, last: date, rules: Rules) -> tuple[str, str]:
-    """The punches that can shape records of first..last: a shift may start up to max_shift before.
+def reach(first: date, last: date, rules: Rules, now: datetime) -> tuple[datetime, datetime | None]:
+    """The UTC moments whose punches shape the records of local dates first..last: from the first day's
+    start (history reads back from there), to two shifts after the last day's end (an OUT closing a
+    shift of the last day, an OUT repeated up to a shift after that), or to the end when a shift of the
+    period may still be open now (any punch after it decides whether it is open or missing its OUT).
     ValueError for a date outside the range reports cover."""
-    start, end = range_bounds(first, last, rules.tz)
-    return (format_time(parse_time(start) - rules.max_shift), format_time(parse_time(end) + rules.max_shift))
+    start, end = (parse_time(t) for t in range_bounds(first, last, rules.tz))
+    if end > now - rules.max_shift:
+        return start, None
+    return start, end + 2 * rules.max_shift
 
 
 def site_day_final(gates: list[dict], day_end: datetime, grace: timedelta, now: datetime) -> bool:
@@ -198,11 +238,18 @@ def heartbeat_made(heartbeat: dict, received_at: str) -> datetime:
     return made
 
 
-def record_dict(record: DayRecord, site: str, tz, holder, final: bool) -> dict:
+def record_dict(record: DayRecord | DayProblem, site: str, tz, person, final: bool) -> dict:
+    """A day as reports, pages and files show it; ``person`` names the worker (name, employer)."""
+    if isinstance(record, DayProblem):
+        # Never paid, never final: the day is held for a person to look at, with the reason.
+        return {"worker": record.worker, "name": person.name if person else None,
+                "employer": person.employer if person else None, "site": site, "date": record.date.isoformat(),
+                "first_in": None, "last_out": None, "worked_minutes": 0, "status": "error", "flags": ["error"],
+                "final": False, "shifts": [], "anomalies": [], "voided": [], "error": record.reason}
     return {
         "worker": record.worker,
-        "name": holder.name if holder else None,
-        "employer": holder.employer if holder else None,
+        "name": person.name if person else None,
+        "employer": person.employer if person else None,
         "site": site,
         "date": record.date.isoformat(),
         "first_in": local_text_dt(record.first_in, tz),
@@ -230,21 +277,61 @@ def attendance(store: Store, site: str, first: date, last: date, *, now: datetim
     date outside the range reports cover)."""
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)
-    cards = CardIndex(store.card_windows())
-    start, end = window(first, last, rules)
-    events, _ = events_of(store.punches(site=site, start=start, end=end), cards)
-    events = mark_unassigned(events, store.assignments(site=site))
-    gates = store.gates(site, with_gaps=False)
-    finals: dict[date, bool] = {}
-    rows = []
-    for record in daily_records(events, rules, now):
-        if not first <= record.date <= last:
-            continue
-        if record.date not in finals:
-            day_end = parse_time(day_bounds(record.date, rules.tz)[1])
-            finals[record.date] = site_day_final(gates, day_end, grace, now)
-        rows.append(record_dict(record, site, rules.tz, cards.holders.get(record.worker), finals[record.date]))
-    return rows
+    attributor = Attributor.of(store)
+    events, _, _ = history(store, site, rules, attributor, *reach(first, last, rules, now))
+    days = days_of(events, rules, now, first, last, store.assignments(site=site), site=site)
+    finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
+    return [record_dict(day, site, rules.tz, attributor.person(day.worker), finality(day.date)) for day in days]
+
+
+class Finality:
+    """Whether a local date of a site is final (``site_day_final``), worked out once per date."""
+
+    def __init__(self, gates: list[dict], tz, grace: timedelta, now: datetime):
+        self.gates, self.tz, self.grace, self.now = gates, tz, grace, now
+        self._known: dict[date, bool] = {}
+
+    def __call__(self, day: date) -> bool:
+        if day not in self._known:
+            day_end = parse_time(day_bounds(day, self.tz)[1])
+            self._known[day] = site_day_final(self.gates, day_end, self.grace, self.now)
+        return self._known[day]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DayProblem:
+    """A worker's day that could not be computed: reported as that day's problem, with the reason, while
+    every other worker's days are served."""
+
+    worker: str
+    date: date
+    reason: str
+
+
+def days_of(events: list[Event], rules: Rules, now: datetime, first: date, last: date,
+            assignments: list[dict], *, site: str) -> list[DayRecord | DayProblem]:
+    """Each worker's records of first..last, by worker and date. Computed worker by worker: whatever one
+    worker's punches do, no other worker's days are lost with them."""
+    by_worker: dict[str, list[Event]] = {}
+    for event in events:
+        by_worker.setdefault(event.worker, []).append(event)
+    windows: dict[str, list[dict]] = {}
+    for row in assignments:
+        windows.setdefault(row["worker"], []).append(row)
+    days: list[DayRecord | DayProblem] = []
+    for worker in sorted(by_worker):
+        mine = by_worker[worker]
+        try:
+            records = daily_records(mark_unassigned(mine, windows.get(worker, [])), rules, now)
+            days += [r for r in records if first <= r.date <= last]
+        except Exception as error:  # noqa: BLE001 - a bug in one worker's days must not hide everyone's
+            log.exception("the days of worker %s at site %s cannot be computed", worker, site)
+            reason = f"cannot be computed ({type(error).__name__}: {error})"
+            dates = {to_local(e.time, rules.tz) for e in mine}
+            days += [DayProblem(worker, d, reason)
+                     for d in sorted({moment.date() for moment in dates if moment is not None})
+                     if first <= d <= last]
+    return days
 
 
 def payroll(records: list[dict]) -> list[dict]:

@@ -35,13 +35,14 @@ from .reports import attendance, site_day_final
 from .store import Store, StoreError
 
 #: Days whose status means nobody knows yet what was worked.
-UNDECIDED = ("open", "missing_out", "missing_in", "anomaly")
+UNDECIDED = ("open", "missing_out", "missing_in", "anomaly", "error")
 #: What a day's status means, for the person who must decide it.
 STATUS_WORDS = {
     "open": "still inside: no OUT yet",
     "missing_out": "an IN with no OUT within the maximum shift",
     "missing_in": "an OUT with no IN",
     "anomaly": "a repeated IN or OUT",
+    "error": "the day could not be computed (the bank's log says why)",
     "no_time": "an IN and an OUT with no time worked between them",
     "not_assigned": "worked at a site the worker was not registered at that day",
 }

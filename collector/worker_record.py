@@ -7,12 +7,9 @@ import calendar
 import logging
 from datetime import UTC, date, datetime, timedelta
 
-from gate_agent.protocol import parse_time
-
-from .attendance import daily_records
-from .cards import CardIndex
-from .localtime import check_date, day_bounds
-from .reports import events_of, mark_unassigned, record_dict, site_day_final, site_rules, window
+from .attribution import Attributor
+from .localtime import check_date
+from .reports import Finality, days_of, history, reach, record_dict, site_rules
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -39,25 +36,19 @@ def parse_month(text: str | None, today: date) -> tuple[date, date]:
 def worker_days(store: Store, worker: str, first: date, last: date, *, now: datetime,
                 grace: timedelta) -> list[dict]:
     """The worker's days at every site, first..last, oldest first."""
-    cards = CardIndex([w for w in store.card_windows() if w["worker"] == worker])
-    holder = cards.holders.get(worker)
+    attributor = Attributor.of(store, worker)
+    person = attributor.person(worker)
     days = []
     for site_row in store.sites():
         site = site_row["site"]
         rules = site_rules(store, site)
-        start, end = window(first, last, rules)
-        events, _ = events_of(store.punches(site=site, start=start, end=end), cards)
+        events, _, _ = history(store, site, rules, attributor, *reach(first, last, rules, now))
         mine = [e for e in events if e.worker == worker]
         if not mine:
             continue
-        mine = mark_unassigned(mine, store.assignments(worker=worker, site=site))
-        gates = store.gates(site, with_gaps=False)
-        for record in daily_records(mine, rules, now):
-            if not first <= record.date <= last:
-                continue
-            day_end = parse_time(day_bounds(record.date, rules.tz)[1])
-            final = site_day_final(gates, day_end, grace, now)
-            full = record_dict(record, site, rules.tz, holder, final)
+        finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
+        for record in days_of(mine, rules, now, first, last, store.assignments(worker=worker, site=site), site=site):
+            full = record_dict(record, site, rules.tz, person, finality(record.date))
             day = {k: full[k] for k in DAY_FIELDS}
             day["site_name"] = site_row["name"]
             day["shifts"] = [{"in": s["in"], "out": s["out"], "minutes": s["minutes"], "status": s["status"]}

@@ -93,8 +93,8 @@ class PaymentQueries:
             table["lines"] = self.wage_lines(table["id"])  # type: ignore[attr-defined]
         return tables
 
-    def first_punch_time(self, site: str, since: str) -> str | None:
-        """The earliest punch of a site at or after ``since`` (UTC text)."""
+    def first_punch_time(self, site: str, since: str = "") -> str | None:
+        """The earliest punch of a site at or after ``since`` (UTC text; by default, of all it holds)."""
         row = self._one("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))
         return row[0] if row else None
 

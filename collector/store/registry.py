@@ -281,6 +281,10 @@ class RegistryQueries:
             return f"{prefix}kind, {prefix}masked"
         return "'uid' AS kind, NULL AS masked"
 
+    def people(self) -> list[dict]:
+        """Every worker ever registered (removed ones too): id, name, employer. What a read names people by."""
+        return self._rows("SELECT worker, name, employer FROM workers ORDER BY worker")
+
     def card_windows(self) -> list[dict]:
         return self._rows(f"SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer, "
                           f"{self._card_kind_columns('c.')} "
