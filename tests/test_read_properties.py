@@ -329,3 +329,45 @@ def test_a_manual_punch_before_the_first_gate_punch_is_read_everywhere(engine):
         # The gate IN an hour after the manual IN is a repeated IN: counted once, flagged, 9 hours worked.
         assert (day["date"], day["worked_minutes"], day["status"]) == ("2026-10-29", 540, "anomaly")
         assert day["name"] == "工人W1"
+
+
+def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else_is_served(monkeypatch, caplog):
+    """Whatever makes one worker's days fail (here a fault put into the pairing rules for W2), the other
+    workers' days, the pages and the wage table are served, and W2's days say why they are missing."""
+    import collector.reports as reports
+
+    history = manual_first()
+    history.windows.append(Window("CAFEF00D", "W2", None, None))
+    history.gate_punches.append(GatePunch("S1", "s1-north", "CAFEF00D", datetime(2026, 10, 29, 1, tzinfo=UTC), "in",
+                                          True, 0, False))
+    history.arrival = [0, 1]
+    original = reports.daily_records
+
+    def failing_for_w2(events, rules, now):
+        events = list(events)
+        if any(e.worker == "W2" for e in events):
+            raise KeyError("a fault in the rules")
+        return original(events, rules, now)
+
+    monkeypatch.setattr(reports, "daily_records", failing_for_w2)
+    with Database("sqlite") as bank:
+        bank.write(history)
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        rows = {r["worker"]: r for r in attendance(bank.store, "S1", FIRST_DAY, LAST_DAY, now=now)}
+        assert rows["W1"]["worked_minutes"] == 540 and rows["W1"]["status"] == "anomaly"
+        problem = rows["W2"]
+        assert (problem["date"], problem["status"], problem["worked_minutes"], problem["final"]) == \
+            ("2026-10-29", "error", 0, False)
+        assert "KeyError" in problem["error"] and "a fault in the rules" in problem["error"]
+        assert "Traceback" in caplog.text and "W2" in caplog.text
+        # The wage table holds W2's day for a decision, and W1's line is what W1's punches give.
+        lines = {line["worker"]: line for line in compute(bank.store, "S1", "2026-10", now=now, draft=True)["lines"]}
+        assert lines["W2"]["status"] == "needs_decision"
+        assert [d["status"] for d in lines["W2"]["detail"]["days_to_decide"]] == ["error"]
+        assert [d["status"] for d in lines["W1"]["detail"]["days_to_decide"]] == ["anomaly"]
+        # W2's own page says the day could not be computed; W1's page is whole.
+        assert [(d["date"], d["status"]) for d in worker_record(bank.store, "W2", "2026-10", now=now)["days"]] == \
+            [("2026-10-29", "error")]
+        assert worker_record(bank.store, "W1", "2026-10", now=now)["totals"]["worked_minutes"] == 540
+        assert asgi_get(WebApp(load_config(bank.setup.config_path)).app,
+                        "/api/sites/S1/attendance?date=2026-10-29")[0] == 200
