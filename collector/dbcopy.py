@@ -219,7 +219,10 @@ def copy_database(source: str | Path, target: str, *, batch: int = BATCH, progre
         raise CopyError(f"--to must be a postgresql:// URL, not {display(target)}")
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    source_name = str(sqlite_path(source))
+    try:
+        source_name = str(sqlite_path(source))
+    except DatabaseError as error:  # a --from that names no file
+        raise CopyError(str(error)) from None
     src = _open(source, readonly=True)
     try:
         _check_source(src, source_name)

@@ -2,13 +2,71 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from collector.broker import LocalBroker
 from tests import postgres
 from tests.helpers import GateSetup
+
+ROOT = Path(__file__).parent.parent
+
+
+def _repository_state() -> dict[str, tuple[str, str]] | None:
+    """Each path ``git status`` shows (untracked files one by one, ignored ones not), with its status and
+    a digest of its content; None outside a git checkout or without git."""
+    if shutil.which("git") is None:
+        return None
+    try:
+        # --no-optional-locks: never take the index lock from under a developer's own git command.
+        result = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain=v1", "-z",
+                                 "--untracked-files=all", "--", "."], cwd=ROOT, capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    state = {}
+    entries = iter(result.stdout.decode(errors="surrogateescape").split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        status, path = entry[:2], entry[3:]
+        if status[0] in "RC":
+            next(entries, None)  # a rename's or copy's second field is its old name
+        # The digest: a file a developer had already changed before the run still counts when a test
+        # changes it again.
+        try:
+            digest = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
+        except OSError:
+            digest = ""
+        state[path] = (status, digest)
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_left_clean():
+    """The suite leaves the checkout as it found it: a file a test writes beside the code (a database
+    named ``None`` was once committed that way) fails the session, naming the paths. Tests write into
+    ``tmp_path``."""
+    before = _repository_state()
+    yield
+    if before is None:
+        return
+    after = _repository_state()
+    if after is None:
+        return
+    # New paths and changed contents only: a developer's `git add` or commit during the run changes a
+    # status or drops a path without any test having written anything.
+    stray = sorted(f"{status} {path}" for path, (status, digest) in after.items()
+                   if path not in before or before[path][1] != digest)
+    if stray:
+        pytest.fail("the repository changed while the tests ran (tests must write into tmp_path; or were "
+                    "these edited meanwhile?):\n  " + "\n  ".join(stray), pytrace=False)
 
 
 @pytest.fixture

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from collector.store import Store, schema
+from collector.store import Store, StoreError, database_exists, schema
+from collector.store.connection import DatabaseError, connect
 from tests.helpers import BIN, CollectorSetup
 
 
@@ -72,3 +74,32 @@ def test_a_reader_never_writes_and_needs_a_database(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 1 and "does not exist" in result.stderr
     assert not (tmp_path / "c" / "collector.sqlite3").exists()
+
+
+@pytest.mark.parametrize("location, why", [
+    (None, "no database location given (None)"),
+    ("", "'' names no file"),
+    ("  ", "'  ' names no file"),
+    ("sqlite:", "'sqlite:' names no file"),
+    (Path(""), "'.' names a directory"),  # Path("") is the working directory
+    ("db/", "'db/' names a directory"),
+    (b"collector.sqlite3", "b'collector.sqlite3' is no database location"),
+    ("postgresql:collector", "postgresql:collector is not a URL"),
+])
+def test_a_location_that_names_no_database_is_refused_and_nothing_is_created(tmp_path, monkeypatch,
+                                                                              location, why):
+    """Store(None) once became a SQLite file named "None" in the working directory (the repository's
+    root, where it was committed)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "db").mkdir()
+    wanted = "must be a SQLite file (a path, or sqlite:PATH) or a postgresql:// URL"
+    for readonly in (False, True):
+        with pytest.raises(StoreError) as refused:
+            Store(location, readonly=readonly)
+        assert why in str(refused.value) and wanted in str(refused.value)
+        with pytest.raises(DatabaseError, match="must be a SQLite file"):
+            connect(location, readonly=readonly)
+    if location is None or location == "":
+        with pytest.raises(DatabaseError, match="must be a SQLite file"):
+            database_exists(location)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db"] and list((tmp_path / "db").iterdir()) == []

@@ -9,6 +9,7 @@ committed?" marker, per-gate locks between concurrent writers).
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,7 +19,8 @@ from pathlib import Path
 
 class DatabaseError(Exception):
     """The database failed an operation (disk full, connection lost, lock timeout): nothing of the
-    transaction was kept and it may be tried again. The driver's own error is the ``__cause__``."""
+    transaction was kept and it may be tried again. The driver's own error is the ``__cause__``.
+    ``connect`` also raises it, before opening anything, for a location that names no database."""
 
 
 class Connection(ABC):
@@ -132,24 +134,47 @@ class Connection(ABC):
     def close(self) -> None: ...
 
 
+#: What every refusal of a location says is wanted.
+WANTED = "a SQLite file (a path, or sqlite:PATH) or a postgresql:// URL"
+
+
 def is_postgresql(location: str | Path) -> bool:
     return isinstance(location, str) and location.split(":", 1)[0] in ("postgresql", "postgres")
 
 
 def connect(location: str | Path, *, readonly: bool = False) -> Connection:
-    """``postgresql://...`` (or ``postgres://``) is PostgreSQL; a path, or ``sqlite:PATH``, is SQLite."""
+    """``postgresql://...`` (or ``postgres://``) is PostgreSQL; a path, or ``sqlite:PATH``, is SQLite.
+    Anything else (None, an empty name, a directory) is refused with DatabaseError, before anything is
+    opened or created."""
     if is_postgresql(location):
+        if "://" not in location:
+            raise DatabaseError(f"{display(location)} is not a URL: the database must be {WANTED}")
         from .postgresql import PostgresConnection
 
-        return PostgresConnection(str(location), readonly)
+        return PostgresConnection(location, readonly)
     from .sqlite import SqliteConnection
 
-    return SqliteConnection(sqlite_path(location), readonly)
+    path = sqlite_path(location)
+    # Path("") is "." (the working directory): a directory is never a database file.
+    if str(location).endswith(("/", os.sep)) or path.is_dir():
+        raise DatabaseError(f"the database location {str(location)!r} names a directory, not a file: "
+                            f"it must be {WANTED}")
+    return SqliteConnection(path, readonly)
 
 
 def sqlite_path(location: str | Path) -> Path:
-    text = str(location)
-    return Path(text[len("sqlite:"):] if text.startswith("sqlite:") else text)
+    """The SQLite file a location names. Only text or a path is taken: ``str(None)`` would be a file
+    named ``None`` in whatever the working directory is (one was once committed beside the code)."""
+    if isinstance(location, os.PathLike):
+        location = os.fspath(location)
+    if location is None:
+        raise DatabaseError(f"no database location given (None): the database must be {WANTED}")
+    if not isinstance(location, str):
+        raise DatabaseError(f"{location!r} is no database location: the database must be {WANTED}")
+    text = location[len("sqlite:"):] if location.startswith("sqlite:") else location
+    if not text.strip():
+        raise DatabaseError(f"the database location {location!r} names no file: it must be {WANTED}")
+    return Path(text)
 
 
 def display(location: str | Path) -> str:
