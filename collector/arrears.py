@@ -15,6 +15,7 @@ wage account and sees wages not paid as agreed must say so. The rules, as of a d
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
@@ -24,6 +25,8 @@ from .localtime import day_bounds, to_local, zone
 from .reports import attendance
 from .store import Store
 from .wages import UNDECIDED, _in_force, compute, pay_date, period_bounds
+
+log = logging.getLogger(__name__)
 
 #: Punches before this are not on a working day this system can place (clock_implausible).
 FIRST_MONTH = date(2020, 1, 1)
@@ -40,9 +43,17 @@ def arrears(store: Store, *, site: str | None = None, as_of: date | None = None,
     rows, summaries = [], []
     for row in sites:
         day = as_of or to_local(now, zone(row["timezone"])).date()
-        site_rows, notes = _site(store, row["site"], day, now, grace)
+        try:
+            site_rows, notes = _site(store, row["site"], day, now, grace)
+        except Exception as error:  # noqa: BLE001 - one site that cannot be read must not hide the bank's others
+            log.exception("the arrears of site %s cannot be computed", row["site"])
+            reason = f"cannot be computed ({type(error).__name__}: {error})"
+            summaries.append({"site": row["site"], "as_of": day.isoformat(), **_totals([]), "notes": [reason],
+                              "error": reason})
+            continue
         rows += site_rows
-        summaries.append({"site": row["site"], "as_of": day.isoformat(), **_totals(site_rows), "notes": notes})
+        summaries.append({"site": row["site"], "as_of": day.isoformat(), **_totals(site_rows), "notes": notes,
+                          "error": None})
     employers: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         employers[(row["site"], row["employer"] or "")].append(row)

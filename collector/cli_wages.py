@@ -550,6 +550,9 @@ def arrears_command(ctx: Context, site, as_of, as_json: bool):
         click.echo(json_text(report))
         return
     for summary in report["sites"]:
+        if summary["error"]:
+            say(f"{summary['site']} as of {summary['as_of']}: {summary['error']} (the collector's log says why)")
+            continue
         say(f"{summary['site']} as of {summary['as_of']}: due {yuan(summary['due_fen'])} yuan, paid "
             f"{yuan(summary['paid_fen'])}, overdue {yuan(summary['overdue_fen'])}"
             + (f" and an estimated {yuan(summary['overdue_estimate_fen'])} without an approved amount"

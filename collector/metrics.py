@@ -6,6 +6,7 @@ and read-only); gauges are computed at scrape time from gate health and the live
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,8 @@ from .store import Store
 #: counter ingest and the daemon keep is here or below (quarantined_<reason> as one labelled family,
 #: whose sum is the "quarantined" counter; the ingest lag as a summary): tests/test_web_metrics.py
 #: checks that none is left out.
+log = logging.getLogger(__name__)
+
 COUNTERS = (
     ("collector_punches_ingested_total", "stored", "Gate punches verified and stored (each once)."),
     ("collector_duplicates_total", "duplicates", "Identical redeliveries of punches already held."),
@@ -135,13 +138,23 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
                [(_labels(site=g["site"], gate=g["gate"]), int(bool(g["clock_synced"]))) for g in gates
                 if g["clock_synced"] is not None])
 
-    counts = [(site["site"], headcount(store, site["site"], now)) for site in store.sites()]
+    counts, unreadable = [], {}
+    for site in store.sites():
+        try:
+            counts.append((site["site"], headcount(store, site["site"], now)))
+        except Exception:  # noqa: BLE001 - one site that cannot be read must not take the bank's scrape down
+            log.exception("the headcount of site %s cannot be computed", site["site"])
+            unreadable[site["site"]] = 1
     out.family("collector_site_on_site", "gauge", "Registered workers inside the site now.",
                [(_labels(site=site), data["on_site"]) for site, data in counts])
     out.family("collector_site_unknown_cards_inside", "gauge", "Cards nobody holds that are inside now.",
                [(_labels(site=site), data["unknown_cards"]) for site, data in counts])
     if store.has_step(11):  # a database the daemon has not upgraded yet has no payments to judge
-        sites = arrears(store, now=now, grace=grace)["sites"]
+        every = arrears(store, now=now, grace=grace)["sites"]
+        for summary in every:
+            if summary["error"]:
+                unreadable[summary["site"]] = 1
+        sites = [s for s in every if not s["error"]]
         out.family("collector_wages_overdue_fen", "gauge",
                    "Approved wages past their pay day and not recorded paid, per site, in fen.",
                    [(_labels(site=s["site"]), s["overdue_fen"]) for s in sites])
@@ -152,4 +165,8 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
         out.family("collector_wages_overdue_workers", "gauge",
                    "Workers with gate-verified days whose wages are overdue, per site (the Art. 27 warning).",
                    [(_labels(site=s["site"]), s["overdue_workers"]) for s in sites])
+    out.family("collector_site_read_failed", "gauge",
+               "1 for a site whose headcount or arrears could not be computed (the log says why); its other "
+               "figures are left out rather than guessed.",
+               [(_labels(site=site["site"]), unreadable.get(site["site"], 0)) for site in store.sites()])
     return "\n".join(out.lines) + "\n"
