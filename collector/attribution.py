@@ -30,24 +30,25 @@ class Attribution:
 class Attributor:
     """Card windows and the registry's people, read once; look-ups are in memory."""
 
-    def __init__(self, windows: list[dict], people: list[dict]):
+    def __init__(self, windows: list[dict], people: list[dict], *, only: str | None = None):
         self.cards = CardIndex(windows)
+        self._only = only
         self._people = {row["worker"]: Person(row["worker"], row.get("name"), row.get("employer"))
                         for row in people}
 
     @classmethod
     def of(cls, store: Store, worker: str | None = None) -> Attributor:
-        """From the database; with ``worker``, only that worker's cards (a punch of anybody else's card is
-        then unattributed, which is what a read of one worker's record wants)."""
+        """From the database; with ``worker``, that worker's punches only (anybody else's, by card or by
+        hand, is then unattributed, which is what a read of one worker's record wants)."""
         windows = store.card_windows()
-        people = store.people()
         if worker is not None:
             windows = [w for w in windows if w["worker"] == worker]
-        return cls(windows, people)
+        return cls(windows, store.people(), only=worker)
 
     def attribute(self, punch: dict) -> Attribution:
         if punch["source"] == "manual":
-            return Attribution(punch.get("worker"), None)
+            worker = punch.get("worker")
+            return Attribution(worker if self._only in (None, worker) else None, None)
         holder = self.cards.holder(punch.get("card"), punch["time"])
         return Attribution(holder.worker if holder else None, holder)
 
