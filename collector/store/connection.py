@@ -15,10 +15,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import CollectorError
 
-class DatabaseError(Exception):
+
+class DatabaseError(CollectorError):
     """The database failed an operation (disk full, connection lost, lock timeout): nothing of the
-    transaction was kept and it may be tried again. The driver's own error is the ``__cause__``."""
+    transaction was kept and it may be tried again. The driver's own error is the ``__cause__``. Not the
+    mistake of whoever asked: a command exits 75 and a web request is answered 503 for it."""
 
 
 class Connection(ABC):
