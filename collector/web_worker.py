@@ -19,7 +19,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -34,7 +34,7 @@ from .localtime import check_date
 from .reports import check_period
 from .store import Store, StoreError
 from .store.evidence_requests import TooManyWaiting
-from .worker_record import record
+from .worker_record import parse_month, record
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +177,16 @@ class WorkerApi:
 
     def api_record(self, request: Request) -> Response:
         month = request.query_params.get("month")
+        now = datetime.now(UTC)
         with self._reader() as store:
             worker = self._worker(request, store)
             try:
-                check = record(store, worker, month, grace=self.grace)
+                parse_month(month, now.date())
             except ValueError as error:
+                # parse_month refuses a month with a bare ValueError until it raises InputError (which the
+                # app's handler answers 400 by itself); only its refusal is caught, not a bug in record().
                 raise self.ApiError(400, str(error)) from None
+            check = record(store, worker, month, now=now, grace=self.grace)
             self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
                                                what=f"days {check['month']}"))
             check["access"] = store.access_log(worker)
@@ -203,10 +207,7 @@ class WorkerApi:
             return dispute_rules.file(writer, worker, site=data.get("site"), day=data.get("day"),
                                       note=data.get("note"))
 
-        try:
-            filed = self._write(file)
-        except dispute_rules.DisputeError as error:
-            raise self.ApiError(400, str(error)) from None
+        filed = self._write(file)  # a DisputeError is answered 400 by collector.web's handler
         log.info("dispute %s filed by worker %s for %s at %s", filed["ref"], worker, filed["day"], filed["site"])
         return self.JSONResponse({k: filed[k] for k in ("ref", "site", "day", "note", "filed_at", "status")},
                                  status_code=201)
