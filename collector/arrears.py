@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from gate_agent.protocol import parse_time
 
+from .errors import InputError
 from .localtime import day_bounds, to_local, zone
 from .reports import attendance
 from .store import Store
@@ -39,7 +40,7 @@ def arrears(store: Store, *, site: str | None = None, as_of: date | None = None,
     now = now or datetime.now(UTC)
     sites = [s for s in store.sites() if site is None or s["site"] == site]
     if site is not None and not sites:
-        raise ValueError(f"site {site} does not exist")
+        raise InputError(f"site {site} does not exist")
     rows, summaries = [], []
     for row in sites:
         day = as_of or to_local(now, zone(row["timezone"])).date()

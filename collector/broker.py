@@ -16,9 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from .errors import CollectorError
 
-class BrokerError(Exception):
-    pass
+
+class BrokerError(CollectorError):
+    """The broker cannot be found, configured or started; one line."""
 
 
 def mosquitto_binary() -> str:

@@ -43,6 +43,7 @@ from gate_agent.protocol import (
     valid_id,
 )
 
+from .errors import CollectorError
 from .ingest import Incoming, Ingestor
 from .reports import heartbeat_made
 from .store import Store
@@ -53,7 +54,7 @@ MESSAGES_PER_BURST = 10
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class BundleError(Exception):
+class BundleError(CollectorError):
     """A bundle that cannot be read or trusted, or an ack file that cannot be written; one line."""
 
 

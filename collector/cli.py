@@ -1,4 +1,8 @@
-"""``collector``: the bank-side daemon and its admin and reporting commands. Thin over the library."""
+"""``collector``: the bank-side daemon and its admin and reporting commands. Thin over the library.
+
+How a command fails (one line and exit 1 for what a person can act on, exit 75 when the database
+failed, a logged traceback and exit 70 for a bug) is decided once, by ``CollectorGroup``
+(collector/cli_common.py): commands let the library's errors through."""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import sys
 
 import click
 
-from gate_agent.configfile import ConfigError
 from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
@@ -23,8 +26,8 @@ from . import (
     cli_worker,
 )
 from .cli_common import (
+    CollectorGroup,
     Context,
-    Group,
     LocalDate,
     check_id,
     emit,
@@ -37,7 +40,7 @@ from .cli_common import (
 )
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CollectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output.")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.version_option(package_name="site-gate-attendance")
@@ -54,12 +57,8 @@ def main(verbose: int, quiet: bool) -> None:
 def run(ctx: Context) -> None:
     """Run the collector daemon in the foreground until SIGTERM or Ctrl-C."""
     from .service import CollectorService
-    from .signing import SigningKeyError
 
-    try:
-        service = CollectorService(ctx.config)
-    except (SigningKeyError, ConfigError) as error:
-        raise click.ClickException(str(error)) from None
+    service = CollectorService(ctx.config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: service.stop())
     service.run()
@@ -77,13 +76,10 @@ def keygen(key_file: str) -> None:
     It signs acks, rosters and commands to gates, ack files and evidence files. The last line printed is
     its public key: gates pin it at enrolment (bank.pub) and anyone checks evidence with it.
     """
-    from gate_agent.keys import KeyFileError, generate_key_file
+    from gate_agent.keys import generate_key_file
     from gate_agent.protocol import public_key_text
 
-    try:
-        key = generate_key_file(key_file)
-    except KeyFileError as error:
-        raise click.ClickException(str(error)) from None
+    key = generate_key_file(key_file)
     click.echo(f"bank signing key written to {key_file} (mode 0600); its public key, to publish:", err=True)
     click.echo(public_key_text(key.public_key()))
 
@@ -95,13 +91,10 @@ def bank_key(ctx: Context, as_json: bool) -> None:
     """The bank's public signing key (to publish, and what gates pin), and every earlier one on record."""
     from gate_agent.protocol import key_id, public_key_text
 
-    from .signing import SigningKeyError, load_bank_key
+    from .signing import load_bank_key
     from .store import database_exists
 
-    try:
-        current = public_key_text(load_bank_key(ctx.config).public_key())
-    except SigningKeyError as error:
-        raise click.ClickException(str(error)) from None
+    current = public_key_text(load_bank_key(ctx.config).public_key())
     history = []
     if database_exists(ctx.config.db):
         with ctx.store(readonly=True) as store:

@@ -32,12 +32,15 @@ def _key_file(ctx: Context, which: str):
 
 def load_card_key(ctx: Context) -> bytes:
     from gate_agent.emv import parse_card_key
+    from gate_agent.errors import GateInputError
+
+    from .errors import InputError
 
     path, text = _key_file(ctx, "card_key")
     try:
         return parse_card_key(text)
-    except ValueError as error:
-        raise click.ClickException(f"{path}: {error}") from None
+    except GateInputError as error:
+        raise InputError(f"{path}: {error}") from None  # the message alone does not say which file
 
 
 @click.command("keygen")
@@ -85,10 +88,7 @@ def register_bank(ctx: Context, worker_id: str, valid_from: str | None, as_json:
     from .registry import parse_moment
 
     key = load_card_key(ctx)
-    try:
-        pan = normalise_pan(_read_pan())
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    pan = normalise_pan(_read_pan())
     identifier, masked = card_identifier(key, pan), mask_pan(pan)
     del pan
     with ctx.store() as store:
@@ -113,24 +113,17 @@ def provision(ctx: Context, uid: str, url_base: str, out: str, worker_id: str | 
     (diversified from the master key, sun_key), the NDEF file, the file settings and the URL template."""
     import json
 
-    from gate_agent.configfile import ConfigError
     from gate_agent.protocol import normalise_uid
 
     from .registry import parse_moment
     from .sun import load_master_key, provisioning
 
-    try:
-        master = load_master_key(ctx.config)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    master = load_master_key(ctx.config)
     if master is None:
         raise click.ClickException(f"{ctx.config.source}: no sun_key set: make one with "
                                    "`collector card keygen --sun --out FILE` (docs/cards.md)")
-    try:
-        uid = normalise_uid(uid)
-        document = provisioning(master, uid, url_base)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    uid = normalise_uid(uid)
+    document = provisioning(master, uid, url_base)
     try:
         write_new(out, json.dumps(document, indent=1).encode(), 0o600)
     except FileExistsError:

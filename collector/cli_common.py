@@ -1,36 +1,56 @@
-"""What every collector command shares: --config, --json, one-line errors, terminal-safe output."""
+"""What every collector command shares: --config, --json, how a command fails, terminal-safe output."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import date, datetime, timedelta
 
 import click
 
 from gate_agent.cli_output import EscapingGroup as Group
-from gate_agent.cli_output import json_text, say
-from gate_agent.configfile import ConfigError
+from gate_agent.cli_output import ToolGroup, json_text, say
 from gate_agent.protocol import valid_id
 
 from .config import load_config
-from .store import Store, StoreError
+from .errors import InputError, user_facing
+from .store import DatabaseError, Store
 
-__all__ = ["Context", "Group", "LocalDate", "check_id", "emit", "format_options", "json_option", "json_text",
-           "progressbar", "resolve_day", "say", "with_config"]
+__all__ = ["CollectorGroup", "Context", "EXIT_TRY_AGAIN", "Group", "LocalDate", "check_id", "emit",
+           "format_options", "json_option", "json_text", "progressbar", "resolve_day", "say", "with_config"]
+
+#: The exit status of a command the database failed (sysexits.h EX_TEMPFAIL): the transaction it was in
+#: was not kept; a script may try again once the database is back.
+EXIT_TRY_AGAIN = 75
+
+
+class CollectorGroup(ToolGroup):
+    """``collector``'s top group: where every command's failure becomes what its caller sees
+    (gate_agent/cli_output.py; docs/bank-ops.md lists the exit statuses)."""
+
+    def user_errors(self) -> tuple[type[Exception], ...]:
+        return user_facing()
+
+    def failure(self, ctx: click.Context, error: Exception) -> click.ClickException:
+        if isinstance(error, DatabaseError):
+            # Neither the operator's mistake nor surely a bug: a disk, a lock or a connection failed, or a
+            # query did. The driver's traceback helps only in the second case, and -vv shows it.
+            logging.getLogger("collector").debug("the database failed", exc_info=error)
+            return TryAgain(f"the database failed: {error} (the transaction it was in was not kept; try again "
+                            "later; -vv shows the driver's traceback)")
+        return super().failure(ctx, error)
+
+
+class TryAgain(click.ClickException):
+    exit_code = EXIT_TRY_AGAIN
 
 
 class Context:
     def __init__(self, config_path: str):
-        try:
-            self.config = load_config(config_path)
-        except ConfigError as error:
-            raise click.ClickException(str(error)) from None
+        self.config = load_config(config_path)
 
     def store(self, *, readonly: bool = False) -> Store:
-        try:
-            return Store(self.config.db, readonly=readonly)
-        except StoreError as error:
-            raise click.ClickException(str(error)) from None
+        return Store(self.config.db, readonly=readonly)
 
 
 #: Where the configuration is when --config is not given: this variable, else the installed file.
@@ -40,17 +60,14 @@ DEFAULT_CONFIG = "/etc/collector/collector.toml"
 
 def with_config(func):
     """--config PATH (default: $COLLECTOR_CONFIG, else /etc/collector/collector.toml), turned into a
-    Context; StoreError and ValueError become one clear line."""
+    Context. Errors are not caught here: CollectorGroup decides for every command how it fails."""
 
     @click.option("--config", "config_path", envvar=CONFIG_ENVIRONMENT, default=DEFAULT_CONFIG,
                   show_default=True, type=click.Path(dir_okay=False),
                   help=f"The collector's TOML configuration file (or ${CONFIG_ENVIRONMENT}).")
     @functools.wraps(func)
     def wrapper(config_path, *args, **kwargs):
-        try:
-            return func(Context(config_path), *args, **kwargs)
-        except (StoreError, ValueError) as error:
-            raise click.ClickException(str(error)) from None
+        return func(Context(config_path), *args, **kwargs)
 
     return wrapper
 
@@ -67,7 +84,7 @@ def emit(as_json: bool, data, line: str) -> None:
 
 def check_id(kind: str, value: str) -> str:
     if not valid_id(value):
-        raise ValueError(f"{kind} {value!r} is not an id (letters, digits, '_', '.', '-')")
+        raise InputError(f"{kind} {value!r} is not an id (letters, digits, '_', '.', '-')")
     return value
 
 

@@ -58,13 +58,9 @@ def db_upgrade(ctx: Context, as_json: bool) -> None:
 def db_copy(source: str, target: str, as_json: bool) -> None:
     """Copy a pilot's SQLite database into an empty PostgreSQL database, verify every table and every
     gate's chain there, and commit only if everything matches (exit 1 otherwise: nothing is kept)."""
-    from .dbcopy import CopyError, copy_database
+    from .dbcopy import copy_database
 
-    try:
-        report = copy_database(source, target,
-                               progress=lambda label, total: progressbar(length=total, label=label))
-    except CopyError as error:
-        raise click.ClickException(str(error)) from None
+    report = copy_database(source, target, progress=lambda label, total: progressbar(length=total, label=label))
     if as_json:
         click.echo(json_text(report.to_dict()))
     else:

@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
 
-from gate_agent.configfile import ConfigError
-
 from .broker_config import COLLECTOR_BIND, COLLECTOR_PORT, MEMORY_LIMIT_MIB, PERSISTENCE_DIR, QUEUE_LIMIT_MIB
 from .cli_common import Context, check_id, emit, json_option, with_config
-
-
-def _one_line_errors(func):
-    """PKI, bundle and database errors become one clear line (with_config handles StoreError, ValueError)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from .bundle import BundleError
-        from .pki import PkiError
-        from .store import DatabaseError
-
-        try:
-            return func(*args, **kwargs)
-        except (PkiError, BundleError) as error:
-            raise click.ClickException(str(error)) from None
-        except DatabaseError as error:
-            # Every write here is a transaction and an import is idempotent: trying again is safe.
-            raise click.ClickException(f"database: {error}; running the command again is safe") from None
-
-    return wrapper
-
 
 # ============================================================================== PKI
 
@@ -49,7 +25,6 @@ def ca() -> None:
               help="A name or address gates use to reach the broker (besides localhost and 127.0.0.1); "
                    "may be given more than once.")
 @json_option
-@_one_line_errors
 def ca_init(directory: str, hosts: tuple[str, ...], as_json: bool) -> None:
     """Create the CA (ca.crt, ca.key), the broker's certificate (server.crt, server.key) and the
     collector's client certificate (collector.crt, collector.key). Keys are 0600; nothing is overwritten."""
@@ -73,7 +48,6 @@ def gate_enroll_command() -> click.Command:
                   help="Where to write gate.crt, gate.key, ca.crt and bank.pub for the gate (never overwritten).")
     @json_option
     @with_config
-    @_one_line_errors
     def gate_enroll(ctx: Context, gate_id: str, site_id: str, public_key: str, pki: str, out: str,
                     as_json: bool) -> None:
         """Register a gate (as `gate add` does), issue its MQTT client certificate, named after the gate
@@ -82,13 +56,10 @@ def gate_enroll_command() -> click.Command:
         from gate_agent.protocol import public_key_text
 
         from .broker_config import reserved_names
-        from .pki import PkiError, check_out_free, issue_gate, load_ca
-        from .signing import SigningKeyError, load_bank_key
+        from .pki import check_out_free, issue_gate, load_ca
+        from .signing import load_bank_key
 
-        try:
-            bank_public = public_key_text(load_bank_key(ctx.config).public_key())
-        except SigningKeyError as error:
-            raise PkiError(str(error)) from None
+        bank_public = public_key_text(load_bank_key(ctx.config).public_key())
         check_id("GATE", gate_id)
         check_id("SITE", site_id)
         load_ca(pki)
@@ -128,7 +99,6 @@ def gate_enroll_command() -> click.Command:
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The Mosquitto configuration to write; the ACL goes beside it with the suffix .acl.")
 @with_config
-@_one_line_errors
 def broker_config(ctx: Context, pki: str, port: int, bind: str | None, collector_port: int, collector_bind: str,
                   persistence_dir: str, queue_limit_mib: int, memory_limit_mib: int, out: str) -> None:
     """Write the broker's whole Mosquitto configuration and an ACL from the registry: a TLS listener for
@@ -156,7 +126,6 @@ def broker_config(ctx: Context, pki: str, port: int, bind: str | None, collector
 @click.argument("bundle_file", type=click.Path(dir_okay=False))
 @json_option
 @with_config
-@_one_line_errors
 def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
     """Import a gate's bundle (from `gate-agent export`) through the same verification and exactly-once
     storage as MQTT. Importing twice, or what MQTT already delivered, changes no punch."""
@@ -164,10 +133,7 @@ def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
     from .sun import load_master_key
 
     config = ctx.config
-    try:
-        sun_key = load_master_key(config)
-    except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+    sun_key = load_master_key(config)
     with ctx.store() as store:
         bundle = read_bundle(bundle_file, store)
         with click.progressbar(length=bundle.count, label=f"importing {bundle.site}/{bundle.gate}",
@@ -193,17 +159,13 @@ def import_command(ctx: Context, bundle_file: str, as_json: bool) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The ack file to write.")
 @json_option
 @with_config
-@_one_line_errors
 def ack_file(ctx: Context, site_id: str, gate_id: str, out: str, as_json: bool) -> None:
     """Write what the bank holds of a gate as an ack file signed with the bank's key (signing_key), for
     `gate-agent load-ack` at a gate without network."""
-    from .bundle import BundleError, write_ack_file
-    from .signing import SigningKeyError, load_bank_key
+    from .bundle import write_ack_file
+    from .signing import load_bank_key
 
-    try:
-        key = load_bank_key(ctx.config)
-    except SigningKeyError as error:
-        raise BundleError(str(error)) from None
+    key = load_bank_key(ctx.config)
     with ctx.store(readonly=True) as store:
         written = write_ack_file(store, site_id, gate_id, key=key, out=out)
     emit(as_json, written, f"{out}: the bank holds {site_id}/{gate_id} through seq {written['seq']}; "

@@ -21,25 +21,26 @@ from .cli_common import (
     say,
     with_config,
 )
+from .errors import InputError
 
 CHUNK_DAYS = 7
 
 
 def _period(day, first, last, tz=None) -> tuple[date, date]:
-    """The local dates asked for, bounded (ValueError: one line, exit 1): see reports.check_period.
+    """The local dates asked for, bounded (InputError: one line, exit 1): see reports.check_period.
     No date at all means today at the site."""
     from .reports import check_period
 
     if day and (first or last):
-        raise ValueError("give --date, or --from and --to, not both")
+        raise InputError("give --date, or --from and --to, not both")
     if day or not (first or last):
         today = resolve_day(day or LocalDate().convert("today", None, None), tz)
         return check_period(today, today)
     if not (first and last):
-        raise ValueError("give --date, or both --from and --to")
+        raise InputError("give --date, or both --from and --to")
     first, last = resolve_day(first, tz), resolve_day(last, tz)
     if last < first:
-        raise ValueError("--to is before --from")
+        raise InputError("--to is before --from")
     return check_period(first, last)
 
 
@@ -49,7 +50,7 @@ def _site_zone(ctx: Context, site: str):
     with ctx.store(readonly=True) as store:
         row = store.site(site)
     if row is None:
-        raise ValueError(f"site {site} does not exist")
+        raise InputError(f"site {site} does not exist")
     return zone(row["timezone"])
 
 
@@ -161,15 +162,12 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     from gate_agent.files import write_new
 
     from .evidence import build_evidence, evidence_id
-    from .signing import SigningKeyError, load_bank_key
+    from .signing import load_bank_key
 
     first, last = _period(None, first, last)
     if os.path.lexists(out):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
-    try:
-        key = load_bank_key(ctx.config)
-    except SigningKeyError as error:
-        raise click.ClickException(str(error)) from None
+    key = load_bank_key(ctx.config)
     with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
         document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
     try:
@@ -240,6 +238,7 @@ def _trust(bank_key: str | None, config_path: str | None):
     """Bank keys to trust and, with a configuration, the registry to check gate keys against."""
     from pathlib import Path
 
+    from gate_agent.errors import GateInputError
     from gate_agent.protocol import parse_bank_keys, public_key_text
 
     from .evidence import Registry
@@ -256,8 +255,8 @@ def _trust(bank_key: str | None, config_path: str | None):
                                            f"{getattr(error, 'strerror', None) or error}") from None
         try:
             trusted.update(parse_bank_keys(text))
-        except ValueError as error:
-            raise click.ClickException(f"--bank-key: {error}") from None
+        except GateInputError as error:
+            raise InputError(f"--bank-key: {error}") from None
     registry = None
     if config_path is not None:
         ctx = Context(config_path)
@@ -320,9 +319,9 @@ def _manual_time(text: str, tz) -> str:
     moment = parse_moment(text, tz)
     latest = datetime.now(UTC) + timedelta(minutes=MANUAL_AHEAD_MINUTES)
     if moment < PLAUSIBLE_FROM:
-        raise ValueError(f"--at {text!r} is before 2020: not a time attendance can count")
+        raise InputError(f"--at {text!r} is before 2020: not a time attendance can count")
     if parse_time(moment) > latest:
-        raise ValueError(f"--at {text!r} is in the future (after {format_time(latest)[:16]} UTC): a manual punch "
+        raise InputError(f"--at {text!r} is in the future (after {format_time(latest)[:16]} UTC): a manual punch "
                          "records a tap that happened")
     return moment
 
@@ -345,7 +344,7 @@ def punch_void(ctx: Context, punch_id: int | None, site, gate_id, seq, reason: s
         if punch_id is None:
             found = store.gate_punch_rows(site, gate_id, seq, seq)
             if not found:
-                raise ValueError(f"there is no punch {site}/{gate_id} seq {seq}")
+                raise InputError(f"there is no punch {site}/{gate_id} seq {seq}")
             punch_id = found[0]["id"]
         row = store.void_punch(punch_id, reason=reason, by=by)
     what = f"{row['site']}/{row['gate']} seq {row['seq']}" if row["gate"] else f"manual punch at {row['site']}"

@@ -24,7 +24,7 @@ from .cli_common import Context, emit, json_option, json_text, with_config
 def prune_command(ctx: Context, before: str, what: tuple[str, ...], by: str, dry_run: bool, as_json: bool):
     """Delete what may go (quarantine rows, wages past their retention) and record it; refuse, deleting
     nothing, when asked for anything the regulation keeps (Art. 15/28: 3 years after the period)."""
-    from .retention import PruneRefused, RetentionError, prune
+    from .retention import PruneRefused, prune
 
     try:
         day = date.fromisoformat(before)
@@ -39,8 +39,6 @@ def prune_command(ctx: Context, before: str, what: tuple[str, ...], by: str, dry
         for reason in refused.plan["refused"]:
             say(f"refused: {reason}", err=True)
         raise click.ClickException("nothing was pruned: the records above must be kept") from None
-    except RetentionError as error:
-        raise click.ClickException(str(error)) from None
     data = {**result.as_dict(), "pruned": not dry_run}
     verb = "would delete" if dry_run else "deleted"
     lines = []

@@ -22,22 +22,6 @@ def _day(value: str, what: str = "--from") -> str:
         raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint=what) from None
 
 
-def _wage_errors(func):
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        from .money import MoneyError
-        from .wages import WageError
-
-        try:
-            return func(*args, **kwargs)
-        except (WageError, MoneyError) as error:
-            raise click.ClickException(str(error)) from None
-
-    return wrapper
-
-
 # ============================================================================== terms: workers and sites
 
 
@@ -66,7 +50,6 @@ def worker_commands(worker: click.Group) -> None:
     @click.option("--from", "effective_from", required=True, help="Local date from which it applies (YYYY-MM-DD).")
     @click.option("--by", required=True, help="Who sets it.")
     @with_config
-    @_wage_errors
     def worker_pay(ctx: Context, worker_id: str, day_rate_yuan, hourly_rate_yuan, effective_from: str, by: str):
         """Set a worker's pay from a date on (earlier days keep their terms: no period is rewritten)."""
         if (day_rate_yuan is None) == (hourly_rate_yuan is None):
@@ -110,7 +93,6 @@ def site_commands(site: click.Group) -> None:
     @click.option("--from", "effective_from", required=True)
     @click.option("--by", required=True)
     @with_config
-    @_wage_errors
     def site_minimum_wage(ctx: Context, site_id, hourly_yuan, monthly_yuan, effective_from, by):
         """Set the local minimum wage in force at a site from a date on."""
         hourly, monthly = parse_yuan(hourly_yuan, what="--hourly-yuan"), parse_yuan(monthly_yuan, what="--monthly-yuan")
@@ -136,7 +118,6 @@ def wages_group() -> None:
 @click.option("--draft", is_flag=True, help="Compute a period that is not final yet, to look at (never paid).")
 @json_option
 @with_config
-@_wage_errors
 def wages_run(ctx: Context, site: str, period: str, by: str, reason, draft: bool, as_json: bool):
     """Compute the period's table from final attendance and keep it as a new version."""
     from .wages import run
@@ -154,7 +135,6 @@ def wages_run(ctx: Context, site: str, period: str, by: str, reason, draft: bool
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")
 @with_config
-@_wage_errors
 def wages_show(ctx: Context, site: str, period: str, version: int | None, as_json: bool, as_csv: bool):
     """Show a version of the period's table (ID numbers, phones and accounts masked)."""
     from .wages import WageError, period_bounds
@@ -176,7 +156,6 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
               help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
 @click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
 @with_config
-@_wage_errors
 def wages_approve(ctx: Context, site: str, period: str, by: str, override, override_disputes: bool, reason):
     """Freeze the latest version for payment (a correction later is a new version; this one is kept)."""
     from .wages import approve
@@ -227,7 +206,6 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
 @click.option("--reason", required=True)
 @click.option("--by", required=True)
 @with_config
-@_wage_errors
 def wages_deduct(ctx: Context, site, period, worker_id, item, amount_yuan, reason, by):
     """Record a deduction from a worker's wages for a period (shown on the line and the slip)."""
     from .wages import period_bounds
@@ -262,7 +240,6 @@ def wages_terms(ctx: Context, worker_id, as_json: bool):
               help="Record the deductions the sheet claims as the period's (source: sheet <sha256 prefix>).")
 @json_option
 @with_config
-@_wage_errors
 def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, employer: str, by: str,
                        take_deductions: bool, as_json: bool):
     """Keep an employer's wage sheet (CSV or XLSX) to check against the gates; any bad row refuses the file."""
@@ -319,7 +296,6 @@ def _imported(result: dict, sheet_file: str) -> str:
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="The findings as CSV for spreadsheets.")
 @with_config
-@_wage_errors
 def wages_check(ctx: Context, site: str, period: str, employer, sheet_id, as_json: bool, as_csv: bool):
     """Check the employer's wage sheet against the gates' verified days and the latest wage table."""
     from .wage_check import check
@@ -411,7 +387,6 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
               help="The HTML page to write (a new file, mode 0600; never overwritten).")
 @json_option
 @with_config
-@_wage_errors
 def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_json: bool):
     """The worker's wage slip (工资清单) for a month: a printable page in Chinese and English with each day,
     the rate, gross, deductions, net, the payment and the id of the bank-signed evidence of those days."""
@@ -456,7 +431,6 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
               help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
 @json_option
 @with_config
-@_wage_errors
 def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, as_json: bool):
     """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
     for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again."""
@@ -505,7 +479,6 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @json_option
 @with_config
-@_wage_errors
 def wages_paid(ctx: Context, file: str, as_json: bool):
     """Record the bank's return for a batch: each credit paid (voucher, date) or failed (reason). A CSV
     (end_to_end_id,status,voucher,date,reason[,amount]) or a pain.002.001.03; all of it or nothing."""
@@ -536,7 +509,6 @@ def wages_paid(ctx: Context, file: str, as_json: bool):
 @click.option("--as-of", "as_of", help="The date to judge on, YYYY-MM-DD (default: each site's today).")
 @json_option
 @with_config
-@_wage_errors
 def arrears_command(ctx: Context, site, as_of, as_json: bool):
     """Wages due, paid and overdue per worker and employer; Art. 27 warnings for gate-verified workers
     whose wages are overdue (with or without an approved table)."""

@@ -15,7 +15,6 @@ from .cli_common import (
     with_config,
 )
 from .display import aligned
-from .store import StoreError
 
 
 def operator_name() -> str:
@@ -74,10 +73,7 @@ def disputes_group(click_ctx: click.Context, site: str | None, only_open: bool, 
     """Days workers say are wrong, from their personal pages; answer them with `collector disputes answer`."""
     if click_ctx.invoked_subcommand is not None:
         return  # the subcommand reads its own --config
-    try:
-        _list_disputes(Context(config_path), site, only_open, by, as_json)
-    except (StoreError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    _list_disputes(Context(config_path), site, only_open, by, as_json)
 
 
 def _list_disputes(ctx: Context, site: str | None, only_open: bool, by: str, as_json: bool) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from gate_agent.protocol import ProtocolError, Punch, key_id, parse_public_key, verify_chain
 
+from .errors import CollectorError
 from .store import schema
 from .store.connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 
@@ -108,7 +109,7 @@ RUNTIME_ONLY: dict[str, str] = {
 OWN_RECORDS = frozenset({"schema_migrations", "_sqlite_migrations"})
 
 
-class CopyError(Exception):
+class CopyError(CollectorError):
     """The copy was refused or failed; nothing of it is in the target. The message is one line."""
 
 

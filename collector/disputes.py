@@ -13,6 +13,7 @@ import unicodedata
 from datetime import UTC, date, datetime, timedelta
 
 from .attribution import Attributor
+from .errors import InputError
 from .localtime import PLAUSIBLE_FROM, local
 from .reports import site_rules
 from .store import Store, StoreError
@@ -23,7 +24,7 @@ REASON_MAX_CHARS = 500
 MAX_OPEN_PER_WORKER = 20
 
 
-class DisputeError(ValueError):
+class DisputeError(InputError):
     """A dispute or an answer that cannot be recorded; one line for the worker or the operator."""
 
 

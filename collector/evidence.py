@@ -39,6 +39,7 @@ from gate_agent.protocol import (
 from .attendance import Event, Rules, daily_records
 from .attribution import Attributor
 from .cards import CardIndex
+from .errors import CollectorError
 from .localtime import zone
 from .reports import days_of, event_of, history, punch_flags, reach, record_dict, site_rules
 from .store import Store, StoreError
@@ -50,7 +51,7 @@ FORMAT = "site-gate-evidence"
 VERSION = 1
 
 
-class EvidenceError(Exception):
+class EvidenceError(CollectorError):
     """The file does not verify; the message names the first thing that fails."""
 
 

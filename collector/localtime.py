@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_agent.protocol import ProtocolError, format_time, parse_time
 
+from .errors import InputError
+
 #: Before this, a gate's clock was surely not set (a Raspberry Pi boots at its last saved time or 1970).
 PLAUSIBLE_FROM = "2020-01-01T00:00:00.000Z"
 #: A punch made this long after the bank received it comes from a clock no working day can hold.
@@ -25,7 +27,7 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not an IANA time zone (such as Asia/Shanghai)") from None
+        raise InputError(f"{name!r} is not an IANA time zone (such as Asia/Shanghai)") from None
 
 
 def plausible_until(received_at: str) -> str:
@@ -51,7 +53,7 @@ def parse_or_none(utc_text: str) -> datetime | None:
 
 def check_date(day: date) -> date:
     if not FIRST_DATE <= day <= LAST_DATE:
-        raise ValueError(f"date {day.isoformat()} is outside {FIRST_DATE.isoformat()}..{LAST_DATE.isoformat()}")
+        raise InputError(f"date {day.isoformat()} is outside {FIRST_DATE.isoformat()}..{LAST_DATE.isoformat()}")
     return day
 
 

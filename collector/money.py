@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+from .errors import InputError
+
 #: A bound no wage, rate or batch of this system reaches (a billion yuan), so that a typo is refused.
 MAX_FEN = 100_000_000_000
 
 _YUAN = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
 
 
-class MoneyError(ValueError):
+class MoneyError(InputError):
     """Text that is not an amount of yuan with at most two decimals (one line)."""
 
 

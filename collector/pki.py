@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .errors import CollectorError
+
 #: The collector's certificate name: its MQTT username at the broker. No gate may be enrolled under it.
 COLLECTOR_NAME = "collector"
 #: Certificate names that are not gates' whatever the hosts: the collector's, and the broker server's
@@ -59,7 +61,7 @@ COLLECTOR_FILES = ("collector.crt", "collector.key")
 GATE_FILES = ("gate.crt", "gate.key", "ca.crt", "bank.pub")
 
 
-class PkiError(Exception):
+class PkiError(CollectorError):
     """A PKI operation that cannot be done; the message is one line."""
 
 

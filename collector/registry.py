@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from gate_agent.protocol import format_time, normalise_uid, valid_id
 
+from .errors import InputError
 from .money import MoneyError, parse_yuan
 
 #: Column -> the headers that name it (compared without case, spaces or BOM).
@@ -69,7 +70,7 @@ def decode(data: bytes) -> tuple[str, str]:
     try:
         return data.decode("gb18030"), "gb18030"
     except UnicodeDecodeError as error:
-        raise ValueError(f"neither UTF-8 nor GBK/GB18030 (byte {error.start}): save it as CSV UTF-8") from None
+        raise InputError(f"neither UTF-8 nor GBK/GB18030 (byte {error.start}): save it as CSV UTF-8") from None
 
 
 def header_map(header: list[str]) -> tuple[dict[int, str], list[str]]:
@@ -321,15 +322,15 @@ def parse_moment(text: str, tz: ZoneInfo | None = None) -> str:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO time such as 2026-11-28T08:00:00+08:00") from None
+        raise InputError(f"{text!r} is not an ISO time such as 2026-11-28T08:00:00+08:00") from None
     if moment.tzinfo is None:
         if tz is None:
-            raise ValueError(f"{text!r} has no UTC offset (add +08:00, Z, ...)")
+            raise InputError(f"{text!r} has no UTC offset (add +08:00, Z, ...)")
         moment = moment.replace(tzinfo=tz)
     try:
         return format_time(moment)
     except OverflowError:  # 0001-01-01T00:00+08:00 has no UTC time
-        raise ValueError(f"{text!r} is outside the times this system can hold") from None
+        raise InputError(f"{text!r} is outside the times this system can hold") from None
 
 
 def day_start(day: date, tz: ZoneInfo) -> str:

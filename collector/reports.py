@@ -11,6 +11,7 @@ from gate_agent.protocol import format_time, parse_time
 from .attendance import DayRecord, Event, Rules, daily_records, fresh_start
 from .attribution import Attributor
 from .cards import Holder
+from .errors import InputError
 from .localtime import (
     check_date,
     day_bounds,
@@ -188,10 +189,10 @@ def check_period(first: date, last: date) -> tuple[date, date]:
     check_date(first)
     check_date(last)
     if last < first:
-        raise ValueError(f"the period ends ({last.isoformat()}) before it starts ({first.isoformat()})")
+        raise InputError(f"the period ends ({last.isoformat()}) before it starts ({first.isoformat()})")
     days = (last - first).days + 1
     if days > MAX_PERIOD_DAYS:
-        raise ValueError(f"the period {first.isoformat()}..{last.isoformat()} is {days} days; "
+        raise InputError(f"the period {first.isoformat()}..{last.isoformat()} is {days} days; "
                          f"at most {MAX_PERIOD_DAYS} are computed at once")
     return first, last
 
@@ -201,7 +202,7 @@ def reach(first: date, last: date, rules: Rules, now: datetime) -> tuple[datetim
     start (history reads back from there), to two shifts after the last day's end (an OUT closing a
     shift of the last day, an OUT repeated up to a shift after that), or to the end when a shift of the
     period may still be open now (any punch after it decides whether it is open or missing its OUT).
-    ValueError for a date outside the range reports cover."""
+    InputError for a date outside the range reports cover."""
     start, end = (parse_time(t) for t in range_bounds(first, last, rules.tz))
     if end > now - rules.max_shift:
         return start, None
@@ -273,7 +274,7 @@ def record_dict(record: DayRecord | DayProblem, site: str, tz, person, final: bo
 
 def attendance(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
                grace: timedelta = timedelta(hours=6)) -> list[dict]:
-    """Daily records of every worker at ``site`` for local dates first..last, as dicts (ValueError for a
+    """Daily records of every worker at ``site`` for local dates first..last, as dicts (InputError for a
     date outside the range reports cover)."""
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from .errors import CollectorError
 from .localtime import local, zone
 from .store import Store
 from .wages import period_bounds
@@ -34,7 +35,7 @@ RETENTION_YEARS = 3
 KINDS = ("quarantine", "wages", "punches")
 
 
-class RetentionError(Exception):
+class RetentionError(CollectorError):
     """A prune that cannot be done as asked; the message says why."""
 
 

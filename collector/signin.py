@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from gate_agent.protocol import format_time
 
+from .errors import CollectorError
 from .store import Store
 
 COOKIE = "collector_session"
@@ -34,7 +35,7 @@ ALL_ATTEMPTS = 100
 SECRET_BYTES = 32
 
 
-class SignInError(Exception):
+class SignInError(CollectorError):
     """A link could not be issued; the message says why."""
 
 

@@ -16,9 +16,10 @@ from gate_agent.configfile import ConfigError
 from gate_agent.keys import KeyFileError, load_private_key
 
 from .config import CollectorConfig
+from .errors import CollectorError
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(CollectorError):
     """The bank's signing key is not configured or cannot be used; one line."""
 
 

@@ -18,6 +18,8 @@ from gate_agent.ntag424 import (
     check_sun,
 )
 
+from .errors import InputError
+
 log = logging.getLogger(__name__)
 
 PROVISIONING_FORMAT = "site-gate-ntag424-card"
@@ -36,13 +38,13 @@ def new_master_key_text() -> str:
 def parse_master_key(text: str) -> bytes:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if len(lines) != 1:
-        raise ValueError("a master key file holds one line of hex")
+        raise InputError("a master key file holds one line of hex")
     try:
         key = bytes.fromhex(lines[0])
     except ValueError:
-        raise ValueError("the master key is not hex") from None
+        raise InputError("the master key is not hex") from None
     if len(key) != MASTER_KEY_BYTES:
-        raise ValueError(f"the master key is {len(key)} bytes, not {MASTER_KEY_BYTES}")
+        raise InputError(f"the master key is {len(key)} bytes, not {MASTER_KEY_BYTES}")
     return key
 
 
@@ -51,13 +53,13 @@ def _ndef_url_file(url_base: str) -> tuple[bytes, int, int]:
     prefix_code, rest = (0x04, url_base[8:]) if url_base.startswith("https://") else \
         (0x03, url_base[7:]) if url_base.startswith("http://") else (None, "")
     if prefix_code is None:
-        raise ValueError("the URL must start with https:// or http://")
+        raise InputError("the URL must start with https:// or http://")
     joiner = "&" if "?" in rest else "?"
     before = f"{rest}{joiner}e="
     uri = f"{before}{'0' * 32}&c={'0' * 16}"
     payload = bytes([prefix_code]) + uri.encode("ascii")
     if len(payload) > 250:
-        raise ValueError("the URL is too long for a short NDEF record")
+        raise InputError("the URL is too long for a short NDEF record")
     record = bytes([0xD1, 0x01, len(payload), 0x55]) + payload
     content = len(record).to_bytes(2, "big") + record
     picc_offset = 2 + 4 + 1 + len(before)
@@ -70,7 +72,7 @@ def provisioning(master: bytes, uid: str, url_base: str) -> dict:
     content, the file settings that turn on SUN, and the URL template."""
     raw = bytes.fromhex(uid)
     if len(raw) != 7:
-        raise ValueError("NTAG 424 DNA UIDs are 7 bytes")
+        raise InputError("NTAG 424 DNA UIDs are 7 bytes")
     content, picc_offset, mac_offset = _ndef_url_file(url_base)
     keys = {str(number): card_key(master, raw, number).hex() for number in range(5)}
     return {

@@ -33,6 +33,7 @@ from gate_agent.logsetup import escape_control
 from gate_agent.protocol import valid_id
 
 from . import masking
+from .errors import InputError
 from .money import MoneyError, parse_yuan, yuan
 
 #: Field -> the headers that mean it (compared without case, spaces, '_' or '-').
@@ -65,7 +66,7 @@ _ACCOUNT = re.compile(r"[0-9]{8,32}")
 _EXACT_DIGITS = 15
 
 
-class SheetError(ValueError):
+class SheetError(InputError):
     """The file as a whole cannot be read as a wage sheet (one line saying why)."""
 
 
@@ -301,21 +302,21 @@ def cell_text(value: object, *, identifier: bool = False) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, bool):
-        raise ValueError(f"{str(value).upper()} is a true/false cell")
+        raise InputError(f"{str(value).upper()} is a true/false cell")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{value} is not a number")
+            raise InputError(f"{value} is not a number")
         if identifier:
             if value.is_integer() and abs(value) < 10 ** _EXACT_DIGITS:
                 return str(int(value))
-            raise ValueError(f"a number cell ({value!r}) whose digits the spreadsheet may have changed: "
+            raise InputError(f"a number cell ({value!r}) whose digits the spreadsheet may have changed: "
                              "type the column as text")
         return repr(value)
     if isinstance(value, datetime | date | time):
-        raise ValueError(f"a date or time cell ({value})")
-    raise ValueError(f"a {type(value).__name__} cell")
+        raise InputError(f"a date or time cell ({value})")
+    raise InputError(f"a {type(value).__name__} cell")
 
 
 def _line(cells: list, columns: dict[str, int], number: int, where: str, period_days: int,

@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from gate_agent.protocol import parse_time
 
+from .errors import CollectorError
 from .localtime import day_bounds, zone
 from .money import divide_half_up
 from .reports import attendance, site_day_final
@@ -52,7 +53,7 @@ CARRIED_FLAGS = ("manual", "late_upload", "clock_unsynced", "clock_future", "clo
 _PERIOD = re.compile(r"(\d{4})-(\d{2})")
 
 
-class WageError(Exception):
+class WageError(CollectorError):
     """A wage operation that cannot be done now; the message says why and what to do."""
 
 

@@ -10,12 +10,18 @@ its script asks for the token once, keeps it in the browser's localStorage and s
 send headers), so no token ever appears in a URL or an access log. A site foreman may instead sign in
 with a single-use link the bank issues (collector/web_signin.py): the browser then holds a session
 cookie of that site, which the API accepts where no Authorization header is sent.
+
+A request fails one way, decided here for every route: an error a person can act on (collector/errors.py:
+``ApiError`` with its status, any other of the collector's, a date or period refused) is a 4xx answer
+``{"error": message}``; the database failing is 503; anything else is a bug, logged with its traceback
+and answered 500 with a message that tells the browser nothing about the code.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +31,7 @@ from pathlib import Path
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.responses import JSONResponse as StarletteJSONResponse
@@ -37,16 +44,19 @@ from gate_agent.protocol import valid_id
 
 from .arrears import arrears
 from .config import CollectorConfig
+from .errors import CollectorError, user_facing
 from .headcount import headcount
 from .health import gate_health
 from .localtime import check_date
 from .metrics import render_metrics
 from .reports import attendance, check_period, site_rules
 from .signin import COOKIE, session_scope
-from .store import Store, StoreError
+from .store import DatabaseError, Store, StoreError
 from .trouble import report as trouble_report
 from .web_signin import SignInRoutes
 from .web_worker import WorkerApi
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "web_static"
 ALL_SITES = "*"
@@ -55,6 +65,8 @@ ALL_SITES = "*"
 RECOMPUTE_SECONDS = 5.0
 KEEPALIVE_SECONDS = 15.0
 QUARANTINE_LIMIT = 100
+#: All a client learns of a bug: the traceback is in the server's log.
+INTERNAL_ERROR = "internal error; it is logged at the bank"
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -65,7 +77,9 @@ class JSONResponse(StarletteJSONResponse):
         return safe_json(content, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
 
 
-class ApiError(Exception):
+class ApiError(CollectorError):
+    """A request refused with this HTTP status; the message is the answer's ``error``."""
+
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
@@ -134,6 +148,36 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class UnexpectedErrors:
+    """What no exception handler takes is a bug: logged with its traceback and answered 500 in the API's
+    JSON shape. Starlette's own last resort would answer in plain text and raise the exception again, for
+    the server to log a second time. Starlette places it outside its exception handlers, so that the
+    errors they answer never reach it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started:
+                raise  # part of the answer is out (a live stream): only the server can end it, and it logs why
+            log.exception("internal error, a bug: %s %s failed with an exception no rule covers", scope["method"],
+                          scope["path"])
+            await JSONResponse({"error": INTERNAL_ERROR}, status_code=500)(scope, receive, send)
+
+
 class WebApp:
     """The routes; ``app`` is the ASGI application `collector serve` runs."""
 
@@ -161,7 +205,8 @@ class WebApp:
             *WorkerApi(config, api_error=ApiError, json_response=JSONResponse, static=STATIC, tokens=self.tokens,
                        all_sites=ALL_SITES, identify=self._identify).routes(),
         ]
-        starlette = Starlette(routes=routes, exception_handlers={ApiError: self._error})
+        starlette = Starlette(routes=routes, exception_handlers={kind: self._error for kind in user_facing()},
+                              middleware=[Middleware(UnexpectedErrors)])
         self.app = SecurityHeaders(starlette)
 
     def stop(self) -> None:
@@ -172,9 +217,18 @@ class WebApp:
 
     @staticmethod
     async def _error(request: Request, error: Exception) -> Response:
-        assert isinstance(error, ApiError)
-        headers = {"WWW-Authenticate": 'Bearer realm="collector"'} if error.status == 401 else None
-        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+        """Every route's errors that a person can act on, in one shape: ApiError with its own status; the
+        database failing, 503 (logged: the bank must see it); the others (a period, a dispute, a record
+        refused), 400 with their message."""
+        if isinstance(error, ApiError):
+            status, message = error.status, error.message
+        elif isinstance(error, DatabaseError):
+            log.error("%s %s: the database failed", request.method, request.url.path, exc_info=error)
+            status, message = 503, "the database is not available now; try again later"
+        else:
+            status, message = 400, str(error)
+        headers = {"WWW-Authenticate": 'Bearer realm="collector"'} if status == 401 else None
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     def _scope(self, request: Request) -> str:
         return self._identify(request)[1]
@@ -255,10 +309,7 @@ class WebApp:
                     day = None
                 if day is None:
                     raise ApiError(400, "date must be YYYY-MM-DD")
-                try:
-                    check_period(day, day)
-                except ValueError as error:
-                    raise ApiError(400, str(error)) from None
+                check_period(day, day)  # an InputError: the app answers 400 with its message
             return JSONResponse(attendance(store, site, day, day, grace=self.grace))
 
     def api_trouble(self, request: Request) -> Response:

@@ -8,6 +8,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 
 from .attribution import Attributor
+from .errors import InputError
 from .localtime import check_date
 from .reports import Finality, days_of, history, reach, record_dict, site_rules
 from .store import Store, StoreError
@@ -19,16 +20,16 @@ DAY_FIELDS = ("site", "date", "first_in", "last_out", "worked_minutes", "status"
 
 
 def parse_month(text: str | None, today: date) -> tuple[date, date]:
-    """The first and last date of ``YYYY-MM`` (default: this month); ValueError for anything else."""
+    """The first and last date of ``YYYY-MM`` (default: this month); InputError for anything else."""
     if text is None:
         year, month = today.year, today.month
     else:
         if not (isinstance(text, str) and len(text) == 7 and text[4] == "-" and text[:4].isdigit()
                 and text[5:].isdigit()):
-            raise ValueError("month must be YYYY-MM")
+            raise InputError("month must be YYYY-MM")
         year, month = int(text[:4]), int(text[5:])
         if not 1 <= month <= 12:
-            raise ValueError("month must be YYYY-MM")
+            raise InputError("month must be YYYY-MM")
     first = check_date(date(year, month, 1))
     return first, date(year, month, calendar.monthrange(year, month)[1])
 
@@ -77,7 +78,7 @@ def worker_wages(store: Store, worker: str, *, grace: timedelta) -> list[dict] |
     for site in sites:
         try:
             report = arrears(store, site=site, grace=grace)
-        except (ValueError, StoreError) as error:  # a site without pay terms: nothing to show, said in the log
+        except (InputError, StoreError) as error:  # a site without pay terms: nothing to show, said in the log
             log.warning("wages of %s at %s cannot be shown: %s", worker, site, error)
             continue
         rows += [{k: r[k] for k in ("site", "period", "pay_day", "status", "due_fen", "paid_fen", "pending_fen",

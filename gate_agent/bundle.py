@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .errors import GateError
 from .files import new_file
 from .outbox import FILENAME, AckResult, Outbox, OutboxStatus
 from .protocol import (
@@ -50,7 +51,7 @@ MAX_ACK_FILE_BYTES = 64 * 1024
 _CHUNK = 2000  # punches read from the outbox at a time: a big backlog never sits in memory whole
 
 
-class BundleError(Exception):
+class BundleError(GateError):
     """A bundle or ack file that cannot be written, read or trusted; the message is one line."""
 
 

@@ -1,4 +1,7 @@
-"""``gate-agent``: keygen, run, status, readers, virtual-card. Thin over the library."""
+"""``gate-agent``: keygen, run, status, readers, virtual-card. Thin over the library.
+
+How a command fails (one line and exit 1 for a gate error a person can act on, a logged traceback and
+exit 70 for a bug) is decided once, by ``GateGroup``: commands let the library's errors through."""
 
 from __future__ import annotations
 
@@ -7,23 +10,31 @@ import sys
 
 import click
 
-from .cli_output import EscapingGroup, json_text, say
-from .configfile import ConfigError
+from .cli_output import ToolGroup, json_text, say
 from .logsetup import setup_logging
 from .protocol import normalise_uid, public_key_text
 
 
-def _fail(error: Exception) -> click.ClickException:
-    return click.ClickException(str(error))
+class GateGroup(ToolGroup):
+    def user_errors(self) -> tuple[type[Exception], ...]:
+        """What a person set up or typed: the configuration, key files, the data directory, bundle and ack
+        files, a virtual card's arguments, a UID or key. Not ProtocolError, EmvError or SunError: those
+        are about bytes from the network or a card, handled where they are read; reaching a command's
+        top, they are a bug."""
+        from .bundle import BundleError
+        from .configfile import ConfigError
+        from .errors import GateInputError
+        from .keys import KeyFileError
+        from .outbox import OutboxError
+        from .virtual_card import VirtualCardError
+
+        return (ConfigError, KeyFileError, OutboxError, BundleError, VirtualCardError, GateInputError)
 
 
 def _load(config_path: str):
     from .config import load_config
 
-    try:
-        return load_config(config_path)
-    except ConfigError as error:
-        raise _fail(error) from None
+    return load_config(config_path)
 
 
 #: Where the configuration is when --config is not given: this variable, else the installed file.
@@ -34,7 +45,7 @@ config_option = click.option("--config", "config_path", envvar=CONFIG_ENVIRONMEN
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@click.group(cls=EscapingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, -vvv: nfcpy and paho too).")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.version_option(package_name="site-gate-attendance")
@@ -50,12 +61,9 @@ def keygen(key_file: str) -> None:
 
     The last line printed is the public key, in the form `collector gate add --public-key` takes.
     """
-    from .keys import KeyFileError, generate_key_file
+    from .keys import generate_key_file
 
-    try:
-        key = generate_key_file(key_file)
-    except KeyFileError as error:
-        raise _fail(error) from None
+    key = generate_key_file(key_file)
     say(f"signing key written to {key_file} (mode 0600); register the gate at the bank with:", err=True)
     click.echo(public_key_text(key.public_key()))
 
@@ -65,17 +73,13 @@ def keygen(key_file: str) -> None:
 def run(config_path: str) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C."""
     from .agent import Agent, build_feedback
-    from .keys import KeyFileError, load_card_key
-    from .outbox import OutboxError
+    from .keys import load_card_key
     from .reader import NfcReader
 
     config = _load(config_path)
-    try:
-        card_key = load_card_key(config.card_key_file) if config.card_key_file else None
-        reader = NfcReader(config.reader, config.technologies, card_key=card_key, read_sun=config.read_sun)
-        agent = Agent(config, reader=reader, feedback=build_feedback(config, reader))
-    except (KeyFileError, OutboxError) as error:
-        raise _fail(error) from None
+    card_key = load_card_key(config.card_key_file) if config.card_key_file else None
+    reader = NfcReader(config.reader, config.technologies, card_key=card_key, read_sun=config.read_sun)
+    agent = Agent(config, reader=reader, feedback=build_feedback(config, reader))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: agent.stop())
     agent.run()
@@ -86,16 +90,13 @@ def run(config_path: str) -> None:
 @json_option
 def status(config_path: str, as_json: bool) -> None:
     """What the outbox holds: last seq, pending (unacknowledged) punches, acked seq."""
-    from .outbox import Outbox, OutboxError
+    from .outbox import Outbox
 
     config = _load(config_path)
-    try:
-        with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
-            facts = {"site": config.site, "gate": config.gate, **outbox.status().to_dict()}
-            roster = outbox.load_roster()
-            refusal = outbox.load_refusal()
-    except OutboxError as error:
-        raise _fail(error) from None
+    with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
+        facts = {"site": config.site, "gate": config.gate, **outbox.status().to_dict()}
+        roster = outbox.load_roster()
+        refusal = outbox.load_refusal()
     facts["bank_refuses"] = refusal
     facts["roster_cards"] = len(roster.cards) if roster else None
     facts["roster_issued"] = roster.issued if roster else None
@@ -149,39 +150,36 @@ def virtual_card(device: str, timeout: float, hold: float, kind: str, pan_stdin:
     a new random UID (08xxxxxx) at each presentation, as bank cards show."""
     from .virtual_card import EmvApplet, IsoDepCard, Ntag, VirtualCard, VirtualCardError, random_uid
 
-    try:
-        normalised = [uid if uid.lower() == "random" else normalise_uid(uid) for uid in uids]
-        for uid in normalised:
-            if uid != "random" and len(uid) not in (8, 14):
-                raise VirtualCardError(f"virtual cards have 4- or 7-byte UIDs, not {uid}")
-        pan = None
-        if kind == "bank":
-            if not pan_stdin:
-                raise VirtualCardError("a virtual bank card needs --pan-stdin (its number is never an argument)")
-            pan = sys.stdin.readline().strip()
-        ntag424 = None
-        if kind == "ntag424":
-            if not keys_file:
-                raise VirtualCardError("a virtual NTAG 424 card needs --keys")
-            from .virtual_ntag424 import VirtualNtag424
+    normalised = [uid if uid.lower() == "random" else normalise_uid(uid) for uid in uids]
+    for uid in normalised:
+        if uid != "random" and len(uid) not in (8, 14):
+            raise VirtualCardError(f"virtual cards have 4- or 7-byte UIDs, not {uid}")
+    pan = None
+    if kind == "bank":
+        if not pan_stdin:
+            raise VirtualCardError("a virtual bank card needs --pan-stdin (its number is never an argument)")
+        pan = sys.stdin.readline().strip()
+    ntag424 = None
+    if kind == "ntag424":
+        if not keys_file:
+            raise VirtualCardError("a virtual NTAG 424 card needs --keys")
+        from .virtual_ntag424 import VirtualNtag424
 
-            ntag424 = VirtualNtag424.load(keys_file)
-        with VirtualCard(device) as card:
-            for uid in normalised:
-                raw = random_uid() if uid == "random" else bytes.fromhex(uid)
-                if kind == "bank":
-                    made = IsoDepCard(raw, EmvApplet(pan or ""))
-                elif kind == "ntag424":
-                    made = ntag424.card(raw)
-                else:
-                    made = Ntag(raw)
-                shown = card.present_card(made, timeout=timeout, hold=hold)
-                if ntag424 is not None:
-                    ntag424.save(keys_file)  # the read counter moved
-                click.echo(f"card {shown.uid} read ({shown.reads} read{'s' if shown.reads != 1 else ''}, "
-                           f"{shown.seconds:.2f} s)")
-    except (VirtualCardError, ValueError) as error:
-        raise _fail(error) from None
+        ntag424 = VirtualNtag424.load(keys_file)
+    with VirtualCard(device) as card:
+        for uid in normalised:
+            raw = random_uid() if uid == "random" else bytes.fromhex(uid)
+            if kind == "bank":
+                made = IsoDepCard(raw, EmvApplet(pan or ""))
+            elif kind == "ntag424":
+                made = ntag424.card(raw)
+            else:
+                made = Ntag(raw)
+            shown = card.present_card(made, timeout=timeout, hold=hold)
+            if ntag424 is not None:
+                ntag424.save(keys_file)  # the read counter moved
+            click.echo(f"card {shown.uid} read ({shown.reads} read{'s' if shown.reads != 1 else ''}, "
+                       f"{shown.seconds:.2f} s)")
 
 
 @main.command()
@@ -195,18 +193,15 @@ def export(config_path: str, out: str, since: int | None) -> None:
     Nothing is forgotten here: the punches stay pending until the bank's ack arrives over MQTT or from
     an ack file (`gate-agent load-ack`). Safe while the agent runs.
     """
-    from .bundle import BundleError, export_bundle
+    from .bundle import export_bundle
     from .clock import SystemClock
-    from .keys import KeyFileError, load_private_key
-    from .outbox import Outbox, OutboxError
+    from .keys import load_private_key
+    from .outbox import Outbox
 
     config = _load(config_path)
-    try:
-        key = load_private_key(config.key_file)
-        with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
-            info = export_bundle(outbox, key, out, since=since, synced=SystemClock().synchronised())
-    except (BundleError, KeyFileError, OutboxError) as error:
-        raise _fail(error) from None
+    key = load_private_key(config.key_file)
+    with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
+        info = export_bundle(outbox, key, out, since=since, synced=SystemClock().synchronised())
     say(f"exported {info.count} punch{'es' if info.count != 1 else ''} of gate {info.site}/{info.gate} "
                f"(seq {info.first}..{info.last}) to {info.path}; they stay pending here until the bank "
                "acknowledges them")
@@ -221,15 +216,12 @@ def load_ack(config_path: str, ack_file: str) -> None:
     The file must be signed with the bank's key this gate trusts (bank_key), and names the bank's digest
     of its last punch: a differing digest forgets nothing.
     """
-    from .bundle import BundleError, apply_ack, read_ack_file
-    from .outbox import AckResult, OutboxError
+    from .bundle import apply_ack, read_ack_file
+    from .outbox import AckResult
 
     config = _load(config_path)
-    try:
-        ack = read_ack_file(ack_file, site=config.site, gate=config.gate, bank_keys=config.bank_keys)
-        result, state = apply_ack(config.data_dir, config.site, config.gate, ack)
-    except (BundleError, OutboxError) as error:
-        raise _fail(error) from None
+    ack = read_ack_file(ack_file, site=config.site, gate=config.gate, bank_keys=config.bank_keys)
+    result, state = apply_ack(config.data_dir, config.site, config.gate, ack)
     if result is AckResult.BEYOND_HEAD:
         raise click.ClickException(f"the bank acknowledges seq {ack.seq} but this gate has written only "
                                    f"{state.last_seq}: nothing forgotten (is this the right data directory?)")

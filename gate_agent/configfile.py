@@ -12,13 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from .errors import GateError
 from .files import secret_file_problem
 
 REQUIRED = object()
 _ABSENT = object()
 
 
-class ConfigError(Exception):
+class ConfigError(GateError):
     """A configuration file that cannot be used; the message is one line."""
 
 

@@ -19,6 +19,8 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from .errors import GateError, GateInputError
+
 log = logging.getLogger(__name__)
 
 PPSE = b"2PAY.SYS.DDF01"
@@ -37,7 +39,7 @@ IDENTIFIER_BYTES = 16
 CARD_KEY_BYTES = 32
 
 
-class EmvError(Exception):
+class EmvError(GateError):
     """The card did not answer as an EMV card does; the message names the step (never card data)."""
 
 
@@ -279,13 +281,13 @@ def luhn_valid(digits: str) -> bool:
 
 
 def normalise_pan(text: str) -> str:
-    """Digits of a PAN as typed (spaces and dashes allowed); ValueError if it is not one. The message
+    """Digits of a PAN as typed (spaces and dashes allowed); GateInputError if it is not one. The message
     never repeats the input."""
     digits = text.replace(" ", "").replace("-", "").strip()
     if not digits.isdigit() or not 12 <= len(digits) <= 19:
-        raise ValueError("a card number is 12 to 19 digits")
+        raise GateInputError("a card number is 12 to 19 digits")
     if not luhn_valid(digits):
-        raise ValueError("the card number fails its check digit (Luhn): mistyped?")
+        raise GateInputError("the card number fails its check digit (Luhn): mistyped?")
     return digits
 
 
@@ -306,13 +308,13 @@ def parse_card_key(text: str) -> bytes:
     """The card key file's contents: 64 hex digits (32 bytes), comments and blank lines ignored."""
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if len(lines) != 1:
-        raise ValueError("a card key file holds one line of hex")
+        raise GateInputError("a card key file holds one line of hex")
     try:
         key = bytes.fromhex(lines[0])
     except ValueError:
-        raise ValueError("the card key is not hex") from None
+        raise GateInputError("the card key is not hex") from None
     if len(key) != CARD_KEY_BYTES:
-        raise ValueError(f"the card key is {len(key)} bytes, not {CARD_KEY_BYTES}")
+        raise GateInputError(f"the card key is {len(key)} bytes, not {CARD_KEY_BYTES}")
     return key
 
 

@@ -13,10 +13,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from .errors import GateError
 from .files import secret_file_problem
 
 
-class KeyFileError(Exception):
+class KeyFileError(GateError):
     """A key file that cannot be created or used; the message says which and why."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
+from .errors import GateError
+
 #: PICCDataTag: UID mirrored, SDMReadCtr mirrored, UID length 7.
 PICC_DATA_TAG = 0xC7
 _SV2_PREFIX = bytes.fromhex("3CC300010080")
@@ -28,7 +30,7 @@ SYSTEM_IDENTIFIER = b"SiteGate"
 KEY_APP_MASTER, KEY_META_READ, KEY_FILE_READ = 0, 1, 2
 
 
-class SunError(ValueError):
+class SunError(GateError, ValueError):
     """A SUN message that does not check out; the message says how (never a key)."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from .errors import GateError
 from .files import create_private
 from .protocol import GENESIS, PROTOCOL_VERSION, Ack, Punch, Roster, format_time, sign_punch
 
@@ -42,8 +43,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class OutboxError(Exception):
-    pass
+class OutboxError(GateError):
+    """The outbox cannot be opened or used (its directory, its database); one line."""
 
 
 class AckResult(enum.Enum):

@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from .errors import GateError, GateInputError
+
 PROTOCOL_VERSION = 1
 #: Punches name their card kind from version 2 on; a version 1 punch is a ``uid`` card. A gate writes
 #: version 1 for a plain UID card (a collector of the previous release still reads it) and version 2 for
@@ -74,7 +76,7 @@ def canonical_json(document: dict) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(GateError, ValueError):
     """A message that does not follow the contract; ``reason`` is a stable code for counters. The
     ``detail`` is kept with the refused message and logged: names and values from the message appear in
     it only through ``quoted`` (repr: control characters escaped, length bounded)."""
@@ -139,7 +141,7 @@ def normalise_uid(uid: str) -> str:
     """Card UIDs are upper-case hex without separators ("04:a2:..." and "04a2..." are the same card)."""
     text = uid.replace(":", "").replace(" ", "").replace("-", "").upper()
     if _UID.fullmatch(text) is None or len(text) % 2:
-        raise ValueError(f"card UID {uid!r} is not 4 to 10 bytes of hex")
+        raise GateInputError(f"card UID {uid!r} is not 4 to 10 bytes of hex")
     return text
 
 
@@ -163,12 +165,12 @@ def public_key_text(key: Ed25519PublicKey) -> str:
 def parse_public_key(text: str) -> Ed25519PublicKey:
     text = text.strip()
     if not text.startswith(_PUBKEY_PREFIX):
-        raise ValueError(f"public key must start with {_PUBKEY_PREFIX!r}")
+        raise GateInputError(f"public key must start with {_PUBKEY_PREFIX!r}")
     try:
         raw = base64.b64decode(text[len(_PUBKEY_PREFIX):], validate=True)
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as error:
-        raise ValueError(f"public key is not 32 bytes of base64 Ed25519: {error}") from None
+        raise GateInputError(f"public key is not 32 bytes of base64 Ed25519: {error}") from None
 
 
 def key_id(key: Ed25519PublicKey | str) -> str:
@@ -430,7 +432,7 @@ def parse_bank_keys(text: str) -> BankKeys:
             key = parse_public_key(line)
             keys[key_id(key)] = key
     if not keys:
-        raise ValueError("no ed25519:... public key found")
+        raise GateInputError("no ed25519:... public key found")
     return keys
 
 

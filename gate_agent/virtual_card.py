@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from functools import reduce
 from operator import xor
 
+from .errors import GateError
+
 log = logging.getLogger(__name__)
 
 _REQA, _WUPA = 0x26, 0x52
@@ -29,8 +31,8 @@ _NTAG213_VERSION = bytes.fromhex("0004040201000F03")
 _NTAG213_PAGES = 45
 
 
-class VirtualCardError(Exception):
-    pass
+class VirtualCardError(GateError):
+    """A virtual card that cannot be made or presented as asked; one line."""
 
 
 class State(enum.Enum):

@@ -16,11 +16,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import CollectorError
 
-class DatabaseError(Exception):
+
+class DatabaseError(CollectorError):
     """The database failed an operation (disk full, connection lost, lock timeout): nothing of the
-    transaction was kept and it may be tried again. The driver's own error is the ``__cause__``.
-    ``connect`` also raises it, before opening anything, for a location that names no database."""
+    transaction was kept and it may be tried again. The driver's own error is the ``__cause__``. Not the
+    mistake of whoever asked: a command exits 75 and a web request is answered 503 for it. ``connect``
+    also raises it, before opening anything, for a location that names no database (``Store`` turns
+    that into a StoreError: a configuration to correct)."""
 
 
 class Connection(ABC):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import CollectorError
 
-class StoreError(Exception):
+
+class StoreError(CollectorError):
     """A registry operation that cannot be done; the message says why in one line."""
