@@ -400,7 +400,7 @@ class CollectorService:
             if not partition.session.connected:
                 self._dirty.add((site, gate))
                 continue
-            open_rows = self.store.record_gaps(site, gate, self.store.open_gaps(site, gate), now_text)
+            open_rows = self.store.record_gaps(site, gate, now_text)
             if open_rows:
                 self._dirty.add((site, gate))  # look again until filled
             for row in open_rows:

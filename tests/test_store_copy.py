@@ -73,10 +73,10 @@ def build_pilot(tmp_path) -> Site:
                              for h in (7, 8, 9))
     send(setup, first, third)
     with setup.store() as store:
-        store.record_gaps("S1", "north", store.open_gaps("S1", "north"), format_time(third.moment))
+        store.record_gaps("S1", "north", format_time(third.moment))
     send(setup, missing)
     with setup.store() as store:
-        store.record_gaps("S1", "north", store.open_gaps("S1", "north"), format_time(missing.moment))
+        store.record_gaps("S1", "north", format_time(missing.moment))
 
     # Manual corrections and voids (by the CLI, as bank ops enter them).
     setup.run("punch", "add", "--worker", "W2", "--site", "S1", "--at", "2026-11-02T17:30:00+08:00",
@@ -124,7 +124,7 @@ def build_pilot(tmp_path) -> Site:
     site.north.next(card=W4_CARD, at=now - timedelta(minutes=70))  # never arrives
     site.tap(site.north, STRANGER, now - timedelta(hours=1), "in")
     with setup.store() as store:
-        gaps = store.record_gaps("S1", "north", store.open_gaps("S1", "north"), format_time(now))
+        gaps = store.record_gaps("S1", "north", format_time(now))
         store.note_resend(gaps[0]["id"], format_time(now))
 
     # Statuses, and what the quarantine keeps: bytes that are not UTF-8, more refusals in an hour than

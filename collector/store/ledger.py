@@ -15,6 +15,10 @@ def _bytes(value) -> bytes | None:
     return bytes(value) if isinstance(value, memoryview) else value
 
 
+def _ranges(rows: list[dict]) -> list[tuple[int, int]]:
+    return sorted((row["first"], row["last"]) for row in rows)
+
+
 class LedgerQueries:
     """Mixed into Store, whose ``_one``, ``_rows`` and ``transaction`` it uses."""
 
@@ -75,8 +79,12 @@ class LedgerQueries:
         return (row[0] or 0, row[1], row[2] or 0) if row else (0, None, 0)
 
     def advance_contiguous(self, site: str, gate: str, received_at: str) -> tuple[int, str | None]:
-        """Move the gate's contiguous prefix over every seq now held; returns (seq, digest) to ack."""
-        seq, digest, _ = self.gate_progress(site, gate)
+        """Move the gate's contiguous prefix over every seq now held, and close the gaps this transaction
+        filled; returns (seq, digest) to ack. Inside the transaction that stored the punches, under the
+        gate's lock: a gap is never seen open once its last missing punch is on disk, and the ack that
+        tells the gate so cannot go out before the gap is closed."""
+        seq, digest, held_max = self.gate_progress(site, gate)
+        had_holes = held_max > seq
         while True:
             rows = self.db.execute(
                 "SELECT seq, digest FROM punches WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq LIMIT 1000",
@@ -95,7 +103,20 @@ class LedgerQueries:
                contiguous_digest = excluded.contiguous_digest, max_seq = excluded.max_seq,
                last_punch_at = excluded.last_punch_at""",
             (site, gate, seq, digest, max_seq, received_at))
+        # A gap row is only recorded below the highest seq held, so without a hole before this transaction
+        # none can be open: the usual in-order punch pays no look at the gaps table.
+        if had_holes:
+            self._close_filled_gaps(site, gate, seq, received_at)
         return seq, digest
+
+    def _close_filled_gaps(self, site: str, gate: str, contiguous: int, now: str) -> None:
+        """Mark filled the gate's open gaps whose every seq is now held (those at or below the contiguous
+        prefix certainly are; above it, counting is exact: (site, gate, seq) is unique)."""
+        self.db.execute(
+            """UPDATE gaps SET filled_at = ? WHERE site = ? AND gate = ? AND filled_at IS NULL
+               AND (last <= ? OR (SELECT COUNT(*) FROM punches p WHERE p.site = gaps.site AND p.gate = gaps.gate
+                                  AND p.seq BETWEEN gaps.first AND gaps.last) = gaps.last - gaps.first + 1)""",
+            (now, site, gate, contiguous))
 
     def gate_status(self, site: str, gate: str) -> dict | None:
         row = self._one("SELECT status FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
@@ -197,13 +218,21 @@ class LedgerQueries:
                 gaps.insert(0, (1, first - 1))
         return gaps
 
-    def record_gaps(self, site: str, gate: str, current: list[tuple[int, int]], now: str) -> list[dict]:
-        """Reconcile the gaps table with the gaps open now; returns the open rows."""
-        open_rows = self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first",
-                               (site, gate))
-        if sorted((r["first"], r["last"]) for r in open_rows) == sorted(current):
-            return open_rows  # nothing changed: no write
+    def record_gaps(self, site: str, gate: str, now: str) -> list[dict]:
+        """Reconcile the gaps table with the gaps open now; returns the open rows.
+
+        The gaps are worked out again inside the write transaction, under the gate's lock: a view taken
+        before another writer's fill committed (this process's own earlier look, or another collector's
+        burst) would record as missing punches that are on disk, and nothing would close that row."""
+        open_rows = self._open_gap_rows(site, gate)
+        if _ranges(open_rows) == sorted(self.open_gaps(site, gate)):
+            return open_rows  # nothing changed: no write (an unlocked look may be stale, but writes nothing)
         with self.transaction():
+            self.db.lock_gates([(site, gate)])
+            current = sorted(self.open_gaps(site, gate))
+            open_rows = self._open_gap_rows(site, gate)
+            if _ranges(open_rows) == current:
+                return open_rows
             covered = set()
             for row in open_rows:
                 if not any(first <= row["first"] and row["last"] <= last for first, last in current):
@@ -214,8 +243,11 @@ class LedgerQueries:
                 if (first, last) not in covered:
                     self.db.execute("INSERT INTO gaps (site, gate, first, last, detected_at) VALUES (?, ?, ?, ?, ?)",
                                     (site, gate, first, last, now))
-            return self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first",
-                              (site, gate))
+            return self._open_gap_rows(site, gate)
+
+    def _open_gap_rows(self, site: str, gate: str) -> list[dict]:
+        return self._rows("SELECT * FROM gaps WHERE site = ? AND gate = ? AND filled_at IS NULL ORDER BY first, id",
+                          (site, gate))
 
     def note_resend(self, gap_id: int, now: str) -> None:
         with self.transaction():
