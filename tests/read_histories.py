@@ -95,17 +95,41 @@ class History:
 
 @st.composite
 def windows(draw) -> list[Window]:
-    """Each card: unheld, or held by a sequence of workers over consecutive windows (a lost card
-    revoked, a card passed on), each start at or after the previous end."""
+    """Each worker holds a card of their own, mostly from the beginning; it may be lost (its window ends)
+    and replaced by the spare card, or passed on to another worker later."""
     found = []
-    for card in CARDS:
-        holders = draw(st.lists(st.sampled_from(WORKERS), max_size=2))
-        cuts = sorted(draw(st.lists(MINUTES, min_size=2 * len(holders), max_size=2 * len(holders), unique=True)))
-        for index, worker in enumerate(holders):
-            start = None if index == 0 and draw(st.booleans()) else moment(cuts[2 * index])
-            end = moment(cuts[2 * index + 1]) if index < len(holders) - 1 or draw(st.booleans()) else None
-            found.append(Window(card, worker, start, end))
+    spare_used = False
+    for worker, card in zip(WORKERS, CARDS, strict=False):
+        start = None if draw(st.booleans()) or draw(st.booleans()) else moment(draw(MINUTES))
+        if not draw(st.integers(0, 3)) == 0:
+            found.append(Window(card, worker, start, None))
+            continue
+        lost = draw(st.integers(1, DAYS * 24 * 60 - 2))
+        lost_at = moment(lost) if start is None or moment(lost) > start else start + timedelta(minutes=1)
+        found.append(Window(card, worker, start, lost_at))
+        later = lost_at + timedelta(minutes=draw(st.integers(1, 3 * 24 * 60)))
+        if not spare_used and draw(st.booleans()):
+            spare_used = True
+            found.append(Window(CARDS[3], worker, later, None))  # a replacement card
+        else:
+            other = draw(st.sampled_from([w for w in WORKERS if w != worker]))
+            found.append(Window(card, other, later, None))  # the card passed on to someone else
     return found
+
+
+def shift_punches(site: str, card: str, day: int, start_minute: int, minutes: int, toggle: bool,
+                  delay: int, resent: bool, tapped_before: int) -> list[GatePunch]:
+    """A day's work at the gate: an IN, and an OUT ``minutes`` later (toggle gates for both, if so); with
+    ``tapped_before``, an IN that many minutes before that had no OUT (the kind of repeated IN that makes
+    a day depend on punches long before it)."""
+    gates = GATES[site]
+    at = BASE + timedelta(days=day, minutes=start_minute)
+    punches = [GatePunch(site, gates[0], card, at - timedelta(minutes=tapped_before), "in", True, delay, False)] \
+        if tapped_before else []
+    return punches + [
+        GatePunch(site, gates[0], card, at, "toggle" if toggle else "in", True, delay, resent),
+        GatePunch(site, gates[-1], card, at + timedelta(minutes=minutes), "toggle" if toggle else "out", True, delay,
+                  False)]
 
 
 @st.composite
@@ -114,7 +138,7 @@ def histories(draw, *, max_punches: int = 40) -> History:
     assignments = []
     for worker in WORKERS:
         for site in SITES:
-            kind = draw(st.sampled_from(["always", "none", "from", "until", "between"]))
+            kind = draw(st.sampled_from(["always", "always", "none", "from", "until", "between"]))
             a, b = sorted(draw(st.lists(MINUTES, min_size=2, max_size=2, unique=True)))
             start = {"always": None, "from": moment(a), "until": None, "between": moment(a)}.get(kind)
             end = {"until": moment(b), "between": moment(b)}.get(kind)
@@ -126,16 +150,23 @@ def histories(draw, *, max_punches: int = 40) -> History:
         for offset in sorted(set(draw(st.lists(st.integers(-3, DAYS), min_size=0, max_size=2)))):
             terms.append((worker, basis, draw(st.integers(1, 100_000)), (BASE + timedelta(days=offset)).date()))
     cards = st.sampled_from((*CARDS, UNKNOWN_CARD, RANDOM_UID))
-    gate_punch = st.builds(
-        GatePunch,
-        site=st.just("S1"), gate=st.just(""), card=cards, at=MINUTES.map(moment),
-        direction=st.sampled_from(["in", "out", "toggle"]), synced=st.booleans(),
-        delay_minutes=st.sampled_from([0, 0, 0, 1, 90, 60 * 30]), resent=st.booleans())
-    punches = []
-    for punch in draw(st.lists(gate_punch, max_size=max_punches)):
+    # Days of work (an IN and an OUT: day shifts, night shifts across midnight, some too long), then
+    # punches anywhere: forgotten OUTs, repeated taps, strangers' cards.
+    punches: list[GatePunch] = []
+    for _ in range(draw(st.integers(1, max_punches // 2))):
         site = draw(st.sampled_from(sorted(SITES)))
-        punches.append(GatePunch(site, draw(st.sampled_from(GATES[site])), punch.card, punch.at, punch.direction,
-                                 punch.synced, punch.delay_minutes, punch.resent))
+        punches += shift_punches(site, draw(st.sampled_from(CARDS)), draw(st.integers(0, DAYS - 1)),
+                                 draw(st.integers(5 * 60, 23 * 60)), draw(st.integers(1, 15 * 60)),
+                                 draw(st.integers(0, 4)) == 0, draw(st.sampled_from([0, 0, 0, 1, 90, 60 * 30])),
+                                 draw(st.booleans()), draw(st.sampled_from([0, 0, 0, 60, 8 * 60, 13 * 60])))
+    for _ in range(draw(st.integers(0, max_punches // 4))):
+        site = draw(st.sampled_from(sorted(SITES)))
+        punches.append(GatePunch(site, draw(st.sampled_from(GATES[site])), draw(cards), moment(draw(MINUTES)),
+                                 draw(st.sampled_from(["in", "out", "toggle"])), draw(st.booleans()),
+                                 draw(st.sampled_from([0, 0, 1, 90, 60 * 30])), draw(st.booleans())))
+    # A gate signs in the order of its own clock, mostly; sometimes its clock jumped back.
+    if not draw(st.integers(0, 3)) == 0:
+        punches.sort(key=lambda p: p.at)
     manual = []
     for _ in range(draw(st.integers(0, 8))):
         # Anywhere: at a gate punch's very instant, or any minute.
@@ -145,9 +176,12 @@ def histories(draw, *, max_punches: int = 40) -> History:
             at = moment(draw(MINUTES))
         manual.append(ManualPunch(draw(st.sampled_from(sorted(SITES))), draw(st.sampled_from(WORKERS)), at,
                                   draw(st.sampled_from(["in", "out"]))))
-    void_gate = draw(st.lists(st.integers(0, max(len(punches) - 1, 0)), unique=True)) if punches else []
+    void_gate = draw(st.lists(st.integers(0, max(len(punches) - 1, 0)), unique=True, max_size=6)) if punches else []
     void_manual = draw(st.lists(st.integers(0, max(len(manual) - 1, 0)), unique=True)) if manual else []
-    arrival = draw(st.permutations(range(len(punches))))
+    # Mostly in the order made; sometimes late, out of order, all at once.
+    arrival = list(range(len(punches)))
+    if draw(st.booleans()):
+        arrival = draw(st.permutations(arrival))
     return History(held, assignments, terms, punches, manual, void_gate, void_manual, draw(st.booleans()),
                    list(arrival))
 
@@ -161,6 +195,14 @@ class Bank:
         self.folder = Path(tempfile.mkdtemp(prefix="read-history-"))
         self.setup = setup(self.folder, location)
         self.store = Store(self.setup.location)
+        self.lookbacks = 0  # reads that went back further than one shift to find where pairing restarts
+        earliest = self.store.first_punch_time
+
+        def counted(site, *since):
+            self.lookbacks += not since
+            return earliest(site, *since)
+
+        self.store.first_punch_time = counted
         self.gates: dict[str, PunchFactory] = {}
         self.refs: dict[int, str] = {}  # index of a gate punch -> its ref, once stored
         self.manual_ids: list[int] = []

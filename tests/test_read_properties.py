@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,8 +59,8 @@ PERIODS = ("2026-10", "2026-11")
 NOWS = st.sampled_from([BASE + timedelta(days=3, hours=5), BASE + timedelta(days=DAYS, hours=2),
                         BASE + timedelta(days=60)])
 #: Per-example cost is a real database and a few hundred reads: the budget keeps the suite's time.
-SQLITE = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-POSTGRESQL = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SQLITE = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+POSTGRESQL = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class Database:
@@ -238,6 +238,10 @@ def check_site_reads(bank: Bank, now: datetime) -> None:
         assert status == 200, (path, body[:300])
 
 
+def bucket(count: int) -> str:
+    return "0" if count == 0 else "1-9" if count < 10 else "10-29" if count < 30 else "30+"
+
+
 def every_read(bank: Bank, history: History, now: datetime, data) -> dict[str, list[dict]]:
     records = whole(bank.store, now)
     check_days(records, bank, history)
@@ -245,7 +249,23 @@ def every_read(bank: Bank, history: History, now: datetime, data) -> dict[str, l
     check_worker_reads(bank.store, records, now)
     check_wages(bank.store, records, now)
     check_site_reads(bank, now)
+    covered(bank, history, records)
     return records
+
+
+def covered(bank: Bank, history: History, records: dict[str, list[dict]]) -> None:
+    """What the history covered (``--hypothesis-show-statistics``): a property that held only over empty
+    histories, or never made a read look back for a restart point, would prove little."""
+    if currently_in_test_context():
+        rows = [r for site_rows in records.values() for r in site_rows]
+        event(f"days: {bucket(len(rows))}")
+        event(f"counted punches: {bucket(len(bank.counted_refs(history)))}")
+        for status in sorted({r["status"] for r in rows}):
+            event(f"a day {status}")
+        if bank.lookbacks:
+            event("a read went back further than a shift")
+        if any(s["in_ref"] and s["in_ref"].startswith("manual#") for r in rows for s in r["shifts"]):
+            event("a manual IN opens a shift")
 
 
 def check_locality(bank: Bank, records: dict[str, list[dict]], now: datetime, data) -> None:
@@ -288,7 +308,7 @@ def test_every_read_path_keeps_the_invariants_on_postgresql(history, now, data):
     run_history("postgresql", history, now, data)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(max_punches=30), now=NOWS, order=st.randoms(use_true_random=False))
 def test_the_order_punches_reach_the_bank_does_not_change_the_days(history, now, order):
     """The same punches, delivered in another order (late, out of order, resent), give the same days."""
