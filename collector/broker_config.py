@@ -23,7 +23,8 @@ from pathlib import Path
 from gate_agent.files import replace_atomically
 from gate_agent.protocol import PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT, GateTopics, valid_id
 
-from .pki import COLLECTOR_NAME, RESERVED_NAMES, PkiError, common_name, is_reserved_name, load_certificate
+from .names import COLLECTOR_NAME, RESERVED_NAMES, is_reserved_name
+from .pki import PkiError, common_name, load_certificate
 
 BROKER_FILES = ("ca.crt", "server.crt", "server.key")
 #: Certificates a PKI directory may hold besides gates' (`collector ca init`): their names are taken.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gate_agent.protocol import key_id, parse_public_key, utc_now_text, valid_id
 
-from ..pki import is_reserved_name
+from ..names import is_reserved_name
 from .connection import Connection
 from .errors import StoreError
 
@@ -89,7 +89,7 @@ class RegistryQueries:
 
         The broker knows a gate by its certificate, which is named after the gate id alone, so an id is
         unique across sites and never the name of another certificate of the bank's PKI or of a collector
-        session (pki.is_reserved_name and ``reserved``, e.g. the broker server's name)."""
+        session (names.is_reserved_name and ``reserved``, e.g. the broker server's name)."""
         if not valid_id(site) or not valid_id(gate):
             raise StoreError(f"{site!r}/{gate!r} is not a site/gate id (letters, digits, '_', '.', '-'; 1-64)")
         if is_reserved_name(gate) or gate in set(reserved):
