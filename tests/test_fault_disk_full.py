@@ -96,8 +96,14 @@ def test_a_full_disk_stops_acks_keeps_punches_at_the_gate_and_recovers(tmp_path,
         # A tap during the outage is recorded at the gate as always.
         gate.tap("04A1B2C3D4E5F6")
 
-        held = stored_seqs(collector)
-        status = outbox_status(gate)
+        def acked_what_is_held():
+            # The ack of the last burst stored before the disk filled may still be on its way: wait for it
+            # (the gate's acked seq reaching what the bank holds) before taking the picture.
+            held, status = stored_seqs(collector), outbox_status(gate)
+            prefix = next((n for n, seq in enumerate(held) if seq != n + 1), len(held))
+            return (held, status) if status["acked_seq"] == prefix else None
+
+        held, status = wait_for(acked_what_is_held, timeout=30, message="the gate's ack of what the bank holds")
         time.sleep(4)  # the collector keeps retrying; nothing may move meanwhile
         assert stored_seqs(collector) == held
         assert outbox_status(gate) == status
