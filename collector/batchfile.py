@@ -130,15 +130,18 @@ def render_pain001(batch: Batch, *, timezone: str) -> bytes:
 @functools.cache
 def schema(name: str):
     """The XSD, parsed once per process (it takes a moment)."""
-    import xmlschema
+    from gate_agent.extras import require
 
+    xmlschema = require("xmlschema", "bank")  # a missing extra is not cached: functools.cache keeps results only
     return xmlschema.XMLSchema(str(SCHEMAS / name))
 
 
 def validation_problem(data: bytes, schema_name: str) -> str | None:
     """Why ``data`` is not a valid instance of the schema (its first error, one line), or None. Entities
     and DTDs are refused outright (the bytes may come from outside)."""
-    import xmlschema
+    from gate_agent.extras import require
+
+    xmlschema = require("xmlschema", "bank")
 
     try:
         resource = xmlschema.XMLResource(io.BytesIO(data), defuse="always")

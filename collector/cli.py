@@ -639,7 +639,12 @@ def conflicts(ctx: Context, as_json: bool):
               help="Where the demo keeps its broker, keys, configs and databases (recreated).")
 def demo(directory: str) -> None:
     """Run everything locally: a Mosquitto, the collector, a gate on a virtual card, a few taps."""
+    from gate_agent.extras import require
+
     from .demo import run_demo
+
+    # The demo's gates read virtual cards through nfcpy: it needs the gate extra as well as the collector.
+    require("nfc", "gate")
 
     sys.exit(run_demo(directory))
 

@@ -21,7 +21,11 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     A separate process from `collector run`: it opens the database read-only, so a slow page never
     stalls ingest. Access needs a bearer token from [web.tokens] in the configuration.
     """
-    import uvicorn
+    from gate_agent.extras import require
+
+    # The bank extra's: a gate's install has neither, and says so in one line rather than a traceback.
+    require("starlette", "bank")
+    uvicorn = require("uvicorn", "bank")
 
     from .store import display
     from .web import WebApp

@@ -159,7 +159,13 @@ def _csv_rows(text: str):
 def _xlsx_rows(data: bytes):
     """(row number, cell values) of the first worksheet; the workbook's other worksheets are named in a
     first item (0, names) so that they are listed, not silently skipped."""
-    from openpyxl import load_workbook  # only for a workbook: the collector starts without it
+    from gate_agent.extras import require
+
+    # Only for a workbook: the collector starts without openpyxl, and a CSV sheet reads without it.
+    # defusedxml too: openpyxl refuses the XML entity tricks a hostile workbook can hold only when it is
+    # installed, so a workbook is not opened without it.
+    require("defusedxml", "bank")
+    load_workbook = require("openpyxl", "bank").load_workbook
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -259,7 +265,7 @@ def _read_rows(sheet: Sheet, rows, where: str, period_days: int) -> list[Problem
 def _column_name(index: int, where: str) -> str:
     """Column 0 -> 'column A' in a workbook, 'column 1' in a CSV."""
     if where == "row":
-        from openpyxl.utils import get_column_letter
+        from openpyxl.utils import get_column_letter  # there: a row of a workbook was read with it
 
         return f"column {get_column_letter(index + 1)}"
     return f"column {index + 1}"

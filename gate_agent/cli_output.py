@@ -65,7 +65,11 @@ class ToolGroup(EscapingGroup):
     def failure(self, ctx: click.Context, error: Exception) -> click.ClickException:
         """What ``error``, which ended a command, becomes: its message when a person can act on it, else
         a bug's report (its traceback goes to the log first: the one line cannot hold it)."""
-        if isinstance(error, self.user_errors()):
+        from .extras import MissingExtra
+
+        # A missing install extra is the same for both tools, so it is decided here rather than in each
+        # tool's user_errors.
+        if isinstance(error, (MissingExtra, *self.user_errors())):
             return click.ClickException(str(error))
         command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
         logging.getLogger(ctx.find_root().info_name or self.name or "cli").critical(

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .extras import require
 from .feedback import Signal
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,9 @@ class NfcReader(CardReader):
     def __init__(self, path: str, technologies: tuple[str, ...] = DEFAULT_TECHNOLOGIES, *,
                  poll_interval: float = 0.1, reopen_delays: tuple[float, float] = (1.0, 30.0),
                  card_key: bytes | None = None, read_sun: bool = True):
+        # Here, not at the loop's first `import nfc`: `gate-agent run` on an install without the gate
+        # extra stops before it starts, with the extra to install, rather than in the reader's loop.
+        require("nfc", "gate")
         self.path = path
         self.card_key = card_key  # the bank card key: ISO-DEP cards are read as bank cards only with it
         self.read_sun = read_sun
@@ -366,8 +370,7 @@ def list_readers(probe_tty: tuple[str, ...] = ("AMA0", "S0", "USB0")) -> list[di
         path = f"tty:{port}:pn532"
         entry = {"path": path, "name": "PN532 (serial)", "node": node, "usable": False, "hint": ""}
         try:
-            import nfc
-
+            nfc = require("nfc", "gate")
             clf = nfc.ContactlessFrontend()
             if clf.open(path):
                 entry.update(name=str(clf.device), usable=True)

@@ -21,6 +21,7 @@ from functools import reduce
 from operator import xor
 
 from .errors import GateError
+from .extras import require
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,7 @@ class VirtualCard:
     BRTY = "106A"
 
     def __init__(self, device: str, *, settle: float = 0.5):
+        require("nfc", "gate")  # a bank's install has no nfcpy: one line saying so, not a traceback
         import nfc.clf.udp  # the only nfcpy import here: the card speaks the driver's own framing
 
         host, port = parse_udp_device(device)

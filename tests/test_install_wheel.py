@@ -2,10 +2,11 @@
 virtualenv, runs from anywhere but the tree.
 
 The steps are docs/install.md's: `python3 -m venv`; that virtualenv's pip builds the wheels of the project
-and of everything it needs (`pip wheel`), installs the project from them alone (`--no-index`: the plain
-install, a bank keeping its records in SQLite), and later the extras (`[postgresql]` for a bank on
-PostgreSQL, `[gpio]` for a gate's LEDs and buzzer). Everything then runs from a directory outside the
-tree, without PYTHONPATH, so only what the wheel holds is imported: a wheel that once lacked
+and of everything it needs (`pip wheel`), installs the project from them alone (`--no-index`: `[bank]`, a
+bank keeping its records in SQLite), and later the extras (`[postgresql]` for a bank on PostgreSQL,
+`[gpio]` for a gate's LEDs and buzzer). A second virtualenv gets `[gate]` alone from the same wheels, as a
+Raspberry Pi does: neither side carries the other's libraries. Everything then runs from a directory
+outside the tree, without PYTHONPATH, so only what the wheel holds is imported: a wheel that once lacked
 ``collector.store`` installed cleanly and gave a collector that could not start.
 """
 
@@ -33,8 +34,15 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parent.parent
 PACKAGES = ("gate_agent", "collector")
-#: The bank's PostgreSQL store and a gate's LEDs and buzzer.
+#: The bank's PostgreSQL store and a gate's LEDs and buzzer, installed last on the bank's virtualenv.
 EXTRAS = ("postgresql", "gpio")
+#: Every wheel any of the installs here needs is built once, by one `pip wheel`.
+ALL_EXTRAS = ("gate", "bank", *EXTRAS)
+#: What each side's extra brings (import names): the other side's install must have none of them.
+GATE_MODULES = ("nfc", "serial")
+BANK_MODULES = ("starlette", "uvicorn", "openpyxl", "defusedxml", "xmlschema")
+#: Run by an installed interpreter: which of the modules named are importable there.
+FIND = "import importlib.util, json, sys; print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n)]))"
 #: pip reaches the package index for the dependencies (its cache makes a second run quick).
 PIP_TIMEOUT = 600
 
@@ -100,7 +108,7 @@ def run(args: list, cwd: Path, *, timeout: float = 120, check: bool = True) -> s
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The tree copied out (pip builds inside the directory it is given), its wheel, and a new virtualenv
-    with that wheel and its dependencies installed."""
+    with that wheel, its dependencies and the bank's extra installed, as a bank on SQLite has them."""
     work = tmp_path_factory.mktemp("install")
     files = source_files()
     source = work / "src"
@@ -115,10 +123,10 @@ def installed(tmp_path_factory):
     # docs/install.md's way to a machine without network: the wheels of the project, its dependencies and
     # extras first (the only step that reaches the package index), then an install from them alone.
     wheels = work / "wheels"
-    run([python, "-m", "pip", "wheel", "--wheel-dir", wheels, f"{source}[{','.join(EXTRAS)}]"], work,
+    run([python, "-m", "pip", "wheel", "--wheel-dir", wheels, f"{source}[{','.join(ALL_EXTRAS)}]"], work,
         timeout=PIP_TIMEOUT)
     (wheel,) = wheels.glob("site_gate_attendance-*.whl")
-    run([python, "-m", "pip", "install", "--no-index", "--find-links", wheels, "site-gate-attendance"], work,
+    run([python, "-m", "pip", "install", "--no-index", "--find-links", wheels, "site-gate-attendance[bank]"], work,
         timeout=PIP_TIMEOUT)
     return SimpleNamespace(work=work, files=files, wheels=wheels, wheel=wheel, venv=venv, python=python,
                            bin=venv / "bin")
@@ -190,6 +198,45 @@ def test_a_bank_database_and_an_evidence_file_on_the_install(installed, tmp_path
     evidence.write_text(json.dumps(document))
     refused = collector("verify", str(evidence), "--bank-key", str(bank_key), check=False)
     assert refused.returncode == 1 and "signature does not verify" in refused.stderr
+
+
+def importable(python: Path, modules: tuple[str, ...], cwd: Path) -> list[str]:
+    return json.loads(run([python, "-I", "-c", FIND, *modules], cwd).stdout)
+
+
+def test_the_bank_install_has_no_nfcpy(installed, tmp_path):
+    """`[bank]` alone: the bank's libraries, none of the gate's; the gate's commands that need nfcpy say
+    which extra to install, in one line."""
+    assert importable(installed.python, BANK_MODULES + GATE_MODULES, installed.work) == list(BANK_MODULES)
+    refused = run([installed.bin / "gate-agent", "virtual-card", "--device", "udp:127.0.0.1:9", "04A1B2C3"],
+                  installed.work, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ("Error: nfc is not installed; install the gate extra: "
+                                      "pip install 'site-gate-attendance[gate]'")
+
+
+@pytest.fixture(scope="module")
+def gate_install(installed):
+    """Another virtualenv with `[gate]` alone, from the wheels already built: a Raspberry Pi's install."""
+    venv = installed.work / "gate-venv"
+    run([sys.executable, "-m", "venv", venv], installed.work)
+    python = venv / "bin" / "python"
+    run([python, "-m", "pip", "install", "--no-index", "--find-links", installed.wheels,
+         "site-gate-attendance[gate]"], installed.work, timeout=PIP_TIMEOUT)
+    return SimpleNamespace(python=python, bin=venv / "bin")
+
+
+def test_the_gate_install_has_no_web_server_spreadsheets_or_schemas(installed, gate_install, tmp_path):
+    assert importable(gate_install.python, BANK_MODULES + GATE_MODULES, installed.work) == list(GATE_MODULES)
+    for tool in ("gate-agent", "collector"):
+        result = run([gate_install.bin / tool, "--help"], installed.work)
+        assert result.stdout.startswith(f"Usage: {tool} ") and "Commands:" in result.stdout
+    setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
+    refused = run([gate_install.bin / "collector", "serve", "--config", setup.config_path], installed.work,
+                  check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ("Error: starlette is not installed; install the bank extra: "
+                                      "pip install 'site-gate-attendance[bank]'")
 
 
 def test_the_extras_install_and_load(installed):
