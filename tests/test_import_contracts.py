@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GATE_MODULES_THE_BANK_USES = frozenset({
     "gate_agent.protocol", "gate_agent.errors", "gate_agent.files", "gate_agent.logsetup", "gate_agent.configfile",
     "gate_agent.cli_output", "gate_agent.keys", "gate_agent.mqtt", "gate_agent.systemd", "gate_agent.emv",
-    "gate_agent.ntag424",
+    "gate_agent.ntag424", "gate_agent.extras",
 })
 #: Modules of the collector that import nothing of it: what the store may use.
 LEAVES = frozenset({"collector.errors", "collector.names"})
