@@ -31,6 +31,7 @@ class Attributor:
     """Card windows and the registry's people, read once; look-ups are in memory."""
 
     def __init__(self, windows: list[dict], people: list[dict], *, only: str | None = None):
+        self.windows = windows  # the card windows it attributes by (an evidence file lists them)
         self.cards = CardIndex(windows)
         self._only = only
         self._people = {row["worker"]: Person(row["worker"], row.get("name"), row.get("employer"))

@@ -85,7 +85,6 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
     attributor = Attributor.of(store, worker)
-    windows = [w for w in store.card_windows() if w["worker"] == worker]
     sites, gates, manual, voids, days = {}, [], [], [], []
     for site_row in store.sites():
         site = site_row["site"]
@@ -137,7 +136,7 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
         "format": FORMAT, "version": VERSION, "generated_at": format_time(now),
         "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
         "period": {"from": first.isoformat(), "to": last.isoformat()},
-        "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in windows],
+        "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in attributor.windows],
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
     }
 
