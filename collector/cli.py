@@ -429,25 +429,28 @@ def worker_unassign(ctx: Context, worker_id: str, site: str, at: str | None, by:
 
 
 @worker.command("import")
-@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("csv_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @by_option
 @json_option
 @with_config
-def worker_import(ctx: Context, csv_file: str, dry_run: bool, by: str, as_json: bool):
-    """Import a worker file (CSV, UTF-8 or GBK, English or Chinese headers) as an upsert: new workers are
-    added, changed ones changed, and the report says which; any bad row refuses the whole file."""
+def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool, by: str, as_json: bool):
+    """Import a worker file (CSV in UTF-8 or GBK/GB18030, or XLSX; English or Chinese headers) as an
+    upsert: new workers are added, changed ones changed, and the report says which; any bad row refuses
+    the whole file."""
     from gate_agent.protocol import utc_now_text
 
     from .registry import MAX_PROBLEMS_SHOWN, apply_import, plan_import, read_worker_file
+    from .tabular import in_order
 
-    parsed = read_worker_file(csv_file)
+    parsed = read_worker_file(csv_file, sheet=sheet)
     with ctx.store(readonly=dry_run) as store:
         plan = plan_import(parsed.rows, store)
-        problems = sorted(parsed.problems + plan.problems, key=lambda p: p.line)
+        problems = in_order(parsed.problems + plan.problems)
         if problems:
             for problem in problems[:MAX_PROBLEMS_SHOWN]:
-                say(f"{csv_file}: {problem}", err=True)
+                say(str(problem), err=True)
             if len(problems) > MAX_PROBLEMS_SHOWN:
                 say(f"{csv_file}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more", err=True)
             raise click.ClickException(f"{csv_file}: {len(problems)} bad row(s); nothing imported")
@@ -455,6 +458,7 @@ def worker_import(ctx: Context, csv_file: str, dry_run: bool, by: str, as_json: 
             with progressbar(length=len(plan.new) + len(plan.changed), label="importing workers") as bar:
                 apply_import(plan, store, by=by, now=utc_now_text(), progress=bar.update)
     report = {**plan.report(), "encoding": parsed.encoding, "ignored_columns": parsed.ignored_columns,
+              "notes": parsed.notes,
               "dry_run": dry_run}
     if as_json:
         click.echo(json_text(report))
@@ -471,6 +475,8 @@ def worker_import(ctx: Context, csv_file: str, dry_run: bool, by: str, as_json: 
         say(f"  {entry['worker']}: card {', '.join(entry['replaces'])} replaced by {entry['card']}")
     if parsed.ignored_columns:
         say(f"  columns not read: {', '.join(parsed.ignored_columns)}")
+    for note in parsed.notes:
+        say(f"  {note}")
 
 
 def _shown(column: str, value):

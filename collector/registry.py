@@ -1,14 +1,13 @@
 """Registry input: the worker file bank ops import, ids, and the times people type.
 
-A worker file is CSV in UTF-8 (with or without a BOM) or GBK/GB18030 (what Excel on Chinese Windows
-writes), with English or Chinese headers. Importing is an explicit upsert: each row says what a worker
+A worker file is a table as collector/tabular.py reads it: CSV in UTF-8 (with or without a BOM) or
+GB18030/GBK (what Excel on Chinese Windows writes), or an XLSX workbook, with English or Chinese headers
+and any title rows above them. Importing is an explicit upsert: each row says what a worker
 is now; the plan lists what is new, what changes and what stays, and applies all of it or nothing.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -18,8 +17,9 @@ from gate_agent.protocol import format_time, normalise_uid, valid_id
 
 from .errors import InputError
 from .money import MoneyError, parse_yuan
+from .tabular import Problem, read_table
 
-#: Column -> the headers that name it (compared without case, spaces or BOM).
+#: Column -> the headers that name it (compared as collector/tabular.header_key compares them).
 COLUMNS = {
     "worker": ("worker", "工号", "编号", "人员编号"),
     "name": ("name", "姓名"),
@@ -43,13 +43,10 @@ _ACCOUNT = re.compile(r"[0-9]{8,32}")
 MAX_PROBLEMS_SHOWN = 20
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    line: int
-    problem: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.problem}" if self.line else self.problem
+#: What the cells of these columns must be: text a spreadsheet did not round (see tabular.cell_text).
+IDENTIFIERS = ("worker", "card", "id_number", "phone", "bank_account")
+#: A worker file larger than this is several; split it.
+MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -58,85 +55,33 @@ class WorkerFile:
     problems: list[Problem]
     encoding: str = ""
     ignored_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def decode(data: bytes) -> tuple[str, str]:
-    """The text and the encoding it was in: UTF-8 (strictly, BOM or not), else GB18030 (a superset of
-    GBK and GB2312). A file in neither is refused, never read with replacement characters."""
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030"), "gb18030"
-    except UnicodeDecodeError as error:
-        raise InputError(f"neither UTF-8 nor GBK/GB18030 (byte {error.start}): save it as CSV UTF-8") from None
-
-
-def header_map(header: list[str]) -> tuple[dict[int, str], list[str]]:
-    """Column index -> our column name, and the headers we do not know (ignored, but reported)."""
-    aliases = {alias.lower(): column for column, names in COLUMNS.items() for alias in names}
-    known, unknown = {}, []
-    for index, name in enumerate(header):
-        key = re.sub(r"\s+", "", (name or "").replace("\ufeff", "")).lower()
-        if key in aliases and aliases[key] not in known.values():
-            known[index] = aliases[key]
-        elif key:
-            unknown.append(name.strip())
-    return known, unknown
-
-
-def read_worker_file(path: str, *, today: date | None = None) -> WorkerFile:
-    """Every row, checked on its own; every problem with its line number."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(64 * 1024 * 1024 + 1)
-    except OSError as error:
-        return WorkerFile([], [Problem(0, f"cannot read {path}: {error.strerror}")])
-    if len(data) > 64 * 1024 * 1024:
-        return WorkerFile([], [Problem(0, f"{path} is larger than 64 MiB; split it")])
-    try:
-        text, encoding = decode(data)
-    except ValueError as error:
-        return WorkerFile([], [Problem(0, f"{path}: {error}")])
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, [])
-    except csv.Error as error:
-        return WorkerFile([], [Problem(1, f"unreadable: {error}")], encoding)
-    columns, unknown = header_map(header)
-    missing = [c for c in ("worker", "name") if c not in columns.values()]
-    if missing:
-        names = ", ".join(f"{c} ({'/'.join(COLUMNS[c][1:3])})" for c in missing)
-        return WorkerFile([], [Problem(1, f"the header lacks {names}; columns are "
-                                          f"{', '.join(COLUMNS)} in English or Chinese")], encoding, unknown)
-    result = WorkerFile([], [], encoding, unknown)
-    seen_workers: dict[str, int] = {}
-    seen_cards: dict[str, tuple[str, int]] = {}
-    try:
-        for cells in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in cells):
-                continue
-            row = {name: (cells[index].strip() if index < len(cells) else "") for index, name in columns.items()}
-            problem = _check(row, today or date.today())
-            if problem is None and row["worker"] in seen_workers:
-                problem = f"worker {row['worker']} is also on line {seen_workers[row['worker']]}"
-            if problem is None and row.get("card") and row["card"] in seen_cards:
-                problem = f"card {row['card']} is also given to {seen_cards[row['card']][0]} on line " \
-                          f"{seen_cards[row['card']][1]}"
-            if problem:
-                result.problems.append(Problem(line, problem))
-                continue
-            seen_workers[row["worker"]] = line
-            if row.get("card"):
-                seen_cards[row["card"]] = (row["worker"], line)
-            row["line"] = line
-            result.rows.append(row)
-    except csv.Error as error:
-        result.problems.append(Problem(reader.line_num, f"unreadable: {error}"))
-    if not result.rows and not result.problems:
-        result.problems.append(Problem(1, "no rows"))
+def read_worker_file(path: str, *, today: date | None = None, sheet: str | None = None) -> WorkerFile:
+    """Every row, checked on its own; every problem with its line (or worksheet row). TableError for a
+    file that is not a worker file at all."""
+    table = read_table(path, fields=COLUMNS, identify=("worker", "name"), identifiers=IDENTIFIERS,
+                       dates=("rate_from",), sheet=sheet, totals="skip", what="a worker file", max_bytes=MAX_BYTES)
+    result = WorkerFile([], table.problems, table.encoding, table.ignored_columns, table.notes)
+    seen_workers: dict[str, str] = {}
+    seen_cards: dict[str, tuple[str, str]] = {}
+    for read in table:
+        row = dict(read.values)
+        problem = _check(row, today or date.today())
+        if problem is None and row["worker"] in seen_workers:
+            problem = f"worker {row['worker']} is also on {seen_workers[row['worker']]}"
+        if problem is None and row.get("card") and row["card"] in seen_cards:
+            problem = f"card {row['card']} is also given to {seen_cards[row['card']][0]} on " \
+                      f"{seen_cards[row['card']][1]}"
+        if problem:
+            result.problems.append(read.problem(problem))
+            continue
+        seen_workers[row["worker"]] = read.position
+        if row.get("card"):
+            seen_cards[row["card"]] = (row["worker"], read.position)
+        row["where"] = read.where
+        result.rows.append(row)
     return result
 
 
@@ -229,13 +174,13 @@ def plan_import(rows: list[dict], store) -> ImportPlan:
     for row in store.wage_terms():
         terms.setdefault(row["worker"], []).append(row)
     for row in rows:
-        worker, line = row["worker"], row["line"]
+        worker, where = row["worker"], row["where"]
         if row.get("site") and row["site"] not in sites:
-            plan.problems.append(Problem(line, f"site {row['site']} does not exist (collector site add)"))
+            plan.problems.append(Problem(where, f"site {row['site']} does not exist (collector site add)"))
             continue
         card = row.get("card")
         if card and holders.get(card, worker) != worker:
-            plan.problems.append(Problem(line, f"card {card} is held by worker {holders[card]} (revoke it first)"))
+            plan.problems.append(Problem(where, f"card {card} is held by worker {holders[card]} (revoke it first)"))
             continue
         current = workers.get(worker)
         if current is None:

@@ -1,0 +1,502 @@
+"""One way to read a table from outside: the worker file, an employer's wage sheet, a bank's return.
+
+Site offices send what Excel or WPS on Chinese Windows saves: CSV in UTF-8 (with or without a BOM) or
+in GB18030 (which contains GBK and GB2312), or an XLSX workbook, read through openpyxl (read-only, the
+values a spreadsheet last computed, never its formulas; defusedxml refuses the XML entity tricks).
+Above the header there may be title rows: the header is the first row, among the first few that are
+not blank, naming the columns the caller identifies it by, each through any of its spellings
+(``fields``: Chinese or English, compared after ``header_key``). A workbook with several worksheets is
+read in the one the caller names, or in the only one with such a header; several are a clear error.
+
+Rows come with where they are: the line a CSV row starts on, the worksheet and row of a workbook's row.
+Blank rows are skipped and shift nothing. A total row (合计, 总计, total) is skipped, kept marked, or a
+problem, as the caller says. Cells come as text: a number cell through its shortest decimal text, and an
+identifier (an account, an ID number) that a spreadsheet turned into a number it may have rounded, or
+into scientific notation, is a problem of its row, not a guess. Problems of rows are collected
+(``Problem(where, message)``); a file that cannot be read as a table at all is one ``TableError``.
+Everything is bounded (the file's size, what a workbook unpacks to, the rows) and nothing a file holds
+raises anything else.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import re
+import unicodedata
+import zipfile
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal
+
+from gate_agent.logsetup import escape_control
+from gate_agent.protocol import quoted
+
+from .errors import InputError
+
+#: A row whose first cell says it is the table's total (compared as headers are, ``合 计：`` included).
+TOTAL_WORDS = ("合计", "总计", "total")
+#: What a workbook may unpack to (a zip of a few kilobytes can unpack to gigabytes).
+MAX_UNPACKED_BYTES = 100 * 1024 * 1024
+#: The rows of a worksheet Excel can hold: a workbook's row numbers are bounded so even when the caller
+#: sets no bound (a row numbered 10**9 would otherwise make as many blank rows to walk past).
+MAX_SHEET_ROWS = 1_048_576
+#: The header is among this many rows that are not blank.
+HEADER_WITHIN = 10
+#: A spreadsheet keeps 15 significant digits of a number exactly; an identifier longer than that is text.
+EXACT_DIGITS = 15
+#: What a header or a title shown in a message or a note is cut to.
+SHOWN = 100
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_OLE = b"\xd0\xcf\x11\xe0"  # the old binary Excel (.xls) and other OLE files
+_ZIP = b"PK\x03\x04"
+#: How a spreadsheet writes a long number it rounded: 6.22202E+18 (a sign always, so a card UID such as
+#: 1E456789 is not one).
+_SCIENTIFIC = re.compile(r"[+-]?[0-9](\.[0-9]+)?[eE][+-][0-9]+")
+_UNIT = re.compile(r"\s*\([^()]*\)$")
+
+Totals = Literal["skip", "keep", "problem"]
+
+
+class TableError(InputError):
+    """A file that cannot be read as a table at all (its encoding, its format, its size, its header);
+    the message names the file and says why in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong at one place of a file: ``where`` names the file and the line (CSV) or the
+    worksheet and row (XLSX): ``workers.csv: line 7``, ``wages.xlsx: 十月 row 12``."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A row that is not blank, under the header. ``values`` has a text for every field the header
+    names ('' for an empty cell); ``cells`` are the cells as read (text in a CSV, typed in a workbook)."""
+
+    where: str  # the file and the position
+    position: str  # "line 7", "十月 row 12"
+    number: int  # the line the row starts on (CSV), its row (XLSX)
+    values: dict[str, str]
+    cells: tuple
+    total: bool = False
+
+    def problem(self, message: str) -> Problem:
+        return Problem(self.where, message)
+
+
+@dataclass(eq=False)
+class Table:
+    """A table whose header was found; iterate it (once) for its rows. ``problems`` fills as the rows
+    are read, and a caller adds its own to it, so that they stay in the order of the rows."""
+
+    name: str
+    format: str  # csv / xlsx
+    encoding: str  # utf-8, utf-8 with BOM, gb18030; xlsx
+    sha256: str
+    sheet: str | None  # the worksheet read (XLSX)
+    header: str  # the header's position
+    columns: dict[str, int]  # field -> column index
+    ignored_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    _rows: Iterator[Row] | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[Row]:
+        rows, self._rows = self._rows, None
+        if rows is None:
+            raise RuntimeError("a table's rows are read once")
+        return rows
+
+
+def header_key(text: object) -> str:
+    """How a header is compared: ``' 应发工资（元）'`` -> ``'应发工资'``, ``'Bank_Account'`` and
+    ``'ＢＡＮＫ ＡＣＣＯＵＮＴ'`` -> ``'bankaccount'``: full-width forms as their ASCII (NFKC), without a BOM
+    or other invisible format characters, case, spaces, '_' and '-', or a unit in brackets at the end."""
+    key = unicodedata.normalize("NFKC", "" if text is None else str(text))
+    key = "".join(c for c in key if unicodedata.category(c) != "Cf").strip().casefold()
+    return re.sub(r"[\s_\-]+", "", _UNIT.sub("", key))
+
+
+def in_order(problems: Sequence[Problem]) -> list[Problem]:
+    """Problems in the order of their places: ``line 9`` before ``line 10`` (numbers compared as numbers)."""
+
+    def key(problem: Problem) -> list:
+        return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+                for part in re.split(r"([0-9]+)", problem.where)]
+
+    return sorted(problems, key=key)
+
+
+def cell_text(value: object, *, identifier: bool = False, as_date: bool = False) -> str:
+    """A cell as text, stripped. A workbook's number is taken through its shortest decimal text (the
+    one the spreadsheet wrote: ``350.1``, never the binary ``350.09999...``). An ``identifier`` stored as
+    a number is refused once it has more digits than a spreadsheet keeps exactly, and so is one in
+    scientific notation (a CSV saved from such a cell); a date cell is its ISO date where ``as_date``
+    allows one. InputError says why a cell is refused."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        text = value.strip()
+        if identifier and _SCIENTIFIC.fullmatch(text):
+            raise InputError(f"{quoted(text)} is a number in scientific notation, whose digits the spreadsheet "
+                             "has changed: type the column as text")
+        return text
+    if isinstance(value, bool):
+        raise InputError(f"{str(value).upper()} is a true/false cell")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"{value} is not a number")
+        if identifier:
+            if value.is_integer() and abs(value) < 10 ** EXACT_DIGITS:
+                return str(int(value))
+            raise InputError(f"a number cell ({value!r}) whose digits the spreadsheet may have changed: "
+                             "type the column as text")
+        return repr(value)
+    if as_date and isinstance(value, datetime) and value.time() == time(0):
+        return value.date().isoformat()
+    if as_date and isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, datetime | date | time | timedelta):
+        raise InputError(f"a date or time cell ({value})")
+    raise InputError(f"a {type(value).__name__} cell")
+
+
+def decode(data: bytes, name: str) -> tuple[str, str]:
+    """The text of a CSV and the encoding it was read with: UTF-8 strictly (a BOM is allowed), else
+    GB18030 (a superset of GBK and GB2312); never read with replacement characters."""
+    if b"\x00" in data:
+        raise TableError(f"{name}: it holds NUL bytes: not a CSV text file (UTF-16? save it as CSV UTF-8)")
+    if data.startswith(_UTF8_BOM):
+        try:
+            return data[3:].decode("utf-8"), "utf-8 with BOM"
+        except UnicodeDecodeError as error:
+            raise TableError(f"{name}: it starts with a UTF-8 BOM but is not UTF-8 (byte {error.start + 3})") \
+                from None
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030"), "gb18030"
+    except UnicodeDecodeError as error:
+        raise TableError(f"{name}: neither UTF-8 nor GBK/GB18030 text (byte {error.start}): "
+                         "save it as CSV UTF-8") from None
+
+
+def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]], identify: Sequence[str],
+               name: str | None = None, require: Sequence[str] = (), identifiers: Collection[str] = (),
+               dates: Collection[str] = (), sheet: str | None = None, totals: Totals = "skip",
+               what: str = "a table", max_bytes: int, max_unpacked: int = MAX_UNPACKED_BYTES,
+               max_rows: int | None = None, header_within: int = HEADER_WITHIN) -> Table:
+    """Open a table (a path, or the bytes of one named ``name``) and find its header: the first row
+    naming every field of ``identify``; the header must also name every field of ``require``.
+    ``fields`` maps each field to the headers that mean it (its own name is one). ``identifiers`` are
+    the fields whose numbers a spreadsheet must not have rounded, ``dates`` those a date cell may fill.
+    ``max_rows`` bounds the rows, blank ones included. TableError for a file that is not such a table;
+    ``what`` names the kind of table in its messages (``a wage sheet``)."""
+    if name is None:
+        name = "<bytes>" if isinstance(source, bytes) else str(source)
+    spec = _Spec(name, fields, _aliases(fields), tuple(identify), tuple(require), frozenset(identifiers),
+                 frozenset(dates), totals, what, header_within)
+    data = _load(source, name, max_bytes, what)
+    digest = hashlib.sha256(data).hexdigest()
+    if data.startswith(_OLE):
+        raise TableError(f"{name}: an old binary Excel file (.xls): save it as .xlsx or CSV")
+    if data.startswith(_ZIP):
+        return _workbook_table(data, digest, spec, sheet, max_unpacked, min(max_rows or MAX_SHEET_ROWS,
+                                                                            MAX_SHEET_ROWS))
+    if sheet is not None:
+        raise TableError(f"{name}: a CSV file, not a workbook: it has no worksheet {quoted(sheet)}")
+    text, encoding = decode(data, name)
+    stream = _Stream(_csv_rows(text, name), spec, lambda number: f"line {number}", max_rows)
+    header = _find_header(stream, spec)
+    if header is None:
+        raise _no_header(spec, [stream])
+    return _table(spec, "csv", encoding, digest, None, header, stream)
+
+
+# ============================================================================== the parts
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    fields: Mapping[str, Sequence[str]]
+    aliases: dict[str, str]
+    identify: tuple[str, ...]
+    require: tuple[str, ...]
+    identifiers: frozenset[str]
+    dates: frozenset[str]
+    totals: str
+    what: str
+    header_within: int
+
+
+@dataclass(frozen=True)
+class _Header:
+    position: str
+    columns: dict[str, int]
+    cells: list
+    skipped: int  # rows above it that are not blank
+
+
+def _aliases(fields: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    aliases: dict[str, str] = {}
+    for name, spellings in fields.items():
+        for spelling in (name, *spellings):
+            key = header_key(spelling)
+            if aliases.setdefault(key, name) != name:
+                raise ValueError(f"the header {spelling!r} means both {aliases[key]} and {name}")
+    return aliases
+
+
+def _load(source: str | Path | bytes, name: str, max_bytes: int, what: str) -> bytes:
+    if isinstance(source, bytes):
+        data = source
+    else:
+        try:
+            with open(source, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+        except OSError as error:
+            raise TableError(f"{name}: cannot read it: {error.strerror or error}") from None
+    if len(data) > max_bytes:
+        raise TableError(f"{name}: larger than {what} can be ({max_bytes} bytes at most): split it")
+    return data
+
+
+class _Stream:
+    """(number, cells) of a CSV or of a worksheet, without the blank rows; every row, blank or not,
+    counted against the bound. ``best`` remembers the row naming most fields, for a missing header."""
+
+    def __init__(self, rows: Iterator[tuple[int, list]], spec: _Spec, position, max_rows: int | None):
+        self.rows, self.spec, self.position, self.max_rows = rows, spec, position, max_rows
+        self.count = 0
+        self.best: list[str] | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, list]]:
+        for number, cells in self.rows:
+            self.count += 1
+            if self.max_rows is not None and self.count > self.max_rows:
+                raise TableError(f"{self.spec.name}: more than {self.max_rows} rows: too many for {self.spec.what}")
+            if not _blank(cells):
+                yield number, cells
+
+
+def _blank(cells: Sequence) -> bool:
+    return all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in cells)
+
+
+def _csv_rows(text: str, name: str) -> Iterator[tuple[int, list]]:
+    """(the line the row starts on, cells) for each row; a quoted cell may hold line breaks."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    try:
+        for cells in reader:
+            yield start, cells
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise TableError(f"{name}: line {start}: not CSV ({error})") from None
+
+
+def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
+    """The header, the stream left just after it; None when none of the first rows that are not blank
+    names the fields that identify it."""
+    skipped = 0
+    for number, cells in stream:
+        found: dict[str, int] = {}
+        for index, cell in enumerate(cells):
+            name = spec.aliases.get(header_key(cell)) if cell is not None else None
+            if name is None:
+                continue
+            if name in found:
+                raise TableError(f"{spec.name}: {stream.position(number)}: two columns mean {name} "
+                                 f"({quoted(str(cells[found[name]]).strip())} and {quoted(str(cell).strip())})")
+            found[name] = index
+        if all(name in found for name in spec.identify):
+            missing = [name for name in spec.require if name not in found]
+            if missing:
+                raise TableError(f"{spec.name}: {stream.position(number)}: the header lacks "
+                                 + ", ".join(_expected(spec, name) for name in missing))
+            return _Header(stream.position(number), found, list(cells), skipped)
+        if stream.best is None or len(found) > len(stream.best):
+            stream.best = list(found)
+        skipped += 1
+        if skipped >= spec.header_within:
+            break
+    return None
+
+
+def _expected(spec: _Spec, name: str) -> str:
+    chinese = [alias for alias in spec.fields[name] if not alias.isascii()][:2]
+    return f"{name} ({'/'.join(chinese)})" if chinese else name
+
+
+def _no_header(spec: _Spec, streams: list[_Stream]) -> TableError:
+    """No header in the first rows (of any worksheet): what the likeliest header row lacks."""
+    candidates = [stream.best for stream in streams if stream.best is not None]
+    if not candidates:
+        return TableError(f"{spec.name}: it is empty: no header row, no rows")
+    best = max(candidates, key=len)
+    missing = [name for name in spec.identify if name not in best]
+    place = "" if len(streams) == 1 else f" of any of its {len(streams)} worksheets"
+    return TableError(f"{spec.name}: no header row in the first {spec.header_within} rows{place}: the header "
+                      "lacks " + ", ".join(_expected(spec, name) for name in missing)
+                      + f"; the columns are {', '.join(spec.fields)}, in English or Chinese")
+
+
+def _table(spec: _Spec, format: str, encoding: str, digest: str, sheet: str | None, header: _Header,
+           stream: _Stream, notes: Sequence[str] = (), finish=None) -> Table:
+    table = Table(spec.name, format, encoding, digest, sheet, header.position, header.columns, notes=list(notes))
+    named = {index for index, cell in enumerate(header.cells) if not _blank((cell,))}
+    table.ignored_columns.extend(str(header.cells[index]).strip()[:SHOWN] for index in sorted(named)
+                                 if index not in header.columns.values())
+    if header.skipped:
+        table.notes.append(f"skipped {header.skipped} row(s) above the header ({header.position})")
+    table._rows = _data_rows(table, stream, spec, named, finish)
+    return table
+
+
+def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], finish) -> Iterator[Row]:
+    unnamed_used: set[int] = set()
+    count = 0
+    try:
+        for number, cells in stream:
+            cells = tuple(cells)
+            position = stream.position(number)
+            where = f"{table.name}: {position}"
+            unnamed_used |= {i for i, cell in enumerate(cells) if i not in named and not _blank((cell,))}
+            first = next(cell for cell in cells if not _blank((cell,)))
+            total = isinstance(first, str) and header_key(first).rstrip(":") in TOTAL_WORDS
+            if total and spec.totals == "skip":
+                table.notes.append(f"skipped a total row ({position})")
+                continue
+            if total and spec.totals == "problem":
+                table.problems.append(Problem(where, "a total row: leave it out of the file"))
+                continue
+            values: dict[str, str] = {}
+            errors: list[str] = []
+            for name, index in table.columns.items():
+                try:
+                    values[name] = cell_text(cells[index] if index < len(cells) else None,
+                                             identifier=name in spec.identifiers, as_date=name in spec.dates)
+                except InputError as error:
+                    errors.append(f"{name}: {error}")
+                    values[name] = ""
+            count += not total
+            if errors and not total:  # a kept total row's cells are the caller's to check
+                table.problems.append(Problem(where, "; ".join(errors)))
+                continue
+            yield Row(where, position, number, values, cells, total)
+        if count == 0:
+            raise TableError(f"{table.name}: no rows under the header ({table.header})")
+        table.ignored_columns.extend(
+            f"column {_letters(i + 1) if table.format == 'xlsx' else i + 1} (no header)" for i in sorted(unnamed_used))
+    finally:
+        if finish is not None:
+            finish()
+
+
+def _letters(number: int) -> str:
+    """Column 1 -> 'A', 27 -> 'AA', as a spreadsheet names them."""
+    letters = ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+# ============================================================================== workbooks
+
+
+def _workbook_table(data: bytes, digest: str, spec: _Spec, sheet: str | None, max_unpacked: int,
+                    max_rows: int) -> Table:
+    from gate_agent.extras import require
+
+    # Only for a workbook: the collector starts without openpyxl, and a CSV reads without it. defusedxml
+    # too: openpyxl refuses the XML entity tricks a hostile workbook can hold only when it is installed.
+    require("defusedxml", "bank")
+    load_workbook = require("openpyxl", "bank").load_workbook
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except Exception as error:  # noqa: BLE001 - a hostile zip may fail anywhere inside zipfile
+        raise TableError(f"{spec.name}: not a readable .xlsx (zip): {_said(error)}") from None
+    if unpacked > max_unpacked:
+        raise TableError(f"{spec.name}: it unpacks to {unpacked} bytes, more than {spec.what} "
+                         f"({max_unpacked} at most)")
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as error:  # noqa: BLE001 - as above, inside openpyxl
+        raise _unreadable(spec.name, error) from None
+    try:
+        return _choose_sheet(workbook, spec, sheet, digest, max_rows)
+    except BaseException as error:
+        workbook.close()
+        if isinstance(error, Exception) and not isinstance(error, TableError):
+            raise _unreadable(spec.name, error) from None  # the first rows are parsed here
+        raise
+
+
+def _unreadable(name: str, error: Exception) -> TableError:
+    return TableError(f"{name}: not a workbook that can be read: {type(error).__name__}: {_said(error)}")
+
+
+def _said(error: Exception) -> str:
+    """What a library said about a hostile file: short, and one line whatever the file held."""
+    return escape_control(str(error)[:200])
+
+
+def _sheet_rows(worksheet, name: str) -> Iterator[tuple[int, list]]:
+    """(row, values) of a worksheet from its row 1, whatever the file says its first row is, so that
+    numbers are the spreadsheet's own (openpyxl fills the rows a file leaves out with empty ones); any
+    failure of the library while it parses them lazily is a TableError."""
+    try:
+        worksheet.reset_dimensions()  # a file's own stated dimensions may be wrong: read every row there is
+        for number, values in enumerate(worksheet.iter_rows(min_row=1, values_only=True), start=1):
+            yield number, list(values)
+    except Exception as error:  # noqa: BLE001 - a hostile workbook may fail anywhere inside the library
+        raise _unreadable(name, error) from None
+
+
+def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_rows: int) -> Table:
+    """The named worksheet, or the only one with a header row."""
+    worksheets = list(workbook.worksheets)
+    titles = [str(worksheet.title) for worksheet in worksheets]
+    if not worksheets:
+        raise TableError(f"{spec.name}: the workbook has no worksheet")
+    if sheet is not None and sheet not in titles:
+        raise TableError(f"{spec.name}: no worksheet {quoted(sheet)}; it has "
+                         + ", ".join(quoted(title) for title in titles))
+    streams, found = [], []
+    for title, worksheet in zip(titles, worksheets, strict=True):
+        if sheet is not None and title != sheet:
+            continue
+        stream = _Stream(_sheet_rows(worksheet, spec.name), spec, lambda number, title=title: f"{title} row {number}",
+                         max_rows)
+        streams.append(stream)
+        header = _find_header(stream, spec)
+        if header is not None:
+            found.append((title, stream, header))
+    if not found:
+        raise _no_header(spec, streams)
+    if len(found) > 1:
+        raise TableError(f"{spec.name}: {len(found)} worksheets have a header row ("
+                         + ", ".join(quoted(title) for title, *_ in found) + "): say which one to read")
+    title, stream, header = found[0]
+    others = [other for other in titles if other != title]
+    notes = [f"read the worksheet {quoted(title)}; not read: " + ", ".join(quoted(t) for t in others)] if others else []
+    return _table(spec, "xlsx", "xlsx", digest, title, header, stream, notes, finish=workbook.close)
