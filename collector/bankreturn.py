@@ -1,7 +1,7 @@
-"""A bank's return for a payment batch, read into entries for collector/payments.record_return: its CSV
+"""A bank's return for a payment batch, read into entries for collector/payments.record_return: its table
 (columns end_to_end_id, status, voucher, date, reason and optionally amount; English or Chinese
-headers; UTF-8 or GBK) or an ISO 20022 pain.002.001.03 payment status report (validated against the
-official XSD first).
+headers; a CSV in UTF-8 or GBK/GB18030, or an XLSX, read by collector/tabular.py) or an ISO 20022
+pain.002.001.03 payment status report (validated against the official XSD first).
 
 The file comes from outside: every value is checked, and every problem is collected with where it is,
 so that the whole file is refused at once, one line per problem, and nothing of it is recorded.
@@ -9,9 +9,7 @@ so that the whole file is refused at once, one line per problem, and nothing of 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 import xml.etree.ElementTree as ET
 from datetime import date
@@ -21,19 +19,19 @@ from gate_agent.protocol import quoted
 from .batchfile import validation_problem
 from .money import MoneyError, parse_yuan
 from .payments import PaymentError
+from .tabular import read_table
 
 #: A bank's return is small; anything larger is not one.
 MAX_BYTES = 16 * 1024 * 1024
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.03"
-#: Column name (lower case, spaces and '_' ignored) -> field.
+#: Field -> the headers that mean it (compared as collector/tabular.header_key compares them).
 HEADERS = {
-    "endtoendid": "end_to_end_id", "e2eid": "end_to_end_id", "业务参考号": "end_to_end_id",
-    "端到端编号": "end_to_end_id", "端到端标识": "end_to_end_id",
-    "status": "status", "状态": "status", "处理状态": "status", "交易状态": "status",
-    "voucher": "voucher", "凭证号": "voucher", "银行凭证号": "voucher", "银行流水号": "voucher",
-    "date": "date", "日期": "date", "交易日期": "date", "付款日期": "date",
-    "reason": "reason", "原因": "reason", "失败原因": "reason",
-    "amount": "amount", "金额": "amount",
+    "end_to_end_id": ("end to end id", "e2e id", "业务参考号", "端到端编号", "端到端标识"),
+    "status": ("status", "状态", "处理状态", "交易状态"),
+    "voucher": ("voucher", "凭证号", "银行凭证号", "银行流水号"),
+    "date": ("date", "日期", "交易日期", "付款日期"),
+    "reason": ("reason", "原因", "失败原因"),
+    "amount": ("amount", "金额"),
 }
 STATUSES = {"paid": "paid", "成功": "paid", "failed": "failed", "失败": "failed"}
 #: pain.002 transaction statuses that settle a credit; the others (ACTC, ACCP, ACSP, PDNG...) are on the way.
@@ -41,28 +39,20 @@ PAIN002_FINAL = {"ACSC": "paid", "ACCC": "paid", "RJCT": "failed"}
 _DATE = re.compile(r"(\d{4})[-/]?(\d{2})[-/]?(\d{2})")
 
 
-def read(data: bytes, source: str) -> tuple[str, list[dict], list[str]]:
-    """(kind, entries, notes): ``csv`` or ``pain.002``; an entry that cannot be read is ``{"where",
-    "problem"}`` (record_return refuses the file with it and every other problem); notes are what is
-    recorded nowhere (still in progress at the bank). PaymentError for a file that is not a return."""
+def read(data: bytes, source: str, *, sheet: str | None = None) -> tuple[str, list[dict], list[str]]:
+    """(kind, entries, notes): ``csv``, ``xlsx`` or ``pain.002``; an entry that cannot be read is
+    ``{"where", "problem"}`` (record_return refuses the file with it and every other problem); notes are
+    what is recorded nowhere (still in progress at the bank). PaymentError or TableError for a file that
+    is not a return; ``sheet`` names the worksheet of a workbook."""
     if len(data) > MAX_BYTES:
         raise PaymentError(f"{source}: {len(data)} bytes is not a bank's return (at most {MAX_BYTES})")
     if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         return "pain.002", *_pain002(data, source)
-    return "csv", _csv(data, source), []
+    return _table(data, source, sheet)
 
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _text(data: bytes, source: str) -> str:
-    for encoding in ("utf-8-sig", "gbk"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise PaymentError(f"{source}: neither UTF-8 nor GBK text")
 
 
 def _day(text: str) -> str | None:
@@ -76,54 +66,47 @@ def _day(text: str) -> str | None:
     return day.isoformat() if 2000 <= day.year <= 2100 else None
 
 
-def _csv(data: bytes, source: str) -> list[dict]:
-    rows = list(csv.reader(io.StringIO(_text(data, source), newline="")))
-    while rows and not any(cell.strip() for cell in rows[0]):
-        rows.pop(0)
-    if not rows:
-        raise PaymentError(f"{source}: empty; a return has a header row and a row per credit")
-    fields = [HEADERS.get(re.sub(r"[\s_]", "", cell).lower()) for cell in rows[0]]
-    missing = [name for name in ("end_to_end_id", "status") if name not in fields]
-    if missing:
-        raise PaymentError(f"{source}: no {' or '.join(missing)} column in the header (columns end_to_end_id, "
-                           "status, voucher, date, reason, amount, in English or Chinese)")
+def _table(data: bytes, source: str, sheet: str | None) -> tuple[str, list[dict], list[str]]:
+    table = read_table(data, name=source, fields=HEADERS, identify=("end_to_end_id", "status"),
+                       identifiers=("end_to_end_id", "voucher"), dates=("date",), sheet=sheet, totals="skip",
+                       what="a bank's return", max_bytes=MAX_BYTES)
     entries = []
-    for number, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"line {number}"
-        values = {field: cell.strip() for field, cell in zip(fields, row, strict=False) if field}
-        entry, problem = _entry(where, values)
-        entries.append({"where": where, "problem": problem} if problem else entry)
-    if not entries:
-        raise PaymentError(f"{source}: no credit in it")
-    return entries
+    for row in table:
+        entry, problem = _entry(row.where, row.values)
+        if problem:
+            table.problems.append(row.problem(problem))
+        else:
+            entries.append(entry)
+    # The problems (the tables' and the entries') in the order of the lines, before the credits.
+    problems = [{"where": problem.where, "problem": str(problem)} for problem in table.problems]
+    return table.format, problems + entries, table.notes
 
 
 def _entry(where: str, values: dict) -> tuple[dict, str | None]:
+    """The entry of a row, or why it cannot be one."""
     e2e = values.get("end_to_end_id") or ""
     if not e2e:
-        return {}, f"{where}: no end-to-end id"
+        return {}, "no end-to-end id"
     status = STATUSES.get((values.get("status") or "").lower())
     if status is None:
-        return {}, f"{where}: {e2e}: status {quoted(values.get('status'))} is not paid or failed"
+        return {}, f"{e2e}: status {quoted(values.get('status'))} is not paid or failed"
     entry = {"where": where, "end_to_end_id": e2e, "status": status, "voucher": None, "date": None, "reason": None,
              "amount_fen": None}
     if values.get("amount"):
         try:
             entry["amount_fen"] = parse_yuan(values["amount"], what="the amount")
         except MoneyError as error:
-            return {}, f"{where}: {e2e}: {error}"
+            return {}, f"{e2e}: {error}"
     if status == "paid":
         if not values.get("voucher"):
-            return {}, f"{where}: {e2e} is paid but has no voucher (the bank's payment reference)"
+            return {}, f"{e2e} is paid but has no voucher (the bank's payment reference)"
         entry["voucher"] = values["voucher"][:100]
         entry["date"] = _day(values.get("date") or "")
         if entry["date"] is None:
-            return {}, f"{where}: {e2e} is paid but its date {quoted(values.get('date'))} is not YYYY-MM-DD"
+            return {}, f"{e2e} is paid but its date {quoted(values.get('date'))} is not YYYY-MM-DD"
     else:
         if not values.get("reason"):
-            return {}, f"{where}: {e2e} failed but the return gives no reason"
+            return {}, f"{e2e} failed but the return gives no reason"
         entry["reason"] = values["reason"][:500]
     return entry, None
 
@@ -155,7 +138,7 @@ def _pain002(data: bytes, source: str) -> tuple[list[dict], list[str]]:
     transactions = report.findall("p:OrgnlPmtInfAndSts/p:TxInfAndSts", ns)
     for number, tx in enumerate(transactions, start=1):
         e2e = tx.findtext("p:OrgnlEndToEndId", namespaces=ns)
-        where = f"transaction {number}"
+        where = f"{source}: transaction {number}"
         status = tx.findtext("p:TxSts", namespaces=ns)
         if not e2e:
             entries.append({"where": where, "problem": f"{where}: no OrgnlEndToEndId"})
@@ -191,7 +174,7 @@ def _pain002(data: bytes, source: str) -> tuple[list[dict], list[str]]:
         status = (level.findtext("p:PmtInfSts", namespaces=ns) if level is not None else None) \
             or group.findtext("p:GrpSts", namespaces=ns)
         if status in PAIN002_FINAL:
-            entry = {"where": "the report", "batch_id": batch_id, "status": PAIN002_FINAL[status], "amount_fen": None,
+            entry = {"where": f"{source}: the report", "batch_id": batch_id, "status": PAIN002_FINAL[status], "amount_fen": None,
                      "voucher": None, "date": None, "reason": None}
             if entry["status"] == "paid":
                 entry["voucher"], entry["date"] = f"pain.002 {message}", _day(made)

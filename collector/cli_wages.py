@@ -235,13 +235,14 @@ def wages_terms(ctx: Context, worker_id, as_json: bool):
 @click.option("--period", required=True, help="The month, YYYY-MM.")
 @click.argument("sheet_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
 @click.option("--employer", default="", help="The employer (labour subcontractor) whose sheet it is.")
+@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
 @click.option("--by", required=True, help="Who imports it.")
 @click.option("--take-deductions", is_flag=True,
               help="Record the deductions the sheet claims as the period's (source: sheet <sha256 prefix>).")
 @json_option
 @with_config
-def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, employer: str, by: str,
-                       take_deductions: bool, as_json: bool):
+def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, employer: str, sheet: str | None,
+                       by: str, take_deductions: bool, as_json: bool):
     """Keep an employer's wage sheet (CSV or XLSX) to check against the gates; any bad row refuses the file."""
     from .wage_check import SheetRefused, import_sheet
     from .wage_sheet import SheetError
@@ -249,12 +250,12 @@ def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, em
     try:
         with ctx.store() as store:
             result = import_sheet(store, sheet_file, site=site, period=period, employer=employer, by=by,
-                                  take_deductions=take_deductions)
-    except SheetError as error:
-        raise click.ClickException(f"{sheet_file}: {error}; nothing imported") from None
+                                  take_deductions=take_deductions, sheet=sheet)
+    except SheetError as error:  # it names the file
+        raise click.ClickException(f"{error}; nothing imported") from None
     except SheetRefused as refused:
         for line in refused.shown():
-            say(f"{sheet_file}: {line}", err=True)
+            say(line, err=True)
         raise
     if as_json:
         click.echo(json_text(result))
@@ -477,18 +478,19 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 
 @wages_group.command("paid")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
 @json_option
 @with_config
-def wages_paid(ctx: Context, file: str, as_json: bool):
+def wages_paid(ctx: Context, file: str, sheet: str | None, as_json: bool):
     """Record the bank's return for a batch: each credit paid (voucher, date) or failed (reason). A CSV
-    (end_to_end_id,status,voucher,date,reason[,amount]) or a pain.002.001.03; all of it or nothing."""
+    or XLSX (end_to_end_id,status,voucher,date,reason[,amount]) or a pain.002.001.03; all of it or nothing."""
     from pathlib import Path
 
     from . import bankreturn
     from .payments import record_return
 
     data = Path(file).read_bytes()
-    kind, entries, notes = bankreturn.read(data, file)
+    kind, entries, notes = bankreturn.read(data, file, sheet=sheet)
     with ctx.store() as store:
         recorded = record_return(store, entries, source=file, digest=bankreturn.digest(data), kind=kind)
     if as_json:

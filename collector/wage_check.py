@@ -53,7 +53,7 @@ class SheetRefused(WageError):
         super().__init__(f"{file_name}: {len(problems)} bad row(s); nothing imported")
 
     def shown(self, limit: int = SHOWN_PROBLEMS) -> list[str]:
-        """The first bad rows, then how many more there are."""
+        """The first bad rows (each naming the file and where in it), then how many more there are."""
         lines = [str(problem) for problem in self.problems[:limit]]
         if len(self.problems) > limit:
             lines.append(f"... and {len(self.problems) - limit} more bad row(s)")
@@ -73,7 +73,7 @@ def _where(sheet: dict) -> str:
 
 
 def import_sheet(store: Store, path: str | Path, *, site: str, period: str, by: str, employer: str = "",
-                 take_deductions: bool = False) -> dict:
+                 take_deductions: bool = False, sheet: str | None = None) -> dict:
     """Read, validate and keep a sheet (all lines or none); the same file again changes nothing. With
     ``take_deductions`` its deductions become the period's (once)."""
     if not by.strip():
@@ -81,7 +81,7 @@ def import_sheet(store: Store, path: str | Path, *, site: str, period: str, by: 
     first, last = period_bounds(period)
     if store.site(site) is None:
         raise StoreError(f"site {site} does not exist")
-    read, problems = read_sheet(path, period_days=last.day)
+    read, problems = read_sheet(path, period_days=last.day, sheet=sheet)
     if problems:
         raise SheetRefused(read.file_name, problems)
     held = store.wage_sheet_by_sha256(read.sha256)
