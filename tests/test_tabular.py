@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import zipfile
 from datetime import date, datetime
 from types import SimpleNamespace
@@ -34,6 +33,7 @@ from collector.tabular import (
     read_table,
 )
 from tests.helpers import CollectorSetup
+from tests.test_cli_errors import _logging_restored  # noqa: F401 - the CLI in process sets up logging
 
 FIELDS = {
     "worker": ("worker id", "工号", "编号"),
@@ -294,17 +294,7 @@ def test_a_bank_return_as_a_workbook_with_chinese_headers_and_date_cells():
     assert notes == ["skipped 1 row(s) above the header (回单 row 2)", "skipped a total row (回单 row 5)"]
 
 
-@pytest.fixture
-def _logging_restored():
-    """The tool's group sets up logging to the stderr CliRunner captures; later tests log elsewhere."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def test_an_xlsx_roster_imports_end_to_end_through_the_cli(tmp_path, _logging_restored):
+def test_an_xlsx_roster_imports_end_to_end_through_the_cli(tmp_path):
     setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
 
     def collector(*args: str):
