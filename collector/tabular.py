@@ -208,6 +208,8 @@ def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]
     the fields whose numbers a spreadsheet must not have rounded, ``dates`` those a date cell may fill.
     ``max_rows`` bounds the rows, blank ones included. TableError for a file that is not such a table;
     ``what`` names the kind of table in its messages (``a wage sheet``)."""
+    if totals not in ("skip", "keep", "problem"):
+        raise ValueError(f"totals is skip, keep or problem, not {totals!r}")
     if name is None:
         name = "<bytes>" if isinstance(source, bytes) else str(source)
     spec = _Spec(name, fields, _aliases(fields), tuple(identify), tuple(require), frozenset(identifiers),
