@@ -1,6 +1,7 @@
 // The message catalog: every string the pages show comes from /static/i18n/<lang>.json (zh-CN by
-// default, en on request). The choice is the page's language switch if it was used, else the first of
-// the browser's languages we have, else Chinese. Elements name their string in data-i18n (text),
+// default, en on request), one catalog for every page (the worker's page has its keys under "worker.").
+// The choice is the page's language switch if it was used, else the language the server set on <html>
+// from the browser's Accept-Language, else Chinese. Elements name their string in data-i18n (text),
 // data-i18n-placeholder or data-i18n-label (aria-label); scripts use I18N.t(key, {params}).
 "use strict";
 
@@ -10,15 +11,11 @@ window.I18N = (function () {
   let lang = "zh-CN";
   let messages = {};
 
-  function fromBrowser() {
+  function chosen() {
     const stored = localStorage.getItem(STORE_KEY);
     if (LANGS.includes(stored)) return stored;
-    for (const tag of navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""]) {
-      const lower = String(tag).toLowerCase();
-      if (lower.startsWith("zh")) return "zh-CN";
-      if (lower.startsWith("en")) return "en";
-    }
-    return "zh-CN";
+    const served = document.documentElement.lang;
+    return LANGS.includes(served) ? served : "zh-CN";
   }
 
   async function load(wanted) {
@@ -29,6 +26,10 @@ window.I18N = (function () {
     lang = chosen;
     document.documentElement.lang = chosen;
     return chosen;
+  }
+
+  function has(key) {
+    return Object.prototype.hasOwnProperty.call(messages, key);
   }
 
   // {name} placeholders filled from params, as text (the caller inserts the result with textContent).
@@ -45,26 +46,29 @@ window.I18N = (function () {
     for (const node of scope.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
   }
 
-  // The switch: a button naming the other language; the choice is kept in this browser.
+  // The switch: a button naming the other language (in that language); the choice is kept in this browser.
   function bindSwitch(button, onChange) {
     if (!button) return;
+    const mark = () => { button.lang = lang === "en" ? "zh-CN" : "en"; };
+    mark();
     button.addEventListener("click", async () => {
       const other = lang === "en" ? "zh-CN" : "en";
       localStorage.setItem(STORE_KEY, other);
       await load(other);
       apply();
+      mark();
       if (onChange) onChange();
     });
   }
 
   async function start() {
     try {
-      await load(fromBrowser());
+      await load(chosen());
     } catch (error) {
       console.warn("catalog", error);
     }
     apply();
   }
 
-  return { start, t, apply, bindSwitch, load, get lang() { return lang; } };
+  return { start, t, has, apply, bindSwitch, load, get lang() { return lang; } };
 })();
