@@ -139,10 +139,13 @@ class WebApp:
         self.grace = timedelta(hours=config.final_grace_hours)
         self.streams = StreamSlots(config.live_streams, config.live_streams_per_token)
         self._stopping = False
-        routes = [
+        static = Mount("/static", StaticFiles(directory=STATIC), name="static")
+        static.access = PUBLIC  # the pages' scripts, styles and message catalogs
+        #: Every route, each with who may call it (``.access``: see collector/web_common.py).
+        self.routes = routes = [
             route("/", self.index_page, PUBLIC),
             route("/sites/{site}", self.site_page, PUBLIC),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            static,
             route("/api/sites", self.api_sites, access.site),
             route("/api/sites/{site}/headcount", self.api_headcount, access.site),
             route("/api/sites/{site}/attendance", self.api_attendance, access.site),
