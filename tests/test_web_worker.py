@@ -138,10 +138,13 @@ def phone(tmp_path, monkeypatch):
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--no-first-run",
                      "--disable-sync", "--disable-extensions", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                     "--window-size=412,915", "--lang=zh-CN"):
+                     "--window-size=412,915", "--lang=zh-CN", "--accept-lang=zh-CN"):
         options.add_argument(argument)
+    # A phone set to Chinese (headless Chromium takes its languages from this preference, not --lang): the
+    # page follows the browser's languages, as the foreman's pages do.
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+                                              "download.prompt_for_download": False,
+                                              "intl.accept_languages": "zh-CN"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
                               options=options)
     driver.set_page_load_timeout(60)

@@ -1,7 +1,8 @@
 // The message catalog: every string the pages show comes from /static/i18n/<lang>.json (zh-CN by
 // default, en on request), one catalog for every page (the worker's page has its keys under "worker.").
-// The choice is the page's language switch if it was used, else the language the server set on <html>
-// from the browser's Accept-Language, else Chinese. Elements name their string in data-i18n (text),
+// The choice is the page's language switch if it was used, else the first of the browser's languages we
+// have, else Chinese (the server's <html lang> is the same choice made from Accept-Language, which a
+// browser may set apart from its own languages). Elements name their string in data-i18n (text),
 // data-i18n-placeholder or data-i18n-label (aria-label); scripts use I18N.t(key, {params}).
 "use strict";
 
@@ -11,11 +12,15 @@ window.I18N = (function () {
   let lang = "zh-CN";
   let messages = {};
 
-  function chosen() {
+  function fromBrowser() {
     const stored = localStorage.getItem(STORE_KEY);
     if (LANGS.includes(stored)) return stored;
-    const served = document.documentElement.lang;
-    return LANGS.includes(served) ? served : "zh-CN";
+    for (const tag of navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ""]) {
+      const lower = String(tag).toLowerCase();
+      if (lower.startsWith("zh")) return "zh-CN";
+      if (lower.startsWith("en")) return "en";
+    }
+    return "zh-CN";
   }
 
   async function load(wanted) {
@@ -63,7 +68,7 @@ window.I18N = (function () {
 
   async function start() {
     try {
-      await load(chosen());
+      await load(fromBrowser());
     } catch (error) {
       console.warn("catalog", error);
     }
