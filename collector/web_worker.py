@@ -61,7 +61,7 @@ class WorkerApi:
         self.grace = timedelta(hours=config.final_grace_hours)
 
     def routes(self) -> list[Route]:
-        # The session route is the one that checks the link itself (a worker's page without a cookie yet).
+        # /api/worker/session checks the link it is given; the WORKER routes, the cookie it sets (_worker).
         return [
             route("/w", self.page, PUBLIC),
             route("/api/worker/session", self.session, PUBLIC, methods=["POST"]),
