@@ -393,8 +393,10 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
     the rate, gross, deductions, net, the payment and the id of the bank-signed evidence of those days."""
     import os
 
+    from gate_agent.extras import require
     from gate_agent.files import write_new
 
+    require("jinja2", "bank")  # the slip's template; a gate's install has none
     from .wage_slip import render, slip
 
     if os.path.lexists(out):

@@ -25,6 +25,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
 
     # The bank extra's: a gate's install has neither, and says so in one line rather than a traceback.
     require("starlette", "bank")
+    require("jinja2", "bank")
     uvicorn = require("uvicorn", "bank")
 
     from .store import display

@@ -12,8 +12,11 @@ table is said on the page.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
-from html import escape
+from pathlib import Path
+
+import jinja2
 
 from gate_agent.protocol import format_time
 
@@ -25,6 +28,7 @@ from .reports import attendance
 from .store import Store
 from .wages import STATUS_WORDS, WageError, _in_force, period_bounds
 
+TEMPLATES = Path(__file__).parent / "templates"
 #: Statuses of a table a slip can be made from, and the banner the page carries for each.
 BANNERS = {
     "approved": None,
@@ -163,25 +167,6 @@ def _payment_status(table: dict, line: dict, paid: int, pending: int, payments: 
 # ============================================================================== the page
 
 
-_CSS = """
-body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",sans-serif;
- margin:2em auto;max-width:60em;color:#111;line-height:1.4;font-size:11pt}
-h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em;border-bottom:1px solid #999}
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #bbb;padding:.2em .4em;text-align:left;
- vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.banner{border:3px solid #b00;color:#b00;padding:.5em;font-weight:bold;font-size:1.2em;margin:.6em 0}
-.warn{border:1px solid #b60;background:#fff6e0;padding:.4em;margin:.5em 0}
-.no{color:#b00}.total td{font-weight:bold}code{font-family:monospace;word-break:break-all}
-dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:0}dt{color:#555}dd{margin:0}
-@media print{body{margin:0;max-width:none;font-size:10pt}.banner{-webkit-print-color-adjust:exact;
- print-color-adjust:exact}h2{break-after:avoid}tr{break-inside:avoid}}
-"""
-
-
-def _e(value) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
 def _clock(text: str | None, day: str) -> str:
     """``2026-10-25T22:00:00+08:00`` -> ``22:00``; on another date than the day's, with that date."""
     if not text:
@@ -201,103 +186,16 @@ def _rate(basis: str | None, rate_fen: int | None) -> str:
 
 
 def render(data: dict) -> str:
-    """The slip as one HTML document: no script, no external font, style or image; every value escaped."""
-    line, table, ev = data["line"], data["table"], data["evidence"]
-    out = ["<!DOCTYPE html>", '<html lang="zh-CN"><head><meta charset="utf-8">',
-           f"<title>工资清单 Wage slip {_e(data['worker'])} {_e(data['period'])}</title>",
-           f"<style>{_CSS}</style></head><body>",
-           f"<h1>工资清单 Wage slip — {_e(data['period'])}</h1>"]
-    if data["banner"]:
-        out.append(f'<div class="banner">{_e(data["banner"][0])}: {_e(data["banner"][1])}</div>')
-    out.append("<dl>")
-    for label, value in (
-        ("姓名 Name", data["name"]), ("工号 Worker", data["worker"]), ("用工单位 Employer", data["employer"] or "—"),
-        ("项目 Site", f"{data['site_name']} ({data['site']})"), ("身份证号 ID number", data["id_number"] or "—"),
-        ("电话 Phone", data["phone"] or "—"),
-        ("收款账户 Account", f"{data['bank_account'] or '—'} {data['bank_name'] or ''}".strip()),
-        ("工资期 Period", f"{data['from']} – {data['to']}"),
-        ("发薪日 Pay day", table["pay_day"] or "—"),
-        ("工资表 Wage table", f"version {table['version']}, {table['status']}, computed {table['computed_at']} by "
-                            f"{table['computed_by']}" + (f", approved {table['approved_at']} by {table['approved_by']}"
-                                                         if table["approved_at"] else "")),
-        ("时区 Times in", data["timezone"]),
-    ):
-        out.append(f"<dt>{_e(label)}</dt><dd>{_e(value)}</dd>")
-    out.append("</dl>")
-    if data["later_version"]:
-        out.append(f'<div class="warn">A later version ({_e(data["later_version"])}) of this table is computed '
-                   "and not approved yet: this slip shows the approved one.</div>")
+    """The slip as one HTML document (templates/wage_slip.html): no script, no external font, style or
+    image; every value escaped by the template's autoescaping."""
+    return _template().render(data)
 
-    out.append("<h2>考勤 Days worked</h2>")
-    if data["differs"]:
-        now = data["attendance_now"]
-        out.append(f'<div class="warn">考勤已变更 The attendance now gives {_e(now["days"])} paid day(s), '
-                   f'{_e(_hours(now["worked_minutes"]))} h; the wage table counted {_e(line["days"])} day(s), '
-                   f'{_e(_hours(line["worked_minutes"]))} h (a manual punch or a void since it was computed). '
-                   "The amounts below are the table's; ask the bank for the next version.</div>")
-    out.append('<table><tr><th>日期 Date</th><th>首次进 First in</th><th>最后出 Last out</th>'
-               '<th class="n">工时 Hours</th><th>计薪 Paid</th><th>标记 Flags</th></tr>')
-    for day in data["days"]:
-        paid = ("是 yes, " + _rate(day["basis"], day["rate_fen"])) if day["paid"] else f"否 no: {day['why_not']}"
-        out.append(f"<tr><td>{_e(day['date'])}</td><td>{_e(_clock(day['first_in'], day['date']))}</td>"
-                   f"<td>{_e(_clock(day['last_out'], day['date']))}</td>"
-                   f'<td class="n">{_e(_hours(day["worked_minutes"]))}</td>'
-                   f'<td{"" if day["paid"] else " class=no"}>{_e(paid)}</td>'
-                   f"<td>{_e(', '.join(day['flags']))}</td></tr>")
-    if not data["days"]:
-        out.append('<tr><td colspan="6">无考勤 No days recorded at this site</td></tr>')
-    out.append(f'<tr class="total"><td colspan="3">计薪合计 Paid days (table)</td>'
-               f'<td class="n">{_e(_hours(line["worked_minutes"]))}</td>'
-               f'<td colspan="2">{_e(line["days"])} 天 day(s)</td></tr></table>')
 
-    out.append("<h2>工资 Pay</h2>")
-    out.append('<table><tr><th>项目 Item</th><th>计薪依据 Basis</th><th class="n">金额 Amount (元 yuan)</th></tr>')
-    for segment in data["segments"]:
-        if segment["basis"] == "day":
-            basis, amount = f"{segment['days']} 天 day(s) × {_rate('day', segment['rate_fen'])}", \
-                yuan(segment["rate_fen"] * segment["days"])
-        else:
-            basis = f"{_hours(segment['minutes'])} h × {_rate('hour', segment['rate_fen'])}"
-            amount = "≈ " + yuan(divide_half_up(segment["rate_fen"] * segment["minutes"], 60))
-        out.append(f"<tr><td>工资 Wage from {_e(segment['from'])}</td><td>{_e(basis)}</td>"
-                   f'<td class="n">{_e(amount)}</td></tr>')
-    out.append(f'<tr class="total"><td colspan="2">应发工资 Gross</td><td class="n">{_e(yuan(line["gross_fen"]))}</td></tr>')
-    for deduction in data["deductions"]:
-        out.append(f"<tr><td>扣款 Deduction: {_e(deduction['item'])}</td><td>{_e(deduction['reason'])} "
-                   f"({_e(deduction['source'])})</td><td class=\"n\">−{_e(yuan(deduction['amount_fen']))}</td></tr>")
-    minus = "−" if line["deductions_fen"] else ""
-    out.append(f'<tr><td colspan="2">扣款合计 Deductions</td><td class="n">{minus}{_e(yuan(line["deductions_fen"]))}</td></tr>')
-    out.append(f'<tr class="total"><td colspan="2">实发工资 Net</td><td class="n">{_e(yuan(line["net_fen"]))}</td></tr>'
-               "</table>")
-    if any(s["basis"] == "hour" for s in data["segments"]):
-        out.append("<p>Hourly pay is exact to the minute; the line's hourly total is rounded once, half up, to the "
-                   "fen (≈ per row).</p>")
-    if line["flags"]:
-        out.append(f"<p>标记 Flags: {_e(', '.join(line['flags']))}</p>")
-    for day in data["days_to_decide"]:
-        out.append(f'<div class="warn">待核定 To decide: {_e(day["date"])} {_e(day["why"])} (not paid until the '
-                   "bank settles it with a manual punch or a void)</div>")
-
-    out.append("<h2>支付 Payment</h2>")
-    out.append(f"<p><b>{_e(data['payment_status'][1])}</b> — paid {_e(yuan(data['paid_fen']))} of "
-               f"{_e(yuan(line['net_fen']))} 元 yuan</p>")
-    if data["payments"]:
-        out.append('<table><tr><th>业务参考号 Reference</th><th class="n">金额 Amount</th><th>状态 Status</th>'
-                   "<th>凭证号 Voucher</th><th>日期 Date</th><th>说明 Note</th></tr>")
-        for p in data["payments"]:
-            out.append(f"<tr><td><code>{_e(p['end_to_end_id'])}</code></td><td class=\"n\">{_e(yuan(p['amount_fen']))}"
-                       f"</td><td>{_e(p['status'])}</td><td>{_e(p['voucher'] or '—')}</td>"
-                       f"<td>{_e(p['paid_on'] or '—')}</td><td>{_e(p['reason'] or '')}</td></tr>")
-        out.append("</table>")
-
-    out.append("<h2>银行签名的考勤证据 Bank-signed evidence of these days</h2>")
-    out.append(f"<p>Evidence id (SHA-256): <code>{_e(ev['id'])}</code><br>{_e(ev['days'])} day(s), {_e(ev['punches'])} "
-               f"gate-signed punch(es), {_e(ev['manual'])} manual entr(y/ies), {_e(ev['voids'])} void(s), "
-               f"{_e(data['from'])} – {_e(data['to'])}, every site.</p>")
-    out.append("<p>The bank writes the evidence file; anyone checks it offline with the bank's published key. "
-               "The file <code>collector verify</code> accepts shows this same evidence id.</p>"
-               f"<p>Get it: <code>{_e(ev['get'])}</code><br>Check it: <code>{_e(ev['verify'])}</code></p>")
-    if ev["bank_keys"]:
-        out.append(f"<p>Bank key(s) on record: <code>{_e(', '.join(ev['bank_keys']))}</code></p>")
-    out.append(f"<p>Printed {_e(data['generated_local'])}.</p></body></html>")
-    return "\n".join(out) + "\n"
+@functools.cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                     keep_trailing_newline=True)
+    environment.filters.update(clock=_clock, hours=_hours, yuan=yuan)
+    environment.globals.update(rate=_rate, hourly=lambda rate_fen, minutes: divide_half_up(rate_fen * minutes, 60))
+    return environment.get_template("wage_slip.html")

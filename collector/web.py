@@ -4,7 +4,8 @@ It runs as its own process (`collector serve`), so a slow page can never stall i
 opens its own read-only Store in a worker thread (an sqlite3 connection must not serve two requests
 at once); SQLite's WAL lets these readers run beside the ingest writer without blocking it.
 
-Access is by bearer token, each mapped to one site or to all ("*"). The page itself holds no data:
+Access is by bearer token, each mapped to one site or to all ("*"), decided for every route in one place
+(collector/web_common.py: ``route`` and ``Access``). The page itself holds no data:
 its script asks for the token once, keeps it in the browser's localStorage and sends it in an
 ``Authorization`` header, also for the live stream (read with fetch(), not EventSource, which cannot
 send headers), so no token ever appears in a URL or an access log. A site foreman may instead sign in
@@ -19,23 +20,20 @@ and answered 500 with a message that tells the browser nothing about the code.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.responses import JSONResponse as StarletteJSONResponse
-from starlette.routing import Mount, Route
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,22 +42,21 @@ from gate_agent.protocol import valid_id
 
 from .arrears import arrears
 from .config import CollectorConfig
-from .errors import CollectorError, user_facing
+from .errors import user_facing
 from .headcount import headcount
 from .health import gate_health
 from .localtime import check_date
 from .metrics import render_metrics
 from .reports import attendance, check_period, site_rules
-from .signin import COOKIE, session_scope
-from .store import DatabaseError, Store, StoreError
+from .signin import session_scope
+from .store import DatabaseError, Store
 from .trouble import report as trouble_report
+from .web_common import PUBLIC, STATIC, Access, ApiError, Holder, JSONResponse, page, read_store, route
 from .web_signin import SignInRoutes
 from .web_worker import WorkerApi
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "web_static"
-ALL_SITES = "*"
 #: A live stream recomputes at least this often even when nothing was written (a gate falls silent
 #: by the clock alone), and otherwise only when the database changed.
 RECOMPUTE_SECONDS = 5.0
@@ -67,52 +64,6 @@ KEEPALIVE_SECONDS = 15.0
 QUARANTINE_LIMIT = 100
 #: All a client learns of a bug: the traceback is in the server's log.
 INTERNAL_ERROR = "internal error; it is logged at the bank"
-
-
-class JSONResponse(StarletteJSONResponse):
-    """Starlette's compact JSON, with what a gate, a file or a worker list sent (DEL, C1 controls, bidi
-    overrides: Starlette writes them raw) as JSON escapes; names in any script stay as they are."""
-
-    def render(self, content: object) -> bytes:
-        return safe_json(content, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
-
-
-class ApiError(CollectorError):
-    """A request refused with this HTTP status; the message is the answer's ``error``."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Tokens:
-    """Bearer tokens and their scopes, compared in constant time and never logged."""
-
-    def __init__(self, tokens: dict[str, str]):
-        self._tokens = [(token.encode(), scope) for token, scope in tokens.items()]
-
-    def scope(self, authorization: str | None) -> str:
-        """The scope of the presented token; ApiError 401 when there is none or it is not ours."""
-        return self.identify(authorization)[1]
-
-    def identify(self, authorization: str | None) -> tuple[int, str]:
-        """(which configured token, its scope) for the presented token; ApiError 401 as scope()."""
-        if authorization is None:
-            raise ApiError(401, "an Authorization: Bearer token is required")
-        scheme, _, presented = authorization.partition(" ")
-        presented = presented.strip()
-        if scheme.lower() != "bearer" or not presented or " " in presented:
-            raise ApiError(401, "malformed Authorization header (expected: Bearer TOKEN)")
-        given = presented.encode("utf-8", "replace")
-        found = None
-        # Every token is compared, whichever matches, so timing tells nothing about the others.
-        for index, (token, scope) in enumerate(self._tokens):
-            if hmac.compare_digest(token, given) and found is None:
-                found = (index, scope)
-        if found is None:
-            raise ApiError(401, "unknown token")
-        return found
 
 
 class SecurityHeaders:
@@ -183,27 +134,29 @@ class WebApp:
 
     def __init__(self, config: CollectorConfig, *, poll_seconds: float = 1.0):
         self.config = config
-        self.tokens = Tokens(config.web_tokens)
+        self.access = access = Access(config.web_tokens, config.db)
         self.poll_seconds = poll_seconds
         self.grace = timedelta(hours=config.final_grace_hours)
         self.streams = StreamSlots(config.live_streams, config.live_streams_per_token)
         self._stopping = False
-        routes = [
-            Route("/", self.index_page),
-            Route("/sites/{site}", self.site_page),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-            Route("/api/sites", self.api_sites),
-            Route("/api/sites/{site}/headcount", self.api_headcount),
-            Route("/api/sites/{site}/attendance", self.api_attendance),
-            Route("/api/sites/{site}/live", self.api_live),
-            Route("/api/sites/{site}/trouble", self.api_trouble),
+        static = Mount("/static", StaticFiles(directory=STATIC), name="static")
+        static.access = PUBLIC  # the pages' scripts, styles and message catalogs
+        #: Every route, each with who may call it (``.access``: see collector/web_common.py).
+        self.routes = routes = [
+            route("/", self.index_page, PUBLIC),
+            route("/sites/{site}", self.site_page, PUBLIC),
+            static,
+            route("/api/sites", self.api_sites, access.site),
+            route("/api/sites/{site}/headcount", self.api_headcount, access.site),
+            route("/api/sites/{site}/attendance", self.api_attendance, access.site),
+            route("/api/sites/{site}/live", self.api_live, access.site),
+            route("/api/sites/{site}/trouble", self.api_trouble, access.site),
             *SignInRoutes(config.db).routes(),
-            Route("/api/gates", self.api_gates),
-            Route("/api/quarantine", self.api_quarantine),
-            Route("/api/arrears", self.api_arrears),
-            Route("/metrics", self.metrics),
-            *WorkerApi(config, api_error=ApiError, json_response=JSONResponse, static=STATIC, tokens=self.tokens,
-                       all_sites=ALL_SITES, identify=self._identify).routes(),
+            route("/api/gates", self.api_gates, access.site),
+            route("/api/quarantine", self.api_quarantine, access.bank),
+            route("/api/arrears", self.api_arrears, access.bank),
+            route("/metrics", self.metrics, access.bank),
+            *WorkerApi(config, access).routes(),
         ]
         starlette = Starlette(routes=routes, exception_handlers={kind: self._error for kind in user_facing()},
                               middleware=[Middleware(UnexpectedErrors)])
@@ -213,53 +166,28 @@ class WebApp:
         """End the live streams (the server is shutting down and waits for open responses)."""
         self._stopping = True
 
-    # ------------------------------------------------------------------ access
+    # ------------------------------------------------------------------ errors
 
     @staticmethod
     async def _error(request: Request, error: Exception) -> Response:
         """Every route's errors that a person can act on, in one shape: ApiError with its own status; the
         database failing, 503 (logged: the bank must see it); the others (a period, a dispute, a record
         refused), 400 with their message."""
+        headers = {}
         if isinstance(error, ApiError):
             status, message = error.status, error.message
+            headers.update(error.headers or {})
         elif isinstance(error, DatabaseError):
             log.error("%s %s: the database failed", request.method, request.url.path, exc_info=error)
             status, message = 503, "the database is not available now; try again later"
         else:
             status, message = 400, str(error)
-        headers = {"WWW-Authenticate": 'Bearer realm="collector"'} if status == 401 else None
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    def _scope(self, request: Request) -> str:
-        return self._identify(request)[1]
-
-    def _identify(self, request: Request) -> tuple[object, str]:
-        """(who holds the access, its scope): the bearer token if one is sent, else the sign-in session's
-        cookie (a session reads its own site only); ApiError 401 when neither is good."""
-        authorization = request.headers.get("authorization")
-        cookie = request.cookies.get(COOKIE)
-        if authorization is not None or not cookie:
-            return self.tokens.identify(authorization)
-        with self._store() as store:
-            session = session_scope(store, cookie)
-        if session is None:
-            raise ApiError(401, "the sign-in session has ended; sign in again")
-        return ("session", session["id"]), session["site"]
-
-    def _site_scope(self, request: Request) -> str:
-        """Authorise a request for the site in its path: 401, then 403 (another site's token, whether
-        or not that site exists), then 404 (a site the database does not hold)."""
-        scope = self._scope(request)
-        site = request.path_params["site"]
-        if scope != ALL_SITES and scope != site:
-            raise ApiError(403, f"this token is for site {scope} only")
-        return site
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="collector"'
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
     def _store(self) -> Store:
-        try:
-            return Store(self.config.db, readonly=True)
-        except StoreError as error:
-            raise ApiError(503, str(error)) from None
+        return read_store(self.config.db)
 
     @staticmethod
     def _known_site(store: Store, site: str) -> None:
@@ -269,34 +197,30 @@ class WebApp:
     # ------------------------------------------------------------------ pages (no data: the script fetches it)
 
     def index_page(self, request: Request) -> Response:
-        return FileResponse(STATIC / "index.html")
+        return page(request, "index.html")
 
     def site_page(self, request: Request) -> Response:
         if not valid_id(request.path_params["site"]):
             return PlainTextResponse("not found", status_code=404)
-        # Chinese unless the browser asks for English first; the script then applies the same choice
-        # (or the one made with the page's language switch) from the message catalog.
-        lang = page_language(request.headers.get("accept-language"))
-        page = (STATIC / "site.html").read_text(encoding="utf-8").replace('<html lang="zh-CN">', f'<html lang="{lang}">', 1)
-        return HTMLResponse(page)
+        return page(request, "site.html")
 
     # ------------------------------------------------------------------ JSON API
 
     def api_sites(self, request: Request) -> Response:
-        scope = self._scope(request)
+        holder: Holder = request.state.holder
         with self._store() as store:
             sites = [{"site": s["site"], "name": s["name"], "timezone": s["timezone"]} for s in store.sites()
-                     if scope in (ALL_SITES, s["site"])]
+                     if holder.may_read(s["site"])]
         return JSONResponse(sites)
 
     def api_headcount(self, request: Request) -> Response:
-        site = self._site_scope(request)
+        site = request.path_params["site"]
         with self._store() as store:
             self._known_site(store, site)
             return JSONResponse(headcount(store, site))
 
     def api_attendance(self, request: Request) -> Response:
-        site = self._site_scope(request)
+        site = request.path_params["site"]
         with self._store() as store:
             self._known_site(store, site)
             text = request.query_params.get("date")
@@ -314,25 +238,21 @@ class WebApp:
 
     def api_trouble(self, request: Request) -> Response:
         """What needs the site foreman now (the red banner's facts): per-gate counts and reasons only."""
-        site = self._site_scope(request)
+        site = request.path_params["site"]
         with self._store() as store:
             self._known_site(store, site)
             return JSONResponse(trouble_report(store, site))
 
     def api_gates(self, request: Request) -> Response:
-        scope = self._scope(request)
+        holder: Holder = request.state.holder
         site = request.query_params.get("site")
-        if site is not None and scope not in (ALL_SITES, site):
-            raise ApiError(403, f"this token is for site {scope} only")
         with self._store() as store:
             if site is not None:
                 self._known_site(store, site)
             return JSONResponse(gate_health(store, site if site is not None else
-                                            (None if scope == ALL_SITES else scope)))
+                                            (None if holder.bank else holder.scope)))
 
     def api_quarantine(self, request: Request) -> Response:
-        if self._scope(request) != ALL_SITES:
-            raise ApiError(403, "the quarantine is for bank tokens only")
         try:
             limit = int(request.query_params.get("limit", QUARANTINE_LIMIT))
         except ValueError:
@@ -348,8 +268,6 @@ class WebApp:
     def api_arrears(self, request: Request) -> Response:
         """Wages overdue per site and employer, and the workers concerned (collector arrears --json, less the
         rows that are paid or not due yet): for the bank, which must raise the Art. 27 warning."""
-        if self._scope(request) != ALL_SITES:
-            raise ApiError(403, "arrears are for bank tokens only")
         text = request.query_params.get("as_of")
         day = None
         if text is not None:
@@ -367,8 +285,6 @@ class WebApp:
         return JSONResponse(report)
 
     def metrics(self, request: Request) -> Response:
-        if self._scope(request) != ALL_SITES:
-            raise ApiError(403, "metrics are for bank tokens only")
         with self._store() as store:
             text = render_metrics(store, grace=self.grace)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -377,23 +293,19 @@ class WebApp:
 
     async def api_live(self, request: Request) -> Response:
         site = request.path_params["site"]
+        holder: Holder = request.state.holder
 
-        def check() -> tuple[object, str]:
-            holder, scope = self._identify(request)
-            if scope != ALL_SITES and scope != site:
-                raise ApiError(403, f"this token is for site {scope} only")
+        def known() -> None:
             with self._store() as store:
                 self._known_site(store, site)
-            return holder, scope
 
-        holder, scope = await run_in_threadpool(check)
+        await run_in_threadpool(known)
         # A session's stream ends once the session does (signed out elsewhere, or ended by the bank).
-        session = request.cookies.get(COOKIE) if isinstance(holder, tuple) else None
-        response = _SlotResponse(self._live(site, session), media_type="text/event-stream",
+        response = _SlotResponse(self._live(site, holder.cookie), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
-        # From here to the return nothing awaits: the check and the count are one step on the event
-        # loop, and the response, which Starlette calls at once, gives the slot back however it ends.
-        response.release = self.streams.take(holder, bank=scope == ALL_SITES)
+        # From here to the return nothing awaits: the count is one step on the event loop, and the
+        # response, which Starlette calls at once, gives the slot back however it ends.
+        response.release = self.streams.take(holder.key, bank=holder.bank)
         return response
 
     async def _live(self, site: str, session: str | None = None):
@@ -490,22 +402,3 @@ def _snapshot(store: Store, site: str) -> dict:
             "trouble": trouble_report(store, site)["trouble"],
             # Counts only: the page fetches the disputes themselves (/api/disputes) when these change.
             "disputes": store.dispute_counts(site) if store.has_step(19) else None}
-
-
-def page_language(accept_language: str | None) -> str:
-    """zh-CN, or en when the browser ranks English above Chinese (Accept-Language, q-values honoured)."""
-    best = []
-    for index, part in enumerate((accept_language or "")[:1000].split(",")[:32]):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-            if not 0.0 <= quality <= 1.0:  # nan, inf, negative: not a quality
-                quality = 0.0
-        tag = tag.strip().lower()
-        if tag.startswith("zh") or tag.startswith("en"):
-            best.append((-quality, index, "en" if tag.startswith("en") else "zh-CN"))
-    return min(best)[2] if best else "zh-CN"

@@ -1,11 +1,12 @@
 """The sign-in routes of `collector serve`: a sign-in link becomes a session cookie; sign-out ends it.
 
-``GET /signin`` is a static page; its script reads the link's secret from the fragment (never sent to
+``GET /signin`` is a page without data; its script reads the link's secret from the fragment (never sent to
 a server, so never in an access log), removes it from the address bar and history, and posts it to
 ``POST /api/signin``. That spends the link (once, before it expires) and answers with the session
 cookie. ``POST /api/signout`` revokes the session in the database and clears the cookie. Both POSTs
 take JSON only and refuse another origin, so a page elsewhere cannot make a browser call them; sign-in
-attempts are limited per client address (429 with Retry-After).
+attempts are limited per client address (429 with Retry-After). Refusals are ApiErrors, answered in the
+API's one JSON shape by collector/web.py.
 """
 
 from __future__ import annotations
@@ -14,22 +15,21 @@ import json
 import logging
 import math
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gate_agent.protocol import parse_time
 
 from .signin import COOKIE, AttemptLimit, cookie_header, redeem, sign_out
 from .store import DatabaseError, Store, StoreError
+from .web_common import PUBLIC, ApiError, JSONResponse, page, route
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "web_static"
 #: A sign-in body is one short JSON object.
 MAX_BODY = 1024
 
@@ -43,50 +43,47 @@ class SignInRoutes:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/signin", self.page),
-            Route("/api/signin", self.signin, methods=["POST"]),
-            Route("/api/signout", self.signout, methods=["POST"]),
+            route("/signin", self.page, PUBLIC),
+            route("/api/signin", self.signin, PUBLIC, methods=["POST"]),
+            route("/api/signout", self.signout, PUBLIC, methods=["POST"]),
         ]
 
     def page(self, request: Request) -> Response:
-        return FileResponse(STATIC / "signin.html")
+        return page(request, "signin.html")
 
     def _writer(self) -> Store:
         # Not the schema's owner: the daemon and `collector db upgrade` apply steps, never the web process.
         return Store(self.db, upgrade=False)
 
     @staticmethod
-    def _refuse_cross_site(request: Request) -> Response | None:
+    def _refuse_cross_site(request: Request) -> None:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            return JSONResponse({"error": "send JSON (application/json)"}, status_code=415)
+            raise ApiError(415, "send JSON (application/json)")
         origin = request.headers.get("origin")
         # The host only: behind a TLS proxy this process sees http while the browser's origin says https.
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
-            return JSONResponse({"error": "another origin may not sign in here"}, status_code=403)
-        return None
+            raise ApiError(403, "another origin may not sign in here")
 
     async def signin(self, request: Request) -> Response:
         address = request.client.host if request.client else "?"
         wait = self.limit.allow(address)
         if wait is not None:
             log.warning("sign-in attempts from %s limited for %d s", address, math.ceil(wait))
-            return JSONResponse({"error": "too many sign-in attempts; try again later"}, status_code=429,
-                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
-        refused = self._refuse_cross_site(request)
-        if refused is not None:
-            return refused
+            raise ApiError(429, "too many sign-in attempts; try again later",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        self._refuse_cross_site(request)
         body = b""
         async for chunk in request.stream():  # read no more than a sign-in can need
             body += chunk
             if len(body) > MAX_BODY:
-                return JSONResponse({"error": f"a sign-in body is at most {MAX_BODY} bytes"}, status_code=413)
+                raise ApiError(413, f"a sign-in body is at most {MAX_BODY} bytes")
         try:
             data = json.loads(body)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
             data = None
         secret = data.get("secret") if isinstance(data, dict) else None
         if not isinstance(secret, str):
-            return JSONResponse({"error": "expected {\"secret\": \"...\"}"}, status_code=400)
+            raise ApiError(400, 'expected {"secret": "..."}')
 
         def spend():
             with self._writer() as store:
@@ -95,11 +92,10 @@ class SignInRoutes:
         try:
             result = await run_in_threadpool(spend)
         except (StoreError, DatabaseError) as error:
-            return _unavailable(error)
+            raise _unavailable(error) from None
         if result is None:
             log.info("sign-in refused from %s: unknown, used or expired link", address)
-            return JSONResponse({"error": "this sign-in link is used, expired or unknown; ask the bank for a new one"},
-                                status_code=401)
+            raise ApiError(401, "this sign-in link is used, expired or unknown; ask the bank for a new one")
         session_secret, session = result
         max_age = max(1, int((parse_time(session["expires_at"]) - datetime.now(UTC)).total_seconds()))
         secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
@@ -110,9 +106,7 @@ class SignInRoutes:
         return response
 
     async def signout(self, request: Request) -> Response:
-        refused = self._refuse_cross_site(request)
-        if refused is not None:
-            return refused
+        self._refuse_cross_site(request)
         secret = request.cookies.get(COOKIE)
 
         def end() -> bool:
@@ -122,7 +116,7 @@ class SignInRoutes:
         try:
             ended = await run_in_threadpool(end) if secret else False
         except (StoreError, DatabaseError) as error:
-            return _unavailable(error)
+            raise _unavailable(error) from None
         if ended:
             log.info("signed out a session")
         response = JSONResponse({"signed_out": ended})
@@ -131,8 +125,8 @@ class SignInRoutes:
         return response
 
 
-def _unavailable(error: Exception) -> Response:
+def _unavailable(error: Exception) -> ApiError:
     """The web process could not write its sign-in rows: a read-only role or replica, or a database the
     daemon has not upgraded yet (docs/foreman.md says what to grant)."""
     log.error("sign-in needs to write web_signin_links and web_sessions and cannot: %s", error)
-    return JSONResponse({"error": "sign-in is not available on this server now; use a token"}, status_code=503)
+    return ApiError(503, "sign-in is not available on this server now; use a token")

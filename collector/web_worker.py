@@ -21,8 +21,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from gate_agent.protocol import valid_id
@@ -34,6 +35,7 @@ from .localtime import check_date
 from .reports import check_period
 from .store import Store, StoreError
 from .store.evidence_requests import TooManyWaiting
+from .web_common import PUBLIC, WORKER, Access, ApiError, Holder, JSONResponse, page, read_store, route
 from .worker_record import record
 
 log = logging.getLogger(__name__)
@@ -49,46 +51,36 @@ EVIDENCE_STEP = 21
 
 
 class WorkerApi:
-    """Routes of the worker's page; ``ApiError`` and ``JSONResponse`` are those of collector.web, passed in
-    so that both sets of routes answer alike."""
+    """Routes of the worker's page, and the disputes of sites for their foremen and the bank (``access``:
+    collector.web's, so that a token or a session reads here what it reads there)."""
 
-    def __init__(self, config: CollectorConfig, *, api_error: type[Exception], json_response: type[Response],
-                 static, tokens, all_sites: str, attempts: worker_links.Attempts | None = None,
-                 identify: Callable[[Request], tuple[object, str]] | None = None):
+    def __init__(self, config: CollectorConfig, access: Access, *, attempts: worker_links.Attempts | None = None):
         self.config = config
-        self.ApiError = api_error
-        self.JSONResponse = json_response
-        self.static = static
-        self.tokens = tokens
-        self.all_sites = all_sites
+        self.access = access
         self.attempts = attempts or worker_links.Attempts()
-        #: collector.web's (holder, scope) of a request: a bearer token, else a foreman's sign-in session.
-        self.identify = identify
         self.grace = timedelta(hours=config.final_grace_hours)
 
     def routes(self) -> list[Route]:
+        # /api/worker/session checks the link it is given; the WORKER routes, the cookie it sets (_worker).
         return [
-            Route("/w", self.page),
-            Route("/api/worker/session", self.session, methods=["POST"]),
-            Route("/api/worker/logout", self.logout, methods=["POST"]),
-            Route("/api/worker/record", self.api_record),
-            Route("/api/worker/disputes", self.api_file_dispute, methods=["POST"]),
-            Route("/api/worker/evidence", self.api_request_evidence, methods=["POST"]),
-            Route("/api/worker/evidence/{number:int}", self.api_evidence_state),
-            Route("/api/worker/evidence/{number:int}/file", self.api_evidence_file),
-            Route("/api/disputes", self.api_disputes),
+            route("/w", self.page, PUBLIC),
+            route("/api/worker/session", self.session, PUBLIC, methods=["POST"]),
+            route("/api/worker/logout", self.logout, PUBLIC, methods=["POST"]),
+            route("/api/worker/record", self.api_record, WORKER),
+            route("/api/worker/disputes", self.api_file_dispute, WORKER, methods=["POST"]),
+            route("/api/worker/evidence", self.api_request_evidence, WORKER, methods=["POST"]),
+            route("/api/worker/evidence/{number:int}", self.api_evidence_state, WORKER),
+            route("/api/worker/evidence/{number:int}/file", self.api_evidence_file, WORKER),
+            route("/api/disputes", self.api_disputes, self.access.site),
         ]
 
     # ------------------------------------------------------------------ stores
 
     def _reader(self) -> Store:
-        try:
-            store = Store(self.config.db, readonly=True)
-        except StoreError as error:
-            raise self.ApiError(503, str(error)) from None
+        store = read_store(self.config.db)
         if not store.has_step(NEEDS_STEP):
             store.close()
-            raise self.ApiError(503, "the database has no worker pages yet (collector db upgrade)")
+            raise ApiError(503, "the database has no worker pages yet (collector db upgrade)")
         return store
 
     def _writer(self) -> Store:
@@ -97,7 +89,7 @@ class WorkerApi:
             return Store(self.config.db, upgrade=False)
         except StoreError as error:
             log.error("the worker page cannot write to the database: %s", error)
-            raise self.ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+            raise ApiError(503, "the record cannot be shown now: access cannot be logged") from None
 
     def _write(self, action: Callable[[Store], object]):
         with self._writer() as store:
@@ -105,7 +97,7 @@ class WorkerApi:
                 return action(store)
             except StoreError as error:
                 log.error("the worker page cannot write to the database: %s", error)
-                raise self.ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+                raise ApiError(503, "the record cannot be shown now: access cannot be logged") from None
 
     # ------------------------------------------------------------------ who is asking
 
@@ -117,41 +109,39 @@ class WorkerApi:
         """The worker whose link the cookie holds; 429 while this client is blocked, else 401."""
         client = self._client(request)
         if self.attempts.blocked(client):
-            raise self.ApiError(429, "too many attempts; try again later")
+            raise ApiError(429, "too many attempts; try again later")
         worker = worker_links.holder(store, request.cookies.get(COOKIE))
         if worker is None:
             self.attempts.failed(client)
-            raise self.ApiError(401, "this link is not valid (any more): ask the bank for your new link")
+            raise ApiError(401, "this link is not valid (any more): ask the bank for your new link")
         return worker
 
     def _json_body(self, request: Request, body: bytes) -> dict:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise self.ApiError(415, "send JSON (Content-Type: application/json)")
+            raise ApiError(415, "send JSON (Content-Type: application/json)")
         if len(body) > MAX_BODY:
-            raise self.ApiError(413, "too large")
+            raise ApiError(413, "too large")
         try:
             data = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
-            raise self.ApiError(400, "not JSON") from None
+            raise ApiError(400, "not JSON") from None
         if not isinstance(data, dict):
-            raise self.ApiError(400, "expected a JSON object")
+            raise ApiError(400, "expected a JSON object")
         return data
 
     # ------------------------------------------------------------------ the page and the session
 
     def page(self, request: Request) -> Response:
-        return FileResponse(self.static / "worker.html")
+        return page(request, "worker.html")
 
     async def session(self, request: Request) -> Response:
         body = await request.body()
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(self._session, request, body)
 
     def _session(self, request: Request, body: bytes) -> Response:
         client = self._client(request)
         if self.attempts.blocked(client):
-            raise self.ApiError(429, "too many attempts; try again later")
+            raise ApiError(429, "too many attempts; try again later")
         secret = self._json_body(request, body).get("secret")
         with self._reader() as store:
             worker = worker_links.holder(store, secret)
@@ -159,7 +149,7 @@ class WorkerApi:
             self.attempts.failed(client)
             log.info("worker link refused (client %s)", client)
             # Whoever's page this browser held before is closed too: a shared phone shows nobody's record.
-            response = self.JSONResponse({"error": "this link is not valid (any more): ask the bank for your new link"},
+            response = JSONResponse({"error": "this link is not valid (any more): ask the bank for your new link"},
                                          status_code=401)
             response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))
             return response
@@ -184,12 +174,10 @@ class WorkerApi:
             self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
                                                what=f"days {check['month']}"))
             check["access"] = store.access_log(worker)
-        return self.JSONResponse(check)
+        return JSONResponse(check)
 
     async def api_file_dispute(self, request: Request) -> Response:
         body = await request.body()
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(self._file_dispute, request, body)
 
     def _file_dispute(self, request: Request, body: bytes) -> Response:
@@ -203,7 +191,7 @@ class WorkerApi:
 
         filed = self._write(file)  # a DisputeError is answered 400 by collector.web's handler
         log.info("dispute %s filed by worker %s for %s at %s", filed["ref"], worker, filed["day"], filed["site"])
-        return self.JSONResponse({k: filed[k] for k in ("ref", "site", "day", "note", "filed_at", "status")},
+        return JSONResponse({k: filed[k] for k in ("ref", "site", "day", "note", "filed_at", "status")},
                                  status_code=201)
 
     # ------------------------------------------------------------------ evidence, signed by the collector daemon
@@ -212,13 +200,11 @@ class WorkerApi:
         store = self._reader()
         if not store.has_step(EVIDENCE_STEP):
             store.close()
-            raise self.ApiError(503, "the database has no evidence requests yet (collector db upgrade)")
+            raise ApiError(503, "the database has no evidence requests yet (collector db upgrade)")
         return store
 
     async def api_request_evidence(self, request: Request) -> Response:
         body = await request.body()
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(self._request_evidence, request, body)
 
     def _request_evidence(self, request: Request, body: bytes) -> Response:
@@ -232,20 +218,20 @@ class WorkerApi:
             with self._writer() as writer:
                 asked = writer.request_evidence(worker, first.isoformat(), last.isoformat(), by=by)
         except TooManyWaiting as error:
-            raise self.ApiError(429, str(error)) from None
+            raise ApiError(429, str(error)) from None
         except StoreError as error:
             log.error("the worker page cannot record an evidence request: %s", error)
-            raise self.ApiError(503, "the request cannot be recorded now; try again later") from None
+            raise ApiError(503, "the request cannot be recorded now; try again later") from None
         log.info("evidence request %d recorded for worker %s (%s..%s)", asked["id"], worker, first, last)
-        return self.JSONResponse(_shown(asked), status_code=202)
+        return JSONResponse(_shown(asked), status_code=202)
 
     def api_evidence_state(self, request: Request) -> Response:
         with self._evidence_reader() as store:
             worker = self._worker(request, store)
             asked = store.evidence_request(request.path_params["number"], worker=worker)
         if asked is None:
-            raise self.ApiError(404, "no such request for evidence")
-        return self.JSONResponse(_shown(asked))
+            raise ApiError(404, "no such request for evidence")
+        return JSONResponse(_shown(asked))
 
     def api_evidence_file(self, request: Request) -> Response:
         """The signed file exactly as the collector stored it; the download goes into the access log."""
@@ -253,10 +239,10 @@ class WorkerApi:
             worker = self._worker(request, store)
             asked = store.evidence_request(request.path_params["number"], worker=worker)
             if asked is None:
-                raise self.ApiError(404, "no such request for evidence")
+                raise ApiError(404, "no such request for evidence")
             document = store.evidence_document(asked["id"], worker=worker)
         if document is None:
-            raise self.ApiError(409, f"the file is not ready ({asked['state']})")
+            raise ApiError(409, f"the file is not ready ({asked['state']})")
         first, last = asked["first_day"], asked["last_day"]
         self._write(lambda w: w.log_access(worker, via="worker link", who="the worker", what=f"evidence {first}..{last}"))
         name = f"evidence-{worker}-{first}-{last}.json"
@@ -271,7 +257,7 @@ class WorkerApi:
         except ValueError:
             first = last = None
         if first is None or last is None:
-            raise self.ApiError(400, "from and to must be dates YYYY-MM-DD")
+            raise ApiError(400, "from and to must be dates YYYY-MM-DD")
         return check_period(first, last)  # an InputError: the app answers 400 with its message
 
     # ------------------------------------------------------------------ disputes for sites and the bank
@@ -279,28 +265,23 @@ class WorkerApi:
     def api_disputes(self, request: Request) -> Response:
         """Disputes of the token's or the sign-in session's site (a bank token: every site, or ``?site=``);
         ``?open=1``: open only."""
-        if self.identify is not None:
-            holder, scope = self.identify(request)
-        else:
-            holder, scope = None, self.tokens.scope(request.headers.get("authorization"))
+        holder: Holder = request.state.holder
         site = request.query_params.get("site")
-        if site is not None and (not valid_id(site) or scope not in (self.all_sites, site)):
-            raise self.ApiError(403, f"this token is for site {scope} only")
-        if site is None and scope != self.all_sites:
-            site = scope
+        if site is not None and not valid_id(site):
+            raise ApiError(404, f"there is no site {site}")
+        if site is None and not holder.bank:
+            site = holder.scope
         status = "open" if request.query_params.get("open") in ("1", "true") else None
         with self._reader() as store:
             rows = store.disputes(site=site, status=status)
             names = {w["worker"]: w["name"] for w in store.workers()}
         for row in rows:
             row["name"] = names.get(row["worker"])
-        session = isinstance(holder, tuple) and holder[:1] == ("session",)
-        who = "bank token" if scope == self.all_sites else "site sign-in" if session else "site token"
         workers = sorted({row["worker"] for row in rows})
         if workers:
-            self._write(lambda w: [w.log_access(worker, via=who, who=scope if scope != self.all_sites else "bank",
+            self._write(lambda w: [w.log_access(worker, via=holder.kind, who="bank" if holder.bank else holder.scope,
                                                 what="disputes") for worker in workers])
-        return self.JSONResponse(rows)
+        return JSONResponse(rows)
 
 
 def _shown(asked: dict) -> dict:

@@ -40,7 +40,7 @@ EXTRAS = ("postgresql", "gpio")
 ALL_EXTRAS = ("gate", "bank", *EXTRAS)
 #: What each side's extra brings (import names): the other side's install must have none of them.
 GATE_MODULES = ("nfc", "serial")
-BANK_MODULES = ("starlette", "uvicorn", "openpyxl", "defusedxml", "xmlschema")
+BANK_MODULES = ("starlette", "uvicorn", "jinja2", "openpyxl", "defusedxml", "xmlschema")
 #: Run by an installed interpreter: which of the modules named are importable there.
 FIND = "import importlib.util, json, sys; print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n)]))"
 #: pip reaches the package index for the dependencies (its cache makes a second run quick).
@@ -135,7 +135,7 @@ def installed(tmp_path_factory):
 def test_the_wheel_holds_every_file_of_both_packages(installed):
     expected = package_files(installed.files)
     # The files the collector cannot start without, so that an empty listing cannot pass.
-    assert {"collector/store/__init__.py", "collector/web_static/index.html", "collector/web_static/i18n/en.json",
+    assert {"collector/store/__init__.py", "collector/templates/base.html", "collector/web_static/i18n/en.json",
             "collector/iso20022/pain.001.001.09.xsd", "gate_agent/cli.py"} <= expected
     with zipfile.ZipFile(installed.wheel) as wheel:
         held = set(wheel.namelist())

@@ -71,7 +71,7 @@ def test_refusals_a_draft_and_hostile_names(month, tmp_path):
     assert refused.returncode == 1 and "W9 is not in the S1 2026-10 wage table (version 1)" in refused.stderr
     _, out = slip(month, tmp_path, "W3", "w3.html")
     page = out.read_text(encoding="utf-8")
-    assert "<script>" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;" in page
     assert "未审批 NOT APPROVED" in page and "Not approved, not paid" in page
     again, _ = slip(month, tmp_path, "W3", "w3.html", check=False)
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -22,6 +22,7 @@ from tests.test_web_worker import BANK, SITE2, W1_CARD, W2_NAME, Bank, http, unt
 pytestmark = pytest.mark.slow
 
 STATIC = Path(__file__).parent.parent / "collector" / "web_static"
+TEMPLATES = Path(__file__).parent.parent / "collector" / "templates"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOSTILE = "<img src=x onerror=alert(1)> 18点才走"
 # What the page refuses to file but an older row or another writer could hold: right-to-left override,
@@ -176,7 +177,7 @@ def test_every_string_of_the_site_page_is_in_both_catalogs():
     show as the key itself)."""
     catalogs = {lang: json.loads((STATIC / "i18n" / f"{lang}.json").read_text()) for lang in ("zh-CN", "en")}
     assert set(catalogs["zh-CN"]) == set(catalogs["en"])
-    html = (STATIC / "site.html").read_text()
+    html = (TEMPLATES / "site.html").read_text()
     script = (STATIC / "dashboard.js").read_text()
     keys = set(re.findall(r'data-i18n(?:-placeholder|-label)?="([^"]+)"', html))
     keys |= set(re.findall(r'"([a-z_]+(?:\.[a-z_]+)+)"', script))  # every "a.b" literal of the script is a key

@@ -1,6 +1,8 @@
 // The message catalog: every string the pages show comes from /static/i18n/<lang>.json (zh-CN by
-// default, en on request). The choice is the page's language switch if it was used, else the first of
-// the browser's languages we have, else Chinese. Elements name their string in data-i18n (text),
+// default, en on request), one catalog for every page (the worker's page has its keys under "worker.").
+// The choice is the page's language switch if it was used, else the first of the browser's languages we
+// have, else Chinese (the server's <html lang> is the same choice made from Accept-Language, which a
+// browser may set apart from its own languages). Elements name their string in data-i18n (text),
 // data-i18n-placeholder or data-i18n-label (aria-label); scripts use I18N.t(key, {params}).
 "use strict";
 
@@ -31,6 +33,10 @@ window.I18N = (function () {
     return chosen;
   }
 
+  function has(key) {
+    return Object.prototype.hasOwnProperty.call(messages, key);
+  }
+
   // {name} placeholders filled from params, as text (the caller inserts the result with textContent).
   function t(key, params) {
     const template = Object.prototype.hasOwnProperty.call(messages, key) ? messages[key] : key;
@@ -45,14 +51,17 @@ window.I18N = (function () {
     for (const node of scope.querySelectorAll("[data-i18n-label]")) node.setAttribute("aria-label", t(node.dataset.i18nLabel));
   }
 
-  // The switch: a button naming the other language; the choice is kept in this browser.
+  // The switch: a button naming the other language (in that language); the choice is kept in this browser.
   function bindSwitch(button, onChange) {
     if (!button) return;
+    const mark = () => { button.lang = lang === "en" ? "zh-CN" : "en"; };
+    mark();
     button.addEventListener("click", async () => {
       const other = lang === "en" ? "zh-CN" : "en";
       localStorage.setItem(STORE_KEY, other);
       await load(other);
       apply();
+      mark();
       if (onChange) onChange();
     });
   }
@@ -66,5 +75,5 @@ window.I18N = (function () {
     apply();
   }
 
-  return { start, t, apply, bindSwitch, load, get lang() { return lang; } };
+  return { start, t, has, apply, bindSwitch, load, get lang() { return lang; } };
 })();

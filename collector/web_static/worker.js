@@ -1,37 +1,17 @@
 // The worker's own page. The personal link is /w#SECRET: the fragment never reaches a server. The
 // secret is taken out of the address bar and the history at once, traded for an HttpOnly cookie, and
 // forgotten. Everything shown is inserted with textContent: notes and answers are typed by people.
+// Its words are the "worker." keys of the pages' one message catalog (i18n.js, web_static/i18n/).
 "use strict";
 
 (function () {
-  const LANG_KEY = "worker-language";
   const $ = (id) => document.getElementById(id);
-  let text = {};
-  let language = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
+  const t = (key, values) => window.I18N.t("worker." + key, values);
   let month = null;      // YYYY-MM shown
   let latest = null;     // the last record, re-rendered when the language changes
   let evidenceMonth = null;
   let evidenceAsked = null;  // the id of the evidence request the page follows
   let evidencePoll = null;
-
-  // ------------------------------------------------------------------ text
-
-  function t(key, values) {
-    let s = text[key];
-    if (s === undefined) s = key;
-    for (const [name, value] of Object.entries(values || {})) s = s.split("{" + name + "}").join(String(value));
-    return s;
-  }
-
-  async function loadText() {
-    const response = await fetch("/static/worker." + language + ".json", { cache: "no-store" });
-    text = await response.json();
-    document.documentElement.lang = language === "zh" ? "zh-CN" : "en";
-    document.title = t("title");
-    for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
-    $("language").textContent = t("language_other");
-    $("language").lang = language === "zh" ? "en" : "zh-CN";
-  }
 
   function el(tag, content, className) {
     const node = document.createElement(tag);
@@ -59,8 +39,7 @@
   }
 
   function flagText(flag) {
-    const key = "flag_" + flag;
-    return text[key] !== undefined ? text[key] : t("flag_unknown", { flag: flag });
+    return window.I18N.has("worker.flag_" + flag) ? t("flag_" + flag) : t("flag_unknown", { flag: flag });
   }
 
   // ------------------------------------------------------------------ talking to the bank
@@ -217,7 +196,7 @@
   function openDisputeForm(item, day, button, closed) {
     if (item.querySelector("form")) return;
     const form = $("dispute-form-template").content.firstElementChild.cloneNode(true);
-    for (const node of form.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
+    window.I18N.apply(form);
     form.querySelector(".cancel").addEventListener("click", () => {
       form.remove();
       button.hidden = false;
@@ -335,12 +314,8 @@
   // ------------------------------------------------------------------ start
 
   async function start() {
-    $("language").addEventListener("click", async () => {
-      language = language === "zh" ? "en" : "zh";
-      localStorage.setItem(LANG_KEY, language);
-      await loadText();
-      render();
-    });
+    await window.I18N.start();
+    window.I18N.bindSwitch($("language"), render);
     $("missing-day").addEventListener("click", openMissingDay);
     $("previous").addEventListener("click", () => shiftMonth(-1));
     $("next").addEventListener("click", () => shiftMonth(1));
@@ -355,7 +330,6 @@
       $("problem").hidden = false;
       $("problem").textContent = t("logged_out");
     });
-    await loadText();
     await arrive();
     // Another link opened in this tab changes only the fragment: no new page, so take it from here.
     window.addEventListener("hashchange", arrive);
