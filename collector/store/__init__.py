@@ -80,13 +80,14 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
         """A statement of the caller's own (tools and tests); queries of the product live in the mixins."""
         return self.db.execute(sql, params)
 
-    def has_step(self, version: int) -> bool:
-        """Whether the schema has this step (a read-only reader may meet a database the daemon has not
-        upgraded yet); remembered once true."""
+    def has(self, capability: str) -> bool:
+        """Whether the schema has this capability (``schema.CAPABILITIES``): a read-only reader may meet
+        a database the daemon has not upgraded yet. Remembered once true."""
+        step = schema.CAPABILITIES[capability]
         known = self.__dict__.setdefault("_steps", set())
-        if version not in known and version in schema.applied(self.db):
+        if step not in known and step in schema.applied(self.db):
             known.update(schema.applied(self.db))
-        return version in known
+        return step in known
 
     def change_marker(self) -> object:
         """Changes whenever another connection may have committed (the live stream polls it)."""

@@ -278,7 +278,7 @@ class LedgerQueries:
 
     def _delivery(self) -> str:
         """The gate's declared delivery interval (hours), NULL for a live gate or an older schema."""
-        return "g.delivery_hours" if self.has_step(16) else "NULL AS delivery_hours"
+        return "g.delivery_hours" if self.has("gate_delivery") else "NULL AS delivery_hours"
 
     def gate_punch_rows(self, site: str, gate: str, first: int, last: int) -> list[dict]:
         return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "

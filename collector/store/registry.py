@@ -173,7 +173,7 @@ class RegistryQueries:
         """Each gate with its ingest state, last status and last online heartbeat (with the times the bank
         received them), for `collector gates`, the dashboard and finality."""
         # A read-only view of a database not yet migrated knows no heartbeat: its days stay provisional.
-        heartbeat = "s.heartbeat, s.heartbeat_at" if self.has_step(9) else "NULL AS heartbeat, NULL AS heartbeat_at"
+        heartbeat = "s.heartbeat, s.heartbeat_at" if self.has("heartbeats") else "NULL AS heartbeat, NULL AS heartbeat_at"
         sql = f"""SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
                          s.status, s.status_state, s.status_at, {heartbeat}
                   FROM gates g LEFT JOIN gate_state s ON s.site = g.site AND s.gate = g.gate"""
@@ -256,7 +256,7 @@ class RegistryQueries:
     def workers(self, site: str | None = None) -> list[dict]:
         """Every worker (or those assigned to ``site`` now) with cards, the sites they are assigned to now,
         and when they were removed."""
-        sites_now = self.has_step(14)
+        sites_now = self.has("assignments")
         removed = "removed_at" if sites_now else "NULL AS removed_at"
         workers = self._rows(f"SELECT worker, name, employer, {removed} FROM workers ORDER BY worker")
         cards: dict[str, list] = {}
@@ -277,7 +277,7 @@ class RegistryQueries:
         return workers
 
     def _card_kind_columns(self, prefix: str = "") -> str:
-        if self.has_step(17):
+        if self.has("card_kinds"):
             return f"{prefix}kind, {prefix}masked"
         return "'uid' AS kind, NULL AS masked"
 

@@ -601,6 +601,20 @@ STEPS = [
     """),
 ]
 
+#: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
+#: reader (`collector serve`, reports) may meet a database the daemon has not upgraded yet; the numbers
+#: stay here, beside the steps.
+CAPABILITIES = {
+    "heartbeats": 9,  # gate_state.heartbeat, heartbeat_at
+    "payments": 11,  # wage batches, payment lines and their returns
+    "assignments": 14,  # workers assigned to sites, with validity
+    "gate_delivery": 16,  # gates.delivery_hours (bundles carried by hand)
+    "card_kinds": 17,  # cards.kind and masked, punches' card kinds and read counters
+    "worker_access": 19,  # worker links, the record access log, disputes
+    "dispute_answers": 20,  # answers to disputes and the corrections that cite them
+    "evidence_requests": 21,  # evidence files the daemon signs on request
+}
+
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
 _SQLITE_UTILS_NAMES = {"m001_initial": (1,), "m002_gauges": (2,), "m003_bank_keys": (3,),
                        "m004_quarantine_limits": (4, 5), "m005_statuses_checked": (6,), "m006_heartbeats": (9,)}
