@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+
+from gate_agent.protocol import format_time
 
 from . import schema
 from .card_counters import CardCounterQueries
+from .clock import Clock, system_clock
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
 from .counters import CounterQueries
 from .disputes import DisputeQueries
@@ -33,7 +37,7 @@ from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 from .worker_access import WorkerAccessQueries
 
-__all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
+__all__ = ["Store", "StoreError", "DatabaseError", "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
            "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
 
 
@@ -41,17 +45,20 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
             WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
             WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
-    ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
+    ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet.
+    ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given."""
 
-    def __init__(self, location: str | Path, *, readonly: bool = False, upgrade: bool = True):
+    def __init__(self, location: str | Path, *, readonly: bool = False, upgrade: bool = True,
+                 clock: Clock = system_clock):
         self.location = location
+        self.clock = clock
         try:
             self.db: Connection = connect(location, readonly=readonly)
         except DatabaseError as error:
             raise StoreError(str(error)) from None
         if not readonly and upgrade:
             try:
-                schema.upgrade(self.db)
+                schema.upgrade(self.db, clock=clock)
             except BaseException:
                 self.db.close()
                 raise
@@ -88,6 +95,17 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
         if step not in known and step in schema.applied(self.db):
             known.update(schema.applied(self.db))
         return step in known
+
+    def now(self) -> datetime:
+        """What the store's clock says it is (aware; naive answers are refused)."""
+        moment = self.clock()
+        if moment.tzinfo is None:
+            raise ValueError("the store's clock answered a naive datetime: times are stored as UTC")
+        return moment
+
+    def _now_text(self) -> str:
+        """The store's clock as stored: UTC text with milliseconds."""
+        return format_time(self.now())
 
     def change_marker(self) -> object:
         """Changes whenever another connection may have committed (the live stream polls it)."""

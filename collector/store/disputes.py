@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -21,7 +19,7 @@ class DisputeQueries:
         with self.transaction():
             if self._one("SELECT COUNT(*) FROM disputes WHERE worker = ? AND status = 'open'", (worker,))[0] >= max_open:
                 raise StoreError(f"worker {worker} has {max_open} open disputes already; wait for their answers")
-            now = utc_now_text()
+            now = self._now_text()
             new_id = self.db.execute(
                 "INSERT INTO disputes (worker, site, day, note, filed_at, filed_via, status) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'open') RETURNING id", (worker, site, day, note, now, via)).fetchone()[0]
@@ -66,7 +64,7 @@ class DisputeQueries:
                 raise StoreError(f"dispute {ref} is {row[0]} already")
             self.db.execute("UPDATE disputes SET status = ?, answered_at = ?, answered_by = ?, answer = ?, "
                             "answer_kind = ?, punch_id = ? WHERE ref = ?",
-                            (status, utc_now_text(), by, answer, kind, punch_id, ref))
+                            (status, self._now_text(), by, answer, kind, punch_id, ref))
             if punch_id is not None:
                 self.db.execute("UPDATE punches SET dispute = ? WHERE id = ?", (ref, punch_id))
             return self.dispute(ref)
@@ -81,7 +79,7 @@ class DisputeQueries:
         with self.transaction():
             self.db.execute("INSERT INTO dispute_overrides (site, period, table_version, refs, reason, by_user, at) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (site, period, table_version, ",".join(refs), reason, by, utc_now_text()))
+                            (site, period, table_version, ",".join(refs), reason, by, self._now_text()))
 
     def dispute_overrides(self, site: str | None = None, period: str | None = None) -> list[dict]:
         clauses, params = [], []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gate_agent.protocol import format_time, utc_now_text
+from gate_agent.protocol import format_time
 
 from .connection import Connection
 from .errors import StoreError
@@ -60,7 +60,7 @@ class EvidenceRequestQueries:
             (number,) = self.db.execute(
                 "INSERT INTO evidence_requests (worker, first_day, last_day, requested_at, requested_by, state) "
                 "VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
-                (worker, first_day, last_day, utc_now_text(), by)).fetchone()
+                (worker, first_day, last_day, self._now_text(), by)).fetchone()
             return self.evidence_request(number)
 
     def evidence_request(self, number: int, *, worker: str | None = None) -> dict | None:
@@ -79,7 +79,7 @@ class EvidenceRequestQueries:
     def claim_evidence_request(self, claim: str, *, now: datetime | None = None) -> dict | None:
         """Claim the oldest claimable request for ``claim`` (a token unique to this claim): pending, or
         working under a stale claim. None if there is none, or if another process claimed it first."""
-        now = now or datetime.now(UTC)
+        now = now or self.now()
         stale = _text(now - STALE_CLAIM)
         claimable = ("(state = 'pending' OR (state = 'working' AND claimed_at < ?))")
         with self.transaction():
@@ -97,7 +97,7 @@ class EvidenceRequestQueries:
 
     def has_pending_evidence(self) -> bool:
         """Whether any request waits for a claim (a cheap read before the claim's write)."""
-        stale = _text(datetime.now(UTC) - STALE_CLAIM)
+        stale = _text(self.now() - STALE_CLAIM)
         return self._one("SELECT 1 FROM evidence_requests WHERE state = 'pending' "
                          "OR (state = 'working' AND claimed_at < ?) LIMIT 1", (stale,)) is not None
 
@@ -111,12 +111,12 @@ class EvidenceRequestQueries:
             return self.db.execute(
                 "UPDATE evidence_requests SET state = ?, document = ?, reason = ?, finished_at = ?, claim = NULL "
                 "WHERE id = ? AND claim = ? AND state = 'working'",
-                ("done" if document is not None else "failed", document, reason, utc_now_text(), number,
+                ("done" if document is not None else "failed", document, reason, self._now_text(), number,
                  claim)).rowcount == 1
 
     def prune_evidence_requests(self, *, now: datetime | None = None) -> int:
         """Delete the requests finished more than ``KEEP`` ago, documents and all; returns how many."""
-        cutoff = _text((now or datetime.now(UTC)) - KEEP)
+        cutoff = _text((now or self.now()) - KEEP)
         with self.transaction():
             return self.db.execute("DELETE FROM evidence_requests WHERE state IN ('done', 'failed') "
                                    "AND finished_at < ?", (cutoff,)).rowcount

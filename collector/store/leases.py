@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 
 
@@ -64,7 +62,7 @@ class LeaseQueries:
         with self.db.transaction():
             self.db.execute(f"""INSERT INTO members (instance, started_at, expires_at) VALUES (?, ?, {now} + ?)
                                 ON CONFLICT (instance) DO UPDATE SET expires_at = excluded.expires_at""",
-                            (instance, utc_now_text(), ttl))
+                            (instance, self._now_text(), ttl))
             self.db.execute(f"DELETE FROM members WHERE expires_at < {now} - 3600")
             return [row[0] for row in self.db.execute(
                 f"SELECT instance FROM members WHERE expires_at >= {now} ORDER BY instance").fetchall()]

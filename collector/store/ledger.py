@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from gate_agent.protocol import Punch, utc_now_text
+from gate_agent.protocol import Punch
 
 from .connection import Connection
 from .errors import StoreError
@@ -66,7 +66,7 @@ class LedgerQueries:
         cursor = self.db.execute(
             """INSERT INTO conflicts (site, gate, seq, kind, stored_digest, other_digest, other_body, detail,
                    detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-            (site, gate, seq, kind, stored_digest, other_digest, other_body, detail, utc_now_text()))
+            (site, gate, seq, kind, stored_digest, other_digest, other_body, detail, self._now_text()))
         return cursor.rowcount == 1
 
     def conflicts(self) -> list[dict]:
@@ -179,7 +179,7 @@ class LedgerQueries:
             return self.db.execute(
                 """INSERT INTO punches (site, time, worker, direction, received_at, source, manual_by, manual_reason)
                    VALUES (?, ?, ?, ?, ?, 'manual', ?, ?) RETURNING id""",
-                (site, time, worker, direction, utc_now_text(), by.strip(), reason.strip())).fetchall()[0][0]
+                (site, time, worker, direction, self._now_text(), by.strip(), reason.strip())).fetchall()[0][0]
 
     def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
         """Mark a punch void (kept and shown, no longer counted)."""
@@ -192,7 +192,7 @@ class LedgerQueries:
             if rows[0]["void_at"]:
                 raise StoreError(f"punch {punch_id} is already void (since {rows[0]['void_at']})")
             self.db.execute("UPDATE punches SET void_at = ?, void_by = ?, void_reason = ? WHERE id = ?",
-                            (utc_now_text(), by.strip(), reason.strip(), punch_id))
+                            (self._now_text(), by.strip(), reason.strip(), punch_id))
             return rows[0]
 
     def punch(self, punch_id: int) -> dict | None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gate_agent.protocol import key_id, parse_public_key, utc_now_text, valid_id
+from gate_agent.protocol import key_id, parse_public_key, valid_id
 
 from ..names import is_reserved_name
 from .connection import Connection
@@ -51,7 +51,7 @@ class RegistryQueries:
                 raise StoreError(f"site {site} already exists")
             self.db.execute("INSERT INTO sites (site, name, timezone, max_shift_hours, created_at) "
                             "VALUES (?, ?, ?, ?, ?)", (site, name or site, timezone, float(max_shift_hours),
-                                                       utc_now_text()))
+                                                       self._now_text()))
             self._registry_changed()
 
     def site(self, site: str) -> dict | None:
@@ -112,7 +112,7 @@ class RegistryQueries:
             exists = self._one("SELECT 1 FROM gates WHERE site = ? AND gate = ?", (site, gate))
             if self._one("SELECT 1 FROM gate_keys WHERE site = ? AND gate = ? AND key_id = ?", (site, gate, kid)):
                 return "unchanged"
-            now = utc_now_text()
+            now = self._now_text()
             if not exists:
                 self.db.execute("INSERT INTO gates (site, gate, active, added_at) VALUES (?, ?, 1, ?)",
                                 (site, gate, now))
@@ -135,7 +135,7 @@ class RegistryQueries:
         with self.transaction():
             cursor = self.db.execute(
                 "UPDATE gate_keys SET revoked_at = ? WHERE site = ? AND gate = ? AND key_id = ? AND revoked_at IS NULL",
-                (utc_now_text(), site, gate, kid))
+                (self._now_text(), site, gate, kid))
             if cursor.rowcount == 0:
                 raise StoreError(f"gate {site}/{gate} has no unrevoked key {kid}")
             self._registry_changed()
@@ -157,7 +157,7 @@ class RegistryQueries:
         kid = key_id(public_key)
         with self.transaction():
             self.db.execute("INSERT INTO bank_keys (key_id, public_key, added_at) VALUES (?, ?, ?) "
-                            "ON CONFLICT (key_id) DO NOTHING", (kid, public_key.strip(), utc_now_text()))
+                            "ON CONFLICT (key_id) DO NOTHING", (kid, public_key.strip(), self._now_text()))
 
     def bank_keys(self) -> list[dict]:
         """Every bank public key on record, oldest first; empty before the daemon first ran."""
@@ -197,7 +197,7 @@ class RegistryQueries:
             if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} already exists")
             self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
-                            (worker, name, employer, utc_now_text()))
+                            (worker, name, employer, self._now_text()))
             for uid in cards:
                 self._assign_card(uid, worker, valid_from)
             for site in sites:
@@ -225,15 +225,15 @@ class RegistryQueries:
             raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
         last_end = self._one("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))[0]
         if valid_from is None:
-            valid_from = utc_now_text() if last_end else None
+            valid_from = self._now_text() if last_end else None
         elif last_end and valid_from < last_end:
             raise StoreError(f"card {uid} was held by someone else until {last_end}")
         if kind == "uid" and masked is None:
             self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at) VALUES (?, ?, ?, NULL, ?)",
-                            (uid, worker, valid_from, utc_now_text()))
+                            (uid, worker, valid_from, self._now_text()))
         else:
             self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at, kind, masked) "
-                            "VALUES (?, ?, ?, NULL, ?, ?, ?)", (uid, worker, valid_from, utc_now_text(), kind, masked))
+                            "VALUES (?, ?, ?, NULL, ?, ?, ?)", (uid, worker, valid_from, self._now_text(), kind, masked))
         self._registry_changed()
 
     def revoke_card(self, uid: str, *, at: str | None = None) -> str:
@@ -242,7 +242,7 @@ class RegistryQueries:
             row = self._one("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
             if row is None:
                 raise StoreError(f"card {uid} is not held by anyone")
-            at = at or utc_now_text()
+            at = at or self._now_text()
             if row[2] and at < row[2]:
                 raise StoreError(f"card {uid} was assigned at {row[2]}, after {at}")
             self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, row[0]))
@@ -318,7 +318,7 @@ class RegistryQueries:
                     raise StoreError(f"{worker} is already assigned to {site} "
                                      f"from {row['valid_from'] or 'the beginning'} to {row['valid_to'] or 'now'}")
             self.db.execute("INSERT INTO assignments (worker, site, valid_from, valid_to, added_at, added_by) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, site, valid_from, valid_to, utc_now_text(), by))
+                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, site, valid_from, valid_to, self._now_text(), by))
             self._registry_changed()
 
     def unassign(self, worker: str, site: str, *, at: str, by: str) -> None:

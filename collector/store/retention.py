@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 
 #: The tables holding a site's month of wages (tables and their versions and lines, deductions, employer
@@ -95,7 +93,7 @@ class RetentionQueries:
     def log_retention(self, *, by: str, what: str, cutoff: str, rows: int, detail: dict) -> None:
         self.db.execute("INSERT INTO retention_log (pruned_at, pruned_by, what, cutoff, row_count, detail) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
-                        (utc_now_text(), by, what, cutoff, rows, json.dumps(detail, sort_keys=True, ensure_ascii=False)))
+                        (self._now_text(), by, what, cutoff, rows, json.dumps(detail, sort_keys=True, ensure_ascii=False)))
 
     def retention_log(self) -> list[dict]:
         if not self.db.table_exists("retention_log"):  # a reader of a database not migrated yet

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -34,7 +32,7 @@ class WageSheetQueries:
                    ON CONFLICT (sha256) DO NOTHING RETURNING id""",
                 (site, period, employer, file_name, sha256, format, encoding,
                  json.dumps(ignored_columns, ensure_ascii=False), json.dumps(notes, ensure_ascii=False),
-                 utc_now_text(), by)).fetchall()
+                 self._now_text(), by)).fetchall()
             if not inserted:
                 return None
             sheet_id = inserted[0][0]
@@ -66,7 +64,7 @@ class WageSheetQueries:
         with self.transaction():
             taken = self.db.execute(
                 "UPDATE wage_sheets SET deductions_taken_at = ?, deductions_taken_by = ? "
-                "WHERE id = ? AND deductions_taken_at IS NULL RETURNING id", (utc_now_text(), by, sheet_id)).fetchall()
+                "WHERE id = ? AND deductions_taken_at IS NULL RETURNING id", (self._now_text(), by, sheet_id)).fetchall()
             if not taken:
                 return False
             for deduction in deductions:
