@@ -114,7 +114,7 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
     if "ingest_lag_seconds_last" in gauges:
         out.family("collector_ingest_lag_last_seconds", "gauge",
                    "Arrival-to-commit time of the oldest message of the latest burst.",
-                   [("", gauges["ingest_lag_seconds_last"][0])])
+                   [("", gauges["ingest_lag_seconds_last"].value)])
     out.family("collector_punches_held", "gauge", "Punches in the database (gate and manual).",
                [("", store.punch_count())])
 

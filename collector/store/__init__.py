@@ -19,15 +19,15 @@ from pathlib import Path
 from gate_agent.protocol import format_time
 
 from . import schema
-from .card_counters import CardCounterQueries
+from .card_counters import CardCounterQueries, PunchRef
 from .clock import Clock, system_clock
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
-from .counters import CounterQueries
+from .counters import CounterQueries, Gauge
 from .disputes import DisputeQueries
 from .errors import StoreError
 from .evidence_requests import EvidenceRequestQueries
 from .leases import Lease, LeaseQueries
-from .ledger import LedgerQueries
+from .ledger import LedgerQueries, Link, Progress, Tail
 from .payments import PaymentQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
@@ -37,8 +37,9 @@ from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 from .worker_access import WorkerAccessQueries
 
-__all__ = ["Store", "StoreError", "DatabaseError", "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
-           "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
+__all__ = ["Store", "StoreError", "DatabaseError", "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits",
+           "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge",
+           "database_exists", "display"]
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,

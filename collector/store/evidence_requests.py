@@ -53,8 +53,8 @@ class EvidenceRequestQueries:
                                                                                               last_day))
             if same:
                 return same[0]
-            waiting = self._one("SELECT COUNT(*) FROM evidence_requests WHERE worker = ? "
-                                "AND state IN ('pending', 'working')", (worker,))[0]
+            waiting = self.db.value("SELECT COUNT(*) FROM evidence_requests WHERE worker = ? "
+                                    "AND state IN ('pending', 'working')", (worker,))
             if waiting >= MAX_WAITING_PER_WORKER:
                 raise TooManyWaiting(f"{waiting} requests for evidence are still being prepared; wait for them")
             (number,) = self.db.execute(
@@ -72,9 +72,8 @@ class EvidenceRequestQueries:
 
     def evidence_document(self, number: int, *, worker: str) -> str | None:
         """The signed file of the worker's request once done, else None."""
-        row = self._one("SELECT document FROM evidence_requests WHERE id = ? AND worker = ? AND state = 'done'",
-                        (number, worker))
-        return row[0] if row else None
+        return self.db.value("SELECT document FROM evidence_requests WHERE id = ? AND worker = ? AND state = 'done'",
+                             (number, worker))
 
     def claim_evidence_request(self, claim: str, *, now: datetime | None = None) -> dict | None:
         """Claim the oldest claimable request for ``claim`` (a token unique to this claim): pending, or
@@ -88,12 +87,12 @@ class EvidenceRequestQueries:
                             "reason = ? WHERE state = 'working' AND claimed_at < ? AND attempts >= ?",
                             (_text(now), f"the file was not finished after {MAX_ATTEMPTS} attempts", stale,
                              MAX_ATTEMPTS))
-            rows = self.db.execute(
+            claimed = self.db.value(
                 f"""UPDATE evidence_requests SET state = 'working', claim = ?, claimed_at = ?, attempts = attempts + 1
                     WHERE {claimable} AND id = (SELECT id FROM evidence_requests WHERE {claimable}
                                                 ORDER BY id LIMIT 1)
-                    RETURNING id""", (claim, _text(now), stale, stale)).fetchall()
-        return self.evidence_request(rows[0][0]) if rows else None
+                    RETURNING id""", (claim, _text(now), stale, stale))
+        return self.evidence_request(claimed) if claimed is not None else None
 
     def has_pending_evidence(self) -> bool:
         """Whether any request waits for a claim (a cheap read before the claim's write)."""

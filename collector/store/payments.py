@@ -93,8 +93,7 @@ class PaymentQueries:
 
     def first_punch_time(self, site: str, since: str = "") -> str | None:
         """The earliest punch of a site at or after ``since`` (UTC text; by default, of all it holds)."""
-        row = self._one("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))
-        return row[0] if row else None
+        return self.db.value("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))
 
     def has_punches(self, site: str, start: str, end: str) -> bool:
         return self._one("SELECT 1 FROM punches WHERE site = ? AND time >= ? AND time < ? LIMIT 1",

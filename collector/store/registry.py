@@ -32,8 +32,7 @@ class RegistryQueries:
     def registry_version(self) -> int:
         """Moves whenever a gate, key or card changes, by this connection or any other (ingest and the
         roster publisher reload what they cache when it does)."""
-        row = self._one("SELECT version FROM registry_version WHERE id = 1")
-        return row[0] if row else 0
+        return self.db.value("SELECT version FROM registry_version WHERE id = 1", default=0)
 
     def _registry_changed(self) -> None:
         """Inside the transaction of a registry change."""
@@ -100,15 +99,14 @@ class RegistryQueries:
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist (collector site add {site} --timezone ...)")
-            elsewhere = [row[0] for row in self.db.execute(
-                "SELECT site FROM gates WHERE gate = ? AND site != ? ORDER BY site", (gate, site)).fetchall()]
+            elsewhere = self.db.column("SELECT site FROM gates WHERE gate = ? AND site != ? ORDER BY site", (gate, site))
             if elsewhere:
                 raise StoreError(f"gate id {gate} is already used at site {', '.join(elsewhere)}; a gate's "
                                  "certificate is named after its id, so ids must be unique across sites")
-            other = self._one("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
-                              (kid, site, gate))
+            other = self.db.record("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
+                                   (kid, site, gate))
             if other:
-                raise StoreError(f"that public key already belongs to gate {other[0]}/{other[1]}")
+                raise StoreError(f"that public key already belongs to gate {other['site']}/{other['gate']}")
             exists = self._one("SELECT 1 FROM gates WHERE site = ? AND gate = ?", (site, gate))
             if self._one("SELECT 1 FROM gate_keys WHERE site = ? AND gate = ? AND key_id = ?", (site, gate, kid)):
                 return "unchanged"
@@ -149,7 +147,7 @@ class RegistryQueries:
             keys.setdefault(ident, {})[row["key_id"]] = parse_public_key(row["public_key"])
             if row["revoked_at"]:
                 revoked.setdefault(ident, set()).add(row["key_id"])
-        return {ident: GateKeys(ident[0], ident[1], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
+        return {ident: GateKeys(g["site"], g["gate"], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
                 for ident, g in gates.items()}
 
     def record_bank_key(self, public_key: str) -> None:
@@ -220,10 +218,10 @@ class RegistryQueries:
         if kind == "uid" and len(uid) == 8 and uid.startswith("08"):
             raise StoreError(f"card {uid} is a random UID (4 bytes starting 08): it changes at every tap and "
                              "names no card; register a bank card with `collector card register-bank`")
-        holder = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
-        if holder:
-            raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
-        last_end = self._one("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))[0]
+        holder = self.db.value("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+        if holder is not None:
+            raise StoreError(f"card {uid} is held by worker {holder}; revoke it first")
+        last_end = self.db.value("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))
         if valid_from is None:
             valid_from = self._now_text() if last_end else None
         elif last_end and valid_from < last_end:
@@ -239,15 +237,15 @@ class RegistryQueries:
     def revoke_card(self, uid: str, *, at: str | None = None) -> str:
         """End the current holder's window (a lost or returned card). Returns the former holder."""
         with self.transaction():
-            row = self._one("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
-            if row is None:
+            card = self.db.record("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+            if card is None:
                 raise StoreError(f"card {uid} is not held by anyone")
             at = at or self._now_text()
-            if row[2] and at < row[2]:
-                raise StoreError(f"card {uid} was assigned at {row[2]}, after {at}")
-            self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, row[0]))
+            if card["valid_from"] and at < card["valid_from"]:
+                raise StoreError(f"card {uid} was assigned at {card['valid_from']}, after {at}")
+            self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, card["id"]))
             self._registry_changed()
-            return row[1]
+            return card["worker"]
 
     def worker(self, worker: str) -> dict | None:
         rows = [w for w in self.workers() if w["worker"] == worker]
@@ -299,7 +297,7 @@ class RegistryQueries:
             sql += (" AND EXISTS (SELECT 1 FROM assignments a WHERE a.worker = c.worker AND a.site = ? "
                     "AND (a.valid_from IS NULL OR a.valid_from <= ?) AND (a.valid_to IS NULL OR a.valid_to > ?))")
             params += (site, moment, moment)
-        return {r[0] for r in self.db.execute(sql, params).fetchall()}
+        return set(self.db.column(sql, params))
 
     # ================================================================== workers at sites
 
@@ -324,13 +322,13 @@ class RegistryQueries:
     def unassign(self, worker: str, site: str, *, at: str, by: str) -> None:
         """End the worker's open assignment to ``site`` at ``at`` (earlier days stay the site's)."""
         with self.transaction():
-            row = self._one("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? AND valid_to IS NULL",
-                            (worker, site))
-            if row is None:
+            held = self.db.record("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? "
+                                  "AND valid_to IS NULL", (worker, site))
+            if held is None:
                 raise StoreError(f"{worker} is not assigned to {site} now")
-            if row[1] and at <= row[1]:
-                raise StoreError(f"{worker} was assigned to {site} at {row[1]}, after {at}")
-            self.db.execute("UPDATE assignments SET valid_to = ? WHERE id = ?", (at, row[0]))
+            if held["valid_from"] and at <= held["valid_from"]:
+                raise StoreError(f"{worker} was assigned to {site} at {held['valid_from']}, after {at}")
+            self.db.execute("UPDATE assignments SET valid_to = ? WHERE id = ?", (at, held["id"]))
             self._registry_changed()
 
     def assignments(self, *, worker: str | None = None, site: str | None = None) -> list[dict]:
@@ -355,10 +353,8 @@ class RegistryQueries:
             current = self._existing_worker(worker)
             if current["removed_at"]:
                 raise StoreError(f"worker {worker} was removed at {current['removed_at']}")
-            ended_sites = [r[0] for r in self.db.execute(
-                "SELECT site FROM assignments WHERE worker = ? AND valid_to IS NULL", (worker,)).fetchall()]
-            ended_cards = [r[0] for r in self.db.execute(
-                "SELECT uid FROM cards WHERE worker = ? AND valid_to IS NULL", (worker,)).fetchall()]
+            ended_sites = self.db.column("SELECT site FROM assignments WHERE worker = ? AND valid_to IS NULL", (worker,))
+            ended_cards = self.db.column("SELECT uid FROM cards WHERE worker = ? AND valid_to IS NULL", (worker,))
             self.db.execute("UPDATE assignments SET valid_to = ? WHERE worker = ? AND valid_to IS NULL "
                             "AND (valid_from IS NULL OR valid_from < ?)", (at, worker, at))
             self.db.execute("UPDATE cards SET valid_to = ? WHERE worker = ? AND valid_to IS NULL "

@@ -26,16 +26,15 @@ class WageSheetQueries:
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")
             # ON CONFLICT: two imports of one file at once still keep it once.
-            inserted = self.db.execute(
+            sheet_id = self.db.value(
                 """INSERT INTO wage_sheets (site, period, employer, file_name, sha256, format, encoding, ignored_columns,
                        notes, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (sha256) DO NOTHING RETURNING id""",
                 (site, period, employer, file_name, sha256, format, encoding,
                  json.dumps(ignored_columns, ensure_ascii=False), json.dumps(notes, ensure_ascii=False),
-                 self._now_text(), by)).fetchall()
-            if not inserted:
+                 self._now_text(), by))
+            if sheet_id is None:
                 return None
-            sheet_id = inserted[0][0]
             self.db.executemany(
                 f"INSERT INTO wage_sheet_lines (sheet_id, {', '.join(LINE_FIELDS)}) "
                 f"VALUES (?, {', '.join('?' for _ in LINE_FIELDS)})",
