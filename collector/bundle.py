@@ -191,7 +191,7 @@ def import_bundle(store: Store, bundle: Bundle, *, progress: Callable[[int], Non
         if progress is not None:
             progress(len(burst))
     ingestor.flush_log(force=True)
-    held_through, _, _ = store.gate_progress(bundle.site, bundle.gate)
+    held_through = store.gate_progress(bundle.site, bundle.gate).contiguous_seq
     # A bundle says what a heartbeat says: when it was made the gate had written nothing beyond its last
     # punch. Once the bank holds every punch through that one, the bundle makes the site's days final as a
     # heartbeat would, for a site that only ever delivers by hand; only with a synchronised clock, since its
@@ -219,7 +219,8 @@ def write_ack_file(store: Store, site: str, gate: str, *, key: Ed25519PrivateKey
     out = Path(out)
     if not store.public_keys(site, gate):
         raise BundleError(f"gate {site}/{gate} is not registered here")
-    seq, digest, _ = store.gate_progress(site, gate)
+    held = store.gate_progress(site, gate)
+    seq, digest = held.contiguous_seq, held.contiguous_digest
     if seq == 0 or digest is None or not _HEX64.fullmatch(digest):
         raise BundleError(f"the bank holds no punches of gate {site}/{gate} from seq 1 yet: nothing to acknowledge")
     signed = Ack(seq, digest).sign(site, gate, format_time(now or datetime.now(UTC)), key)

@@ -184,7 +184,7 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
     """Every version of the site's tables: who computed and approved each, when and why."""
     with ctx.store(readonly=True) as store:
         tables = store.wage_tables(site, period)
-        overrides = store.dispute_overrides(site, period) if store.has_step(20) else []
+        overrides = store.dispute_overrides(site, period) if store.has("dispute_answers") else []
     for table in tables:
         table["dispute_overrides"] = [o for o in overrides
                                       if (o["period"], o["table_version"]) == (table["period"], table["version"])]

@@ -18,8 +18,8 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from cryptography.exceptions import InvalidSignature
@@ -39,7 +39,7 @@ from gate_agent.protocol import (
 
 from . import sun
 from .localtime import PLAUSIBLE_FROM, plausible_until
-from .store import OTHER_TOPICS, DatabaseError, GateKeys, QuarantineLimits, Store
+from .store import OTHER_TOPICS, DatabaseError, GateKeys, Link, QuarantineLimits, Store, Tail
 
 log = logging.getLogger(__name__)
 
@@ -69,29 +69,56 @@ class Incoming:
     received_at: str  # collector's UTC time text
 
 
+@dataclass(frozen=True, slots=True)
+class RefusalKey:
+    """What refusals are counted and logged by: the log that tells of them, the topic and the reason."""
+
+    log: str  # "quarantined" or "ignored"
+    topic: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """How many messages of a burst were refused alike, and the first one's detail."""
+
+    count: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What a burst had recorded before a group of messages (restored if the group is rolled back)."""
+
+    touched: frozenset[tuple[str, str]]
+    statuses: dict[tuple[str, str], dict]
+    counts: Counter
+    refusals: dict[RefusalKey, Refused]
+
+
 @dataclass
 class BurstResult:
     acks: dict[tuple[str, str], Ack] = field(default_factory=dict)
     touched: set[tuple[str, str]] = field(default_factory=set)
     statuses: dict[tuple[str, str], dict] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
-    #: (log, topic, reason) -> [messages, the first one's detail]: logged once the burst has committed.
-    refusals: dict[tuple[str, str, str], list] = field(default_factory=dict)
+    #: Refusals, logged once the burst has committed.
+    refusals: dict[RefusalKey, Refused] = field(default_factory=dict)
     #: Seconds the burst spent taking its locks: the write transaction's start, the gates' locks and the
     #: lease renewal (waits for other writers included, as are those statements' own round trips).
     lock_wait: float = 0.0
 
-    def snapshot(self) -> tuple:
-        return (set(self.touched), dict(self.statuses), self.counts.copy(),
-                {key: list(value) for key, value in self.refusals.items()})
+    def snapshot(self) -> _Snapshot:
+        return _Snapshot(frozenset(self.touched), dict(self.statuses), self.counts.copy(), dict(self.refusals))
 
-    def restore(self, snapshot: tuple) -> None:
-        self.touched, self.statuses, self.counts = set(snapshot[0]), dict(snapshot[1]), snapshot[2].copy()
-        self.refusals = {key: list(value) for key, value in snapshot[3].items()}
+    def restore(self, snapshot: _Snapshot) -> None:
+        self.touched, self.statuses = set(snapshot.touched), dict(snapshot.statuses)
+        self.counts, self.refusals = snapshot.counts.copy(), dict(snapshot.refusals)
 
     def refused(self, log: str, topic: str, reason: str, detail: str) -> None:
-        entry = self.refusals.setdefault((log, topic, reason), [0, detail])
-        entry[0] += 1
+        key = RefusalKey(log, topic, reason)
+        held = self.refusals.get(key)
+        self.refusals[key] = Refused(1, detail) if held is None else replace(held, count=held.count + 1)
 
 
 class RepeatLog:
@@ -149,12 +176,12 @@ class Ingestor:
         self._gates: dict[tuple[str, str], GateKeys] = {}
         self._registry_version: int | None = None
         self._reload_registry()
-        # The highest punch held per gate, (seq, digest, time): live punches arrive in order, so their
+        # The highest punch held per gate: live punches arrive in order, so their
         # predecessor is usually this one and no successor can be held. Valid only while no other
         # connection writes (checked under the write lock: SQLite's change marker; with PostgreSQL,
         # where other writers cannot be seen that cheaply, only within one burst) and nothing was
         # rolled back.
-        self._tails: dict[tuple[str, str], tuple[int, str, str] | None] = {}
+        self._tails: dict[tuple[str, str], Tail | None] = {}
         self._marker: object = None
         self._limit_for, self._limit, self._plausible_limit = "", "", ""
         self._workers = max(1, os.cpu_count() or 1)
@@ -210,8 +237,8 @@ class Ingestor:
             self._marker = None
             raise
         # Logged once committed: a burst retried after a write failure would otherwise be told twice.
-        for (name, topic, reason), (count, detail) in result.refusals.items():
-            self._logs[name].note(topic, reason, detail, count)
+        for key, refused in result.refusals.items():
+            self._logs[key.log].note(key.topic, key.reason, refused.detail, refused.count)
         self.flush_log()
         return result
 
@@ -223,9 +250,9 @@ class Ingestor:
     def _burst(self, messages: list[Incoming], result: BurstResult) -> None:
         group: list[tuple[Incoming, _Prepared | None]] = []
         size = 0
-        for prepared in self._prepared(messages):
-            group.append(prepared)
-            size += len(prepared[0].payload)
+        for message, ready in self._prepared(messages):
+            group.append((message, ready))
+            size += len(message.payload)
             # Small messages share a savepoint; a large batch is a group of its own (a group keeps its
             # decoded punches alive until it is written).
             if len(group) >= GROUP or size >= GROUP_BYTES:
@@ -234,9 +261,9 @@ class Ingestor:
         if group:
             self._group(group, result)
         for site, gate in sorted(result.touched):
-            seq, digest = self.store.advance_contiguous(site, gate, messages[-1].received_at)
-            if seq > 0 and digest is not None:
-                result.acks[(site, gate)] = Ack(seq, digest)
+            progress = self.store.advance_contiguous(site, gate, messages[-1].received_at)
+            if progress.contiguous_seq > 0 and progress.contiguous_digest is not None:
+                result.acks[(site, gate)] = Ack(progress.contiguous_seq, progress.contiguous_digest)
         if result.counts["quarantined"] > result.counts["quarantine_not_kept"]:
             self.store.trim_quarantine(self.quarantine_limits)
         if result.counts:
@@ -290,7 +317,7 @@ class Ingestor:
         """Decode the burst's punch messages and start verifying every punch that passes the registry
         checks. Anything unusual is left to the sequential pass (None: it decodes and decides itself)."""
         prepared: list[_Prepared | None] = []
-        jobs: list[tuple[_Prepared, int, Punch, object]] = []
+        jobs: list[_Job] = []
         parallel = sum(len(m.payload) for m in messages) >= self._parallel_from * 400  # ~400 bytes a punch
         for message in messages:
             entry = None
@@ -308,7 +335,7 @@ class Ingestor:
                         entry.punches.append(punch)
                         key = registered.keys.get(punch.key) if registered is not None else None
                         if parallel and key is not None and (punch.site, punch.gate) == (site, gate):
-                            jobs.append((entry, index, punch, key))
+                            jobs.append(_Job(entry, index, punch, key))
                             if len(jobs) >= CHUNK:  # start the workers while this thread decodes on
                                 self._submit(jobs)
                                 jobs = []
@@ -319,25 +346,25 @@ class Ingestor:
             self._submit(jobs)
         return prepared
 
-    def _submit(self, jobs: list[tuple[_Prepared, int, Punch, object]]) -> None:
+    def _submit(self, jobs: list[_Job]) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="verify")
         # The bytes are derived here, so that a worker holds the GIL for as little as possible, and the
         # canonical bytes serve the digest later; the key was picked by punch.key (key_id matches).
         work = []
-        for entry, index, punch, key in jobs:
-            canonical = punch.canonical_bytes()
-            entry.canonical[index] = canonical
-            work.append((key, bytes.fromhex(punch.sig), canonical))
+        for job in jobs:
+            canonical = job.punch.canonical_bytes()
+            job.entry.canonical[job.index] = canonical
+            work.append((job.key, bytes.fromhex(job.punch.sig), canonical))
         future = self._pool.submit(_verify_chunk, work)
-        for position, (entry, index, punch, key) in enumerate(jobs):
-            entry.checks[index] = (punch, key, future, position)
+        for position, job in enumerate(jobs):
+            job.entry.checks[job.index] = _Check(job.punch, job.key, future, position)
 
     def _verified(self, ready: _Prepared | None, index: int, punch: Punch, key) -> None:
         """verify_punch(punch, key), answered by a worker thread when one already did it."""
         check = ready.checks.get(index) if ready is not None else None
-        if check is not None and check[0] is punch and check[1] is key:
-            if not check[2].result()[check[3]]:
+        if check is not None and check.punch is punch and check.key is key:
+            if not check.future.result()[check.position]:
                 raise ProtocolError("bad_signature", f"signature of {punch.gate} seq {punch.seq} does not verify")
             return
         verify_punch(punch, key)
@@ -427,11 +454,11 @@ class Ingestor:
         if not store.insert_punch(punch, digest=digest, body=body, received_at=message.received_at,
                                   source=self.source, flags=",".join(sorted(flags)), card_counter=counter):
             held = store.stored_link(punch.site, punch.gate, punch.seq)
-            if held[0] == digest:
+            if held.digest == digest:
                 result.counts["duplicates"] += 1
                 return
             # The gate signed two different punches under one seq: keep both, trust neither.
-            if store.add_conflict(punch.site, punch.gate, punch.seq, kind="equivocation", stored_digest=held[0],
+            if store.add_conflict(punch.site, punch.gate, punch.seq, kind="equivocation", stored_digest=held.digest,
                                   other_digest=digest, other_body=body,
                                   detail=f"second punch for seq {punch.seq}: card {punch.card} at {punch.time}"):
                 store.add_flag(punch.site, punch.gate, punch.seq, "equivocated")
@@ -450,37 +477,38 @@ class Ingestor:
         if counter is not None:
             self._replays(punch, counter, result)
         tail = self._tails[ident]
-        if tail is not None and punch.seq == tail[0] + 1:
-            previous = (tail[1], None, tail[2])
+        # The punch before this one: the tail itself when this one follows it (the usual, in-order case).
+        if tail is not None and punch.seq == tail.seq + 1:
+            previous: Tail | Link | None = tail
         else:
             previous = store.stored_link(punch.site, punch.gate, punch.seq - 1) if punch.seq > 1 else None
-        if tail is None or punch.seq > tail[0]:
-            self._tails[ident] = (punch.seq, digest, punch.time)
+        if tail is None or punch.seq > tail.seq:
+            self._tails[ident] = Tail(punch.seq, digest, punch.time)
         if previous is not None:
-            if punch.prev != previous[0]:
-                self._chain_break(punch.site, punch.gate, punch.seq, previous[0], punch.prev, digest, result)
-            elif self._earlier_beyond_tolerance(punch.time, previous[2]):
+            if punch.prev != previous.digest:
+                self._chain_break(punch.site, punch.gate, punch.seq, previous.digest, punch.prev, digest, result)
+            elif self._earlier_beyond_tolerance(punch.time, previous.time):
                 store.add_flag(punch.site, punch.gate, punch.seq, "clock_backwards")
         # Above the highest punch held before this one, nothing can follow it yet.
         following = store.stored_link(punch.site, punch.gate, punch.seq + 1) \
-            if tail is None or punch.seq < tail[0] else None
+            if tail is None or punch.seq < tail.seq else None
         if following is not None:
-            if following[1] != digest:
-                self._chain_break(punch.site, punch.gate, punch.seq + 1, digest, following[1], following[0], result)
-            elif self._earlier_beyond_tolerance(following[2], punch.time):
+            if following.prev != digest:
+                self._chain_break(punch.site, punch.gate, punch.seq + 1, digest, following.prev, following.digest,
+                                  result)
+            elif self._earlier_beyond_tolerance(following.time, punch.time):
                 store.add_flag(punch.site, punch.gate, punch.seq + 1, "clock_backwards")
 
     def _replays(self, punch: Punch, counter: int, result: BurstResult) -> None:
         """Flag ``card_replay`` on every punch of the card that this one's read counter shows to be a replay
         (it may be this one, or one stored before it arrived)."""
-        for site, gate, seq in self.store.counter_replays(punch.site, punch.gate, punch.seq, punch.card, counter,
-                                                          punch.time):
-            row = self.store.stored_link(site, gate, seq)
-            if row is not None and sun.REPLAY not in row[4].split(","):
-                self.store.add_flag(site, gate, seq, sun.REPLAY)
+        for replay in self.store.counter_replays(punch.site, punch.gate, punch.seq, punch.card, counter, punch.time):
+            link = self.store.stored_link(replay.site, replay.gate, replay.seq)
+            if link is not None and sun.REPLAY not in link.flags.split(","):
+                self.store.add_flag(replay.site, replay.gate, replay.seq, sun.REPLAY)
                 result.counts[sun.REPLAY] += 1
                 log.warning("card %s: punch %s/%s seq %d replays a SUN message (read counter %d)", punch.card,
-                            site, gate, seq, counter)
+                            replay.site, replay.gate, replay.seq, counter)
 
     def _chain_break(self, site, gate, seq, held_prev_digest, claimed_prev, digest, result) -> None:
         """Punch ``seq`` links to a predecessor other than the one held: the gate signed two histories."""
@@ -582,8 +610,29 @@ class _Prepared:
 
     items: list
     punches: list = field(default_factory=list)  # per item: the Punch, or the ProtocolError from_dict raised
-    checks: dict[int, tuple] = field(default_factory=dict)  # item index -> (punch, key, future, position)
+    checks: dict[int, _Check] = field(default_factory=dict)  # item index -> its pending verification
     canonical: dict[int, bytes] = field(default_factory=dict)  # item index -> the punch's canonical bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A punch to verify on a worker thread: item ``index`` of ``entry``, with the key registered for it."""
+
+    entry: _Prepared
+    index: int
+    punch: Punch
+    key: object
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """A verification handed to a worker thread: its answer is ``future.result()[position]``, valid for
+    this punch and key only."""
+
+    punch: Punch
+    key: object
+    future: Future
+    position: int
 
 
 def _verify_chunk(work: list[tuple]) -> list[bool]:

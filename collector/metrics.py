@@ -114,7 +114,7 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
     if "ingest_lag_seconds_last" in gauges:
         out.family("collector_ingest_lag_last_seconds", "gauge",
                    "Arrival-to-commit time of the oldest message of the latest burst.",
-                   [("", gauges["ingest_lag_seconds_last"][0])])
+                   [("", gauges["ingest_lag_seconds_last"].value)])
     out.family("collector_punches_held", "gauge", "Punches in the database (gate and manual).",
                [("", store.punch_count())])
 
@@ -149,7 +149,7 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
                [(_labels(site=site), data["on_site"]) for site, data in counts])
     out.family("collector_site_unknown_cards_inside", "gauge", "Cards nobody holds that are inside now.",
                [(_labels(site=site), data["unknown_cards"]) for site, data in counts])
-    if store.has_step(11):  # a database the daemon has not upgraded yet has no payments to judge
+    if store.has("payments"):  # a database the daemon has not upgraded yet has no payments to judge
         every = arrears(store, now=now, grace=grace)["sites"]
         for summary in every:
             if summary["error"]:

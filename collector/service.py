@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gate_agent.mqtt import Message, MqttSession
@@ -68,13 +69,22 @@ PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "refu
 INBOX_BYTES = 16 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A message as the ingest thread takes it from the inbox."""
+
+    arrived: float  # time.monotonic() when paho handed it over: ingest lag includes the wait in the inbox
+    partition: int  # whose session received it (and acks it)
+    message: Message
+
+
 class Inbox:
     """Messages from paho's network threads (one per partition session) to the ingest thread, bounded in
     bytes. Each carries its arrival time and the partition whose session received it."""
 
     def __init__(self, max_bytes: int, stop: threading.Event):
         self.max_bytes = max_bytes
-        self._items: deque[tuple[float, int, Message]] = deque()
+        self._items: deque[Arrival] = deque()
         self._bytes = 0
         self._stop = stop
         self._changed = threading.Condition()
@@ -84,28 +94,28 @@ class Inbox:
             while self._bytes >= self.max_bytes and not self._stop.is_set():
                 self._changed.wait(0.5)
             # The arrival time travels with the message: ingest lag includes the wait in the queue.
-            self._items.append((time.monotonic(), partition, message))
+            self._items.append(Arrival(time.monotonic(), partition, message))
             self._bytes += len(message.payload)
             self._changed.notify_all()
 
-    def take(self, limit: int, timeout: float, max_bytes: int = BURST_MAX_BYTES) -> list[tuple[float, int, Message]]:
+    def take(self, limit: int, timeout: float, max_bytes: int = BURST_MAX_BYTES) -> list[Arrival]:
         """Up to ``limit`` messages and ``max_bytes`` of payload (always at least one message, whatever its
         size); their bytes stay counted until ``done`` (they are in memory until then)."""
         with self._changed:
             if not self._items:
                 self._changed.wait(timeout)
-            taken: list[tuple[float, int, Message]] = []
+            taken: list[Arrival] = []
             size = 0
             while self._items and len(taken) < limit:
-                size += len(self._items[0][2].payload)
+                size += len(self._items[0].message.payload)
                 if taken and size > max_bytes:
                     break
                 taken.append(self._items.popleft())
             return taken
 
-    def done(self, taken: list[tuple[float, int, Message]]) -> None:
+    def done(self, taken: list[Arrival]) -> None:
         with self._changed:
-            self._bytes -= sum(len(message.payload) for _, _, message in taken)
+            self._bytes -= sum(len(arrival.message.payload) for arrival in taken)
             self._changed.notify_all()
 
 
@@ -191,8 +201,9 @@ class CollectorService:
     def sites_of(self, partition: int) -> set[str]:
         return {site for site in self._site_names if partition_of(site, self.config.partitions) == partition}
 
-    def _partition_of_gate(self, ident: tuple[str, str]) -> Partition | None:
-        return self.partitions.get(partition_of(ident[0], self.config.partitions))
+    def _partition_of_site(self, site: str) -> Partition | None:
+        """The partition of a site, if this process holds it."""
+        return self.partitions.get(partition_of(site, self.config.partitions))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -261,14 +272,14 @@ class CollectorService:
 
     # ------------------------------------------------------------------ bursts
 
-    def _process(self, arrivals: list[tuple[float, int, Message]]) -> None:
+    def _process(self, arrivals: list[Arrival]) -> None:
         # A partition given back or lost since these arrived: its next holder receives them again.
-        arrivals = [a for a in arrivals if a[1] in self.partitions]
+        arrivals = [arrival for arrival in arrivals if arrival.partition in self.partitions]
         delay = RETRY_DELAYS[0]
         while arrivals:
             now = utc_now_text()
-            incoming = [Incoming(m.topic, m.payload, now) for _, _, m in arrivals]
-            involved = {number for _, number, _ in arrivals}
+            incoming = [Incoming(arrival.message.topic, arrival.message.payload, now) for arrival in arrivals]
+            involved = {arrival.partition for arrival in arrivals}
             try:
                 result = self.ingestor.ingest(incoming, fence=lambda parts=involved: self.keeper.fence(parts))
                 break
@@ -276,7 +287,7 @@ class CollectorService:
                 for number in lost.partitions:
                     log.warning("partition %d: lease taken over; leaving its messages to the new holder", number)
                     self._close_partition(number)
-                arrivals = [a for a in arrivals if a[1] in self.partitions]
+                arrivals = [arrival for arrival in arrivals if arrival.partition in self.partitions]
                 continue
             except DatabaseError as error:
                 # Nothing of this burst is acknowledged: the broker and the gates keep it.
@@ -289,14 +300,14 @@ class CollectorService:
         else:
             return
         committed = time.monotonic()
-        lags = [committed - arrived for arrived, _, _ in arrivals]
+        lags = [committed - arrival.arrived for arrival in arrivals]
         self.counters["ingest_lag_ms_sum"] += round(1000 * sum(lags))
         self.counters["ingest_lag_count"] += len(lags)
         self._gauges["ingest_lag_seconds_last"] = max(lags)
         self.counters["lock_wait_us_sum"] += round(1e6 * result.lock_wait)
         self.counters["bursts"] += 1
-        for _, number, message in arrivals:
-            self.partitions[number].session.ack(message)
+        for arrival in arrivals:
+            self.partitions[arrival.partition].session.ack(arrival.message)
         self._after_commit(result)
 
     def _after_commit(self, result: BurstResult) -> None:
@@ -308,33 +319,36 @@ class CollectorService:
             self._last_punch_mono[ident] = now
         for ident, status in result.statuses.items():
             # A gate that reports an older acked seq than we hold missed our ack: say it again.
-            contiguous, digest, _ = self.store.gate_progress(*ident)
+            held = self.store.gate_progress(*ident)
             acked = status.get("acked_seq")
-            if isinstance(acked, int) and acked < contiguous and digest and ident not in result.acks:
-                self._publish_ack(ident, Ack(contiguous, digest))
+            if isinstance(acked, int) and acked < held.contiguous_seq and held.contiguous_digest \
+                    and ident not in result.acks:
+                self._publish_ack(ident, Ack(held.contiguous_seq, held.contiguous_digest))
         self._dirty |= result.touched | set(result.statuses)
 
     def _answer_refused(self, result: BurstResult) -> None:
         """Tell a gate why its punches or statuses are refused (unknown gate or key, deactivated...), signed,
         at most once a minute per gate and reason: its log and heartbeat then say why no ack comes."""
         now = time.monotonic()
-        for (_, topic, reason), (_, detail) in result.refusals.items():
+        for key, refused in result.refusals.items():
+            reason = key.reason
             if reason not in REFUSAL_REASONS:
                 continue
             try:
-                site, gate, _ = parse_gate_topic(topic)
+                site, gate, _ = parse_gate_topic(key.topic)
             except ProtocolError:
                 continue
-            partition = self._partition_of_gate((site, gate))
+            partition = self._partition_of_site(site)
             if partition is None or now - self._refused_sent.get((site, gate, reason), -1e9) < REFUSAL_INTERVAL:
                 continue
-            payload = Refusal(reason, detail).sign(site, gate, utc_now_text(), self._key)
+            payload = Refusal(reason, refused.detail).sign(site, gate, utc_now_text(), self._key)
             if partition.session.publish(GateTopics(site, gate).cmd, payload):
                 self._refused_sent[(site, gate, reason)] = now
                 self.counters["refusals_sent"] += 1
 
     def _publish_ack(self, ident: tuple[str, str], ack: Ack) -> None:
-        partition = self._partition_of_gate(ident)
+        site, _ = ident
+        partition = self._partition_of_site(site)
         if partition is None:
             return  # given back meanwhile; the new holder acks on the gate's next heartbeat
         payload = ack.sign(*ident, utc_now_text(), self._key)
@@ -394,7 +408,7 @@ class CollectorService:
         now_text, now = utc_now_text(), time.monotonic()
         dirty, self._dirty = self._dirty, set()
         for site, gate in sorted(dirty):
-            partition = self._partition_of_gate((site, gate))
+            partition = self._partition_of_site(site)
             if partition is None:
                 continue  # another process's partition: its holder looks after it
             if not partition.session.connected:
@@ -417,7 +431,7 @@ class CollectorService:
         status = self.store.gate_status(site, gate)
         if not status or status.get("state") != "online":
             return
-        _, _, max_seq = self.store.gate_progress(site, gate)
+        max_seq = self.store.gate_progress(site, gate).max_seq
         last_seq = status.get("last_seq")
         quiet = now - self._last_punch_mono.get((site, gate), 0.0) >= self.config.gap_wait_seconds
         if isinstance(last_seq, int) and last_seq > max_seq and quiet:

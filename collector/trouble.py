@@ -61,7 +61,7 @@ def trouble(store: Store, site: str, now: datetime | None = None) -> list[dict]:
         facts.append({"kind": "gate_refused", "gate": name, **refused[name]})
     lag = store.gauges().get("ingest_lag_seconds_last")
     if lag is not None:
-        value, updated = lag
+        value, updated = lag.value, lag.updated_at
         measured = parse_or_none(updated) if isinstance(updated, str) else None
         if value > LAG_LIMIT_SECONDS and measured is not None and now - measured <= LAG_FRESH:
             facts.append({"kind": "ingest_lag", "gate": None, "seconds": round(value)})

@@ -278,7 +278,7 @@ class WebApp:
             if day is None:
                 raise ApiError(400, "as_of must be a date YYYY-MM-DD")
         with self._store() as store:
-            if not store.has_step(11):
+            if not store.has("payments"):
                 raise ApiError(503, "the database has no wage payments yet (collector db upgrade)")
             report = arrears(store, as_of=day, grace=self.grace)
         report["workers"] = [row for row in report["workers"] if row["status"] not in ("paid", "not_due")]
@@ -401,4 +401,4 @@ def _snapshot(store: Store, site: str) -> dict:
     return {"headcount": headcount(store, site), "gates": gate_health(store, site),
             "trouble": trouble_report(store, site)["trouble"],
             # Counts only: the page fetches the disputes themselves (/api/disputes) when these change.
-            "disputes": store.dispute_counts(site) if store.has_step(19) else None}
+            "disputes": store.dispute_counts(site) if store.has("worker_access") else None}

@@ -44,10 +44,8 @@ COOKIE = "worker_link"
 COOKIE_DAYS = 30
 #: Worker requests carry a small JSON body at most.
 MAX_BODY = 4096
-#: The steps the worker's page needs (links, access log, disputes; corrections citing them).
-NEEDS_STEP = 20
-#: The step evidence requests need (the table the collector daemon signs them from).
-EVIDENCE_STEP = 21
+#: What the worker's page needs of the schema (links, access log, disputes; corrections citing them).
+NEEDS = "dispute_answers"
 
 
 class WorkerApi:
@@ -78,7 +76,7 @@ class WorkerApi:
 
     def _reader(self) -> Store:
         store = read_store(self.config.db)
-        if not store.has_step(NEEDS_STEP):
+        if not store.has(NEEDS):
             store.close()
             raise ApiError(503, "the database has no worker pages yet (collector db upgrade)")
         return store
@@ -198,7 +196,7 @@ class WorkerApi:
 
     def _evidence_reader(self) -> Store:
         store = self._reader()
-        if not store.has_step(EVIDENCE_STEP):
+        if not store.has("evidence_requests"):
             store.close()
             raise ApiError(503, "the database has no evidence requests yet (collector db upgrade)")
         return store

@@ -69,7 +69,7 @@ def totals(days: list[dict]) -> dict:
 
 def worker_wages(store: Store, worker: str, *, grace: timedelta) -> list[dict] | None:
     """Per site and month: what is due, paid, at the bank and overdue (None before wages exist)."""
-    if not store.has_step(11):
+    if not store.has("payments"):
         return None
     from .arrears import arrears
 

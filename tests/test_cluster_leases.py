@@ -129,7 +129,7 @@ def outcome(database) -> dict:
         return {"punches": [(seq, flags) for seq, _, flags in rows],
                 "digests": {seq: digest for seq, digest, _ in rows},
                 "conflicts": [(seq, kind, frozenset({held, other})) for seq, kind, held, other in conflicts],
-                "progress": store.gate_progress("S1", "north")[0], "gaps": store.open_gaps("S1", "north"),
+                "progress": store.gate_progress("S1", "north").contiguous_seq, "gaps": store.open_gaps("S1", "north"),
                 "counters": {k: v for k, v in store.counters().items() if k != "messages"}}
 
 

@@ -181,4 +181,4 @@ def test_several_writers_filling_one_gap_close_it_with_the_last_punch(database, 
     assert not contradictions, contradictions[:3]
     assert held(store) == everything
     assert gap_rows(store) == [(2, 121, True)]
-    assert store.gate_progress("S1", "north")[0] == 122
+    assert store.gate_progress("S1", "north").contiguous_seq == 122

@@ -68,6 +68,21 @@ def test_a_sqlite_file_made_before_versioned_steps_is_adopted_not_remade(tmp_pat
     conn.close()
 
 
+def test_a_reader_asks_for_capabilities_by_name_and_an_older_database_lacks_the_later_ones(tmp_path):
+    steps = {step.version for step in schema.STEPS}
+    assert set(schema.CAPABILITIES.values()) <= steps
+    path = tmp_path / "older.sqlite3"
+    with Store(path, upgrade=False) as store:
+        schema.upgrade(store.db, until=schema.CAPABILITIES["payments"])
+    with Store(path, readonly=True) as reader:
+        assert reader.has("heartbeats") and reader.has("payments")
+        assert not reader.has("worker_access") and not reader.has("evidence_requests")
+        with pytest.raises(KeyError):
+            reader.has("no_such_capability")
+        Store(path).close()  # the daemon upgrades it meanwhile
+        assert all(reader.has(name) for name in schema.CAPABILITIES)
+
+
 def test_a_reader_never_writes_and_needs_a_database(tmp_path):
     result = subprocess.run([str(BIN / "collector"), "db", "status", "--config",
                              str(CollectorSetup.create(tmp_path / "c", broker=SimpleNamespace(port=1)).config_path)],

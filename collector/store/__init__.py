@@ -13,17 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+from gate_agent.protocol import format_time
+
 from . import schema
-from .card_counters import CardCounterQueries
+from .card_counters import CardCounterQueries, PunchRef
+from .clock import Clock, system_clock
 from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
-from .counters import CounterQueries
+from .counters import CounterQueries, Gauge
 from .disputes import DisputeQueries
 from .errors import StoreError
 from .evidence_requests import EvidenceRequestQueries
 from .leases import Lease, LeaseQueries
-from .ledger import LedgerQueries
+from .ledger import LedgerQueries, Link, Progress, Tail
 from .payments import PaymentQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
@@ -33,25 +37,29 @@ from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 from .worker_access import WorkerAccessQueries
 
-__all__ = ["Store", "StoreError", "DatabaseError", "GateKeys", "Lease", "QuarantineLimits", "OTHER_TOPICS",
-           "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "database_exists", "display"]
+__all__ = ["Store", "StoreError", "DatabaseError", "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits",
+           "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge",
+           "database_exists", "display"]
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
             WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
             WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
-    ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet."""
+    ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet.
+    ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given."""
 
-    def __init__(self, location: str | Path, *, readonly: bool = False, upgrade: bool = True):
+    def __init__(self, location: str | Path, *, readonly: bool = False, upgrade: bool = True,
+                 clock: Clock = system_clock):
         self.location = location
+        self.clock = clock
         try:
             self.db: Connection = connect(location, readonly=readonly)
         except DatabaseError as error:
             raise StoreError(str(error)) from None
         if not readonly and upgrade:
             try:
-                schema.upgrade(self.db)
+                schema.upgrade(self.db, clock=clock)
             except BaseException:
                 self.db.close()
                 raise
@@ -80,13 +88,25 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
         """A statement of the caller's own (tools and tests); queries of the product live in the mixins."""
         return self.db.execute(sql, params)
 
-    def has_step(self, version: int) -> bool:
-        """Whether the schema has this step (a read-only reader may meet a database the daemon has not
-        upgraded yet); remembered once true."""
+    def has(self, capability: str) -> bool:
+        """Whether the schema has this capability (``schema.CAPABILITIES``): a read-only reader may meet
+        a database the daemon has not upgraded yet. Remembered once true."""
+        step = schema.CAPABILITIES[capability]
         known = self.__dict__.setdefault("_steps", set())
-        if version not in known and version in schema.applied(self.db):
+        if step not in known and step in schema.applied(self.db):
             known.update(schema.applied(self.db))
-        return version in known
+        return step in known
+
+    def now(self) -> datetime:
+        """What the store's clock says it is (aware; naive answers are refused)."""
+        moment = self.clock()
+        if moment.tzinfo is None:
+            raise ValueError("the store's clock answered a naive datetime: times are stored as UTC")
+        return moment
+
+    def _now_text(self) -> str:
+        """The store's clock as stored: UTC text with milliseconds."""
+        return format_time(self.now())
 
     def change_marker(self) -> object:
         """Changes whenever another connection may have committed (the live stream polls it)."""

@@ -3,7 +3,18 @@ only grows, so a message seen twice, or an older one shown after a newer one, is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .connection import Connection
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PunchRef:
+    """A gate punch by its place in its gate's chain (ordered by site, gate, seq)."""
+
+    site: str
+    gate: str
+    seq: int
 
 
 class CardCounterQueries:
@@ -11,25 +22,25 @@ class CardCounterQueries:
 
     db: Connection
 
-    def counter_replays(self, site: str, gate: str, seq: int, card: str, counter: int, time: str) -> list[tuple]:
+    def counter_replays(self, site: str, gate: str, seq: int, card: str, counter: int, time: str) -> list[PunchRef]:
         """The punches of ``card`` that the punch (site, gate, seq) with ``counter`` at ``time`` shows to be
-        replays, itself included when it is one: (site, gate, seq) each. Of two punches with the same
-        counter the later is the replay (the first showed the message the card made); a punch whose counter
-        is lower than that of an earlier punch shows an old message again: a replay too."""
-        me = (time, site, gate, seq)
-        rows = self.db.execute(
+        replays, itself included when it is one. Of two punches with the same counter the later is the
+        replay (the first showed the message the card made); a punch whose counter is lower than that of
+        an earlier punch shows an old message again: a replay too."""
+        me = PunchRef(site, gate, seq)
+        rows = self.db.rows(
             "SELECT site, gate, seq, card_counter, time FROM punches WHERE card = ? AND card_counter IS NOT NULL "
             "AND NOT (site = ? AND gate = ? AND seq = ?) AND (card_counter = ? OR (card_counter > ? AND time <= ?) "
             "OR (card_counter < ? AND time >= ?))",
-            (card, site, gate, seq, counter, counter, time, counter, time)).fetchall()
-        replays: list[tuple] = []
-        for other_site, other_gate, other_seq, other_counter, other_time in rows:
-            other = (other_time, other_site, other_gate, other_seq)
-            if other_counter == counter:
-                later = max(me, other)
-                replays.append(later[1:])
-            elif other_counter > counter and other_time <= time:
-                replays.append(me[1:])
-            elif other_counter < counter and other_time >= time:
-                replays.append(other[1:])
-        return sorted(set(replays))
+            (card, site, gate, seq, counter, counter, time, counter, time))
+        replays: set[PunchRef] = set()
+        for row in rows:
+            other = PunchRef(row["site"], row["gate"], row["seq"])
+            if row["card_counter"] == counter:
+                # The later by time (then by place, for two punches of one instant) is the replay.
+                replays.add(other if (row["time"], other) > (time, me) else me)
+            elif row["card_counter"] > counter and row["time"] <= time:
+                replays.add(me)
+            elif row["card_counter"] < counter and row["time"] >= time:
+                replays.add(other)
+        return sorted(replays)

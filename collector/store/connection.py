@@ -60,8 +60,23 @@ class Connection(ABC):
 
     def rows(self, sql: str, params: Sequence = ()) -> list[dict]:
         cursor = self.execute(sql, params)
-        names = [d[0] for d in cursor.description]
+        names = [name for name, *_ in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def record(self, sql: str, params: Sequence = ()) -> dict | None:
+        """The first row by column name, or None."""
+        cursor = self.execute(sql, params)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip((name for name, *_ in cursor.description), row, strict=True))
+
+    def value(self, sql: str, params: Sequence = (), default=None):
+        """The first column of the first row (a count, a maximum, one field), or ``default`` without a row."""
+        row = self.execute(sql, params).fetchone()
+        return default if row is None else row[0]
+
+    def column(self, sql: str, params: Sequence = ()) -> list:
+        """The first column of every row."""
+        return [value for value, *_ in self.execute(sql, params).fetchall()]
 
     def script(self, sql: str) -> None:
         """Statements separated by ';' at line ends (schema steps), types filled in for this engine."""

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .connection import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """The daemon's last measurement of something, and when it was taken."""
+
+    value: float
+    updated_at: str
 
 
 class CounterQueries:
@@ -20,11 +30,11 @@ class CounterQueries:
             [(name, value, updated_at) for name, value in values.items()])
 
     def counters(self) -> dict[str, int]:
-        return {row[0]: row[1] for row in self.db.execute("SELECT name, value FROM counters ORDER BY name").fetchall()}
+        return {row["name"]: row["value"] for row in self.db.rows("SELECT name, value FROM counters ORDER BY name")}
 
-    def gauges(self) -> dict[str, tuple[float, str]]:
-        """name -> (value, updated_at); empty on a database the daemon has not migrated yet."""
+    def gauges(self) -> dict[str, Gauge]:
+        """Every gauge by name; empty on a database the daemon has not migrated yet."""
         if not self.db.table_exists("gauges"):
             return {}
-        rows = self.db.execute("SELECT name, value, updated_at FROM gauges ORDER BY name").fetchall()
-        return {name: (value, updated_at) for name, value, updated_at in rows}
+        return {row["name"]: Gauge(row["value"], row["updated_at"])
+                for row in self.db.rows("SELECT name, value, updated_at FROM gauges ORDER BY name")}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -19,12 +17,12 @@ class DisputeQueries:
     def file_dispute(self, *, worker: str, site: str, day: str, note: str, via: str, max_open: int) -> dict:
         """Record a dispute; its reference is D-<year filed>-<number>. At most ``max_open`` open per worker."""
         with self.transaction():
-            if self._one("SELECT COUNT(*) FROM disputes WHERE worker = ? AND status = 'open'", (worker,))[0] >= max_open:
+            if self.db.value("SELECT COUNT(*) FROM disputes WHERE worker = ? AND status = 'open'", (worker,)) >= max_open:
                 raise StoreError(f"worker {worker} has {max_open} open disputes already; wait for their answers")
-            now = utc_now_text()
-            new_id = self.db.execute(
+            now = self._now_text()
+            new_id = self.db.value(
                 "INSERT INTO disputes (worker, site, day, note, filed_at, filed_via, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'open') RETURNING id", (worker, site, day, note, now, via)).fetchone()[0]
+                "VALUES (?, ?, ?, ?, ?, ?, 'open') RETURNING id", (worker, site, day, note, now, via))
             ref = f"D-{now[:4]}-{new_id:04d}"
             self.db.execute("UPDATE disputes SET ref = ? WHERE id = ?", (ref, new_id))
             return self.dispute(ref)
@@ -59,29 +57,28 @@ class DisputeQueries:
         if status not in ("accepted", "rejected"):
             raise StoreError(f"a dispute is answered accepted or rejected, not {status!r}")
         with self.transaction():
-            row = self._one("SELECT status FROM disputes WHERE ref = ?", (ref,))
-            if row is None:
+            held = self.db.value("SELECT status FROM disputes WHERE ref = ?", (ref,))
+            if held is None:
                 raise StoreError(f"there is no dispute {ref}")
-            if row[0] != "open":
-                raise StoreError(f"dispute {ref} is {row[0]} already")
+            if held != "open":
+                raise StoreError(f"dispute {ref} is {held} already")
             self.db.execute("UPDATE disputes SET status = ?, answered_at = ?, answered_by = ?, answer = ?, "
                             "answer_kind = ?, punch_id = ? WHERE ref = ?",
-                            (status, utc_now_text(), by, answer, kind, punch_id, ref))
+                            (status, self._now_text(), by, answer, kind, punch_id, ref))
             if punch_id is not None:
                 self.db.execute("UPDATE punches SET dispute = ? WHERE id = ?", (ref, punch_id))
             return self.dispute(ref)
 
     def punch_dispute(self, punch_id: int) -> str | None:
         """The dispute a correction answers, if any."""
-        row = self._one("SELECT dispute FROM punches WHERE id = ?", (punch_id,))
-        return row[0] if row else None
+        return self.db.value("SELECT dispute FROM punches WHERE id = ?", (punch_id,))
 
     def record_dispute_override(self, *, site: str, period: str, table_version: int, refs: list[str], reason: str,
                                 by: str) -> None:
         with self.transaction():
             self.db.execute("INSERT INTO dispute_overrides (site, period, table_version, refs, reason, by_user, at) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (site, period, table_version, ",".join(refs), reason, by, utc_now_text()))
+                            (site, period, table_version, ",".join(refs), reason, by, self._now_text()))
 
     def dispute_overrides(self, site: str | None = None, period: str | None = None) -> list[dict]:
         clauses, params = [], []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gate_agent.protocol import format_time, utc_now_text
+from gate_agent.protocol import format_time
 
 from .connection import Connection
 from .errors import StoreError
@@ -53,14 +53,14 @@ class EvidenceRequestQueries:
                                                                                               last_day))
             if same:
                 return same[0]
-            waiting = self._one("SELECT COUNT(*) FROM evidence_requests WHERE worker = ? "
-                                "AND state IN ('pending', 'working')", (worker,))[0]
+            waiting = self.db.value("SELECT COUNT(*) FROM evidence_requests WHERE worker = ? "
+                                    "AND state IN ('pending', 'working')", (worker,))
             if waiting >= MAX_WAITING_PER_WORKER:
                 raise TooManyWaiting(f"{waiting} requests for evidence are still being prepared; wait for them")
             (number,) = self.db.execute(
                 "INSERT INTO evidence_requests (worker, first_day, last_day, requested_at, requested_by, state) "
                 "VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
-                (worker, first_day, last_day, utc_now_text(), by)).fetchone()
+                (worker, first_day, last_day, self._now_text(), by)).fetchone()
             return self.evidence_request(number)
 
     def evidence_request(self, number: int, *, worker: str | None = None) -> dict | None:
@@ -72,14 +72,13 @@ class EvidenceRequestQueries:
 
     def evidence_document(self, number: int, *, worker: str) -> str | None:
         """The signed file of the worker's request once done, else None."""
-        row = self._one("SELECT document FROM evidence_requests WHERE id = ? AND worker = ? AND state = 'done'",
-                        (number, worker))
-        return row[0] if row else None
+        return self.db.value("SELECT document FROM evidence_requests WHERE id = ? AND worker = ? AND state = 'done'",
+                             (number, worker))
 
     def claim_evidence_request(self, claim: str, *, now: datetime | None = None) -> dict | None:
         """Claim the oldest claimable request for ``claim`` (a token unique to this claim): pending, or
         working under a stale claim. None if there is none, or if another process claimed it first."""
-        now = now or datetime.now(UTC)
+        now = now or self.now()
         stale = _text(now - STALE_CLAIM)
         claimable = ("(state = 'pending' OR (state = 'working' AND claimed_at < ?))")
         with self.transaction():
@@ -88,16 +87,16 @@ class EvidenceRequestQueries:
                             "reason = ? WHERE state = 'working' AND claimed_at < ? AND attempts >= ?",
                             (_text(now), f"the file was not finished after {MAX_ATTEMPTS} attempts", stale,
                              MAX_ATTEMPTS))
-            rows = self.db.execute(
+            claimed = self.db.value(
                 f"""UPDATE evidence_requests SET state = 'working', claim = ?, claimed_at = ?, attempts = attempts + 1
                     WHERE {claimable} AND id = (SELECT id FROM evidence_requests WHERE {claimable}
                                                 ORDER BY id LIMIT 1)
-                    RETURNING id""", (claim, _text(now), stale, stale)).fetchall()
-        return self.evidence_request(rows[0][0]) if rows else None
+                    RETURNING id""", (claim, _text(now), stale, stale))
+        return self.evidence_request(claimed) if claimed is not None else None
 
     def has_pending_evidence(self) -> bool:
         """Whether any request waits for a claim (a cheap read before the claim's write)."""
-        stale = _text(datetime.now(UTC) - STALE_CLAIM)
+        stale = _text(self.now() - STALE_CLAIM)
         return self._one("SELECT 1 FROM evidence_requests WHERE state = 'pending' "
                          "OR (state = 'working' AND claimed_at < ?) LIMIT 1", (stale,)) is not None
 
@@ -111,12 +110,12 @@ class EvidenceRequestQueries:
             return self.db.execute(
                 "UPDATE evidence_requests SET state = ?, document = ?, reason = ?, finished_at = ?, claim = NULL "
                 "WHERE id = ? AND claim = ? AND state = 'working'",
-                ("done" if document is not None else "failed", document, reason, utc_now_text(), number,
+                ("done" if document is not None else "failed", document, reason, self._now_text(), number,
                  claim)).rowcount == 1
 
     def prune_evidence_requests(self, *, now: datetime | None = None) -> int:
         """Delete the requests finished more than ``KEEP`` ago, documents and all; returns how many."""
-        cutoff = _text((now or datetime.now(UTC)) - KEEP)
+        cutoff = _text((now or self.now()) - KEEP)
         with self.transaction():
             return self.db.execute("DELETE FROM evidence_requests WHERE state IN ('done', 'failed') "
                                    "AND finished_at < ?", (cutoff,)).rowcount

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 
 
@@ -33,12 +31,12 @@ class LeaseQueries:
         """Take ``name`` if it is free or expired (or keep it, if it is ``owner``'s already)."""
         now = self.db.now_sql
         with self.db.transaction():
-            rows = self.db.execute(
+            epoch = self.db.value(
                 f"""UPDATE leases SET epoch = CASE WHEN owner = ? AND expires_at >= {now} THEN epoch ELSE epoch + 1 END,
                         owner = ?, expires_at = {now} + ?
                     WHERE name = ? AND (owner = ? OR owner IS NULL OR expires_at < {now})
-                    RETURNING epoch""", (owner, owner, ttl, name, owner)).fetchall()
-        return Lease(name, rows[0][0]) if rows else None
+                    RETURNING epoch""", (owner, owner, ttl, name, owner))
+        return Lease(name, epoch) if epoch is not None else None
 
     def renew_lease(self, lease: Lease, owner: str, ttl: float) -> bool:
         """Inside the caller's transaction when it fences a write: True if the lease is still ours."""
@@ -64,10 +62,9 @@ class LeaseQueries:
         with self.db.transaction():
             self.db.execute(f"""INSERT INTO members (instance, started_at, expires_at) VALUES (?, ?, {now} + ?)
                                 ON CONFLICT (instance) DO UPDATE SET expires_at = excluded.expires_at""",
-                            (instance, utc_now_text(), ttl))
+                            (instance, self._now_text(), ttl))
             self.db.execute(f"DELETE FROM members WHERE expires_at < {now} - 3600")
-            return [row[0] for row in self.db.execute(
-                f"SELECT instance FROM members WHERE expires_at >= {now} ORDER BY instance").fetchall()]
+            return self.db.column(f"SELECT instance FROM members WHERE expires_at >= {now} ORDER BY instance")
 
     def members(self) -> list[dict]:
         """The collector processes alive now, with when they started."""

@@ -4,8 +4,9 @@ and the manual entries and voids people add beside them (a gate's punch is never
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from gate_agent.protocol import Punch, utc_now_text
+from gate_agent.protocol import Punch
 
 from .connection import Connection
 from .errors import StoreError
@@ -17,6 +18,40 @@ def _bytes(value) -> bytes | None:
 
 def _ranges(rows: list[dict]) -> list[tuple[int, int]]:
     return sorted((row["first"], row["last"]) for row in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A stored gate punch as a link of its gate's hash chain."""
+
+    digest: str
+    prev: str  # the digest of the punch before it, as the gate signed it
+    time: str
+    boot: str
+    flags: str  # comma-separated, sorted
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The gate's punch with the highest seq held."""
+
+    seq: int
+    digest: str
+    time: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a gate's punches are held: every seq through ``contiguous_seq`` (0: not seq 1 yet), whose
+    digest is ``contiguous_digest``, and nothing above ``max_seq``."""
+
+    contiguous_seq: int = 0
+    contiguous_digest: str | None = None
+    max_seq: int = 0
+
+    @property
+    def has_holes(self) -> bool:
+        return self.max_seq > self.contiguous_seq
 
 
 class LedgerQueries:
@@ -41,21 +76,23 @@ class LedgerQueries:
         )
         return cursor.rowcount == 1
 
-    def highest_punch(self, site: str, gate: str) -> tuple[int, str, str] | None:
-        """(seq, digest, time) of the gate's punch with the highest seq held."""
-        return self._one("SELECT seq, digest, time FROM punches WHERE site = ? AND gate = ? AND seq IS NOT NULL "
-                         "ORDER BY seq DESC LIMIT 1", (site, gate))
+    def highest_punch(self, site: str, gate: str) -> Tail | None:
+        """The gate's punch with the highest seq held, if any."""
+        row = self._one("SELECT seq, digest, time FROM punches WHERE site = ? AND gate = ? AND seq IS NOT NULL "
+                        "ORDER BY seq DESC LIMIT 1", (site, gate))
+        return None if row is None else Tail(*row)
 
-    def stored_link(self, site: str, gate: str, seq: int) -> tuple[str, str, str, str, str] | None:
-        """(digest, prev, time, boot, flags) of a stored gate punch."""
-        return self._one("SELECT digest, prev, time, boot, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?",
-                         (site, gate, seq))
+    def stored_link(self, site: str, gate: str, seq: int) -> Link | None:
+        """A stored gate punch as a link of its chain, if held."""
+        row = self._one("SELECT digest, prev, time, boot, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?",
+                        (site, gate, seq))
+        return None if row is None else Link(*row)
 
     def add_flag(self, site: str, gate: str, seq: int, flag: str) -> None:
-        row = self._one("SELECT flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
-        if row is None:
+        held = self.db.value("SELECT flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
+        if held is None:
             return
-        flags = set(filter(None, row[0].split(",")))
+        flags = set(filter(None, held.split(",")))
         if flag not in flags:
             flags.add(flag)
             self.db.execute("UPDATE punches SET flags = ? WHERE site = ? AND gate = ? AND seq = ?",
@@ -66,25 +103,27 @@ class LedgerQueries:
         cursor = self.db.execute(
             """INSERT INTO conflicts (site, gate, seq, kind, stored_digest, other_digest, other_body, detail,
                    detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-            (site, gate, seq, kind, stored_digest, other_digest, other_body, detail, utc_now_text()))
+            (site, gate, seq, kind, stored_digest, other_digest, other_body, detail, self._now_text()))
         return cursor.rowcount == 1
 
     def conflicts(self) -> list[dict]:
         return self._rows("SELECT id, site, gate, seq, kind, stored_digest, other_digest, detail, detected_at "
                           "FROM conflicts ORDER BY id")
 
-    def gate_progress(self, site: str, gate: str) -> tuple[int, str | None, int]:
-        row = self._one("SELECT contiguous_seq, contiguous_digest, max_seq FROM gate_state WHERE site = ? AND gate = ?",
-                        (site, gate))
-        return (row[0] or 0, row[1], row[2] or 0) if row else (0, None, 0)
+    def gate_progress(self, site: str, gate: str) -> Progress:
+        row = self.db.record("SELECT contiguous_seq, contiguous_digest, max_seq FROM gate_state "
+                             "WHERE site = ? AND gate = ?", (site, gate))
+        if row is None:
+            return Progress()
+        return Progress(row["contiguous_seq"] or 0, row["contiguous_digest"], row["max_seq"] or 0)
 
-    def advance_contiguous(self, site: str, gate: str, received_at: str) -> tuple[int, str | None]:
+    def advance_contiguous(self, site: str, gate: str, received_at: str) -> Progress:
         """Move the gate's contiguous prefix over every seq now held, and close the gaps this transaction
-        filled; returns (seq, digest) to ack. Inside the transaction that stored the punches, under the
-        gate's lock: a gap is never seen open once its last missing punch is on disk, and the ack that
-        tells the gate so cannot go out before the gap is closed."""
-        seq, digest, held_max = self.gate_progress(site, gate)
-        had_holes = held_max > seq
+        filled; returns the progress now (its contiguous prefix is what to ack). Inside the transaction
+        that stored the punches, under the gate's lock: a gap is never seen open once its last missing
+        punch is on disk, and the ack that tells the gate so cannot go out before the gap is closed."""
+        before = self.gate_progress(site, gate)
+        seq, digest = before.contiguous_seq, before.contiguous_digest
         while True:
             rows = self.db.execute(
                 "SELECT seq, digest FROM punches WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq LIMIT 1000",
@@ -96,7 +135,7 @@ class LedgerQueries:
                 seq, digest, advanced = next_seq, next_digest, True
             if not advanced or len(rows) < 1000:
                 break
-        max_seq = self._one("SELECT MAX(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))[0] or 0
+        max_seq = self.db.value("SELECT MAX(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate)) or 0
         self.db.execute(
             """INSERT INTO gate_state (site, gate, contiguous_seq, contiguous_digest, max_seq, last_punch_at)
                VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, gate) DO UPDATE SET contiguous_seq = excluded.contiguous_seq,
@@ -105,9 +144,9 @@ class LedgerQueries:
             (site, gate, seq, digest, max_seq, received_at))
         # A gap row is only recorded below the highest seq held, so without a hole before this transaction
         # none can be open: the usual in-order punch pays no look at the gaps table.
-        if had_holes:
+        if before.has_holes:
             self._close_filled_gaps(site, gate, seq, received_at)
-        return seq, digest
+        return Progress(seq, digest, max_seq)
 
     def _close_filled_gaps(self, site: str, gate: str, contiguous: int, now: str) -> None:
         """Mark filled the gate's open gaps whose every seq is now held (those at or below the contiguous
@@ -119,8 +158,8 @@ class LedgerQueries:
             (now, site, gate, contiguous))
 
     def gate_status(self, site: str, gate: str) -> dict | None:
-        row = self._one("SELECT status FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
-        return json.loads(row[0]) if row and row[0] else None
+        status = self.db.value("SELECT status FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
+        return json.loads(status) if status else None
 
     def save_status(self, site: str, gate: str, status: dict, received_at: str) -> None:
         """The gate's latest status; an online one is also its latest heartbeat, which an offline one
@@ -151,9 +190,10 @@ class LedgerQueries:
         True if kept."""
         heartbeat_made = made
         with self.transaction():
-            row = self._one("SELECT heartbeat, heartbeat_at FROM gate_state WHERE site = ? AND gate = ?", (site, gate))
-            if row and row[0]:
-                held = heartbeat_made(json.loads(row[0]), row[1])
+            row = self.db.record("SELECT heartbeat, heartbeat_at FROM gate_state WHERE site = ? AND gate = ?",
+                                 (site, gate))
+            if row and row["heartbeat"]:
+                held = heartbeat_made(json.loads(row["heartbeat"]), row["heartbeat_at"])
                 if held >= heartbeat_made(heartbeat, received_at):
                     return False
             self.db.execute(
@@ -176,10 +216,10 @@ class LedgerQueries:
                 raise StoreError(f"site {site} does not exist")
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            return self.db.execute(
+            return self.db.value(
                 """INSERT INTO punches (site, time, worker, direction, received_at, source, manual_by, manual_reason)
                    VALUES (?, ?, ?, ?, ?, 'manual', ?, ?) RETURNING id""",
-                (site, time, worker, direction, utc_now_text(), by.strip(), reason.strip())).fetchall()[0][0]
+                (site, time, worker, direction, self._now_text(), by.strip(), reason.strip()))
 
     def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
         """Mark a punch void (kept and shown, no longer counted)."""
@@ -192,7 +232,7 @@ class LedgerQueries:
             if rows[0]["void_at"]:
                 raise StoreError(f"punch {punch_id} is already void (since {rows[0]['void_at']})")
             self.db.execute("UPDATE punches SET void_at = ?, void_by = ?, void_reason = ? WHERE id = ?",
-                            (utc_now_text(), by.strip(), reason.strip(), punch_id))
+                            (self._now_text(), by.strip(), reason.strip(), punch_id))
             return rows[0]
 
     def punch(self, punch_id: int) -> dict | None:
@@ -203,8 +243,9 @@ class LedgerQueries:
 
     def open_gaps(self, site: str, gate: str) -> list[tuple[int, int]]:
         """Missing seq ranges below the highest seq held."""
-        contiguous, _, max_seq = self.gate_progress(site, gate)
-        if max_seq <= contiguous:
+        progress = self.gate_progress(site, gate)
+        contiguous = progress.contiguous_seq
+        if not progress.has_holes:
             return []
         rows = self.db.execute(
             """SELECT seq, next_seq FROM (
@@ -213,7 +254,7 @@ class LedgerQueries:
                WHERE next_seq > seq + 1""", (site, gate, contiguous)).fetchall()
         gaps = [(seq + 1, next_seq - 1) for seq, next_seq in rows]
         if contiguous == 0:
-            first = self._one("SELECT MIN(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))[0]
+            first = self.db.value("SELECT MIN(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate))
             if first and first > 1:
                 gaps.insert(0, (1, first - 1))
         return gaps
@@ -259,7 +300,7 @@ class LedgerQueries:
     # ================================================================== reading
 
     def punch_count(self) -> int:
-        return self._one("SELECT COUNT(*) FROM punches")[0]
+        return self.db.value("SELECT COUNT(*) FROM punches")
 
     def punches(self, *, site: str | None = None, start: str | None = None, end: str | None = None,
                 gate: str | None = None) -> list[dict]:
@@ -278,7 +319,7 @@ class LedgerQueries:
 
     def _delivery(self) -> str:
         """The gate's declared delivery interval (hours), NULL for a live gate or an older schema."""
-        return "g.delivery_hours" if self.has_step(16) else "NULL AS delivery_hours"
+        return "g.delivery_hours" if self.has("gate_delivery") else "NULL AS delivery_hours"
 
     def gate_punch_rows(self, site: str, gate: str, first: int, last: int) -> list[dict]:
         return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
@@ -286,10 +327,9 @@ class LedgerQueries:
                                 "ORDER BY p.seq", (site, gate, first, last))
 
     def gate_punch_bodies(self, site: str, gate: str, first: int = 1, last: int | None = None) -> list[bytes]:
-        rows = self.db.execute(
+        return [_bytes(body) for body in self.db.column(
             "SELECT body FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-            (site, gate, first, last if last is not None else 2**62)).fetchall()
-        return [_bytes(r[0]) for r in rows]
+            (site, gate, first, last if last is not None else 2**62))]
 
     def _punch_rows(self, sql: str, params=()) -> list[dict]:
         rows = self._rows(sql, params)

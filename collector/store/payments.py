@@ -3,8 +3,6 @@ the bank's return (paid with its voucher, or failed with the reason)."""
 
 from __future__ import annotations
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -32,7 +30,7 @@ class PaymentQueries:
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (batch["batch_id"], batch["site"], batch["period"], batch["table_version"], batch["seq"],
                  batch["created"], batch["execution_date"], batch["execution_rule"], batch["payer_account"],
-                 batch["payer_name"], batch["payer_bank"], utc_now_text()))
+                 batch["payer_name"], batch["payer_bank"], self._now_text()))
             self.db.executemany(
                 """INSERT INTO wage_payments (batch_id, position, site, period, worker, table_version, end_to_end_id,
                        amount_fen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')""",
@@ -78,7 +76,7 @@ class PaymentQueries:
         rows = self.db.execute(
             "UPDATE wage_payments SET status = ?, voucher = ?, paid_on = ?, reason = ?, settled_at = ?, "
             "settled_from = ? WHERE end_to_end_id = ? AND status = 'pending' RETURNING id",
-            (status, voucher, paid_on, reason, utc_now_text(), settled_from, end_to_end_id)).fetchall()
+            (status, voucher, paid_on, reason, self._now_text(), settled_from, end_to_end_id)).fetchall()
         if not rows:
             raise StoreError(f"credit {end_to_end_id} is not pending any more (settled meanwhile?)")
 
@@ -95,8 +93,7 @@ class PaymentQueries:
 
     def first_punch_time(self, site: str, since: str = "") -> str | None:
         """The earliest punch of a site at or after ``since`` (UTC text; by default, of all it holds)."""
-        row = self._one("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))
-        return row[0] if row else None
+        return self.db.value("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))
 
     def has_punches(self, site: str, start: str, end: str) -> bool:
         return self._one("SELECT 1 FROM punches WHERE site = ? AND time >= ? AND time < ? LIMIT 1",

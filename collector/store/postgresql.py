@@ -80,8 +80,8 @@ class PostgresConnection(Connection):
     def change_marker(self) -> object:
         # Any commit anywhere on the server moves the WAL position (on a replica: the replayed position),
         # so this may say "changed" when nothing of ours did; it never misses a change.
-        return self.one("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
-                        "ELSE pg_current_wal_lsn() END")[0]
+        return self.value("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+                          "ELSE pg_current_wal_lsn() END")
 
     def lock_gates(self, gates: Iterable[tuple[str, str]]) -> None:
         keys = sorted({gate_lock_key(site, gate) for site, gate in gates})
@@ -90,7 +90,7 @@ class PostgresConnection(Connection):
             self.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k", (keys,))
 
     def table_exists(self, name: str) -> bool:
-        return self.one("SELECT to_regclass(?) IS NOT NULL", (name,))[0]
+        return self.value("SELECT to_regclass(?) IS NOT NULL", (name,))
 
     def close(self) -> None:
         self._conn.close()

@@ -33,9 +33,9 @@ def quarantine_row(conn: Connection, *, topic: str, reason: str, detail: str, ra
     """Tally a refused message against ``allowance`` and write its row unless that allowance already
     kept ``rows_per_hour`` rows for this reason and hour (None: always). True if the row was written."""
     allowance, hour = allowance[:512], received_at[:13]
-    row = conn.one("SELECT kept FROM quarantine_tally WHERE hour = ? AND topic = ? AND reason = ?",
-                   (hour, allowance, reason))
-    keep = rows_per_hour is None or (row[0] if row else 0) < rows_per_hour
+    kept = conn.value("SELECT kept FROM quarantine_tally WHERE hour = ? AND topic = ? AND reason = ?",
+                      (hour, allowance, reason), default=0)
+    keep = rows_per_hour is None or kept < rows_per_hour
     conn.execute(
         """INSERT INTO quarantine_tally (hour, topic, reason, count, kept, first_at, last_at)
            VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (hour, topic, reason) DO UPDATE SET
@@ -67,11 +67,11 @@ class QuarantineQueries:
         """Oldest first: past ``limits.rows`` rows the oldest rows go, past ``limits.raw_rows`` rows with
         bytes the oldest lose their bytes. The tally and the counters keep every count."""
         limits = limits or QuarantineLimits()
-        rows = self.db.one("SELECT COUNT(*) FROM quarantine")[0]
+        rows = self.db.value("SELECT COUNT(*) FROM quarantine")
         if rows > limits.rows:
             self.db.execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine ORDER BY id LIMIT ?)",
                             (rows - limits.rows,))
-        with_raw = self.db.one("SELECT COUNT(*) FROM quarantine WHERE raw IS NOT NULL")[0]
+        with_raw = self.db.value("SELECT COUNT(*) FROM quarantine WHERE raw IS NOT NULL")
         if with_raw > limits.raw_rows:
             self.db.execute("UPDATE quarantine SET raw = NULL WHERE id IN (SELECT id FROM quarantine "
                             "WHERE raw IS NOT NULL ORDER BY id LIMIT ?)", (with_raw - limits.raw_rows,))

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gate_agent.protocol import key_id, parse_public_key, utc_now_text, valid_id
+from gate_agent.protocol import key_id, parse_public_key, valid_id
 
 from ..names import is_reserved_name
 from .connection import Connection
@@ -32,8 +32,7 @@ class RegistryQueries:
     def registry_version(self) -> int:
         """Moves whenever a gate, key or card changes, by this connection or any other (ingest and the
         roster publisher reload what they cache when it does)."""
-        row = self._one("SELECT version FROM registry_version WHERE id = 1")
-        return row[0] if row else 0
+        return self.db.value("SELECT version FROM registry_version WHERE id = 1", default=0)
 
     def _registry_changed(self) -> None:
         """Inside the transaction of a registry change."""
@@ -51,7 +50,7 @@ class RegistryQueries:
                 raise StoreError(f"site {site} already exists")
             self.db.execute("INSERT INTO sites (site, name, timezone, max_shift_hours, created_at) "
                             "VALUES (?, ?, ?, ?, ?)", (site, name or site, timezone, float(max_shift_hours),
-                                                       utc_now_text()))
+                                                       self._now_text()))
             self._registry_changed()
 
     def site(self, site: str) -> dict | None:
@@ -100,19 +99,18 @@ class RegistryQueries:
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist (collector site add {site} --timezone ...)")
-            elsewhere = [row[0] for row in self.db.execute(
-                "SELECT site FROM gates WHERE gate = ? AND site != ? ORDER BY site", (gate, site)).fetchall()]
+            elsewhere = self.db.column("SELECT site FROM gates WHERE gate = ? AND site != ? ORDER BY site", (gate, site))
             if elsewhere:
                 raise StoreError(f"gate id {gate} is already used at site {', '.join(elsewhere)}; a gate's "
                                  "certificate is named after its id, so ids must be unique across sites")
-            other = self._one("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
-                              (kid, site, gate))
+            other = self.db.record("SELECT site, gate FROM gate_keys WHERE key_id = ? AND NOT (site = ? AND gate = ?)",
+                                   (kid, site, gate))
             if other:
-                raise StoreError(f"that public key already belongs to gate {other[0]}/{other[1]}")
+                raise StoreError(f"that public key already belongs to gate {other['site']}/{other['gate']}")
             exists = self._one("SELECT 1 FROM gates WHERE site = ? AND gate = ?", (site, gate))
             if self._one("SELECT 1 FROM gate_keys WHERE site = ? AND gate = ? AND key_id = ?", (site, gate, kid)):
                 return "unchanged"
-            now = utc_now_text()
+            now = self._now_text()
             if not exists:
                 self.db.execute("INSERT INTO gates (site, gate, active, added_at) VALUES (?, ?, 1, ?)",
                                 (site, gate, now))
@@ -135,7 +133,7 @@ class RegistryQueries:
         with self.transaction():
             cursor = self.db.execute(
                 "UPDATE gate_keys SET revoked_at = ? WHERE site = ? AND gate = ? AND key_id = ? AND revoked_at IS NULL",
-                (utc_now_text(), site, gate, kid))
+                (self._now_text(), site, gate, kid))
             if cursor.rowcount == 0:
                 raise StoreError(f"gate {site}/{gate} has no unrevoked key {kid}")
             self._registry_changed()
@@ -149,7 +147,7 @@ class RegistryQueries:
             keys.setdefault(ident, {})[row["key_id"]] = parse_public_key(row["public_key"])
             if row["revoked_at"]:
                 revoked.setdefault(ident, set()).add(row["key_id"])
-        return {ident: GateKeys(ident[0], ident[1], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
+        return {ident: GateKeys(g["site"], g["gate"], bool(g["active"]), keys[ident], frozenset(revoked[ident]))
                 for ident, g in gates.items()}
 
     def record_bank_key(self, public_key: str) -> None:
@@ -157,7 +155,7 @@ class RegistryQueries:
         kid = key_id(public_key)
         with self.transaction():
             self.db.execute("INSERT INTO bank_keys (key_id, public_key, added_at) VALUES (?, ?, ?) "
-                            "ON CONFLICT (key_id) DO NOTHING", (kid, public_key.strip(), utc_now_text()))
+                            "ON CONFLICT (key_id) DO NOTHING", (kid, public_key.strip(), self._now_text()))
 
     def bank_keys(self) -> list[dict]:
         """Every bank public key on record, oldest first; empty before the daemon first ran."""
@@ -173,7 +171,7 @@ class RegistryQueries:
         """Each gate with its ingest state, last status and last online heartbeat (with the times the bank
         received them), for `collector gates`, the dashboard and finality."""
         # A read-only view of a database not yet migrated knows no heartbeat: its days stay provisional.
-        heartbeat = "s.heartbeat, s.heartbeat_at" if self.has_step(9) else "NULL AS heartbeat, NULL AS heartbeat_at"
+        heartbeat = "s.heartbeat, s.heartbeat_at" if self.has("heartbeats") else "NULL AS heartbeat, NULL AS heartbeat_at"
         sql = f"""SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
                          s.status, s.status_state, s.status_at, {heartbeat}
                   FROM gates g LEFT JOIN gate_state s ON s.site = g.site AND s.gate = g.gate"""
@@ -197,7 +195,7 @@ class RegistryQueries:
             if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} already exists")
             self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
-                            (worker, name, employer, utc_now_text()))
+                            (worker, name, employer, self._now_text()))
             for uid in cards:
                 self._assign_card(uid, worker, valid_from)
             for site in sites:
@@ -220,34 +218,34 @@ class RegistryQueries:
         if kind == "uid" and len(uid) == 8 and uid.startswith("08"):
             raise StoreError(f"card {uid} is a random UID (4 bytes starting 08): it changes at every tap and "
                              "names no card; register a bank card with `collector card register-bank`")
-        holder = self._one("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
-        if holder:
-            raise StoreError(f"card {uid} is held by worker {holder[0]}; revoke it first")
-        last_end = self._one("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))[0]
+        holder = self.db.value("SELECT worker FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+        if holder is not None:
+            raise StoreError(f"card {uid} is held by worker {holder}; revoke it first")
+        last_end = self.db.value("SELECT MAX(valid_to) FROM cards WHERE uid = ?", (uid,))
         if valid_from is None:
-            valid_from = utc_now_text() if last_end else None
+            valid_from = self._now_text() if last_end else None
         elif last_end and valid_from < last_end:
             raise StoreError(f"card {uid} was held by someone else until {last_end}")
         if kind == "uid" and masked is None:
             self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at) VALUES (?, ?, ?, NULL, ?)",
-                            (uid, worker, valid_from, utc_now_text()))
+                            (uid, worker, valid_from, self._now_text()))
         else:
             self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at, kind, masked) "
-                            "VALUES (?, ?, ?, NULL, ?, ?, ?)", (uid, worker, valid_from, utc_now_text(), kind, masked))
+                            "VALUES (?, ?, ?, NULL, ?, ?, ?)", (uid, worker, valid_from, self._now_text(), kind, masked))
         self._registry_changed()
 
     def revoke_card(self, uid: str, *, at: str | None = None) -> str:
         """End the current holder's window (a lost or returned card). Returns the former holder."""
         with self.transaction():
-            row = self._one("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
-            if row is None:
+            card = self.db.record("SELECT id, worker, valid_from FROM cards WHERE uid = ? AND valid_to IS NULL", (uid,))
+            if card is None:
                 raise StoreError(f"card {uid} is not held by anyone")
-            at = at or utc_now_text()
-            if row[2] and at < row[2]:
-                raise StoreError(f"card {uid} was assigned at {row[2]}, after {at}")
-            self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, row[0]))
+            at = at or self._now_text()
+            if card["valid_from"] and at < card["valid_from"]:
+                raise StoreError(f"card {uid} was assigned at {card['valid_from']}, after {at}")
+            self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, card["id"]))
             self._registry_changed()
-            return row[1]
+            return card["worker"]
 
     def worker(self, worker: str) -> dict | None:
         rows = [w for w in self.workers() if w["worker"] == worker]
@@ -256,7 +254,7 @@ class RegistryQueries:
     def workers(self, site: str | None = None) -> list[dict]:
         """Every worker (or those assigned to ``site`` now) with cards, the sites they are assigned to now,
         and when they were removed."""
-        sites_now = self.has_step(14)
+        sites_now = self.has("assignments")
         removed = "removed_at" if sites_now else "NULL AS removed_at"
         workers = self._rows(f"SELECT worker, name, employer, {removed} FROM workers ORDER BY worker")
         cards: dict[str, list] = {}
@@ -277,7 +275,7 @@ class RegistryQueries:
         return workers
 
     def _card_kind_columns(self, prefix: str = "") -> str:
-        if self.has_step(17):
+        if self.has("card_kinds"):
             return f"{prefix}kind, {prefix}masked"
         return "'uid' AS kind, NULL AS masked"
 
@@ -299,7 +297,7 @@ class RegistryQueries:
             sql += (" AND EXISTS (SELECT 1 FROM assignments a WHERE a.worker = c.worker AND a.site = ? "
                     "AND (a.valid_from IS NULL OR a.valid_from <= ?) AND (a.valid_to IS NULL OR a.valid_to > ?))")
             params += (site, moment, moment)
-        return {r[0] for r in self.db.execute(sql, params).fetchall()}
+        return set(self.db.column(sql, params))
 
     # ================================================================== workers at sites
 
@@ -318,19 +316,19 @@ class RegistryQueries:
                     raise StoreError(f"{worker} is already assigned to {site} "
                                      f"from {row['valid_from'] or 'the beginning'} to {row['valid_to'] or 'now'}")
             self.db.execute("INSERT INTO assignments (worker, site, valid_from, valid_to, added_at, added_by) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, site, valid_from, valid_to, utc_now_text(), by))
+                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, site, valid_from, valid_to, self._now_text(), by))
             self._registry_changed()
 
     def unassign(self, worker: str, site: str, *, at: str, by: str) -> None:
         """End the worker's open assignment to ``site`` at ``at`` (earlier days stay the site's)."""
         with self.transaction():
-            row = self._one("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? AND valid_to IS NULL",
-                            (worker, site))
-            if row is None:
+            held = self.db.record("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? "
+                                  "AND valid_to IS NULL", (worker, site))
+            if held is None:
                 raise StoreError(f"{worker} is not assigned to {site} now")
-            if row[1] and at <= row[1]:
-                raise StoreError(f"{worker} was assigned to {site} at {row[1]}, after {at}")
-            self.db.execute("UPDATE assignments SET valid_to = ? WHERE id = ?", (at, row[0]))
+            if held["valid_from"] and at <= held["valid_from"]:
+                raise StoreError(f"{worker} was assigned to {site} at {held['valid_from']}, after {at}")
+            self.db.execute("UPDATE assignments SET valid_to = ? WHERE id = ?", (at, held["id"]))
             self._registry_changed()
 
     def assignments(self, *, worker: str | None = None, site: str | None = None) -> list[dict]:
@@ -355,10 +353,8 @@ class RegistryQueries:
             current = self._existing_worker(worker)
             if current["removed_at"]:
                 raise StoreError(f"worker {worker} was removed at {current['removed_at']}")
-            ended_sites = [r[0] for r in self.db.execute(
-                "SELECT site FROM assignments WHERE worker = ? AND valid_to IS NULL", (worker,)).fetchall()]
-            ended_cards = [r[0] for r in self.db.execute(
-                "SELECT uid FROM cards WHERE worker = ? AND valid_to IS NULL", (worker,)).fetchall()]
+            ended_sites = self.db.column("SELECT site FROM assignments WHERE worker = ? AND valid_to IS NULL", (worker,))
+            ended_cards = self.db.column("SELECT uid FROM cards WHERE worker = ? AND valid_to IS NULL", (worker,))
             self.db.execute("UPDATE assignments SET valid_to = ? WHERE worker = ? AND valid_to IS NULL "
                             "AND (valid_from IS NULL OR valid_from < ?)", (at, worker, at))
             self.db.execute("UPDATE cards SET valid_to = ? WHERE worker = ? AND valid_to IS NULL "

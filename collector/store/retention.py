@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 
 #: The tables holding a site's month of wages (tables and their versions and lines, deductions, employer
@@ -23,9 +21,9 @@ class RetentionQueries:
 
     def quarantine_counts_before(self, cutoff: str) -> dict[str, int]:
         """Quarantined rows received before ``cutoff`` (UTC text) and tally hours before it."""
-        return {"quarantine": self._one("SELECT COUNT(*) FROM quarantine WHERE received_at < ?", (cutoff,))[0],
-                "quarantine_tally": self._one("SELECT COUNT(*) FROM quarantine_tally WHERE hour < ?",
-                                              (cutoff[:13],))[0]}
+        return {"quarantine": self.db.value("SELECT COUNT(*) FROM quarantine WHERE received_at < ?", (cutoff,)),
+                "quarantine_tally": self.db.value("SELECT COUNT(*) FROM quarantine_tally WHERE hour < ?",
+                                                  (cutoff[:13],))}
 
     def delete_quarantine_before(self, cutoff: str) -> dict[str, int]:
         """Delete them (inside the caller's transaction); the counters keep every total."""
@@ -40,8 +38,8 @@ class RetentionQueries:
         """Every (site, period) holding wage data for a period before ``month`` (YYYY-MM)."""
         found: set[tuple[str, str]] = set()
         for table in ("wage_tables", "wage_deductions", "wage_sheets", "wage_batches"):
-            found |= {(r[0], r[1]) for r in self.db.execute(
-                f"SELECT DISTINCT site, period FROM {table} WHERE period < ?", (month,)).fetchall()}
+            found |= {(r["site"], r["period"]) for r in self.db.rows(
+                f"SELECT DISTINCT site, period FROM {table} WHERE period < ?", (month,))}
         return sorted(found)
 
     def wage_period_counts(self, site: str, period: str) -> dict[str, int]:
@@ -49,14 +47,14 @@ class RetentionQueries:
         tables = "SELECT id FROM wage_tables WHERE site = ? AND period = ?"
         sheets = "SELECT id FROM wage_sheets WHERE site = ? AND period = ?"
         where = {"wage_lines": f"table_id IN ({tables})", "wage_sheet_lines": f"sheet_id IN ({sheets})"}
-        return {table: self._one(f"SELECT COUNT(*) FROM {table} WHERE "
-                                 f"{where.get(table, 'site = ? AND period = ?')}", (site, period))[0]
+        return {table: self.db.value(f"SELECT COUNT(*) FROM {table} WHERE "
+                                     f"{where.get(table, 'site = ? AND period = ?')}", (site, period))
                 for table in WAGE_PERIOD_TABLES}
 
     def wage_period_unsettled(self, site: str, period: str) -> str | None:
         """Why a month's wages are not settled (Art. 28: kept until settled, then 3 years), or None."""
-        pending = self._one("SELECT COUNT(*) FROM wage_payments WHERE site = ? AND period = ? AND status = 'pending'",
-                            (site, period))[0]
+        pending = self.db.value("SELECT COUNT(*) FROM wage_payments WHERE site = ? AND period = ? "
+                                "AND status = 'pending'", (site, period))
         if pending:
             return f"{pending} credit(s) still at the bank"
         approved = self._rows("SELECT id, version FROM wage_tables WHERE site = ? AND period = ? "
@@ -95,7 +93,7 @@ class RetentionQueries:
     def log_retention(self, *, by: str, what: str, cutoff: str, rows: int, detail: dict) -> None:
         self.db.execute("INSERT INTO retention_log (pruned_at, pruned_by, what, cutoff, row_count, detail) "
                         "VALUES (?, ?, ?, ?, ?, ?)",
-                        (utc_now_text(), by, what, cutoff, rows, json.dumps(detail, sort_keys=True, ensure_ascii=False)))
+                        (self._now_text(), by, what, cutoff, rows, json.dumps(detail, sort_keys=True, ensure_ascii=False)))
 
     def retention_log(self) -> list[dict]:
         if not self.db.table_exists("retention_log"):  # a reader of a database not migrated yet

@@ -1,8 +1,8 @@
 """The collector's schema: versioned steps, written once for both engines, applied in order.
 
 A step is SQL (``{id}`` and ``{blob}`` stand for the engine's auto-numbered key and byte-string types;
-TEXT, BIGINT and DOUBLE PRECISION read the same in both) or a function of the connection for data
-that must be rewritten. Each step and its record in ``schema_migrations`` commit together; the daemon
+TEXT, BIGINT and DOUBLE PRECISION read the same in both) or a function of the connection and the time
+of the upgrade (UTC text) for data that must be rewritten. Each step and its record in ``schema_migrations`` commit together; the daemon
 applies what is pending at start, and so does ``collector db upgrade``. Concurrent starts (several
 collectors) serialise: SQLite has one writer, PostgreSQL takes an advisory lock.
 
@@ -16,8 +16,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gate_agent.protocol import TOPIC_ROOT, ProtocolError, decode_status, utc_now_text
+from gate_agent.protocol import TOPIC_ROOT, ProtocolError, decode_status, format_time
 
+from .clock import Clock, system_clock
 from .connection import Connection
 
 log = logging.getLogger(__name__)
@@ -30,35 +31,36 @@ _SCHEMA_LOCK = 4242_0001
 class Step:
     version: int
     name: str
-    apply: str | Callable[[Connection], None]
+    apply: str | Callable[[Connection, str], None]
 
 
-def _quarantine_backfill(conn: Connection) -> None:
+def _quarantine_backfill(conn: Connection, now: str) -> None:
     """Tally the quarantine rows kept before refusals were counted per hour, topic and reason."""
     from .quarantine import OTHER_TOPICS
 
     gates = conn.rows("SELECT site, gate FROM gates")
     topics = {f"{TOPIC_ROOT}/{g['site']}/{g['gate']}/{kind}" for g in gates for kind in ("punch", "status")}
-    tally: dict[tuple[str, str, str], list] = {}
+    tally: dict[tuple[str, str, str], dict] = {}
     for row in conn.rows("SELECT received_at, topic, reason FROM quarantine ORDER BY id"):
         key = (row["received_at"][:13], row["topic"] if row["topic"] in topics else OTHER_TOPICS, row["reason"])
-        entry = tally.setdefault(key, [0, row["received_at"], row["received_at"]])
-        entry[0] += 1
-        entry[2] = row["received_at"]
+        entry = tally.setdefault(key, {"count": 0, "first": row["received_at"]})
+        entry["count"] += 1
+        entry["last"] = row["received_at"]
     conn.executemany("INSERT INTO quarantine_tally (hour, topic, reason, count, kept, first_at, last_at) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     [(*key, count, count, first, last) for key, (count, first, last) in tally.items()])
+                     [(*key, entry["count"], entry["count"], entry["first"], entry["last"])
+                      for key, entry in tally.items()])
 
 
-def _assign_existing_workers(conn: Connection) -> None:
+def _assign_existing_workers(conn: Connection, now: str) -> None:
     """Workers registered before they belonged to sites were on every site's roster: they stay so (from
     the beginning, with no end) until an operator says otherwise; nothing changes at the upgrade."""
     conn.execute("INSERT INTO assignments (worker, site, valid_from, valid_to, added_at, added_by) "
                  "SELECT w.worker, s.site, NULL, NULL, ?, 'schema upgrade' FROM workers w CROSS JOIN sites s",
-                 (utc_now_text(),))
+                 (now,))
 
 
-def _statuses_checked(conn: Connection) -> None:
+def _statuses_checked(conn: Connection, now: str) -> None:
     """Statuses were once stored without validation: one that would be refused now leaves the gate's
     state for the quarantine (the status read paths trust what is stored)."""
     from .quarantine import quarantine_row
@@ -71,7 +73,7 @@ def _statuses_checked(conn: Connection) -> None:
         except ProtocolError as error:
             topic = f"{TOPIC_ROOT}/{row['site']}/{row['gate']}/status"
             quarantine_row(conn, topic=topic, reason=error.reason, raw=payload,
-                           received_at=row["status_at"] or utc_now_text(),
+                           received_at=row["status_at"] or now,
                            detail=f"stored status, refused on upgrade: {error.detail}", allowance=topic)
             conn.executemany("INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) "
                              "DO UPDATE SET value = counters.value + 1",
@@ -601,6 +603,20 @@ STEPS = [
     """),
 ]
 
+#: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
+#: reader (`collector serve`, reports) may meet a database the daemon has not upgraded yet; the numbers
+#: stay here, beside the steps.
+CAPABILITIES = {
+    "heartbeats": 9,  # gate_state.heartbeat, heartbeat_at
+    "payments": 11,  # wage batches, payment lines and their returns
+    "assignments": 14,  # workers assigned to sites, with validity
+    "gate_delivery": 16,  # gates.delivery_hours (bundles carried by hand)
+    "card_kinds": 17,  # cards.kind and masked, punches' card kinds and read counters
+    "worker_access": 19,  # worker links, the record access log, disputes
+    "dispute_answers": 20,  # answers to disputes and the corrections that cite them
+    "evidence_requests": 21,  # evidence files the daemon signs on request
+}
+
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
 _SQLITE_UTILS_NAMES = {"m001_initial": (1,), "m002_gauges": (2,), "m003_bank_keys": (3,),
                        "m004_quarantine_limits": (4, 5), "m005_statuses_checked": (6,), "m006_heartbeats": (9,)}
@@ -619,9 +635,9 @@ def pending(conn: Connection) -> list[Step]:
     return [step for step in STEPS if step.version not in done]
 
 
-def upgrade(conn: Connection, *, until: int | None = None) -> list[Step]:
+def upgrade(conn: Connection, *, until: int | None = None, clock: Clock = system_clock) -> list[Step]:
     """Apply every pending step (up to version ``until``: a database as an older release left it, for
-    tests), each in a transaction with its record; returns the steps applied."""
+    tests), each in a transaction with its record (applied at ``clock``'s time); returns the steps applied."""
     with conn.transaction():
         _serialise(conn)
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
@@ -636,12 +652,13 @@ def upgrade(conn: Connection, *, until: int | None = None) -> list[Step]:
             _serialise(conn)
             if conn.one("SELECT 1 FROM schema_migrations WHERE version = ?", (step.version,)):
                 continue  # another process applied it meanwhile
+            now = format_time(clock())
             if isinstance(step.apply, str):
                 conn.script(step.apply)
             else:
-                step.apply(conn)
+                step.apply(conn, now)
             conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                         (step.version, step.name, utc_now_text()))
+                         (step.version, step.name, now))
         done.append(step)
         log.debug("database schema: applied %d %s", step.version, step.name)
     if done and not fresh:  # a new database is not news; an upgraded one is

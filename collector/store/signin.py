@@ -16,28 +16,26 @@ class SignInQueries:
     def add_signin_link(self, *, secret_sha256: str, site: str, created_at: str, expires_at: str,
                         session_hours: float, note: str | None = None) -> int:
         with self.db.transaction():
-            row = self.db.execute(
+            return self.db.value(
                 "INSERT INTO web_signin_links (secret_sha256, site, created_at, expires_at, session_hours, note) "
                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (secret_sha256, site, created_at, expires_at, session_hours, note)).fetchone()
-        return row[0]
+                (secret_sha256, site, created_at, expires_at, session_hours, note))
 
     def use_signin_link(self, *, link_sha256: str, session_sha256: str, now: str,
                         session_expires) -> dict | None:
         """Spend the unused, unexpired link with this digest and open its session in one transaction;
         ``session_expires(hours)`` gives the session's expiry. The session (site, expires_at) or None."""
         with self.db.transaction():
-            rows = self.db.execute(
+            link = self.db.record(
                 "UPDATE web_signin_links SET used_at = ? WHERE secret_sha256 = ? AND used_at IS NULL "
-                "AND expires_at > ? RETURNING id, site, session_hours", (now, link_sha256, now)).fetchall()
-            if not rows:
+                "AND expires_at > ? RETURNING id, site, session_hours", (now, link_sha256, now))
+            if link is None:
                 return None
-            link_id, site, hours = rows[0]
-            expires_at = session_expires(hours)
+            expires_at = session_expires(link["session_hours"])
             self.db.execute(
                 "INSERT INTO web_sessions (secret_sha256, site, link_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (session_sha256, site, link_id, now, expires_at))
-        return {"site": site, "expires_at": expires_at}
+                (session_sha256, link["site"], link["id"], now, expires_at))
+        return {"site": link["site"], "expires_at": expires_at}
 
     def web_session(self, secret_sha256: str, now: str) -> dict | None:
         """The live session with this digest: not revoked, not expired (None otherwise, or before step 18)."""

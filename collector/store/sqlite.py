@@ -83,7 +83,7 @@ class SqliteConnection(Connection):
                 pass
 
     def change_marker(self) -> object:
-        return self.one("PRAGMA data_version")[0]
+        return self.value("PRAGMA data_version")
 
     def table_exists(self, name: str) -> bool:
         return self.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -28,16 +26,15 @@ class WageSheetQueries:
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")
             # ON CONFLICT: two imports of one file at once still keep it once.
-            inserted = self.db.execute(
+            sheet_id = self.db.value(
                 """INSERT INTO wage_sheets (site, period, employer, file_name, sha256, format, encoding, ignored_columns,
                        notes, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (sha256) DO NOTHING RETURNING id""",
                 (site, period, employer, file_name, sha256, format, encoding,
                  json.dumps(ignored_columns, ensure_ascii=False), json.dumps(notes, ensure_ascii=False),
-                 utc_now_text(), by)).fetchall()
-            if not inserted:
+                 self._now_text(), by))
+            if sheet_id is None:
                 return None
-            sheet_id = inserted[0][0]
             self.db.executemany(
                 f"INSERT INTO wage_sheet_lines (sheet_id, {', '.join(LINE_FIELDS)}) "
                 f"VALUES (?, {', '.join('?' for _ in LINE_FIELDS)})",
@@ -66,7 +63,7 @@ class WageSheetQueries:
         with self.transaction():
             taken = self.db.execute(
                 "UPDATE wage_sheets SET deductions_taken_at = ?, deductions_taken_by = ? "
-                "WHERE id = ? AND deductions_taken_at IS NULL RETURNING id", (utc_now_text(), by, sheet_id)).fetchall()
+                "WHERE id = ? AND deductions_taken_at IS NULL RETURNING id", (self._now_text(), by, sheet_id)).fetchall()
             if not taken:
                 return False
             for deduction in deductions:

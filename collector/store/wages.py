@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -59,17 +57,17 @@ class WageQueries:
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            held = self._one("SELECT id FROM wage_terms WHERE worker = ? AND effective_from = ?",
-                             (worker, effective_from))
-            if held:
+            held = self.db.value("SELECT id FROM wage_terms WHERE worker = ? AND effective_from = ?",
+                                 (worker, effective_from))
+            if held is not None:
                 if used_from is not None and used_from <= effective_from:
                     raise StoreError(f"the terms of {worker} from {effective_from} were used by a wage table; "
                                      "give new terms a later date (earlier periods are never rewritten)")
                 self.db.execute("UPDATE wage_terms SET basis = ?, rate_fen = ?, added_at = ?, added_by = ? WHERE id = ?",
-                                (basis, rate_fen, utc_now_text(), by, held[0]))
+                                (basis, rate_fen, self._now_text(), by, held))
                 return "replaced"
             self.db.execute("INSERT INTO wage_terms (worker, basis, rate_fen, effective_from, added_at, added_by) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, basis, rate_fen, effective_from, utc_now_text(), by))
+                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, basis, rate_fen, effective_from, self._now_text(), by))
             return "added"
 
     def wage_terms(self, worker: str | None = None) -> list[dict]:
@@ -97,7 +95,7 @@ class WageQueries:
                    ON CONFLICT (site, employer, effective_from) DO UPDATE SET pay_day = excluded.pay_day,
                    payer_account = excluded.payer_account, payer_name = excluded.payer_name,
                    payer_bank = excluded.payer_bank, added_at = excluded.added_at, added_by = excluded.added_by""",
-                (site, employer, pay_day, payer_account, payer_name, payer_bank, effective_from, utc_now_text(), by))
+                (site, employer, pay_day, payer_account, payer_name, payer_bank, effective_from, self._now_text(), by))
 
     def site_pay(self, site: str) -> list[dict]:
         return self._rows("SELECT * FROM site_pay WHERE site = ? ORDER BY employer, effective_from", (site,))
@@ -113,7 +111,7 @@ class WageQueries:
                    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, effective_from) DO UPDATE SET
                    hourly_fen = excluded.hourly_fen, monthly_fen = excluded.monthly_fen,
                    added_at = excluded.added_at, added_by = excluded.added_by""",
-                (site, hourly_fen, monthly_fen, effective_from, utc_now_text(), by))
+                (site, hourly_fen, monthly_fen, effective_from, self._now_text(), by))
 
     def minimum_wages(self, site: str) -> list[dict]:
         return self._rows("SELECT hourly_fen, monthly_fen, effective_from FROM minimum_wages WHERE site = ? "
@@ -130,11 +128,11 @@ class WageQueries:
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            return self.db.execute(
+            return self.db.value(
                 "INSERT INTO wage_deductions (site, period, worker, item, amount_fen, reason, source, added_at, added_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (site, period, worker, item.strip(), amount_fen, reason.strip(), source, utc_now_text(),
-                 by.strip())).fetchall()[0][0]
+                (site, period, worker, item.strip(), amount_fen, reason.strip(), source, self._now_text(),
+                 by.strip()))
 
     def deductions(self, site: str, period: str) -> list[dict]:
         return self._rows("SELECT * FROM wage_deductions WHERE site = ? AND period = ? ORDER BY worker, id",
@@ -146,12 +144,12 @@ class WageQueries:
                         reason: str | None, pay_day: str | None) -> dict:
         """A new version of the period's table; every earlier version is kept as it was."""
         with self.transaction():
-            version = (self._one("SELECT MAX(version) FROM wage_tables WHERE site = ? AND period = ?",
-                                 (site, period))[0] or 0) + 1
-            table_id = self.db.execute(
+            version = (self.db.value("SELECT MAX(version) FROM wage_tables WHERE site = ? AND period = ?",
+                                     (site, period)) or 0) + 1
+            table_id = self.db.value(
                 """INSERT INTO wage_tables (site, period, version, status, final, computed_at, computed_by, reason, pay_day)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
-                (site, period, version, status, int(final), utc_now_text(), by, reason, pay_day)).fetchall()[0][0]
+                (site, period, version, status, int(final), self._now_text(), by, reason, pay_day))
             self.db.executemany(
                 """INSERT INTO wage_lines (table_id, worker, name, employer, id_number, phone, bank_account, bank_name,
                        days, worked_minutes, basis, rate_fen, gross_fen, deductions_fen, net_fen, status, flags, detail)
@@ -191,18 +189,17 @@ class WageQueries:
     def approve_wage_table(self, table_id: int, *, by: str, override: str | None) -> None:
         """Freeze a version: it becomes the period's approved table, the one approved before it superseded."""
         with self.transaction():
-            row = self._one("SELECT site, period, status FROM wage_tables WHERE id = ?", (table_id,))
-            if row is None:
+            table = self.db.record("SELECT site, period, status FROM wage_tables WHERE id = ?", (table_id,))
+            if table is None:
                 raise StoreError(f"there is no wage table {table_id}")
-            if row[2] != "computed":
-                raise StoreError(f"a {row[2]} wage table cannot be approved")
+            if table["status"] != "computed":
+                raise StoreError(f"a {table['status']} wage table cannot be approved")
             self.db.execute("UPDATE wage_tables SET status = 'superseded' WHERE site = ? AND period = ? "
-                            "AND status = 'approved'", (row[0], row[1]))
+                            "AND status = 'approved'", (table["site"], table["period"]))
             self.db.execute("UPDATE wage_tables SET status = 'approved', approved_at = ?, approved_by = ?, override = ? "
-                            "WHERE id = ?", (utc_now_text(), by, override, table_id))
+                            "WHERE id = ?", (self._now_text(), by, override, table_id))
 
     def first_period_with_table(self, worker: str) -> str | None:
         """The earliest period (YYYY-MM) in which a wage table that is not a draft has a line for ``worker``."""
-        row = self._one("SELECT MIN(t.period) FROM wage_tables t JOIN wage_lines l ON l.table_id = t.id "
-                        "WHERE l.worker = ? AND t.status != 'draft'", (worker,))
-        return row[0] if row else None
+        return self.db.value("SELECT MIN(t.period) FROM wage_tables t JOIN wage_lines l ON l.table_id = t.id "
+                             "WHERE l.worker = ? AND t.status != 'draft'", (worker,))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from gate_agent.protocol import utc_now_text
-
 from .connection import Connection
 from .errors import StoreError
 
@@ -21,7 +19,7 @@ class WorkerAccessQueries:
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            now = utc_now_text()
+            now = self._now_text()
             revoked = self.db.execute("UPDATE worker_links SET revoked_at = ?, revoked_by = ? "
                                       "WHERE worker = ? AND revoked_at IS NULL", (now, by, worker)).rowcount
             self.db.execute("INSERT INTO worker_links (worker, secret_sha256, issued_at, issued_by) "
@@ -34,7 +32,7 @@ class WorkerAccessQueries:
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
             return self.db.execute("UPDATE worker_links SET revoked_at = ?, revoked_by = ? "
-                                   "WHERE worker = ? AND revoked_at IS NULL", (utc_now_text(), by, worker)).rowcount
+                                   "WHERE worker = ? AND revoked_at IS NULL", (self._now_text(), by, worker)).rowcount
 
     def worker_link(self, secret_sha256: str) -> dict | None:
         """The valid (unrevoked) link with this hash, or None."""
@@ -51,7 +49,7 @@ class WorkerAccessQueries:
         """Note that someone looked at the worker's record (shown to the worker)."""
         with self.transaction():
             self.db.execute("INSERT INTO record_access (worker, at, via, who, what) VALUES (?, ?, ?, ?, ?)",
-                            (worker, utc_now_text(), via, who, what))
+                            (worker, self._now_text(), via, who, what))
 
     def access_log(self, worker: str, limit: int = ACCESS_SHOWN) -> list[dict]:
         """Who looked at the worker's record, newest first."""
