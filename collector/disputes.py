@@ -9,7 +9,7 @@ override says why, and the override is kept (``dispute_overrides``).
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from .attribution import Attributor
@@ -17,11 +17,12 @@ from .errors import InputError
 from .localtime import PLAUSIBLE_FROM, local
 from .reports import site_rules
 from .store import Store, StoreError
+from .text import REASON_MAX_CHARS, TextError, entered
 
 #: What a worker may write (a sentence, not a letter), and how many disputes may wait at once.
 NOTE_MAX_CHARS = 200
-REASON_MAX_CHARS = 500
 MAX_OPEN_PER_WORKER = 20
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class DisputeError(InputError):
@@ -29,25 +30,20 @@ class DisputeError(InputError):
 
 
 def clean_text(text: object, *, what: str, limit: int) -> str:
-    """Text typed by a person, stripped; refused when empty, too long, or holding control or
-    direction-changing characters (they have no place in a note and can disguise what a screen shows)."""
-    if not isinstance(text, str):
-        raise DisputeError(f"{what} must be text")
-    text = text.strip()
-    if not text:
-        raise DisputeError(f"{what} is empty")
-    if len(text) > limit:
-        raise DisputeError(f"{what} is longer than {limit} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in text):
-        raise DisputeError(f"{what} holds control characters")
-    return text
+    """Text typed by a person, stripped; refused as ``collector.text`` refuses (empty, too long, control,
+    direction-changing or invisible characters), in the words of a dispute."""
+    try:
+        return entered(text, what=what, limit=limit)
+    except TextError as error:
+        raise DisputeError(str(error)) from None
 
 
 def file(store: Store, worker: str, *, site: str, day: str, note: object, via: str = "worker link",
          today: date | None = None) -> dict:
     """Record a dispute of the worker's day at the site (a date of a site the worker was assigned to)."""
     try:
-        when = date.fromisoformat(day) if isinstance(day, str) and len(day) == 10 else None
+        # Only YYYY-MM-DD: fromisoformat also takes ISO week dates ("2026-W49-1"), which no person means.
+        when = date.fromisoformat(day) if isinstance(day, str) and _DAY.fullmatch(day) else None
     except ValueError:
         when = None
     if when is None:

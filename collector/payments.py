@@ -28,6 +28,7 @@ from gate_agent.protocol import quoted, utc_now_text
 from .localtime import local_text, to_local, zone
 from .money import yuan
 from .store import Store, StoreError
+from .text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
 from .wages import WageError, _in_force, period_bounds
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,16 @@ def created_time(batch: dict, tz_name: str) -> str:
 # ================================================================================== the bank's return
 
 
+def _entered_problem(entry: dict) -> str | None:
+    """The bank's voucher and reason go onto the worker's slip: checked as any entered text."""
+    for field, limit in (("voucher", NAME_MAX_CHARS), ("reason", REASON_MAX_CHARS)):
+        try:
+            entered(entry.get(field), what=f"the {field}", limit=limit, optional=True)
+        except TextError as error:
+            return f"is refused: {error}"
+    return None
+
+
 def record_return(store: Store, entries: list[dict], *, source: str, digest: str, kind: str) -> list[dict]:
     """Settle pending credits from a parsed return (collector/bankreturn.py): every entry, or none.
     An entry is ``{"where", "end_to_end_id" | "batch_id", "status", "voucher", "date", "reason",
@@ -251,6 +262,10 @@ def record_return(store: Store, entries: list[dict], *, source: str, digest: str
             if entry.get("amount_fen") is not None and entry["amount_fen"] != payment["amount_fen"]:
                 problems.append(f"{where}: {e2e} is {yuan(entry['amount_fen'])} yuan in the return but "
                                 f"{yuan(payment['amount_fen'])} in batch {payment['batch_id']}")
+                continue
+            problem = _entered_problem(entry)
+            if problem:
+                problems.append(f"{where}: {e2e} {problem}")
                 continue
             settle.append({**entry, "payment": payment})
         if problems:

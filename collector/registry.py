@@ -18,6 +18,7 @@ from gate_agent.protocol import format_time, normalise_uid, valid_id
 from .errors import InputError
 from .money import MoneyError, parse_yuan
 from .tabular import Problem, read_table
+from .text import NAME_MAX_CHARS, TextError, entered
 
 #: Column -> the headers that name it (compared as collector/tabular.header_key compares them).
 COLUMNS = {
@@ -89,13 +90,12 @@ def _check(row: dict, today: date) -> str | None:
     """Normalise the row in place; why it cannot be imported, or None."""
     if not valid_id(row.get("worker", "")):
         return f"worker id {row.get('worker', '')[:40]!r} is not an id (letters, digits, '_', '.', '-')"
-    if not row.get("name"):
-        return "name is empty"
-    if len(row["name"]) > 100:
-        return "name is longer than 100 characters"
-    for column in ("employer", "bank_name"):
-        if len(row.get(column) or "") > 100:
-            return f"{column} is longer than 100 characters"
+    try:
+        row["name"] = entered(row.get("name"), what="name", limit=NAME_MAX_CHARS)
+        for column in ("employer", "bank_name"):
+            row[column] = entered(row.get(column), what=column, limit=NAME_MAX_CHARS, optional=True) or ""
+    except TextError as error:
+        return str(error)
     if row.get("card"):
         try:
             row["card"] = normalise_uid(row["card"])

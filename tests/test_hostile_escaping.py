@@ -124,12 +124,19 @@ def test_hostile_names_through_ingest_reach_log_and_terminal_escaped(tmp_path, b
     assert rows[2]["topic"] == bidi_topic and rows[2]["raw"] == f"{TITLE}{RED}"
 
 
-def test_worker_names_from_a_csv_file_are_printed_escaped(tmp_path, broker):
+def test_worker_names_from_a_csv_file_are_refused_and_stored_ones_printed_escaped(tmp_path, broker):
     collector = CollectorSetup.create(tmp_path / "collector", broker=broker)
     workers = tmp_path / "workers.csv"
     workers.write_text(f"worker,name,card,employer\nW1,Zhang{TITLE} Wei,04A1B2C3D4E5F6,{RED} Co\x7f\n",
                        encoding="utf-8")
-    collector.run("worker", "import", str(workers))
+    refused = collector.run("worker", "import", str(workers), check=False)
+    assert refused.returncode == 1 and "line 2" in refused.stdout + refused.stderr
+    assert not RAW_CONTROL.search(refused.stdout + refused.stderr), repr(refused.stdout + refused.stderr)
+    assert collector.json("worker", "list") == []
+    # A name stored before names were checked (or written around the collector) still prints escaped.
+    with collector.store() as store:
+        store.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
+                      ("W1", f"Zhang{TITLE} Wei", f"{RED} Co\x7f", "2026-11-01T00:00:00.000Z"))
     text = collector.run("worker", "list").stdout
     assert not RAW_CONTROL.search(text), repr(text)
     assert "Zhang\\x1b]0;you have been pwned\\x07 Wei" in text and "\\x1b[31mred\\x1b[0m Co\\x7f" in text

@@ -17,7 +17,7 @@ GATE_MODULES_THE_BANK_USES = frozenset({
     "gate_agent.ntag424", "gate_agent.extras",
 })
 #: Modules of the collector that import nothing of it: what the store may use.
-LEAVES = frozenset({"collector.errors", "collector.names"})
+LEAVES = frozenset({"collector.errors", "collector.names", "collector.text"})
 
 
 def modules(package: str) -> dict[str, set[str]]:

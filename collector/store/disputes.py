@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
@@ -17,6 +18,7 @@ class DisputeQueries:
     def file_dispute(self, *, worker: str, site: str, day: str, note: str, via: str, max_open: int) -> dict:
         """Record a dispute; its reference is D-<year filed>-<number>. At most ``max_open`` open per worker."""
         with self.transaction():
+            self.lock_worker(worker)
             if self.db.value("SELECT COUNT(*) FROM disputes WHERE worker = ? AND status = 'open'", (worker,)) >= max_open:
                 raise StoreError(f"worker {worker} has {max_open} open disputes already; wait for their answers")
             now = self._now_text()
@@ -75,6 +77,8 @@ class DisputeQueries:
 
     def record_dispute_override(self, *, site: str, period: str, table_version: int, refs: list[str], reason: str,
                                 by: str) -> None:
+        reason = entered(reason, what="the override's reason", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who overrides", limit=NAME_MAX_CHARS)
         with self.transaction():
             self.db.execute("INSERT INTO dispute_overrides (site, period, table_version, refs, reason, by_user, at) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -46,7 +46,7 @@ class EvidenceRequestQueries:
         """A new pending request, or the worker's request for the same period still waiting (asking twice
         makes one file). StoreError when the worker already has ``MAX_WAITING_PER_WORKER`` waiting."""
         with self.transaction():
-            if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
+            if not self.lock_worker(worker):
                 raise StoreError(f"worker {worker} does not exist")
             same = self._rows(f"SELECT {_FIELDS} FROM evidence_requests WHERE worker = ? AND first_day = ? "
                               "AND last_day = ? AND state IN ('pending', 'working') ORDER BY id", (worker, first_day,
@@ -65,6 +65,8 @@ class EvidenceRequestQueries:
 
     def evidence_request(self, number: int, *, worker: str | None = None) -> dict | None:
         """The request (without its document); with ``worker``, only if it is that worker's."""
+        if not _a_row_id(number):
+            return None
         rows = self._rows(f"SELECT {_FIELDS} FROM evidence_requests WHERE id = ?", (number,))
         if not rows or (worker is not None and rows[0]["worker"] != worker):
             return None
@@ -72,6 +74,8 @@ class EvidenceRequestQueries:
 
     def evidence_document(self, number: int, *, worker: str) -> str | None:
         """The signed file of the worker's request once done, else None."""
+        if not _a_row_id(number):
+            return None
         return self.db.value("SELECT document FROM evidence_requests WHERE id = ? AND worker = ? AND state = 'done'",
                              (number, worker))
 
@@ -119,3 +123,8 @@ class EvidenceRequestQueries:
         with self.transaction():
             return self.db.execute("DELETE FROM evidence_requests WHERE state IN ('done', 'failed') "
                                    "AND finished_at < ?", (cutoff,)).rowcount
+
+
+def _a_row_id(number: object) -> bool:
+    """A number a row id can be: what a URL sends may exceed the engines' 64-bit integers."""
+    return isinstance(number, int) and 0 < number < 2**63

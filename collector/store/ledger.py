@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from gate_agent.protocol import Punch
 
+from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
@@ -209,8 +210,8 @@ class LedgerQueries:
         """A punch entered by a person, never a change to a gate's punch; who, why and when are kept."""
         if direction not in ("in", "out"):
             raise StoreError(f"direction must be in or out, not {direction!r}")
-        if not reason.strip() or not by.strip():
-            raise StoreError("a manual punch needs a reason and the user who adds it")
+        reason = entered(reason, what="a manual punch's reason", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who adds a manual punch", limit=NAME_MAX_CHARS)
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")
@@ -223,8 +224,8 @@ class LedgerQueries:
 
     def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
         """Mark a punch void (kept and shown, no longer counted)."""
-        if not reason.strip() or not by.strip():
-            raise StoreError("voiding a punch needs a reason and the user who does it")
+        reason = entered(reason, what="a void's reason", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who voids a punch", limit=NAME_MAX_CHARS)
         with self.transaction():
             rows = self._rows("SELECT id, site, gate, seq, void_at FROM punches WHERE id = ?", (punch_id,))
             if not rows:

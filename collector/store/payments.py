@@ -3,6 +3,7 @@ the bank's return (paid with its voucher, or failed with the reason)."""
 
 from __future__ import annotations
 
+from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
@@ -73,6 +74,8 @@ class PaymentQueries:
         """Record the bank's word on a pending credit; a credit is settled once (StoreError otherwise)."""
         if status not in ("paid", "failed"):
             raise StoreError(f"a credit is settled as paid or failed, not {status!r}")
+        voucher = entered(voucher, what="the voucher", limit=NAME_MAX_CHARS, optional=True)
+        reason = entered(reason, what="the bank's reason", limit=REASON_MAX_CHARS, optional=True)
         rows = self.db.execute(
             "UPDATE wage_payments SET status = ?, voucher = ?, paid_on = ?, reason = ?, settled_at = ?, "
             "settled_from = ? WHERE end_to_end_id = ? AND status = 'pending' RETURNING id",

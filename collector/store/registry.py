@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from gate_agent.protocol import key_id, parse_public_key, valid_id
 
 from ..names import is_reserved_name
+from ..text import NAME_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
@@ -45,6 +46,7 @@ class RegistryQueries:
         if not (isinstance(max_shift_hours, int | float) and 0 < max_shift_hours <= MAX_SHIFT_HOURS):
             raise StoreError(f"max_shift_hours must be a number of hours above 0 and at most {MAX_SHIFT_HOURS}, "
                              f"not {max_shift_hours!r}")
+        name = entered(name, what="the site's name", limit=NAME_MAX_CHARS, optional=True)
         with self.transaction():
             if self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} already exists")
@@ -64,6 +66,7 @@ class RegistryQueries:
                   timezone: str | None = None) -> dict:
         """Change a site's name, maximum shift or time zone (the zone only while it has no punch: local
         dates already reported must not move). Returns what changed."""
+        name = entered(name, what="the site's name", limit=NAME_MAX_CHARS, optional=True)
         with self.transaction():
             current = self.site(site)
             if current is None:
@@ -191,6 +194,9 @@ class RegistryQueries:
     def add_worker(self, worker: str, *, name: str, employer: str | None = None, cards: Iterable[str] = (),
                    valid_from: str | None = None, sites: Iterable[str] = (), by: str = "operator") -> None:
         """A new worker with cards and the sites they work at (both from ``valid_from``; None: always)."""
+        name = entered(name, what="the name", limit=NAME_MAX_CHARS)
+        employer = entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True)
+        by = entered(by, what="who adds the worker", limit=NAME_MAX_CHARS)
         with self.transaction():
             if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} already exists")
@@ -200,6 +206,13 @@ class RegistryQueries:
                 self._assign_card(uid, worker, valid_from)
             for site in sites:
                 self.assign(worker, site, by=by, valid_from=valid_from)
+
+    def lock_worker(self, worker: str) -> bool:
+        """Inside a transaction: wait for every other writer of this worker's limited rows (disputes,
+        evidence requests) until it ends, so a count then an insert cannot race past a limit (a row lock on
+        PostgreSQL, where READ COMMITTED lets two counts see the same number; SQLite's writer already
+        holds the database). False if there is no such worker."""
+        return self.db.execute("UPDATE workers SET worker = worker WHERE worker = ?", (worker,)).rowcount == 1
 
     def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None, kind: str = "uid",
                     masked: str | None = None) -> None:
@@ -304,6 +317,7 @@ class RegistryQueries:
     def assign(self, worker: str, site: str, *, by: str, valid_from: str | None = None,
                valid_to: str | None = None) -> None:
         """The worker works at ``site`` from ``valid_from`` (None: from the beginning) until ``valid_to``."""
+        by = entered(by, what="who assigns the worker", limit=NAME_MAX_CHARS)
         with self.transaction():
             self._existing_worker(worker)
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
@@ -321,6 +335,7 @@ class RegistryQueries:
 
     def unassign(self, worker: str, site: str, *, at: str, by: str) -> None:
         """End the worker's open assignment to ``site`` at ``at`` (earlier days stay the site's)."""
+        by = entered(by, what="who ends the assignment", limit=NAME_MAX_CHARS)
         with self.transaction():
             held = self.db.record("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? "
                                   "AND valid_to IS NULL", (worker, site))
@@ -338,6 +353,8 @@ class RegistryQueries:
 
     def edit_worker(self, worker: str, *, name: str | None = None, employer: str | None = None) -> dict:
         """Change a worker's name or employer (returns what changed: field -> (before, after))."""
+        name = entered(name, what="the name", limit=NAME_MAX_CHARS, optional=True)
+        employer = entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True)
         with self.transaction():
             current = self._existing_worker(worker)
             changes = {k: v for k, v in (("name", name), ("employer", employer)) if v is not None and v != current[k]}
@@ -349,6 +366,7 @@ class RegistryQueries:
     def remove_worker(self, worker: str, *, at: str, by: str) -> dict:
         """The worker leaves: open assignments and cards end at ``at``; nothing of their history is deleted
         (punches, days, wages stay theirs). Returns what was ended."""
+        by = entered(by, what="who removes the worker", limit=NAME_MAX_CHARS)
         with self.transaction():
             current = self._existing_worker(worker)
             if current["removed_at"]:

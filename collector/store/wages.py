@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
@@ -25,6 +26,8 @@ class WageQueries:
         if unknown:
             raise StoreError(f"unknown payee field(s) {', '.join(sorted(unknown))}")
         changes = {k: v for k, v in fields.items() if v is not None}
+        if "bank_name" in changes:
+            changes["bank_name"] = entered(changes["bank_name"], what="the bank's name", limit=NAME_MAX_CHARS)
         if not changes:
             return
         with self.transaction():
@@ -54,6 +57,7 @@ class WageQueries:
             raise StoreError(f"basis must be day or hour, not {basis!r}")
         if not isinstance(rate_fen, int) or rate_fen <= 0:
             raise StoreError("a rate is a positive number of fen")
+        by = entered(by, what="who sets the terms", limit=NAME_MAX_CHARS)
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
@@ -86,6 +90,10 @@ class WageQueries:
                      payer_bank: str | None = None) -> None:
         if not 1 <= pay_day <= 31:
             raise StoreError("the pay day is a day of the month, 1 to 31 (a short month pays on its last day)")
+        by = entered(by, what="who sets the pay day", limit=NAME_MAX_CHARS)
+        employer = entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True) or ""
+        payer_name = entered(payer_name, what="the payer's name", limit=NAME_MAX_CHARS, optional=True)
+        payer_bank = entered(payer_bank, what="the payer's bank", limit=NAME_MAX_CHARS, optional=True)
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")
@@ -103,6 +111,7 @@ class WageQueries:
     def set_minimum_wage(self, site: str, *, hourly_fen: int, monthly_fen: int, effective_from: str, by: str) -> None:
         if hourly_fen <= 0 or monthly_fen <= 0:
             raise StoreError("a minimum wage is a positive amount")
+        by = entered(by, what="who sets the minimum wage", limit=NAME_MAX_CHARS)
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")
@@ -123,8 +132,9 @@ class WageQueries:
                       source: str, by: str) -> int:
         if amount_fen <= 0:
             raise StoreError("a deduction is a positive amount")
-        if not item.strip() or not reason.strip() or not by.strip():
-            raise StoreError("a deduction needs an item, a reason and who adds it")
+        item = entered(item, what="the deduction's item", limit=NAME_MAX_CHARS)
+        reason = entered(reason, what="the deduction's reason", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who adds the deduction", limit=NAME_MAX_CHARS)
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
@@ -143,6 +153,8 @@ class WageQueries:
     def save_wage_table(self, *, site: str, period: str, status: str, final: bool, lines: list[dict], by: str,
                         reason: str | None, pay_day: str | None) -> dict:
         """A new version of the period's table; every earlier version is kept as it was."""
+        by = entered(by, what="who computes the table", limit=NAME_MAX_CHARS)
+        reason = entered(reason, what="the reason", limit=REASON_MAX_CHARS, optional=True)
         with self.transaction():
             version = (self.db.value("SELECT MAX(version) FROM wage_tables WHERE site = ? AND period = ?",
                                      (site, period)) or 0) + 1
@@ -188,6 +200,8 @@ class WageQueries:
 
     def approve_wage_table(self, table_id: int, *, by: str, override: str | None) -> None:
         """Freeze a version: it becomes the period's approved table, the one approved before it superseded."""
+        by = entered(by, what="who approves", limit=NAME_MAX_CHARS)
+        override = entered(override, what="the override's reason", limit=REASON_MAX_CHARS, optional=True)
         with self.transaction():
             table = self.db.record("SELECT site, period, status FROM wage_tables WHERE id = ?", (table_id,))
             if table is None:
