@@ -47,8 +47,8 @@ def run_in_process(tool: str, args: list[str], *, timeout: float, input: str | b
                    env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None, umask: int = -1,
                    text: bool = True) -> subprocess.CompletedProcess:
     """``tool *args`` as a process would run it, in this one. As for subprocess.run: ``env`` is the whole
-    environment, ``umask`` -1 leaves it as it is, ``text`` output is decoded with line endings made ``\\n`` (else it is bytes, exactly);
-    ``input`` is what stdin holds (empty if None, never a terminal)."""
+    environment, ``umask`` -1 leaves it as it is, ``text`` output is decoded with line endings made
+    ``\\n`` (else it is bytes, exactly); ``input`` is what stdin holds (empty if None, never a terminal)."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("in-process commands run on the main thread (signals, and sys.stdout is global)")
     main = _main(tool)
@@ -63,7 +63,8 @@ def run_in_process(tool: str, args: list[str], *, timeout: float, input: str | b
             os.chdir(cwd)
         if umask >= 0:
             os.umask(umask)
-        result = CliRunner().invoke(main, list(args), input=input, env=changes, prog_name=tool, terminal_width=width)
+        result = CliRunner().invoke(main, list(args), input=input, env=changes, prog_name=tool,
+                                    terminal_width=width)
     stdout, stderr = result.stdout_bytes, result.stderr_bytes
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*result.exc_info)).encode()

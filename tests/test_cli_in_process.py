@@ -15,6 +15,7 @@ import pytest
 
 from collector.broker import free_port
 from collector.store import Store
+from gate_agent.cli_output import EscapingGroup
 from tests.helpers import CollectorSetup, cli
 
 
@@ -75,6 +76,16 @@ def test_a_bug_fails_the_test_with_its_traceback(setup, monkeypatch):
     message = str(failed.value)
     assert "exited 70" in message and "Traceback (most recent call last)" in message and "def broken" not in message
     assert "in broken" in message and "KeyError: 'max_shift_hours'" in message
+
+
+def test_an_exception_past_the_tools_own_handling_ends_as_pythons_would(monkeypatch):
+    def broken(self, ctx, args):
+        raise ValueError("parsing broke")
+
+    monkeypatch.setattr(EscapingGroup, "parse_args", broken)
+    result = cli("collector", "site", "list", check=False)
+    assert result.returncode == 1 and result.stderr.startswith("Traceback (most recent call last)")
+    assert result.stderr.rstrip().endswith("ValueError: parsing broke")
 
 
 def test_a_command_that_hangs_fails_the_test_saying_where():
