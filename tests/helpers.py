@@ -65,8 +65,27 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
         time.sleep(interval)
 
 
-def cli(tool: str, *args: str, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+#: Commands that are the process: the daemons (signals, a run until stopped) and the demo (it runs both).
+PROCESS_COMMANDS = {"run", "serve", "demo"}
+
+
+def cli(tool: str, *args: str, check: bool = True, timeout: float = 60, process: bool = False,
+        input: str | bytes | None = None, env: dict[str, str] | None = None,
+        cwd: str | os.PathLike | None = None, umask: int = -1, text: bool = True) -> subprocess.CompletedProcess:
+    """``tool *args`` (``collector`` or ``gate-agent``): its exit status, stdout and stderr; the other
+    arguments as for subprocess.run (``umask`` -1: this process's). A one-shot
+    command runs in this process (tests/inprocess.py); a daemon, the demo, a call from another thread
+    or ``process=True`` starts the installed console script."""
+    args = tuple(map(os.fspath, args))
+    command = next((arg for arg in args if not arg.startswith("-")), None)
+    if process or command in PROCESS_COMMANDS or threading.current_thread() is not threading.main_thread():
+        result = subprocess.run([str(BIN / tool), *args], capture_output=True, text=text, timeout=timeout,
+                                input=input, env=env, cwd=cwd, umask=umask)
+    else:
+        from tests.inprocess import run_in_process
+
+        result = run_in_process(tool, list(args), timeout=timeout, input=input, env=env, cwd=cwd, umask=umask,
+                                text=text)
     if check and result.returncode != 0:
         raise AssertionError(f"{tool} {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -283,8 +302,8 @@ class CollectorSetup:
         self.config_path.write_text(text)
         return self.config_path
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return cli("collector", *args, "--config", str(self.config_path), check=check)
+    def run(self, *args: str, check: bool = True, **options) -> subprocess.CompletedProcess:
+        return cli("collector", *args, "--config", str(self.config_path), check=check, **options)
 
     def json(self, *args: str):
         return json.loads(self.run(*args, "--json").stdout)

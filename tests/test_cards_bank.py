@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import threading
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,7 +26,7 @@ from gate_agent.feedback import Signal
 from gate_agent.protocol import ProtocolError, Punch, Roster, sign_punch, verify_punch
 from gate_agent.reader import NfcReader, is_random_uid
 from gate_agent.virtual_card import EmvApplet, IsoDepCard, Ntag, VirtualCard
-from tests.helpers import BANK_KEY, BIN, CollectorSetup, Listener, cli, outbox_status, stop_process, wait_for
+from tests.helpers import BANK_KEY, CollectorSetup, Listener, cli, outbox_status, stop_process, wait_for
 
 #: A test card number (UnionPay BIN 621234, Luhn-valid); never a real account.
 PAN = "6212345678901232"
@@ -215,17 +214,13 @@ def test_bank_cards_end_to_end_and_the_pan_is_nowhere(tmp_path, broker, gate, da
     collector.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
     collector.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
     collector.run("worker", "add", "W1", "--name", "Zhang Wei", "--site", "S1")
-    registered = subprocess.run([str(BIN / "collector"), "card", "register-bank", "--worker", "W1", "--json",
-                                 "--config", str(collector.config_path)], input=PAN + "\n", capture_output=True,
-                                text=True, check=True)
+    registered = collector.run("card", "register-bank", "--worker", "W1", "--json", input=PAN + "\n")
     card = json.loads(registered.stdout)
     assert card["masked"] == "621234******1232" and card["card"] == card_identifier(
         bytes.fromhex(key_file.read_text().splitlines()[-1]), PAN)
     random_uid = collector.run("card", "assign", "08A1B2C3", "--worker", "W1", check=False)
     assert random_uid.returncode != 0 and "random UID" in random_uid.stderr
-    refused = subprocess.run([str(BIN / "collector"), "card", "register-bank", "--worker", "W1",
-                              "--config", str(collector.config_path)], input="6212345678901233\n",
-                             capture_output=True, text=True)
+    refused = collector.run("card", "register-bank", "--worker", "W1", input="6212345678901233\n", check=False)
     assert refused.returncode != 0 and "Luhn" in refused.stderr and "6212345678901233" not in refused.stderr
 
     gate.write_config(card_key_file=str(key_file))
@@ -237,10 +232,8 @@ def test_bank_cards_end_to_end_and_the_pan_is_nowhere(tmp_path, broker, gate, da
         agent = gate.start_agent()
         wait_for(lambda: "connected to" in (gate.directory / "agent.log").read_text(), message="agent connected")
         wait_for(lambda: gate.status()["roster_cards"] == 1, message="the bank card's identifier on the roster")
-        tapped = subprocess.run([str(BIN / "gate-agent"), "virtual-card", "--device", gate.device, "--kind", "bank",
-                                 "--pan-stdin", "--timeout", "20", "random", "random"], input=PAN + "\n",
-                                capture_output=True, text=True, timeout=90)
-        assert tapped.returncode == 0, tapped.stderr
+        cli("gate-agent", "virtual-card", "--device", gate.device, "--kind", "bank", "--pan-stdin", "--timeout", "20",
+            "random", "random", input=PAN + "\n", timeout=90)
         assert gate.tap("08ABCDEF").returncode == 0  # a random UID and nothing else: no punch
         wait_for(lambda: collector.count("SELECT COUNT(*) FROM punches") == 2, message="two punches stored")
         wait_for(lambda: outbox_status(gate)["pending"] == 0, message="acknowledged")

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from collector.export import neutralise
 from collector.ingest import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import BIN, CollectorSetup, PunchFactory
+from tests.helpers import CollectorSetup, PunchFactory
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Through `collector worker import` (a CSV file from outside): name, employer.
@@ -33,10 +32,7 @@ NUMBER_COLUMNS = ("worked_minutes", "days_present", "days_flagged", "provisional
 
 def collector(setup: CollectorSetup, *args: str) -> str:
     """Run a command and return its stdout exactly (text mode would turn a CR into a newline)."""
-    result = subprocess.run([str(BIN / "collector"), *args, "--config", str(setup.config_path)],
-                            capture_output=True, timeout=60)
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode("utf-8")
+    return setup.run(*args, text=False).stdout.decode("utf-8")
 
 
 def rows_of(text: str) -> list[dict]:

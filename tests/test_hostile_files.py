@@ -21,10 +21,6 @@ from tests.test_deploy_pki import enroll, public_key, write_collector_config
 PRECIOUS = b"precious: not yours to write\n"
 
 
-def no_umask():
-    os.umask(0)
-
-
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
@@ -63,7 +59,7 @@ def deployment(tmp_path):
 
 def broker_config(deployment, out: Path, check: bool = True):
     return cli("collector", "broker-config", "--pki", str(deployment.pki), "--port", "8883", "--out", str(out),
-               "--config", str(deployment.config), check=check, preexec_fn=no_umask)
+               "--config", str(deployment.config), check=check, umask=0)
 
 
 def test_broker_config_never_follows_a_link_planted_at_its_temporary_files(tmp_path, deployment):
@@ -102,7 +98,7 @@ def gate_with_backlog(tmp_path) -> GateSetup:
 
 def export(setup: GateSetup, out: Path, check: bool = True):
     return cli("gate-agent", "export", "--config", str(setup.config_path), "--out", str(out), check=check,
-               preexec_fn=no_umask)
+               umask=0)
 
 
 def test_gate_export_never_follows_a_link_planted_at_its_temporary_files(tmp_path, gate_with_backlog):
@@ -150,7 +146,7 @@ def collector_with_a_day(tmp_path) -> CollectorSetup:
 
 def evidence(setup: CollectorSetup, out: Path, check: bool = True):
     return cli("collector", "evidence", "--worker", "W1", "--from", "2026-11-28", "--to", "2026-11-28",
-               "--out", str(out), "--config", str(setup.config_path), check=check, preexec_fn=no_umask)
+               "--out", str(out), "--config", str(setup.config_path), check=check, umask=0)
 
 
 def test_evidence_is_a_new_private_file_that_verifies(tmp_path, collector_with_a_day):
@@ -213,8 +209,7 @@ def test_the_collector_database_and_its_wal_and_shm_are_private_whatever_the_uma
     from collector.store import Store
 
     setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
-    cli("collector", "site", "add", "S1", "--timezone", "UTC", "--config", str(setup.config_path),
-        preexec_fn=lambda: os.umask(umask))
+    cli("collector", "site", "add", "S1", "--timezone", "UTC", "--config", str(setup.config_path), umask=umask)
     assert mode(setup.db_path) == 0o600
     old = os.umask(umask)
     try:

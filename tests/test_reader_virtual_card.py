@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -11,7 +10,7 @@ import pytest
 from gate_agent.feedback import Signal
 from gate_agent.reader import NfcReader, Presence, acr122_led_buzzer_apdu, diagnose
 from gate_agent.virtual_card import Ntag, State, VirtualCard, VirtualCardError
-from tests.helpers import BIN, cli
+from tests.helpers import cli
 
 
 class ReaderThread:
@@ -165,7 +164,7 @@ def test_virtual_card_command_fails_clearly_when_nobody_reads(udp_device):
     (["--device", "udp:127.0.0.1:9", "nothex!!"], "hex"),
 ])
 def test_virtual_card_command_refuses_bad_arguments(args, message):
-    result = subprocess.run([str(BIN / "gate-agent"), "virtual-card", *args], capture_output=True, text=True)
+    result = cli("gate-agent", "virtual-card", *args, check=False)
     assert result.returncode != 0 and message in result.stderr
 
 

@@ -84,9 +84,7 @@ def test_a_reader_asks_for_capabilities_by_name_and_an_older_database_lacks_the_
 
 
 def test_a_reader_never_writes_and_needs_a_database(tmp_path):
-    result = subprocess.run([str(BIN / "collector"), "db", "status", "--config",
-                             str(CollectorSetup.create(tmp_path / "c", broker=SimpleNamespace(port=1)).config_path)],
-                            capture_output=True, text=True)
+    result = CollectorSetup.create(tmp_path / "c", broker=SimpleNamespace(port=1)).run("db", "status", check=False)
     assert result.returncode == 1 and "does not exist" in result.stderr
     assert not (tmp_path / "c" / "collector.sqlite3").exists()
 
