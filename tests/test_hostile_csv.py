@@ -7,6 +7,8 @@ import io
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
+
 from collector.export import neutralise
 from collector.ingest import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
@@ -22,7 +24,8 @@ IMPORTED = {
     "W05": ("'=already quoted", "Xin Cheng"),
     "W06": ("Zhang Wei", "Hua Jian"),
 }
-# Through `collector worker add` (an import strips the spaces around a cell, a tab and a CR included).
+# Through `collector worker add`: a name is stripped as every entered text is (collector/text.py), a tab
+# and a CR included, so the formula that hid behind them is what is stored, and exported as text.
 ADDED = {
     "W07": ("\t=1+1", "+tab employer"),
     "W08": ("\r=1+1", "\rCR employer"),
@@ -67,7 +70,7 @@ def test_formula_names_from_an_import_and_the_cli_reach_payroll_and_attendance_c
         Ingestor(store).ingest([Incoming(GateTopics("S1", "north").punch, encode_punches(punches),
                                          format_time(start + timedelta(hours=2)))])
         stored = {w["worker"]: (w["name"], w["employer"]) for w in store.workers()}
-    assert stored == IMPORTED | ADDED
+    assert stored == {worker: (name.strip(), employer.strip()) for worker, (name, employer) in (IMPORTED | ADDED).items()}
 
     payroll = rows_of(collector(setup, "payroll", "--site", "S1", "--from", "2026-11-28", "--to", "2026-11-28",
                                 "--csv"))
@@ -90,7 +93,18 @@ def test_formula_names_from_an_import_and_the_cli_reach_payroll_and_attendance_c
     assert quoted["W01"] == "'" + IMPORTED["W01"][0]
     assert quoted["W05"] == "''=already quoted"
     assert quoted["W06"] == "Zhang Wei"
-    assert quoted["W07"] == "'\t=1+1" and quoted["W08"] == "'\r=1+1"
+    assert quoted["W07"] == "'=1+1" and quoted["W08"] == "'=1+1"
+
+
+@pytest.mark.parametrize("cell", ["\t=1+1", "\r=1+1", "\t@SUM(1)"])
+def test_a_stored_cell_that_hides_a_formula_behind_white_space_is_written_as_text(cell):
+    """Text stored before names were checked (or written around the collector) is still neutralised."""
+    from collector.export import PAYROLL_COLUMNS, to_csv
+
+    row = {"worker": "W1", "name": cell, "employer": None, "days_present": 0, "worked_minutes": 0,
+           "days_flagged": 0, "provisional_days": 0}
+    (written,) = rows_of(to_csv([row], PAYROLL_COLUMNS))
+    assert written["name"] == "'" + cell
 
 
 def test_negative_and_signed_numbers_we_write_stay_numbers():
