@@ -116,9 +116,11 @@ def _counted(text: str) -> str:
         address = ipaddress.ip_address(text)
     except ValueError:
         return text
-    if address.version == 6 and address.ipv4_mapped is None:
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address.ipv4_mapped or address)
+    return str(address)
 
 
 class Tokens:
