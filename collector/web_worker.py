@@ -98,21 +98,23 @@ class WorkerApi:
             raise ApiError(503, "the database has no worker pages yet (collector db upgrade)")
         return store
 
-    def _writer(self) -> Store:
-        """For the access log and disputes only; never upgrades the schema."""
+    def _writer(self, refusal: str = "the record cannot be shown now: access cannot be logged") -> Store:
+        """For sessions, the access log and disputes only; never upgrades the schema."""
         try:
             return Store(self.config.db, upgrade=False)
         except StoreError as error:
             log.error("the worker page cannot write to the database: %s", error)
-            raise ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+            raise ApiError(503, refusal) from None
 
-    def _write(self, action: Callable[[Store], object]):
-        with self._writer() as store:
+    def _write(self, action: Callable[[Store], object], *,
+               refusal: str = "the record cannot be shown now: access cannot be logged"):
+        """``action`` on a writable store; 503 with ``refusal`` when the database refuses the write."""
+        with self._writer(refusal) as store:
             try:
                 return action(store)
             except StoreError as error:
                 log.error("the worker page cannot write to the database: %s", error)
-                raise ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+                raise ApiError(503, refusal) from None
 
     # ------------------------------------------------------------------ who is asking
 
@@ -166,7 +168,11 @@ class WorkerApi:
         secret = self._json_body(request, body).get("secret")
         if not isinstance(secret, str) or not secret:
             raise ApiError(400, 'expected {"secret": "..."}')  # presents nothing: not a guess
-        opened = self._write(lambda store: worker_links.open_session(store, secret))
+        # Checked on the read-only connection first: a wrong link never takes the database's write lock.
+        with self._reader() as store:
+            valid = worker_links.holder(store, secret) is not None
+        opened = self._write(lambda store: worker_links.open_session(store, secret),
+                             refusal="the page cannot be opened now; try again later") if valid else None
         if opened is None:
             log.info("worker link refused (client %s)", self.client(request))
             self._refuse_wrong(request, secret)
@@ -189,7 +195,8 @@ class WorkerApi:
         """End this browser's session in the database (its cookie's value reads nothing after this)."""
         self._json_body(request, body)  # JSON only: a form posted from elsewhere cannot sign a worker out
         presented = request.cookies.get(COOKIE)
-        if presented and self._write(lambda store: worker_links.end_session(store, presented)):
+        if presented and self._write(lambda store: worker_links.end_session(store, presented),
+                                     refusal="signing out is not possible now; try again later"):
             log.info("a worker signed out of a browser")
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))

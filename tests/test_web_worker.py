@@ -372,6 +372,14 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     log = (bank.setup.directory / "serve.log").read_text()
     assert secret not in log and "POST /api/worker/session" in log
 
+    # Signing out on the phone ends its session at the bank: the cookie's value, copied before, reads nothing.
+    held = phone.get_cookie("worker_link")["value"]
+    assert held != secret and http(bank.url + "/api/worker/record", cookie=held)[0] == 200
+    phone.find_element("id", "logout").click()
+    until(phone, lambda d: "已退出" in text(d, "problem"), "signed out")
+    assert phone.get_cookie("worker_link") is None
+    assert http(bank.url + "/api/worker/record", cookie=held)[0] == 401
+
 
 def test_links_that_are_not_the_workers_fail_cleanly(bank, phone):
     w1 = bank.link("W1", bank.url)
