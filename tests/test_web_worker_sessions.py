@@ -209,3 +209,43 @@ def test_signing_out_ends_the_session_and_the_banks_look_stays_shown(tmp_path, d
         assert client.record(client.session(renewed)) == 200
     finally:
         stop_process(process, signal.SIGKILL)
+
+
+def _request(peer: str, headers: list[tuple[str, str]]):
+    from starlette.requests import Request
+
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers]
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": raw, "client": (peer, 50000)})
+
+
+def test_the_client_address_never_believes_a_stranger_and_never_fails():
+    """Whatever a forwarded header holds: a stranger is counted by its own address, the trusted proxy's
+    client by an address or by one bucket of its own, and nothing raises."""
+    import ipaddress
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from collector.web_common import ClientAddress
+
+    proxies = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/24"))
+    text = st.one_of(st.text(max_size=80), st.ip_addresses().map(str),
+                     st.lists(st.ip_addresses().map(str), max_size=4).map(", ".join))
+
+    @settings(max_examples=300, deadline=None)
+    @given(header=st.sampled_from(["X-Forwarded-For", "X-Real-IP"]), values=st.lists(text, max_size=3))
+    def check(header, values):
+        client = ClientAddress(proxies, header)
+        sent = [(header, v.encode("latin-1", "replace").decode("latin-1")) for v in values]
+        assert client(_request("192.0.2.7", sent)) == "192.0.2.7"
+        named = client(_request("127.0.0.1", sent))
+        assert isinstance(named, str) and named
+        if header == "X-Forwarded-For" and not named.startswith("behind "):  # our own hops are skipped
+            address = ipaddress.ip_network(named, strict=False)
+            assert not any(address.overlaps(p) for p in proxies)
+
+    check()
+    client = ClientAddress(proxies)
+    assert client(_request("127.0.0.1", [("X-Forwarded-For", "198.51.100.1, 203.0.113.9, 10.0.0.5")])) == "203.0.113.9"
+    assert client(_request("2001:db8::1", [])) == "2001:db8::/64"
+    assert client(_request("::ffff:192.0.2.1", [])) == "192.0.2.1"
