@@ -22,6 +22,8 @@ host = "127.0.0.1"
 port = 8080
 live_streams = 64             # live streams at once; site tokens together leave one token's share free
 live_streams_per_token = 8
+trusted_proxy = ["127.0.0.1"]  # optional, off by default: the reverse proxy's address(es) (docs/security.md)
+forwarded_header = "X-Forwarded-For"   # where that proxy puts the client's address (or "X-Real-IP")
 
 [web.tokens]                  # bearer tokens of the dashboard and API
 "token-for-site-manager" = "S1"
@@ -31,6 +33,7 @@ live_streams_per_token = 8
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable
@@ -72,6 +75,10 @@ class CollectorConfig:
     web_port: int = 8080
     live_streams: int = 64
     live_streams_per_token: int = 8
+    #: The reverse proxy's addresses and networks whose ``forwarded_header`` names the client (empty: none is
+    #: trusted, the connection's address is the client's).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    forwarded_header: str = "X-Forwarded-For"
     source: Path | None = None
 
     @cached_property
@@ -131,6 +138,29 @@ def _database(table: Table) -> str | Path | None:
     return table.expand_path("db", value[len("sqlite:"):] if value.startswith("sqlite:") else value)
 
 
+#: The headers a proxy may name the client in: the address it appends last (X-Forwarded-For), or the one it sets.
+FORWARDED_HEADERS = ("X-Forwarded-For", "X-Real-IP")
+
+
+def _trusted_proxies(web: Table) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``[web] trusted_proxy``: an address or network, or a list of them (off when absent)."""
+    value = web.raw("trusted_proxy", None)
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise web.error("trusted_proxy", "must be an address or network (\"127.0.0.1\", \"10.0.0.0/24\"), or a list")
+    networks = []
+    for text in values:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise web.error("trusted_proxy", f"{text!r} is not an IP address or network") from None
+    if any(network.prefixlen == 0 for network in networks):
+        raise web.error("trusted_proxy", "trusting every address would let any client choose its own address")
+    return tuple(networks)
+
+
 def load_config(path: str | os.PathLike) -> CollectorConfig:
     table = Table.load(path)
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
@@ -168,6 +198,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     if per_token >= live_streams:
         raise web.error("live_streams_per_token", f"{per_token} must be below live_streams ({live_streams}): that many "
                         "streams stay free for bank tokens whatever the site tokens hold")
+    trusted_proxies = _trusted_proxies(web)
+    forwarded_header = web.choice("forwarded_header", FORWARDED_HEADERS, "X-Forwarded-For")
     config = CollectorConfig(
         db=db,
         read_mqtt=read_mqtt,
@@ -191,6 +223,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         web_port=web.int("port", 8080, minimum=1, maximum=65535),
         live_streams=live_streams,
         live_streams_per_token=per_token,
+        trusted_proxies=trusted_proxies,
+        forwarded_header=forwarded_header,
         source=Path(path),
     )
     table.finish()

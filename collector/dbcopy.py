@@ -87,6 +87,7 @@ TABLES = (
     Table("web_signin_links", ("id",)),
     Table("web_sessions", ("id",)),
     Table("worker_links", ("id",)),
+    Table("worker_sessions", ("id",)),
     Table("record_access", ("id",)),
     Table("disputes", ("id",)),
     Table("dispute_overrides", ("id",)),

@@ -51,7 +51,18 @@ from .reports import attendance, check_period, site_rules
 from .signin import session_scope
 from .store import DatabaseError, Store
 from .trouble import report as trouble_report
-from .web_common import PUBLIC, STATIC, Access, ApiError, Holder, JSONResponse, page, read_store, route
+from .web_common import (
+    PUBLIC,
+    STATIC,
+    Access,
+    ApiError,
+    ClientAddress,
+    Holder,
+    JSONResponse,
+    page,
+    read_store,
+    route,
+)
 from .web_signin import SignInRoutes
 from .web_worker import WorkerApi
 
@@ -135,6 +146,8 @@ class WebApp:
     def __init__(self, config: CollectorConfig, *, poll_seconds: float = 1.0):
         self.config = config
         self.access = access = Access(config.web_tokens, config.db)
+        #: Who a request comes from, for the limits on sign-in and on workers' wrong secrets.
+        client = ClientAddress(config.trusted_proxies, config.forwarded_header)
         self.poll_seconds = poll_seconds
         self.grace = timedelta(hours=config.final_grace_hours)
         self.streams = StreamSlots(config.live_streams, config.live_streams_per_token)
@@ -151,12 +164,12 @@ class WebApp:
             route("/api/sites/{site}/attendance", self.api_attendance, access.site),
             route("/api/sites/{site}/live", self.api_live, access.site),
             route("/api/sites/{site}/trouble", self.api_trouble, access.site),
-            *SignInRoutes(config.db).routes(),
+            *SignInRoutes(config.db, client=client).routes(),
             route("/api/gates", self.api_gates, access.site),
             route("/api/quarantine", self.api_quarantine, access.bank),
             route("/api/arrears", self.api_arrears, access.bank),
             route("/metrics", self.metrics, access.bank),
-            *WorkerApi(config, access).routes(),
+            *WorkerApi(config, access, client=client).routes(),
         ]
         starlette = Starlette(routes=routes, exception_handlers={kind: self._error for kind in user_facing()},
                               middleware=[Middleware(UnexpectedErrors)])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hmac
 import inspect
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,52 @@ def read_store(db) -> Store:
 
 
 # ---------------------------------------------------------------------------------------------- who asks
+
+
+class ClientAddress:
+    """The client's address, which limits are counted by: the connection's, or, for a connection from a
+    configured trusted proxy (``[web] trusted_proxy``), the address that proxy names in its header
+    (``[web] forwarded_header``). Nobody else's header is believed: a client cannot pick its own address.
+    An IPv6 client is counted by its /64, the block one subscriber holds."""
+
+    def __init__(self, proxies=(), header: str = "X-Forwarded-For"):
+        self.proxies = tuple(proxies)
+        self.header = header
+
+    def __call__(self, request: Request) -> str:
+        peer = request.client.host if request.client else "unknown"
+        if not self.proxies or not self._trusted(peer):
+            return _counted(peer)
+        values = request.headers.getlist(self.header)
+        if self.header.lower() == "x-forwarded-for":
+            # Each proxy appends the address it saw: from the right, the first one that is not ours.
+            hops = [hop.strip() for value in values for hop in value.split(",")]
+            named = next((hop for hop in reversed(hops) if not self._trusted(hop)), None)
+        else:
+            named = values[-1].strip() if len(values) == 1 else None
+        try:
+            return _counted(str(ipaddress.ip_address(named or "")))
+        except ValueError:
+            return f"behind {peer}: no address in {self.header}"
+
+    def _trusted(self, text: str) -> bool:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return any(address in network for network in self.proxies)
+
+
+def _counted(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 class Tokens:

@@ -5,7 +5,8 @@ a server, so never in an access log), removes it from the address bar and histor
 ``POST /api/signin``. That spends the link (once, before it expires) and answers with the session
 cookie. ``POST /api/signout`` revokes the session in the database and clears the cookie. Both POSTs
 take JSON only and refuse another origin, so a page elsewhere cannot make a browser call them; sign-in
-attempts are limited per client address (429 with Retry-After). Refusals are ApiErrors, answered in the
+attempts are limited per client address (429 with Retry-After): the connection's, or the one a configured
+trusted proxy names (web_common.ClientAddress). Refusals are ApiErrors, answered in the
 API's one JSON shape by collector/web.py.
 """
 
@@ -26,7 +27,7 @@ from gate_agent.protocol import parse_time
 
 from .signin import COOKIE, AttemptLimit, cookie_header, redeem, sign_out
 from .store import DatabaseError, Store, StoreError
-from .web_common import PUBLIC, ApiError, JSONResponse, page, route
+from .web_common import PUBLIC, ApiError, ClientAddress, JSONResponse, page, route
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,10 @@ MAX_BODY = 1024
 class SignInRoutes:
     """The routes, over the collector's database at ``db`` (written only to spend a link and end a session)."""
 
-    def __init__(self, db, *, limit: AttemptLimit | None = None):
+    def __init__(self, db, *, limit: AttemptLimit | None = None, client: ClientAddress | None = None):
         self.db = db
         self.limit = limit or AttemptLimit()
+        self.client = client or ClientAddress()
 
     def routes(self) -> list[Route]:
         return [
@@ -65,7 +67,7 @@ class SignInRoutes:
             raise ApiError(403, "another origin may not sign in here")
 
     async def signin(self, request: Request) -> Response:
-        address = request.client.host if request.client else "?"
+        address = self.client(request)
         wait = self.limit.allow(address)
         if wait is not None:
             log.warning("sign-in attempts from %s limited for %d s", address, math.ceil(wait))

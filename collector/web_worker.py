@@ -1,14 +1,17 @@
 """The worker's own page and its API, and the disputes API for site and bank tokens.
 
 ``/w`` is the page; a worker arrives there through the personal link the bank issued
-(``/w#SECRET``). The page trades the secret, once, for an HttpOnly SameSite=Strict cookie
-(``POST /api/worker/session``) and removes it from the address bar and the history; a browser never
-sends a fragment to a server, so the secret is in no access log either. Every ``/api/worker/...``
-answer is computed from that worker's own punches and rows only.
+(``/w#SECRET``). The page trades the secret for a session of this browser (``POST /api/worker/session``),
+whose own secret an HttpOnly SameSite=Strict cookie holds, and removes the link from the address bar and
+the history; a browser never sends a fragment to a server, so the link is in no access log either.
+``POST /api/worker/logout`` revokes the session; re-issuing or revoking the link ends all its sessions.
+Every ``/api/worker/...`` answer is computed from that worker's own punches and rows only.
 
 `collector serve` reads the database read-only; the few writes the worker's page makes (the access log,
 disputes, evidence requests) go through a second, writable connection opened for that request alone, which never changes
-the schema (``upgrade=False``). Failed link attempts are limited per client address and in all (429).
+the schema (``upgrade=False``). A presented secret is checked first and a valid one always served; wrong ones
+are counted per client address (``[web] trusted_proxy``), per secret and in all, and past a limit answered
+429 (worker_links.Attempts); a request presenting none is answered 401 and counted as nothing.
 This process holds no signing key: evidence is asked for here, signed by the collector daemon
 (``evidence_signer.py``) and served from the bytes it stored.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -35,13 +39,24 @@ from .localtime import check_date
 from .reports import check_period
 from .store import Store, StoreError
 from .store.evidence_requests import TooManyWaiting
-from .web_common import PUBLIC, WORKER, Access, ApiError, Holder, JSONResponse, page, read_store, route
+from .web_common import (
+    PUBLIC,
+    WORKER,
+    Access,
+    ApiError,
+    ClientAddress,
+    Holder,
+    JSONResponse,
+    page,
+    read_store,
+    route,
+)
 from .worker_record import record
 
 log = logging.getLogger(__name__)
 
 COOKIE = "worker_link"
-COOKIE_DAYS = 30
+COOKIE_DAYS = worker_links.SESSION_DAYS
 #: Worker requests carry a small JSON body at most.
 MAX_BODY = 4096
 #: What the worker's page needs of the schema (links, access log, disputes; corrections citing them).
@@ -52,10 +67,12 @@ class WorkerApi:
     """Routes of the worker's page, and the disputes of sites for their foremen and the bank (``access``:
     collector.web's, so that a token or a session reads here what it reads there)."""
 
-    def __init__(self, config: CollectorConfig, access: Access, *, attempts: worker_links.Attempts | None = None):
+    def __init__(self, config: CollectorConfig, access: Access, *, attempts: worker_links.Attempts | None = None,
+                 client: ClientAddress | None = None):
         self.config = config
         self.access = access
         self.attempts = attempts or worker_links.Attempts()
+        self.client = client or ClientAddress(config.trusted_proxies, config.forwarded_header)
         self.grace = timedelta(hours=config.final_grace_hours)
 
     def routes(self) -> list[Route]:
@@ -81,38 +98,48 @@ class WorkerApi:
             raise ApiError(503, "the database has no worker pages yet (collector db upgrade)")
         return store
 
-    def _writer(self) -> Store:
-        """For the access log and disputes only; never upgrades the schema."""
+    def _writer(self, refusal: str = "the record cannot be shown now: access cannot be logged") -> Store:
+        """For sessions, the access log and disputes only; never upgrades the schema."""
         try:
             return Store(self.config.db, upgrade=False)
         except StoreError as error:
             log.error("the worker page cannot write to the database: %s", error)
-            raise ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+            raise ApiError(503, refusal) from None
 
-    def _write(self, action: Callable[[Store], object]):
-        with self._writer() as store:
+    def _write(self, action: Callable[[Store], object], *,
+               refusal: str = "the record cannot be shown now: access cannot be logged"):
+        """``action`` on a writable store; 503 with ``refusal`` when the database refuses the write."""
+        with self._writer(refusal) as store:
             try:
                 return action(store)
             except StoreError as error:
                 log.error("the worker page cannot write to the database: %s", error)
-                raise ApiError(503, "the record cannot be shown now: access cannot be logged") from None
+                raise ApiError(503, refusal) from None
 
     # ------------------------------------------------------------------ who is asking
 
-    @staticmethod
-    def _client(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
-
     def _worker(self, request: Request, store: Store) -> str:
-        """The worker whose link the cookie holds; 429 while this client is blocked, else 401."""
-        client = self._client(request)
-        if self.attempts.blocked(client):
-            raise ApiError(429, "too many attempts; try again later")
-        worker = worker_links.holder(store, request.cookies.get(COOKIE))
-        if worker is None:
-            self.attempts.failed(client)
-            raise ApiError(401, "this link is not valid (any more): ask the bank for your new link")
-        return worker
+        """The worker whose live session the cookie holds; else 401, or 429 once this client, this cookie's
+        value or everyone has presented too many wrong ones (a valid session is never refused for that)."""
+        return self._session_of(request, store)["worker"]
+
+    def _session_of(self, request: Request, store: Store) -> dict:
+        presented = request.cookies.get(COOKIE)
+        found = worker_links.session(store, presented) if presented else None
+        if found is not None:
+            return found
+        if presented:  # nothing presented is no guess
+            self._refuse_wrong(request, presented)
+        raise ApiError(401, "this link is not valid (any more): ask the bank for your new link")
+
+    def _refuse_wrong(self, request: Request, presented: object) -> None:
+        """Count a wrong secret; 429 with Retry-After when past a limit (else the caller answers 401)."""
+        client = self.client(request)
+        wait = self.attempts.wrong(client, presented)
+        if wait is not None:
+            log.info("wrong worker secrets from %s limited for %d s", client, math.ceil(wait))
+            raise ApiError(429, "too many attempts; try again later",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
     def _json_body(self, request: Request, body: bytes) -> dict:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
@@ -137,26 +164,40 @@ class WorkerApi:
         return await run_in_threadpool(self._session, request, body)
 
     def _session(self, request: Request, body: bytes) -> Response:
-        client = self._client(request)
-        if self.attempts.blocked(client):
-            raise ApiError(429, "too many attempts; try again later")
+        """A valid link opens a session of this browser (the cookie holds its secret, never the link's)."""
         secret = self._json_body(request, body).get("secret")
+        if not isinstance(secret, str) or not secret:
+            raise ApiError(400, 'expected {"secret": "..."}')  # presents nothing: not a guess
+        # Checked on the read-only connection first: a wrong link never takes the database's write lock.
         with self._reader() as store:
-            worker = worker_links.holder(store, secret)
-        if worker is None:
-            self.attempts.failed(client)
-            log.info("worker link refused (client %s)", client)
+            valid = worker_links.holder(store, secret) is not None
+        opened = self._write(lambda store: worker_links.open_session(store, secret),
+                             refusal="the page cannot be opened now; try again later") if valid else None
+        if opened is None:
+            log.info("worker link refused (client %s)", self.client(request))
+            self._refuse_wrong(request, secret)
             # Whoever's page this browser held before is closed too: a shared phone shows nobody's record.
             response = JSONResponse({"error": "this link is not valid (any more): ask the bank for your new link"},
-                                         status_code=401)
+                                    status_code=401)
             response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))
             return response
+        cookie, _ = opened
         response = Response(status_code=204)
-        response.set_cookie(COOKIE, secret, max_age=COOKIE_DAYS * 86400, path="/", httponly=True, samesite="strict",
+        response.set_cookie(COOKIE, cookie, max_age=COOKIE_DAYS * 86400, path="/", httponly=True, samesite="strict",
                             secure=not _loopback(request))
         return response
 
-    def logout(self, request: Request) -> Response:
+    async def logout(self, request: Request) -> Response:
+        body = await request.body()
+        return await run_in_threadpool(self._logout, request, body)
+
+    def _logout(self, request: Request, body: bytes) -> Response:
+        """End this browser's session in the database (its cookie's value reads nothing after this)."""
+        self._json_body(request, body)  # JSON only: a form posted from elsewhere cannot sign a worker out
+        presented = request.cookies.get(COOKIE)
+        if presented and self._write(lambda store: worker_links.end_session(store, presented),
+                                     refusal="signing out is not possible now; try again later"):
+            log.info("a worker signed out of a browser")
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=not _loopback(request))
         return response
@@ -208,10 +249,10 @@ class WorkerApi:
     def _request_evidence(self, request: Request, body: bytes) -> Response:
         """Record the worker's request; a collector process signs it (this process holds no key)."""
         with self._evidence_reader() as store:
-            worker = self._worker(request, store)
-            link = store.worker_link(worker_links.secret_hash(request.cookies[COOKIE]))
+            holder = self._session_of(request, store)
+        worker = holder["worker"]
         first, last = self._dates(self._json_body(request, body))
-        by = f"worker link issued {link['issued_at']}" if link else "worker link"
+        by = f"worker link issued {holder['link_issued_at']}"
         try:
             with self._writer() as writer:
                 asked = writer.request_evidence(worker, first.isoformat(), last.isoformat(), by=by)

@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import start_web, stop_process
 from tests.test_web_browser import log_in, text_of
 from tests.test_web_foreman import make_browser
-from tests.test_web_worker import BANK, SITE2, W1_CARD, W2_NAME, Bank, http, until
+from tests.test_web_worker import BANK, SITE2, W1_CARD, W2_NAME, Bank, http, session_cookie, until
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def shanghai(utc_text: str) -> str:
 def test_disputes_on_the_site_page_escaped_counted_and_answered(bank, browser):
     # W1 files through the worker API (what the worker's page sends); W2's and W3's rows are written
     # by the store directly, W2's with characters the worker API refuses.
-    secret = bank.link("W1", bank.url).split("#", 1)[1]
+    secret = session_cookie(bank.url, bank.link("W1", bank.url).split("#", 1)[1])
     status, body = http(bank.url + "/api/worker/disputes", cookie=secret,
                         data={"site": "S1", "day": "2026-10-15", "note": HOSTILE})
     assert status == 201, body

@@ -372,6 +372,14 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     log = (bank.setup.directory / "serve.log").read_text()
     assert secret not in log and "POST /api/worker/session" in log
 
+    # Signing out on the phone ends its session at the bank: the cookie's value, copied before, reads nothing.
+    held = phone.get_cookie("worker_link")["value"]
+    assert held != secret and http(bank.url + "/api/worker/record", cookie=held)[0] == 200
+    phone.find_element("id", "logout").click()
+    until(phone, lambda d: "已退出" in text(d, "problem"), "signed out")
+    assert phone.get_cookie("worker_link") is None
+    assert http(bank.url + "/api/worker/record", cookie=held)[0] == 401
+
 
 def test_links_that_are_not_the_workers_fail_cleanly(bank, phone):
     w1 = bank.link("W1", bank.url)
@@ -427,16 +435,17 @@ def test_links_that_are_not_the_workers_fail_cleanly(bank, phone):
 
 
 def test_guessing_links_is_cut_off(tmp_path):
-    """Ten failed attempts from one address, then 429 for it, even with a valid link."""
+    """Ten wrong links from one address, then 429 for its wrong ones; a valid link is served all the same
+    (a neighbour's guessing locks nobody out)."""
     bank = Bank(tmp_path / "collector")
     process, url = start_web(bank.setup)
     try:
         valid = bank.link("W1", url).split("#")[1]
         statuses = [http(url + "/api/worker/session", data={"secret": secrets.token_urlsafe(32)})[0]
-                    for _ in range(10)]
-        assert statuses == [401] * 10
-        assert http(url + "/api/worker/session", data={"secret": valid})[0] == 429
-        assert http(url + "/api/worker/record", cookie=valid)[0] == 429
+                    for _ in range(11)]
+        assert statuses == [401] * 10 + [429]
+        assert http(url + "/api/worker/record", cookie=secrets.token_urlsafe(32))[0] == 429
+        assert http(url + "/api/worker/record", cookie=session_cookie(url, valid))[0] == 200
     finally:
         stop_process(process, signal.SIGKILL)
 
@@ -444,13 +453,12 @@ def test_guessing_links_is_cut_off(tmp_path):
 def test_what_the_page_sends_is_checked(bank):
     """Notes too long, empty or with control characters, days out of range, another site, non-JSON, and
     a site the worker never worked at are refused with a reason; nothing is recorded."""
-    secret = bank.link("W1", bank.url).split("#")[1]
-    assert http(bank.url + "/api/worker/session", data={"secret": secret})[0] == 204
+    secret = session_cookie(bank.url, bank.link("W1", bank.url).split("#")[1])
     cases = [
         ({"site": "S1", "day": "2026-10-15", "note": "长" * 201}, "longer than 200"),
         ({"site": "S1", "day": "2026-10-15", "note": "   "}, "empty"),
-        ({"site": "S1", "day": "2026-10-15", "note": "a\u202eb"}, "control characters"),
-        ({"site": "S1", "day": "2026-10-15", "note": "a\x1b[31mb"}, "control characters"),
+        ({"site": "S1", "day": "2026-10-15", "note": "a\u202eb"}, "control character"),
+        ({"site": "S1", "day": "2026-10-15", "note": "a\x1b[31mb"}, "control character"),
         ({"site": "S1", "day": "2019-12-31", "note": "x"}, "between 2020-01-01"),
         ({"site": "S1", "day": "2999-01-01", "note": "x"}, "between 2020-01-01"),
         ({"site": "S1", "day": "15/10/2026", "note": "x"}, "YYYY-MM-DD"),
@@ -484,8 +492,7 @@ def test_what_the_page_sends_is_checked(bank):
     status, body = http(bank.url + "/api/worker/evidence", cookie=secret, data={"from": "2026-07-01", "to": "2026-07-31"})
     assert status == 429 and "still being prepared" in json.loads(body)["error"]
     assert http(bank.url + f"/api/worker/evidence/{numbers[0]}/file", cookie=secret)[0] == 409
-    other = bank.link("W2", bank.url).split("#")[1]
-    assert http(bank.url + "/api/worker/session", data={"secret": other})[0] == 204
+    other = session_cookie(bank.url, bank.link("W2", bank.url).split("#")[1])
     assert http(bank.url + f"/api/worker/evidence/{numbers[0]}", cookie=other)[0] == 404
     assert http(bank.url + f"/api/worker/evidence/{numbers[0]}/file", cookie=other)[0] == 404
     assert bank.setup.count("SELECT COUNT(*) FROM evidence_requests") == 3
@@ -551,8 +558,9 @@ def test_the_page_writes_through_its_own_connection_on_both_engines(tmp_path, da
         assert answered["disputes"][0]["status"] == "accepted" and answered["disputes"][0]["answer_kind"] == "void"
         assert "colleague" in answered["disputes"][0]["answer"]
         assert answered["days"][0]["status"] == "missing_out" and "void" in answered["days"][0]["flags"]
-        assert [(a["via"], a["what"]) for a in answered["access"]] == [
-            ("worker link", "days 2026-10"), ("worker link", "days 2026-10"), ("bank CLI", "link issued")]
+        # Two looks the same day at the same month: one entry, counted.
+        assert [(a["via"], a["what"], a["looks"]) for a in answered["access"]] == [
+            ("worker link", "days 2026-10", 2), ("bank CLI", "link issued", 1)]
     finally:
         stop_process(process, signal.SIGKILL)
 

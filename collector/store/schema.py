@@ -601,6 +601,27 @@ STEPS = [
         CREATE INDEX evidence_requests_state ON evidence_requests (state, id);
         CREATE INDEX evidence_requests_worker ON evidence_requests (worker, state);
     """),
+    # A worker's link opens a session per browser (only the SHA-256 of its secret is kept), which sign-out
+    # revokes and which ends with its link; the cookie no longer holds the link itself. Looks at a record
+    # are kept one row per viewer, thing and UTC day, with how many and the last, so that a token polling
+    # a list cannot push the bank's looks off the worker's page.
+    Step(22, "worker_sessions", """
+        CREATE TABLE worker_sessions (
+            id            {id},
+            secret_sha256 TEXT NOT NULL UNIQUE,
+            worker        TEXT NOT NULL,
+            link_id       BIGINT NOT NULL,     -- worker_links.id: the session ends with its link
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT NOT NULL,
+            revoked_at    TEXT                 -- UTC; signed out, or its link re-issued or revoked
+        );
+        CREATE INDEX worker_sessions_worker ON worker_sessions (worker);
+        ALTER TABLE record_access ADD COLUMN day TEXT;
+        ALTER TABLE record_access ADD COLUMN looks BIGINT NOT NULL DEFAULT 1;
+        ALTER TABLE record_access ADD COLUMN last_at TEXT;
+        UPDATE record_access SET day = substr(at, 1, 10), last_at = at;
+        CREATE INDEX record_access_look ON record_access (worker, day, via, who, what);
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -615,6 +636,7 @@ CAPABILITIES = {
     "worker_access": 19,  # worker links, the record access log, disputes
     "dispute_answers": 20,  # answers to disputes and the corrections that cite them
     "evidence_requests": 21,  # evidence files the daemon signs on request
+    "worker_sessions": 22,  # a worker's browser sessions; looks at a record counted per viewer and day
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -135,8 +135,12 @@
     access.replaceChildren();
     for (const a of r.access) {
       const item = el("li");
+      // One entry per viewer, thing and day: the last look's time, and how many there were.
       item.append(el("time", a.at.slice(0, 16).replace("T", " ") + " UTC"), el("span", " " + t("via_" + a.via)),
                   el("span", a.who === "the worker" ? "" : " (" + a.who + ")"), el("span", " · " + a.what, "note"));
+      if (a.looks > 1) {
+        item.append(el("span", " · " + t("looks", { n: a.looks, first: a.first_at.slice(11, 16) + " UTC" }), "note"));
+      }
       access.append(item);
     }
 
