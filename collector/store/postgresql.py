@@ -65,7 +65,9 @@ class PostgresConnection(Connection):
                    "tcp_user_timeout": max(1000, round(1000 * bounds.idle_in_transaction))}
         options = {name: value for name, value in network.items() if name not in given}
         try:
-            conn = psycopg.connect(self.location, autocommit=True, application_name="collector",
+            # PGAPPNAME names a process among several in pg_stat_activity (collector-a, collector-b).
+            conn = psycopg.connect(self.location, autocommit=True,
+                                   application_name=os.environ.get("PGAPPNAME") or "collector",
                                    connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")), **options)
             # Set once per session, in milliseconds; SET LOCAL in a transaction may still change them.
             conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false), "
