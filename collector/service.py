@@ -319,22 +319,24 @@ class CollectorService:
         self._deferred = waiting[count:]
         retried = waiting[:count]
         self._write(retried, lock_wait=0.0)
+        still = {id(arrival) for arrival in self._deferred}
         if not self._deferred:
             self._deferred_delay = DEFER_FIRST
-        elif any(arrival in self._deferred for arrival in retried):
+        elif any(id(arrival) in still for arrival in retried):
             self._deferred_delay = min(2 * self._deferred_delay, max(DEFER_FIRST, self._timeouts.lock))
             self._deferred_due = time.monotonic() + self._deferred_delay
         else:
             self._deferred_due = 0.0  # that part went through: the rest at once
 
-    def _set_aside(self, arrivals: list[Arrival], why: str) -> None:
+    def _set_aside(self, arrivals: list[Arrival], why: str, again: bool = False) -> None:
         """Leave these messages unacknowledged and offer them again later, before anything that came after
-        them (they are the oldest of their gates)."""
+        them (they are the oldest of their gates). Logged when first set aside; each retry only counted."""
         self.counters["messages_deferred"] += len(arrivals)
         if not self._deferred:
             self._deferred_due = time.monotonic() + self._deferred_delay
         self._deferred[:0] = arrivals
-        log.info("%d message(s) set aside, unacknowledged, to be written later: %s", len(arrivals), why)
+        log.log(logging.DEBUG if again else logging.INFO,
+                "%d message(s) set aside, unacknowledged, to be written later: %s", len(arrivals), why)
 
     def _write(self, arrivals: list[Arrival], lock_wait: float | None = None) -> None:
         """One burst: written and acknowledged, or (the parts another writer holds up) set aside."""
@@ -352,7 +354,7 @@ class CollectorService:
                 # statement timeout: nothing was kept, so nothing is acknowledged; the loop goes on.
                 self.counters["lock_timeouts"] += 1
                 log.warning("burst of %d message(s) timed out waiting on the database (%s)", len(arrivals), error)
-                self._set_aside(arrivals, "the database was busy")
+                self._set_aside(arrivals, "the database was busy", again=lock_wait == 0.0)
                 return
             except LeaseLost as lost:
                 for number in lost.partitions:
@@ -374,7 +376,7 @@ class CollectorService:
             left_out = set(result.deferred)
             self._set_aside([arrivals[i] for i in result.deferred],
                             "gate(s) " + ", ".join(f"{site}/{gate}" for site, gate in sorted(result.busy))
-                            + " held by another writer")
+                            + " held by another writer", again=lock_wait == 0.0)
             arrivals = [arrival for i, arrival in enumerate(arrivals) if i not in left_out]
             if not arrivals:
                 return
