@@ -50,7 +50,7 @@ class Context:
         self.config = load_config(config_path)
 
     def store(self, *, readonly: bool = False) -> Store:
-        return Store(self.config.db, readonly=readonly)
+        return Store(self.config.db, readonly=readonly, timeouts=self.config.timeouts())
 
 
 #: Where the configuration is when --config is not given: this variable, else the installed file.

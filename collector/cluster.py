@@ -16,6 +16,11 @@ requests and rosters are each partition's own housekeeping, done by its lease ho
 Each process takes a fair share of the partitions: ceil(partitions / live processes). One that holds
 more gives the extra back (the others take them within a lease round); one that cannot reach the
 broker for a partition gives it back too.
+
+The lease rounds run on a connection of their own (the daemon opens one for them), in short transactions
+that touch only the leases and members tables, under the connection's short lock timeout: no burst's data
+lock, and no other process's stuck transaction, can hold them up for longer than that timeout. Only the
+fence, which must be part of a burst's own transaction, runs on the burst's connection.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .store import DatabaseError, Lease, Store
+from .store import DatabaseBusy, DatabaseError, Lease, Store
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +109,13 @@ class LeaseKeeper:
                         break
                     if partition in self.held or partition in lost:
                         continue
-                    lease = self.store.acquire_lease(lease_name(partition), self.instance, self.ttl)
+                    try:
+                        lease = self.store.acquire_lease(lease_name(partition), self.instance, self.ttl)
+                    except DatabaseBusy as error:
+                        # Its old holder's burst holds the lease row (fenced, not yet committed): it commits
+                        # or is ended by the server's idle timeout; try again next round, take the others now.
+                        log.info("partition %d: lease row busy (%s); trying again next round", partition, error)
+                        continue
                     if lease is not None:
                         self.held[partition] = lease
                         gained.append(partition)
@@ -126,12 +137,14 @@ class LeaseKeeper:
             log.error("partition %d: could not give the lease back (%s); it expires by itself", partition, error)
         log.info("partition %d: lease given back: %s", partition, why)
 
-    def fence(self, partitions: Iterable[int]) -> list[int]:
-        """Inside a write transaction: renew the leases of ``partitions``; returns those no longer ours."""
+    def fence(self, partitions: Iterable[int], store: Store | None = None) -> list[int]:
+        """Inside a write transaction on ``store`` (the keeper's own if None): renew the leases of
+        ``partitions``; returns those no longer ours."""
+        store = store or self.store
         lost = []
         for partition in sorted(set(partitions)):
             lease = self.held.get(partition)
-            if lease is None or not self.store.renew_lease(lease, self.instance, self.ttl):
+            if lease is None or not store.renew_lease(lease, self.instance, self.ttl):
                 lost.append(partition)
         return lost
 

@@ -17,6 +17,11 @@ tls_key = "pki/collector.key"
 [ingest]                      # optional
 gap_wait_seconds = 5          # how long a gap may stay open before a resend is requested
 
+[database]                    # optional, PostgreSQL: bounds on every connection (docs/scale-out.md)
+lock_timeout_seconds = 3.75   # daemon default: lease_seconds / 4; commands 30
+idle_in_transaction_timeout_seconds = 15  # daemon default: lease_seconds; commands 600
+statement_timeout_seconds = 60            # daemon default: 4 x lease_seconds (at least 30); commands 300
+
 [web]                         # optional: `collector serve` (--host/--port override these)
 host = "127.0.0.1"
 port = 8080
@@ -45,6 +50,8 @@ from gate_agent.configfile import ConfigError, Table
 from gate_agent.mqtt import MqttSettings
 from gate_agent.protocol import valid_id
 
+from .store import Timeouts
+
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
 
@@ -69,6 +76,10 @@ class CollectorConfig:
     partitions: int = 1  # [cluster]: the sites split over this many MQTT sessions, each leased to one process
     lease_seconds: float = 15.0
     instance: str | None = None
+    #: [database]: the bounds of every PostgreSQL connection; None: derived (``timeouts``).
+    lock_timeout_seconds: float | None = None
+    idle_in_transaction_timeout_seconds: float | None = None
+    statement_timeout_seconds: float | None = None
     final_grace_hours: float = 6.0
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
@@ -88,6 +99,18 @@ class CollectorConfig:
     @cached_property
     def signing_key(self) -> Path | None:
         return self.read_signing_key()
+
+    def timeouts(self, *, daemon: bool = False) -> Timeouts:
+        """The bounds of a PostgreSQL connection: those configured, else for the daemon derived from its
+        lease (a paused process's transaction ends, and a wait gives up, well before the others would take
+        its partitions twice over), else the generous defaults of commands (an import's transaction may
+        stay open while it reads a large file)."""
+        lease = self.lease_seconds
+        derived = Timeouts(statement=max(30.0, 4 * lease), lock=lease / 4, idle_in_transaction=lease) \
+            if daemon else Timeouts()
+        return Timeouts(statement=self.statement_timeout_seconds or derived.statement,
+                        lock=self.lock_timeout_seconds or derived.lock,
+                        idle_in_transaction=self.idle_in_transaction_timeout_seconds or derived.idle_in_transaction)
 
 
 #: A gate clock off by more than a day is flagged whatever the tolerance (clock_implausible).
@@ -178,6 +201,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     ingest = table.table("ingest")
     attendance = table.table("attendance")
     cluster = table.table("cluster")
+    database = table.table("database")
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -200,6 +224,11 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
                         "streams stay free for bank tokens whatever the site tokens hold")
     trusted_proxies = _trusted_proxies(web)
     forwarded_header = web.choice("forwarded_header", FORWARDED_HEADERS, "X-Forwarded-For")
+    lease_seconds = cluster.number("lease_seconds", 15, minimum=2, maximum=600)
+    lock_timeout = database.number("lock_timeout_seconds", None, minimum=0.1, maximum=600)
+    if lock_timeout is not None and lock_timeout >= lease_seconds:
+        raise database.error("lock_timeout_seconds", f"{lock_timeout} must be below [cluster] lease_seconds "
+                             f"({lease_seconds}): a burst waiting that long would outlive its lease")
     config = CollectorConfig(
         db=db,
         read_mqtt=read_mqtt,
@@ -215,8 +244,12 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         receive_maximum=ingest.int("receive_maximum", 1000, minimum=1, maximum=65535),
         roster_interval_seconds=ingest.number("roster_interval_seconds", 5, minimum=0.1, maximum=3600),
         partitions=cluster.int("partitions", 1, minimum=1, maximum=256),
-        lease_seconds=cluster.number("lease_seconds", 15, minimum=2, maximum=600),
+        lease_seconds=lease_seconds,
         instance=cluster.str("instance", None),
+        lock_timeout_seconds=lock_timeout,
+        idle_in_transaction_timeout_seconds=database.number("idle_in_transaction_timeout_seconds", None,
+                                                            minimum=1, maximum=86400),
+        statement_timeout_seconds=database.number("statement_timeout_seconds", None, minimum=1, maximum=86400),
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),

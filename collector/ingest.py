@@ -107,6 +107,11 @@ class BurstResult:
     #: Seconds the burst spent taking its locks: the write transaction's start, the gates' locks and the
     #: lease renewal (waits for other writers included, as are those statements' own round trips).
     lock_wait: float = 0.0
+    #: Positions (in the burst) of messages left out, unwritten: their gate's lock was held by another
+    #: writer beyond the wait. The caller acknowledges none of them and offers them again later.
+    deferred: list[int] = field(default_factory=list)
+    #: The gates whose locks were not had.
+    busy: set[tuple[str, str]] = field(default_factory=set)
 
     def snapshot(self) -> _Snapshot:
         return _Snapshot(frozenset(self.touched), dict(self.statuses), self.counts.copy(), dict(self.refusals))
@@ -207,9 +212,11 @@ class Ingestor:
 
     # ------------------------------------------------------------------ bursts
 
-    def ingest(self, messages: list[Incoming], *, fence=None) -> BurstResult:
+    def ingest(self, messages: list[Incoming], *, fence=None, lock_wait: float | None = None) -> BurstResult:
         """Process a burst in one transaction. Raises DatabaseError if it could not be made durable, and
-        LeaseLost if ``fence`` (called last inside the transaction) names partitions this process lost."""
+        LeaseLost if ``fence`` (called last inside the transaction) names partitions this process lost.
+        The messages of a gate another writer holds for longer than ``lock_wait`` seconds (the connection's
+        lock timeout if None) are left out, unwritten, and named in ``deferred``: the rest is not held up."""
         result = BurstResult()
         db = self.store.db
         try:
@@ -217,15 +224,21 @@ class Ingestor:
             with self.store.transaction():
                 # Every gate of the burst is this transaction's until it ends, whoever else writes (other
                 # collectors, an import); with one writer (SQLite) the transaction's write lock is enough.
-                db.lock_gates(_gates_of(messages))
+                busy = db.lock_gates(_gates_of(messages), partial=True, wait=lock_wait)
                 result.lock_wait = time.perf_counter() - began
+                if busy:
+                    result.busy = busy
+                    result.deferred = [i for i, message in enumerate(messages) if _gate_of(message) in busy]
+                    left_out = set(result.deferred)
+                    messages = [message for i, message in enumerate(messages) if i not in left_out]
                 marker = db.change_marker() if db.single_writer else None
                 if marker is None or marker != self._marker:
                     self._tails.clear()
                 if self._registry_changed():
                     self._reload_registry()
                     self._tails.clear()
-                self._burst(messages, result)
+                if messages:
+                    self._burst(messages, result)
                 fenced = time.perf_counter()
                 lost = fence() if fence is not None else []
                 result.lock_wait += time.perf_counter() - fenced
@@ -593,15 +606,20 @@ class Ingestor:
 
 def _gates_of(messages: list[Incoming]) -> set[tuple[str, str]]:
     """The gates a burst's punches may be written for (a punch is refused unless its topic is its gate's)."""
-    gates = set()
-    for message in messages:
-        try:
-            site, gate, kind = parse_gate_topic(message.topic)
-        except ProtocolError:
-            continue
-        if kind in ("punch", "status"):
-            gates.add((site, gate))
-    return gates
+    return {gate for gate in map(_gate_of, messages) if gate is not None}
+
+
+def _gate_of(message: Incoming) -> tuple[str, str] | None:
+    """The gate a punch or status message is written under (None: a topic of no gate, quarantined)."""
+    return gate_of_topic(message.topic)
+
+
+def gate_of_topic(topic: str) -> tuple[str, str] | None:
+    try:
+        site, gate, kind = parse_gate_topic(topic)
+    except ProtocolError:
+        return None
+    return (site, gate) if kind in ("punch", "status") else None
 
 
 @dataclass

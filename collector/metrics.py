@@ -45,6 +45,10 @@ COUNTERS = (
     ("collector_rosters_published_total", "rosters_published", "Signed rosters published to sites."),
     ("collector_refusals_sent_total", "refusals_sent", "Gates told (signed) why their messages are refused."),
     ("collector_write_failures_total", "write_failures", "Bursts the database refused (retried)."),
+    ("collector_lock_timeouts_total", "lock_timeouts",
+     "Bursts that timed out waiting on another writer or a statement (set aside, retried, nothing acknowledged)."),
+    ("collector_messages_deferred_total", "messages_deferred",
+     "Messages set aside, unacknowledged, because another writer held their gate (each time; written later)."),
     ("collector_quarantine_not_kept_total", "quarantine_not_kept",
      "Quarantined messages counted but not kept as rows (their topic's hourly allowance was used up)."),
 )

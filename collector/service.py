@@ -8,6 +8,12 @@ database refuses the write (disk full), nothing is acknowledged and the burst is
 The work is split into partitions of the sites (``[cluster] partitions``, one by default), each one MQTT
 session, held by one process at a time under a lease (``cluster.py``): a burst commits only while its
 partitions' leases are still this process's, renewed inside the burst's own transaction.
+
+No other process can hold this loop up for long: every wait on the database is bounded (the connection's
+lock and statement timeouts, derived from the lease), the messages of a gate whose lock another writer
+holds are set aside and offered again with back-off while the other gates' go on, and a burst that hit a
+timeout is retried later, unacknowledged, rather than failing the daemon. The lease rounds run on a
+connection of their own.
 """
 
 from __future__ import annotations
@@ -43,9 +49,9 @@ from gate_agent.protocol import (
 from .cluster import LeaseKeeper, client_id, partition_of
 from .config import CollectorConfig
 from .evidence_signer import sign_next
-from .ingest import BurstResult, Incoming, Ingestor, LeaseLost
+from .ingest import BurstResult, Incoming, Ingestor, LeaseLost, gate_of_topic
 from .signing import load_bank_key
-from .store import DatabaseError, Store, display
+from .store import DatabaseBusy, DatabaseError, Store, display
 from .sun import load_master_key
 
 log = logging.getLogger(__name__)
@@ -58,9 +64,13 @@ BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so the
 #: took each other's partitions mid-burst. 2 MiB is about 4,000 punches: well under a second when idle.
 BURST_MAX_BYTES = 2 * 1024 * 1024
 RETRY_DELAYS = (0.5, 30.0)
+#: Seconds before messages set aside for a busy gate are first offered again (then doubling, up to the
+#: lock timeout).
+DEFER_FIRST = 0.25
 #: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
 PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "refusals_sent", "write_failures",
-                      "ingest_lag_ms_sum", "ingest_lag_count", "lock_wait_us_sum", "bursts")
+                      "ingest_lag_ms_sum", "ingest_lag_count", "lock_wait_us_sum", "bursts",
+                      "lock_timeouts", "messages_deferred")
 
 
 #: Bytes of received messages waiting for ingest. The Receive Maximum bounds their number, not their
@@ -175,7 +185,8 @@ class CollectorService:
         self.config = config
         self._key = load_bank_key(config)  # before anything starts: without it no gate would take an ack
         config.mqtt  # noqa: B018 - a bad [mqtt] table is refused now, not when a partition first connects
-        self.store = Store(config.db)
+        self._timeouts = config.timeouts(daemon=True)
+        self.store = Store(config.db, timeouts=self._timeouts)
         self.store.record_bank_key(public_key_text(self._key.public_key()))
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
                                  backwards_tolerance=config.backwards_tolerance_seconds,
@@ -193,9 +204,15 @@ class CollectorService:
         self._rosters_checked, self._rosters_due = -1, 0.0
         self._evidence_pruned_at = -3600.0
         self._site_names: list[str] = [s["site"] for s in self.store.sites()]
-        self.keeper = LeaseKeeper(self.store, partitions=config.partitions, ttl=config.lease_seconds,
-                                  instance=config.instance)
+        # The lease rounds' own connection: no burst's transaction or data lock stands in their way.
+        self.keeper = LeaseKeeper(Store(config.db, upgrade=False, timeouts=self._timeouts),
+                                  partitions=config.partitions, ttl=config.lease_seconds, instance=config.instance)
         self.partitions: dict[int, Partition] = {}
+        #: Messages set aside, unacknowledged, because another writer held their gate: in arrival order,
+        #: offered again at ``_deferred_due``; later messages of those gates wait behind them.
+        self._deferred: list[Arrival] = []
+        self._deferred_due = 0.0
+        self._deferred_delay = DEFER_FIRST
         self.last_alive = time.monotonic()
 
     def sites_of(self, partition: int) -> set[str]:
@@ -225,6 +242,8 @@ class CollectorService:
                         self._process(batch)
                     finally:
                         self.inbox.done(batch)
+                if self._deferred and time.monotonic() >= self._deferred_due:
+                    self._retry_deferred()
                 if time.monotonic() >= next_leases:
                     self._leases()
                     next_leases = time.monotonic() + self.config.lease_seconds / 3
@@ -237,6 +256,7 @@ class CollectorService:
             for number in list(self.partitions):
                 self._close_partition(number)
             self.keeper.leave()
+            self.keeper.store.close()
             self.ingestor.flush_log(force=True)
             try:
                 self._persist_metrics()
@@ -269,20 +289,73 @@ class CollectorService:
         if partition is not None:
             partition.session.stop()
         self.keeper.drop(number)
+        # Set aside messages came through that session: its next holder receives them again.
+        self._deferred = [arrival for arrival in self._deferred if arrival.partition != number]
 
     # ------------------------------------------------------------------ bursts
 
     def _process(self, arrivals: list[Arrival]) -> None:
         # A partition given back or lost since these arrived: its next holder receives them again.
         arrivals = [arrival for arrival in arrivals if arrival.partition in self.partitions]
+        if self._deferred:
+            # A gate's messages are written in order: those of a gate with messages set aside wait behind them.
+            waiting = {gate_of_topic(arrival.message.topic) for arrival in self._deferred} - {None}
+            behind = [arrival for arrival in arrivals if gate_of_topic(arrival.message.topic) in waiting]
+            if behind:
+                self._deferred.extend(behind)
+                arrivals = [arrival for arrival in arrivals if gate_of_topic(arrival.message.topic) not in waiting]
+        self._write(arrivals)
+
+    def _retry_deferred(self) -> None:
+        """Offer the messages set aside again (as much as one burst takes), without waiting for a gate
+        still held: it is tried again after a longer pause, while everything else goes on."""
+        waiting = [arrival for arrival in self._deferred if arrival.partition in self.partitions]
+        size, count = 0, 0
+        for arrival in waiting:
+            size += len(arrival.message.payload)
+            if count >= BURST_MAX or (count and size > BURST_MAX_BYTES):
+                break
+            count += 1
+        self._deferred = waiting[count:]
+        retried = waiting[:count]
+        self._write(retried, lock_wait=0.0)
+        still = {id(arrival) for arrival in self._deferred}
+        if not self._deferred:
+            self._deferred_delay = DEFER_FIRST
+        elif any(id(arrival) in still for arrival in retried):
+            self._deferred_delay = min(2 * self._deferred_delay, max(DEFER_FIRST, self._timeouts.lock))
+            self._deferred_due = time.monotonic() + self._deferred_delay
+        else:
+            self._deferred_due = 0.0  # that part went through: the rest at once
+
+    def _set_aside(self, arrivals: list[Arrival], why: str, again: bool = False) -> None:
+        """Leave these messages unacknowledged and offer them again later, before anything that came after
+        them (they are the oldest of their gates). Logged when first set aside; each retry only counted."""
+        self.counters["messages_deferred"] += len(arrivals)
+        if not self._deferred:
+            self._deferred_due = time.monotonic() + self._deferred_delay
+        self._deferred[:0] = arrivals
+        log.log(logging.DEBUG if again else logging.INFO,
+                "%d message(s) set aside, unacknowledged, to be written later: %s", len(arrivals), why)
+
+    def _write(self, arrivals: list[Arrival], lock_wait: float | None = None) -> None:
+        """One burst: written and acknowledged, or (the parts another writer holds up) set aside."""
         delay = RETRY_DELAYS[0]
         while arrivals:
             now = utc_now_text()
             incoming = [Incoming(arrival.message.topic, arrival.message.payload, now) for arrival in arrivals]
             involved = {arrival.partition for arrival in arrivals}
             try:
-                result = self.ingestor.ingest(incoming, fence=lambda parts=involved: self.keeper.fence(parts))
+                result = self.ingestor.ingest(incoming, lock_wait=lock_wait,
+                                              fence=lambda parts=involved: self.keeper.fence(parts, self.store))
                 break
+            except DatabaseBusy as error:
+                # Another writer (paused, hung, or just slow) held what the burst needed past the lock or
+                # statement timeout: nothing was kept, so nothing is acknowledged; the loop goes on.
+                self.counters["lock_timeouts"] += 1
+                log.warning("burst of %d message(s) timed out waiting on the database (%s)", len(arrivals), error)
+                self._set_aside(arrivals, "the database was busy", again=lock_wait == 0.0)
+                return
             except LeaseLost as lost:
                 for number in lost.partitions:
                     log.warning("partition %d: lease taken over; leaving its messages to the new holder", number)
@@ -299,6 +372,14 @@ class CollectorService:
                 delay = min(delay * 2, RETRY_DELAYS[1])
         else:
             return
+        if result.deferred:
+            left_out = set(result.deferred)
+            self._set_aside([arrivals[i] for i in result.deferred],
+                            "gate(s) " + ", ".join(f"{site}/{gate}" for site, gate in sorted(result.busy))
+                            + " held by another writer", again=lock_wait == 0.0)
+            arrivals = [arrival for i, arrival in enumerate(arrivals) if i not in left_out]
+            if not arrivals:
+                return
         committed = time.monotonic()
         lags = [committed - arrival.arrived for arrival in arrivals]
         self.counters["ingest_lag_ms_sum"] += round(1000 * sum(lags))
@@ -414,7 +495,12 @@ class CollectorService:
             if not partition.session.connected:
                 self._dirty.add((site, gate))
                 continue
-            open_rows = self.store.record_gaps(site, gate, now_text)
+            try:
+                open_rows = self.store.record_gaps(site, gate, now_text)
+            except DatabaseBusy as error:
+                log.info("gate %s/%s: gaps not reconciled this round (%s)", site, gate, error)
+                self._dirty.add((site, gate))
+                continue
             if open_rows:
                 self._dirty.add((site, gate))  # look again until filled
             for row in open_rows:

@@ -7,7 +7,9 @@ import os
 import signal
 from types import SimpleNamespace
 
-from collector.config import load_config
+import pytest
+
+from collector.config import ConfigError, load_config
 from tests.helpers import CollectorSetup, cli, start_web, stop_process
 
 
@@ -47,3 +49,18 @@ def test_mistakes_in_the_daemons_sections_are_still_refused_when_it_starts(tmp_p
     setup.config_path.write_text(setup.config_path.read_text().replace("[mqtt]\n", "[mqtt]\nhots = \"x\"\n"))
     result = cli("collector", "run", "--config", str(setup.config_path), check=False)
     assert result.returncode == 1 and "mqtt.hots: unknown key" in result.stderr
+
+
+def test_database_bounds_are_validated(tmp_path):
+    path = tmp_path / "collector.toml"
+    for table, problem in [("lock_timeout_seconds = 4", "must be below .cluster. lease_seconds"),
+                           ("lock_timeout_seconds = 0", "lock_timeout_seconds"),
+                           ("idle_in_transaction_timeout_seconds = 0.5", "idle_in_transaction_timeout_seconds"),
+                           ("statement_timeout_seconds = nan", "statement_timeout_seconds"),
+                           ('statement_timeout_seconds = "60"', "statement_timeout_seconds"),
+                           ("lock_timeout = 1", "lock_timeout")]:
+        path.write_text(f'db = "postgresql://u@h/d"\n[cluster]\nlease_seconds = 4\n[database]\n{table}\n')
+        with pytest.raises(ConfigError, match=problem):
+            load_config(path)
+    path.write_text('db = "postgresql://u@h/d"\n[cluster]\nlease_seconds = 4\n[database]\nlock_timeout_seconds = 3.5\n')
+    assert load_config(path).timeouts(daemon=True).lock == 3.5

@@ -21,7 +21,16 @@ from gate_agent.protocol import format_time
 from . import schema
 from .card_counters import CardCounterQueries, PunchRef
 from .clock import Clock, system_clock
-from .connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
+from .connection import (
+    Connection,
+    DatabaseBusy,
+    DatabaseError,
+    Timeouts,
+    connect,
+    display,
+    is_postgresql,
+    sqlite_path,
+)
 from .counters import CounterQueries, Gauge
 from .disputes import DisputeQueries
 from .errors import StoreError
@@ -37,7 +46,8 @@ from .wage_sheets import WageSheetQueries
 from .wages import WageQueries
 from .worker_access import WorkerAccessQueries
 
-__all__ = ["Store", "StoreError", "DatabaseError", "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits",
+__all__ = ["Store", "StoreError", "DatabaseError", "DatabaseBusy", "Timeouts",
+           "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits",
            "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge",
            "database_exists", "display"]
 
@@ -47,14 +57,15 @@ class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, L
             WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet.
-    ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given."""
+    ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given.
+    ``timeouts`` bound a PostgreSQL connection's waits (``Timeouts``)."""
 
     def __init__(self, location: str | Path, *, readonly: bool = False, upgrade: bool = True,
-                 clock: Clock = system_clock):
+                 clock: Clock = system_clock, timeouts: Timeouts | None = None):
         self.location = location
         self.clock = clock
         try:
-            self.db: Connection = connect(location, readonly=readonly)
+            self.db: Connection = connect(location, readonly=readonly, timeouts=timeouts)
         except DatabaseError as error:
             raise StoreError(str(error)) from None
         if not readonly and upgrade:

@@ -14,6 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CollectorError
@@ -25,6 +26,41 @@ class DatabaseError(CollectorError):
     mistake of whoever asked: a command exits 75 and a web request is answered 503 for it. ``connect``
     also raises it, before opening anything, for a location that names no database (``Store`` turns
     that into a StoreError: a configuration to correct)."""
+
+
+class DatabaseBusy(DatabaseError):
+    """What the operation needed was held by another writer for longer than this connection waits (its
+    lock timeout), or a statement ran past its statement timeout: nothing was kept, and trying the same
+    again later is right (the holder may be paused, cut off or slow). ``gates`` names the gates whose locks
+    could not be had, when that is what was busy."""
+
+    def __init__(self, message: str, gates: Iterable[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.gates = frozenset(gates)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Bounds every PostgreSQL connection is opened with (seconds), so that no process that hangs, pauses
+    or loses its network can stop the others for longer:
+
+    ``lock``: the longest a statement waits for a lock another connection holds (a row, a gate);
+    ``idle_in_transaction``: a transaction left idle this long is ended by the server, which frees its
+    locks (its process was paused, hung or cut off; it finds its work rolled back when it comes back);
+    ``statement``: the longest one statement may run.
+
+    These defaults are for commands and the web service (generous: a large import keeps its transaction
+    open while it reads its file); the daemon derives shorter ones from its lease (``config.py``)."""
+
+    statement: float = 300.0
+    lock: float = 30.0
+    idle_in_transaction: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name in ("statement", "lock", "idle_in_transaction"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= 86400:
+                raise ValueError(f"timeout {name} must be a number of seconds in (0, 86400], not {value!r}")
 
 
 class Connection(ABC):
@@ -41,9 +77,10 @@ class Connection(ABC):
     #: The database's clock in seconds since 1970 (leases expire by it, whatever the hosts' clocks say).
     now_sql: str = ""
 
-    def __init__(self, location: str, readonly: bool):
+    def __init__(self, location: str, readonly: bool, timeouts: Timeouts | None = None):
         self.location = location
         self.readonly = readonly
+        self.timeouts = timeouts or Timeouts()
         self._depth = 0  # open transaction (1) and savepoints inside it
 
     # ------------------------------------------------------------------ statements
@@ -141,10 +178,13 @@ class Connection(ABC):
     def change_marker(self) -> object:
         """A value that changes whenever another connection may have committed (cheap to read)."""
 
-    def lock_gates(self, gates: Iterable[tuple[str, str]]) -> None:
-        """Inside a transaction: hold these gates until it ends, against every other writer (in sorted
-        order, so two writers never wait on each other in a circle). A single-writer engine needs none."""
-        return None
+    def lock_gates(self, gates: Iterable[tuple[str, str]], *, partial: bool = False,
+                   wait: float | None = None) -> set[tuple[str, str]]:
+        """Inside a transaction: hold these gates until it ends, against every other writer, waiting at most
+        ``wait`` seconds (the lock timeout if None) for a gate another writer holds. Without ``partial``, raises DatabaseBusy unless
+        every gate was had; with it, returns the gates that were not (the caller leaves their work for
+        later). A single-writer engine needs no gate locks."""
+        return set()
 
     @abstractmethod
     def table_exists(self, name: str) -> bool: ...
@@ -161,16 +201,16 @@ def is_postgresql(location: str | Path) -> bool:
     return isinstance(location, str) and location.split(":", 1)[0] in ("postgresql", "postgres")
 
 
-def connect(location: str | Path, *, readonly: bool = False) -> Connection:
+def connect(location: str | Path, *, readonly: bool = False, timeouts: Timeouts | None = None) -> Connection:
     """``postgresql://...`` (or ``postgres://``) is PostgreSQL; a path, or ``sqlite:PATH``, is SQLite.
     Anything else (None, an empty name, a directory) is refused with DatabaseError, before anything is
-    opened or created."""
+    opened or created. ``timeouts`` bound a PostgreSQL connection's waits (``Timeouts``' defaults if None)."""
     if is_postgresql(location):
         if "://" not in location:
             raise DatabaseError(f"{display(location)} is not a URL: the database must be {WANTED}")
         from .postgresql import PostgresConnection
 
-        return PostgresConnection(location, readonly)
+        return PostgresConnection(location, readonly, timeouts)
     from .sqlite import SqliteConnection
 
     path = sqlite_path(location)
