@@ -92,7 +92,7 @@ def read_sheet(path: str | Path, *, period_days: int, sheet: str | None = None) 
         if total is not None:
             problems.append(total.problem("a total row must be the last row"))
             total = None
-        line, errors = _line(row, table.format, period_days, seen)
+        line, errors = _line(row, period_days, seen)
         if errors:
             problems.append(row.problem("; ".join(errors)))
         elif line is not None:
@@ -102,7 +102,7 @@ def read_sheet(path: str | Path, *, period_days: int, sheet: str | None = None) 
     return result, problems
 
 
-def _line(row: Row, format: str, period_days: int, seen: dict[str, str]) -> tuple[dict | None, list[str]]:
+def _line(row: Row, period_days: int, seen: dict[str, str]) -> tuple[dict | None, list[str]]:
     errors = [f"{name} is longer than {MAX_TEXT} characters" for name, text in row.values.items() if len(text) > MAX_TEXT]
     if errors:
         return None, errors
@@ -131,8 +131,7 @@ def _line(row: Row, format: str, period_days: int, seen: dict[str, str]) -> tupl
         try:
             amounts[name] = parse_yuan(text, what=name)
         except MoneyError as error:
-            errors.append(str(error) + (" (empty: a formula no spreadsheet computed reads so)"
-                                        if not text and format == "xlsx" else ""))
+            errors.append(str(error))
     amount, deducted, net = amounts.get("amount"), amounts.get("deductions"), amounts.get("net")
     if amount is not None and deducted is not None:
         if deducted > amount:
