@@ -424,3 +424,53 @@ def test_the_dry_run_shows_the_first_names_as_read(collector, tmp_path):
     report = json.loads(collector("worker", "import", path, "--dry-run", "--json").stdout)
     assert report["sample_names"] == [{"worker": "W1", "name": "王伟"}, {"worker": "W2", "name": "李娜"},
                                       {"worker": "W3", "name": "张敏"}]
+
+
+# ============================================================================== properties
+
+
+def _tricky_workbook() -> bytes:
+    """Formulas (one shared), a hidden row and column, a hidden worksheet: every new path of the reader."""
+    workbook = Workbook()
+    sheet = workbook.active
+    for row in (["工号", "姓名", "金额", "扣款"], ["W1", "王伟", 1460, 0], ["W2", "李娜", 247.56, 12], ["W3", "张敏", 3, 1]):
+        sheet.append(row)
+    sheet.row_dimensions[3].hidden = True
+    sheet.column_dimensions["E"].hidden = True
+    workbook.create_sheet("hidden").sheet_state = "veryHidden"
+    data = with_formula(workbook_bytes(workbook), "C2", "1460")
+    return with_formula(with_formula(data, "D3", "C3/2", ' t="shared" ref="D3:D4" si="0"'), "D4", "", ' t="shared" si="0"')
+
+
+TRICKY = _tricky_workbook()
+
+
+with zipfile.ZipFile(io.BytesIO(TRICKY)) as _archive:
+    TRICKY_SHEET = _archive.read(SHEET)
+MARKUP = st.sampled_from([b"<", b">", b'"', b"/", b" ", b"0", b"9", b"A", b"Z", b"=", b"r", b"\x00", b"\xff", b"<f>1</f>",
+                          b'<row r="1">', b"</row>", b'<c r="XFD2">', b"</c>", b'hidden="1"', b"<!--", b"-->"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(TRICKY_SHEET) - 1), st.integers(0, 3), MARKUP), min_size=1, max_size=6))
+def test_a_damaged_tricky_worksheet_raises_nothing_but_the_table_error(changes):
+    """The worksheet's XML changed (bytes replaced or inserted), zipped again so that it reaches the parser."""
+    xml = bytearray(TRICKY_SHEET)
+    for position, removed, inserted in changes:
+        xml[position:position + removed] = inserted
+    data = edited(TRICKY, SHEET, lambda _: bytes(xml))
+    try:
+        table = read_table(bytes(data), name="x", fields=FIELDS, identify=("worker", "name"), max_bytes=LIMIT,
+                           max_rows=5000, max_cells=50_000)
+        for _ in table:
+            pass
+    except TableError:
+        pass
+
+
+def test_the_tricky_workbook_itself_reads_as_a_person_sees_it():
+    table, rows = read(TRICKY)
+    assert rows == []  # W1's amount, W3's deductions are formulas; W2's row is hidden
+    assert [problem.where for problem in table.problems] == ["t.xlsx: Sheet row 2", "t.xlsx: Sheet row 3",
+                                                             "t.xlsx: Sheet row 4"]
+    assert table.notes == ["read the worksheet 'Sheet'; not read: 'hidden' (veryHidden)"]
