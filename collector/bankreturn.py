@@ -23,6 +23,8 @@ from .tabular import read_table
 
 #: A bank's return is small; anything larger is not one.
 MAX_BYTES = 16 * 1024 * 1024
+#: A bank's payment reference (voucher) is short; a longer one is refused, never cut.
+MAX_VOUCHER = 100
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.03"
 #: Field -> the headers that mean it (compared as collector/tabular.header_key compares them).
 HEADERS = {
@@ -100,7 +102,9 @@ def _entry(where: str, values: dict) -> tuple[dict, str | None]:
     if status == "paid":
         if not values.get("voucher"):
             return {}, f"{e2e} is paid but has no voucher (the bank's payment reference)"
-        entry["voucher"] = values["voucher"][:100]
+        if len(values["voucher"]) > MAX_VOUCHER:
+            return {}, f"{e2e}: the voucher is longer than {MAX_VOUCHER} characters: not a bank's payment reference"
+        entry["voucher"] = values["voucher"]
         entry["date"] = _day(values.get("date") or "")
         if entry["date"] is None:
             return {}, f"{e2e} is paid but its date {quoted(values.get('date'))} is not YYYY-MM-DD"

@@ -39,6 +39,9 @@ from .cli_common import (
     with_config,
 )
 
+#: The names a worker import shows as read.
+SAMPLE_NAMES = 3
+
 
 @click.group(cls=CollectorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output.")
@@ -457,8 +460,10 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
         if not dry_run:
             with progressbar(length=len(plan.new) + len(plan.changed), label="importing workers") as bar:
                 apply_import(plan, store, by=by, now=utc_now_text(), progress=bar.update)
+    # The first names as read, so that a person sees a wrong decoding (mojibake) before applying.
+    sample = [{"worker": row["worker"], "name": row["name"]} for row in parsed.rows[:SAMPLE_NAMES]]
     report = {**plan.report(), "encoding": parsed.encoding, "ignored_columns": parsed.ignored_columns,
-              "notes": parsed.notes,
+              "notes": parsed.notes, "sample_names": sample,
               "dry_run": dry_run}
     if as_json:
         click.echo(json_text(report))
@@ -468,6 +473,9 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
         f"unchanged; {len(plan.cards_added)} card(s) added, {len(plan.cards_replaced)} replaced; "
         f"{len(plan.assigned)} site assignment(s); {len(plan.terms)} pay term(s) {verb} set"
         + (" (dry run: nothing changed)" if dry_run else ""))
+    if dry_run and sample:
+        say("  names as read (check them before importing): "
+            + ", ".join(escape_control(f"{row['worker']} {row['name']}") for row in sample))
     for change in plan.changed:
         say(f"  {change['worker']}: " + "; ".join(
             f"{k} {_shown(k, a)!r} -> {_shown(k, b)!r}" for k, (a, b) in change["fields"].items()))

@@ -263,6 +263,10 @@ def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, em
     say(_imported(result, sheet_file))
 
 
+def _where_in(result: dict) -> str:
+    return "row" if result["format"] == "xlsx" else "line"
+
+
 def _imported(result: dict, sheet_file: str) -> str:
     head = (f"{sheet_file} was imported before as sheet {result['id']}: nothing changed" if result["already_imported"]
             else f"sheet {result['id']}: {sheet_file} ({result['format']}, {result['encoding']}), {result['lines']} "
@@ -284,6 +288,10 @@ def _imported(result: dict, sheet_file: str) -> str:
                          "(--take-deductions records them as the period's)")
         if taken and taken["not_registered"]:
             lines.append("  not recorded, not registered workers: " + ", ".join(taken["not_registered"]))
+    for line in result.get("deductions_over_half", []):
+        lines.append(f"  a decision: {line['worker']} ({_where_in(result)} {line['row']}) has {yuan(line['deductions_fen'])} "
+                     f"yuan deducted of {yuan(line['amount_fen'])}, more than half (taken as the period's, the wage "
+                     "line is held until a person approves over it)")
     lines.append(f"  check it: collector wages check --site {result['site']} --period {result['period']}"
                  + (f" --employer {result['employer']}" if result["employer"] else ""))
     return "\n".join(lines)

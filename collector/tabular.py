@@ -1,21 +1,25 @@
 """One way to read a table from outside: the worker file, an employer's wage sheet, a bank's return.
 
 Site offices send what Excel or WPS on Chinese Windows saves: CSV in UTF-8 (with or without a BOM) or
-in GB18030 (which contains GBK and GB2312), or an XLSX workbook, read through openpyxl (read-only, the
-values a spreadsheet last computed, never its formulas; defusedxml refuses the XML entity tricks).
-Above the header there may be title rows: the header is the first row, among the first few that are
-not blank, naming the columns the caller identifies it by, each through any of its spellings
-(``fields``: Chinese or English, compared after ``header_key``). A workbook with several worksheets is
-read in the one the caller names, or in the only one with such a header; several are a clear error.
+in GB18030 (which contains GBK and GB2312), or an XLSX workbook, read through openpyxl (read-only;
+defusedxml refuses the XML entity tricks). A CSV is one encoding throughout: one that is UTF-8 in some
+lines and GBK in others is refused, not read as mojibake. Above the header there may be title rows: the
+header is the first row, among the first few that are not blank, naming the columns the caller
+identifies it by, each through any of its spellings (``fields``: Chinese or English, compared after
+``header_key``), each field once. A workbook is read in what a person sees of it: its visible worksheets
+only (the one the caller names, or the only one with such a header; several are a clear error), and a
+hidden row or a hidden column of the table is a problem, not read.
 
 Rows come with where they are: the line a CSV row starts on, the worksheet and row of a workbook's row.
 Blank rows are skipped and shift nothing. A total row (合计, 总计, total) is skipped, kept marked, or a
 problem, as the caller says. Cells come as text: a number cell through its shortest decimal text, and an
 identifier (an account, an ID number) that a spreadsheet turned into a number it may have rounded, or
-into scientific notation, is a problem of its row, not a guess. Problems of rows are collected
-(``Problem(where, message)``); a file that cannot be read as a table at all is one ``TableError``.
-Everything is bounded (the file's size, what a workbook unpacks to, the rows) and nothing a file holds
-raises anything else.
+into scientific notation, is a problem of its row, not a guess; so is a formula (the value a workbook
+stores for it need not be what the spreadsheet shows) and a cell longer than any value of these tables.
+Problems of rows are collected (``Problem(where, message)``); a file that cannot be read as a table at
+all is one ``TableError``. Everything is bounded by the work it takes to read (the file's size; a
+workbook's parts, what they unpack to, how far they pack, the longest run of XML without markup, the
+shared strings, the columns and the cells; the rows) and nothing a file holds raises anything else.
 """
 
 from __future__ import annotations
@@ -42,6 +46,22 @@ from .errors import InputError
 TOTAL_WORDS = ("合计", "总计", "total")
 #: What a workbook may unpack to (a zip of a few kilobytes can unpack to gigabytes).
 MAX_UNPACKED_BYTES = 100 * 1024 * 1024
+#: The parts of a workbook's zip (a workbook of a few sheets has some 10 to 30).
+MAX_PARTS = 1000
+#: An XML part larger than RATIO_FROM bytes packs at most MAX_RATIO times (a spreadsheet's XML packs
+#: some 10 to 20 times; a 95 MB XML comment packs into 100 KB).
+MAX_RATIO = 100
+RATIO_FROM = 1024 * 1024
+#: The longest run of a part's XML between two '<' (a text, a comment, an attribute): a cell holds at most
+#: 32,767 characters, and the XML parser's time grows with the square of such a run.
+MAX_TOKEN = 256 * 1024
+#: The columns a worksheet's row may reach (a cell in column XFD makes each row 16,384 cells wide).
+MAX_COLUMNS = 1024
+#: The cells read from a workbook (each row as wide as its last cell, a blank row as one), and its shared
+#: strings at most as many.
+MAX_CELLS = 2_000_000
+#: The characters of a cell the caller reads: more is no name, account or reason of these tables.
+MAX_CELL_TEXT = 1000
 #: The rows of a worksheet Excel can hold: a workbook's row numbers are bounded so even when the caller
 #: sets no bound (a row numbered 10**9 would otherwise make as many blank rows to walk past).
 MAX_SHEET_ROWS = 1_048_576
@@ -144,11 +164,17 @@ def cell_text(value: object, *, identifier: bool = False, as_date: bool = False)
     one the spreadsheet wrote: ``350.1``, never the binary ``350.09999...``). An ``identifier`` stored as
     a number is refused once it has more digits than a spreadsheet keeps exactly, and so is one in
     scientific notation (a CSV saved from such a cell); a date cell is its ISO date where ``as_date``
-    allows one. InputError says why a cell is refused."""
+    allows one. A formula, and a text longer than MAX_CELL_TEXT, are refused. InputError says why."""
     if value is None:
         return ""
+    if isinstance(value, Formula):
+        stored = f", stored as {quoted(value.stored, 20)}" if value.stored is not None else ""
+        raise InputError(f"{value.cell} is a formula ({quoted(value.formula)}{stored}): what a spreadsheet shows "
+                         "for it need not be what the file holds; paste the column as values (选择性粘贴 > 数值)")
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > MAX_CELL_TEXT:
+            raise InputError(f"{len(text)} characters, more than a cell of this table holds ({MAX_CELL_TEXT})")
         if identifier and _SCIENTIFIC.fullmatch(text):
             raise InputError(f"{quoted(text)} is a number in scientific notation, whose digits the spreadsheet "
                              "has changed: type the column as text")
@@ -177,36 +203,99 @@ def cell_text(value: object, *, identifier: bool = False, as_date: bool = False)
 
 def decode(data: bytes, name: str) -> tuple[str, str]:
     """The text of a CSV and the encoding it was read with: UTF-8 strictly (a BOM is allowed), else
-    GB18030 (a superset of GBK and GB2312); never read with replacement characters."""
+    GB18030 (a superset of GBK and GB2312); never read with replacement characters, and never a file
+    that is UTF-8 in some lines and GBK in others (``mixed_lines``)."""
     if b"\x00" in data:
         raise TableError(f"{name}: it holds NUL bytes: not a CSV text file (UTF-16? save it as CSV UTF-8)")
     if data.startswith(_UTF8_BOM):
         try:
             return data[3:].decode("utf-8"), "utf-8 with BOM"
         except UnicodeDecodeError as error:
-            raise TableError(f"{name}: it starts with a UTF-8 BOM but is not UTF-8 (byte {error.start + 3})") \
-                from None
+            at = error.start + 3
+            raise TableError(f"{name}: line {_line_of(data, at)}: the file starts with a UTF-8 BOM but is not UTF-8 "
+                             f"(byte {at}): save the whole file as CSV UTF-8") from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    mixed = mixed_lines(data)
+    if mixed is not None:
+        raise TableError(f"{name}: mixed encodings: line {mixed[0]} is UTF-8 and line {mixed[1]} is not (GBK?): "
+                         "save the whole file in one encoding (CSV UTF-8)")
     try:
         return data.decode("gb18030"), "gb18030"
     except UnicodeDecodeError as error:
-        raise TableError(f"{name}: neither UTF-8 nor GBK/GB18030 text (byte {error.start}): "
-                         "save it as CSV UTF-8") from None
+        raise TableError(f"{name}: line {_line_of(data, error.start)}: neither UTF-8 nor GBK/GB18030 text "
+                         f"(byte {error.start}): save it as CSV UTF-8") from None
+
+
+def mixed_lines(data: bytes) -> tuple[int, int] | None:
+    """(the first line that reads as UTF-8, the first that is not UTF-8) of a file that is not UTF-8
+    throughout, when it has both; else None.
+
+    A line of GBK can be valid UTF-8 by chance (one in fifty lines with a short name is), so a line
+    valid as UTF-8 counts as UTF-8 only when it reads better so (``_plausible``: common Chinese
+    characters, less characters outside GB2312). UTF-8 Chinese read as GBK gives rare characters, and
+    GBK read as UTF-8 gives rare characters or letters of other scripts, so the two readings of a real
+    name are far apart.
+    Lines are split at LF, which no multi-byte character of either encoding holds."""
+    first_utf8 = first_other = None
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.isascii():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            first_other = first_other or number
+        else:
+            if first_utf8 is None and _reads_as_utf8(line, text):
+                first_utf8 = number
+        if first_utf8 and first_other:
+            return first_utf8, first_other
+    return None
+
+
+def _reads_as_utf8(line: bytes, text: str) -> bool:
+    try:
+        other = line.decode("gb18030")
+    except UnicodeDecodeError:
+        return True
+    (score, count), (other_score, other_count) = _plausible(text), _plausible(other)
+    return score * other_count > other_score * count  # the better share of plausible characters
+
+
+def _plausible(text: str) -> tuple[int, int]:
+    """(how much ``text`` reads as Chinese, its characters that are not ASCII): its common characters
+    (GB2312's first level, the 3,755 of everyday names and words) less its characters outside GB2312
+    altogether (the rare ones a wrong decoding gives)."""
+    score = count = 0
+    for character in text:
+        if character.isascii():
+            continue
+        count += 1
+        try:
+            encoded = character.encode("gb2312")
+        except UnicodeEncodeError:
+            score -= 1
+            continue
+        score += len(encoded) == 2 and 0xB0 <= encoded[0] <= 0xD7
+    return score, count
+
+
+def _line_of(data: bytes, at: int) -> int:
+    return data.count(b"\n", 0, at) + 1
 
 
 def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]], identify: Sequence[str],
                name: str | None = None, require: Sequence[str] = (), identifiers: Collection[str] = (),
                dates: Collection[str] = (), sheet: str | None = None, totals: Totals = "skip",
                what: str = "a table", max_bytes: int, max_unpacked: int = MAX_UNPACKED_BYTES,
-               max_rows: int | None = None, header_within: int = HEADER_WITHIN) -> Table:
+               max_rows: int | None = None, max_cells: int = MAX_CELLS, header_within: int = HEADER_WITHIN) -> Table:
     """Open a table (a path, or the bytes of one named ``name``) and find its header: the first row
     naming every field of ``identify``; the header must also name every field of ``require``.
     ``fields`` maps each field to the headers that mean it (its own name is one). ``identifiers`` are
     the fields whose numbers a spreadsheet must not have rounded, ``dates`` those a date cell may fill.
-    ``max_rows`` bounds the rows, blank ones included. TableError for a file that is not such a table;
+    ``max_rows`` bounds the rows, blank ones included, ``max_cells`` a workbook's cells. TableError for a file that is not such a table;
     ``what`` names the kind of table in its messages (``a wage sheet``)."""
     if totals not in ("skip", "keep", "problem"):
         raise ValueError(f"totals is skip, keep or problem, not {totals!r}")
@@ -219,8 +308,8 @@ def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]
     if data.startswith(_OLE):
         raise TableError(f"{name}: an old binary Excel file (.xls): save it as .xlsx or CSV")
     if data.startswith(_ZIP):
-        return _workbook_table(data, digest, spec, sheet, max_unpacked, min(max_rows or MAX_SHEET_ROWS,
-                                                                            MAX_SHEET_ROWS))
+        return _workbook_table(data, digest, spec, sheet, max_unpacked,
+                               min(max_rows or MAX_SHEET_ROWS, MAX_SHEET_ROWS), max_cells)
     if sheet is not None:
         raise TableError(f"{name}: a CSV file, not a workbook: it has no worksheet {quoted(sheet)}")
     text, encoding = decode(data, name)
@@ -288,6 +377,7 @@ class _Stream:
         self.rows, self.spec, self.position, self.max_rows = rows, spec, position, max_rows
         self.count = 0
         self.best: list[str] | None = None
+        self.hidden: _Hidden | None = None  # a worksheet's hidden rows and columns
 
     def __iter__(self) -> Iterator[tuple[int, list]]:
         for number, cells in self.rows:
@@ -311,7 +401,10 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, list]]:
             yield start, cells
             start = reader.line_num + 1
     except csv.Error as error:
-        raise TableError(f"{name}: line {start}: not CSV ({error})") from None
+        if "field larger than field limit" in str(error):
+            raise TableError(f"{name}: line {start}: a cell longer than {csv.field_size_limit()} characters: not a "
+                             "table of this kind") from None
+        raise TableError(f"{name}: line {start}: not CSV ({_said(error)})") from None
 
 
 def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
@@ -389,6 +482,11 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
             if total and spec.totals == "problem":
                 table.problems.append(Problem(where, "a total row: leave it out of the file"))
                 continue
+            if stream.hidden is not None and number in stream.hidden.rows:
+                table.problems.append(Problem(where, "a hidden row (hidden, filtered or folded): it is never read; show "
+                                                     "every row, clear the filters and save the file again"))
+                count += 1
+                continue
             values: dict[str, str] = {}
             errors: list[str] = []
             for name, index in table.columns.items():
@@ -425,27 +523,21 @@ def _letters(number: int) -> str:
 
 
 def _workbook_table(data: bytes, digest: str, spec: _Spec, sheet: str | None, max_unpacked: int,
-                    max_rows: int) -> Table:
+                    max_rows: int, max_cells: int) -> Table:
     from gate_agent.extras import require
 
     # Only for a workbook: the collector starts without openpyxl, and a CSV reads without it. defusedxml
     # too: openpyxl refuses the XML entity tricks a hostile workbook can hold only when it is installed.
     require("defusedxml", "bank")
     load_workbook = require("openpyxl", "bank").load_workbook
+    _prescan(data, spec, max_unpacked, max_cells)
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except Exception as error:  # noqa: BLE001 - a hostile zip may fail anywhere inside zipfile
-        raise TableError(f"{spec.name}: not a readable .xlsx (zip): {_said(error)}") from None
-    if unpacked > max_unpacked:
-        raise TableError(f"{spec.name}: it unpacks to {unpacked} bytes, more than {spec.what} "
-                         f"({max_unpacked} at most)")
-    try:
+        # The values a spreadsheet last computed; which cells are formulas, _sheet_rows finds out itself.
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:  # noqa: BLE001 - as above, inside openpyxl
         raise _unreadable(spec.name, error) from None
     try:
-        return _choose_sheet(workbook, spec, sheet, digest, max_rows)
+        return _choose_sheet(workbook, spec, sheet, digest, max_rows, max_cells)
     except BaseException as error:
         workbook.close()
         if isinstance(error, Exception) and not isinstance(error, TableError):
@@ -462,43 +554,224 @@ def _said(error: Exception) -> str:
     return escape_control(str(error)[:200])
 
 
-def _sheet_rows(worksheet, name: str) -> Iterator[tuple[int, list]]:
-    """(row, values) of a worksheet from its row 1, whatever the file says its first row is, so that
-    numbers are the spreadsheet's own (openpyxl fills the rows a file leaves out with empty ones); any
-    failure of the library while it parses them lazily is a TableError."""
+#: An element ``si`` (a shared string) with any namespace prefix: counted on the bytes, an upper bound.
+_SHARED_STRING = re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?si[\s/>]")
+_XML_NAMES = (".xml", ".rels", ".vml")
+_CHUNK = 1024 * 1024
+
+
+def _prescan(data: bytes, spec: _Spec, max_unpacked: int, max_cells: int) -> None:
+    """The zip's parts checked on their bytes before any XML parser sees them (the parse of a few
+    kilobytes of zip can otherwise take minutes and gigabytes): how many parts, what they unpack to and
+    how far they pack, the longest stretch of XML without markup, the shared strings."""
+    name = spec.name
     try:
-        worksheet.reset_dimensions()  # a file's own stated dimensions may be wrong: read every row there is
-        for number, values in enumerate(worksheet.iter_rows(min_row=1, values_only=True), start=1):
-            yield number, list(values)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            if len(infos) > MAX_PARTS:
+                raise TableError(f"{name}: {len(infos)} parts in the zip, more than a workbook has ({MAX_PARTS} at most)")
+            unpacked = sum(info.file_size for info in infos)
+            if unpacked > max_unpacked:
+                raise TableError(f"{name}: it unpacks to {unpacked} bytes, more than {spec.what} "
+                                 f"({max_unpacked} at most)")
+            strings = sum(_scan_part(archive, info, name) for info in infos)
+    except TableError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a hostile zip may fail anywhere inside zipfile
+        raise TableError(f"{name}: not a readable .xlsx (zip): {_said(error)}") from None
+    if strings > max_cells:
+        raise TableError(f"{name}: {strings} shared strings, more than {spec.what} can hold ({max_cells} at most)")
+
+
+def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> int:
+    """The shared strings (``si`` elements) of one part, once its XML is found within the bounds; a part
+    that is not XML (a picture) is not read."""
+    part = quoted(info.filename, 60)
+    with archive.open(info) as stream:
+        chunk = stream.read(_CHUNK)
+        start = chunk.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if start.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in start[:4]:
+            # Every spreadsheet writes its XML in UTF-8; the bounds below are counted on UTF-8 bytes.
+            raise TableError(f"{name}: its part {part} is XML in UTF-16 or another wide encoding: not what a "
+                             "spreadsheet writes")
+        if not (start.startswith(b"<") or not start or info.filename.lower().endswith(_XML_NAMES)):
+            return 0
+        if info.file_size > RATIO_FROM and info.file_size > MAX_RATIO * max(1, info.compress_size):
+            raise TableError(f"{name}: its part {part} unpacks from {info.compress_size} to {info.file_size} bytes, "
+                             f"more than {MAX_RATIO} times: not what a spreadsheet writes")
+        strings, carry = 0, b""
+        while chunk:
+            buffer = carry + chunk
+            cut = buffer.rfind(b"<")
+            if cut > 0:  # each piece before the last '<' is whole: a '<' and what follows it up to the next
+                done, carry = buffer[:cut], buffer[cut:]
+                if max(map(len, done.split(b"<"))) > MAX_TOKEN:
+                    raise _long_token(name, part)
+                strings += len(_SHARED_STRING.findall(done))
+            else:
+                carry = buffer
+            if len(carry) > MAX_TOKEN:
+                raise _long_token(name, part)
+            chunk = stream.read(_CHUNK)
+        return strings + len(_SHARED_STRING.findall(carry))
+
+
+def _long_token(name: str, part: str) -> TableError:
+    return TableError(f"{name}: its part {part} holds more than {MAX_TOKEN} bytes of XML without markup (a text, a "
+                      "comment, an attribute): more than a spreadsheet's cell holds")
+
+
+@dataclass
+class _Hidden:
+    """What a worksheet hides from the person who looks at it: rows, and column ranges (first, last)."""
+
+    rows: set[int] = field(default_factory=set)
+    columns: list[tuple[int, int]] = field(default_factory=list)
+
+    def column(self, index: int) -> bool:
+        return any(first <= index <= last for first, last in self.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Formula:
+    """A cell holding a formula: what a spreadsheet shows is what the formula computes, which the file's
+    stored value (``stored``) need not be. Never read as a value."""
+
+    cell: str  # "C7"
+    formula: str
+    stored: str | None
+
+    def __str__(self) -> str:
+        return self.formula
+
+
+def _parser_class():
+    from openpyxl.worksheet._reader import FORMULA_TAG, VALUE_TAG, WorkSheetParser
+
+    class Parser(WorkSheetParser):
+        """openpyxl's own parse of a worksheet, so that a cell is where openpyxl puts it; a formula is
+        kept as (its text, its stored value), never translated (a shared formula's translation costs the
+        formula's length again on every cell that shares it)."""
+
+        def parse_formula(self, element):
+            formula = element.find(FORMULA_TAG)
+            text = "=" + formula.text if formula.text else "a formula shared with another cell"
+            return text, element.findtext(VALUE_TAG)
+
+    return Parser
+
+
+def _sheet_rows(worksheet, name: str, hidden: _Hidden, counted: list[int], max_cells: int
+                ) -> Iterator[tuple[int, list]]:
+    """(row, values) of a worksheet from its row 1, whatever the file says its dimensions are (openpyxl's
+    own worksheet parser, rows left out filled with empty ones); a formula cell is a Formula. The rows
+    and cells must be in order, as a spreadsheet writes them, and stay within the bounds; rows and
+    columns the sheet hides are put in ``hidden``; ``counted`` holds the cells read, blank rows counted
+    as one. Any failure of the library while it parses them lazily is a TableError."""
+    title = str(worksheet.title)
+    workbook = worksheet.parent
+    try:
+        with worksheet._get_source() as source:
+            parser = _parser_class()(source, worksheet._shared_strings, data_only=False, epoch=workbook.epoch,
+                                     date_formats=workbook._date_formats,
+                                     timedelta_formats=workbook._timedelta_formats)
+            expected = 1
+            for number, cells in parser.parse():
+                if number < expected:
+                    raise TableError(f"{name}: {title} row {number} comes after row {expected - 1}: rows out of order "
+                                     "are not what a spreadsheet writes")
+                if expected == 1:  # the columns (<cols>) come before the rows
+                    hidden.columns.extend(_hidden_columns(parser.column_dimensions))
+                while expected < number:
+                    counted[0] += 1
+                    if counted[0] > max_cells:
+                        raise _too_many_cells(name, max_cells, title, expected)
+                    yield expected, []
+                    expected += 1
+                width = cells[-1]["column"] if cells else 0
+                if width > MAX_COLUMNS:
+                    raise TableError(f"{name}: {title} row {number} reaches column {_letters(width)}: a table here has "
+                                     f"at most {MAX_COLUMNS} columns; delete what lies beyond it")
+                counted[0] += max(1, width)
+                if counted[0] > max_cells:
+                    raise _too_many_cells(name, max_cells, title, number)
+                values: list = [None] * width
+                previous = 0
+                for cell in cells:
+                    column = cell["column"]
+                    if column <= previous or cell["row"] != number:
+                        raise TableError(f"{name}: {title} row {number}: cells out of order or out of their row: not "
+                                         "what a spreadsheet writes")
+                    previous = column
+                    value = cell["value"]
+                    if cell["data_type"] == "f":
+                        value = Formula(f"{_letters(column)}{number}", *value)
+                    values[column - 1] = value
+                if str((parser.row_dimensions.get(str(number)) or {}).get("hidden", "")).lower() in ("1", "true"):
+                    hidden.rows.add(number)
+                yield number, values
+                expected = number + 1
+    except TableError:
+        raise
     except Exception as error:  # noqa: BLE001 - a hostile workbook may fail anywhere inside the library
         raise _unreadable(name, error) from None
 
 
-def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_rows: int) -> Table:
-    """The named worksheet, or the only one with a header row."""
+def _too_many_cells(name: str, max_cells: int, title: str, number: int) -> TableError:
+    return TableError(f"{name}: more than {max_cells} cells (rows x columns) by {title} row {number}: too many to read")
+
+
+def _hidden_columns(dimensions: Mapping[str, Mapping]) -> Iterator[tuple[int, int]]:
+    for attributes in dimensions.values():
+        if str(attributes.get("hidden", "")).lower() in ("1", "true"):
+            first = int(attributes.get("min") or 0)
+            yield first, int(attributes.get("max") or first)
+
+
+def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_rows: int, max_cells: int) -> Table:
+    """The named worksheet, or the only one with a header row; a hidden worksheet is never read."""
     worksheets = list(workbook.worksheets)
     titles = [str(worksheet.title) for worksheet in worksheets]
+    states = {title: str(worksheet.sheet_state or "visible") for title, worksheet in zip(titles, worksheets, strict=True)}
     if not worksheets:
         raise TableError(f"{spec.name}: the workbook has no worksheet")
     if sheet is not None and sheet not in titles:
         raise TableError(f"{spec.name}: no worksheet {quoted(sheet)}; it has "
                          + ", ".join(quoted(title) for title in titles))
+    if sheet is not None and states[sheet] != "visible":
+        raise TableError(f"{spec.name}: the worksheet {quoted(sheet)} is hidden ({states[sheet]}): a hidden "
+                         "worksheet is never read; unhide it in the spreadsheet if it is the one")
+    if all(state != "visible" for state in states.values()):
+        raise TableError(f"{spec.name}: every worksheet is hidden: nothing a person sees to read")
     streams, found = [], []
+    counted = [0]
     for title, worksheet in zip(titles, worksheets, strict=True):
-        if sheet is not None and title != sheet:
+        if (sheet is not None and title != sheet) or states[title] != "visible":
             continue
-        stream = _Stream(_sheet_rows(worksheet, spec.name), spec, lambda number, title=title: f"{title} row {number}",
-                         max_rows)
+        hidden = _Hidden()
+        stream = _Stream(_sheet_rows(worksheet, spec.name, hidden, counted, max_cells), spec,
+                         lambda number, title=title: f"{title} row {number}", max_rows)
+        stream.hidden = hidden
         streams.append(stream)
         header = _find_header(stream, spec)
         if header is not None:
             found.append((title, stream, header))
     if not found:
-        raise _no_header(spec, streams)
+        hidden_sheets = [f"{quoted(title)} ({state})" for title, state in states.items() if state != "visible"]
+        error = _no_header(spec, streams)
+        if hidden_sheets:
+            error = TableError(f"{error}; hidden worksheets are never read: {', '.join(hidden_sheets)}")
+        raise error
     if len(found) > 1:
         raise TableError(f"{spec.name}: {len(found)} worksheets have a header row ("
                          + ", ".join(quoted(title) for title, *_ in found) + "): say which one to read")
     title, stream, header = found[0]
-    others = [other for other in titles if other != title]
-    notes = [f"read the worksheet {quoted(title)}; not read: " + ", ".join(quoted(t) for t in others)] if others else []
+    hidden_fields = [f"{_letters(index + 1)} ({name})" for name, index in header.columns.items()
+                     if stream.hidden.column(index + 1)]
+    if hidden_fields:
+        raise TableError(f"{spec.name}: {title}: the column(s) {', '.join(hidden_fields)} are hidden: a hidden column "
+                         "is never read; unhide it in the spreadsheet")
+    others = [quoted(other) + ("" if states[other] == "visible" else f" ({states[other]})")
+              for other in titles if other != title]
+    notes = [f"read the worksheet {quoted(title)}; not read: " + ", ".join(others)] if others else []
     return _table(spec, "xlsx", "xlsx", digest, title, header, stream, notes, finish=workbook.close)

@@ -14,7 +14,9 @@ what the sheet says and what the gates say:
   compared in integer fen (amount x 60 < hourly x minutes);
 - ``shared_account``: one payee account (digits only) on several workers' lines, or on one worker's line
   and another worker's registered account (someone holding workers' cards, forbidden by Art. 31);
-- ``amount_differs``: the sheet's amount is not the gross of the worker's line in the latest table.
+- ``amount_differs``: the sheet's amount is not the gross of the worker's line in the latest table;
+- ``deductions_over_half``: the sheet deducts more than half the line's amount, a decision for a person:
+  taken as the period's (``--take-deductions``), they hold the worker's wage line too (wages.over_half).
 
 A verified day is a complete day of the gates' attendance (IN and OUT, worked time, final); days still to
 decide and days not final yet are counted beside it, never as verified.
@@ -35,9 +37,9 @@ from .money import yuan
 from .reports import attendance
 from .store import Store, StoreError
 from .wage_sheet import read_sheet
-from .wages import FULL_MONTH_MINUTES, UNDECIDED, WageError, below_minimum, period_bounds
+from .wages import FULL_MONTH_MINUTES, UNDECIDED, WageError, below_minimum, over_half, period_bounds
 
-KINDS = ("ghost", "unpaid", "days_over", "below_minimum", "shared_account", "amount_differs")
+KINDS = ("ghost", "unpaid", "days_over", "below_minimum", "shared_account", "amount_differs", "deductions_over_half")
 #: The statutory standard month (劳社部发〔2008〕3号): 21.75 days of 8 hours.
 #: Bad rows shown before the rest are only counted.
 SHOWN_PROBLEMS = 20
@@ -102,7 +104,15 @@ def import_sheet(store: Store, path: str | Path, *, site: str, period: str, by: 
     if take_deductions:
         taken = take_sheet_deductions(store, held, by=by.strip())
         held = store.wage_sheet(held["id"])
-    return {**summary(held), "already_imported": already, "deductions_taken": taken}
+    return {**summary(held), "already_imported": already, "deductions_taken": taken,
+            "deductions_over_half": deductions_over_half(held)}
+
+
+def deductions_over_half(sheet: dict) -> list[dict]:
+    """The lines whose deductions are above half their amount: each a decision for a person."""
+    return [{"worker": line["worker"], "row": line["source_row"], "amount_fen": line["amount_fen"],
+             "deductions_fen": line["deductions_fen"]}
+            for line in sheet["lines"] if line["deductions_fen"] and over_half(line["deductions_fen"], line["amount_fen"])]
 
 
 def summary(sheet: dict) -> dict:
@@ -252,6 +262,14 @@ def check(store: Store, site: str, period: str, *, employer: str | None = None, 
         found("unpaid", worker, payee.get("name"), None, "no line", _verified(attended)
               + (f"; {yuan(gross[worker])} yuan gross in wage table version {table['version']}" if worker in gross else ""),
               verified_days=attended["days"], worked_minutes=attended["minutes"], table_gross_fen=gross.get(worker))
+
+    for line in sheet["lines"]:
+        if line["deductions_fen"] and over_half(line["deductions_fen"], line["amount_fen"]):
+            payee = payees.get(line["worker"]) or {}
+            found("deductions_over_half", line["worker"], payee.get("name") or line["name"], line["source_row"],
+                  f"{yuan(line['amount_fen'])} yuan less {yuan(line['deductions_fen'])} deductions",
+                  "more than half the amount deducted: a decision for a person (taken as the period's, they hold "
+                  "the wage line)", sheet_amount_fen=line["amount_fen"], sheet_deductions_fen=line["deductions_fen"])
 
     for line, others in _shared_accounts(sheet, payees, where):
         found("shared_account", line["worker"], (payees.get(line["worker"]) or {}).get("name") or line["name"],

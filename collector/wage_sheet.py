@@ -4,11 +4,13 @@ Per worker: the days, the amount (gross, 应发), the deductions and the payee a
 name, the ID number, the hours and the net pay. Headers in Chinese or English (``HEADERS``; a unit in
 brackets after a header, ``应发工资（元）``, is allowed; other columns are ignored and listed). A CSV is
 UTF-8 (with or without a BOM) or, failing a strict UTF-8 reading, GB18030 (which contains GBK); the
-encoding used is reported. An XLSX is read through openpyxl, its first worksheet; a number cell is taken
-through its shortest decimal text (``350.1`` stays 350.10 yuan, never the binary ``350.09999...``), and
-an account or ID number a spreadsheet stored as a number with more digits than it keeps exactly is
-refused. Title rows above the header are skipped and said so; a last row whose worker cell is a total
-(合计, total) is checked against the sum of the lines and not kept as a line.
+encoding used is reported. An XLSX is read through openpyxl in the visible worksheet with the header
+(a hidden one is never read); a number cell is taken through its shortest decimal text (``350.1`` stays
+350.10 yuan, never the binary ``350.09999...``), and an account or ID number a spreadsheet stored as a
+number with more digits than it keeps exactly is refused, and so is a formula in a line (what the file
+stores for it need not be what the spreadsheet shows). Title rows above the header are skipped and said
+so; a last row whose worker cell is a total (合计, total) is checked against the sum of the lines (where
+its cells are values, not formulas) and not kept as a line.
 
 Every bad row is reported with its line (CSV) or row (XLSX); the caller imports nothing when there is
 any. Nothing is guessed: an amount with more than two decimals, a thousands separator or a currency sign
@@ -27,7 +29,7 @@ from gate_agent.protocol import valid_id
 
 from . import masking
 from .money import MoneyError, parse_yuan, yuan
-from .tabular import MAX_UNPACKED_BYTES, Problem, Row, Table, TableError, cell_text, read_table
+from .tabular import MAX_UNPACKED_BYTES, Formula, Problem, Row, Table, TableError, cell_text, read_table
 
 #: Field -> the headers that mean it (compared as collector/tabular.header_key compares them).
 HEADERS = {
@@ -90,7 +92,7 @@ def read_sheet(path: str | Path, *, period_days: int, sheet: str | None = None) 
         if total is not None:
             problems.append(total.problem("a total row must be the last row"))
             total = None
-        line, errors = _line(row, table.format, period_days, seen)
+        line, errors = _line(row, period_days, seen)
         if errors:
             problems.append(row.problem("; ".join(errors)))
         elif line is not None:
@@ -100,7 +102,7 @@ def read_sheet(path: str | Path, *, period_days: int, sheet: str | None = None) 
     return result, problems
 
 
-def _line(row: Row, format: str, period_days: int, seen: dict[str, str]) -> tuple[dict | None, list[str]]:
+def _line(row: Row, period_days: int, seen: dict[str, str]) -> tuple[dict | None, list[str]]:
     errors = [f"{name} is longer than {MAX_TEXT} characters" for name, text in row.values.items() if len(text) > MAX_TEXT]
     if errors:
         return None, errors
@@ -129,8 +131,7 @@ def _line(row: Row, format: str, period_days: int, seen: dict[str, str]) -> tupl
         try:
             amounts[name] = parse_yuan(text, what=name)
         except MoneyError as error:
-            errors.append(str(error) + (" (empty: a formula no spreadsheet computed reads so)"
-                                        if not text and format == "xlsx" else ""))
+            errors.append(str(error))
     amount, deducted, net = amounts.get("amount"), amounts.get("deductions"), amounts.get("net")
     if amount is not None and deducted is not None:
         if deducted > amount:
@@ -152,9 +153,13 @@ def _line(row: Row, format: str, period_days: int, seen: dict[str, str]) -> tupl
 
 def _check_total(sheet: Sheet, total: Row, table: Table) -> list[Problem]:
     """A total row's amounts, where given, are the sums of the lines."""
-    wrong = []
+    wrong, formulas = [], []
     for name, key in (("amount", "amount_fen"), ("deductions", "deductions_fen"), ("net", "net_fen")):
         if name not in table.columns or table.columns[name] >= len(total.cells):
+            continue
+        if isinstance(total.cells[table.columns[name]], Formula):
+            # A total is the sum of the lines, which are values: nothing of it is read or stored.
+            formulas.append(name)
             continue
         try:
             text = cell_text(total.cells[table.columns[name]])
@@ -170,7 +175,11 @@ def _check_total(sheet: Sheet, total: Row, table: Table) -> list[Problem]:
     if wrong:
         return [total.problem("; ".join(wrong))]
     # As the kept lines are referred to (their source_row): a row of a workbook, a line of a CSV.
-    sheet.notes.append(f"total row ({'row' if table.format == 'xlsx' else 'line'} {total.number}) agrees with the lines")
+    where = f"{'row' if table.format == 'xlsx' else 'line'} {total.number}"
+    if formulas:
+        sheet.notes.append(f"total row ({where}): {', '.join(formulas)} a formula, not compared (the lines are summed)")
+    if len(formulas) < sum(name in table.columns for name in ("amount", "deductions", "net")):
+        sheet.notes.append(f"total row ({where}) agrees with the lines")
     return []
 
 

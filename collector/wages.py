@@ -12,7 +12,9 @@ the flags a person must see. The rules, applied in this order:
 - Money is integer fen. Minutes are paid exactly (rate x minutes / 60) and the line's sum of all its
   hourly segments is rounded once, half up; day segments need no rounding.
 - Deductions (each an item with a reason and who added it) are subtracted; a net below zero is not
-  paid, it is a decision.
+  paid, it is a decision, and so are deductions above half the gross (``deductions_over_half``: a
+  deduction is capped by law, 20% of the month's wage for damages, and a large one taken from an
+  employer's sheet is what a forged sheet would claim), until a person approves over it.
 - The local minimum wage is compared with the line's gross: the monthly minimum for a full month of work
   (174 hours, the statutory 21.75 days of 8 hours), else the hourly minimum per hour worked; a line below
   it is flagged ``below_minimum`` (paid as computed: the bank reports, the regulation decides).
@@ -140,6 +142,11 @@ def below_minimum(gross_fen: int, minutes: int, minimum: dict) -> bool:
     return gross_fen * 60 < minimum["hourly_fen"] * minutes
 
 
+def over_half(deductions_fen: int, gross_fen: int) -> bool:
+    """Deductions above half the gross: a decision for a person, not a line paid as computed."""
+    return deductions_fen * 2 > gross_fen
+
+
 def _line(worker: str, records: list[dict], history: list[dict], deductions: list[dict], minimum: dict | None,
           payee: dict) -> dict:
     flags: set[str] = set()
@@ -190,11 +197,13 @@ def _line(worker: str, records: list[dict], history: list[dict], deductions: lis
         flags.add("no_terms")
     if net < 0:
         flags.add("deductions_exceed_gross")
+    elif over_half(deducted, gross):
+        flags.add("deductions_over_half")
     if not payee.get("bank_account"):
         flags.add("no_bank_account")
     if minimum is not None and minutes and below_minimum(gross, minutes, minimum):
         flags.add("below_minimum")
-    decision = bool(to_decide or no_terms or net < 0 or not payee.get("bank_account"))
+    decision = bool(to_decide or no_terms or net < 0 or over_half(deducted, gross) or not payee.get("bank_account"))
     last_segment = max(segments.values(), key=lambda s: s["from"]) if segments else None
     return {
         "worker": worker, "name": payee.get("name") or worker, "employer": payee.get("employer"),

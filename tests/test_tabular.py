@@ -227,7 +227,7 @@ def test_several_worksheets_the_one_named_or_the_only_one_with_a_header():
     ("工号,姓名\n\n,,\n".encode(), r"no rows under the header \(line 1\)"),
     ("工号,姓名\n合计,3\n".encode(), r"no rows under the header"),
     (b"PK\x03\x04broken", "not a readable .xlsx"),
-    (b"worker,name\nW1,\"" + b"x" * 200_000 + b"\"\n", "line 2: not CSV"),
+    (b"worker,name\nW1,\"" + b"x" * 200_000 + b"\"\n", "line 2: a cell longer than 131072 characters"),
 ])
 def test_a_file_that_is_not_a_table_is_one_error_naming_it(data, why):
     with pytest.raises(TableError, match=why) as raised:
