@@ -354,7 +354,7 @@ def start_web(setup: CollectorSetup, *, verbose: str = "-v") -> tuple[subprocess
     URL once it answers. Its log is serve.log beside the config."""
     import urllib.request
 
-    from collector.broker import free_port
+    from tests.ports import free_port
 
     port = free_port()
     handle = open(setup.directory / "serve.log", "ab")
