@@ -40,7 +40,7 @@ from gate_agent.protocol import (
 )
 
 from .cluster import LeaseKeeper, client_id, partition_of
-from .config import CollectorConfig
+from .config import RETRY_FIRST_SECONDS, CollectorConfig
 from .evidence_signer import sign_next
 from .ingest import BurstResult, Incoming, Ingestor, LeaseLost
 from .signing import load_bank_key
@@ -56,7 +56,6 @@ BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so the
 #: 250 of them made one burst of minutes on a loaded host, longer than a partition's lease, so processes
 #: took each other's partitions mid-burst. 2 MiB is about 4,000 punches: well under a second when idle.
 BURST_MAX_BYTES = 2 * 1024 * 1024
-RETRY_DELAYS = (0.5, 30.0)
 #: In-memory counters that `collector serve` (a separate, read-only process) reports in /metrics.
 PERSISTED_COUNTERS = ("acks_sent", "resend_requests", "rosters_published", "refusals_sent", "write_failures",
                       "ingest_lag_ms_sum", "ingest_lag_count", "lock_wait_us_sum", "bursts")
@@ -264,7 +263,7 @@ class CollectorService:
     def _process(self, arrivals: list[tuple[float, int, Message]]) -> None:
         # A partition given back or lost since these arrived: its next holder receives them again.
         arrivals = [a for a in arrivals if a[1] in self.partitions]
-        delay = RETRY_DELAYS[0]
+        delay = RETRY_FIRST_SECONDS
         while arrivals:
             now = utc_now_text()
             incoming = [Incoming(m.topic, m.payload, now) for _, _, m in arrivals]
@@ -285,7 +284,7 @@ class CollectorService:
                           display(self.config.db), error, delay)
                 if self._stop.wait(delay):
                     return
-                delay = min(delay * 2, RETRY_DELAYS[1])
+                delay = min(delay * 2, self.config.write_retry_max_seconds)
         else:
             return
         committed = time.monotonic()
