@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.broker import LocalBroker
-from tests import postgres
+from tests import browser, postgres
 from tests.helpers import GateSetup
 from tests.ports import free_port
 
@@ -65,6 +65,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    browser.close()
     postgres.drop_templates()
     if _is_xdist_worker(session.config):
         return
