@@ -4,7 +4,8 @@ Asking the kernel for port 0 and releasing it races between parallel workers: tw
 the same port before either one's broker binds it. So each worker (``PYTEST_XDIST_WORKER`` = gw0, gw1...)
 hands out ports from a range of its own, below the kernel's ephemeral range (where the client side of
 every connection gets its port), and still checks that a port is free for TCP and UDP before handing it
-out (another program, or another run of the suite on the same machine, may hold it). Each process starts
+out (another program, or another run of the suite on the same machine, may hold it), and passes over
+ports that have a name in /etc/services (see has_service_name). Each process starts
 at its own place in its range, so two runs of the suite at the same time rarely meet either.
 """
 
@@ -50,6 +51,19 @@ def worker_range(number: int, ephemeral: tuple[int, int] | None = None) -> range
     return range(first, min(first + SPAN, 65536))
 
 
+def has_service_name(port: int) -> bool:
+    """The port has a name in /etc/services. nfcpy's udp driver (the virtual cards and the gate's reader
+    in the tests) turns its port into that name with getnameinfo and then fails to read it as a number
+    (10080 is "amanda"), so such ports are never handed out."""
+    for protocol in ("tcp", "udp"):
+        try:
+            socket.getservbyport(port, protocol)
+        except OSError:
+            continue
+        return True
+    return False
+
+
 def is_free(port: int) -> bool:
     """Nothing holds the port on 127.0.0.1, neither for TCP nor for UDP (a port handed out serves either)."""
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
@@ -74,7 +88,7 @@ class PortPool:
     def take(self) -> int:
         for _ in range(len(self.ports)):
             port = next(self._order)
-            if is_free(port):
+            if not has_service_name(port) and is_free(port):
                 return port
         raise RuntimeError(f"no free port in {self.ports.start}..{self.ports.stop - 1}")
 
