@@ -56,6 +56,18 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses a module-scoped fixture (a built wheel, a served database) runs in the worker that
+    runs the module's other such tests, so the fixture is made once, not once per worker
+    (``--dist loadgroup``); the module's other tests go wherever a worker is free."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+        if any(d[-1].scope == "module" for d in definitions if d) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # The checkout is looked at once, by the process that runs the session (the controller under xdist),
     # before any worker starts and after all have ended: a worker's own view would see its neighbours'
