@@ -60,7 +60,9 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that uses a module-scoped fixture (a built wheel, a served database) runs in the worker that
     runs the module's other such tests, so the fixture is made once, not once per worker
-    (``--dist loadgroup``); the module's other tests go wherever a worker is free."""
+    (``--dist loadgroup``); the module's other tests go wherever a worker is free. pytest-xdist 3.8 marks
+    a group by renaming the item's ``_nodeid``, which pytest 9.2 no longer reads (it keeps ``_id``): with
+    those two versions the groups are not kept together yet, and such fixtures are made once per worker."""
     for item in items:
         fixtures = getattr(item, "_fixtureinfo", None)
         definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()

@@ -51,12 +51,20 @@ def browser(tmp_path):
 
 def until(driver, condition, message: str, timeout: float = 60):
     """Wait for ``condition(driver)``; the page re-renders as updates arrive, so an element read a moment
-    before may be gone: that counts as "not yet"."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    before may be gone, and a sign-in link moves on to the site page, which aborts a command sent while it
+    navigates: both count as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
+    def settled(d):
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            if isinstance(error, StaleElementReferenceException) or "aborted by navigation" in str(error.msg):
+                return False
+            raise
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(settled, message)
 
 
 def ingest(store, topic: str, payload: bytes, when: datetime) -> None:
