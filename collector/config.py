@@ -54,6 +54,9 @@ from .store import Timeouts
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
+#: The first pause before a failed database write is tried again (it doubles up to write_retry_max_seconds).
+RETRY_FIRST_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class CollectorConfig:
@@ -69,6 +72,7 @@ class CollectorConfig:
     read_sun_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
     gap_wait_seconds: float = 5.0
     resend_interval_seconds: float = 30.0
+    write_retry_max_seconds: float = 30.0  # a failed write is retried after 0.5 s, doubling up to this
     future_tolerance_seconds: float = 300.0
     backwards_tolerance_seconds: float = 60.0
     receive_maximum: int = 1000
@@ -237,6 +241,8 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         read_sun_key=sun_key,
         gap_wait_seconds=ingest.number("gap_wait_seconds", 5, minimum=0.1, maximum=3600),
         resend_interval_seconds=ingest.number("resend_interval_seconds", 30, minimum=1, maximum=86400),
+        write_retry_max_seconds=ingest.number("write_retry_max_seconds", 30, minimum=RETRY_FIRST_SECONDS,
+                                              maximum=3600),
         future_tolerance_seconds=ingest.number("future_tolerance_seconds", 300, minimum=0,
                                                maximum=MAX_TOLERANCE_SECONDS),
         backwards_tolerance_seconds=ingest.number("backwards_tolerance_seconds", 60, minimum=0,

@@ -47,7 +47,7 @@ from gate_agent.protocol import (
 )
 
 from .cluster import LeaseKeeper, client_id, partition_of
-from .config import CollectorConfig
+from .config import RETRY_FIRST_SECONDS, CollectorConfig
 from .evidence_signer import sign_next
 from .ingest import BurstResult, Incoming, Ingestor, LeaseLost, gate_of_topic
 from .signing import load_bank_key
@@ -63,7 +63,6 @@ BURST_MAX = 250  # messages per transaction: acks reach the gates sooner, so the
 #: 250 of them made one burst of minutes on a loaded host, longer than a partition's lease, so processes
 #: took each other's partitions mid-burst. 2 MiB is about 4,000 punches: well under a second when idle.
 BURST_MAX_BYTES = 2 * 1024 * 1024
-RETRY_DELAYS = (0.5, 30.0)
 #: Seconds before messages set aside for a busy gate are first offered again (then doubling, up to the
 #: lock timeout).
 DEFER_FIRST = 0.25
@@ -340,7 +339,7 @@ class CollectorService:
 
     def _write(self, arrivals: list[Arrival], lock_wait: float | None = None) -> None:
         """One burst: written and acknowledged, or (the parts another writer holds up) set aside."""
-        delay = RETRY_DELAYS[0]
+        delay = RETRY_FIRST_SECONDS
         while arrivals:
             now = utc_now_text()
             incoming = [Incoming(arrival.message.topic, arrival.message.payload, now) for arrival in arrivals]
@@ -369,7 +368,7 @@ class CollectorService:
                           display(self.config.db), error, delay)
                 if self._stop.wait(delay):
                     return
-                delay = min(delay * 2, RETRY_DELAYS[1])
+                delay = min(delay * 2, self.config.write_retry_max_seconds)
         else:
             return
         if result.deferred:

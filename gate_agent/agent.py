@@ -72,6 +72,7 @@ class Agent:
             roster_issued=self._roster_issued,
             heartbeat_seconds=config.heartbeat_seconds,
             ack_timeout=config.ack_timeout_seconds,
+            ack_backoff_max=config.ack_backoff_max_seconds,
             batch_size=config.batch_size,
             window=config.window,
             retention_days=config.retention_days,

@@ -64,6 +64,7 @@ class GateConfig:
     heartbeat_seconds: float = 30.0
     retention_days: float = 30.0
     ack_timeout_seconds: float = 30.0
+    ack_backoff_max_seconds: float = 600.0  # the pause between resends doubles up to this
     batch_size: int = 200
     window: int = 2000
     max_buffer_mb: float = 512.0
@@ -133,6 +134,7 @@ def load_config(path: str | os.PathLike) -> GateConfig:
         heartbeat_seconds=table.number("heartbeat_seconds", 30, minimum=1, maximum=3600),
         retention_days=table.number("retention_days", 30, minimum=0, maximum=3650),
         ack_timeout_seconds=table.number("ack_timeout_seconds", 30, minimum=1, maximum=3600),
+        ack_backoff_max_seconds=table.number("ack_backoff_max_seconds", 600, minimum=1, maximum=86400),
         batch_size=table.int("batch_size", 200, minimum=1, maximum=500),
         window=table.int("window", 2000, minimum=1, maximum=100_000),
         max_buffer_mb=table.number("max_buffer_mb", 512, minimum=1, maximum=MAX_BUFFER_MB),
@@ -142,6 +144,9 @@ def load_config(path: str | os.PathLike) -> GateConfig:
         read_sun=table.bool("read_sun", True),
     )
     table.finish()
+    if config.ack_backoff_max_seconds < config.ack_timeout_seconds:
+        raise ConfigError(f"{path}: ack_backoff_max_seconds: {config.ack_backoff_max_seconds:g} is shorter than "
+                          f"ack_timeout_seconds {config.ack_timeout_seconds:g}")
     if config.batch_size > config.window:
         raise ConfigError(f"{path}: batch_size: {config.batch_size} is larger than window {config.window}")
     return config

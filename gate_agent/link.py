@@ -41,7 +41,10 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
-_MAX_ACK_BACKOFF = 600.0
+#: How long the pause between resends of what stays unacknowledged grows at most, by default
+#: (ack_backoff_max_seconds).
+DEFAULT_ACK_BACKOFF_MAX = 600.0
+
 #: A resend command older than the newest one seen by this much is a replay (commands of one
 #: housekeeping round share their time; the collector sends a new one when it still misses a range).
 _COMMAND_HORIZON_S = 600.0
@@ -85,6 +88,7 @@ class Link:
         roster_issued: str | None = None,
         heartbeat_seconds: float = 30.0,
         ack_timeout: float = 30.0,
+        ack_backoff_max: float = DEFAULT_ACK_BACKOFF_MAX,
         batch_size: int = 200,
         window: int = 2000,
         retention_days: float = 30.0,
@@ -103,6 +107,7 @@ class Link:
         self.bank_refuses: str | None = None  # the reason of the bank's last refusal, until it acks again
         self.heartbeat_seconds = heartbeat_seconds
         self.ack_timeout = ack_timeout
+        self.ack_backoff_max = max(ack_backoff_max, ack_timeout)
         self.batch_size = batch_size
         self.window = window
         self.retention_days = retention_days
@@ -315,7 +320,7 @@ class Link:
                 self._sent_through = acked
                 self._waiting_since = now
                 # Nobody answers: do not flood the broker's queue for an absent collector.
-                self._ack_wait = min(self._ack_wait * 2, _MAX_ACK_BACKOFF)
+                self._ack_wait = min(self._ack_wait * 2, self.ack_backoff_max)
         else:
             self._waiting_since = None
         limit = min(head, acked + self.window)

@@ -37,6 +37,8 @@ class MqttSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     keepalive: int = 30
+    #: The longest pause between attempts to reach the broker (paho starts at 1 s and doubles).
+    reconnect_max_seconds: float = 30.0
 
     @property
     def tls(self) -> bool:
@@ -69,6 +71,7 @@ class MqttSettings:
             tls_cert=str(tls_cert) if tls_cert else None,
             tls_key=str(tls_key) if tls_key else None,
             keepalive=table.int("keepalive", 30, minimum=5, maximum=3600),
+            reconnect_max_seconds=table.number("reconnect_max_seconds", 30, minimum=1, maximum=3600),
         )
 
 
@@ -112,7 +115,6 @@ class MqttSession:
         manual_ack: bool = False,
         receive_maximum: int | None = None,
         max_inflight: int = 20,
-        reconnect_max_delay: int = 30,
         logger: logging.Logger | None = None,
     ):
         # The owning process's logger (collector.mqtt, gate_agent.mqtt): an operator greps by program.
@@ -136,8 +138,7 @@ class MqttSession:
         if not any(isinstance(f, _ReconnectNoise) for f in paho_log.filters):
             paho_log.addFilter(_ReconnectNoise())
         client.enable_logger(paho_log)
-        client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_delay)
-        self._reconnect_max_delay = reconnect_max_delay
+        client.reconnect_delay_set(min_delay=1, max_delay=settings.reconnect_max_seconds)
         client.max_inflight_messages_set(max_inflight)
         if settings.username is not None:
             client.username_pw_set(settings.username, settings.password)
@@ -247,8 +248,8 @@ class MqttSession:
     def _handle_connect_fail(self, client, userdata) -> None:
         if not self._outage_logged:
             self._outage_logged = True
-            self._log.warning("cannot reach broker %s:%d (retrying with backoff up to %ds)",
-                        self.settings.host, self.settings.port, self._reconnect_max_delay)
+            self._log.warning("cannot reach broker %s:%d (retrying with backoff up to %gs)",
+                        self.settings.host, self.settings.port, self.settings.reconnect_max_seconds)
 
     def _handle_message(self, client, userdata, msg) -> None:
         message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid)

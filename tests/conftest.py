@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from collector.broker import LocalBroker
-from tests import postgres
+from tests import browser, postgres
 from tests.helpers import GateSetup
+from tests.ports import free_port
 
 ROOT = Path(__file__).parent.parent
 
@@ -48,41 +48,83 @@ def _repository_state() -> dict[str, tuple[str, str]] | None:
     return state
 
 
-@pytest.fixture(scope="session", autouse=True)
-def repository_left_clean():
+_REPOSITORY_BEFORE = pytest.StashKey[dict | None]()
+_REPOSITORY_STRAY = pytest.StashKey[list]()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses a module-scoped fixture (a built wheel, a served database) runs in the worker that
+    runs the module's other such tests, so the fixture is made once, not once per worker
+    (``--dist loadgroup``); the module's other tests go wherever a worker is free. pytest-xdist 3.8 marks
+    a group by renaming the item's ``_nodeid``, which pytest 9.2 no longer reads (it keeps ``_id``): with
+    those two versions the groups are not kept together yet, and such fixtures are made once per worker."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+        if any(d[-1].scope == "module" for d in definitions if d) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The checkout is looked at once, by the process that runs the session (the controller under xdist),
+    # before any worker starts and after all have ended: a worker's own view would see its neighbours'
+    # writes in flight.
+    if not _is_xdist_worker(session.config):
+        session.config.stash[_REPOSITORY_BEFORE] = _repository_state()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    browser.close()
+    postgres.drop_templates()
+    if _is_xdist_worker(session.config):
+        return
+    stray = _stray_paths(session.config.stash.get(_REPOSITORY_BEFORE, None))
+    if stray:
+        session.config.stash[_REPOSITORY_STRAY] = stray
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    stray = config.stash.get(_REPOSITORY_STRAY, None)
+    if stray:
+        terminalreporter.section("repository left changed", red=True)
+        terminalreporter.line("the repository changed while the tests ran (tests must write into tmp_path; or "
+                              "were these edited meanwhile?):\n  " + "\n  ".join(stray), red=True)
+
+
+def _stray_paths(before: dict[str, tuple[str, str]] | None) -> list[str]:
     """The suite leaves the checkout as it found it: a file a test writes beside the code (a database
     named ``None`` was once committed that way) fails the session, naming the paths. Tests write into
     ``tmp_path``."""
-    before = _repository_state()
-    yield
     if before is None:
-        return
+        return []
     after = _repository_state()
     if after is None:
-        return
+        return []
     # New paths and changed contents only: a developer's `git add` or commit during the run changes a
     # status or drops a path without any test having written anything.
-    stray = sorted(f"{status} {path}" for path, (status, digest) in after.items()
-                   if path not in before or before[path][1] != digest)
-    if stray:
-        pytest.fail("the repository changed while the tests ran (tests must write into tmp_path; or were "
-                    "these edited meanwhile?):\n  " + "\n  ".join(stray), pytrace=False)
+    return sorted(f"{status} {path}" for path, (status, digest) in after.items()
+                  if path not in before or before[path][1] != digest)
 
 
 @pytest.fixture
 def broker(tmp_path):
     """A Mosquitto of the test's own, so the test can stop, kill and restart it."""
-    instance = LocalBroker(tmp_path / "broker").start()
+    instance = LocalBroker(tmp_path / "broker", free_port()).start()
     yield instance
     instance.kill()
 
 
 @pytest.fixture
 def udp_device() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"udp:127.0.0.1:{port}"
+    """A virtual card's udp device on a port of this worker's own."""
+    return f"udp:127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
@@ -100,10 +142,28 @@ def postgres_db():
     postgres.drop_database(url)
 
 
+@pytest.fixture
+def postgres_schema_db():
+    """The URL of a new PostgreSQL database holding the collector's schema (a copy of this worker's
+    template: what the first `collector` command would have built), dropped after the test."""
+    postgres.require_server()
+    url = postgres.create_database(schema=True)
+    yield url
+    postgres.drop_database(url)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path):
-    """Where the collector's database lives: a SQLite file, then a PostgreSQL database (storage tests
-    run on both backends)."""
+    """Where the collector's database lives: a SQLite file (not made yet), then a PostgreSQL database
+    holding the schema (storage tests run on both backends)."""
+    if request.param == "sqlite":
+        return tmp_path / "collector.sqlite3"
+    return request.getfixturevalue("postgres_schema_db")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    """Like ``database``, with the PostgreSQL one empty: for the tests of building the schema."""
     if request.param == "sqlite":
         return tmp_path / "collector.sqlite3"
     return request.getfixturevalue("postgres_db")

@@ -131,7 +131,9 @@ class GateSetup:
             "debounce_seconds": 0, "heartbeat_seconds": 1, "ack_timeout_seconds": 2,
         }
         values.update(self.options)
-        mqtt = {"host": "127.0.0.1", "port": self.broker_port}
+        # Short back-offs: a fault test waits for the recovery, not for production's pauses.
+        values.setdefault("ack_backoff_max_seconds", 2 * values["ack_timeout_seconds"])
+        mqtt = {"host": "127.0.0.1", "port": self.broker_port, "reconnect_max_seconds": 1}
         mqtt.update(values.pop("mqtt", {}))
         lines = [f"{key} = {json.dumps(value)}" for key, value in values.items()]
         lines.append("[mqtt]")
@@ -289,11 +291,12 @@ class CollectorSetup:
 
     def write_config(self, **changes) -> Path:
         self.options.update(changes)
-        ingest = {"gap_wait_seconds": 1, "resend_interval_seconds": 3, "roster_interval_seconds": 0.5}
+        ingest = {"gap_wait_seconds": 1, "resend_interval_seconds": 3, "roster_interval_seconds": 0.5,
+                  "write_retry_max_seconds": 2}
         ingest.update(self.options.get("ingest", {}))
         signing_key = self.options.get("signing_key") or str(write_bank_key(self.directory / "bank.key"))
         text = (f'db = "{self.location}"\nsigning_key = "{signing_key}"\n'
-                f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker_port}\n[ingest]\n'
+                f'[mqtt]\nhost = "127.0.0.1"\nport = {self.broker_port}\nreconnect_max_seconds = 1\n[ingest]\n'
                 + "".join(f"{k} = {json.dumps(v)}\n" for k, v in ingest.items()))
         for section, values in self.options.items():
             if section in ("ingest", "signing_key"):
@@ -373,7 +376,7 @@ def start_web(setup: CollectorSetup, *, verbose: str = "-v") -> tuple[subprocess
     URL once it answers. Its log is serve.log beside the config."""
     import urllib.request
 
-    from collector.broker import free_port
+    from tests.ports import free_port
 
     port = free_port()
     handle = open(setup.directory / "serve.log", "ab")

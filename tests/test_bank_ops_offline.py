@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.broker import free_port
 from gate_agent.bundle import export_bundle
 from gate_agent.keys import load_private_key
 from gate_agent.outbox import Outbox
 from tests.helpers import CollectorSetup, GateSetup, fill_outbox
+from tests.ports import free_port
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -26,10 +26,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.broker import free_port, mosquitto_binary
+from collector.broker import mosquitto_binary
 from gate_agent.mqtt import SESSION_NEVER_EXPIRES
 from gate_agent.protocol import PUNCH_SUBSCRIPTION, GateTopics
 from tests.helpers import cli, stop_process, wait_for
+from tests.ports import free_port
 from tests.test_deploy_pki import enroll, public_key, write_collector_config
 from tests.test_deploy_tls_broker import broker_files, mosquitto_account, persistence_dir  # noqa: F401
 

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.broker import free_port
 from collector.pki import load_key
 from gate_agent.keys import load_private_key
 from gate_agent.outbox import Outbox
@@ -31,6 +30,7 @@ from tests.helpers import (
     stop_process,
     wait_for,
 )
+from tests.ports import free_port
 
 # ---------------------------------------------------------------------------------------------- setups
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import paho.mqtt.client as paho
 import pytest
 
-from collector.broker import free_port, mosquitto_binary
+from collector.broker import mosquitto_binary
 from gate_agent.protocol import Ack, GateTopics, encode_punches, roster_topic
 from tests.helpers import (
     BANK_KEYS,
@@ -36,6 +36,7 @@ from tests.helpers import (
     stop_process,
     wait_for,
 )
+from tests.ports import free_port
 from tests.test_deploy_pki import write_collector_config
 
 pytestmark = pytest.mark.slow

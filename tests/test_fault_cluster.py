@@ -24,12 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.broker import LocalBroker, free_port
+from collector.broker import LocalBroker
 from collector.store import Store
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Punch, key_id, parse_public_key, verify_chain
 from tests.bench.fakegates import gate_names, public_keys
 from tests.helpers import BANK_PUBLIC, BIN, CollectorSetup, GateSetup, outbox_status, stop_process, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ def test_three_collectors_lose_and_double_nothing_while_one_is_killed_again_and_
     rng = random.Random(SEED)
     print(f"FAULT_SEED={SEED}")
     # The production queue settings: no count-based drops to an offline partition session.
-    broker = LocalBroker(tmp_path / "broker", extra="max_queued_messages 0\n").start()
+    broker = LocalBroker(tmp_path / "broker", free_port(), extra="max_queued_messages 0\n").start()
     setup = CollectorSetup.create(tmp_path / "collector", broker=broker, db=postgres_db,
                                   cluster={"partitions": PARTITIONS, "lease_seconds": LEASE})
     gates = []

@@ -17,11 +17,12 @@ import sqlite3
 
 import pytest
 
-from collector.broker import LocalBroker, free_port
+from collector.broker import LocalBroker
 from collector.store import Store
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Punch, key_id, parse_public_key, verify_chain
 from tests.helpers import CollectorSetup, GateSetup, fill_outbox, outbox_status, stop_process, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ BACKLOG = 1500
 
 @pytest.fixture
 def broker(tmp_path):
-    instance = LocalBroker(tmp_path / "broker", default_queue_limits=True).start()
+    instance = LocalBroker(tmp_path / "broker", free_port(), default_queue_limits=True).start()
     yield instance
     instance.kill()
 

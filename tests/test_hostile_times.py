@@ -342,7 +342,9 @@ def test_cli_long_periods_are_refused_not_looped(small):
 
 @pytest.mark.parametrize("moment", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+08:00",
                                     "0001-01-01T00:00:00+00:00", "2019-12-31T23:59:00+00:00",
-                                    (datetime.now(UTC) + timedelta(days=2)).isoformat()])
+                                    # An id of its own: every xdist worker must collect the same test names.
+                                    pytest.param((datetime.now(UTC) + timedelta(days=2)).isoformat(),
+                                                 id="two-days-ahead")])
 def test_a_manual_punch_at_an_impossible_time_is_refused(small, moment):
     add = ("punch", "add", "--worker", "W1", "--site", "E", "--direction", "in", "--reason", "typo", "--by", "ops")
     error = refused(small, *add, "--at", moment)

@@ -16,8 +16,8 @@ from tests.helpers import BIN, CollectorSetup
 
 
 @pytest.fixture
-def collector(tmp_path, database):
-    return CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=database)
+def collector(tmp_path, empty_database):
+    return CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=empty_database)
 
 
 def test_db_upgrade_applies_every_step_once_and_status_says_so(collector):

@@ -4,17 +4,16 @@ open page without a reload."""
 
 from __future__ import annotations
 
-import os
 import signal
 import urllib.request
 
 import pytest
 
+from tests.browser import open_tab
 from tests.helpers import CollectorSetup, start_web, stop_process, wait_for
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TOKEN = "site-one-manager-token-0001"
 OTHER_SITE = "site-two-manager-token-0002"
 BANK = "bank-ops-token-all-sites-0003"
@@ -23,25 +22,8 @@ NAME = 'Zhang <b>Wei</b> & "Li"'  # user input: must appear as text, never as ma
 
 
 @pytest.fixture
-def browser(tmp_path, monkeypatch):
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver (./dev test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never try to download anything
-    options = Options()
-    options.binary_location = CHROMIUM
-    # Root needs --no-sandbox; the machine has no network, and background networking would hang.
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                     "--disable-sync", "--disable-extensions", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                     "--window-size=412,915"):  # a phone's screen
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=options)
-    driver.set_page_load_timeout(60)
+def browser():
+    driver = open_tab(size="412,915", device=False)  # a phone's screen
     yield driver
     driver.quit()
 

@@ -5,7 +5,6 @@ The last test kills a real gate agent (through Mosquitto and the collector daemo
 from __future__ import annotations
 
 import json
-import os
 import signal
 import urllib.error
 import urllib.request
@@ -18,8 +17,9 @@ import pytest
 
 from collector.ingest import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
+from tests.browser import open_tab
 from tests.helpers import CollectorSetup, PunchFactory, heartbeat, start_web, stop_process, wait_for
-from tests.test_web_browser import CHROMEDRIVER, CHROMIUM, log_in, text_of
+from tests.test_web_browser import log_in, text_of
 
 pytestmark = pytest.mark.slow
 
@@ -37,31 +37,9 @@ PAST_DAY = "2026-11-02"
 
 
 def make_browser(tmp_path, *, lang: str = "zh-CN", size: str = "390,844"):
-    """Debian's chromium through chromium-driver, with a browser language and a window size (a phone's
-    by default: headless windows are at least 500 px wide, so a phone is emulated as a device)."""
-    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver (./dev test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never try to download anything
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                     "--disable-sync", "--disable-extensions", f"--user-data-dir={tmp_path / ('profile-' + lang)}",
-                     f"--window-size={size}", f"--lang={lang}", f"--accept-lang={lang}"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / f"chromedriver-{lang}.log")),
-                              options=options)
-    driver.set_page_load_timeout(60)
-    width, height = (int(n) for n in size.split(","))
-    if width < 500:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": width, "height": height, "deviceScaleFactor": 3, "mobile": True})
-    return driver
+    """The shared Chromium on a fresh tab, with a browser language and a window size (a phone's by
+    default: headless windows are at least 500 px wide, so a phone is emulated as a device)."""
+    return open_tab(lang=lang, size=size)
 
 
 @pytest.fixture
@@ -73,12 +51,20 @@ def browser(tmp_path):
 
 def until(driver, condition, message: str, timeout: float = 60):
     """Wait for ``condition(driver)``; the page re-renders as updates arrive, so an element read a moment
-    before may be gone: that counts as "not yet"."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    before may be gone, and a sign-in link moves on to the site page, which aborts a command sent while it
+    navigates: both count as "not yet"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
+    def settled(d):
+        try:
+            return condition(d)
+        except WebDriverException as error:
+            if isinstance(error, StaleElementReferenceException) or "aborted by navigation" in str(error.msg):
+                return False
+            raise
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(settled, message)
 
 
 def ingest(store, topic: str, payload: bytes, when: datetime) -> None:

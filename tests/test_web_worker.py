@@ -24,6 +24,7 @@ import pytest
 
 from collector.ingest import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
+from tests.browser import open_tab
 from tests.helpers import (
     BANK_PUBLIC,
     CollectorSetup,
@@ -34,7 +35,6 @@ from tests.helpers import (
     stop_process,
     wait_for,
 )
-from tests.test_web_browser import CHROMEDRIVER, CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -122,33 +122,11 @@ def http(url: str, *, token: str | None = None, cookie: str | None = None, data:
 
 
 @pytest.fixture
-def phone(tmp_path, monkeypatch):
+def phone(tmp_path):
     """Chromium at a phone's size, downloading into tmp_path/downloads."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver (./dev test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    monkeypatch.setenv("SE_OFFLINE", "true")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    options = Options()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                     "--disable-sync", "--disable-extensions", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                     "--window-size=412,915", "--lang=zh-CN", "--accept-lang=zh-CN"):
-        options.add_argument(argument)
-    # A phone set to Chinese (headless Chromium takes its languages from this preference, not --lang): the
-    # page follows the browser's languages, as the foreman's pages do.
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False,
-                                              "intl.accept_languages": "zh-CN"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=options)
-    driver.set_page_load_timeout(60)
-    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver = open_tab(lang="zh-CN", size="412,915", device=False, downloads=downloads)
     driver.downloads = downloads
     yield driver
     driver.quit()
