@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -56,18 +57,26 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that uses a module-scoped fixture (a built wheel, a served database) runs in the worker that
-    runs the module's other such tests, so the fixture is made once, not once per worker
-    (``--dist loadgroup``); the module's other tests go wherever a worker is free. pytest-xdist 3.8 marks
-    a group by renaming the item's ``_nodeid``, which pytest 9.2 no longer reads (it keeps ``_id``): with
-    those two versions the groups are not kept together yet, and such fixtures are made once per worker."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        definitions = fixtures.name2fixturedefs.values() if fixtures is not None else ()
-        if any(d[-1].scope == "module" for d in definitions if d) and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
+@functools.cache
+def _modules_with_module_fixtures() -> frozenset[str]:
+    """Test files (as node ids name them) that define a module-scoped fixture: a built wheel, a served
+    database, a running daemon shared by the file's tests."""
+    return frozenset(f"tests/{path.name}" for path in Path(__file__).parent.glob("test_*.py")
+                     if 'scope="module"' in path.read_text(encoding="utf-8"))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """A file with a module-scoped fixture runs whole in one worker, so the fixture is made once, not once
+    per worker; every other test goes to whichever worker is free. (xdist's own ``xdist_group`` marks a
+    group by renaming the item's node id, which pytest 9.2 no longer reads: groups were not kept.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in _modules_with_module_fixtures() else nodeid
+
+    return ModuleFixtureScheduling(config, log)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
