@@ -67,7 +67,7 @@ class CollectorConfig:
     db: str | Path  # a postgresql:// URL or a SQLite file
     read_mqtt: Callable[[], MqttSettings] = field(repr=False, compare=False)
     read_signing_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
-    #: The bank card key (gate_agent.emv) and the NTAG 424 DNA master key (collector.sun) files, if set.
+    #: The bank card key (gate_agent.emv) and the NTAG 424 DNA master key (collector.ingest.sun) files, if set.
     read_card_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
     read_sun_key: Callable[[], Path | None] = field(default=lambda: None, repr=False, compare=False)
     gap_wait_seconds: float = 5.0

@@ -1,7 +1,7 @@
 """The collector's errors that a person can act on: the base every user-facing error type derives from.
 
 A command turns one of these into a single line on stderr and exit status 1, and the web API into a
-4xx answer ``{"error": message}`` (collector/cli_common.py, collector/web.py); any other exception
+4xx answer ``{"error": message}`` (collector/cli/common.py, collector/web/app.py); any other exception
 that reaches them is a bug, shown as one (a logged traceback, exit status 70, a 500 answer).
 
 This module imports nothing, so that the store (collector/store), which must not depend on the rest
@@ -18,7 +18,7 @@ class CollectorError(Exception):
 class InputError(CollectorError, ValueError):
     """What a person gave (a date, a period, an id, an amount, a time zone, a file's content) is refused;
     the message says why. Also a ValueError: callers that caught ValueError around parsing and checking
-    still catch it (and collector/reports.py, attendance.py, worker_record.py still raise bare ValueError
+    still catch it (and collector/attendance/reports.py, rules.py and collector/workers/record.py still raise bare ValueError
     for periods and months until they raise this)."""
 
 

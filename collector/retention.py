@@ -24,10 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
+from collector.wages.table import period_bounds
+
 from .errors import CollectorError
 from .localtime import local, zone
 from .store import Store
-from .wages import period_bounds
 
 #: Years the wage ledger and what it rests on are kept after the period (Art. 15 and 28).
 RETENTION_YEARS = 3

@@ -15,7 +15,7 @@ arbitration, so what it holds must be what it shows. Refused, on both engines al
 
 The store checks names, employers, bank names, reasons, vouchers and who did what with this on every
 write, so no path (a command, a file, a page, a bank's return) goes around it; a dispute's note is checked
-where a worker files it (collector.disputes).
+where a worker files it (collector.workers.disputes).
 """
 
 from __future__ import annotations

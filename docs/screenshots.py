@@ -24,7 +24,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collector.ingest import Incoming, Ingestor  # noqa: E402
+from collector.ingest.pipeline import Incoming, Ingestor  # noqa: E402
 from gate_agent.protocol import GateTopics, encode_punches, format_time  # noqa: E402
 from tests.helpers import CollectorSetup, PunchFactory, heartbeat, start_web, stop_process  # noqa: E402
 

@@ -10,7 +10,7 @@ Bundle: JSON lines. Line 1 is the header ``{"format": "site-gate-bundle", "versi
 gate signed and stored them, one per line, seq ``first`` to ``last``. ``punches_sha256`` is SHA-256 of
 those lines (each with its newline), ``sig`` the gate's Ed25519 signature (hex) over the header's
 canonical bytes without ``sig`` (compact, key-sorted ASCII JSON, as for punches), so a truncated or
-edited file is refused before any punch is looked at. ``collector/bundle.py`` reads it.
+edited file is refused before any punch is looked at. ``collector/ingest/bundle.py`` reads it.
 
 Ack file: ``{"format": "site-gate-ack", "version": 1, "ack": ACK}`` where ACK is exactly the signed
 message the collector publishes on the gate's ack topic (the bank holds punches 1..seq and its punch seq

@@ -1,6 +1,6 @@
 """NTAG 424 DNA Secure Unique NFC (SUN) cryptography, per NXP AN12196, and AN10922 key diversification.
 
-The bank checks SUN messages with it (collector.sun) and the virtual card makes them (virtual_ntag424);
+The bank checks SUN messages with it (collector.ingest.sun) and the virtual card makes them (virtual_ntag424);
 the gate agent itself never holds these keys. Only ``cryptography``'s AES and CMAC are used.
 
 A SUN message is the card's encrypted PICC data (PICCDataTag, UID, SDMReadCtr, padding; AES-128-CBC with a

@@ -41,7 +41,7 @@ DIRECTIONS = ("in", "out", "toggle")
 TECHNOLOGIES = ("iso14443a", "iso14443b", "felica")
 ROSTER_VERDICTS = ("known", "unknown", "none")
 #: uid: the card's UID (cloneable); bank: a keyed identifier of an EMV card's PAN (gate_agent.emv);
-#: ntag424: an NTAG 424 DNA's UID with its SUN message, which only the bank can check (collector.sun).
+#: ntag424: an NTAG 424 DNA's UID with its SUN message, which only the bank can check (collector.ingest.sun).
 CARD_KINDS = ("uid", "bank", "ntag424")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

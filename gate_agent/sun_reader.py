@@ -4,7 +4,7 @@ and take the SUN message from it, untouched.
 Each read makes the card build a fresh URL holding its PICC data (UID and read counter, AES-encrypted with
 the SDM meta read key) and a truncated AES-CMAC over it (with a session key from the card's own SDM file
 read key). The gate holds none of those keys: it only passes the message on in the punch; the bank checks
-it (collector.sun). A card that is not an NTAG 424 (no NDEF application, or no SUN parameters) gives None.
+it (collector.ingest.sun). A card that is not an NTAG 424 (no NDEF application, or no SUN parameters) gives None.
 """
 
 from __future__ import annotations

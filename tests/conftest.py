@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.broker import LocalBroker
+from collector.deploy.mosquitto import LocalBroker
 from tests import browser, postgres
 from tests.helpers import GateSetup
 from tests.ports import free_port

@@ -35,7 +35,7 @@ class CommandTimedOut(BaseException):
 
 def _main(tool: str):
     if tool == "collector":
-        from collector.cli import main
+        from collector.cli.root import main
     elif tool == "gate-agent":
         from gate_agent.cli import main
     else:

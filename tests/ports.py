@@ -98,7 +98,7 @@ _pool: PortPool | None = None
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port of this worker's range that is free now (for a broker, a web server or a udp virtual card;
-    ``kind`` is accepted for the callers of collector.broker.free_port: every port is checked for both)."""
+    ``kind`` is accepted for the callers of collector.deploy.mosquitto.free_port: every port is checked for both)."""
     global _pool
     if _pool is None:
         _pool = PortPool(worker_range(worker_number()))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.localtime import implausible
 from collector.store import Store
 from gate_agent.protocol import GateTopics, encode_punches, format_time

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.evidence import EvidenceError, build_evidence, verify_evidence
-from collector.headcount import headcount
-from collector.ingest import Incoming, Ingestor
-from collector.reports import site_day_final
+from collector.attendance.headcount import headcount
+from collector.attendance.reports import site_day_final
+from collector.evidence.document import EvidenceError, build_evidence, verify_evidence
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time, sign_document
 from tests.helpers import BANK_KEY, BANK_KEYS, BANK_PUBLIC, CollectorSetup, PunchFactory, cli
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.attendance import Event, Rules, daily_records, fresh_start
+from collector.attendance.rules import Event, Rules, daily_records, fresh_start
 
 BASE = datetime(2026, 10, 28, tzinfo=UTC)
 RULES = {"Asia/Shanghai": 16, "America/New_York": 12, "Europe/London": 8}

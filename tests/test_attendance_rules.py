@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.attendance import Event, Rules, daily_records, open_shift
+from collector.attendance.rules import Event, Rules, daily_records, open_shift
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LONDON = ZoneInfo("Europe/London")

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.display import width
-from collector.ingest import Incoming, Ingestor
+from collector.cli.display import width
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, GateSetup, PunchFactory, cli, stop_process, wait_for
 from tests.ports import free_port

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, Roster, encode_punches, format_time, roster_topic
 from tests.helpers import BANK_KEYS, CollectorSetup, Listener, PunchFactory, stop_process, wait_for
 

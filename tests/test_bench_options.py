@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from collector.cluster import partition_of
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.cluster import partition_of
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
 from gate_agent.protocol import encode_punch_bodies, utc_now_text
 from tests.bench import run

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from collector.sun import FORGED, REPLAY, UNVERIFIED, parse_master_key, provisioning, verify
+from collector.ingest.sun import FORGED, REPLAY, UNVERIFIED, parse_master_key, provisioning, verify
 from gate_agent.ntag424 import (
     KEY_FILE_READ,
     KEY_META_READ,
@@ -204,7 +204,7 @@ def test_ntag424_taps_count_and_replays_and_forgeries_do_not(tmp_path, broker, g
 
 def test_the_collector_refuses_a_master_key_others_may_read(tmp_path):
     from collector.config import load_config
-    from collector.sun import load_master_key, new_master_key_text
+    from collector.ingest.sun import load_master_key, new_master_key_text
     from gate_agent.configfile import ConfigError
 
     key = tmp_path / "sun.key"

@@ -19,20 +19,20 @@ import anyio
 import pytest
 from click.testing import CliRunner
 
-from collector import cli as collector_cli
-from collector.bundle import BundleError
-from collector.dbcopy import CopyError
-from collector.disputes import DisputeError
+from collector.cli import root as collector_cli
+from collector.deploy.pki import PkiError
 from collector.errors import CollectorError, InputError
+from collector.ingest.bundle import BundleError
 from collector.money import MoneyError
-from collector.pki import PkiError
 from collector.retention import RetentionError
 from collector.signin import SignInError
 from collector.signing import SigningKeyError
 from collector.store import DatabaseError, Store, StoreError
-from collector.wage_sheet import SheetError
-from collector.wages import WageError
-from collector.web import INTERNAL_ERROR, WebApp
+from collector.store.copy import CopyError
+from collector.wages.sheet import SheetError
+from collector.wages.table import WageError
+from collector.web.app import INTERNAL_ERROR, WebApp
+from collector.workers.disputes import DisputeError
 from gate_agent import cli as gate_cli
 from gate_agent.configfile import ConfigError
 from gate_agent.errors import GateError, GateInputError
@@ -249,19 +249,19 @@ def failing_headcount(monkeypatch, error: Exception):
     def headcount(store, site):
         raise error
 
-    monkeypatch.setattr("collector.web.headcount", headcount)
+    monkeypatch.setattr("collector.web.app.headcount", headcount)
 
 
 @pytest.mark.parametrize("error", BUGS, ids=lambda e: type(e).__name__)
 def test_a_bug_in_a_route_is_500_with_a_generic_message_and_its_traceback_logged(web, monkeypatch, caplog, error):
     failing_headcount(monkeypatch, error)
-    with caplog.at_level(logging.ERROR, logger="collector.web"):
+    with caplog.at_level(logging.ERROR, logger="collector.web.app"):
         status, headers, body = request(web, "/api/sites/S1/headcount")
     assert status == 500 and body == {"error": INTERNAL_ERROR}
     assert str(error) not in json.dumps(body)
     assert headers[b"content-type"] == b"application/json"
     assert headers[b"x-content-type-options"] == b"nosniff"  # the security headers hold for a bug too
-    logged = [r for r in caplog.records if r.name == "collector.web" and r.exc_info]
+    logged = [r for r in caplog.records if r.name == "collector.web.app" and r.exc_info]
     assert len(logged) == 1 and logged[0].exc_info[1] is error
     assert "GET /api/sites/S1/headcount" in logged[0].getMessage()
 
@@ -273,7 +273,7 @@ def test_a_bug_in_a_route_is_500_with_a_generic_message_and_its_traceback_logged
                          ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value))
 def test_a_project_error_in_a_route_is_a_4xx_or_503_json_error(web, monkeypatch, caplog, error, status):
     failing_headcount(monkeypatch, error)
-    with caplog.at_level(logging.ERROR, logger="collector.web"):
+    with caplog.at_level(logging.ERROR, logger="collector.web.app"):
         answer, _, body = request(web, "/api/sites/S1/headcount")
     assert answer == status
     if status == 503:

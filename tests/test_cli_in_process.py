@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from collector.broker import free_port
+from collector.deploy.mosquitto import free_port
 from collector.store import Store
 from gate_agent.cli_output import EscapingGroup
 from tests.helpers import CollectorSetup, cli

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.cluster import LeaseKeeper, client_id, lease_name, partition_of
-from collector.ingest import Incoming, Ingestor, LeaseLost
+from collector.ingest.cluster import LeaseKeeper, client_id, lease_name, partition_of
+from collector.ingest.pipeline import Incoming, Ingestor, LeaseLost
 from collector.store import Store
 from gate_agent.protocol import GateTopics, encode_punches, format_time, utc_now_text
 from tests.helpers import PunchFactory

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
 from gate_agent.protocol import GateTopics, encode_punches, utc_now_text
 from tests.helpers import PunchFactory

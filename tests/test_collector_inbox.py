@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from collector.service import Inbox
+from collector.ingest.daemon import Inbox
 from gate_agent.mqtt import Message
 
 

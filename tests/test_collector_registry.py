@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from collector.cards import CardIndex
+from collector.attendance.cards import CardIndex
 from gate_agent.protocol import GateTopics, encode_punches
 from tests.helpers import CollectorSetup, PunchFactory
 
@@ -111,7 +111,7 @@ def test_a_lost_card_replaced_keeps_old_punches_with_the_old_holder(collector):
 def test_an_unregistered_cards_punch_is_stored_flagged_then_attributed(collector):
     factory = PunchFactory()
     collector.run("gate", "add", "north", "--site", "S1", "--public-key", factory.public_key)
-    from collector.ingest import Incoming, Ingestor
+    from collector.ingest.pipeline import Incoming, Ingestor
 
     with collector.store() as store:
         Ingestor(store).ingest([Incoming(GateTopics("S1", "north").punch, encode_punches([factory.next(card="CAFEBABE")]),

@@ -26,7 +26,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.broker import mosquitto_binary
+from collector.deploy.mosquitto import mosquitto_binary
 from gate_agent.mqtt import SESSION_NEVER_EXPIRES
 from gate_agent.protocol import PUNCH_SUBSCRIPTION, GateTopics
 from tests.helpers import cli, stop_process, wait_for

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.pki import load_key
+from collector.deploy.pki import load_key
 from gate_agent.keys import load_private_key
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Ack, Punch, canonical_json, key_id, parse_public_key, verify_chain
@@ -104,8 +104,8 @@ def test_export_and_import_store_every_punch_once_exactly_as_signed(tmp_path, ga
 
 
 def test_a_big_bundle_goes_in_several_transactions_with_progress(tmp_path, gate, collector):
-    from collector.bundle import import_bundle as ingest_bundle
-    from collector.bundle import read_bundle
+    from collector.ingest.bundle import import_bundle as ingest_bundle
+    from collector.ingest.bundle import read_bundle
 
     fill_outbox(gate, 1001)
     export(gate, tmp_path / "north.bundle")

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from collector.pki import load_key, same_key
+from collector.deploy.pki import load_key, same_key
 from gate_agent.protocol import key_id, parse_bank_keys
 from tests.helpers import BANK_PUBLIC, cli, write_bank_key
 
@@ -195,7 +195,7 @@ def test_broker_config_refuses_a_pki_without_the_brokers_files(tmp_path, config)
 def test_every_deployment_command_is_documented():
     from click.testing import CliRunner
 
-    from collector.cli import main as collector
+    from collector.cli.root import main as collector
     from gate_agent.cli import main as gate_agent
 
     runner = CliRunner()

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import paho.mqtt.client as paho
 import pytest
 
-from collector.broker import mosquitto_binary
+from collector.deploy.mosquitto import mosquitto_binary
 from gate_agent.protocol import Ack, GateTopics, encode_punches, roster_topic
 from tests.helpers import (
     BANK_KEYS,

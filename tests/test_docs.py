@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from collector.cli import main as collector
+from collector.cli.root import main as collector
 from gate_agent.cli import main as gate_agent
 
 ROOT = Path(__file__).parent.parent

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector.evidence import verify_evidence
-from collector.evidence_signer import sign_next
-from collector.ingest import Incoming, Ingestor
+from collector.evidence.document import verify_evidence
+from collector.evidence.signer import sign_next
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
 from collector.store.evidence_requests import KEEP, MAX_ATTEMPTS, STALE_CLAIM, TooManyWaiting
 from gate_agent.protocol import GateTopics, encode_punches, format_time

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.broker import LocalBroker
+from collector.deploy.mosquitto import LocalBroker
 from collector.store import Store
 from gate_agent.outbox import Outbox
 from gate_agent.protocol import Punch, key_id, parse_public_key, verify_chain

@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as paho
 import pytest
 
-from collector.broker import LocalBroker
-from collector.cluster import partition_of
+from collector.deploy.mosquitto import LocalBroker
+from collector.ingest.cluster import partition_of
 from collector.store import Store
 from collector.store.postgresql import gate_lock_key
 from gate_agent.protocol import Ack, GateTopics, encode_punch_bodies, parse_bank_keys

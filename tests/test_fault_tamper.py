@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.evidence import EvidenceError, build_evidence, verify_evidence
-from collector.ingest import Incoming, Ingestor
+from collector.evidence.document import EvidenceError, build_evidence, verify_evidence
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
 from gate_agent.keys import generate_key_file
 from gate_agent.outbox import Outbox

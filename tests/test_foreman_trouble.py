@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from collector.attendance.trouble import report, trouble
 from collector.store import Store
-from collector.trouble import report, trouble
 from gate_agent.protocol import format_time
 from tests.helpers import heartbeat
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from collector.export import neutralise
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, PunchFactory
 

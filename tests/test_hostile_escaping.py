@@ -56,7 +56,7 @@ def test_every_log_line_of_both_tools_is_escaped(journal, monkeypatch, capsys):
     saved = root.handlers[:], root.level
     try:
         setup_logging(0)
-        log = logging.getLogger("collector.ingest")
+        log = logging.getLogger("collector.ingest.pipeline")
         log.warning("quarantined a message on %s: %s", f"attendance/v1/S1/no{RLO}rth/punch", f"field {TITLE}")
         log.warning(f"a message built before logging: {RED}\nforged line")
         try:
@@ -252,7 +252,7 @@ def test_decoders_quote_names_and_values_from_outside_escaped_and_bounded():
 
 def test_quarantine_details_are_stored_escaped(tmp_path):
     """The detail is kept with the message; its bytes, not its detail, are what holds the names exactly."""
-    from collector.ingest import Incoming, Ingestor
+    from collector.ingest.pipeline import Incoming, Ingestor
     from collector.store import Store
 
     north = PunchFactory()

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.evidence import EvidenceError, _CheckedPunches, verify_evidence
-from collector.ingest import Incoming, Ingestor
+from collector.evidence.document import EvidenceError, _CheckedPunches, verify_evidence
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import (
     GateTopics,
     encode_punches,

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.files import new_file, replace_atomically, write_new
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, GateSetup, PunchFactory, cli, fill_outbox

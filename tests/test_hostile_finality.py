@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.attendance.reports import attendance, site_day_final
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.localtime import day_bounds
-from collector.reports import attendance, site_day_final
 from collector.store import Store
 from gate_agent.protocol import GateTopics, encode_punches, encode_status, format_time, parse_time
 from tests.helpers import CollectorSetup, PunchFactory, fill_outbox, heartbeat, stop_process, wait_for

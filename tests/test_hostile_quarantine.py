@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import QuarantineLimits, Store
 from gate_agent.protocol import GateTopics
 from tests.helpers import CollectorSetup, Listener, PunchFactory, stop_process, wait_for

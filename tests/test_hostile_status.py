@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.health import gate_health
-from collector.ingest import Incoming, Ingestor
-from collector.metrics import render_metrics
+from collector.attendance.health import gate_health
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import QuarantineLimits, Store
+from collector.web.metrics import render_metrics
 from gate_agent.protocol import (
     Ack,
     GateTopics,

@@ -135,7 +135,7 @@ def test_a_rush_beyond_the_total_gets_exactly_the_total(serve):
 
 
 def test_a_stream_that_fails_gives_its_slot_back():
-    from collector.web import ApiError, StreamSlots, _SlotResponse
+    from collector.web.app import ApiError, StreamSlots, _SlotResponse
 
     slots = StreamSlots(total=2, per_token=1)
 

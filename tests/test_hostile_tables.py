@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from collector import bankreturn
-from collector import cli as collector_cli
-from collector.registry import read_worker_file
+from collector.cli import root as collector_cli
 from collector.tabular import MAX_COLUMNS, MAX_RATIO, MAX_TOKEN, Formula, TableError, mixed_lines, read_table
-from collector.wage_sheet import read_sheet
+from collector.wages import bankreturn
+from collector.wages.sheet import read_sheet
+from collector.workers.registry import read_worker_file
 from tests.helpers import CollectorSetup
 from tests.test_cli_errors import _logging_restored  # noqa: F401 - the CLI in process sets up logging
 from tests.test_wages import month  # noqa: F401 - the October fixture, shared

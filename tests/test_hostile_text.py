@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector import disputes
 from collector.errors import CollectorError
 from collector.store import Store
 from collector.store.evidence_requests import MAX_WAITING_PER_WORKER
 from collector.text import INVISIBLE, MAX_MARKS_IN_A_ROW, TextError, entered
+from collector.workers import disputes
 
 SPOOFS = {
     "right-to-left override": "\u202e)100W( ieW gnahZ",
@@ -107,7 +107,7 @@ def test_the_store_refuses_spoofing_text_on_every_write(store, kind):
 
 
 def test_a_worker_file_row_with_a_spoofing_name_is_refused_with_its_line(tmp_path):
-    from collector.registry import read_worker_file
+    from collector.workers.registry import read_worker_file
 
     path = tmp_path / "workers.csv"
     path.write_text("worker,name,employer\nW1,张伟,甲公司\nW2,Wang\x01Wu\x0b,甲公司\nW3,\u202e)100W( ieW,甲公司\n"

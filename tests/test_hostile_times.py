@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.evidence import build_evidence
-from collector.headcount import headcount
-from collector.ingest import Incoming, Ingestor
+from collector.attendance.headcount import headcount
+from collector.attendance.reports import attendance, punch_rows
+from collector.evidence.document import build_evidence
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.localtime import day_bounds, local_text
-from collector.reports import attendance, punch_rows
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import BANK_KEY, BANK_PUBLIC, CollectorSetup, PunchFactory, cli, start_web, stop_process
 

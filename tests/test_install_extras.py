@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from collector import cli as collector_cli
-from collector.batchfile import validation_problem
-from collector.wage_sheet import read_sheet
+from collector.cli import root as collector_cli
+from collector.wages.batchfile import validation_problem
+from collector.wages.sheet import read_sheet
 from gate_agent import cli as gate_cli
 from gate_agent.extras import MissingExtra, require
 from tests.helpers import CollectorSetup, GateSetup
@@ -101,7 +101,7 @@ for name in blocked:
 import click
 from click.testing import CliRunner
 if sys.argv[1] == "collector":
-    from collector.cli import main
+    from collector.cli.root import main
 else:
     from gate_agent.cli import main
 

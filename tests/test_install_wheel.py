@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store, schema
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import BANK_PUBLIC, CollectorSetup, PunchFactory
@@ -135,8 +135,8 @@ def installed(tmp_path_factory):
 def test_the_wheel_holds_every_file_of_both_packages(installed):
     expected = package_files(installed.files)
     # The files the collector cannot start without, so that an empty listing cannot pass.
-    assert {"collector/store/__init__.py", "collector/templates/base.html", "collector/web_static/i18n/en.json",
-            "collector/iso20022/pain.001.001.09.xsd", "gate_agent/cli.py"} <= expected
+    assert {"collector/store/__init__.py", "collector/web/templates/base.html", "collector/web/static/i18n/en.json",
+            "collector/wages/iso20022/pain.001.001.09.xsd", "gate_agent/cli.py"} <= expected
     with zipfile.ZipFile(installed.wheel) as wheel:
         held = set(wheel.namelist())
     assert sorted(expected - held) == [], "files of the packages the wheel leaves out"

@@ -23,18 +23,18 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.arrears import arrears
+from collector.attendance.headcount import headcount
+from collector.attendance.reports import attendance, payroll, punch_rows
+from collector.attendance.trouble import report as trouble_report
 from collector.config import load_config
-from collector.evidence import build_evidence, verify_evidence
-from collector.headcount import headcount
-from collector.metrics import render_metrics
-from collector.reports import attendance, payroll, punch_rows
-from collector.trouble import report as trouble_report
-from collector.wage_slip import render as render_slip
-from collector.wage_slip import slip
-from collector.wages import compute, run
-from collector.web import WebApp
-from collector.worker_record import record as worker_record
+from collector.evidence.document import build_evidence, verify_evidence
+from collector.wages.arrears import arrears
+from collector.wages.slip import render as render_slip
+from collector.wages.slip import slip
+from collector.wages.table import compute, run
+from collector.web.app import WebApp
+from collector.web.metrics import render_metrics
+from collector.workers.record import record as worker_record
 from tests import postgres
 from tests.helpers import BANK_KEY, BANK_KEYS, CollectorSetup
 from tests.read_histories import (
@@ -354,7 +354,7 @@ def test_a_manual_punch_before_the_first_gate_punch_is_read_everywhere(engine):
 def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else_is_served(monkeypatch, caplog):
     """Whatever makes one worker's days fail (here a fault put into the pairing rules for W2), the other
     workers' days, the pages and the wage table are served, and W2's days say why they are missing."""
-    import collector.reports as reports
+    import collector.attendance.reports as reports
 
     history = manual_first()
     history.windows.append(Window("CAFEF00D", "W2", None, None))
@@ -396,8 +396,8 @@ def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else
 def test_a_site_that_cannot_be_read_leaves_the_bank_s_other_sites_served(monkeypatch, caplog):
     """Arrears and /metrics cover the whole bank: a fault at one site (here put into S2's arrears and
     headcount) is that site's, named with its reason, and the other sites' figures are all there."""
-    import collector.arrears as arrears_module
-    import collector.metrics as metrics_module
+    import collector.wages.arrears as arrears_module
+    import collector.web.metrics as metrics_module
 
     history = manual_first()
     with Database("sqlite") as bank:

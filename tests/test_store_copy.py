@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import dbcopy
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import QuarantineLimits, Store, schema
+from collector.store import copy as dbcopy
 from collector.store.connection import connect
 from gate_agent.protocol import (
     GateTopics,

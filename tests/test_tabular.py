@@ -20,8 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
 
-from collector import bankreturn
-from collector import cli as collector_cli
+from collector.cli import root as collector_cli
 from collector.errors import InputError
 from collector.tabular import (
     TOTAL_WORDS,
@@ -32,6 +31,7 @@ from collector.tabular import (
     in_order,
     read_table,
 )
+from collector.wages import bankreturn
 from tests.helpers import CollectorSetup
 from tests.test_cli_errors import _logging_restored  # noqa: F401 - the CLI in process sets up logging
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.evidence import build_evidence
-from collector.ingest import Incoming, Ingestor
+from collector.evidence.document import build_evidence
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
 from gate_agent.protocol import GateTopics, encode_punches, format_time, public_key_text, sign_document
 from tests.helpers import BANK_KEY, BANK_PUBLIC, PunchFactory

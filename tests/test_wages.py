@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from collector.money import MoneyError, divide_half_up, parse_yuan, yuan
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, PunchFactory, heartbeat

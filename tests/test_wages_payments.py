@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 import xmlschema
 
-from collector.batchfile import SCHEMAS
 from collector.money import divide_half_up
+from collector.wages.batchfile import SCHEMAS
 from tests import test_wages
 
 #: The final October of tests/test_wages.py, on both engines.

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from collector.batchfile import render
-from collector.payments import PaymentError, ReturnRefused, make_batch, record_return
 from collector.store import Store
+from collector.wages.batchfile import render
+from collector.wages.payments import PaymentError, ReturnRefused, make_batch, record_return
 
 PAIN = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
 SITES = itertools.count(1)

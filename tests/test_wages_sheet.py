@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from collector.ingest import Incoming, Ingestor
-from collector.wage_sheet import MAX_UNPACKED_BYTES, SheetError, read_sheet
+from collector.ingest.pipeline import Incoming, Ingestor
+from collector.wages.sheet import MAX_UNPACKED_BYTES, SheetError, read_sheet
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import PunchFactory, heartbeat
 from tests.test_wages import CARDS, local, month  # noqa: F401 - the October fixture, shared

@@ -86,7 +86,7 @@ def test_refusals_a_draft_and_hostile_names(month, tmp_path):
 def test_the_evidence_id_names_what_the_file_says_not_when_or_with_which_key_it_was_signed():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from collector.evidence import evidence_id
+    from collector.evidence.document import evidence_id
     from gate_agent.protocol import public_key_text, sign_document
 
     body = {"format": "site-gate-evidence", "version": 1, "worker": {"worker": "W1"}, "days": [{"date": "2026-10-14"}]}

@@ -1,7 +1,7 @@
 """Every route of `collector serve` says who may call it, and the one access check holds for each: a site's
 token or sign-in session never reads another site, and only bank tokens reach the bank's routes.
 
-Parametrised over the app's own routes (collector/web_common.py: ``route``), so a route added without a
+Parametrised over the app's own routes (collector/web/common.py: ``route``), so a route added without a
 declared access, or with one its answers do not keep, fails here. Requests go through the ASGI
 application itself over a real SQLite database (no server, no HTTP client library).
 """
@@ -16,8 +16,8 @@ import pytest
 
 from collector.config import CollectorConfig, load_config
 from collector.signin import COOKIE, issue_link, redeem
-from collector.web import WebApp
-from collector.web_common import PUBLIC, WORKER
+from collector.web.app import WebApp
+from collector.web.common import PUBLIC, WORKER
 from tests.helpers import CollectorSetup
 
 BANK = "bank-ops-token-all-sites-0003"

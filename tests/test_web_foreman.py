@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.browser import open_tab
 from tests.helpers import CollectorSetup, PunchFactory, heartbeat, start_web, stop_process, wait_for

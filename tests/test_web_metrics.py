@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.metrics import render_metrics
 from collector.store import Store
+from collector.web.metrics import render_metrics
 from gate_agent.protocol import GateTopics, encode_punches
 from tests.helpers import CollectorSetup, Listener, PunchFactory, start_web, stop_process, wait_for
 
@@ -84,7 +84,8 @@ def samples(text: str) -> dict:
 
 
 def test_every_counter_ingest_and_the_daemon_keep_reaches_metrics(tmp_path):
-    from collector import ingest, service
+    from collector.ingest import daemon as service
+    from collector.ingest import pipeline as ingest
 
     names = counter_names(ingest) | counter_names(service) | set(service.PERSISTED_COUNTERS)
     assert {"stored", "clock_implausible", "quarantined_example", "acks_sent"} <= names  # the scan works

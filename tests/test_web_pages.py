@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import pytest
 
 from collector.config import load_config
-from collector.web import WebApp
-from collector.web_common import PUBLIC
+from collector.web.app import WebApp
+from collector.web.common import PUBLIC
 from tests.helpers import CollectorSetup
 from tests.test_web_access import ROUTES, asgi, route_id
 
-CATALOGS = Path(__file__).parent.parent / "collector" / "web_static" / "i18n"
+CATALOGS = Path(__file__).parent.parent / "collector" / "web" / "static" / "i18n"
 PAGES = [r for r in ROUTES if getattr(r, "access", None) == PUBLIC and "GET" in (getattr(r, "methods", None) or ())]
 #: What a browser sends, and the page language it gets.
 LANGUAGES = [(None, "zh-CN"), ("zh-CN,zh;q=0.9", "zh-CN"), ("en-US,en;q=0.9", "en"), ("fr-FR,en;q=0.5", "en")]

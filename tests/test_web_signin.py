@@ -19,7 +19,7 @@ from collector.signin import (
     well_formed,
 )
 from collector.store import Store
-from collector.web_common import page_language
+from collector.web.common import page_language
 from tests.helpers import CollectorSetup
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)

@@ -21,8 +21,8 @@ from tests.test_web_worker import BANK, SITE2, W1_CARD, W2_NAME, Bank, http, ses
 
 pytestmark = pytest.mark.slow
 
-STATIC = Path(__file__).parent.parent / "collector" / "web_static"
-TEMPLATES = Path(__file__).parent.parent / "collector" / "templates"
+STATIC = Path(__file__).parent.parent / "collector" / "web" / "static"
+TEMPLATES = Path(__file__).parent.parent / "collector" / "web" / "templates"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOSTILE = "<img src=x onerror=alert(1)> 18点才走"
 # What the page refuses to file but an older row or another writer could hold: right-to-left override,

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.ingest import Incoming, Ingestor
+from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.browser import open_tab
 from tests.helpers import (
@@ -548,13 +548,13 @@ def test_every_text_of_the_page_is_in_both_languages():
     is in them (the worker's under "worker.")."""
     import re
 
-    static = ROOT / "collector" / "web_static"
+    static = ROOT / "collector" / "web" / "static"
     catalogs = {lang: json.loads((static / "i18n" / f"{lang}.json").read_text()) for lang in ("zh-CN", "en")}
     assert set(catalogs["zh-CN"]) == set(catalogs["en"])
     zh, en = ({k[len("worker."):]: v for k, v in catalogs[lang].items() if k.startswith("worker.")}
               for lang in ("zh-CN", "en"))
     assert all(isinstance(v, str) and v.strip() for v in [*zh.values(), *en.values()])
-    html = (ROOT / "collector" / "templates" / "worker.html").read_text()
+    html = (ROOT / "collector" / "web" / "templates" / "worker.html").read_text()
     script = (static / "worker.js").read_text()
     named = set(re.findall(r'data-i18n(?:-placeholder|-label)?="([^"]+)"', html))
     assert named and named - set(catalogs["zh-CN"]) == set()

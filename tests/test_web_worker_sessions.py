@@ -226,7 +226,7 @@ def test_the_client_address_never_believes_a_stranger_and_never_fails():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from collector.web_common import ClientAddress
+    from collector.web.common import ClientAddress
 
     proxies = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/24"))
     text = st.one_of(st.text(max_size=80), st.ip_addresses().map(str),

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from collector import worker_links
 from collector.store import Store, StoreError, schema
+from collector.workers import links as worker_links
 
 
 class Clock:

@@ -65,7 +65,7 @@ class LedgerQueries:
     def insert_punch(self, punch: Punch, *, digest: str, body: bytes, received_at: str, source: str,
                      flags: str, card_counter: int | None = None) -> bool:
         """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests).
-        ``card_counter``: an NTAG 424 card's read counter, decrypted from its SUN message (collector.sun)."""
+        ``card_counter``: an NTAG 424 card's read counter, decrypted from its SUN message (collector.ingest.sun)."""
         cursor = self.db.execute(
             """INSERT INTO punches (site, gate, seq, time, card, direction, tech, roster, synced, boot, mono_ms,
                    reader, prev, digest, key_id, body, received_at, source, flags, card_kind, card_counter)

@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from collector.broker import LocalBroker, free_port, mosquitto_binary  # noqa: E402
-from collector.cluster import client_id, partition_of  # noqa: E402
+from collector.deploy.mosquitto import LocalBroker, free_port, mosquitto_binary  # noqa: E402
+from collector.ingest.cluster import client_id, partition_of  # noqa: E402
 from collector.store import Store, display  # noqa: E402
 from gate_agent.keys import load_private_key  # noqa: E402
 from gate_agent.outbox import Outbox  # noqa: E402
@@ -542,7 +542,7 @@ RECORDED = re.compile(r"^(\S+ \S+) INFO \S+: signal recorded: seq (\d+) card ([0
 
 
 def measure_taps(rig: Rig, count: int) -> dict:
-    from collector.headcount import headcount
+    from collector.attendance.headcount import headcount
 
     uids = [f"7A{number:06X}" for number in range(count)]
     gate = GateSetup.create(rig.directory / "taps", broker=rig.broker, site="TAPS", gate="main",

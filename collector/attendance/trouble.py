@@ -1,0 +1,90 @@
+"""What needs a site foreman's attention now: the facts behind the red banner at the top of the site page.
+
+Each fact is a dict with a ``kind`` (a key of the page's message catalog, which says it in words), the
+gate concerned if any, and the figures the words need. Nothing here carries a refused message's bytes
+or detail: a site token sees per-gate counts and reasons only. An empty list means all is well.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from collector.attendance.health import gate_health
+from collector.localtime import parse_or_none
+from collector.store import Store
+from gate_agent.protocol import TOPIC_ROOT, format_time
+
+#: A gate is silent once its last heartbeat is older than this many of its intervals (and a few seconds
+#: more, so that a heartbeat a little late on a busy network raises nothing).
+SILENT_HEARTBEATS, SILENT_SLACK_SECONDS = 2, 5
+#: A gate's buffer this full (percent of its disk allowance) needs its network fixed before taps are lost.
+BUFFER_LIMIT_PCT = 80
+#: Refused messages from a gate are trouble while the latest came this recently.
+REFUSED_WINDOW = timedelta(hours=1)
+#: Ingest slower than this (arrival to commit) is trouble, while the measurement is this recent.
+LAG_LIMIT_SECONDS, LAG_FRESH = 60.0, timedelta(minutes=10)
+
+
+def trouble(store: Store, site: str, now: datetime | None = None) -> list[dict]:
+    """Everything at ``site`` that needs the foreman, gates in name order, the collector last."""
+    now = now or datetime.now(UTC)
+    facts: list[dict] = []
+    refused = _refused_by_gate(store, site, now)
+    heartbeats = {row["gate"]: (row["status"] or {}).get("heartbeat_seconds")
+                  for row in store.gates(site, with_gaps=False)}
+    for gate in gate_health(store, site, now):
+        if not gate["active"]:
+            continue
+        name = gate["gate"]
+        state = gate["state"]
+        heartbeat = heartbeats.get(name)
+        heartbeat = heartbeat if isinstance(heartbeat, (int, float)) and heartbeat > 0 else None
+        beat = parse_or_none(gate["last_heartbeat"]) if gate["last_heartbeat"] else None
+        if state == "offline":
+            facts.append({"kind": "gate_offline", "gate": name, "since": gate["last_seen"]})
+        elif state == "never seen":
+            facts.append({"kind": "gate_never_seen", "gate": name})
+        elif state == "silent" or (
+                state == "online" and beat is not None and heartbeat is not None
+                and (now - beat).total_seconds() > SILENT_HEARTBEATS * heartbeat + SILENT_SLACK_SECONDS):
+            facts.append({"kind": "gate_silent", "gate": name, "since": gate["last_heartbeat"]})
+        if state != "offline":
+            if gate["clock_synced"] is False:
+                facts.append({"kind": "gate_clock", "gate": name})
+            pct = gate["buffer_pct"]
+            if (isinstance(pct, (int, float)) and pct > BUFFER_LIMIT_PCT) or gate["buffer_warning"]:
+                facts.append({"kind": "gate_buffer", "gate": name, "percent": pct})
+        if name in refused:
+            facts.append({"kind": "gate_refused", "gate": name, **refused.pop(name)})
+    for name in sorted(refused):  # a gate deactivated or gone: its refusals still need explaining
+        facts.append({"kind": "gate_refused", "gate": name, **refused[name]})
+    lag = store.gauges().get("ingest_lag_seconds_last")
+    if lag is not None:
+        value, updated = lag.value, lag.updated_at
+        measured = parse_or_none(updated) if isinstance(updated, str) else None
+        if value > LAG_LIMIT_SECONDS and measured is not None and now - measured <= LAG_FRESH:
+            facts.append({"kind": "ingest_lag", "gate": None, "seconds": round(value)})
+    return facts
+
+
+def report(store: Store, site: str, now: datetime | None = None) -> dict:
+    """The facts as the JSON API and the live stream give them."""
+    now = now or datetime.now(UTC)
+    facts = trouble(store, site, now)
+    return {"site": site, "ok": not facts, "trouble": facts, "as_of": format_time(now)}
+
+
+def _refused_by_gate(store: Store, site: str, now: datetime) -> dict[str, dict]:
+    """Per gate: messages refused in the window, by reason, and when the latest was."""
+    since = format_time(now - REFUSED_WINDOW)
+    prefix = f"{TOPIC_ROOT}/{site}/"
+    found: dict[str, dict] = {}
+    for row in store.quarantine_tally_since(since[:13], prefix):
+        if row["last_at"] < since:
+            continue
+        gate = row["topic"][len(prefix):].split("/", 1)[0]
+        entry = found.setdefault(gate, {"count": 0, "reasons": {}, "last_at": row["last_at"]})
+        entry["count"] += row["count"]
+        entry["reasons"][row["reason"]] = entry["reasons"].get(row["reason"], 0) + row["count"]
+        entry["last_at"] = max(entry["last_at"], row["last_at"])
+    return found

@@ -1,0 +1,354 @@
+"""Attendance, headcount, manual punches and the exports bank ops pay from."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import click
+
+from collector.cli.common import (
+    Context,
+    LocalDate,
+    emit,
+    format_options,
+    json_option,
+    json_text,
+    progressbar,
+    resolve_day,
+    say,
+    with_config,
+)
+from collector.errors import InputError
+from gate_agent.logsetup import escape_control, safe_json
+
+CHUNK_DAYS = 7
+
+
+def _period(day, first, last, tz=None) -> tuple[date, date]:
+    """The local dates asked for, bounded (InputError: one line, exit 1): see reports.check_period.
+    No date at all means today at the site."""
+    from collector.attendance.reports import check_period
+
+    if day and (first or last):
+        raise InputError("give --date, or --from and --to, not both")
+    if day or not (first or last):
+        today = resolve_day(day or LocalDate().convert("today", None, None), tz)
+        return check_period(today, today)
+    if not (first and last):
+        raise InputError("give --date, or both --from and --to")
+    first, last = resolve_day(first, tz), resolve_day(last, tz)
+    if last < first:
+        raise InputError("--to is before --from")
+    return check_period(first, last)
+
+
+def _site_zone(ctx: Context, site: str):
+    from collector.localtime import zone
+
+    with ctx.store(readonly=True) as store:
+        row = store.site(site)
+    if row is None:
+        raise InputError(f"site {site} does not exist")
+    return zone(row["timezone"])
+
+
+def _records(ctx: Context, site: str, first: date, last: date) -> list[dict]:
+    """Records chunk by chunk, with a progress bar on long periods (shown on a terminal only)."""
+    from collector.attendance.reports import attendance
+
+    grace = timedelta(hours=ctx.config.final_grace_hours)
+    chunks = []
+    start = first
+    while start <= last:
+        chunks.append((start, min(last, start + timedelta(days=CHUNK_DAYS - 1))))
+        start += timedelta(days=CHUNK_DAYS)
+    rows: list[dict] = []
+    with ctx.store(readonly=True) as store, progressbar(chunks, label="computing days") as bar:
+        for chunk_first, chunk_last in bar:
+            rows += attendance(store, site, chunk_first, chunk_last, grace=grace)
+    return sorted(rows, key=lambda r: (r["date"], r["worker"]))
+
+
+@click.command("attendance")
+@click.option("--site", required=True)
+@click.option("--date", "day", type=LocalDate(), help="One local date, today or yesterday (default: today).")
+@click.option("--from", "first", type=LocalDate(), help="First local date.")
+@click.option("--to", "last", type=LocalDate(), help="Last local date.")
+@format_options
+@with_config
+def attendance_command(ctx: Context, site: str, day, first, last, as_json: bool, as_csv: bool):
+    """Daily records per worker: first in, last out, worked minutes, status, flags, final."""
+    from collector.cli.display import aligned
+    from collector.export import ATTENDANCE_COLUMNS, to_csv, to_json
+
+    rows = _records(ctx, site, *_period(day, first, last, _site_zone(ctx, site)))
+    if as_json:
+        click.echo(to_json(rows))
+    elif as_csv:
+        click.echo(to_csv(rows, ATTENDANCE_COLUMNS), nl=False)
+    else:
+        table = [[r["date"], r["worker"], r["name"] or "", f"in {_clock(r['first_in'])}", f"out {_clock(r['last_out'])}",
+                  f"{r['worked_minutes'] // 60}h{r['worked_minutes'] % 60:02d}", r["status"],
+                  "final" if r["final"] else "provisional", ";".join(r["flags"])] for r in rows]
+        for line in aligned(table):
+            say(line)
+        click.echo(f"{len(rows)} record(s)")
+
+
+def _clock(text: str | None) -> str:
+    return text[11:16] if text else "--:--"
+
+
+@click.command("payroll")
+@click.option("--site", required=True)
+@click.option("--from", "first", type=LocalDate(), required=True)
+@click.option("--to", "last", type=LocalDate(), required=True)
+@format_options
+@with_config
+def payroll_command(ctx: Context, site: str, first, last, as_json: bool, as_csv: bool):
+    """Per worker over a period: days present, worked minutes, days flagged, provisional days."""
+    from collector.attendance.reports import payroll
+    from collector.cli.display import aligned
+    from collector.export import PAYROLL_COLUMNS, to_csv, to_json
+
+    first, last = _period(None, first, last, _site_zone(ctx, site))
+    rows = payroll(_records(ctx, site, first, last))
+    for row in rows:
+        row.update({"site": site, "from": first.isoformat(), "to": last.isoformat()})
+    if as_json:
+        click.echo(to_json(rows))
+    elif as_csv:
+        click.echo(to_csv(rows, PAYROLL_COLUMNS), nl=False)
+    else:
+        table = [[r["worker"], r["name"] or "", f"{r['days_present']} days", f"{r['worked_minutes'] / 60:.2f} h",
+                  f"flagged {r['days_flagged']}", f"provisional {r['provisional_days']}"] for r in rows]
+        for line in aligned(table):
+            say(line)
+
+
+@click.command("headcount")
+@click.option("--site", required=True)
+@json_option
+@with_config
+def headcount_command(ctx: Context, site: str, as_json: bool):
+    """Who is on site now, since when and through which gate."""
+    from collector.attendance.headcount import headcount
+
+    with ctx.store(readonly=True) as store:
+        data = headcount(store, site)
+    if as_json:
+        click.echo(json_text(data))
+        return
+    click.echo(f"{site}: {data['on_site']} on site" +
+               (f", and {data['unknown_cards']} unknown card(s)" if data["unknown_cards"] else ""))
+    for w in data["workers"]:
+        click.echo(f"  {w['worker']:8} {escape_control(w['name'] or ''):20} since {w['since']} via {w['gate'] or 'manual entry'}")
+
+
+@click.command("evidence")
+@click.option("--worker", required=True)
+@click.option("--from", "first", type=LocalDate(), required=True)
+@click.option("--to", "last", type=LocalDate(), required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="The evidence file to write (a new file, mode 0600: it holds personal data).")
+@with_config
+def evidence_command(ctx: Context, worker: str, first, last, out: str):
+    """Write a worker's punches as signed, the gate keys, chain links and computed days to FILE, the
+    whole signed with the bank's key (signing_key)."""
+    import os
+
+    from collector.evidence.document import build_evidence, evidence_id
+    from collector.signing import load_bank_key
+    from gate_agent.files import write_new
+
+    first, last = _period(None, first, last)
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    key = load_bank_key(ctx.config)
+    with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
+        document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
+    try:
+        write_new(out, safe_json(document, indent=1).encode(), 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    from collector.cli.worker import operator_name
+
+    with ctx.store() as store:  # the worker sees on their page who took their record, and when
+        store.log_access(worker, via="bank CLI", who=operator_name(),
+                         what=f"evidence {first.isoformat()}..{last.isoformat()}")
+    punches = sum(len(g["punches"]) for g in document["gates"])
+    click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
+               f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
+               f"{len(document['voids'])} void(s); signed by bank key {document['key']}; evidence id "
+               f"{evidence_id(document)}")
+
+
+@click.command("verify")
+@click.argument("evidence_file", type=click.Path(dir_okay=False))
+@click.option("--bank-key", "bank_key",
+              help="The bank's published public key (ed25519:...), or a file holding it (bank.pub).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="The collector's configuration: trust the bank keys of its registry and check every gate "
+                   "key against the registry.")
+@json_option
+def verify_command(evidence_file: str, bank_key: str | None, config_path: str | None, as_json: bool):
+    """Check an evidence file offline: the bank's signature over all of it (against the bank's published
+    key or its registry, never the key the file carries), every gate signature and link, and the days."""
+    from collector.evidence.document import EvidenceError, verify_evidence
+
+    if bank_key is None and config_path is None:
+        raise click.UsageError("give the bank's published key (--bank-key) or the collector's --config: a file "
+                               "is trusted only against a key that came from the bank, not one it carries")
+    trusted, registry = _trust(bank_key, config_path)
+    try:
+        with open(evidence_file, "rb") as handle:
+            document = json.load(handle)
+    except OSError as error:
+        raise click.ClickException(f"{evidence_file}: cannot read: {error.strerror}") from None
+    except (ValueError, RecursionError) as error:
+        raise click.ClickException(f"{evidence_file}: FAILED: not JSON: {str(error)[:120]}") from None
+    try:
+        summary = verify_evidence(document, trusted, registry=registry)
+    except EvidenceError as error:
+        raise click.ClickException(f"{evidence_file}: FAILED: {error}") from None
+    lines = [f"{evidence_file}: OK: signed by bank key {summary['bank_key']}; {summary['punches']} signed "
+             f"punch(es), {summary['days']} day(s) of {summary['worker']}, {summary['worked_minutes'] / 60:.2f} h; "
+             f"gate keys {', '.join(summary['keys']) or 'none'} "
+             + ("(each registered for its gate when the bank received the punch)" if summary["registry_checked"]
+                else "(not checked against the registry: give --config for that)"),
+             f"  evidence id {summary['evidence_id']}"]
+    for entry in summary["manual_entries"]:
+        lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
+                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
+                     + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else ""))
+    for void in summary["voids"]:
+        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
+                     + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
+    if not summary["manual_entries"] and not summary["voids"]:
+        lines.append("  no manual entries, no voids")
+    emit(as_json, summary, "\n".join(lines))
+
+
+def _trust(bank_key: str | None, config_path: str | None):
+    """Bank keys to trust and, with a configuration, the registry to check gate keys against."""
+    from pathlib import Path
+
+    from collector.evidence.document import Registry
+    from collector.signing import SigningKeyError, load_bank_key
+    from gate_agent.errors import GateInputError
+    from gate_agent.protocol import parse_bank_keys, public_key_text
+
+    trusted = {}
+    if bank_key is not None:
+        text = bank_key
+        if not bank_key.strip().startswith("ed25519:"):
+            try:
+                text = Path(bank_key).read_text()
+            except (OSError, UnicodeDecodeError) as error:
+                raise click.ClickException(f"--bank-key {bank_key}: cannot read: "
+                                           f"{getattr(error, 'strerror', None) or error}") from None
+        try:
+            trusted.update(parse_bank_keys(text))
+        except GateInputError as error:
+            raise InputError(f"--bank-key: {error}") from None
+    registry = None
+    if config_path is not None:
+        ctx = Context(config_path)
+        texts = []
+        try:
+            texts.append(public_key_text(load_bank_key(ctx.config).public_key()))
+        except SigningKeyError:
+            pass  # a verifying machine need not hold the private key: the registry has the public ones
+        with ctx.store(readonly=True) as store:
+            texts += [row["public_key"] for row in store.bank_keys()]
+            registry = Registry(store)
+        if texts:
+            trusted.update(parse_bank_keys("\n".join(texts)))
+    return trusted, registry
+
+
+@click.group("punch")
+def punch_group() -> None:
+    """Manual corrections (a gate's punch is never edited)."""
+
+
+#: How far ahead of now a manual punch may be (a clock a little fast, entries made at the gate).
+MANUAL_AHEAD_MINUTES = 10
+
+
+@punch_group.command("add")
+@click.option("--worker", required=True)
+@click.option("--site", required=True)
+@click.option("--at", "at", required=True,
+              help="ISO time, e.g. 2026-11-28T07:58; without an offset it is the site's local time.")
+@click.option("--direction", type=click.Choice(["in", "out"]), required=True)
+@click.option("--reason", required=True)
+@click.option("--by", "by", required=True, help="Who enters it.")
+@json_option
+@with_config
+def punch_add(ctx: Context, worker: str, site: str, at: str, direction: str, reason: str, by: str, as_json: bool):
+    """Add a manual punch (marked manual, with who, why and when)."""
+    from collector.localtime import local_text
+
+    tz = _site_zone(ctx, site)
+    with ctx.store() as store:
+        punch_id = store.add_manual_punch(site=site, worker=worker, time=_manual_time(at, tz), direction=direction,
+                                          reason=reason, by=by)
+        row = store.punch(punch_id)
+    emit(as_json, {k: row[k] for k in ("id", "site", "worker", "time", "direction", "manual_by", "manual_reason",
+                                       "received_at")},
+         f"manual punch {punch_id}: {worker} {direction} at {local_text(row['time'], tz)} (by {by}: {reason})")
+
+
+def _manual_time(text: str, tz) -> str:
+    """``--at`` as wire UTC text (without an offset: in the site's zone), refused unless attendance can
+    count it: from 2020 to a few minutes from now (nobody enters a tap that has not happened)."""
+    from datetime import UTC, datetime
+
+    from collector.localtime import PLAUSIBLE_FROM
+    from collector.workers.registry import parse_moment
+    from gate_agent.protocol import format_time, parse_time
+
+    moment = parse_moment(text, tz)
+    latest = datetime.now(UTC) + timedelta(minutes=MANUAL_AHEAD_MINUTES)
+    if moment < PLAUSIBLE_FROM:
+        raise InputError(f"--at {text!r} is before 2020: not a time attendance can count")
+    if parse_time(moment) > latest:
+        raise InputError(f"--at {text!r} is in the future (after {format_time(latest)[:16]} UTC): a manual punch "
+                         "records a tap that happened")
+    return moment
+
+
+@punch_group.command("void")
+@click.argument("punch_id", type=int, required=False)
+@click.option("--site", help="With --gate and --seq: the gate punch to void (instead of PUNCH_ID).")
+@click.option("--gate", "gate_id")
+@click.option("--seq", type=int)
+@click.option("--reason", required=True)
+@click.option("--by", "by", required=True)
+@with_config
+def punch_void(ctx: Context, punch_id: int | None, site, gate_id, seq, reason: str, by: str):
+    """Mark a punch void: kept and shown, no longer counted. Name it by the id `collector punches`
+    shows, or a gate punch by --site, --gate and --seq."""
+    by_gate = (site, gate_id, seq)
+    if (punch_id is None) == all(v is None for v in by_gate) or (punch_id is None and None in by_gate):
+        raise click.UsageError("give PUNCH_ID, or all of --site, --gate and --seq")
+    with ctx.store() as store:
+        if punch_id is None:
+            found = store.gate_punch_rows(site, gate_id, seq, seq)
+            if not found:
+                raise InputError(f"there is no punch {site}/{gate_id} seq {seq}")
+            punch_id = found[0]["id"]
+        row = store.void_punch(punch_id, reason=reason, by=by)
+    what = f"{row['site']}/{row['gate']} seq {row['seq']}" if row["gate"] else f"manual punch at {row['site']}"
+    click.echo(f"punch {punch_id} ({what}) is void (by {by}: {reason})")
+
+
+def register(main: click.Group) -> None:
+    """Add this module's commands to the ``collector`` group."""
+    for command in (attendance_command, payroll_command, headcount_command, evidence_command, verify_command,
+                    punch_group):
+        main.add_command(command)

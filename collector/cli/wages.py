@@ -1,0 +1,569 @@
+"""Wages: pay terms, the monthly wage table, deductions and approval. Thin over collector/wages/table.py."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import click
+
+from collector import masking
+from collector.cli.common import Context, emit, json_option, json_text, with_config
+from collector.export import to_csv
+from collector.money import parse_yuan, yuan
+from gate_agent.cli_output import say
+from gate_agent.logsetup import escape_control
+
+
+def _day(value: str, what: str = "--from") -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD", param_hint=what) from None
+
+
+# ============================================================================== terms: workers and sites
+
+
+def worker_commands(worker: click.Group) -> None:
+    @worker.command("payee")
+    @click.argument("worker_id", metavar="WORKER")
+    @click.option("--id-number", help="Resident ID card number (shown masked, except in the payment batch).")
+    @click.option("--phone", help="Contact phone (masked when shown).")
+    @click.option("--account", "bank_account", help="The worker's own bank account, paid into (masked when shown).")
+    @click.option("--bank", "bank_name", help="The bank of that account.")
+    @with_config
+    def worker_payee(ctx: Context, worker_id: str, id_number, phone, bank_account, bank_name):
+        """Set who a worker is as a payee (only the options given change)."""
+        with ctx.store() as store:
+            store.set_payee(worker_id, id_number=id_number, phone=phone, bank_account=bank_account,
+                            bank_name=bank_name)
+            payee = store.payee(worker_id)
+        say(f"{worker_id} ({payee['name']}): ID {masking.id_number(payee['id_number']) or '-'}, phone "
+            f"{masking.phone(payee['phone']) or '-'}, account {masking.account(payee['bank_account']) or '-'} "
+            f"at {payee['bank_name'] or '-'}")
+
+    @worker.command("pay")
+    @click.argument("worker_id", metavar="WORKER")
+    @click.option("--day-rate-yuan", help="Pay per complete day, in yuan (e.g. 350 or 350.50).")
+    @click.option("--hourly-rate-yuan", help="Pay per hour worked, in yuan.")
+    @click.option("--from", "effective_from", required=True, help="Local date from which it applies (YYYY-MM-DD).")
+    @click.option("--by", required=True, help="Who sets it.")
+    @with_config
+    def worker_pay(ctx: Context, worker_id: str, day_rate_yuan, hourly_rate_yuan, effective_from: str, by: str):
+        """Set a worker's pay from a date on (earlier days keep their terms: no period is rewritten)."""
+        if (day_rate_yuan is None) == (hourly_rate_yuan is None):
+            raise click.UsageError("give exactly one of --day-rate-yuan and --hourly-rate-yuan")
+        basis, text = ("day", day_rate_yuan) if day_rate_yuan is not None else ("hour", hourly_rate_yuan)
+        rate = parse_yuan(text, what="the rate")
+        effective_from = _day(effective_from)
+        with ctx.store() as store:
+            used = store.first_period_with_table(worker_id)
+            outcome = store.set_wage_terms(worker_id, basis=basis, rate_fen=rate, effective_from=effective_from,
+                                           by=by, used_from=f"{used}-01" if used else None)
+        click.echo(f"{worker_id}: {yuan(rate)} yuan per {basis} from {effective_from} ({outcome})")
+
+
+def site_commands(site: click.Group) -> None:
+    @site.command("pay-day")
+    @click.argument("site_id", metavar="SITE")
+    @click.option("--day", "pay_day", type=int, required=True,
+                  help="Day of the month after the period on which its wages fall due.")
+    @click.option("--employer", default="", help="Only this employer of the site (default: every employer).")
+    @click.option("--payer-account", help="The general contractor's special wage account, paid from.")
+    @click.option("--payer-name", help="That account's holder.")
+    @click.option("--payer-bank", help="That account's bank.")
+    @click.option("--from", "effective_from", required=True, help="Local date from which it applies.")
+    @click.option("--by", required=True)
+    @with_config
+    def site_pay_day(ctx: Context, site_id, pay_day, employer, payer_account, payer_name, payer_bank,
+                     effective_from, by):
+        """Set a site's monthly pay day and the special wage account its wages are paid from."""
+        with ctx.store() as store:
+            store.set_site_pay(site_id, pay_day=pay_day, employer=employer, payer_account=payer_account,
+                               payer_name=payer_name, payer_bank=payer_bank, effective_from=_day(effective_from),
+                               by=by)
+        click.echo(f"{site_id}{' ' + employer if employer else ''}: wages due on day {pay_day} of the next month, "
+                   f"from {effective_from}")
+
+    @site.command("minimum-wage")
+    @click.argument("site_id", metavar="SITE")
+    @click.option("--hourly-yuan", required=True, help="The local minimum hourly wage (part-time).")
+    @click.option("--monthly-yuan", required=True, help="The local minimum monthly wage.")
+    @click.option("--from", "effective_from", required=True)
+    @click.option("--by", required=True)
+    @with_config
+    def site_minimum_wage(ctx: Context, site_id, hourly_yuan, monthly_yuan, effective_from, by):
+        """Set the local minimum wage in force at a site from a date on."""
+        hourly, monthly = parse_yuan(hourly_yuan, what="--hourly-yuan"), parse_yuan(monthly_yuan, what="--monthly-yuan")
+        with ctx.store() as store:
+            store.set_minimum_wage(site_id, hourly_fen=hourly, monthly_fen=monthly,
+                                   effective_from=_day(effective_from), by=by)
+        click.echo(f"{site_id}: minimum wage {yuan(hourly)} yuan an hour, {yuan(monthly)} a month, from {effective_from}")
+
+
+# ============================================================================== the wage table
+
+
+@click.group("wages")
+def wages_group() -> None:
+    """The monthly wage table (wage payment ledger) computed from final attendance."""
+
+
+@wages_group.command("run")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--by", required=True, help="Who computes it.")
+@click.option("--reason", help="Why a new version of an approved table (a correction).")
+@click.option("--draft", is_flag=True, help="Compute a period that is not final yet, to look at (never paid).")
+@json_option
+@with_config
+def wages_run(ctx: Context, site: str, period: str, by: str, reason, draft: bool, as_json: bool):
+    """Compute the period's table from final attendance and keep it as a new version."""
+    from collector.wages.table import run
+
+    with ctx.store() as store:
+        table = run(store, site, period, by=by, reason=reason, draft=draft,
+                    grace=timedelta(hours=ctx.config.final_grace_hours))
+    _show(table, as_json=as_json, as_csv=False)
+
+
+@wages_group.command("show")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--version", type=int, help="An earlier version (default: the latest).")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")
+@with_config
+def wages_show(ctx: Context, site: str, period: str, version: int | None, as_json: bool, as_csv: bool):
+    """Show a version of the period's table (ID numbers, phones and accounts masked)."""
+    from collector.wages.table import WageError, period_bounds
+
+    period_bounds(period)
+    with ctx.store(readonly=True) as store:
+        table = store.wage_table(site, period, version)
+    if table is None:
+        raise WageError(f"{site} {period} has no wage table" + (f" version {version}" if version else ""))
+    _show(table, as_json=as_json, as_csv=as_csv)
+
+
+@wages_group.command("approve")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--by", required=True, help="Who approves.")
+@click.option("--override", help="Approve although lines need a decision, and why (those lines are not paid).")
+@click.option("--override-disputes", is_flag=True,
+              help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
+@click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
+@with_config
+def wages_approve(ctx: Context, site: str, period: str, by: str, override, override_disputes: bool, reason):
+    """Freeze the latest version for payment (a correction later is a new version; this one is kept)."""
+    from collector.wages.table import approve
+
+    if override_disputes and not (reason or "").strip():
+        raise click.UsageError("--override-disputes needs --reason: why pay before the disputes are answered")
+    if reason is not None and not override_disputes:
+        raise click.UsageError("--reason goes with --override-disputes")
+    with ctx.store() as store:
+        table = approve(store, site, period, by=by, override=override,
+                        override_disputes=reason if override_disputes else None)
+    payable = [line for line in table["lines"] if line["status"] == "payable"]
+    click.echo(f"{site} {period} version {table['version']} approved by {by}: {len(payable)} line(s), "
+               f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}"
+               + (f"; {len(table['lines']) - len(payable)} line(s) held (override: {override})"
+                  if len(payable) < len(table["lines"]) else "")
+               + (f"; open disputes overridden: {reason}" if override_disputes else ""))
+
+
+@wages_group.command("history")
+@click.option("--site", required=True)
+@click.option("--period", help="One month (default: every month).")
+@json_option
+@with_config
+def wages_history(ctx: Context, site: str, period, as_json: bool):
+    """Every version of the site's tables: who computed and approved each, when and why."""
+    with ctx.store(readonly=True) as store:
+        tables = store.wage_tables(site, period)
+        overrides = store.dispute_overrides(site, period) if store.has("dispute_answers") else []
+    for table in tables:
+        table["dispute_overrides"] = [o for o in overrides
+                                      if (o["period"], o["table_version"]) == (table["period"], table["version"])]
+    emit(as_json, tables, "\n".join(
+        f"{t['period']} v{t['version']} {t['status']:10} computed {t['computed_at']} by {t['computed_by']}"
+        + (f" ({t['reason']})" if t["reason"] else "")
+        + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
+        + (f"; override: {t['override']}" if t["override"] else "")
+        + "".join(f"; open disputes {', '.join(o['refs'])} overridden by {o['by']}: {o['reason']}"
+                  for o in t["dispute_overrides"]) for t in tables) or f"{site}: no wage tables")
+
+
+@wages_group.command("deduct")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--worker", "worker_id", required=True)
+@click.option("--item", required=True, help="What is deducted (e.g. 个人所得税, social insurance).")
+@click.option("--amount-yuan", required=True)
+@click.option("--reason", required=True)
+@click.option("--by", required=True)
+@with_config
+def wages_deduct(ctx: Context, site, period, worker_id, item, amount_yuan, reason, by):
+    """Record a deduction from a worker's wages for a period (shown on the line and the slip)."""
+    from collector.wages.table import period_bounds
+
+    period_bounds(period)
+    amount = parse_yuan(amount_yuan, what="--amount-yuan")
+    with ctx.store() as store:
+        store.add_deduction(site=site, period=period, worker=worker_id, item=item, amount_fen=amount,
+                            reason=reason, source=f"operator {by}", by=by)
+    say(f"{site} {period} {worker_id}: {item} {yuan(amount)} yuan deducted ({reason}); run the table again")
+
+
+@wages_group.command("terms")
+@click.option("--worker", "worker_id", help="One worker (default: every worker).")
+@json_option
+@with_config
+def wages_terms(ctx: Context, worker_id, as_json: bool):
+    """Pay terms with their history: each rate and the date it applies from."""
+    with ctx.store(readonly=True) as store:
+        rows = store.wage_terms(worker_id)
+    emit(as_json, rows, "\n".join(f"{r['worker']:10} {yuan(r['rate_fen']):>10} yuan per {r['basis']:4} from "
+                                  f"{r['effective_from']} (set by {r['added_by']})" for r in rows) or "no pay terms")
+
+
+@wages_group.command("import-sheet")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.argument("sheet_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--employer", default="", help="The employer (labour subcontractor) whose sheet it is.")
+@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@click.option("--by", required=True, help="Who imports it.")
+@click.option("--take-deductions", is_flag=True,
+              help="Record the deductions the sheet claims as the period's (source: sheet <sha256 prefix>).")
+@json_option
+@with_config
+def wages_import_sheet(ctx: Context, site: str, period: str, sheet_file: str, employer: str, sheet: str | None,
+                       by: str, take_deductions: bool, as_json: bool):
+    """Keep an employer's wage sheet (CSV or XLSX) to check against the gates; any bad row refuses the file."""
+    from collector.wages.check import SheetRefused, import_sheet
+    from collector.wages.sheet import SheetError
+
+    try:
+        with ctx.store() as store:
+            result = import_sheet(store, sheet_file, site=site, period=period, employer=employer, by=by,
+                                  take_deductions=take_deductions, sheet=sheet)
+    except SheetError as error:  # it names the file
+        raise click.ClickException(f"{error}; nothing imported") from None
+    except SheetRefused as refused:
+        for line in refused.shown():
+            say(line, err=True)
+        raise
+    if as_json:
+        click.echo(json_text(result))
+        return
+    say(_imported(result, sheet_file))
+
+
+def _where_in(result: dict) -> str:
+    return "row" if result["format"] == "xlsx" else "line"
+
+
+def _imported(result: dict, sheet_file: str) -> str:
+    head = (f"{sheet_file} was imported before as sheet {result['id']}: nothing changed" if result["already_imported"]
+            else f"sheet {result['id']}: {sheet_file} ({result['format']}, {result['encoding']}), {result['lines']} "
+                 f"line(s), {yuan(result['amount_fen'])} yuan claimed")
+    lines = [head]
+    if result["ignored_columns"]:
+        lines.append("  ignored column(s): " + ", ".join(escape_control(c) for c in result["ignored_columns"]))
+    lines += [f"  {escape_control(note)}" for note in result["notes"]]
+    taken = result["deductions_taken"]
+    if result["deductions_fen"]:
+        if taken and taken["recorded"]:
+            lines.append(f"  deductions recorded for the period: {yuan(taken['recorded_fen'])} yuan on "
+                         f"{taken['recorded']} line(s); run the table again")
+        elif result["deductions_taken_at"]:
+            lines.append(f"  its deductions were recorded on {result['deductions_taken_at']} by "
+                         f"{result['deductions_taken_by']}")
+        else:
+            lines.append(f"  deductions claimed: {yuan(result['deductions_fen'])} yuan, not recorded "
+                         "(--take-deductions records them as the period's)")
+        if taken and taken["not_registered"]:
+            lines.append("  not recorded, not registered workers: " + ", ".join(taken["not_registered"]))
+    for line in result.get("deductions_over_half", []):
+        lines.append(f"  a decision: {line['worker']} ({_where_in(result)} {line['row']}) has {yuan(line['deductions_fen'])} "
+                     f"yuan deducted of {yuan(line['amount_fen'])}, more than half (taken as the period's, the wage "
+                     "line is held until a person approves over it)")
+    lines.append(f"  check it: collector wages check --site {result['site']} --period {result['period']}"
+                 + (f" --employer {result['employer']}" if result["employer"] else ""))
+    return "\n".join(lines)
+
+
+@wages_group.command("check")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--employer", help="The employer whose sheet (when several employers sent one).")
+@click.option("--sheet", "sheet_id", type=int, help="An earlier sheet (default: the latest).")
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="The findings as CSV for spreadsheets.")
+@with_config
+def wages_check(ctx: Context, site: str, period: str, employer, sheet_id, as_json: bool, as_csv: bool):
+    """Check the employer's wage sheet against the gates' verified days and the latest wage table."""
+    from collector.wages.check import check
+
+    with ctx.store(readonly=True) as store:
+        result = check(store, site, period, employer=employer, sheet_id=sheet_id,
+                       grace=timedelta(hours=ctx.config.final_grace_hours))
+    if as_json:
+        click.echo(json_text(result))
+        return
+    if as_csv:
+        rows = [{**finding, "site": site, "period": period, "sheet": result["sheet"]["id"]}
+                for finding in result["findings"]]
+        click.echo(to_csv(rows, CHECK_CSV_COLUMNS), nl=False)
+        return
+    sheet, table = result["sheet"], result["table"]
+    say(f"{site} {period}: sheet {sheet['id']} {escape_control(sheet['file_name'])} ({sheet['format']}, {sheet['encoding']}; sha256 "
+        f"{sheet['sha256'][:16]}; imported {sheet['imported_at']} by {sheet['imported_by']}) against the gates "
+        f"and wage table version {table['version']} ({table['status']})")
+    for note in result["notes"]:
+        say(f"  note: {note}")
+    for f in result["findings"]:
+        at = f"{'row' if sheet['format'] == 'xlsx' else 'line'} {f['row']}" if f["row"] is not None else "-"
+        # One finding, one line: a name from the file may hold any character, line feeds included.
+        name = escape_control((f["name"] or "")[:12])
+        say(f"  {f['kind']:14} {f['worker']:8} {name:12} {at:9} sheet: {f['sheet_says']} | "
+            f"gates: {f['gates_say']}")
+    counts = ", ".join(f"{kind} {n}" for kind, n in result["summary"].items() if n)
+    say(f"{len(result['findings'])} finding(s): {counts}" if counts
+        else f"no findings: the sheet's {sheet['lines']} line(s) agree with the gates and the wage table")
+
+
+#: Columns of `wages check --csv` (values from the employer's file neutralised).
+CHECK_CSV_COLUMNS = ("site", "period", "sheet", "kind", "worker", "name", "row", "sheet_says", "gates_say")
+
+
+#: Columns of `wages show --csv` (the table as a spreadsheet; masked personal data).
+CSV_COLUMNS = ("site", "period", "version", "worker", "name", "employer", "id_number", "bank_account", "days",
+               "worked_minutes", "basis", "rate_yuan", "gross_yuan", "deductions_yuan", "net_yuan", "status", "flags")
+
+
+def shown_line(line: dict) -> dict:
+    """A line as shown anywhere but the payment batch: personal data masked, money in fen and yuan."""
+    shown = {k: line[k] for k in ("worker", "name", "employer", "days", "worked_minutes", "basis", "rate_fen",
+                                  "gross_fen", "deductions_fen", "net_fen", "status", "flags")}
+    shown["id_number"] = masking.id_number(line["id_number"])
+    shown["phone"] = masking.phone(line["phone"])
+    shown["bank_account"] = masking.account(line["bank_account"])
+    shown["bank_name"] = line["bank_name"]
+    shown["pay_day"] = line["detail"].get("pay_day")
+    shown["segments"] = line["detail"]["segments"]
+    shown["deductions"] = line["detail"]["deductions"]
+    shown["days_to_decide"] = line["detail"]["days_to_decide"]
+    return shown
+
+
+def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
+    lines = [shown_line(line) for line in table["lines"]]
+    head = {k: table[k] for k in ("site", "period", "version", "status", "final", "pay_day", "computed_at",
+                                  "computed_by", "reason", "approved_at", "approved_by", "override")}
+    if as_json:
+        click.echo(json_text({**head, "lines": lines}))
+        return
+    if as_csv:
+        rows = [{**line, "site": table["site"], "period": table["period"], "version": table["version"],
+                 "rate_yuan": yuan(line["rate_fen"]) if line["rate_fen"] is not None else "",
+                 "gross_yuan": yuan(line["gross_fen"]), "deductions_yuan": yuan(line["deductions_fen"]),
+                 "net_yuan": yuan(line["net_fen"]), "flags": ";".join(line["flags"])} for line in lines]
+        click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
+        return
+    say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due {table['pay_day'] or '?'}"
+        + ("" if table["final"] else " (NOT FINAL: a draft, never paid)"))
+    for line in lines:
+        rate = f"{yuan(line['rate_fen'])}/{line['basis']}" if line["rate_fen"] is not None else "no terms"
+        say(f"  {line['worker']:8} {line['name'][:16]:16} {line['days']:3} d {line['worked_minutes'] / 60:7.2f} h "
+            f"{rate:>14} gross {yuan(line['gross_fen']):>10} deduct {yuan(line['deductions_fen']):>8} "
+            f"net {yuan(line['net_fen']):>10} {line['status']}" + (f" [{','.join(line['flags'])}]" if line["flags"] else ""))
+        for day in line["days_to_decide"]:
+            say(f"      to decide: {day['date']} {day['why']}")
+    total = sum(line["net_fen"] for line in lines if line["status"] == "payable")
+    say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
+
+
+@wages_group.command("slip")
+@click.option("--worker", "worker_id", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--site", help="The site (needed only when the worker is in several sites' tables that month).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The HTML page to write (a new file, mode 0600; never overwritten).")
+@json_option
+@with_config
+def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_json: bool):
+    """The worker's wage slip (工资清单) for a month: a printable page in Chinese and English with each day,
+    the rate, gross, deductions, net, the payment and the id of the bank-signed evidence of those days."""
+    import os
+
+    from gate_agent.extras import require
+    from gate_agent.files import write_new
+
+    require("jinja2", "bank")  # the slip's template; a gate's install has none
+    from collector.wages.slip import render, slip
+
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    with ctx.store(readonly=True) as store:
+        data = slip(store, worker_id, period, site=site, grace=timedelta(hours=ctx.config.final_grace_hours))
+    try:
+        write_new(out, render(data).encode("utf-8"), 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    if as_json:
+        click.echo(json_text({"file": out, **data}))
+        return
+    line = data["line"]
+    say(f"{out}: wage slip of {worker_id} for {period} at {data['site']}, table version {data['table']['version']} "
+        f"({data['table']['status']}{'' if data['table']['final'] else ', NOT FINAL: a draft'}): net "
+        f"{yuan(line['net_fen'])} yuan, {data['payment_status'][0]}; evidence id {data['evidence']['id'][:16]}")
+    if data["differs"]:
+        say("  note: the attendance has changed since the table was computed (the slip says so)")
+
+
+# ============================================================================== payment and arrears
+
+
+@wages_group.command("batch")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "pain001"]), required=True,
+              help="The bank's bulk-payment CSV, or ISO 20022 pain.001.001.09.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The file to write (mode 0600: it holds account and ID numbers; never overwritten).")
+@click.option("--encoding", type=click.Choice(["utf-8", "gbk"]), default="utf-8", show_default=True,
+              help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
+@json_option
+@with_config
+def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, as_json: bool):
+    """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
+    for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again."""
+    import os
+
+    from collector.wages.batchfile import render
+    from collector.wages.payments import make_batch
+    from gate_agent.files import write_new
+
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    with ctx.store() as store, store.transaction():
+        batch = make_batch(store, site, period)
+        data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding)
+        try:
+            write_new(out, data, 0o600)
+        except FileExistsError:
+            raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+        except OSError as error:
+            raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    head = batch.batch
+    summary = {"file": out, "format": fmt, "batch_id": head["batch_id"], "new": batch.new, "site": site,
+               "period": period, "table_version": head["table_version"], "credits": len(head["payments"]),
+               "total_fen": batch.total_fen, "execution_date": head["execution_date"],
+               "execution_rule": head["execution_rule"],
+               "payments": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "status")}
+                            for p in head["payments"]],
+               "held": batch.held, "overpaid": batch.overpaid}
+    if as_json:
+        click.echo(json_text(summary))
+        return
+    when = ("the pay day" if head["execution_rule"] == "pay_day"
+            else "the batch date: the pay day had passed when it was made")
+    say(f"{out}: batch {head['batch_id']} ({'new' if batch.new else 'the same batch again, nothing recorded'}), "
+        f"version {head['table_version']}: {len(head['payments'])} credit(s), {yuan(batch.total_fen)} yuan, "
+        f"to be executed on {head['execution_date']} ({when})")
+    for over in batch.overpaid:
+        say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
+            f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
+    for held in batch.held:
+        say(f"  held: {held['worker']} ({held['status']}: {', '.join(held['flags'])}) is not paid")
+
+
+@wages_group.command("paid")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@json_option
+@with_config
+def wages_paid(ctx: Context, file: str, sheet: str | None, as_json: bool):
+    """Record the bank's return for a batch: each credit paid (voucher, date) or failed (reason). A CSV
+    or XLSX (end_to_end_id,status,voucher,date,reason[,amount]) or a pain.002.001.03; all of it or nothing."""
+    from pathlib import Path
+
+    from collector.wages import bankreturn
+    from collector.wages.payments import record_return
+
+    data = Path(file).read_bytes()
+    kind, entries, notes = bankreturn.read(data, file, sheet=sheet)
+    with ctx.store() as store:
+        recorded = record_return(store, entries, source=file, digest=bankreturn.digest(data), kind=kind)
+    if as_json:
+        click.echo(json_text({"file": file, "kind": kind, "recorded": recorded, "not_recorded": notes}))
+        return
+    paid = [r for r in recorded if r["status"] == "paid"]
+    failed = [r for r in recorded if r["status"] == "failed"]
+    say(f"{file}: {len(paid)} credit(s) paid ({yuan(sum(r['amount_fen'] for r in paid))} yuan), {len(failed)} failed")
+    for row in failed:
+        say(f"  failed: {row['end_to_end_id']} {row['worker']} {yuan(row['amount_fen'])} yuan: {row['reason']} "
+            f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)")
+    for note in notes:
+        say(f"  {note}")
+
+
+@click.command("arrears")
+@click.option("--site", help="One site (default: every site).")
+@click.option("--as-of", "as_of", help="The date to judge on, YYYY-MM-DD (default: each site's today).")
+@json_option
+@with_config
+def arrears_command(ctx: Context, site, as_of, as_json: bool):
+    """Wages due, paid and overdue per worker and employer; Art. 27 warnings for gate-verified workers
+    whose wages are overdue (with or without an approved table)."""
+    from collector.localtime import check_date
+    from collector.wages.arrears import arrears
+
+    day = check_date(date.fromisoformat(_day(as_of, "--as-of"))) if as_of else None
+    with ctx.store(readonly=True) as store:
+        report = arrears(store, site=site, as_of=day, grace=timedelta(hours=ctx.config.final_grace_hours))
+    if as_json:
+        click.echo(json_text(report))
+        return
+    for summary in report["sites"]:
+        if summary["error"]:
+            say(f"{summary['site']} as of {summary['as_of']}: {summary['error']} (the collector's log says why)")
+            continue
+        say(f"{summary['site']} as of {summary['as_of']}: due {yuan(summary['due_fen'])} yuan, paid "
+            f"{yuan(summary['paid_fen'])}, overdue {yuan(summary['overdue_fen'])}"
+            + (f" and an estimated {yuan(summary['overdue_estimate_fen'])} without an approved amount"
+               if summary["overdue_estimate_fen"] else "")
+            + f"; {summary['overdue_workers']} worker(s) overdue")
+        for note in summary["notes"]:
+            say(f"  note: {note}")
+    for row in report["workers"]:
+        if row["status"] in ("paid", "not_due"):
+            continue
+        amount = (f"overdue {yuan(row['overdue_fen'])} of {yuan(row['due_fen'])}" if row["due_fen"] is not None
+                  else "no approved amount" + (f", estimate {yuan(row['estimate_fen'])}" if row["estimate_fen"]
+                                               is not None else ""))
+        say(f"  {'ART.27 ' if row['art27'] else ''}{row['site']} {row['period']} {row['worker']:8} "
+            f"{(row['name'] or '')[:16]:16} {row['employer'] or '-'}: {row['status']}, {amount}, paid "
+            f"{yuan(row['paid_fen'])}" + (f", at the bank {yuan(row['pending_fen'])}" if row["pending_fen"] else "")
+            + f", {row['verified_days']} verified day(s), pay day {row['pay_day']}"
+            + (f" ({row['days_overdue']} day(s) ago)" if row["days_overdue"] else "")
+            + (f" [{row['note']}]" if row["note"] else ""))
+    for employer in report["employers"]:
+        if employer["overdue_workers"]:
+            say(f"  employer {employer['employer'] or '-'} at {employer['site']}: {employer['overdue_workers']} "
+                f"worker(s) overdue, {yuan(employer['overdue_fen'])} yuan"
+                + (f" and an estimated {yuan(employer['overdue_estimate_fen'])}" if employer["overdue_estimate_fen"]
+                   else ""))
+
+
+def register(main: click.Group) -> None:
+    main.add_command(wages_group)
+    main.add_command(arrears_command)
+    worker_commands(main.commands["worker"])
+    site_commands(main.commands["site"])

@@ -1,0 +1,1 @@
+"""Deployment: PKI, broker configuration, a local Mosquitto, the demo."""

@@ -1,0 +1,329 @@
+"""Evidence files: a worker's days with everything needed to check them offline, and the check.
+
+The file holds, per gate, the unbroken chain segment of signed punches from the worker's first to last
+punch in the period (other workers' punches in between are the chain links that prove nothing was
+taken out), the gates' public keys, the worker's card windows, the manual entries and voids, the site
+rules, and the computed days; the bank signs the whole document with its key. ``verify_evidence``
+checks that signature against a bank key the verifier trusts (the bank's published key, or the
+registry's), then every gate signature and link, the segment bounds, which punches are the worker's,
+and recomputes the days; with the registry it also checks that each gate key was registered for that
+gate when the bank received the punch. Only the bank's signature vouches for what gates do not sign
+(segment bounds, card windows, manual entries, voids, rules): a file edited anywhere fails it, and a
+file whose every signature an attacker made himself fails the trust check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from collector.attendance.attribution import Attributor
+from collector.attendance.cards import CardIndex
+from collector.attendance.reports import (
+    days_of,
+    event_of,
+    history,
+    punch_flags,
+    reach,
+    record_dict,
+    site_rules,
+)
+from collector.attendance.rules import Event, Rules, daily_records
+from collector.errors import CollectorError
+from collector.localtime import zone
+from collector.store import Store, StoreError
+from gate_agent.protocol import (
+    BankKeys,
+    ProtocolError,
+    Punch,
+    canonical_json,
+    check_link,
+    format_time,
+    key_id,
+    parse_public_key,
+    parse_time,
+    public_key_text,
+    sign_document,
+    verify_document,
+    verify_punch,
+)
+
+#: Card judgements an evidence file carries per punch (collector.ingest.sun): punches that prove no presence.
+CARD_FLAGS = frozenset({"card_forged", "card_replay", "card_unverified"})
+
+FORMAT = "site-gate-evidence"
+VERSION = 1
+
+
+class EvidenceError(CollectorError):
+    """The file does not verify; the message names the first thing that fails."""
+
+
+#: Fields of a document that change with each writing of the same evidence (when, and with which bank
+#: key): left out of its evidence id.
+_NOT_IN_ID = ("generated_at", "bank_key", "key", "sig")
+
+
+def evidence_id(document: dict) -> str:
+    """The SHA-256 of what the document says (canonical JSON without the fields that change with each
+    writing): the same worker, period and punches give the same id whenever and with whichever bank key
+    the file is written, so a wage slip can name the file the worker will get, and the file checked by
+    ``collector verify`` shows the same id."""
+    body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
+                   now: datetime | None = None, progress=None) -> dict:
+    """The worker's evidence for first..last, signed with the bank's ``key``."""
+    now = now or datetime.now(UTC)
+    document = evidence_body(store, worker, first, last, now=now, progress=progress)
+    document["bank_key"] = public_key_text(key.public_key())
+    return sign_document(document, key)
+
+
+def evidence_body(store: Store, worker: str, first: date, last: date, *, now: datetime,
+                  progress=None) -> dict:
+    """What the evidence file says, before the bank signs it (no key needed: enough for its id)."""
+    person = store.worker(worker)
+    if person is None:
+        raise StoreError(f"worker {worker} does not exist")
+    attributor = Attributor.of(store, worker)
+    sites, gates, manual, voids, days = {}, [], [], [], []
+    for site_row in store.sites():
+        site = site_row["site"]
+        rules = site_rules(store, site)
+        # The file carries the punches from where the worker's pairing starts afresh, so that a verifier
+        # pairing them gives the days the bank gave.
+        events, _, punches = history(store, site, rules, attributor, *reach(first, last, rules, now))
+        mine = [e for e in events if e.worker == worker]
+        if not mine:
+            continue
+        sites[site] = {"timezone": site_row["timezone"], "max_shift_hours": site_row["max_shift_hours"]}
+        seqs: dict[str, list[int]] = {}
+        for event in mine:
+            if not event.manual:
+                gate, seq = event.ref.split("#")
+                seqs.setdefault(gate, []).append(int(seq))
+        for gate, numbers in sorted(seqs.items()):
+            rows = store.gate_punch_rows(site, gate, min(numbers), max(numbers))
+            segment = {
+                "site": site, "gate": gate, "first_seq": min(numbers), "last_seq": max(numbers),
+                "public_keys": [k["public_key"] for k in store.public_keys(site, gate)],
+                "punches": [json.loads(r["body"]) for r in rows],
+                "received_at": [r["received_at"] for r in rows],
+            }
+            # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
+            # without the bank's card keys cannot repeat: vouched for by the bank's signature over the file.
+            judged = [sorted(CARD_FLAGS & set(punch_flags(r, attributor.attribute(r).holder))) for r in rows]
+            if any(judged):
+                segment["card_flags"] = judged
+            gates.append(segment)
+            voids += [_cites({"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
+                              "reason": r["void_reason"]}, r) for r in rows if r["void_at"]]
+            if progress is not None:
+                progress(len(rows))
+        for punch in punches:
+            if punch["source"] == "manual" and punch["worker"] == worker:
+                manual.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "time": punch["time"],
+                                      "direction": punch["direction"], "by": punch["manual_by"],
+                                      "reason": punch["manual_reason"], "entered_at": punch["received_at"]}, punch))
+                if punch["void_at"]:
+                    voids.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
+                                         "by": punch["void_by"], "reason": punch["void_reason"]}, punch))
+        assignments = store.assignments(worker=worker, site=site)
+        for record in days_of(mine, rules, now, first, last, assignments, site=site):
+            days.append(record_dict(record, site, rules.tz, attributor.person(worker), final=False))
+    for day in days:
+        del day["final"]  # finality depends on gate heartbeats, which the file does not carry
+    return {
+        "format": FORMAT, "version": VERSION, "generated_at": format_time(now),
+        "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
+        "period": {"from": first.isoformat(), "to": last.isoformat()},
+        "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in attributor.windows],
+        "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
+    }
+
+
+def _cites(entry: dict, punch: dict) -> dict:
+    """A correction that answers a worker's dispute names it (under the bank's signature like the rest)."""
+    if punch.get("dispute"):
+        entry["dispute"] = punch["dispute"]
+    return entry
+
+
+class Registry:
+    """What the bank's registry says about gate keys, for checking a file against it (``--config``)."""
+
+    def __init__(self, store: Store):
+        self._keys: dict[tuple[str, str, str], dict] = {}
+        for site in store.sites():
+            for gate in store.gates(site["site"], with_gaps=False):
+                for row in store.public_keys(site["site"], gate["gate"]):
+                    self._keys[(site["site"], gate["gate"], row["key_id"])] = row
+
+    def problem(self, site: str, gate: str, punch: Punch, public_key: str, received_at: str) -> str | None:
+        """Why this gate key was not the gate's registered key when the bank received the punch, or None."""
+        row = self._keys.get((site, gate, punch.key))
+        if row is None:
+            return f"key {punch.key} is not registered for gate {site}/{gate}"
+        if row["public_key"].strip() != public_key.strip():
+            return f"key {punch.key} of {site}/{gate} in the file differs from the registry's"
+        if received_at < row["added_at"]:
+            return f"key {punch.key} was registered for {site}/{gate} only at {row['added_at']}"
+        if row["revoked_at"] and row["revoked_at"] <= received_at:
+            return f"key {punch.key} of {site}/{gate} was revoked at {row['revoked_at']}"
+        return None
+
+
+def verify_evidence(document: object, trusted: BankKeys, *, registry: Registry | None = None) -> dict:
+    """Check an evidence document; return a summary, or raise EvidenceError naming the first failure.
+
+    ``trusted`` are the bank keys the caller got from the bank (its published key or its registry),
+    never the one the file carries."""
+    try:
+        return _verify(document, trusted, registry)
+    except EvidenceError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, RecursionError,
+            ProtocolError) as error:
+        # A malformed file is a failure to verify, said in one line, never a traceback.
+        raise EvidenceError(f"malformed file: {type(error).__name__}: {str(error)[:200]}") from None
+
+
+def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> dict:
+    if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
+        raise EvidenceError(f"not a {FORMAT} version {VERSION} document")
+    bank_id = _check_bank_signature(document, trusted)
+    checked = _CheckedPunches(document, registry)
+    stated = {(d["site"], d["date"]): d for d in document["days"]}
+    recomputed = checked.days()
+    for key in sorted(set(stated) | set(recomputed)):
+        a, b = stated.get(key), recomputed.get(key)
+        if a is None or b is None:
+            raise EvidenceError(f"day {key[1]} at {key[0]}: {'not stated' if a is None else 'not supported by the punches'}")
+        for field in ("worked_minutes", "status", "first_in", "last_out", "shifts"):
+            if a.get(field) != b.get(field):
+                raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
+                                    f"the punches give {b.get(field)!r}")
+    return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
+            "evidence_id": evidence_id(document),
+            "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
+            "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
+            "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
+                                "dispute": e.get("dispute")} for e in document["manual"]],
+            "voids": [{**{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")}, "dispute": v.get("dispute")}
+                      for v in document["voids"]]}
+
+
+class _CheckedPunches:
+    """The file's punches, each checked (gate signature, link, segment bounds, optionally the registry),
+    as attendance events per site."""
+
+    def __init__(self, document: dict, registry: Registry | None):
+        try:
+            self.worker = document["worker"]["worker"]
+            self.first = date.fromisoformat(document["period"]["from"])
+            self.last = date.fromisoformat(document["period"]["to"])
+            self.generated = parse_time(document["generated_at"])
+            self.cards = CardIndex([{**c, "worker": self.worker, "name": document["worker"]["name"],
+                                     "employer": document["worker"]["employer"]} for c in document["cards"]])
+            self.sites = {site: Rules(zone(r["timezone"]), timedelta(hours=r["max_shift_hours"]))
+                          for site, r in document["sites"].items()}
+        except (KeyError, TypeError, ValueError, ProtocolError) as error:
+            raise EvidenceError(f"malformed header: {error}") from None
+        self.events: dict[str, list[Event]] = {site: [] for site in self.sites}
+        self.fingerprints: list[str] = []
+        self.total = 0
+        self._voided = {v["ref"]: v for v in document["voids"]}
+        for segment in document["gates"]:
+            self._segment(segment, registry)
+        for entry in document["manual"]:
+            row = {"id": entry["ref"].split("#")[1], "gate": None, "seq": None, "time": entry["time"],
+                   "direction": entry["direction"], "source": "manual", "flags": "",
+                   "void_at": (self._voided.get(entry["ref"]) or {}).get("void_at"), "received_at": entry["entered_at"]}
+            if entry["site"] in self.events:
+                self.events[entry["site"]].append(event_of(row, self.worker, None))
+
+    def _segment(self, segment: dict, registry: Registry | None) -> None:
+        site, gate = segment["site"], segment["gate"]
+        name = f"{site}/{gate}"
+        if site not in self.sites:
+            raise EvidenceError(f"gate {name}: site {site} has no rules in the file")
+        keys, texts = {}, {}
+        for text in segment["public_keys"]:
+            try:
+                key = parse_public_key(text)
+            except ValueError as error:
+                raise EvidenceError(f"gate {name}: bad public key: {error}") from None
+            keys[key_id(key)], texts[key_id(key)] = key, text
+            self.fingerprints.append(f"{name} {key_id(key)}")
+        previous = None
+        expected = segment["first_seq"]
+        received = segment["received_at"]
+        card_flags = segment.get("card_flags") or [[] for _ in segment["punches"]]
+        if not isinstance(card_flags, list) or len(card_flags) != len(segment["punches"]) or not all(
+                isinstance(f, list) and set(f) <= CARD_FLAGS for f in card_flags):
+            raise EvidenceError(f"gate {name}: card_flags do not match its punches")
+        for index, raw in enumerate(segment["punches"]):
+            try:
+                punch = Punch.from_dict(raw)
+            except ProtocolError as error:
+                raise EvidenceError(f"gate {name} punch #{index + 1}: {error}") from None
+            label = f"punch {name} seq {punch.seq}"
+            if (punch.site, punch.gate) != (site, gate):
+                raise EvidenceError(f"{label}: belongs to {punch.site}/{punch.gate}")
+            if punch.seq != expected:
+                raise EvidenceError(f"{label}: expected seq {expected} (a punch is missing or out of order)")
+            key = keys.get(punch.key)
+            if key is None:
+                raise EvidenceError(f"{label}: signed by key {punch.key}, which the file does not hold")
+            try:
+                verify_punch(punch, key)
+                if previous is not None:
+                    check_link(previous, punch)
+            except ProtocolError as error:
+                raise EvidenceError(f"{label}: {error.detail}") from None
+            if registry is not None:
+                problem = registry.problem(site, gate, punch, texts[punch.key], received[index])
+                if problem:
+                    raise EvidenceError(f"{label}: {problem}")
+            holder = self.cards.holder(punch.card, punch.time)
+            if holder is not None:
+                row = {"id": None, "gate": gate, "seq": punch.seq, "time": punch.time, "direction": punch.dir,
+                       "source": "gate", "void_at": (self._voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
+                       "flags": ",".join(card_flags[index]), "received_at": received[index], "card": punch.card}
+                self.events[site].append(event_of(row, self.worker, holder))
+            previous, expected, self.total = punch, expected + 1, self.total + 1
+        if previous is None or previous.seq != segment["last_seq"]:
+            raise EvidenceError(f"gate {name}: segment does not end at its declared seq {segment['last_seq']}")
+
+    def days(self) -> dict[tuple[str, str], dict]:
+        recomputed = {}
+        for site, rules in self.sites.items():
+            for record in daily_records(self.events[site], rules, self.generated):
+                if self.first <= record.date <= self.last:
+                    recomputed[(site, record.date.isoformat())] = record_dict(record, site, rules.tz, None, False)
+        return recomputed
+
+
+def _check_bank_signature(document: dict, trusted: BankKeys) -> str:
+    """The bank key id that signed the whole document, which must be one the verifier trusts."""
+    text = document.get("bank_key")
+    if not isinstance(text, str):
+        raise EvidenceError("the file is not signed by the bank (no bank_key)")
+    try:
+        key = parse_public_key(text)
+    except ValueError as error:
+        raise EvidenceError(f"bank_key: {error}") from None
+    try:
+        verify_document(document, {key_id(key): key}, "the file")
+    except ProtocolError as error:
+        raise EvidenceError(f"{error.detail} (changed after the bank signed it)") from None
+    if key_id(key) not in trusted:
+        raise EvidenceError(f"signed by key {key_id(key)}, which is not a bank key you trust "
+                            f"({', '.join(sorted(trusted)) or 'none given'})")
+    return key_id(key)

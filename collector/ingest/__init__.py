@@ -1,0 +1,1 @@
+"""Ingest: verifying and storing punches exactly once, the daemon, leases among collectors."""

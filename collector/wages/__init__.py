@@ -1,0 +1,1 @@
+"""Wages: the wage table, the employer's sheet and its check, slips, payments, arrears."""

@@ -1,0 +1,190 @@
+"""A bank's return for a payment batch, read into entries for collector/payments.record_return: its table
+(columns end_to_end_id, status, voucher, date, reason and optionally amount; English or Chinese
+headers; a CSV in UTF-8 or GBK/GB18030, or an XLSX, read by collector/tabular.py) or an ISO 20022
+pain.002.001.03 payment status report (validated against the official XSD first).
+
+The file comes from outside: every value is checked, and every problem is collected with where it is,
+so that the whole file is refused at once, one line per problem, and nothing of it is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from datetime import date
+
+from collector.money import MoneyError, parse_yuan
+from collector.tabular import read_table
+from collector.wages.batchfile import validation_problem
+from collector.wages.payments import PaymentError
+from gate_agent.protocol import quoted
+
+#: A bank's return is small; anything larger is not one.
+MAX_BYTES = 16 * 1024 * 1024
+#: A bank's payment reference (voucher) is short; a longer one is refused, never cut.
+MAX_VOUCHER = 100
+PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.03"
+#: Field -> the headers that mean it (compared as collector/tabular.header_key compares them).
+HEADERS = {
+    "end_to_end_id": ("end to end id", "e2e id", "业务参考号", "端到端编号", "端到端标识"),
+    "status": ("status", "状态", "处理状态", "交易状态"),
+    "voucher": ("voucher", "凭证号", "银行凭证号", "银行流水号"),
+    "date": ("date", "日期", "交易日期", "付款日期"),
+    "reason": ("reason", "原因", "失败原因"),
+    "amount": ("amount", "金额"),
+}
+STATUSES = {"paid": "paid", "成功": "paid", "failed": "failed", "失败": "failed"}
+#: pain.002 transaction statuses that settle a credit; the others (ACTC, ACCP, ACSP, PDNG...) are on the way.
+PAIN002_FINAL = {"ACSC": "paid", "ACCC": "paid", "RJCT": "failed"}
+_DATE = re.compile(r"(\d{4})[-/]?(\d{2})[-/]?(\d{2})")
+
+
+def read(data: bytes, source: str, *, sheet: str | None = None) -> tuple[str, list[dict], list[str]]:
+    """(kind, entries, notes): ``csv``, ``xlsx`` or ``pain.002``; an entry that cannot be read is
+    ``{"where", "problem"}`` (record_return refuses the file with it and every other problem); notes are
+    what is recorded nowhere (still in progress at the bank). PaymentError or TableError for a file that
+    is not a return; ``sheet`` names the worksheet of a workbook."""
+    if len(data) > MAX_BYTES:
+        raise PaymentError(f"{source}: {len(data)} bytes is not a bank's return (at most {MAX_BYTES})")
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        return "pain.002", *_pain002(data, source)
+    return _table(data, source, sheet)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _day(text: str) -> str | None:
+    match = _DATE.fullmatch(text.strip())
+    if not match:
+        return None
+    try:
+        day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+    return day.isoformat() if 2000 <= day.year <= 2100 else None
+
+
+def _table(data: bytes, source: str, sheet: str | None) -> tuple[str, list[dict], list[str]]:
+    table = read_table(data, name=source, fields=HEADERS, identify=("end_to_end_id", "status"),
+                       identifiers=("end_to_end_id", "voucher"), dates=("date",), sheet=sheet, totals="skip",
+                       what="a bank's return", max_bytes=MAX_BYTES)
+    entries = []
+    for row in table:
+        entry, problem = _entry(row.where, row.values)
+        if problem:
+            table.problems.append(row.problem(problem))
+        else:
+            entries.append(entry)
+    # The problems (the tables' and the entries') in the order of the lines, before the credits.
+    problems = [{"where": problem.where, "problem": str(problem)} for problem in table.problems]
+    return table.format, problems + entries, table.notes
+
+
+def _entry(where: str, values: dict) -> tuple[dict, str | None]:
+    """The entry of a row, or why it cannot be one."""
+    e2e = values.get("end_to_end_id") or ""
+    if not e2e:
+        return {}, "no end-to-end id"
+    status = STATUSES.get((values.get("status") or "").lower())
+    if status is None:
+        return {}, f"{e2e}: status {quoted(values.get('status'))} is not paid or failed"
+    entry = {"where": where, "end_to_end_id": e2e, "status": status, "voucher": None, "date": None, "reason": None,
+             "amount_fen": None}
+    if values.get("amount"):
+        try:
+            entry["amount_fen"] = parse_yuan(values["amount"], what="the amount")
+        except MoneyError as error:
+            return {}, f"{e2e}: {error}"
+    if status == "paid":
+        if not values.get("voucher"):
+            return {}, f"{e2e} is paid but has no voucher (the bank's payment reference)"
+        if len(values["voucher"]) > MAX_VOUCHER:
+            return {}, f"{e2e}: the voucher is longer than {MAX_VOUCHER} characters: not a bank's payment reference"
+        entry["voucher"] = values["voucher"]
+        entry["date"] = _day(values.get("date") or "")
+        if entry["date"] is None:
+            return {}, f"{e2e} is paid but its date {quoted(values.get('date'))} is not YYYY-MM-DD"
+    else:
+        if not values.get("reason"):
+            return {}, f"{e2e} failed but the return gives no reason"
+        entry["reason"] = values["reason"][:500]
+    return entry, None
+
+
+# ================================================================================== pain.002
+
+
+def _pain002(data: bytes, source: str) -> tuple[list[dict], list[str]]:
+    problem = validation_problem(data, "pain.002.001.03.xsd")
+    if problem:
+        raise PaymentError(f"{source}: not a valid pain.002.001.03 payment status report: {problem}")
+    root = ET.fromstring(data)
+    ns = {"p": PAIN002}
+    report = root.find("p:CstmrPmtStsRpt", ns)
+    message = report.findtext("p:GrpHdr/p:MsgId", namespaces=ns)
+    made = (report.findtext("p:GrpHdr/p:CreDtTm", namespaces=ns) or "")[:10]
+    group = report.find("p:OrgnlGrpInfAndSts", ns)
+    batch_id = group.findtext("p:OrgnlMsgId", namespaces=ns)
+    entries, notes = [], []
+
+    def reason_of(element: ET.Element) -> str:
+        parts = []
+        for info in element.findall("p:StsRsnInf", ns):
+            code = info.findtext("p:Rsn/p:Cd", namespaces=ns) or info.findtext("p:Rsn/p:Prtry", namespaces=ns)
+            extra = " ".join(t.text or "" for t in info.findall("p:AddtlInf", ns)).strip()
+            parts.append(" ".join(p for p in (code, extra) if p))
+        return "; ".join(p for p in parts if p) or "rejected (no reason given)"
+
+    transactions = report.findall("p:OrgnlPmtInfAndSts/p:TxInfAndSts", ns)
+    for number, tx in enumerate(transactions, start=1):
+        e2e = tx.findtext("p:OrgnlEndToEndId", namespaces=ns)
+        where = f"{source}: transaction {number}"
+        status = tx.findtext("p:TxSts", namespaces=ns)
+        if not e2e:
+            entries.append({"where": where, "problem": f"{where}: no OrgnlEndToEndId"})
+            continue
+        if status not in PAIN002_FINAL:
+            notes.append(f"{e2e}: {status or 'no status'} (still in progress at the bank; not recorded)")
+            continue
+        amount = tx.find("p:OrgnlTxRef/p:Amt/p:InstdAmt", ns)
+        entry = {"where": where, "end_to_end_id": e2e, "status": PAIN002_FINAL[status], "voucher": None,
+                 "date": None, "reason": None, "amount_fen": None, "in_batch": batch_id}
+        if amount is not None:
+            try:
+                entry["amount_fen"] = parse_yuan(amount.text or "", what="the amount")
+            except MoneyError as error:
+                entries.append({"where": where, "problem": f"{where}: {e2e}: {error}"})
+                continue
+            if amount.get("Ccy") != "CNY":
+                entries.append({"where": where, "problem": f"{where}: {e2e} is in {quoted(amount.get('Ccy'))}, not CNY"})
+                continue
+        if entry["status"] == "paid":
+            entry["voucher"] = (tx.findtext("p:AcctSvcrRef", namespaces=ns) or tx.findtext("p:ClrSysRef", namespaces=ns)
+                                or f"pain.002 {message}")
+            entry["date"] = _day((tx.findtext("p:AccptncDtTm", namespaces=ns) or "")[:10]) or _day(made)
+            if entry["date"] is None:
+                entries.append({"where": where, "problem": f"{where}: {e2e} is paid, but the report gives no date"})
+                continue
+        else:
+            entry["reason"] = reason_of(tx)[:500]
+        entries.append(entry)
+    if not transactions:
+        # A status for the whole batch (or its one payment information block) and no transaction.
+        level = report.find("p:OrgnlPmtInfAndSts", ns)
+        status = (level.findtext("p:PmtInfSts", namespaces=ns) if level is not None else None) \
+            or group.findtext("p:GrpSts", namespaces=ns)
+        if status in PAIN002_FINAL:
+            entry = {"where": f"{source}: the report", "batch_id": batch_id, "status": PAIN002_FINAL[status], "amount_fen": None,
+                     "voucher": None, "date": None, "reason": None}
+            if entry["status"] == "paid":
+                entry["voucher"], entry["date"] = f"pain.002 {message}", _day(made)
+            else:
+                entry["reason"] = reason_of(level if level is not None and level.find("p:StsRsnInf", ns) is not None
+                                            else group)[:500]
+            entries.append(entry)
+        else:
+            notes.append(f"batch {batch_id}: {status or 'no status'} (still in progress at the bank; not recorded)")
+    return entries, notes

@@ -1,0 +1,280 @@
+"""Paying an approved wage table: what a batch pays, and the bank's return recorded against it.
+
+The rules (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 and 31):
+
+- Only the period's approved version is paid, never a draft and never a version computed but not
+  approved; a correction computed after the approval must be approved before anything more is paid.
+- One credit per payable line, for what is still owed on it: the line's net less what the worker's
+  pending and paid credits of the period already hold (a failed credit is owed again). So a corrected
+  version pays only the difference, and a line is never paid twice. A worker whose credits hold more
+  than the approved net is listed for a decision, never given a negative credit; a line held at the
+  approval (it needed a decision) is not paid.
+- Same period, same file: a batch is recorded with everything its file says (message id from site,
+  period, version and batch number; creation time; requested execution date; the payer), so asking
+  again when nothing more is owed writes the same bytes and records nothing. A new batch of the same
+  version is made only for what became owed since (a credit the bank returned as failed).
+- A bank's return settles pending credits once each: all of it is recorded, or (any refusal) none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from collector.localtime import local_text, to_local, zone
+from collector.money import yuan
+from collector.store import Store, StoreError
+from collector.text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
+from collector.wages.table import WageError, _in_force, period_bounds
+from gate_agent.protocol import quoted, utc_now_text
+
+log = logging.getLogger(__name__)
+
+#: ISO 20022 Max35Text: the longest message or end-to-end id.
+MAX_ID = 35
+
+
+class PaymentError(WageError):
+    """A batch or a return that cannot be made or recorded; the message says why."""
+
+
+class ReturnRefused(PaymentError):
+    """A bank's return with at least one line that cannot be recorded: nothing of it was recorded."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} line(s) refused, nothing recorded\n" + "\n".join(problems))
+
+
+# ================================================================================== ids
+
+
+def message_id(site: str, period: str, version: int, seq: int) -> str:
+    """``S1-202610-V2-B1``: readable when it fits ISO 20022's 35 characters, else a digest of the same."""
+    part = site if len(site) <= 16 else site[:7] + _digest(site)[:8]
+    text = f"{part}-{period.replace('-', '')}-V{version}-B{seq}"
+    return text if len(text) <= MAX_ID else "W" + _digest(f"{site}|{period}|{version}|{seq}")[:MAX_ID - 1]
+
+
+def end_to_end_id(batch_id: str, position: int) -> str:
+    text = f"{batch_id}-{position:04d}"
+    return text if len(text) <= MAX_ID else f"{_digest(batch_id)[:20]}-{position:04d}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest().upper()
+
+
+# ================================================================================== the batch
+
+
+@dataclass
+class Batch:
+    """A batch as its file shows it, and what the request found besides."""
+
+    batch: dict            # the wage_batches row with its ``payments``
+    table: dict            # the approved version it pays, with its lines
+    new: bool              # made now (False: the same batch again)
+    held: list[dict]       # approved lines not paid: they needed a decision
+    overpaid: list[dict]   # workers whose credits hold more than the approved net: for a decision
+
+    @property
+    def credits(self) -> list[dict]:
+        """Each credit with the line it pays (name, account, bank, ID number of the approved version)."""
+        lines = {line["worker"]: line for line in self.table["lines"]}
+        return [{**payment, "line": lines[payment["worker"]]} for payment in self.batch["payments"]]
+
+    @property
+    def total_fen(self) -> int:
+        return sum(p["amount_fen"] for p in self.batch["payments"])
+
+
+def approved_table(store: Store, site: str, period: str) -> dict:
+    """The version a batch pays; PaymentError says why there is none."""
+    period_bounds(period)
+    if store.site(site) is None:
+        raise StoreError(f"site {site} does not exist")
+    versions = store.wage_tables(site, period)
+    if not versions:
+        raise PaymentError(f"{site} {period} has no wage table (collector wages run, then approve)")
+    approved = [t for t in versions if t["status"] == "approved"]
+    latest = versions[-1]
+    if not approved:
+        if latest["status"] == "draft":
+            raise PaymentError(f"{site} {period} version {latest['version']} is a draft (the period was not final): "
+                               "a draft is never paid")
+        raise PaymentError(f"{site} {period} version {latest['version']} is not approved (collector wages approve): "
+                           "only an approved table is paid")
+    table = approved[-1]
+    newer = [t for t in versions if t["version"] > table["version"] and t["status"] == "computed"]
+    if newer:
+        raise PaymentError(f"{site} {period} version {newer[-1]['version']} (a correction) is computed but not "
+                           f"approved; approve it before paying more than version {table['version']}")
+    return store.wage_table(site, period, table["version"])
+
+
+def payer(store: Store, site: str, period: str) -> dict:
+    """The special wage account paid from: the site's pay settings in force on the period's last day."""
+    _, last = period_bounds(period)
+    row = _in_force([r for r in store.site_pay(site) if r["employer"] == ""], last)
+    missing = [name for name, key in (("--payer-account", "payer_account"), ("--payer-name", "payer_name"),
+                                      ("--payer-bank", "payer_bank")) if row is None or not row.get(key)]
+    if missing:
+        raise PaymentError(f"{site} has no {', '.join(missing)} in force on {last} (collector site pay-day {site} "
+                           "--payer-account ... --payer-name ... --payer-bank ...): nothing to pay from")
+    return {"payer_account": row["payer_account"], "payer_name": row["payer_name"], "payer_bank": row["payer_bank"]}
+
+
+def owed(table: dict, payments: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(credits owed now, held lines, overpaid workers) for an approved table and the period's credits so
+    far. Credits are ordered by worker; each is ``{"worker", "amount_fen"}``."""
+    outstanding: dict[str, int] = {}
+    for payment in payments:
+        if payment["status"] in ("pending", "paid"):
+            outstanding[payment["worker"]] = outstanding.get(payment["worker"], 0) + payment["amount_fen"]
+    lines = {line["worker"]: line for line in table["lines"]}
+    credits, held, overpaid = [], [], []
+    for worker in sorted(set(lines) | set(outstanding)):
+        line, holds = lines.get(worker), outstanding.get(worker, 0)
+        if line is not None and line["status"] != "payable":
+            held.append({"worker": worker, "status": line["status"], "flags": line["flags"], "outstanding_fen": holds})
+            continue
+        target = line["net_fen"] if line is not None else 0
+        if target > holds:
+            credits.append({"worker": worker, "amount_fen": target - holds})
+        elif target < holds:
+            overpaid.append({"worker": worker, "approved_fen": target, "outstanding_fen": holds,
+                             "over_fen": holds - target, "in_table": line is not None})
+    return credits, held, overpaid
+
+
+def make_batch(store: Store, site: str, period: str, *, now: datetime | None = None) -> Batch:
+    """The batch to send for the period: a new one for what is owed now, or, when nothing more is owed,
+    the approved version's latest batch again (the same file). Must run inside ``store.transaction()``
+    together with writing the file, so that a file that cannot be written records nothing."""
+    now = now or datetime.now(UTC)
+    store.lock_wage_period(site, period)
+    table = approved_table(store, site, period)
+    version = table["version"]
+    credits, held, overpaid = owed(table, store.wage_payments(site, period))
+    earlier = store.wage_batches(site, period, version)
+    if not credits:
+        if not earlier:
+            raise PaymentError(f"{site} {period} version {version}: nothing to pay (every payable line is paid or "
+                               "at the bank already, or none is payable); no file written"
+                               + _decisions(held, overpaid))
+        batch = store.wage_batch(earlier[-1]["batch_id"])
+        return Batch(batch, table, False, held, overpaid)
+    source = payer(store, site, period)
+    seq = len(earlier) + 1
+    batch_id = message_id(site, period, version, seq)
+    tz = zone(store.site(site)["timezone"])
+    today = to_local(now, tz).date()
+    lines = {line["worker"]: line for line in table["lines"]}
+    due = min(date.fromisoformat(lines[c["worker"]]["detail"].get("pay_day") or table["pay_day"]) for c in credits)
+    execution, rule = (due, "pay_day") if due >= today else (today, "batch_date")
+    row = {"batch_id": batch_id, "site": site, "period": period, "table_version": version, "seq": seq,
+           # The first batch of a version is created by its approval; a later one when it was first made.
+           "created": table["approved_at"] if seq == 1 else utc_now_text(),
+           "execution_date": execution.isoformat(), "execution_rule": rule, **source}
+    payments = [{"worker": c["worker"], "amount_fen": c["amount_fen"], "position": n,
+                 "end_to_end_id": end_to_end_id(batch_id, n)} for n, c in enumerate(credits, start=1)]
+    store.add_wage_batch(row, payments)
+    log.info("wage batch %s: %d credit(s), %s yuan", batch_id, len(payments), yuan(sum(c["amount_fen"] for c in credits)))
+    return Batch(store.wage_batch(batch_id), table, True, held, overpaid)
+
+
+def _decisions(held: list[dict], overpaid: list[dict]) -> str:
+    notes = [f"; {o['worker']} holds {yuan(o['outstanding_fen'])} yuan in credits, {yuan(o['over_fen'])} more than "
+             "the approved net (for a decision)" for o in overpaid]
+    notes += [f"; {h['worker']} held ({h['status']})" for h in held]
+    return "".join(notes)
+
+
+def created_time(batch: dict, tz_name: str) -> str:
+    """The file's creation time, local to the site with its offset, to the second."""
+    return local_text(batch["created"], zone(tz_name))
+
+
+# ================================================================================== the bank's return
+
+
+def _entered_problem(entry: dict) -> str | None:
+    """The bank's voucher and reason go onto the worker's slip: checked as any entered text."""
+    for field, limit in (("voucher", NAME_MAX_CHARS), ("reason", REASON_MAX_CHARS)):
+        try:
+            entered(entry.get(field), what=f"the {field}", limit=limit, optional=True)
+        except TextError as error:
+            return f"is refused: {error}"
+    return None
+
+
+def record_return(store: Store, entries: list[dict], *, source: str, digest: str, kind: str) -> list[dict]:
+    """Settle pending credits from a parsed return (collector/wages/bankreturn.py): every entry, or none.
+    An entry is ``{"where", "end_to_end_id" | "batch_id", "status", "voucher", "date", "reason",
+    "amount_fen"}``; one naming a batch settles each of its pending credits. Returns what was recorded."""
+    problems: list[str] = []
+    settle: list[dict] = []
+    with store.transaction():
+        expanded = []
+        for entry in entries:
+            if entry.get("problem"):
+                problems.append(entry["problem"])
+            elif entry.get("batch_id") is not None:
+                batch = store.wage_batch(entry["batch_id"])
+                if batch is None:
+                    problems.append(f"{entry['where']}: {quoted(entry['batch_id'])} is not a batch of ours")
+                    continue
+                pending = [p for p in batch["payments"] if p["status"] == "pending"]
+                if not pending:
+                    problems.append(f"{entry['where']}: batch {batch['batch_id']} has no pending credit left")
+                expanded += [{**entry, "end_to_end_id": p["end_to_end_id"], "batch_id": None} for p in pending]
+            else:
+                expanded.append(entry)
+        ids = [e["end_to_end_id"] for e in expanded]
+        held = store.payments_by_end_to_end(list(dict.fromkeys(ids)))
+        seen: dict[str, str] = {}
+        for entry in expanded:
+            e2e, where = entry["end_to_end_id"], entry["where"]
+            payment = held.get(e2e)
+            if e2e in seen:
+                problems.append(f"{where}: {quoted(e2e)} is settled twice in this return (first at {seen[e2e]})")
+                continue
+            seen[e2e] = where
+            if payment is None:
+                problems.append(f"{where}: {quoted(e2e)} is not a credit of any batch")
+                continue
+            if payment["status"] == "paid":
+                problems.append(f"{where}: {e2e} was recorded paid already on {payment['paid_on']} (voucher "
+                                f"{quoted(payment['voucher'])}): a credit is paid once")
+                continue
+            if payment["status"] == "failed":
+                problems.append(f"{where}: {e2e} was recorded failed already ({quoted(payment['reason'], 60)}); what "
+                                "it owed goes in a later batch under a new id")
+                continue
+            if entry.get("in_batch") is not None and entry["in_batch"] != payment["batch_id"]:
+                problems.append(f"{where}: {e2e} is a credit of batch {payment['batch_id']}, not of "
+                                f"{quoted(entry['in_batch'])} as the report says")
+                continue
+            if entry.get("amount_fen") is not None and entry["amount_fen"] != payment["amount_fen"]:
+                problems.append(f"{where}: {e2e} is {yuan(entry['amount_fen'])} yuan in the return but "
+                                f"{yuan(payment['amount_fen'])} in batch {payment['batch_id']}")
+                continue
+            problem = _entered_problem(entry)
+            if problem:
+                problems.append(f"{where}: {e2e} {problem}")
+                continue
+            settle.append({**entry, "payment": payment})
+        if problems:
+            raise ReturnRefused(source, problems)
+        for entry in settle:
+            store.settle_payment(entry["end_to_end_id"], status=entry["status"], voucher=entry.get("voucher"),
+                                 paid_on=entry.get("date"), reason=entry.get("reason"),
+                                 settled_from=f"{kind} sha256:{digest}")
+    log.info("bank return %s: %d credit(s) settled", source, len(settle))
+    return [{"end_to_end_id": e["end_to_end_id"], "batch_id": e["payment"]["batch_id"], "site": e["payment"]["site"],
+             "period": e["payment"]["period"], "worker": e["payment"]["worker"],
+             "amount_fen": e["payment"]["amount_fen"], "status": e["status"], "voucher": e.get("voucher"),
+             "paid_on": e.get("date"), "reason": e.get("reason")} for e in settle]

@@ -1,0 +1,272 @@
+"""The wage table of a site and a month, computed from final attendance only.
+
+One line per worker (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 and 31):
+verified days and worked minutes, the basis and rate in force on each day, gross, deductions, net, and
+the flags a person must see. The rules, applied in this order:
+
+- Only complete days are paid. A day that is open, missing an OUT or IN, or anomalous is never paid
+  silently: the line lists it as a day to decide (a manual punch or a void settles it, with its audit
+  trail, and the table is computed again).
+- A day rate pays each complete day; an hourly rate pays the day's worked minutes. Each day is paid at
+  the terms in force on that day (a change mid-month splits the line into segments).
+- Money is integer fen. Minutes are paid exactly (rate x minutes / 60) and the line's sum of all its
+  hourly segments is rounded once, half up; day segments need no rounding.
+- Deductions (each an item with a reason and who added it) are subtracted; a net below zero is not
+  paid, it is a decision, and so are deductions above half the gross (``deductions_over_half``: a
+  deduction is capped by law, 20% of the month's wage for damages, and a large one taken from an
+  employer's sheet is what a forged sheet would claim), until a person approves over it.
+- The local minimum wage is compared with the line's gross: the monthly minimum for a full month of work
+  (174 hours, the statutory 21.75 days of 8 hours), else the hourly minimum per hour worked; a line below
+  it is flagged ``below_minimum`` (paid as computed: the bank reports, the regulation decides).
+- A period is computed only when every day of it is final (every gate has shown it holds nothing from
+  it); otherwise only as a draft, which can never be approved or paid.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+
+from collector.attendance.reports import attendance, site_day_final
+from collector.errors import CollectorError
+from collector.localtime import day_bounds, zone
+from collector.money import divide_half_up
+from collector.store import Store, StoreError
+from gate_agent.protocol import parse_time
+
+#: Days whose status means nobody knows yet what was worked.
+UNDECIDED = ("open", "missing_out", "missing_in", "anomaly", "error")
+#: What a day's status means, for the person who must decide it.
+STATUS_WORDS = {
+    "open": "still inside: no OUT yet",
+    "missing_out": "an IN with no OUT within the maximum shift",
+    "missing_in": "an OUT with no IN",
+    "anomaly": "a repeated IN or OUT",
+    "error": "the day could not be computed (the bank's log says why)",
+    "no_time": "an IN and an OUT with no time worked between them",
+    "not_assigned": "worked at a site the worker was not registered at that day",
+}
+#: Day flags carried to the line (the rest are about the day's own pairing, shown on the day).
+CARRIED_FLAGS = ("manual", "late_upload", "clock_unsynced", "clock_future", "clock_backwards", "equivocated",
+                 "chain_break", "void")
+_PERIOD = re.compile(r"(\d{4})-(\d{2})")
+
+
+class WageError(CollectorError):
+    """A wage operation that cannot be done now; the message says why and what to do."""
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """``2026-11`` -> (2026-11-01, 2026-11-30)."""
+    match = _PERIOD.fullmatch(period or "")
+    if not match or not 1 <= int(match.group(2)) <= 12 or not 2000 <= int(match.group(1)) <= 2100:
+        raise WageError(f"period {period!r} is not a month YYYY-MM between 2000 and 2100")
+    year, month = int(match.group(1)), int(match.group(2))
+    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def pay_date(period: str, pay_day: int) -> date:
+    """The day of the following month on which the period's wages fall due (a short month pays on its
+    last day)."""
+    _, last = period_bounds(period)
+    following = last + timedelta(days=1)
+    return following.replace(day=min(pay_day, calendar.monthrange(following.year, following.month)[1]))
+
+
+def _in_force(history: list[dict], day: date) -> dict | None:
+    """The row of ``history`` (oldest first, by effective_from) in force on ``day``."""
+    found = None
+    for row in history:
+        if row["effective_from"] <= day.isoformat():
+            found = row
+        else:
+            break
+    return found
+
+
+def compute(store: Store, site: str, period: str, *, now: datetime | None = None,
+            grace: timedelta = timedelta(hours=6), draft: bool = False) -> dict:
+    """The period's table (not saved): ``final``, ``pay_day`` and one line per worker."""
+    now = now or datetime.now(UTC)
+    first, last = period_bounds(period)
+    site_row = store.site(site)
+    if site_row is None:
+        raise StoreError(f"site {site} does not exist")
+    tz = zone(site_row["timezone"])
+    day_end = parse_time(day_bounds(last, tz)[1])
+    # Finality is monotonic: the last day final means every day before it is too.
+    final = site_day_final(store.gates(site, with_gaps=False), day_end, grace, now)
+    if not final and not draft:
+        raise WageError(f"{site} {period} is not final yet (a gate has not shown it holds nothing from it, or the "
+                        f"month has not ended {grace} ago); compute it with --draft to look, never to pay")
+    records = attendance(store, site, first, last, now=now, grace=grace)
+    by_worker: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_worker[record["worker"]].append(record)
+    deductions: dict[str, list[dict]] = defaultdict(list)
+    for row in store.deductions(site, period):
+        deductions[row["worker"]].append(row)
+    terms: dict[str, list[dict]] = defaultdict(list)
+    for row in store.wage_terms():
+        terms[row["worker"]].append(row)
+    minimum = _in_force(store.minimum_wages(site), last)
+    payees = store.payees()
+    pay_rows = store.site_pay(site)
+    site_pay = _in_force([r for r in pay_rows if r["employer"] == ""], last)
+    lines = []
+    for worker in sorted(set(by_worker) | set(deductions)):
+        payee = payees.get(worker) or {"worker": worker, "name": worker}
+        line = _line(worker, by_worker.get(worker, []), terms.get(worker, []), deductions.get(worker, []),
+                     minimum, payee)
+        # An employer of the site may pay on a day of its own.
+        own = _in_force([r for r in pay_rows if r["employer"] and r["employer"] == payee.get("employer")], last)
+        pay = own or site_pay
+        line["detail"]["pay_day"] = pay_date(period, pay["pay_day"]).isoformat() if pay else None
+        lines.append(line)
+    return {"site": site, "period": period, "final": final, "draft": draft or not final,
+            "pay_day": pay_date(period, site_pay["pay_day"]).isoformat() if site_pay else None, "lines": lines}
+
+
+#: A full month's work: the statutory standard month, 21.75 days of 8 hours (174 hours).
+FULL_MONTH_MINUTES = 174 * 60
+
+
+def below_minimum(gross_fen: int, minutes: int, minimum: dict) -> bool:
+    """Pay below the local minimum wage: for a full month of work the monthly minimum applies, for less
+    the hourly (part-time) one, per hour worked. Integers only."""
+    if minutes >= FULL_MONTH_MINUTES:
+        return gross_fen < minimum["monthly_fen"]
+    return gross_fen * 60 < minimum["hourly_fen"] * minutes
+
+
+def over_half(deductions_fen: int, gross_fen: int) -> bool:
+    """Deductions above half the gross: a decision for a person, not a line paid as computed."""
+    return deductions_fen * 2 > gross_fen
+
+
+def _line(worker: str, records: list[dict], history: list[dict], deductions: list[dict], minimum: dict | None,
+          payee: dict) -> dict:
+    flags: set[str] = set()
+    to_decide, segments, minutes, days = [], {}, 0, 0
+    no_terms = []
+    for record in sorted(records, key=lambda r: r["date"]):
+        flags |= {f for f in record["flags"] if f in CARRIED_FLAGS}
+        if record["status"] in UNDECIDED:
+            to_decide.append({"date": record["date"], "status": record["status"],
+                              "why": STATUS_WORDS[record["status"]], "first_in": record["first_in"],
+                              "last_out": record["last_out"]})
+            continue
+        if record["status"] != "complete":
+            continue
+        if "not_assigned" in record["flags"]:
+            to_decide.append({"date": record["date"], "status": "not_assigned", "why": STATUS_WORDS["not_assigned"],
+                              "first_in": record["first_in"], "last_out": record["last_out"]})
+            continue
+        if not record["worked_minutes"]:
+            to_decide.append({"date": record["date"], "status": "no_time", "why": STATUS_WORDS["no_time"],
+                              "first_in": record["first_in"], "last_out": record["last_out"]})
+            continue
+        day = date.fromisoformat(record["date"])
+        in_force = _in_force(history, day)
+        if in_force is None:
+            no_terms.append(record["date"])
+            continue
+        key = (in_force["basis"], in_force["rate_fen"], in_force["effective_from"])
+        segment = segments.setdefault(key, {"basis": in_force["basis"], "rate_fen": in_force["rate_fen"],
+                                            "from": in_force["effective_from"], "days": 0, "minutes": 0})
+        segment["days"] += 1
+        segment["minutes"] += record["worked_minutes"]
+        days += 1
+        minutes += record["worked_minutes"]
+    day_fen = sum(s["rate_fen"] * s["days"] for s in segments.values() if s["basis"] == "day")
+    hour_numerator = sum(s["rate_fen"] * s["minutes"] for s in segments.values() if s["basis"] == "hour")
+    gross = day_fen + divide_half_up(hour_numerator, 60)
+    for segment in segments.values():
+        segment["amount_fen_exact"] = (segment["rate_fen"] * segment["days"] if segment["basis"] == "day"
+                                       else f"{segment['rate_fen']} x {segment['minutes']} / 60")
+    deducted = sum(row["amount_fen"] for row in deductions)
+    net = gross - deducted
+    if len(segments) > 1:
+        flags.add("rate_changed")
+    if to_decide:
+        flags.add("days_to_decide")
+    if no_terms:
+        flags.add("no_terms")
+    if net < 0:
+        flags.add("deductions_exceed_gross")
+    elif over_half(deducted, gross):
+        flags.add("deductions_over_half")
+    if not payee.get("bank_account"):
+        flags.add("no_bank_account")
+    if minimum is not None and minutes and below_minimum(gross, minutes, minimum):
+        flags.add("below_minimum")
+    decision = bool(to_decide or no_terms or net < 0 or over_half(deducted, gross) or not payee.get("bank_account"))
+    last_segment = max(segments.values(), key=lambda s: s["from"]) if segments else None
+    return {
+        "worker": worker, "name": payee.get("name") or worker, "employer": payee.get("employer"),
+        "id_number": payee.get("id_number"), "phone": payee.get("phone"), "bank_account": payee.get("bank_account"),
+        "bank_name": payee.get("bank_name"),
+        "days": days, "worked_minutes": minutes,
+        "basis": last_segment["basis"] if last_segment else None,
+        "rate_fen": last_segment["rate_fen"] if last_segment else None,
+        "gross_fen": gross, "deductions_fen": deducted, "net_fen": net,
+        "status": "needs_decision" if decision else "payable",
+        "flags": sorted(flags),
+        "detail": {
+            "segments": sorted(segments.values(), key=lambda s: s["from"]),
+            "deductions": [{"item": d["item"], "amount_fen": d["amount_fen"], "reason": d["reason"],
+                            "source": d["source"], "by": d["added_by"]} for d in deductions],
+            "days_to_decide": to_decide,
+            "days_without_terms": no_terms,
+            "minimum_hourly_fen": minimum["hourly_fen"] if minimum else None,
+        },
+    }
+
+
+def run(store: Store, site: str, period: str, *, by: str, reason: str | None = None, draft: bool = False,
+        now: datetime | None = None, grace: timedelta = timedelta(hours=6)) -> dict:
+    """Compute and save a new version of the period's table (a draft when asked, or when not final)."""
+    if not by.strip():
+        raise WageError("say who computes the table (--by)")
+    latest = store.wage_table(site, period)
+    if latest is not None and latest["status"] == "approved" and not draft and not (reason or "").strip():
+        raise WageError(f"{site} {period} version {latest['version']} is approved; a correction is a new version "
+                        "and needs --reason")
+    table = compute(store, site, period, now=now, grace=grace, draft=draft)
+    saved = store.save_wage_table(site=site, period=period, status="draft" if table["draft"] else "computed",
+                                  final=table["final"], lines=table["lines"], by=by.strip(),
+                                  reason=(reason or "").strip() or None, pay_day=table["pay_day"])
+    return store.wage_table(site, period, saved["version"])
+
+
+def approve(store: Store, site: str, period: str, *, by: str, override: str | None = None,
+            override_disputes: str | None = None) -> dict:
+    """Freeze the latest version. Lines that still need a decision refuse the approval, unless an
+    override says why (recorded on the table; those lines are not paid); so do the workers' open
+    disputes of the period, unless ``override_disputes`` says why (recorded with the disputes named)."""
+    if not by.strip():
+        raise WageError("say who approves (--by)")
+    table = store.wage_table(site, period)
+    if table is None:
+        raise WageError(f"{site} {period} has no wage table (collector wages run)")
+    if table["status"] == "draft":
+        raise WageError(f"{site} {period} version {table['version']} is a draft (the period was not final): "
+                        "a draft is never approved or paid")
+    if table["status"] == "approved":
+        raise WageError(f"{site} {period} version {table['version']} is approved already")
+    if table["pay_day"] is None:
+        raise WageError(f"{site} has no pay day (collector site pay-day {site} --day N ...): the table cannot fall due")
+    undecided = [line for line in table["lines"] if line["status"] != "payable"]
+    if undecided and not (override or "").strip():
+        names = ", ".join(f"{line['worker']} ({', '.join(line['flags'])})" for line in undecided[:10])
+        raise WageError(f"{len(undecided)} line(s) need a decision first: {names}; settle them (manual punch, void, "
+                        "pay terms, bank account) and run the table again, or approve with --override REASON")
+    from collector.workers.disputes import check_approval
+
+    with store.transaction():
+        check_approval(store, site, period, table_version=table["version"], override_reason=override_disputes,
+                       by=by.strip())
+        store.approve_wage_table(table["id"], by=by.strip(), override=(override or "").strip() or None)
+    return store.wage_table(site, period, table["version"])

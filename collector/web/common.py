@@ -1,0 +1,280 @@
+"""What every route of `collector serve` shares: the error it refuses with, its JSON, who may read what,
+and the pages' templates.
+
+Access is decided here, once, for every route: each route is declared with ``route(path, endpoint,
+access)``, and ``access`` says who may call it. ``PUBLIC`` routes hold no data (the pages, whose script
+fetches it, and sign-in); ``WORKER`` routes answer only the worker whose link's cookie the request holds
+(collector/web/worker.py checks it against the database); ``Access.site`` lets any holder of a bank token,
+a site token or a foreman's sign-in session in, and refuses one of another site than the request names;
+``Access.bank`` lets bank tokens only in. tests/test_web_access.py walks every route of the app, so that
+a route declared without one fails there.
+
+The pages are Jinja2 templates with autoescaping on, each extending ``base.html``, which carries the head
+and the ``lang`` the server chose from the request's Accept-Language; their text comes from the message
+catalogs in static/i18n/, applied by static/i18n.js.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import inspect
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from collector.errors import CollectorError
+from collector.signin import COOKIE, session_scope
+from collector.store import Store, StoreError
+from gate_agent.logsetup import safe_json
+
+STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
+#: The scope of a token that reads every site: the bank's.
+ALL_SITES = "*"
+#: The page languages, the first the default (static/i18n/<lang>.json each).
+LANGUAGES = ("zh-CN", "en")
+#: Who may call a route that is not for holders of a token or a session (see the module's docstring).
+PUBLIC, WORKER = "public", "worker"
+
+
+class ApiError(CollectorError):
+    """A request refused with this HTTP status; the message is the answer's ``error``."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's compact JSON, with what a gate, a file or a worker list sent (DEL, C1 controls, bidi
+    overrides: Starlette writes them raw) as JSON escapes; names in any script stay as they are."""
+
+    def render(self, content: object) -> bytes:
+        return safe_json(content, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
+
+
+def read_store(db) -> Store:
+    """A read-only store for one request; ApiError 503 when the database cannot be opened."""
+    try:
+        return Store(db, readonly=True)
+    except StoreError as error:
+        raise ApiError(503, str(error)) from None
+
+
+# ---------------------------------------------------------------------------------------------- who asks
+
+
+class ClientAddress:
+    """The client's address, which limits are counted by: the connection's, or, for a connection from a
+    configured trusted proxy (``[web] trusted_proxy``), the address that proxy names in its header
+    (``[web] forwarded_header``). Nobody else's header is believed: a client cannot pick its own address.
+    An IPv6 client is counted by its /64, the block one subscriber holds."""
+
+    def __init__(self, proxies=(), header: str = "X-Forwarded-For"):
+        self.proxies = tuple(proxies)
+        self.header = header
+
+    def __call__(self, request: Request) -> str:
+        peer = request.client.host if request.client else "unknown"
+        if not self.proxies or not self._trusted(peer):
+            return _counted(peer)
+        values = request.headers.getlist(self.header)
+        if self.header.lower() == "x-forwarded-for":
+            # Each proxy appends the address it saw: from the right, the first one that is not ours.
+            hops = [hop.strip() for value in values for hop in value.split(",")]
+            named = next((hop for hop in reversed(hops) if not self._trusted(hop)), None)
+        else:
+            named = values[-1].strip() if len(values) == 1 else None
+        try:
+            return _counted(str(ipaddress.ip_address(named or "")))
+        except ValueError:
+            return f"behind {peer}: no address in {self.header}"
+
+    def _trusted(self, text: str) -> bool:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return any(address in network for network in self.proxies)
+
+
+def _counted(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class Tokens:
+    """Bearer tokens and their scopes, compared in constant time and never logged."""
+
+    def __init__(self, tokens: dict[str, str]):
+        self._tokens = [(token.encode(), scope) for token, scope in tokens.items()]
+
+    def identify(self, authorization: str | None) -> tuple[int, str]:
+        """(which configured token, its scope) for the presented token; ApiError 401 when there is none or
+        it is not ours."""
+        if authorization is None:
+            raise ApiError(401, "an Authorization: Bearer token is required")
+        scheme, _, presented = authorization.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented or " " in presented:
+            raise ApiError(401, "malformed Authorization header (expected: Bearer TOKEN)")
+        given = presented.encode("utf-8", "replace")
+        found = None
+        # Every token is compared, whichever matches, so timing tells nothing about the others.
+        for index, (token, scope) in enumerate(self._tokens):
+            if hmac.compare_digest(token, given) and found is None:
+                found = (index, scope)
+        if found is None:
+            raise ApiError(401, "unknown token")
+        return found
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a request's access: a configured bearer token (``key`` ("token", its index)) or a
+    foreman's sign-in session (("session", its id), with the cookie that holds it), and its scope: one
+    site, or ALL_SITES for the bank's."""
+
+    key: tuple[str, object]
+    scope: str
+    cookie: str | None = field(default=None, repr=False)
+
+    @property
+    def bank(self) -> bool:
+        return self.scope == ALL_SITES
+
+    @property
+    def session(self) -> bool:
+        return self.key[0] == "session"
+
+    def may_read(self, site: str) -> bool:
+        return self.bank or self.scope == site
+
+    @property
+    def kind(self) -> str:
+        """How the access log names it."""
+        return "bank token" if self.bank else "site sign-in" if self.session else "site token"
+
+
+class Access:
+    """The two checks every route that reads data goes through, over the configured tokens and the
+    database that holds the sign-in sessions."""
+
+    def __init__(self, tokens: dict[str, str], db):
+        self.tokens = Tokens(tokens)
+        self.db = db
+
+    def holder(self, request: Request) -> Holder:
+        """The bearer token if one is sent, else the sign-in session's cookie (a session reads its own
+        site only); ApiError 401 when neither is good."""
+        authorization = request.headers.get("authorization")
+        cookie = request.cookies.get(COOKIE)
+        if authorization is not None or not cookie:
+            index, scope = self.tokens.identify(authorization)
+            return Holder(("token", index), scope)
+        with read_store(self.db) as store:
+            session = session_scope(store, cookie)
+        if session is None:
+            raise ApiError(401, "the sign-in session has ended; sign in again")
+        return Holder(("session", session["id"]), session["site"], cookie)
+
+    def site(self, request: Request) -> Holder:
+        """May this holder read the site the request names (its path's ``{site}``, else ``?site=``)? A
+        request naming none reads the holder's own scope. 401, then 403 (another site's holder, whether
+        or not the site exists; a route answers 404 for a site the database does not hold)."""
+        holder = self.holder(request)
+        site = request.path_params.get("site", request.query_params.get("site"))
+        if site is not None and not holder.may_read(site):
+            raise ApiError(403, f"this token is for site {holder.scope} only")
+        return holder
+
+    def bank(self, request: Request) -> Holder:
+        """Bank tokens only: 401, then 403 for a site's token or session."""
+        holder = self.holder(request)
+        if not holder.bank:
+            raise ApiError(403, f"{request.url.path} is for bank tokens only")
+        return holder
+
+
+def route(path: str, endpoint: Callable, access: str | Callable[[Request], Holder], *,
+          methods: list[str] | None = None) -> Route:
+    """A route with who may call it: PUBLIC, WORKER, or a check of Access (``access.site``,
+    ``access.bank``), which runs before the endpoint and leaves its Holder in ``request.state.holder``.
+    The route keeps the kind in ``.access`` ("public", "worker", "site" or "bank") for the tests."""
+    if isinstance(access, str):
+        if access not in (PUBLIC, WORKER):
+            raise ValueError(f"unknown access {access!r}")
+        kind, guarded = access, endpoint
+    else:
+        kind = access.__name__
+        if kind not in ("site", "bank"):
+            raise ValueError(f"unknown access check {kind!r}")
+        if inspect.iscoroutinefunction(endpoint):
+            @functools.wraps(endpoint)
+            async def guarded(request: Request) -> Response:
+                request.state.holder = await run_in_threadpool(access, request)  # a session is read from the database
+                return await endpoint(request)
+        else:
+            @functools.wraps(endpoint)
+            def guarded(request: Request) -> Response:
+                request.state.holder = access(request)
+                return endpoint(request)
+    made = Route(path, guarded, methods=methods)
+    made.access = kind
+    return made
+
+
+# ---------------------------------------------------------------------------------------------- pages
+
+
+def _environment() -> jinja2.Environment:
+    # StrictUndefined: a name a template uses and the server does not give fails loudly, not as "".
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+TEMPLATE_SET = Jinja2Templates(env=_environment())
+
+
+def page(request: Request, name: str, **context) -> Response:
+    """The page ``name`` (a template extending base.html) in the language the request asks for."""
+    lang = page_language(request.headers.get("accept-language"))
+    return TEMPLATE_SET.TemplateResponse(request, name, {"lang": lang, **context})
+
+
+def page_language(accept_language: str | None) -> str:
+    """zh-CN, or en when the browser ranks English above Chinese (Accept-Language, q-values honoured)."""
+    best = []
+    for index, part in enumerate((accept_language or "")[:1000].split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+            if not 0.0 <= quality <= 1.0:  # nan, inf, negative: not a quality
+                quality = 0.0
+        tag = tag.strip().lower()
+        if tag.startswith("zh") or tag.startswith("en"):
+            best.append((-quality, index, "en" if tag.startswith("en") else "zh-CN"))
+    return min(best)[2] if best else LANGUAGES[0]

@@ -1,0 +1,1 @@
+"""Workers: the registry, disputes, a worker's links and their own record."""

@@ -1,0 +1,112 @@
+"""One worker's own record as their personal page shows it: days, month totals, wages, disputes and
+who looked. Built from that worker's punches only, so nothing of another worker can reach it."""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+from collector.attendance.attribution import Attributor
+from collector.attendance.reports import Finality, days_of, history, reach, record_dict, site_rules
+from collector.errors import InputError
+from collector.localtime import check_date
+from collector.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+#: What a day tells its worker; the rest of record_dict (refs of gate chains) stays at the bank.
+DAY_FIELDS = ("site", "date", "first_in", "last_out", "worked_minutes", "status", "flags", "final")
+
+
+def parse_month(text: str | None, today: date) -> tuple[date, date]:
+    """The first and last date of ``YYYY-MM`` (default: this month); InputError for anything else."""
+    if text is None:
+        year, month = today.year, today.month
+    else:
+        if not (isinstance(text, str) and len(text) == 7 and text[4] == "-" and text[:4].isdigit()
+                and text[5:].isdigit()):
+            raise InputError("month must be YYYY-MM")
+        year, month = int(text[:4]), int(text[5:])
+        if not 1 <= month <= 12:
+            raise InputError("month must be YYYY-MM")
+    first = check_date(date(year, month, 1))
+    return first, date(year, month, calendar.monthrange(year, month)[1])
+
+
+def worker_days(store: Store, worker: str, first: date, last: date, *, now: datetime,
+                grace: timedelta) -> list[dict]:
+    """The worker's days at every site, first..last, oldest first."""
+    attributor = Attributor.of(store, worker)
+    person = attributor.person(worker)
+    days = []
+    for site_row in store.sites():
+        site = site_row["site"]
+        rules = site_rules(store, site)
+        events, _, _ = history(store, site, rules, attributor, *reach(first, last, rules, now))
+        mine = [e for e in events if e.worker == worker]
+        if not mine:
+            continue
+        finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
+        for record in days_of(mine, rules, now, first, last, store.assignments(worker=worker, site=site), site=site):
+            full = record_dict(record, site, rules.tz, person, finality(record.date))
+            day = {k: full[k] for k in DAY_FIELDS}
+            day["site_name"] = site_row["name"]
+            day["shifts"] = [{"in": s["in"], "out": s["out"], "minutes": s["minutes"], "status": s["status"]}
+                             for s in full["shifts"]]
+            days.append(day)
+    return sorted(days, key=lambda d: (d["date"], d["site"]))
+
+
+def totals(days: list[dict]) -> dict:
+    return {
+        "days_present": sum(1 for d in days if any(s["in"] for s in d["shifts"])),
+        "worked_minutes": sum(d["worked_minutes"] for d in days),
+        "days_flagged": sum(1 for d in days if set(d["flags"]) - {"manual"} or d["status"] not in ("complete", "open")),
+        "provisional_days": sum(1 for d in days if not d["final"]),
+    }
+
+
+def worker_wages(store: Store, worker: str, *, grace: timedelta) -> list[dict] | None:
+    """Per site and month: what is due, paid, at the bank and overdue (None before wages exist)."""
+    if not store.has("payments"):
+        return None
+    from collector.wages.arrears import arrears
+
+    sites = sorted({a["site"] for a in store.assignments(worker=worker)})
+    rows = []
+    for site in sites:
+        try:
+            report = arrears(store, site=site, grace=grace)
+        except (InputError, StoreError) as error:  # a site without pay terms: nothing to show, said in the log
+            log.warning("wages of %s at %s cannot be shown: %s", worker, site, error)
+            continue
+        rows += [{k: r[k] for k in ("site", "period", "pay_day", "status", "due_fen", "paid_fen", "pending_fen",
+                                    "overdue_fen", "days_overdue", "estimate", "estimate_fen")}
+                 for r in report["workers"] if r["worker"] == worker]
+    return sorted(rows, key=lambda r: (r["period"], r["site"]), reverse=True)
+
+
+def record(store: Store, worker: str, month: str | None = None, *, now: datetime | None = None,
+           grace: timedelta = timedelta(hours=6)) -> dict:
+    """Everything the worker's page shows for one month."""
+    now = now or datetime.now(UTC)
+    person = store.worker(worker)
+    if person is None:
+        raise StoreError(f"worker {worker} does not exist")
+    first, last = parse_month(month, now.date())
+    days = worker_days(store, worker, first, last, now=now, grace=grace)
+    sites = {s["site"]: s["name"] for s in store.sites()}
+    assigned = sorted({a["site"] for a in store.assignments(worker=worker)})
+    disputes = store.disputes(worker=worker)
+    return {
+        "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
+        "month": first.isoformat()[:7],
+        "days": days,
+        "totals": totals(days),
+        "wages": worker_wages(store, worker, grace=grace),
+        "sites": [{"site": s, "name": sites.get(s, s)} for s in assigned],
+        "disputes": [{k: d[k] for k in ("ref", "site", "day", "note", "filed_at", "status", "answered_at", "answer",
+                                        "answer_kind")} for d in reversed(disputes)],
+        "access": store.access_log(worker),
+    }
