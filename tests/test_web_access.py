@@ -115,7 +115,7 @@ def error(answer) -> str:
 
 def test_every_route_declares_who_may_call_it():
     undeclared = [route_id(r) for r in ROUTES if getattr(r, "access", None) not in (PUBLIC, WORKER, "site", "bank")]
-    assert undeclared == [], "routes without a declared access (collector/web_common.route)"
+    assert undeclared == [], "routes without a declared access (collector/web/common.route)"
     assert {route_id(r) for r in declared(PUBLIC)} == PUBLIC_ROUTES
     assert {route_id(r) for r in declared("bank")} == BANK_ROUTES
     assert {r.access for r in ROUTES} == {PUBLIC, WORKER, "site", "bank"}

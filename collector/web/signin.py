@@ -6,7 +6,7 @@ a server, so never in an access log), removes it from the address bar and histor
 cookie. ``POST /api/signout`` revokes the session in the database and clears the cookie. Both POSTs
 take JSON only and refuse another origin, so a page elsewhere cannot make a browser call them; sign-in
 attempts are limited per client address (429 with Retry-After): the connection's, or the one a configured
-trusted proxy names (web_common.ClientAddress). Refusals are ApiErrors, answered in the
+trusted proxy names (collector.web.common.ClientAddress). Refusals are ApiErrors, answered in the
 API's one JSON shape by collector/web/app.py.
 """
 

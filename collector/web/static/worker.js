@@ -1,7 +1,7 @@
 // The worker's own page. The personal link is /w#SECRET: the fragment never reaches a server. The
 // secret is taken out of the address bar and the history at once, traded for an HttpOnly cookie, and
 // forgotten. Everything shown is inserted with textContent: notes and answers are typed by people.
-// Its words are the "worker." keys of the pages' one message catalog (i18n.js, web_static/i18n/).
+// Its words are the "worker." keys of the pages' one message catalog (i18n.js, static/i18n/).
 "use strict";
 
 (function () {
