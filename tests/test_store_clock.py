@@ -28,10 +28,10 @@ class FakeClock:
         return self.moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def test_the_times_a_store_stamps_come_from_its_clock(database):
+def test_the_times_a_store_stamps_come_from_its_clock(empty_database):
     # Far from today, and in another zone: stored as UTC whatever zone the clock answers in.
     clock = FakeClock(datetime(2031, 3, 4, 13, 6, 7, 890000, tzinfo=timezone(timedelta(hours=8))))
-    with Store(database, clock=clock) as store:
+    with Store(empty_database, clock=clock) as store:
         applied = {row[0] for row in store.execute("SELECT applied_at FROM schema_migrations").fetchall()}
         assert applied == {"2031-03-04T05:06:07.890Z"}
 
