@@ -230,18 +230,23 @@ def test_only_an_approved_table_is_paid_and_only_from_a_payer_account(month, tmp
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
     refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
     assert refused.returncode == 1 and "version 1 is not approved (collector wages approve)" in refused.stderr
-    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4's day is disputed")
-    # From October on the site's pay settings name no account to pay from.
+    # From October on the site's pay settings name no account to pay from, and so does the version approved.
     month.cli("site", "pay-day", "S1", "--day", "15", "--from", "2026-10-01", "--by", "ops-li")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4's day is disputed")
     refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
-    assert refused.returncode == 1 and "S1 has no --payer-account, --payer-name, --payer-bank in force on " \
-        "2026-10-31" in refused.stderr
+    assert refused.returncode == 1 and "S1 had no --payer-account, --payer-name, --payer-bank in force on " \
+        "2026-10-31 when 2026-10 version 1 was approved" in refused.stderr
     assert not out.exists() and payments(month) == []
     month.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "110000000002", "--payer-name", "总包",
               "--payer-bank", "中国建设银行", "--from", "2026-10-01", "--by", "ops-li")
+    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
+    assert refused.returncode == 1 and "S1 had no --payer-account" in refused.stderr, "the payer is approved"
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "the payer account was set")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4's day is disputed")
     shown = batch(month, out, "csv").stdout
     assert "4 credit(s), 2187.56 yuan" in shown and "held: W4 (needs_decision: days_to_decide) is not paid" in shown
     assert sorted(p[0] for p in payments(month)) == ["W1", "W2", "W3", "W5"]
+    assert {row[1] for row in csv.reader(io.StringIO(out.read_text("utf-8-sig")))} == {"付款账号", "110000000002"}
 
 
 def pain002(path, batch_id: str, transactions: list[str], group: str = "PART") -> str:

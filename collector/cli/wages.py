@@ -66,24 +66,62 @@ def worker_commands(worker: click.Group) -> None:
 def site_commands(site: click.Group) -> None:
     @site.command("pay-day")
     @click.argument("site_id", metavar="SITE")
-    @click.option("--day", "pay_day", type=int, required=True,
-                  help="Day of the month after the period on which its wages fall due.")
+    @click.option("--day", "pay_day", type=int,
+                  help="Day of the month after the period on which its wages fall due (without it: the history).")
     @click.option("--employer", default="", help="Only this employer of the site (default: every employer).")
     @click.option("--payer-account", help="The general contractor's special wage account, paid from.")
     @click.option("--payer-name", help="That account's holder.")
     @click.option("--payer-bank", help="That account's bank.")
-    @click.option("--from", "effective_from", required=True, help="Local date from which it applies.")
-    @click.option("--by", required=True)
+    @click.option("--from", "effective_from", help="Local date from which it applies.")
+    @click.option("--by", help="Who sets it.")
+    @json_option
     @with_config
     def site_pay_day(ctx: Context, site_id, pay_day, employer, payer_account, payer_name, payer_bank,
-                     effective_from, by):
-        """Set a site's monthly pay day and the special wage account its wages are paid from."""
+                     effective_from, by, as_json: bool):
+        """Set a site's monthly pay day and the special wage account its wages are paid from; without --day,
+        show every setting ever recorded (a change is a new row, the earlier kept; an approved wage table
+        keeps the payer it was approved with)."""
+        if pay_day is None:
+            if any(v for v in (payer_account, payer_name, payer_bank, effective_from, by)):
+                raise click.UsageError("setting the pay day needs --day, --from and --by")
+            _pay_history(ctx, site_id, employer, as_json)
+            return
+        if effective_from is None or by is None:
+            raise click.UsageError("setting the pay day needs --from and --by")
+        effective_from = _day(effective_from)
         with ctx.store() as store:
-            store.set_site_pay(site_id, pay_day=pay_day, employer=employer, payer_account=payer_account,
-                               payer_name=payer_name, payer_bank=payer_bank, effective_from=_day(effective_from),
-                               by=by)
-        click.echo(f"{site_id}{' ' + employer if employer else ''}: wages due on day {pay_day} of the next month, "
-                   f"from {effective_from}")
+            earlier = store.set_site_pay(site_id, pay_day=pay_day, employer=employer, payer_account=payer_account,
+                                         payer_name=payer_name, payer_bank=payer_bank, effective_from=effective_from,
+                                         by=by)
+        shown = {"site": site_id, "employer": employer, "pay_day": pay_day, "effective_from": effective_from,
+                 "payer_account": masking.account(payer_account), "payer_name": payer_name, "payer_bank": payer_bank,
+                 "replaces": _pay_row(earlier) if earlier else None}
+        emit(as_json, shown, f"{site_id}{' ' + employer if employer else ''}: wages due on day {pay_day} of the next "
+                             f"month, paid from {_payer(shown)}, from {effective_from}"
+             + (f"; it takes the place of the setting for that date recorded {earlier['added_at']} by "
+                f"{earlier['added_by']} (kept in the history)" if earlier else ""))
+
+    def _pay_history(ctx: Context, site_id: str, employer: str, as_json: bool) -> None:
+        with ctx.store(readonly=True) as store:
+            if store.site(site_id) is None:
+                raise click.ClickException(f"site {site_id} does not exist")
+            rows = [_pay_row(r) for r in store.site_pay(site_id) if not employer or r["employer"] == employer]
+        # The row in force from a date is the last recorded for it; the others were replaced.
+        for n, row in enumerate(rows):
+            later = rows[n + 1] if n + 1 < len(rows) else None
+            row["replaced"] = bool(later and (later["employer"], later["effective_from"])
+                                   == (row["employer"], row["effective_from"]))
+        emit(as_json, rows, "\n".join(
+            f"{r['employer'] or '(every employer)'}: from {r['effective_from']} day {r['pay_day']}, paid from "
+            f"{_payer(r)}; set {r['added_at']} by {r['added_by']}" + (" (replaced)" if r["replaced"] else "")
+            for r in rows) or f"{site_id}: no pay day set")
+
+    def _pay_row(row: dict) -> dict:
+        return {key: row[key] for key in ("employer", "effective_from", "pay_day", "payer_name", "payer_bank",
+                                          "added_at", "added_by")} | {"payer_account": masking.account(row["payer_account"])}
+
+    def _payer(row: dict) -> str:
+        return f"{row['payer_account'] or '-'} ({row['payer_name'] or '-'}, {row['payer_bank'] or '-'})"
 
     @site.command("minimum-wage")
     @click.argument("site_id", metavar="SITE")
@@ -168,7 +206,8 @@ def wages_approve(ctx: Context, site: str, period: str, by: str, override, overr
                         override_disputes=reason if override_disputes else None)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
     click.echo(f"{site} {period} version {table['version']} approved by {by}: {len(payable)} line(s), "
-               f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}"
+               f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}, paid from "
+               f"{masking.account(table['payer_account']) or 'no payer account (set one, then approve a new version)'}"
                + (f"; {len(table['lines']) - len(payable)} line(s) held (override: {override})"
                   if len(payable) < len(table["lines"]) else "")
                + (f"; open disputes overridden: {reason}" if override_disputes else ""))
@@ -185,12 +224,14 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
         tables = store.wage_tables(site, period)
         overrides = store.dispute_overrides(site, period) if store.has("dispute_answers") else []
     for table in tables:
+        table["payer_account"] = masking.account(table.get("payer_account"))
         table["dispute_overrides"] = [o for o in overrides
                                       if (o["period"], o["table_version"]) == (table["period"], table["version"])]
     emit(as_json, tables, "\n".join(
         f"{t['period']} v{t['version']} {t['status']:10} computed {t['computed_at']} by {t['computed_by']}"
         + (f" ({t['reason']})" if t["reason"] else "")
         + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
+        + (f", paid from {t['payer_account']}" if t["payer_account"] else "")
         + (f"; override: {t['override']}" if t["override"] else "")
         + "".join(f"; open disputes {', '.join(o['refs'])} overridden by {o['by']}: {o['reason']}"
                   for o in t["dispute_overrides"]) for t in tables) or f"{site}: no wage tables")

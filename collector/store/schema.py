@@ -12,6 +12,7 @@ booleans are plain integers and text, so every statement means the same on both 
 
 from __future__ import annotations
 
+import calendar
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,6 +81,36 @@ def _statuses_checked(conn: Connection, now: str) -> None:
                              [("quarantined",), (f"quarantined_{error.reason}",)])
             conn.execute("UPDATE gate_state SET status = NULL, status_state = NULL, status_at = NULL "
                          "WHERE site = ? AND gate = ?", (row["site"], row["gate"]))
+
+
+def _payer_history(conn: Connection, now: str) -> None:
+    """The site's pay settings become a history (a change for the same date is a new row, the earlier one
+    kept), and each approved version holds the payer it was approved with. A version approved before this
+    step gets the payer its first batch debited, else the one in force on its period's last day now (the
+    one its next batch would have debited)."""
+    conn.script("""
+        DROP INDEX site_pay_from;
+        CREATE INDEX site_pay_history ON site_pay (site, employer, effective_from, id);
+        ALTER TABLE wage_tables ADD COLUMN payer_account TEXT;
+        ALTER TABLE wage_tables ADD COLUMN payer_name TEXT;
+        ALTER TABLE wage_tables ADD COLUMN payer_bank TEXT;
+    """)
+    tables = conn.rows("SELECT id, site, period, version FROM wage_tables WHERE status IN ('approved', 'superseded')")
+    for table in tables:
+        payer = conn.record("SELECT payer_account, payer_name, payer_bank FROM wage_batches WHERE site = ? AND "
+                            "period = ? AND table_version = ? ORDER BY seq LIMIT 1",
+                            (table["site"], table["period"], table["version"]))
+        if payer is None:
+            year, month = (int(part) for part in table["period"].split("-"))
+            last = f"{table['period']}-{calendar.monthrange(year, month)[1]:02d}"
+            payer = conn.record("SELECT payer_account, payer_name, payer_bank FROM site_pay WHERE site = ? AND "
+                                "employer = '' AND effective_from <= ? ORDER BY effective_from DESC, id DESC LIMIT 1",
+                                (table["site"], last))
+        if payer is not None:
+            conn.execute("UPDATE wage_tables SET payer_account = ?, payer_name = ?, payer_bank = ? WHERE id = ?",
+                         (payer["payer_account"], payer["payer_name"], payer["payer_bank"], table["id"]))
+    if tables:
+        log.info("payer frozen into %d wage table version(s) approved before the upgrade", len(tables))
 
 
 STEPS = [
@@ -622,6 +653,11 @@ STEPS = [
         UPDATE record_access SET day = substr(at, 1, 10), last_at = at;
         CREATE INDEX record_access_look ON record_access (worker, day, via, who, what);
     """),
+    # The special wage account (Art. 26, 31) is part of what is approved: a change of a site's pay day or
+    # payer is a new row (who, when, what), never an overwrite, and the row in force on a date is the
+    # latest recorded for the latest date not after it; each approved version holds the payer it was
+    # approved with, and its batches debit that account.
+    Step(23, "payer_history", _payer_history),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -637,6 +673,7 @@ CAPABILITIES = {
     "dispute_answers": 20,  # answers to disputes and the corrections that cite them
     "evidence_requests": 21,  # evidence files the daemon signs on request
     "worker_sessions": 22,  # a worker's browser sessions; looks at a record counted per viewer and day
+    "payer_history": 23,  # site_pay rows as history; wage_tables.payer_account, payer_name, payer_bank
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

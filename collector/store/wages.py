@@ -3,6 +3,7 @@ deductions, and the versioned wage tables (what the regulation calls the wage pa
 
 from __future__ import annotations
 
+import calendar
 import json
 
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
@@ -87,7 +88,10 @@ class WageQueries:
 
     def set_site_pay(self, site: str, *, pay_day: int, effective_from: str, by: str, employer: str = "",
                      payer_account: str | None = None, payer_name: str | None = None,
-                     payer_bank: str | None = None) -> None:
+                     payer_bank: str | None = None) -> dict | None:
+        """Record the site's (or one employer's) pay day and payer from a date on. Every change is a new
+        row with who and when, never an overwrite: a second row for the same date takes its place from
+        then on and the first is kept. Returns the row it takes the place of, if any."""
         if not 1 <= pay_day <= 31:
             raise StoreError("the pay day is a day of the month, 1 to 31 (a short month pays on its last day)")
         by = entered(by, what="who sets the pay day", limit=NAME_MAX_CHARS)
@@ -97,16 +101,23 @@ class WageQueries:
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")
+            earlier = self.db.record("SELECT * FROM site_pay WHERE site = ? AND employer = ? AND effective_from = ? "
+                                     "ORDER BY id DESC LIMIT 1", (site, employer, effective_from))
             self.db.execute(
                 """INSERT INTO site_pay (site, employer, pay_day, payer_account, payer_name, payer_bank, effective_from,
-                       added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (site, employer, effective_from) DO UPDATE SET pay_day = excluded.pay_day,
-                   payer_account = excluded.payer_account, payer_name = excluded.payer_name,
-                   payer_bank = excluded.payer_bank, added_at = excluded.added_at, added_by = excluded.added_by""",
+                       added_at, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (site, employer, pay_day, payer_account, payer_name, payer_bank, effective_from, self._now_text(), by))
+            return earlier
 
     def site_pay(self, site: str) -> list[dict]:
-        return self._rows("SELECT * FROM site_pay WHERE site = ? ORDER BY employer, effective_from", (site,))
+        """Every row ever recorded, per employer ('' first) by date and then in the order recorded: the last
+        row not after a date (``_in_force``) is the latest recorded for the latest date, the one in force."""
+        return self._rows("SELECT * FROM site_pay WHERE site = ? ORDER BY employer, effective_from, id", (site,))
+
+    def site_pay_in_force(self, site: str, day: str, employer: str = "") -> dict | None:
+        """The row in force on a local date (YYYY-MM-DD): the latest recorded for the latest date not after it."""
+        return self.db.record("SELECT * FROM site_pay WHERE site = ? AND employer = ? AND effective_from <= ? "
+                              "ORDER BY effective_from DESC, id DESC LIMIT 1", (site, employer, day))
 
     def set_minimum_wage(self, site: str, *, hourly_fen: int, monthly_fen: int, effective_from: str, by: str) -> None:
         if hourly_fen <= 0 or monthly_fen <= 0:
@@ -199,7 +210,9 @@ class WageQueries:
         return lines
 
     def approve_wage_table(self, table_id: int, *, by: str, override: str | None) -> None:
-        """Freeze a version: it becomes the period's approved table, the one approved before it superseded."""
+        """Freeze a version: it becomes the period's approved table, the one approved before it superseded.
+        The site's payer in force on the period's last day (account, name, bank) is frozen with it: what its
+        batches debit, whatever the site's pay settings say later."""
         by = entered(by, what="who approves", limit=NAME_MAX_CHARS)
         override = entered(override, what="the override's reason", limit=REASON_MAX_CHARS, optional=True)
         with self.transaction():
@@ -208,10 +221,15 @@ class WageQueries:
                 raise StoreError(f"there is no wage table {table_id}")
             if table["status"] != "computed":
                 raise StoreError(f"a {table['status']} wage table cannot be approved")
+            year, month = (int(part) for part in table["period"].split("-"))
+            payer = self.site_pay_in_force(table["site"],
+                                           f"{table['period']}-{calendar.monthrange(year, month)[1]:02d}") or {}
             self.db.execute("UPDATE wage_tables SET status = 'superseded' WHERE site = ? AND period = ? "
                             "AND status = 'approved'", (table["site"], table["period"]))
-            self.db.execute("UPDATE wage_tables SET status = 'approved', approved_at = ?, approved_by = ?, override = ? "
-                            "WHERE id = ?", (self._now_text(), by, override, table_id))
+            self.db.execute("UPDATE wage_tables SET status = 'approved', approved_at = ?, approved_by = ?, override = ?, "
+                            "payer_account = ?, payer_name = ?, payer_bank = ? WHERE id = ?",
+                            (self._now_text(), by, override, payer.get("payer_account"), payer.get("payer_name"),
+                             payer.get("payer_bank"), table_id))
 
     def first_period_with_table(self, worker: str) -> str | None:
         """The earliest period (YYYY-MM) in which a wage table that is not a draft has a line for ``worker``."""

@@ -23,11 +23,12 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from collector import masking
 from collector.localtime import local_text, to_local, zone
 from collector.money import yuan
 from collector.store import Store, StoreError
 from collector.text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
-from collector.wages.table import WageError, _in_force, period_bounds
+from collector.wages.table import WageError, period_bounds
 from gate_agent.protocol import quoted, utc_now_text
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,38 @@ def approved_table(store: Store, site: str, period: str) -> dict:
     return store.wage_table(site, period, table["version"])
 
 
-def payer(store: Store, site: str, period: str) -> dict:
-    """The special wage account paid from: the site's pay settings in force on the period's last day."""
+#: What a batch debits, frozen in the approved version (wage_tables) and set by `site pay-day` (site_pay).
+PAYER = (("--payer-account", "payer_account"), ("--payer-name", "payer_name"), ("--payer-bank", "payer_bank"))
+
+
+def payer(store: Store, table: dict) -> dict:
+    """The special wage account paid from (Art. 26, 31): the one frozen in the approved version, never the
+    site's current row. A site whose payer in force on the period's last day is no longer that one is
+    refused: a change of payer needs a new approval."""
+    site, period, version = table["site"], table["period"], table["version"]
     _, last = period_bounds(period)
-    row = _in_force([r for r in store.site_pay(site) if r["employer"] == ""], last)
-    missing = [name for name, key in (("--payer-account", "payer_account"), ("--payer-name", "payer_name"),
-                                      ("--payer-bank", "payer_bank")) if row is None or not row.get(key)]
+    frozen = {key: table.get(key) for _, key in PAYER}
+    missing = [option for option, key in PAYER if not frozen[key]]
     if missing:
-        raise PaymentError(f"{site} has no {', '.join(missing)} in force on {last} (collector site pay-day {site} "
-                           "--payer-account ... --payer-name ... --payer-bank ...): nothing to pay from")
-    return {"payer_account": row["payer_account"], "payer_name": row["payer_name"], "payer_bank": row["payer_bank"]}
+        raise PaymentError(f"{site} had no {', '.join(missing)} in force on {last} when {period} version {version} "
+                           f"was approved, and a batch debits only the approved payer: set it (collector site pay-day "
+                           f"{site} --payer-account ... --payer-name ... --payer-bank ...), then compute and approve a "
+                           "new version (collector wages run --reason ..., collector wages approve)")
+    row = store.site_pay_in_force(site, last.isoformat()) or {}
+    if any(row.get(key) != frozen[key] for _, key in PAYER):
+        raise PaymentError(
+            f"{site}'s payer changed after {period} version {version} was approved: approved "
+            f"{_payer_text(frozen)}, now {_payer_text(row)}"
+            + (f" (set {row['added_at']} by {row['added_by']})" if row else "")
+            + "; nothing written. A batch debits only the payer approved: compute and approve a new version to pay "
+            "from the new one (collector wages run --reason ..., collector wages approve), or set the approved "
+            "payer back (collector site pay-day)")
+    return frozen
+
+
+def _payer_text(row: dict) -> str:
+    return (f"account {masking.account(row.get('payer_account')) or '-'} ({row.get('payer_name') or '-'}, "
+            f"{row.get('payer_bank') or '-'})")
 
 
 def owed(table: dict, payments: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
@@ -167,7 +190,7 @@ def make_batch(store: Store, site: str, period: str, *, now: datetime | None = N
                                + _decisions(held, overpaid))
         batch = store.wage_batch(earlier[-1]["batch_id"])
         return Batch(batch, table, False, held, overpaid)
-    source = payer(store, site, period)
+    source = payer(store, table)
     seq = len(earlier) + 1
     batch_id = message_id(site, period, version, seq)
     tz = zone(store.site(site)["timezone"])
