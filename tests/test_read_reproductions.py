@@ -23,10 +23,12 @@ def bank(tmp_path, database):
     bank.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
     bank.run("site", "pay-day", "S1", "--day", "15", "--payer-account", "110000000001", "--payer-name", "某总包",
              "--payer-bank", "中国建设银行", "--from", "2026-01-01", "--by", "ops-li")
-    for worker, card in (("W1", "04A1B2C3D4E5F6"), ("W2", "DEADBEEF")):
+    # Each worker with an ID number of their own: one number on two workers holds both lines (duplicate_id).
+    for worker, card, id_number in (("W1", "04A1B2C3D4E5F6", "110101199003071217"),
+                                    ("W2", "DEADBEEF", "110101199003071225")):
         bank.run("worker", "add", worker, "--name", f"工人{worker}", "--card", card, "--site", "S1",
                  "--employer", "华建劳务")
-        bank.run("worker", "payee", worker, "--id-number", "110101199003071234", "--phone", "13812345678",
+        bank.run("worker", "payee", worker, "--id-number", id_number, "--phone", "13812345678",
                  "--account", f"62220212345678{worker[1:]}", "--bank", "中国工商银行")
         bank.run("worker", "pay", worker, "--day-rate-yuan", "350", "--from", "2026-01-01", "--by", "ops-li")
     return bank

@@ -120,6 +120,8 @@ def test_each_finding_from_a_gbk_sheet_with_chinese_headers(sheets):
         ("below_minimum", "W3"),  # 100 yuan for 10 hours at a 23.50 minimum
         ("shared_account", "W1"), ("shared_account", "W2"),  # one card, written two ways
         ("shared_account", "W9"),  # W5's registered account
+        ("account_differs", "W2"),  # W1's account, not the one registered for W2
+        ("account_differs", "W4"),  # an account the bank never registered for W4
         ("amount_differs", "W2"),  # 250.00 claimed, 247.56 computed
     }
     result = json.loads(sheets.check())

@@ -370,8 +370,8 @@ def wages_check(ctx: Context, site: str, period: str, employer, sheet_id, as_jso
         at = f"{'row' if sheet['format'] == 'xlsx' else 'line'} {f['row']}" if f["row"] is not None else "-"
         # One finding, one line: a name from the file may hold any character, line feeds included.
         name = escape_control((f["name"] or "")[:12])
-        say(f"  {f['kind']:14} {f['worker']:8} {name:12} {at:9} sheet: {f['sheet_says']} | "
-            f"gates: {f['gates_say']}")
+        say(f"  {f['kind']:15} {f['worker']:8} {name:12} {at:9} sheet: {escape_control(f['sheet_says'])} | "
+            f"gates: {escape_control(f['gates_say'])}")
     counts = ", ".join(f"{kind} {n}" for kind, n in result["summary"].items() if n)
     say(f"{len(result['findings'])} finding(s): {counts}" if counts
         else f"no findings: the sheet's {sheet['lines']} line(s) agree with the gates and the wage table")
@@ -388,6 +388,8 @@ CSV_COLUMNS = ("site", "period", "version", "worker", "name", "employer", "id_nu
 
 def shown_line(line: dict) -> dict:
     """A line as shown anywhere but the payment batch: personal data masked, money in fen and yuan."""
+    from collector.wages.table import SAME_PAYEE
+
     shown = {k: line[k] for k in ("worker", "name", "employer", "days", "worked_minutes", "basis", "rate_fen",
                                   "gross_fen", "deductions_fen", "net_fen", "status", "flags")}
     shown["id_number"] = masking.id_number(line["id_number"])
@@ -398,10 +400,14 @@ def shown_line(line: dict) -> dict:
     shown["segments"] = line["detail"]["segments"]
     shown["deductions"] = line["detail"]["deductions"]
     shown["days_to_decide"] = line["detail"]["days_to_decide"]
+    for detail in SAME_PAYEE.values():  # tables kept before these were flagged have none
+        shown[detail] = line["detail"].get(detail, [])
     return shown
 
 
 def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
+    from collector.wages.table import FLAG_WORDS, SAME_PAYEE
+
     lines = [shown_line(line) for line in table["lines"]]
     head = {k: table[k] for k in ("site", "period", "version", "status", "final", "pay_day", "computed_at",
                                   "computed_by", "reason", "approved_at", "approved_by", "override")}
@@ -424,6 +430,9 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
             f"net {yuan(line['net_fen']):>10} {line['status']}" + (f" [{','.join(line['flags'])}]" if line["flags"] else ""))
         for day in line["days_to_decide"]:
             say(f"      to decide: {day['date']} {day['why']}")
+        for flag, detail in SAME_PAYEE.items():
+            if line[detail]:
+                say(f"      to decide: {FLAG_WORDS[flag][1]}: {', '.join(line[detail])} ({flag})")
     total = sum(line["net_fen"] for line in lines if line["status"] == "payable")
     say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
 
@@ -489,6 +498,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 
     from collector.wages.batchfile import render
     from collector.wages.payments import make_batch
+    from collector.wages.table import flag_text
     from gate_agent.files import write_new
 
     if os.path.lexists(out):
@@ -522,7 +532,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
         say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
             f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
     for held in batch.held:
-        say(f"  held: {held['worker']} ({held['status']}: {', '.join(held['flags'])}) is not paid")
+        say(f"  held: {held['worker']} ({held['status']}: {flag_text(held['flags'])}) is not paid")
 
 
 @wages_group.command("paid")

@@ -6,6 +6,14 @@ pays from it). The bank holds what the gates verified. Each difference is a find
 what the sheet says and what the gates say:
 
 - ``ghost``: paid in the sheet with no verified day at the site in the period, or not a registered worker;
+- ``other_employer``: a registered worker on the sheet of an employer that is not the worker's (checked
+  when the sheet names its employer);
+- ``name_differs``, ``id_differs``, ``account_differs``: the sheet's name, ID number or account for a
+  registered worker is not the one the bank holds for that worker (a name compared without spaces, in
+  NFKC form, middle dots alike; an ID without spaces, upper case; an account by its digits). The bank
+  pays the registered account in the registered name, so a sheet naming 王五 with his ID and account under
+  W1's number is another person claiming W1's wage, and a name that differs is what makes a credit come
+  back (户名不符). Numbers are shown masked, never whole;
 - ``unpaid``: verified days and no line in the sheet (of the sheet's employer, when it names one);
 - ``days_over``: more days claimed than verified;
 - ``below_minimum``: the sheet's amount (before deductions) below the site's local minimum wage in force
@@ -25,6 +33,7 @@ decide and days not final yet are counted beside it, never as verified.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -41,11 +50,12 @@ from collector.wages.table import (
     WageError,
     below_minimum,
     over_half,
+    payee_key,
     period_bounds,
 )
 from gate_agent.protocol import format_time
 
-KINDS = ("ghost", "unpaid", "days_over", "below_minimum", "shared_account", "amount_differs", "deductions_over_half")
+KINDS = ("ghost", "other_employer", "name_differs", "id_differs", "account_differs", "unpaid", "days_over", "below_minimum", "shared_account", "amount_differs", "deductions_over_half")
 #: The statutory standard month (劳社部发〔2008〕3号): 21.75 days of 8 hours.
 #: Bad rows shown before the rest are only counted.
 SHOWN_PROBLEMS = 20
@@ -216,6 +226,8 @@ def check(store: Store, site: str, period: str, *, employer: str | None = None, 
         notes.append(f"wage table version {table['version']} is a draft (the period was not final)")
     if sheet["employer"]:
         notes.append(f"unpaid looks only at workers of {sheet['employer']}")
+    else:
+        notes.append("the sheet names no employer: other_employer not checked (import-sheet --employer)")
 
     findings: list[dict] = []
 
@@ -233,6 +245,8 @@ def check(store: Store, site: str, period: str, *, employer: str | None = None, 
         if payee is None:
             found("ghost", worker, name, row, claim, "not a registered worker", sheet_amount_fen=line["amount_fen"])
             continue
+        for kind, sheet_says, bank_holds, detail in _identity(line, payee, sheet["employer"]):
+            found(kind, worker, name, row, sheet_says, bank_holds, **detail)
         if attended["days"] == 0:
             if line["amount_fen"] > 0:
                 found("ghost", worker, name, row, claim, f"no verified day at {site} in {period}"
@@ -296,6 +310,42 @@ def check(store: Store, site: str, period: str, *, employer: str | None = None, 
     }
 
 
+def _identity(line: dict, payee: dict, employer: str) -> list[tuple[str, str, str, dict]]:
+    """Where the sheet's line says another person than the registered worker: (kind, what the sheet says,
+    what the bank holds, detail), numbers masked."""
+    found = []
+    registered_employer = payee.get("employer") or ""
+    if employer and registered_employer != employer:
+        found.append(("other_employer", f"on the sheet of {employer}",
+                      f"registered with {registered_employer or 'no employer'}",
+                      {"sheet_employer": employer, "registered_employer": registered_employer or None}))
+    if line["name"] and _name_key(line["name"]) != _name_key(payee.get("name") or ""):
+        found.append(("name_differs", f"name {line['name']}", f"registered as {payee.get('name')}",
+                      {"sheet_name": line["name"], "registered_name": payee.get("name")}))
+    for kind, field, what, mask in (("id_differs", "id_number", "ID", masking.id_number),
+                                    ("account_differs", "bank_account", "account", masking.account)):
+        flag = "duplicate_id" if field == "id_number" else "shared_account"
+        said, held = payee_key(flag, {field: line[field]}), payee_key(flag, payee)
+        if not said or said == held:
+            continue
+        shown_said, shown_held = mask(said), mask(held) if held else None
+        hidden = " (they differ in the hidden digits)" if shown_said == shown_held else ""
+        found.append((kind, f"{what} {shown_said}", f"registered {what} {shown_held or 'none'}{hidden}",
+                      {f"sheet_{field}": shown_said, f"registered_{field}": shown_held}))
+    return found
+
+
+#: Middle dots between the parts of a name (买买提·艾力), written several ways.
+_MIDDLE_DOTS = str.maketrans({"\u2022": "\u00b7", "\u30fb": "\u00b7", "\u2027": "\u00b7", "\u22c5": "\u00b7",
+                              ".": "\u00b7"})
+
+
+def _name_key(name: str) -> str:
+    """A name as compared: NFKC (full-width letters as ASCII), no spaces, one middle dot, case folded."""
+    text = unicodedata.normalize("NFKC", name).translate(_MIDDLE_DOTS)
+    return re.sub(r"\s", "", text).casefold()
+
+
 def _claim(line: dict) -> str:
     hours = f", {line['hours']} h" if line["hours"] else ""
     deducted = f" less {yuan(line['deductions_fen'])} deductions" if line["deductions_fen"] else ""
@@ -337,7 +387,7 @@ def _shared_accounts(sheet: dict, payees: dict[str, dict], where: str) -> list[t
     for line in sheet["lines"]:
         holders[line["bank_account"]][line["worker"]] = f"{where} {line['source_row']}"
     for worker, payee in sorted(payees.items()):
-        digits = re.sub(r"\D", "", payee.get("bank_account") or "")
+        digits = payee_key("shared_account", payee)
         if digits in holders:
             holders[digits].setdefault(worker, "registered account")
     shared = []

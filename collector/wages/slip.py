@@ -24,7 +24,7 @@ from collector.evidence.document import evidence_body, evidence_id
 from collector.localtime import local_text_dt, zone
 from collector.money import divide_half_up, yuan
 from collector.store import Store
-from collector.wages.table import STATUS_WORDS, WageError, _in_force, period_bounds
+from collector.wages.table import FLAG_WORDS, SAME_PAYEE, STATUS_WORDS, WageError, _in_force, period_bounds
 from gate_agent.protocol import format_time
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -106,6 +106,9 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
         "bank_account": masking.account(line["bank_account"]), "bank_name": line["bank_name"],
         "line": {k: line[k] for k in ("days", "worked_minutes", "basis", "rate_fen", "gross_fen", "deductions_fen",
                                       "net_fen", "status", "flags")},
+        # What the line's flags mean; the workers another flag names are not the worker's to see.
+        "flag_words": {flag: list(FLAG_WORDS[flag]) for flag in line["flags"] if flag in FLAG_WORDS},
+        "same_payee": [flag for flag in line["flags"] if flag in SAME_PAYEE],
         "segments": segments, "deductions": line["detail"]["deductions"],
         "days_to_decide": line["detail"]["days_to_decide"],
         "days": days,

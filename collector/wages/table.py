@@ -18,6 +18,10 @@ the flags a person must see. The rules, applied in this order:
 - The local minimum wage is compared with the line's gross: the monthly minimum for a full month of work
   (174 hours, the statutory 21.75 days of 8 hours), else the hourly minimum per hour worked; a line below
   it is flagged ``below_minimum`` (paid as computed: the bank reports, the regulation decides).
+- A payee another worker of the bank's registry also is, by its bank account (digits only) or its ID
+  number, is a decision (``shared_account``, ``duplicate_id``; the other workers named on the line): two
+  workers paid into one account, or one person registered as two, is someone holding others' cards or
+  wages (Art. 31). One worker paid at two sites is one payee, never flagged.
 - A period is computed only when every day of it is final (every gate has shown it holds nothing from
   it); otherwise only as a draft, which can never be approved or paid.
 """
@@ -52,6 +56,13 @@ STATUS_WORDS = {
 CARRIED_FLAGS = ("manual", "late_upload", "clock_unsynced", "clock_future", "clock_backwards", "equivocated",
                  "chain_break", "void")
 _PERIOD = re.compile(r"(\d{4})-(\d{2})")
+#: Flags for a payee that other workers of the registry also are -> the line's detail naming them.
+SAME_PAYEE = {"shared_account": "shared_account_with", "duplicate_id": "duplicate_id_with"}
+#: What a line's flag means where it is shown (Chinese, English), for flags a code alone does not explain.
+FLAG_WORDS = {
+    "shared_account": ("与其他工人共用同一银行账户", "the same bank account as another worker"),
+    "duplicate_id": ("与其他工人身份证号相同", "the same ID number as another worker"),
+}
 
 
 class WageError(CollectorError):
@@ -113,6 +124,7 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         terms[row["worker"]].append(row)
     minimum = _in_force(store.minimum_wages(site), last)
     payees = store.payees()
+    same_payee = same_payees(payees)
     pay_rows = store.site_pay(site)
     site_pay = _in_force([r for r in pay_rows if r["employer"] == ""], last)
     lines = []
@@ -120,6 +132,10 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         payee = payees.get(worker) or {"worker": worker, "name": worker}
         line = _line(worker, by_worker.get(worker, []), terms.get(worker, []), deductions.get(worker, []),
                      minimum, payee)
+        for flag, others in same_payee.get(worker, {}).items():
+            line["flags"] = sorted({*line["flags"], flag})
+            line["detail"][SAME_PAYEE[flag]] = others
+            line["status"] = "needs_decision"
         # An employer of the site may pay on a day of its own.
         own = _in_force([r for r in pay_rows if r["employer"] and r["employer"] == payee.get("employer")], last)
         pay = own or site_pay
@@ -127,6 +143,46 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         lines.append(line)
     return {"site": site, "period": period, "final": final, "draft": draft or not final,
             "pay_day": pay_date(period, site_pay["pay_day"]).isoformat() if site_pay else None, "lines": lines}
+
+
+def payee_key(flag: str, payee: dict) -> str:
+    """What two payees share when they are one for ``flag``: the account's digits, or the ID number
+    without spaces, upper case (a final x is X)."""
+    if flag == "shared_account":
+        return re.sub(r"\D", "", payee.get("bank_account") or "")
+    return re.sub(r"\s", "", payee.get("id_number") or "").upper()
+
+
+def same_payees(payees: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+    """Per worker of the registry, per flag of ``SAME_PAYEE``, the other workers with the same account or
+    ID number (only workers that have some)."""
+    holders: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for worker, payee in sorted(payees.items()):
+        for flag in SAME_PAYEE:
+            key = payee_key(flag, payee)
+            if key:
+                holders[(flag, key)].append(worker)
+    found: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for (flag, _), workers in holders.items():
+        if len(workers) > 1:
+            for worker in workers:
+                found[worker][flag] = [other for other in workers if other != worker]
+    return dict(found)
+
+
+def flag_text(flags: list[str], detail: dict | None = None) -> str:
+    """A line's flags for a person: each code, with what it means and the other workers it names."""
+    shown = []
+    for flag in flags:
+        words = FLAG_WORDS.get(flag)
+        others = (detail or {}).get(SAME_PAYEE.get(flag, ""), [])
+        if words and others:
+            shown.append(f"{flag}: {words[1]}, {', '.join(others)}")
+        elif words:
+            shown.append(f"{flag}: {words[1]}")
+        else:
+            shown.append(flag)
+    return ", ".join(shown)
 
 
 #: A full month's work: the statutory standard month, 21.75 days of 8 hours (174 hours).
@@ -260,9 +316,10 @@ def approve(store: Store, site: str, period: str, *, by: str, override: str | No
         raise WageError(f"{site} has no pay day (collector site pay-day {site} --day N ...): the table cannot fall due")
     undecided = [line for line in table["lines"] if line["status"] != "payable"]
     if undecided and not (override or "").strip():
-        names = ", ".join(f"{line['worker']} ({', '.join(line['flags'])})" for line in undecided[:10])
+        names = "; ".join(f"{line['worker']} ({flag_text(line['flags'], line['detail'])})" for line in undecided[:10])
         raise WageError(f"{len(undecided)} line(s) need a decision first: {names}; settle them (manual punch, void, "
-                        "pay terms, bank account) and run the table again, or approve with --override REASON")
+                        "pay terms, the payee's own account and ID number) and run the table again, or approve with "
+                        "--override REASON")
     from collector.workers.disputes import check_approval
 
     with store.transaction():
