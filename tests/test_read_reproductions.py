@@ -12,7 +12,7 @@ import pytest
 
 from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import CollectorSetup, PunchFactory
+from tests.helpers import CollectorSetup, PunchFactory, resident_id
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -26,7 +26,7 @@ def bank(tmp_path, database):
     for worker, card in (("W1", "04A1B2C3D4E5F6"), ("W2", "DEADBEEF")):
         bank.run("worker", "add", worker, "--name", f"工人{worker}", "--card", card, "--site", "S1",
                  "--employer", "华建劳务")
-        bank.run("worker", "payee", worker, "--id-number", "110101199003071234", "--phone", "13812345678",
+        bank.run("worker", "payee", worker, "--id-number", resident_id(1234), "--phone", "13812345678",
                  "--account", f"62220212345678{worker[1:]}", "--bank", "中国工商银行")
         bank.run("worker", "pay", worker, "--day-rate-yuan", "350", "--from", "2026-01-01", "--by", "ops-li")
     return bank
