@@ -202,13 +202,18 @@ def sheets(month, tmp_path):  # noqa: F811 - the imported fixture
 def test_the_hidden_sheet_attack_takes_nothing_and_a_deduction_above_half_is_held(sheets):
     path = sheets.directory / "attack.xlsx"
     path.write_bytes(hidden_sheet_attack())
-    imported = sheets.import_(path, "--take-deductions", "--json")
+    # The visible sheet deducts nothing from W1, who has 20.00 of tax recorded: nothing can be taken from it
+    # (tests/test_wages_payee.py), and the hidden sheet's 900.00 never is.
+    refused = sheets.import_(path, "--take-deductions", check=False)
+    assert refused.returncode == 1 and "W1: the sheet deducts 0.00 yuan, 20.00 are recorded" in refused.stderr
+    imported = sheets.import_(path, "--json")
     result = json.loads(imported.stdout)
-    assert result["deductions_fen"] == 0 and result["deductions_taken"]["recorded"] == 0
+    assert result["deductions_fen"] == 0 and result["deductions_taken"] is None
     assert "read the worksheet '十月工资'; not read: 'Sheet0' (veryHidden)" in result["notes"]
     assert result["deductions_over_half"] == []
 
-    # The visible sheet itself claims 900.00 of W1's 1460.00: taken, the line needs a person's decision.
+    # The visible sheet itself claims 900.00 of W1's 1460.00 (the 20.00 recorded among them): taken, the line
+    # needs a person's decision.
     visible = sheets.xlsx("november.xlsx", [HEADER, ["W1", "工人W1", "4", 1460, 900, ACCOUNT["W1"]],
                                             ["W2", "工人W2", "3", 247.56, 100, ACCOUNT["W2"]]])
     said = sheets.import_(visible, "--take-deductions").stdout
@@ -218,7 +223,7 @@ def test_the_hidden_sheet_attack_takes_nothing_and_a_deduction_above_half_is_hel
     sheets.run_table()
     table = sheets.month.json("wages", "show", "--site", "S1", "--period", "2026-10")
     lines = {line["worker"]: line for line in table["lines"]}
-    assert (lines["W1"]["net_fen"], lines["W1"]["status"]) == (146000 - 2000 - 90000, "needs_decision")  # and the tax
+    assert (lines["W1"]["net_fen"], lines["W1"]["status"]) == (146000 - 90000, "needs_decision")  # the tax within
     assert "deductions_over_half" in lines["W1"]["flags"] and "deductions_over_half" not in lines["W2"]["flags"]
     refused = sheets.month.cli("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-zhao",
                                check=False)

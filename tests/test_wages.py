@@ -18,7 +18,7 @@ import pytest
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.money import MoneyError, divide_half_up, parse_yuan, yuan
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import CollectorSetup, PunchFactory, heartbeat
+from tests.helpers import CollectorSetup, PunchFactory, heartbeat, resident_id
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CARDS = {f"W{n}": f"04A1B2C3D4E5{n:02X}" for n in range(1, 6)}
@@ -39,7 +39,7 @@ class Month:
             for worker, card in CARDS.items():
                 store.add_worker(worker, name=f"工人{worker}", employer="华建劳务", cards=[card], sites=["S1"])
         for worker in CARDS:
-            self.cli("worker", "payee", worker, "--id-number", f"11010119900307{int(worker[1:]):04d}",
+            self.cli("worker", "payee", worker, "--id-number", resident_id(int(worker[1:])),
                      "--phone", "13812345678", "--account", f"622202123456789{int(worker[1:]):04d}",
                      "--bank", "中国工商银行")
         self.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "110000000001", "--payer-name",

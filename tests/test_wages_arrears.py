@@ -10,12 +10,13 @@ import json
 import signal
 import urllib.error
 import urllib.request
+from datetime import date
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import test_wages
 from tests.helpers import start_web, stop_process
-from tests.test_wages_payments import NETS, PERIOD, approve, bank_return, batch, credits
+from tests.test_wages_payments import NETS, PERIOD, approve, bank_return, batch, credits, paid_day
 
 month = test_wages.month
 BANK, SITE = "bank-ops-token-all-sites-0003", "site-token-for-s1-only-0004"
@@ -61,20 +62,23 @@ def test_with_an_approved_table_the_due_paid_and_overdue_amounts(month, tmp_path
     assert {w: (r["status"], r["overdue_fen"], r["days_overdue"], r["art27"]) for w, r in by_worker(late).items()} \
         == {w: ("overdue", NETS[w], 1, True) for w in NETS}, "credits at the bank are not paid yet"
     ids = credits(tmp_path / "b1.xml")
+    # Paid today, the day the batch was made (never before it: tests/test_wages_payee.py).
     month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
-        *[(ids[w][0], "paid", f"V{w}", "2026-11-15", "") for w in ("W1", "W3", "W4", "W5")],
+        *[(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")],
         (ids["W2"][0], "failed", "", "", "account closed")]))
-    report = arrears(month, "2026-11-20")
+    report = arrears(month, paid_day())
     rows = by_worker(report)
     assert {w: r["status"] for w, r in rows.items()} == {"W1": "paid", "W2": "overdue", "W3": "paid", "W4": "paid",
                                                          "W5": "paid"}
-    assert (rows["W2"]["overdue_fen"], rows["W2"]["paid_fen"], rows["W2"]["days_overdue"]) == (24756, 0, 5)
+    late_by = (date.fromisoformat(paid_day()) - date(2026, 11, 15)).days
+    assert (rows["W2"]["overdue_fen"], rows["W2"]["paid_fen"], rows["W2"]["days_overdue"]) == (24756, 0, late_by)
     assert rows["W1"]["paid_fen"] == 144000 and rows["W1"]["overdue_fen"] == 0
     site = report["sites"][0]
     assert (site["due_fen"], site["paid_fen"], site["overdue_fen"], site["overdue_workers"]) == \
         (sum(NETS.values()), sum(NETS.values()) - 24756, 24756, 1)
     # As of a date before the bank paid, nothing was paid yet.
     assert by_worker(arrears(month, "2026-11-14"))["W1"]["paid_fen"] == 0
+    assert by_worker(arrears(month, "2026-11-20"))["W1"]["paid_fen"] == 0
 
 
 def test_the_dashboard_api_and_metrics_show_overdue_totals_to_the_bank(month, tmp_path):
@@ -83,7 +87,7 @@ def test_the_dashboard_api_and_metrics_show_overdue_totals_to_the_bank(month, tm
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
     month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
-        *[(ids[w][0], "paid", f"V{w}", "2026-11-15", "") for w in ("W1", "W3", "W4", "W5")],
+        *[(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")],
         (ids["W2"][0], "failed", "", "", "account closed")]))
     web, url = start_web(month.setup)
     try:
@@ -92,7 +96,7 @@ def test_the_dashboard_api_and_metrics_show_overdue_totals_to_the_bank(month, tm
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.read().decode()
 
-        report = json.loads(get("/api/arrears?as_of=2026-11-20", BANK))
+        report = json.loads(get(f"/api/arrears?as_of={paid_day()}", BANK))
         assert report["sites"][0]["overdue_fen"] == 24756 and report["sites"][0]["overdue_workers"] == 1
         assert [row["worker"] for row in report["workers"]] == ["W2"], "paid rows are left out"
         for path, token, status in (("/api/arrears", SITE, 403), ("/api/arrears?as_of=2026-13-01", BANK, 400)):

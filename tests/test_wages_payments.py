@@ -23,12 +23,19 @@ import xmlschema
 from collector.money import divide_half_up
 from collector.wages.batchfile import SCHEMAS
 from tests import test_wages
+from tests.helpers import resident_id
 
 #: The final October of tests/test_wages.py, on both engines.
 month = test_wages.month
 NETS = {"W1": 144000, "W2": 24756, "W3": 10000, "W4": 30000, "W5": 40000}
 PAIN = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
 PERIOD = ("--site", "S1", "--period", "2026-10")
+
+
+def paid_day(separator: str = "-") -> str:
+    """A day the bank can have paid a credit on: today at the Shanghai site. A batch is made now (by the
+    approval of its version), and a credit is paid neither before its batch nor on a day still to come."""
+    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat().replace("-", separator)
 
 
 def approve(month, *extra: str) -> None:
@@ -97,7 +104,7 @@ def test_the_pain001_validates_against_the_xsd_and_its_totals_are_the_lines(mont
     w1 = next(tx for tx in info.iterfind("p:CdtTrfTxInf", PAIN)
               if tx.findtext("p:PmtId/p:EndToEndId", namespaces=PAIN) == credits(out)["W1"][0])
     assert w1.findtext("p:CdtrAcct/p:Id/p:Othr/p:Id", namespaces=PAIN) == "6222021234567890001"
-    assert w1.findtext("p:Cdtr/p:Id/p:PrvtId/p:Othr/p:Id", namespaces=PAIN) == "110101199003070001"
+    assert w1.findtext("p:Cdtr/p:Id/p:PrvtId/p:Othr/p:Id", namespaces=PAIN) == resident_id(1)
     assert w1.findtext("p:Cdtr/p:Nm", namespaces=PAIN) == "工人W1"
     assert w1.findtext("p:Purp/p:Cd", namespaces=PAIN) == "SALA"
     assert w1.find("p:Amt/p:InstdAmt", PAIN).get("Ccy") == "CNY"
@@ -118,7 +125,7 @@ def test_the_csv_is_the_banks_bulk_layout(month, tmp_path):
     by_worker = {row[9].split("/")[2].split()[0]: row for row in rows[1:]}
     assert sorted(by_worker) == sorted(NETS)
     assert by_worker["W1"] == ["S1-202610-V1-B1-0001", "110000000001", "某建筑总承包公司", "工人W1", "6222021234567890001",
-                               "中国工商银行", "110101199003070001", "1440.00", "工资", "S1/2026-10/W1 工资"]
+                               "中国工商银行", resident_id(1), "1440.00", "工资", "S1/2026-10/W1 工资"]
     assert by_worker["W3"][3] == "'=HYPERLINK(\"http://x\")" and by_worker["W2"][7] == "247.56"
     # The same batch in GBK for a bank that wants it: the same cells.
     gbk = tmp_path / "october-gbk.csv"
@@ -145,7 +152,7 @@ def test_a_failed_line_is_paid_in_the_next_batch_and_a_line_is_paid_once(month, 
     approve(month)
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
-    rows = [(ids[w][0], "paid", f"V{w}", "2026-11-15", "") for w in ("W1", "W3", "W4", "W5")]
+    rows = [(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")]
     rows.append((ids["W2"][0], "failed", "", "", "账户已销户 account closed"))
     shown = month.cli("wages", "paid", bank_return(tmp_path / "r1.csv", rows)).stdout
     assert "4 credit(s) paid (2240.00 yuan), 1 failed" in shown and "账户已销户" in shown
@@ -158,15 +165,15 @@ def test_a_failed_line_is_paid_in_the_next_batch_and_a_line_is_paid_once(month, 
     retry = credits(tmp_path / "b2.xml")
     assert list(retry) == ["W2"] and retry["W2"][1] == NETS["W2"] and retry["W2"][0] != ids["W2"][0]
     # The bank's return in GBK with Chinese headers, the amount included.
-    path = bank_return(tmp_path / "r2.csv", [(retry["W2"][0], "成功", "V-W2", "2026/11/20", "", "247.56")],
+    path = bank_return(tmp_path / "r2.csv", [(retry["W2"][0], "成功", "V-W2", paid_day("/"), "", "247.56")],
                        header=("业务参考号", "状态", "凭证号", "日期", "失败原因", "金额"), encoding="gbk")
     recorded = month.json("wages", "paid", path)["recorded"]
     assert [(r["worker"], r["status"], r["voucher"], r["paid_on"]) for r in recorded] == \
-        [("W2", "paid", "V-W2", "2026-11-20")]
+        [("W2", "paid", "V-W2", paid_day())]
     # Paid twice: refused, with the line, and nothing of the file is recorded.
     before = payments(month)
     refused = month.cli("wages", "paid", path, check=False)
-    assert refused.returncode == 1 and "was recorded paid already on 2026-11-20" in refused.stderr
+    assert refused.returncode == 1 and f"was recorded paid already on {paid_day()}" in refused.stderr
     assert "nothing recorded" in refused.stderr and payments(month) == before
     # Nothing more is owed: asked again, the last batch is written again, the same bytes.
     batch(month, tmp_path / "b2-again.xml")
@@ -178,10 +185,10 @@ def test_a_return_with_any_bad_line_records_nothing(month, tmp_path):
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
     path = bank_return(tmp_path / "r.csv", [
-        (ids["W1"][0], "paid", "V1", "2026-11-15", ""),            # fine on its own
-        ("S1-202610-V9-B1-0001", "paid", "V2", "2026-11-15", ""),  # not ours
-        (ids["W3"][0], "paid", "V3", "2026-11-15", "", "99.99"),   # another amount
-        (ids["W4"][0], "paid", "", "2026-11-15", ""),              # no voucher
+        (ids["W1"][0], "paid", "V1", paid_day(), ""),              # fine on its own
+        ("S1-202610-V9-B1-0001", "paid", "V2", paid_day(), ""),    # not ours
+        (ids["W3"][0], "paid", "V3", paid_day(), "", "99.99"),     # another amount
+        (ids["W4"][0], "paid", "", paid_day(), ""),                # no voucher
         (ids["W5"][0], "failed", "", "", ""),                      # no reason
         (ids["W1"][0], "failed", "", "", "again"),                 # the same credit twice
     ], header=("end_to_end_id", "status", "voucher", "date", "reason", "amount"))
@@ -200,7 +207,7 @@ def test_a_corrected_version_pays_only_the_difference(month, tmp_path):
     batch(month, tmp_path / "v1.xml")
     ids = credits(tmp_path / "v1.xml")
     month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
-        (ids[w][0], "paid", f"V{w}", "2026-11-15", "") for w in ("W1", "W2", "W3", "W4")]))  # W5 still at the bank
+        (ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W2", "W3", "W4")]))  # W5 still at the bank
     # W2's rate was agreed higher from the 21st; W5 owes a deduction found later.
     month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "50", "--from", "2026-10-21", "--by", "ops-li")
     month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "advance", "--amount-yuan", "50",
@@ -249,11 +256,11 @@ def test_only_an_approved_table_is_paid_and_only_from_a_payer_account(month, tmp
     assert {row[1] for row in csv.reader(io.StringIO(out.read_text("utf-8-sig")))} == {"付款账号", "110000000002"}
 
 
-def pain002(path, batch_id: str, transactions: list[str], group: str = "PART") -> str:
+def pain002(path, batch_id: str, transactions: list[str], group: str = "PART", made: str | None = None) -> str:
     path.write_text(f"""<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:pain.002.001.03">
   <CstmrPmtStsRpt>
-    <GrpHdr><MsgId>RPT-20261115-1</MsgId><CreDtTm>2026-11-15T18:00:00+08:00</CreDtTm></GrpHdr>
+    <GrpHdr><MsgId>RPT-20261115-1</MsgId><CreDtTm>{made or paid_day()}T18:00:00+08:00</CreDtTm></GrpHdr>
     <OrgnlGrpInfAndSts>
       <OrgnlMsgId>{batch_id}</OrgnlMsgId><OrgnlMsgNmId>pain.001.001.09</OrgnlMsgNmId><GrpSts>{group}</GrpSts>
     </OrgnlGrpInfAndSts>
@@ -265,12 +272,12 @@ def pain002(path, batch_id: str, transactions: list[str], group: str = "PART") -
     return str(path)
 
 
-def tx(e2e: str, status: str, *, voucher: str = "", reason: str = "", amount: str = "") -> str:
+def tx(e2e: str, status: str, *, voucher: str = "", reason: str = "", amount: str = "", day: str | None = None) -> str:
     parts = [f"<OrgnlEndToEndId>{e2e}</OrgnlEndToEndId><TxSts>{status}</TxSts>"]
     if reason:
         parts.append(f"<StsRsnInf><Rsn><Cd>AC04</Cd></Rsn><AddtlInf>{reason}</AddtlInf></StsRsnInf>")
     if status == "ACSC":
-        parts.append(f"<AccptncDtTm>2026-11-15T10:00:00+08:00</AccptncDtTm><AcctSvcrRef>{voucher}</AcctSvcrRef>")
+        parts.append(f"<AccptncDtTm>{day or paid_day()}T10:00:00+08:00</AccptncDtTm><AcctSvcrRef>{voucher}</AcctSvcrRef>")
     if amount:
         parts.append(f'<OrgnlTxRef><Amt><InstdAmt Ccy="CNY">{amount}</InstdAmt></Amt></OrgnlTxRef>')
     return "<TxInfAndSts>" + "".join(parts) + "</TxInfAndSts>"
@@ -297,8 +304,8 @@ def test_a_pain002_return_is_validated_and_recorded(month, tmp_path):
     result = month.json("wages", "paid", report)
     assert result["kind"] == "pain.002"
     assert sorted((r["worker"], r["status"], r["voucher"], r["paid_on"], r["reason"]) for r in result["recorded"]) == [
-        ("W1", "paid", "VCH-001", "2026-11-15", None), ("W2", "failed", None, None, "AC04 收款账户已冻结"),
-        ("W3", "paid", "VCH-003", "2026-11-15", None), ("W5", "paid", "VCH-005", "2026-11-15", None)]
+        ("W1", "paid", "VCH-001", paid_day(), None), ("W2", "failed", None, None, "AC04 收款账户已冻结"),
+        ("W3", "paid", "VCH-003", paid_day(), None), ("W5", "paid", "VCH-005", paid_day(), None)]
     assert result["not_recorded"] == [f"{ids['W4'][0]}: ACSP (still in progress at the bank; not recorded)"]
     # The bank settles the rest of the batch at the group level.
     done = pain002(tmp_path / "r2.xml", "S1-202610-V1-B1", [], group="ACSC")

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from collector.store import Store
 from collector.wages.batchfile import render
 from collector.wages.payments import PaymentError, ReturnRefused, make_batch, record_return
+from tests.test_wages_payments import paid_day
 
 PAIN = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
 SITES = itertools.count(1)
@@ -124,7 +125,7 @@ def test_batch_totals_are_the_lines_and_no_line_is_paid_twice(store, data):
                 if status:
                     entries.append({"where": f"line {n}", "end_to_end_id": payment["end_to_end_id"], "status": status,
                                     "voucher": "V" if status == "paid" else None,
-                                    "date": "2026-11-15" if status == "paid" else None,
+                                    "date": paid_day() if status == "paid" else None,
                                     "reason": "no" if status == "failed" else None, "amount_fen": None})
             if entries and action == "repay":  # settling a settled credit again: refused, and nothing changes
                 before = store.wage_payments(site, PERIOD)

@@ -12,8 +12,8 @@ import re
 import stat
 
 from tests import test_wages
-from tests.helpers import cli
-from tests.test_wages_payments import PERIOD, approve, bank_return, batch, credits
+from tests.helpers import cli, resident_id
+from tests.test_wages_payments import PERIOD, approve, bank_return, batch, credits, paid_day
 
 month = test_wages.month
 
@@ -29,7 +29,7 @@ def test_a_paid_slip_shows_each_day_the_money_the_voucher_and_the_evidence_it_na
     approve(month)
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
-    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [(ids["W1"][0], "paid", "VCH-0001", "2026-11-15", "")]))
+    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [(ids["W1"][0], "paid", "VCH-0001", paid_day(), "")]))
     result, out = slip(month, tmp_path, "W1", "w1.html")
     assert "net 1440.00 yuan, paid" in result.stdout
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
@@ -45,7 +45,7 @@ def test_a_paid_slip_shows_each_day_the_money_the_voucher_and_the_evidence_it_na
     assert "已支付 Paid" in page and "VCH-0001" in page and ids["W1"][0] in page
     # Masked: the ID number and the account only in part.
     assert "110***********0001" in page and "***************0001" in page
-    assert "110101199003070001" not in page and "6222021234567890001" not in page
+    assert resident_id(1) not in page and "6222021234567890001" not in page
     # The evidence the slip names is the file `collector evidence` writes, as `collector verify` shows it.
     evidence_id = re.search(r"Evidence id \(SHA-256\): <code>([0-9a-f]{64})</code>", page).group(1)
     assert "collector evidence --worker W1 --from 2026-10-01 --to 2026-10-31" in page

@@ -31,6 +31,7 @@ from tests.helpers import (
     PunchFactory,
     cli,
     heartbeat,
+    resident_id,
     start_web,
     stop_process,
     wait_for,
@@ -45,7 +46,7 @@ SITE2 = "site-two-manager-token-0002"
 BANK = "bank-ops-token-all-sites-0003"
 W1_CARD, W2_CARD = "04A1B2C3D4E5F6", "DEADBEEF"
 W1_NAME, W2_NAME = "张伟", "李<b>娜</b>"
-W2_ID_NUMBER = "110101199003070002"
+W2_ID_NUMBER, W1_ID_NUMBER = resident_id(2), resident_id(1)
 
 
 def local(text: str) -> datetime:
@@ -69,7 +70,7 @@ class Bank:
             store.add_worker("W2", name=W2_NAME, employer="华建劳务", cards=[W2_CARD], sites=["S1"])
             store.set_payee("W2", id_number=W2_ID_NUMBER, phone="13812345678", bank_account="6222021234567890002",
                             bank_name="中国工商银行")
-            store.set_payee("W1", id_number="110101199003070001", phone="13812345671",
+            store.set_payee("W1", id_number=W1_ID_NUMBER, phone="13812345671",
                             bank_account="6222021234567890001", bank_name="中国工商银行")
             store.set_wage_terms("W1", basis="day", rate_fen=35000, effective_from="2026-10-01", by="ops-li")
             store.set_wage_terms("W2", basis="day", rate_fen=36000, effective_from="2026-10-01", by="ops-li")
@@ -229,7 +230,7 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     assert "没有下班打卡" in day_item(phone, "2026-10-15").text
     assert "出勤天数\n2" in text(phone, "totals") and "9小时0分" in text(phone, "totals")
     page = phone.page_source
-    for other in (W2_NAME, "李", W2_CARD, W2_ID_NUMBER, "W2", "110101199003070001", "6222021234567890001"):
+    for other in (W2_NAME, "李", W2_CARD, W2_ID_NUMBER, "W2", W1_ID_NUMBER, "6222021234567890001"):
         assert other not in page, other
     assert "W1" not in text(phone, "record")  # not even the bank's id shows; the worker knows their name
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import json
 
+from ..identity import PAYEE_CHECKS
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
@@ -21,7 +22,8 @@ class WageQueries:
     # ================================================================== the worker as a payee
 
     def set_payee(self, worker: str, **fields: str | None) -> None:
-        """ID number, phone, bank account and bank: only the fields given change."""
+        """ID number, phone, bank account and bank: only the fields given change, each checked (and
+        normalised) by collector.identity, so no path writes a payee that is not one (PayeeError)."""
         allowed = {"id_number", "phone", "bank_account", "bank_name"}
         unknown = set(fields) - allowed
         if unknown:
@@ -29,6 +31,9 @@ class WageQueries:
         changes = {k: v for k, v in fields.items() if v is not None}
         if "bank_name" in changes:
             changes["bank_name"] = entered(changes["bank_name"], what="the bank's name", limit=NAME_MAX_CHARS)
+        for name, check in PAYEE_CHECKS.items():
+            if name in changes:
+                changes[name] = check(changes[name])
         if not changes:
             return
         with self.transaction():

@@ -43,7 +43,7 @@ from collector import masking
 from collector.attendance.reports import attendance
 from collector.money import yuan
 from collector.store import Store, StoreError
-from collector.wages.sheet import read_sheet
+from collector.wages.sheet import deductions_to_take, read_sheet
 from collector.wages.table import (
     FULL_MONTH_MINUTES,
     UNDECIDED,
@@ -103,6 +103,8 @@ def import_sheet(store: Store, path: str | Path, *, site: str, period: str, by: 
     if problems:
         raise SheetRefused(read.file_name, problems)
     held = store.wage_sheet_by_sha256(read.sha256)
+    if take_deductions and (held is None or held["deductions_taken_at"] is None):
+        _deductions_to_take(store, site, period, read.lines)  # refused before the sheet is kept
     if held is None:
         sheet_id = store.add_wage_sheet(site=site, period=period, employer=employer, file_name=read.file_name,
                                         sha256=read.sha256, format=read.format, encoding=read.encoding,
@@ -143,19 +145,45 @@ def summary(sheet: dict) -> dict:
 
 def take_sheet_deductions(store: Store, sheet: dict, *, by: str) -> dict:
     """The sheet's deductions recorded as the period's, each with its source (``sheet <sha256 prefix>``),
-    once per sheet. A worker the registry does not know has nothing to deduct from: listed, not recorded."""
+    once per sheet, and only what it claims beyond the worker's deductions recorded already
+    (sheet.deductions_to_take: a sheet that agrees adds nothing; one that claims less is refused,
+    DeductionsDisagree). A worker the registry does not know has nothing to deduct from: listed, not recorded."""
     registered = store.payees()
     where = _where(sheet)
     claimed = [line for line in sheet["lines"] if line["deductions_fen"] > 0]
-    deductions = [{"site": sheet["site"], "period": sheet["period"], "worker": line["worker"], "item": SHEET_ITEM,
-                   "amount_fen": line["deductions_fen"], "source": source(sheet), "by": by,
-                   "reason": f"claimed in the employer's wage sheet {sheet['file_name']}, {where} {line['source_row']}"}
-                  for line in claimed if line["worker"] in registered]
+    known = {line["worker"]: line for line in sheet["lines"] if line["worker"] in registered}
+    taking = {} if sheet["deductions_taken_at"] else \
+        _deductions_to_take(store, sheet["site"], sheet["period"], list(known.values()))
+    deductions = []
+    for worker, amount in sorted(taking.items()):
+        line = known[worker]
+        before = line["deductions_fen"] - amount
+        deductions.append({
+            "site": sheet["site"], "period": sheet["period"], "worker": worker, "item": SHEET_ITEM, "amount_fen": amount,
+            "source": source(sheet), "by": by,
+            "reason": f"claimed in the employer's wage sheet {sheet['file_name']}, {where} {line['source_row']}"
+                      + (f": {yuan(line['deductions_fen'])} yuan, {yuan(before)} of it recorded before" if before else "")})
     recorded = store.take_sheet_deductions(sheet["id"], by=by, deductions=deductions)
     return {"recorded": len(deductions) if recorded else 0,
             "recorded_fen": sum(d["amount_fen"] for d in deductions) if recorded else 0,
             "taken_before": not recorded,
             "not_registered": [line["worker"] for line in claimed if line["worker"] not in registered]}
+
+
+class DeductionsDisagree(WageError):
+    """A sheet deducts less from a worker than is recorded for the period: nothing is taken."""
+
+
+def _deductions_to_take(store: Store, site: str, period: str, lines: list[dict]) -> dict[str, int]:
+    recorded: dict[str, int] = defaultdict(int)
+    for row in store.deductions(site, period):
+        recorded[row["worker"]] += row["amount_fen"]
+    taking, disagree = deductions_to_take(lines, recorded)
+    if disagree:
+        shown = "; ".join(disagree[:5]) + (f"; and {len(disagree) - 5} more" if len(disagree) > 5 else "")
+        raise DeductionsDisagree(f"the sheet deducts less than {site} {period} has recorded ({shown}): nothing "
+                                 "imported; correct the sheet, or the recorded deductions, first")
+    return taking
 
 
 # ============================================================================== the check

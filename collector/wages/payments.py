@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from collector import masking
-from collector.localtime import local_text, to_local, zone
+from collector.localtime import local, local_text, to_local, zone
 from collector.money import yuan
 from collector.store import Store, StoreError
 from collector.text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
@@ -234,6 +234,25 @@ def _entered_problem(entry: dict) -> str | None:
     return None
 
 
+def _paid_date_problem(store: Store, entry: dict, payment: dict, batches: dict[str, tuple[date, date]]) -> str | None:
+    """A credit is paid on a day from the one its batch was made on to today, both in the site's zone: a
+    date before the batch (2000-01-01) would show it paid to ``arrears --as-of`` days it was owed, one to
+    come would show it paid before it is. ``batches`` keeps each batch's two days for the return."""
+    if entry.get("status") != "paid" or not entry.get("date"):
+        return None
+    if payment["batch_id"] not in batches:
+        tz = zone(store.site(payment["site"])["timezone"])
+        created = local(store.wage_batch(payment["batch_id"])["created"], tz)
+        batches[payment["batch_id"]] = (created.date() if created else date.min, datetime.now(UTC).astimezone(tz).date())
+    made, today = batches[payment["batch_id"]]
+    paid = date.fromisoformat(entry["date"])
+    if paid < made:
+        return f"is paid on {paid} in the return, before its batch {payment['batch_id']} was made ({made})"
+    if paid > today:
+        return f"is paid on {paid} in the return, a day still to come (today is {today} at the site)"
+    return None
+
+
 def record_return(store: Store, entries: list[dict], *, source: str, digest: str, kind: str) -> list[dict]:
     """Settle pending credits from a parsed return (collector/wages/bankreturn.py): every entry, or none.
     An entry is ``{"where", "end_to_end_id" | "batch_id", "status", "voucher", "date", "reason",
@@ -259,6 +278,7 @@ def record_return(store: Store, entries: list[dict], *, source: str, digest: str
         ids = [e["end_to_end_id"] for e in expanded]
         held = store.payments_by_end_to_end(list(dict.fromkeys(ids)))
         seen: dict[str, str] = {}
+        batches: dict[str, tuple[date, date]] = {}
         for entry in expanded:
             e2e, where = entry["end_to_end_id"], entry["where"]
             payment = held.get(e2e)
@@ -285,7 +305,7 @@ def record_return(store: Store, entries: list[dict], *, source: str, digest: str
                 problems.append(f"{where}: {e2e} is {yuan(entry['amount_fen'])} yuan in the return but "
                                 f"{yuan(payment['amount_fen'])} in batch {payment['batch_id']}")
                 continue
-            problem = _entered_problem(entry)
+            problem = _entered_problem(entry) or _paid_date_problem(store, entry, payment, batches)
             if problem:
                 problems.append(f"{where}: {e2e} {problem}")
                 continue

@@ -159,6 +159,22 @@ def _line(row: Row, period_days: int, seen: dict[str, str]) -> tuple[dict | None
             "amount_fen": amount, "deductions_fen": deducted, "net_fen": net, "bank_account": account}, []
 
 
+def deductions_to_take(lines: list[dict], recorded: dict[str, int]) -> tuple[dict[str, int], list[str]]:
+    """What taking a sheet's deductions adds per worker: the sheet's deductions column is the worker's
+    whole deduction for the month, so only what it claims beyond ``recorded`` (the fen already recorded
+    for the worker in the period, whatever their item or source) is taken; a sheet agreeing with what is
+    recorded adds nothing. A sheet claiming less than is recorded is a disagreement, never a negative
+    deduction: each such worker is named with the two figures (the second list), and nothing is taken."""
+    taken, disagree = {}, []
+    for line in lines:
+        claimed, held = line["deductions_fen"], recorded.get(line["worker"], 0)
+        if claimed < held:
+            disagree.append(f"{line['worker']}: the sheet deducts {yuan(claimed)} yuan, {yuan(held)} are recorded")
+        elif claimed > held:
+            taken[line["worker"]] = claimed - held
+    return taken, disagree
+
+
 def _check_total(sheet: Sheet, total: Row, table: Table) -> list[Problem]:
     """A total row's amounts, where given, are the sums of the lines."""
     wrong, formulas = [], []

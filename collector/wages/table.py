@@ -256,6 +256,8 @@ def _line(worker: str, records: list[dict], history: list[dict], deductions: lis
         flags.add("deductions_over_half")
     if not payee.get("bank_account"):
         flags.add("no_bank_account")
+    # The ledger names each worker by ID number and contact (Art. 15): seen, not held (the bank pays on the account).
+    flags |= {flag for flag, field in (("no_id_number", "id_number"), ("no_contact", "phone")) if not payee.get(field)}
     if minimum is not None and minutes and below_minimum(gross, minutes, minimum):
         flags.add("below_minimum")
     decision = bool(to_decide or no_terms or net < 0 or over_half(deducted, gross) or not payee.get("bank_account"))

@@ -1,0 +1,93 @@
+"""Who a worker is as a payee: the resident ID number, the contact phone and the bank account, one check.
+
+The store applies it on every write of a payee (collector/store/wages.py ``set_payee``), so the worker
+file, ``collector worker payee`` and anything later go through the same rules:
+
+- an ID number is a mainland resident ID (GB 11643): 17 digits and an ISO 7064 MOD 11-2 check character
+  (0-9 or X; a lower-case x is read as X);
+- a phone is a mainland mobile number (``1[3-9]`` and 9 more digits, with or without +86 / 0086), a
+  mainland landline with its area code (``0`` and 9 to 11 more digits), or a number of another country
+  written with its ``+`` country code (8 to 15 digits); spaces and hyphens between digits are dropped;
+- a bank account is 8 to 32 digits (spaces and hyphens between them are dropped).
+
+A refused value is named masked (collector.masking): an error message is logged and shown, and a whole
+ID or account number does not belong in either. Like collector.errors and collector.text this module
+imports only leaves, so the store can use it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from collector import masking
+from collector.errors import InputError
+
+_ID_NUMBER = re.compile(r"[0-9]{17}[0-9X]")
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_SEPARATORS = re.compile(r"(?<=[0-9])[ -](?=[0-9])")
+_MOBILE = re.compile(r"(?:\+86|0086)?(1[3-9][0-9]{9})")
+_LANDLINE = re.compile(r"0[1-9][0-9]{8,10}")
+_ABROAD = re.compile(r"\+(?!86)[1-9][0-9]{7,14}")
+_ACCOUNT = re.compile(r"[0-9]{8,32}")
+#: Longer than anything valid by far: named by its length, not shown.
+_SHOWN_MAX = 40
+
+
+class PayeeError(InputError):
+    """An ID number, phone or bank account that is not one; the message names it masked."""
+
+
+def valid_id_number(text: str) -> bool:
+    """A mainland resident ID number: 17 digits and an ISO 7064 MOD 11-2 check character."""
+    if not _ID_NUMBER.fullmatch(text):
+        return False
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(text[:17], _WEIGHTS, strict=True)) % 11]
+    return text[17] == check
+
+
+def id_number(text: str) -> str:
+    """The ID number as kept (upper-case X), or PayeeError."""
+    value = _text(text).upper()
+    if not valid_id_number(value):
+        raise PayeeError(f"ID number {_shown(value, masking.id_number)} is not an 18-character resident ID number "
+                         "with a valid check digit (GB 11643)")
+    return value
+
+
+def phone(text: str) -> str:
+    """The phone as kept: a mainland mobile as its 11 digits, others as their digits (``+`` kept)."""
+    value = _SEPARATORS.sub("", _text(text))
+    mobile = _MOBILE.fullmatch(value)
+    if mobile:
+        return mobile.group(1)
+    if _LANDLINE.fullmatch(value) or _ABROAD.fullmatch(value):
+        return value
+    raise PayeeError(f"phone {_shown(value, masking.phone)} is not a mobile number (1[3-9] and 9 more digits, "
+                     "+86 allowed), a landline with its area code, or +country code and number")
+
+
+def bank_account(text: str) -> str:
+    """The account as kept (digits only), or PayeeError."""
+    value = _SEPARATORS.sub("", _text(text))
+    if not _ACCOUNT.fullmatch(value):
+        raise PayeeError(f"bank account {_shown(value, masking.account)} is not 8 to 32 digits")
+    return value
+
+
+#: Field of a payee -> its check (what the store applies).
+PAYEE_CHECKS = {"id_number": id_number, "phone": phone, "bank_account": bank_account}
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise PayeeError("an ID number, phone or account is text")
+    return value.strip()
+
+
+def _shown(value: str, mask) -> str:
+    if not value:
+        return "(empty)"
+    if len(value) > _SHOWN_MAX:
+        return f"({len(value)} characters)"
+    # Masked, and printable: what is left of a hostile value must not reach a terminal or a log raw.
+    return repr(mask("".join(c if c.isprintable() else "?" for c in value)))
