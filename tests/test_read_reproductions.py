@@ -12,7 +12,7 @@ import pytest
 
 from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import CollectorSetup, PunchFactory, resident_id
+from tests.helpers import CollectorSetup, PunchFactory
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
