@@ -18,7 +18,7 @@ from collector.ingest.pipeline import Incoming, Ingestor
 from collector.wages.table import same_payees
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests import test_wages
-from tests.helpers import PunchFactory, heartbeat
+from tests.helpers import PunchFactory, heartbeat, resident_id
 from tests.test_wages import CARDS, local
 from tests.test_wages_sheet import ACCOUNT, HEADER, Sheets
 
@@ -31,7 +31,7 @@ OTHER_ACCOUNT = "6217000099998888777"
 
 
 def registered_id(worker: str) -> str:
-    return f"11010119900307{int(worker[1:]):04d}"
+    return resident_id(int(worker[1:]))
 
 
 def add_w6(month, *, account: str | None = None, id_number: str | None = None) -> PunchFactory:
@@ -154,7 +154,7 @@ def test_a_worker_is_flagged_exactly_when_another_worker_is_the_same_payee(regis
 
 
 def test_a_sheet_naming_another_person_under_a_registered_number_is_found_and_shown_masked(month, tmp_path):
-    add_w6(month, account="6217000011110006", id_number="110101199003070006")
+    add_w6(month, account="6217000011110006", id_number=resident_id(6))
     sheets = Sheets(month, tmp_path / "sheets")
     sheets.run_table()
     rows = [

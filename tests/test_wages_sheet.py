@@ -21,7 +21,7 @@ from openpyxl import Workbook
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.wages.sheet import MAX_UNPACKED_BYTES, SheetError, read_sheet
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import PunchFactory, heartbeat
+from tests.helpers import PunchFactory, heartbeat, resident_id
 from tests.test_wages import CARDS, local, month  # noqa: F401 - the October fixture, shared
 
 ACCOUNT = {worker: f"622202123456789{int(worker[1:]):04d}" for worker in CARDS}  # as registered
@@ -101,7 +101,7 @@ def test_each_finding_from_a_gbk_sheet_with_chinese_headers(sheets):
     rows = [
         ["华建劳务 2026年10月 农民工工资表"],  # a title row above the header
         ["工号", "姓名", "身份证号", "出勤天数", "应发工资（元）", "扣款", "实发", "银行账号", "备注"],
-        ["W1", "工人W1", "110101199003070001", "5", "1460.00", "20.00", "1440.00", "6222 0212 3456 7890 001", ""],
+        ["W1", "工人W1", resident_id(1), "5", "1460.00", "20.00", "1440.00", "6222 0212 3456 7890 001", ""],
         ["W2", "工人W2", "", "3", "250.00", "0", "250.00", "6222-0212-3456-7890-001", "与W1同卡"],
         ["W3", "工人W3", "", "1", "100.00", "0", "100.00", ACCOUNT["W3"], ""],
         ["W4", "工人W4", "", "2", "600.00", "0", "600.00", "6217000011112222333", ""],
