@@ -121,9 +121,10 @@ def test_acks_flow_while_evidence_is_built_and_a_build_past_its_memory_fails(tmp
         print(f"\nbuild of {HELD} punches' evidence: {finished - claimed:.1f} s; {len(during)} messages published "
               f"during it; ack latency median {1000 * latencies[len(latencies) // 2]:.0f} ms, "
               f"max {1000 * latencies[-1]:.0f} ms")
-        log = setup.log()
-        assert f"evidence request {number} for worker W1 ({DAY}..{DAY}) signed" in log
-        assert "building in process" in log
+        # The child logs after it stored the file, into the daemon's log.
+        wait_for(lambda: f"evidence request {number} for worker W1 ({DAY}..{DAY}) signed" in setup.log(),
+                 message="the builder's log line")
+        assert f"evidence request {number} for worker W1 ({DAY}..{DAY}): building in process" in setup.log()
 
         # A build past its memory cap: the request fails with the reason; the daemon keeps ingesting.
         assert stop_process(daemon) == 0
@@ -133,8 +134,7 @@ def test_acks_flow_while_evidence_is_built_and_a_build_past_its_memory_fails(tmp
                  timeout=30, message="the daemon restarted")
         number = _request(setup, "2026-11-01", DAY)
         wait_for(lambda: _state(setup, number)["state"] == "failed", timeout=60, message="the capped build failed")
-        assert "more memory than the 64 MB" in _state(setup, number)["reason"] \
-            or "needs more memory" in _state(setup, number)["reason"]
+        assert "the file needs more memory than the 64 MB the bank allows" in _state(setup, number)["reason"]
         seq = gate.publish()
         wait_for(lambda: gate.acked() >= seq, timeout=30, message="acks after the failed build")
         assert daemon.poll() is None

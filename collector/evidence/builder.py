@@ -157,6 +157,11 @@ class EvidenceBuilder:
                         request["worker"], reason, status)
 
 
+def memory_reason(memory_bytes: int) -> str:
+    return (f"the file needs more memory than the {memory_bytes / 1048576:.0f} MB the bank allows one file to "
+            "take: ask for a shorter period")
+
+
 def _verbosity() -> int:
     """The daemon's logging level as `collector -v` counts it, for the child's log lines."""
     level = logging.getLogger().getEffectiveLevel()
@@ -176,9 +181,8 @@ def _why(status: int, limits: BuildLimits) -> str | None:
     """The reason a request failed from its child's exit status (None: it ended normally)."""
     if status == 0:
         return None
-    memory = f"{limits.memory_bytes / 1048576:.0f} MB"
     if status == MEMORY_EXIT or status in (-signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
-        return f"the file needs more memory than the {memory} the bank allows one file to take: ask for a shorter period"
+        return memory_reason(limits.memory_bytes)
     if status == -signal.SIGXCPU:
         return (f"the file took longer than the {limits.seconds:.0f} s the bank allows one file to take: "
                 "ask for a shorter period")
@@ -192,7 +196,7 @@ def _child_main() -> int:
     """Build one claimed request, under the caps the job names; the job arrives on standard input."""
     import resource
 
-    from collector.evidence.signer import MEMORY_REASON, build_claimed
+    from collector.evidence.signer import build_claimed
     from gate_agent.keys import load_private_key
     from gate_agent.logsetup import setup_logging
 
@@ -206,13 +210,14 @@ def _child_main() -> int:
     try:
         key = load_private_key(Path(job["signing_key"]))
         store = Store(job["db"], upgrade=False, timeouts=Timeouts(*job["timeouts"]))
-        build_claimed(store, key, request, claim, max_bytes=job["document_bytes"])
+        build_claimed(store, key, request, claim, max_bytes=job["document_bytes"],
+                      memory_reason=memory_reason(job["memory_bytes"]))
         return 0
     except MemoryError:
         # Out of memory before the build's own handler (loading, connecting): record it if there is room.
         try:
             if store is not None:
-                store.finish_evidence_request(request["id"], claim, reason=MEMORY_REASON)
+                store.finish_evidence_request(request["id"], claim, reason=memory_reason(job["memory_bytes"]))
                 return 0
         except Exception:  # noqa: BLE001 - the parent records it from the exit status
             pass

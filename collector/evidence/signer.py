@@ -25,7 +25,7 @@ from collector.store import DatabaseError, Store, StoreError
 log = logging.getLogger(__name__)
 
 #: Why a request failed whose build ran out of the memory the bank allows one build.
-MEMORY_REASON = ("the file needs more memory than the bank allows one file to take: ask for a shorter period")
+MEMORY_REASON = "the file needs more memory than the bank allows one file to take: ask for a shorter period"
 
 
 def document_bytes(document: dict) -> str:
@@ -45,7 +45,7 @@ def sign_next(store: Store, key: Ed25519PrivateKey, claimant: str, *, max_bytes:
 
 
 def build_claimed(store: Store, key: Ed25519PrivateKey, request: dict, claim: str, *,
-                  max_bytes: int | None = None) -> dict | None:
+                  max_bytes: int | None = None, memory_reason: str = MEMORY_REASON) -> dict | None:
     """Build and sign a request claimed under ``claim``, and record the file or why it could not be made
     (larger than ``max_bytes``, out of memory...). None if the claim went stale and was taken over. A
     database failure while building leaves the claim to go stale (another round, or process, takes it)."""
@@ -59,7 +59,7 @@ def build_claimed(store: Store, key: Ed25519PrivateKey, request: dict, claim: st
         raise
     except MemoryError:
         document = None
-        reason = MEMORY_REASON
+        reason = memory_reason
     except (StoreError, ValueError) as error:
         reason = str(error)
     except Exception as error:  # noqa: BLE001 - a request must not stop the daemon; its reason is kept
