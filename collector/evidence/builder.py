@@ -118,8 +118,14 @@ class EvidenceBuilder:
         started = time.monotonic()
         # -P: nothing from the daemon's working directory shadows a module. The job (and the database URL
         # it may hold) goes through a pipe, not the command line that every user can read.
-        child = subprocess.Popen([sys.executable, "-P", "-m", "collector.evidence.builder"],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+        try:
+            child = subprocess.Popen([sys.executable, "-P", "-m", "collector.evidence.builder"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
+        except OSError as error:
+            log.error("evidence request %d: cannot start a builder process: %s", number, error)
+            store.finish_evidence_request(number, claim, reason="the file could not be built (no builder process "
+                                          "could be started); the bank has the details in its log")
+            return
         self._child = child
         log.info("evidence request %d for worker %s (%s..%s): building in process %d", number, request["worker"],
                  request["first_day"], request["last_day"], child.pid)
