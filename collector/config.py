@@ -22,6 +22,14 @@ lock_timeout_seconds = 3.75   # daemon default: lease_seconds / 4; commands 30
 idle_in_transaction_timeout_seconds = 15  # daemon default: lease_seconds; commands 600
 statement_timeout_seconds = 60            # daemon default: 4 x lease_seconds (at least 30); commands 300
 
+[evidence]                    # optional: what one worker's evidence may cost (docs/security.md)
+builds_per_day = 10           # requests one worker may make in any 24 hours
+stored_megabytes = 50         # signed files kept for one worker at once (each kept 7 days)
+max_days = 366                # days of one period
+max_segment_punches = 50000   # gate punches one file may carry (its chain segments)
+memory_megabytes = 1024       # address space of the process that builds one file
+build_seconds = 300           # time one build may take
+
 [web]                         # optional: `collector serve` (--host/--port override these)
 host = "127.0.0.1"
 port = 8080
@@ -51,6 +59,7 @@ from gate_agent.mqtt import MqttSettings
 from gate_agent.protocol import valid_id
 
 from .store import Timeouts
+from .store.evidence_requests import STALE_CLAIM, EvidenceLimits
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
@@ -85,6 +94,10 @@ class CollectorConfig:
     idle_in_transaction_timeout_seconds: float | None = None
     statement_timeout_seconds: float | None = None
     final_grace_hours: float = 6.0
+    #: [evidence]: what one worker's requests may cost (checked when asked), and one build's caps.
+    evidence_limits: EvidenceLimits = field(default_factory=EvidenceLimits)
+    evidence_memory_megabytes: int = 1024
+    evidence_build_seconds: float = 300.0
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -206,6 +219,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     attendance = table.table("attendance")
     cluster = table.table("cluster")
     database = table.table("database")
+    evidence = table.table("evidence")
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -256,6 +270,15 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         idle_in_transaction_timeout_seconds=database.number("idle_in_transaction_timeout_seconds", None,
                                                             minimum=1, maximum=86400),
         statement_timeout_seconds=database.number("statement_timeout_seconds", None, minimum=1, maximum=86400),
+        evidence_limits=EvidenceLimits(
+            builds_per_day=evidence.int("builds_per_day", 10, minimum=1, maximum=1000),
+            stored_bytes=evidence.int("stored_megabytes", 50, minimum=1, maximum=100_000) * 1024 * 1024,
+            max_days=evidence.int("max_days", 366, minimum=1, maximum=366),
+            max_segment_punches=evidence.int("max_segment_punches", 50_000, minimum=1, maximum=100_000_000)),
+        evidence_memory_megabytes=evidence.int("memory_megabytes", 1024, minimum=64, maximum=1024 * 1024),
+        # Below the claim's staleness: no other process takes a request over while its build may still run.
+        evidence_build_seconds=evidence.number("build_seconds", 300, minimum=1,
+                                               maximum=STALE_CLAIM.total_seconds() - 60),
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),

@@ -64,3 +64,25 @@ def test_database_bounds_are_validated(tmp_path):
             load_config(path)
     path.write_text('db = "postgresql://u@h/d"\n[cluster]\nlease_seconds = 4\n[database]\nlock_timeout_seconds = 3.5\n')
     assert load_config(path).timeouts(daemon=True).lock == 3.5
+
+
+def test_evidence_limits_are_read_and_validated(tmp_path):
+    path = tmp_path / "collector.toml"
+    path.write_text('db = "c.sqlite3"\n')
+    config = load_config(path)
+    assert config.evidence_limits.builds_per_day == 10 and config.evidence_limits.stored_bytes == 50 * 1024 * 1024
+    assert config.evidence_limits.max_days == 366 and config.evidence_limits.max_segment_punches == 50_000
+    assert config.evidence_memory_megabytes == 1024 and config.evidence_build_seconds == 300
+    path.write_text('db = "c.sqlite3"\n[evidence]\nbuilds_per_day = 3\nstored_megabytes = 5\nmax_days = 31\n'
+                    'max_segment_punches = 1000\nmemory_megabytes = 256\nbuild_seconds = 60\n')
+    config = load_config(path)
+    assert (config.evidence_limits.builds_per_day, config.evidence_limits.stored_bytes, config.evidence_limits.max_days,
+            config.evidence_limits.max_segment_punches) == (3, 5 * 1024 * 1024, 31, 1000)
+    assert (config.evidence_memory_megabytes, config.evidence_build_seconds) == (256, 60)
+    for line, problem in [("builds_per_day = 0", "builds_per_day"), ("max_days = 367", "max_days"),
+                          ("memory_megabytes = 16", "memory_megabytes"),
+                          ("build_seconds = 600", "build_seconds"),  # another process could take the claim over
+                          ('stored_megabytes = "50"', "stored_megabytes"), ("builds = 3", "builds")]:
+        path.write_text(f'db = "c.sqlite3"\n[evidence]\n{line}\n')
+        with pytest.raises(ConfigError, match=problem):
+            load_config(path)

@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from collector.evidence.builder import BuildLimits, EvidenceBuilder
 from collector.evidence.document import verify_evidence
 from collector.evidence.signer import sign_next
 from collector.ingest.pipeline import Incoming, Ingestor
-from collector.store import Store
-from collector.store.evidence_requests import KEEP, MAX_ATTEMPTS, STALE_CLAIM, TooManyWaiting
+from collector.store import Store, Timeouts
+from collector.store.evidence_requests import (
+    KEEP,
+    MAX_ATTEMPTS,
+    STALE_CLAIM,
+    EvidenceLimits,
+    PeriodTooLarge,
+    TooManyToday,
+    TooManyWaiting,
+    TooMuchKept,
+)
 from gate_agent.protocol import GateTopics, encode_punches, format_time
-from tests.helpers import BANK_KEY, BANK_KEYS, PunchFactory
+from tests.helpers import BANK_KEY, BANK_KEYS, PunchFactory, wait_for, write_bank_key
 
 CARD = "04A1B2C3D4E5F6"
 
@@ -121,3 +131,76 @@ def test_finished_requests_are_pruned(store):
     assert store.prune_evidence_requests() == 0
     assert store.prune_evidence_requests(now=datetime.now(UTC) + KEEP + timedelta(hours=1)) == 1
     assert store.evidence_request(finished) is None and store.evidence_request(waiting)["state"] == "pending"
+
+
+def test_one_worker_cannot_ask_for_more_than_the_bank_builds(store):
+    """The per-worker bounds, checked when a request is made: requests in 24 hours, bytes of files kept,
+    days of a period, and punches of the chain segments the file would carry."""
+    limits = EvidenceLimits()
+    numbers = []
+    for month in range(1, limits.builds_per_day + 1):
+        numbers.append(ask(store, first=f"2026-{month:02d}-01", last=f"2026-{month:02d}-28"))
+        store.execute("UPDATE evidence_requests SET state = 'failed', reason = 'tested', "
+                      "finished_at = requested_at WHERE id = ?", (numbers[-1],))
+    with pytest.raises(TooManyToday, match="10 requests for evidence were made in the last 24 hours"):
+        ask(store, first="2026-11-01", last="2026-11-02")
+    assert ask(store, "W2") > numbers[-1]  # another worker is not held back
+    # A day later the worker may ask again.
+    later = datetime.now(UTC) + timedelta(days=1, minutes=1)
+    assert store.request_evidence("W1", "2026-11-01", "2026-11-02", by="link", now=later)["state"] == "pending"
+    # Files kept: past the bytes allowed, the worker is told to fetch them and wait.
+    small = EvidenceLimits(stored_bytes=1000)
+    store.execute("UPDATE evidence_requests SET state = 'done', document = ? WHERE id = ?", ("x" * 1000, numbers[0]))
+    with pytest.raises(TooMuchKept, match="deleted 7 days after"):
+        store.request_evidence("W1", "2026-12-01", "2026-12-02", by="link", limits=small, now=later)
+    # Periods: too many days, or more punches than one file may carry (here: the worker's two punches on a
+    # chain segment of two), are refused as the matter of the period, not of the time.
+    with pytest.raises(PeriodTooLarge, match="367 days"):
+        store.request_evidence("W2", "2025-10-01", "2026-10-02", by="link")
+    assert store.evidence_segment_punches("W1", date(2026, 10, 1), date(2026, 10, 31)) == 2
+    assert store.evidence_segment_punches("W2", date(2026, 10, 1), date(2026, 10, 31)) == 0
+    assert store.evidence_segment_punches("W1", date(2026, 9, 1), date(2026, 9, 30)) == 0
+    with pytest.raises(PeriodTooLarge, match="would put 2 gate punches in the file, more than the 1"):
+        store.request_evidence("W1", "2026-10-01", "2026-10-31", by="link", now=later,
+                               limits=EvidenceLimits(max_segment_punches=1))
+    assert not PeriodTooLarge.busy and TooManyToday.busy and TooMuchKept.busy
+
+
+def test_a_file_larger_than_a_worker_may_keep_fails_and_a_claim_can_be_given_back(store):
+    number = ask(store)
+    claimed = store.claim_evidence_request("a:1")
+    assert store.release_evidence_request(number, "a:1")
+    again = store.evidence_request(number)
+    assert again["state"] == "pending" and again["attempts"] == 0  # stopping is not an attempt
+    failed = sign_next(store, BANK_KEY, "collector-a", max_bytes=100)
+    assert claimed["id"] == failed["id"] == number and failed["state"] == "failed"
+    assert "more than the bank keeps for one worker" in failed["reason"]
+    assert store.evidence_document(number, worker="W1") is None
+
+
+def test_the_builder_process_signs_and_fails_past_its_time(store, database, tmp_path):
+    """The daemon's builder (a thread, each file in a child process) without the daemon around it."""
+    key_file = write_bank_key(tmp_path / "bank.key")
+
+    def finished(number: int) -> dict:
+        wait_for(lambda: store.evidence_request(number)["state"] in ("done", "failed"), timeout=60,
+                 message="the request finished")
+        return store.evidence_request(number)
+
+    running = EvidenceBuilder(database, key_file, instance="test", timeouts=Timeouts(), limits=BuildLimits())
+    running.start()
+    try:
+        number = ask(store)
+        assert finished(number)["state"] == "done"
+        verify_evidence(json.loads(store.evidence_document(number, worker="W1")), BANK_KEYS)
+    finally:
+        running.stop()
+    # A build that outlasts its time is ended and the request failed with the reason.
+    running = EvidenceBuilder(database, key_file, instance="test", timeouts=Timeouts(),
+                              limits=BuildLimits(seconds=0.01))
+    running.start()
+    try:
+        failed = finished(ask(store, first="2026-10-02", last="2026-10-31"))
+        assert failed["state"] == "failed" and "took longer than" in failed["reason"], failed
+    finally:
+        running.stop()

@@ -477,6 +477,36 @@ def test_what_the_page_sends_is_checked(bank):
     assert bank.setup.count("SELECT COUNT(*) FROM evidence_requests") == 3
 
 
+def test_what_one_worker_may_ask_of_evidence_is_bounded(tmp_path):
+    """[evidence]: a period longer than allowed, or whose chain segments carry more punches than one file
+    may, is 400 with the reason; the 11th request in 24 hours is 429; nothing refused is recorded."""
+    bank = Bank(tmp_path / "collector")
+    bank.setup.write_config(evidence={"max_days": 31, "max_segment_punches": 2})
+    process, url = start_web(bank.setup)
+    try:
+        cookie = session_cookie(url, bank.link("W1", url).split("#")[1])
+        refused = [http(url + "/api/worker/evidence", cookie=cookie, data=dates) for dates in (
+            {"from": "2026-09-01", "to": "2026-10-15"}, {"from": "2026-10-01", "to": "2026-10-31"})]
+        assert [status for status, _ in refused] == [400, 400]
+        assert "45 days; evidence covers at most 31 days at once" in json.loads(refused[0][1])["error"]
+        # North carries W1's 14th and 15th with W2's punch between (3), south W1's OUT (1).
+        assert ("would put 4 gate punches in the file, more than the 2 one file may carry: ask for a shorter "
+                "period") in json.loads(refused[1][1])["error"]
+        assert bank.setup.count("SELECT COUNT(*) FROM evidence_requests") == 0
+        for month in range(1, 11):
+            status, body = http(url + "/api/worker/evidence", cookie=cookie,
+                                data={"from": f"2025-{month:02d}-01", "to": f"2025-{month:02d}-28"})
+            assert status == 202, body
+            with bank.setup.store() as store:  # built (here: failed) meanwhile, so none is left waiting
+                store.execute("UPDATE evidence_requests SET state = 'failed', reason = 'tested', "
+                              "finished_at = requested_at WHERE id = ?", (json.loads(body)["id"],))
+        status, body = http(url + "/api/worker/evidence", cookie=cookie, data={"from": "2025-11-01", "to": "2025-11-28"})
+        assert status == 429 and "ask again tomorrow" in json.loads(body)["error"]
+        assert bank.setup.count("SELECT COUNT(*) FROM evidence_requests") == 10
+    finally:
+        stop_process(process, signal.SIGKILL)
+
+
 def session_cookie(url: str, secret: str) -> str:
     """The cookie `POST /api/worker/session` sets for a link's secret (HttpOnly, SameSite=Strict)."""
     request = urllib.request.Request(url + "/api/worker/session", data=json.dumps({"secret": secret}).encode(),

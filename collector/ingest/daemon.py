@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from collector.config import RETRY_FIRST_SECONDS, CollectorConfig
-from collector.evidence.signer import sign_next
+from collector.evidence.builder import BuildLimits, EvidenceBuilder
 from collector.ingest.cluster import LeaseKeeper, client_id, partition_of
 from collector.ingest.pipeline import BurstResult, Incoming, Ingestor, LeaseLost, gate_of_topic
 from collector.ingest.sun import load_master_key
@@ -200,12 +200,18 @@ class CollectorService:
         self._dirty: set[tuple[str, str]] = {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
         self._registry_version = self.store.registry_version()
         self._rosters_checked, self._rosters_due = -1, 0.0
-        self._evidence_pruned_at = -3600.0
         self._site_names: list[str] = [s["site"] for s in self.store.sites()]
         # The lease rounds' own connection: no burst's transaction or data lock stands in their way.
         self.keeper = LeaseKeeper(Store(config.db, upgrade=False, timeouts=self._timeouts),
                                   partitions=config.partitions, ttl=config.lease_seconds, instance=config.instance)
         self.partitions: dict[int, Partition] = {}
+        # Evidence is built off this loop: a thread with its own connection, each file in a capped child.
+        self.evidence = EvidenceBuilder(
+            config.db, config.signing_key, instance=self.keeper.instance, timeouts=self._timeouts,
+            child_timeouts=config.timeouts(),
+            limits=BuildLimits(memory_bytes=config.evidence_memory_megabytes * 1024 * 1024,
+                               seconds=config.evidence_build_seconds,
+                               document_bytes=config.evidence_limits.stored_bytes))
         #: Messages set aside, unacknowledged, because another writer held their gate: in arrival order,
         #: offered again at ``_deferred_due``; later messages of those gates wait behind them.
         self._deferred: list[Arrival] = []
@@ -226,6 +232,7 @@ class CollectorService:
         from gate_agent.systemd import notify
 
         self._leases()
+        self.evidence.start()
         notify("READY=1", "STATUS=collecting")
         log.info("collector %s running: database %s, broker %s:%d, %d partition(s), holding %s",
                  self.keeper.instance, display(self.config.db), self.config.mqtt.host, self.config.mqtt.port,
@@ -251,6 +258,7 @@ class CollectorService:
                 notify("WATCHDOG=1")
         finally:
             notify("STOPPING=1")
+            self.evidence.stop()
             for number in list(self.partitions):
                 self._close_partition(number)
             self.keeper.leave()
@@ -443,20 +451,8 @@ class CollectorService:
             self._check_gaps()
             self._publish_rosters()
             self._persist_metrics()
-            self._sign_evidence()
         except DatabaseError as error:
             log.error("housekeeping failed: %s", error)
-
-    def _sign_evidence(self) -> None:
-        """At most one evidence file a round (between bursts: a worker's month takes milliseconds), and the
-        finished requests past their keeping pruned once an hour (docs/worker.md)."""
-        if time.monotonic() >= self._evidence_pruned_at + 3600:
-            self._evidence_pruned_at = time.monotonic()
-            pruned = self.store.prune_evidence_requests()
-            if pruned:
-                log.info("pruned %d finished evidence request(s)", pruned)
-        if self.store.has_pending_evidence():
-            sign_next(self.store, self._key, self.keeper.instance)
 
     def _follow_registry(self) -> None:
         """New sites: their partition's session subscribes their topics."""

@@ -9,7 +9,8 @@ taken over cannot overwrite the new claimer's result.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from gate_agent.protocol import format_time
 
@@ -25,8 +26,48 @@ MAX_ATTEMPTS = 3
 #: Finished requests (and their documents) are deleted this long after they finished.
 KEEP = timedelta(days=7)
 
-class TooManyWaiting(StoreError):
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceLimits:
+    """What one worker's requests may cost the bank (``[evidence]`` in the configuration, docs/security.md):
+    requests made in any 24 hours, bytes of signed files kept at once, days of one period, and punches of
+    the gates' chain segments one file would carry (its build time and memory grow with them)."""
+
+    builds_per_day: int = 10
+    stored_bytes: int = 50 * 1024 * 1024
+    max_days: int = 366
+    max_segment_punches: int = 50_000
+
+    def __post_init__(self) -> None:
+        for name in ("builds_per_day", "stored_bytes", "max_days", "max_segment_punches"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"evidence limit {name} must be a positive whole number")
+
+
+class EvidenceRefused(StoreError):
+    """A request the bank will not take on (a limit of ``EvidenceLimits``); the message says which and what
+    to do. ``busy``: the worker may ask again later (too many, too much kept), else the period is the matter."""
+
+    busy = True
+
+
+class TooManyWaiting(EvidenceRefused):
     """The worker already has ``MAX_WAITING_PER_WORKER`` requests waiting."""
+
+
+class TooManyToday(EvidenceRefused):
+    """The worker made ``builds_per_day`` requests in the last 24 hours."""
+
+
+class TooMuchKept(EvidenceRefused):
+    """The worker's signed files still kept reach ``stored_bytes``."""
+
+
+class PeriodTooLarge(EvidenceRefused):
+    """The period is longer than ``max_days``, or its chain segments hold more than ``max_segment_punches``."""
+
+    busy = False
 
 
 _FIELDS = ("id, worker, first_day, last_day, requested_at, requested_by, state, claimed_at, attempts, "
@@ -42,9 +83,18 @@ class EvidenceRequestQueries:
 
     db: Connection
 
-    def request_evidence(self, worker: str, first_day: str, last_day: str, *, by: str) -> dict:
+    def request_evidence(self, worker: str, first_day: str, last_day: str, *, by: str,
+                         limits: EvidenceLimits | None = None, now: datetime | None = None) -> dict:
         """A new pending request, or the worker's request for the same period still waiting (asking twice
-        makes one file). StoreError when the worker already has ``MAX_WAITING_PER_WORKER`` waiting."""
+        makes one file). EvidenceRefused when the worker already has ``MAX_WAITING_PER_WORKER`` waiting, or
+        past one of ``limits`` (the defaults when None)."""
+        limits = limits or EvidenceLimits()
+        now = now or self.now()
+        first, last = date.fromisoformat(first_day), date.fromisoformat(last_day)
+        days = (last - first).days + 1
+        if days > limits.max_days:
+            raise PeriodTooLarge(f"the period {first_day}..{last_day} is {days} days; evidence covers at most "
+                                 f"{limits.max_days} days at once: ask for a shorter period")
         with self.transaction():
             if not self.lock_worker(worker):
                 raise StoreError(f"worker {worker} does not exist")
@@ -57,11 +107,41 @@ class EvidenceRequestQueries:
                                     "AND state IN ('pending', 'working')", (worker,))
             if waiting >= MAX_WAITING_PER_WORKER:
                 raise TooManyWaiting(f"{waiting} requests for evidence are still being prepared; wait for them")
+            made = self.db.value("SELECT COUNT(*) FROM evidence_requests WHERE worker = ? AND requested_at > ?",
+                                 (worker, _text(now - timedelta(days=1))))
+            if made >= limits.builds_per_day:
+                raise TooManyToday(f"{made} requests for evidence were made in the last 24 hours, the most the "
+                                   f"bank prepares for one worker a day ({limits.builds_per_day}); ask again tomorrow")
+            kept = self.db.value("SELECT COALESCE(SUM(LENGTH(document)), 0) FROM evidence_requests "
+                                 "WHERE worker = ? AND state = 'done'", (worker,))
+            if kept >= limits.stored_bytes:
+                raise TooMuchKept(f"your evidence files kept by the bank take {_megabytes(kept)}, the most kept "
+                                  f"for one worker ({_megabytes(limits.stored_bytes)}); download them, they are "
+                                  f"deleted {KEEP.days} days after they were made, then ask again")
+            punches = self.evidence_segment_punches(worker, first, last)
+            if punches > limits.max_segment_punches:
+                raise PeriodTooLarge(f"the period {first_day}..{last_day} would put {punches} gate punches in "
+                                     f"the file, more than the {limits.max_segment_punches} one file may carry: "
+                                     "ask for a shorter period")
             (number,) = self.db.execute(
                 "INSERT INTO evidence_requests (worker, first_day, last_day, requested_at, requested_by, state) "
                 "VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
                 (worker, first_day, last_day, self._now_text(), by)).fetchone()
             return self.evidence_request(number)
+
+    def evidence_segment_punches(self, worker: str, first: date, last: date) -> int:
+        """About how many gate punches the worker's file for first..last carries: per gate, the chain from
+        the first to the last punch of the worker's cards (while the worker held them) around the period.
+        The period's local days are widened by two days each side, more than any site's offset and
+        shift reach, so the estimate errs high; it reads the worker's own punches only (an index)."""
+        start = f"{(first - timedelta(days=2)).isoformat()}T00:00:00.000Z"
+        end = f"{(last + timedelta(days=3)).isoformat()}T00:00:00.000Z"
+        rows = self.db.execute(
+            "SELECT MIN(p.seq), MAX(p.seq) FROM cards c JOIN punches p ON p.card = c.uid "
+            "WHERE c.worker = ? AND p.gate IS NOT NULL AND p.time >= ? AND p.time < ? "
+            "AND (c.valid_from IS NULL OR p.time >= c.valid_from) AND (c.valid_to IS NULL OR p.time < c.valid_to) "
+            "GROUP BY p.site, p.gate", (worker, start, end)).fetchall()
+        return sum(high - low + 1 for low, high in rows)
 
     def evidence_request(self, number: int, *, worker: str | None = None) -> dict | None:
         """The request (without its document); with ``worker``, only if it is that worker's."""
@@ -117,12 +197,25 @@ class EvidenceRequestQueries:
                 ("done" if document is not None else "failed", document, reason, self._now_text(), number,
                  claim)).rowcount == 1
 
+    def release_evidence_request(self, number: int, claim: str) -> bool:
+        """Give a claimed request back unbuilt (its builder is stopping): pending again, the attempt not
+        counted, for the next process to build. False if the claim is no longer this claimer's."""
+        with self.transaction():
+            return self.db.execute(
+                "UPDATE evidence_requests SET state = 'pending', claim = NULL, claimed_at = NULL, "
+                "attempts = attempts - 1 WHERE id = ? AND claim = ? AND state = 'working'",
+                (number, claim)).rowcount == 1
+
     def prune_evidence_requests(self, *, now: datetime | None = None) -> int:
         """Delete the requests finished more than ``KEEP`` ago, documents and all; returns how many."""
         cutoff = _text((now or self.now()) - KEEP)
         with self.transaction():
             return self.db.execute("DELETE FROM evidence_requests WHERE state IN ('done', 'failed') "
                                    "AND finished_at < ?", (cutoff,)).rowcount
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _a_row_id(number: object) -> bool:

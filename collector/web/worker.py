@@ -34,7 +34,7 @@ from collector.attendance.reports import check_period
 from collector.config import CollectorConfig
 from collector.localtime import check_date
 from collector.store import Store, StoreError
-from collector.store.evidence_requests import TooManyWaiting
+from collector.store.evidence_requests import EvidenceRefused
 from collector.web.common import (
     PUBLIC,
     WORKER,
@@ -246,7 +246,8 @@ class WorkerApi:
         return await run_in_threadpool(self._request_evidence, request, body)
 
     def _request_evidence(self, request: Request, body: bytes) -> Response:
-        """Record the worker's request; a collector process signs it (this process holds no key)."""
+        """Record the worker's request, within what one worker may cost (``[evidence]``); a collector
+        process signs it (this process holds no key)."""
         with self._evidence_reader() as store:
             holder = self._session_of(request, store)
         worker = holder["worker"]
@@ -254,9 +255,12 @@ class WorkerApi:
         by = f"worker link issued {holder['link_issued_at']}"
         try:
             with self._writer() as writer:
-                asked = writer.request_evidence(worker, first.isoformat(), last.isoformat(), by=by)
-        except TooManyWaiting as error:
-            raise ApiError(429, str(error)) from None
+                asked = writer.request_evidence(worker, first.isoformat(), last.isoformat(), by=by,
+                                                limits=self.config.evidence_limits)
+        except EvidenceRefused as error:
+            # Too many or too much for now: 429, ask later; a period too long or too large: 400, ask otherwise.
+            log.info("evidence request of worker %s for %s..%s refused: %s", worker, first, last, error)
+            raise ApiError(429 if error.busy else 400, str(error)) from None
         except StoreError as error:
             log.error("the worker page cannot record an evidence request: %s", error)
             raise ApiError(503, "the request cannot be recorded now; try again later") from None
