@@ -136,8 +136,10 @@ class EvidenceBuilder:
             pass  # the child died at once: its exit status says how
         reason = None
         while True:
+            # Never past the time allowed: a build that ends within the last poll still overran it.
+            remaining = self.limits.seconds - (time.monotonic() - started)
             try:
-                status = child.wait(timeout=0.2)
+                status = child.wait(timeout=max(0.0, min(0.2, remaining)))
                 break
             except subprocess.TimeoutExpired:
                 pass
