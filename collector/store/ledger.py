@@ -220,7 +220,7 @@ class LedgerQueries:
             return self.db.value(
                 """INSERT INTO punches (site, time, worker, direction, received_at, source, manual_by, manual_reason)
                    VALUES (?, ?, ?, ?, ?, 'manual', ?, ?) RETURNING id""",
-                (site, time, worker, direction, self._now_text(), by.strip(), reason.strip()))
+                (site, time, worker, direction, self._now_text(), by, reason))
 
     def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
         """Mark a punch void (kept and shown, no longer counted)."""
@@ -233,7 +233,7 @@ class LedgerQueries:
             if rows[0]["void_at"]:
                 raise StoreError(f"punch {punch_id} is already void (since {rows[0]['void_at']})")
             self.db.execute("UPDATE punches SET void_at = ?, void_by = ?, void_reason = ? WHERE id = ?",
-                            (self._now_text(), by.strip(), reason.strip(), punch_id))
+                            (self._now_text(), by, reason, punch_id))
             return rows[0]
 
     def punch(self, punch_id: int) -> dict | None:

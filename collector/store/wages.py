@@ -157,8 +157,8 @@ class WageQueries:
             return self.db.value(
                 "INSERT INTO wage_deductions (site, period, worker, item, amount_fen, reason, source, added_at, added_by) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (site, period, worker, item.strip(), amount_fen, reason.strip(), source, self._now_text(),
-                 by.strip()))
+                (site, period, worker, item, amount_fen, reason, source, self._now_text(),
+                 by))
 
     def deductions(self, site: str, period: str) -> list[dict]:
         return self._rows("SELECT * FROM wage_deductions WHERE site = ? AND period = ? ORDER BY worker, id",
