@@ -41,10 +41,9 @@ class Attributor:
     def of(cls, store: Store, worker: str | None = None) -> Attributor:
         """From the database; with ``worker``, that worker's punches only (anybody else's, by card or by
         hand, is then unattributed, which is what a read of one worker's record wants)."""
-        windows = store.card_windows()
-        if worker is not None:
-            windows = [w for w in windows if w["worker"] == worker]
-        return cls(windows, store.people(), only=worker)
+        if worker is None:
+            return cls(store.card_windows(), store.people())
+        return cls(store.card_windows(worker), store.people_named([worker]), only=worker)
 
     def attribute(self, punch: dict) -> Attribution:
         if punch["source"] == "manual":

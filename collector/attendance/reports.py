@@ -123,18 +123,34 @@ def events_of(punches: list[dict], attributor: Attributor) -> tuple[list[Event],
 
 
 def history(store: Store, site: str, rules: Rules, attributor: Attributor, since: datetime,
-            until: datetime | None) -> tuple[list[Event], list[dict], list[dict]]:
+            until: datetime | None, *, worker: str | None = None) -> tuple[list[Event], list[dict], list[dict]]:
     """The site's events that shape whatever is anchored in [since, until): its attributed events, the
     unattributed punches and every punch read. It reads back one shift from ``since``, then further
     (doubling) until each worker met there has a restart point (``attendance.fresh_start``) or the
     site's history begins, so that a day never depends on the dates asked for. ``until`` None reads to
-    the end."""
+    the end. With ``worker``, only the punches that may be theirs are read (``Store.worker_punches``)."""
+    if worker is None:
+        def read(start: str | None, end: str | None) -> list[dict]:
+            return store.punches(site=site, start=start, end=end)
+
+        def first() -> str | None:
+            return store.first_punch_time(site)
+    else:
+        def read(start: str | None, end: str | None) -> list[dict]:
+            return store.worker_punches(site, worker, start=start, end=end)
+
+        def first() -> str | None:
+            return store.first_worker_punch_time(site, worker)
     lookback = rules.max_shift
-    horizon = since - lookback
+    try:
+        horizon = since - lookback
+        start = format_time(horizon)
+    except (OverflowError, ValueError):
+        horizon, start = datetime.min.replace(tzinfo=UTC), None
     end = format_time(until) if until is not None else None
-    punches = store.punches(site=site, start=format_time(horizon), end=end)
+    punches = read(start, end)
     earliest: str | None = None
-    while True:
+    while start is not None:
         events, unattributed = events_of(punches, attributor)
         by_worker: dict[str, list[Event]] = {}
         for event in events:
@@ -142,8 +158,8 @@ def history(store: Store, site: str, rules: Rules, attributor: Attributor, since
         if all(fresh_start(mine, since, horizon, rules) for mine in by_worker.values()):
             return events, unattributed, punches
         if earliest is None:
-            earliest = store.first_punch_time(site) or ""
-        read_from = format_time(horizon)
+            earliest = first() or ""
+        read_from = start
         if earliest >= read_from:
             return events, unattributed, punches  # the site's whole history is read
         lookback *= 2
@@ -152,10 +168,9 @@ def history(store: Store, site: str, rules: Rules, attributor: Attributor, since
             start = format_time(horizon)
         except (OverflowError, ValueError):
             horizon, start = datetime.min.replace(tzinfo=UTC), None
-        punches = store.punches(site=site, start=start, end=read_from) + punches
-        if start is None:
-            events, unattributed = events_of(punches, attributor)
-            return events, unattributed, punches
+        punches = read(start, read_from) + punches
+    events, unattributed = events_of(punches, attributor)
+    return events, unattributed, punches
 
 
 def mark_unassigned(events: list[Event], assignments: list[dict]) -> list[Event]:
@@ -272,14 +287,34 @@ def record_dict(record: DayRecord | DayProblem, site: str, tz, person, final: bo
 
 
 def attendance(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
-               grace: timedelta = timedelta(hours=6)) -> list[dict]:
-    """Daily records of every worker at ``site`` for local dates first..last, as dicts (InputError for a
-    date outside the range reports cover)."""
+               grace: timedelta = timedelta(hours=6), worker: str | None = None) -> list[dict]:
+    """Daily records of every worker (or of ``worker``) at ``site`` for local dates first..last, as dicts,
+    by worker and date (InputError for a date outside the range reports cover). Read from the kept days
+    (``attendance.days``); a database the daemon has not upgraded yet is computed from its punches."""
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)
-    attributor = Attributor.of(store)
-    events, _, _ = history(store, site, rules, attributor, *reach(first, last, rules, now))
-    days = days_of(events, rules, now, first, last, store.assignments(site=site), site=site)
+    range_bounds(first, last, rules.tz)  # dates reports cover
+    if not store.has("days"):
+        return from_punches(store, site, first, last, now=now, grace=grace, worker=worker)
+    from collector.attendance import days
+
+    kept = days.read(store, site=site, worker=worker, first=first, last=last)
+    people = {p["worker"]: p for p in store.people_named({d.worker for d in kept})}
+    finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
+    return [days.day_dict(d, now, people.get(d.worker), finality(date.fromisoformat(d.day))) for d in kept]
+
+
+def from_punches(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
+                 grace: timedelta = timedelta(hours=6), worker: str | None = None) -> list[dict]:
+    """What ``attendance`` gives, computed from the punches alone (nothing kept is read): the definition
+    the kept days are checked against (`collector days rebuild`)."""
+    now = now or datetime.now(UTC)
+    rules = site_rules(store, site)
+    attributor = Attributor.of(store, worker)
+    events, _, _ = history(store, site, rules, attributor, *reach(first, last, rules, now), worker=worker)
+    if worker is not None:
+        events = [e for e in events if e.worker == worker]
+    days = days_of(events, rules, now, first, last, store.assignments(site=site, worker=worker), site=site)
     finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
     return [record_dict(day, site, rules.tz, attributor.person(day.worker), finality(day.date)) for day in days]
 

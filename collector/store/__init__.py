@@ -32,6 +32,7 @@ from .connection import (
     sqlite_path,
 )
 from .counters import CounterQueries, Gauge
+from .days import DayQueries, Mark, StoredDay
 from .disputes import DisputeQueries
 from .errors import StoreError
 from .evidence_requests import EvidenceRequestQueries
@@ -48,13 +49,13 @@ from .worker_access import WorkerAccessQueries
 
 __all__ = ["Store", "StoreError", "DatabaseError", "DatabaseBusy", "Timeouts",
            "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits",
-           "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge",
+           "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge", "Mark", "StoredDay",
            "database_exists", "display"]
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
             WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
-            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries):
+            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries, DayQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet.
     ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given.

@@ -186,6 +186,11 @@ class Connection(ABC):
         later). A single-writer engine needs no gate locks."""
         return set()
 
+    def try_lock(self, name: str) -> bool:
+        """Inside a transaction: hold ``name`` until it ends against every other writer, or False at once if
+        another holds it now. A single-writer engine already holds everything."""
+        return True
+
     @abstractmethod
     def table_exists(self, name: str) -> bool: ...
 

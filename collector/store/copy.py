@@ -65,6 +65,8 @@ TABLES = (
     Table("bank_keys", ("key_id",)),
     Table("registry_version", ("id",)),
     Table("punches", ("id",)),
+    Table("days", ("site", "worker", "day")),
+    Table("day_marks", ("id",)),
     Table("conflicts", ("id",)),
     Table("gaps", ("id",)),
     Table("quarantine", ("id",)),

@@ -75,7 +75,10 @@ class LedgerQueries:
              int(punch.synced), punch.boot, punch.mono_ms, punch.reader, punch.prev, digest, punch.key, body,
              received_at, source, flags, punch.kind, card_counter),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        self._mark_days(site=punch.site, card=punch.card or "", since=punch.time)
+        return True
 
     def highest_punch(self, site: str, gate: str) -> Tail | None:
         """The gate's punch with the highest seq held, if any."""
@@ -90,14 +93,15 @@ class LedgerQueries:
         return None if row is None else Link(*row)
 
     def add_flag(self, site: str, gate: str, seq: int, flag: str) -> None:
-        held = self.db.value("SELECT flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
+        held = self.db.record("SELECT id, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
         if held is None:
             return
-        flags = set(filter(None, held.split(",")))
+        flags = set(filter(None, held["flags"].split(",")))
         if flag not in flags:
             flags.add(flag)
             self.db.execute("UPDATE punches SET flags = ? WHERE site = ? AND gate = ? AND seq = ?",
                             (",".join(sorted(flags)), site, gate, seq))
+            self._mark_punch_days(held["id"])
 
     def add_conflict(self, site: str, gate: str, seq: int, *, kind: str, stored_digest: str, other_digest: str,
                      other_body: bytes | None, detail: str) -> bool:
@@ -184,6 +188,7 @@ class LedgerQueries:
             cursor = self.db.execute("UPDATE gates SET delivery_hours = ? WHERE site = ? AND gate = ?", (hours, site, gate))
             if cursor.rowcount == 0:
                 raise StoreError(f"gate {site}/{gate} is not registered")
+            self._mark_days(site=site, since=None)  # which punches arrived late depends on it
 
     def save_heartbeat_if_newer(self, site: str, gate: str, heartbeat: dict, received_at: str, *, made) -> bool:
         """Keep ``heartbeat`` as the gate's last one unless the one held was made later by ``made(heartbeat,
@@ -217,10 +222,12 @@ class LedgerQueries:
                 raise StoreError(f"site {site} does not exist")
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            return self.db.value(
+            punch_id = self.db.value(
                 """INSERT INTO punches (site, time, worker, direction, received_at, source, manual_by, manual_reason)
                    VALUES (?, ?, ?, ?, ?, 'manual', ?, ?) RETURNING id""",
                 (site, time, worker, direction, self._now_text(), by, reason))
+            self._mark_days(site=site, worker=worker, since=time)
+            return punch_id
 
     def void_punch(self, punch_id: int, *, reason: str, by: str) -> dict:
         """Mark a punch void (kept and shown, no longer counted)."""
@@ -234,6 +241,7 @@ class LedgerQueries:
                 raise StoreError(f"punch {punch_id} is already void (since {rows[0]['void_at']})")
             self.db.execute("UPDATE punches SET void_at = ?, void_by = ?, void_reason = ? WHERE id = ?",
                             (self._now_text(), by, reason, punch_id))
+            self._mark_punch_days(punch_id)
             return rows[0]
 
     def punch(self, punch_id: int) -> dict | None:

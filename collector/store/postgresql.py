@@ -161,6 +161,9 @@ class PostgresConnection(Connection):
             raise DatabaseBusy(f"gate(s) {names} held by another writer beyond the lock timeout", busy)
         return busy
 
+    def try_lock(self, name: str) -> bool:
+        return bool(self.value("SELECT pg_try_advisory_xact_lock(?)", (name_lock_key(name),)))
+
     def table_exists(self, name: str) -> bool:
         return self.value("SELECT to_regclass(?) IS NOT NULL", (name,))
 
@@ -170,5 +173,10 @@ class PostgresConnection(Connection):
 
 def gate_lock_key(site: str, gate: str) -> int:
     """A stable signed 64-bit advisory lock key for one gate."""
-    digest = hashlib.blake2b(f"gate:{site}/{gate}".encode(), digest_size=8).digest()
+    return name_lock_key(f"gate:{site}/{gate}")
+
+
+def name_lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory lock key for a name (two names sharing one only wait for each other)."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)

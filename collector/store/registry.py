@@ -83,6 +83,8 @@ class RegistryQueries:
                 columns = ", ".join(f"{k} = ?" for k in changes)
                 self.db.execute(f"UPDATE sites SET {columns} WHERE site = ?", (*changes.values(), site))
                 self._registry_changed()
+                if changes.keys() & {"max_shift_hours", "timezone"}:
+                    self._mark_days(site=site, since=None)
             return {k: (current[k], v) for k, v in changes.items()}
 
     def add_gate(self, site: str, gate: str, public_key: str, *, reserved: Iterable[str] = ()) -> str:
@@ -246,6 +248,7 @@ class RegistryQueries:
             self.db.execute("INSERT INTO cards (uid, worker, valid_from, valid_to, added_at, kind, masked) "
                             "VALUES (?, ?, ?, NULL, ?, ?, ?)", (uid, worker, valid_from, self._now_text(), kind, masked))
         self._registry_changed()
+        self._mark_days(site="", worker=worker, since=valid_from)
 
     def revoke_card(self, uid: str, *, at: str | None = None) -> str:
         """End the current holder's window (a lost or returned card). Returns the former holder."""
@@ -258,6 +261,7 @@ class RegistryQueries:
                 raise StoreError(f"card {uid} was assigned at {card['valid_from']}, after {at}")
             self.db.execute("UPDATE cards SET valid_to = ? WHERE id = ?", (at, card["id"]))
             self._registry_changed()
+            self._mark_days(site="", worker=card["worker"], since=at)
             return card["worker"]
 
     def worker(self, worker: str) -> dict | None:
@@ -296,10 +300,22 @@ class RegistryQueries:
         """Every worker ever registered (removed ones too): id, name, employer. What a read names people by."""
         return self._rows("SELECT worker, name, employer FROM workers ORDER BY worker")
 
-    def card_windows(self) -> list[dict]:
+    def people_named(self, workers: Iterable[str]) -> list[dict]:
+        """``people()`` of these workers only (those registered)."""
+        workers = sorted(set(workers))
+        found: list[dict] = []
+        for start in range(0, len(workers), 500):
+            chunk = workers[start:start + 500]
+            found += self._rows(f"SELECT worker, name, employer FROM workers WHERE worker IN "
+                                f"({', '.join('?' for _ in chunk)}) ORDER BY worker", chunk)
+        return found
+
+    def card_windows(self, worker: str | None = None) -> list[dict]:
+        """Who held which card when (of one worker, or everyone's)."""
+        where, params = ("WHERE c.worker = ? ", (worker,)) if worker is not None else ("", ())
         return self._rows(f"SELECT c.uid, c.worker, c.valid_from, c.valid_to, w.name, w.employer, "
                           f"{self._card_kind_columns('c.')} "
-                          "FROM cards c JOIN workers w ON w.worker = c.worker ORDER BY c.uid, c.valid_from")
+                          f"FROM cards c JOIN workers w ON w.worker = c.worker {where}ORDER BY c.uid, c.valid_from", params)
 
     def cards_valid_at(self, moment: str, site: str | None = None) -> set[str]:
         """Cards held at ``moment``; with ``site``, only those of workers assigned to it then (its roster)."""
@@ -332,6 +348,7 @@ class RegistryQueries:
             self.db.execute("INSERT INTO assignments (worker, site, valid_from, valid_to, added_at, added_by) "
                             "VALUES (?, ?, ?, ?, ?, ?)", (worker, site, valid_from, valid_to, self._now_text(), by))
             self._registry_changed()
+            self._mark_days(site=site, worker=worker, since=valid_from)
 
     def unassign(self, worker: str, site: str, *, at: str, by: str) -> None:
         """End the worker's open assignment to ``site`` at ``at`` (earlier days stay the site's)."""
@@ -345,6 +362,7 @@ class RegistryQueries:
                 raise StoreError(f"{worker} was assigned to {site} at {held['valid_from']}, after {at}")
             self.db.execute("UPDATE assignments SET valid_to = ? WHERE id = ?", (at, held["id"]))
             self._registry_changed()
+            self._mark_days(site=site, worker=worker, since=at)
 
     def assignments(self, *, worker: str | None = None, site: str | None = None) -> list[dict]:
         where, params = self._where(worker=worker, site=site)
@@ -379,6 +397,7 @@ class RegistryQueries:
                             "AND (valid_from IS NULL OR valid_from < ?)", (at, worker, at))
             self.db.execute("UPDATE workers SET removed_at = ?, removed_by = ? WHERE worker = ?", (at, by, worker))
             self._registry_changed()
+            self._mark_days(site="", worker=worker, since=at)
             return {"sites": ended_sites, "cards": ended_cards}
 
     def _existing_worker(self, worker: str) -> dict:

@@ -658,6 +658,35 @@ STEPS = [
     # latest recorded for the latest date not after it; each approved version holds the payer it was
     # approved with, and its batches debit that account.
     Step(23, "payer_history", _payer_history),
+    # Days are data (collector.store.days): one record per worker, site and local date, kept up to date
+    # through marks each change leaves in its own transaction. Every site is marked here, so an upgraded
+    # database builds its days from the punches it holds (the daemon, `db upgrade` or the first read).
+    Step(24, "days", """
+        CREATE TABLE days (
+            site        TEXT NOT NULL,
+            worker      TEXT NOT NULL,
+            day         TEXT NOT NULL,   -- the local date, YYYY-MM-DD
+            record      TEXT NOT NULL,   -- JSON: the day as the rules made it
+            open_until  TEXT,            -- UTC: from then on the day's last shift has run out ...
+            after       TEXT,            -- ... and the day reads as this JSON
+            computed_at TEXT NOT NULL,
+            PRIMARY KEY (site, worker, day)
+        );
+        CREATE INDEX days_site_day ON days (site, day);
+        CREATE INDEX days_worker_day ON days (worker, day);
+        CREATE TABLE day_marks (
+            id      {id},
+            site    TEXT NOT NULL,   -- '' : every site
+            worker  TEXT,
+            card    TEXT,            -- a gate punch's card: whoever held it
+            since   TEXT NOT NULL,   -- UTC; '' : from the beginning
+            made_at TEXT NOT NULL
+        );
+        CREATE INDEX day_marks_site ON day_marks (site);
+        CREATE INDEX day_marks_worker ON day_marks (worker);
+        CREATE INDEX day_marks_card ON day_marks (card);
+        INSERT INTO day_marks (site, worker, card, since, made_at) SELECT site, NULL, NULL, '', created_at FROM sites;
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -674,6 +703,7 @@ CAPABILITIES = {
     "evidence_requests": 21,  # evidence files the daemon signs on request
     "worker_sessions": 22,  # a worker's browser sessions; looks at a record counted per viewer and day
     "payer_history": 23,  # site_pay rows as history; wage_tables.payer_account, payer_name, payer_bank
+    "days": 24,  # days and day_marks: daily records kept as data
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -1,0 +1,225 @@
+"""Daily records kept as data: recompute what the marks name, read what is kept.
+
+The rules (``rules.py``) stay the one definition of a day; what is kept is their output. A worker's day
+depends on ``now`` in one way only: the worker's last shift is ``open`` until ``max_shift`` after its IN,
+then ``missing_out``. So each day is kept as the rules make it while that shift is open and, for the day
+holding it, as they make it once it has run out, with the moment between: a read at any ``now`` gives
+what computing from the punches at that ``now`` gives (``tests/test_days_property.py`` holds this).
+
+Marks (``collector.store.days``) say which (site, worker) days may have changed from which moment. A
+change at moment t can reach back two shifts (an OUT closes an IN up to a shift before it; a repeated OUT
+is charged to the shift closed up to a shift before that), so a worker's days are recomputed from the
+local date of t - 2 x max_shift to the end of their history there, reading back as far as pairing needs
+(``reports.history``). Marks are removed only after every day they name was recomputed from a read that
+began after they were read: a change committed meanwhile keeps its own mark.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from collector.attendance.attribution import Attributor
+from collector.attendance.reports import DayProblem, days_of, history, record_dict, site_rules
+from collector.attendance.rules import Rules
+from collector.errors import InputError
+from collector.localtime import day_bounds, to_local
+from collector.store import Mark, Store, StoredDay
+from gate_agent.protocol import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+#: ``now`` at which no shift has run out yet, and at which every shift has.
+NEVER = datetime.min.replace(tzinfo=UTC)
+ALWAYS = datetime.max.replace(tzinfo=UTC)
+#: What a kept record leaves to the read: who the worker is now, and whether the date is final.
+READ_TIME = ("worker", "name", "employer", "site", "date", "final")
+#: (site, worker) units recomputed per transaction.
+UNITS_PER_TRANSACTION = 50
+#: The latest moment stored as text (an open shift near the end of time stays open).
+END_OF_TIME = "9999-12-31T23:59:59.999Z"
+
+Unit = tuple[str, str]  # (site, worker)
+
+
+@dataclass
+class Refreshed:
+    """What one refresh did: units recomputed, marks removed, and (for a store that may not write) the
+    recomputed days themselves, for the read that asked to lay over what is kept."""
+
+    units: int = 0
+    dropped: int = 0
+    skipped: int = 0  # units another maintainer held: left, with their marks, for later
+    overlay: dict[Unit, tuple[str | None, list[StoredDay]]] = field(default_factory=dict)
+
+
+def refresh(store: Store, *, site: str | None = None, worker: str | None = None, limit: int | None = None,
+            persist: bool | None = None) -> Refreshed:
+    """Recompute the days the marks name (all, or those that may concern ``site`` or ``worker``; at most
+    ``limit`` marks), keep them (``persist``; by default when the store may write) and remove the marks.
+    A store that may not write (`collector serve`) returns the recomputed days for the read to use."""
+    done = Refreshed()
+    if not store.has("days"):
+        return done
+    persist = not store.db.readonly if persist is None else persist
+    cards = store.worker_cards(worker) if worker is not None else ()
+    marks = store.day_marks(site=site, worker=worker, cards=cards, limit=limit)
+    if not marks:
+        return done
+    units, covers = resolve(store, marks, only_worker=worker)
+    ordered = sorted(units)
+    finished: set[Unit] = set()
+    rules: dict[str, Rules | None] = {}
+    for start in range(0, len(ordered), UNITS_PER_TRANSACTION):
+        batch = ordered[start:start + UNITS_PER_TRANSACTION]
+        if not persist:
+            for unit in batch:
+                done.overlay[unit] = recompute(store, *unit, units[unit], rules)
+            continue
+        with store.transaction():
+            for unit in batch:
+                if not store.lock_days(*unit):
+                    done.skipped += 1
+                    continue
+                since_day, days = recompute(store, *unit, units[unit], rules)
+                store.replace_days(*unit, since_day, days)
+                finished.add(unit)
+        done.units += len(batch)
+    if persist:
+        done.dropped = store.drop_day_marks(m.id for m in marks if covers[m.id] is not None and covers[m.id] <= finished)
+    return done
+
+
+def resolve(store: Store, marks: list[Mark], *,
+            only_worker: str | None = None) -> tuple[dict[Unit, str], dict[int, set[Unit] | None]]:
+    """The (site, worker) units the marks name, each with the earliest moment it may have changed from
+    ('' : the beginning), and per mark the units whose recomputing settles it. With ``only_worker``, a
+    mark for a whole site names only that worker there, and nothing settles it (None): it stays for the
+    site's own refresh. A mark naming nobody (a card nobody held) is settled by nothing at all."""
+    units: dict[Unit, str] = {}
+    covers: dict[int, set[Unit] | None] = {}
+    sites_of: dict[str, list[str]] = {}
+    for mark in marks:
+        if mark.worker is not None:
+            workers = [mark.worker]
+        elif mark.card is not None:
+            workers = store.holders_of(mark.card)
+        elif only_worker is not None:
+            workers = [only_worker]
+        else:
+            workers = store.workers_at_site(mark.site)
+        named: set[Unit] = set()
+        for worker in workers:
+            if mark.site:
+                named.add((mark.site, worker))
+            else:
+                if worker not in sites_of:
+                    sites_of[worker] = store.sites_of_worker(worker)
+                named |= {(site, worker) for site in sites_of[worker]}
+        for unit in named:
+            held = units.get(unit)
+            units[unit] = mark.since if held is None else min(held, mark.since)
+        whole_site = mark.worker is None and mark.card is None
+        covers[mark.id] = None if whole_site and only_worker is not None else named
+    return units, covers
+
+
+def recompute(store: Store, site: str, worker: str, since: str,
+              rules_of: dict[str, Rules | None] | None = None) -> tuple[str | None, list[StoredDay]]:
+    """The worker's days at ``site`` from the first local date a change at ``since`` can reach ('' or
+    None: all of them), as the rules make them. Returns that date (None: all) and the days."""
+    rules_of = {} if rules_of is None else rules_of
+    if site not in rules_of:
+        try:
+            rules_of[site] = site_rules(store, site)
+        except Exception:  # noqa: BLE001 - a site that no longer exists has no days
+            rules_of[site] = None
+    rules = rules_of[site]
+    if rules is None:
+        return None, []
+    since_day = _first_day(since, rules)
+    attributor = Attributor(store.card_windows(worker), [], only=worker)
+    if since_day is None:
+        events, _, _ = history(store, site, rules, attributor, datetime.min.replace(tzinfo=UTC), None, worker=worker)
+        first = date.min
+    else:
+        start = parse_time(day_bounds(since_day, rules.tz)[0])
+        events, _, _ = history(store, site, rules, attributor, start, None, worker=worker)
+        first = since_day
+    events = [e for e in events if e.worker == worker]
+    assignments = store.assignments(worker=worker, site=site)
+    still_open = days_of(events, rules, NEVER, first, date.max, assignments, site=site)
+    run_out = {d.date: d for d in days_of(events, rules, ALWAYS, first, date.max, assignments, site=site)}
+    days = []
+    for day in still_open:
+        record = _kept(record_dict(day, site, rules.tz, None, False))
+        open_until, after = None, None
+        if not isinstance(day, DayProblem):
+            opened = [s.start.time for s in day.shifts if s.status == "open"]
+            if opened:
+                try:
+                    open_until = format_time(max(opened) + rules.max_shift)
+                except (OverflowError, ValueError):
+                    open_until = END_OF_TIME
+                after = _kept(record_dict(run_out[day.date], site, rules.tz, None, False))
+        days.append(StoredDay(site, worker, day.date.isoformat(), record, open_until, after))
+    return (None if since_day is None else since_day.isoformat()), days
+
+
+def _first_day(since: str | None, rules: Rules) -> date | None:
+    """The first local date a change at ``since`` can reach, or None (all of them)."""
+    if not since:
+        return None
+    try:
+        moment = to_local(parse_time(since) - 2 * rules.max_shift, rules.tz)
+        if moment is None:
+            return None
+        day_bounds(moment.date(), rules.tz)  # a date reports cover, or recompute everything
+        return moment.date()
+    except (OverflowError, ValueError, InputError):
+        return None
+
+
+def _kept(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in READ_TIME}
+
+
+def read(store: Store, *, site: str | None = None, worker: str | None = None, first: date, last: date) -> list[StoredDay]:
+    """The kept days of ``site`` or ``worker`` (or both) for local dates first..last, with whatever the
+    marks still name recomputed first (kept, or laid over what is kept when the store may not write)."""
+    refreshed = refresh(store, site=site, worker=worker)
+    kept = store.stored_days(site=site, worker=worker, first=first.isoformat(), last=last.isoformat())
+    if not refreshed.overlay:
+        return kept
+    wanted = [unit for unit in refreshed.overlay
+              if (site is None or unit[0] == site) and (worker is None or unit[1] == worker)]
+    replaced = {}
+    for unit in wanted:
+        since_day, days = refreshed.overlay[unit]
+        replaced[unit] = (since_day, [d for d in days if first.isoformat() <= d.day <= last.isoformat()])
+    merged = [d for d in kept
+              if (d.site, d.worker) not in replaced
+              or (replaced[(d.site, d.worker)][0] is not None and d.day < replaced[(d.site, d.worker)][0])]
+    for _, days in replaced.values():
+        merged += days
+    return sorted(merged, key=lambda d: (d.site, d.worker, d.day))
+
+
+def day_dict(kept: StoredDay, now: datetime, person: dict | None, final: bool) -> dict:
+    """A kept day as ``reports.record_dict`` gives it at ``now``."""
+    record = kept.as_of(format_time(now))
+    name = person.get("name") if person else None
+    employer = person.get("employer") if person else None
+    head = {"worker": kept.worker, "name": name, "employer": employer, "site": kept.site, "date": kept.day}
+    body = dict(record)
+    if body.get("status") == "error":
+        return {**head, **body, "final": False}
+    return {**head, "first_in": body["first_in"], "last_out": body["last_out"],
+            "worked_minutes": body["worked_minutes"], "status": body["status"], "flags": body["flags"],
+            "final": final, "shifts": body["shifts"], "anomalies": body["anomalies"], "voided": body["voided"]}
+
+
+def pending(store: Store) -> dict:
+    """How much the kept days lag the changes: marks waiting and the oldest one's age."""
+    return {"marks": store.pending_day_marks(), "oldest": store.oldest_day_mark()}

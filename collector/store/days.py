@@ -1,0 +1,214 @@
+"""Daily records kept as data, and the marks that say which of them a change has made stale.
+
+A day (worker, site, local date) is what ``collector.attendance.rules`` makes of the punches; it is kept
+in ``days`` so that a read is a look-up. Whatever shapes a day (a punch stored, a manual punch, a void,
+a punch's flags, a card window, an assignment, a site's rules, a gate's delivery interval) leaves a mark
+in ``day_marks`` in the transaction that makes the change: the mark commits with the change or not at
+all. ``collector.attendance.days`` recomputes what the marks name and removes exactly the marks it read,
+so a change committed while it worked keeps its own mark (never lost), and recomputing a day twice writes
+the same record (never doubled).
+
+A mark names a site ('' for every site the worker has anything at), a worker or a card (neither: every
+worker of the site), and the moment from which days may have changed ('' for the beginning).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .connection import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    id: int
+    site: str  # '' : every site
+    worker: str | None
+    card: str | None  # a gate punch's card: whoever held it
+    since: str  # UTC text, '' : from the beginning
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDay:
+    """One kept day: the record as the rules gave it while its last shift may still be open, and (when
+    ``open_until`` is set) the record once that shift has run out."""
+
+    site: str
+    worker: str
+    day: str  # local date, YYYY-MM-DD
+    record: dict
+    open_until: str | None  # UTC text: the day reads as ``record`` until then, as ``after`` from then on
+    after: dict | None
+
+    def as_of(self, now_text: str) -> dict:
+        return self.after if self.open_until is not None and now_text > self.open_until else self.record
+
+
+class DayQueries:
+    """Mixed into Store, whose ``db``, ``has`` and ``_now_text`` it uses."""
+
+    db: Connection
+
+    # ================================================================== marks (inside the change's transaction)
+
+    def _mark_days(self, *, site: str, since: str | None, worker: str | None = None, card: str | None = None) -> None:
+        """Say that days may have changed from ``since`` (None: from the beginning) for ``worker``, for
+        whoever held ``card``, or (neither) for everyone at ``site`` ('' : every site)."""
+        if not self.has("days"):
+            return
+        self.db.execute("INSERT INTO day_marks (site, worker, card, since, made_at) VALUES (?, ?, ?, ?, ?)",
+                        (site, worker, card, since or "", self._now_text()))
+
+    def _mark_punch_days(self, punch_id: int) -> None:
+        """Days a stored punch takes part in: its worker's (a manual punch) or its card holder's."""
+        row = self.db.record("SELECT site, time, card, worker, source FROM punches WHERE id = ?", (punch_id,))
+        if row is not None:
+            if row["source"] == "manual":
+                self._mark_days(site=row["site"], worker=row["worker"], since=row["time"])
+            else:
+                self._mark_days(site=row["site"], card=row["card"] or "", since=row["time"])
+
+    def mark_site_days(self, sites: Iterable[str] | None = None, since: str | None = None) -> None:
+        """Every day of these sites (None: of every site) from ``since`` is to be recomputed (a restore, an
+        operator's rebuild)."""
+        with self.transaction():
+            for site in (self.db.column("SELECT site FROM sites ORDER BY site") if sites is None else sites):
+                self._mark_days(site=site, since=since)
+
+    # ================================================================== marks (the maintainer)
+
+    def day_marks(self, *, site: str | None = None, worker: str | None = None, cards: Iterable[str] = (),
+                  limit: int | None = None) -> list[Mark]:
+        """Marks oldest first: all of them, or those that may concern ``site`` (its own and every-site
+        ones), or ``worker`` (with the cards they ever held) at any site."""
+        clauses, params = [], []
+        if site is not None:
+            clauses.append("site IN (?, '')")
+            params.append(site)
+        if worker is not None:
+            cards = list(cards)
+            who = ["worker = ?", "(worker IS NULL AND card IS NULL)"]
+            params.append(worker)
+            if cards:
+                who.append(f"card IN ({', '.join('?' for _ in cards)})")
+                params += cards
+            clauses.append("(" + " OR ".join(who) + ")")
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT id, site, worker, card, since FROM day_marks{where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Mark(*row) for row in self.db.execute(sql, params).fetchall()]
+
+    def drop_day_marks(self, ids: Iterable[int]) -> int:
+        """Remove exactly these marks (a mark committed since they were read stays)."""
+        ids = sorted(set(ids))
+        dropped = 0
+        with self.transaction():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                dropped += self.db.execute(f"DELETE FROM day_marks WHERE id IN ({', '.join('?' for _ in chunk)})",
+                                           chunk).rowcount
+        return dropped
+
+    def pending_day_marks(self) -> int:
+        return self.db.value("SELECT COUNT(*) FROM day_marks") if self.has("days") else 0
+
+    def oldest_day_mark(self) -> str | None:
+        """When the oldest mark still waiting was made (UTC text), or None."""
+        return self.db.value("SELECT MIN(made_at) FROM day_marks") if self.has("days") else None
+
+    def workers_at_site(self, site: str) -> list[str]:
+        """Everyone whose days at ``site`` may exist: kept days, manual punches, holders of cards that
+        punched there."""
+        found = set(self.db.column("SELECT DISTINCT worker FROM days WHERE site = ?", (site,)))
+        found |= set(self.db.column("SELECT DISTINCT worker FROM punches WHERE site = ? AND source = 'manual' "
+                                    "AND worker IS NOT NULL", (site,)))
+        found |= set(self.db.column("SELECT DISTINCT c.worker FROM cards c WHERE EXISTS "
+                                    "(SELECT 1 FROM punches p WHERE p.card = c.uid AND p.site = ?)", (site,)))
+        return sorted(found)
+
+    def sites_of_worker(self, worker: str) -> list[str]:
+        """Every site where ``worker`` may have days: kept days, manual punches, punches of their cards."""
+        found = set(self.db.column("SELECT DISTINCT site FROM days WHERE worker = ?", (worker,)))
+        found |= set(self.db.column("SELECT DISTINCT site FROM punches WHERE source = 'manual' AND worker = ?",
+                                    (worker,)))
+        found |= set(self.db.column("SELECT DISTINCT p.site FROM punches p WHERE p.card IN "
+                                    "(SELECT uid FROM cards WHERE worker = ?)", (worker,)))
+        return sorted(found)
+
+    def holders_of(self, card: str) -> list[str]:
+        return sorted(set(self.db.column("SELECT worker FROM cards WHERE uid = ?", (card,))))
+
+    def worker_cards(self, worker: str) -> list[str]:
+        return sorted(set(self.db.column("SELECT uid FROM cards WHERE worker = ?", (worker,))))
+
+    def worker_punches(self, site: str, worker: str, *, start: str | None = None, end: str | None = None) -> list[dict]:
+        """Punches at ``site`` that may be ``worker``'s: manual ones naming them, gate ones of any card they
+        ever held (whose they are at each moment is the card windows' to say), in [start, end)."""
+        where, params = self._worker_punch_where(site, worker, start, end)
+        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
+                                f"AND g.gate = p.gate WHERE {where} ORDER BY p.time, p.gate NULLS FIRST, "
+                                "p.seq NULLS FIRST, p.id", params)
+
+    def first_worker_punch_time(self, site: str, worker: str) -> str | None:
+        where, params = self._worker_punch_where(site, worker, None, None)
+        return self.db.value(f"SELECT MIN(p.time) FROM punches p WHERE {where}", params)
+
+    def _worker_punch_where(self, site: str, worker: str, start: str | None, end: str | None) -> tuple[str, list]:
+        cards = self.worker_cards(worker)
+        who = ["(p.source = 'manual' AND p.worker = ?)"]
+        params: list = [site, worker]
+        if cards:
+            who.append(f"(p.source <> 'manual' AND p.card IN ({', '.join('?' for _ in cards)}))")
+            params += cards
+        where = f"p.site = ? AND ({' OR '.join(who)})"
+        for op, value in ((">=", start), ("<", end)):
+            if value is not None:
+                where += f" AND p.time {op} ?"
+                params.append(value)
+        return where, params
+
+    def lock_days(self, site: str, worker: str) -> bool:
+        """Inside a transaction: hold (site, worker)'s days against another maintainer; False if another
+        holds them now (it is recomputing them: leave them, and their marks, for later)."""
+        return self.db.try_lock(f"days:{site}/{worker}")
+
+    def replace_days(self, site: str, worker: str, since_day: str | None, days: list[StoredDay]) -> None:
+        """Inside a transaction: the worker's days at ``site`` from ``since_day`` on (None: all) become ``days``."""
+        if since_day is None:
+            self.db.execute("DELETE FROM days WHERE site = ? AND worker = ?", (site, worker))
+        else:
+            self.db.execute("DELETE FROM days WHERE site = ? AND worker = ? AND day >= ?", (site, worker, since_day))
+        now = self._now_text()
+        self.db.executemany(
+            "INSERT INTO days (site, worker, day, record, open_until, after, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(d.site, d.worker, d.day, _json(d.record), d.open_until, None if d.after is None else _json(d.after), now)
+             for d in days])
+
+    # ================================================================== reading
+
+    def stored_days(self, *, site: str | None = None, worker: str | None = None, first: str | None = None,
+                    last: str | None = None) -> list[StoredDay]:
+        """Kept days, by site, worker and date; ``first``/``last`` are local dates (inclusive)."""
+        clauses, params = [], []
+        for column, op, value in (("site", "=", site), ("worker", "=", worker), ("day", ">=", first),
+                                  ("day", "<=", last)):
+            if value is not None:
+                clauses.append(f"d.{column} {op} ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.db.execute(f"SELECT d.site, d.worker, d.day, d.record, d.open_until, d.after FROM days d{where} "
+                               "ORDER BY d.site, d.worker, d.day", params).fetchall()
+        return [StoredDay(site, worker, day, json.loads(record), open_until,
+                          None if after is None else json.loads(after))
+                for site, worker, day, record, open_until, after in rows]
+
+    def day_sites(self, worker: str, first: str, last: str) -> list[str]:
+        return self.db.column("SELECT DISTINCT site FROM days WHERE worker = ? AND day >= ? AND day <= ? ORDER BY site",
+                              (worker, first, last))
+
+
+def _json(value: dict) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
