@@ -85,7 +85,7 @@ def refresh(store: Store, *, site: str | None = None, worker: str | None = None,
                 since_day, days = recompute(store, *unit, units[unit], rules)
                 store.replace_days(*unit, since_day, days)
                 finished.add(unit)
-        done.units += len(batch)
+    done.units = len(finished) if persist else len(done.overlay)
     if persist:
         done.dropped = store.drop_day_marks(m.id for m in marks if covers[m.id] is not None and covers[m.id] <= finished)
     return done
@@ -220,6 +220,38 @@ def day_dict(kept: StoredDay, now: datetime, person: dict | None, final: bool) -
             "final": final, "shifts": body["shifts"], "anomalies": body["anomalies"], "voided": body["voided"]}
 
 
+def day_start(day: date, tz) -> str:
+    """The UTC moment a local date starts (what a mark's ``since`` says)."""
+    return day_bounds(day, tz)[0]
+
+
 def pending(store: Store) -> dict:
     """How much the kept days lag the changes: marks waiting and the oldest one's age."""
     return {"marks": store.pending_day_marks(), "oldest": store.oldest_day_mark()}
+
+
+def differences(store: Store, site: str, first: date, last: date, *, now: datetime) -> list[dict]:
+    """Where the kept days of ``site`` (first..last) differ from computing them from the punches alone:
+    one entry per worker and date, with both versions (None where one side has no day)."""
+    from collector.attendance.reports import attendance, from_punches
+
+    kept = {(d["worker"], d["date"]): d for d in attendance(store, site, first, last, now=now)}
+    fresh = {(d["worker"], d["date"]): d for d in from_punches(store, site, first, last, now=now)}
+    return [{"site": site, "worker": worker, "date": day, "kept": kept.get((worker, day)),
+             "from_punches": fresh.get((worker, day))}
+            for worker, day in sorted(kept.keys() | fresh.keys())
+            if kept.get((worker, day)) != fresh.get((worker, day))]
+
+
+def history_span(store: Store, site: str, today: date) -> tuple[date, date] | None:
+    """The local dates a site's punches cover (to today at least), or None without a placeable punch."""
+    rules = site_rules(store, site)
+    earliest = store.first_punch_time(site, "2000")
+    latest = store.db.value("SELECT MAX(time) FROM punches WHERE site = ?", (site,))
+    if earliest is None or latest is None:
+        return None
+    first = to_local(parse_time(earliest), rules.tz)
+    last = to_local(parse_time(latest), rules.tz)
+    if first is None or last is None:
+        return None
+    return first.date(), max(today, last.date())

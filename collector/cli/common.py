@@ -10,7 +10,7 @@ import click
 
 from collector.config import load_config
 from collector.errors import InputError, user_facing
-from collector.store import DatabaseError, Store
+from collector.store import DatabaseError, Store, StoreError
 from gate_agent.cli_output import EscapingGroup as Group
 from gate_agent.cli_output import ToolGroup, json_text, say
 from gate_agent.protocol import valid_id
@@ -49,7 +49,26 @@ class Context:
         self.config = load_config(config_path)
 
     def store(self, *, readonly: bool = False) -> Store:
-        return Store(self.config.db, readonly=readonly, timeouts=self.config.timeouts())
+        return CommandStore(self.config.db, readonly=readonly, timeouts=self.config.timeouts())
+
+
+class CommandStore(Store):
+    """A command's store. Whatever a command changed that shapes days is recomputed into the kept days
+    before it ends (``attendance.days``), so the next read finds them current with no daemon running; a
+    failure there is logged and left to the next reader or the daemon (the change itself is kept)."""
+
+    def __exit__(self, kind, value, traceback) -> None:
+        try:
+            if kind is None and not self.db.readonly:
+                from collector.attendance import days
+
+                try:
+                    days.refresh(self)
+                except (DatabaseError, StoreError) as error:
+                    logging.getLogger("collector").warning("kept days not recomputed now (the daemon or the "
+                                                           "next read will): %s", error)
+        finally:
+            super().__exit__(kind, value, traceback)
 
 
 #: Where the configuration is when --config is not given: this variable, else the installed file.

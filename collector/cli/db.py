@@ -38,14 +38,19 @@ def db_status(ctx: Context, as_json: bool) -> None:
 def db_upgrade(ctx: Context, as_json: bool) -> None:
     """Apply pending schema steps (the daemon does so at start too; several collectors starting at once
     apply each step once)."""
+    from collector.cli.days import catch_up
     from collector.store import Store, display, schema
 
     with Store(ctx.config.db, upgrade=False) as store:
         done = schema.upgrade(store.db)
         version = max(schema.applied(store.db), default=0)
-    emit(as_json, {"database": display(ctx.config.db), "applied": [s.version for s in done], "version": version},
+        # A step may have marked days to build (the one that brought kept days marks them all).
+        days = catch_up(store)
+    emit(as_json, {"database": display(ctx.config.db), "applied": [s.version for s in done], "version": version,
+                   "days_recomputed": days["units"]},
          f"{display(ctx.config.db)}: " + (f"applied {', '.join(f'{s.version} {s.name}' for s in done)}; "
-                                          if done else "nothing to apply; ") + f"schema version {version}")
+                                          if done else "nothing to apply; ") + f"schema version {version}"
+         + (f"; {days['units']} worker-site record(s) of days built" if days["units"] else ""))
 
 
 @db_group.command("copy")

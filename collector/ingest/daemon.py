@@ -26,6 +26,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from collector.attendance.maintainer import DayMaintainer
 from collector.config import RETRY_FIRST_SECONDS, CollectorConfig
 from collector.evidence.builder import BuildLimits, EvidenceBuilder
 from collector.ingest.cluster import LeaseKeeper, client_id, partition_of
@@ -212,6 +213,8 @@ class CollectorService:
             limits=BuildLimits(memory_bytes=config.evidence_memory_megabytes * 1024 * 1024,
                                seconds=config.evidence_build_seconds,
                                document_bytes=config.evidence_limits.stored_bytes))
+        # Days are recomputed off this loop too: ingest only leaves marks (collector.attendance.days).
+        self.days = DayMaintainer(config.db, timeouts=self._timeouts)
         #: Messages set aside, unacknowledged, because another writer held their gate: in arrival order,
         #: offered again at ``_deferred_due``; later messages of those gates wait behind them.
         self._deferred: list[Arrival] = []
@@ -233,6 +236,7 @@ class CollectorService:
 
         self._leases()
         self.evidence.start()
+        self.days.start()
         notify("READY=1", "STATUS=collecting")
         log.info("collector %s running: database %s, broker %s:%d, %d partition(s), holding %s",
                  self.keeper.instance, display(self.config.db), self.config.mqtt.host, self.config.mqtt.port,
@@ -258,6 +262,7 @@ class CollectorService:
                 notify("WATCHDOG=1")
         finally:
             notify("STOPPING=1")
+            self.days.stop()
             self.evidence.stop()
             for number in list(self.partitions):
                 self._close_partition(number)

@@ -1,6 +1,7 @@
 """The collector's schema: versioned steps, written once for both engines, applied in order.
 
-A step is SQL (``{id}`` and ``{blob}`` stand for the engine's auto-numbered key and byte-string types;
+A step is SQL (``{id}``, ``{serial}`` and ``{blob}`` stand for the engine's auto-numbered key, one never given
+twice, and byte-string types;
 TEXT, BIGINT and DOUBLE PRECISION read the same in both) or a function of the connection and the time
 of the upgrade (UTC text) for data that must be rewritten. Each step and its record in ``schema_migrations`` commit together; the daemon
 applies what is pending at start, and so does ``collector db upgrade``. Concurrent starts (several
@@ -675,7 +676,7 @@ STEPS = [
         CREATE INDEX days_site_day ON days (site, day);
         CREATE INDEX days_worker_day ON days (worker, day);
         CREATE TABLE day_marks (
-            id      {id},
+            id      {serial},
             site    TEXT NOT NULL,   -- '' : every site
             worker  TEXT,
             card    TEXT,            -- a gate punch's card: whoever held it

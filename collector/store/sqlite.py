@@ -27,7 +27,8 @@ DATABASE_MODE = 0o600
 class SqliteConnection(Connection):
     dialect = "sqlite"
     single_writer = True
-    types = {"id": "INTEGER PRIMARY KEY", "blob": "BLOB"}
+    # {serial}: a key never given twice, even after every row was deleted (a queue's rows are named by it).
+    types = {"id": "INTEGER PRIMARY KEY", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
     now_sql = "((julianday('now') - 2440587.5) * 86400.0)"
 
     def __init__(self, path: Path, readonly: bool):
