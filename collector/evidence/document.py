@@ -35,6 +35,7 @@ from collector.attendance.rules import Event, Rules, daily_records
 from collector.errors import CollectorError
 from collector.localtime import zone
 from collector.store import Store, StoreError
+from collector.workers.record import worker_sites
 from gate_agent.protocol import (
     BankKeys,
     ProtocolError,
@@ -88,17 +89,18 @@ def build_evidence(store: Store, worker: str, first: date, last: date, *, key: E
 def evidence_body(store: Store, worker: str, first: date, last: date, *, now: datetime,
                   progress=None) -> dict:
     """What the evidence file says, before the bank signs it (no key needed: enough for its id)."""
-    person = store.worker(worker)
+    person = next(iter(store.people_named([worker])), None)
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
     attributor = Attributor.of(store, worker)
+    own_cards = {w["uid"] for w in attributor.windows}
     sites, gates, manual, voids, days = {}, [], [], [], []
-    for site_row in store.sites():
+    for site_row in worker_sites(store, worker):
         site = site_row["site"]
         rules = site_rules(store, site)
         # The file carries the punches from where the worker's pairing starts afresh, so that a verifier
-        # pairing them gives the days the bank gave.
-        events, _, punches = history(store, site, rules, attributor, *reach(first, last, rules, now))
+        # pairing them gives the days the bank gave: the worker's own punches, never the whole site's.
+        events, _, punches = history(store, site, rules, attributor, *reach(first, last, rules, now), worker=worker)
         mine = [e for e in events if e.worker == worker]
         if not mine:
             continue
@@ -118,7 +120,7 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
             }
             # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
             # without the bank's card keys cannot repeat: vouched for by the bank's signature over the file.
-            judged = [sorted(CARD_FLAGS & set(punch_flags(r, attributor.attribute(r).holder))) for r in rows]
+            judged = [_card_judgement(r, attributor, own_cards) for r in rows]
             if any(judged):
                 segment["card_flags"] = judged
             gates.append(segment)
@@ -146,6 +148,16 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
         "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in attributor.windows],
         "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
     }
+
+
+def _card_judgement(row: dict, attributor: Attributor, own_cards: set[str]) -> list[str]:
+    """The card flags of a segment's punch (``CARD_FLAGS`` of ``punch_flags``). The attributor knows the
+    worker's cards only, so another card has no holder here and its judgement is what ingest stored:
+    the whole of ``punch_flags`` is worked out only for the worker's own punches (a segment holds every
+    punch of the gate between the worker's first and last)."""
+    if row.get("card") in own_cards:
+        return sorted(CARD_FLAGS & set(punch_flags(row, attributor.attribute(row).holder)))
+    return sorted(CARD_FLAGS.intersection((row.get("flags") or "").split(",")))
 
 
 def _cites(entry: dict, punch: dict) -> dict:

@@ -55,9 +55,10 @@ class PaymentQueries:
                                        (batch_id,))
         return batch
 
-    def wage_payments(self, site: str | None = None, period: str | None = None) -> list[dict]:
-        """Every credit (of a site, of a period), in the order they were made."""
-        where, params = self._where(site=site, period=period)
+    def wage_payments(self, site: str | None = None, period: str | None = None, *,
+                      worker: str | None = None) -> list[dict]:
+        """Every credit (of a site, of a period, to a worker), in the order they were made."""
+        where, params = self._where(site=site, period=period, worker=worker)
         return self._rows(f"SELECT * FROM wage_payments{where} ORDER BY site, period, batch_id, position", params)
 
     def payments_by_end_to_end(self, ids: list[str]) -> dict[str, dict]:
@@ -83,15 +84,15 @@ class PaymentQueries:
         if not rows:
             raise StoreError(f"credit {end_to_end_id} is not pending any more (settled meanwhile?)")
 
-    def approved_wage_tables(self, site: str | None = None) -> list[dict]:
-        """Every approved version (one per period at most), with its lines."""
+    def approved_wage_tables(self, site: str | None = None, *, worker: str | None = None) -> list[dict]:
+        """Every approved version (one per period at most), with its lines (``worker``'s only, if given)."""
         sql, params = "SELECT * FROM wage_tables WHERE status = 'approved'", []
         if site is not None:
             sql += " AND site = ?"
             params.append(site)
         tables = self._rows(sql + " ORDER BY site, period", params)
         for table in tables:
-            table["lines"] = self.wage_lines(table["id"])  # type: ignore[attr-defined]
+            table["lines"] = self.wage_lines(table["id"], worker=worker)  # type: ignore[attr-defined]
         return tables
 
     def first_punch_time(self, site: str, since: str = "") -> str | None:

@@ -51,6 +51,19 @@ class WageQueries:
         return {row["worker"]: row for row in self._rows(
             "SELECT worker, name, employer, id_number, phone, bank_account, bank_name FROM workers")}
 
+    def payees_matching(self, worker: str, *, bank_account: str, id_number: str) -> dict[str, dict]:
+        """``payees()`` narrowed to ``worker`` and whoever may share their account or ID number (given as
+        kept: digits; upper case without spaces): those kept with the same value, and any kept in another
+        form (written before the store checked payees), whom only the caller can compare."""
+        if self.db.dialect == "postgresql":
+            other_form = "bank_account ~ '[^0-9]' OR id_number ~ '[^0-9X]'"
+        else:
+            other_form = "bank_account GLOB '*[^0-9]*' OR id_number GLOB '*[^0-9X]*'"
+        return {row["worker"]: row for row in self._rows(
+            "SELECT worker, name, employer, id_number, phone, bank_account, bank_name FROM workers "
+            f"WHERE worker = ? OR bank_account = ? OR id_number = ? OR {other_form}",
+            (worker, bank_account or None, id_number or None))}
+
     # ================================================================== terms with history
 
     def set_wage_terms(self, worker: str, *, basis: str, rate_fen: int, effective_from: str, by: str,
@@ -160,9 +173,9 @@ class WageQueries:
                 (site, period, worker, item, amount_fen, reason, source, self._now_text(),
                  by))
 
-    def deductions(self, site: str, period: str) -> list[dict]:
-        return self._rows("SELECT * FROM wage_deductions WHERE site = ? AND period = ? ORDER BY worker, id",
-                          (site, period))
+    def deductions(self, site: str, period: str, *, worker: str | None = None) -> list[dict]:
+        where, params = self._where(site=site, period=period, worker=worker)
+        return self._rows(f"SELECT * FROM wage_deductions{where} ORDER BY worker, id", params)
 
     # ================================================================== wage tables
 
@@ -193,8 +206,10 @@ class WageQueries:
         where, params = self._where(site=site, period=period)
         return self._rows(f"SELECT * FROM wage_tables{where} ORDER BY site, period, version", params)
 
-    def wage_table(self, site: str, period: str, version: int | None = None) -> dict | None:
-        """A version of the period's table with its lines (the latest if ``version`` is None)."""
+    def wage_table(self, site: str, period: str, version: int | None = None, *,
+                   worker: str | None = None) -> dict | None:
+        """A version of the period's table with its lines (the latest if ``version`` is None; ``worker``'s
+        line only, if given)."""
         if version is None:
             rows = self._rows("SELECT * FROM wage_tables WHERE site = ? AND period = ? ORDER BY version DESC LIMIT 1",
                               (site, period))
@@ -204,11 +219,12 @@ class WageQueries:
         if not rows:
             return None
         table = rows[0]
-        table["lines"] = self.wage_lines(table["id"])
+        table["lines"] = self.wage_lines(table["id"], worker=worker)
         return table
 
-    def wage_lines(self, table_id: int) -> list[dict]:
-        lines = self._rows("SELECT * FROM wage_lines WHERE table_id = ? ORDER BY worker", (table_id,))
+    def wage_lines(self, table_id: int, *, worker: str | None = None) -> list[dict]:
+        where, params = self._where(table_id=table_id, worker=worker)
+        lines = self._rows(f"SELECT * FROM wage_lines{where} ORDER BY worker", params)
         for line in lines:
             line["flags"] = [f for f in line["flags"].split(",") if f]
             line["detail"] = json.loads(line["detail"])

@@ -33,9 +33,10 @@ FIRST_MONTH = date(2020, 1, 1)
 
 
 def arrears(store: Store, *, site: str | None = None, as_of: date | None = None, now: datetime | None = None,
-            grace: timedelta = timedelta(hours=6)) -> dict:
+            grace: timedelta = timedelta(hours=6), worker: str | None = None) -> dict:
     """``{"as_of", "workers": [...], "employers": [...], "sites": [...]}``; ``as_of`` defaults to each
-    site's local today."""
+    site's local today. With ``worker``, that worker's rows only (the totals are theirs), read from their
+    own approved lines, payments and days: the rows the whole report has for them."""
     now = now or datetime.now(UTC)
     sites = [s for s in store.sites() if site is None or s["site"] == site]
     if site is not None and not sites:
@@ -44,7 +45,7 @@ def arrears(store: Store, *, site: str | None = None, as_of: date | None = None,
     for row in sites:
         day = as_of or to_local(now, zone(row["timezone"])).date()
         try:
-            site_rows, notes = _site(store, row["site"], day, now, grace)
+            site_rows, notes = _site(store, row["site"], day, now, grace, worker)
         except Exception as error:  # noqa: BLE001 - one site that cannot be read must not hide the bank's others
             log.exception("the arrears of site %s cannot be computed", row["site"])
             reason = f"cannot be computed ({type(error).__name__}: {error})"
@@ -72,11 +73,12 @@ def _totals(rows: list[dict]) -> dict:
             "art27_warnings": sum(1 for r in rows if r["art27"])}
 
 
-def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta) -> tuple[list[dict], list[str]]:
+def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta,
+          worker: str | None = None) -> tuple[list[dict], list[str]]:
     rows, notes = [], []
-    approved = {t["period"]: t for t in store.approved_wage_tables(site)}
+    approved = {t["period"]: t for t in store.approved_wage_tables(site, worker=worker)}
     settled: dict[tuple[str, str], dict] = defaultdict(lambda: {"paid": 0, "pending": 0})
-    for payment in store.wage_payments(site):
+    for payment in store.wage_payments(site, worker=worker):
         sums = settled[(payment["period"], payment["worker"])]
         if payment["status"] == "paid" and payment["paid_on"] <= as_of.isoformat():
             sums["paid"] += payment["amount_fen"]
@@ -97,7 +99,7 @@ def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta)
             continue
         if pay_date(period, terms["pay_day"]) >= as_of:
             continue
-        unpaid, note = _unapproved(store, site, period, as_of, now, grace)
+        unpaid, note = _unapproved(store, site, period, as_of, now, grace, worker)
         rows += unpaid
         if note:
             notes.append(note)
@@ -144,10 +146,10 @@ def _finish(row: dict, as_of: date, pay_day: date) -> dict:
     return row
 
 
-def _unapproved(store: Store, site: str, period: str, as_of: date, now: datetime,
-                grace: timedelta) -> tuple[list[dict], str | None]:
-    """Workers with verified days in a period past its pay day that has no approved table."""
-    table = compute(store, site, period, now=now, grace=grace, draft=True)
+def _unapproved(store: Store, site: str, period: str, as_of: date, now: datetime, grace: timedelta,
+                worker: str | None = None) -> tuple[list[dict], str | None]:
+    """Workers (or ``worker``) with verified days in a period past its pay day that has no approved table."""
+    table = compute(store, site, period, now=now, grace=grace, draft=True, worker=worker)
     rows = []
     if table["final"]:
         for line in table["lines"]:
@@ -165,7 +167,7 @@ def _unapproved(store: Store, site: str, period: str, as_of: date, now: datetime
     first, last = period_bounds(period)
     days: dict[str, set] = defaultdict(set)
     names: dict[str, dict] = {}
-    for record in attendance(store, site, first, last, now=now, grace=grace):
+    for record in attendance(store, site, first, last, now=now, grace=grace, worker=worker):
         if record["final"] and (record["status"] == "complete" or record["status"] in UNDECIDED):
             days[record["worker"]].add(record["date"])
             names[record["worker"]] = record

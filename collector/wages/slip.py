@@ -37,12 +37,12 @@ BANNERS = {
 
 
 def choose_table(store: Store, worker: str, period: str, site: str | None) -> dict:
-    """The table a slip shows: the period's approved version at the site, else its latest one. Refuses
-    when the period has no table there, or the worker is not in it."""
+    """The table a slip shows: the period's approved version at the site, else its latest one, with the
+    worker's line only. Refuses when the period has no table there, or the worker is not in it."""
     period_bounds(period)
     if site is None:
         sites = sorted({t["site"] for t in store.wage_tables(period=period)})
-        having = [s for s in sites if any(line["worker"] == worker for line in _table(store, s, period)["lines"])]
+        having = [s for s in sites if _table(store, s, period, worker)["lines"]]
         if not sites:
             raise WageError(f"no wage table for {period} at any site (collector wages run)")
         if not having:
@@ -54,16 +54,16 @@ def choose_table(store: Store, worker: str, period: str, site: str | None) -> di
         raise WageError(f"site {site} does not exist")
     if not store.wage_tables(site, period):
         raise WageError(f"{site} {period} has no wage table (collector wages run)")
-    table = _table(store, site, period)
-    if not any(line["worker"] == worker for line in table["lines"]):
+    table = _table(store, site, period, worker)
+    if not table["lines"]:
         raise WageError(f"{worker} is not in the {site} {period} wage table (version {table['version']})")
     return table
 
 
-def _table(store: Store, site: str, period: str) -> dict:
+def _table(store: Store, site: str, period: str, worker: str) -> dict:
     approved = [t for t in store.wage_tables(site, period) if t["status"] == "approved"]
     version = approved[-1]["version"] if approved else None
-    return store.wage_table(site, period, version)
+    return store.wage_table(site, period, version, worker=worker)
 
 
 def slip(store: Store, worker: str, period: str, *, site: str | None = None, now: datetime | None = None,
@@ -73,22 +73,20 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
     table = choose_table(store, worker, period, site)
     site = table["site"]
     first, last = period_bounds(period)
-    line = next(line for line in table["lines"] if line["worker"] == worker)
+    line = table["lines"][0]
     site_row = store.site(site)
     tz = zone(site_row["timezone"])
     segments = line["detail"]["segments"]
     history = store.wage_terms(worker)
     days, counted_days, counted_minutes = [], 0, 0
-    for record in attendance(store, site, first, last, now=now, grace=grace):
-        if record["worker"] != worker:
-            continue
+    for record in attendance(store, site, first, last, now=now, grace=grace, worker=worker):
         day = _day(record, history)
         if day["paid"]:
             counted_days += 1
             counted_minutes += record["worked_minutes"]
         days.append(day)
     versions = store.wage_tables(site, period)
-    payments = [p for p in store.wage_payments(site, period) if p["worker"] == worker]
+    payments = store.wage_payments(site, period, worker=worker)
     paid = sum(p["amount_fen"] for p in payments if p["status"] == "paid")
     pending = sum(p["amount_fen"] for p in payments if p["status"] == "pending")
     body = evidence_body(store, worker, first, last, now=now)

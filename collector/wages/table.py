@@ -56,6 +56,8 @@ STATUS_WORDS = {
 CARRIED_FLAGS = ("manual", "late_upload", "clock_unsynced", "clock_future", "clock_backwards", "equivocated",
                  "chain_break", "void")
 _PERIOD = re.compile(r"(\d{4})-(\d{2})")
+_NOT_DIGIT = re.compile(r"\D")
+_SPACE = re.compile(r"\s")
 #: Flags for a payee that other workers of the registry also are -> the line's detail naming them.
 SAME_PAYEE = {"shared_account": "shared_account_with", "duplicate_id": "duplicate_id_with"}
 #: What a line's flag means where it is shown (Chinese, English), for flags a code alone does not explain.
@@ -98,8 +100,10 @@ def _in_force(history: list[dict], day: date) -> dict | None:
 
 
 def compute(store: Store, site: str, period: str, *, now: datetime | None = None,
-            grace: timedelta = timedelta(hours=6), draft: bool = False) -> dict:
-    """The period's table (not saved): ``final``, ``pay_day`` and one line per worker."""
+            grace: timedelta = timedelta(hours=6), draft: bool = False, worker: str | None = None) -> dict:
+    """The period's table (not saved): ``final``, ``pay_day`` and one line per worker. With ``worker``,
+    only that worker's line (none if they have neither days nor deductions there), computed from their
+    own days, deductions and terms: the line the whole table has for them."""
     now = now or datetime.now(UTC)
     first, last = period_bounds(period)
     site_row = store.site(site)
@@ -112,33 +116,41 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
     if not final and not draft:
         raise WageError(f"{site} {period} is not final yet (a gate has not shown it holds nothing from it, or the "
                         f"month has not ended {grace} ago); compute it with --draft to look, never to pay")
-    records = attendance(store, site, first, last, now=now, grace=grace)
     by_worker: dict[str, list[dict]] = defaultdict(list)
-    for record in records:
+    for record in attendance(store, site, first, last, now=now, grace=grace, worker=worker):
         by_worker[record["worker"]].append(record)
     deductions: dict[str, list[dict]] = defaultdict(list)
-    for row in store.deductions(site, period):
+    for row in store.deductions(site, period, worker=worker):
         deductions[row["worker"]].append(row)
     terms: dict[str, list[dict]] = defaultdict(list)
-    for row in store.wage_terms():
+    for row in store.wage_terms(worker):
         terms[row["worker"]].append(row)
     minimum = _in_force(store.minimum_wages(site), last)
-    payees = store.payees()
-    same_payee = same_payees(payees)
+    if worker is None:
+        payees = store.payees()
+    else:
+        # Whether the payee is another worker too: only those who may share their account or ID number.
+        mine = store.payee(worker) or {}
+        payees = store.payees_matching(worker, bank_account=payee_key("shared_account", mine),
+                                       id_number=payee_key("duplicate_id", mine))
+    same_payee = same_payees(payees, only=worker)
     pay_rows = store.site_pay(site)
     site_pay = _in_force([r for r in pay_rows if r["employer"] == ""], last)
+    own_pay: dict[str, dict | None] = {}
     lines = []
-    for worker in sorted(set(by_worker) | set(deductions)):
-        payee = payees.get(worker) or {"worker": worker, "name": worker}
-        line = _line(worker, by_worker.get(worker, []), terms.get(worker, []), deductions.get(worker, []),
-                     minimum, payee)
-        for flag, others in same_payee.get(worker, {}).items():
+    for worker_id in sorted(set(by_worker) | set(deductions)):
+        payee = payees.get(worker_id) or {"worker": worker_id, "name": worker_id}
+        line = _line(worker_id, by_worker.get(worker_id, []), terms.get(worker_id, []),
+                     deductions.get(worker_id, []), minimum, payee)
+        for flag, others in same_payee.get(worker_id, {}).items():
             line["flags"] = sorted({*line["flags"], flag})
             line["detail"][SAME_PAYEE[flag]] = others
             line["status"] = "needs_decision"
-        # An employer of the site may pay on a day of its own.
-        own = _in_force([r for r in pay_rows if r["employer"] and r["employer"] == payee.get("employer")], last)
-        pay = own or site_pay
+        # An employer of the site may pay on a day of its own (worked out once per employer).
+        employer = payee.get("employer")
+        if employer not in own_pay:
+            own_pay[employer] = _in_force([r for r in pay_rows if r["employer"] and r["employer"] == employer], last)
+        pay = own_pay[employer] or site_pay
         line["detail"]["pay_day"] = pay_date(period, pay["pay_day"]).isoformat() if pay else None
         lines.append(line)
     return {"site": site, "period": period, "final": final, "draft": draft or not final,
@@ -149,13 +161,22 @@ def payee_key(flag: str, payee: dict) -> str:
     """What two payees share when they are one for ``flag``: the account's digits, or the ID number
     without spaces, upper case (a final x is X)."""
     if flag == "shared_account":
-        return re.sub(r"\D", "", payee.get("bank_account") or "")
-    return re.sub(r"\s", "", payee.get("id_number") or "").upper()
+        return _NOT_DIGIT.sub("", payee.get("bank_account") or "")
+    return _SPACE.sub("", payee.get("id_number") or "").upper()
 
 
-def same_payees(payees: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+def same_payees(payees: dict[str, dict], *, only: str | None = None) -> dict[str, dict[str, list[str]]]:
     """Per worker of the registry, per flag of ``SAME_PAYEE``, the other workers with the same account or
-    ID number (only workers that have some)."""
+    ID number (only workers that have some); with ``only``, that worker's entry alone."""
+    if only is not None:
+        mine = payees.get(only)
+        found_mine: dict[str, list[str]] = {}
+        for flag in SAME_PAYEE:
+            key = payee_key(flag, mine) if mine else ""
+            others = [w for w, p in sorted(payees.items()) if w != only and payee_key(flag, p) == key] if key else []
+            if others:
+                found_mine[flag] = others
+        return {only: found_mine} if found_mine else {}
     holders: dict[tuple[str, str], list[str]] = defaultdict(list)
     for worker, payee in sorted(payees.items()):
         for flag in SAME_PAYEE:
@@ -288,7 +309,8 @@ def run(store: Store, site: str, period: str, *, by: str, reason: str | None = N
     """Compute and save a new version of the period's table (a draft when asked, or when not final)."""
     if not by.strip():
         raise WageError("say who computes the table (--by)")
-    latest = store.wage_table(site, period)
+    versions = store.wage_tables(site, period)  # without their lines: only the latest's status matters here
+    latest = versions[-1] if versions else None
     if latest is not None and latest["status"] == "approved" and not draft and not (reason or "").strip():
         raise WageError(f"{site} {period} version {latest['version']} is approved; a correction is a new version "
                         "and needs --reason")

@@ -1,5 +1,6 @@
 """One worker's own record as their personal page shows it: days, month totals, wages, disputes and
-who looked. Built from that worker's punches only, so nothing of another worker can reach it."""
+who looked. Built from that worker's own kept days, wage lines and payments only, so nothing of another
+worker can reach it, and it costs what one worker's record costs whatever the size of the site."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import calendar
 import logging
 from datetime import UTC, date, datetime, timedelta
 
-from collector.attendance.attribution import Attributor
-from collector.attendance.reports import Finality, days_of, history, reach, record_dict, site_rules
+from collector.attendance.reports import attendance
 from collector.errors import InputError
 from collector.localtime import check_date
 from collector.store import Store, StoreError
@@ -36,26 +36,28 @@ def parse_month(text: str | None, today: date) -> tuple[date, date]:
 
 def worker_days(store: Store, worker: str, first: date, last: date, *, now: datetime,
                 grace: timedelta) -> list[dict]:
-    """The worker's days at every site, first..last, oldest first."""
-    attributor = Attributor.of(store, worker)
-    person = attributor.person(worker)
+    """The worker's days at every site, first..last, oldest first: their own kept days, read only at the
+    sites where they may have any."""
     days = []
-    for site_row in store.sites():
+    for site_row in worker_sites(store, worker):
         site = site_row["site"]
-        rules = site_rules(store, site)
-        events, _, _ = history(store, site, rules, attributor, *reach(first, last, rules, now))
-        mine = [e for e in events if e.worker == worker]
-        if not mine:
-            continue
-        finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
-        for record in days_of(mine, rules, now, first, last, store.assignments(worker=worker, site=site), site=site):
-            full = record_dict(record, site, rules.tz, person, finality(record.date))
+        for full in attendance(store, site, first, last, now=now, grace=grace, worker=worker):
             day = {k: full[k] for k in DAY_FIELDS}
             day["site_name"] = site_row["name"]
             day["shifts"] = [{"in": s["in"], "out": s["out"], "minutes": s["minutes"], "status": s["status"]}
                              for s in full["shifts"]]
             days.append(day)
     return sorted(days, key=lambda d: (d["date"], d["site"]))
+
+
+def worker_sites(store: Store, worker: str) -> list[dict]:
+    """The sites (rows, by site) where ``worker`` may have days: kept days, manual punches naming them,
+    punches of cards they held. A database without kept days yet has every site looked at."""
+    rows = store.sites()
+    if not store.has("days"):
+        return rows
+    theirs = set(store.sites_of_worker(worker))
+    return [row for row in rows if row["site"] in theirs]
 
 
 def totals(days: list[dict]) -> dict:
@@ -67,8 +69,9 @@ def totals(days: list[dict]) -> dict:
     }
 
 
-def worker_wages(store: Store, worker: str, *, grace: timedelta) -> list[dict] | None:
-    """Per site and month: what is due, paid, at the bank and overdue (None before wages exist)."""
+def worker_wages(store: Store, worker: str, *, grace: timedelta, now: datetime | None = None) -> list[dict] | None:
+    """Per site and month: what is due, paid, at the bank and overdue (None before wages exist), from
+    the worker's own lines, payments and days only (``arrears`` for one worker)."""
     if not store.has("payments"):
         return None
     from collector.wages.arrears import arrears
@@ -77,13 +80,13 @@ def worker_wages(store: Store, worker: str, *, grace: timedelta) -> list[dict] |
     rows = []
     for site in sites:
         try:
-            report = arrears(store, site=site, grace=grace)
+            report = arrears(store, site=site, now=now, grace=grace, worker=worker)
         except (InputError, StoreError) as error:  # a site without pay terms: nothing to show, said in the log
             log.warning("wages of %s at %s cannot be shown: %s", worker, site, error)
             continue
         rows += [{k: r[k] for k in ("site", "period", "pay_day", "status", "due_fen", "paid_fen", "pending_fen",
                                     "overdue_fen", "days_overdue", "estimate", "estimate_fen")}
-                 for r in report["workers"] if r["worker"] == worker]
+                 for r in report["workers"]]
     return sorted(rows, key=lambda r: (r["period"], r["site"]), reverse=True)
 
 
@@ -91,7 +94,7 @@ def record(store: Store, worker: str, month: str | None = None, *, now: datetime
            grace: timedelta = timedelta(hours=6)) -> dict:
     """Everything the worker's page shows for one month."""
     now = now or datetime.now(UTC)
-    person = store.worker(worker)
+    person = next(iter(store.people_named([worker])), None)
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
     first, last = parse_month(month, now.date())
@@ -104,7 +107,7 @@ def record(store: Store, worker: str, month: str | None = None, *, now: datetime
         "month": first.isoformat()[:7],
         "days": days,
         "totals": totals(days),
-        "wages": worker_wages(store, worker, grace=grace),
+        "wages": worker_wages(store, worker, grace=grace, now=now),
         "sites": [{"site": s, "name": sites.get(s, s)} for s in assigned],
         "disputes": [{k: d[k] for k in ("ref", "site", "day", "note", "filed_at", "status", "answered_at", "answer",
                                         "answer_kind")} for d in reversed(disputes)],
