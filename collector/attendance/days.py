@@ -208,7 +208,7 @@ def read(store: Store, *, site: str | None = None, worker: str | None = None, fi
 
 def day_dict(kept: StoredDay, now: datetime, person: dict | None, final: bool) -> dict:
     """A kept day as ``reports.record_dict`` gives it at ``now``."""
-    record = kept.as_of(format_time(now))
+    record = kept.as_of(now)
     name = person.get("name") if person else None
     employer = person.get("employer") if person else None
     head = {"worker": kept.worker, "name": name, "employer": employer, "site": kept.site, "date": kept.day}

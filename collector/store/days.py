@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+
+from gate_agent.protocol import parse_time
 
 from .connection import Connection
 
@@ -42,8 +45,10 @@ class StoredDay:
     open_until: str | None  # UTC text: the day reads as ``record`` until then, as ``after`` from then on
     after: dict | None
 
-    def as_of(self, now_text: str) -> dict:
-        return self.after if self.open_until is not None and now_text > self.open_until else self.record
+    def as_of(self, now: datetime) -> dict:
+        # Compared as times, not as text: the text holds milliseconds, and a shift has run out from the
+        # first microsecond past ``open_until`` (``rules.resolve_and_pair``).
+        return self.after if self.open_until is not None and now > parse_time(self.open_until) else self.record
 
 
 class DayQueries:
