@@ -52,6 +52,9 @@ class Refreshed:
     dropped: int = 0
     skipped: int = 0  # units another maintainer held: left, with their marks, for later
     overlay: dict[Unit, tuple[str | None, list[StoredDay]]] = field(default_factory=dict)
+    #: The units skipped, each with the moment it may have changed from: what is kept of them may be
+    #: stale until the maintainer holding them commits.
+    held: dict[Unit, str] = field(default_factory=dict)
 
 
 def refresh(store: Store, *, site: str | None = None, worker: str | None = None, limit: int | None = None,
@@ -81,6 +84,7 @@ def refresh(store: Store, *, site: str | None = None, worker: str | None = None,
             for unit in batch:
                 if not store.lock_days(*unit):
                     done.skipped += 1
+                    done.held[unit] = units[unit]
                     continue
                 since_day, days = recompute(store, *unit, units[unit], rules)
                 store.replace_days(*unit, since_day, days)
@@ -189,6 +193,11 @@ def read(store: Store, *, site: str | None = None, worker: str | None = None, fi
     """The kept days of ``site`` or ``worker`` (or both) for local dates first..last, with whatever the
     marks still name recomputed first (kept, or laid over what is kept when the store may not write)."""
     refreshed = refresh(store, site=site, worker=worker)
+    # A unit another maintainer holds is being recomputed there, uncommitted: what is kept of it may
+    # not hold a change already committed (its mark waits for that maintainer), so it is computed here.
+    rules: dict[str, Rules | None] = {}
+    for unit, since in refreshed.held.items():
+        refreshed.overlay[unit] = recompute(store, *unit, since, rules)
     kept = store.stored_days(site=site, worker=worker, first=first.isoformat(), last=last.isoformat())
     if not refreshed.overlay:
         return kept
