@@ -8,8 +8,12 @@ what computing from the punches at that ``now`` gives (``tests/test_days_propert
 
 Marks (``collector.store.days``) say which (site, worker) days may have changed from which moment. A
 change at moment t can reach back two shifts (an OUT closes an IN up to a shift before it; a repeated OUT
-is charged to the shift closed up to a shift before that), so a worker's days are recomputed from the
-local date of t - 2 x max_shift to the end of their history there, reading back as far as pairing needs
+is charged to the shift closed up to a shift before that), and further to the shift still open at t
+however old it is: with nothing after it, the worker's last IN is kept ``open`` until it runs out, and a
+punch after it, however much later, makes it ``missing_out`` at every ``now`` (a punch voided or given to
+someone else, the other way round). That shift's IN lies within a shift before the worker's last counted
+punch before t. So a worker's days are recomputed from the local date of the earlier of t - 2 x max_shift
+and that punch - max_shift, to the end of their history there, reading back as far as pairing needs
 (``reports.history``). Marks are removed only after every day they name was recomputed from a read that
 began after they were read: a change committed meanwhile keeps its own mark.
 """
@@ -18,11 +22,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from collector.attendance.attribution import Attributor
-from collector.attendance.reports import DayProblem, days_of, history, record_dict, site_rules
-from collector.attendance.rules import Rules
+from collector.attendance.reports import DayProblem, days_of, events_of, history, record_dict, site_rules
+from collector.attendance.rules import NOT_PRESENCE, Rules
 from collector.errors import InputError
 from collector.localtime import day_bounds, to_local
 from collector.store import Mark, Store, StoredDay
@@ -39,6 +43,8 @@ READ_TIME = ("worker", "name", "employer", "site", "date", "final")
 UNITS_PER_TRANSACTION = 50
 #: The latest moment stored as text (an open shift near the end of time stays open).
 END_OF_TIME = "9999-12-31T23:59:59.999Z"
+#: Punches read per page when looking back for a worker's last counted punch.
+LOOKBACK_PAGE = 50
 
 Unit = tuple[str, str]  # (site, worker)
 
@@ -144,6 +150,11 @@ def recompute(store: Store, site: str, worker: str, since: str,
         return None, []
     since_day = _first_day(since, rules)
     attributor = Attributor(store.card_windows(worker), [], only=worker)
+    if since_day is not None:
+        before = last_counted_before(store, site, worker, since, rules, attributor)
+        if before is not None:
+            reach = _first_day(format_time(before), rules, reach=rules.max_shift)
+            since_day = None if reach is None else min(since_day, reach)
     if since_day is None:
         events, _, _ = history(store, site, rules, attributor, datetime.min.replace(tzinfo=UTC), None, worker=worker)
         first = date.min
@@ -171,12 +182,32 @@ def recompute(store: Store, site: str, worker: str, since: str,
     return (None if since_day is None else since_day.isoformat()), days
 
 
-def _first_day(since: str | None, rules: Rules) -> date | None:
-    """The first local date a change at ``since`` can reach, or None (all of them)."""
+def last_counted_before(store: Store, site: str, worker: str, since: str, rules: Rules,
+                        attributor: Attributor) -> datetime | None:
+    """When the worker's last punch before ``since`` that takes part in pairing at ``site`` was made, or
+    None. Read back in pages; a page of punches that count for nothing moves on to the one before it
+    (punches sharing the time that ends a page may be passed over: the one found is then earlier, and
+    recomputing from it only recomputes more)."""
+    before = since
+    while True:
+        punches = store.worker_punches_before(site, worker, before, LOOKBACK_PAGE)
+        if not punches:
+            return None
+        events, _ = events_of(punches, attributor)
+        for event in events:
+            if event.worker == worker and not event.void and not NOT_PRESENCE & event.flags \
+                    and to_local(event.time, rules.tz) is not None:
+                return event.time
+        before = punches[-1]["time"]
+
+
+def _first_day(since: str | None, rules: Rules, *, reach: timedelta | None = None) -> date | None:
+    """The first local date a change at ``since`` can reach (``reach`` before it; two shifts by
+    default), or None (all of them)."""
     if not since:
         return None
     try:
-        moment = to_local(parse_time(since) - 2 * rules.max_shift, rules.tz)
+        moment = to_local(parse_time(since) - (2 * rules.max_shift if reach is None else reach), rules.tz)
         if moment is None:
             return None
         day_bounds(moment.date(), rules.tz)  # a date reports cover, or recompute everything

@@ -157,6 +157,13 @@ class DayQueries:
                                 f"AND g.gate = p.gate WHERE {where} ORDER BY p.time, p.gate NULLS FIRST, "
                                 "p.seq NULLS FIRST, p.id", params)
 
+    def worker_punches_before(self, site: str, worker: str, before: str, limit: int) -> list[dict]:
+        """``worker_punches`` made before ``before``, the latest first, at most ``limit`` of them."""
+        where, params = self._worker_punch_where(site, worker, None, before)
+        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
+                                f"AND g.gate = p.gate WHERE {where} ORDER BY p.time DESC, p.gate DESC NULLS LAST, "
+                                f"p.seq DESC NULLS LAST, p.id DESC LIMIT {int(limit)}", params)
+
     def first_worker_punch_time(self, site: str, worker: str) -> str | None:
         where, params = self._worker_punch_where(site, worker, None, None)
         return self.db.value(f"SELECT MIN(p.time) FROM punches p WHERE {where}", params)
