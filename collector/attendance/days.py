@@ -28,7 +28,15 @@ from collector.attendance.attribution import Attributor
 from collector.attendance.reports import DayProblem, days_of, events_of, history, record_dict, site_rules
 from collector.attendance.rules import NOT_PRESENCE, Rules
 from collector.errors import InputError
-from collector.localtime import day_bounds, to_local
+from collector.localtime import (
+    FIRST_DATE,
+    LAST_DATE,
+    PLAUSIBLE_FROM,
+    day_bounds,
+    parse_or_none,
+    plausible_until,
+    to_local,
+)
 from collector.store import Mark, Store, StoredDay
 from gate_agent.protocol import format_time, parse_time
 
@@ -284,14 +292,25 @@ def differences(store: Store, site: str, first: date, last: date, *, now: dateti
 
 
 def history_span(store: Store, site: str, today: date) -> tuple[date, date] | None:
-    """The local dates a site's punches cover (to today at least), or None without a placeable punch."""
+    """The local dates the site's days may fall on: from its first punch a working day can hold, or its
+    first kept day, to today, or its last such punch or kept day if later; None with neither. A punch no
+    day holds (a gate clock at 2005, 2150 or 9999: ``localtime.implausible``) neither stretches the span
+    nor ends it beyond the dates reports cover."""
     rules = site_rules(store, site)
-    earliest = store.first_punch_time(site, "2000")
-    latest = store.db.value("SELECT MAX(time) FROM punches WHERE site = ?", (site,))
-    if earliest is None or latest is None:
+    bounds: list[date] = []
+    earliest, received = store.first_punch_time(site, PLAUSIBLE_FROM), store.last_received_at(site)
+    if earliest is not None and received is not None and parse_or_none(received) is not None:
+        latest = store.last_punch_time(site, PLAUSIBLE_FROM, plausible_until(received))
+        for moment in (earliest, latest):
+            local = to_local(parse_time(moment), rules.tz) if moment and parse_or_none(moment) else None
+            if local is not None:
+                bounds.append(local.date())
+    for day in store.kept_day_span(site):
+        try:
+            bounds.append(date.fromisoformat(day))
+        except (TypeError, ValueError):
+            pass  # no kept day, or not a date: nothing a read could show
+    bounds = [min(max(day, FIRST_DATE), LAST_DATE) for day in bounds]
+    if not bounds:
         return None
-    first = to_local(parse_time(earliest), rules.tz)
-    last = to_local(parse_time(latest), rules.tz)
-    if first is None or last is None:
-        return None
-    return first.date(), max(today, last.date())
+    return min(bounds), min(max(today, *bounds), LAST_DATE)

@@ -217,6 +217,20 @@ class DayQueries:
                           None if after is None else json.loads(after))
                 for site, worker, day, record, open_until, after in rows]
 
+    def last_received_at(self, site: str) -> str | None:
+        """When the bank last received a punch of the site."""
+        return self.db.value("SELECT MAX(received_at) FROM punches WHERE site = ?", (site,))
+
+    def last_punch_time(self, site: str, since: str, until: str) -> str | None:
+        """The site's last punch time in [since, until]."""
+        return self.db.value("SELECT MAX(time) FROM punches WHERE site = ? AND time >= ? AND time <= ?",
+                             (site, since, until))
+
+    def kept_day_span(self, site: str) -> tuple[str | None, str | None]:
+        """The first and last local dates of the site's kept days."""
+        row = self.db.one("SELECT MIN(day), MAX(day) FROM days WHERE site = ?", (site,))
+        return (row[0], row[1]) if row else (None, None)
+
     def day_sites(self, worker: str, first: str, last: str) -> list[str]:
         return self.db.column("SELECT DISTINCT site FROM days WHERE worker = ? AND day >= ? AND day <= ? ORDER BY site",
                               (worker, first, last))
