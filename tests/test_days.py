@@ -15,7 +15,7 @@ from collector.attendance import days
 from collector.attendance.maintainer import DayMaintainer
 from collector.attendance.reports import attendance, from_punches
 from collector.ingest.pipeline import Incoming, Ingestor
-from collector.store import Store, StoreError, Timeouts
+from collector.store import DatabaseError, Store, StoreError, Timeouts
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import PunchFactory
 
@@ -262,6 +262,27 @@ def test_a_punch_long_after_a_workers_last_in_changes_that_day_at_every_now(bank
     (first,) = attendance(store, "S1", FIRST, LAST, now=during, worker="W1")
     assert (first["date"], first["shifts"][0]["status"]) == ("2026-11-02", "open")
     consistent(store, now=during)
+    consistent(store)
+
+
+def test_a_refresh_that_cannot_read_a_sites_rules_keeps_its_days_and_marks(bank, monkeypatch):
+    """Only a site that does not exist has no days: a failure to read its rules (the database, a zone
+    the host does not know) is no reason to delete the days kept."""
+    store = bank.store
+    bank.tap(W1_CARD, MORNING, "in")
+    bank.tap(W1_CARD, MORNING + timedelta(hours=9), "out")
+    days.refresh(store)
+    kept = store.stored_days()
+    store.set_gate_delivery("S1", "north", 1)
+
+    def unreadable(store, site):
+        raise DatabaseError("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(days, "site_rules", unreadable)
+    with pytest.raises(DatabaseError):
+        days.refresh(store)
+    assert store.stored_days() == kept and store.pending_day_marks() == 1
+    monkeypatch.undo()
     consistent(store)
 
 

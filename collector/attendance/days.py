@@ -37,7 +37,7 @@ from collector.localtime import (
     plausible_until,
     to_local,
 )
-from collector.store import Mark, Store, StoredDay
+from collector.store import Mark, Store, StoredDay, StoreError
 from gate_agent.protocol import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def recompute(store: Store, site: str, worker: str, since: str,
     if site not in rules_of:
         try:
             rules_of[site] = site_rules(store, site)
-        except Exception:  # noqa: BLE001 - a site that no longer exists has no days
+        except StoreError:  # a site that no longer exists has no days; any other failure is no answer
             rules_of[site] = None
     rules = rules_of[site]
     if rules is None:
