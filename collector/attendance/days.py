@@ -8,8 +8,12 @@ what computing from the punches at that ``now`` gives (``tests/test_days_propert
 
 Marks (``collector.store.days``) say which (site, worker) days may have changed from which moment. A
 change at moment t can reach back two shifts (an OUT closes an IN up to a shift before it; a repeated OUT
-is charged to the shift closed up to a shift before that), so a worker's days are recomputed from the
-local date of t - 2 x max_shift to the end of their history there, reading back as far as pairing needs
+is charged to the shift closed up to a shift before that), and further to the shift still open at t
+however old it is: with nothing after it, the worker's last IN is kept ``open`` until it runs out, and a
+punch after it, however much later, makes it ``missing_out`` at every ``now`` (a punch voided or given to
+someone else, the other way round). That shift's IN lies within a shift before the worker's last counted
+punch before t. So a worker's days are recomputed from the local date of the earlier of t - 2 x max_shift
+and that punch - max_shift, to the end of their history there, reading back as far as pairing needs
 (``reports.history``). Marks are removed only after every day they name was recomputed from a read that
 began after they were read: a change committed meanwhile keeps its own mark.
 """
@@ -18,14 +22,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from collector.attendance.attribution import Attributor
-from collector.attendance.reports import DayProblem, days_of, history, record_dict, site_rules
-from collector.attendance.rules import Rules
+from collector.attendance.reports import DayProblem, days_of, events_of, history, record_dict, site_rules
+from collector.attendance.rules import NOT_PRESENCE, Rules
 from collector.errors import InputError
-from collector.localtime import day_bounds, to_local
-from collector.store import Mark, Store, StoredDay
+from collector.localtime import (
+    FIRST_DATE,
+    LAST_DATE,
+    PLAUSIBLE_FROM,
+    day_bounds,
+    parse_or_none,
+    plausible_until,
+    to_local,
+)
+from collector.store import Mark, Store, StoredDay, StoreError
 from gate_agent.protocol import format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -39,6 +51,8 @@ READ_TIME = ("worker", "name", "employer", "site", "date", "final")
 UNITS_PER_TRANSACTION = 50
 #: The latest moment stored as text (an open shift near the end of time stays open).
 END_OF_TIME = "9999-12-31T23:59:59.999Z"
+#: Punches read per page when looking back for a worker's last counted punch.
+LOOKBACK_PAGE = 50
 
 Unit = tuple[str, str]  # (site, worker)
 
@@ -52,6 +66,9 @@ class Refreshed:
     dropped: int = 0
     skipped: int = 0  # units another maintainer held: left, with their marks, for later
     overlay: dict[Unit, tuple[str | None, list[StoredDay]]] = field(default_factory=dict)
+    #: The units skipped, each with the moment it may have changed from: what is kept of them may be
+    #: stale until the maintainer holding them commits.
+    held: dict[Unit, str] = field(default_factory=dict)
 
 
 def refresh(store: Store, *, site: str | None = None, worker: str | None = None, limit: int | None = None,
@@ -81,6 +98,7 @@ def refresh(store: Store, *, site: str | None = None, worker: str | None = None,
             for unit in batch:
                 if not store.lock_days(*unit):
                     done.skipped += 1
+                    done.held[unit] = units[unit]
                     continue
                 since_day, days = recompute(store, *unit, units[unit], rules)
                 store.replace_days(*unit, since_day, days)
@@ -133,13 +151,18 @@ def recompute(store: Store, site: str, worker: str, since: str,
     if site not in rules_of:
         try:
             rules_of[site] = site_rules(store, site)
-        except Exception:  # noqa: BLE001 - a site that no longer exists has no days
+        except StoreError:  # a site that no longer exists has no days; any other failure is no answer
             rules_of[site] = None
     rules = rules_of[site]
     if rules is None:
         return None, []
     since_day = _first_day(since, rules)
     attributor = Attributor(store.card_windows(worker), [], only=worker)
+    if since_day is not None:
+        before = last_counted_before(store, site, worker, since, rules, attributor)
+        if before is not None:
+            reach = _first_day(format_time(before), rules, reach=rules.max_shift)
+            since_day = None if reach is None else min(since_day, reach)
     if since_day is None:
         events, _, _ = history(store, site, rules, attributor, datetime.min.replace(tzinfo=UTC), None, worker=worker)
         first = date.min
@@ -167,12 +190,32 @@ def recompute(store: Store, site: str, worker: str, since: str,
     return (None if since_day is None else since_day.isoformat()), days
 
 
-def _first_day(since: str | None, rules: Rules) -> date | None:
-    """The first local date a change at ``since`` can reach, or None (all of them)."""
+def last_counted_before(store: Store, site: str, worker: str, since: str, rules: Rules,
+                        attributor: Attributor) -> datetime | None:
+    """When the worker's last punch before ``since`` that takes part in pairing at ``site`` was made, or
+    None. Read back in pages; a page of punches that count for nothing moves on to the one before it
+    (punches sharing the time that ends a page may be passed over: the one found is then earlier, and
+    recomputing from it only recomputes more)."""
+    before = since
+    while True:
+        punches = store.worker_punches_before(site, worker, before, LOOKBACK_PAGE)
+        if not punches:
+            return None
+        events, _ = events_of(punches, attributor)
+        for event in events:
+            if event.worker == worker and not event.void and not NOT_PRESENCE & event.flags \
+                    and to_local(event.time, rules.tz) is not None:
+                return event.time
+        before = punches[-1]["time"]
+
+
+def _first_day(since: str | None, rules: Rules, *, reach: timedelta | None = None) -> date | None:
+    """The first local date a change at ``since`` can reach (``reach`` before it; two shifts by
+    default), or None (all of them)."""
     if not since:
         return None
     try:
-        moment = to_local(parse_time(since) - 2 * rules.max_shift, rules.tz)
+        moment = to_local(parse_time(since) - (2 * rules.max_shift if reach is None else reach), rules.tz)
         if moment is None:
             return None
         day_bounds(moment.date(), rules.tz)  # a date reports cover, or recompute everything
@@ -189,6 +232,11 @@ def read(store: Store, *, site: str | None = None, worker: str | None = None, fi
     """The kept days of ``site`` or ``worker`` (or both) for local dates first..last, with whatever the
     marks still name recomputed first (kept, or laid over what is kept when the store may not write)."""
     refreshed = refresh(store, site=site, worker=worker)
+    # A unit another maintainer holds is being recomputed there, uncommitted: what is kept of it may
+    # not hold a change already committed (its mark waits for that maintainer), so it is computed here.
+    rules: dict[str, Rules | None] = {}
+    for unit, since in refreshed.held.items():
+        refreshed.overlay[unit] = recompute(store, *unit, since, rules)
     kept = store.stored_days(site=site, worker=worker, first=first.isoformat(), last=last.isoformat())
     if not refreshed.overlay:
         return kept
@@ -208,7 +256,7 @@ def read(store: Store, *, site: str | None = None, worker: str | None = None, fi
 
 def day_dict(kept: StoredDay, now: datetime, person: dict | None, final: bool) -> dict:
     """A kept day as ``reports.record_dict`` gives it at ``now``."""
-    record = kept.as_of(format_time(now))
+    record = kept.as_of(now)
     name = person.get("name") if person else None
     employer = person.get("employer") if person else None
     head = {"worker": kept.worker, "name": name, "employer": employer, "site": kept.site, "date": kept.day}
@@ -244,14 +292,25 @@ def differences(store: Store, site: str, first: date, last: date, *, now: dateti
 
 
 def history_span(store: Store, site: str, today: date) -> tuple[date, date] | None:
-    """The local dates a site's punches cover (to today at least), or None without a placeable punch."""
+    """The local dates the site's days may fall on: from its first punch a working day can hold, or its
+    first kept day, to today, or its last such punch or kept day if later; None with neither. A punch no
+    day holds (a gate clock at 2005, 2150 or 9999: ``localtime.implausible``) neither stretches the span
+    nor ends it beyond the dates reports cover."""
     rules = site_rules(store, site)
-    earliest = store.first_punch_time(site, "2000")
-    latest = store.db.value("SELECT MAX(time) FROM punches WHERE site = ?", (site,))
-    if earliest is None or latest is None:
+    bounds: list[date] = []
+    earliest, received = store.first_punch_time(site, PLAUSIBLE_FROM), store.last_received_at(site)
+    if earliest is not None and received is not None and parse_or_none(received) is not None:
+        latest = store.last_punch_time(site, PLAUSIBLE_FROM, plausible_until(received))
+        for moment in (earliest, latest):
+            local = to_local(parse_time(moment), rules.tz) if moment and parse_or_none(moment) else None
+            if local is not None:
+                bounds.append(local.date())
+    for day in store.kept_day_span(site):
+        try:
+            bounds.append(date.fromisoformat(day))
+        except (TypeError, ValueError):
+            pass  # no kept day, or not a date: nothing a read could show
+    bounds = [min(max(day, FIRST_DATE), LAST_DATE) for day in bounds]
+    if not bounds:
         return None
-    first = to_local(parse_time(earliest), rules.tz)
-    last = to_local(parse_time(latest), rules.tz)
-    if first is None or last is None:
-        return None
-    return first.date(), max(today, last.date())
+    return min(bounds), min(max(today, *bounds), LAST_DATE)

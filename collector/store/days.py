@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
+
+from gate_agent.protocol import parse_time
 
 from .connection import Connection
 
@@ -42,8 +45,10 @@ class StoredDay:
     open_until: str | None  # UTC text: the day reads as ``record`` until then, as ``after`` from then on
     after: dict | None
 
-    def as_of(self, now_text: str) -> dict:
-        return self.after if self.open_until is not None and now_text > self.open_until else self.record
+    def as_of(self, now: datetime) -> dict:
+        # Compared as times, not as text: the text holds milliseconds, and a shift has run out from the
+        # first microsecond past ``open_until`` (``rules.resolve_and_pair``).
+        return self.after if self.open_until is not None and now > parse_time(self.open_until) else self.record
 
 
 class DayQueries:
@@ -152,6 +157,13 @@ class DayQueries:
                                 f"AND g.gate = p.gate WHERE {where} ORDER BY p.time, p.gate NULLS FIRST, "
                                 "p.seq NULLS FIRST, p.id", params)
 
+    def worker_punches_before(self, site: str, worker: str, before: str, limit: int) -> list[dict]:
+        """``worker_punches`` made before ``before``, the latest first, at most ``limit`` of them."""
+        where, params = self._worker_punch_where(site, worker, None, before)
+        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
+                                f"AND g.gate = p.gate WHERE {where} ORDER BY p.time DESC, p.gate DESC NULLS LAST, "
+                                f"p.seq DESC NULLS LAST, p.id DESC LIMIT {int(limit)}", params)
+
     def first_worker_punch_time(self, site: str, worker: str) -> str | None:
         where, params = self._worker_punch_where(site, worker, None, None)
         return self.db.value(f"SELECT MIN(p.time) FROM punches p WHERE {where}", params)
@@ -204,6 +216,20 @@ class DayQueries:
         return [StoredDay(site, worker, day, json.loads(record), open_until,
                           None if after is None else json.loads(after))
                 for site, worker, day, record, open_until, after in rows]
+
+    def last_received_at(self, site: str) -> str | None:
+        """When the bank last received a punch of the site."""
+        return self.db.value("SELECT MAX(received_at) FROM punches WHERE site = ?", (site,))
+
+    def last_punch_time(self, site: str, since: str, until: str) -> str | None:
+        """The site's last punch time in [since, until]."""
+        return self.db.value("SELECT MAX(time) FROM punches WHERE site = ? AND time >= ? AND time <= ?",
+                             (site, since, until))
+
+    def kept_day_span(self, site: str) -> tuple[str | None, str | None]:
+        """The first and last local dates of the site's kept days."""
+        row = self.db.one("SELECT MIN(day), MAX(day) FROM days WHERE site = ?", (site,))
+        return (row[0], row[1]) if row else (None, None)
 
     def day_sites(self, worker: str, first: str, last: str) -> list[str]:
         return self.db.column("SELECT DISTINCT site FROM days WHERE worker = ? AND day >= ? AND day <= ? ORDER BY site",
