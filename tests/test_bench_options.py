@@ -1,32 +1,55 @@
-"""The benchmark's options and its scale-out arithmetic (the run itself takes minutes: `./dev bench`)."""
+"""The benchmark's options, its scale-out arithmetic and the read side's bank builder (the runs themselves
+take minutes: `./dev bench`, `./dev bench --reads`)."""
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from collector.attendance import days
 from collector.ingest.cluster import partition_of
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
-from gate_agent.protocol import encode_punch_bodies, utc_now_text
-from tests.bench import run
+from gate_agent.protocol import (
+    GENESIS,
+    Punch,
+    encode_punch_bodies,
+    parse_public_key,
+    utc_now_text,
+    verify_punch,
+)
+from tests.bench import reads, run
 from tests.bench.fakegates import public_keys, signed_bodies
 
 
 def test_backend_and_collectors_options():
-    args = run.build_parser().parse_args([])
-    assert (args.backend, args.collectors, args.quick) == ("sqlite", [1], False)
-    args = run.build_parser().parse_args(["--quick", "--backend", "postgresql", "--collectors", "2,1,2"])
+    args = run.parse_args([])
+    assert (args.backend, args.collectors, args.quick, args.reads) == ("sqlite", [1], False, False)
+    args = run.parse_args(["--quick", "--backend", "postgresql", "--collectors", "2,1,2"])
     assert (args.backend, args.collectors, args.quick) == ("postgresql", [1, 2], True)
-    assert run.build_parser().parse_args(["--collectors", "3"]).collectors == [3]
+    assert run.parse_args(["--collectors", "3"]).collectors == [3]
+
+
+def test_the_read_side_measures_both_engines_at_a_month_s_size_unless_told():
+    args = run.parse_args(["--reads"])
+    assert (args.reads, args.backend) == (True, "both")
+    assert reads.sizes(args) == reads.Size(20, 2000, 22) and reads.sizes(args).inside == 3000
+    args = run.parse_args(["--reads", "--quick", "--backend", "sqlite"])
+    assert (args.backend, reads.sizes(args)) == ("sqlite", reads.Size(2, 200, 5))
+    args = run.parse_args(["--reads", "--quick", "--sites", "3", "--workers", "50", "--days", "4", "--json", "r.json"])
+    assert (reads.sizes(args), args.json_file) == (reads.Size(3, 50, 4), "r.json")
 
 
 @pytest.mark.parametrize("bad", [["--collectors", "0"], ["--collectors", "5"], ["--collectors", "one"],
-                                 ["--collectors", ","], ["--backend", "mysql"]])
+                                 ["--collectors", ","], ["--backend", "mysql"], ["--backend", "both"],
+                                 ["--sites", "2"], ["--reads", "--collectors", "2"], ["--reads", "--workers", "0"],
+                                 ["--reads", "--days", "x"]])
 def test_bad_options_are_refused(bad, capsys):
     with pytest.raises(SystemExit) as stopped:
-        run.build_parser().parse_args(bad)
+        run.parse_args(bad)
     assert stopped.value.code == 2
     assert "error" in capsys.readouterr().err
 
@@ -99,3 +122,38 @@ def test_a_burst_reports_the_time_it_spent_taking_its_locks(tmp_path):
         took = time.perf_counter() - started
         assert result.counts["stored"] == 3
         assert 0 < result.lock_wait < took
+
+
+def test_the_read_side_s_bank_holds_gate_punches_signed_and_chained_and_their_kept_days(tmp_path):
+    location = tmp_path / "collector.sqlite3"
+    bank = reads.build_bank(location, tmp_path, reads.Size(1, 5, 2), processes=1, now=datetime.now(UTC))
+    reads.build_days(bank)
+    reads.settle_wages(bank)
+    calendar, site = bank.calendar, bank.sites[0]
+    with Store(location, readonly=True) as store:
+        gate_punches = store.execute("SELECT COUNT(*) FROM punches WHERE source = 'mqtt'").fetchone()[0]
+        manual = store.execute("SELECT COUNT(*) FROM punches WHERE source = 'manual'").fetchone()[0]
+        assert (gate_punches, manual) == (bank.punches, bank.manual) and bank.punches >= 5 * 4
+        for gate in store.gates(site):
+            key = parse_public_key(store.public_keys(site, gate["gate"])[0]["public_key"])
+            bodies = store.gate_punch_bodies(site, gate["gate"])
+            assert gate["contiguous_seq"] == gate["max_seq"] == len(bodies) > 0
+            previous = GENESIS
+            for body in bodies:
+                punch = Punch.from_dict(json.loads(body))
+                verify_punch(punch, key)
+                assert punch.prev == previous
+                previous = punch.digest()
+        assert store.pending_day_marks() == 0
+        kept = store.stored_days(site=site)
+        # Every worker taps on every working day of both months (an IN, an OUT or both): one kept day each.
+        assert len(kept) == 5 * (len(calendar.days) + len(calendar.earlier_days))
+        for first, last in ((calendar.earlier_first, calendar.earlier_last), (calendar.first, calendar.last)):
+            assert days.differences(store, site, first, last, now=datetime.now(UTC)) == []
+        # The only site is the late one: the month before approved and partly paid, the month measured not.
+        assert [t["period"] for t in store.approved_wage_tables(site)] == [calendar.earlier]
+        credits = store.wage_payments(site, calendar.earlier)
+        paid = [p for p in credits if p["status"] == "paid"]
+        assert credits and len(paid) == int(len(credits) * reads.PAID_SHARE)
+        assert {p["status"] for p in credits if p not in paid} <= {"pending"}
+    assert bank.notes == []

@@ -1,7 +1,13 @@
 """The benchmark: this machine's own limits, measured in one run with real processes.
 
     python tests/bench/run.py [--quick] [--json FILE] [--backend sqlite|postgresql] [--collectors 1,2]
+    python tests/bench/run.py --reads [--quick] [--backend sqlite|postgresql|both] [--sites N] [--workers N]
+                              [--days N] [--json FILE]
     (./dev bench does the same)
+
+``--reads`` measures the read side instead (tests/bench/reads.py: a bank of a month's punches, its kept
+days, and a worker's month, /metrics, the headcount, a site's month, wages, arrears and a slip read from
+it); what follows is the ingest side.
 
 It starts its own Mosquitto, the collector processes (one by default), fake gates (tests/bench/fakegates.py)
 and real gate agents reading virtual cards, and measures:
@@ -785,12 +791,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="smaller volumes (a minute or two on 2 cores)")
     parser.add_argument("--json", dest="json_file", help="write the figures here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
-    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default=None,
                         help="the collectors' database (postgresql: a throwaway database on the server named by "
-                             "COLLECTOR_TEST_POSTGRES, default the local one, dropped afterwards)")
+                             "COLLECTOR_TEST_POSTGRES, default the local one, dropped afterwards); default sqlite, "
+                             "and both (each in turn) with --reads")
     parser.add_argument("--collectors", type=parse_collectors, default=[1], metavar="N[,N...]",
                         help="collector processes sharing the ingest; a list (1,2) measures each in one run")
+    reads = parser.add_argument_group("the read side (--reads)")
+    reads.add_argument("--reads", action="store_true",
+                       help="measure the reads of a bank built with a month of punches instead of ingest "
+                            "(default size 20 sites x 2,000 workers x 22 days; --quick: 2 x 200 x 5)")
+    for name, what in (("sites", "sites"), ("workers", "workers per site"), ("days", "working days of the month")):
+        reads.add_argument(f"--{name}", type=positive, default=None, metavar="N", help=f"{what} of the bank built")
     return parser
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options with the defaults that depend on --reads filled in (the backend: sqlite, or both with
+    --reads); the options of one side given to the other are refused."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.reads:
+        if args.collectors != [1]:
+            parser.error("--collectors is for the ingest benchmark, not --reads")
+        args.backend = args.backend or "both"
+    else:
+        if args.backend == "both":
+            parser.error("--backend both is for --reads; the ingest benchmark takes one engine a run")
+        given = [f"--{name}" for name in ("sites", "workers", "days") if getattr(args, name) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} size the bank of --reads")
+        args.backend = args.backend or "sqlite"
+    return args
 
 
 def run_phases(rig: Rig, size: dict, *, taps: bool) -> dict:
@@ -812,7 +854,11 @@ def run_phases(rig: Rig, size: dict, *, taps: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    if args.reads:
+        from tests.bench import reads
+
+        return reads.main(args)
     sizes = {**SIZES, **(POSTGRESQL_SIZES if args.backend == "postgresql" else {})}
     size = {name: values[0 if args.quick else 1] for name, values in sizes.items()}
     counts = args.collectors
