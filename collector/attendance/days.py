@@ -21,6 +21,7 @@ began after they were read: a change committed meanwhile keeps its own mark.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -47,8 +48,9 @@ NEVER = datetime.min.replace(tzinfo=UTC)
 ALWAYS = datetime.max.replace(tzinfo=UTC)
 #: What a kept record leaves to the read: who the worker is now, and whether the date is final.
 READ_TIME = ("worker", "name", "employer", "site", "date", "final")
-#: (site, worker) units recomputed per transaction.
+#: (site, worker) units recomputed per transaction, at most, and for about this long at most.
 UNITS_PER_TRANSACTION = 50
+TRANSACTION_SECONDS = 0.05
 #: The latest moment stored as text (an open shift near the end of time stays open).
 END_OF_TIME = "9999-12-31T23:59:59.999Z"
 #: Punches read per page when looking back for a worker's last counted punch.
@@ -88,21 +90,25 @@ def refresh(store: Store, *, site: str | None = None, worker: str | None = None,
     ordered = sorted(units)
     finished: set[Unit] = set()
     rules: dict[str, Rules | None] = {}
-    for start in range(0, len(ordered), UNITS_PER_TRANSACTION):
-        batch = ordered[start:start + UNITS_PER_TRANSACTION]
-        if not persist:
-            for unit in batch:
-                done.overlay[unit] = recompute(store, *unit, units[unit], rules)
-            continue
+    if not persist:
+        for unit in ordered:
+            done.overlay[unit] = recompute(store, *unit, units[unit], rules)
+    position = 0
+    while persist and position < len(ordered):
+        # Short transactions: on SQLite this one holds the only write lock, and ingest waits for it.
+        deadline = time.monotonic() + TRANSACTION_SECONDS
         with store.transaction():
-            for unit in batch:
+            for unit in ordered[position:position + UNITS_PER_TRANSACTION]:
+                position += 1
                 if not store.lock_days(*unit):
                     done.skipped += 1
                     done.held[unit] = units[unit]
-                    continue
-                since_day, days = recompute(store, *unit, units[unit], rules)
-                store.replace_days(*unit, since_day, days)
-                finished.add(unit)
+                else:
+                    since_day, days = recompute(store, *unit, units[unit], rules)
+                    store.replace_days(*unit, since_day, days)
+                    finished.add(unit)
+                if time.monotonic() >= deadline:
+                    break
     done.units = len(finished) if persist else len(done.overlay)
     if persist:
         done.dropped = store.drop_day_marks(m.id for m in marks if covers[m.id] is not None and covers[m.id] <= finished)
@@ -118,11 +124,14 @@ def resolve(store: Store, marks: list[Mark], *,
     units: dict[Unit, str] = {}
     covers: dict[int, set[Unit] | None] = {}
     sites_of: dict[str, list[str]] = {}
+    holders: dict[str, list[str]] = {}
     for mark in marks:
         if mark.worker is not None:
             workers = [mark.worker]
         elif mark.card is not None:
-            workers = store.holders_of(mark.card)
+            if mark.card not in holders:
+                holders[mark.card] = store.holders_of(mark.card)
+            workers = holders[mark.card]
         elif only_worker is not None:
             workers = [only_worker]
         else:

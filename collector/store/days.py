@@ -33,7 +33,7 @@ class Mark:
     since: str  # UTC text, '' : from the beginning
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class StoredDay:
     """One kept day: the record as the rules gave it while its last shift may still be open, and (when
     ``open_until`` is set) the record once that shift has run out."""
@@ -43,12 +43,25 @@ class StoredDay:
     day: str  # local date, YYYY-MM-DD
     record: dict
     open_until: str | None  # UTC text: the day reads as ``record`` until then, as ``after`` from then on
-    after: dict | None
+    after: dict | str | None  # as read from the database: JSON text, decoded only by a read that needs it
 
     def as_of(self, now: datetime) -> dict:
         # Compared as times, not as text: the text holds milliseconds, and a shift has run out from the
         # first microsecond past ``open_until`` (``rules.resolve_and_pair``).
-        return self.after if self.open_until is not None and now > parse_time(self.open_until) else self.record
+        if self.open_until is None or now <= parse_time(self.open_until):
+            return self.record
+        return self.after_record()
+
+    def after_record(self) -> dict | None:
+        return json.loads(self.after) if isinstance(self.after, str) else self.after
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoredDay):
+            return NotImplemented
+        return ((self.site, self.worker, self.day, self.record, self.open_until, self.after_record())
+                == (other.site, other.worker, other.day, other.record, other.open_until, other.after_record()))
+
+    __hash__ = None
 
 
 class DayQueries:
@@ -87,7 +100,10 @@ class DayQueries:
     def day_marks(self, *, site: str | None = None, worker: str | None = None, cards: Iterable[str] = (),
                   limit: int | None = None) -> list[Mark]:
         """Marks oldest first: all of them, or those that may concern ``site`` (its own and every-site
-        ones), or ``worker`` (with the cards they ever held) at any site."""
+        ones), or ``worker`` (with the cards they ever held) at any site. With ``limit``: the oldest
+        ``limit`` marks and every other mark naming the same site and worker, card or whole site, so that
+        one round settles a worker's backlog with one recomputation (a month of a gate's punches leaves a
+        mark per punch)."""
         clauses, params = [], []
         if site is not None:
             clauses.append("site IN (?, '')")
@@ -104,7 +120,24 @@ class DayQueries:
         sql = f"SELECT id, site, worker, card, since FROM day_marks{where} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [Mark(*row) for row in self.db.execute(sql, params).fetchall()]
+        marks = [Mark(*row) for row in self.db.execute(sql, params).fetchall()]
+        if limit is None or not marks:
+            return marks
+        keys = {(m.site, m.worker, m.card) for m in marks}
+        found = {m.id: m for m in marks}
+        for column, values in (("card", {c for _, w, c in keys if c is not None}),
+                               ("worker", {w for _, w, c in keys if w is not None}),
+                               ("site", {s for s, w, c in keys if w is None and c is None})):
+            values = sorted(values)
+            for start in range(0, len(values), 500):
+                chunk = values[start:start + 500]
+                extra = "worker IS NULL AND card IS NULL AND " if column == "site" else ""
+                for row in self.db.execute(f"SELECT id, site, worker, card, since FROM day_marks WHERE {extra}"
+                                           f"{column} IN ({', '.join('?' for _ in chunk)})", chunk).fetchall():
+                    mark = Mark(*row)
+                    if (mark.site, mark.worker, mark.card) in keys:
+                        found[mark.id] = mark
+        return [found[ident] for ident in sorted(found)]
 
     def drop_day_marks(self, ids: Iterable[int]) -> int:
         """Remove exactly these marks (a mark committed since they were read stays)."""
@@ -196,7 +229,7 @@ class DayQueries:
         now = self._now_text()
         self.db.executemany(
             "INSERT INTO days (site, worker, day, record, open_until, after, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(d.site, d.worker, d.day, _json(d.record), d.open_until, None if d.after is None else _json(d.after), now)
+            [(d.site, d.worker, d.day, _json(d.record), d.open_until, None if d.after is None else _json(d.after_record()), now)
              for d in days])
 
     # ================================================================== reading
@@ -213,8 +246,7 @@ class DayQueries:
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         rows = self.db.execute(f"SELECT d.site, d.worker, d.day, d.record, d.open_until, d.after FROM days d{where} "
                                "ORDER BY d.site, d.worker, d.day", params).fetchall()
-        return [StoredDay(site, worker, day, json.loads(record), open_until,
-                          None if after is None else json.loads(after))
+        return [StoredDay(site, worker, day, json.loads(record), open_until, after)
                 for site, worker, day, record, open_until, after in rows]
 
     def last_received_at(self, site: str) -> str | None:
