@@ -30,6 +30,9 @@ max_segment_punches = 50000   # gate punches one file may carry (its chain segme
 memory_megabytes = 1024       # address space of the process that builds one file
 build_seconds = 300           # time one build may take
 
+[figures]                     # optional: what covers the whole bank, kept by the daemon for /metrics (docs/api.md)
+refresh_seconds = 300         # each site's arrears and unknown cards inside, and the punches held, this often
+
 [web]                         # optional: `collector serve` (--host/--port override these)
 host = "127.0.0.1"
 port = 8080
@@ -98,6 +101,8 @@ class CollectorConfig:
     evidence_limits: EvidenceLimits = field(default_factory=EvidenceLimits)
     evidence_memory_megabytes: int = 1024
     evidence_build_seconds: float = 300.0
+    #: [figures]: how often the daemon computes again what /metrics shows of the whole bank (collector.wages.figures).
+    figures_refresh_seconds: float = 300.0
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -220,6 +225,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     cluster = table.table("cluster")
     database = table.table("database")
     evidence = table.table("evidence")
+    figures = table.table("figures")
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -279,6 +285,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         # Below the claim's staleness: no other process takes a request over while its build may still run.
         evidence_build_seconds=evidence.number("build_seconds", 300, minimum=1,
                                                maximum=STALE_CLAIM.total_seconds() - 60),
+        figures_refresh_seconds=figures.number("refresh_seconds", 300, minimum=10, maximum=86400),
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),

@@ -86,3 +86,16 @@ def test_evidence_limits_are_read_and_validated(tmp_path):
         path.write_text(f'db = "c.sqlite3"\n[evidence]\n{line}\n')
         with pytest.raises(ConfigError, match=problem):
             load_config(path)
+
+
+def test_how_often_the_daemon_computes_the_banks_figures(tmp_path):
+    path = tmp_path / "collector.toml"
+    path.write_text('db = "c.sqlite3"\n')
+    assert load_config(path).figures_refresh_seconds == 300
+    path.write_text('db = "c.sqlite3"\n[figures]\nrefresh_seconds = 60\n')
+    assert load_config(path).figures_refresh_seconds == 60
+    for line, problem in [("refresh_seconds = 5", "refresh_seconds"), ('refresh_seconds = "60"', "refresh_seconds"),
+                          ("refresh_seconds = 100000", "refresh_seconds"), ("refresh = 60", "refresh")]:
+        path.write_text(f'db = "c.sqlite3"\n[figures]\n{line}\n')
+        with pytest.raises(ConfigError, match=problem):
+            load_config(path)

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from collector.attendance import days
 from collector.attendance.headcount import headcount
 from collector.attendance.reports import attendance, punch_rows
 from collector.evidence.document import build_evidence
@@ -61,6 +62,7 @@ class Bank:
                 ]
                 message = Incoming(GateTopics(site, GATE[site]).punch, encode_punches(punches), format_time(self.now))
                 self.results[site] = (Ingestor(store).ingest([message]), message)
+            days.refresh(store)  # as the daemon keeps them (/metrics reads the kept days)
 
     def day(self, site: str) -> date:
         """The local date of W1's shift at ``site``."""

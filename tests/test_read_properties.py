@@ -395,15 +395,15 @@ def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else
 
 def test_a_site_that_cannot_be_read_leaves_the_bank_s_other_sites_served(monkeypatch, caplog):
     """Arrears and /metrics cover the whole bank: a fault at one site (here put into S2's arrears and
-    headcount) is that site's, named with its reason, and the other sites' figures are all there."""
+    unknown cards inside) is that site's, named with its reason, and the other sites' figures are all there."""
     import collector.wages.arrears as arrears_module
-    import collector.web.metrics as metrics_module
+    import collector.wages.figures as figures_module
 
     history = manual_first()
     with Database("sqlite") as bank:
         bank.write(history)
         now = datetime(2026, 12, 1, tzinfo=UTC)
-        site_arrears, site_headcount = arrears_module._site, metrics_module.headcount
+        site_arrears, site_unknown = arrears_module._site, figures_module.unknown_inside
         alone = arrears(bank.store, site="S1", now=now)
 
         def failing_site(store, site, *args):
@@ -411,23 +411,28 @@ def test_a_site_that_cannot_be_read_leaves_the_bank_s_other_sites_served(monkeyp
                 raise ZeroDivisionError("a fault at S2")
             return site_arrears(store, site, *args)
 
-        def failing_headcount(store, site, *args):
+        def failing_unknown(store, site, *args):
             if site == "S2":
                 raise ZeroDivisionError("a fault at S2")
-            return site_headcount(store, site, *args)
+            return site_unknown(store, site, *args)
 
         monkeypatch.setattr(arrears_module, "_site", failing_site)
-        monkeypatch.setattr(metrics_module, "headcount", failing_headcount)
+        monkeypatch.setattr(figures_module, "unknown_inside", failing_unknown)
         report = arrears(bank.store, now=now)
         by_site = {s["site"]: s for s in report["sites"]}
         assert by_site["S1"] == alone["sites"][0] and by_site["S1"]["error"] is None
         assert "ZeroDivisionError: a fault at S2" in by_site["S2"]["error"]
         assert report["workers"] == alone["workers"]
+        figures_module.refresh(bank.store, now=now)  # what the daemon keeps for /metrics
+        kept = {(f.site, f.figure): f for f in bank.store.figures()}
+        assert "ZeroDivisionError: a fault at S2" in kept[("S2", "arrears")].error
+        assert "ZeroDivisionError: a fault at S2" in kept[("S2", "inside")].error
         samples = {(s.name, s.labels.get("site")): s.value
                    for family in text_string_to_metric_families(render_metrics(bank.store, now))
                    for s in family.samples}
         assert samples[("collector_site_read_failed", "S2")] == 1
         assert samples[("collector_site_read_failed", "S1")] == 0
-        assert ("collector_site_on_site", "S1") in samples and ("collector_site_on_site", "S2") not in samples
+        assert ("collector_site_unknown_cards_inside", "S1") in samples
+        assert ("collector_site_unknown_cards_inside", "S2") not in samples
         assert ("collector_wages_overdue_fen", "S1") in samples and ("collector_wages_overdue_fen", "S2") not in samples
         assert "Traceback" in caplog.text

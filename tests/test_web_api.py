@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from collector.attendance import days
 from collector.ingest.pipeline import Incoming, Ingestor
+from collector.wages import figures
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, PunchFactory, start_web, stop_process
 
@@ -108,6 +110,9 @@ def web(tmp_path_factory):
             store.save_status("S1", "north", status, format_time(now))
             store.add_counters({"acks_sent": 7, "ingest_lag_ms_sum": 1500, "ingest_lag_count": 6})
             store.set_gauges({"ingest_lag_seconds_last": 0.25}, format_time(now))
+        # What the daemon keeps for /metrics: the kept days and the figures of the whole bank.
+        days.refresh(store)
+        figures.refresh(store)
     process, base = start_web(setup, verbose="-vv")
     yield SimpleNamespace(setup=setup, http=Http(base), process=process)
     stop_process(process, signal.SIGKILL)

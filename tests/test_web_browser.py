@@ -93,8 +93,12 @@ def test_a_tap_changes_the_headcount_on_the_open_page(tmp_path, broker, gate, br
         assert not browser.find_element("id", "login").is_displayed()
 
         request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {BANK}"})
-        metrics = urllib.request.urlopen(request, timeout=30).read().decode()
-        assert 'collector_site_on_site{site="S1"} 1' in metrics
+        # /metrics counts who is inside from the days the daemon keeps (its days thread follows ingest).
+        def scraped() -> str | None:
+            text = urllib.request.urlopen(request, timeout=30).read().decode()
+            return text if 'collector_site_on_site{site="S1"} 1' in text else None
+
+        metrics = wait_for(scraped, message="the worker inside in /metrics")
         assert "collector_punches_ingested_total 1" in metrics
     finally:
         for process in (web, agent, daemon):

@@ -51,6 +51,11 @@ def test_acks_and_ingest_lag_from_the_daemon_reach_metrics(tmp_path, broker):
         samples = wait_for(lambda: (s := scrape(url))["collector_duplicates_total"] == 1 and
                            s["collector_acks_sent_total"] >= 1 and s["collector_ingest_lag_seconds_count"] >= 4
                            and s, timeout=30, interval=0.2, message="the duplicate, acks and lag in /metrics")
+        # The figures of the whole bank: computed by the daemon's own thread from its start, not by the scrape.
+        figures = wait_for(lambda: (s := scrape(url))['collector_figures_missing{figure="inside"}'] == 0 and
+                           s['collector_figures_missing{figure="arrears"}'] == 0 and
+                           'collector_figures_age_seconds{figure="punches"}' in s and s,
+                           timeout=30, interval=0.2, message="the daemon's figures in /metrics")
     finally:
         if publisher is not None:
             publisher.close()
@@ -61,6 +66,12 @@ def test_acks_and_ingest_lag_from_the_daemon_reach_metrics(tmp_path, broker):
     assert samples["collector_ingest_lag_seconds_sum"] >= 0
     assert 0 <= samples["collector_ingest_lag_last_seconds"] < 30
     assert samples['collector_gate_missing_punches{site="S1",gate="east"}'] == 0
+    assert figures['collector_site_read_failed{site="S1"}'] == 0
+    assert figures['collector_site_unknown_cards_inside{site="S1"}'] == 0
+    assert figures['collector_wages_overdue_fen{site="S1"}'] == 0
+    assert figures['collector_figures_age_seconds{figure="arrears",site="S1"}'] >= 0
+    assert 0 <= figures["collector_punches_held"] <= 3  # counted as the daemon started, before or among these
+    assert figures["collector_day_marks_pending"] >= 0
 
 
 def counter_names(module) -> set[str]:

@@ -11,10 +11,28 @@ from gate_agent.protocol import parse_time
 SILENT_AFTER_HEARTBEATS = 3
 
 
-def gate_health(store: Store, site: str | None = None, now: datetime | None = None) -> list[dict]:
+def gate_health(store: Store, site: str | None = None, now: datetime | None = None, *,
+                gaps: str | None = "punches") -> list[dict]:
+    """Each gate of ``site`` (None: of the bank). ``open_gaps`` comes from ``gaps``: "punches", worked out
+    from the punches held (exact, and a gate with a hole costs a read of every punch above it: `collector
+    gates`, /api/gates); "recorded", the gaps the daemon recorded open (it reconciles them with the
+    punches after each burst, about once a second; a gap is closed in the burst that fills it: the live
+    page); None, left empty for what does not show them."""
+    if gaps not in ("punches", "recorded", None):
+        raise ValueError(f"gaps come from the punches, as recorded, or nowhere, not {gaps!r}")
+    rows = store.gates(site, with_gaps=gaps == "punches")
+    if gaps == "recorded":
+        recorded = store.recorded_gaps(site)
+        for row in rows:
+            row["open_gaps"] = recorded.get((row["site"], row["gate"]), [])
+    return health_of(rows, now)
+
+
+def health_of(rows: list[dict], now: datetime | None = None) -> list[dict]:
+    """Gate health from ``Store.gates`` rows (read once by whoever needs them for more than this)."""
     now = now or datetime.now(UTC)
     result = []
-    for row in store.gates(site):
+    for row in rows:
         status = row["status"] or {}
         seen = [t for t in (row["status_at"], row["last_punch_at"]) if t]
         last_seen = max(seen) if seen else None
@@ -33,7 +51,7 @@ def gate_health(store: Store, site: str | None = None, now: datetime | None = No
             "last_heartbeat": row["status_at"],
             "contiguous_seq": row["contiguous_seq"] or 0,
             "max_seq": row["max_seq"] or 0,
-            "open_gaps": [list(gap) for gap in row["open_gaps"]],
+            "open_gaps": [list(gap) for gap in row["open_gaps"] or ()],
             "reported_last_seq": status.get("last_seq"),
             "reported_pending": status.get("pending"),
             "reported_acked_seq": status.get("acked_seq"),

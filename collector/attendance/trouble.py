@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.attendance.health import gate_health
+from collector.attendance.health import health_of
 from collector.localtime import parse_or_none
 from collector.store import Store
 from gate_agent.protocol import TOPIC_ROOT, format_time
@@ -30,9 +30,12 @@ def trouble(store: Store, site: str, now: datetime | None = None) -> list[dict]:
     now = now or datetime.now(UTC)
     facts: list[dict] = []
     refused = _refused_by_gate(store, site, now)
-    heartbeats = {row["gate"]: (row["status"] or {}).get("heartbeat_seconds")
-                  for row in store.gates(site, with_gaps=False)}
-    for gate in gate_health(store, site, now):
+    # One read of the site's gates (no gaps: the banner does not show them, and working them out reads
+    # every punch above a gate's first hole), the refusals of the last hours and one gauge: what this
+    # costs is the site's gates and its recent problems, never its history.
+    rows = store.gates(site, with_gaps=False)
+    heartbeats = {row["gate"]: (row["status"] or {}).get("heartbeat_seconds") for row in rows}
+    for gate in health_of(rows, now):
         if not gate["active"]:
             continue
         name = gate["gate"]

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from collector.attendance.maintainer import DayMaintainer
 from collector.config import RETRY_FIRST_SECONDS, CollectorConfig
@@ -34,6 +34,7 @@ from collector.ingest.pipeline import BurstResult, Incoming, Ingestor, LeaseLost
 from collector.ingest.sun import load_master_key
 from collector.signing import load_bank_key
 from collector.store import DatabaseBusy, DatabaseError, Store, display
+from collector.wages.figures import FigureKeeper
 from gate_agent.mqtt import Message, MqttSession
 from gate_agent.protocol import (
     PUNCH_SUBSCRIPTION,
@@ -215,6 +216,9 @@ class CollectorService:
                                document_bytes=config.evidence_limits.stored_bytes))
         # Days are recomputed off this loop too: ingest only leaves marks (collector.attendance.days).
         self.days = DayMaintainer(config.db, timeouts=self._timeouts)
+        # And the figures /metrics shows of the whole bank (arrears per site...), never computed per scrape.
+        self.figures = FigureKeeper(config.db, timeouts=self._timeouts, refresh_seconds=config.figures_refresh_seconds,
+                                    grace=timedelta(hours=config.final_grace_hours))
         #: Messages set aside, unacknowledged, because another writer held their gate: in arrival order,
         #: offered again at ``_deferred_due``; later messages of those gates wait behind them.
         self._deferred: list[Arrival] = []
@@ -237,6 +241,7 @@ class CollectorService:
         self._leases()
         self.evidence.start()
         self.days.start()
+        self.figures.start()
         notify("READY=1", "STATUS=collecting")
         log.info("collector %s running: database %s, broker %s:%d, %d partition(s), holding %s",
                  self.keeper.instance, display(self.config.db), self.config.mqtt.host, self.config.mqtt.port,
@@ -262,6 +267,7 @@ class CollectorService:
                 notify("WATCHDOG=1")
         finally:
             notify("STOPPING=1")
+            self.figures.stop()
             self.days.stop()
             self.evidence.stop()
             for number in list(self.partitions):

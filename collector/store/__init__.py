@@ -36,6 +36,8 @@ from .days import DayQueries, Mark, StoredDay
 from .disputes import DisputeQueries
 from .errors import StoreError
 from .evidence_requests import EvidenceRequestQueries
+from .figures import Figure, FigureQueries
+from .inside import InsideQueries
 from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries, Link, Progress, Tail
 from .payments import PaymentQueries
@@ -49,13 +51,13 @@ from .worker_access import WorkerAccessQueries
 
 __all__ = ["Store", "StoreError", "DatabaseError", "DatabaseBusy", "Timeouts",
            "Clock", "system_clock", "GateKeys", "Lease", "QuarantineLimits",
-           "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge", "Mark", "StoredDay",
+           "OTHER_TOPICS", "QUARANTINE_RAW_BYTES", "MAX_SHIFT_HOURS", "Link", "Tail", "Progress", "PunchRef", "Gauge", "Mark", "StoredDay", "Figure",
            "database_exists", "display"]
 
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
             WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
-            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries, DayQueries):
+            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries, DayQueries, FigureQueries, InsideQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet.
     ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given.

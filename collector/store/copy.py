@@ -67,6 +67,7 @@ TABLES = (
     Table("punches", ("id",)),
     Table("days", ("site", "worker", "day")),
     Table("day_marks", ("id",)),
+    Table("bank_figures", ("site", "figure")),
     Table("conflicts", ("id",)),
     Table("gaps", ("id",)),
     Table("quarantine", ("id",)),

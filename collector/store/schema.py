@@ -688,6 +688,23 @@ STEPS = [
         CREATE INDEX day_marks_card ON day_marks (card);
         INSERT INTO day_marks (site, worker, card, since, made_at) SELECT site, NULL, NULL, '', created_at FROM sites;
     """),
+    # Figures that cover the whole bank (collector.wages.figures: arrears per site, cards nobody holds inside,
+    # punches held) are kept here by the daemon, with when they were computed, so that /metrics reads
+    # them instead of computing the bank at every scrape. The indexes let a read find the days open now
+    # and the gaps still open without going through the others.
+    Step(25, "bank_figures", """
+        CREATE TABLE bank_figures (
+            site        TEXT NOT NULL,      -- '' : the bank as a whole
+            figure      TEXT NOT NULL,      -- arrears / inside / punches
+            value       TEXT,               -- JSON; NULL when it could not be computed
+            error       TEXT,               -- why it could not
+            computed_at TEXT NOT NULL,      -- UTC: when it was computed (or tried)
+            seconds     DOUBLE PRECISION NOT NULL,  -- how long computing it took
+            PRIMARY KEY (site, figure)
+        );
+        CREATE INDEX days_open ON days (site, open_until) WHERE open_until IS NOT NULL;
+        CREATE INDEX gaps_open ON gaps (site, gate) WHERE filled_at IS NULL;
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -705,6 +722,7 @@ CAPABILITIES = {
     "worker_sessions": 22,  # a worker's browser sessions; looks at a record counted per viewer and day
     "payer_history": 23,  # site_pay rows as history; wage_tables.payer_account, payer_name, payer_bank
     "days": 24,  # days and day_marks: daily records kept as data
+    "bank_figures": 25,  # bank_figures: figures covering the whole bank, kept with their age
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

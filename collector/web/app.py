@@ -298,7 +298,7 @@ class WebApp:
 
     def metrics(self, request: Request) -> Response:
         with self._store() as store:
-            text = render_metrics(store, grace=self.grace)
+            text = render_metrics(store)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ------------------------------------------------------------------ live stream (server-sent events)
@@ -410,7 +410,9 @@ def _data_version(store: Store) -> object:
 
 
 def _snapshot(store: Store, site: str) -> dict:
-    return {"headcount": headcount(store, site), "gates": gate_health(store, site),
+    # Gaps as the daemon recorded them: working them out from the punches reads, for a gate with a hole,
+    # every punch above it, at each recomputation of each stream.
+    return {"headcount": headcount(store, site), "gates": gate_health(store, site, gaps="recorded"),
             "trouble": trouble_report(store, site)["trouble"],
             # Counts only: the page fetches the disputes themselves (/api/disputes) when these change.
             "disputes": store.dispute_counts(site) if store.has("worker_access") else None}

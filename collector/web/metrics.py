@@ -1,27 +1,27 @@
 """The collector's facts in Prometheus text format (version 0.0.4), read from the database.
 
 Counters come from what ingest and the daemon persist (the web process that serves them is separate
-and read-only); gauges are computed at scrape time from gate health and the live headcount.
+and read-only). A scrape costs a row per site and per gate whatever the bank holds: gauges are read from
+the gates' state, the gaps the daemon recorded, the kept days (who is inside) and the day marks waiting;
+what covers the bank and takes reading it (arrears per site, cards nobody holds inside, punches held) is
+what the daemon keeps in ``bank_figures`` (``collector.wages.figures``), exported with its age and never
+computed here.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from collector.attendance.headcount import headcount
-from collector.attendance.health import gate_health
-from collector.store import Store
-from collector.wages.arrears import arrears
-from gate_agent.protocol import parse_time
+from collector.attendance.health import health_of
+from collector.store import Figure, Store
+from collector.wages import figures as kept_figures
+from gate_agent.protocol import format_time, parse_time
 
 #: metric name, stored counter, help. Each is a monotonic count since the database was created. Every
 #: counter ingest and the daemon keep is here or below (quarantined_<reason> as one labelled family,
 #: whose sum is the "quarantined" counter; the ingest lag as a summary): tests/test_web_metrics.py
 #: checks that none is left out.
-log = logging.getLogger(__name__)
-
 COUNTERS = (
     ("collector_punches_ingested_total", "stored", "Gate punches verified and stored (each once)."),
     ("collector_duplicates_total", "duplicates", "Identical redeliveries of punches already held."),
@@ -95,7 +95,7 @@ class _Writer:
                 self.lines.append(f"{name}{suffix} {text}")
 
 
-def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelta = timedelta(hours=6)) -> str:
+def render_metrics(store: Store, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     counters = store.counters()
     out = _Writer()
@@ -118,10 +118,17 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
         out.family("collector_ingest_lag_last_seconds", "gauge",
                    "Arrival-to-commit time of the oldest message of the latest burst.",
                    [("", gauges["ingest_lag_seconds_last"].value)])
-    out.family("collector_punches_held", "gauge", "Punches in the database (gate and manual).",
-               [("", store.punch_count())])
 
-    gates = gate_health(store)
+    sites = [row["site"] for row in store.sites()]
+    kept = {(f.site, f.figure): f for f in store.figures()}
+    bank = kept.get((kept_figures.BANK, "punches"))
+    out.family("collector_punches_held", "gauge",
+               "Punches in the database (gate and manual), as the daemon last counted them "
+               "(collector_figures_age_seconds{figure=\"punches\"}).",
+               [("", bank.value["held"])] if bank is not None and bank.value is not None else [])
+
+    gates = health_of(store.gates(with_gaps=False), now)
+    missing = store.recorded_gaps()
     out.family("collector_gate_up", "gauge", "1 if the gate's last status is online and recent, else 0.",
                [(_labels(site=g["site"], gate=g["gate"]), int(g["state"] == "online")) for g in gates])
     out.family("collector_gate_pending", "gauge",
@@ -134,42 +141,68 @@ def render_metrics(store: Store, now: datetime | None = None, *, grace: timedelt
                  round(max(0.0, (now - parse_time(g["last_seen"])).total_seconds()), 3))
                 for g in gates if g["last_seen"]])
     out.family("collector_gate_missing_punches", "gauge",
-               "Punches missing below the highest seq held (open gaps), per gate.",
-               [(_labels(site=g["site"], gate=g["gate"]), sum(b - a + 1 for a, b in g["open_gaps"] or ()))
-                for g in gates])
+               "Punches missing below the highest seq held (open gaps, as the daemon last recorded them), per gate.",
+               [(_labels(site=g["site"], gate=g["gate"]),
+                 sum(last - first + 1 for first, last in missing.get((g["site"], g["gate"]), ()))) for g in gates])
     out.family("collector_gate_clock_synced", "gauge", "1 if the gate reported an NTP-synchronised clock.",
                [(_labels(site=g["site"], gate=g["gate"]), int(bool(g["clock_synced"]))) for g in gates
                 if g["clock_synced"] is not None])
 
-    counts, unreadable = [], {}
-    for site in store.sites():
-        try:
-            counts.append((site["site"], headcount(store, site["site"], now)))
-        except Exception:  # noqa: BLE001 - one site that cannot be read must not take the bank's scrape down
-            log.exception("the headcount of site %s cannot be computed", site["site"])
-            unreadable[site["site"]] = 1
-    out.family("collector_site_on_site", "gauge", "Registered workers inside the site now.",
-               [(_labels(site=site), data["on_site"]) for site, data in counts])
-    out.family("collector_site_unknown_cards_inside", "gauge", "Cards nobody holds that are inside now.",
-               [(_labels(site=site), data["unknown_cards"]) for site, data in counts])
-    if store.has("payments"):  # a database the daemon has not upgraded yet has no payments to judge
-        every = arrears(store, now=now, grace=grace)["sites"]
-        for summary in every:
-            if summary["error"]:
-                unreadable[summary["site"]] = 1
-        sites = [s for s in every if not s["error"]]
-        out.family("collector_wages_overdue_fen", "gauge",
-                   "Approved wages past their pay day and not recorded paid, per site, in fen.",
-                   [(_labels(site=s["site"]), s["overdue_fen"]) for s in sites])
-        out.family("collector_wages_overdue_estimate_fen", "gauge",
-                   "Wages past their pay day without an approved amount (no approved table, or a line held), "
-                   "estimated from the workers' pay terms, per site, in fen.",
-                   [(_labels(site=s["site"]), s["overdue_estimate_fen"]) for s in sites])
-        out.family("collector_wages_overdue_workers", "gauge",
-                   "Workers with gate-verified days whose wages are overdue, per site (the Art. 27 warning).",
-                   [(_labels(site=s["site"]), s["overdue_workers"]) for s in sites])
+    if store.has("days"):
+        oldest = store.oldest_day_mark()
+        out.family("collector_day_marks_pending", "gauge",
+                   "Changes whose kept days are still to be recomputed (the daemon's days thread takes them).",
+                   [("", store.pending_day_marks())])
+        out.family("collector_day_marks_oldest_age_seconds", "gauge",
+                   "Seconds since the oldest change still waiting for its days was made (0: none waits).",
+                   [("", _age(oldest, now) if oldest else 0.0)])
+        now_text = format_time(now)
+        out.family("collector_site_on_site", "gauge",
+                   "Registered workers inside the site now, from the kept days (collector_day_marks_pending says "
+                   "how many changes they still wait for).",
+                   [(_labels(site=site), store.workers_inside(site, now_text)) for site in sites])
+
+    def figure_of(name: str) -> list[tuple[str, dict]]:
+        return [(site, kept[(site, name)].value) for site in sites
+                if (site, name) in kept and kept[(site, name)].value is not None]
+
+    out.family("collector_site_unknown_cards_inside", "gauge",
+               "Cards nobody holds that were inside the site, as of the figure's age.",
+               [(_labels(site=site), value["unknown_cards"]) for site, value in figure_of("inside")])
+    arrears = figure_of("arrears")
+    out.family("collector_wages_overdue_fen", "gauge",
+               "Approved wages past their pay day and not recorded paid, per site, in fen.",
+               [(_labels(site=site), value["overdue_fen"]) for site, value in arrears])
+    out.family("collector_wages_overdue_estimate_fen", "gauge",
+               "Wages past their pay day without an approved amount (no approved table, or a line held), "
+               "estimated from the workers' pay terms, per site, in fen.",
+               [(_labels(site=site), value["overdue_estimate_fen"]) for site, value in arrears])
+    out.family("collector_wages_overdue_workers", "gauge",
+               "Workers with gate-verified days whose wages are overdue, per site (the Art. 27 warning).",
+               [(_labels(site=site), value["overdue_workers"]) for site, value in arrears])
+
+    shown = [f for f in kept.values() if f.site == kept_figures.BANK or f.site in sites]
+    out.family("collector_figures_age_seconds", "gauge",
+               "Seconds since the daemon computed the figure (per site; no site label: of the whole bank).",
+               [(_figure_labels(f), _age(f.computed_at, now)) for f in shown])
+    out.family("collector_figures_compute_seconds", "gauge", "How long the daemon took to compute the figure.",
+               [(_figure_labels(f), f.seconds) for f in shown])
+    expected = [name for name in kept_figures.SITE_FIGURES if name != "arrears" or store.has("payments")]
+    out.family("collector_figures_missing", "gauge",
+               "Sites with no figure of this kind computed yet (their samples are left out, not guessed).",
+               [(_labels(figure=name), sum((site, name) not in kept for site in sites)) for name in expected])
+    failed = {f.site for f in kept.values() if f.error is not None}
     out.family("collector_site_read_failed", "gauge",
-               "1 for a site whose headcount or arrears could not be computed (the log says why); its other "
-               "figures are left out rather than guessed.",
-               [(_labels(site=site["site"]), unreadable.get(site["site"], 0)) for site in store.sites()])
+               "1 for a site whose figures could not be computed in the daemon's latest try (its log says why); "
+               "those figures are left out rather than guessed.",
+               [(_labels(site=site), int(site in failed)) for site in sites])
     return "\n".join(out.lines) + "\n"
+
+
+def _figure_labels(figure: Figure) -> str:
+    return _labels(figure=figure.figure, site=figure.site) if figure.site else _labels(figure=figure.figure)
+
+
+def _age(text: str, now: datetime) -> float:
+    """Seconds from a stored time to ``now``, never below 0 (a clock a little ahead)."""
+    return round(max(0.0, (now - parse_time(text)).total_seconds()), 3)

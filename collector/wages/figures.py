@@ -1,0 +1,161 @@
+"""Figures that cover the whole bank, kept with their age: the daemon computes them, /metrics reads them.
+
+Arrears per site take reading the site's wage tables, payments and days (seconds for a large site), the
+cards nobody holds inside a site take reading its recent punches, and the punches held take counting the
+bank's punches. A scrape every few seconds cannot pay that for every site of the bank, so the daemon
+computes them in a thread of its own (``FigureKeeper``), with its own database connection, one site at a
+time, each once it is older than ``[figures] refresh_seconds``, and keeps them in ``bank_figures`` with the
+moment it computed them. /metrics exports what is kept with its age and never computes it; a figure not
+computed yet is not exported (``collector_figures_missing`` counts them). A site that fails is kept as
+failed with the reason and the others go on. Several collector processes share the work: a figure another
+process has just computed is not computed again.
+
+`collector arrears` computes afresh: it is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from collector.attendance.headcount import unknown_inside
+from collector.attendance.reports import site_rules
+from collector.store import DatabaseError, Store, StoreError, Timeouts
+from collector.wages.arrears import arrears
+from gate_agent.protocol import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two computations of a figure, unless configured (``[figures] refresh_seconds``).
+REFRESH_SECONDS = 300.0
+#: Seconds to wait after the database failed before trying again.
+FAILURE_SECONDS = 10.0
+#: The bank as a whole, where a figure is kept under a site.
+BANK = ""
+
+
+def _arrears(store: Store, site: str, now: datetime, grace: timedelta) -> dict | None:
+    if not store.has("payments"):
+        return None  # a database without wage payments has no arrears to judge
+    (summary,) = arrears(store, site=site, now=now, grace=grace)["sites"]
+    if summary["error"]:
+        raise FigureFailed(summary["error"])
+    return {key: value for key, value in summary.items() if key not in ("site", "error")}
+
+
+def _inside(store: Store, site: str, now: datetime, grace: timedelta) -> dict:
+    return {"unknown_cards": len(unknown_inside(store, site, site_rules(store, site), now))}
+
+
+def _punches(store: Store, now: datetime, grace: timedelta) -> dict:
+    # An exact count is a scan of every punch (PostgreSQL keeps no row count): paid here, once a period.
+    return {"held": store.punch_count()}
+
+
+#: Figures per site, and of the bank as a whole: name -> what computes it (None: nothing to compute).
+SITE_FIGURES: dict[str, Callable[[Store, str, datetime, timedelta], dict | None]] = {
+    "arrears": _arrears, "inside": _inside}
+BANK_FIGURES: dict[str, Callable[[Store, datetime, timedelta], dict | None]] = {"punches": _punches}
+
+
+class FigureFailed(Exception):
+    """A figure that could not be computed, with the reason the computation gave."""
+
+
+def refresh(store: Store, *, grace: timedelta = timedelta(hours=6), max_age: float | None = None,
+            now: datetime | None = None, sites: list[str] | None = None,
+            stopping: Callable[[], bool] = lambda: False) -> int:
+    """Compute and keep the figures older than ``max_age`` seconds (None: all of them), of ``sites``
+    (None: every site) and of the bank, one at a time, each with the store's time when it starts (or
+    ``now``). Returns how many were computed; stops early once ``stopping()``."""
+    computed = 0
+    names = [s["site"] for s in store.sites()] if sites is None else sites
+    jobs = [(site, figure, compute) for site in names for figure, compute in SITE_FIGURES.items()]
+    jobs += [(BANK, figure, compute) for figure, compute in BANK_FIGURES.items()] if sites is None else []
+    for site, figure, compute in jobs:
+        if stopping():
+            break
+        # Looked at just before: another process may have computed it since this round began.
+        if max_age is not None and not _due(store, site, figure, max_age, now):
+            continue
+        moment = now or store.now()
+        started = time.perf_counter()
+        value, error = None, None
+        try:
+            value = compute(store, site, moment, grace) if site != BANK else compute(store, moment, grace)
+        except FigureFailed as failure:
+            error = str(failure)
+        except Exception as failure:  # noqa: BLE001 - one site that cannot be computed must not stop the others
+            log.exception("figure %s of %s cannot be computed", figure, site or "the bank")
+            error = f"cannot be computed ({type(failure).__name__}: {failure})"
+        if value is None and error is None:
+            continue
+        store.save_figure(site, figure, value=value, error=error, computed_at=format_time(moment),
+                          seconds=round(time.perf_counter() - started, 3))
+        computed += 1
+    return computed
+
+
+def _due(store: Store, site: str, figure: str, max_age: float, now: datetime | None) -> bool:
+    kept = store.figure_computed_at(site, figure)
+    if kept is None:
+        return True
+    age = ((now or store.now()) - parse_time(kept)).total_seconds()
+    return not 0 <= age < max_age  # a time ahead of this clock is not trusted to be recent
+
+
+def next_due(store: Store, max_age: float) -> float:
+    """Seconds until the oldest kept figure is due again (0: one is due, or missing, now)."""
+    figures = store.figures()
+    per_site = len(SITE_FIGURES) - (not store.has("payments"))  # no arrears without wage payments
+    expected = len(store.sites()) * per_site + len(BANK_FIGURES)
+    if len(figures) < expected:
+        return 0.0
+    now = store.now()
+    ages = [(now - parse_time(f.computed_at)).total_seconds() for f in figures]
+    return max(0.0, min(max_age - age if age >= 0 else 0.0 for age in ages))
+
+
+class FigureKeeper:
+    """The daemon's thread that keeps the figures (``refresh``) until stopped."""
+
+    def __init__(self, db: str | Path, *, timeouts: Timeouts, refresh_seconds: float = REFRESH_SECONDS,
+                 grace: timedelta = timedelta(hours=6)):
+        self.db, self._timeouts, self.refresh_seconds, self.grace = db, timeouts, refresh_seconds, grace
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="figures", daemon=True)
+        self.computed = 0  # figures computed since start
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        store = None
+        while not self._stop.is_set():
+            try:
+                if store is None:
+                    store = Store(self.db, upgrade=False, timeouts=self._timeouts)
+                self.computed += refresh(store, grace=self.grace, max_age=self.refresh_seconds,
+                                         stopping=self._stop.is_set)
+                wait = next_due(store, self.refresh_seconds)
+                # At least a second: a figure that cannot be saved must not turn this into a busy loop.
+                self._stop.wait(min(self.refresh_seconds, max(1.0, wait)))
+            except (DatabaseError, StoreError) as error:
+                log.warning("figures not computed this round (tried again in %.0f s): %s", FAILURE_SECONDS, error)
+                if store is not None:
+                    store.close()
+                    store = None
+                self._stop.wait(FAILURE_SECONDS)
+            except Exception:  # noqa: BLE001 - a bug here must not stop ingest; /metrics shows the figures' age
+                log.exception("figures not computed this round")
+                self._stop.wait(FAILURE_SECONDS)
+        if store is not None:
+            store.close()
