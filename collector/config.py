@@ -101,7 +101,7 @@ class CollectorConfig:
     evidence_limits: EvidenceLimits = field(default_factory=EvidenceLimits)
     evidence_memory_megabytes: int = 1024
     evidence_build_seconds: float = 300.0
-    #: [figures]: how often the daemon computes again what /metrics shows of the whole bank (collector.figures).
+    #: [figures]: how often the daemon computes again what /metrics shows of the whole bank (collector.wages.figures).
     figures_refresh_seconds: float = 300.0
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"

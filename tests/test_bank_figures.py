@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import figures
 from collector.attendance import days
 from collector.attendance.headcount import headcount
 from collector.attendance.health import gate_health
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store, Timeouts, schema
+from collector.wages import figures
 from collector.wages.arrears import arrears
 from collector.web.metrics import render_metrics
 from gate_agent.protocol import GateTopics, encode_punches, format_time

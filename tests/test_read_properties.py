@@ -396,8 +396,8 @@ def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else
 def test_a_site_that_cannot_be_read_leaves_the_bank_s_other_sites_served(monkeypatch, caplog):
     """Arrears and /metrics cover the whole bank: a fault at one site (here put into S2's arrears and
     unknown cards inside) is that site's, named with its reason, and the other sites' figures are all there."""
-    import collector.figures as figures_module
     import collector.wages.arrears as arrears_module
+    import collector.wages.figures as figures_module
 
     history = manual_first()
     with Database("sqlite") as bank:

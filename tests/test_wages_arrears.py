@@ -14,7 +14,7 @@ from datetime import date
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import figures
+from collector.wages import figures
 from tests import test_wages
 from tests.helpers import start_web, stop_process
 from tests.test_wages_payments import NETS, PERIOD, approve, bank_return, batch, credits, paid_day
@@ -91,7 +91,7 @@ def test_the_dashboard_api_and_metrics_show_overdue_totals_to_the_bank(month, tm
         *[(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")],
         (ids["W2"][0], "failed", "", "", "account closed")]))
     with month.setup.store() as store:
-        figures.refresh(store)  # /metrics shows the arrears the daemon keeps (collector.figures)
+        figures.refresh(store)  # /metrics shows the arrears the daemon keeps (collector.wages.figures)
     web, url = start_web(month.setup)
     try:
         def get(path: str, token: str):

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector import figures
 from collector.attendance import days
 from collector.ingest.pipeline import Incoming, Ingestor
+from collector.wages import figures
 from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import CollectorSetup, PunchFactory, start_web, stop_process
 

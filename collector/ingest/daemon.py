@@ -29,12 +29,12 @@ from datetime import UTC, datetime, timedelta
 from collector.attendance.maintainer import DayMaintainer
 from collector.config import RETRY_FIRST_SECONDS, CollectorConfig
 from collector.evidence.builder import BuildLimits, EvidenceBuilder
-from collector.figures import FigureKeeper
 from collector.ingest.cluster import LeaseKeeper, client_id, partition_of
 from collector.ingest.pipeline import BurstResult, Incoming, Ingestor, LeaseLost, gate_of_topic
 from collector.ingest.sun import load_master_key
 from collector.signing import load_bank_key
 from collector.store import DatabaseBusy, DatabaseError, Store, display
+from collector.wages.figures import FigureKeeper
 from gate_agent.mqtt import Message, MqttSession
 from gate_agent.protocol import (
     PUNCH_SUBSCRIPTION,

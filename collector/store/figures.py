@@ -1,4 +1,4 @@
-"""Figures that cover the whole bank, kept with the moment they were computed (``collector.figures``
+"""Figures that cover the whole bank, kept with the moment they were computed (``collector.wages.figures``
 computes them; /metrics reads them), and the few bank-wide reads /metrics makes itself, each one row per
 site or gate whatever the bank holds.
 """

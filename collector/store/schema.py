@@ -688,7 +688,7 @@ STEPS = [
         CREATE INDEX day_marks_card ON day_marks (card);
         INSERT INTO day_marks (site, worker, card, since, made_at) SELECT site, NULL, NULL, '', created_at FROM sites;
     """),
-    # Figures that cover the whole bank (collector.figures: arrears per site, cards nobody holds inside,
+    # Figures that cover the whole bank (collector.wages.figures: arrears per site, cards nobody holds inside,
     # punches held) are kept here by the daemon, with when they were computed, so that /metrics reads
     # them instead of computing the bank at every scrape. The indexes let a read find the days open now
     # and the gaps still open without going through the others.

@@ -4,7 +4,7 @@ Counters come from what ingest and the daemon persist (the web process that serv
 and read-only). A scrape costs a row per site and per gate whatever the bank holds: gauges are read from
 the gates' state, the gaps the daemon recorded, the kept days (who is inside) and the day marks waiting;
 what covers the bank and takes reading it (arrears per site, cards nobody holds inside, punches held) is
-what the daemon keeps in ``bank_figures`` (``collector.figures``), exported with its age and never
+what the daemon keeps in ``bank_figures`` (``collector.wages.figures``), exported with its age and never
 computed here.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from collector import figures as kept_figures
 from collector.attendance.health import health_of
 from collector.store import Figure, Store
+from collector.wages import figures as kept_figures
 from gate_agent.protocol import format_time, parse_time
 
 #: metric name, stored counter, help. Each is a monotonic count since the database was created. Every
