@@ -185,35 +185,42 @@ class DayQueries:
     def worker_punches(self, site: str, worker: str, *, start: str | None = None, end: str | None = None) -> list[dict]:
         """Punches at ``site`` that may be ``worker``'s: manual ones naming them, gate ones of any card they
         ever held (whose they are at each moment is the card windows' to say), in [start, end)."""
-        where, params = self._worker_punch_where(site, worker, start, end)
-        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
-                                f"AND g.gate = p.gate WHERE {where} ORDER BY p.time, p.gate NULLS FIRST, "
-                                "p.seq NULLS FIRST, p.id", params)
+        rows = self._worker_punch_rows(site, worker, start, end, "")
+        return sorted(rows, key=_punch_order)
 
     def worker_punches_before(self, site: str, worker: str, before: str, limit: int) -> list[dict]:
         """``worker_punches`` made before ``before``, the latest first, at most ``limit`` of them."""
-        where, params = self._worker_punch_where(site, worker, None, before)
-        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
-                                f"AND g.gate = p.gate WHERE {where} ORDER BY p.time DESC, p.gate DESC NULLS LAST, "
-                                f"p.seq DESC NULLS LAST, p.id DESC LIMIT {int(limit)}", params)
+        rows = self._worker_punch_rows(site, worker, None, before,
+                                       " ORDER BY p.time DESC, p.gate DESC NULLS LAST, p.seq DESC NULLS LAST, "
+                                       f"p.id DESC LIMIT {int(limit)}")
+        return sorted(rows, key=_punch_order, reverse=True)[:limit]
 
     def first_worker_punch_time(self, site: str, worker: str) -> str | None:
-        where, params = self._worker_punch_where(site, worker, None, None)
-        return self.db.value(f"SELECT MIN(p.time) FROM punches p WHERE {where}", params)
+        times = [self.db.value(f"SELECT MIN(p.time) FROM punches p WHERE {where}", params)
+                 for where, params in self._worker_punch_wheres(site, worker, None, None)]
+        return min((t for t in times if t is not None), default=None)
 
-    def _worker_punch_where(self, site: str, worker: str, start: str | None, end: str | None) -> tuple[str, list]:
-        cards = self.worker_cards(worker)
-        who = ["(p.source = 'manual' AND p.worker = ?)"]
-        params: list = [site, worker]
-        if cards:
-            who.append(f"(p.source <> 'manual' AND p.card IN ({', '.join('?' for _ in cards)}))")
-            params += cards
-        where = f"p.site = ? AND ({' OR '.join(who)})"
+    def _worker_punch_rows(self, site: str, worker: str, start: str | None, end: str | None, tail: str) -> list[dict]:
+        rows: list[dict] = []
+        for where, params in self._worker_punch_wheres(site, worker, start, end):
+            rows += self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON "
+                                     f"g.site = p.site AND g.gate = p.gate WHERE {where}{tail}", params)
+        return rows
+
+    def _worker_punch_wheres(self, site: str, worker: str, start: str | None,
+                             end: str | None) -> list[tuple[str, list]]:
+        """One condition per index: the worker's manual punches (by worker and time), and each card's
+        punches (by card and time). One statement with OR between them reads every punch of the site on
+        SQLite, whose planner then gives up both indexes."""
+        bounds, bound_params = "", []
         for op, value in ((">=", start), ("<", end)):
             if value is not None:
-                where += f" AND p.time {op} ?"
-                params.append(value)
-        return where, params
+                bounds += f" AND p.time {op} ?"
+                bound_params.append(value)
+        wheres = [(f"p.worker = ? AND p.source = 'manual' AND p.site = ?{bounds}", [worker, site, *bound_params])]
+        wheres += [(f"p.card = ? AND p.source <> 'manual' AND p.site = ?{bounds}", [card, site, *bound_params])
+                   for card in self.worker_cards(worker)]
+        return wheres
 
     def lock_days(self, site: str, worker: str) -> bool:
         """Inside a transaction: hold (site, worker)'s days against another maintainer; False if another
@@ -270,3 +277,8 @@ class DayQueries:
 
 def _json(value: dict) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _punch_order(row: dict) -> tuple:
+    # What ``Store.punches`` orders by: manual punches (no gate, no seq) first at the same time.
+    return (row["time"], row["gate"] is not None, row["gate"] or "", row["seq"] is not None, row["seq"] or 0, row["id"])
