@@ -16,7 +16,6 @@ process has just computed is not computed again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,7 +23,8 @@ from pathlib import Path
 
 from collector.attendance.headcount import unknown_inside
 from collector.attendance.reports import site_rules
-from collector.store import DatabaseError, Store, StoreError, Timeouts
+from collector.store import Store, Timeouts
+from collector.store.background import BackgroundRounds
 from collector.wages.arrears import arrears
 from gate_agent.protocol import format_time, parse_time
 
@@ -120,42 +120,18 @@ def next_due(store: Store, max_age: float) -> float:
     return max(0.0, min(max_age - age if age >= 0 else 0.0 for age in ages))
 
 
-class FigureKeeper:
+class FigureKeeper(BackgroundRounds):
     """The daemon's thread that keeps the figures (``refresh``) until stopped."""
+
+    what = "figures"
 
     def __init__(self, db: str | Path, *, timeouts: Timeouts, refresh_seconds: float = REFRESH_SECONDS,
                  grace: timedelta = timedelta(hours=6)):
-        self.db, self._timeouts, self.refresh_seconds, self.grace = db, timeouts, refresh_seconds, grace
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="figures", daemon=True)
+        super().__init__(db, timeouts=timeouts, failure_seconds=FAILURE_SECONDS)
+        self.refresh_seconds, self.grace = refresh_seconds, grace
         self.computed = 0  # figures computed since start
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        store = None
-        while not self._stop.is_set():
-            try:
-                if store is None:
-                    store = Store(self.db, upgrade=False, timeouts=self._timeouts)
-                self.computed += refresh(store, grace=self.grace, max_age=self.refresh_seconds,
-                                         stopping=self._stop.is_set)
-                wait = next_due(store, self.refresh_seconds)
-                # At least a second: a figure that cannot be saved must not turn this into a busy loop.
-                self._stop.wait(min(self.refresh_seconds, max(1.0, wait)))
-            except (DatabaseError, StoreError) as error:
-                log.warning("figures not computed this round (tried again in %.0f s): %s", FAILURE_SECONDS, error)
-                if store is not None:
-                    store.close()
-                    store = None
-                self._stop.wait(FAILURE_SECONDS)
-            except Exception:  # noqa: BLE001 - a bug here must not stop ingest; /metrics shows the figures' age
-                log.exception("figures not computed this round")
-                self._stop.wait(FAILURE_SECONDS)
-        if store is not None:
-            store.close()
+    def round(self, store: Store) -> float:
+        self.computed += refresh(store, grace=self.grace, max_age=self.refresh_seconds, stopping=self.stopping)
+        # At least a second: a figure that cannot be saved must not turn this into a busy loop.
+        return min(self.refresh_seconds, max(1.0, next_due(store, self.refresh_seconds)))
