@@ -123,7 +123,8 @@ def racing_result(database, punches, bursts_a, bursts_b) -> dict:
 def outcome(database) -> dict:
     """What the ledger says, independent of which of two equivocating copies happened to arrive first."""
     with Store(database) as store:
-        rows = store.execute("SELECT seq, digest, flags FROM punches WHERE gate = 'north' ORDER BY seq").fetchall()
+        rows = [(r["seq"], r["digest"], r["flags"]) for r in store.punches() if r["gate"] == "north"]
+        rows.sort()
         conflicts = store.execute("SELECT seq, kind, stored_digest, other_digest FROM conflicts "
                                   "ORDER BY seq, kind").fetchall()
         return {"punches": [(seq, flags) for seq, _, flags in rows],

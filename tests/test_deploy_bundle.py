@@ -68,7 +68,9 @@ def summary(collector: CollectorSetup, path: Path) -> dict:
 
 
 def punch_rows(collector: CollectorSetup) -> list[tuple]:
-    return collector.rows("SELECT site, gate, seq, digest, body, source, flags, received_at FROM punches ORDER BY seq")
+    with collector.store(readonly=True) as store:
+        return [(r["site"], r["gate"], r["seq"], r["digest"], r["body"], r["source"], r["flags"], r["received_at"])
+                for r in sorted(store.punches(), key=lambda r: r["seq"])]
 
 
 def one_error_line(result, expected: str) -> None:

@@ -204,8 +204,8 @@ def check_outcome(rig: Rig, uids: list[str]) -> None:
         status = outbox.status()
     conn = sqlite3.connect(f"file:{collector.db_path}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT seq, card, digest, body FROM punches WHERE site = 'S1' AND gate = 'north' "
-                            "ORDER BY seq").fetchall()
+        with Store(collector.db_path, readonly=True) as store:
+            rows = [(r["seq"], r["card"], r["digest"], r["body"]) for r in store.gate_punch_rows("S1", "north", 1, 2**62)]
         conflicts = conn.execute("SELECT COUNT(*) FROM conflicts").fetchone()[0]
         quarantined = conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
         open_gaps = conn.execute("SELECT COUNT(*) FROM gaps WHERE filled_at IS NULL").fetchone()[0]

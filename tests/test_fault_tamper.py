@@ -234,11 +234,19 @@ def test_tampering_with_the_banks_database_is_visible_to_a_chain_check(gate, ban
         return [Punch.from_dict(json.loads(b)) for b in store.gate_punch_bodies("S1", "north")]
 
     verify_chain(stored_chain(), keys_of(key))
-    body = store.gate_punch_bodies("S1", "north", 6, 6)[0]
-    store.db.execute("UPDATE punches SET body = ? WHERE seq = 6", [body.replace(b'"dir":"in"', b'"dir":"out"')])
+    # The columns are what the gate signed: an edited direction rebuilds bytes the signature does not cover.
+    store.db.execute("UPDATE punches SET direction = 'out' WHERE seq = 6")
     with pytest.raises(ProtocolError, match="bad_signature"):
         verify_chain(stored_chain(), keys_of(key))
-    store.db.execute("UPDATE punches SET body = ? WHERE seq = 6", [body])
+    store.db.execute("UPDATE punches SET direction = 'in' WHERE seq = 6")
+    verify_chain(stored_chain(), keys_of(key))
+    # So is the packed proof: another punch's signature (or prev, or key) in its place does not verify.
+    signed = store.db.value("SELECT signed FROM punches WHERE seq = 6")
+    store.db.execute("UPDATE punches SET signed = (SELECT signed FROM punches WHERE seq = 5) WHERE seq = 6")
+    with pytest.raises(ProtocolError):
+        verify_chain(stored_chain(), keys_of(key))
+    store.db.execute("UPDATE punches SET signed = ? WHERE seq = 6", [signed])
+    verify_chain(stored_chain(), keys_of(key))
     store.db.execute("DELETE FROM punches WHERE seq = 7")
     with pytest.raises(ProtocolError, match="chain_break"):
         verify_chain(stored_chain(), keys_of(key))

@@ -197,7 +197,7 @@ def test_db_copy_of_a_pilot_gives_identical_reports_on_both_backends(tmp_path, p
     inside = [{k: v for k, v in setup.json("headcount", "--site", "S1").items() if k != "as_of"}
               for setup in (pilot, postgres)]  # as_of: the second it was asked
     assert inside[0] == inside[1] and inside[0]["on_site"] == 2 and inside[0]["unknown_cards"] == 1
-    for sql in ("SELECT id, body FROM punches ORDER BY id", "SELECT id, raw, sha256 FROM quarantine ORDER BY id",
+    for sql in ("SELECT id, signed, body FROM punches ORDER BY id", "SELECT id, raw, sha256 FROM quarantine ORDER BY id",
                 "SELECT id, other_body FROM conflicts ORDER BY id"):
         assert pilot.rows(sql) == postgres.rows(sql), sql
     assert any(raw is not None and b"\xff" in raw for _, raw, _ in postgres.rows("SELECT id, raw, sha256 FROM quarantine"))
@@ -293,9 +293,7 @@ def test_a_tampered_punch_body_in_the_source_fails_the_copy_and_nothing_is_kept(
     for hour in (8, 9, 10):
         site.tap(site.north, W1_CARD, local(f"2026-11-02 {hour:02}:00"), "in")
     conn = sqlite3.connect(site.setup.db_path)
-    body = conn.execute("SELECT body FROM punches WHERE gate = 'north' AND seq = 2").fetchone()[0]
-    conn.execute("UPDATE punches SET body = ? WHERE gate = 'north' AND seq = 2",
-                 (body.replace(W1_CARD.encode(), W2_CARD.encode() + b"0000"),))  # a card of the same length
+    conn.execute("UPDATE punches SET card = ? WHERE gate = 'north' AND seq = 2", (W2_CARD,))
     conn.commit()
     conn.close()
     result = copy(site.setup.db_path, postgres_db, check=False)
@@ -308,10 +306,11 @@ def test_a_tampered_punch_body_in_the_source_fails_the_copy_and_nothing_is_kept(
 @pytest.mark.parametrize("sql, params, problems", [
     ("UPDATE workers SET name = ? WHERE worker = 'W1'", ("Mallory",),
      ["table workers: the rows in the target differ from the source's"]),
-    ("UPDATE punches SET body = ? WHERE gate = 'north' AND seq = 1", (b"{}",),
-     ["table punches: the rows in the target differ", "gate S1/north: seq 1: the stored body is not a punch"]),
-    ("UPDATE punches SET digest = ? WHERE gate = 'south' AND seq = 1", ("0" * 64,),
-     ["table punches: the rows in the target differ", "gate S1/south: seq 1: the stored digest is not the body's"]),
+    ("UPDATE punches SET signed = ? WHERE gate = 'north' AND seq = 1", (b"{}",),
+     ["table punches: the rows in the target differ", "gate S1/north: seq 1: the stored punch cannot be rebuilt (its proof is "
+                                                               "missing or damaged)"]),
+    ("UPDATE punches SET time = ? WHERE gate = 'south' AND seq = 1", ("2026-11-02T08:00:00.000Z",),
+     ["table punches: the rows in the target differ", "gate S1/south: signature of south seq 1 does not verify"]),
     ("DELETE FROM quarantine WHERE id = (SELECT MAX(id) FROM quarantine)", (),
      ["table quarantine: 2 row(s) in the source, 2 copied, 1 in the target"]),
     ("UPDATE gate_state SET contiguous_seq = 1 WHERE gate = 'north'", (),
@@ -409,8 +408,8 @@ def test_a_copy_larger_than_a_batch_pages_through_every_table(tmp_path, postgres
     for gate in report["gates"]:
         assert (gate["punches"], gate["chain_breaks"], gate["contiguous_seq"]) == (PER_GATE - 1, 1, dbcopy.BATCH)
     postgres = pg_setup(tmp_path, postgres_db)
-    assert postgres.rows("SELECT id, body FROM punches ORDER BY id") == pilot.rows(
-        "SELECT id, body FROM punches ORDER BY id")
+    assert postgres.rows("SELECT id, signed, body FROM punches ORDER BY id") == pilot.rows(
+        "SELECT id, signed, body FROM punches ORDER BY id")
     added = postgres.json("punch", "add", "--worker", "W2", "--site", "S1", "--at", "2026-10-02T17:30:00+08:00",
                           "--direction", "out", "--reason", "forgot card", "--by", "ops-li")
     assert added["id"] == total + 1
@@ -419,9 +418,7 @@ def test_a_copy_larger_than_a_batch_pages_through_every_table(tmp_path, postgres
 def flip_direction(*seqs: int):
     def tamper(conn) -> None:
         for seq in seqs:
-            body = conn.execute("SELECT body FROM punches WHERE gate = 'south' AND seq = ?", (seq,)).fetchone()[0]
-            conn.execute("UPDATE punches SET body = ? WHERE gate = 'south' AND seq = ?",
-                         (bytes(body).replace(b'"in"', b'"out"'), seq))
+            conn.execute("UPDATE punches SET direction = 'out' WHERE gate = 'south' AND seq = ?", (seq,))
     return tamper
 
 

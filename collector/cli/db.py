@@ -53,6 +53,35 @@ def db_upgrade(ctx: Context, as_json: bool) -> None:
          + (f"; {days['units']} worker-site record(s) of days built" if days["units"] else ""))
 
 
+@db_group.command("partitions")
+@click.option("--make", is_flag=True, help="Make the partitions of this month and the next two now (the daemon "
+              "does so every hour), and move what the default partition holds of a month into its own.")
+@json_option
+@with_config
+def db_partitions(ctx: Context, make: bool, as_json: bool) -> None:
+    """The punches table's months on PostgreSQL: rows (the planner's estimate), size and tablespace of each,
+    for moving old months to cheaper storage (docs/bank-ops.md). SQLite keeps one table."""
+    from collector.store import display, partitions
+
+    with ctx.store(readonly=not make) as store:
+        if not partitions.is_partitioned(store.db):
+            emit(as_json, {"database": display(ctx.config.db), "partitioned": False, "partitions": [], "made": []},
+                 f"{display(ctx.config.db)}: punches are one table (partitions are PostgreSQL's)")
+            return
+        made = []
+        if make:
+            with store.db.transaction():
+                made = partitions.ensure(store.db)
+        rows = [{"name": p.name, "month": p.month or None, "rows": p.rows, "bytes": p.bytes,
+                 "tablespace": p.tablespace or None} for p in partitions.listing(store.db)]
+    lines = [f"{r['month'] or 'other':8} {r['name']:18} {r['rows']:>12,} rows {r['bytes'] / 2**20:>10.1f} MiB"
+             + (f"  in {r['tablespace']}" if r["tablespace"] else "") for r in rows]
+    if made:
+        lines.append(f"made: {', '.join(made)}")
+    emit(as_json, {"database": display(ctx.config.db), "partitioned": True, "partitions": rows, "made": made},
+         "\n".join(lines))
+
+
 @db_group.command("copy")
 @click.option("--from", "source", required=True, type=click.Path(dir_okay=False),
               help="The pilot's SQLite database (read only; stop its collector first).")

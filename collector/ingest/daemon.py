@@ -34,6 +34,7 @@ from collector.ingest.pipeline import BurstResult, Incoming, Ingestor, LeaseLost
 from collector.ingest.sun import load_master_key
 from collector.signing import load_bank_key
 from collector.store import DatabaseBusy, DatabaseError, Store, display
+from collector.store.partitions import PartitionKeeper
 from collector.wages.figures import FigureKeeper
 from gate_agent.mqtt import Message, MqttSession
 from gate_agent.protocol import (
@@ -217,6 +218,9 @@ class CollectorService:
         # Days are recomputed off this loop too: ingest only leaves marks (collector.attendance.days).
         self.days = DayMaintainer(config.db, timeouts=self._timeouts)
         # And the figures /metrics shows of the whole bank (arrears per site...), never computed per scrape.
+        # And the months of the punches table ahead (PostgreSQL), made before a punch needs one.
+        self.punch_partitions = PartitionKeeper(config.db, timeouts=self._timeouts) \
+            if self.store.db.dialect == "postgresql" else None
         self.figures = FigureKeeper(config.db, timeouts=self._timeouts, refresh_seconds=config.figures_refresh_seconds,
                                     grace=timedelta(hours=config.final_grace_hours))
         #: Messages set aside, unacknowledged, because another writer held their gate: in arrival order,
@@ -242,6 +246,8 @@ class CollectorService:
         self.evidence.start()
         self.days.start()
         self.figures.start()
+        if self.punch_partitions is not None:
+            self.punch_partitions.start()
         notify("READY=1", "STATUS=collecting")
         log.info("collector %s running: database %s, broker %s:%d, %d partition(s), holding %s",
                  self.keeper.instance, display(self.config.db), self.config.mqtt.host, self.config.mqtt.port,
@@ -268,6 +274,8 @@ class CollectorService:
         finally:
             notify("STOPPING=1")
             self.figures.stop()
+            if self.punch_partitions is not None:
+                self.punch_partitions.stop()
             self.days.stop()
             self.evidence.stop()
             for number in list(self.partitions):

@@ -453,7 +453,6 @@ class Ingestor:
         store = self.store
         ident = (punch.site, punch.gate)
         result.touched.add(ident)
-        body = punch.to_json()
         digest = punch.digest() if canonical is None else hashlib.sha256(canonical).hexdigest()
         flags = self._clock_flags(punch, message.received_at)
         counter = None
@@ -463,15 +462,21 @@ class Ingestor:
                 flags.add(card_flag)
         if ident not in self._tails:
             self._tails[ident] = store.highest_punch(*ident)
-        if not store.insert_punch(punch, digest=digest, body=body, received_at=message.received_at,
-                                  source=self.source, flags=",".join(sorted(flags)), card_counter=counter):
-            held = store.stored_link(punch.site, punch.gate, punch.seq)
+        tail = self._tails[ident]
+        # At or below the highest seq held, the seq may be held already: looked up first, since on
+        # PostgreSQL its copy may sit in another month's partition, where no unique index sees it
+        # (collector.store.partitions). Above it, nothing can be held: this process holds the gate's lock.
+        held = store.stored_link(punch.site, punch.gate, punch.seq) \
+            if tail is not None and punch.seq <= tail.seq else None
+        if held is not None or not store.insert_punch(punch, received_at=message.received_at, source=self.source,
+                                                      flags=",".join(sorted(flags)), card_counter=counter):
+            held = held or store.stored_link(punch.site, punch.gate, punch.seq)
             if held.digest == digest:
                 result.counts["duplicates"] += 1
                 return
             # The gate signed two different punches under one seq: keep both, trust neither.
             if store.add_conflict(punch.site, punch.gate, punch.seq, kind="equivocation", stored_digest=held.digest,
-                                  other_digest=digest, other_body=body,
+                                  other_digest=digest, other_body=punch.to_json(),
                                   detail=f"second punch for seq {punch.seq}: card {punch.card} at {punch.time}"):
                 store.add_flag(punch.site, punch.gate, punch.seq, "equivocated")
                 result.counts["equivocations"] += 1
@@ -488,7 +493,6 @@ class Ingestor:
                 result.counts[card_flag] += 1
         if counter is not None:
             self._replays(punch, counter, result)
-        tail = self._tails[ident]
         # The punch before this one: the tail itself when this one follows it (the usual, in-order case).
         if tail is not None and punch.seq == tail.seq + 1:
             previous: Tail | Link | None = tail

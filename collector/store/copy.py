@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from collector.errors import CollectorError
-from collector.store import schema
+from collector.store import partitions, schema
 from collector.store.connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
+from collector.store.packed import punch_row
 from gate_agent.protocol import ProtocolError, Punch, key_id, parse_public_key, verify_chain
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,7 @@ def _copy(src: Connection, tgt: Connection, report: CopyReport, *, batch: int, p
             _check_target(tgt, report.target)
             schema.upgrade(tgt)  # nested: part of this transaction, and holds the schema lock until it ends
             _check_target(tgt, report.target)  # another copy or collector may have written before the lock
+            partitions.ensure(tgt, wanted=partitions.held_months(src))
             source_version = src.change_marker()
             with src.transaction():  # one snapshot of the source for everything read from it
                 counts = {t.name: src.one(f"SELECT COUNT(*) FROM {t.name}")[0] for t in TABLES}
@@ -489,9 +491,13 @@ def _verify_chain(tgt: Connection, result: GateResult, keys: dict[str, str], bat
     in_prefix, after = True, 0
     try:
         while True:
-            rows = tgt.execute("SELECT seq, digest, flags, body FROM punches WHERE site = ? AND gate = ? AND seq > ? "
-                               "ORDER BY seq LIMIT ?", (result.site, result.gate, after, batch)).fetchall()
-            for seq, digest, flags, body in rows:
+            rows = [punch_row(row) for row in tgt.rows(
+                "SELECT seq, flags, site, gate, time, card, direction, signed, body FROM punches WHERE site = ? AND "
+                "gate = ? AND seq > ? ORDER BY seq LIMIT ?", (result.site, result.gate, after, batch))]
+            for row in rows:
+                # The body is rebuilt from the row's columns and packed proof: what is verified below is
+                # what the ledger holds, not a copy of it kept beside.
+                seq, digest, flags, body = row["seq"], row["digest"], row["flags"], row["body"]
                 broken = "chain_break" in (flags or "").split(",")
                 linked = previous is not None and seq == previous[0] + 1 and not broken
                 if not linked or len(run) >= CHUNK:
@@ -509,7 +515,7 @@ def _verify_chain(tgt: Connection, result: GateResult, keys: dict[str, str], bat
             update(len(rows))
             if len(rows) < batch:
                 break
-            after = rows[-1][0]
+            after = rows[-1]["seq"]
         if run and not submit(run, predecessor):
             return
         settle(0)
@@ -554,7 +560,8 @@ def _public_keys(keys: tuple[tuple[str, str], ...]) -> dict:
 
 def _decode(body, seq: int) -> Punch:
     if body is None:
-        raise ProtocolError("schema", f"seq {seq} has no stored body")
+        raise ProtocolError("schema", f"seq {seq}: the stored punch cannot be rebuilt (its proof is missing or "
+                                      "damaged)")
     try:
         data = json.loads(bytes(body))
     except (ValueError, RecursionError) as error:

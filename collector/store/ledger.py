@@ -4,6 +4,7 @@ and the manual entries and voids people add beside them (a gate's punch is never
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gate_agent.protocol import Punch
@@ -11,10 +12,7 @@ from gate_agent.protocol import Punch
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
-
-
-def _bytes(value) -> bytes | None:
-    return bytes(value) if isinstance(value, memoryview) else value
+from .packed import pack, punch_row
 
 
 def _ranges(rows: list[dict]) -> list[tuple[int, int]]:
@@ -62,35 +60,43 @@ class LedgerQueries:
 
     # ================================================================== ingest (inside one transaction)
 
-    def insert_punch(self, punch: Punch, *, digest: str, body: bytes, received_at: str, source: str,
-                     flags: str, card_counter: int | None = None) -> bool:
+    def insert_punch(self, punch: Punch, *, received_at: str, source: str, flags: str,
+                     card_counter: int | None = None) -> bool:
         """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests).
-        ``card_counter``: an NTAG 424 card's read counter, decrypted from its SUN message (collector.ingest.sun)."""
+        The proof is stored packed (collector.store.packed); the signed bytes and the digest are rebuilt
+        from the row when asked for. ``card_counter``: an NTAG 424 card's read counter, decrypted from its
+        SUN message (collector.ingest.sun)."""
         cursor = self.db.execute(
-            """INSERT INTO punches (site, gate, seq, time, card, direction, tech, roster, synced, boot, mono_ms,
-                   reader, prev, digest, key_id, body, received_at, source, flags, card_kind, card_counter)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (site, gate, seq) DO NOTHING""",
-            (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, punch.tech, punch.roster,
-             int(punch.synced), punch.boot, punch.mono_ms, punch.reader, punch.prev, digest, punch.key, body,
-             received_at, source, flags, punch.kind, card_counter),
+            """INSERT INTO punches (site, gate, seq, time, card, direction, signed, received_at, source, flags,
+                   card_kind, card_counter)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT DO NOTHING""",
+            (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, pack(punch), received_at, source,
+             flags, punch.kind, card_counter),
         )
         if cursor.rowcount != 1:
             return False
         self._mark_days(site=punch.site, card=punch.card or "", since=punch.time)
         return True
 
+    def _gate_rows(self, where: str, params: Sequence, tail: str = "") -> list[dict]:
+        """Gate punches as rows that rebuild what the gate signed (``punch_row``): the columns it needs."""
+        wanted = "seq, time, card, direction, signed, body, flags, site, gate" if self.has("packed_punches") else \
+            "seq, time, card, direction, body, flags, site, gate, digest, prev, boot"
+        return [punch_row(row) for row in self._rows(f"SELECT {wanted} FROM punches WHERE {where} {tail}", params)]
+
     def highest_punch(self, site: str, gate: str) -> Tail | None:
         """The gate's punch with the highest seq held, if any."""
-        row = self._one("SELECT seq, digest, time FROM punches WHERE site = ? AND gate = ? AND seq IS NOT NULL "
-                        "ORDER BY seq DESC LIMIT 1", (site, gate))
-        return None if row is None else Tail(*row)
+        rows = self._gate_rows("site = ? AND gate = ? AND seq IS NOT NULL", (site, gate), "ORDER BY seq DESC LIMIT 1")
+        return None if not rows else Tail(rows[0]["seq"], rows[0]["digest"], rows[0]["time"])
 
     def stored_link(self, site: str, gate: str, seq: int) -> Link | None:
         """A stored gate punch as a link of its chain, if held."""
-        row = self._one("SELECT digest, prev, time, boot, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?",
-                        (site, gate, seq))
-        return None if row is None else Link(*row)
+        rows = self._gate_rows("site = ? AND gate = ? AND seq = ?", (site, gate, seq))
+        if not rows:
+            return None
+        row = rows[0]
+        return Link(row["digest"], row["prev"], row["time"], row["boot"], row["flags"])
 
     def add_flag(self, site: str, gate: str, seq: int, flag: str) -> None:
         held = self.db.record("SELECT id, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
@@ -129,17 +135,19 @@ class LedgerQueries:
         punch is on disk, and the ack that tells the gate so cannot go out before the gap is closed."""
         before = self.gate_progress(site, gate)
         seq, digest = before.contiguous_seq, before.contiguous_digest
+        start = seq
         while True:
-            rows = self.db.execute(
-                "SELECT seq, digest FROM punches WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq LIMIT 1000",
-                (site, gate, seq)).fetchall()
+            numbers = self.db.column("SELECT seq FROM punches WHERE site = ? AND gate = ? AND seq > ? ORDER BY seq "
+                                     "LIMIT 1000", (site, gate, seq))
             advanced = False
-            for next_seq, next_digest in rows:
+            for next_seq in numbers:
                 if next_seq != seq + 1:
                     break
-                seq, digest, advanced = next_seq, next_digest, True
-            if not advanced or len(rows) < 1000:
+                seq, advanced = next_seq, True
+            if not advanced or len(numbers) < 1000:
                 break
+        if seq != start:  # one digest rebuilt: the last punch of the prefix, which the ack names
+            digest = self.stored_link(site, gate, seq).digest
         max_seq = self.db.value("SELECT MAX(seq) FROM punches WHERE site = ? AND gate = ?", (site, gate)) or 0
         self.db.execute(
             """INSERT INTO gate_state (site, gate, contiguous_seq, contiguous_digest, max_seq, last_punch_at)
@@ -336,12 +344,10 @@ class LedgerQueries:
                                 "ORDER BY p.seq", (site, gate, first, last))
 
     def gate_punch_bodies(self, site: str, gate: str, first: int = 1, last: int | None = None) -> list[bytes]:
-        return [_bytes(body) for body in self.db.column(
-            "SELECT body FROM punches WHERE site = ? AND gate = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-            (site, gate, first, last if last is not None else 2**62))]
+        """The gate's punches from seq ``first`` to ``last`` as the gate signed them (None where damaged)."""
+        return [row["body"] for row in self._gate_rows("site = ? AND gate = ? AND seq BETWEEN ? AND ?",
+                                                       (site, gate, first, last if last is not None else 2**62),
+                                                       "ORDER BY seq")]
 
     def _punch_rows(self, sql: str, params=()) -> list[dict]:
-        rows = self._rows(sql, params)
-        for row in rows:
-            row["body"] = _bytes(row.get("body"))
-        return rows
+        return [punch_row(row) for row in self._rows(sql, params)]

@@ -49,7 +49,7 @@ class _Punches:
 
     def __call__(self, gate: str, card: str, at: datetime, direction: str) -> None:
         self.seqs[gate] += 1
-        self.rows.append((self.site, gate, self.seqs[gate], format_time(at), card, direction, "digest",
+        self.rows.append((self.site, gate, self.seqs[gate], format_time(at), card, direction,
                           format_time(at + timedelta(seconds=2)), "mqtt", ""))
 
 
@@ -104,8 +104,8 @@ def build(location: str, *, workers: int, sites: int, days: int, seed: int = 7) 
                         punch(f"{site}-north", f"STRANGER{n}", start + timedelta(hours=n), "in")
             rows.sort(key=lambda r: (r[1], r[2]))
             with store.transaction():
-                store.db.executemany("INSERT INTO punches (site, gate, seq, time, card, direction, digest, received_at, "
-                                     "source, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                store.db.executemany("INSERT INTO punches (site, gate, seq, time, card, direction, received_at, "
+                                     "source, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 for gate, seq in seqs.items():
                     store.db.execute("UPDATE gate_state SET contiguous_seq = ?, max_seq = ?, last_punch_at = ? "
                                      "WHERE site = ? AND gate = ?", (seq, seq, format_time(now), site, gate))

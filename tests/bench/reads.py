@@ -238,7 +238,7 @@ class Bank:
 def site_punches(task: dict) -> dict:
     """One site's gate punches of the days given, signed and chained gate by gate (run in a pool).
 
-    Returns rows (the punch's fields, digest, body, received_at) in each gate's seq order, the repeated
+    Returns rows (the punch's fields, received_at) in each gate's seq order, the repeated
     INs to void (gate, seq) and the manual OUTs that correct some missing ones."""
     site, index, workers = task["site"], task["index"], task["workers"]
     tz = ZoneInfo(TZ)
@@ -278,7 +278,7 @@ def site_punches(task: dict) -> dict:
             seq += 1
             punch = signed(key, site, gate, seq, prev, moment, card, direction)
             prev = punch.digest()
-            rows.append((tuple(getattr(punch, name) for name in PUNCH_FIELDS), prev, punch.to_json(),
+            rows.append((tuple(getattr(punch, name) for name in PUNCH_FIELDS),
                          format_time(moment + timedelta(seconds=2))))
             if void:
                 voids.append((gate, seq))
@@ -301,9 +301,9 @@ def store_site(store: Store, result: dict) -> int:
     site = result["site"]
     last: dict[str, str] = {}
     with store.transaction():
-        for values, digest, body, received in result["rows"]:
+        for values, received in result["rows"]:
             punch = Punch(*values)
-            store.insert_punch(punch, digest=digest, body=body, received_at=received, source="mqtt", flags="")
+            store.insert_punch(punch, received_at=received, source="mqtt", flags="")
             last[punch.gate] = received
         for gate, received in last.items():
             store.advance_contiguous(site, gate, received)
@@ -521,8 +521,7 @@ def put_inside(bank: Bank) -> None:
                 punch = signed(gate_key(SEED, site, gate), site, gate, (tail.seq if tail else 0) + 1,
                                tail.digest if tail else GENESIS, moment, card, "in")
                 received = format_time(moment + timedelta(seconds=2))
-                store.insert_punch(punch, digest=punch.digest(), body=punch.to_json(), received_at=received,
-                                   source="mqtt", flags="")
+                store.insert_punch(punch, received_at=received, source="mqtt", flags="")
                 tails[gate] = Tail(punch.seq, punch.digest(), punch.time)
             for gate in gates[:2]:
                 store.advance_contiguous(site, gate, format_time(now))
@@ -876,13 +875,11 @@ def measure_ingest(bank: Bank, engine: str, *, per_run: int, rounds: int = 6, bu
                 for at in range(0, len(messages), burst):
                     ingestor.ingest(messages[at:at + burst])
             else:
-                rows = [(p, p.digest(), p.to_json()) for p in punches]
                 begun, used = time.perf_counter(), meter()
-                for at in range(0, len(rows), burst):
+                for at in range(0, len(punches), burst):
                     with store.transaction():
-                        for punch, digest, body in rows[at:at + burst]:
-                            store.insert_punch(punch, digest=digest, body=body, received_at=received, source="mqtt",
-                                               flags="")
+                        for punch in punches[at:at + burst]:
+                            store.insert_punch(punch, received_at=received, source="mqtt", flags="")
                         store.advance_contiguous(site, gate, received)
             used, elapsed = meter() - used, time.perf_counter() - begun
             held = store.db.value("SELECT COUNT(*) FROM punches WHERE site = ? AND gate = ?", (site, gate))
