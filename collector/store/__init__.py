@@ -5,8 +5,11 @@
 with a module per engine what differs between them. A location is a path (or ``sqlite:PATH``) or a
 ``postgresql://`` URL.
 
-Gate punches are stored exactly as signed (``body``) next to the fields queries need. They are never
-edited: a correction is a separate manual punch, a void is a mark beside the punch.
+A gate punch is stored as the fields queries need, in columns, and the rest of what its gate signed,
+packed (``packed.py``); the exact signed bytes and the digest are rebuilt from the row, so every proof
+stays checkable at a third of the bytes. On PostgreSQL the punches table is partitioned by month
+(``partitions.py``). Punches are never edited: a correction is a separate manual punch, a void is a
+mark beside the punch.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from gate_agent.protocol import Punch
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
-from .packed import pack, punch_row
+from .packed import digest_of, pack, punch_row
 
 
 def _ranges(rows: list[dict]) -> list[tuple[int, int]]:
@@ -66,14 +66,23 @@ class LedgerQueries:
         The proof is stored packed (collector.store.packed); the signed bytes and the digest are rebuilt
         from the row when asked for. ``card_counter``: an NTAG 424 card's read counter, decrypted from its
         SUN message (collector.ingest.sun)."""
-        cursor = self.db.execute(
-            """INSERT INTO punches (site, gate, seq, time, card, direction, signed, received_at, source, flags,
-                   card_kind, card_counter)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT DO NOTHING""",
-            (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, pack(punch), received_at, source,
-             flags, punch.kind, card_counter),
-        )
+        if self.has("packed_punches"):
+            cursor = self.db.execute(
+                """INSERT INTO punches (site, gate, seq, time, card, direction, signed, received_at, source, flags,
+                       card_kind, card_counter)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT DO NOTHING""",
+                (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, pack(punch), received_at,
+                 source, flags, punch.kind, card_counter))
+        else:  # a database as an earlier release left it, which step 26 repacks (tests of upgrades write so)
+            cursor = self.db.execute(
+                """INSERT INTO punches (site, gate, seq, time, card, direction, tech, roster, synced, boot, mono_ms,
+                       reader, prev, digest, key_id, body, received_at, source, flags, card_kind, card_counter)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT DO NOTHING""",
+                (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, punch.tech, punch.roster,
+                 int(punch.synced), punch.boot, punch.mono_ms, punch.reader, punch.prev, digest_of(punch), punch.key,
+                 punch.to_json(), received_at, source, flags, punch.kind, card_counter))
         if cursor.rowcount != 1:
             return False
         self._mark_days(site=punch.site, card=punch.card or "", since=punch.time)

@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from collector.store import Store, Tail  # noqa: E402
+from collector.store import Store, Tail, partitions  # noqa: E402
 from gate_agent.protocol import GENESIS, PROTOCOL_VERSION, Punch, format_time, sign_punch  # noqa: E402
 from tests.bench.fakegates import gate_key, gate_names, public_keys  # noqa: E402
 
@@ -96,6 +96,8 @@ TARGETS = {
     "wage_slip": (100, None),
 }
 INGEST_MAX_RATIO = 1.10
+#: Bytes a stored punch may cost, table and indexes (issue: storage per punch).
+STORAGE_MAX_BYTES = 400
 #: Measured runs per read (fewer for the slow ones), and the time after which a read stops early.
 RUNS = {"worker_month": 30, "worker_month_http": 20, "headcount_trouble": 20, "wage_slip": 20}
 DEFAULT_RUNS, BUDGET_SECONDS, MIN_RUNS = 7, 60.0, 3
@@ -382,6 +384,12 @@ def build_bank(location: str | Path, directory: Path, size: Size, *, processes: 
         f"the month before {calendar.earlier} ({len(calendar.earlier_days)} days), pay day {PAY_DAY} of the month after")
     started = time.perf_counter()
     with Store(location) as store:
+        # A bank that has been running holds the months' partitions before their punches come (PostgreSQL;
+        # the daemon makes each two months ahead). UTC months: a local month starts 8 hours into the last
+        # UTC day of the month before.
+        with store.transaction():
+            partitions.ensure(store.db, now=now, wanted=partitions.months(
+                (calendar.earlier_first - timedelta(days=1)).strftime("%Y-%m"), now.strftime("%Y-%m")))
         register(store, size, sites, calendar)
         bank.timings["register_s"] = round(time.perf_counter() - started, 2)
         registered = refresh_all(store)  # the workers' own marks, long settled in a bank that is running
@@ -804,6 +812,50 @@ def verdict(row: dict) -> bool | None:
     return met
 
 
+# ---------------------------------------------------------------------------------------------- storage
+
+
+def storage(bank: Bank, engine: str) -> dict:
+    """Bytes per stored punch: the punches table (with TOAST) and its indexes, over every partition on
+    PostgreSQL (made as the daemon makes them, then VACUUM ANALYZE); on PostgreSQL also after a REINDEX,
+    what a month costs once it is closed and its indexes rebuilt packed."""
+    with Store(bank.location) as store:
+        db = store.db
+        count = db.value("SELECT COUNT(*) FROM punches")
+        reindexed = None
+        if engine == "postgresql":
+            with db.transaction():
+                partitions.ensure(db, wanted=partitions.held_months(db))
+            db.execute("VACUUM ANALYZE punches")
+            leaves = ("SELECT relid FROM pg_partition_tree('punches') WHERE isleaf UNION ALL SELECT 'punches'::regclass "
+                      "WHERE NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'punches'::regclass)")
+            sizes = f"SELECT SUM(pg_table_size(relid)), SUM(pg_indexes_size(relid)) FROM ({leaves}) r"
+            table, indexes = (int(value) for value in db.one(sizes))
+            db.execute("REINDEX TABLE punches")
+            reindexed = int(db.one(sizes)[1])
+            db.execute("VACUUM ANALYZE days")
+            days_bytes = int(db.value("SELECT pg_total_relation_size('days')"))
+        else:
+            def sqlite_sizes(table_name: str) -> dict[str, int]:
+                names = db.column("SELECT name FROM sqlite_master WHERE tbl_name = ? AND type = 'index'", (table_name,))
+                return {r["name"]: r["size"] for r in db.rows(
+                    f"SELECT name, SUM(pgsize) AS size FROM dbstat WHERE name IN ({', '.join('?' * (len(names) + 1))}) "
+                    "GROUP BY name", [table_name, *names])}
+
+            sizes = sqlite_sizes("punches")
+            table = sizes.pop("punches", 0)
+            indexes = sum(sizes.values())
+            days_bytes = sum(sqlite_sizes("days").values())
+        days = db.value("SELECT COUNT(*) FROM days")
+    row = {"engine": engine, "punches": count, "table_b": table / count, "indexes_b": indexes / count,
+           "total_b": (table + indexes) / count, "target_b": STORAGE_MAX_BYTES, "days": days,
+           "day_b": days_bytes / days if days else None}
+    if reindexed is not None:
+        row["total_reindexed_b"] = (table + reindexed) / count
+    row["met"] = row["total_b"] <= STORAGE_MAX_BYTES
+    return row
+
+
 # ---------------------------------------------------------------------------------------------- ingest
 
 
@@ -996,6 +1048,7 @@ def run_engine(engine: str, size: Size, directory: Path, *, keep: bool, quick: b
         check_days(bank)
         settle_wages(bank)
         put_inside(bank)
+        out["storage"] = storage(bank, engine)
         out.update(punches=bank.punches, manual=bank.manual, voids=bank.voids, timings=bank.timings,
                    notes=bank.notes, params={k: v for k, v in bank.params().items() if k != "sessions"})
         say(f"- {engine}: measuring the reads")
@@ -1047,6 +1100,17 @@ def main(args: argparse.Namespace) -> int:
             f"kept days built in {timings['days_build_s']:.0f} s ({timings['days_kept']:,} days), "
             f"{timings.get('differences', '?')} difference(s) against the punches")
     print_table(rows)
+    say("\nstorage per punch (the punches table and its indexes)")
+    for engine in engines:
+        kept = results["engines"][engine].get("storage")
+        if kept:
+            after = (f", {kept['total_reindexed_b']:.0f} B with its indexes rebuilt (a closed month)"
+                     if "total_reindexed_b" in kept else "")
+            say(f"  {engine:10} {kept['total_b']:.0f} B ({kept['table_b']:.0f} table, {kept['indexes_b']:.0f} indexes)"
+                f"{after}; target <= {kept['target_b']} B: {'PASS' if kept['met'] else 'MISS'}")
+            if kept.get("day_b"):
+                say(f"  {'':10} and a kept day (the days table with its indexes): {kept['day_b']:.0f} B a worker-day "
+                    f"({kept['days']:,} days)")
     say(f"\nload average at start {results['load_average_at_start'][0]:.2f}, at end "
         f"{results['load_average_at_end'][0]:.2f}; the run took {results['seconds']:.0f} s")
     if args.json_file:
