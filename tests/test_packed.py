@@ -227,3 +227,52 @@ def ingest(store: Store, made: list[Punch]) -> dict:
     result = Ingestor(store).ingest([Incoming(GateTopics("S1", "north").punch, encode_punches([punch]),
                                               "2026-12-06T00:00:00.000Z") for punch in made])
     return dict(result.counts)
+
+
+def test_db_partitions_lists_the_months_and_makes_what_is_due(tmp_path, empty_database):
+    from types import SimpleNamespace
+
+    from tests.helpers import CollectorSetup
+
+    collector = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883), db=empty_database)
+    collector.json("db", "upgrade")
+    listed = collector.json("db", "partitions", "--make")
+    if isinstance(empty_database, str):  # PostgreSQL
+        now = datetime.now(UTC)
+        current = f"{now.year:04d}-{now.month:02d}"
+        months = [p["month"] for p in listed["partitions"]]
+        assert listed["partitioned"] and listed["made"] == []  # the upgrade made them
+        assert months[-1] is None  # the default partition, listed last
+        assert set(partitions.months(current, partitions.month_after(partitions.month_after(current)))) <= set(months)
+        with Store(empty_database) as store:
+            store.execute("DROP TABLE " + partitions.partition_name(partitions.month_after(current)))
+        remade = collector.json("db", "partitions", "--make")
+        assert remade["made"] == [partitions.month_after(current)]
+    else:
+        assert listed == {"database": listed["database"], "partitioned": False, "partitions": [], "made": []}
+        assert "one table" in collector.run("db", "partitions").stdout
+
+
+def test_a_transactions_punch_marks_are_written_once_at_commit_and_forgotten_at_rollback(database):
+    """Ingest stores hundreds of punches a transaction: their day marks are gathered per card (from the
+    earliest time) and written just before the commit; a rollback takes them with the punches."""
+    made = chain(TIMES[1:4])
+    with Store(database) as store:
+        register(store)
+        store.execute("DELETE FROM day_marks")
+        with store.transaction():
+            for punch in made:
+                assert store.insert_punch(punch, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+            assert store.db.value("SELECT COUNT(*) FROM day_marks") == 0  # not yet: at the commit
+        assert store.db.rows("SELECT site, worker, card, since FROM day_marks") == [
+            {"site": "S1", "worker": None, "card": "04A1B2C3", "since": TIMES[1]}]
+        store.execute("DELETE FROM day_marks")
+        later = sign_punch(_punch(4, made[-1].digest(), "04D5E6F7", "2026-12-02T08:00:00.000Z"), KEY)
+        with pytest.raises(RuntimeError), store.transaction():
+            store.insert_punch(later, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+            raise RuntimeError("the burst failed")
+        assert store.db.value("SELECT COUNT(*) FROM day_marks") == 0
+        assert store.db.value("SELECT COUNT(*) FROM punches WHERE seq = 4") == 0
+        # Outside a transaction a punch and its mark commit together, in one of their own.
+        assert store.insert_punch(later, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+        assert store.db.column("SELECT card FROM day_marks") == ["04D5E6F7"]

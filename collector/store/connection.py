@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +82,7 @@ class Connection(ABC):
         self.readonly = readonly
         self.timeouts = timeouts or Timeouts()
         self._depth = 0  # open transaction (1) and savepoints inside it
+        self._at_commit: dict[str, tuple[Callable[[dict], None], dict]] = {}
 
     # ------------------------------------------------------------------ statements
 
@@ -149,12 +150,28 @@ class Connection(ABC):
         self._depth = 1
         try:
             yield
+            while self._at_commit:
+                flush, data = self._at_commit.pop(next(iter(self._at_commit)))
+                flush(data)
         except BaseException:
             self._depth = 0
+            self._at_commit.clear()
             self._rollback()
             raise
         self._depth = 0
         self._commit()
+
+    def at_commit(self, key: str, flush: Callable[[dict], None]) -> dict:
+        """A dict that lives as long as the open transaction: ``flush(it)`` runs in the transaction just
+        before it commits (its failure rolls the whole transaction back); a rollback forgets it. For
+        writes that many statements of one transaction would each make, made once (a burst's day marks).
+        A savepoint rolled back keeps what was put in it: use it only for what may be written twice."""
+        if not self._depth:
+            raise RuntimeError("at_commit outside a transaction")
+        entry = self._at_commit.get(key)
+        if entry is None:
+            entry = self._at_commit[key] = (flush, {})
+        return entry[1]
 
     @abstractmethod
     def _begin(self) -> None: ...

@@ -79,6 +79,22 @@ class DayQueries:
         self.db.execute("INSERT INTO day_marks (site, worker, card, since, made_at) VALUES (?, ?, ?, ?, ?)",
                         (site, worker, card, since or "", self._now_text()))
 
+    def _mark_card_days(self, *, site: str, card: str, since: str) -> None:
+        """A gate punch's mark. Inside a transaction the marks of its punches are gathered (one per site and
+        card, from the earliest time) and written in one statement just before it commits: a mark per
+        punch was a second insert for every punch stored. A rollback forgets them with the punches."""
+        if not self.has("days"):
+            return
+        pending = self.db.at_commit("card_day_marks", self._write_card_marks)
+        key = (site, card)
+        if key not in pending or since < pending[key]:
+            pending[key] = since
+
+    def _write_card_marks(self, pending: dict) -> None:
+        made = self._now_text()
+        self.db.executemany("INSERT INTO day_marks (site, worker, card, since, made_at) VALUES (?, NULL, ?, ?, ?)",
+                            [(site, card, since, made) for (site, card), since in pending.items()])
+
     def _mark_punch_days(self, punch_id: int) -> None:
         """Days a stored punch takes part in: its worker's (a manual punch) or its card holder's."""
         row = self.db.record("SELECT site, time, card, worker, source FROM punches WHERE id = ?", (punch_id,))

@@ -66,6 +66,10 @@ class LedgerQueries:
         The proof is stored packed (collector.store.packed); the signed bytes and the digest are rebuilt
         from the row when asked for. ``card_counter``: an NTAG 424 card's read counter, decrypted from its
         SUN message (collector.ingest.sun)."""
+        if not self.db.in_transaction:  # the punch and its day mark commit together
+            with self.db.transaction():
+                return self.insert_punch(punch, received_at=received_at, source=source, flags=flags,
+                                         card_counter=card_counter)
         if self.has("packed_punches"):
             cursor = self.db.execute(
                 """INSERT INTO punches (site, gate, seq, time, card, direction, signed, received_at, source, flags,
@@ -85,7 +89,7 @@ class LedgerQueries:
                  punch.to_json(), received_at, source, flags, punch.kind, card_counter))
         if cursor.rowcount != 1:
             return False
-        self._mark_days(site=punch.site, card=punch.card or "", since=punch.time)
+        self._mark_card_days(site=punch.site, card=punch.card or "", since=punch.time)
         return True
 
     def _gate_rows(self, where: str, params: Sequence, tail: str = "") -> list[dict]:

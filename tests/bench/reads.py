@@ -865,6 +865,9 @@ class StoreWithoutMarks(Store):
     def _mark_days(self, **_) -> None:
         pass
 
+    def _mark_card_days(self, **_) -> None:
+        pass
+
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process so far."""
