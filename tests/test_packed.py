@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store, partitions, schema
-from collector.store.packed import PackError, pack, unpack
+from collector.store.packed import PackError, pack, signed_fields, unpack
 from gate_agent.protocol import (
     CARD_KINDS,
     DIRECTIONS,
@@ -168,6 +168,7 @@ def test_an_older_database_is_repacked_without_losing_a_proof(empty_database):
         for punch in before:
             row = rows[punch.seq]
             assert row["body"] == punch.to_json() and row["digest"] == punch.digest()
+            assert signed_fields(row) == json.loads(punch.to_json())  # the evidence file's form of it
             assert (row["prev"], row["key_id"], row["boot"], row["reader"]) == (punch.prev, punch.key, punch.boot,
                                                                                 punch.reader)
         kept = store.db.column("SELECT seq FROM punches WHERE body IS NOT NULL")

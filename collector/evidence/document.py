@@ -15,7 +15,6 @@ file whose every signature an attacker made himself fails the trust check.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, date, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -35,6 +34,7 @@ from collector.attendance.rules import Event, Rules, daily_records
 from collector.errors import CollectorError
 from collector.localtime import zone
 from collector.store import Store, StoreError
+from collector.store.packed import signed_fields
 from collector.workers.record import worker_sites
 from gate_agent.protocol import (
     BankKeys,
@@ -115,7 +115,7 @@ def evidence_body(store: Store, worker: str, first: date, last: date, *, now: da
             segment = {
                 "site": site, "gate": gate, "first_seq": min(numbers), "last_seq": max(numbers),
                 "public_keys": [k["public_key"] for k in store.public_keys(site, gate)],
-                "punches": [json.loads(r["body"]) for r in rows],
+                "punches": [signed_fields(r) for r in rows],
                 "received_at": [r["received_at"] for r in rows],
             }
             # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
