@@ -38,11 +38,13 @@ from collector.store.evidence_requests import EvidenceRefused
 from collector.web.common import (
     PUBLIC,
     WORKER,
+    WORKER_COOKIE,
     Access,
     ApiError,
     ClientAddress,
     Holder,
     JSONResponse,
+    hold,
     page,
     read_store,
     route,
@@ -54,7 +56,7 @@ from gate_agent.protocol import valid_id
 
 log = logging.getLogger(__name__)
 
-COOKIE = "worker_link"
+COOKIE = WORKER_COOKIE
 COOKIE_DAYS = worker_links.SESSION_DAYS
 #: Worker requests carry a small JSON body at most.
 MAX_BODY = 4096
@@ -123,9 +125,15 @@ class WorkerApi:
         return self._session_of(request, store)["worker"]
 
     def _session_of(self, request: Request, store: Store) -> dict:
+        """The live session, its worker holding a slot of theirs and of each site they work at now for the
+        rest of the request (collector/web/bounds.py: every browser of one link counts as the one worker);
+        429 or 503 when there is none."""
         presented = request.cookies.get(COOKIE)
         found = worker_links.session(store, presented) if presented else None
         if found is not None:
+            worker = found["worker"]
+            sites = [a["site"] for a in store.assignments(worker=worker) if a["valid_to"] is None]
+            hold(request, credential=("worker", worker), sites=sites)
             return found
         if presented:  # nothing presented is no guess
             self._refuse_wrong(request, presented)
