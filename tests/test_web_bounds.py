@@ -29,9 +29,10 @@ pytestmark = pytest.mark.slow
 
 class HeldWrites:
     """The writes of the given workers' pages wait until ``release``: on SQLite the database's write lock
-    (every writer waits), on PostgreSQL those workers' rows of the access log (others write on)."""
+    (every writer waits), on PostgreSQL those workers' rows of the access log (others write on), or with
+    ``sessions`` the sessions' table (every link traded waits)."""
 
-    def __init__(self, location: str | Path, workers: tuple[str, ...]):
+    def __init__(self, location: str | Path, workers: tuple[str, ...] = (), *, sessions: bool = False):
         if isinstance(location, Path):
             self.connection = sqlite3.connect(location, isolation_level=None)
             self.connection.execute("BEGIN IMMEDIATE")
@@ -39,6 +40,9 @@ class HeldWrites:
             import psycopg
 
             self.connection = psycopg.connect(location)
+            if sessions:  # every session opened waits; reads go on
+                self.connection.execute("LOCK TABLE worker_sessions IN EXCLUSIVE MODE")
+                return
             rows = self.connection.execute("SELECT id FROM record_access WHERE worker = ANY(%s) FOR UPDATE",
                                            (list(workers),)).fetchall()
             assert rows, "each worker's page was loaded once today: its access-log row is there to hold"
@@ -195,6 +199,31 @@ def test_a_client_that_goes_away_keeps_its_slot_until_its_work_ends(request, tmp
         held.release()
     wait_for(lambda: metrics(url)["working"] == 1, message="the work done and its slot back")
     assert client.record(cookie) == 200
+
+
+def test_one_link_traded_in_a_crowd_waits_on_itself(request, tmp_path, database):
+    """Trading a worker's link for a session (a public route: the link is the credential) is bounded per
+    link as a session's requests are."""
+    bank, url = served(request, tmp_path, database, requests_per_credential=2)
+    client = Client(url)
+    secret = bank.link("W1", url).split("#")[1]
+
+    def trade() -> int:
+        return client.call("POST", "/api/worker/session", data={"secret": secret})[0]
+
+    held = HeldWrites(bank.setup.location, sessions=True)
+    crowd = Pending()
+    try:
+        for _ in range(2):
+            crowd.send(trade)
+        wait_for(lambda: metrics(url)["working"] == 3, message="two trades of the link in the works")
+        status, headers, body = client.call("POST", "/api/worker/session", data={"secret": secret})
+        assert status == 429 and headers["Retry-After"] == "2" and body["busy"] == "credential"
+        assert get(url, "/api/sites/S1/headcount", token=SITE1)[0] == 200
+    finally:
+        held.release()
+    assert crowd.wait() == [204, 204]
+    assert trade() == 204 and metrics(url)["refused_credential"] == 1
 
 
 # ---------------------------------------------------------------------------------------------- the bounds alone

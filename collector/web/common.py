@@ -16,13 +16,14 @@ catalogs in static/i18n/, applied by static/i18n.js.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import inspect
 import ipaddress
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,8 +297,11 @@ def presented(request: Request, *, worker: bool = False) -> tuple[str, bytes] | 
         authorization = request.headers.get("authorization")
         # As Tokens.identify reads it: "bearer  X " and "Bearer X" present the same token.
         value = authorization.partition(" ")[2].strip() if authorization is not None else request.cookies.get(COOKIE)
-    if not value:
-        return None
+    return secret_key(value) if value else None
+
+
+def secret_key(value: str) -> tuple[str, bytes]:
+    """The slot key of a secret as presented: a digest, so that no secret is kept in the counts."""
     return ("presented", hashlib.sha256(value.encode("utf-8", "replace")).digest()[:16])
 
 
@@ -310,6 +314,25 @@ def hold(request: Request, *, credential: object = None, sites: Iterable[str] = 
     except Refused as refused:
         raise busy(request, refused) from None
     request.state.releases.append(release)
+
+
+@contextlib.contextmanager
+def holding(request: Request, *, credential: object = None, sites: Iterable[str] = ()) -> Iterator[None]:
+    """``hold`` for a block of a route that is not guarded (a PUBLIC one): the slot is given back when the
+    block ends."""
+    bounds: Bounds = request.app.state.bounds
+    ended = bounds.start()
+    try:
+        try:
+            release = bounds.take(credential=credential, sites=sites)
+        except Refused as refused:
+            raise busy(request, refused) from None
+        try:
+            yield
+        finally:
+            release()
+    finally:
+        ended()
 
 
 def busy(request: Request, refused: Refused) -> ApiError:

@@ -45,9 +45,11 @@ from collector.web.common import (
     Holder,
     JSONResponse,
     hold,
+    holding,
     page,
     read_store,
     route,
+    secret_key,
 )
 from collector.workers import disputes as dispute_rules
 from collector.workers import links as worker_links
@@ -175,6 +177,11 @@ class WorkerApi:
         secret = self._json_body(request, body).get("secret")
         if not isinstance(secret, str) or not secret:
             raise ApiError(400, 'expected {"secret": "..."}')  # presents nothing: not a guess
+        # A link traded in a crowd waits on itself, as a session's requests do (collector/web/bounds.py).
+        with holding(request, credential=secret_key(secret)):
+            return self._open(request, secret)
+
+    def _open(self, request: Request, secret: str) -> Response:
         # Checked on the read-only connection first: a wrong link never takes the database's write lock.
         with self._reader() as store:
             valid = worker_links.holder(store, secret) is not None
