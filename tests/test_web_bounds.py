@@ -226,6 +226,23 @@ def test_one_link_traded_in_a_crowd_waits_on_itself(request, tmp_path, database)
     assert trade() == 204 and metrics(url)["refused_credential"] == 1
 
 
+def test_a_body_is_read_no_further_than_a_workers_request_can_carry(request, tmp_path):
+    """A request announcing a gigabyte is answered 413 once it has sent a few kilobytes: the rest is never
+    waited for nor held (before, the whole body was read, then measured)."""
+    import socket
+
+    bank, url = served(request, tmp_path, tmp_path / "collector.sqlite3")
+    cookie = Client(url).session(bank.link("W1", url))
+    parts = urlsplit(url)
+    for path in ("/api/worker/session", "/api/worker/disputes", "/api/worker/evidence"):
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as connection:
+            connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {parts.hostname}\r\nCookie: worker_link={cookie}\r\n"
+                               "Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n".encode())
+            connection.sendall(b"{" + b" " * 65536)
+            answer = connection.recv(65536).decode("latin-1")
+        assert answer.startswith("HTTP/1.1 413"), (path, answer[:300])
+
+
 # ---------------------------------------------------------------------------------------------- the bounds alone
 
 
