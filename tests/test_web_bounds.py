@@ -201,6 +201,45 @@ def test_a_client_that_goes_away_keeps_its_slot_until_its_work_ends(request, tmp
     assert client.record(cookie) == 200
 
 
+def test_a_live_stream_stays_open_while_its_site_is_full_and_its_update_comes_after(request, tmp_path, database):
+    """The stream holds no request slot; each of its rounds is work of its site, put off while the site is
+    full (counted), never ended; a bank's stream is never put off."""
+    bank, url = served(request, tmp_path, database, requests_per_credential=2, requests_per_site=2)
+    client = Client(url)
+    w1 = client.session(bank.link("W1", url))
+    assert client.record(w1) == 200
+    parts = urlsplit(url)
+
+    def stream(token: str) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        connection.request("GET", "/api/sites/S1/live", headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        assert response.status == 200 and response.readline() == b"retry: 3000\n"
+        return response
+
+    def update(response: http.client.HTTPResponse) -> bytes:
+        while (line := response.readline()) != b"event: update\n":
+            assert line, "the stream ended"
+        return response.readline()
+
+    held = HeldWrites(bank.setup.location, ("W1",))
+    crowd = Pending()
+    try:
+        for _ in range(2):
+            crowd.send(client.record, w1)
+        wait_for(lambda: metrics(url)["working"] == 3, message="S1 full")
+        foreman = stream(SITE1)  # opened: no request slot is taken for it
+        wait_for(lambda: metrics(url)["refused_live_round"] >= 2, message="the foreman's rounds put off")
+        bank_stream = stream(BANK)
+        assert update(bank_stream).startswith(b"data: ")  # the bank's round is not put off
+        bank_stream.close()
+    finally:
+        held.release()
+    assert update(foreman).startswith(b"data: ")  # the site has room again: the update comes on the open stream
+    assert crowd.wait() == [200, 200]
+    foreman.close()
+
+
 def test_one_link_traded_in_a_crowd_waits_on_itself(request, tmp_path, database):
     """Trading a worker's link for a session (a public route: the link is the credential) is bounded per
     link as a session's requests are."""
