@@ -84,8 +84,9 @@ def gone(url: str, cookie: str) -> http.client.HTTPConnection:
 
 
 def metrics(url: str) -> dict[str, float]:
-    """This process's own figures of /metrics: refusals by reason, and requests being worked on (the
-    /metrics request itself among them)."""
+    """This process's own figures of /metrics: refusals by reason, requests being worked on (the /metrics
+    request itself among them), and the slots each site holds (a request holds its site's once it is
+    past its checks: what the crowds below wait for)."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
@@ -101,6 +102,8 @@ def metrics(url: str) -> dict[str, float]:
             figures[f"refused_{found[1]}"] = float(found[2])
         elif found := re.fullmatch(r"collector_web_requests_working (\S+)", line):
             figures["working"] = float(found[1])
+        elif found := re.fullmatch(r'collector_web_site_slots\{site="([A-Za-z0-9]+)"\} (\S+)', line):
+            figures[f"slots_{found[1]}"] = float(found[2])
     return figures
 
 
@@ -135,7 +138,7 @@ def test_one_workers_crowd_of_requests_is_bounded_and_the_others_are_served(requ
     try:
         for _ in range(4):  # [web] requests_per_credential: 4 by default
             crowd.send(client.record, phone)
-        wait_for(lambda: metrics(url)["working"] == 5, message="W1's four requests in the works")
+        wait_for(lambda: metrics(url).get("slots_S1") == 4, message="W1's four requests in the works")
         # The fifth of the same browser is refused at once, as is one of the worker's other browser.
         status, headers, body = client.call("GET", "/api/worker/record", cookie=phone)
         assert status == 429 and headers["Retry-After"] == "2" and body["busy"] == "credential"
@@ -167,7 +170,7 @@ def test_a_sites_crowd_is_bounded_and_other_sites_and_the_bank_are_served(reques
     try:
         for cookie in (w1, w1, w2):  # site S1's three
             crowd.send(client.record, cookie)
-        wait_for(lambda: metrics(url)["working"] == 4, message="S1's three requests in the works")
+        wait_for(lambda: metrics(url).get("slots_S1") == 3, message="S1's three requests in the works")
         status, headers, body = get(url, "/api/sites/S1/headcount", token=SITE1, lang="en-GB,en;q=0.9")
         assert status == 503 and headers["Retry-After"] == "2" and body["busy"] == "site"
         assert body["error"] == "This site's pages are busy: wait 2 s and try again."
@@ -192,12 +195,12 @@ def test_a_client_that_goes_away_keeps_its_slot_until_its_work_ends(request, tmp
     held = HeldWrites(bank.setup.location, ("W1",))
     try:
         left = gone(url, cookie)
-        wait_for(lambda: metrics(url)["working"] == 2, message="the request in the works")
+        wait_for(lambda: metrics(url).get("slots_S1") == 1, message="the request in the works")
         left.close()  # the client is gone; its page is still being worked on
         assert client.record(cookie) == 429
     finally:
         held.release()
-    wait_for(lambda: metrics(url)["working"] == 1, message="the work done and its slot back")
+    wait_for(lambda: (m := metrics(url))["working"] == 1 and "slots_S1" not in m, message="the work done, its slot back")
     assert client.record(cookie) == 200
 
 
@@ -227,7 +230,7 @@ def test_a_live_stream_stays_open_while_its_site_is_full_and_its_update_comes_af
     try:
         for _ in range(2):
             crowd.send(client.record, w1)
-        wait_for(lambda: metrics(url)["working"] == 3, message="S1 full")
+        wait_for(lambda: metrics(url).get("slots_S1") == 2, message="S1 full")
         foreman = stream(SITE1)  # opened: no request slot is taken for it
         wait_for(lambda: metrics(url)["refused_live_round"] >= 2, message="the foreman's rounds put off")
         bank_stream = stream(BANK)
@@ -315,9 +318,10 @@ def test_slots_never_pass_a_bound_and_all_come_back(steps, per_credential, per_s
         held.append((credential, frozenset(sites), release))
         assert bounds.held(credential=credential) <= per_credential
         assert all(bounds.held(site=site) <= per_site for site in "AB")
+        assert bounds.snapshot()[2] == {site: n for site in "AB" if (n := sum(site in s for _, s, _ in held))}
     for _, _, release in held:
         release()
     assert bounds.idle()
-    counted, working = bounds.snapshot()
-    assert set(counted) == set(REASONS) and working == 0
+    counted, working, sites = bounds.snapshot()
+    assert set(counted) == set(REASONS) and working == 0 and sites == {}
     assert (counted["credential"], counted["site"]) == (refusals["credential"], refusals["site"])

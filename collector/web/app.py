@@ -306,8 +306,7 @@ class WebApp:
     def metrics(self, request: Request) -> Response:
         with self._store() as store:
             text = render_metrics(store)
-        refused, working = self.bounds.snapshot()
-        text += render_bounds(refused, working)
+        text += render_bounds(*self.bounds.snapshot())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ------------------------------------------------------------------ live stream (server-sent events)

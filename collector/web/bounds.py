@@ -108,10 +108,12 @@ class Bounds:
         with self._lock:
             return self._held[("credential", credential)] if site is None else self._held[("site", site)]
 
-    def snapshot(self) -> tuple[dict[str, int], int]:
-        """(refusals by reason, every reason present, since the process started; requests being worked on)."""
+    def snapshot(self) -> tuple[dict[str, int], int, dict[str, int]]:
+        """(refusals by reason, every reason present, since the process started; requests being worked on;
+        slots held per site now, the sites holding any)."""
         with self._lock:
-            return {reason: self._refused[reason] for reason in REASONS}, self._working
+            return ({reason: self._refused[reason] for reason in REASONS}, self._working,
+                    {key[1]: held for key, held in sorted(self._held.items()) if key[0] == "site"})
 
     def idle(self) -> bool:
         """No slot is held (what every test ends with: nothing leaks)."""

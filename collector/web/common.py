@@ -266,11 +266,12 @@ def route(path: str, endpoint: Callable, access: str | Callable[[Request], Holde
     async def guarded(request: Request) -> Response:
         bounds: Bounds = request.app.state.bounds
         request.state.releases = releases = []
-        ended = bounds.start() if not stream else lambda: None
+        ended = None
         try:
             secret = presented(request, worker=kind == WORKER) if not stream else None
             if secret is not None:
                 hold(request, credential=secret)
+            ended = bounds.start() if not stream else None  # once it holds its slot: what the gauge counts
             if not asynchronous:
                 return await run_in_threadpool(work, request)
             await run_in_threadpool(checked, request)
@@ -278,7 +279,8 @@ def route(path: str, endpoint: Callable, access: str | Callable[[Request], Holde
         finally:
             for release in releases:
                 release()
-            ended()
+            if ended is not None:
+                ended()
 
     guarded.__name__ = getattr(endpoint, "__name__", "guarded")
     guarded.__doc__ = endpoint.__doc__
@@ -321,17 +323,15 @@ def holding(request: Request, *, credential: object = None, sites: Iterable[str]
     """``hold`` for a block of a route that is not guarded (a PUBLIC one): the slot is given back when the
     block ends."""
     bounds: Bounds = request.app.state.bounds
+    try:
+        release = bounds.take(credential=credential, sites=sites)
+    except Refused as refused:
+        raise busy(request, refused) from None
     ended = bounds.start()
     try:
-        try:
-            release = bounds.take(credential=credential, sites=sites)
-        except Refused as refused:
-            raise busy(request, refused) from None
-        try:
-            yield
-        finally:
-            release()
+        yield
     finally:
+        release()
         ended()
 
 
