@@ -48,8 +48,10 @@ class HeldWrites:
             assert rows, "each worker's page was loaded once today: its access-log row is there to hold"
 
     def release(self) -> None:
-        self.connection.rollback() if not isinstance(self.connection, sqlite3.Connection) else \
+        if isinstance(self.connection, sqlite3.Connection):
             self.connection.execute("ROLLBACK")
+        else:
+            self.connection.rollback()
         self.connection.close()
 
 

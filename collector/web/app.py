@@ -12,6 +12,10 @@ send headers), so no token ever appears in a URL or an access log. A site forema
 with a single-use link the bank issues (collector/web/signin.py): the browser then holds a session
 cookie of that site, which the API accepts where no Authorization header is sent.
 
+What one credential and one site may hold of the process at once is bounded in the same place: a request
+of a data route holds a slot of its credential and of its site while its work runs, and is refused 429 or
+503 with Retry-After past them (collector/web/bounds.py; the live stream has slots of its own, below).
+
 A request fails one way, decided here for every route: an error a person can act on (collector/errors.py:
 ``ApiError`` with its status, any other of the collector's, a date or period refused) is a 4xx answer
 ``{"error": message}``; the database failing is 503; anything else is a bug, logged with its traceback
