@@ -38,12 +38,18 @@ host = "127.0.0.1"
 port = 8080
 live_streams = 64             # live streams at once; site tokens together leave one token's share free
 live_streams_per_token = 8
+requests_per_credential = 4   # requests in the works at once per token, sign-in session or worker (429 past it)
+requests_per_site = 16        # ... per site, bank tokens not counted (503 past it; docs/security.md)
 trusted_proxy = ["127.0.0.1"]  # optional, off by default: the reverse proxy's address(es) (docs/security.md)
 forwarded_header = "X-Forwarded-For"   # where that proxy puts the client's address (or "X-Real-IP")
 
 [web.tokens]                  # bearer tokens of the dashboard and API
 "token-for-site-manager" = "S1"
 "token-for-bank-ops" = "*"
+
+[limits]                      # optional: what the pages are sized for (docs/security.md)
+max_workers_per_file = 20000  # rows of one worker file (a larger one is refused, unread past the bound)
+max_workers_per_site = 20000  # workers assigned to one site now (an import or assign past it is refused)
 ```
 """
 
@@ -108,6 +114,14 @@ class CollectorConfig:
     web_port: int = 8080
     live_streams: int = 64
     live_streams_per_token: int = 8
+    #: Requests in the works at once per credential and per site (collector/web/bounds.py): a page fetches
+    #: at most three things at once (the dashboard: attendance, disputes, the sites, beside its live stream),
+    #: and a site rarely has more than a handful of pages loading in one instant.
+    requests_per_credential: int = 4
+    requests_per_site: int = 16
+    #: [limits]: the workers one file may list and one site may have assigned now (collector/workers/registry.py).
+    max_workers_per_file: int = 20_000
+    max_workers_per_site: int = 20_000
     #: The reverse proxy's addresses and networks whose ``forwarded_header`` names the client (empty: none is
     #: trusted, the connection's address is the client's).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -226,6 +240,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     database = table.table("database")
     evidence = table.table("evidence")
     figures = table.table("figures")
+    limits = table.table("limits")
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -292,6 +307,10 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         web_port=web.int("port", 8080, minimum=1, maximum=65535),
         live_streams=live_streams,
         live_streams_per_token=per_token,
+        requests_per_credential=web.int("requests_per_credential", 4, minimum=1, maximum=10_000),
+        requests_per_site=web.int("requests_per_site", 16, minimum=1, maximum=10_000),
+        max_workers_per_file=limits.int("max_workers_per_file", 20_000, minimum=1, maximum=10_000_000),
+        max_workers_per_site=limits.int("max_workers_per_site", 20_000, minimum=1, maximum=10_000_000),
         trusted_proxies=trusted_proxies,
         forwarded_header=forwarded_header,
         source=Path(path),

@@ -88,6 +88,16 @@ class TableError(InputError):
     the message names the file and says why in one line."""
 
 
+class TooManyRows(TableError):
+    """More rows than the caller reads: refused on the first row past the bound, the rest of the file never
+    parsed. ``blank`` says which bound: rows, blank ones included (``max_rows``), or rows under the header
+    that are neither blank nor a total (``max_records``)."""
+
+    def __init__(self, message: str, *, limit: int, blank: bool):
+        super().__init__(message)
+        self.limit, self.blank = limit, blank
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong at one place of a file: ``where`` names the file and the line (CSV) or the
@@ -290,19 +300,21 @@ def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]
                name: str | None = None, require: Sequence[str] = (), identifiers: Collection[str] = (),
                dates: Collection[str] = (), sheet: str | None = None, totals: Totals = "skip",
                what: str = "a table", max_bytes: int, max_unpacked: int = MAX_UNPACKED_BYTES,
-               max_rows: int | None = None, max_cells: int = MAX_CELLS, header_within: int = HEADER_WITHIN) -> Table:
+               max_rows: int | None = None, max_records: int | None = None, max_cells: int = MAX_CELLS,
+               header_within: int = HEADER_WITHIN) -> Table:
     """Open a table (a path, or the bytes of one named ``name``) and find its header: the first row
     naming every field of ``identify``; the header must also name every field of ``require``.
     ``fields`` maps each field to the headers that mean it (its own name is one). ``identifiers`` are
     the fields whose numbers a spreadsheet must not have rounded, ``dates`` those a date cell may fill.
-    ``max_rows`` bounds the rows, blank ones included, ``max_cells`` a workbook's cells. TableError for a file that is not such a table;
+    ``max_rows`` bounds the rows, blank ones included, ``max_records`` the rows under the header that are
+    not blank nor a total (TooManyRows), ``max_cells`` a workbook's cells. TableError for a file that is not such a table;
     ``what`` names the kind of table in its messages (``a wage sheet``)."""
     if totals not in ("skip", "keep", "problem"):
         raise ValueError(f"totals is skip, keep or problem, not {totals!r}")
     if name is None:
         name = "<bytes>" if isinstance(source, bytes) else str(source)
     spec = _Spec(name, fields, _aliases(fields), tuple(identify), tuple(require), frozenset(identifiers),
-                 frozenset(dates), totals, what, header_within)
+                 frozenset(dates), totals, what, header_within, max_records)
     data = _load(source, name, max_bytes, what)
     digest = hashlib.sha256(data).hexdigest()
     if data.startswith(_OLE):
@@ -335,6 +347,7 @@ class _Spec:
     totals: str
     what: str
     header_within: int
+    max_records: int | None = None
 
 
 @dataclass(frozen=True)
@@ -383,7 +396,8 @@ class _Stream:
         for number, cells in self.rows:
             self.count += 1
             if self.max_rows is not None and self.count > self.max_rows:
-                raise TableError(f"{self.spec.name}: more than {self.max_rows} rows: too many for {self.spec.what}")
+                raise TooManyRows(f"{self.spec.name}: more than {self.max_rows} rows: too many for {self.spec.what}",
+                                  limit=self.max_rows, blank=True)
             if not _blank(cells):
                 yield number, cells
 
@@ -482,6 +496,10 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
             if total and spec.totals == "problem":
                 table.problems.append(Problem(where, "a total row: leave it out of the file"))
                 continue
+            if not total and spec.max_records is not None and count >= spec.max_records:
+                raise TooManyRows(f"{table.name}: more than {spec.max_records} rows under the header ({position} is "
+                                  f"one more): more than {spec.what} may hold", limit=spec.max_records,
+                                  blank=False)
             if stream.hidden is not None and number in stream.hidden.rows:
                 table.problems.append(Problem(where, "a hidden row (hidden, filtered or folded): it is never read; show "
                                                      "every row, clear the filters and save the file again"))

@@ -328,7 +328,8 @@ def worker_add(ctx: Context, worker_id: str, name: str, cards: tuple[str, ...], 
 
     check_id("WORKER", worker_id)
     uids = [normalise_uid(c) for c in cards]
-    with ctx.store() as store:
+    with ctx.store() as store, store.transaction():
+        _room_at(store, ctx.config, sites, worker_id)
         store.add_worker(worker_id, name=name, employer=employer, cards=uids, sites=sites, by=by,
                          valid_from=parse_moment(card_from) if card_from else None)
         emit(as_json, store.worker(worker_id),
@@ -403,10 +404,12 @@ def worker_assign(ctx: Context, worker_id: str, site: str, valid_from, valid_to,
     """Assign a worker to a site (from a date): the site's roster then holds the worker's cards."""
     from gate_agent.protocol import utc_now_text
 
-    with ctx.store() as store:
+    with ctx.store() as store, store.transaction():
         tz = _site_zone(store, site)
         start = _moment_or_day(valid_from, tz) if valid_from else utc_now_text()
         end = _moment_or_day(valid_to, tz) if valid_to else None
+        if end is None or end > utc_now_text():  # an assignment that ended already adds nobody now
+            _room_at(store, ctx.config, [site], worker_id)
         store.assign(worker_id, site, by=by, valid_from=start, valid_to=end)
     click.echo(f"{worker_id} works at {site} from {start}" + (f" to {end}" if end else ""))
 
@@ -442,9 +445,10 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
     from collector.workers.registry import MAX_PROBLEMS_SHOWN, apply_import, plan_import, read_worker_file
     from gate_agent.protocol import utc_now_text
 
-    parsed = read_worker_file(csv_file, sheet=sheet)
+    limits = ctx.config
+    parsed = read_worker_file(csv_file, sheet=sheet, max_workers=limits.max_workers_per_file)
     with ctx.store(readonly=dry_run) as store:
-        plan = plan_import(parsed.rows, store)
+        plan = plan_import(parsed.rows, store, max_workers_per_site=limits.max_workers_per_site)
         problems = in_order(parsed.problems + plan.problems)
         if problems:
             for problem in problems[:MAX_PROBLEMS_SHOWN]:
@@ -480,6 +484,17 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
         say(f"  columns not read: {', '.join(parsed.ignored_columns)}")
     for note in parsed.notes:
         say(f"  {note}")
+
+
+def _room_at(store, config, sites, worker: str) -> None:
+    """Inside the command's transaction: refuse (naming the figures) to assign ``worker`` to a site that
+    has ``[limits] max_workers_per_site`` workers now; the site stays locked until the assignment commits."""
+    from collector.workers.registry import assigned_now, check_room
+
+    for site in sorted(set(sites)):
+        if store.lock_site(site):  # an unknown site: the store's own refusal says so
+            check_room({site: assigned_now(store, site)}, {site: 1}, config.max_workers_per_site,
+                       what=f"assigning {worker}")
 
 
 def _shown(column: str, value):

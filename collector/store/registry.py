@@ -216,6 +216,12 @@ class RegistryQueries:
         holds the database). False if there is no such worker."""
         return self.db.execute("UPDATE workers SET worker = worker WHERE worker = ?", (worker,)).rowcount == 1
 
+    def lock_site(self, site: str) -> bool:
+        """Inside a transaction: wait for every other writer that locked this site until it ends, so a count
+        of its workers then an assignment cannot race past a bound (as ``lock_worker``). False if there is
+        no such site."""
+        return self.db.execute("UPDATE sites SET site = site WHERE site = ?", (site,)).rowcount == 1
+
     def assign_card(self, uid: str, worker: str, *, valid_from: str | None = None, kind: str = "uid",
                     masked: str | None = None) -> None:
         """``uid`` is what punches name the card by: its UID, or a bank card's keyed identifier (``kind``

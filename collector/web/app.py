@@ -12,6 +12,10 @@ send headers), so no token ever appears in a URL or an access log. A site forema
 with a single-use link the bank issues (collector/web/signin.py): the browser then holds a session
 cookie of that site, which the API accepts where no Authorization header is sent.
 
+What one credential and one site may hold of the process at once is bounded in the same place: a request
+of a data route holds a slot of its credential and of its site while its work runs, and is refused 429 or
+503 with Retry-After past them (collector/web/bounds.py; the live stream has slots of its own, below).
+
 A request fails one way, decided here for every route: an error a person can act on (collector/errors.py:
 ``ApiError`` with its status, any other of the collector's, a date or period refused) is a 4xx answer
 ``{"error": message}``; the database failing is 503; anything else is a bug, logged with its traceback
@@ -47,6 +51,7 @@ from collector.localtime import check_date
 from collector.signin import session_scope
 from collector.store import DatabaseError, Store
 from collector.wages.arrears import arrears
+from collector.web.bounds import Bounds, Refused
 from collector.web.common import (
     PUBLIC,
     STATIC,
@@ -59,7 +64,7 @@ from collector.web.common import (
     read_store,
     route,
 )
-from collector.web.metrics import render_metrics
+from collector.web.metrics import render_bounds, render_metrics
 from collector.web.signin import SignInRoutes
 from collector.web.worker import WorkerApi
 from gate_agent.logsetup import safe_json
@@ -149,6 +154,8 @@ class WebApp:
         client = ClientAddress(config.trusted_proxies, config.forwarded_header)
         self.poll_seconds = poll_seconds
         self.grace = timedelta(hours=config.final_grace_hours)
+        #: Requests in the works per credential and per site (collector/web/bounds.py; ``route`` takes them).
+        self.bounds = Bounds(config.requests_per_credential, config.requests_per_site)
         self.streams = StreamSlots(config.live_streams, config.live_streams_per_token)
         self._stopping = False
         static = Mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -161,7 +168,7 @@ class WebApp:
             route("/api/sites", self.api_sites, access.site),
             route("/api/sites/{site}/headcount", self.api_headcount, access.site),
             route("/api/sites/{site}/attendance", self.api_attendance, access.site),
-            route("/api/sites/{site}/live", self.api_live, access.site),
+            route("/api/sites/{site}/live", self.api_live, access.site, stream=True),
             route("/api/sites/{site}/trouble", self.api_trouble, access.site),
             *SignInRoutes(config.db, client=client).routes(),
             route("/api/gates", self.api_gates, access.site),
@@ -172,6 +179,7 @@ class WebApp:
         ]
         starlette = Starlette(routes=routes, exception_handlers={kind: self._error for kind in user_facing()},
                               middleware=[Middleware(UnexpectedErrors)])
+        starlette.state.bounds = self.bounds
         self.app = SecurityHeaders(starlette)
 
     def stop(self) -> None:
@@ -196,7 +204,10 @@ class WebApp:
             status, message = 400, str(error)
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="collector"'
-        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+        body = {"error": message}
+        if isinstance(error, ApiError) and error.busy is not None:
+            body["busy"] = error.busy
+        return JSONResponse(body, status_code=status, headers=headers or None)
 
     def _store(self) -> Store:
         return read_store(self.config.db)
@@ -299,6 +310,7 @@ class WebApp:
     def metrics(self, request: Request) -> Response:
         with self._store() as store:
             text = render_metrics(store)
+        text += render_bounds(*self.bounds.snapshot())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ------------------------------------------------------------------ live stream (server-sent events)
@@ -313,14 +325,18 @@ class WebApp:
 
         await run_in_threadpool(known)
         # A session's stream ends once the session does (signed out elsewhere, or ended by the bank).
-        response = _SlotResponse(self._live(site, holder.cookie), media_type="text/event-stream",
+        response = _SlotResponse(self._live(site, holder.cookie, bank=holder.bank), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})
         # From here to the return nothing awaits: the count is one step on the event loop, and the
         # response, which Starlette calls at once, gives the slot back however it ends.
-        response.release = self.streams.take(holder.key, bank=holder.bank)
+        try:
+            response.release = self.streams.take(holder.key, bank=holder.bank)
+        except ApiError:
+            self.bounds.count("live_streams")
+            raise
         return response
 
-    async def _live(self, site: str, session: str | None = None):
+    async def _live(self, site: str, session: str | None = None, *, bank: bool = False):
         """An ``update`` event with the headcount and the site's gates whenever either changes, and a
         comment line now and then so that proxies and the browser keep the connection."""
         store = None
@@ -334,14 +350,15 @@ class WebApp:
                 if current != version or now - computed >= RECOMPUTE_SECONDS:
                     if session is not None and await run_in_threadpool(session_scope, store, session) is None:
                         return
-                    version, computed = current, now
-                    snapshot = await run_in_threadpool(_snapshot, store, site)
-                    # as_of changes every time; only a change of substance is news.
-                    key = json.dumps({**snapshot, "headcount": {**snapshot["headcount"], "as_of": None}},
-                                     sort_keys=True)
-                    if key != sent:
-                        sent, spoke = key, now
-                        yield f"event: update\ndata: {safe_json(snapshot)}\n\n"
+                    snapshot = await self._round(store, site, bank=bank)  # None: the next poll tries again
+                    if snapshot is not None:
+                        version, computed = current, now
+                        # as_of changes every time; only a change of substance is news.
+                        key = json.dumps({**snapshot, "headcount": {**snapshot["headcount"], "as_of": None}},
+                                         sort_keys=True)
+                        if key != sent:
+                            sent, spoke = key, now
+                            yield f"event: update\ndata: {safe_json(snapshot)}\n\n"
                 if now - spoke >= KEEPALIVE_SECONDS:
                     spoke = now
                     yield ": keepalive\n\n"
@@ -349,6 +366,20 @@ class WebApp:
         finally:
             if store is not None:
                 store.close()
+
+    async def _round(self, store: Store, site: str, *, bank: bool) -> dict | None:
+        """A stream's snapshot, worked out as work of its site like a request's (its slot held meanwhile);
+        None when the site holds as many as it may: the round is put off and the stream stays open. A
+        bank's stream is never put off, as a bank token's requests are not."""
+        try:
+            release = self.bounds.take(sites=() if bank else (site,))
+        except Refused:
+            self.bounds.count("live_round")
+            return None
+        try:
+            return await run_in_threadpool(_snapshot, store, site)
+        finally:
+            release()
 
 
 class StreamSlots:

@@ -16,11 +16,14 @@ catalogs in static/i18n/, applied by static/i18n.js.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import hmac
 import inspect
 import ipaddress
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from starlette.templating import Jinja2Templates
 from collector.errors import CollectorError
 from collector.signin import COOKIE, session_scope
 from collector.store import Store, StoreError
+from collector.web.bounds import RETRY_SECONDS, Bounds, Refused
 from gate_agent.logsetup import safe_json
 
 STATIC = Path(__file__).parent / "static"
@@ -45,16 +49,22 @@ ALL_SITES = "*"
 LANGUAGES = ("zh-CN", "en")
 #: Who may call a route that is not for holders of a token or a session (see the module's docstring).
 PUBLIC, WORKER = "public", "worker"
+#: The cookie of a worker's session (collector/web/worker.py), which a WORKER route is counted by first.
+WORKER_COOKIE = "worker_link"
 
 
 class ApiError(CollectorError):
     """A request refused with this HTTP status; the message is the answer's ``error``."""
 
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None,
+                 busy: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        #: A refusal for want of a slot (collector/web/bounds.py): its reason, answered as ``busy``, so that
+        #: a page can say it in its own words.
+        self.busy = busy
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -216,31 +226,130 @@ class Access:
 
 
 def route(path: str, endpoint: Callable, access: str | Callable[[Request], Holder], *,
-          methods: list[str] | None = None) -> Route:
+          methods: list[str] | None = None, stream: bool = False) -> Route:
     """A route with who may call it: PUBLIC, WORKER, or a check of Access (``access.site``,
     ``access.bank``), which runs before the endpoint and leaves its Holder in ``request.state.holder``.
-    The route keeps the kind in ``.access`` ("public", "worker", "site" or "bank") for the tests."""
+    The route keeps the kind in ``.access`` ("public", "worker", "site" or "bank") for the tests.
+
+    Every route but a PUBLIC one is bounded (collector/web/bounds.py, the app's ``state.bounds``): the
+    secret as presented takes a slot on the event loop, before any thread or database is used; a site's
+    or session's holder then takes one of its site (a bank token none), and a worker's route takes the
+    worker's and their sites' once it knows the worker (``hold``). All are given back when the work ends;
+    a sync endpoint runs in the thread pool, so its slots are held until its thread is done. A ``stream``
+    (the live stream) is long-lived: it holds a stream slot instead (collector/web/app.py: StreamSlots),
+    and each of its rounds a slot of its site, never a request's slot, which it would hold for hours."""
     if isinstance(access, str):
         if access not in (PUBLIC, WORKER):
             raise ValueError(f"unknown access {access!r}")
-        kind, guarded = access, endpoint
+        kind, check = access, None
     else:
-        kind = access.__name__
+        kind, check = access.__name__, access
         if kind not in ("site", "bank"):
             raise ValueError(f"unknown access check {kind!r}")
-        if inspect.iscoroutinefunction(endpoint):
-            @functools.wraps(endpoint)
-            async def guarded(request: Request) -> Response:
-                request.state.holder = await run_in_threadpool(access, request)  # a session is read from the database
-                return await endpoint(request)
-        else:
-            @functools.wraps(endpoint)
-            def guarded(request: Request) -> Response:
-                request.state.holder = access(request)
-                return endpoint(request)
+    if kind == PUBLIC:
+        made = Route(path, endpoint, methods=methods)
+        made.access = kind
+        return made
+    asynchronous = inspect.iscoroutinefunction(endpoint)
+
+    def checked(request: Request) -> None:
+        if check is not None:  # a session is read from the database: in a thread
+            holder = request.state.holder = check(request)
+            if not holder.bank and not stream:
+                hold(request, sites=[request.path_params.get("site", request.query_params.get("site"))
+                                     or holder.scope])
+
+    def work(request: Request) -> Response:
+        checked(request)
+        return endpoint(request)
+
+    async def guarded(request: Request) -> Response:
+        bounds: Bounds = request.app.state.bounds
+        request.state.releases = releases = []
+        ended = None
+        try:
+            secret = presented(request, worker=kind == WORKER) if not stream else None
+            if secret is not None:
+                hold(request, credential=secret)
+            ended = bounds.start() if not stream else None  # once it holds its slot: what the gauge counts
+            if not asynchronous:
+                return await run_in_threadpool(work, request)
+            await run_in_threadpool(checked, request)
+            return await endpoint(request)  # its work runs in threads it awaits: the slots are held meanwhile
+        finally:
+            for release in releases:
+                release()
+            if ended is not None:
+                ended()
+
+    guarded.__name__ = getattr(endpoint, "__name__", "guarded")
+    guarded.__doc__ = endpoint.__doc__
     made = Route(path, guarded, methods=methods)
     made.access = kind
     return made
+
+
+def presented(request: Request, *, worker: bool = False) -> tuple[str, bytes] | None:
+    """What a request's first slot is counted by: a digest of the secret it presents (the bearer token,
+    else the sign-in session's cookie; a worker route's session cookie), or None for none. Read before the
+    secret is looked up, so one value sent in a flood waits on itself without any database work."""
+    if worker:
+        value = request.cookies.get(WORKER_COOKIE)
+    else:
+        authorization = request.headers.get("authorization")
+        # As Tokens.identify reads it: "bearer  X " and "Bearer X" present the same token.
+        value = authorization.partition(" ")[2].strip() if authorization is not None else request.cookies.get(COOKIE)
+    return secret_key(value) if value else None
+
+
+def secret_key(value: str) -> tuple[str, bytes]:
+    """The slot key of a secret as presented: a digest, so that no secret is kept in the counts."""
+    return ("presented", hashlib.sha256(value.encode("utf-8", "replace")).digest()[:16])
+
+
+def hold(request: Request, *, credential: object = None, sites: Iterable[str] = ()) -> None:
+    """Take a slot of ``credential`` and of each site for the rest of this request's work (a guarded
+    route gives it back); ApiError 429 (the credential's) or 503 (a site's) with Retry-After, in the
+    request's language, when there is none."""
+    try:
+        release = request.app.state.bounds.take(credential=credential, sites=sites)
+    except Refused as refused:
+        raise busy(request, refused) from None
+    request.state.releases.append(release)
+
+
+@contextlib.contextmanager
+def holding(request: Request, *, credential: object = None, sites: Iterable[str] = ()) -> Iterator[None]:
+    """``hold`` for a block of a route that is not guarded (a PUBLIC one): the slot is given back when the
+    block ends."""
+    bounds: Bounds = request.app.state.bounds
+    try:
+        release = bounds.take(credential=credential, sites=sites)
+    except Refused as refused:
+        raise busy(request, refused) from None
+    ended = bounds.start()
+    try:
+        yield
+    finally:
+        release()
+        ended()
+
+
+def busy(request: Request, refused: Refused) -> ApiError:
+    """The refusal of a request for want of a slot, in the language its page is shown in."""
+    text = server_text(page_language(request.headers.get("accept-language")), f"server.busy_{refused.reason}")
+    return ApiError(429 if refused.reason == "credential" else 503, text.replace("{seconds}", str(RETRY_SECONDS)),
+                    headers={"Retry-After": str(RETRY_SECONDS)}, busy=refused.reason)
+
+
+@functools.cache
+def _catalog(lang: str) -> dict[str, str]:
+    return json.loads((STATIC / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+
+
+def server_text(lang: str, key: str) -> str:
+    """A text the server answers with, from the pages' catalog of ``lang`` (so both languages hold it)."""
+    return _catalog(lang)[key]
 
 
 # ---------------------------------------------------------------------------------------------- pages

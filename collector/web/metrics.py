@@ -206,3 +206,20 @@ def _figure_labels(figure: Figure) -> str:
 def _age(text: str, now: datetime) -> float:
     """Seconds from a stored time to ``now``, never below 0 (a clock a little ahead)."""
     return round(max(0.0, (now - parse_time(text)).total_seconds()), 3)
+
+
+def render_bounds(refused: dict[str, int], working: int, sites: dict[str, int]) -> str:
+    """What `collector serve` itself counts (collector/web/bounds.py), since this process started: requests
+    refused for want of a slot, by reason, requests being worked on now, and the slots each site holds."""
+    out = _Writer()
+    out.family("collector_web_refusals_total", "counter",
+               "Requests refused by this collector serve process for want of a slot: credential (429: its own "
+               "requests in the works), site (503), live_streams (503), live_round (a stream's update put off).",
+               [(_labels(reason=reason), count) for reason, count in sorted(refused.items())])
+    out.family("collector_web_requests_working", "gauge",
+               "Requests of the data routes this collector serve process is working on now.", [("", working)])
+    out.family("collector_web_site_slots", "gauge",
+               "Slots a site's requests and live-stream rounds hold now in this process ([web] requests_per_site "
+               "at most; sites holding none are left out).",
+               [(_labels(site=site), held) for site, held in sites.items()])
+    return "\n".join(out.lines) + "\n"

@@ -38,14 +38,18 @@ from collector.store.evidence_requests import EvidenceRefused
 from collector.web.common import (
     PUBLIC,
     WORKER,
+    WORKER_COOKIE,
     Access,
     ApiError,
     ClientAddress,
     Holder,
     JSONResponse,
+    hold,
+    holding,
     page,
     read_store,
     route,
+    secret_key,
 )
 from collector.workers import disputes as dispute_rules
 from collector.workers import links as worker_links
@@ -54,7 +58,7 @@ from gate_agent.protocol import valid_id
 
 log = logging.getLogger(__name__)
 
-COOKIE = "worker_link"
+COOKIE = WORKER_COOKIE
 COOKIE_DAYS = worker_links.SESSION_DAYS
 #: Worker requests carry a small JSON body at most.
 MAX_BODY = 4096
@@ -123,9 +127,15 @@ class WorkerApi:
         return self._session_of(request, store)["worker"]
 
     def _session_of(self, request: Request, store: Store) -> dict:
+        """The live session, its worker holding a slot of theirs and of each site they work at now for the
+        rest of the request (collector/web/bounds.py: every browser of one link counts as the one worker);
+        429 or 503 when there is none."""
         presented = request.cookies.get(COOKIE)
         found = worker_links.session(store, presented) if presented else None
         if found is not None:
+            worker = found["worker"]
+            sites = [a["site"] for a in store.assignments(worker=worker) if a["valid_to"] is None]
+            hold(request, credential=("worker", worker), sites=sites)
             return found
         if presented:  # nothing presented is no guess
             self._refuse_wrong(request, presented)
@@ -159,7 +169,7 @@ class WorkerApi:
         return page(request, "worker.html")
 
     async def session(self, request: Request) -> Response:
-        body = await request.body()
+        body = await _body(request)
         return await run_in_threadpool(self._session, request, body)
 
     def _session(self, request: Request, body: bytes) -> Response:
@@ -167,6 +177,11 @@ class WorkerApi:
         secret = self._json_body(request, body).get("secret")
         if not isinstance(secret, str) or not secret:
             raise ApiError(400, 'expected {"secret": "..."}')  # presents nothing: not a guess
+        # A link traded in a crowd waits on itself, as a session's requests do (collector/web/bounds.py).
+        with holding(request, credential=secret_key(secret)):
+            return self._open(request, secret)
+
+    def _open(self, request: Request, secret: str) -> Response:
         # Checked on the read-only connection first: a wrong link never takes the database's write lock.
         with self._reader() as store:
             valid = worker_links.holder(store, secret) is not None
@@ -187,7 +202,7 @@ class WorkerApi:
         return response
 
     async def logout(self, request: Request) -> Response:
-        body = await request.body()
+        body = await _body(request)
         return await run_in_threadpool(self._logout, request, body)
 
     def _logout(self, request: Request, body: bytes) -> Response:
@@ -215,7 +230,7 @@ class WorkerApi:
         return JSONResponse(check)
 
     async def api_file_dispute(self, request: Request) -> Response:
-        body = await request.body()
+        body = await _body(request)
         return await run_in_threadpool(self._file_dispute, request, body)
 
     def _file_dispute(self, request: Request, body: bytes) -> Response:
@@ -242,7 +257,7 @@ class WorkerApi:
         return store
 
     async def api_request_evidence(self, request: Request) -> Response:
-        body = await request.body()
+        body = await _body(request)
         return await run_in_threadpool(self._request_evidence, request, body)
 
     def _request_evidence(self, request: Request, body: bytes) -> Response:
@@ -324,6 +339,17 @@ class WorkerApi:
             self._write(lambda w: [w.log_access(worker, via=holder.kind, who="bank" if holder.bank else holder.scope,
                                                 what="disputes") for worker in workers])
         return JSONResponse(rows)
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, read no further than one byte past what a worker's request can carry (a larger
+    one is refused by ``_json_body``): a body of gigabytes is never held in memory."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            break
+    return body
 
 
 def _shown(asked: dict) -> dict:

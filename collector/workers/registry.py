@@ -8,6 +8,8 @@ is now; the plan lists what is new, what changes and what stays, and applies all
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
@@ -15,7 +17,7 @@ from zoneinfo import ZoneInfo
 from collector.errors import InputError
 from collector.identity import PAYEE_CHECKS, PayeeError
 from collector.money import MoneyError, parse_yuan
-from collector.tabular import Problem, read_table
+from collector.tabular import HEADER_WITHIN, Problem, TooManyRows, read_table
 from collector.text import NAME_MAX_CHARS, TextError, entered
 from gate_agent.protocol import format_time, normalise_uid, valid_id
 
@@ -44,6 +46,15 @@ MAX_PROBLEMS_SHOWN = 20
 IDENTIFIERS = ("worker", "card", "id_number", "phone", "bank_account")
 #: A worker file larger than this is several; split it.
 MAX_BYTES = 64 * 1024 * 1024
+#: The defaults of ``[limits] max_workers_per_file`` and ``max_workers_per_site`` (collector/config.py): a
+#: large site's workers. A 700,000-row file was accepted (55 s, 903 MB), after which one worker's page took
+#: 19 s and the foreman's headcount 5.6 s.
+MAX_WORKERS_PER_FILE = 20_000
+MAX_WORKERS_PER_SITE = 20_000
+
+
+class TooManyWorkers(InputError):
+    """A file, an import or an assignment past a bound of ``[limits]``; the message gives the figures."""
 
 
 @dataclass
@@ -55,17 +66,31 @@ class WorkerFile:
     notes: list[str] = field(default_factory=list)
 
 
-def read_worker_file(path: str, *, today: date | None = None, sheet: str | None = None) -> WorkerFile:
+def read_worker_file(path: str, *, today: date | None = None, sheet: str | None = None,
+                     max_workers: int = MAX_WORKERS_PER_FILE) -> WorkerFile:
     """Every row, checked on its own; every problem with its line (or worksheet row). TableError for a
-    file that is not a worker file at all."""
-    table = read_table(path, fields=COLUMNS, identify=("worker", "name"), identifiers=IDENTIFIERS,
-                       dates=("rate_from",), sheet=sheet, totals="skip", what="a worker file", max_bytes=MAX_BYTES)
-    result = WorkerFile([], table.problems, table.encoding, table.ignored_columns, table.notes)
+    file that is not a worker file at all; TooManyWorkers for one with more than ``max_workers`` rows,
+    refused at the first row past it (the rest is never parsed), before anything is planned or applied."""
+    # Blank rows cost little but are rows to walk: as many again as the workers, and the title rows.
+    try:
+        table = read_table(path, fields=COLUMNS, identify=("worker", "name"), identifiers=IDENTIFIERS,
+                           dates=("rate_from",), sheet=sheet, totals="skip", what="a worker file",
+                           max_bytes=MAX_BYTES, max_records=max_workers, max_rows=2 * max_workers + 2 * HEADER_WITHIN)
+        result = WorkerFile([], table.problems, table.encoding, table.ignored_columns, table.notes)
+        _read_rows(table, result, today or date.today())
+    except TooManyRows as error:
+        counted = f"{error.limit} rows, blank ones included" if error.blank else f"{max_workers} workers"
+        raise TooManyWorkers(f"{path}: more than {counted}: one file lists at most {max_workers} workers "
+                             "([limits] max_workers_per_file); nothing imported, split the file") from None
+    return result
+
+
+def _read_rows(table, result: WorkerFile, today: date) -> None:
     seen_workers: dict[str, str] = {}
     seen_cards: dict[str, tuple[str, str]] = {}
     for read in table:
         row = dict(read.values)
-        problem = _check(row, today or date.today())
+        problem = _check(row, today)
         if problem is None and row["worker"] in seen_workers:
             problem = f"worker {row['worker']} is also on {seen_workers[row['worker']]}"
         if problem is None and row.get("card") and row["card"] in seen_cards:
@@ -79,7 +104,6 @@ def read_worker_file(path: str, *, today: date | None = None, sheet: str | None 
             seen_cards[row["card"]] = (row["worker"], read.position)
         row["where"] = read.where
         result.rows.append(row)
-    return result
 
 
 def _check(row: dict, today: date) -> str | None:
@@ -139,6 +163,7 @@ class ImportPlan:
     assigned: list[dict] = field(default_factory=list)
     terms: list[dict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    max_workers_per_site: int = MAX_WORKERS_PER_SITE
 
     def report(self) -> dict:
         return {"new": [w["worker"] for w in self.new], "changed": self.changed, "unchanged": len(self.unchanged),
@@ -146,8 +171,9 @@ class ImportPlan:
                 "assigned": self.assigned, "terms": self.terms}
 
 
-def plan_import(rows: list[dict], store) -> ImportPlan:
-    """What importing ``rows`` would change, compared with the registry now (nothing is written)."""
+def plan_import(rows: list[dict], store, *, max_workers_per_site: int = MAX_WORKERS_PER_SITE) -> ImportPlan:
+    """What importing ``rows`` would change, compared with the registry now (nothing is written).
+    TooManyWorkers when it would assign a site more workers than ``max_workers_per_site``."""
     plan = ImportPlan()
     workers = {w["worker"]: w for w in store.workers()}
     payees = store.payees()
@@ -202,12 +228,36 @@ def plan_import(rows: list[dict], store) -> ImportPlan:
             plan.changed.append({"worker": worker, "fields": fields})
         if not touched:
             plan.unchanged.append(worker)
+    now = Counter(site for w in workers.values() for site in set(w["sites"]))
+    check_room(now, Counter(entry["site"] for entry in plan.assigned), max_workers_per_site, what="this file")
+    plan.max_workers_per_site = max_workers_per_site
     return plan
 
 
+def check_room(assigned: Mapping[str, int], adding: Mapping[str, int], limit: int, *, what: str) -> None:
+    """TooManyWorkers naming the figures when ``adding`` workers to a site that has ``assigned`` now would
+    take it past ``limit`` (``[limits] max_workers_per_site``)."""
+    for site in sorted(adding):
+        if adding[site] and assigned.get(site, 0) + adding[site] > limit:
+            raise TooManyWorkers(f"site {site} would have {assigned.get(site, 0) + adding[site]} workers assigned "
+                                 f"({assigned.get(site, 0)} now and {adding[site]} more from {what}), more than the "
+                                 f"{limit} a site may have ([limits] max_workers_per_site): nothing changed")
+
+
+def assigned_now(store, site: str) -> int:
+    """Workers assigned to ``site`` now (an assignment not ended)."""
+    return len({a["worker"] for a in store.assignments(site=site) if a["valid_to"] is None})
+
+
 def apply_import(plan: ImportPlan, store, *, by: str, now: str, progress=None) -> None:
-    """Write the plan in one transaction (all of it or nothing)."""
+    """Write the plan in one transaction (all of it or nothing). The sites it assigns workers to are
+    locked and counted again inside it, so that imports run at once cannot together pass the bound."""
     with store.transaction():
+        adding = Counter(entry["site"] for entry in plan.assigned)
+        for site in sorted(adding):
+            store.lock_site(site)
+        check_room({site: assigned_now(store, site) for site in adding}, adding, plan.max_workers_per_site,
+                   what="this file")
         for row in plan.new:
             store.add_worker(row["worker"], name=row["name"], employer=row.get("employer") or None)
             if progress is not None:

@@ -45,15 +45,19 @@
   // ------------------------------------------------------------------ talking to the bank
 
   class HttpError extends Error {
-    constructor(status, message) { super(message); this.status = status; }
+    constructor(status, message, busy) { super(message); this.status = status; this.busy = busy; }
   }
 
   async function call(path, options) {
     const response = await fetch(path, { cache: "no-store", credentials: "same-origin", ...options });
     if (!response.ok) {
-      let message = response.statusText;
-      try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
-      throw new HttpError(response.status, message);
+      let message = response.statusText, busy = null;
+      try {
+        const body = await response.json();
+        message = body.error || message;
+        busy = body.busy || null;  // refused for want of a slot: this link's own requests, or the site's
+      } catch (e) { /* not JSON */ }
+      throw new HttpError(response.status, message, busy);
     }
     return response;
   }
@@ -72,6 +76,8 @@
       node.textContent = t("link_invalid");
       $("record").hidden = true;
       $("who").textContent = "";
+    } else if (error.busy) {
+      node.textContent = t("busy");
     } else if (error.status === 429) {
       node.textContent = t("too_many");
     } else {
