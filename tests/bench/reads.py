@@ -412,7 +412,7 @@ def build_bank(location: str | Path, directory: Path, size: Size, *, processes: 
         bank.timings["punches_s"] = round(time.perf_counter() - started, 2)
         heartbeats(store, sites, now)
     say(f"  {bank.punches:,} gate punches signed, chained and stored in {bank.timings['punches_s']:.1f} s "
-        f"({bank.punches / bank.timings['punches_s']:,.0f}/s, {processes} signing process(es)); {bank.manual} manual "
+        f"({bank.punches / max(bank.timings['punches_s'], 0.01):,.0f}/s, {processes} signing process(es)); {bank.manual} manual "
         f"OUTs, {bank.voids} voids")
     return bank
 
