@@ -29,6 +29,7 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     uvicorn = require("uvicorn", "bank")
 
     from collector.store import display
+    from collector.web import stores
     from collector.web.app import WebApp
 
     config = ctx.config
@@ -53,7 +54,10 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
         # A stream still open this long after SIGTERM is cut.
         timeout_graceful_shutdown=5,
     ))
-    server.run()
+    try:
+        server.run()
+    finally:
+        stores.close_all()  # the database sessions kept for the next request
 
 
 def register(main: click.Group) -> None:

@@ -39,6 +39,7 @@ from collector.errors import CollectorError
 from collector.signin import COOKIE, session_scope
 from collector.store import Store, StoreError
 from collector.web.bounds import RETRY_SECONDS, Bounds, Refused
+from collector.web.stores import kept_store
 from gate_agent.logsetup import safe_json
 
 STATIC = Path(__file__).parent / "static"
@@ -76,9 +77,10 @@ class JSONResponse(StarletteJSONResponse):
 
 
 def read_store(db) -> Store:
-    """A read-only store for one request; ApiError 503 when the database cannot be opened."""
+    """A read-only store for one request, kept open for the next (collector.web.stores); ApiError 503
+    when the database cannot be opened."""
     try:
-        return Store(db, readonly=True)
+        return kept_store(db, readonly=True)
     except StoreError as error:
         raise ApiError(503, str(error)) from None
 

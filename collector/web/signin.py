@@ -26,6 +26,7 @@ from starlette.routing import Route
 from collector.signin import COOKIE, AttemptLimit, cookie_header, redeem, sign_out
 from collector.store import DatabaseError, Store, StoreError
 from collector.web.common import PUBLIC, ApiError, ClientAddress, JSONResponse, page, route
+from collector.web.stores import kept_store
 from gate_agent.protocol import parse_time
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class SignInRoutes:
 
     def _writer(self) -> Store:
         # Not the schema's owner: the daemon and `collector db upgrade` apply steps, never the web process.
-        return Store(self.db, upgrade=False)
+        return kept_store(self.db, readonly=False)
 
     @staticmethod
     def _refuse_cross_site(request: Request) -> None:

@@ -51,6 +51,7 @@ from collector.web.common import (
     route,
     secret_key,
 )
+from collector.web.stores import kept_store
 from collector.workers import disputes as dispute_rules
 from collector.workers import links as worker_links
 from collector.workers.record import record
@@ -104,7 +105,7 @@ class WorkerApi:
     def _writer(self, refusal: str = "the record cannot be shown now: access cannot be logged") -> Store:
         """For sessions, the access log and disputes only; never upgrades the schema."""
         try:
-            return Store(self.config.db, upgrade=False)
+            return kept_store(self.config.db, readonly=False)
         except StoreError as error:
             log.error("the worker page cannot write to the database: %s", error)
             raise ApiError(503, refusal) from None
