@@ -85,6 +85,9 @@ class DayQueries:
         punch was a second insert for every punch stored. A rollback forgets them with the punches."""
         if not self.has("days"):
             return
+        if not self.db.in_transaction:  # a statement of its own, as the change it follows
+            self._mark_days(site=site, card=card, since=since)
+            return
         pending = self.db.at_commit("card_day_marks", self._write_card_marks)
         key = (site, card)
         if key not in pending or since < pending[key]:

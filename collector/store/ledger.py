@@ -112,7 +112,8 @@ class LedgerQueries:
         return Link(row["digest"], row["prev"], row["time"], row["boot"], row["flags"])
 
     def add_flag(self, site: str, gate: str, seq: int, flag: str) -> None:
-        held = self.db.record("SELECT id, flags FROM punches WHERE site = ? AND gate = ? AND seq = ?", (site, gate, seq))
+        held = self.db.record("SELECT flags, time, card FROM punches WHERE site = ? AND gate = ? AND seq = ?",
+                              (site, gate, seq))
         if held is None:
             return
         flags = set(filter(None, held["flags"].split(",")))
@@ -120,7 +121,7 @@ class LedgerQueries:
             flags.add(flag)
             self.db.execute("UPDATE punches SET flags = ? WHERE site = ? AND gate = ? AND seq = ?",
                             (",".join(sorted(flags)), site, gate, seq))
-            self._mark_punch_days(held["id"])
+            self._mark_card_days(site=site, card=held["card"] or "", since=held["time"])
 
     def add_conflict(self, site: str, gate: str, seq: int, *, kind: str, stored_digest: str, other_digest: str,
                      other_body: bytes | None, detail: str) -> bool:
