@@ -15,7 +15,7 @@ from datetime import timedelta
 from collector.config import load_config
 from collector.wages import figures
 from collector.web.app import WebApp
-from gate_agent.protocol import parse_time
+from gate_agent.protocol import format_time, parse_time
 from tests import test_wages
 from tests.test_read_properties import TOKEN, asgi_get
 from tests.test_wages_payments import NETS, PERIOD, approve
@@ -137,3 +137,15 @@ def test_a_payee_shared_with_another_sites_worker_is_found_in_any_form(month):
     assert "shared_account" in lines["W1"]["flags"] and lines["W1"]["shared_account_with"] == ["X1"]
     assert "duplicate_id" in lines["W3"]["flags"] and lines["W3"]["duplicate_id_with"] == ["X2"]
     assert not {"shared_account", "duplicate_id"} & {f for w in ("W2", "W4", "W5") for f in lines[w]["flags"]}
+
+
+def test_a_figure_the_daemon_left_long_ago_says_so(month):
+    at = keep(month)
+    long_ago = format_time(parse_time(at) - timedelta(hours=1))
+    with month.setup.store() as store, store.transaction():  # as a daemon stopped an hour ago left them
+        store.execute("UPDATE bank_figures SET computed_at = ? WHERE figure IN ('arrears', 'arrears_rows')",
+                      (long_ago,))
+    report = month.json("arrears")
+    assert report["sites"][0]["computed_at"] == long_ago and report["oldest_age_seconds"] >= 3600
+    text = month.cli("arrears").stdout
+    assert "5 worker(s) overdue" in text and "is the collector daemon running?" in text

@@ -586,9 +586,12 @@ def arrears_command(ctx: Context, site, as_of, fresh: bool, as_json: bool):
     if as_json:
         click.echo(json_text(report))
         return
+    late = 2 * ctx.config.figures_refresh_seconds
     for summary in report["sites"]:
         age = (f" (kept: computed {summary['computed_at']}, {summary['age_seconds']:.0f} s ago)" if summary["kept"]
                else "")
+        if summary["kept"] and summary["age_seconds"] > late:
+            age += " [older than twice [figures] refresh_seconds: is the collector daemon running? --fresh computes now]"
         if summary["error"]:
             say(f"{summary['site']} as of {summary['as_of']}: {summary['error']} (the collector's log says why){age}")
             continue
