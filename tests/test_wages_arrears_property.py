@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from collector.attendance.reports import from_punches
-from collector.store import StoreError
+from collector.store import Store, StoreError
 from collector.wages import figures, payments, table
 from collector.wages.arrears import arrears
 from collector.wages.table import LINE_FIELDS, WageError, period_bounds, period_days, same_payees
@@ -129,6 +129,21 @@ def without_age(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("kept", "computed_at", "age_seconds")}
 
 
+def check_unkept(bank, now: datetime) -> None:
+    """A change not kept yet (its mark waits for the daemon): a store that may not write lays the days
+    it recomputes over the kept ones, and a line reads them as the punches give them."""
+    bank.store.add_manual_punch(site=HAND, worker="W1", time=format_time(BASE + timedelta(days=2, hours=1)),
+                                direction="in", reason="entered late", by="foreman")
+    with Store(bank.store.location, readonly=True) as reader:
+        for site in (*sorted(SITES), HAND):
+            first, last = period_bounds("2026-10")[0], period_bounds("2026-11")[1]
+            lean = period_days(reader, site, first, last, now=now, grace=timedelta(hours=6))
+            whole = from_punches(reader, site, first, last, now=now)
+            assert sorted(lean, key=lambda d: (d["worker"], d["date"])) == \
+                [{k: d[k] for k in ("worker", "date", *LINE_FIELDS)} for d in whole]
+    assert bank.store.pending_day_marks() > 0, "nothing was written by the reader"
+
+
 def check(store, now: datetime) -> None:
     fresh = arrears(store, now=now)
     if currently_in_test_context():  # what the histories covered (--hypothesis-show-statistics)
@@ -162,6 +177,7 @@ def run_plan(location: str | None, history, plan: dict, now: datetime) -> None:
         bank.write(history)
         settle(bank.store, plan)
         check(bank.store, now)
+        check_unkept(bank, now)
 
 
 @SQLITE

@@ -174,8 +174,11 @@ def period_days(store: Store, site: str, first: date, last: date, *, now: dateti
     if not store.has("days"):
         return attendance(store, site, first, last, now=now, grace=grace, worker=worker)
     check_period(first, last)
-    return [{**day.as_of(now), "worker": day.worker, "date": day.day}
-            for day in days.read(store, site=site, worker=worker, first=first, last=last, fields=LINE_FIELDS)]
+    found = []
+    for day in days.read(store, site=site, worker=worker, first=first, last=last, fields=LINE_FIELDS):
+        record = day.as_of(now)  # a day recomputed for this read (a store that may not write) is whole
+        found.append({"worker": day.worker, "date": day.day, **{name: record[name] for name in LINE_FIELDS}})
+    return found
 
 
 def payee_key(flag: str, payee: dict) -> str:
