@@ -95,6 +95,21 @@ class PaymentQueries:
             table["lines"] = self.wage_lines(table["id"], worker=worker)  # type: ignore[attr-defined]
         return tables
 
+    def payment_sums(self, site: str, as_of: str, *, worker: str | None = None) -> list[dict]:
+        """Per period and worker of the site (``worker`` only, if given): ``paid``, the credits returned
+        paid on or before ``as_of`` (a local date), and ``pending``, those at the bank on it (pending, or
+        paid after it), in fen; a failed credit counts in neither."""
+        # Cast: PostgreSQL sums a BIGINT as a NUMERIC (a Decimal in Python), and money here is int fen.
+        sql = ("SELECT period, worker, "
+               "CAST(SUM(CASE WHEN status = 'paid' AND paid_on <= ? THEN amount_fen ELSE 0 END) AS BIGINT) AS paid, "
+               "CAST(SUM(CASE WHEN status = 'pending' OR (status = 'paid' AND (paid_on IS NULL OR paid_on > ?)) "
+               "THEN amount_fen ELSE 0 END) AS BIGINT) AS pending FROM wage_payments WHERE site = ?")
+        params = [as_of, as_of, site]
+        if worker is not None:
+            sql += " AND worker = ?"
+            params.append(worker)
+        return self._rows(sql + " GROUP BY period, worker ORDER BY period, worker", params)
+
     def approved_lines(self, site: str, *, worker: str | None = None) -> list[dict]:
         """The lines of the site's approved versions (``worker``'s only, if given), as arrears reads them:
         the table's ``period``, ``version`` and ``pay_day``; the line's ``worker``, ``name``, ``employer``,

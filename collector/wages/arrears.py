@@ -77,15 +77,14 @@ def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta,
           worker: str | None = None) -> tuple[list[dict], list[str]]:
     rows, notes = [], []
     approved = {t["period"] for t in store.wage_tables(site) if t["status"] == "approved"}
+    # Paid by the date, and at the bank on it (pending, or paid after it), summed by the database.
     settled: dict[tuple[str, str], dict] = defaultdict(lambda: {"paid": 0, "pending": 0})
-    for payment in store.wage_payments(site, worker=worker):
-        sums = settled[(payment["period"], payment["worker"])]
-        if payment["status"] == "paid" and payment["paid_on"] <= as_of.isoformat():
-            sums["paid"] += payment["amount_fen"]
-        elif payment["status"] in ("pending", "paid"):  # paid after the date: at the bank on it
-            sums["pending"] += payment["amount_fen"]
+    for sums in store.payment_sums(site, as_of.isoformat(), worker=worker):
+        settled[(sums["period"], sums["worker"])] = sums
+    pay_days: dict[str, date] = {}
     for line in store.approved_lines(site, worker=worker):
-        pay_day = date.fromisoformat(line["line_pay_day"] or line["pay_day"])
+        text = line["line_pay_day"] or line["pay_day"]
+        pay_day = pay_days.get(text) or pay_days.setdefault(text, date.fromisoformat(text))
         rows.append(_approved_row(site, line, pay_day, as_of, settled[(line["period"], line["worker"])]))
     pay_rows = [r for r in store.site_pay(site) if r["employer"] == ""]
     for period in _worked_periods(store, site, as_of):
