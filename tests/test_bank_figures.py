@@ -179,11 +179,14 @@ def test_the_daemons_thread_keeps_them_and_stops(bank):
     keeper = figures.FigureKeeper(bank.store.location, timeouts=Timeouts(), refresh_seconds=10)
     keeper.start()
     try:
-        wait_for(lambda: len(bank.store.figures()) == 5, timeout=30, message="every figure kept")
+        wait_for(lambda: len(bank.store.figures()) == 7, timeout=30, message="every figure kept")
     finally:
         keeper.stop()
     assert not keeper._thread.is_alive()
     assert {(f.site, f.figure) for f in bank.store.figures()} == {
+        ("S1", "arrears"), ("S1", "arrears_rows"), ("S1", "inside"), ("S2", "arrears"), ("S2", "arrears_rows"),
+        ("S2", "inside"), ("", "punches")}
+    assert {(f.site, f.figure) for f in bank.store.figures(figures.KEPT)} == {
         ("S1", "arrears"), ("S1", "inside"), ("S2", "arrears"), ("S2", "inside"), ("", "punches")}
     assert all(f.error is None for f in bank.store.figures())
     due = figures.next_due(bank.store, 10)

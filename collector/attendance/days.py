@@ -237,16 +237,19 @@ def _kept(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in READ_TIME}
 
 
-def read(store: Store, *, site: str | None = None, worker: str | None = None, first: date, last: date) -> list[StoredDay]:
+def read(store: Store, *, site: str | None = None, worker: str | None = None, first: date, last: date,
+         fields: tuple[str, ...] | None = None) -> list[StoredDay]:
     """The kept days of ``site`` or ``worker`` (or both) for local dates first..last, with whatever the
-    marks still name recomputed first (kept, or laid over what is kept when the store may not write)."""
+    marks still name recomputed first (kept, or laid over what is kept when the store may not write).
+    With ``fields``, what is kept holds those fields of each record only (``Store.stored_days``); a
+    day laid over it is whole."""
     refreshed = refresh(store, site=site, worker=worker)
     # A unit another maintainer holds is being recomputed there, uncommitted: what is kept of it may
     # not hold a change already committed (its mark waits for that maintainer), so it is computed here.
     rules: dict[str, Rules | None] = {}
     for unit, since in refreshed.held.items():
         refreshed.overlay[unit] = recompute(store, *unit, since, rules)
-    kept = store.stored_days(site=site, worker=worker, first=first.isoformat(), last=last.isoformat())
+    kept = store.stored_days(site=site, worker=worker, first=first.isoformat(), last=last.isoformat(), fields=fields)
     if not refreshed.overlay:
         return kept
     wanted = [unit for unit in refreshed.overlay

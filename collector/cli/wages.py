@@ -567,30 +567,39 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, as_json: bool):
 
 @click.command("arrears")
 @click.option("--site", help="One site (default: every site).")
-@click.option("--as-of", "as_of", help="The date to judge on, YYYY-MM-DD (default: each site's today).")
+@click.option("--as-of", "as_of", help="The date to judge on, YYYY-MM-DD (default: each site's today); computed now.")
+@click.option("--fresh", is_flag=True, help="Compute every site now (every row, paid ones too) instead of reading "
+                                            "what the daemon keeps.")
 @json_option
 @with_config
-def arrears_command(ctx: Context, site, as_of, as_json: bool):
+def arrears_command(ctx: Context, site, as_of, fresh: bool, as_json: bool):
     """Wages due, paid and overdue per worker and employer; Art. 27 warnings for gate-verified workers
-    whose wages are overdue (with or without an approved table)."""
+    whose wages are overdue (with or without an approved table). By default as the daemon last computed
+    each site (its age shown; the rows still owed), a site it has not computed yet computed now."""
     from collector.localtime import check_date
-    from collector.wages.arrears import arrears
+    from collector.wages.figures import arrears_report
 
     day = check_date(date.fromisoformat(_day(as_of, "--as-of"))) if as_of else None
     with ctx.store(readonly=True) as store:
-        report = arrears(store, site=site, as_of=day, grace=timedelta(hours=ctx.config.final_grace_hours))
+        report = arrears_report(store, site=site, as_of=day, fresh=fresh, compute_missing=True,
+                                grace=timedelta(hours=ctx.config.final_grace_hours))
     if as_json:
         click.echo(json_text(report))
         return
+    late = 2 * ctx.config.figures_refresh_seconds
     for summary in report["sites"]:
+        age = (f" (kept: computed {summary['computed_at']}, {summary['age_seconds']:.0f} s ago)" if summary["kept"]
+               else "")
+        if summary["kept"] and summary["age_seconds"] > late:
+            age += " [older than twice [figures] refresh_seconds: is the collector daemon running? --fresh computes now]"
         if summary["error"]:
-            say(f"{summary['site']} as of {summary['as_of']}: {summary['error']} (the collector's log says why)")
+            say(f"{summary['site']} as of {summary['as_of']}: {summary['error']} (the collector's log says why){age}")
             continue
         say(f"{summary['site']} as of {summary['as_of']}: due {yuan(summary['due_fen'])} yuan, paid "
             f"{yuan(summary['paid_fen'])}, overdue {yuan(summary['overdue_fen'])}"
             + (f" and an estimated {yuan(summary['overdue_estimate_fen'])} without an approved amount"
                if summary["overdue_estimate_fen"] else "")
-            + f"; {summary['overdue_workers']} worker(s) overdue")
+            + f"; {summary['overdue_workers']} worker(s) overdue{age}")
         for note in summary["notes"]:
             say(f"  note: {note}")
     for row in report["workers"]:

@@ -6,6 +6,7 @@ site or gate whatever the bank holds.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .connection import Connection
@@ -14,7 +15,7 @@ from .connection import Connection
 @dataclass(frozen=True, slots=True)
 class Figure:
     site: str  # '' : the bank as a whole
-    figure: str  # arrears / inside / punches
+    figure: str  # arrears (arrears_rows beside it) / inside / punches
     value: dict | None  # None: it could not be computed (``error`` says why)
     error: str | None
     computed_at: str  # UTC text
@@ -37,12 +38,17 @@ class FigureQueries:
                 (site, figure, None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":")),
                  error, computed_at, seconds))
 
-    def figures(self) -> list[Figure]:
-        """Every kept figure; none on a database the daemon has not upgraded yet."""
+    def figures(self, names: Iterable[str] | None = None) -> list[Figure]:
+        """Every kept figure (of these ``names``, if given: a figure holding a report's rows is read only
+        by what lists them); none on a database the daemon has not upgraded yet."""
         if not self.has("bank_figures"):
             return []
+        where, params = "", []
+        if names is not None:
+            params = sorted(set(names))
+            where = f"WHERE figure IN ({', '.join('?' for _ in params)}) " if params else "WHERE 1 = 0 "
         rows = self.db.execute("SELECT site, figure, value, error, computed_at, seconds FROM bank_figures "
-                               "ORDER BY site, figure").fetchall()
+                               f"{where}ORDER BY site, figure", params).fetchall()
         return [Figure(site, figure, None if value is None else json.loads(value), error, computed_at, seconds)
                 for site, figure, value, error, computed_at, seconds in rows]
 

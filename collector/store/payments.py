@@ -95,6 +95,46 @@ class PaymentQueries:
             table["lines"] = self.wage_lines(table["id"], worker=worker)  # type: ignore[attr-defined]
         return tables
 
+    def payment_sums(self, site: str, as_of: str, *, worker: str | None = None) -> list[dict]:
+        """Per period and worker of the site (``worker`` only, if given): ``paid``, the credits returned
+        paid on or before ``as_of`` (a local date), and ``pending``, those at the bank on it (pending, or
+        paid after it), in fen; a failed credit counts in neither."""
+        # Cast: PostgreSQL sums a BIGINT as a NUMERIC (a Decimal in Python), and money here is int fen.
+        sql = ("SELECT period, worker, "
+               "CAST(SUM(CASE WHEN status = 'paid' AND paid_on <= ? THEN amount_fen ELSE 0 END) AS BIGINT) AS paid, "
+               "CAST(SUM(CASE WHEN status = 'pending' OR (status = 'paid' AND (paid_on IS NULL OR paid_on > ?)) "
+               "THEN amount_fen ELSE 0 END) AS BIGINT) AS pending FROM wage_payments WHERE site = ?")
+        params = [as_of, as_of, site]
+        if worker is not None:
+            sql += " AND worker = ?"
+            params.append(worker)
+        return self._rows(sql + " GROUP BY period, worker ORDER BY period, worker", params)
+
+    def approved_lines(self, site: str, *, worker: str | None = None) -> list[dict]:
+        """The lines of the site's approved versions (``worker``'s only, if given), as arrears reads them:
+        the table's ``period``, ``version`` and ``pay_day``; the line's ``worker``, ``name``, ``employer``,
+        ``days``, ``net_fen``, ``status`` and ``flags`` (a list); and of its detail only its own pay day
+        (``line_pay_day``) and how many days it left to decide (``to_decide``), taken out by the database
+        (decoding every line's detail would cost a month of history what its rates and deductions are)."""
+        if self.db.dialect == "postgresql":
+            detail = ("x.pay_day AS line_pay_day, COALESCE(json_array_length(x.days_to_decide), 0) AS to_decide "
+                      "FROM wage_tables t JOIN wage_lines l ON l.table_id = t.id CROSS JOIN LATERAL "
+                      "json_to_record(l.detail::json) AS x(pay_day text, days_to_decide json)")
+        else:
+            detail = ("json_extract(l.detail, '$.pay_day') AS line_pay_day, "
+                      "COALESCE(json_array_length(l.detail, '$.days_to_decide'), 0) AS to_decide "
+                      "FROM wage_tables t JOIN wage_lines l ON l.table_id = t.id")
+        sql = (f"SELECT t.period, t.version, t.pay_day, l.worker, l.name, l.employer, l.days, l.net_fen, l.status, "
+               f"l.flags, {detail} WHERE t.status = 'approved' AND t.site = ?")
+        params = [site]
+        if worker is not None:
+            sql += " AND l.worker = ?"
+            params.append(worker)
+        lines = self._rows(sql + " ORDER BY t.period, l.worker", params)
+        for line in lines:
+            line["flags"] = [f for f in line["flags"].split(",") if f]
+        return lines
+
     def first_punch_time(self, site: str, since: str = "") -> str | None:
         """The earliest punch of a site at or after ``since`` (UTC text; by default, of all it holds)."""
         return self.db.value("SELECT MIN(time) FROM punches WHERE site = ? AND time >= ?", (site, since))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import calendar
 import json
+import re
+from collections.abc import Iterable
 
 from ..identity import PAYEE_CHECKS
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
@@ -12,6 +14,10 @@ from .connection import Connection
 from .errors import StoreError
 
 BASES = ("day", "hour")
+#: A payee's columns, as ``payees()`` gives them.
+_PAYEE = "worker, name, employer, id_number, phone, bank_account, bank_name"
+_NOT_DIGIT = re.compile(r"\D")
+_SPACE = re.compile(r"\s")
 
 
 class WageQueries:
@@ -50,6 +56,44 @@ class WageQueries:
     def payees(self) -> dict[str, dict]:
         return {row["worker"]: row for row in self._rows(
             "SELECT worker, name, employer, id_number, phone, bank_account, bank_name FROM workers")}
+
+    def payees_of(self, workers: Iterable[str]) -> dict[str, dict]:
+        """``payees()`` of these workers only (those registered): a site's table reads its own workers."""
+        workers = sorted(set(workers))
+        found: dict[str, dict] = {}
+        for start in range(0, len(workers), 500):
+            chunk = workers[start:start + 500]
+            for row in self._rows(f"SELECT {_PAYEE} FROM workers WHERE worker IN ({', '.join('?' for _ in chunk)})",
+                                  chunk):
+                found[row["worker"]] = row
+        return found
+
+    def payees_sharing(self) -> dict[str, dict]:
+        """``payees()`` narrowed to those who may be one payee with another worker: an account or ID number
+        kept by two workers or more, any kept in another form (written before the store checked payees),
+        and those kept with what such another form reads as. Every payee sharing an account or ID number
+        with someone (compared as ``collector.wages.table.payee_key`` compares them) is among them; one
+        look at the registry in SQL instead of every payee of the bank in Python."""
+        found = {}
+        for column in ("bank_account", "id_number"):
+            found |= {row["worker"]: row for row in self._rows(
+                f"SELECT {_PAYEE} FROM workers WHERE {column} IN (SELECT {column} FROM workers WHERE {column} <> '' "
+                f"GROUP BY {column} HAVING COUNT(*) > 1)")}
+        if self.db.dialect == "postgresql":
+            other_form = "bank_account ~ '[^0-9]' OR id_number ~ '[^0-9X]'"
+        else:
+            other_form = "bank_account GLOB '*[^0-9]*' OR id_number GLOB '*[^0-9X]*'"
+        others = {row["worker"]: row for row in self._rows(f"SELECT {_PAYEE} FROM workers WHERE {other_form}")}
+        found |= others
+        # What another form reads as, for the payees kept in the usual form with the same value.
+        accounts = sorted({_NOT_DIGIT.sub("", r["bank_account"] or "") for r in others.values()} - {""})
+        ids = sorted({_SPACE.sub("", r["id_number"] or "").upper() for r in others.values()} - {""})
+        for column, values in (("bank_account", accounts), ("id_number", ids)):
+            for start in range(0, len(values), 500):
+                chunk = values[start:start + 500]
+                found |= {row["worker"]: row for row in self._rows(
+                    f"SELECT {_PAYEE} FROM workers WHERE {column} IN ({', '.join('?' for _ in chunk)})", chunk)}
+        return found
 
     def payees_matching(self, worker: str, *, bank_account: str, id_number: str) -> dict[str, dict]:
         """``payees()`` narrowed to ``worker`` and whoever may share their account or ID number (given as
@@ -101,6 +145,17 @@ class WageQueries:
             sql += " WHERE worker = ?"
             params = (worker,)
         return self._rows(sql + " ORDER BY worker, effective_from", params)
+
+    def wage_terms_of(self, workers: Iterable[str]) -> list[dict]:
+        """``wage_terms()`` of these workers only: a site's table reads its own workers' terms."""
+        workers = sorted(set(workers))
+        found: list[dict] = []
+        for start in range(0, len(workers), 500):
+            chunk = workers[start:start + 500]
+            found += self._rows("SELECT worker, basis, rate_fen, effective_from, added_at, added_by FROM wage_terms "
+                                f"WHERE worker IN ({', '.join('?' for _ in chunk)}) ORDER BY worker, effective_from",
+                                chunk)
+        return found
 
     # ================================================================== sites: pay day, payer, minimum wage
 

@@ -76,18 +76,16 @@ def _totals(rows: list[dict]) -> dict:
 def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta,
           worker: str | None = None) -> tuple[list[dict], list[str]]:
     rows, notes = [], []
-    approved = {t["period"]: t for t in store.approved_wage_tables(site, worker=worker)}
+    approved = {t["period"] for t in store.wage_tables(site) if t["status"] == "approved"}
+    # Paid by the date, and at the bank on it (pending, or paid after it), summed by the database.
     settled: dict[tuple[str, str], dict] = defaultdict(lambda: {"paid": 0, "pending": 0})
-    for payment in store.wage_payments(site, worker=worker):
-        sums = settled[(payment["period"], payment["worker"])]
-        if payment["status"] == "paid" and payment["paid_on"] <= as_of.isoformat():
-            sums["paid"] += payment["amount_fen"]
-        elif payment["status"] in ("pending", "paid"):  # paid after the date: at the bank on it
-            sums["pending"] += payment["amount_fen"]
-    for period, table in approved.items():
-        for line in table["lines"]:
-            pay_day = date.fromisoformat(line["detail"].get("pay_day") or table["pay_day"])
-            rows.append(_approved_row(site, period, table, line, pay_day, as_of, settled[(period, line["worker"])]))
+    for sums in store.payment_sums(site, as_of.isoformat(), worker=worker):
+        settled[(sums["period"], sums["worker"])] = sums
+    pay_days: dict[str, date] = {}
+    for line in store.approved_lines(site, worker=worker):
+        text = line["line_pay_day"] or line["pay_day"]
+        pay_day = pay_days.get(text) or pay_days.setdefault(text, date.fromisoformat(text))
+        rows.append(_approved_row(site, line, pay_day, as_of, settled[(line["period"], line["worker"])]))
     pay_rows = [r for r in store.site_pay(site) if r["employer"] == ""]
     for period in _worked_periods(store, site, as_of):
         if period in approved:
@@ -106,10 +104,11 @@ def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta,
     return rows, notes
 
 
-def _approved_row(site: str, period: str, table: dict, line: dict, pay_day: date, as_of: date, sums: dict) -> dict:
-    verified = line["days"] + len(line["detail"].get("days_to_decide") or [])
-    row = _row(site, period, line, pay_day, as_of, verified)
-    row.update(table_version=table["version"], paid_fen=sums["paid"], pending_fen=sums["pending"])
+def _approved_row(site: str, line: dict, pay_day: date, as_of: date, sums: dict) -> dict:
+    """A line of an approved table (``Store.approved_lines``) as of ``as_of``, with what was paid of it."""
+    verified = line["days"] + line["to_decide"]
+    row = _row(site, line["period"], line, pay_day, as_of, verified)
+    row.update(table_version=line["version"], paid_fen=sums["paid"], pending_fen=sums["pending"])
     past = as_of > pay_day
     if line["status"] != "payable":
         # Held at the approval: nothing of it is approved for payment, so what the rules computed is an estimate.

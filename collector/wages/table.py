@@ -33,7 +33,8 @@ import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
-from collector.attendance.reports import attendance, site_day_final
+from collector.attendance import days
+from collector.attendance.reports import attendance, check_period, site_day_final
 from collector.errors import CollectorError
 from collector.localtime import day_bounds, zone
 from collector.money import divide_half_up
@@ -117,23 +118,26 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         raise WageError(f"{site} {period} is not final yet (a gate has not shown it holds nothing from it, or the "
                         f"month has not ended {grace} ago); compute it with --draft to look, never to pay")
     by_worker: dict[str, list[dict]] = defaultdict(list)
-    for record in attendance(store, site, first, last, now=now, grace=grace, worker=worker):
+    for record in period_days(store, site, first, last, now=now, grace=grace, worker=worker):
         by_worker[record["worker"]].append(record)
     deductions: dict[str, list[dict]] = defaultdict(list)
     for row in store.deductions(site, period, worker=worker):
         deductions[row["worker"]].append(row)
     terms: dict[str, list[dict]] = defaultdict(list)
-    for row in store.wage_terms(worker):
+    for row in store.wage_terms(worker) if worker is not None else store.wage_terms_of(set(by_worker)):
         terms[row["worker"]].append(row)
     minimum = _in_force(store.minimum_wages(site), last)
     if worker is None:
-        payees = store.payees()
+        # The table's own workers, and whoever in the bank may be one payee with another (not every
+        # payee of the bank: a site's table costs its own workers, whatever the bank's size).
+        payees = store.payees_of(set(by_worker) | set(deductions))
+        same_payee = same_payees(store.payees_sharing())
     else:
         # Whether the payee is another worker too: only those who may share their account or ID number.
         mine = store.payee(worker) or {}
         payees = store.payees_matching(worker, bank_account=payee_key("shared_account", mine),
                                        id_number=payee_key("duplicate_id", mine))
-    same_payee = same_payees(payees, only=worker)
+        same_payee = same_payees(payees, only=worker)
     pay_rows = store.site_pay(site)
     site_pay = _in_force([r for r in pay_rows if r["employer"] == ""], last)
     own_pay: dict[str, dict | None] = {}
@@ -155,6 +159,26 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         lines.append(line)
     return {"site": site, "period": period, "final": final, "draft": draft or not final,
             "pay_day": pay_date(period, site_pay["pay_day"]).isoformat() if site_pay else None, "lines": lines}
+
+
+#: What a line reads of each kept day (``Store.stored_days``): the rest of a record (its shifts) is the day's.
+LINE_FIELDS = ("status", "flags", "worked_minutes", "first_in", "last_out")
+
+
+def period_days(store: Store, site: str, first: date, last: date, *, now: datetime, grace: timedelta,
+                worker: str | None = None) -> list[dict]:
+    """The days of ``site`` (or ``worker``'s there) for first..last as a line reads them: worker, date
+    and ``LINE_FIELDS``, as ``reports.attendance`` gives them at ``now``. Read from the kept days, the
+    database taking those fields out of each record; a database the daemon has not upgraded yet is
+    computed from its punches."""
+    if not store.has("days"):
+        return attendance(store, site, first, last, now=now, grace=grace, worker=worker)
+    check_period(first, last)
+    found = []
+    for day in days.read(store, site=site, worker=worker, first=first, last=last, fields=LINE_FIELDS):
+        record = day.as_of(now)  # a day recomputed for this read (a store that may not write) is whole
+        found.append({"worker": day.worker, "date": day.day, **{name: record[name] for name in LINE_FIELDS}})
+    return found
 
 
 def payee_key(flag: str, payee: dict) -> str:

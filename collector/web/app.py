@@ -50,7 +50,7 @@ from collector.errors import user_facing
 from collector.localtime import check_date
 from collector.signin import session_scope
 from collector.store import DatabaseError, Store
-from collector.wages.arrears import arrears
+from collector.wages.figures import SETTLED, arrears_report
 from collector.web.bounds import Bounds, Refused
 from collector.web.common import (
     PUBLIC,
@@ -290,7 +290,9 @@ class WebApp:
 
     def api_arrears(self, request: Request) -> Response:
         """Wages overdue per site and employer, and the workers concerned (collector arrears --json, less the
-        rows that are paid or not due yet): for the bank, which must raise the Art. 27 warning."""
+        rows that are paid or not due yet): for the bank, which must raise the Art. 27 warning. As the
+        daemon last computed each site (its age shown), never the whole bank per request; as of a date
+        given, computed."""
         text = request.query_params.get("as_of")
         day = None
         if text is not None:
@@ -303,8 +305,8 @@ class WebApp:
         with self._store() as store:
             if not store.has("payments"):
                 raise ApiError(503, "the database has no wage payments yet (collector db upgrade)")
-            report = arrears(store, as_of=day, grace=self.grace)
-        report["workers"] = [row for row in report["workers"] if row["status"] not in ("paid", "not_due")]
+            report = arrears_report(store, as_of=day, grace=self.grace)
+        report["workers"] = [row for row in report["workers"] if row["status"] not in SETTLED]
         return JSONResponse(report)
 
     def metrics(self, request: Request) -> Response:

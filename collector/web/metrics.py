@@ -120,7 +120,7 @@ def render_metrics(store: Store, now: datetime | None = None) -> str:
                    [("", gauges["ingest_lag_seconds_last"].value)])
 
     sites = [row["site"] for row in store.sites()]
-    kept = {(f.site, f.figure): f for f in store.figures()}
+    kept = {(f.site, f.figure): f for f in store.figures(kept_figures.KEPT)}  # not the rows a report lists
     bank = kept.get((kept_figures.BANK, "punches"))
     out.family("collector_punches_held", "gauge",
                "Punches in the database (gate and manual), as the daemon last counted them "
