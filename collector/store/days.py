@@ -23,6 +23,9 @@ from gate_agent.protocol import parse_time
 
 from .connection import Connection
 
+#: Marks per INSERT statement (SQLite allows 32,766 parameters in one; four a mark).
+_MARK_ROWS = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Mark:
@@ -94,9 +97,13 @@ class DayQueries:
             pending[key] = since
 
     def _write_card_marks(self, pending: dict) -> None:
+        # One statement of many rows: executemany is still a statement per row on PostgreSQL's side.
         made = self._now_text()
-        self.db.executemany("INSERT INTO day_marks (site, worker, card, since, made_at) VALUES (?, NULL, ?, ?, ?)",
-                            [(site, card, since, made) for (site, card), since in pending.items()])
+        marks = [(site, card, since, made) for (site, card), since in pending.items()]
+        for at in range(0, len(marks), _MARK_ROWS):
+            chunk = marks[at:at + _MARK_ROWS]
+            self.db.execute("INSERT INTO day_marks (site, card, since, made_at) VALUES "
+                            + ", ".join(["(?, ?, ?, ?)"] * len(chunk)), [value for mark in chunk for value in mark])
 
     def _mark_punch_days(self, punch_id: int) -> None:
         """Days a stored punch takes part in: its worker's (a manual punch) or its card holder's."""
