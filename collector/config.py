@@ -33,6 +33,9 @@ build_seconds = 300           # time one build may take
 [figures]                     # optional: what covers the whole bank, kept by the daemon for /metrics (docs/api.md)
 refresh_seconds = 300         # each site's arrears and unknown cards inside, and the punches held, this often
 
+[wages]                       # optional
+approvers = ["ops-zhao", "ops-chen"]   # who may approve wage tables (default: anyone but who computed it)
+
 [web]                         # optional: `collector serve` (--host/--port override these)
 host = "127.0.0.1"
 port = 8080
@@ -109,6 +112,8 @@ class CollectorConfig:
     evidence_build_seconds: float = 300.0
     #: [figures]: how often the daemon computes again what /metrics shows of the whole bank (collector.wages.figures).
     figures_refresh_seconds: float = 300.0
+    #: [wages]: who may approve a wage table (empty: anyone but whoever computed the version).
+    wage_approvers: tuple[str, ...] = ()
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -241,6 +246,10 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     evidence = table.table("evidence")
     figures = table.table("figures")
     limits = table.table("limits")
+    wages = table.table("wages")
+    approvers = tuple(" ".join(name.split()) for name in wages.list_of_str("approvers", []))
+    if any(not name for name in approvers):
+        raise wages.error("approvers", "a name may not be blank")
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -301,6 +310,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
         evidence_build_seconds=evidence.number("build_seconds", 300, minimum=1,
                                                maximum=STALE_CLAIM.total_seconds() - 60),
         figures_refresh_seconds=figures.number("refresh_seconds", 300, minimum=10, maximum=86400),
+        wage_approvers=approvers,
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),

@@ -324,7 +324,7 @@ IMPORTS = {
     "worker file": (["worker", "import"], ["工号", "姓名", "工地"], ["W1", "王伟", "S1"]),
     "wage sheet": (["wages", "import-sheet", "--site", "S1", "--period", "2026-10", "--by", "ops-li"],
                    HEADER, ["W1", "工人W1", "4", "1460.00", "0", ACCOUNT["W1"]]),
-    "bank return": (["wages", "paid"], ["end_to_end_id", "status", "voucher", "date", "reason"],
+    "bank return": (["wages", "paid", "--by", "ops-sun"], ["end_to_end_id", "status", "voucher", "date", "reason"],
                     ["E1", "paid", "V1", "2026-11-15", ""]),
 }
 

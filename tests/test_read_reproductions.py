@@ -66,7 +66,7 @@ def test_a_month_entered_only_by_hand_is_computed_approved_and_paid(bank, tmp_pa
     assert (line["worker"], line["days"], line["gross_fen"], line["status"]) == ("W1", 3, 105000, "payable")
     bank.run("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-zhao")
     out = tmp_path / "batch.csv"
-    bank.run("wages", "batch", "--site", "S1", "--period", "2026-10", "--format", "csv", "--out", str(out))
+    bank.run("wages", "batch", "--by", "ops-qian", "--site", "S1", "--period", "2026-10", "--format", "csv", "--out", str(out))
     assert "1050.00" in out.read_text(encoding="utf-8-sig")
     arrears = bank.json("arrears")
     assert all(row["worker"] == "W1" for row in arrears["workers"])

@@ -26,15 +26,15 @@ def wage_month(store, period: str, *, paid: bool) -> None:
                         source="operator t", by="t")
     saved = store.save_wage_table(site="S1", period=period, status="computed", final=True, lines=[line], by="t",
                                   reason=None, pay_day=f"{period}-28")
-    store.approve_wage_table(saved["id"], by="t", override=None)
+    store.approve_wage_table(saved["id"], by="checker")
     batch_id = f"S1-{period}-V1-B1"
     store.add_wage_batch({"batch_id": batch_id, "site": "S1", "period": period, "table_version": 1, "seq": 1,
                           "created": "x", "execution_date": "x", "execution_rule": "pay_day", "payer_account": "1",
-                          "payer_name": "n", "payer_bank": "b"},
+                          "payer_name": "n", "payer_bank": "b", "made_by": "t"},
                          [{"position": 1, "worker": "W1", "end_to_end_id": f"{batch_id}-0001", "amount_fen": 30000}])
     if paid:
         store.settle_payment(f"{batch_id}-0001", status="paid", voucher="V1", paid_on=f"{period}-28", reason=None,
-                             settled_from="test")
+                             settled_from="test", by="t")
 
 
 @pytest.fixture

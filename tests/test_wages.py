@@ -144,7 +144,7 @@ def test_a_missing_out_refuses_approval_until_a_manual_punch_settles_it(month):
 def test_a_correction_after_approval_is_a_new_version_and_the_old_one_is_kept(month):
     month.cli("wages", "run", "--site", "S1", "--period", "2026-10", "--by", "ops-wang")
     month.cli("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-zhao", "--override",
-              "W4's day is disputed; paid next month")
+              "W4=the day is disputed; paid next month")
     again = month.cli("wages", "run", "--site", "S1", "--period", "2026-10", "--by", "ops-wang", check=False)
     assert again.returncode == 1 and "needs --reason" in again.stderr
     # W2's rate was agreed higher from the 21st: new terms, a new version with the reason.
@@ -153,10 +153,10 @@ def test_a_correction_after_approval_is_a_new_version_and_the_old_one_is_kept(mo
                        "W2's rate from the 21st")
     assert table["version"] == 2 and table["status"] == "computed"
     assert lines_of(table)["W2"]["gross_fen"] == divide_half_up(4501 * 270 + 5000 * 60, 60)
-    month.cli("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-zhao", "--override", "W4 again")
+    month.cli("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-zhao", "--override", "W4=again")
     history = month.json("wages", "history", "--site", "S1", "--period", "2026-10")
     assert [(t["version"], t["status"]) for t in history] == [(1, "superseded"), (2, "approved")]
-    assert history[0]["override"] == "W4's day is disputed; paid next month" and history[1]["reason"]
+    assert history[0]["held"] == {"W4": "the day is disputed; paid next month"} and history[1]["reason"]
     first = month.json("wages", "show", "--site", "S1", "--period", "2026-10", "--version", "1")
     assert lines_of(first)["W2"]["gross_fen"] == 24756, "an earlier version is kept as it was"
     # The terms a table used are not rewritten: the same date again is refused, a later one is fine.
@@ -172,7 +172,7 @@ def test_a_month_that_is_not_final_is_only_a_draft_and_a_draft_is_never_approved
     draft = month.json("wages", "run", "--site", "S1", "--period", "2026-11", "--by", "ops", "--draft")
     assert (draft["status"], draft["final"]) == ("draft", 0)
     assert lines_of(draft)["W1"]["gross_fen"] == 38000
-    refused = month.cli("wages", "approve", "--site", "S1", "--period", "2026-11", "--by", "ops", "--override", "x",
+    refused = month.cli("wages", "approve", "--site", "S1", "--period", "2026-11", "--by", "ops-zhao", "--override", "W1=x",
                         check=False)
     assert refused.returncode == 1 and "a draft is never approved or paid" in refused.stderr
 

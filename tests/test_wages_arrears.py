@@ -64,7 +64,7 @@ def test_with_an_approved_table_the_due_paid_and_overdue_amounts(month, tmp_path
         == {w: ("overdue", NETS[w], 1, True) for w in NETS}, "credits at the bank are not paid yet"
     ids = credits(tmp_path / "b1.xml")
     # Paid today, the day the batch was made (never before it: tests/test_wages_payee.py).
-    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", [
         *[(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")],
         (ids["W2"][0], "failed", "", "", "account closed")]))
     report = arrears(month, paid_day())
@@ -87,7 +87,7 @@ def test_the_dashboard_api_and_metrics_show_overdue_totals_to_the_bank(month, tm
     approve(month)
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
-    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", [
         *[(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")],
         (ids["W2"][0], "failed", "", "", "account closed")]))
     with month.setup.store() as store:

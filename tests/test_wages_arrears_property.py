@@ -105,14 +105,15 @@ def settle(store, plan: dict) -> None:
         if action == "none":
             continue
         try:
-            table.run(store, site, period, by="ops", draft=not plan["final"])
+            computed = table.run(store, site, period, by="ops", draft=not plan["final"])
             if action == "run":
                 continue
-            table.approve(store, site, period, by="lead", override="held lines are decided next month")
+            table.approve(store, site, period, by="lead", overrides={
+                line["worker"]: "decided next month" for line in computed["lines"] if line["status"] != "payable"})
             if action == "approve":
                 continue
             with store.transaction():
-                batch = payments.make_batch(store, site, period)
+                batch = payments.make_batch(store, site, period, by="clerk")
         except (WageError, StoreError, payments.PaymentError):
             continue
         today = datetime.now(UTC).astimezone(ZoneInfo(store.site(site)["timezone"])).date().isoformat()
@@ -122,7 +123,8 @@ def settle(store, plan: dict) -> None:
                    for n, (credit, status) in enumerate(zip(batch.batch["payments"], returns, strict=False), start=1)
                    if status]  # the credits beyond the drawn answers stay at the bank
         if entries:
-            payments.record_return(store, entries, source=f"return {site} {period}", digest="0" * 64, kind="csv")
+            payments.record_return(store, entries, source=f"return {site} {period}", digest="0" * 64, kind="csv",
+                                   by="clerk")
 
 
 def without_age(summary: dict) -> dict:

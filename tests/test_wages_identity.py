@@ -75,9 +75,10 @@ def test_workers_sharing_one_account_are_held_for_a_decision_before_approval_and
             "worker, W2); W2 (shared_account: the same bank account as another worker, W1)" in refused.stderr)
     assert "W3 (below_minimum, shared_account: the same bank account as another worker, W6)" in refused.stderr
     # Approved over them, the three lines are held: the batch pays W4 and W5 only.
-    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "accounts being checked with 华建劳务")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", *(
+        arg for w in ("W1", "W2", "W3") for arg in ("--override", f"{w}=accounts being checked with 华建劳务")))
     out = tmp_path / "batch.csv"
-    made = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out)).stdout
+    made = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(out)).stdout
     assert "2 credit(s), 700.00 yuan" in made
     assert "held: W2 (needs_decision: shared_account: the same bank account as another worker) is not paid" in made
     batch_text = out.read_bytes().decode("utf-8-sig")

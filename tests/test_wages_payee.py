@@ -167,19 +167,19 @@ def test_a_return_cannot_date_a_payment_before_its_batch_or_in_the_future(month,
             ("csv", bank_return(tmp_path / "old.csv", [(ids["W1"][0], "paid", "V1", "2000-01-01", "")])),
             ("pain.002", pain002(tmp_path / "old.xml", "S1-202610-V1-B1",
                                  [tx(ids["W1"][0], "ACSC", voucher="V1", day="2000-01-01")]))):
-        refused = month.cli("wages", "paid", path, check=False)
+        refused = month.cli("wages", "paid", "--by", "ops-sun", path, check=False)
         assert refused.returncode == 1 and "nothing recorded" in refused.stderr, name
         assert f"{ids['W1'][0]} is paid on 2000-01-01 in the return, before its batch S1-202610-V1-B1 was made " \
                f"({today})" in refused.stderr, refused.stderr
     future = bank_return(tmp_path / "future.csv", [(ids["W1"][0], "paid", "V1", "2099-01-01", ""),
                                                    (ids["W3"][0], "paid", "V3", tomorrow, "")])
-    refused = month.cli("wages", "paid", future, check=False)
+    refused = month.cli("wages", "paid", "--by", "ops-sun", future, check=False)
     assert refused.returncode == 1 and refused.stderr.count("a day still to come") == 2
     assert "future.csv: line 2" in refused.stderr and "future.csv: line 3" in refused.stderr
     # Nothing was recorded: as of a day before the batch the credit is not paid, nor is it today.
     for as_of in ("2026-11-20", paid_day()):
         rows = {r["worker"]: r for r in month.json("arrears", "--site", "S1", "--as-of", as_of)["workers"]}
         assert rows["W1"]["paid_fen"] == 0
-    month.cli("wages", "paid", bank_return(tmp_path / "today.csv", [(ids["W1"][0], "paid", "V1", paid_day(), "")]))
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "today.csv", [(ids["W1"][0], "paid", "V1", paid_day(), "")]))
     rows = {r["worker"]: r for r in month.json("arrears", "--site", "S1", "--as-of", paid_day())["workers"]}
     assert "W1" not in rows or rows["W1"]["paid_fen"] == 144000

@@ -44,7 +44,7 @@ def test_a_same_date_change_is_kept_and_the_approved_version_is_not_paid_from_it
     assert kept == [("110000000001", "ops-li"), ("888888888888", "mallory")], "nothing is overwritten"
 
     out = tmp_path / "october.xml"
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "pain001", "--out", str(out), check=False)
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "pain001", "--out", str(out), check=False)
     assert refused.returncode == 1
     assert "S1's payer changed after 2026-10 version 1 was approved: approved account ********0001 " \
            "(某建筑总承包公司, 中国建设银行), now account ********8888 (某某公司, 某某银行)" in refused.stderr
@@ -154,11 +154,13 @@ def test_an_older_database_keeps_its_rows_and_its_approved_versions_get_their_pa
                                           by="t", reason=None, pay_day=f"{period}-28")
             store.execute("UPDATE wage_tables SET status = 'approved', approved_at = 'x', approved_by = 't' "
                           "WHERE id = ?", (saved["id"],))
-        store.add_wage_batch({"batch_id": "S1-202609-V1-B1", "site": "S1", "period": "2026-09", "table_version": 1,
-                              "seq": 1, "created": "x", "execution_date": "2026-10-15", "execution_rule": "pay_day",
-                              "payer_account": "110000000009", "payer_name": "旧总包", "payer_bank": "工行"},
-                             [{"position": 1, "worker": "W1", "end_to_end_id": "S1-202609-V1-B1-0001",
-                               "amount_fen": 30000}])
+        # As that release wrote a batch (before who made it was recorded).
+        store.execute("INSERT INTO wage_batches (batch_id, site, period, table_version, seq, created, execution_date, "
+                      "execution_rule, payer_account, payer_name, payer_bank, made_at) VALUES ('S1-202609-V1-B1', "
+                      "'S1', '2026-09', 1, 1, 'x', '2026-10-15', 'pay_day', '110000000009', '旧总包', '工行', 'x')")
+        store.execute("INSERT INTO wage_payments (batch_id, position, site, period, worker, table_version, "
+                      "end_to_end_id, amount_fen, status) VALUES ('S1-202609-V1-B1', 1, 'S1', '2026-09', 'W1', 1, "
+                      "'S1-202609-V1-B1-0001', 30000, 'pending')")
         before = store.site_pay("S1")
     with Store(location) as store:
         assert store.site_pay("S1") == before, "every row is kept as it was"

@@ -47,7 +47,7 @@ def approve(month, *extra: str) -> None:
 
 
 def batch(month, out, fmt: str = "pain001", *extra: str):
-    return month.cli("wages", "batch", *PERIOD, "--format", fmt, "--out", str(out), *extra)
+    return month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", fmt, "--out", str(out), *extra)
 
 
 def credits(path) -> dict:
@@ -139,11 +139,11 @@ def test_the_same_batch_again_is_the_same_bytes_and_is_recorded_once(month, tmp_
     batch(month, first)
     recorded = payments(month)
     again = batch(month, second).stdout
-    assert "the same batch again, nothing recorded" in again
+    assert "the same batch again, no new credit" in again
     assert first.read_bytes() == second.read_bytes() and payments(month) == recorded
     batch(month, text, "csv")
     assert payments(month) == recorded, "another format of the same batch records nothing either"
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(first), check=False)
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(first), check=False)
     assert refused.returncode == 1 and "already exists" in refused.stderr
     assert first.read_bytes() == second.read_bytes(), "never overwritten"
 
@@ -154,7 +154,7 @@ def test_a_failed_line_is_paid_in_the_next_batch_and_a_line_is_paid_once(month, 
     ids = credits(tmp_path / "b1.xml")
     rows = [(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4", "W5")]
     rows.append((ids["W2"][0], "failed", "", "", "账户已销户 account closed"))
-    shown = month.cli("wages", "paid", bank_return(tmp_path / "r1.csv", rows)).stdout
+    shown = month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r1.csv", rows)).stdout
     assert "4 credit(s) paid (2240.00 yuan), 1 failed" in shown and "账户已销户" in shown
     assert sorted(payments(month)) == sorted(
         [(w, NETS[w], "paid", "S1-202610-V1-B1") for w in ("W1", "W3", "W4", "W5")]
@@ -167,12 +167,12 @@ def test_a_failed_line_is_paid_in_the_next_batch_and_a_line_is_paid_once(month, 
     # The bank's return in GBK with Chinese headers, the amount included.
     path = bank_return(tmp_path / "r2.csv", [(retry["W2"][0], "成功", "V-W2", paid_day("/"), "", "247.56")],
                        header=("业务参考号", "状态", "凭证号", "日期", "失败原因", "金额"), encoding="gbk")
-    recorded = month.json("wages", "paid", path)["recorded"]
+    recorded = month.json("wages", "paid", "--by", "ops-sun", path)["recorded"]
     assert [(r["worker"], r["status"], r["voucher"], r["paid_on"]) for r in recorded] == \
         [("W2", "paid", "V-W2", paid_day())]
     # Paid twice: refused, with the line, and nothing of the file is recorded.
     before = payments(month)
-    refused = month.cli("wages", "paid", path, check=False)
+    refused = month.cli("wages", "paid", "--by", "ops-sun", path, check=False)
     assert refused.returncode == 1 and f"was recorded paid already on {paid_day()}" in refused.stderr
     assert "nothing recorded" in refused.stderr and payments(month) == before
     # Nothing more is owed: asked again, the last batch is written again, the same bytes.
@@ -192,7 +192,7 @@ def test_a_return_with_any_bad_line_records_nothing(month, tmp_path):
         (ids["W5"][0], "failed", "", "", ""),                      # no reason
         (ids["W1"][0], "failed", "", "", "again"),                 # the same credit twice
     ], header=("end_to_end_id", "status", "voucher", "date", "reason", "amount"))
-    refused = month.cli("wages", "paid", path, check=False)
+    refused = month.cli("wages", "paid", "--by", "ops-sun", path, check=False)
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert "5 line(s) refused, nothing recorded" in lines[0] and len(lines) == 6
@@ -206,14 +206,14 @@ def test_a_corrected_version_pays_only_the_difference(month, tmp_path):
     approve(month)
     batch(month, tmp_path / "v1.xml")
     ids = credits(tmp_path / "v1.xml")
-    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", [
         (ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W2", "W3", "W4")]))  # W5 still at the bank
     # W2's rate was agreed higher from the 21st; W5 owes a deduction found later.
     month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "50", "--from", "2026-10-21", "--by", "ops-li")
     month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "advance", "--amount-yuan", "50",
               "--reason", "cash advance", "--by", "ops-li")
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "W2's rate; W5's advance")
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(tmp_path / "x.csv"), check=False)
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(tmp_path / "x.csv"), check=False)
     assert refused.returncode == 1 and "version 2 (a correction) is computed but not approved" in refused.stderr
     month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao")
     shown = batch(month, tmp_path / "v2.xml").stdout
@@ -226,30 +226,30 @@ def test_a_corrected_version_pays_only_the_difference(month, tmp_path):
 
 def test_only_an_approved_table_is_paid_and_only_from_a_payer_account(month, tmp_path):
     out = tmp_path / "batch.csv"
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(out), check=False)
     assert refused.returncode == 1 and "S1 2026-10 has no wage table" in refused.stderr
     month.shift("W1", "2026-11-02 08:00", "2026-11-02 17:00")
     month.cli("wages", "run", "--site", "S1", "--period", "2026-11", "--by", "ops", "--draft")
-    refused = month.cli("wages", "batch", "--site", "S1", "--period", "2026-11", "--format", "pain001", "--out",
+    refused = month.cli("wages", "batch", "--by", "ops-qian", "--site", "S1", "--period", "2026-11", "--format", "pain001", "--out",
                         str(out), check=False)
     assert refused.returncode == 1 and "version 1 is a draft (the period was not final): a draft is never paid" \
         in refused.stderr
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(out), check=False)
     assert refused.returncode == 1 and "version 1 is not approved (collector wages approve)" in refused.stderr
     # From October on the site's pay settings name no account to pay from, and so does the version approved.
     month.cli("site", "pay-day", "S1", "--day", "15", "--from", "2026-10-01", "--by", "ops-li")
-    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4's day is disputed")
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4=the day is disputed")
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(out), check=False)
     assert refused.returncode == 1 and "S1 had no --payer-account, --payer-name, --payer-bank in force on " \
         "2026-10-31 when 2026-10 version 1 was approved" in refused.stderr
     assert not out.exists() and payments(month) == []
     month.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "110000000002", "--payer-name", "总包",
               "--payer-bank", "中国建设银行", "--from", "2026-10-01", "--by", "ops-li")
-    refused = month.cli("wages", "batch", *PERIOD, "--format", "csv", "--out", str(out), check=False)
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(out), check=False)
     assert refused.returncode == 1 and "S1 had no --payer-account" in refused.stderr, "the payer is approved"
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "the payer account was set")
-    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4's day is disputed")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W4=the day is disputed")
     shown = batch(month, out, "csv").stdout
     assert "4 credit(s), 2187.56 yuan" in shown and "held: W4 (needs_decision: days_to_decide) is not paid" in shown
     assert sorted(p[0] for p in payments(month)) == ["W1", "W2", "W3", "W5"]
@@ -289,11 +289,11 @@ def test_a_pain002_return_is_validated_and_recorded(month, tmp_path):
     ids = credits(tmp_path / "b1.xml")
     # Not a valid report (a transaction status code that does not exist): refused before anything is read.
     bad = pain002(tmp_path / "bad.xml", "S1-202610-V1-B1", [tx(ids["W1"][0], "PAID!")])
-    refused = month.cli("wages", "paid", bad, check=False)
+    refused = month.cli("wages", "paid", "--by", "ops-sun", bad, check=False)
     assert refused.returncode == 1 and "not a valid pain.002.001.03 payment status report" in refused.stderr
     entity = tmp_path / "entity.xml"
     entity.write_text('<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "y">]><Document>&x;</Document>')
-    assert month.cli("wages", "paid", str(entity), check=False).returncode == 1
+    assert month.cli("wages", "paid", "--by", "ops-sun", str(entity), check=False).returncode == 1
     report = pain002(tmp_path / "r.xml", "S1-202610-V1-B1", [
         tx(ids["W1"][0], "ACSC", voucher="VCH-001", amount="1440.00"),
         tx(ids["W2"][0], "RJCT", reason="收款账户已冻结"),
@@ -301,7 +301,7 @@ def test_a_pain002_return_is_validated_and_recorded(month, tmp_path):
         tx(ids["W4"][0], "ACSP"),  # accepted, settlement in progress: not recorded yet
         tx(ids["W5"][0], "ACSC", voucher="VCH-005"),
     ])
-    result = month.json("wages", "paid", report)
+    result = month.json("wages", "paid", "--by", "ops-sun", report)
     assert result["kind"] == "pain.002"
     assert sorted((r["worker"], r["status"], r["voucher"], r["paid_on"], r["reason"]) for r in result["recorded"]) == [
         ("W1", "paid", "VCH-001", paid_day(), None), ("W2", "failed", None, None, "AC04 收款账户已冻结"),
@@ -309,4 +309,4 @@ def test_a_pain002_return_is_validated_and_recorded(month, tmp_path):
     assert result["not_recorded"] == [f"{ids['W4'][0]}: ACSP (still in progress at the bank; not recorded)"]
     # The bank settles the rest of the batch at the group level.
     done = pain002(tmp_path / "r2.xml", "S1-202610-V1-B1", [], group="ACSC")
-    assert [(r["worker"], r["status"]) for r in month.json("wages", "paid", done)["recorded"]] == [("W4", "paid")]
+    assert [(r["worker"], r["status"]) for r in month.json("wages", "paid", "--by", "ops-sun", done)["recorded"]] == [("W4", "paid")]

@@ -41,7 +41,8 @@ def line(worker: str, net: int, payable: bool) -> dict:
 def approve(store: Store, site: str, lines: list[dict]) -> None:
     saved = store.save_wage_table(site=site, period=PERIOD, status="computed", final=True, lines=lines, by="t",
                                   reason="generated", pay_day="2026-11-15")
-    store.approve_wage_table(saved["id"], by="t", override=None)
+    store.approve_wage_table(saved["id"], by="checker", overrides={w["worker"]: "generated: held"
+                                                                  for w in lines if w["status"] != "payable"})
 
 
 def outstanding(store: Store, site: str) -> dict[str, int]:
@@ -96,7 +97,7 @@ def test_batch_totals_are_the_lines_and_no_line_is_paid_twice(store, data):
         current = {w["worker"]: w for w in store.wage_table(site, PERIOD)["lines"]}
         try:
             with store.transaction():
-                batch = make_batch(store, site, PERIOD)
+                batch = make_batch(store, site, PERIOD, by="maker")
         except PaymentError as error:
             assert "nothing to pay" in str(error)
             return
@@ -130,10 +131,10 @@ def test_batch_totals_are_the_lines_and_no_line_is_paid_twice(store, data):
             if entries and action == "repay":  # settling a settled credit again: refused, and nothing changes
                 before = store.wage_payments(site, PERIOD)
                 with pytest.raises(ReturnRefused):
-                    record_return(store, entries, source="r", digest="x", kind="csv")
+                    record_return(store, entries, source="r", digest="x", kind="csv", by="clerk")
                 assert store.wage_payments(site, PERIOD) == before
             elif entries:
-                for row in record_return(store, entries, source="r", digest="x", kind="csv"):
+                for row in record_return(store, entries, source="r", digest="x", kind="csv", by="clerk"):
                     settled[row["end_to_end_id"]] = (row["status"], row["amount_fen"])
         elif action == "correct":
             table = draw_table()

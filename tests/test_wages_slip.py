@@ -29,7 +29,7 @@ def test_a_paid_slip_shows_each_day_the_money_the_voucher_and_the_evidence_it_na
     approve(month)
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
-    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [(ids["W1"][0], "paid", "VCH-0001", paid_day(), "")]))
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", [(ids["W1"][0], "paid", "VCH-0001", paid_day(), "")]))
     result, out = slip(month, tmp_path, "W1", "w1.html")
     assert "net 1440.00 yuan, paid" in result.stdout
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600

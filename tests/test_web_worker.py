@@ -262,7 +262,7 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
     # A period with open disputes is not approved.
     bank.run("wages", "run", "--site", "S1", "--period", "2026-10", "--by", "ops-li")
     refused = bank.run("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-wang",
-                       "--override", "W1 15th disputed", check=False)
+                       "--override", "W1=15th disputed", check=False)
     assert refused.returncode == 1 and "open dispute" in refused.stderr and missing in refused.stderr
 
     # Accepted: the manual punch that corrects the day cites the dispute.

@@ -90,10 +90,10 @@ def test_a_workers_wages_and_draft_line_are_the_whole_sites_for_them(month, tmp_
     month.cli("punch", "add", "--worker", "W4", "--site", "S1", "--at", "2026-10-10T17:00:00+08:00",
               "--direction", "out", "--reason", "left by the material gate", "--by", "ops-li")
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
-    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W6 owes the advance; held")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--override", "W6=owes the advance; held")
     batch(month, tmp_path / "b1.xml")
     ids = credits(tmp_path / "b1.xml")
-    month.cli("wages", "paid", bank_return(tmp_path / "r.csv", [
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", [
         *[(ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W3", "W4")],
         (ids["W2"][0], "failed", "", "", "account closed")]))
     now = datetime.now(UTC)
@@ -194,7 +194,8 @@ def test_per_worker_reads_are_the_whole_sites_reads_for_that_worker(history, fin
                 ready = compute(store, site, period, now=now, draft=True)["final"]
                 table = run(store, site, period, by="ops", draft=not ready, now=now)
                 if approved and table["status"] == "computed":
-                    store.approve_wage_table(table["id"], by="ops", override="a test")
+                    store.approve_wage_table(table["id"], by="checker", overrides={
+                        line["worker"]: "a test" for line in table["lines"] if line["status"] != "payable"})
                 records = attendance(store, site, *period_bounds(period), now=now)
                 for line in table["lines"]:
                     paper = slip(store, line["worker"], period, site=site, now=now)

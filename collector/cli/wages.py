@@ -187,30 +187,70 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
 @wages_group.command("approve")
 @click.option("--site", required=True)
 @click.option("--period", required=True)
-@click.option("--by", required=True, help="Who approves.")
-@click.option("--override", help="Approve although lines need a decision, and why (those lines are not paid).")
+@click.option("--by", required=True, help="Who approves (not who computed the version; one of [wages] approvers if set).")
+@click.option("--override", "overrides", multiple=True, metavar="WORKER=REASON",
+              help="Hold a line that needs a decision, and why (repeat per line; held lines are not paid).")
+@click.option("--overrides-file", type=click.Path(exists=True, dir_okay=False),
+              help="WORKER=REASON lines (UTF-8; '#' comments and blank lines skipped), as --override.")
 @click.option("--override-disputes", is_flag=True,
               help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
 @click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
 @with_config
-def wages_approve(ctx: Context, site: str, period: str, by: str, override, override_disputes: bool, reason):
-    """Freeze the latest version for payment (a correction later is a new version; this one is kept)."""
+def wages_approve(ctx: Context, site: str, period: str, by: str, overrides, overrides_file, override_disputes: bool,
+                  reason):
+    """Freeze the latest version for payment (a correction later is a new version; this one is kept).
+    Four eyes: whoever computed the version cannot approve it."""
     from collector.wages.table import approve
 
     if override_disputes and not (reason or "").strip():
         raise click.UsageError("--override-disputes needs --reason: why pay before the disputes are answered")
     if reason is not None and not override_disputes:
         raise click.UsageError("--reason goes with --override-disputes")
+    held = _overrides(overrides, overrides_file)
     with ctx.store() as store:
-        table = approve(store, site, period, by=by, override=override,
-                        override_disputes=reason if override_disputes else None)
+        table = approve(store, site, period, by=by, overrides=held,
+                        override_disputes=reason if override_disputes else None,
+                        approvers=ctx.config.wage_approvers)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
-    click.echo(f"{site} {period} version {table['version']} approved by {by}: {len(payable)} line(s), "
+    click.echo(f"{site} {period} version {table['version']} approved by {table['approved_by']} (computed by "
+               f"{table['computed_by']}): {len(payable)} line(s), "
                f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}, paid from "
                f"{masking.account(table['payer_account']) or 'no payer account (set one, then approve a new version)'}"
-               + (f"; {len(table['lines']) - len(payable)} line(s) held (override: {override})"
-                  if len(payable) < len(table["lines"]) else "")
                + (f"; open disputes overridden: {reason}" if override_disputes else ""))
+    for line in table["lines"]:
+        if line["status"] != "payable":
+            say(f"  held: {line['worker']} {yuan(line['net_fen'])} yuan, not paid: {line.get('override')}")
+
+
+#: The most an overrides file may hold: reasons for every line of a large site, not a stray dump.
+OVERRIDES_FILE_MAX_BYTES = 1 << 20
+
+
+def _overrides(given: tuple[str, ...], path: str | None) -> dict[str, str]:
+    """worker -> reason from --override WORKER=REASON and an overrides file; one line, one reason."""
+    entries = [("--override", text) for text in given]
+    if path is not None:
+        with open(path, "rb") as file:
+            data = file.read(OVERRIDES_FILE_MAX_BYTES + 1)
+        if len(data) > OVERRIDES_FILE_MAX_BYTES:
+            raise click.UsageError(f"{path} is over {OVERRIDES_FILE_MAX_BYTES} bytes: not an overrides file")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise click.UsageError(f"{path} is not UTF-8 text") from None
+        entries += [(f"{path} line {n}", line) for n, line in enumerate(text.splitlines(), start=1)
+                    if line.strip() and not line.lstrip().startswith("#")]
+    found: dict[str, str] = {}
+    for where, text in entries:
+        worker, sep, why = text.partition("=")
+        worker, why = worker.strip(), why.strip()
+        if not sep or not worker or not why:
+            raise click.UsageError(f"{where}: {escape_control(text[:60])!r} is not WORKER=REASON (each held line "
+                                   "takes its own reason)")
+        if worker in found:
+            raise click.UsageError(f"{where}: {escape_control(worker)} has a reason already: one reason per line")
+        found[worker] = why
+    return found
 
 
 @wages_group.command("history")
@@ -223,7 +263,11 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
     with ctx.store(readonly=True) as store:
         tables = store.wage_tables(site, period)
         overrides = store.dispute_overrides(site, period) if store.has("dispute_answers") else []
+        held: dict[int, dict[str, str]] = {}
+        for row in store.line_overrides(site, period):
+            held.setdefault(row["table_id"], {})[row["worker"]] = row["override"]
     for table in tables:
+        table["held"] = held.get(table["id"], {})
         table["payer_account"] = masking.account(table.get("payer_account"))
         table["dispute_overrides"] = [o for o in overrides
                                       if (o["period"], o["table_version"]) == (table["period"], table["version"])]
@@ -232,7 +276,8 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
         + (f" ({t['reason']})" if t["reason"] else "")
         + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
         + (f", paid from {t['payer_account']}" if t["payer_account"] else "")
-        + (f"; override: {t['override']}" if t["override"] else "")
+        + (f"; override: {t['override']}" if t["override"] and not t["held"] else "")
+        + "".join(f"; held {worker}: {why}" for worker, why in t["held"].items())
         + "".join(f"; open disputes {', '.join(o['refs'])} overridden by {o['by']}: {o['reason']}"
                   for o in t["dispute_overrides"]) for t in tables) or f"{site}: no wage tables")
 
@@ -400,6 +445,7 @@ def shown_line(line: dict) -> dict:
     shown["segments"] = line["detail"]["segments"]
     shown["deductions"] = line["detail"]["deductions"]
     shown["days_to_decide"] = line["detail"]["days_to_decide"]
+    shown["override"] = line.get("override")  # held at the approval: why (None before four eyes was recorded)
     for detail in SAME_PAYEE.values():  # tables kept before these were flagged have none
         shown[detail] = line["detail"].get(detail, [])
     return shown
@@ -422,7 +468,9 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
         click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
         return
     say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due {table['pay_day'] or '?'}"
-        + ("" if table["final"] else " (NOT FINAL: a draft, never paid)"))
+        + ("" if table["final"] else " (NOT FINAL: a draft, never paid)")
+        + f" (run by {table['computed_by']} at {table['computed_at']}"
+        + (f"; approved by {table['approved_by']} at {table['approved_at']})" if table["approved_at"] else ")"))
     for line in lines:
         rate = f"{yuan(line['rate_fen'])}/{line['basis']}" if line["rate_fen"] is not None else "no terms"
         say(f"  {line['worker']:8} {line['name'][:16]:16} {line['days']:3} d {line['worked_minutes'] / 60:7.2f} h "
@@ -433,6 +481,8 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
         for flag, detail in SAME_PAYEE.items():
             if line[detail]:
                 say(f"      to decide: {FLAG_WORDS[flag][1]}: {', '.join(line[detail])} ({flag})")
+        if line["override"]:
+            say(f"      held at the approval: {line['override']}")
     total = sum(line["net_fen"] for line in lines if line["status"] == "payable")
     say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
 
@@ -489,11 +539,14 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
               help="The file to write (mode 0600: it holds account and ID numbers; never overwritten).")
 @click.option("--encoding", type=click.Choice(["utf-8", "gbk"]), default="utf-8", show_default=True,
               help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
+@click.option("--by", required=True, help="Who writes the batch (recorded with the file's name and digest).")
 @json_option
 @with_config
-def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, as_json: bool):
+def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, by: str, as_json: bool):
     """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
-    for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again."""
+    for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again.
+    Every file written is recorded: who, when, its name, format and SHA-256 (`collector wages batches`)."""
+    import hashlib
     import os
 
     from collector.wages.batchfile import render
@@ -504,8 +557,10 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
     if os.path.lexists(out):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
     with ctx.store() as store, store.transaction():
-        batch = make_batch(store, site, period)
+        batch = make_batch(store, site, period, by=by)
         data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding)
+        digest = hashlib.sha256(data).hexdigest()
+        store.add_wage_batch_file(batch.batch["batch_id"], by=by, fmt=fmt, file=os.path.abspath(out), sha256=digest)
         try:
             write_new(out, data, 0o600)
         except FileExistsError:
@@ -516,7 +571,8 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
     summary = {"file": out, "format": fmt, "batch_id": head["batch_id"], "new": batch.new, "site": site,
                "period": period, "table_version": head["table_version"], "credits": len(head["payments"]),
                "total_fen": batch.total_fen, "execution_date": head["execution_date"],
-               "execution_rule": head["execution_rule"],
+               "execution_rule": head["execution_rule"], "made_at": head["made_at"], "made_by": head["made_by"],
+               "written_by": by, "sha256": digest,
                "payments": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "status")}
                             for p in head["payments"]],
                "held": batch.held, "overpaid": batch.overpaid}
@@ -525,9 +581,10 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
         return
     when = ("the pay day" if head["execution_rule"] == "pay_day"
             else "the batch date: the pay day had passed when it was made")
-    say(f"{out}: batch {head['batch_id']} ({'new' if batch.new else 'the same batch again, nothing recorded'}), "
+    say(f"{out}: batch {head['batch_id']} ({'new' if batch.new else 'the same batch again, no new credit'}), "
         f"version {head['table_version']}: {len(head['payments'])} credit(s), {yuan(batch.total_fen)} yuan, "
-        f"to be executed on {head['execution_date']} ({when})")
+        f"to be executed on {head['execution_date']} ({when}); made {head['made_at']} by {head['made_by'] or '?'}, "
+        f"written by {by} (sha256 {digest[:16]})")
     for over in batch.overpaid:
         say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
             f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
@@ -538,9 +595,10 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 @wages_group.command("paid")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@click.option("--by", required=True, help="Who records the return (kept on each credit it settles).")
 @json_option
 @with_config
-def wages_paid(ctx: Context, file: str, sheet: str | None, as_json: bool):
+def wages_paid(ctx: Context, file: str, sheet: str | None, by: str, as_json: bool):
     """Record the bank's return for a batch: each credit paid (voucher, date) or failed (reason). A CSV
     or XLSX (end_to_end_id,status,voucher,date,reason[,amount]) or a pain.002.001.03; all of it or nothing."""
     from pathlib import Path
@@ -551,18 +609,67 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, as_json: bool):
     data = Path(file).read_bytes()
     kind, entries, notes = bankreturn.read(data, file, sheet=sheet)
     with ctx.store() as store:
-        recorded = record_return(store, entries, source=file, digest=bankreturn.digest(data), kind=kind)
+        recorded = record_return(store, entries, source=file, digest=bankreturn.digest(data), kind=kind, by=by)
     if as_json:
-        click.echo(json_text({"file": file, "kind": kind, "recorded": recorded, "not_recorded": notes}))
+        click.echo(json_text({"file": file, "kind": kind, "recorded_by": by, "recorded": recorded,
+                              "not_recorded": notes}))
         return
     paid = [r for r in recorded if r["status"] == "paid"]
     failed = [r for r in recorded if r["status"] == "failed"]
-    say(f"{file}: {len(paid)} credit(s) paid ({yuan(sum(r['amount_fen'] for r in paid))} yuan), {len(failed)} failed")
+    say(f"{file}: {len(paid)} credit(s) paid ({yuan(sum(r['amount_fen'] for r in paid))} yuan), {len(failed)} failed; "
+        f"recorded by {by}")
     for row in failed:
         say(f"  failed: {row['end_to_end_id']} {row['worker']} {yuan(row['amount_fen'])} yuan: {row['reason']} "
             f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)")
     for note in notes:
         say(f"  {note}")
+
+
+@wages_group.command("batches")
+@click.option("--site", required=True)
+@click.option("--period", required=True, help="The month, YYYY-MM.")
+@json_option
+@with_config
+def wages_batches(ctx: Context, site: str, period: str, as_json: bool):
+    """Every batch of the period: who made it and when, each file written of it (who, when, name, SHA-256),
+    and each credit with the bank's word and who recorded it (accounts are not shown)."""
+    from collector.wages.table import period_bounds
+
+    period_bounds(period)
+    with ctx.store(readonly=True) as store:
+        if store.site(site) is None:
+            raise click.ClickException(f"site {site} does not exist")
+        batches = [store.wage_batch(b["batch_id"]) for b in store.wage_batches(site, period)]
+        files = store.wage_batch_files(site, period)
+    shown = []
+    for batch in batches:
+        shown.append({
+            **{k: batch[k] for k in ("batch_id", "table_version", "seq", "created", "execution_date",
+                                     "execution_rule", "made_at")},
+            "made_by": batch.get("made_by"), "payer_account": masking.account(batch["payer_account"]),
+            "total_fen": sum(p["amount_fen"] for p in batch["payments"]),
+            "files": [{k: f[k] for k in ("written_at", "written_by", "format", "file", "sha256")}
+                      for f in files if f["batch_id"] == batch["batch_id"]],
+            "payments": [{k: p.get(k) for k in ("end_to_end_id", "worker", "amount_fen", "status", "voucher",
+                                                "paid_on", "reason", "settled_at", "settled_by", "settled_from")}
+                         for p in batch["payments"]]})
+    if as_json:
+        click.echo(json_text(shown))
+        return
+    if not shown:
+        say(f"{site} {period}: no batches")
+    for batch in shown:
+        say(f"{batch['batch_id']} version {batch['table_version']}: {len(batch['payments'])} credit(s), "
+            f"{yuan(batch['total_fen'])} yuan from {batch['payer_account']}; made {batch['made_at']} by "
+            f"{batch['made_by'] or '? (before who made batches was recorded)'}")
+        for f in batch["files"]:
+            say(f"  written {f['written_at']} by {f['written_by']}: {f['format']} {escape_control(f['file'])} "
+                f"sha256 {f['sha256'][:16]}")
+        for p in batch["payments"]:
+            settled = (f", recorded {p['settled_at']} by {p['settled_by'] or '?'}" if p["settled_at"] else "")
+            say(f"  {p['end_to_end_id']} {p['worker']:8} {yuan(p['amount_fen']):>10} {p['status']}"
+                + (f" voucher {escape_control(p['voucher'])} on {p['paid_on']}" if p["voucher"] else "")
+                + (f" ({escape_control(p['reason'])})" if p["reason"] else "") + settled)
 
 
 @click.command("arrears")

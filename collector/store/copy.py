@@ -83,6 +83,7 @@ TABLES = (
     Table("wage_tables", ("id",)),
     Table("wage_lines", ("id",)),
     Table("wage_batches", ("batch_id",)),
+    Table("wage_batch_files", ("id",)),
     Table("wage_payments", ("id",)),
     Table("wage_sheets", ("id",)),
     Table("wage_sheet_lines", ("id",)),

@@ -23,20 +23,35 @@ class PaymentQueries:
         self.db.execute("UPDATE wage_tables SET status = status WHERE site = ? AND period = ?", (site, period))
 
     def add_wage_batch(self, batch: dict, payments: list[dict]) -> None:
-        """A new batch and its credits, all pending."""
+        """A new batch and its credits, all pending; ``batch["made_by"]`` is who made it (recorded)."""
+        made_by = entered(batch.get("made_by"), what="who makes the batch", limit=NAME_MAX_CHARS)
         with self.transaction():
             self.db.execute(
                 """INSERT INTO wage_batches (batch_id, site, period, table_version, seq, created, execution_date,
-                       execution_rule, payer_account, payer_name, payer_bank, made_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       execution_rule, payer_account, payer_name, payer_bank, made_at, made_by)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (batch["batch_id"], batch["site"], batch["period"], batch["table_version"], batch["seq"],
                  batch["created"], batch["execution_date"], batch["execution_rule"], batch["payer_account"],
-                 batch["payer_name"], batch["payer_bank"], self._now_text()))
+                 batch["payer_name"], batch["payer_bank"], self._now_text(), made_by))
             self.db.executemany(
                 """INSERT INTO wage_payments (batch_id, position, site, period, worker, table_version, end_to_end_id,
                        amount_fen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')""",
                 [(batch["batch_id"], p["position"], batch["site"], batch["period"], p["worker"],
                   batch["table_version"], p["end_to_end_id"], p["amount_fen"]) for p in payments])
+
+    def add_wage_batch_file(self, batch_id: str, *, by: str, fmt: str, file: str, sha256: str) -> None:
+        """A file written of a batch (the first time or again): who wrote it, when, as what and its digest.
+        The file holds whole account and ID numbers: each one written is accounted for."""
+        by = entered(by, what="who writes the batch file", limit=NAME_MAX_CHARS)
+        self.db.execute("INSERT INTO wage_batch_files (batch_id, written_at, written_by, format, file, sha256) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (batch_id, self._now_text(), by, fmt, file, sha256))
+
+    def wage_batch_files(self, site: str, period: str) -> list[dict]:
+        """Every file written of the period's batches, oldest first (none before four_eyes was applied)."""
+        if not self.has("four_eyes"):  # type: ignore[attr-defined]
+            return []
+        return self._rows("SELECT f.* FROM wage_batch_files f JOIN wage_batches b ON b.batch_id = f.batch_id "
+                          "WHERE b.site = ? AND b.period = ? ORDER BY f.id", (site, period))
 
     def wage_batches(self, site: str, period: str, version: int | None = None) -> list[dict]:
         """The period's batches (of one approved version if given), oldest first."""
@@ -71,16 +86,18 @@ class PaymentQueries:
         return found
 
     def settle_payment(self, end_to_end_id: str, *, status: str, voucher: str | None, paid_on: str | None,
-                       reason: str | None, settled_from: str) -> None:
-        """Record the bank's word on a pending credit; a credit is settled once (StoreError otherwise)."""
+                       reason: str | None, settled_from: str, by: str) -> None:
+        """Record the bank's word on a pending credit, and who recorded it; a credit is settled once
+        (StoreError otherwise)."""
         if status not in ("paid", "failed"):
             raise StoreError(f"a credit is settled as paid or failed, not {status!r}")
         voucher = entered(voucher, what="the voucher", limit=NAME_MAX_CHARS, optional=True)
         reason = entered(reason, what="the bank's reason", limit=REASON_MAX_CHARS, optional=True)
+        by = entered(by, what="who records the bank's return", limit=NAME_MAX_CHARS)
         rows = self.db.execute(
             "UPDATE wage_payments SET status = ?, voucher = ?, paid_on = ?, reason = ?, settled_at = ?, "
-            "settled_from = ? WHERE end_to_end_id = ? AND status = 'pending' RETURNING id",
-            (status, voucher, paid_on, reason, self._now_text(), settled_from, end_to_end_id)).fetchall()
+            "settled_from = ?, settled_by = ? WHERE end_to_end_id = ? AND status = 'pending' RETURNING id",
+            (status, voucher, paid_on, reason, self._now_text(), settled_from, by, end_to_end_id)).fetchall()
         if not rows:
             raise StoreError(f"credit {end_to_end_id} is not pending any more (settled meanwhile?)")
 

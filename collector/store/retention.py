@@ -7,9 +7,11 @@ import json
 from .connection import Connection
 
 #: The tables holding a site's month of wages (tables and their versions and lines, deductions, employer
-#: sheets, batches and payments), children first: the order they are deleted in.
-WAGE_PERIOD_TABLES = ("wage_payments", "wage_batches", "wage_sheet_lines", "wage_sheets", "wage_lines",
-                      "wage_tables", "wage_deductions")
+#: sheets, batches with the files written of them, and payments), children first: the order they are deleted in.
+WAGE_PERIOD_TABLES = ("wage_payments", "wage_batch_files", "wage_batches", "wage_sheet_lines", "wage_sheets",
+                      "wage_lines", "wage_tables", "wage_deductions")
+#: A site's month of batches: the files written of them go with them.
+BATCHES = "SELECT batch_id FROM wage_batches WHERE site = ? AND period = ?"
 
 
 class RetentionQueries:
@@ -46,7 +48,8 @@ class RetentionQueries:
         """Rows per table that a site's month of wages holds."""
         tables = "SELECT id FROM wage_tables WHERE site = ? AND period = ?"
         sheets = "SELECT id FROM wage_sheets WHERE site = ? AND period = ?"
-        where = {"wage_lines": f"table_id IN ({tables})", "wage_sheet_lines": f"sheet_id IN ({sheets})"}
+        where = {"wage_lines": f"table_id IN ({tables})", "wage_sheet_lines": f"sheet_id IN ({sheets})",
+                 "wage_batch_files": f"batch_id IN ({BATCHES})"}
         return {table: self.db.value(f"SELECT COUNT(*) FROM {table} WHERE "
                                      f"{where.get(table, 'site = ? AND period = ?')}", (site, period))
                 for table in WAGE_PERIOD_TABLES}
@@ -78,7 +81,8 @@ class RetentionQueries:
         tables = "SELECT id FROM wage_tables WHERE site = ? AND period = ?"
         sheets = "SELECT id FROM wage_sheets WHERE site = ? AND period = ?"
         for table in WAGE_PERIOD_TABLES:
-            where = {"wage_lines": f"table_id IN ({tables})", "wage_sheet_lines": f"sheet_id IN ({sheets})"}
+            where = {"wage_lines": f"table_id IN ({tables})", "wage_sheet_lines": f"sheet_id IN ({sheets})",
+                     "wage_batch_files": f"batch_id IN ({BATCHES})"}
             self.db.execute(f"DELETE FROM {table} WHERE {where.get(table, 'site = ? AND period = ?')}",
                             (site, period))
         return counts

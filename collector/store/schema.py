@@ -833,6 +833,28 @@ STEPS = [
     Step(27, "cards_by_worker", """
         CREATE INDEX cards_worker ON cards (worker);
     """),
+    # Four eyes on money (an auditor's controls): each held line of an approved version keeps its own
+    # override reason (a version approved before keeps its one reason, now on each line it held); each batch
+    # keeps who made it, each file written of it who wrote it, when, and its digest; each credit who
+    # recorded the bank's return of it (made_by, settled_by NULL: before this was recorded).
+    Step(28, "four_eyes", """
+        ALTER TABLE wage_lines ADD COLUMN override TEXT;
+        UPDATE wage_lines SET override = (SELECT t.override FROM wage_tables t WHERE t.id = wage_lines.table_id)
+            WHERE status != 'payable'
+              AND table_id IN (SELECT id FROM wage_tables WHERE override IS NOT NULL);
+        ALTER TABLE wage_batches ADD COLUMN made_by TEXT;
+        CREATE TABLE wage_batch_files (
+            id         {id},
+            batch_id   TEXT NOT NULL REFERENCES wage_batches (batch_id),
+            written_at TEXT NOT NULL,
+            written_by TEXT NOT NULL,
+            format     TEXT NOT NULL,      -- csv / pain001
+            file       TEXT NOT NULL,      -- the name it was written as
+            sha256     TEXT NOT NULL       -- of the bytes written
+        );
+        CREATE INDEX wage_batch_files_batch ON wage_batch_files (batch_id, id);
+        ALTER TABLE wage_payments ADD COLUMN settled_by TEXT;
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -852,6 +874,7 @@ CAPABILITIES = {
     "days": 24,  # days and day_marks: daily records kept as data
     "bank_figures": 25,  # bank_figures: figures covering the whole bank, kept with their age
     "packed_punches": 26,  # punches.signed: the gate's proof packed; no body, digest or proof columns
+    "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

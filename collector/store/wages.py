@@ -20,6 +20,11 @@ _NOT_DIGIT = re.compile(r"\D")
 _SPACE = re.compile(r"\s")
 
 
+def same_person(one: str | None, other: str | None) -> bool:
+    """Names as people type them: ``Ops-Wang `` is ops-wang (four eyes is not beaten by a capital)."""
+    return bool(one and other) and " ".join(one.split()).casefold() == " ".join(other.split()).casefold()
+
+
 class WageQueries:
     """Mixed into Store, whose ``_one``, ``_rows`` and ``transaction`` it uses."""
 
@@ -285,18 +290,32 @@ class WageQueries:
             line["detail"] = json.loads(line["detail"])
         return lines
 
-    def approve_wage_table(self, table_id: int, *, by: str, override: str | None) -> None:
+    def approve_wage_table(self, table_id: int, *, by: str, overrides: dict[str, str] | None = None) -> None:
         """Freeze a version: it becomes the period's approved table, the one approved before it superseded.
-        The site's payer in force on the period's last day (account, name, bank) is frozen with it: what its
-        batches debit, whatever the site's pay settings say later."""
+        Four eyes: whoever computed the version does not approve it, and each line that still needs a
+        decision is held with its own reason (``overrides``: worker -> why), none without one. The site's
+        payer in force on the period's last day (account, name, bank) is frozen with it: what its batches
+        debit, whatever the site's pay settings say later."""
         by = entered(by, what="who approves", limit=NAME_MAX_CHARS)
-        override = entered(override, what="the override's reason", limit=REASON_MAX_CHARS, optional=True)
+        reasons = {worker: entered(reason, what=f"the override reason of {worker}'s line", limit=REASON_MAX_CHARS)
+                   for worker, reason in (overrides or {}).items()}
         with self.transaction():
-            table = self.db.record("SELECT site, period, status FROM wage_tables WHERE id = ?", (table_id,))
+            table = self.db.record("SELECT site, period, version, status, computed_by FROM wage_tables WHERE id = ?",
+                                   (table_id,))
             if table is None:
                 raise StoreError(f"there is no wage table {table_id}")
             if table["status"] != "computed":
                 raise StoreError(f"a {table['status']} wage table cannot be approved")
+            if same_person(by, table["computed_by"]):
+                raise StoreError(f"{table['site']} {table['period']} version {table['version']} was computed by "
+                                 f"{table['computed_by']}: {by} cannot approve it too (four eyes: another person approves)")
+            held = {row["worker"] for row in self._rows("SELECT worker FROM wage_lines WHERE table_id = ? AND "
+                                                        "status != 'payable'", (table_id,))}
+            if set(reasons) != held:
+                missing, stray = sorted(held - set(reasons)), sorted(set(reasons) - held)
+                raise StoreError("each held line needs its own override reason, and only a held line has one"
+                                 + (f"; without a reason: {', '.join(missing)}" if missing else "")
+                                 + (f"; not held: {', '.join(stray)}" if stray else ""))
             year, month = (int(part) for part in table["period"].split("-"))
             payer = self.site_pay_in_force(table["site"],
                                            f"{table['period']}-{calendar.monthrange(year, month)[1]:02d}") or {}
@@ -304,8 +323,18 @@ class WageQueries:
                             "AND status = 'approved'", (table["site"], table["period"]))
             self.db.execute("UPDATE wage_tables SET status = 'approved', approved_at = ?, approved_by = ?, override = ?, "
                             "payer_account = ?, payer_name = ?, payer_bank = ? WHERE id = ?",
-                            (self._now_text(), by, override, payer.get("payer_account"), payer.get("payer_name"),
+                            (self._now_text(), by, None, payer.get("payer_account"), payer.get("payer_name"),
                              payer.get("payer_bank"), table_id))
+            self.db.executemany("UPDATE wage_lines SET override = ? WHERE table_id = ? AND worker = ?",
+                                [(reason, table_id, worker) for worker, reason in sorted(reasons.items())])
+
+    def line_overrides(self, site: str, period: str | None = None) -> list[dict]:
+        """Each held line of an approved (or superseded) version with its reason: table_id, worker, override."""
+        if not self.has("four_eyes"):  # type: ignore[attr-defined]
+            return []
+        where, params = self._where(site=site, period=period)
+        return self._rows("SELECT l.table_id, l.worker, l.override FROM wage_lines l WHERE l.override IS NOT NULL "
+                          f"AND l.table_id IN (SELECT id FROM wage_tables{where}) ORDER BY l.table_id, l.worker", params)
 
     def first_period_with_table(self, worker: str) -> str | None:
         """The earliest period (YYYY-MM) in which a wage table that is not a draft has a line for ``worker``."""

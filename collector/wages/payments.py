@@ -173,10 +173,12 @@ def owed(table: dict, payments: list[dict]) -> tuple[list[dict], list[dict], lis
     return credits, held, overpaid
 
 
-def make_batch(store: Store, site: str, period: str, *, now: datetime | None = None) -> Batch:
-    """The batch to send for the period: a new one for what is owed now, or, when nothing more is owed,
-    the approved version's latest batch again (the same file). Must run inside ``store.transaction()``
-    together with writing the file, so that a file that cannot be written records nothing."""
+def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime | None = None) -> Batch:
+    """The batch to send for the period: a new one for what is owed now (recorded as made ``by``), or,
+    when nothing more is owed, the approved version's latest batch again (the same file). Must run inside
+    ``store.transaction()`` together with writing the file, so that a file that cannot be written records
+    nothing."""
+    by = entered(by, what="who makes the batch", limit=NAME_MAX_CHARS)
     now = now or datetime.now(UTC)
     store.lock_wage_period(site, period)
     table = approved_table(store, site, period)
@@ -201,7 +203,7 @@ def make_batch(store: Store, site: str, period: str, *, now: datetime | None = N
     row = {"batch_id": batch_id, "site": site, "period": period, "table_version": version, "seq": seq,
            # The first batch of a version is created by its approval; a later one when it was first made.
            "created": table["approved_at"] if seq == 1 else utc_now_text(),
-           "execution_date": execution.isoformat(), "execution_rule": rule, **source}
+           "execution_date": execution.isoformat(), "execution_rule": rule, "made_by": by, **source}
     payments = [{"worker": c["worker"], "amount_fen": c["amount_fen"], "position": n,
                  "end_to_end_id": end_to_end_id(batch_id, n)} for n, c in enumerate(credits, start=1)]
     store.add_wage_batch(row, payments)
@@ -253,10 +255,12 @@ def _paid_date_problem(store: Store, entry: dict, payment: dict, batches: dict[s
     return None
 
 
-def record_return(store: Store, entries: list[dict], *, source: str, digest: str, kind: str) -> list[dict]:
-    """Settle pending credits from a parsed return (collector/wages/bankreturn.py): every entry, or none.
-    An entry is ``{"where", "end_to_end_id" | "batch_id", "status", "voucher", "date", "reason",
-    "amount_fen"}``; one naming a batch settles each of its pending credits. Returns what was recorded."""
+def record_return(store: Store, entries: list[dict], *, source: str, digest: str, kind: str, by: str) -> list[dict]:
+    """Settle pending credits from a parsed return (collector/wages/bankreturn.py): every entry, or none,
+    each kept with who recorded it (``by``). An entry is ``{"where", "end_to_end_id" | "batch_id",
+    "status", "voucher", "date", "reason", "amount_fen"}``; one naming a batch settles each of its pending
+    credits. Returns what was recorded."""
+    by = entered(by, what="who records the bank's return", limit=NAME_MAX_CHARS)
     problems: list[str] = []
     settle: list[dict] = []
     with store.transaction():
@@ -315,9 +319,9 @@ def record_return(store: Store, entries: list[dict], *, source: str, digest: str
         for entry in settle:
             store.settle_payment(entry["end_to_end_id"], status=entry["status"], voucher=entry.get("voucher"),
                                  paid_on=entry.get("date"), reason=entry.get("reason"),
-                                 settled_from=f"{kind} sha256:{digest}")
+                                 settled_from=f"{kind} sha256:{digest}", by=by)
     log.info("bank return %s: %d credit(s) settled", source, len(settle))
     return [{"end_to_end_id": e["end_to_end_id"], "batch_id": e["payment"]["batch_id"], "site": e["payment"]["site"],
              "period": e["payment"]["period"], "worker": e["payment"]["worker"],
              "amount_fen": e["payment"]["amount_fen"], "status": e["status"], "voucher": e.get("voucher"),
-             "paid_on": e.get("date"), "reason": e.get("reason")} for e in settle]
+             "paid_on": e.get("date"), "reason": e.get("reason"), "settled_by": by} for e in settle]

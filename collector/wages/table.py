@@ -345,12 +345,17 @@ def run(store: Store, site: str, period: str, *, by: str, reason: str | None = N
     return store.wage_table(site, period, saved["version"])
 
 
-def approve(store: Store, site: str, period: str, *, by: str, override: str | None = None,
-            override_disputes: str | None = None) -> dict:
-    """Freeze the latest version. Lines that still need a decision refuse the approval, unless an
-    override says why (recorded on the table; those lines are not paid); so do the workers' open
-    disputes of the period, unless ``override_disputes`` says why (recorded with the disputes named)."""
-    if not by.strip():
+def approve(store: Store, site: str, period: str, *, by: str, overrides: dict[str, str] | None = None,
+            override_disputes: str | None = None, approvers: tuple[str, ...] = ()) -> dict:
+    """Freeze the latest version, on four eyes: the approver is not who computed it, and is one of
+    ``approvers`` when a list is configured. Lines that still need a decision refuse the approval unless
+    each has its own reason in ``overrides`` (worker -> why; kept on the line, which is not paid); so do the
+    workers' open disputes of the period, unless ``override_disputes`` says why (recorded with the
+    disputes named)."""
+    from collector.store.wages import same_person
+
+    by = " ".join((by or "").split())
+    if not by:
         raise WageError("say who approves (--by)")
     table = store.wage_table(site, period)
     if table is None:
@@ -360,18 +365,30 @@ def approve(store: Store, site: str, period: str, *, by: str, override: str | No
                         "a draft is never approved or paid")
     if table["status"] == "approved":
         raise WageError(f"{site} {period} version {table['version']} is approved already")
+    if same_person(by, table["computed_by"]):
+        raise WageError(f"{site} {period} version {table['version']} was computed by {table['computed_by']}: "
+                        f"{by} cannot approve it too (four eyes: another person approves)")
+    if approvers and not any(same_person(by, name) for name in approvers):
+        raise WageError(f"{by} is not among who may approve wage tables ([wages] approvers in the collector's "
+                        f"config: {', '.join(approvers)})")
     if table["pay_day"] is None:
         raise WageError(f"{site} has no pay day (collector site pay-day {site} --day N ...): the table cannot fall due")
-    undecided = [line for line in table["lines"] if line["status"] != "payable"]
-    if undecided and not (override or "").strip():
+    overrides = {worker.strip(): (reason or "").strip() for worker, reason in (overrides or {}).items()}
+    lines = {line["worker"]: line for line in table["lines"]}
+    stray = [w for w in overrides if w not in lines or lines[w]["status"] == "payable"]
+    if stray:
+        raise WageError("an override reason is only for a line held for a decision: "
+                        + ", ".join(f"{w} ({'not in the table' if w not in lines else 'payable'})" for w in stray))
+    undecided = [line for line in table["lines"] if line["status"] != "payable" and not overrides.get(line["worker"])]
+    if undecided:
         names = "; ".join(f"{line['worker']} ({flag_text(line['flags'], line['detail'])})" for line in undecided[:10])
-        raise WageError(f"{len(undecided)} line(s) need a decision first: {names}; settle them (manual punch, void, "
-                        "pay terms, the payee's own account and ID number) and run the table again, or approve with "
-                        "--override REASON")
+        raise WageError(f"{len(undecided)} line(s) need a decision first: {names}"
+                        + (f" and {len(undecided) - 10} more" if len(undecided) > 10 else "")
+                        + "; settle them (manual punch, void, pay terms, the payee's own account and ID number) and "
+                        "run the table again, or hold each with its own reason: --override WORKER=REASON")
     from collector.workers.disputes import check_approval
 
     with store.transaction():
-        check_approval(store, site, period, table_version=table["version"], override_reason=override_disputes,
-                       by=by.strip())
-        store.approve_wage_table(table["id"], by=by.strip(), override=(override or "").strip() or None)
+        check_approval(store, site, period, table_version=table["version"], override_reason=override_disputes, by=by)
+        store.approve_wage_table(table["id"], by=by, overrides=overrides)
     return store.wage_table(site, period, table["version"])

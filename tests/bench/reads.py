@@ -492,15 +492,17 @@ def settle_wages(bank: Bank) -> None:
                     table.run(store, site, period, by="bench-ops")
                     runs.append(time.perf_counter() - run_started)
                     table.approve(store, site, period, by="bench-lead",
-                                  override="days held for a decision are paid next month")
+                                  overrides={line["worker"]: "held for a decision: paid next month"
+                                             for line in store.wage_table(site, period)["lines"]
+                                             if line["status"] != "payable"})
                     with store.transaction():
-                        batch = payments.make_batch(store, site, period)
+                        batch = payments.make_batch(store, site, period, by="bench-clerk")
                     credits = batch.batch["payments"][:int(len(batch.batch["payments"]) * share)]
                     entries = [{"where": f"line {n}", "end_to_end_id": c["end_to_end_id"], "status": "paid",
                                 "voucher": f"V{site}{period}{n:05d}", "date": today, "reason": None,
                                 "amount_fen": c["amount_fen"]} for n, c in enumerate(credits, start=1)]
                     payments.record_return(store, entries, source=f"return {site} {period}", digest="0" * 64,
-                                           kind="csv")
+                                           kind="csv", by="bench-clerk")
             except Exception as error:  # noqa: BLE001 - the reads go on with less to read
                 bank.notes.append(f"wages of {site} {period}: {type(error).__name__}: {error}")
                 say(f"  wages of {site} {period} not settled: {type(error).__name__}: {error}")
