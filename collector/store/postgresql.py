@@ -111,10 +111,17 @@ class PostgresConnection(Connection):
             raise self._error(error) from error
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> None:
+        """One statement per row, each answered before the next is sent. psycopg's own executemany
+        pipelines them, and a process stopped (SIGSTOP, a pause) in the middle of sending a pipeline
+        leaves its server session 'active', waiting for the rest: no idle-in-transaction or statement
+        timeout ends it, and the locks it holds (a counter's row, a gate) stopped every other collector
+        until the process resumed (tests/test_fault_liveness.py caught it)."""
         self._usable()
+        statement = self._translate(sql)
         try:
             with self._conn.cursor() as cursor:
-                cursor.executemany(self._translate(sql), [tuple(row) for row in rows])
+                for row in rows:
+                    cursor.execute(statement, tuple(row))
         except self._errors as error:
             raise self._error(error) from error
 
