@@ -112,6 +112,10 @@ def start_broker(bank):
     def start(conf: Path | None = None) -> Mosquitto:
         broker = Mosquitto(conf or bank.conf, bank.directory / "mosquitto.log", bank.port).start()
         started.append(broker)
+        # Started means the gates' listener accepts; Mosquitto binds its listeners one after another (each
+        # loading its TLS files), so the collectors' may still be a few milliseconds from bound.
+        wait_for(lambda: _listening(bank.collector_port) or broker.process.poll() is not None, timeout=10,
+                 message="the collectors' listener")
         return broker
 
     yield start
