@@ -19,10 +19,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gate_agent.protocol import TOPIC_ROOT, ProtocolError, decode_status, format_time, parse_time
+from gate_agent.protocol import TOPIC_ROOT, ProtocolError, Punch, decode_status, format_time, parse_time
 
 from .clock import Clock, system_clock
 from .connection import Connection
+from .packed import pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -167,10 +168,7 @@ def _packed_punches(conn: Connection, now: str) -> None:
     proof's fields in columns (about 600 more), and on PostgreSQL the table is partitioned by month. Every
     row is rebuilt from its new form and compared with the body it had, byte for byte; a row whose fields
     cannot rebuild its body (none that this collector stored) keeps the body."""
-    from gate_agent.protocol import Punch
-
-    from . import partitions
-    from .packed import pack, unpack
+    from . import partitions  # it imports the store, which imports this module
 
     postgres = conn.dialect == "postgresql"
     for index in ("punches_gate_seq", "punches_site_time", "punches_card_time", "punches_worker_time",
@@ -207,7 +205,7 @@ def _packed_punches(conn: Connection, now: str) -> None:
             signed, body = None, row.get("body")
             body = bytes(body) if body is not None else None
             if row["gate"] is not None and body is not None:
-                signed, body = _repacked(row, body, Punch, pack, unpack)
+                signed, body = _repacked(row, body)
                 kept += body is not None
             batch.append((*(row.get(name) for name in columns), signed, body))
         conn.executemany(insert, batch)
@@ -221,11 +219,11 @@ def _packed_punches(conn: Connection, now: str) -> None:
                  f", {kept} kept with their body (their fields do not rebuild it)" if kept else "")
 
 
-def _repacked(row: dict, body: bytes, punch_type, pack, unpack) -> tuple[bytes | None, bytes | None]:
+def _repacked(row: dict, body: bytes) -> tuple[bytes | None, bytes | None]:
     """The packed proof of a stored gate punch and, if its columns and that proof do not give back its
     body byte for byte, the body too."""
     try:
-        punch = punch_type.from_dict(json.loads(body))
+        punch = Punch.from_dict(json.loads(body))
         signed = pack(punch)
         rebuilt = unpack(signed, site=row["site"], gate=row["gate"], seq=row["seq"], time=row["time"],
                          card=row["card"], direction=row["direction"])
