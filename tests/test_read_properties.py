@@ -135,6 +135,9 @@ def check_windows(store, records: dict[str, list[dict]], now: datetime, data) ->
         last = data.draw(st.dates(first, LAST_DAY), label="last")
         expected = [r for r in rows if first.isoformat() <= r["date"] <= last.isoformat()]
         assert attendance(store, site, first, last, now=now) == expected, (site, first, last)
+        # A list of days without their shifts (the attendance table and CSV) is each whole day cut short.
+        summary = [{k: v for k, v in r.items() if k not in ("shifts", "anomalies", "voided")} for r in expected]
+        assert attendance(store, site, first, last, now=now, summary=True) == summary, (site, first, last)
 
 
 def check_worker_reads(store, records: dict[str, list[dict]], now: datetime) -> None:
@@ -380,6 +383,9 @@ def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else
             ("2026-10-29", "error", 0, False)
         assert "KeyError" in problem["error"] and "a fault in the rules" in problem["error"]
         assert "Traceback" in caplog.text and "W2" in caplog.text
+        # The attendance table and CSV (days without their shifts) say why too.
+        listed = {r["worker"]: r for r in attendance(bank.store, "S1", FIRST_DAY, LAST_DAY, now=now, summary=True)}
+        assert listed["W2"]["error"] == problem["error"] and "shifts" not in listed["W2"]
         # The wage table holds W2's day for a decision, and W1's line is what W1's punches give.
         lines = {line["worker"]: line for line in compute(bank.store, "S1", "2026-10", now=now, draft=True)["lines"]}
         assert lines["W2"]["status"] == "needs_decision"

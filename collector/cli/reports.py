@@ -53,8 +53,9 @@ def _site_zone(ctx: Context, site: str):
     return zone(row["timezone"])
 
 
-def _records(ctx: Context, site: str, first: date, last: date) -> list[dict]:
-    """Records chunk by chunk, with a progress bar on long periods (shown on a terminal only)."""
+def _records(ctx: Context, site: str, first: date, last: date, *, summary: bool = False) -> list[dict]:
+    """Records chunk by chunk, with a progress bar on long periods (shown on a terminal only); with
+    ``summary``, without their shifts (``reports.SUMMARY_FIELDS``)."""
     from collector.attendance.reports import attendance
 
     grace = timedelta(hours=ctx.config.final_grace_hours)
@@ -66,7 +67,7 @@ def _records(ctx: Context, site: str, first: date, last: date) -> list[dict]:
     rows: list[dict] = []
     with ctx.store(readonly=True) as store, progressbar(chunks, label="computing days") as bar:
         for chunk_first, chunk_last in bar:
-            rows += attendance(store, site, chunk_first, chunk_last, grace=grace)
+            rows += attendance(store, site, chunk_first, chunk_last, grace=grace, summary=summary)
     return sorted(rows, key=lambda r: (r["date"], r["worker"]))
 
 
@@ -82,7 +83,7 @@ def attendance_command(ctx: Context, site: str, day, first, last, as_json: bool,
     from collector.cli.display import aligned
     from collector.export import ATTENDANCE_COLUMNS, to_csv, to_json
 
-    rows = _records(ctx, site, *_period(day, first, last, _site_zone(ctx, site)))
+    rows = _records(ctx, site, *_period(day, first, last, _site_zone(ctx, site)), summary=not as_json)
     if as_json:
         click.echo(to_json(rows))
     elif as_csv:
