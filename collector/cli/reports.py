@@ -159,7 +159,7 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     whole signed with the bank's key (signing_key)."""
     import os
 
-    from collector.evidence.document import build_evidence, evidence_id
+    from collector.evidence.document import build_evidence, days_id, evidence_id
     from collector.signing import load_bank_key
     from gate_agent.files import write_new
 
@@ -184,7 +184,7 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
                f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
                f"{len(document['voids'])} void(s); signed by bank key {document['key']}; evidence id "
-               f"{evidence_id(document)}")
+               f"{evidence_id(document)}, days id {days_id(document['days'])}")
 
 
 @click.command("verify")
@@ -220,7 +220,8 @@ def verify_command(evidence_file: str, bank_key: str | None, config_path: str | 
              f"gate keys {', '.join(summary['keys']) or 'none'} "
              + ("(each registered for its gate when the bank received the punch)" if summary["registry_checked"]
                 else "(not checked against the registry: give --config for that)"),
-             f"  evidence id {summary['evidence_id']}"]
+             f"  evidence id {summary['evidence_id']}",
+             f"  days id {summary['days_id']} (what a wage slip names)"]
     for entry in summary["manual_entries"]:
         lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
                      f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"

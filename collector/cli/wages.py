@@ -497,7 +497,7 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
 @with_config
 def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_json: bool):
     """The worker's wage slip (工资清单) for a month: a printable page in Chinese and English with each day,
-    the rate, gross, deductions, net, the payment and the id of the bank-signed evidence of those days."""
+    the rate, gross, deductions, net, the payment and the id of the days the bank-signed evidence states."""
     import os
 
     from gate_agent.extras import require
@@ -522,7 +522,7 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
     line = data["line"]
     say(f"{out}: wage slip of {worker_id} for {period} at {data['site']}, table version {data['table']['version']} "
         f"({data['table']['status']}{'' if data['table']['final'] else ', NOT FINAL: a draft'}): net "
-        f"{yuan(line['net_fen'])} yuan, {data['payment_status'][0]}; evidence id {data['evidence']['id'][:16]}")
+        f"{yuan(line['net_fen'])} yuan, {data['payment_status'][0]}; days id {data['evidence']['days_id'][:16]}")
     if data["differs"]:
         say("  note: the attendance has changed since the table was computed (the slip says so)")
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from collector.attendance.attribution import Attributor
 from collector.attendance.cards import CardIndex
 from collector.attendance.reports import (
+    attendance,
     days_of,
     event_of,
     history,
@@ -75,6 +76,26 @@ def evidence_id(document: dict) -> str:
     ``collector verify`` shows the same id."""
     body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def days_id(days: list[dict]) -> str:
+    """The SHA-256 of the days a file states (canonical JSON of the list, in site and date order): what a
+    wage slip names, so that the worker can see the file ``collector verify`` accepts states the very days
+    the slip paid. It costs the worker's own days, where the evidence id costs the whole file (its chain
+    segments hold every punch of the gate between the worker's first and last)."""
+    return hashlib.sha256(canonical_json(sorted(days, key=lambda d: (d["site"], d["date"])))).hexdigest()
+
+
+def stated_days(store: Store, worker: str, first: date, last: date, *, now: datetime) -> list[dict]:
+    """The days an evidence file of ``worker`` for first..last written at ``now`` states, read from the kept
+    days (``reports.attendance``) instead of computed from the punches as ``evidence_body`` does: the two
+    agree (tests/test_read_properties.py), and ``days_id`` of either is the same."""
+    days = []
+    for site_row in worker_sites(store, worker):
+        for day in attendance(store, site_row["site"], first, last, now=now, worker=worker):
+            del day["final"]  # as in the file: finality depends on gate heartbeats, which it does not carry
+            days.append(day)
+    return days
 
 
 def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
@@ -222,7 +243,7 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
                 raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
                                     f"the punches give {b.get(field)!r}")
     return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
-            "evidence_id": evidence_id(document),
+            "evidence_id": evidence_id(document), "days_id": days_id(document["days"]),
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
             "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
