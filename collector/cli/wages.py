@@ -804,12 +804,16 @@ def wages_batches(ctx: Context, site: str, period: str, as_json: bool):
                 f"sha256 {f['sha256'][:16]}")
         for p in batch["payments"]:
             settled = (f", recorded {p['settled_at']} by {p['settled_by'] or '?'}" if p["settled_at"] else "")
-            say(f"  {p['end_to_end_id']} {p['worker']:8} {yuan(p['amount_fen']):>10} {p['status']}"
+            undone = (f" {p['undone_at']} by {p['undone_by']}: {escape_control(p['undone_reason'])}"
+                      if p["undone_at"] else "")
+            # A reversed credit was paid first: its voucher, then the return that undid it.
+            say(f"  {p['end_to_end_id']} {p['worker']:8} {yuan(p['amount_fen']):>10} "
+                + ("paid" if p["status"] == "reversed" else p["status"])
+                + (undone if p["status"] == "withdrawn" else "")
                 + (f" voucher {escape_control(p['voucher'])} on {p['paid_on']}" if p["voucher"] else "")
                 + (f" ({escape_control(p['reason'])})" if p["reason"] else "") + settled
-                + (f"; {p['status']} {p['undone_at']} by {p['undone_by']}: {escape_control(p['undone_reason'])}"
-                   if p["undone_at"] else "")
-                + (f" (return {escape_control(p['returned_ref'])} on {p['returned_on']})" if p["returned_ref"] else ""))
+                + (f"; REVERSED{undone} (return {escape_control(p['returned_ref'])} on {p['returned_on']})"
+                   if p["status"] == "reversed" else ""))
 
 
 @click.command("arrears")
