@@ -78,6 +78,22 @@ def test_terms_inside_an_approved_month_are_refused_unless_a_back_pay_the_correc
     assert w2["gross_fen"] == (4501 * 270 + 5000 * 60 + 30) // 60  # 60 of its minutes now at 50.00, half up
 
 
+def test_the_worker_file_cannot_set_terms_inside_an_approved_month_either(month, tmp_path):
+    """The store holds the rule, so every path keeps it: a worker file changing W2's rate from the 21st
+    of an approved October is refused, and nothing of it is imported."""
+    approve(month)
+    path = tmp_path / "workers.csv"
+    path.write_text("工号,姓名,计薪方式,工资标准,生效日期\nW2,工人W2,时,50,2026-10-21\nW3,工人W3,时,10,2026-01-01\n",
+                    encoding="utf-8")
+    refused = month.cli("worker", "import", str(path), check=False)
+    assert refused.returncode == 1 and "W2 was paid for 2026-10 by an approved wage table" in refused.stderr
+    assert [t["rate_fen"] for t in month.json("wages", "terms", "--worker", "W2")] == [4501]
+    # From November on, the same file is taken.
+    path.write_text("工号,姓名,计薪方式,工资标准,生效日期\nW2,工人W2,时,50,2026-11-01\n", encoding="utf-8")
+    month.cli("worker", "import", str(path))
+    assert [t["rate_fen"] for t in month.json("wages", "terms", "--worker", "W2")] == [4501, 5000]
+
+
 def test_a_back_pay_replaces_terms_a_table_used_and_keeps_the_earlier_ones(month):
     approve(month)
     month.cli("worker", "pay", "W1", "--day-rate-yuan", "360", "--from", "2026-10-01", "--back-pay",
@@ -124,6 +140,8 @@ def test_a_paid_credit_the_bank_returns_later_is_reversed_owed_again_and_overdue
     listed = {p["worker"]: p for p in month.json("wages", "batches", *PERIOD)[0]["payments"]}
     assert (listed["W3"]["status"], listed["W3"]["returned_ref"], listed["W3"]["settled_by"]) == \
         ("reversed", "TH20261207001", "ops-sun")
+    slip = month.json("wages", "slip", "--worker", "W3", "--period", "2026-10", "--out", str(tmp_path / "w3.html"))
+    assert slip["payment_status"][0] == "reversed" and "银行退汇" in (tmp_path / "w3.html").read_text()
     # A return naming it again is refused; the next batch pays it alone, under a new id.
     refused = month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r2.csv", [
         (ids["W3"], "paid", "V9", today, "")]), check=False)
