@@ -156,6 +156,8 @@ def _payment_status(table: dict, line: dict, paid: int, pending: int, payments: 
         return "paid", "已支付 Paid"
     if pending:
         return "at_bank", "银行处理中 At the bank, not confirmed yet"
+    if any(p["status"] == "reversed" for p in payments):
+        return "reversed", "银行退汇，将重新支付 Returned by the bank after it was paid; it is paid again"
     if any(p["status"] == "failed" for p in payments):
         return "failed", "支付失败，将重新支付 Failed; it is paid again in the next batch"
     if paid:
