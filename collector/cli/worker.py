@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from collector.cli.common import (
@@ -35,16 +37,27 @@ by_option = click.option("--by", default=operator_name, show_default="your login
 @click.option("--worker", "worker_id", required=True)
 @click.option("--revoke", is_flag=True, help="End the worker's link (a lost slip or phone); issue a new one later.")
 @click.option("--base-url", help="The address workers open the page at (default: http://[web] host:port).")
+@click.option("--qr", "qr_file", type=click.Path(dir_okay=False),
+              help="Also write the link as a QR code: FILE.png or FILE.svg, or FILE.html, a printable card "
+                   "(a new file, 0600: it is the link).")
 @by_option
 @json_option
 @with_config
-def worker_link(ctx: Context, worker_id: str, revoke: bool, base_url: str | None, by: str, as_json: bool):
+def worker_link(ctx: Context, worker_id: str, revoke: bool, base_url: str | None, qr_file: str | None, by: str,
+                as_json: bool):
     """Issue a worker's personal link to their own record (the old link stops working), or --revoke it.
 
-    The link is shown once, here: the bank keeps only its SHA-256. Print it on the wage slip or as a QR
-    code (any QR tool; --json for scripts)."""
+    The link is shown once, here: the bank keeps only its SHA-256. Hand it over as a QR code (--qr) or on
+    the wage slip (--json for scripts)."""
+    from collector import qr
     from collector.workers import links as worker_links
 
+    if qr_file is not None:
+        if revoke:
+            raise click.UsageError("--qr makes the code of a new link; a revoked link has none")
+        qr.kind_of(qr_file)  # a name it cannot write is refused before a link is issued
+        if os.path.lexists(qr_file):
+            raise click.ClickException(f"{qr_file} already exists; choose another name (nothing is overwritten)")
     with ctx.store() as store:
         if revoke:
             ended = worker_links.revoke(store, worker_id, by=by)
@@ -54,10 +67,18 @@ def worker_link(ctx: Context, worker_id: str, revoke: bool, base_url: str | None
             return
         secret, issued = worker_links.issue(store, worker_id, by=by)
         store.log_access(worker_id, via="bank CLI", who=by, what="link issued")
+        person = next(iter(store.people_named([worker_id])), {})
     base = base_url or f"http://{ctx.config.web_host}:{ctx.config.web_port}"
     url = worker_links.link_url(base, secret)
-    emit(as_json, {**issued, "url": url},
-         f"{worker_id}: {url}\n(shown once; the previous link, if any, no longer works)")
+    written = None
+    if qr_file is not None:
+        name = person.get("name") or worker_id
+        written = qr.write(qr_file, url, title=f"{name}的考勤记录", lines=[
+            f"工号 {worker_id}。用手机扫码，看你自己的考勤、工资和申诉。",
+            "这是你一个人的链接：不要拍照发给别人。丢了请找银行重新办一个，旧的就不能用了。"])
+    emit(as_json, {**issued, "url": url, "qr": qr_file if written else None},
+         f"{worker_id}: {url}\n(shown once; the previous link, if any, no longer works)"
+         + (f"\nQR code written to {qr_file} ({written}; 0600: whoever holds it holds the link)" if written else ""))
 
 
 @click.group("disputes", cls=Group, invoke_without_command=True)
