@@ -100,6 +100,53 @@ def _clock(text: str | None) -> str:
     return text[11:16] if text else "--:--"
 
 
+@click.command("timesheet")
+@click.option("--site", required=True)
+@click.option("--month", required=True, help="YYYY-MM (the site's calendar month).")
+@click.option("--employer", help="Only this employer's workers (a labour company's own sheet).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="FILE.xlsx (to print from a spreadsheet) or FILE.html (to print from a browser); a new file, "
+                   "0600: it names every worker.")
+@json_option
+@with_config
+def timesheet_command(ctx: Context, site: str, month: str, employer: str | None, out: str, as_json: bool):
+    """The month's 考勤表 of SITE: one row per worker, a mark per day, the totals and a column for each
+    worker's signature (docs/foreman.md says what the marks mean)."""
+    import os
+    from pathlib import Path
+
+    from collector.attendance.timesheet import page, timesheet, workbook
+    from gate_agent.files import write_new
+
+    ending = Path(out).suffix.lower()
+    if ending not in (".xlsx", ".html"):
+        raise click.ClickException(f"{out}: the sheet is written as .xlsx or .html")
+    if os.path.lexists(out):
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    with ctx.store(readonly=True) as store:
+        if store.site(site) is None:
+            raise InputError(f"site {site} does not exist")
+        sheet = timesheet(store, site, month, grace=timedelta(hours=ctx.config.final_grace_hours),
+                          employer=employer)
+    if ending == ".xlsx":
+        from collector.workbook import workbook_bytes
+
+        data = workbook_bytes([workbook(sheet)])
+    else:
+        data = page(sheet).encode("utf-8")
+    try:
+        write_new(out, data, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    review = sum(row.review for row in sheet["rows"])
+    emit(as_json, {"site": site, "month": sheet["month"], "file": out, "workers": len(sheet["rows"]),
+                   "days_to_review": review},
+         f"{out}: 考勤表 of {site} for {sheet['month']}, {len(sheet['rows'])} worker(s)"
+         + (f", {review} day(s) marked 疑 to look at before it is signed" if review else ""))
+
+
 @click.command("payroll")
 @click.option("--site", required=True)
 @click.option("--from", "first", type=LocalDate(), required=True)
@@ -348,6 +395,6 @@ def punch_void(ctx: Context, punch_id: int | None, site, gate_id, seq, reason: s
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``collector`` group."""
-    for command in (attendance_command, payroll_command, headcount_command, evidence_command, verify_command,
-                    punch_group):
+    for command in (attendance_command, payroll_command, timesheet_command, headcount_command, evidence_command,
+                    verify_command, punch_group):
         main.add_command(command)
