@@ -81,3 +81,35 @@ def _integer(row: dict, column: str) -> str:
     if type(value) is not int:
         raise TypeError(f"{column} must be an integer, not {value!r}")
     return str(value)
+
+
+def attendance_sheet(rows: list[dict], *, site: str, first: str, last: str):
+    """The attendance rows as a worksheet (collector.workbook): Chinese headers, statuses and flags in the
+    words of the foreman's page, times as the site's ``HH:MM`` (with the date when it is not the day's)."""
+    from collector import words
+    from collector.workbook import Sheet
+
+    header = ["工号", "姓名", "单位", "工地", "日期", "上班", "下班", "工时(小时)", "工作分钟", "状态", "标记", "已确定"]
+    body = [[r["worker"], r["name"] or "", r["employer"] or "", r["site"], r["date"],
+             _clock(r["first_in"], r["date"]), _clock(r["last_out"], r["date"]), round(r["worked_minutes"] / 60, 2),
+             r["worked_minutes"], words.status(r["status"]), words.flags(r["flags"]), r["final"]] for r in rows]
+    return Sheet(title="考勤", header=header, rows=body, heading=[f"{site} 考勤 {first} 至 {last}（工地时间）"],
+                 widths=[10, 10, 16, 8, 11, 8, 12, 10, 9, 14, 40, 7], frozen=2)
+
+
+def payroll_sheet(rows: list[dict], *, site: str, first: str, last: str):
+    """The payroll rows (days and hours per worker) as a worksheet with Chinese headers."""
+    from collector.workbook import Sheet
+
+    header = ["工号", "姓名", "单位", "出勤天数", "工作分钟", "工时(小时)", "待核天数", "未确定天数"]
+    body = [[r["worker"], r["name"] or "", r["employer"] or "", r["days_present"], r["worked_minutes"],
+             round(r["worked_minutes"] / 60, 2), r["days_flagged"], r["provisional_days"]] for r in rows]
+    return Sheet(title="出勤汇总", header=header, rows=body, heading=[f"{site} 出勤汇总 {first} 至 {last}"],
+                 widths=[10, 10, 16, 9, 9, 10, 9, 10], frozen=2)
+
+
+def _clock(local_iso: str | None, day: str) -> str:
+    """08:00, or 11-03 06:00 for a time on another date than the day's (an overnight shift's OUT)."""
+    if not local_iso:
+        return ""
+    return local_iso[11:16] if local_iso[:10] == day else f"{local_iso[5:10]} {local_iso[11:16]}"

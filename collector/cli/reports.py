@@ -75,15 +75,22 @@ def _records(ctx: Context, site: str, first: date, last: date, *, summary: bool 
 @click.option("--date", "day", type=LocalDate(), help="One local date, today or yesterday (default: today).")
 @click.option("--from", "first", type=LocalDate(), help="First local date.")
 @click.option("--to", "last", type=LocalDate(), help="Last local date.")
+@click.option("--xlsx", "xlsx_file", type=click.Path(dir_okay=False),
+              help="Write an XLSX workbook instead (Chinese headers, codes in words; a new file, 0600).")
 @format_options
 @with_config
-def attendance_command(ctx: Context, site: str, day, first, last, as_json: bool, as_csv: bool):
+def attendance_command(ctx: Context, site: str, day, first, last, xlsx_file: str | None, as_json: bool, as_csv: bool):
     """Daily records per worker: first in, last out, worked minutes, status, flags, final."""
     from collector.cli.display import aligned
-    from collector.export import ATTENDANCE_COLUMNS, to_csv, to_json
+    from collector.export import ATTENDANCE_COLUMNS, attendance_sheet, to_csv, to_json
 
-    rows = _records(ctx, site, *_period(day, first, last, _site_zone(ctx, site)), summary=not as_json)
-    if as_json:
+    _one_output(xlsx_file, as_json, as_csv)
+    first, last = _period(day, first, last, _site_zone(ctx, site))
+    rows = _records(ctx, site, first, last, summary=not as_json)
+    if xlsx_file:
+        _write_xlsx(xlsx_file, attendance_sheet(rows, site=site, first=first.isoformat(), last=last.isoformat()),
+                    f"{len(rows)} record(s)")
+    elif as_json:
         click.echo(to_json(rows))
     elif as_csv:
         click.echo(to_csv(rows, ATTENDANCE_COLUMNS), nl=False)
@@ -98,6 +105,31 @@ def attendance_command(ctx: Context, site: str, day, first, last, as_json: bool,
 
 def _clock(text: str | None) -> str:
     return text[11:16] if text else "--:--"
+
+
+def _one_output(xlsx_file: str | None, as_json: bool, as_csv: bool) -> None:
+    import os
+
+    if xlsx_file is not None:
+        if as_json or as_csv:
+            raise click.UsageError("--xlsx, --json and --csv exclude each other: give one")
+        if not xlsx_file.lower().endswith(".xlsx"):
+            raise click.UsageError(f"--xlsx {xlsx_file}: the workbook's name ends in .xlsx")
+        if os.path.lexists(xlsx_file):
+            raise click.ClickException(f"{xlsx_file} already exists; choose another name (nothing is overwritten)")
+
+
+def _write_xlsx(path: str, sheet, what: str) -> None:
+    """The sheet as a new 0600 workbook (it names workers), and a line saying so."""
+    from collector.workbook import write
+
+    try:
+        write(path, [sheet])
+    except FileExistsError:
+        raise click.ClickException(f"{path} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+    click.echo(f"{path}: {what}")
 
 
 @click.command("timesheet")
@@ -151,19 +183,25 @@ def timesheet_command(ctx: Context, site: str, month: str, employer: str | None,
 @click.option("--site", required=True)
 @click.option("--from", "first", type=LocalDate(), required=True)
 @click.option("--to", "last", type=LocalDate(), required=True)
+@click.option("--xlsx", "xlsx_file", type=click.Path(dir_okay=False),
+              help="Write an XLSX workbook instead (Chinese headers, codes in words; a new file, 0600).")
 @format_options
 @with_config
-def payroll_command(ctx: Context, site: str, first, last, as_json: bool, as_csv: bool):
+def payroll_command(ctx: Context, site: str, first, last, xlsx_file: str | None, as_json: bool, as_csv: bool):
     """Per worker over a period: days present, worked minutes, days flagged, provisional days."""
     from collector.attendance.reports import payroll
     from collector.cli.display import aligned
-    from collector.export import PAYROLL_COLUMNS, to_csv, to_json
+    from collector.export import PAYROLL_COLUMNS, payroll_sheet, to_csv, to_json
 
+    _one_output(xlsx_file, as_json, as_csv)
     first, last = _period(None, first, last, _site_zone(ctx, site))
     rows = payroll(_records(ctx, site, first, last))
     for row in rows:
         row.update({"site": site, "from": first.isoformat(), "to": last.isoformat()})
-    if as_json:
+    if xlsx_file:
+        _write_xlsx(xlsx_file, payroll_sheet(rows, site=site, first=first.isoformat(), last=last.isoformat()),
+                    f"{len(rows)} worker(s)")
+    elif as_json:
         click.echo(to_json(rows))
     elif as_csv:
         click.echo(to_csv(rows, PAYROLL_COLUMNS), nl=False)
