@@ -148,7 +148,7 @@ class Session:
         if identity == "collector":
             cert, key = bank.pki / "collector.crt", bank.pki / "collector.key"
         else:
-            cert, key = bank.directory / f"{identity}-tls" / "gate.crt", bank.directory / f"{identity}-tls" / "gate.key"
+            cert, key = bank.directory / f"{identity}-tls" / "gate-tls.crt", bank.directory / f"{identity}-tls" / "gate-tls.key"
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5,
                                   manual_ack=True)
         self.client.tls_set(ca_certs=str(bank.pki / "ca.crt"), certfile=str(cert), keyfile=str(key),

@@ -106,15 +106,15 @@ def test_gate_enroll_registers_the_gate_and_issues_a_certificate_named_after_it(
     gates = json.loads(cli("collector", "gates", "--json", "--config", str(config)).stdout)
     assert [(g["site"], g["gate"]) for g in gates] == [("S1", "north")]
     out = tmp_path / "north-tls"
-    assert sorted(p.name for p in out.iterdir()) == ["bank.pub", "ca.crt", "gate.crt", "gate.key"]
-    assert stat.S_IMODE((out / "gate.key").stat().st_mode) == 0o600
+    assert sorted(p.name for p in out.iterdir()) == ["bank.pub", "ca.crt", "gate-tls.crt", "gate-tls.key"]
+    assert stat.S_IMODE((out / "gate-tls.key").stat().st_mode) == 0o600
     # The bank's public signing key, which the gate's bank_key names: the only key it obeys.
     assert parse_bank_keys((out / "bank.pub").read_text()).keys() == {key_id(BANK_PUBLIC)}
     assert (out / "ca.crt").read_bytes() == (pki / "ca.crt").read_bytes()
-    cert = certificate(out / "gate.crt")
+    cert = certificate(out / "gate-tls.crt")
     cert.verify_directly_issued_by(certificate(pki / "ca.crt"))
     assert name_of(cert) == "north" and usages(cert) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert same_key(cert, load_key(out / "gate.key"))
+    assert same_key(cert, load_key(out / "gate-tls.key"))
     # Enrolling again with the same key (a lost TLS certificate, say) registers nothing new.
     again = enroll(config, pki, "north", "S1", key, tmp_path / "north-tls-2")
     assert "already registered with that key" in again.stdout
@@ -211,3 +211,15 @@ def test_every_deployment_command_is_documented():
     for command in ("collector ca init", "collector gate enroll", "collector broker-config", "collector import",
                     "collector ack-file", "gate-agent export", "gate-agent load-ack"):
         assert command in docs, f"neither README.md nor docs/ mention {command}"
+
+
+def test_enrolling_into_the_gates_own_folder_leaves_its_signing_key_alone(tmp_path, pki, config):
+    """The TLS pair is gate-tls.key/.crt: enrolled into the folder that holds the gate's signing key
+    (gate.key, what `gate-agent keygen` writes), nothing of the signing key changes."""
+    folder = tmp_path / "etc-gate-agent"
+    folder.mkdir()
+    key = cli("gate-agent", "keygen", "--key-file", str(folder / "gate.key")).stdout.strip().splitlines()[-1]
+    before = (folder / "gate.key").read_bytes()
+    enroll(config, pki, "south", "S1", key, folder)
+    assert (folder / "gate.key").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["bank.pub", "ca.crt", "gate-tls.crt", "gate-tls.key", "gate.key"]

@@ -56,7 +56,7 @@ class Deployment:
         """(certificate, key) of an enrolled identity: a gate id or 'collector'."""
         if name == "collector":
             return str(self.pki / "collector.crt"), str(self.pki / "collector.key")
-        return str(self.directory / f"{name}-tls" / "gate.crt"), str(self.directory / f"{name}-tls" / "gate.key")
+        return str(self.directory / f"{name}-tls" / "gate-tls.crt"), str(self.directory / f"{name}-tls" / "gate-tls.key")
 
 
 @pytest.fixture
@@ -106,8 +106,8 @@ def deployment(tmp_path, udp_device, broker_files):
         cli("collector", "gate", "enroll", gate, "--site", site, "--public-key", key, "--pki", str(pki),
             "--out", str(tmp_path / f"{gate}-tls"), "--config", str(config))
     tls = tmp_path / "north-tls"
-    north.write_config(mqtt={"tls_ca": str(tls / "ca.crt"), "tls_cert": str(tls / "gate.crt"),
-                             "tls_key": str(tls / "gate.key")})
+    north.write_config(mqtt={"tls_ca": str(tls / "ca.crt"), "tls_cert": str(tls / "gate-tls.crt"),
+                             "tls_key": str(tls / "gate-tls.key")})
     conf = broker_files / "broker" / "site-gate.conf"
     cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
         "--collector-port", str(collector_port), "--persistence-dir", str(persistence_dir(broker_files)),

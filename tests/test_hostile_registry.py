@@ -66,7 +66,7 @@ def test_gate_add_refuses_what_enroll_refuses(tmp_path, pki, config):
     # Enrolment also knows this PKI's own names: the broker's server certificate is bank.example.
     one_line_error(enroll(config, pki, "bank.example", "S2", public_key(tmp_path, "bank"), tmp_path / "bank-tls",
                           check=False), "is reserved")
-    assert not (tmp_path / "bank-tls" / "gate.crt").exists()
+    assert not (tmp_path / "bank-tls" / "gate-tls.crt").exists()
     assert registered(config) == [("S1", "north"), ("S1", "south")]
     # A key rotation at the gate's own site is still fine.
     result = gate_add(config, "north", "S1", public_key(tmp_path, "north-new"))

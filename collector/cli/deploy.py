@@ -51,7 +51,7 @@ def gate_enroll_command() -> click.Command:
     @click.option("--public-key", required=True, help="The line `gate-agent keygen` printed (ed25519:...).")
     @click.option("--pki", required=True, type=click.Path(file_okay=False), help="The directory of `ca init`.")
     @click.option("--out", required=True, type=click.Path(file_okay=False),
-                  help="Where to write gate.crt, gate.key, ca.crt and bank.pub for the gate (never overwritten).")
+                  help="Where to write gate-tls.crt, gate-tls.key, ca.crt and bank.pub for the gate (never overwritten).")
     @json_option
     @with_config
     def gate_enroll(ctx: Context, gate_id: str, site_id: str, public_key: str, pki: str, out: str,
@@ -80,7 +80,7 @@ def gate_enroll_command() -> click.Command:
                        "bank_key": str(Path(out) / "bank.pub"),
                        "not_after": issued.not_after.isoformat()},
              f"gate {site_id}/{gate_id} {registered}; its MQTT certificate (name {gate_id}, valid until "
-             f"{issued.not_after:%Y-%m-%d}) is in {out}: gate.crt, gate.key (0600), ca.crt, bank.pub\n"
+             f"{issued.not_after:%Y-%m-%d}) is in {out}: gate-tls.crt, gate-tls.key (0600), ca.crt, bank.pub\n"
              "now run `collector broker-config` again and reload the broker so that the gate may publish")
 
     return gate_enroll

@@ -42,7 +42,9 @@ LEAF_DAYS = 10 * 365
 CA_FILES = ("ca.crt", "ca.key")
 SERVER_FILES = ("server.crt", "server.key")
 COLLECTOR_FILES = ("collector.crt", "collector.key")
-GATE_FILES = ("gate.crt", "gate.key", "ca.crt", "bank.pub")
+#: The TLS pair is named apart from gate.key, the gate's signing key: copying the directory onto the gate
+#: must never overwrite the key that signs every punch.
+GATE_FILES = ("gate-tls.crt", "gate-tls.key", "ca.crt", "bank.pub")
 
 
 class PkiError(CollectorError):
@@ -236,7 +238,7 @@ def check_gate_name(gate: str) -> str:
 
 
 def issue_gate(pki: str | os.PathLike, gate: str, out: str | os.PathLike, *, bank_public: str) -> Issued:
-    """Write ``out``/gate.crt, gate.key (0600) and ca.crt, the gate's MQTT client identity, and bank.pub,
+    """Write ``out``/gate-tls.crt, gate-tls.key (0600) and ca.crt, the gate's MQTT client identity, and bank.pub,
     the bank's public signing key the gate is to trust."""
     check_gate_name(gate)
     ca_cert, ca_key = load_ca(pki)
@@ -246,7 +248,7 @@ def issue_gate(pki: str | os.PathLike, gate: str, out: str | os.PathLike, *, ban
     except OSError as error:
         raise PkiError(f"cannot create {out}: {error.strerror}") from None
     _refuse_existing(out, GATE_FILES)
-    issued = _write_pair(out, "gate", *_leaf(ca_cert, ca_key, gate))
+    issued = _write_pair(out, "gate-tls", *_leaf(ca_cert, ca_key, gate))
     _write_new(out / "ca.crt", ca_cert.public_bytes(Encoding.PEM), 0o644)
     _write_new(out / "bank.pub", (bank_public.strip() + "\n").encode("ascii"), 0o644)
     return issued
