@@ -6,6 +6,7 @@ two sites) and checks what they now get.
 
 from __future__ import annotations
 
+import re
 import signal
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -164,6 +165,10 @@ def test_a_worker_is_edited_and_removed_and_their_history_stays(bank):
     assert "employer '华建劳务' -> '鑫城建筑'" in bank.run("worker", "edit", "W1", "--employer", "鑫城建筑").stdout
     removed = bank.run("worker", "remove", "W1", "--by", "ops-li").stdout
     assert "assignments ended at GZ01" in removed and f"cards ended {W1}" in removed
+    # Said in the site's time; and W1 tapped in three hours ago: the foreman's count keeps them until an OUT.
+    assert re.search(r"W1 removed at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", removed), removed
+    assert "warning: W1 is inside GZ01 now" in removed and "collector punch add --worker W1 --site GZ01" in removed
+    assert [w["worker"] for w in bank.json("headcount", "--site", "GZ01")["workers"]] == ["W1"]
     worker = bank.json("worker", "list")[0]
     assert worker["removed_at"] and worker["sites"] == [] and all(c["valid_to"] for c in worker["cards"])
     assert bank.json("worker", "list", "--site", "GZ01") == []

@@ -226,7 +226,10 @@ def _gate_switch(name: str, active: bool, help_text: str) -> None:
     def switch(ctx: Context, gate_id: str, site_id: str):
         with ctx.store() as store:
             store.set_gate_active(site_id, gate_id, active)
-        click.echo(f"gate {site_id}/{gate_id} {'active' if active else 'deactivated'}")
+        # The broker's ACL is written from the registry: until it is written again the broker lets a
+        # deactivated gate publish (ingest quarantines what it sends) and refuses nothing new of an active one.
+        click.echo(f"gate {site_id}/{gate_id} {'active' if active else 'deactivated'}; now run `collector broker-config` "
+                   "again and reload the broker so that its access list says the same")
 
 
 _gate_switch("deactivate", False, "Refuse further punches from a gate (they are quarantined as gate_inactive).")
@@ -383,14 +386,26 @@ def worker_edit(ctx: Context, worker_id: str, name: str | None, employer: str | 
 @with_config
 def worker_remove(ctx: Context, worker_id: str, at: str | None, by: str):
     """A worker leaves: their site assignments and cards end (their history is never deleted)."""
+    from collector.attendance.headcount import headcount
+    from collector.localtime import local_text
     from collector.workers.registry import parse_moment
     from gate_agent.protocol import utc_now_text
 
     with ctx.store() as store:
-        moment = parse_moment(at, _zone_of_worker(store, worker_id)) if at else utc_now_text()
+        tz = _zone_of_worker(store, worker_id)
+        moment = parse_moment(at, tz) if at else utc_now_text()
+        inside = [(site, row["since"]) for site in store.sites_of_worker(worker_id) if store.site(site)
+                  for row in headcount(store, site)["workers"] if row["worker"] == worker_id]
         ended = store.remove_worker(worker_id, at=moment, by=by)
-    say(f"{worker_id} removed at {moment}: assignments ended at {', '.join(ended['sites']) or 'none'}; "
+    shown = local_text(moment, tz) if tz else moment
+    say(f"{worker_id} removed at {shown}: assignments ended at {', '.join(ended['sites']) or 'none'}; "
         f"cards ended {', '.join(ended['cards']) or 'none'}; punches, days and wages stay theirs")
+    for site, since in inside:
+        # Removing a worker records nobody's leaving: the open shift stays open, and the foreman's count
+        # with it, until an OUT.
+        say(f"warning: {worker_id} is inside {site} now (since {(since or '')[:16].replace('T', ' ')}): they stay in "
+            f"the headcount until they leave through a gate, or until `collector punch add --worker {worker_id} "
+            f"--site {site} --direction out ...` records when they left")
 
 
 @worker.command("assign")
