@@ -589,7 +589,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
         say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
             f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
     for held in batch.held:
-        say(f"  held: {held['worker']} ({held['status']}: {flag_text(held['flags'])}) is not paid")
+        say(f"  held: {held['worker']} ({held['status']}: {held.get('why') or flag_text(held['flags'])}) is not paid")
 
 
 @wages_group.command("paid")
@@ -605,6 +605,7 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, by: str, as_json: boo
 
     from collector.wages import bankreturn
     from collector.wages.payments import record_return
+    from collector.wages.refused import payee_refusal
 
     data = Path(file).read_bytes()
     kind, entries, notes = bankreturn.read(data, file, sheet=sheet)
@@ -619,8 +620,12 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, by: str, as_json: boo
     say(f"{file}: {len(paid)} credit(s) paid ({yuan(sum(r['amount_fen'] for r in paid))} yuan), {len(failed)} failed; "
         f"recorded by {by}")
     for row in failed:
+        refusal = payee_refusal(row["reason"])
         say(f"  failed: {row['end_to_end_id']} {row['worker']} {yuan(row['amount_fen'])} yuan: {row['reason']} "
-            f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)")
+            + (f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)"
+               if refusal is None else
+               f"(owed again; the bank refused the payee, so a batch holds it until {row['worker']}'s approved line "
+               f"names {refusal.fix}: collector worker payee, then wages run --reason and approve)"))
     for note in notes:
         say(f"  {note}")
 

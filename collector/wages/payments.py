@@ -28,6 +28,7 @@ from collector.localtime import local, local_text, to_local, zone
 from collector.money import yuan
 from collector.store import Store, StoreError
 from collector.text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
+from collector.wages.refused import hold_refused
 from collector.wages.table import WageError, period_bounds
 from gate_agent.protocol import quoted, utc_now_text
 
@@ -183,7 +184,10 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
     store.lock_wage_period(site, period)
     table = approved_table(store, site, period)
     version = table["version"]
-    credits, held, overpaid = owed(table, store.wage_payments(site, period))
+    payments = store.wage_payments(site, period)
+    credits, held, overpaid = owed(table, payments)
+    credits, refused = hold_refused(store, table, payments, credits)  # the same payee refused again: held
+    held += refused
     earlier = store.wage_batches(site, period, version)
     if not credits:
         if not earlier:
@@ -214,7 +218,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
 def _decisions(held: list[dict], overpaid: list[dict]) -> str:
     notes = [f"; {o['worker']} holds {yuan(o['outstanding_fen'])} yuan in credits, {yuan(o['over_fen'])} more than "
              "the approved net (for a decision)" for o in overpaid]
-    notes += [f"; {h['worker']} held ({h['status']})" for h in held]
+    notes += [f"; {h['worker']} held ({h['status']}" + (f": {h['why']}" if h.get("why") else "") + ")" for h in held]
     return "".join(notes)
 
 

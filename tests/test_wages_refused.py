@@ -1,0 +1,122 @@
+"""A credit the bank refused for its payee is not sent to the same payee again; on both engines, through the
+CLI, from the reproduction: W2's credit came back 账户已销户 (account closed), and the next batch paid the
+same closed account again with no hint.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from collector.wages.refused import payee_refusal
+from tests import test_wages
+from tests.test_wages_payments import PERIOD, approve, bank_return, batch, credits, paid_day, pain002, tx
+
+month = test_wages.month
+NEW_ACCOUNT = "6217001234567890123"
+
+
+def returned(month, tmp_path, failures: dict[str, str], name: str = "r1.csv") -> dict:
+    """Approve October, write its first batch, and record the bank's return: the workers of ``failures``
+    failed with that reason, the others paid. worker -> (end-to-end id, fen) of the batch."""
+    approve(month)
+    batch(month, tmp_path / "b1.xml")
+    ids = credits(tmp_path / "b1.xml")
+    rows = [(ids[w][0], "failed", "", "", failures[w]) if w in failures else (ids[w][0], "paid", f"V{w}", paid_day(), "")
+            for w in sorted(ids)]
+    month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / name, rows))
+    return ids
+
+
+def made(month, out, *extra):
+    return json.loads(month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out", str(out),
+                                "--json", *extra).stdout)
+
+
+def test_a_credit_refused_for_a_closed_account_is_held_until_the_approved_line_names_another(month, tmp_path):
+    ids = returned(month, tmp_path, {"W2": "账户已销户", "W3": "系统繁忙，请稍后重试"})
+    # A busy bank is paid again at once; the closed account is not written into a file again.
+    second = made(month, tmp_path / "b2.csv")
+    assert [(p["worker"], p["amount_fen"]) for p in second["payments"]] == [("W3", 10000)]
+    [held] = second["held"]
+    assert (held["worker"], held["status"], held["owed_fen"], held["end_to_end_id"], held["refused"]) == \
+        ("W2", "payee_refused", ids["W2"][1], ids["W2"][0], "account")
+    assert held["account"] == "***************0002" and "6222021234567890002" not in json.dumps(second)
+    assert "6222021234567890002" not in (tmp_path / "b2.csv").read_bytes().decode("utf-8-sig")
+    shown = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out",
+                      str(tmp_path / "b2-again.csv")).stdout
+    assert ("held: W2 (payee_refused: the bank refused account ***************0002 "
+            f"({ids['W2'][0]}: 账户已销户); held until the approved line names another account) is not paid") in shown
+    # Another version with the same account (a correction of something else) is held the same way.
+    month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "工具", "--amount-yuan", "1", "--reason",
+              "a lost helmet", "--by", "ops-li")
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "W5's helmet")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao")
+    third = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out",
+                      str(tmp_path / "b3.csv"), check=False)
+    assert third.returncode == 1 and "version 2: nothing to pay" in third.stderr
+    assert "W2 held (payee_refused: the bank refused account ***************0002" in third.stderr
+    assert not (tmp_path / "b3.csv").exists()
+    # The arrears still owe it: held is not paid.
+    rows = {r["worker"]: r for r in month.json("arrears", "--site", "S1", "--as-of", paid_day())["workers"]}
+    assert rows["W2"]["paid_fen"] == 0
+    # W2's own new account, a corrected version approved: the batch pays it there.
+    month.cli("worker", "payee", "W2", "--account", NEW_ACCOUNT)
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "W2's account was closed")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao")
+    fourth = made(month, tmp_path / "b4.csv")
+    assert [(p["worker"], p["amount_fen"]) for p in fourth["payments"]] == [("W2", ids["W2"][1])]
+    assert fourth["held"] == []
+    assert NEW_ACCOUNT in (tmp_path / "b4.csv").read_bytes().decode("utf-8-sig")
+
+
+def test_a_wrong_name_is_held_until_the_name_or_the_account_changes_and_the_return_says_so(month, tmp_path):
+    ids = returned(month, tmp_path, {"W1": "户名不符"})
+    with month.setup.store() as store:
+        [failed] = [p for p in store.wage_payments("S1", "2026-10") if p["status"] == "failed"]
+    assert failed["end_to_end_id"] == ids["W1"][0]
+    shown = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out",
+                      str(tmp_path / "b2.csv"), check=False)
+    # Nothing else is owed and a batch exists: the same batch again, with W1 held.
+    assert "held: W1 (payee_refused: the bank refused account" in shown.stdout
+    assert "held until the approved line names the registered name, or another account" in shown.stdout
+    with month.setup.store() as store:
+        store.edit_worker("W1", name="张伟")
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "W1's name as his bank holds it")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao")
+    paid = made(month, tmp_path / "b3.csv")
+    assert [(p["worker"], p["amount_fen"]) for p in paid["payments"]] == [("W1", ids["W1"][1])]
+    assert "张伟" in (tmp_path / "b3.csv").read_bytes().decode("utf-8-sig")
+
+
+def test_the_return_of_a_refused_payee_tells_what_the_next_batch_does(month, tmp_path):
+    approve(month)
+    batch(month, tmp_path / "b1.xml")
+    ids = credits(tmp_path / "b1.xml")
+    report = pain002(tmp_path / "r.xml", "S1-202610-V1-B1",
+                     [tx(ids["W2"][0], "RJCT", reason="Account closed"),
+                      *[tx(ids[w][0], "ACSC", voucher=f"V{w}") for w in ("W1", "W3", "W4", "W5")]])
+    out = month.cli("wages", "paid", "--by", "ops-sun", report).stdout
+    assert (f"failed: {ids['W2'][0]} W2 {ids['W2'][1] / 100:.2f} yuan: AC04 Account closed (owed again; the bank "
+            "refused the payee, so a batch holds it until W2's approved line names another account") in out
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "pain001", "--out",
+                        str(tmp_path / "b2.xml"), check=False)
+    assert "no new credit" in refused.stdout and "held: W2 (payee_refused" in refused.stdout
+
+
+@pytest.mark.parametrize("reason, kind", [
+    ("账户已销户", "account"), ("该账户已冻结", "account"), ("无此账户", "account"), ("账号不存在", "account"),
+    ("卡号错误", "account"), ("AC04 Account closed", "account"), ("AC01", "account"), ("MD07 deceased", "account"),
+    ("户名不符", "name"), ("账号户名不符", "name"), ("收款人姓名不符", "name"), ("BE01", "name"),
+    ("Name mismatch", "name"), ("开户行错误", "bank"), ("RC01 Bank identifier incorrect", "bank"),
+    ("行号不存在", "bank"),
+])
+def test_reasons_that_refuse_the_payee(reason, kind):
+    assert payee_refusal(reason).kind == kind
+
+
+@pytest.mark.parametrize("reason", ["系统繁忙", "超时", "AM04 insufficient funds", "余额不足", "", None,
+                                    "rejected (no reason given)", "ACCOUNTING ERROR"])
+def test_reasons_that_do_not(reason):
+    assert payee_refusal(reason) is None
