@@ -201,6 +201,18 @@ def test_a_sheet_reads_id_numbers_and_accounts_by_the_same_rules(month, tmp_path
     assert ("id_differs", "W3") in found and ("id_differs", "W1") not in found
 
 
+def test_the_payer_account_is_an_account_too(month):
+    before = month.cli("site", "pay-day", "S1").stdout
+    refused = month.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "12AB", "--payer-name", "某公司",
+                        "--payer-bank", "某银行", "--from", "2026-02-01", "--by", "ops-li", check=False)
+    assert refused.returncode == 1 and "bank account '****' is not 8 to 32 digits" in refused.stderr
+    assert month.cli("site", "pay-day", "S1").stdout == before, "nothing recorded"
+    month.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "1100 0000-0002", "--payer-name", "某公司",
+              "--payer-bank", "某银行", "--from", "2026-02-01", "--by", "ops-li")
+    with month.setup.store() as store:
+        assert store.site_pay_in_force("S1", "2026-10-31")["payer_account"] == "110000000002"
+
+
 # ============================================================================== deductions from a sheet
 
 
