@@ -12,7 +12,9 @@ The rules (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 
 - Same period, same file: a batch is recorded with everything its file says (message id from site,
   period, version and batch number; creation time; requested execution date; the payer), so asking
   again when nothing more is owed writes the same bytes and records nothing. A new batch of the same
-  version is made only for what became owed since (a credit the bank returned as failed).
+  version is made only for what became owed since (a credit the bank returned as failed). A credit the
+  bank refused for its payee (account closed, 户名不符) is held until the approved line names another
+  payee (collector/wages/refused.py).
 - A bank's return settles pending credits once each: all of it is recorded, or (any refusal) none.
 """
 
