@@ -105,8 +105,35 @@ def test_the_return_of_a_refused_payee_tells_what_the_next_batch_does(month, tmp
     assert "no new credit" in refused.stdout and "held: W2 (payee_refused" in refused.stdout
 
 
+def test_a_frozen_account_is_paid_again_with_a_warning(month, tmp_path):
+    ids = returned(month, tmp_path, {"W2": "该账户已冻结"})
+    second = made(month, tmp_path / "b2.csv")
+    assert [(p["worker"], p["amount_fen"]) for p in second["payments"]] == [("W2", ids["W2"][1])]
+    assert second["held"] == []
+    [warned] = second["warned"]
+    assert (warned["worker"], warned["refused"], warned["end_to_end_id"]) == ("W2", "frozen", ids["W2"][0])
+    text = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out",
+                     str(tmp_path / "b2-again.csv")).stdout
+    assert "warning" not in text, "the same batch again makes no credit: nothing to warn of"
+
+
+def test_what_the_return_says_of_each_failure(month, tmp_path):
+    approve(month)
+    batch(month, tmp_path / "b1.xml")
+    ids = credits(tmp_path / "b1.xml")
+    rows = [(ids["W1"][0], "failed", "", "", "账户已冻结"), (ids["W2"][0], "failed", "", "", "超时"),
+            (ids["W3"][0], "failed", "", "", "户名不符")]
+    out = month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", rows)).stdout
+    assert "账户已冻结 (owed again: the next `collector wages batch --site S1 --period 2026-10` pays it, into the same " \
+           "account: ask the worker whether it is open again)" in out
+    assert "超时 (owed again: the next `collector wages batch --site S1 --period 2026-10` pays it)" in out
+    assert "户名不符 (owed again; the bank refused the payee, so a batch holds it until W3's approved line names the " \
+           "registered name, or another account" in out
+
+
 @pytest.mark.parametrize("reason, kind", [
-    ("账户已销户", "account"), ("该账户已冻结", "account"), ("无此账户", "account"), ("账号不存在", "account"),
+    ("账户已销户", "account"), ("该账户已冻结", "frozen"), ("止付", "frozen"), ("AC06 blocked", "frozen"),
+    ("无此账户", "account"), ("账号不存在", "account"),
     ("卡号错误", "account"), ("AC04 Account closed", "account"), ("AC01", "account"), ("MD07 deceased", "account"),
     ("户名不符", "name"), ("账号户名不符", "name"), ("收款人姓名不符", "name"), ("BE01", "name"),
     ("Name mismatch", "name"), ("开户行错误", "bank"), ("RC01 Bank identifier incorrect", "bank"),

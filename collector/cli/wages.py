@@ -575,7 +575,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
                "written_by": by, "sha256": digest,
                "payments": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "status")}
                             for p in head["payments"]],
-               "held": batch.held, "overpaid": batch.overpaid}
+               "held": batch.held, "overpaid": batch.overpaid, "warned": batch.warned}
     if as_json:
         click.echo(json_text(summary))
         return
@@ -590,6 +590,8 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
             f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
     for held in batch.held:
         say(f"  held: {held['worker']} ({held['status']}: {held.get('why') or flag_text(held['flags'])}) is not paid")
+    for warned in batch.warned:
+        say(f"  warning: {warned['worker']} {yuan(warned['amount_fen'])} yuan: {warned['why']}")
 
 
 @wages_group.command("paid")
@@ -605,7 +607,6 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, by: str, as_json: boo
 
     from collector.wages import bankreturn
     from collector.wages.payments import record_return
-    from collector.wages.refused import payee_refusal
 
     data = Path(file).read_bytes()
     kind, entries, notes = bankreturn.read(data, file, sheet=sheet)
@@ -620,14 +621,22 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, by: str, as_json: boo
     say(f"{file}: {len(paid)} credit(s) paid ({yuan(sum(r['amount_fen'] for r in paid))} yuan), {len(failed)} failed; "
         f"recorded by {by}")
     for row in failed:
-        refusal = payee_refusal(row["reason"])
         say(f"  failed: {row['end_to_end_id']} {row['worker']} {yuan(row['amount_fen'])} yuan: {row['reason']} "
-            + (f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)"
-               if refusal is None else
-               f"(owed again; the bank refused the payee, so a batch holds it until {row['worker']}'s approved line "
-               f"names {refusal.fix}: collector worker payee, then wages run --reason and approve)"))
+            f"({_owed_again(row)})")
     for note in notes:
         say(f"  {note}")
+
+
+def _owed_again(row: dict) -> str:
+    """What happens to a failed credit next, by the bank's reason (collector/wages/refused.py)."""
+    from collector.wages.refused import payee_refusal
+
+    refusal = payee_refusal(row["reason"])
+    if refusal is not None and refusal.holds:
+        return (f"owed again; the bank refused the payee, so a batch holds it until {row['worker']}'s approved line "
+                f"names {refusal.fix}: collector worker payee, then wages run --reason and approve")
+    return (f"owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it"
+            + (", into the same account: ask the worker whether it is open again" if refusal is not None else ""))
 
 
 @wages_group.command("batches")

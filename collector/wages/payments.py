@@ -20,6 +20,7 @@ The rules (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class Batch:
     new: bool              # made now (False: the same batch again)
     held: list[dict]       # approved lines not paid: they needed a decision
     overpaid: list[dict]   # workers whose credits hold more than the approved net: for a decision
+    warned: list[dict] = dataclasses.field(default_factory=list)  # credits into an account the bank refused as frozen
 
     @property
     def credits(self) -> list[dict]:
@@ -188,7 +190,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
     version = table["version"]
     payments = store.wage_payments(site, period)
     credits, held, overpaid = owed(table, payments)
-    credits, refused = hold_refused(store, table, payments, credits)  # the same payee refused again: held
+    credits, refused, warned = hold_refused(store, table, payments, credits)  # the same payee refused: held
     held += refused
     earlier = store.wage_batches(site, period, version)
     if not credits:
@@ -197,7 +199,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
                                "at the bank already, or none is payable); no file written"
                                + _decisions(held, overpaid))
         batch = store.wage_batch(earlier[-1]["batch_id"])
-        return Batch(batch, table, False, held, overpaid)
+        return Batch(batch, table, False, held, overpaid)  # nothing made: nothing to warn of
     source = payer(store, table)
     seq = len(earlier) + 1
     batch_id = message_id(site, period, version, seq)
@@ -214,7 +216,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
                  "end_to_end_id": end_to_end_id(batch_id, n)} for n, c in enumerate(credits, start=1)]
     store.add_wage_batch(row, payments)
     log.info("wage batch %s: %d credit(s), %s yuan", batch_id, len(payments), yuan(sum(c["amount_fen"] for c in credits)))
-    return Batch(store.wage_batch(batch_id), table, True, held, overpaid)
+    return Batch(store.wage_batch(batch_id), table, True, held, overpaid, warned)
 
 
 def _decisions(held: list[dict], overpaid: list[dict]) -> str:

@@ -5,7 +5,9 @@ bank's reason is the payee itself (the account closed, frozen or unknown: 销户
 the account holder's: 户名不符; the wrong bank: 开户行错误), the same credit to the same payee comes back
 again, and the worker waits a round longer for nothing. So a batch holds such a worker until the line it
 pays names another payee than the refused credit's: a new account for an account refused, a corrected name
-(or a new account) for a name refused, a corrected bank (or a new account) for a bank refused. A batch pays
+(or a new account) for a name refused, a corrected bank (or a new account) for a bank refused. An account
+refused for a state it can leave again (frozen, 止付, reported lost, dormant) is paid again, with a warning:
+held, it could never be paid into once reopened. A batch pays
 the approved version's line, so the change is made as any correction: `collector worker payee` (or the
 worker's name), `collector wages run --reason`, `collector wages approve`.
 
@@ -32,6 +34,8 @@ class Refusal:
     words: tuple[str, ...]
     fields: tuple[str, ...]
     fix: str
+    #: False for a state an account leaves again (frozen, reported lost, dormant): paid again, with a warning.
+    holds: bool = True
 
 
 #: In this order: a reason naming both the name and the account (账号户名不符) is about the name.
@@ -43,11 +47,14 @@ REFUSALS = (
     Refusal("bank", ("RC01", "RC07"),
             ("开户行", "行号", "wrong bank", "bank identifier", "bank code"),
             ("bank_name", "bank_account"), "the account's bank, or another account"),
-    Refusal("account", ("AC01", "AC03", "AC04", "AC06", "AC07", "MD07"),
-            ("销户", "注销", "不存在", "无此账", "无此户", "账号错误", "账号有误", "卡号错误", "账户错误", "冻结", "止付",
-             "久悬", "睡眠户", "挂失", "状态异常", "closed", "no such account", "unknown account", "invalid account",
-             "incorrect account", "account not found", "frozen", "blocked", "dormant", "deceased"),
+    Refusal("account", ("AC01", "AC03", "AC04", "AC07", "MD07"),
+            ("销户", "注销", "不存在", "无此账", "无此户", "账号错误", "账号有误", "卡号错误", "账户错误", "closed",
+             "no such account", "unknown account", "invalid account", "incorrect account", "account not found",
+             "deceased"),
             ("bank_account",), "another account"),
+    Refusal("frozen", ("AC06",),
+            ("冻结", "止付", "挂失", "久悬", "睡眠户", "不动户", "状态异常", "frozen", "blocked", "dormant"),
+            ("bank_account",), "another account", holds=False),
 )
 _CODE = re.compile(r"\b([A-Z]{2}[0-9]{2})\b")
 
@@ -88,25 +95,32 @@ def refused_payees(store: Store, table: dict, payments: list[dict]) -> dict[str,
         if before is not None and all(_same(field, before, now) for field in refusal.fields):
             found[payment["worker"]] = {
                 "end_to_end_id": payment["end_to_end_id"], "reason": payment["reason"], "refused": refusal.kind,
-                "account": masking.account(now.get("bank_account")), "change": refusal.fix}
+                "account": masking.account(now.get("bank_account")), "change": refusal.fix, "holds": refusal.holds}
     return found
 
 
 def hold_refused(store: Store, table: dict, payments: list[dict],
-                 credits: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(the credits to make, the workers held): a credit to a payee the bank refused is not made again until
-    the approved line names another payee (``refused_payees``)."""
+                 credits: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(the credits to make, the workers held, the workers warned about): a credit to a payee the bank
+    refused is not made again until the approved line names another payee (``refused_payees``); one whose
+    account was refused for a state it can leave (frozen) is made, with a warning."""
     if not any(p["status"] == "failed" for p in payments):
-        return credits, []
+        return credits, [], []
     refused = refused_payees(store, table, payments)
-    making, held = [], []
+    making, held, warned = [], [], []
     for credit in credits:
         found = refused.get(credit["worker"])
-        if found is None:
+        if found is None or not found["holds"]:
             making.append(credit)
+        if found is None:
             continue
-        held.append({"worker": credit["worker"], "status": "payee_refused", "flags": ["payee_refused"],
-                     "owed_fen": credit["amount_fen"], **found,
-                     "why": f"the bank refused account {found['account']} ({found['end_to_end_id']}: "
-                            f"{found['reason']}); held until the approved line names {found['change']}"})
-    return making, held
+        said = f"the bank refused account {found['account']} ({found['end_to_end_id']}: {found['reason']})"
+        if found["holds"]:
+            held.append({"worker": credit["worker"], "status": "payee_refused", "flags": ["payee_refused"],
+                         "owed_fen": credit["amount_fen"], **found,
+                         "why": f"{said}; held until the approved line names {found['change']}"})
+        else:
+            warned.append({"worker": credit["worker"], "amount_fen": credit["amount_fen"], **found,
+                           "why": f"{said}; paid into it again, as an account leaves that state: ask the worker "
+                                  "whether it is open again, or register another account"})
+    return making, held, warned
