@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from collector.wages.refused import payee_refusal
+from collector.wages.refused import payee_refusal, refused_in
 from tests import test_wages
 from tests.test_wages_payments import PERIOD, approve, bank_return, batch, credits, paid_day, pain002, tx
 
@@ -147,3 +149,36 @@ def test_reasons_that_refuse_the_payee(reason, kind):
                                     "rejected (no reason given)", "ACCOUNTING ERROR"])
 def test_reasons_that_do_not(reason):
     assert payee_refusal(reason) is None
+
+
+REASONS = ["账户已销户", "户名不符", "开户行错误", "账户冻结", "系统繁忙", None]
+payee = st.fixed_dictionaries({"name": st.sampled_from(["工人", "工人 ", "张伟"]),
+                               "bank_account": st.sampled_from(["62220001", "6222-0001", "62220002"]),
+                               "bank_name": st.sampled_from(["工行", "建行"])})
+
+
+@given(st.dictionaries(st.integers(1, 3), st.dictionaries(st.sampled_from(["W1", "W2"]), payee), min_size=1),
+       st.lists(st.tuples(st.sampled_from(["W1", "W2"]), st.integers(1, 3), st.sampled_from(["failed", "paid"]),
+                          st.sampled_from(REASONS))))
+def test_a_worker_is_held_exactly_when_a_refused_payee_is_the_one_paid_now(versions, history):
+    version = max(versions)
+    lines = {v: {w: {"worker": w, **p} for w, p in found.items()} for v, found in versions.items()}
+    payments = [{"worker": w, "table_version": v, "status": status, "reason": reason if status == "failed" else None,
+                 "end_to_end_id": f"E{n}"} for n, (w, v, status, reason) in enumerate(history)]
+    found = refused_in(lines, version, payments)
+
+    def same(field, a, b):
+        if field == "bank_account":
+            return a[field].replace("-", "") == b[field].replace("-", "")
+        return a[field].strip() == b[field].strip()
+
+    for worker in ("W1", "W2"):
+        now = lines[version].get(worker)
+        matching = [payee_refusal(p["reason"]) for p in payments
+                    if p["worker"] == worker and p["status"] == "failed" and payee_refusal(p["reason"]) and now
+                    and worker in lines.get(p["table_version"], {})
+                    and all(same(f, lines[p["table_version"]][worker], now) for f in payee_refusal(p["reason"]).fields)]
+        if not matching:
+            assert worker not in found
+        else:
+            assert found[worker]["holds"] == any(r.holds for r in matching)

@@ -81,17 +81,22 @@ def refused_payees(store: Store, table: dict, payments: list[dict]) -> dict[str,
     """Per worker whose line in ``table`` (an approved version, with its lines) names the payee a failed
     credit of the period (``payments``) was refused for: that credit, its reason and what must change."""
     lines = {table["version"]: {line["worker"]: line for line in table["lines"]}}
+    for version in sorted({p["table_version"] for p in payments if p["status"] == "failed"} - set(lines)):
+        paid = store.wage_table(table["site"], table["period"], version)
+        lines[version] = {line["worker"]: line for line in paid["lines"]} if paid else {}
+    return refused_in(lines, table["version"], payments)
+
+
+def refused_in(lines: dict[int, dict[str, dict]], version: int, payments: list[dict]) -> dict[str, dict]:
+    """``refused_payees`` from each version's lines (version -> worker -> line): what the credits paid to,
+    and ``version``'s, what a batch would pay to now."""
     found: dict[str, dict] = {}
     for payment in payments:
         refusal = payee_refusal(payment["reason"]) if payment["status"] == "failed" else None
-        now = lines[table["version"]].get(payment["worker"])
-        if refusal is None or now is None or payment["worker"] in found:
-            continue
-        version = payment["table_version"]
-        if version not in lines:
-            paid = store.wage_table(table["site"], table["period"], version)
-            lines[version] = {line["worker"]: line for line in paid["lines"]} if paid else {}
-        before = lines[version].get(payment["worker"])
+        now = lines[version].get(payment["worker"])
+        if refusal is None or now is None or found.get(payment["worker"], {}).get("holds"):
+            continue  # a hold is the last word; a warning gives way to a hold
+        before = lines.get(payment["table_version"], {}).get(payment["worker"])
         if before is not None and all(_same(field, before, now) for field in refusal.fields):
             found[payment["worker"]] = {
                 "end_to_end_id": payment["end_to_end_id"], "reason": payment["reason"], "refused": refusal.kind,
