@@ -46,6 +46,7 @@ CARD_KINDS = ("uid", "bank", "ntag424")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX = re.compile(r"[0-9a-f]+")
+_SIGNATURE = re.compile(r"[0-9a-f]{128}")
 _UID = re.compile(r"[0-9A-F]{8,20}")  # 4..10 byte ISO 14443 UIDs, 8-byte FeliCa IDm
 _BANK_ID = re.compile(r"[0-9A-F]{32}")  # 16 bytes of HMAC-SHA256 over the PAN: never a UID's length
 _ROSTER_CARD = re.compile(r"[0-9A-F]{8,20}|[0-9A-F]{32}")
@@ -454,6 +455,8 @@ def verify_document(document: dict, keys: BankKeys, what: str) -> None:
     key = keys.get(kid)
     if key is None:
         raise ProtocolError("bad_signature", f"{what} is signed by key {kid[:16]!r}, not a bank key this side trusts")
+    if _SIGNATURE.fullmatch(signature) is None:  # one spelling only: bytes.fromhex reads upper case and spaces too
+        raise ProtocolError("bad_signature", f"{what}: the signature is not 128 lower-case hex digits")
     unsigned = {name: value for name, value in document.items() if name != "sig"}
     try:
         key.verify(bytes.fromhex(signature), canonical_json(unsigned))

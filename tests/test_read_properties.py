@@ -27,7 +27,7 @@ from collector.attendance.headcount import headcount
 from collector.attendance.reports import attendance, payroll, punch_rows
 from collector.attendance.trouble import report as trouble_report
 from collector.config import load_config
-from collector.evidence.document import build_evidence, verify_evidence
+from collector.evidence.document import build_evidence, days_id, stated_days, verify_evidence
 from collector.wages.arrears import arrears
 from collector.wages.slip import render as render_slip
 from collector.wages.slip import slip
@@ -135,6 +135,9 @@ def check_windows(store, records: dict[str, list[dict]], now: datetime, data) ->
         last = data.draw(st.dates(first, LAST_DAY), label="last")
         expected = [r for r in rows if first.isoformat() <= r["date"] <= last.isoformat()]
         assert attendance(store, site, first, last, now=now) == expected, (site, first, last)
+        # A list of days without their shifts (the attendance table and CSV) is each whole day cut short.
+        summary = [{k: v for k, v in r.items() if k not in ("shifts", "anomalies", "voided")} for r in expected]
+        assert attendance(store, site, first, last, now=now, summary=True) == summary, (site, first, last)
 
 
 def check_worker_reads(store, records: dict[str, list[dict]], now: datetime) -> None:
@@ -155,6 +158,8 @@ def check_worker_reads(store, records: dict[str, list[dict]], now: datetime) -> 
         assert all(d["worker"] == worker for d in document["days"])
         assert {(d["site"], d["date"]): (d["worked_minutes"], d["status"], d["shifts"]) for d in document["days"]} \
             == {k: (r["worked_minutes"], r["status"], r["shifts"]) for k, r in mine.items()}
+        # A wage slip names the file's days by their id, read from the kept days: the same days.
+        assert summary["days_id"] == days_id(stated_days(store, worker, FIRST_DAY, LAST_DAY, now=now))
         own_manual = {f"manual#{row['id']}" for row in store.punches() if row["source"] == "manual"
                       and row["worker"] == worker}
         assert {entry["ref"] for entry in document["manual"]} <= own_manual
@@ -380,6 +385,9 @@ def test_a_day_that_cannot_be_computed_is_that_workers_problem_and_everyone_else
             ("2026-10-29", "error", 0, False)
         assert "KeyError" in problem["error"] and "a fault in the rules" in problem["error"]
         assert "Traceback" in caplog.text and "W2" in caplog.text
+        # The attendance table and CSV (days without their shifts) say why too.
+        listed = {r["worker"]: r for r in attendance(bank.store, "S1", FIRST_DAY, LAST_DAY, now=now, summary=True)}
+        assert listed["W2"]["error"] == problem["error"] and "shifts" not in listed["W2"]
         # The wage table holds W2's day for a decision, and W1's line is what W1's punches give.
         lines = {line["worker"]: line for line in compute(bank.store, "S1", "2026-10", now=now, draft=True)["lines"]}
         assert lines["W2"]["status"] == "needs_decision"

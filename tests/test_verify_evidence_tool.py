@@ -98,3 +98,36 @@ def test_a_malformed_file_is_one_line_never_a_traceback(files, content):
     result = run(str(evidence), str(key))
     assert result.returncode == 1 and "FAILED" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("trick", ["duplicate name", "duplicate sig", "byte order mark", "NaN", "lone surrogate",
+                                   "trailing data", "upper-case bank signature", "upper-case gate signature"])
+def test_bytes_another_reader_could_read_differently_fail(files, trick):
+    """One file must not say two things: each of these verified before (Python's json keeps the last of two
+    names, reads NaN, and bytes.fromhex reads upper case), while a reader in another language reads the
+    first name, refuses NaN, or compares the hex as text."""
+    evidence, key, document = files
+    text = json.dumps(document)
+    if trick == "duplicate name":
+        data = text.replace('"name":', '"name": "\\u738b\\u4e94", "name":', 1).encode()
+    elif trick == "duplicate sig":
+        data = text.replace('"sig":', '"sig": "' + "0" * 128 + '", "sig":', 1).encode()
+    elif trick == "byte order mark":
+        data = b"\xef\xbb\xbf" + text.encode()
+    elif trick == "NaN":
+        data = text.replace('"format":', '"x": NaN, "format":', 1).encode()
+    elif trick == "lone surrogate":
+        data = text.replace('"format":', '"\\ud800": 1, "format":', 1).encode()
+    elif trick == "trailing data":
+        data = text.encode() + b" {}"
+    elif trick == "upper-case bank signature":
+        data = json.dumps({**document, "sig": document["sig"].upper()}).encode()
+    else:
+        changed = json.loads(text)
+        punch = changed["gates"][0]["punches"][0]
+        punch["sig"] = punch["sig"].upper()
+        data = json.dumps(sign_document({k: v for k, v in changed.items() if k not in ("key", "sig")}, BANK_KEY)).encode()
+    evidence.write_bytes(data)
+    result = run(str(evidence), str(key))
+    assert result.returncode == 1 and "FAILED" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

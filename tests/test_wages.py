@@ -147,8 +147,10 @@ def test_a_correction_after_approval_is_a_new_version_and_the_old_one_is_kept(mo
               "W4=the day is disputed; paid next month")
     again = month.cli("wages", "run", "--site", "S1", "--period", "2026-10", "--by", "ops-wang", check=False)
     assert again.returncode == 1 and "needs --reason" in again.stderr
-    # W2's rate was agreed higher from the 21st: new terms, a new version with the reason.
-    month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "50", "--from", "2026-10-21", "--by", "ops-li")
+    # W2's rate was agreed higher from the 21st: new terms (a back pay: October was approved), a new
+    # version with the reason.
+    month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "50", "--from", "2026-10-21", "--by", "ops-li",
+              "--back-pay", "rate agreed from the 21st")
     table = month.json("wages", "run", "--site", "S1", "--period", "2026-10", "--by", "ops-wang", "--reason",
                        "W2's rate from the 21st")
     assert table["version"] == 2 and table["status"] == "computed"
@@ -159,10 +161,10 @@ def test_a_correction_after_approval_is_a_new_version_and_the_old_one_is_kept(mo
     assert history[0]["held"] == {"W4": "the day is disputed; paid next month"} and history[1]["reason"]
     first = month.json("wages", "show", "--site", "S1", "--period", "2026-10", "--version", "1")
     assert lines_of(first)["W2"]["gross_fen"] == 24756, "an earlier version is kept as it was"
-    # The terms a table used are not rewritten: the same date again is refused, a later one is fine.
+    # The terms an approved table used are not rewritten: the same date again is refused, a later one is fine.
     refused = month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "55", "--from", "2026-10-21", "--by", "x",
                         check=False)
-    assert refused.returncode == 1 and "were used by a wage table" in refused.stderr
+    assert refused.returncode == 1 and "was paid for 2026-10 by an approved wage table" in refused.stderr
 
 
 def test_a_month_that_is_not_final_is_only_a_draft_and_a_draft_is_never_approved(month):

@@ -210,7 +210,8 @@ def test_a_corrected_version_pays_only_the_difference(month, tmp_path):
     month.cli("wages", "paid", "--by", "ops-sun", bank_return(tmp_path / "r.csv", [
         (ids[w][0], "paid", f"V{w}", paid_day(), "") for w in ("W1", "W2", "W3", "W4")]))  # W5 still at the bank
     # W2's rate was agreed higher from the 21st; W5 owes a deduction found later.
-    month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "50", "--from", "2026-10-21", "--by", "ops-li")
+    month.cli("worker", "pay", "W2", "--hourly-rate-yuan", "50", "--from", "2026-10-21", "--by", "ops-li",
+              "--back-pay", "rate agreed from the 21st")
     month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "advance", "--amount-yuan", "50",
               "--reason", "cash advance", "--by", "ops-li")
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--reason", "W2's rate; W5's advance")

@@ -1,6 +1,8 @@
-"""Over generated wage tables, bank returns and corrections (on both engines): every batch's totals are
-the sum of its lines, writing a batch again gives the same bytes, and no line is ever paid twice: a
-worker's pending and paid credits never exceed the approved net, and a settled credit stays settled."""
+"""Over generated wage tables, bank returns, corrections, withdrawals and reversals (on both engines):
+every batch's totals are the sum of its lines, writing a batch again gives the same bytes (until a credit
+of it is withdrawn), and no line is ever paid twice: a worker's pending and paid credits never exceed the
+approved net, a settled credit stays settled (a paid one reversed only by a reversal), and what arrears
+count paid today is what is paid and not returned."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import csv
 import io
 import itertools
 import xml.etree.ElementTree as ET
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -16,7 +19,7 @@ from hypothesis import strategies as st
 
 from collector.store import Store
 from collector.wages.batchfile import render
-from collector.wages.payments import PaymentError, ReturnRefused, make_batch, record_return
+from collector.wages.payments import PaymentError, ReturnRefused, make_batch, record_return, reverse, withdraw
 from tests.test_wages_payments import paid_day
 
 PAIN = {"p": "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"}
@@ -115,7 +118,8 @@ def test_batch_totals_are_the_lines_and_no_line_is_paid_twice(store, data):
 
     # Each step is an action and then a batch, as an operator asks for one after each change.
     for step in range(data.draw(st.integers(1, 8), label="steps")):
-        action = data.draw(st.sampled_from(["batch", "return", "correct", "repay"]), label=f"step {step}")
+        action = data.draw(st.sampled_from(["batch", "return", "correct", "repay", "withdraw", "reverse"]),
+                           label=f"step {step}")
         if action in ("return", "repay"):
             pending = [p for p in store.wage_payments(site, PERIOD) if p["status"] == "pending"]
             chosen = pending if action == "return" else [p for p in store.wage_payments(site, PERIOD)
@@ -136,6 +140,26 @@ def test_batch_totals_are_the_lines_and_no_line_is_paid_twice(store, data):
             elif entries:
                 for row in record_return(store, entries, source="r", digest="x", kind="csv", by="clerk"):
                     settled[row["end_to_end_id"]] = (row["status"], row["amount_fen"])
+        elif action == "withdraw":
+            unsent = [b for b in store.wage_batches(site, PERIOD)
+                      if {p["status"] for p in store.wage_batch(b["batch_id"])["payments"]} <= {"pending", "withdrawn"}
+                      and any(p["status"] == "pending" for p in store.wage_batch(b["batch_id"])["payments"])]
+            if unsent:
+                chosen = data.draw(st.sampled_from(unsent), label="batch withdrawn")["batch_id"]
+                pending = [p for p in store.wage_batch(chosen)["payments"] if p["status"] == "pending"]
+                one = data.draw(st.sampled_from([None, *pending]), label="credit withdrawn")
+                withdrawn = withdraw(store, batch_id=None if one else chosen, end_to_end_id=one and one["end_to_end_id"],
+                                     reason="not sent", by="clerk")
+                assert {p["end_to_end_id"] for p in withdrawn} == ({one["end_to_end_id"]} if one else
+                                                                    {p["end_to_end_id"] for p in pending})
+                files.pop(chosen, None)  # written again without what was withdrawn
+        elif action == "reverse":
+            paid = [p for p in store.wage_payments(site, PERIOD) if p["status"] == "paid"]
+            if paid:
+                chosen = data.draw(st.sampled_from(paid), label="credit reversed")
+                reverse(store, chosen["end_to_end_id"], reference="TH", returned_on=date.fromisoformat(paid_day()),
+                        reason="frozen", by="clerk")
+                settled[chosen["end_to_end_id"]] = ("reversed", chosen["amount_fen"])
         elif action == "correct":
             table = draw_table()
             approve(store, site, table)
@@ -149,3 +173,7 @@ def test_batch_totals_are_the_lines_and_no_line_is_paid_twice(store, data):
         payments = {p["end_to_end_id"]: p for p in store.wage_payments(site, PERIOD)}
         for e2e, (status, amount) in settled.items():
             assert (payments[e2e]["status"], payments[e2e]["amount_fen"]) == (status, amount)
+        paid_today = {row["worker"]: row["paid"] for row in store.payment_sums(site, paid_day())}
+        for worker in workers:
+            assert paid_today.get(worker, 0) == sum(p["amount_fen"] for p in payments.values()
+                                                    if p["worker"] == worker and p["status"] == "paid")

@@ -107,6 +107,19 @@ def test_the_return_of_a_refused_payee_tells_what_the_next_batch_does(month, tmp
     assert "no new credit" in refused.stdout and "held: W2 (payee_refused" in refused.stdout
 
 
+def test_a_paid_credit_the_bank_returned_later_for_a_closed_account_is_held_the_same_way(month, tmp_path):
+    ids = returned(month, tmp_path, {})
+    month.cli("wages", "reverse", ids["W2"][0], "--reference", "TH-20261207-01", "--on", paid_day(), "--reason",
+              "收款账户已销户 退汇", "--by", "ops-sun")
+    refused = month.cli("wages", "batch", "--by", "ops-qian", *PERIOD, "--format", "csv", "--out",
+                        str(tmp_path / "b2.csv"), check=False)
+    assert f"held: W2 (payee_refused: the bank refused account ***************0002 ({ids['W2'][0]}: 收款账户已销户 " \
+           "退汇); held until the approved line names another account) is not paid" in refused.stdout
+    assert "batch S1-202610-V1-B1 (the same batch again, no new credit)" in refused.stdout
+    rows = {r["worker"]: r for r in month.json("arrears", "--site", "S1", "--as-of", paid_day())["workers"]}
+    assert rows["W2"]["paid_fen"] == 0, "owed again, held, not paid"
+
+
 def test_a_frozen_account_is_paid_again_with_a_warning(month, tmp_path):
     ids = returned(month, tmp_path, {"W2": "该账户已冻结"})
     second = made(month, tmp_path / "b2.csv")
@@ -158,13 +171,15 @@ payee = st.fixed_dictionaries({"name": st.sampled_from(["工人", "工人 ", "�
 
 
 @given(st.dictionaries(st.integers(1, 3), st.dictionaries(st.sampled_from(["W1", "W2"]), payee), min_size=1),
-       st.lists(st.tuples(st.sampled_from(["W1", "W2"]), st.integers(1, 3), st.sampled_from(["failed", "paid"]),
-                          st.sampled_from(REASONS))))
+       st.lists(st.tuples(st.sampled_from(["W1", "W2"]), st.integers(1, 3),
+                          st.sampled_from(["failed", "paid", "reversed", "withdrawn"]), st.sampled_from(REASONS))))
 def test_a_worker_is_held_exactly_when_a_refused_payee_is_the_one_paid_now(versions, history):
     version = max(versions)
     lines = {v: {w: {"worker": w, **p} for w, p in found.items()} for v, found in versions.items()}
+    # The bank's reason: a failed credit's, or a reversed one's (退汇); a withdrawal's is the bank's own.
     payments = [{"worker": w, "table_version": v, "status": status, "reason": reason if status == "failed" else None,
-                 "end_to_end_id": f"E{n}"} for n, (w, v, status, reason) in enumerate(history)]
+                 "undone_reason": reason if status in ("reversed", "withdrawn") else None, "end_to_end_id": f"E{n}"}
+                for n, (w, v, status, reason) in enumerate(history)]
     found = refused_in(lines, version, payments)
 
     def same(field, a, b):
@@ -174,10 +189,10 @@ def test_a_worker_is_held_exactly_when_a_refused_payee_is_the_one_paid_now(versi
 
     for worker in ("W1", "W2"):
         now = lines[version].get(worker)
-        matching = [payee_refusal(p["reason"]) for p in payments
-                    if p["worker"] == worker and p["status"] == "failed" and payee_refusal(p["reason"]) and now
-                    and worker in lines.get(p["table_version"], {})
-                    and all(same(f, lines[p["table_version"]][worker], now) for f in payee_refusal(p["reason"]).fields)]
+        given_back = [(p, payee_refusal(p["reason"] if p["status"] == "failed" else p["undone_reason"]))
+                      for p in payments if p["worker"] == worker and p["status"] in ("failed", "reversed")]
+        matching = [r for p, r in given_back if r and now and worker in lines.get(p["table_version"], {})
+                    and all(same(f, lines[p["table_version"]][worker], now) for f in r.fields)]
         if not matching:
             assert worker not in found
         else:

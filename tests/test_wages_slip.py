@@ -46,14 +46,15 @@ def test_a_paid_slip_shows_each_day_the_money_the_voucher_and_the_evidence_it_na
     # Masked: the ID number and the account only in part.
     assert "110***********0001" in page and "***************0001" in page
     assert resident_id(1) not in page and "6222021234567890001" not in page
-    # The evidence the slip names is the file `collector evidence` writes, as `collector verify` shows it.
-    evidence_id = re.search(r"Evidence id \(SHA-256\): <code>([0-9a-f]{64})</code>", page).group(1)
+    # The days the slip names are those the file `collector evidence` writes states, as `collector verify`
+    # shows them.
+    named = re.search(r"Days id \(SHA-256\): <code>([0-9a-f]{64})</code>", page).group(1)
     assert "collector evidence --worker W1 --from 2026-10-01 --to 2026-10-31" in page
     month.cli("evidence", "--worker", "W1", "--from", "2026-10-01", "--to", "2026-10-31",
               "--out", str(tmp_path / "w1.json"))
     bank_key = re.search(r"ed25519:\S+", month.cli("bank-key").stdout).group(0)
     verified = cli("collector", "verify", str(tmp_path / "w1.json"), "--bank-key", bank_key)
-    assert f"evidence id {evidence_id}" in verified.stdout
+    assert f"days id {named}" in verified.stdout
     # An overnight shift is one day, its OUT shown with the next date; W5 is not paid yet.
     _, out = slip(month, tmp_path, "W5", "w5.html")
     page = out.read_text(encoding="utf-8")

@@ -46,6 +46,34 @@ def public_key(text: str) -> tuple[str, Ed25519PublicKey]:
     return hashlib.sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()[:16], key
 
 
+def strict(data: bytes) -> object:
+    """The file as JSON, read so that no other reader could read it differently: UTF-8 with no byte order
+    mark, each name once in an object, no NaN or Infinity, no lone surrogate, nothing after it."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise Failed("not JSON: the file starts with a byte order mark")
+
+    def once(pairs):
+        names = [name for name, _ in pairs]
+        if len(set(names)) != len(names):
+            raise Failed(f"not JSON: a name appears twice in one object ({sorted(n for n in names if names.count(n) > 1)[0]!r})")
+        return dict(pairs)
+
+    def constant(name):
+        raise Failed(f"not JSON: {name} is not a number")
+
+    document = json.loads(data.decode("utf-8"), object_pairs_hook=once, parse_constant=constant)
+    # A lone surrogate (written as an escape) is not text; UTF-8 cannot hold it.
+    json.dumps(document, ensure_ascii=False).encode("utf-8")
+    return document
+
+
+def signature_bytes(text: object) -> bytes:
+    """A signature as the system writes it: 128 lower-case hex digits, one spelling only."""
+    if not isinstance(text, str) or len(text) != 128 or any(c not in "0123456789abcdef" for c in text):
+        raise Failed("a signature is not 128 lower-case hex digits")
+    return bytes.fromhex(text)
+
+
 def verify(document: object, trusted: dict[str, Ed25519PublicKey]) -> dict:
     if not isinstance(document, dict) or document.get("format") != "site-gate-evidence":
         raise Failed("not a site-gate-evidence file")
@@ -54,7 +82,7 @@ def verify(document: object, trusted: dict[str, Ed25519PublicKey]) -> dict:
         raise Failed(f"signed by key {str(kid)[:16]!r}, which is not the bank key given")
     unsigned = {name: value for name, value in document.items() if name != "sig"}
     try:
-        trusted[kid].verify(bytes.fromhex(signature), canonical(unsigned))
+        trusted[kid].verify(signature_bytes(signature), canonical(unsigned))
     except (InvalidSignature, ValueError, TypeError):
         raise Failed("the bank's signature does not verify: the file was changed after the bank signed it") from None
     punches = 0
@@ -70,7 +98,7 @@ def verify(document: object, trusted: dict[str, Ed25519PublicKey]) -> dict:
             if key is None:
                 raise Failed(f"{name} seq {punch['seq']}: signed by a key the file does not hold")
             try:
-                key.verify(bytes.fromhex(punch["sig"]), canonical(body))
+                key.verify(signature_bytes(punch["sig"]), canonical(body))
             except (InvalidSignature, ValueError):
                 raise Failed(f"{name} seq {punch['seq']}: the gate's signature does not verify") from None
             if previous_digest is not None and punch["prev"] != previous_digest:
@@ -116,9 +144,10 @@ def main(argv: list[str]) -> int:
         with open(argv[2], encoding="ascii") as handle:
             trusted = dict(public_key(line) for line in handle if line.split("#", 1)[0].strip())
         with open(argv[1], "rb") as handle:
-            document = json.loads(handle.read())
+            document = strict(handle.read())
         lines = report(argv[1], verify(document, trusted))
-    except (Failed, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as error:
+    except (Failed, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
+            UnicodeError) as error:
         reason = str(error) if isinstance(error, Failed) else f"malformed file: {type(error).__name__}: {error}"
         print(safe(f"{argv[1]}: FAILED: {reason}"), file=sys.stderr)
         return 1

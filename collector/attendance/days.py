@@ -272,12 +272,15 @@ def day_dict(kept: StoredDay, now: datetime, person: dict | None, final: bool) -
     name = person.get("name") if person else None
     employer = person.get("employer") if person else None
     head = {"worker": kept.worker, "name": name, "employer": employer, "site": kept.site, "date": kept.day}
-    body = dict(record)
-    if body.get("status") == "error":
-        return {**head, **body, "final": False}
-    return {**head, "first_in": body["first_in"], "last_out": body["last_out"],
-            "worked_minutes": body["worked_minutes"], "status": body["status"], "flags": body["flags"],
-            "final": final, "shifts": body["shifts"], "anomalies": body["anomalies"], "voided": body["voided"]}
+    if record.get("status") == "error":
+        whole = {**head, **record, "final": False}
+        return whole if "shifts" in record else {k: v for k, v in whole.items() if k not in ("shifts", "anomalies", "voided")}
+    day = {**head, "first_in": record["first_in"], "last_out": record["last_out"],
+           "worked_minutes": record["worked_minutes"], "status": record["status"], "flags": record["flags"],
+           "final": final}
+    if "shifts" in record:  # a day read whole, not its summary alone (``stored_days(fields=...)``)
+        day.update(shifts=record["shifts"], anomalies=record["anomalies"], voided=record["voided"])
+    return day
 
 
 def day_start(day: date, tz) -> str:

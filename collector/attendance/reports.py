@@ -286,11 +286,18 @@ def record_dict(record: DayRecord | DayProblem, site: str, tz, person, final: bo
     }
 
 
+#: What a list of days shows (`collector attendance`'s table and CSV, payroll): each day without its shifts,
+#: anomalies and voided punches, which a read then leaves in the database (a site's month is 44,000 days).
+SUMMARY_FIELDS = ("first_in", "last_out", "worked_minutes", "status", "flags", "error")
+
+
 def attendance(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
-               grace: timedelta = timedelta(hours=6), worker: str | None = None) -> list[dict]:
+               grace: timedelta = timedelta(hours=6), worker: str | None = None,
+               summary: bool = False) -> list[dict]:
     """Daily records of every worker (or of ``worker``) at ``site`` for local dates first..last, as dicts,
     by worker and date (InputError for a date outside the range reports cover). Read from the kept days
-    (``attendance.days``); a database the daemon has not upgraded yet is computed from its punches."""
+    (``attendance.days``); a database the daemon has not upgraded yet is computed from its punches. With
+    ``summary``, a day holds ``SUMMARY_FIELDS`` and ``final`` only."""
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)
     range_bounds(first, last, rules.tz)  # dates reports cover
@@ -298,7 +305,8 @@ def attendance(store: Store, site: str, first: date, last: date, *, now: datetim
         return from_punches(store, site, first, last, now=now, grace=grace, worker=worker)
     from collector.attendance import days
 
-    kept = days.read(store, site=site, worker=worker, first=first, last=last)
+    kept = days.read(store, site=site, worker=worker, first=first, last=last,
+                     fields=SUMMARY_FIELDS if summary else None)
     people = {p["worker"]: p for p in store.people_named({d.worker for d in kept})}
     finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
     return [days.day_dict(d, now, people.get(d.worker), finality(date.fromisoformat(d.day))) for d in kept]

@@ -48,9 +48,14 @@ def worker_commands(worker: click.Group) -> None:
     @click.option("--hourly-rate-yuan", help="Pay per hour worked, in yuan.")
     @click.option("--from", "effective_from", required=True, help="Local date from which it applies (YYYY-MM-DD).")
     @click.option("--by", required=True, help="Who sets it.")
+    @click.option("--back-pay", "back_pay", metavar="REASON",
+                  help="Terms from a date inside a period already approved: why they are paid back (shown on the "
+                       "correction's line); without it such a date is refused.")
     @with_config
-    def worker_pay(ctx: Context, worker_id: str, day_rate_yuan, hourly_rate_yuan, effective_from: str, by: str):
-        """Set a worker's pay from a date on (earlier days keep their terms: no period is rewritten)."""
+    def worker_pay(ctx: Context, worker_id: str, day_rate_yuan, hourly_rate_yuan, effective_from: str, by: str,
+                   back_pay):
+        """Set a worker's pay from a date on (earlier days keep their terms: no period is rewritten; a date
+        inside an approved period only as a back pay, with its reason)."""
         if (day_rate_yuan is None) == (hourly_rate_yuan is None):
             raise click.UsageError("give exactly one of --day-rate-yuan and --hourly-rate-yuan")
         basis, text = ("day", day_rate_yuan) if day_rate_yuan is not None else ("hour", hourly_rate_yuan)
@@ -59,8 +64,10 @@ def worker_commands(worker: click.Group) -> None:
         with ctx.store() as store:
             used = store.first_period_with_table(worker_id)
             outcome = store.set_wage_terms(worker_id, basis=basis, rate_fen=rate, effective_from=effective_from,
-                                           by=by, used_from=f"{used}-01" if used else None)
-        click.echo(f"{worker_id}: {yuan(rate)} yuan per {basis} from {effective_from} ({outcome})")
+                                           by=by, used_from=f"{used}-01" if used else None, back_pay=back_pay)
+        click.echo(f"{worker_id}: {yuan(rate)} yuan per {basis} from {effective_from} ({outcome})"
+                   + (f"; a back pay ({back_pay}): compute a correction of each approved period it reaches "
+                      "(collector wages run --reason ...), its line shows it" if back_pay else ""))
 
 
 def site_commands(site: click.Group) -> None:
@@ -290,17 +297,71 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
 @click.option("--amount-yuan", required=True)
 @click.option("--reason", required=True)
 @click.option("--by", required=True)
+@json_option
 @with_config
-def wages_deduct(ctx: Context, site, period, worker_id, item, amount_yuan, reason, by):
-    """Record a deduction from a worker's wages for a period (shown on the line and the slip)."""
+def wages_deduct(ctx: Context, site, period, worker_id, item, amount_yuan, reason, by, as_json: bool):
+    """Record a deduction from a worker's wages for a period (shown on the line and the slip); the same
+    item and amount recorded already for the worker and period is warned of."""
+    from collector.wages import deductions
+
+    amount = parse_yuan(amount_yuan, what="--amount-yuan")
+    with ctx.store() as store:
+        row = deductions.add(store, site=site, period=period, worker=worker_id, item=item, amount_fen=amount,
+                             reason=reason, by=by)
+    if as_json:
+        click.echo(json_text(row))
+        return
+    say(f"{site} {period} {worker_id}: deduction {row['id']}, {row['item']} {yuan(amount)} yuan deducted "
+        f"({row['reason']}); run the table again")
+    for same in row["identical"]:
+        say(f"warning: the same deduction is recorded already: deduction {same['id']}, {same['item']} "
+            f"{yuan(same['amount_fen'])} yuan ({same['reason']}), {same['added_at']} by {same['added_by']}; if it was "
+            f"entered twice, reverse one: collector wages reverse-deduction {row['id']} --reason ... --by ...",
+            err=True)
+
+
+@wages_group.command("reverse-deduction")
+@click.argument("deduction_id", metavar="ID", type=int)
+@click.option("--reason", required=True, help="Why it is taken back.")
+@click.option("--by", required=True, help="Who takes it back.")
+@json_option
+@with_config
+def wages_reverse_deduction(ctx: Context, deduction_id: int, reason: str, by: str, as_json: bool):
+    """Take a deduction back (kept, shown reversed with who and why); the next version of the period's
+    table no longer deducts it."""
+    from collector.wages import deductions
+
+    with ctx.store() as store:
+        row = deductions.reverse(store, deduction_id, reason=reason, by=by)
+    emit(as_json, row, f"{row['site']} {row['period']} {row['worker']}: deduction {row['id']} ({row['item']} "
+                       f"{yuan(row['amount_fen'])} yuan, {row['reason']}) reversed by {row['reversed_by']}: "
+                       f"{row['reversed_reason']}; run the table again"
+                       + (" (a correction: --reason)" if _approved(ctx, row["site"], row["period"]) else ""))
+
+
+def _approved(ctx: Context, site: str, period: str) -> bool:
+    with ctx.store(readonly=True) as store:
+        return any(t["status"] == "approved" for t in store.wage_tables(site, period))
+
+
+@wages_group.command("deductions")
+@click.option("--site", required=True)
+@click.option("--period", required=True)
+@click.option("--worker", "worker_id", help="One worker (default: every worker).")
+@json_option
+@with_config
+def wages_deductions(ctx: Context, site, period, worker_id, as_json: bool):
+    """Every deduction of the period, those reversed too: id, item, amount, reason, source, who and when."""
     from collector.wages.table import period_bounds
 
     period_bounds(period)
-    amount = parse_yuan(amount_yuan, what="--amount-yuan")
-    with ctx.store() as store:
-        store.add_deduction(site=site, period=period, worker=worker_id, item=item, amount_fen=amount,
-                            reason=reason, source=f"operator {by}", by=by)
-    say(f"{site} {period} {worker_id}: {item} {yuan(amount)} yuan deducted ({reason}); run the table again")
+    with ctx.store(readonly=True) as store:
+        rows = store.deductions(site, period, worker=worker_id, with_reversed=True)
+    emit(as_json, rows, "\n".join(
+        f"{r['id']:5} {r['worker']:8} {escape_control(r['item'])} {yuan(r['amount_fen']):>10} yuan "
+        f"({escape_control(r['reason'])}; {escape_control(r['source'])}) {r['added_at']} by {r['added_by']}"
+        + (f"; REVERSED {r['reversed_at']} by {r['reversed_by']}: {escape_control(r['reversed_reason'])}"
+           if r.get("reversed_at") else "") for r in rows) or f"{site} {period}: no deductions")
 
 
 @wages_group.command("terms")
@@ -312,7 +373,9 @@ def wages_terms(ctx: Context, worker_id, as_json: bool):
     with ctx.store(readonly=True) as store:
         rows = store.wage_terms(worker_id)
     emit(as_json, rows, "\n".join(f"{r['worker']:10} {yuan(r['rate_fen']):>10} yuan per {r['basis']:4} from "
-                                  f"{r['effective_from']} (set by {r['added_by']})" for r in rows) or "no pay terms")
+                                  f"{r['effective_from']} (set by {r['added_by']})"
+                                  + "".join(f"; back pay through {b['through']} ({b['reason']}), set {b['at']} by {b['by']}"
+                                            for b in r.get("back_pay") or ()) for r in rows) or "no pay terms")
 
 
 @wages_group.command("import-sheet")
@@ -446,6 +509,8 @@ def shown_line(line: dict) -> dict:
     shown["deductions"] = line["detail"]["deductions"]
     shown["days_to_decide"] = line["detail"]["days_to_decide"]
     shown["override"] = line.get("override")  # held at the approval: why (None before four eyes was recorded)
+    shown["back_pay"] = line["detail"].get("back_pay", [])  # terms set into an approved period, and why
+    shown["deductions_reversed"] = line["detail"].get("deductions_reversed", [])
     for detail in SAME_PAYEE.values():  # tables kept before these were flagged have none
         shown[detail] = line["detail"].get(detail, [])
     return shown
@@ -483,6 +548,14 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
                 say(f"      to decide: {FLAG_WORDS[flag][1]}: {', '.join(line[detail])} ({flag})")
         if line["override"]:
             say(f"      held at the approval: {line['override']}")
+        for pay in line["back_pay"]:
+            earlier = pay["earlier"]
+            say(f"      back pay: {yuan(pay['rate_fen'])}/{pay['basis']} from {pay['from']}"
+                + (f" instead of {yuan(earlier['rate_fen'])}/{earlier['basis']}" if earlier else "")
+                + f" ({pay['reason']}; set {pay['at']} by {pay['by']})")
+        for taken in line["deductions_reversed"]:
+            say(f"      deduction reversed: {taken['id']} {taken['item']} {yuan(taken['amount_fen'])} "
+                f"({taken['reversed_reason']}; {taken['reversed_at']} by {taken['reversed_by']})")
     total = sum(line["net_fen"] for line in lines if line["status"] == "payable")
     say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
 
@@ -497,7 +570,7 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
 @with_config
 def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_json: bool):
     """The worker's wage slip (工资清单) for a month: a printable page in Chinese and English with each day,
-    the rate, gross, deductions, net, the payment and the id of the bank-signed evidence of those days."""
+    the rate, gross, deductions, net, the payment and the id of the days the bank-signed evidence states."""
     import os
 
     from gate_agent.extras import require
@@ -522,7 +595,7 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
     line = data["line"]
     say(f"{out}: wage slip of {worker_id} for {period} at {data['site']}, table version {data['table']['version']} "
         f"({data['table']['status']}{'' if data['table']['final'] else ', NOT FINAL: a draft'}): net "
-        f"{yuan(line['net_fen'])} yuan, {data['payment_status'][0]}; evidence id {data['evidence']['id'][:16]}")
+        f"{yuan(line['net_fen'])} yuan, {data['payment_status'][0]}; days id {data['evidence']['days_id'][:16]}")
     if data["differs"]:
         say("  note: the attendance has changed since the table was computed (the slip says so)")
 
@@ -540,9 +613,12 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
 @click.option("--encoding", type=click.Choice(["utf-8", "gbk"]), default="utf-8", show_default=True,
               help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
 @click.option("--by", required=True, help="Who writes the batch (recorded with the file's name and digest).")
+@click.option("--again", "again", metavar="BATCH_ID",
+              help="Write this batch of the period again (without its withdrawn credits), whatever is owed now.")
 @json_option
 @with_config
-def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, by: str, as_json: bool):
+def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, by: str, again,
+                as_json: bool):
     """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
     for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again.
     Every file written is recorded: who, when, its name, format and SHA-256 (`collector wages batches`)."""
@@ -557,7 +633,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
     if os.path.lexists(out):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
     with ctx.store() as store, store.transaction():
-        batch = make_batch(store, site, period, by=by)
+        batch = make_batch(store, site, period, by=by, again=again)
         data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding)
         digest = hashlib.sha256(data).hexdigest()
         store.add_wage_batch_file(batch.batch["batch_id"], by=by, fmt=fmt, file=os.path.abspath(out), sha256=digest)
@@ -575,7 +651,9 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
                "written_by": by, "sha256": digest,
                "payments": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "status")}
                             for p in head["payments"]],
-               "held": batch.held, "overpaid": batch.overpaid, "warned": batch.warned}
+               "held": batch.held, "overpaid": batch.overpaid, "warned": batch.warned,
+               "withdrawn": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "undone_at", "undone_by",
+                                                "undone_reason")} for p in batch.withdrawn]}
     if as_json:
         click.echo(json_text(summary))
         return
@@ -592,6 +670,9 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
         say(f"  held: {held['worker']} ({held['status']}: {held.get('why') or flag_text(held['flags'])}) is not paid")
     for warned in batch.warned:
         say(f"  warning: {warned['worker']} {yuan(warned['amount_fen'])} yuan: {warned['why']}")
+    for gone in batch.withdrawn:
+        say(f"  not in the file: {gone['end_to_end_id']} {gone['worker']} {yuan(gone['amount_fen'])} yuan, withdrawn "
+            f"{gone['undone_at']} by {gone['undone_by']} ({gone['undone_reason']})")
 
 
 @wages_group.command("paid")
@@ -639,6 +720,60 @@ def _owed_again(row: dict) -> str:
             + (", into the same account: ask the worker whether it is open again" if refusal is not None else ""))
 
 
+@wages_group.command("withdraw")
+@click.option("--batch", "batch_id", help="Withdraw this batch (each of its credits).")
+@click.option("--credit", "end_to_end_id", help="Withdraw one credit (its end-to-end id).")
+@click.option("--reason", required=True, help="Why (e.g. the payee's account was wrong; the file was not sent).")
+@click.option("--by", required=True, help="Who withdraws it.")
+@json_option
+@with_config
+def wages_withdraw(ctx: Context, batch_id, end_to_end_id, reason: str, by: str, as_json: bool):
+    """Withdraw a batch written but never sent, or one credit of it: kept, shown withdrawn with who and
+    why; what it held is owed again (the next batch pays it), and a return naming it is refused."""
+    from collector.wages.payments import withdraw
+
+    if (batch_id is None) == (end_to_end_id is None):
+        raise click.UsageError("give --batch or --credit (one of the two)")
+    with ctx.store() as store:
+        withdrawn = withdraw(store, batch_id=batch_id, end_to_end_id=end_to_end_id, reason=reason, by=by)
+    if as_json:
+        click.echo(json_text({"withdrawn": withdrawn, "by": by, "reason": reason}))
+        return
+    first = withdrawn[0]
+    say(f"batch {first['batch_id']}: {len(withdrawn)} credit(s) withdrawn, "
+        f"{yuan(sum(p['amount_fen'] for p in withdrawn))} yuan, by {by} ({reason}); owed again")
+    for p in withdrawn:
+        say(f"  {p['end_to_end_id']} {p['worker']:8} {yuan(p['amount_fen']):>10} withdrawn")
+    say(f"  do not send a file of it written before; the next `collector wages batch --site {first['site']} "
+        f"--period {first['period']}` pays what is owed"
+        + (f" (and `--again {first['batch_id']}` writes this batch without it)" if end_to_end_id else ""))
+
+
+@wages_group.command("reverse")
+@click.argument("end_to_end_id", metavar="CREDIT")
+@click.option("--reference", required=True, help="The bank's reference of the return (退汇).")
+@click.option("--on", "returned_on", required=True, help="The date the money came back, YYYY-MM-DD (site's date).")
+@click.option("--reason", required=True, help="Why the bank returned it (e.g. 收款账户已冻结).")
+@click.option("--by", required=True, help="Who records it.")
+@json_option
+@with_config
+def wages_reverse(ctx: Context, end_to_end_id: str, reference: str, returned_on: str, reason: str, by: str,
+                  as_json: bool):
+    """Record that the bank returned a paid credit (退汇): who, why, the return's reference and date. The
+    amount is owed again: the next batch pays it, and past the pay day it is overdue (Art. 27)."""
+    from collector.wages.payments import reverse
+
+    day = date.fromisoformat(_day(returned_on, "--on"))
+    with ctx.store() as store:
+        credit = reverse(store, end_to_end_id, reference=reference, returned_on=day, reason=reason, by=by)
+    emit(as_json, credit,
+         f"{credit['end_to_end_id']} {credit['worker']} {yuan(credit['amount_fen'])} yuan, paid on "
+         f"{credit['paid_on']} (voucher {escape_control(credit['voucher'] or '-')}), reversed: returned on "
+         f"{credit['returned_on']} (return {escape_control(credit['returned_ref'])}: {escape_control(reason)}), recorded "
+         f"by {by}; owed again: check the payee (collector worker payee), then `collector wages batch --site "
+         f"{credit['site']} --period {credit['period']}`; `collector arrears` shows it overdue past the pay day")
+
+
 @wages_group.command("batches")
 @click.option("--site", required=True)
 @click.option("--period", required=True, help="The month, YYYY-MM.")
@@ -665,7 +800,9 @@ def wages_batches(ctx: Context, site: str, period: str, as_json: bool):
             "files": [{k: f[k] for k in ("written_at", "written_by", "format", "file", "sha256")}
                       for f in files if f["batch_id"] == batch["batch_id"]],
             "payments": [{k: p.get(k) for k in ("end_to_end_id", "worker", "amount_fen", "status", "voucher",
-                                                "paid_on", "reason", "settled_at", "settled_by", "settled_from")}
+                                                "paid_on", "reason", "settled_at", "settled_by", "settled_from",
+                                                "undone_at", "undone_by", "undone_reason", "returned_ref",
+                                                "returned_on")}
                          for p in batch["payments"]]})
     if as_json:
         click.echo(json_text(shown))
@@ -681,9 +818,16 @@ def wages_batches(ctx: Context, site: str, period: str, as_json: bool):
                 f"sha256 {f['sha256'][:16]}")
         for p in batch["payments"]:
             settled = (f", recorded {p['settled_at']} by {p['settled_by'] or '?'}" if p["settled_at"] else "")
-            say(f"  {p['end_to_end_id']} {p['worker']:8} {yuan(p['amount_fen']):>10} {p['status']}"
+            undone = (f" {p['undone_at']} by {p['undone_by']}: {escape_control(p['undone_reason'])}"
+                      if p["undone_at"] else "")
+            # A reversed credit was paid first: its voucher, then the return that undid it.
+            say(f"  {p['end_to_end_id']} {p['worker']:8} {yuan(p['amount_fen']):>10} "
+                + ("paid" if p["status"] == "reversed" else p["status"])
+                + (undone if p["status"] == "withdrawn" else "")
                 + (f" voucher {escape_control(p['voucher'])} on {p['paid_on']}" if p["voucher"] else "")
-                + (f" ({escape_control(p['reason'])})" if p["reason"] else "") + settled)
+                + (f" ({escape_control(p['reason'])})" if p["reason"] else "") + settled
+                + (f"; REVERSED{undone} (return {escape_control(p['returned_ref'])} on {p['returned_on']})"
+                   if p["status"] == "reversed" else ""))
 
 
 @click.command("arrears")

@@ -15,6 +15,7 @@ file whose every signature an attacker made himself fails the trust check.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, date, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from collector.attendance.attribution import Attributor
 from collector.attendance.cards import CardIndex
 from collector.attendance.reports import (
+    attendance,
     days_of,
     event_of,
     history,
@@ -75,6 +77,26 @@ def evidence_id(document: dict) -> str:
     ``collector verify`` shows the same id."""
     body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def days_id(days: list[dict]) -> str:
+    """The SHA-256 of the days a file states (canonical JSON of the list, in site and date order): what a
+    wage slip names, so that the worker can see the file ``collector verify`` accepts states the very days
+    the slip paid. It costs the worker's own days, where the evidence id costs the whole file (its chain
+    segments hold every punch of the gate between the worker's first and last)."""
+    return hashlib.sha256(canonical_json(sorted(days, key=lambda d: (d["site"], d["date"])))).hexdigest()
+
+
+def stated_days(store: Store, worker: str, first: date, last: date, *, now: datetime) -> list[dict]:
+    """The days an evidence file of ``worker`` for first..last written at ``now`` states, read from the kept
+    days (``reports.attendance``) instead of computed from the punches as ``evidence_body`` does: the two
+    agree (tests/test_read_properties.py), and ``days_id`` of either is the same."""
+    days = []
+    for site_row in worker_sites(store, worker):
+        for day in attendance(store, site_row["site"], first, last, now=now, worker=worker):
+            del day["final"]  # as in the file: finality depends on gate heartbeats, which it does not carry
+            days.append(day)
+    return days
 
 
 def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
@@ -191,6 +213,54 @@ class Registry:
         return None
 
 
+def read_evidence(data: bytes) -> object:
+    """An evidence file's bytes as JSON, strictly (EvidenceError otherwise): UTF-8 without a byte order
+    mark, every object's names once (a second ``"sig"`` or ``"name"`` would be read by one JSON reader and
+    not by another), no NaN or Infinity, no lone surrogate, nothing after the document."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise EvidenceError("not JSON: the file starts with a byte order mark")
+    try:
+        document = json.loads(data.decode("utf-8"), object_pairs_hook=_once, parse_constant=_no_constant)
+    except UnicodeDecodeError as error:
+        raise EvidenceError(f"not UTF-8: {error.reason} at byte {error.start}") from None
+    except RecursionError:
+        raise EvidenceError("not JSON: nested too deeply") from None
+    except ValueError as error:
+        raise EvidenceError(f"not JSON: {str(error)[:160]}") from None
+    _check_text(document)
+    return document
+
+
+def _once(pairs: list[tuple[str, object]]) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen = set()
+        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise ValueError(f"the name {twice!r} appears twice in one object")
+    return found
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_text(node: object) -> None:
+    """Every string (names too) is text: a lone surrogate escape (\\ud800) is not a character."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise EvidenceError("not JSON text: a lone surrogate in a string") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def verify_evidence(document: object, trusted: BankKeys, *, registry: Registry | None = None) -> dict:
     """Check an evidence document; return a summary, or raise EvidenceError naming the first failure.
 
@@ -211,24 +281,95 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
         raise EvidenceError(f"not a {FORMAT} version {VERSION} document")
     bank_id = _check_bank_signature(document, trusted)
     checked = _CheckedPunches(document, registry)
-    stated = {(d["site"], d["date"]): d for d in document["days"]}
+    _check_entries(document, checked)
+    stated = _stated_days(document)
     recomputed = checked.days()
     for key in sorted(set(stated) | set(recomputed)):
         a, b = stated.get(key), recomputed.get(key)
         if a is None or b is None:
             raise EvidenceError(f"day {key[1]} at {key[0]}: {'not stated' if a is None else 'not supported by the punches'}")
-        for field in ("worked_minutes", "status", "first_in", "last_out", "shifts"):
-            if a.get(field) != b.get(field):
+        for field in RECOMPUTED_FIELDS:
+            mine, theirs = a.get(field), b.get(field)
+            if field == "flags" and isinstance(mine, list):
+                mine = [flag for flag in mine if flag not in BANK_FLAGS]
+                theirs = [flag for flag in theirs if flag not in BANK_FLAGS]
+            elif field == "voided" and isinstance(mine, list) and all(isinstance(ref, str) for ref in mine):
+                # Listed in the order the bank read its punches, which ties at one time may not tell.
+                mine, theirs = sorted(mine), sorted(theirs)
+            if mine != theirs:
                 raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
                                     f"the punches give {b.get(field)!r}")
     return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
-            "evidence_id": evidence_id(document),
+            "evidence_id": evidence_id(document), "days_id": days_id(document["days"]),
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
             "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
                                 "dispute": e.get("dispute")} for e in document["manual"]],
             "voids": [{**{k: v[k] for k in ("ref", "site", "void_at", "by", "reason")}, "dispute": v.get("dispute")}
                       for v in document["voids"]]}
+
+
+#: The fields of a day in the file (and ``error``, why the rules could not compute it, on an error day).
+DAY_KEYS = frozenset({"worker", "name", "employer", "site", "date", "first_in", "last_out", "worked_minutes", "status",
+                      "flags", "shifts", "anomalies", "voided"})
+#: What a verifier recomputes from the punches and compares, field by field, with what the day states.
+RECOMPUTED_FIELDS = ("worked_minutes", "status", "first_in", "last_out", "shifts", "anomalies", "voided", "flags")
+#: Flags that rest on what the file does not carry, taken on the bank's word (its signature): the worker's
+#: assignments to sites, and what ingest judged of a punch against the bank's clock and the gate's other
+#: punches. A verifier leaves them out of the comparison and says so (docs/verify-evidence.md).
+BANK_FLAGS = frozenset({"not_assigned", "clock_future", "clock_backwards", "chain_break", "equivocated"})
+
+
+def _stated_days(document: dict) -> dict[tuple[str, str], dict]:
+    """The file's days by (site, date): each once, in site and date order, with exactly the day's fields,
+    naming the file's worker as the file's header does."""
+    days = document["days"]
+    if not isinstance(days, list):
+        raise EvidenceError("days is not a list")
+    person = document["worker"]
+    stated: dict[tuple[str, str], dict] = {}
+    for index, day in enumerate(days):
+        if not isinstance(day, dict) or not isinstance(day.get("site"), str) or not isinstance(day.get("date"), str):
+            raise EvidenceError(f"day #{index + 1}: not a day (site and date)")
+        key = (day["site"], day["date"])
+        where = f"day {key[1]} at {key[0]}"
+        if key in stated:
+            raise EvidenceError(f"{where}: stated twice")
+        if stated and key < list(stated)[-1]:
+            raise EvidenceError(f"{where}: out of order (days are in site and date order)")
+        expected = DAY_KEYS | ({"error"} if day.get("status") == "error" else set())
+        if set(day) != expected:
+            extra, missing = sorted(set(day) - expected), sorted(expected - set(day))
+            raise EvidenceError(f"{where}: " + "; ".join(
+                part for part in (f"fields not in a day: {', '.join(map(repr, extra))}" if extra else "",
+                                  f"fields missing: {', '.join(missing)}" if missing else "") if part))
+        for field in ("worker", "name", "employer"):
+            if day[field] != person.get(field):
+                raise EvidenceError(f"{where}: {field} {day[field]!r} is not the file's worker's {person.get(field)!r}")
+        stated[key] = day
+    return stated
+
+
+def _check_entries(document: dict, checked: _CheckedPunches) -> None:
+    """Manual entries at a site of the file, each once; voids each once, of a punch the file holds."""
+    manual = set()
+    for entry in document["manual"]:
+        ref = entry.get("ref") if isinstance(entry, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("manual#") or not ref[len("manual#"):].isdigit():
+            raise EvidenceError(f"manual entry {ref!r}: not a manual#N reference")
+        if ref in manual:
+            raise EvidenceError(f"manual entry {ref}: listed twice")
+        if entry.get("site") not in checked.sites:
+            raise EvidenceError(f"manual entry {ref}: site {entry.get('site')!r} has no rules in the file")
+        manual.add(ref)
+    voided = set()
+    for void in document["voids"]:
+        ref = void.get("ref") if isinstance(void, dict) else None
+        if ref in voided:
+            raise EvidenceError(f"void of {ref}: listed twice")
+        if ref not in manual and (void.get("site"), ref) not in checked.refs:
+            raise EvidenceError(f"void of {ref!r} at {void.get('site')!r}: no such punch in the file")
+        voided.add(ref)
 
 
 class _CheckedPunches:
@@ -249,6 +390,7 @@ class _CheckedPunches:
             raise EvidenceError(f"malformed header: {error}") from None
         self.events: dict[str, list[Event]] = {site: [] for site in self.sites}
         self.fingerprints: list[str] = []
+        self.refs: set[tuple[str, str]] = set()  # (site, gate#seq) of every gate punch in the file
         self.total = 0
         self._voided = {v["ref"]: v for v in document["voids"]}
         for segment in document["gates"]:
@@ -307,8 +449,10 @@ class _CheckedPunches:
             if holder is not None:
                 row = {"id": None, "gate": gate, "seq": punch.seq, "time": punch.time, "direction": punch.dir,
                        "source": "gate", "void_at": (self._voided.get(f"{gate}#{punch.seq}") or {}).get("void_at"),
-                       "flags": ",".join(card_flags[index]), "received_at": received[index], "card": punch.card}
+                       "flags": ",".join(card_flags[index] + ([] if punch.synced else ["clock_unsynced"])),
+                       "received_at": received[index], "card": punch.card}
                 self.events[site].append(event_of(row, self.worker, holder))
+            self.refs.add((site, f"{gate}#{punch.seq}"))
             previous, expected, self.total = punch, expected + 1, self.total + 1
         if previous is None or previous.seq != segment["last_seq"]:
             raise EvidenceError(f"gate {name}: segment does not end at its declared seq {segment['last_seq']}")

@@ -335,7 +335,8 @@ class DayQueries:
 
 
 #: Fields of a kept record that a read may take alone (``stored_days(fields=...)``), and their kind.
-DAY_FIELDS = {"status": str, "worked_minutes": int, "flags": list, "first_in": str, "last_out": str}
+DAY_FIELDS = {"status": str, "worked_minutes": int, "flags": list, "first_in": str, "last_out": str,
+              "error": str}  # a day the rules could not compute: why (``reports.record_dict``)
 
 
 def _field(kind: type, value):

@@ -7,8 +7,9 @@ from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
-PAYMENT_STATUSES = ("pending", "paid", "failed")
-#: The credits that count against what a worker is owed: a failed one is owed again.
+PAYMENT_STATUSES = ("pending", "paid", "failed", "withdrawn", "reversed")
+#: The credits that count against what a worker is owed: a failed, withdrawn (never sent) or reversed (the
+#: bank returned it after paying it) one is owed again.
 OUTSTANDING = ("pending", "paid")
 
 
@@ -101,6 +102,33 @@ class PaymentQueries:
         if not rows:
             raise StoreError(f"credit {end_to_end_id} is not pending any more (settled meanwhile?)")
 
+    def withdraw_payments(self, end_to_end_ids: list[str], *, reason: str, by: str) -> None:
+        """Withdraw pending credits of a batch written but never sent, with who and why: they are owed again,
+        and a return naming them is refused. All of them or none (StoreError: one is not pending now)."""
+        reason = entered(reason, what="the reason for the withdrawal", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who withdraws", limit=NAME_MAX_CHARS)
+        with self.transaction():
+            now = self._now_text()
+            for e2e in end_to_end_ids:
+                rows = self.db.execute(
+                    "UPDATE wage_payments SET status = 'withdrawn', undone_at = ?, undone_by = ?, undone_reason = ? "
+                    "WHERE end_to_end_id = ? AND status = 'pending' RETURNING id", (now, by, reason, e2e)).fetchall()
+                if not rows:
+                    raise StoreError(f"credit {e2e} is not pending any more (settled or withdrawn meanwhile?)")
+
+    def reverse_payment(self, end_to_end_id: str, *, reference: str, returned_on: str, reason: str, by: str) -> None:
+        """A paid credit the bank returned later (退汇), with the return's reference and date, who recorded it
+        and why: the amount is owed again. Only a paid credit, once (StoreError)."""
+        reference = entered(reference, what="the return's reference", limit=NAME_MAX_CHARS)
+        reason = entered(reason, what="the reason for the reversal", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who records the reversal", limit=NAME_MAX_CHARS)
+        rows = self.db.execute(
+            "UPDATE wage_payments SET status = 'reversed', undone_at = ?, undone_by = ?, undone_reason = ?, "
+            "returned_ref = ?, returned_on = ? WHERE end_to_end_id = ? AND status = 'paid' RETURNING id",
+            (self._now_text(), by, reason, reference, returned_on, end_to_end_id)).fetchall()
+        if not rows:
+            raise StoreError(f"credit {end_to_end_id} is not paid (reversed meanwhile?)")
+
     def approved_wage_tables(self, site: str | None = None, *, worker: str | None = None) -> list[dict]:
         """Every approved version (one per period at most), with its lines (``worker``'s only, if given)."""
         sql, params = "SELECT * FROM wage_tables WHERE status = 'approved'", []
@@ -117,11 +145,17 @@ class PaymentQueries:
         paid on or before ``as_of`` (a local date), and ``pending``, those at the bank on it (pending, or
         paid after it), in fen; a failed credit counts in neither."""
         # Cast: PostgreSQL sums a BIGINT as a NUMERIC (a Decimal in Python), and money here is int fen.
+        # A credit reversed (the bank returned it after paying it) was paid from its day to the return's.
+        if self.has("wage_reversals"):  # type: ignore[attr-defined]
+            paid = ("(status = 'paid' OR (status = 'reversed' AND returned_on > ?)) AND paid_on <= ?", [as_of, as_of])
+            at_bank = "status IN ('paid', 'reversed') AND (paid_on IS NULL OR paid_on > ?)"
+        else:
+            paid, at_bank = ("status = 'paid' AND paid_on <= ?", [as_of]), "status = 'paid' AND (paid_on IS NULL OR paid_on > ?)"
         sql = ("SELECT period, worker, "
-               "CAST(SUM(CASE WHEN status = 'paid' AND paid_on <= ? THEN amount_fen ELSE 0 END) AS BIGINT) AS paid, "
-               "CAST(SUM(CASE WHEN status = 'pending' OR (status = 'paid' AND (paid_on IS NULL OR paid_on > ?)) "
+               f"CAST(SUM(CASE WHEN {paid[0]} THEN amount_fen ELSE 0 END) AS BIGINT) AS paid, "
+               f"CAST(SUM(CASE WHEN status = 'pending' OR ({at_bank}) "
                "THEN amount_fen ELSE 0 END) AS BIGINT) AS pending FROM wage_payments WHERE site = ?")
-        params = [as_of, as_of, site]
+        params = [*paid[1], as_of, site]
         if worker is not None:
             sql += " AND worker = ?"
             params.append(worker)

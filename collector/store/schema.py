@@ -853,6 +853,24 @@ STEPS = [
         CREATE INDEX wage_batch_files_batch ON wage_batch_files (batch_id, id);
         ALTER TABLE wage_payments ADD COLUMN settled_by TEXT;
     """),
+    # Corrections that leave a trail: a credit the bank returned after paying it (退汇) is reversed, with
+    # who, why, the return's reference and date, and is owed again; a credit of a batch written but never
+    # sent is withdrawn, with who and why, and is owed again; a deduction is reversed, with who and why,
+    # never deleted; terms set inside a period already approved are a back pay, with its reason and the
+    # terms they change (JSON, a list: each time the row was set so). undone_*: when a credit was withdrawn
+    # or reversed, by whom and why; returned_ref and returned_on: the reference and local date of the
+    # bank's return of a reversed credit.
+    Step(29, "wage_reversals", """
+        ALTER TABLE wage_payments ADD COLUMN undone_at TEXT;
+        ALTER TABLE wage_payments ADD COLUMN undone_by TEXT;
+        ALTER TABLE wage_payments ADD COLUMN undone_reason TEXT;
+        ALTER TABLE wage_payments ADD COLUMN returned_ref TEXT;
+        ALTER TABLE wage_payments ADD COLUMN returned_on TEXT;
+        ALTER TABLE wage_deductions ADD COLUMN reversed_at TEXT;
+        ALTER TABLE wage_deductions ADD COLUMN reversed_by TEXT;
+        ALTER TABLE wage_deductions ADD COLUMN reversed_reason TEXT;
+        ALTER TABLE wage_terms ADD COLUMN back_pay TEXT;
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -873,6 +891,7 @@ CAPABILITIES = {
     "bank_figures": 25,  # bank_figures: figures covering the whole bank, kept with their age
     "packed_punches": 26,  # punches.signed: the gate's proof packed; no body, digest or proof columns
     "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
+    "wage_reversals": 29,  # wage_payments.undone_*, returned_*; wage_deductions.reversed_*; wage_terms.back_pay
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -20,6 +20,12 @@ _NOT_DIGIT = re.compile(r"\D")
 _SPACE = re.compile(r"\s")
 
 
+def _last_day(period: str) -> str:
+    """``2026-02`` -> ``2026-02-28``."""
+    year, month = (int(part) for part in period.split("-"))
+    return f"{period}-{calendar.monthrange(year, month)[1]:02d}"
+
+
 def same_person(one: str | None, other: str | None) -> bool:
     """Names as people type them: ``Ops-Wang `` is ops-wang (four eyes is not beaten by a capital)."""
     return bool(one and other) and " ".join(one.split()).casefold() == " ".join(other.split()).casefold()
@@ -116,40 +122,89 @@ class WageQueries:
     # ================================================================== terms with history
 
     def set_wage_terms(self, worker: str, *, basis: str, rate_fen: int, effective_from: str, by: str,
-                       used_from: str | None = None) -> str:
+                       used_from: str | None = None, back_pay: str | None = None) -> str:
         """A day or hourly rate from a local date on. Earlier terms stay for earlier days. Terms for the
         same date replace the ones given for it, unless a wage table already used them (``used_from``: the
         first day of the earliest period with a table that is not a draft); then a later date is needed.
-        Returns 'added' or 'replaced'."""
+        Terms from a date inside a period the worker was approved for would pay that period again at
+        another rate: refused, unless ``back_pay`` says why (a back pay: kept on the terms with what they
+        change, and shown on the line of the correction that pays it). Returns 'added' or 'replaced'."""
         if basis not in BASES:
             raise StoreError(f"basis must be day or hour, not {basis!r}")
         if not isinstance(rate_fen, int) or rate_fen <= 0:
             raise StoreError("a rate is a positive number of fen")
         by = entered(by, what="who sets the terms", limit=NAME_MAX_CHARS)
+        back_pay = entered(back_pay, what="the back pay's reason", limit=REASON_MAX_CHARS, optional=True)
         with self.transaction():
             if not self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} does not exist")
-            held = self.db.value("SELECT id FROM wage_terms WHERE worker = ? AND effective_from = ?",
-                                 (worker, effective_from))
+            held = self.db.record("SELECT id, basis, rate_fen, added_at, added_by FROM wage_terms "
+                                  "WHERE worker = ? AND effective_from = ?", (worker, effective_from))
+            approved = self.last_approved_period(worker)
+            through = _last_day(approved["period"]) if approved else None
+            inside = through is not None and effective_from <= through
+            used = held is not None and used_from is not None and used_from <= effective_from
+            if inside and back_pay is None:
+                raise StoreError(
+                    f"{worker} was paid for {approved['period']} by an approved wage table ({approved['site']} version "
+                    f"{approved['version']}): terms from {effective_from} would pay it again at another rate; give a "
+                    f"date after {through}, or say why it is a back pay (--back-pay REASON: the correction that pays "
+                    "it shows it)")
+            if used and back_pay is None:
+                raise StoreError(f"the terms of {worker} from {effective_from} were used by a wage table; "
+                                 "give new terms a later date (earlier periods are never rewritten)")
+            if back_pay is not None and not (inside or used):
+                raise StoreError(f"terms of {worker} from {effective_from} change no period a wage table was approved "
+                                 "or computed with: a back pay is only for those (set them without --back-pay)")
+            trail = None
+            if back_pay is not None:
+                earlier = held or self.db.record(
+                    "SELECT basis, rate_fen, added_at, added_by FROM wage_terms WHERE worker = ? AND effective_from < ? "
+                    "ORDER BY effective_from DESC LIMIT 1", (worker, effective_from))
+                kept = json.loads(self.db.value("SELECT back_pay FROM wage_terms WHERE id = ?", (held["id"],)) or "[]"
+                                  ) if held else []
+                kept.append({"reason": back_pay, "by": by, "at": self._now_text(), "through": through or used_from,
+                             "basis": basis, "rate_fen": rate_fen,
+                             "earlier": {k: earlier[k] for k in ("basis", "rate_fen", "added_at", "added_by")}
+                             if earlier else None})
+                trail = json.dumps(kept, sort_keys=True, ensure_ascii=False)
             if held is not None:
-                if used_from is not None and used_from <= effective_from:
-                    raise StoreError(f"the terms of {worker} from {effective_from} were used by a wage table; "
-                                     "give new terms a later date (earlier periods are never rewritten)")
-                self.db.execute("UPDATE wage_terms SET basis = ?, rate_fen = ?, added_at = ?, added_by = ? WHERE id = ?",
-                                (basis, rate_fen, self._now_text(), by, held))
+                self.db.execute("UPDATE wage_terms SET basis = ?, rate_fen = ?, added_at = ?, added_by = ?"
+                                + (", back_pay = ?" if trail else "") + " WHERE id = ?",
+                                (basis, rate_fen, self._now_text(), by, *((trail,) if trail else ()), held["id"]))
                 return "replaced"
-            self.db.execute("INSERT INTO wage_terms (worker, basis, rate_fen, effective_from, added_at, added_by) "
-                            "VALUES (?, ?, ?, ?, ?, ?)", (worker, basis, rate_fen, effective_from, self._now_text(), by))
+            self.db.execute("INSERT INTO wage_terms (worker, basis, rate_fen, effective_from, added_at, added_by"
+                            + (", back_pay" if trail else "") + ") VALUES (?, ?, ?, ?, ?, ?" + (", ?" if trail else "")
+                            + ")", (worker, basis, rate_fen, effective_from, self._now_text(), by,
+                                    *((trail,) if trail else ())))
             return "added"
+
+    def last_approved_period(self, worker: str) -> dict | None:
+        """The latest period (``site``, ``period``, ``version``) whose approved wage table has a line for
+        ``worker``: what terms from an earlier date would pay again."""
+        return self.db.record("SELECT t.site, t.period, t.version FROM wage_tables t JOIN wage_lines l "
+                              "ON l.table_id = t.id WHERE l.worker = ? AND t.status = 'approved' "
+                              "ORDER BY t.period DESC, t.site LIMIT 1", (worker,))
 
     def wage_terms(self, worker: str | None = None) -> list[dict]:
         """Terms oldest first (per worker)."""
-        sql = "SELECT worker, basis, rate_fen, effective_from, added_at, added_by FROM wage_terms"
+        sql = f"SELECT {self._terms_columns()} FROM wage_terms"
         params: tuple = ()
         if worker is not None:
             sql += " WHERE worker = ?"
             params = (worker,)
-        return self._rows(sql + " ORDER BY worker, effective_from", params)
+        return self._terms_rows(sql + " ORDER BY worker, effective_from", params)
+
+    def _terms_columns(self) -> str:
+        columns = "worker, basis, rate_fen, effective_from, added_at, added_by"
+        return columns + (", back_pay" if self.has("wage_reversals") else "")  # type: ignore[attr-defined]
+
+    def _terms_rows(self, sql: str, params) -> list[dict]:
+        """Terms with ``back_pay`` decoded: each time they were set as a back pay (empty list: never)."""
+        rows = self._rows(sql, params)
+        for row in rows:
+            row["back_pay"] = json.loads(row.get("back_pay") or "[]")
+        return rows
 
     def wage_terms_of(self, workers: Iterable[str]) -> list[dict]:
         """``wage_terms()`` of these workers only: a site's table reads its own workers' terms."""
@@ -157,7 +212,7 @@ class WageQueries:
         found: list[dict] = []
         for start in range(0, len(workers), 500):
             chunk = workers[start:start + 500]
-            found += self._rows("SELECT worker, basis, rate_fen, effective_from, added_at, added_by FROM wage_terms "
+            found += self._terms_rows(f"SELECT {self._terms_columns()} FROM wage_terms "
                                 f"WHERE worker IN ({', '.join('?' for _ in chunk)}) ORDER BY worker, effective_from",
                                 chunk)
         return found
@@ -235,9 +290,31 @@ class WageQueries:
                 (site, period, worker, item, amount_fen, reason, source, self._now_text(),
                  by))
 
-    def deductions(self, site: str, period: str, *, worker: str | None = None) -> list[dict]:
+    def deductions(self, site: str, period: str, *, worker: str | None = None,
+                   with_reversed: bool = False) -> list[dict]:
+        """The period's deductions in force (with those reversed too, if asked), per worker in the order made."""
         where, params = self._where(site=site, period=period, worker=worker)
+        if not with_reversed and self.has("wage_reversals"):  # type: ignore[attr-defined]
+            where += " AND reversed_at IS NULL"
         return self._rows(f"SELECT * FROM wage_deductions{where} ORDER BY worker, id", params)
+
+    def deduction(self, deduction_id: int) -> dict | None:
+        return self.db.record("SELECT * FROM wage_deductions WHERE id = ?", (deduction_id,))
+
+    def reverse_deduction(self, deduction_id: int, *, reason: str, by: str) -> dict:
+        """Take a deduction back, with who and why; it is kept (shown reversed), never deleted. Once."""
+        reason = entered(reason, what="the reason for the reversal", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who reverses the deduction", limit=NAME_MAX_CHARS)
+        with self.transaction():
+            row = self.deduction(deduction_id)
+            if row is None:
+                raise StoreError(f"there is no deduction {deduction_id}")
+            if row["reversed_at"] is not None:
+                raise StoreError(f"deduction {deduction_id} was reversed already on {row['reversed_at']} by "
+                                 f"{row['reversed_by']} ({row['reversed_reason']})")
+            self.db.execute("UPDATE wage_deductions SET reversed_at = ?, reversed_by = ?, reversed_reason = ? "
+                            "WHERE id = ? AND reversed_at IS NULL", (self._now_text(), by, reason, deduction_id))
+            return self.deduction(deduction_id)
 
     # ================================================================== wage tables
 

@@ -182,7 +182,8 @@ def _deductions_to_take(store: Store, site: str, period: str, lines: list[dict])
     if disagree:
         shown = "; ".join(disagree[:5]) + (f"; and {len(disagree) - 5} more" if len(disagree) > 5 else "")
         raise DeductionsDisagree(f"the sheet deducts less than {site} {period} has recorded ({shown}): nothing "
-                                 "imported; correct the sheet, or the recorded deductions, first")
+                                 "imported; correct the sheet, or the recorded deductions, first (collector wages deductions, "
+                                 "collector wages reverse-deduction ID)")
     return taking
 
 

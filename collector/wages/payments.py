@@ -16,6 +16,11 @@ The rules (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 
   bank refused for its payee (account closed, 户名不符) is held until the approved line names another
   payee (collector/wages/refused.py).
 - A bank's return settles pending credits once each: all of it is recorded, or (any refusal) none.
+- Corrections leave a trail, nothing is deleted: a credit of a batch written but never sent is
+  withdrawn (the whole batch, or one credit while none of its batch is settled), a paid credit the bank
+  returned later (退汇) is reversed with the return's reference and date; each with who and why, and
+  what it held is owed again (paid in the next batch; overdue past the pay day, with Art. 27's warning).
+  A batch is written again without its withdrawn credits, never with them.
 """
 
 from __future__ import annotations
@@ -79,11 +84,12 @@ def _digest(text: str) -> str:
 class Batch:
     """A batch as its file shows it, and what the request found besides."""
 
-    batch: dict            # the wage_batches row with its ``payments``
-    table: dict            # the approved version it pays, with its lines
+    batch: dict            # the wage_batches row with its ``payments`` (those it holds: none withdrawn)
+    table: dict            # the version it pays, with its lines
     new: bool              # made now (False: the same batch again)
     held: list[dict]       # approved lines not paid: they needed a decision
     overpaid: list[dict]   # workers whose credits hold more than the approved net: for a decision
+    withdrawn: list[dict] = dataclasses.field(default_factory=list)  # its credits withdrawn (not in the file)
     warned: list[dict] = dataclasses.field(default_factory=list)  # credits into an account the bank refused as frozen
 
     @property
@@ -178,14 +184,18 @@ def owed(table: dict, payments: list[dict]) -> tuple[list[dict], list[dict], lis
     return credits, held, overpaid
 
 
-def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime | None = None) -> Batch:
+def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime | None = None,
+               again: str | None = None) -> Batch:
     """The batch to send for the period: a new one for what is owed now (recorded as made ``by``), or,
-    when nothing more is owed, the approved version's latest batch again (the same file). Must run inside
-    ``store.transaction()`` together with writing the file, so that a file that cannot be written records
-    nothing."""
+    when nothing more is owed, the approved version's latest batch again (the same file, without any
+    credit withdrawn from it); with ``again``, that batch of the period again, whatever is owed. Must run
+    inside ``store.transaction()`` together with writing the file, so that a file that cannot be written
+    records nothing."""
     by = entered(by, what="who makes the batch", limit=NAME_MAX_CHARS)
     now = now or datetime.now(UTC)
     store.lock_wage_period(site, period)
+    if again is not None:
+        return _again(store, site, period, again)
     table = approved_table(store, site, period)
     version = table["version"]
     payments = store.wage_payments(site, period)
@@ -194,12 +204,12 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
     held += refused
     earlier = store.wage_batches(site, period, version)
     if not credits:
-        if not earlier:
+        sendable = [b for b in earlier if _holds(store.wage_batch(b["batch_id"]))]
+        if not sendable:
             raise PaymentError(f"{site} {period} version {version}: nothing to pay (every payable line is paid or "
                                "at the bank already, or none is payable); no file written"
                                + _decisions(held, overpaid))
-        batch = store.wage_batch(earlier[-1]["batch_id"])
-        return Batch(batch, table, False, held, overpaid)  # nothing made: nothing to warn of
+        return _kept(store.wage_batch(sendable[-1]["batch_id"]), table, held, overpaid)  # nothing made: no warning
     source = payer(store, table)
     seq = len(earlier) + 1
     batch_id = message_id(site, period, version, seq)
@@ -216,7 +226,29 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
                  "end_to_end_id": end_to_end_id(batch_id, n)} for n, c in enumerate(credits, start=1)]
     store.add_wage_batch(row, payments)
     log.info("wage batch %s: %d credit(s), %s yuan", batch_id, len(payments), yuan(sum(c["amount_fen"] for c in credits)))
-    return Batch(store.wage_batch(batch_id), table, True, held, overpaid, warned)
+    return Batch(store.wage_batch(batch_id), table, True, held, overpaid, warned=warned)
+
+
+def _holds(batch: dict) -> bool:
+    return any(p["status"] != "withdrawn" for p in batch["payments"])
+
+
+def _kept(batch: dict, table: dict, held: list[dict], overpaid: list[dict]) -> Batch:
+    """A batch made before, as its file is written again: without the credits withdrawn from it."""
+    withdrawn = [p for p in batch["payments"] if p["status"] == "withdrawn"]
+    batch = {**batch, "payments": [p for p in batch["payments"] if p["status"] != "withdrawn"]}
+    return Batch(batch, table, False, held, overpaid, withdrawn)
+
+
+def _again(store: Store, site: str, period: str, batch_id: str) -> Batch:
+    """A batch of the period written again as asked (``wages batch --again``): its credits still held."""
+    batch = store.wage_batch(batch_id)
+    if batch is None or (batch["site"], batch["period"]) != (site, period):
+        raise PaymentError(f"{quoted(batch_id)} is not a batch of {site} {period} (collector wages batches)")
+    if not _holds(batch):
+        raise PaymentError(f"batch {batch_id} holds no credit: every one was withdrawn; nothing written")
+    table = store.wage_table(site, period, batch["table_version"])
+    return _kept(batch, table, [], [])
 
 
 def _decisions(held: list[dict], overpaid: list[dict]) -> str:
@@ -305,6 +337,12 @@ def record_return(store: Store, entries: list[dict], *, source: str, digest: str
                 problems.append(f"{where}: {e2e} was recorded paid already on {payment['paid_on']} (voucher "
                                 f"{quoted(payment['voucher'])}): a credit is paid once")
                 continue
+            if payment["status"] in ("withdrawn", "reversed"):
+                problems.append(f"{where}: {e2e} was {payment['status']} on {payment['undone_at']} by "
+                                f"{payment['undone_by']} ({quoted(payment['undone_reason'], 60)}): "
+                                + ("it was never sent" if payment["status"] == "withdrawn"
+                                   else "the bank returned it after paying it"))
+                continue
             if payment["status"] == "failed":
                 problems.append(f"{where}: {e2e} was recorded failed already ({quoted(payment['reason'], 60)}); what "
                                 "it owed goes in a later batch under a new id")
@@ -333,3 +371,87 @@ def record_return(store: Store, entries: list[dict], *, source: str, digest: str
              "period": e["payment"]["period"], "worker": e["payment"]["worker"],
              "amount_fen": e["payment"]["amount_fen"], "status": e["status"], "voucher": e.get("voucher"),
              "paid_on": e.get("date"), "reason": e.get("reason"), "settled_by": by} for e in settle]
+
+
+# ================================================================================== corrections
+
+
+def _credit(payment: dict) -> dict:
+    return {k: payment.get(k) for k in ("end_to_end_id", "batch_id", "site", "period", "worker", "amount_fen", "status",
+                                        "voucher", "paid_on", "undone_at", "undone_by", "undone_reason",
+                                        "returned_ref", "returned_on")}
+
+
+def withdraw(store: Store, *, batch_id: str | None = None, end_to_end_id: str | None = None, reason: str,
+             by: str) -> list[dict]:
+    """Withdraw a batch written but never sent (each of its credits), or one credit of it, with who and
+    why: what they held is owed again (the next batch pays it, to the payee of the version approved
+    then), and a return naming them is refused. A batch with a credit the bank has answered was sent:
+    refused, as is a credit that is not pending. Returns the credits withdrawn."""
+    if (batch_id is None) == (end_to_end_id is None):
+        raise PaymentError("withdraw a batch or one credit of it (one of the two)")
+    reason = entered(reason, what="the reason for the withdrawal", limit=REASON_MAX_CHARS)
+    by = entered(by, what="who withdraws", limit=NAME_MAX_CHARS)
+    with store.transaction():
+        if end_to_end_id is not None:
+            payment = store.payments_by_end_to_end([end_to_end_id]).get(end_to_end_id)
+            if payment is None:
+                raise PaymentError(f"{quoted(end_to_end_id)} is not a credit of any batch (collector wages batches)")
+            batch_id = payment["batch_id"]
+        batch = store.wage_batch(batch_id)
+        if batch is None:
+            raise PaymentError(f"{quoted(batch_id)} is not a batch of ours (collector wages batches)")
+        store.lock_wage_period(batch["site"], batch["period"])
+        batch = store.wage_batch(batch_id)
+        answered = [p for p in batch["payments"] if p["status"] in ("paid", "failed", "reversed")]
+        if answered:
+            first = answered[0]
+            raise PaymentError(f"batch {batch_id} was sent: the bank's return recorded {first['end_to_end_id']} "
+                               f"{first['status']}" + (f" on {first['settled_at']} by {first['settled_by']}"
+                                                       if first.get("settled_at") else "")
+                               + "; only a batch never sent is withdrawn (a credit the bank paid and returned "
+                               "later is reversed: collector wages reverse)")
+        chosen = [p for p in batch["payments"] if end_to_end_id is None or p["end_to_end_id"] == end_to_end_id]
+        pending = [p for p in chosen if p["status"] == "pending"]
+        if not pending:
+            what = f"credit {end_to_end_id} was" if end_to_end_id else f"every credit of batch {batch_id} was"
+            done = chosen[0]
+            raise PaymentError(f"{what} withdrawn already on {done['undone_at']} by {done['undone_by']} "
+                               f"({quoted(done['undone_reason'], 60)})")
+        store.withdraw_payments([p["end_to_end_id"] for p in pending], reason=reason, by=by)
+        found = store.payments_by_end_to_end([p["end_to_end_id"] for p in pending])
+    log.info("batch %s: %d credit(s) withdrawn by %s", batch_id, len(pending), by)
+    return [_credit(found[p["end_to_end_id"]]) for p in pending]
+
+
+def reverse(store: Store, end_to_end_id: str, *, reference: str, returned_on: date, reason: str, by: str) -> dict:
+    """A paid credit the bank returned later (退汇: the receiving bank sent it back, the account was frozen
+    ...), recorded with the return's reference and its date (the site's local date, from the day it was
+    paid to today), who and why: the amount is owed again, overdue past the pay day (arrears warn).
+    Returns the credit as now recorded."""
+    reference = entered(reference, what="the return's reference (--reference)", limit=NAME_MAX_CHARS)
+    reason = entered(reason, what="the reason for the reversal", limit=REASON_MAX_CHARS)
+    by = entered(by, what="who records the reversal", limit=NAME_MAX_CHARS)
+    with store.transaction():
+        payment = store.payments_by_end_to_end([end_to_end_id]).get(end_to_end_id)
+        if payment is None:
+            raise PaymentError(f"{quoted(end_to_end_id)} is not a credit of any batch (collector wages batches)")
+        store.lock_wage_period(payment["site"], payment["period"])
+        if payment["status"] == "reversed":
+            raise PaymentError(f"{end_to_end_id} was reversed already on {payment['undone_at']} by "
+                               f"{payment['undone_by']} (return {quoted(payment['returned_ref'])})")
+        if payment["status"] != "paid":
+            raise PaymentError(f"{end_to_end_id} is {payment['status']}, not paid: only a credit the bank paid is "
+                               "reversed" + (" (a credit never sent is withdrawn: collector wages withdraw)"
+                                             if payment["status"] == "pending" else ""))
+        today = datetime.now(UTC).astimezone(zone(store.site(payment["site"])["timezone"])).date()
+        paid = date.fromisoformat(payment["paid_on"]) if payment["paid_on"] else None
+        if paid is not None and returned_on < paid:
+            raise PaymentError(f"{end_to_end_id} was paid on {paid}: it cannot have come back on {returned_on}")
+        if returned_on > today:
+            raise PaymentError(f"{returned_on} is a day still to come (today is {today} at the site)")
+        store.reverse_payment(end_to_end_id, reference=reference, returned_on=returned_on.isoformat(), reason=reason,
+                              by=by)
+        payment = store.payments_by_end_to_end([end_to_end_id])[end_to_end_id]
+    log.info("credit %s reversed by %s", end_to_end_id, by)
+    return _credit(payment)

@@ -11,8 +11,9 @@ held, it could never be paid into once reopened. A batch pays
 the approved version's line, so the change is made as any correction: `collector worker payee` (or the
 worker's name), `collector wages run --reason`, `collector wages approve`.
 
-The bank's reason is free text in a CSV return, or an ISO 20022 reason code (with its text) in a pain.002:
-both are read here. A reason not recognised is what it was before: owed again, paid in the next batch.
+The bank's reason is free text in a CSV return, an ISO 20022 reason code (with its text) in a pain.002,
+or the reason recorded for a paid credit the bank returned later (退汇, `wages reverse`): all are read
+here. A reason not recognised is what it was before: owed again, paid in the next batch.
 """
 
 from __future__ import annotations
@@ -71,6 +72,16 @@ def payee_refusal(reason: str | None) -> Refusal | None:
     return None
 
 
+def bank_reason(payment: dict) -> str | None:
+    """Why the bank gave a credit back: the return's reason of a failed credit, or of a paid one it
+    returned later (退汇, reversed); None for any other (a withdrawn credit was never the bank's)."""
+    if payment["status"] == "failed":
+        return payment.get("reason")
+    if payment["status"] == "reversed":
+        return payment.get("undone_reason")
+    return None
+
+
 def _same(field: str, before: dict, now: dict) -> bool:
     if field == "bank_account":  # as the table compares accounts: their digits
         return re.sub(r"\D", "", before.get(field) or "") == re.sub(r"\D", "", now.get(field) or "")
@@ -81,7 +92,7 @@ def refused_payees(store: Store, table: dict, payments: list[dict]) -> dict[str,
     """Per worker whose line in ``table`` (an approved version, with its lines) names the payee a failed
     credit of the period (``payments``) was refused for: that credit, its reason and what must change."""
     lines = {table["version"]: {line["worker"]: line for line in table["lines"]}}
-    for version in sorted({p["table_version"] for p in payments if p["status"] == "failed"} - set(lines)):
+    for version in sorted({p["table_version"] for p in payments if bank_reason(p)} - set(lines)):
         paid = store.wage_table(table["site"], table["period"], version)
         lines[version] = {line["worker"]: line for line in paid["lines"]} if paid else {}
     return refused_in(lines, table["version"], payments)
@@ -92,14 +103,14 @@ def refused_in(lines: dict[int, dict[str, dict]], version: int, payments: list[d
     and ``version``'s, what a batch would pay to now."""
     found: dict[str, dict] = {}
     for payment in payments:
-        refusal = payee_refusal(payment["reason"]) if payment["status"] == "failed" else None
+        refusal = payee_refusal(bank_reason(payment))
         now = lines[version].get(payment["worker"])
         if refusal is None or now is None or found.get(payment["worker"], {}).get("holds"):
             continue  # a hold is the last word; a warning gives way to a hold
         before = lines.get(payment["table_version"], {}).get(payment["worker"])
         if before is not None and all(_same(field, before, now) for field in refusal.fields):
             found[payment["worker"]] = {
-                "end_to_end_id": payment["end_to_end_id"], "reason": payment["reason"], "refused": refusal.kind,
+                "end_to_end_id": payment["end_to_end_id"], "reason": bank_reason(payment), "refused": refusal.kind,
                 "account": masking.account(now.get("bank_account")), "change": refusal.fix, "holds": refusal.holds}
     return found
 
@@ -109,7 +120,7 @@ def hold_refused(store: Store, table: dict, payments: list[dict],
     """(the credits to make, the workers held, the workers warned about): a credit to a payee the bank
     refused is not made again until the approved line names another payee (``refused_payees``); one whose
     account was refused for a state it can leave (frozen) is made, with a warning."""
-    if not any(p["status"] == "failed" for p in payments):
+    if not any(bank_reason(p) for p in payments):
         return credits, [], []
     refused = refused_payees(store, table, payments)
     making, held, warned = [], [], []

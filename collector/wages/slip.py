@@ -20,7 +20,7 @@ import jinja2
 
 from collector import masking
 from collector.attendance.reports import attendance
-from collector.evidence.document import evidence_body, evidence_id
+from collector.evidence.document import days_id, stated_days
 from collector.localtime import local_text_dt, zone
 from collector.money import divide_half_up, yuan
 from collector.store import Store
@@ -89,7 +89,7 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
     payments = store.wage_payments(site, period, worker=worker)
     paid = sum(p["amount_fen"] for p in payments if p["status"] == "paid")
     pending = sum(p["amount_fen"] for p in payments if p["status"] == "pending")
-    body = evidence_body(store, worker, first, last, now=now)
+    stated = stated_days(store, worker, first, last, now=now)
     keys = store.bank_keys()
     return {
         "site": site, "site_name": site_row.get("name") or site, "timezone": site_row["timezone"],
@@ -117,9 +117,8 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
         "paid_fen": paid, "pending_fen": pending,
         "payment_status": _payment_status(table, line, paid, pending, payments),
         "evidence": {
-            "id": evidence_id(body), "days": len(body["days"]),
-            "punches": sum(len(g["punches"]) for g in body["gates"]), "manual": len(body["manual"]),
-            "voids": len(body["voids"]),
+            "days_id": days_id(stated), "days": len(stated),
+            "worked_minutes": sum(d["worked_minutes"] for d in stated),
             "get": f"collector evidence --worker {worker} --from {first} --to {last} --out {worker}-{period}.json",
             "verify": f"collector verify {worker}-{period}.json --bank-key bank.pub",
             "bank_keys": [k["key_id"] for k in keys],
@@ -157,6 +156,8 @@ def _payment_status(table: dict, line: dict, paid: int, pending: int, payments: 
         return "paid", "已支付 Paid"
     if pending:
         return "at_bank", "银行处理中 At the bank, not confirmed yet"
+    if any(p["status"] == "reversed" for p in payments):
+        return "reversed", "银行退汇，将重新支付 Returned by the bank after it was paid; it is paid again"
     if any(p["status"] == "failed" for p in payments):
         return "failed", "支付失败，将重新支付 Failed; it is paid again in the next batch"
     if paid:

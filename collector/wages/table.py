@@ -121,8 +121,9 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
     for record in period_days(store, site, first, last, now=now, grace=grace, worker=worker):
         by_worker[record["worker"]].append(record)
     deductions: dict[str, list[dict]] = defaultdict(list)
-    for row in store.deductions(site, period, worker=worker):
-        deductions[row["worker"]].append(row)
+    taken_back: dict[str, list[dict]] = defaultdict(list)  # reversed deductions: shown, not deducted
+    for row in store.deductions(site, period, worker=worker, with_reversed=True):
+        (taken_back if row.get("reversed_at") else deductions)[row["worker"]].append(row)
     terms: dict[str, list[dict]] = defaultdict(list)
     for row in store.wage_terms(worker) if worker is not None else store.wage_terms_of(set(by_worker)):
         terms[row["worker"]].append(row)
@@ -146,6 +147,7 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         payee = payees.get(worker_id) or {"worker": worker_id, "name": worker_id}
         line = _line(worker_id, by_worker.get(worker_id, []), terms.get(worker_id, []),
                      deductions.get(worker_id, []), minimum, payee)
+        _corrections(line, terms.get(worker_id, []), taken_back.get(worker_id, []), first)
         for flag, others in same_payee.get(worker_id, {}).items():
             line["flags"] = sorted({*line["flags"], flag})
             line["detail"][SAME_PAYEE[flag]] = others
@@ -159,6 +161,23 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
         lines.append(line)
     return {"site": site, "period": period, "final": final, "draft": draft or not final,
             "pay_day": pay_date(period, site_pay["pay_day"]).isoformat() if site_pay else None, "lines": lines}
+
+
+def _corrections(line: dict, history: list[dict], taken_back: list[dict], first: date) -> None:
+    """What a correction changed that a person must see on the line: terms set as a back pay into this
+    period after it was approved (flag ``back_pay``, each with its reason, who, when and the terms it
+    changed), and deductions reversed (each with who and why)."""
+    used = {segment["from"] for segment in line["detail"]["segments"]}
+    back_pay = [{"from": row["effective_from"], **entry} for row in history if row["effective_from"] in used
+                for entry in row.get("back_pay") or () if entry["through"] >= first.isoformat()]
+    if back_pay:
+        line["flags"] = sorted({*line["flags"], "back_pay"})
+        line["detail"]["back_pay"] = back_pay
+    if taken_back:
+        line["detail"]["deductions_reversed"] = [
+            {"id": d["id"], "item": d["item"], "amount_fen": d["amount_fen"], "reason": d["reason"], "by": d["added_by"],
+             "reversed_at": d["reversed_at"], "reversed_by": d["reversed_by"], "reversed_reason": d["reversed_reason"]}
+            for d in taken_back]
 
 
 #: What a line reads of each kept day (``Store.stored_days``): the rest of a record (its shifts) is the day's.

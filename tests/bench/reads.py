@@ -24,7 +24,9 @@ resident memory (VmHWM) of a fresh process doing the read once, against the targ
 - worker_month_http   the same through the web app's /api/worker/record handler (session cookie, access log)
 - metrics             /metrics as rendered (collector.web.metrics.render_metrics)
 - headcount_trouble   the site page's headcount and trouble with ``inside`` workers inside
-- site_month          a site's month of attendance (collector.attendance.reports.attendance)
+- site_month          a site's month of attendance as its table and CSV list it (collector.attendance.reports
+                      .attendance, summary=True: each day without its shifts, anomalies and voided punches)
+- site_month_whole    the same month with every day whole (`collector attendance --json`; no target of its own)
 - wages_run           `collector wages run` of the unapproved site (collector.wages.table.run; rolled back)
 - arrears             arrears of the whole bank as `collector arrears` and /api/arrears give it: what the
                       daemon keeps of each site (collector.wages.figures.arrears_report; the bank's figures
@@ -94,6 +96,7 @@ TARGETS = {
     "metrics": (200, None),
     "headcount_trouble": (100, None),
     "site_month": (1000, 150),
+    "site_month_whole": (None, None),
     "wages_run": (2000, None),
     "arrears": (1000, None),
     "arrears_fresh": (1000, None),
@@ -667,8 +670,15 @@ class Reader:
         from collector.attendance.reports import attendance
 
         records = attendance(self.store(), self.params["late"], date.fromisoformat(self.params["first"]),
-                             date.fromisoformat(self.params["last"]), now=datetime.now(UTC))
+                             date.fromisoformat(self.params["last"]), now=datetime.now(UTC), summary=True)
         return f"{len(records):,} days of {len({r['worker'] for r in records}):,} workers"
+
+    def site_month_whole(self, i: int) -> str:
+        from collector.attendance.reports import attendance
+
+        records = attendance(self.store(), self.params["late"], date.fromisoformat(self.params["first"]),
+                             date.fromisoformat(self.params["last"]), now=datetime.now(UTC))
+        return f"{len(records):,} days, {sum(len(r['shifts']) for r in records):,} shifts"
 
     def wages_run(self, i: int) -> str:
         """`collector wages run` of the unapproved site and month: computed and saved, then rolled back, so
@@ -831,7 +841,7 @@ def measure_reads(bank: Bank, engine: str) -> list[dict]:
 
 
 def verdict(row: dict) -> bool | None:
-    if row.get("error"):
+    if row.get("error") or row["target_ms"] is None:
         return None
     met = row["p99_ms"] <= row["target_ms"]
     if row.get("target_mb") is not None:
@@ -1027,7 +1037,8 @@ def print_table(rows: list[dict]) -> None:
         else:
             p50, p99 = f"{row['p50_ms']:.1f} ms", f"{row['p99_ms']:.1f} ms"
             rss = f"{row['peak_mb']:.0f} MB" if "peak_mb" in row else "?"
-            target = f"p99 <= {row['target_ms']:,} ms" + (f", {row['target_mb']} MB" if row["target_mb"] else "")
+            target = ("-" if row["target_ms"] is None else
+                      f"p99 <= {row['target_ms']:,} ms" + (f", {row['target_mb']} MB" if row["target_mb"] else ""))
         verdict_text = "-" if row["met"] is None else "PASS" if row["met"] else "MISS"
         say(f"{row['read']:20} {row['engine']:10} {p50:>10} {p99:>10} {rss:>9}  {target:24} {verdict_text}")
     say("  (ingest, insert_punch: CPU per punch with the day marks, and how much more than without them;"
