@@ -3,8 +3,11 @@
 The store applies it on every write of a payee (collector/store/wages.py ``set_payee``), so the worker
 file, ``collector worker payee`` and anything later go through the same rules:
 
-- an ID number is a mainland resident ID (GB 11643): 17 digits and an ISO 7064 MOD 11-2 check character
-  (0-9 or X; a lower-case x is read as X);
+- an ID number is a mainland resident ID (GB 11643): 17 digits, the sixth to thirteenth a birth date
+  (a real day, from 1900 to today), and an ISO 7064 MOD 11-2 check character (0-9 or X; a lower-case x
+  is read as X). The 15-digit number of the cards issued before 1999 (a birth date YYMMDD of the 1900s,
+  no check character) is taken and kept in its 18-character form, as GB 11643-1999 converts it (19
+  before the year, the check character after), so that one person is one ID number whichever was given;
 - a phone is a mainland mobile number (``1[3-9]`` and 9 more digits, with or without +86 / 0086), a
   mainland landline with its area code (``0`` and 9 to 11 more digits), or a number of another country
   written with its ``+`` country code (8 to 15 digits); spaces and hyphens between digits are dropped;
@@ -18,11 +21,13 @@ imports only leaves, so the store can use it.
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from collector import masking
 from collector.errors import InputError
 
 _ID_NUMBER = re.compile(r"[0-9]{17}[0-9X]")
+_OLD_ID_NUMBER = re.compile(r"[0-9]{15}")
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _SEPARATORS = re.compile(r"(?<=[0-9])[ -](?=[0-9])")
 _MOBILE = re.compile(r"(?:\+86|0086)?(1[3-9][0-9]{9})")
@@ -38,20 +43,34 @@ class PayeeError(InputError):
 
 
 def valid_id_number(text: str) -> bool:
-    """A mainland resident ID number: 17 digits and an ISO 7064 MOD 11-2 check character."""
-    if not _ID_NUMBER.fullmatch(text):
-        return False
-    check = "10X98765432"[sum(int(d) * w for d, w in zip(text[:17], _WEIGHTS, strict=True)) % 11]
-    return text[17] == check
+    """A mainland resident ID number: 17 digits holding a birth date and an ISO 7064 MOD 11-2 check character."""
+    return bool(_ID_NUMBER.fullmatch(text)) and text[17] == _check_character(text[:17]) and _born(text[6:14])
 
 
 def id_number(text: str) -> str:
-    """The ID number as kept (upper-case X), or PayeeError."""
+    """The ID number as kept (18 characters, upper-case X; a 15-digit one converted), or PayeeError."""
     value = _text(text).upper()
+    if _OLD_ID_NUMBER.fullmatch(value) and _born("19" + value[6:12]):
+        body = value[:6] + "19" + value[6:]
+        return body + _check_character(body)
     if not valid_id_number(value):
-        raise PayeeError(f"ID number {_shown(value, masking.id_number)} is not an 18-character resident ID number "
-                         "with a valid check digit (GB 11643)")
+        raise PayeeError(f"ID number {_shown(value, masking.id_number)} is not a resident ID number: 18 characters "
+                         "with a birth date and a valid check digit (GB 11643), or the 15 digits of a card issued "
+                         "before 1999")
     return value
+
+
+def _check_character(body: str) -> str:
+    return "10X98765432"[sum(int(d) * w for d, w in zip(body, _WEIGHTS, strict=True)) % 11]
+
+
+def _born(yyyymmdd: str) -> bool:
+    """A birth date an ID number can hold: a real day from 1900 to today."""
+    try:
+        born = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:]))
+    except ValueError:
+        return False
+    return date(1900, 1, 1) <= born <= date.today()
 
 
 def phone(text: str) -> str:

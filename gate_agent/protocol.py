@@ -425,11 +425,13 @@ BankKeys = dict[str, Ed25519PublicKey]
 
 
 def parse_bank_keys(text: str) -> BankKeys:
-    """One or more ``ed25519:...`` lines (the current key, and the previous one during a rotation)."""
+    """One or more ``ed25519:...`` lines (the current key, and the previous one during a rotation). A
+    ``#`` starts a comment, on a line of its own or after a key: ``collector bank-key`` prints each key
+    with its id after one, and that very line (or file) is what an operator hands over."""
     keys: BankKeys = {}
     for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
+        line = line.split("#", 1)[0].strip()  # base64 has no '#': nothing of a key is cut
+        if line:
             key = parse_public_key(line)
             keys[key_id(key)] = key
     if not keys:

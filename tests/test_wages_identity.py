@@ -165,7 +165,7 @@ def test_a_sheet_naming_another_person_under_a_registered_number_is_found_and_sh
         # W2 as a person writes a name: a space and a full-width letter are the same name.
         ["W2", "工人 Ｗ2", registered_id("W2"), "3", "247.56", "0", ACCOUNT["W2"]],
         # W3's ID with other birth digits: masked, both read alike, and the finding says so.
-        ["W3", "工人W3", "110101198001010003", "1", "100.00", "0", ACCOUNT["W3"]],
+        ["W3", "工人W3", resident_id(3, region="110102"), "1", "100.00", "0", ACCOUNT["W3"]],
         ["W5", "工人W5", "", "1", "400.00", "0", ACCOUNT["W5"]],
         # W6 works for 宏达劳务: on 华建劳务's sheet, someone else's worker.
         ["W6", "王五", "", "1", "350.00", "0", "6217000011110006"],
@@ -188,7 +188,7 @@ def test_a_sheet_naming_another_person_under_a_registered_number_is_found_and_sh
     other = found[("other_employer", "W6")]
     assert (other["sheet_says"], other["gates_say"]) == ("on the sheet of 华建劳务", "registered with 宏达劳务")
     text = sheets.check(fmt="--csv") + sheets.month.cli("wages", "check", *PERIOD).stdout + json.dumps(result)
-    for whole in (OTHER_ID, OTHER_ACCOUNT, "110101198001010003", registered_id("W1"), ACCOUNT["W1"]):
+    for whole in (OTHER_ID, OTHER_ACCOUNT, resident_id(3, region="110102"), registered_id("W1"), ACCOUNT["W1"]):
         assert whole not in text, "numbers are shown masked, never whole"
     shown = sheets.month.cli("wages", "check", *PERIOD).stdout
     assert "name_differs    W1       工人W1         line 2    sheet: name 王五 | gates: registered as 工人W1" in shown

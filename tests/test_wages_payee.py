@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -34,14 +35,39 @@ WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 # ============================================================================== the one check
 
 
-@given(st.text(alphabet="0123456789", min_size=17, max_size=17), st.sampled_from("0123456789Xx"))
-def test_an_id_number_is_accepted_exactly_when_its_check_character_is_right(body, last):
+def born(yyyymmdd: str) -> bool:
+    try:
+        return date(1900, 1, 1) <= date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:])) <= date.today()
+    except ValueError:
+        return False
+
+
+@given(st.text(alphabet="0123456789", min_size=6, max_size=6),
+       st.one_of(st.dates(date(1890, 1, 1), date(2100, 12, 31)).map(lambda d: d.strftime("%Y%m%d")),
+                 st.text(alphabet="0123456789", min_size=8, max_size=8)),
+       st.text(alphabet="0123456789", min_size=3, max_size=3), st.sampled_from("0123456789Xx"))
+def test_an_id_number_is_accepted_exactly_when_its_birth_date_and_check_character_are_right(region, birth, serial,
+                                                                                           last):
+    body = region + birth + serial
     right = "10X98765432"[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
-    if last.upper() == right:
+    if last.upper() == right and born(birth):
         assert id_number(body + last) == body + right and valid_id_number(body + right)
     else:
         with pytest.raises(PayeeError):
             id_number(body + last)
+
+
+@given(st.text(alphabet="0123456789", min_size=6, max_size=6), st.text(alphabet="0123456789", min_size=6, max_size=6),
+       st.text(alphabet="0123456789", min_size=3, max_size=3))
+def test_a_15_digit_id_number_is_kept_in_its_18_character_form_when_its_birth_date_is_one(region, birth, serial):
+    old = region + birth + serial
+    if born("19" + birth):
+        kept = id_number(old)
+        assert kept[:6] + kept[8:17] == old and kept[6:8] == "19" and valid_id_number(kept)
+        assert id_number(kept) == kept
+    else:
+        with pytest.raises(PayeeError, match="or the 15 digits of a card issued before 1999"):
+            id_number(old)
 
 
 @given(st.text(max_size=60))
@@ -84,7 +110,7 @@ def store(database):
 def test_the_store_refuses_a_payee_that_is_not_one_on_every_write(store):
     valid = resident_id(1)
     wrong_check = valid[:17] + ("0" if valid[17] != "0" else "1")
-    for fields, why in (({"id_number": "ABC"}, "ID number '***' is not an 18-character"),
+    for fields, why in (({"id_number": "ABC"}, "ID number '***' is not a resident ID number: 18 characters"),
                         ({"id_number": wrong_check}, "valid check digit"),
                         ({"bank_account": "12AB"}, "bank account '****' is not 8 to 32 digits"),
                         ({"phone": "123"}, "phone '***' is not a mobile number"),
@@ -123,6 +149,68 @@ def test_worker_payee_refuses_what_the_worker_file_refuses_and_a_line_without_id
     assert "no_id_number" in lines["W2"]["flags"] and "no_contact" not in lines["W2"]["flags"]
     assert "no_contact" in lines["W3"]["flags"] and "no_id_number" not in lines["W3"]["flags"]
     assert not {"no_id_number", "no_contact"} & set(lines["W1"]["flags"])
+
+
+def old_form(id_18: str) -> str:
+    """The 15-digit number of a card issued before 1999 for the person of ``id_18`` (born in the 1900s)."""
+    return id_18[:6] + id_18[8:17]
+
+
+def test_a_15_digit_id_number_is_one_person_with_its_18_character_form_on_every_path(month, tmp_path):
+    w1 = resident_id(1)
+    # worker payee, the worker file: kept in the 18-character form; a bad birth date is refused on both.
+    month.cli("worker", "payee", "W2", "--id-number", old_form(w1))
+    with month.setup.store() as store:
+        assert store.payee("W2")["id_number"] == w1
+    (tmp_path / "w.csv").write_text(f"worker,name,id_number\nW7,王七,{old_form(resident_id(7))}\n"
+                                    "W8,王八,110101901307123\n", encoding="utf-8")
+    refused = month.cli("worker", "import", str(tmp_path / "w.csv"), check=False)
+    assert refused.returncode == 1 and "w.csv: line 3: ID number '110********7123' is not a resident ID number" \
+        in refused.stderr and "line 2" not in refused.stderr
+    refused = month.cli("worker", "payee", "W3", "--id-number", "110101901307123", check=False)
+    assert refused.returncode == 1 and "or the 15 digits of a card issued before 1999" in refused.stderr
+    (tmp_path / "w.csv").write_text(f"worker,name,id_number\nW7,王七,{old_form(resident_id(7))}\n", encoding="utf-8")
+    month.cli("worker", "import", str(tmp_path / "w.csv"))
+    with month.setup.store() as store:
+        assert store.payee("W7")["id_number"] == resident_id(7)
+    # So one person given in both forms is one ID number on two workers: held for a decision.
+    lines = {line["worker"]: line for line in month.json("wages", "run", *PERIOD, "--by", "ops-wang")["lines"]}
+    assert (lines["W1"]["duplicate_id_with"], lines["W2"]["duplicate_id_with"]) == (["W2"], ["W1"])
+    assert lines["W1"]["status"] == lines["W2"]["status"] == "needs_decision"
+
+
+def test_a_sheet_reads_id_numbers_and_accounts_by_the_same_rules(month, tmp_path):
+    sheets = Sheets(month, tmp_path / "sheets")
+    sheets.run_table()
+    header = ["工号", "姓名", "身份证号", "出勤天数", "应发工资", "扣款", "银行账号"]
+    w3 = resident_id(3)
+    wrong_check = w3[:17] + ("0" if w3[17] != "0" else "1")
+    refused = sheets.import_(sheets.csv("bad.csv", [header, ["W1", "工人W1", "110101199002301238", "4", "1460.00", "20.00",
+                                                             ACCOUNT["W1"]],
+                                                    ["W3", "工人W3", wrong_check, "1", "100.00", "0", ACCOUNT["W3"]]]),
+                             check=False)
+    assert refused.returncode == 1 and "bad.csv: 2 bad row(s); nothing imported" in refused.stderr
+    assert "bad.csv: line 2: ID number '110***********1238' is not a resident ID number" in refused.stderr
+    assert "bad.csv: line 3: ID number " in refused.stderr and wrong_check not in refused.stderr
+    # W1's ID number in its 15-digit form is W1's: no id_differs; W3's another person's.
+    other = resident_id(3, region="110102")
+    sheets.import_(sheets.csv("ok.csv", [header, ["W1", "工人W1", old_form(resident_id(1)), "4", "1460.00", "20.00",
+                                                  ACCOUNT["W1"]],
+                                         ["W3", "工人W3", old_form(other), "1", "100.00", "0", ACCOUNT["W3"]]]))
+    found = {(f["kind"], f["worker"]) for f in json.loads(sheets.check())["findings"]}
+    assert ("id_differs", "W3") in found and ("id_differs", "W1") not in found
+
+
+def test_the_payer_account_is_an_account_too(month):
+    before = month.cli("site", "pay-day", "S1").stdout
+    refused = month.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "12AB", "--payer-name", "某公司",
+                        "--payer-bank", "某银行", "--from", "2026-02-01", "--by", "ops-li", check=False)
+    assert refused.returncode == 1 and "bank account '****' is not 8 to 32 digits" in refused.stderr
+    assert month.cli("site", "pay-day", "S1").stdout == before, "nothing recorded"
+    month.cli("site", "pay-day", "S1", "--day", "15", "--payer-account", "1100 0000-0002", "--payer-name", "某公司",
+              "--payer-bank", "某银行", "--from", "2026-02-01", "--by", "ops-li")
+    with month.setup.store() as store:
+        assert store.site_pay_in_force("S1", "2026-10-31")["payer_account"] == "110000000002"
 
 
 # ============================================================================== deductions from a sheet

@@ -35,7 +35,8 @@ def canonical(document: dict) -> bytes:
 
 
 def public_key(text: str) -> tuple[str, Ed25519PublicKey]:
-    text = text.strip()
+    """A key line as `collector bank-key` prints it: the key, then maybe a ``#`` comment (base64 has no '#')."""
+    text = text.split("#", 1)[0].strip()
     if not text.startswith(PREFIX):
         raise Failed(f"not a public key (expected {PREFIX}...): {text[:40]!r}")
     try:
@@ -141,7 +142,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         with open(argv[2], encoding="ascii") as handle:
-            trusted = dict(public_key(line) for line in handle if line.strip() and not line.startswith("#"))
+            trusted = dict(public_key(line) for line in handle if line.split("#", 1)[0].strip())
         with open(argv[1], "rb") as handle:
             document = strict(handle.read())
         lines = report(argv[1], verify(document, trusted))

@@ -651,7 +651,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
                "written_by": by, "sha256": digest,
                "payments": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "status")}
                             for p in head["payments"]],
-               "held": batch.held, "overpaid": batch.overpaid,
+               "held": batch.held, "overpaid": batch.overpaid, "warned": batch.warned,
                "withdrawn": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "undone_at", "undone_by",
                                                 "undone_reason")} for p in batch.withdrawn]}
     if as_json:
@@ -667,7 +667,9 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
         say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
             f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")
     for held in batch.held:
-        say(f"  held: {held['worker']} ({held['status']}: {flag_text(held['flags'])}) is not paid")
+        say(f"  held: {held['worker']} ({held['status']}: {held.get('why') or flag_text(held['flags'])}) is not paid")
+    for warned in batch.warned:
+        say(f"  warning: {warned['worker']} {yuan(warned['amount_fen'])} yuan: {warned['why']}")
     for gone in batch.withdrawn:
         say(f"  not in the file: {gone['end_to_end_id']} {gone['worker']} {yuan(gone['amount_fen'])} yuan, withdrawn "
             f"{gone['undone_at']} by {gone['undone_by']} ({gone['undone_reason']})")
@@ -701,9 +703,21 @@ def wages_paid(ctx: Context, file: str, sheet: str | None, by: str, as_json: boo
         f"recorded by {by}")
     for row in failed:
         say(f"  failed: {row['end_to_end_id']} {row['worker']} {yuan(row['amount_fen'])} yuan: {row['reason']} "
-            f"(owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it)")
+            f"({_owed_again(row)})")
     for note in notes:
         say(f"  {note}")
+
+
+def _owed_again(row: dict) -> str:
+    """What happens to a failed credit next, by the bank's reason (collector/wages/refused.py)."""
+    from collector.wages.refused import payee_refusal
+
+    refusal = payee_refusal(row["reason"])
+    if refusal is not None and refusal.holds:
+        return (f"owed again; the bank refused the payee, so a batch holds it until {row['worker']}'s approved line "
+                f"names {refusal.fix}: collector worker payee, then wages run --reason and approve")
+    return (f"owed again: the next `collector wages batch --site {row['site']} --period {row['period']}` pays it"
+            + (", into the same account: ask the worker whether it is open again" if refusal is not None else ""))
 
 
 @wages_group.command("withdraw")

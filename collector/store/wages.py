@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from ..identity import PAYEE_CHECKS
+from ..identity import PAYEE_CHECKS, bank_account
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
@@ -231,6 +231,8 @@ class WageQueries:
         employer = entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True) or ""
         payer_name = entered(payer_name, what="the payer's name", limit=NAME_MAX_CHARS, optional=True)
         payer_bank = entered(payer_bank, what="the payer's bank", limit=NAME_MAX_CHARS, optional=True)
+        # The debtor account of every batch: an account as a payee's is (collector.identity), digits only.
+        payer_account = bank_account(payer_account) if payer_account is not None else None
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist")

@@ -12,7 +12,9 @@ The rules (Regulations on Ensuring Payment of Wages to Migrant Workers, Art. 15 
 - Same period, same file: a batch is recorded with everything its file says (message id from site,
   period, version and batch number; creation time; requested execution date; the payer), so asking
   again when nothing more is owed writes the same bytes and records nothing. A new batch of the same
-  version is made only for what became owed since (a credit the bank returned as failed).
+  version is made only for what became owed since (a credit the bank returned as failed). A credit the
+  bank refused for its payee (account closed, 户名不符) is held until the approved line names another
+  payee (collector/wages/refused.py).
 - A bank's return settles pending credits once each: all of it is recorded, or (any refusal) none.
 - Corrections leave a trail, nothing is deleted: a credit of a batch written but never sent is
   withdrawn (the whole batch, or one credit while none of its batch is settled), a paid credit the bank
@@ -34,6 +36,7 @@ from collector.localtime import local, local_text, to_local, zone
 from collector.money import yuan
 from collector.store import Store, StoreError
 from collector.text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
+from collector.wages.refused import hold_refused
 from collector.wages.table import WageError, period_bounds
 from gate_agent.protocol import quoted, utc_now_text
 
@@ -87,6 +90,7 @@ class Batch:
     held: list[dict]       # approved lines not paid: they needed a decision
     overpaid: list[dict]   # workers whose credits hold more than the approved net: for a decision
     withdrawn: list[dict] = dataclasses.field(default_factory=list)  # its credits withdrawn (not in the file)
+    warned: list[dict] = dataclasses.field(default_factory=list)  # credits into an account the bank refused as frozen
 
     @property
     def credits(self) -> list[dict]:
@@ -194,7 +198,10 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
         return _again(store, site, period, again)
     table = approved_table(store, site, period)
     version = table["version"]
-    credits, held, overpaid = owed(table, store.wage_payments(site, period))
+    payments = store.wage_payments(site, period)
+    credits, held, overpaid = owed(table, payments)
+    credits, refused, warned = hold_refused(store, table, payments, credits)  # the same payee refused: held
+    held += refused
     earlier = store.wage_batches(site, period, version)
     if not credits:
         sendable = [b for b in earlier if _holds(store.wage_batch(b["batch_id"]))]
@@ -202,7 +209,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
             raise PaymentError(f"{site} {period} version {version}: nothing to pay (every payable line is paid or "
                                "at the bank already, or none is payable); no file written"
                                + _decisions(held, overpaid))
-        return _kept(store.wage_batch(sendable[-1]["batch_id"]), table, held, overpaid)
+        return _kept(store.wage_batch(sendable[-1]["batch_id"]), table, held, overpaid)  # nothing made: no warning
     source = payer(store, table)
     seq = len(earlier) + 1
     batch_id = message_id(site, period, version, seq)
@@ -219,7 +226,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
                  "end_to_end_id": end_to_end_id(batch_id, n)} for n, c in enumerate(credits, start=1)]
     store.add_wage_batch(row, payments)
     log.info("wage batch %s: %d credit(s), %s yuan", batch_id, len(payments), yuan(sum(c["amount_fen"] for c in credits)))
-    return Batch(store.wage_batch(batch_id), table, True, held, overpaid)
+    return Batch(store.wage_batch(batch_id), table, True, held, overpaid, warned=warned)
 
 
 def _holds(batch: dict) -> bool:
@@ -247,7 +254,7 @@ def _again(store: Store, site: str, period: str, batch_id: str) -> Batch:
 def _decisions(held: list[dict], overpaid: list[dict]) -> str:
     notes = [f"; {o['worker']} holds {yuan(o['outstanding_fen'])} yuan in credits, {yuan(o['over_fen'])} more than "
              "the approved net (for a decision)" for o in overpaid]
-    notes += [f"; {h['worker']} held ({h['status']})" for h in held]
+    notes += [f"; {h['worker']} held ({h['status']}" + (f": {h['why']}" if h.get("why") else "") + ")" for h in held]
     return "".join(notes)
 
 

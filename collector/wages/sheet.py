@@ -12,7 +12,9 @@ stores for it need not be what the spreadsheet shows). Title rows above the head
 so; a last row whose worker cell is a total (合计, total) is checked against the sum of the lines (where
 its cells are values, not formulas) and not kept as a line.
 
-Every bad row is reported with its line (CSV) or row (XLSX); the caller imports nothing when there is
+An ID number and an account are checked as every payee's is (collector/identity.py: a check digit, a
+birth date, 8 to 32 digits), and a 15-digit ID number is read in its 18-character form, the one the
+registry keeps. Every bad row is reported with its line (CSV) or row (XLSX); the caller imports nothing when there is
 any. Nothing is guessed: an amount with more than two decimals, a thousands separator or a currency sign
 is a bad row, not a rounded one. The file is hostile until read: its size, its rows, and for a workbook
 the size it unpacks to are bounded.
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from collector import masking
+from collector import identity
 from collector.money import MoneyError, parse_yuan, yuan
 from collector.tabular import (
     MAX_UNPACKED_BYTES,
@@ -61,8 +63,6 @@ MAX_TEXT = 100
 
 _DAYS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,2})?")
 _HOURS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,2})?")
-_ID_NUMBER = re.compile(r"[0-9]{17}[0-9X]|[0-9]{15}")
-_ACCOUNT = re.compile(r"[0-9]{8,32}")
 
 #: The file as a whole cannot be read as a wage sheet (one line naming it and saying why): a table that
 #: cannot be read, whether tabular or this module finds it.
@@ -146,12 +146,19 @@ def _line(row: Row, period_days: int, seen: dict[str, str]) -> tuple[dict | None
             errors.append(f"deductions {yuan(deducted)} exceed the amount {yuan(amount)}")
         elif net is not None and net != amount - deducted:
             errors.append(f"net {yuan(net)} is not the amount {yuan(amount)} less deductions {yuan(deducted)}")
-    id_number = values.get("id_number", "").replace(" ", "").upper() or None
-    if id_number is not None and not _ID_NUMBER.fullmatch(id_number):
-        errors.append(f"ID number {masking.id_number(id_number)!r} is not 18 characters (or 15 digits)")
+    # The rules every payee is written under (collector.identity): a sheet's ID number and account are
+    # compared with the registered ones, so a 15-digit ID number is read in its 18-character form.
+    id_number = values.get("id_number", "").replace(" ", "") or None
+    if id_number is not None:
+        try:
+            id_number = identity.id_number(id_number)
+        except identity.PayeeError as error:
+            errors.append(str(error))
     account = re.sub(r"[\s\-]", "", values["bank_account"])
-    if not _ACCOUNT.fullmatch(account):
-        errors.append(f"bank account {masking.account(account) or ''!r} is not 8 to 32 digits")
+    try:
+        account = identity.bank_account(account)
+    except identity.PayeeError as error:
+        errors.append(str(error))
     if errors:
         return None, errors
     return {"source_row": row.number, "worker": worker, "name": values.get("name") or None, "id_number": id_number,
