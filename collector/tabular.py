@@ -141,6 +141,7 @@ class Table:
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    read_columns: dict[str, str] = field(default_factory=dict)  # field -> the header that fed it, as written
     _rows: Iterator[Row] | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[Row]:
@@ -471,6 +472,8 @@ def _table(spec: _Spec, format: str, encoding: str, digest: str, sheet: str | No
            stream: _Stream, notes: Sequence[str] = (), finish=None) -> Table:
     table = Table(spec.name, format, encoding, digest, sheet, header.position, header.columns, notes=list(notes))
     named = {index for index, cell in enumerate(header.cells) if not _blank((cell,))}
+    table.read_columns.update((name, str(header.cells[index]).strip()[:SHOWN])
+                              for name, index in sorted(header.columns.items(), key=lambda item: item[1]))
     table.ignored_columns.extend(str(header.cells[index]).strip()[:SHOWN] for index in sorted(named)
                                  if index not in header.columns.values())
     if header.skipped:

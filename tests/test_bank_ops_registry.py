@@ -176,3 +176,29 @@ def test_a_worker_is_edited_and_removed_and_their_history_stays(bank):
     assert [p.get("worker") for p in punches] == ["W1"], "the history stays the worker's"
     day = (now - timedelta(hours=3)).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
     assert [r["worker"] for r in bank.json("attendance", "--site", "GZ01", "--date", day)] == ["W1"]
+
+
+def test_team_and_trade_are_their_own_fields_read_from_the_file_and_kept_as_history(bank, tmp_path):
+    """A roster with both 班组 (the work team) and 单位 (the labour company): the team is not the employer.
+    The dry run says which column fed which field; a change of team later is kept with who made it."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("工号,姓名,单位,班组,工种,工地\nW1,王伟,华建劳务,钢筋班,钢筋工,GZ01\nW2,李娜,华建劳务,木工班,木工,GZ01\n",
+                      encoding="utf-8")
+    dry = bank.run("worker", "import", str(roster), "--dry-run").stdout
+    assert "columns read: 工号 -> worker, 姓名 -> name, 单位 -> employer, 班组 -> team, 工种 -> trade, 工地 -> site" in dry
+    assert "columns not read" not in dry
+    bank.run("worker", "import", str(roster), "--by", "ops-li")
+    workers = {w["worker"]: w for w in bank.json("worker", "list")}
+    assert (workers["W1"]["employer"], workers["W1"]["team"], workers["W1"]["trade"]) == ("华建劳务", "钢筋班", "钢筋工")
+    assert workers["W2"]["team"] == "木工班"
+    # The next roster moves W2 to another team: a change, kept; the CLI changes a trade the same way.
+    roster.write_text("工号,姓名,单位,班组\nW2,李娜,华建劳务,钢筋班\n", encoding="utf-8")
+    planned = bank.run("worker", "import", str(roster), "--dry-run").stdout
+    assert "W2: team '木工班' -> '钢筋班'" in planned
+    bank.run("worker", "import", str(roster), "--by", "ops-wang")
+    bank.run("worker", "edit", "W2", "--trade", "钢筋工", "--by", "ops-zhao")
+    history = bank.json("worker", "history", "W2")
+    assert [(c["field"], c["before"], c["after"], c["changed_by"]) for c in history] == [
+        ("team", "木工班", "钢筋班", "ops-wang"), ("trade", "木工", "钢筋工", "ops-zhao")]
+    bank.run("worker", "add", "W3", "--name", "赵六", "--team", "\u202e班", "--site", "GZ01", check=False)
+    assert bank.json("worker", "list", "--site", "GZ01")[-1]["worker"] != "W3", "a bidi override is refused"

@@ -39,9 +39,10 @@ def office(tmp_path, database):
         store.add_site("S1", timezone="Asia/Shanghai", name="一号工地")
         store.add_site("S2", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", gate.public_key)
-        store.add_worker("W1", name="张伟", employer="华建劳务", cards=[CARDS["W1"]], sites=["S1"])
+        store.add_worker("W1", name="张伟", employer="华建劳务", cards=[CARDS["W1"]], sites=["S1"], team="钢筋班",
+                         trade="钢筋工")
         store.add_worker("W2", name=FORMULA_NAME, employer="鑫城建筑", cards=[CARDS["W2"]], sites=["S1"])
-        store.add_worker("W3", name="王芳", employer="华建劳务", sites=["S1"])
+        store.add_worker("W3", name="王芳", employer="华建劳务", sites=["S1"], team="木工班", trade="木工")
         store.add_worker("W4", name="赵六", employer="华建劳务", cards=[CARDS["W4"]], sites=["S2"])
         taps = [("W1", 2, "08:00", "in"), ("W1", 2, "17:00", "out"), ("W1", 3, "08:00", "in"),
                 ("W1", 3, "10:00", "out"), ("W1", 4, "08:00", "in"), ("W1", 5, "08:00", "in"),
@@ -73,22 +74,24 @@ def test_the_workbook_marks_each_day_and_sums_the_month(office, tmp_path):
     book = openpyxl.load_workbook(io.BytesIO(out.read_bytes()))
     sheet = book.active
     header, rows = rows_by_worker(sheet)
-    assert header[:4] == ["序号", "姓名", "工号", "单位"] and header[-4:] == ["出勤天数", "工时(小时)", "待核", "本人签名"]
-    assert header[4] == "1\n日" and header[5] == "2\n一" and len(header) == 4 + 30 + 4  # 1 Nov 2026 is a Sunday
-    day = {n: 3 + n for n in range(1, 31)}  # the column of each date
+    assert header[:6] == ["序号", "姓名", "工号", "单位", "班组", "工种"]
+    assert header[-4:] == ["出勤天数", "工时(小时)", "待核", "本人签名"]
+    assert header[6] == "1\n日" and header[7] == "2\n一" and len(header) == 6 + 30 + 4  # 1 Nov 2026 is a Sunday
+    day = {n: 5 + n for n in range(1, 31)}  # the column of each date
+    assert rows["W1"][4:6] == ["钢筋班", "钢筋工"] and rows["W2"][4:6] == [None, None]
     assert set(rows) == {"W1", "W2", "W3"}  # W4 works at S2 only
     w1 = rows["W1"]
     assert [w1[day[n]] for n in (1, 2, 3, 4, 5, 6)] == [None, "√", "半", "疑", "补", None]
     assert w1[-4:-1] == [2.5, 20.0, 1]  # √ + 半 + 补 days; 9 + 2 + 9 hours; one day to look at
     assert rows["W2"][day[2]] == "√" and rows["W2"][day[6]] == "诉"
     assert rows["W3"][day[2]] is None and rows["W3"][-4:-1] == [0, 0, 0]
-    # In employer order, numbered; the name that looks like a formula is text, shown as it is.
-    assert [rows[w][0] for w in ("W1", "W3", "W2")] == [1, 2, 3]
+    # In employer then team order, numbered; the name that looks like a formula is text, shown as it is.
+    assert [rows[w][0] for w in ("W3", "W1", "W2")] == [1, 2, 3]
     cell = next(c for r in sheet.iter_rows() for c in r if c.value == FORMULA_NAME)
     assert cell.data_type == "s"
     # Printed on A4 landscape, one page wide, its heading repeated; the header and names stay in view.
     assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.fitToWidth == 1
-    assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.freeze_panes == "E4"
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage and sheet.freeze_panes == "C4"
     assert "一号工地 2026-11 考勤表" in sheet["A1"].value and any("本人签名" in (v or "") for v in header)
 
 
@@ -97,6 +100,10 @@ def test_an_employers_own_sheet_and_the_refusals(office, tmp_path):
     office.run("timesheet", "--site", "S1", "--month", "2026-11", "--employer", "华建劳务", "--out", str(out))
     _, rows = rows_by_worker(openpyxl.load_workbook(out).active)
     assert set(rows) == {"W1", "W3"}
+    team = tmp_path / "team.xlsx"
+    office.run("timesheet", "--site", "S1", "--month", "2026-11", "--team", "木工班", "--out", str(team))
+    sheet = openpyxl.load_workbook(team).active
+    assert set(rows_by_worker(sheet)[1]) == {"W3"} and "（木工班）" in sheet["A1"].value
     for args, why in ((["--month", "2026-13", "--out", str(tmp_path / "a.xlsx")], "month must be YYYY-MM"),
                       (["--month", "2026-11", "--out", str(tmp_path / "a.csv")], "written as .xlsx or .html"),
                       (["--month", "2026-11", "--out", str(out)], "already exists")):
@@ -117,8 +124,9 @@ def test_the_printable_page_prints_on_a4_and_scrolls_on_a_phone(office, tmp_path
         driver.get(out.as_uri())
         cells = driver.execute_script(
             "return [...document.querySelectorAll('tbody tr')].map(r => [...r.cells].map(c => c.textContent))")
-        assert [row[2] for row in cells] == ["W1", "W3", "W2"]
-        assert cells[0][4:10] == ["", "√", "半", "疑", "补", ""] and cells[0][-4:-1] == ["2.5", "20", "1"]
+        assert [row[2] for row in cells] == ["W3", "W1", "W2"]
+        assert cells[1][4:6] == ["钢筋班", "钢筋工"]
+        assert cells[1][6:12] == ["", "√", "半", "疑", "补", ""] and cells[1][-4:-1] == ["2.5", "20", "1"]
         assert cells[2][1] == FORMULA_NAME  # shown as text, escaped by the template
         # The page itself never runs off the phone: the table scrolls inside its own box.
         assert driver.execute_script("return document.documentElement.scrollWidth") <= 412

@@ -35,6 +35,8 @@ class Row:
     worker: str
     name: str | None
     employer: str | None
+    team: str | None
+    trade: str | None
     marks: dict[int, str]  # day of month -> mark
     days: float
     minutes: int
@@ -42,7 +44,7 @@ class Row:
 
 
 def timesheet(store: Store, site: str, month: str, *, now: datetime | None = None,
-              grace: timedelta = timedelta(hours=6), employer: str | None = None) -> dict:
+              grace: timedelta = timedelta(hours=6), employer: str | None = None, team: str | None = None) -> dict:
     """The month's sheet as data: the site, the month's dates, one ``Row`` per worker (by employer, then
     worker number), and when it was made in the site's time."""
     now = now or datetime.now(UTC)
@@ -70,12 +72,17 @@ def timesheet(store: Store, site: str, month: str, *, now: datetime | None = Non
     for dispute in store.disputes(site=site, status="open", first_day=first.isoformat(), last_day=last.isoformat()):
         marks.setdefault(dispute["worker"], {})[int(dispute["day"][8:])] = MARKS["disputed"]
         row_of.setdefault(dispute["worker"], {"worker": dispute["worker"], "name": None, "employer": None})
-    rows = [Row(w, p.get("name"), p.get("employer"), marks.get(w, {}), *totals.get(w, (0.0, 0, 0)))
-            for w, p in row_of.items() if employer is None or p.get("employer") == employer]
-    rows.sort(key=lambda r: (r.employer or "", r.worker))
+    missing = [w for w, p in row_of.items() if "team" not in p]  # named by a day or dispute, not the roster
+    row_of.update({p["worker"]: p for p in store.people_named(missing)})
+    rows = [Row(w, p.get("name"), p.get("employer"), p.get("team"), p.get("trade"), marks.get(w, {}),
+                *totals.get(w, (0.0, 0, 0)))
+            for w, p in row_of.items()
+            if (employer is None or p.get("employer") == employer) and (team is None or p.get("team") == team)]
+    rows.sort(key=lambda r: (r.employer or "", r.team or "", r.worker))
     site_row = store.site(site) or {}
     return {"site": site, "site_name": site_row.get("name") or site, "month": f"{first:%Y-%m}",
             "days": [first + timedelta(days=n) for n in range((last - first).days + 1)], "employer": employer,
+            "team": team,
             "rows": rows, "made": local_text_dt(now, rules.tz)}
 
 
@@ -100,11 +107,11 @@ def _mark(day: dict) -> str | None:
 def sheet_rows(sheet: dict) -> tuple[list[str], list[list[object]]]:
     """The header and rows as the workbook and the printable page lay them out."""
     weekdays = "一二三四五六日"
-    header = ["序号", "姓名", "工号", "单位"] + [f"{d.day}\n{weekdays[d.weekday()]}" for d in sheet["days"]] + \
+    header = ["序号", "姓名", "工号", "单位", "班组", "工种"] + [f"{d.day}\n{weekdays[d.weekday()]}" for d in sheet["days"]] + \
         ["出勤天数", "工时(小时)", "待核", "本人签名"]
     rows = []
     for number, row in enumerate(sheet["rows"], start=1):
-        rows.append([number, row.name or "", row.worker, row.employer or ""]
+        rows.append([number, row.name or "", row.worker, row.employer or "", row.team or "", row.trade or ""]
                     + [row.marks.get(d.day, "") for d in sheet["days"]]
                     + [row.days, round(row.minutes / 60, 1), row.review, ""])
     return header, rows
@@ -115,11 +122,16 @@ def workbook(sheet: dict):
     from collector.workbook import Sheet
 
     header, rows = sheet_rows(sheet)
-    title = f"{sheet['site_name']} {sheet['month']} 考勤表" + (f"（{sheet['employer']}）" if sheet["employer"] else "")
+    title = _title(sheet)
     return Sheet(title=f"{sheet['month']} 考勤表", header=header, rows=rows,
                  heading=[title, f"工地 {sheet['site']}，制表 {sheet['made'][:16].replace('T', ' ')}（工地时间）"],
                  notes=[LEGEND, "", "班组长签字：                    工地负责人签字：                    日期："],
-                 widths=[5, 10, 10, 14] + [3.6] * len(sheet["days"]) + [8, 9, 6, 12], frozen=4)
+                 widths=[5, 10, 10, 14, 10, 8] + [3.6] * len(sheet["days"]) + [8, 9, 6, 12], frozen=2)
+
+
+def _title(sheet: dict) -> str:
+    chosen = "，".join(filter(None, (sheet["employer"], sheet["team"])))
+    return f"{sheet['site_name']} {sheet['month']} 考勤表" + (f"（{chosen}）" if chosen else "")
 
 
 def page(sheet: dict) -> str:
@@ -130,7 +142,7 @@ def page(sheet: dict) -> str:
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     header, rows = sheet_rows(sheet)
-    title = f"{sheet['site_name']} {sheet['month']} 考勤表" + (f"（{sheet['employer']}）" if sheet["employer"] else "")
+    title = _title(sheet)
     return environment.get_template("timesheet.html").render(
         title=title, site=sheet["site"], made=sheet["made"][:16].replace("T", " "), header=header,
         rows=[[_shown(v) for v in row] for row in rows], legend=LEGEND)

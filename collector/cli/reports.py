@@ -136,12 +136,14 @@ def _write_xlsx(path: str, sheet, what: str) -> None:
 @click.option("--site", required=True)
 @click.option("--month", required=True, help="YYYY-MM (the site's calendar month).")
 @click.option("--employer", help="Only this employer's workers (a labour company's own sheet).")
+@click.option("--team", help="Only this work team's (班组) workers.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="FILE.xlsx (to print from a spreadsheet) or FILE.html (to print from a browser); a new file, "
                    "0600: it names every worker.")
 @json_option
 @with_config
-def timesheet_command(ctx: Context, site: str, month: str, employer: str | None, out: str, as_json: bool):
+def timesheet_command(ctx: Context, site: str, month: str, employer: str | None, team: str | None, out: str,
+                      as_json: bool):
     """The month's 考勤表 of SITE: one row per worker, a mark per day, the totals and a column for each
     worker's signature (docs/foreman.md says what the marks mean)."""
     import os
@@ -159,7 +161,7 @@ def timesheet_command(ctx: Context, site: str, month: str, employer: str | None,
         if store.site(site) is None:
             raise InputError(f"site {site} does not exist")
         sheet = timesheet(store, site, month, grace=timedelta(hours=ctx.config.final_grace_hours),
-                          employer=employer)
+                          employer=employer, team=team)
     if ending == ".xlsx":
         from collector.workbook import workbook_bytes
 

@@ -318,14 +318,17 @@ by_option = click.option("--by", default=_operator, show_default="your login nam
 @click.argument("worker_id", metavar="WORKER")
 @click.option("--name", required=True)
 @click.option("--card", "cards", multiple=True, help="Card UID (hex); may be given more than once.")
-@click.option("--employer", help="The labour contractor or company.")
+@click.option("--employer", help="The labour contractor or company (单位).")
+@click.option("--team", help="The work team (班组), e.g. 钢筋班.")
+@click.option("--trade", help="The trade (工种), e.g. 钢筋工.")
 @click.option("--site", "sites", multiple=True, help="A site the worker works at; may be given more than once.")
 @click.option("--card-from", help="ISO time with offset from which the card is the worker's.")
 @by_option
 @json_option
 @with_config
 def worker_add(ctx: Context, worker_id: str, name: str, cards: tuple[str, ...], employer: str | None,
-               sites: tuple[str, ...], card_from: str | None, by: str, as_json: bool):
+               team: str | None, trade: str | None, sites: tuple[str, ...], card_from: str | None, by: str,
+               as_json: bool):
     """Register a worker with their card(s) and the site(s) they work at."""
     from collector.workers.registry import parse_moment
 
@@ -334,7 +337,7 @@ def worker_add(ctx: Context, worker_id: str, name: str, cards: tuple[str, ...], 
     with ctx.store() as store, store.transaction():
         _room_at(store, ctx.config, sites, worker_id)
         store.add_worker(worker_id, name=name, employer=employer, cards=uids, sites=sites, by=by,
-                         valid_from=parse_moment(card_from) if card_from else None)
+                         valid_from=parse_moment(card_from) if card_from else None, team=team, trade=trade)
         emit(as_json, store.worker(worker_id),
              f"worker {worker_id} ({name}) added" + (f" with card {', '.join(uids)}" if uids else "")
              + (f" at {', '.join(sites)}" if sites else " (at no site yet: collector worker assign)"))
@@ -368,15 +371,34 @@ def worker_list(ctx: Context, site: str | None, as_json: bool):
 @worker.command("edit")
 @click.argument("worker_id", metavar="WORKER")
 @click.option("--name")
-@click.option("--employer")
+@click.option("--employer", help="The labour contractor or company (单位).")
+@click.option("--team", help="The work team (班组).")
+@click.option("--trade", help="The trade (工种).")
+@by_option
 @json_option
 @with_config
-def worker_edit(ctx: Context, worker_id: str, name: str | None, employer: str | None, as_json: bool):
-    """Change a worker's name or employer."""
+def worker_edit(ctx: Context, worker_id: str, name: str | None, employer: str | None, team: str | None,
+                trade: str | None, by: str, as_json: bool):
+    """Change a worker's name, employer, team or trade (each change is kept: `worker history`)."""
     with ctx.store() as store:
-        changes = store.edit_worker(worker_id, name=name, employer=employer)
+        changes = store.edit_worker(worker_id, name=name, employer=employer, team=team, trade=trade, by=by)
     emit(as_json, {"worker": worker_id, "changed": changes},
          f"{worker_id}: " + ("; ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "nothing changed"))
+
+
+@worker.command("history")
+@click.argument("worker_id", metavar="WORKER")
+@json_option
+@with_config
+def worker_history(ctx: Context, worker_id: str, as_json: bool):
+    """Every change of a worker's name, employer, team or trade: what, who, when."""
+    with ctx.store(readonly=True) as store:
+        if store.worker(worker_id) is None:
+            raise click.ClickException(f"worker {worker_id} does not exist")
+        changes = store.worker_changes(worker_id)
+    emit(as_json, changes, "\n".join(escape_control(f"{c['changed_at']} {c['field']} {c['before']!r} -> {c['after']!r} "
+                                                     f"by {c['changed_by']}") for c in changes)
+         or f"{worker_id}: no change recorded")
 
 
 @worker.command("remove")
@@ -476,7 +498,8 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
                 apply_import(plan, store, by=by, now=utc_now_text(), progress=bar.update)
     # The first names as read, so that a person sees a wrong decoding (mojibake) before applying.
     sample = [{"worker": row["worker"], "name": row["name"]} for row in parsed.rows[:SAMPLE_NAMES]]
-    report = {**plan.report(), "encoding": parsed.encoding, "ignored_columns": parsed.ignored_columns,
+    report = {**plan.report(), "encoding": parsed.encoding, "read_columns": parsed.read_columns,
+              "ignored_columns": parsed.ignored_columns,
               "notes": parsed.notes, "sample_names": sample,
               "dry_run": dry_run}
     if as_json:
@@ -495,6 +518,8 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
             f"{k} {_shown(k, a)!r} -> {_shown(k, b)!r}" for k, (a, b) in change["fields"].items()))
     for entry in plan.cards_replaced:
         say(f"  {entry['worker']}: card {', '.join(entry['replaces'])} replaced by {entry['card']}")
+    if parsed.read_columns:
+        say("  columns read: " + ", ".join(escape_control(f"{header} -> {name}") for name, header in parsed.read_columns.items()))
     if parsed.ignored_columns:
         say(f"  columns not read: {', '.join(parsed.ignored_columns)}")
     for note in parsed.notes:

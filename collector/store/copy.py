@@ -62,6 +62,7 @@ TABLES = (
     Table("gate_keys", ("site", "gate", "key_id")),
     Table("gate_state", ("site", "gate")),
     Table("workers", ("worker",)),
+    Table("worker_changes", ("id",)),
     Table("cards", ("id",)),
     Table("bank_keys", ("key_id",)),
     Table("registry_version", ("id",)),

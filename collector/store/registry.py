@@ -194,16 +194,26 @@ class RegistryQueries:
     # ================================================================== workers and cards
 
     def add_worker(self, worker: str, *, name: str, employer: str | None = None, cards: Iterable[str] = (),
-                   valid_from: str | None = None, sites: Iterable[str] = (), by: str = "operator") -> None:
-        """A new worker with cards and the sites they work at (both from ``valid_from``; None: always)."""
+                   valid_from: str | None = None, sites: Iterable[str] = (), by: str = "operator",
+                   team: str | None = None, trade: str | None = None) -> None:
+        """A new worker with cards and the sites they work at (both from ``valid_from``; None: always), and
+        their work team (班组) and trade (工种) when known."""
         name = entered(name, what="the name", limit=NAME_MAX_CHARS)
         employer = entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True)
+        team = entered(team, what="the team", limit=NAME_MAX_CHARS, optional=True)
+        trade = entered(trade, what="the trade", limit=NAME_MAX_CHARS, optional=True)
         by = entered(by, what="who adds the worker", limit=NAME_MAX_CHARS)
         with self.transaction():
             if self._one("SELECT 1 FROM workers WHERE worker = ?", (worker,)):
                 raise StoreError(f"worker {worker} already exists")
-            self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
-                            (worker, name, employer, self._now_text()))
+            if team or trade:
+                if not self.has("teams"):
+                    raise StoreError("this database has no teams or trades yet (run `collector db upgrade`)")
+                self.db.execute("INSERT INTO workers (worker, name, employer, team, trade, created_at) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", (worker, name, employer, team, trade, self._now_text()))
+            else:
+                self.db.execute("INSERT INTO workers (worker, name, employer, created_at) VALUES (?, ?, ?, ?)",
+                                (worker, name, employer, self._now_text()))
             for uid in cards:
                 self._assign_card(uid, worker, valid_from)
             for site in sites:
@@ -279,7 +289,8 @@ class RegistryQueries:
         and when they were removed."""
         sites_now = self.has("assignments")
         removed = "removed_at" if sites_now else "NULL AS removed_at"
-        workers = self._rows(f"SELECT worker, name, employer, {removed} FROM workers ORDER BY worker")
+        workers = self._rows(f"SELECT worker, name, employer{self._team_columns()}, {removed} FROM workers "
+                             "ORDER BY worker")
         cards: dict[str, list] = {}
         for row in self._rows(f"SELECT uid, worker, valid_from, valid_to, {self._card_kind_columns()} "
                               "FROM cards ORDER BY id"):
@@ -304,7 +315,10 @@ class RegistryQueries:
 
     def people(self) -> list[dict]:
         """Every worker ever registered (removed ones too): id, name, employer. What a read names people by."""
-        return self._rows("SELECT worker, name, employer FROM workers ORDER BY worker")
+        return self._rows(f"SELECT worker, name, employer{self._team_columns()} FROM workers ORDER BY worker")
+
+    def _team_columns(self) -> str:
+        return ", team, trade" if self.has("teams") else ", NULL AS team, NULL AS trade"
 
     def people_named(self, workers: Iterable[str]) -> list[dict]:
         """``people()`` of these workers only (those registered)."""
@@ -312,7 +326,7 @@ class RegistryQueries:
         found: list[dict] = []
         for start in range(0, len(workers), 500):
             chunk = workers[start:start + 500]
-            found += self._rows(f"SELECT worker, name, employer FROM workers WHERE worker IN "
+            found += self._rows(f"SELECT worker, name, employer{self._team_columns()} FROM workers WHERE worker IN "
                                 f"({', '.join('?' for _ in chunk)}) ORDER BY worker", chunk)
         return found
 
@@ -375,17 +389,37 @@ class RegistryQueries:
         return self._rows(f"SELECT worker, site, valid_from, valid_to, added_at, added_by FROM assignments{where} "
                           "ORDER BY worker, site, valid_from", params)
 
-    def edit_worker(self, worker: str, *, name: str | None = None, employer: str | None = None) -> dict:
-        """Change a worker's name or employer (returns what changed: field -> (before, after))."""
-        name = entered(name, what="the name", limit=NAME_MAX_CHARS, optional=True)
-        employer = entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True)
+    def edit_worker(self, worker: str, *, name: str | None = None, employer: str | None = None,
+                    team: str | None = None, trade: str | None = None, by: str = "operator") -> dict:
+        """Change a worker's name, employer, team or trade (returns what changed: field -> (before, after));
+        each change is kept in ``worker_changes`` with who made it and when."""
+        given = {"name": entered(name, what="the name", limit=NAME_MAX_CHARS, optional=True),
+                 "employer": entered(employer, what="the employer", limit=NAME_MAX_CHARS, optional=True),
+                 "team": entered(team, what="the team", limit=NAME_MAX_CHARS, optional=True),
+                 "trade": entered(trade, what="the trade", limit=NAME_MAX_CHARS, optional=True)}
+        by = entered(by, what="who edits the worker", limit=NAME_MAX_CHARS)
+        kept = self.has("teams")
+        if not kept and (given["team"] is not None or given["trade"] is not None):
+            raise StoreError("this database has no teams or trades yet (run `collector db upgrade`)")
         with self.transaction():
             current = self._existing_worker(worker)
-            changes = {k: v for k, v in (("name", name), ("employer", employer)) if v is not None and v != current[k]}
+            changes = {k: v for k, v in given.items() if v is not None and v != current.get(k)}
             if changes:
                 columns = ", ".join(f"{k} = ?" for k in changes)
                 self.db.execute(f"UPDATE workers SET {columns} WHERE worker = ?", (*changes.values(), worker))
-            return {k: (current[k], v) for k, v in changes.items()}
+                if kept:
+                    now = self._now_text()
+                    self.db.executemany(
+                        "INSERT INTO worker_changes (worker, field, before, after, changed_at, changed_by) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", [(worker, k, current.get(k), v, now, by) for k, v in changes.items()])
+            return {k: (current.get(k), v) for k, v in changes.items()}
+
+    def worker_changes(self, worker: str) -> list[dict]:
+        """Every change of the worker's name, employer, team or trade, oldest first."""
+        if not self.has("teams"):
+            return []
+        return self._rows("SELECT field, before, after, changed_at, changed_by FROM worker_changes WHERE worker = ? "
+                          "ORDER BY id", (worker,))
 
     def remove_worker(self, worker: str, *, at: str, by: str) -> dict:
         """The worker leaves: open assignments and cards end at ``at``; nothing of their history is deleted

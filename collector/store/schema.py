@@ -871,6 +871,22 @@ STEPS = [
         ALTER TABLE wage_deductions ADD COLUMN reversed_reason TEXT;
         ALTER TABLE wage_terms ADD COLUMN back_pay TEXT;
     """),
+    # A worker's work team (班组) and trade (工种), which are not the employer (the labour company); and every
+    # change of a worker's name, employer, team or trade from now on, with who made it and when.
+    Step(34, "teams", """
+        ALTER TABLE workers ADD COLUMN team TEXT;
+        ALTER TABLE workers ADD COLUMN trade TEXT;
+        CREATE TABLE worker_changes (
+            id         {id},
+            worker     TEXT NOT NULL REFERENCES workers (worker),
+            field      TEXT NOT NULL,      -- name / employer / team / trade
+            before     TEXT,
+            after      TEXT,
+            changed_at TEXT NOT NULL,
+            changed_by TEXT NOT NULL
+        );
+        CREATE INDEX worker_changes_worker ON worker_changes (worker, id);
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -892,6 +908,7 @@ CAPABILITIES = {
     "packed_punches": 26,  # punches.signed: the gate's proof packed; no body, digest or proof columns
     "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
     "wage_reversals": 29,  # wage_payments.undone_*, returned_*; wage_deductions.reversed_*; wage_terms.back_pay
+    "teams": 34,  # workers.team and trade; worker_changes
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

@@ -26,7 +26,10 @@ COLUMNS = {
     "worker": ("worker", "工号", "编号", "人员编号"),
     "name": ("name", "姓名"),
     "card": ("card", "卡号", "考勤卡号"),
-    "employer": ("employer", "单位", "用工单位", "劳务公司", "班组"),
+    # 班组 is the work team and 工种 the trade, never the employer (the labour company, 单位).
+    "employer": ("employer", "单位", "用工单位", "劳务公司", "劳务单位"),
+    "team": ("team", "班组", "班组名称"),
+    "trade": ("trade", "工种"),
     "site": ("site", "工地", "项目", "工地编号"),
     "id_number": ("id_number", "身份证号", "身份证号码", "身份证"),
     "phone": ("phone", "电话", "手机", "手机号", "联系电话"),
@@ -64,6 +67,7 @@ class WorkerFile:
     encoding: str = ""
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    read_columns: dict[str, str] = field(default_factory=dict)  # field -> the file's header for it
 
 
 def read_worker_file(path: str, *, today: date | None = None, sheet: str | None = None,
@@ -76,7 +80,8 @@ def read_worker_file(path: str, *, today: date | None = None, sheet: str | None 
         table = read_table(path, fields=COLUMNS, identify=("worker", "name"), identifiers=IDENTIFIERS,
                            dates=("rate_from",), sheet=sheet, totals="skip", what="a worker file",
                            max_bytes=MAX_BYTES, max_records=max_workers, max_rows=2 * max_workers + 2 * HEADER_WITHIN)
-        result = WorkerFile([], table.problems, table.encoding, table.ignored_columns, table.notes)
+        result = WorkerFile([], table.problems, table.encoding, table.ignored_columns, table.notes,
+                            dict(table.read_columns))
         _read_rows(table, result, today or date.today())
     except TooManyRows as error:
         counted = f"{error.limit} rows, blank ones included" if error.blank else f"{max_workers} workers"
@@ -112,7 +117,7 @@ def _check(row: dict, today: date) -> str | None:
         return f"worker id {row.get('worker', '')[:40]!r} is not an id (letters, digits, '_', '.', '-')"
     try:
         row["name"] = entered(row.get("name"), what="name", limit=NAME_MAX_CHARS)
-        for column in ("employer", "bank_name"):
+        for column in ("employer", "team", "trade", "bank_name"):
             row[column] = entered(row.get(column), what=column, limit=NAME_MAX_CHARS, optional=True) or ""
     except TextError as error:
         return str(error)
@@ -203,7 +208,7 @@ def plan_import(rows: list[dict], store, *, max_workers_per_site: int = MAX_WORK
                                    "from": row["rate_from"]})
             continue
         fields = {}
-        for column in ("name", "employer"):
+        for column in ("name", "employer", "team", "trade"):
             if row.get(column) and row[column] != (current.get(column) or ""):
                 fields[column] = [current.get(column), row[column]]
         payee = payees.get(worker, {})
@@ -259,12 +264,14 @@ def apply_import(plan: ImportPlan, store, *, by: str, now: str, progress=None) -
         check_room({site: assigned_now(store, site) for site in adding}, adding, plan.max_workers_per_site,
                    what="this file")
         for row in plan.new:
-            store.add_worker(row["worker"], name=row["name"], employer=row.get("employer") or None)
+            store.add_worker(row["worker"], name=row["name"], employer=row.get("employer") or None,
+                             team=row.get("team") or None, trade=row.get("trade") or None, by=by)
             if progress is not None:
                 progress(1)
         for change in plan.changed:
             fields = {k: v[1] for k, v in change["fields"].items()}
-            store.edit_worker(change["worker"], name=fields.get("name"), employer=fields.get("employer"))
+            store.edit_worker(change["worker"], name=fields.get("name"), employer=fields.get("employer"),
+                              team=fields.get("team"), trade=fields.get("trade"), by=by)
             payee = {k: fields[k] for k in ("id_number", "phone", "bank_account", "bank_name") if k in fields}
             if payee:
                 store.set_payee(change["worker"], **payee)
