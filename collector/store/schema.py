@@ -853,6 +853,21 @@ STEPS = [
         CREATE INDEX wage_batch_files_batch ON wage_batch_files (batch_id, id);
         ALTER TABLE wage_payments ADD COLUMN settled_by TEXT;
     """),
+    # A site's own working days (Art. 14 moves a pay day on a rest day or holiday earlier): what the national
+    # calendar (collector.wages.workdays) does not know, a local rule or a year not yet published, each row
+    # with who set it, when and why; the latest row for a day is in force, the earlier ones kept.
+    Step(30, "work_calendar", """
+        CREATE TABLE work_calendar (
+            id       {id},
+            site     TEXT NOT NULL REFERENCES sites (site),
+            day      TEXT NOT NULL,        -- a local date, YYYY-MM-DD
+            kind     TEXT NOT NULL,        -- rest / work / national (back to the national calendar)
+            reason   TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            added_by TEXT NOT NULL
+        );
+        CREATE INDEX work_calendar_site ON work_calendar (site, day, id);
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -873,6 +888,7 @@ CAPABILITIES = {
     "bank_figures": 25,  # bank_figures: figures covering the whole bank, kept with their age
     "packed_punches": 26,  # punches.signed: the gate's proof packed; no body, digest or proof columns
     "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
+    "work_calendar": 30,  # a site's own rest and working days (collector site work-calendar)
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
