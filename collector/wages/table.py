@@ -15,8 +15,8 @@ the flags a person must see. The rules, applied in this order:
 - A day resting on contested evidence, a punch the gate signed twice under one number (``equivocated``)
   or one whose chain link differs from the held one (``chain_break``), is a decision (``contested``)
   until a person voids the contested punch (and enters the true one by hand if need be).
-- Money is integer fen. Minutes are paid exactly (rate x minutes / 60) and the line's sum of all its
-  hourly segments is rounded once, half up; day segments need no rounding.
+- Money is integer fen. Minutes are paid exactly (rate x minutes / 60), half days too (rate / 2), and
+  the line's sum of all its segments is rounded once, half up; whole days need no rounding.
 - Deductions (each an item with a reason and who added it) are subtracted; a net below zero is not
   paid, it is a decision, and so are deductions above half the gross (``deductions_over_half``: a
   deduction is capped by law, 20% of the month's wage for damages, and a large one taken from an
