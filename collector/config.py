@@ -35,6 +35,12 @@ refresh_seconds = 300         # each site's arrears and unknown cards inside, an
 
 [wages]                       # optional
 approvers = ["ops-zhao", "ops-chen"]   # who may approve wage tables (default: anyone but who computed it)
+paid_day_minutes = 240        # a day-rate day worked less is a short_day decision (0: off)
+half_day_minutes = 0          # a day-rate day worked this long (and less than paid_day_minutes) pays half (0: off)
+unusual_day_rate_yuan = 2000  # a warning above these (whole yuan); the hard bound is the code's, docs/wages.md
+unusual_hourly_rate_yuan = 250
+unusual_line_yuan = 60000     # one worker's month
+unusual_batch_yuan = 5000000  # one batch's total
 
 [web]                         # optional: `collector serve` (--host/--port override these)
 host = "127.0.0.1"
@@ -70,8 +76,10 @@ from gate_agent.configfile import ConfigError, Table
 from gate_agent.mqtt import MqttSettings
 from gate_agent.protocol import valid_id
 
+from .money import MAX_CREDIT_FEN, MAX_FEN
 from .store import Timeouts
 from .store.evidence_requests import STALE_CLAIM, EvidenceLimits
+from .wages.limits import WageLimits
 
 __all__ = ["CollectorConfig", "ConfigError", "load_config"]
 
@@ -114,6 +122,8 @@ class CollectorConfig:
     figures_refresh_seconds: float = 300.0
     #: [wages]: who may approve a wage table (empty: anyone but whoever computed the version).
     wage_approvers: tuple[str, ...] = ()
+    #: [wages]: the paid day's minimum and the amounts that earn a warning (collector.wages.limits).
+    wage_limits: WageLimits = field(default_factory=WageLimits)
     web_tokens: dict[str, str] = field(default_factory=dict)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
@@ -225,6 +235,25 @@ def _trusted_proxies(web: Table) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6
     return tuple(networks)
 
 
+def _wage_limits(wages: Table) -> WageLimits:
+    """``[wages]``'s paid day and unusual amounts (whole yuan in the file, fen in the code)."""
+    defaults = WageLimits()
+    paid_day = wages.int("paid_day_minutes", defaults.paid_day_minutes, minimum=0, maximum=24 * 60)
+    half_day = wages.int("half_day_minutes", defaults.half_day_minutes, minimum=0, maximum=24 * 60)
+    if half_day and half_day >= paid_day:
+        raise wages.error("half_day_minutes", f"{half_day} must be below paid_day_minutes ({paid_day})")
+
+    def yuan(key: str, default_fen: int, maximum_fen: int) -> int:
+        return 100 * wages.int(key, default_fen // 100, minimum=1, maximum=maximum_fen // 100)
+
+    return WageLimits(
+        paid_day_minutes=paid_day, half_day_minutes=half_day,
+        unusual_day_rate_fen=yuan("unusual_day_rate_yuan", defaults.unusual_day_rate_fen, MAX_CREDIT_FEN),
+        unusual_hourly_rate_fen=yuan("unusual_hourly_rate_yuan", defaults.unusual_hourly_rate_fen, MAX_CREDIT_FEN),
+        unusual_line_fen=yuan("unusual_line_yuan", defaults.unusual_line_fen, MAX_CREDIT_FEN),
+        unusual_batch_fen=yuan("unusual_batch_yuan", defaults.unusual_batch_fen, MAX_FEN))
+
+
 def load_config(path: str | os.PathLike) -> CollectorConfig:
     table = Table.load(path)
     state_dir = os.environ.get("STATE_DIRECTORY", "/var/lib/collector").split(":")[0]
@@ -250,6 +279,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
     approvers = tuple(" ".join(name.split()) for name in wages.list_of_str("approvers", []))
     if any(not name for name in approvers):
         raise wages.error("approvers", "a name may not be blank")
+    wage_limits = _wage_limits(wages)
     web = table.table("web")
     tokens_table = web.table("tokens")
     tokens = {}
@@ -311,6 +341,7 @@ def load_config(path: str | os.PathLike) -> CollectorConfig:
                                                maximum=STALE_CLAIM.total_seconds() - 60),
         figures_refresh_seconds=figures.number("refresh_seconds", 300, minimum=10, maximum=86400),
         wage_approvers=approvers,
+        wage_limits=wage_limits,
         final_grace_hours=attendance.number("final_grace_hours", 6, minimum=0, maximum=24 * 30),
         web_tokens=tokens,
         web_host=web.str("host", "127.0.0.1"),

@@ -11,8 +11,18 @@ from decimal import Decimal, InvalidOperation
 
 from .errors import InputError
 
-#: A bound no wage, rate or batch of this system reaches (a billion yuan), so that a typo is refused.
+#: A bound no amount this system reads reaches (a billion yuan: a whole sheet's or batch's total), so that a
+#: typo is refused.
 MAX_FEN = 100_000_000_000
+#: The one bound on what one worker is paid for one month: a line's gross and net, a deduction, a credit in a
+#: batch and the amount a bank's return quotes for it (a million yuan). A rate is bounded by it too: a rate
+#: that a month of work at it (every day of the longest month, every hour of each day) would take past it
+#: is refused when it is entered, so that every amount a table computes can be batched and returned.
+MAX_CREDIT_FEN = 100_000_000
+#: The longest month, in days and hours: what bounds a rate by ``MAX_CREDIT_FEN``.
+_MONTH_DAYS = 31
+#: The highest rate per basis (fen per day, fen per hour).
+MAX_RATE_FEN = {"day": MAX_CREDIT_FEN // _MONTH_DAYS, "hour": MAX_CREDIT_FEN // (_MONTH_DAYS * 24)}
 
 _YUAN = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
 
@@ -34,6 +44,17 @@ def parse_yuan(text: str, *, what: str = "amount") -> int:
     if fen > MAX_FEN:
         raise MoneyError(f"{what} {value} yuan is beyond any wage this system handles")
     return fen
+
+
+def rate_problem(basis: str, rate_fen: int) -> str | None:
+    """Why a rate (fen per ``basis``, day or hour) is not a wage anyone is paid, or None: one rule for
+    every path that enters terms (the CLI, the worker file, the store)."""
+    bound = MAX_RATE_FEN.get(basis)
+    if bound is not None and rate_fen > bound:
+        return (f"{yuan(rate_fen)} yuan per {basis} is not a plausible wage: a month at it could pass "
+                f"{yuan(MAX_CREDIT_FEN)} yuan, the most one worker's month is paid (at most {yuan(bound)} yuan "
+                f"per {basis})")
+    return None
 
 
 def yuan(fen: int) -> str:

@@ -17,7 +17,8 @@ GATE_MODULES_THE_BANK_USES = frozenset({
     "gate_agent.ntag424", "gate_agent.extras",
 })
 #: Modules of the collector that import nothing of it but each other: what the store may use.
-LEAVES = frozenset({"collector.errors", "collector.identity", "collector.masking", "collector.names", "collector.text"})
+LEAVES = frozenset({"collector.errors", "collector.identity", "collector.masking", "collector.money", "collector.names",
+                    "collector.text"})
 
 
 def modules(package: str) -> dict[str, set[str]]:

@@ -25,7 +25,7 @@ from gate_agent.extras import MissingExtra, require
 from tests.helpers import CollectorSetup, GateSetup
 
 GATE_ONLY = ("nfc", "serial")
-BANK_ONLY = ("starlette", "uvicorn", "jinja2", "openpyxl", "defusedxml", "xmlschema")
+BANK_ONLY = ("starlette", "uvicorn", "jinja2", "openpyxl", "defusedxml", "xmlschema", "chinese_calendar")
 BANK_LINE = "install the bank extra: pip install 'site-gate-attendance[bank]'"
 GATE_LINE = "install the gate extra: pip install 'site-gate-attendance[gate]'"
 

@@ -40,7 +40,7 @@ EXTRAS = ("postgresql", "gpio")
 ALL_EXTRAS = ("gate", "bank", *EXTRAS)
 #: What each side's extra brings (import names): the other side's install must have none of them.
 GATE_MODULES = ("nfc", "serial")
-BANK_MODULES = ("starlette", "uvicorn", "jinja2", "openpyxl", "defusedxml", "xmlschema")
+BANK_MODULES = ("starlette", "uvicorn", "jinja2", "openpyxl", "defusedxml", "xmlschema", "chinese_calendar")
 #: Run by an installed interpreter: which of the modules named are importable there.
 FIND = "import importlib.util, json, sys; print(json.dumps([n for n in sys.argv[1:] if importlib.util.find_spec(n)]))"
 #: pip reaches the package index for the dependencies (its cache makes a second run quick).

@@ -31,7 +31,7 @@ from collector.evidence.document import build_evidence, days_id, stated_days, ve
 from collector.wages.arrears import arrears
 from collector.wages.slip import render as render_slip
 from collector.wages.slip import slip
-from collector.wages.table import compute, run
+from collector.wages.table import CONTESTED_FLAGS, DEFAULT_LIMITS, _in_force, compute, run
 from collector.web.app import WebApp
 from collector.web.metrics import render_metrics
 from collector.workers.record import record as worker_record
@@ -165,6 +165,17 @@ def check_worker_reads(store, records: dict[str, list[dict]], now: datetime) -> 
         assert {entry["ref"] for entry in document["manual"]} <= own_manual
 
 
+def pays_day(record: dict, history: list[dict]) -> bool:
+    """Whether a complete, assigned, worked day is paid: terms in force, no contested punch left unsettled,
+    and a day-rate day worked the minimum for a paid day (the defaults of [wages])."""
+    terms = _in_force(history, date.fromisoformat(record["date"]))
+    if terms is None:
+        return False
+    if any(flag in record["flags"] for flag in CONTESTED_FLAGS) and "void" not in record["flags"]:
+        return False
+    return terms["basis"] != "day" or record["worked_minutes"] >= DEFAULT_LIMITS.paid_day_minutes
+
+
 def check_wages(store, records: dict[str, list[dict]], now: datetime) -> None:
     """A wage line pays exactly the worker's complete, assigned, worked days with terms, and its gross is
     the sum of its segments; the slip of every line renders."""
@@ -180,10 +191,10 @@ def check_wages(store, records: dict[str, list[dict]], now: datetime) -> None:
                 hour_fen = sum(s["rate_fen"] * s["minutes"] for s in segments if s["basis"] == "hour")
                 assert line["gross_fen"] == day_fen + (2 * hour_fen + 60) // 120
                 assert isinstance(line["gross_fen"], int) and isinstance(line["net_fen"], int)
-                worker_terms = sorted(t["effective_from"] for t in terms if t["worker"] == line["worker"])
+                history = [t for t in terms if t["worker"] == line["worker"]]
                 paid = [r for r in records[site] if r["worker"] == line["worker"] and r["date"][:7] == period
                         and r["status"] == "complete" and r["worked_minutes"] > 0
-                        and "not_assigned" not in r["flags"] and worker_terms and worker_terms[0] <= r["date"]]
+                        and "not_assigned" not in r["flags"] and pays_day(r, history)]
                 assert line["days"] == len(paid), (line, paid)
             saved = run(store, site, period, by="ops", draft=True, now=now)
             for line in saved["lines"]:

@@ -138,7 +138,7 @@ def test_a_missing_out_refuses_approval_until_a_manual_punch_settles_it(month):
     assert (table["version"], w4["days"], w4["gross_fen"], w4["status"]) == (2, 1, 30000, "payable")
     assert "manual" in w4["flags"]
     approved = month.cli("wages", "approve", "--site", "S1", "--period", "2026-10", "--by", "ops-zhao")
-    assert "version 2 approved by ops-zhao" in approved.stdout and "due 2026-11-15" in approved.stdout
+    assert "version 2 approved by ops-zhao" in approved.stdout and "due 2026-11-13 (星期五; the pay day 2026-11-15 is Sunday" in approved.stdout
 
 
 def test_a_correction_after_approval_is_a_new_version_and_the_old_one_is_kept(month):

@@ -121,11 +121,12 @@ def test_the_csv_is_the_banks_bulk_layout(month, tmp_path):
     assert data.startswith(b"\xef\xbb\xbf") and stat.S_IMODE(os.stat(out).st_mode) == 0o600
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert rows[0] == ["业务参考号", "付款账号", "付款户名", "收款户名", "收款账号", "收款银行", "收款人身份证号", "金额",
-                       "用途", "备注"]
+                       "用途", "备注", "付款日期"]
     by_worker = {row[9].split("/")[2].split()[0]: row for row in rows[1:]}
     assert sorted(by_worker) == sorted(NETS)
+    executed = month.json("wages", "batches", "--site", "S1", "--period", "2026-10")[0]["execution_date"]
     assert by_worker["W1"] == ["S1-202610-V1-B1-0001", "110000000001", "某建筑总承包公司", "工人W1", "6222021234567890001",
-                               "中国工商银行", resident_id(1), "1440.00", "工资", "S1/2026-10/W1 工资"]
+                               "中国工商银行", resident_id(1), "1440.00", "工资", "S1/2026-10/W1 工资", executed]
     assert by_worker["W3"][3] == "'=HYPERLINK(\"http://x\")" and by_worker["W2"][7] == "247.56"
     # The same batch in GBK for a bank that wants it: the same cells.
     gbk = tmp_path / "october-gbk.csv"

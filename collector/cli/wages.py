@@ -9,7 +9,7 @@ import click
 from collector import masking
 from collector.cli.common import Context, emit, json_option, json_text, with_config
 from collector.export import to_csv
-from collector.money import parse_yuan, yuan
+from collector.money import parse_yuan, rate_problem, yuan
 from gate_agent.cli_output import say
 from gate_agent.logsetup import escape_control
 
@@ -58,8 +58,13 @@ def worker_commands(worker: click.Group) -> None:
         inside an approved period only as a back pay, with its reason)."""
         if (day_rate_yuan is None) == (hourly_rate_yuan is None):
             raise click.UsageError("give exactly one of --day-rate-yuan and --hourly-rate-yuan")
+        from collector.wages.limits import rate_warning
+
         basis, text = ("day", day_rate_yuan) if day_rate_yuan is not None else ("hour", hourly_rate_yuan)
         rate = parse_yuan(text, what="the rate")
+        problem = rate_problem(basis, rate)
+        if problem:
+            raise click.ClickException(f"{problem}; nothing set")
         effective_from = _day(effective_from)
         with ctx.store() as store:
             used = store.first_period_with_table(worker_id)
@@ -68,6 +73,9 @@ def worker_commands(worker: click.Group) -> None:
         click.echo(f"{worker_id}: {yuan(rate)} yuan per {basis} from {effective_from} ({outcome})"
                    + (f"; a back pay ({back_pay}): compute a correction of each approved period it reaches "
                       "(collector wages run --reason ...), its line shows it" if back_pay else ""))
+        warning = rate_warning(basis, rate, ctx.config.wage_limits)
+        if warning:
+            say(f"  warning: {warning}", err=True)
 
 
 def site_commands(site: click.Group) -> None:
@@ -130,6 +138,72 @@ def site_commands(site: click.Group) -> None:
     def _payer(row: dict) -> str:
         return f"{row['payer_account'] or '-'} ({row['payer_name'] or '-'}, {row['payer_bank'] or '-'})"
 
+    @site.command("work-calendar")
+    @click.argument("site_id", metavar="SITE")
+    @click.option("--rest", "rest", multiple=True, metavar="DATE",
+                  help="A local date that is a rest day at the site (repeat for several).")
+    @click.option("--work", "work", multiple=True, metavar="DATE",
+                  help="A local date that is a working day at the site (repeat for several).")
+    @click.option("--national", "national", multiple=True, metavar="DATE",
+                  help="A date back to the national calendar (the site's own setting for it undone).")
+    @click.option("--reason", help="Why (a local holiday, the site closed, the State Council's notice for a year).")
+    @click.option("--by", help="Who sets it.")
+    @click.option("--year", type=int, help="Also list that year's holidays, make-up working days and the site's own days.")
+    @json_option
+    @with_config
+    def site_work_calendar(ctx: Context, site_id, rest, work, national, reason, by, year, as_json: bool):
+        """A site's own working days over the national calendar (chinese-calendar: holidays and the make-up
+        working days, 调休): a pay day on a rest day is paid on the working day before it (Art. 14). Without
+        --rest, --work or --national, show every day the site has set (a change is a new row, the earlier kept)."""
+        from collector.wages import workdays
+
+        given = [(day, "rest") for day in rest] + [(day, "work") for day in work] + \
+            [(day, "national") for day in national]
+        if given:
+            if not (reason or "").strip() or not (by or "").strip():
+                raise click.UsageError("setting a site's days needs --reason and --by")
+            days = [(_day(day, f"--{kind}"), kind) for day, kind in given]
+            if len({day for day, _ in days}) != len(days):
+                raise click.UsageError("a date is given twice")
+            with ctx.store() as store, store.transaction():
+                for day, kind in days:
+                    store.set_work_day(site_id, day=day, kind=kind, reason=reason, by=by)
+        with ctx.store(readonly=True) as store:
+            if store.site(site_id) is None:
+                raise click.ClickException(f"site {site_id} does not exist")
+            rows = store.work_days(site_id)
+            calendar = workdays.WorkCalendar.of(store, site_id)
+        first, last = workdays.library_years()
+        listed = []
+        if year is not None:
+            if not 2000 <= year <= 2100:
+                raise click.BadParameter(f"{year} is not a year between 2000 and 2100", param_hint="--year")
+            day, listed = date(year, 1, 1), []
+            while day.year == year:
+                verdict = calendar.day(day)
+                if verdict.source == "site" or verdict.why != workdays.WEEKDAYS[day.weekday()]:  # not an ordinary day
+                    listed.append({"date": day.isoformat(), "working": verdict.working, "why": verdict.why,
+                                   "source": verdict.source})
+                day += timedelta(days=1)
+        warning = workdays.unknown_warning(calendar, [date(year, 1, 1)]) if year is not None else ""
+        result = {"site": site_id, "national_calendar": workdays.library_name(), "national_years": [first, last],
+                  "days": [{k: r[k] for k in ("day", "kind", "reason", "added_at", "added_by")} for r in rows],
+                  "year": listed, "warnings": [warning] if warning else []}
+        if as_json:
+            click.echo(json_text(result))
+            return
+        for n, row in enumerate(rows):
+            replaced = n + 1 < len(rows) and rows[n + 1]["day"] == row["day"]
+            say(f"{row['day']} {row['kind']:8} {row['reason']}; set {row['added_at']} by {row['added_by']}"
+                + (" (replaced)" if replaced else ""))
+        if not rows:
+            say(f"{site_id}: no days of its own; the national calendar only")
+        say(f"national calendar: {workdays.library_name()}, {first} to {last}")
+        for entry in listed:
+            say(f"  {entry['date']} {'working' if entry['working'] else 'rest':7} {entry['why']}")
+        if warning:
+            say(f"  warning: {warning}")
+
     @site.command("minimum-wage")
     @click.argument("site_id", metavar="SITE")
     @click.option("--hourly-yuan", required=True, help="The local minimum hourly wage (part-time).")
@@ -164,12 +238,25 @@ def wages_group() -> None:
 @with_config
 def wages_run(ctx: Context, site: str, period: str, by: str, reason, draft: bool, as_json: bool):
     """Compute the period's table from final attendance and keep it as a new version."""
+    from collector.wages.limits import line_warnings
     from collector.wages.table import run
 
     with ctx.store() as store:
         table = run(store, site, period, by=by, reason=reason, draft=draft,
-                    grace=timedelta(hours=ctx.config.final_grace_hours))
-    _show(table, as_json=as_json, as_csv=False)
+                    grace=timedelta(hours=ctx.config.final_grace_hours), limits=ctx.config.wage_limits)
+        paid_on = _paid_on(store, table)
+    warnings = ([paid_on.warning] if paid_on and paid_on.warning else []) \
+        + line_warnings(table["lines"], ctx.config.wage_limits)
+    _show(table, as_json=as_json, as_csv=False, paid_on=paid_on, warnings=warnings)
+
+
+def _paid_on(store, table: dict):
+    """The day the table's pay day is paid on (Art. 14: the working day before a rest day or holiday)."""
+    from collector.wages.workdays import WorkCalendar, pay_date
+
+    if not table["pay_day"]:
+        return None
+    return pay_date(WorkCalendar.of(store, table["site"]), date.fromisoformat(table["pay_day"]))
 
 
 @wages_group.command("show")
@@ -186,9 +273,11 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
     period_bounds(period)
     with ctx.store(readonly=True) as store:
         table = store.wage_table(site, period, version)
+        paid_on = _paid_on(store, table) if table is not None else None
     if table is None:
         raise WageError(f"{site} {period} has no wage table" + (f" version {version}" if version else ""))
-    _show(table, as_json=as_json, as_csv=as_csv)
+    _show(table, as_json=as_json, as_csv=as_csv, paid_on=paid_on,
+          warnings=[paid_on.warning] if paid_on and paid_on.warning else [])
 
 
 @wages_group.command("approve")
@@ -218,15 +307,19 @@ def wages_approve(ctx: Context, site: str, period: str, by: str, overrides, over
         table = approve(store, site, period, by=by, overrides=held,
                         override_disputes=reason if override_disputes else None,
                         approvers=ctx.config.wage_approvers)
+        paid_on = _paid_on(store, table)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
     click.echo(f"{site} {period} version {table['version']} approved by {table['approved_by']} (computed by "
                f"{table['computed_by']}): {len(payable)} line(s), "
-               f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due {table['pay_day']}, paid from "
+               f"{yuan(sum(line['net_fen'] for line in payable))} yuan net, due "
+               f"{paid_on.text() if paid_on else table['pay_day']}, paid from "
                f"{masking.account(table['payer_account']) or 'no payer account (set one, then approve a new version)'}"
                + (f"; open disputes overridden: {reason}" if override_disputes else ""))
     for line in table["lines"]:
         if line["status"] != "payable":
             say(f"  held: {line['worker']} {yuan(line['net_fen'])} yuan, not paid: {line.get('override')}")
+    if paid_on and paid_on.warning:
+        say(f"  warning: {paid_on.warning}")
 
 
 #: The most an overrides file may hold: reasons for every line of a large site, not a stray dump.
@@ -511,17 +604,23 @@ def shown_line(line: dict) -> dict:
     shown["override"] = line.get("override")  # held at the approval: why (None before four eyes was recorded)
     shown["back_pay"] = line["detail"].get("back_pay", [])  # terms set into an approved period, and why
     shown["deductions_reversed"] = line["detail"].get("deductions_reversed", [])
+    for key in ("standard_minutes", "standard_pay_fen", "minimum_fen"):  # tables kept before these have none
+        shown[key] = line["detail"].get(key)
     for detail in SAME_PAYEE.values():  # tables kept before these were flagged have none
         shown[detail] = line["detail"].get(detail, [])
     return shown
 
 
-def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
+def _show(table: dict, *, as_json: bool, as_csv: bool, paid_on=None, warnings: list[str] = ()) -> None:
     from collector.wages.table import FLAG_WORDS, SAME_PAYEE
 
     lines = [shown_line(line) for line in table["lines"]]
     head = {k: table[k] for k in ("site", "period", "version", "status", "final", "pay_day", "computed_at",
                                   "computed_by", "reason", "approved_at", "approved_by", "override")}
+    # The day the pay day is paid on, as the site's working-day calendar says now (Art. 14).
+    head["paid_on"] = paid_on.date.isoformat() if paid_on else None
+    head["paid_on_why"] = paid_on.why if paid_on else ""
+    head["warnings"] = list(warnings)
     if as_json:
         click.echo(json_text({**head, "lines": lines}))
         return
@@ -532,7 +631,8 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
                  "net_yuan": yuan(line["net_fen"]), "flags": ";".join(line["flags"])} for line in lines]
         click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
         return
-    say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due {table['pay_day'] or '?'}"
+    say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due "
+        f"{paid_on.text() if paid_on else table['pay_day'] or '?'}"
         + ("" if table["final"] else " (NOT FINAL: a draft, never paid)")
         + f" (run by {table['computed_by']} at {table['computed_at']}"
         + (f"; approved by {table['approved_by']} at {table['approved_at']})" if table["approved_at"] else ")"))
@@ -546,6 +646,10 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
         for flag, detail in SAME_PAYEE.items():
             if line[detail]:
                 say(f"      to decide: {FLAG_WORDS[flag][1]}: {', '.join(line[detail])} ({flag})")
+        if "below_minimum" in line["flags"] and line["minimum_fen"] is not None:
+            say(f"      below the minimum wage: {min(line['standard_minutes'], 174 * 60) / 60:.2f} h of standard time paid "
+                f"{yuan(line['standard_pay_fen'])} yuan (overtime kept out), the minimum for it "
+                f"{yuan(line['minimum_fen'])}")
         if line["override"]:
             say(f"      held at the approval: {line['override']}")
         for pay in line["back_pay"]:
@@ -558,6 +662,8 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
                 f"({taken['reversed_reason']}; {taken['reversed_at']} by {taken['reversed_by']})")
     total = sum(line["net_fen"] for line in lines if line["status"] == "payable")
     say(f"{len(lines)} line(s); payable net {yuan(total)} yuan")
+    for warning in warnings:
+        say(f"  warning: {warning}")
 
 
 @wages_group.command("slip")
@@ -626,6 +732,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
     import os
 
     from collector.wages.batchfile import render
+    from collector.wages.limits import batch_warnings
     from collector.wages.payments import make_batch
     from collector.wages.table import flag_text
     from gate_agent.files import write_new
@@ -653,16 +760,24 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
                             for p in head["payments"]],
                "held": batch.held, "overpaid": batch.overpaid, "warned": batch.warned,
                "withdrawn": [{k: p[k] for k in ("end_to_end_id", "worker", "amount_fen", "undone_at", "undone_by",
-                                                "undone_reason")} for p in batch.withdrawn]}
+                                                "undone_reason")} for p in batch.withdrawn],
+               "pay_day": batch.pay_date.due.isoformat() if batch.pay_date else None,
+               "pay_day_why": batch.pay_date.why if batch.pay_date else "",
+               "warnings": ([batch.pay_date.warning] if batch.pay_date and batch.pay_date.warning else [])
+               + batch_warnings(batch, ctx.config.wage_limits)}
     if as_json:
         click.echo(json_text(summary))
         return
-    when = ("the pay day" if head["execution_rule"] == "pay_day"
-            else "the batch date: the pay day had passed when it was made")
+    when = {"pay_day": "the pay day",
+            "working_day_before": "the working day before the pay day" + (
+                f" {batch.pay_date.due} ({batch.pay_date.why}; Art. 14)" if batch.pay_date else " (Art. 14)"),
+            }.get(head["execution_rule"], "the batch date: the pay day had passed when it was made")
     say(f"{out}: batch {head['batch_id']} ({'new' if batch.new else 'the same batch again, no new credit'}), "
         f"version {head['table_version']}: {len(head['payments'])} credit(s), {yuan(batch.total_fen)} yuan, "
         f"to be executed on {head['execution_date']} ({when}); made {head['made_at']} by {head['made_by'] or '?'}, "
         f"written by {by} (sha256 {digest[:16]})")
+    for warning in summary["warnings"]:
+        say(f"  warning: {warning}")
     for over in batch.overpaid:
         say(f"  for a decision: {over['worker']} holds {yuan(over['outstanding_fen'])} yuan in credits, "
             f"{yuan(over['over_fen'])} more than the approved {yuan(over['approved_fen'])} (no negative credit is made)")

@@ -80,6 +80,7 @@ TABLES = (
     Table("wage_terms", ("id",)),
     Table("site_pay", ("id",)),
     Table("minimum_wages", ("id",)),
+    Table("work_calendar", ("id",)),
     Table("wage_deductions", ("id",)),
     Table("wage_tables", ("id",)),
     Table("wage_lines", ("id",)),

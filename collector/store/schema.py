@@ -871,6 +871,21 @@ STEPS = [
         ALTER TABLE wage_deductions ADD COLUMN reversed_reason TEXT;
         ALTER TABLE wage_terms ADD COLUMN back_pay TEXT;
     """),
+    # A site's own working days (Art. 14 moves a pay day on a rest day or holiday earlier): what the national
+    # calendar (collector.wages.workdays) does not know, a local rule or a year not yet published, each row
+    # with who set it, when and why; the latest row for a day is in force, the earlier ones kept.
+    Step(30, "work_calendar", """
+        CREATE TABLE work_calendar (
+            id       {id},
+            site     TEXT NOT NULL REFERENCES sites (site),
+            day      TEXT NOT NULL,        -- a local date, YYYY-MM-DD
+            kind     TEXT NOT NULL,        -- rest / work / national (back to the national calendar)
+            reason   TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            added_by TEXT NOT NULL
+        );
+        CREATE INDEX work_calendar_site ON work_calendar (site, day, id);
+    """),
     # A worker's work team (班组) and trade (工种), which are not the employer (the labour company); and every
     # change of a worker's name, employer, team or trade from now on, with who made it and when.
     Step(34, "teams", """
@@ -908,6 +923,7 @@ CAPABILITIES = {
     "packed_punches": 26,  # punches.signed: the gate's proof packed; no body, digest or proof columns
     "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
     "wage_reversals": 29,  # wage_payments.undone_*, returned_*; wage_deductions.reversed_*; wage_terms.back_pay
+    "work_calendar": 30,  # a site's own rest and working days (collector site work-calendar)
     "teams": 34,  # workers.team and trade; worker_changes
 }
 

@@ -7,13 +7,17 @@ import calendar
 import json
 import re
 from collections.abc import Iterable
+from datetime import date
 
 from ..identity import PAYEE_CHECKS, bank_account
+from ..money import MAX_CREDIT_FEN, rate_problem, yuan
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
 
 BASES = ("day", "hour")
+#: What a site's own calendar says of a day: a rest day, a working day, or back to the national calendar.
+WORK_DAY_KINDS = ("rest", "work", "national")
 #: A payee's columns, as ``payees()`` gives them.
 _PAYEE = "worker, name, employer, id_number, phone, bank_account, bank_name"
 _NOT_DIGIT = re.compile(r"\D")
@@ -133,6 +137,9 @@ class WageQueries:
             raise StoreError(f"basis must be day or hour, not {basis!r}")
         if not isinstance(rate_fen, int) or rate_fen <= 0:
             raise StoreError("a rate is a positive number of fen")
+        problem = rate_problem(basis, rate_fen)
+        if problem:
+            raise StoreError(problem)
         by = entered(by, what="who sets the terms", limit=NAME_MAX_CHARS)
         back_pay = entered(back_pay, what="the back pay's reason", limit=REASON_MAX_CHARS, optional=True)
         with self.transaction():
@@ -272,12 +279,45 @@ class WageQueries:
         return self._rows("SELECT hourly_fen, monthly_fen, effective_from FROM minimum_wages WHERE site = ? "
                           "ORDER BY effective_from", (site,))
 
+    # ================================================================== a site's own working days
+
+    def set_work_day(self, site: str, *, day: str, kind: str, reason: str, by: str) -> dict | None:
+        """Record what a site's own calendar says of a local date: ``rest``, ``work`` or ``national`` (the
+        national calendar again). A new row each time, never an overwrite: the latest for a day is in
+        force. Returns the row it takes the place of, if any."""
+        if kind not in WORK_DAY_KINDS:
+            raise StoreError(f"a day of a site's calendar is {', '.join(WORK_DAY_KINDS)}, not {kind!r}")
+        try:
+            day = date.fromisoformat(day).isoformat()
+        except (TypeError, ValueError):
+            raise StoreError(f"{day!r} is not a date YYYY-MM-DD") from None
+        reason = entered(reason, what="the reason", limit=REASON_MAX_CHARS)
+        by = entered(by, what="who sets the day", limit=NAME_MAX_CHARS)
+        with self.transaction():
+            if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
+                raise StoreError(f"site {site} does not exist")
+            earlier = self.db.record("SELECT * FROM work_calendar WHERE site = ? AND day = ? ORDER BY id DESC LIMIT 1",
+                                     (site, day))
+            self.db.execute("INSERT INTO work_calendar (site, day, kind, reason, added_at, added_by) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (site, day, kind, reason, self._now_text(), by))
+            return earlier
+
+    def work_days(self, site: str) -> list[dict]:
+        """Every row of the site's own calendar, by date and then in the order recorded (the last row of a
+        date is the one in force); none on a database without them yet."""
+        if not self.has("work_calendar"):  # type: ignore[attr-defined]
+            return []
+        return self._rows("SELECT * FROM work_calendar WHERE site = ? ORDER BY day, id", (site,))
+
     # ================================================================== deductions
 
     def add_deduction(self, *, site: str, period: str, worker: str, item: str, amount_fen: int, reason: str,
                       source: str, by: str) -> int:
         if amount_fen <= 0:
             raise StoreError("a deduction is a positive amount")
+        if amount_fen > MAX_CREDIT_FEN:
+            raise StoreError(f"a deduction of {yuan(amount_fen)} yuan is more than one worker's month is ever paid "
+                             f"({yuan(MAX_CREDIT_FEN)} yuan)")
         item = entered(item, what="the deduction's item", limit=NAME_MAX_CHARS)
         reason = entered(reason, what="the deduction's reason", limit=REASON_MAX_CHARS)
         by = entered(by, what="who adds the deduction", limit=NAME_MAX_CHARS)

@@ -22,9 +22,10 @@ PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 FORMATS = ("csv", "pain001")
 ENCODINGS = ("utf-8", "gbk")
 PURPOSE = "工资"
-#: The CSV's columns: the reference the bank's return quotes, payer, payee, amount, purpose, remark.
+#: The CSV's columns: the reference the bank's return quotes, payer, payee, amount, purpose, remark, and the
+#: day the bank is asked to pay (ReqdExctnDt in a pain.001: a pay day on a rest day moved earlier, Art. 14).
 CSV_COLUMNS = ("业务参考号", "付款账号", "付款户名", "收款户名", "收款账号", "收款银行", "收款人身份证号", "金额",
-               "用途", "备注")
+               "用途", "备注", "付款日期")
 
 
 def remark(batch: dict, worker: str) -> str:
@@ -46,7 +47,7 @@ def render_csv(batch: Batch, *, encoding: str = "utf-8") -> bytes:
     rows = [{"业务参考号": c["end_to_end_id"], "付款账号": head["payer_account"], "付款户名": head["payer_name"],
              "收款户名": c["line"]["name"], "收款账号": c["line"]["bank_account"], "收款银行": c["line"]["bank_name"],
              "收款人身份证号": c["line"]["id_number"], "金额": yuan(c["amount_fen"]), "用途": PURPOSE,
-             "备注": remark(head, c["worker"])} for c in batch.credits]
+             "备注": remark(head, c["worker"]), "付款日期": head["execution_date"]} for c in batch.credits]
     text = to_csv(rows, CSV_COLUMNS).removeprefix(BOM)  # a BOM only where the encoding has one
     if encoding == "utf-8":
         return (BOM + text).encode("utf-8")

@@ -38,6 +38,7 @@ from collector.store import Store, StoreError
 from collector.text import NAME_MAX_CHARS, REASON_MAX_CHARS, TextError, entered
 from collector.wages.refused import hold_refused
 from collector.wages.table import WageError, period_bounds
+from collector.wages.workdays import PayDate, WorkCalendar, pay_date
 from gate_agent.protocol import quoted, utc_now_text
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Batch:
     overpaid: list[dict]   # workers whose credits hold more than the approved net: for a decision
     withdrawn: list[dict] = dataclasses.field(default_factory=list)  # its credits withdrawn (not in the file)
     warned: list[dict] = dataclasses.field(default_factory=list)  # credits into an account the bank refused as frozen
+    pay_date: PayDate | None = None  # made now: the pay day and the working day it is paid on (Art. 14)
 
     @property
     def credits(self) -> list[dict]:
@@ -217,7 +219,12 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
     today = to_local(now, tz).date()
     lines = {line["worker"]: line for line in table["lines"]}
     due = min(date.fromisoformat(lines[c["worker"]]["detail"].get("pay_day") or table["pay_day"]) for c in credits)
-    execution, rule = (due, "pay_day") if due >= today else (today, "batch_date")
+    # A pay day on a rest day or holiday is paid on the working day before it (Art. 14).
+    paid_on = pay_date(WorkCalendar.of(store, site), due)
+    if paid_on.date >= today:
+        execution, rule = paid_on.date, ("working_day_before" if paid_on.moved else "pay_day")
+    else:
+        execution, rule = today, "batch_date"
     row = {"batch_id": batch_id, "site": site, "period": period, "table_version": version, "seq": seq,
            # The first batch of a version is created by its approval; a later one when it was first made.
            "created": table["approved_at"] if seq == 1 else utc_now_text(),
@@ -226,7 +233,7 @@ def make_batch(store: Store, site: str, period: str, *, by: str, now: datetime |
                  "end_to_end_id": end_to_end_id(batch_id, n)} for n, c in enumerate(credits, start=1)]
     store.add_wage_batch(row, payments)
     log.info("wage batch %s: %d credit(s), %s yuan", batch_id, len(payments), yuan(sum(c["amount_fen"] for c in credits)))
-    return Batch(store.wage_batch(batch_id), table, True, held, overpaid, warned=warned)
+    return Batch(store.wage_batch(batch_id), table, True, held, overpaid, warned=warned, pay_date=paid_on)
 
 
 def _holds(batch: dict) -> bool:

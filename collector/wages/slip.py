@@ -79,8 +79,10 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
     segments = line["detail"]["segments"]
     history = store.wage_terms(worker)
     days, counted_days, counted_minutes = [], 0, 0
+    # What the table held of a day it could not tell from the attendance alone (too short, contested).
+    held = {d["date"]: d["status"] for d in line["detail"]["days_to_decide"] if d["status"] in ("short_day", "contested")}
     for record in attendance(store, site, first, last, now=now, grace=grace, worker=worker):
-        day = _day(record, history)
+        day = _day(record, history, held)
         if day["paid"]:
             counted_days += 1
             counted_minutes += record["worked_minutes"]
@@ -126,8 +128,9 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
     }
 
 
-def _day(record: dict, history: list[dict]) -> dict:
-    """A day as the slip lists it: its times, what it counts, and why it is not paid when it is not."""
+def _day(record: dict, history: list[dict], held: dict[str, str] | None = None) -> dict:
+    """A day as the slip lists it: its times, what it counts, and why it is not paid when it is not
+    (``held``: date -> the table's decision for a day it did not pay, ``short_day`` or ``contested``)."""
     why = None
     if record["status"] != "complete":
         why = STATUS_WORDS.get(record["status"], record["status"])
@@ -135,6 +138,8 @@ def _day(record: dict, history: list[dict]) -> dict:
         why = STATUS_WORDS["not_assigned"]
     elif not record["worked_minutes"]:
         why = STATUS_WORDS["no_time"]
+    elif (held or {}).get(record["date"]):
+        why = STATUS_WORDS[held[record["date"]]]
     terms = _in_force(history, date.fromisoformat(record["date"])) if why is None else None
     if why is None and terms is None:
         why = "no pay terms in force that day"

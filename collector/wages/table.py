@@ -9,15 +9,26 @@ the flags a person must see. The rules, applied in this order:
   trail, and the table is computed again).
 - A day rate pays each complete day; an hourly rate pays the day's worked minutes. Each day is paid at
   the terms in force on that day (a change mid-month splits the line into segments).
-- Money is integer fen. Minutes are paid exactly (rate x minutes / 60) and the line's sum of all its
-  hourly segments is rounded once, half up; day segments need no rounding.
+- A day-rate day worked less than the configured minimum (``[wages] paid_day_minutes``) is not a paid day
+  but a decision (``short_day``), unless half days are configured and it reaches ``half_day_minutes``:
+  then it pays half the day rate. A five-minute day is never a day's pay silently.
+- A day resting on contested evidence, a punch the gate signed twice under one number (``equivocated``)
+  or one whose chain link differs from the held one (``chain_break``), is a decision (``contested``)
+  until a person voids the contested punch (and enters the true one by hand if need be).
+- Money is integer fen. Minutes are paid exactly (rate x minutes / 60), half days too (rate / 2), and
+  the line's sum of all its segments is rounded once, half up; whole days need no rounding.
 - Deductions (each an item with a reason and who added it) are subtracted; a net below zero is not
   paid, it is a decision, and so are deductions above half the gross (``deductions_over_half``: a
   deduction is capped by law, 20% of the month's wage for damages, and a large one taken from an
   employer's sheet is what a forged sheet would claim), until a person approves over it.
-- The local minimum wage is compared with the line's gross: the monthly minimum for a full month of work
-  (174 hours, the statutory 21.75 days of 8 hours), else the hourly minimum per hour worked; a line below
-  it is flagged ``below_minimum`` (paid as computed: the bank reports, the regulation decides).
+- The local minimum wage is compared with the line's standard-time pay, overtime kept out: each day's
+  first 8 hours are standard time (an hourly rate pays them, a day rate is spread evenly over the day's
+  minutes and their share counted), and the monthly minimum is for the statutory month of 174 hours
+  (21.75 days of 8 hours), prorated by the standard hours worked (a partial month) and never asked for
+  more than 174. A line below it is flagged ``below_minimum`` (paid as computed: the bank reports, the
+  regulation decides).
+- A line's gross or net above ``collector.money.MAX_CREDIT_FEN`` (what no worker's month reaches) is a
+  decision (``over_bound``): it could not be batched and returned as one credit.
 - A payee another worker of the bank's registry also is, by its bank account (digits only) or its ID
   number, is a decision (``shared_account``, ``duplicate_id``; the other workers named on the line): two
   workers paid into one account, or one person registered as two, is someone holding others' cards or
@@ -32,13 +43,15 @@ import calendar
 import re
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 
 from collector.attendance import days
 from collector.attendance.reports import attendance, check_period, site_day_final
 from collector.errors import CollectorError
 from collector.localtime import day_bounds, zone
-from collector.money import divide_half_up
+from collector.money import MAX_CREDIT_FEN, divide_half_up
 from collector.store import Store, StoreError
+from collector.wages.limits import WageLimits
 from gate_agent.protocol import parse_time
 
 #: Days whose status means nobody knows yet what was worked.
@@ -52,7 +65,14 @@ STATUS_WORDS = {
     "error": "the day could not be computed (the bank's log says why)",
     "no_time": "an IN and an OUT with no time worked between them",
     "not_assigned": "worked at a site the worker was not registered at that day",
+    "short_day": "a day-rate day worked less than the minimum for a paid day ([wages] paid_day_minutes)",
+    "contested": "a punch of the day is contested: the gate signed two (equivocated) or its chain broke "
+                 "(chain_break); void the contested punch",
 }
+#: Without a collector's config: the defaults of [wages].
+DEFAULT_LIMITS = WageLimits()
+#: Day flags that put the day's evidence in doubt: the day is a decision until a void settles it.
+CONTESTED_FLAGS = ("equivocated", "chain_break")
 #: Day flags carried to the line (the rest are about the day's own pairing, shown on the day).
 CARRIED_FLAGS = ("manual", "late_upload", "clock_unsynced", "clock_future", "clock_backwards", "equivocated",
                  "chain_break", "void")
@@ -65,6 +85,9 @@ SAME_PAYEE = {"shared_account": "shared_account_with", "duplicate_id": "duplicat
 FLAG_WORDS = {
     "shared_account": ("与其他工人共用同一银行账户", "the same bank account as another worker"),
     "duplicate_id": ("与其他工人身份证号相同", "the same ID number as another worker"),
+    "short_day": ("出勤时间不足一个计薪日", "a day-rate day worked less than the minimum for a paid day"),
+    "contested": ("考勤记录有争议（闸机重复签名或链断裂）", "a day rests on a contested punch"),
+    "over_bound": ("金额超出任何工人一个月的工资", "an amount beyond any worker's month"),
 }
 
 
@@ -101,10 +124,12 @@ def _in_force(history: list[dict], day: date) -> dict | None:
 
 
 def compute(store: Store, site: str, period: str, *, now: datetime | None = None,
-            grace: timedelta = timedelta(hours=6), draft: bool = False, worker: str | None = None) -> dict:
+            grace: timedelta = timedelta(hours=6), draft: bool = False, worker: str | None = None,
+            limits: WageLimits = DEFAULT_LIMITS) -> dict:
     """The period's table (not saved): ``final``, ``pay_day`` and one line per worker. With ``worker``,
     only that worker's line (none if they have neither days nor deductions there), computed from their
-    own days, deductions and terms: the line the whole table has for them."""
+    own days, deductions and terms: the line the whole table has for them. ``limits``: the paid day's
+    minimum ([wages] in the collector's config)."""
     now = now or datetime.now(UTC)
     first, last = period_bounds(period)
     site_row = store.site(site)
@@ -146,7 +171,7 @@ def compute(store: Store, site: str, period: str, *, now: datetime | None = None
     for worker_id in sorted(set(by_worker) | set(deductions)):
         payee = payees.get(worker_id) or {"worker": worker_id, "name": worker_id}
         line = _line(worker_id, by_worker.get(worker_id, []), terms.get(worker_id, []),
-                     deductions.get(worker_id, []), minimum, payee)
+                     deductions.get(worker_id, []), minimum, payee, limits)
         _corrections(line, terms.get(worker_id, []), taken_back.get(worker_id, []), first)
         for flag, others in same_payee.get(worker_id, {}).items():
             line["flags"] = sorted({*line["flags"], flag})
@@ -251,14 +276,37 @@ def flag_text(flags: list[str], detail: dict | None = None) -> str:
 
 #: A full month's work: the statutory standard month, 21.75 days of 8 hours (174 hours).
 FULL_MONTH_MINUTES = 174 * 60
+#: A day's standard time (8 hours); what a day is worked beyond it is overtime.
+STANDARD_DAY_MINUTES = 8 * 60
 
 
 def below_minimum(gross_fen: int, minutes: int, minimum: dict) -> bool:
     """Pay below the local minimum wage: for a full month of work the monthly minimum applies, for less
-    the hourly (part-time) one, per hour worked. Integers only."""
+    the hourly (part-time) one, per hour worked. Integers only. (An employer's sheet, which states an
+    amount and no standard time; a wage line is compared by ``below_standard_minimum``.)"""
     if minutes >= FULL_MONTH_MINUTES:
         return gross_fen < minimum["monthly_fen"]
     return gross_fen * 60 < minimum["hourly_fen"] * minutes
+
+
+def standard_minimum(standard_minutes: int, minimum: dict) -> Fraction:
+    """The least standard-time pay (fen) for ``standard_minutes``: the monthly minimum for the statutory
+    174 hours, prorated for fewer, never more than the monthly minimum."""
+    return Fraction(minimum["monthly_fen"] * min(standard_minutes, FULL_MONTH_MINUTES), FULL_MONTH_MINUTES)
+
+
+def standard_counted(standard_fen: Fraction, standard_minutes: int) -> Fraction:
+    """The standard-time pay held against the minimum: past the statutory 174 hours, the pay of 174 of
+    them (the month's standard hours beyond are rest days worked, overtime too)."""
+    if standard_minutes <= FULL_MONTH_MINUTES:
+        return standard_fen
+    return standard_fen * FULL_MONTH_MINUTES / standard_minutes
+
+
+def below_standard_minimum(standard_fen: Fraction, standard_minutes: int, minimum: dict) -> bool:
+    """Standard-time pay below the local minimum wage for that standard time (exact: fractions of a fen,
+    never a float)."""
+    return standard_counted(standard_fen, standard_minutes) < standard_minimum(standard_minutes, minimum)
 
 
 def over_half(deductions_fen: int, gross_fen: int) -> bool:
@@ -266,46 +314,79 @@ def over_half(deductions_fen: int, gross_fen: int) -> bool:
     return deductions_fen * 2 > gross_fen
 
 
+def _undecided(record: dict, status: str) -> dict:
+    return {"date": record["date"], "status": status, "why": STATUS_WORDS[status], "first_in": record["first_in"],
+            "last_out": record["last_out"]}
+
+
 def _line(worker: str, records: list[dict], history: list[dict], deductions: list[dict], minimum: dict | None,
-          payee: dict) -> dict:
+          payee: dict, limits: WageLimits = DEFAULT_LIMITS) -> dict:
     flags: set[str] = set()
     to_decide, segments, minutes, days = [], {}, 0, 0
     no_terms = []
+    standard_minutes, standard_fen = 0, Fraction(0)
     for record in sorted(records, key=lambda r: r["date"]):
         flags |= {f for f in record["flags"] if f in CARRIED_FLAGS}
         if record["status"] in UNDECIDED:
-            to_decide.append({"date": record["date"], "status": record["status"],
-                              "why": STATUS_WORDS[record["status"]], "first_in": record["first_in"],
-                              "last_out": record["last_out"]})
+            to_decide.append(_undecided(record, record["status"]))
             continue
         if record["status"] != "complete":
             continue
         if "not_assigned" in record["flags"]:
-            to_decide.append({"date": record["date"], "status": "not_assigned", "why": STATUS_WORDS["not_assigned"],
-                              "first_in": record["first_in"], "last_out": record["last_out"]})
+            to_decide.append(_undecided(record, "not_assigned"))
             continue
         if not record["worked_minutes"]:
-            to_decide.append({"date": record["date"], "status": "no_time", "why": STATUS_WORDS["no_time"],
-                              "first_in": record["first_in"], "last_out": record["last_out"]})
+            to_decide.append(_undecided(record, "no_time"))
+            continue
+        # A void on the day is a person's look at it: the contested punch voided, the day stands as left.
+        if any(f in record["flags"] for f in CONTESTED_FLAGS) and "void" not in record["flags"]:
+            to_decide.append(_undecided(record, "contested"))
+            flags.add("contested")
             continue
         day = date.fromisoformat(record["date"])
         in_force = _in_force(history, day)
         if in_force is None:
             no_terms.append(record["date"])
             continue
+        worked = record["worked_minutes"]
+        half = False
+        if in_force["basis"] == "day" and worked < limits.paid_day_minutes:
+            if limits.half_day_minutes and worked >= limits.half_day_minutes:
+                half = True
+            else:
+                to_decide.append(_undecided(record, "short_day"))
+                flags.add("short_day")
+                continue
         key = (in_force["basis"], in_force["rate_fen"], in_force["effective_from"])
         segment = segments.setdefault(key, {"basis": in_force["basis"], "rate_fen": in_force["rate_fen"],
                                             "from": in_force["effective_from"], "days": 0, "minutes": 0})
         segment["days"] += 1
-        segment["minutes"] += record["worked_minutes"]
+        segment["minutes"] += worked
+        if half:
+            segment["half_days"] = segment.get("half_days", 0) + 1
         days += 1
-        minutes += record["worked_minutes"]
-    day_fen = sum(s["rate_fen"] * s["days"] for s in segments.values() if s["basis"] == "day")
-    hour_numerator = sum(s["rate_fen"] * s["minutes"] for s in segments.values() if s["basis"] == "hour")
-    gross = day_fen + divide_half_up(hour_numerator, 60)
+        minutes += worked
+        # Standard time: the day's first 8 hours; a day rate's share of them is its pay for those minutes.
+        standard = min(worked, STANDARD_DAY_MINUTES)
+        standard_minutes += standard
+        if in_force["basis"] == "hour":
+            standard_fen += Fraction(in_force["rate_fen"] * standard, 60)
+        else:
+            day_pay = Fraction(in_force["rate_fen"], 2 if half else 1)
+            standard_fen += day_pay * standard / worked
+    # One rounding for the line: every amount in 120ths of a fen (a half day's and a minute's), rounded once.
+    numerator = 0
     for segment in segments.values():
-        segment["amount_fen_exact"] = (segment["rate_fen"] * segment["days"] if segment["basis"] == "day"
-                                       else f"{segment['rate_fen']} x {segment['minutes']} / 60")
+        if segment["basis"] == "day":
+            halves = segment.get("half_days", 0)
+            numerator += segment["rate_fen"] * (120 * (segment["days"] - halves) + 60 * halves)
+            segment["amount_fen_exact"] = (segment["rate_fen"] * segment["days"] if not halves else
+                                           f"{segment['rate_fen']} x {segment['days'] - halves} + "
+                                           f"{segment['rate_fen']} x {halves} / 2")
+        else:
+            numerator += segment["rate_fen"] * segment["minutes"] * 2
+            segment["amount_fen_exact"] = f"{segment['rate_fen']} x {segment['minutes']} / 60"
+    gross = divide_half_up(numerator, 120)
     deducted = sum(row["amount_fen"] for row in deductions)
     net = gross - deducted
     if len(segments) > 1:
@@ -322,9 +403,13 @@ def _line(worker: str, records: list[dict], history: list[dict], deductions: lis
         flags.add("no_bank_account")
     # The ledger names each worker by ID number and contact (Art. 15): seen, not held (the bank pays on the account).
     flags |= {flag for flag, field in (("no_id_number", "id_number"), ("no_contact", "phone")) if not payee.get(field)}
-    if minimum is not None and minutes and below_minimum(gross, minutes, minimum):
+    if minimum is not None and below_standard_minimum(standard_fen, standard_minutes, minimum):
         flags.add("below_minimum")
-    decision = bool(to_decide or no_terms or net < 0 or over_half(deducted, gross) or not payee.get("bank_account"))
+    over_bound = max(gross, net) > MAX_CREDIT_FEN
+    if over_bound:
+        flags.add("over_bound")
+    decision = bool(to_decide or no_terms or net < 0 or over_half(deducted, gross) or not payee.get("bank_account")
+                    or over_bound)
     last_segment = max(segments.values(), key=lambda s: s["from"]) if segments else None
     return {
         "worker": worker, "name": payee.get("name") or worker, "employer": payee.get("employer"),
@@ -343,12 +428,20 @@ def _line(worker: str, records: list[dict], history: list[dict], deductions: lis
             "days_to_decide": to_decide,
             "days_without_terms": no_terms,
             "minimum_hourly_fen": minimum["hourly_fen"] if minimum else None,
+            # The minimum-wage comparison, in whole fen (rounded half up) for a person to read.
+            "standard_minutes": standard_minutes,
+            "standard_pay_fen": _whole(standard_counted(standard_fen, standard_minutes)),
+            "minimum_fen": None if minimum is None else _whole(standard_minimum(standard_minutes, minimum)),
         },
     }
 
 
+def _whole(value: Fraction) -> int:
+    return divide_half_up(value.numerator, value.denominator)
+
+
 def run(store: Store, site: str, period: str, *, by: str, reason: str | None = None, draft: bool = False,
-        now: datetime | None = None, grace: timedelta = timedelta(hours=6)) -> dict:
+        now: datetime | None = None, grace: timedelta = timedelta(hours=6), limits: WageLimits = DEFAULT_LIMITS) -> dict:
     """Compute and save a new version of the period's table (a draft when asked, or when not final)."""
     if not by.strip():
         raise WageError("say who computes the table (--by)")
@@ -357,7 +450,7 @@ def run(store: Store, site: str, period: str, *, by: str, reason: str | None = N
     if latest is not None and latest["status"] == "approved" and not draft and not (reason or "").strip():
         raise WageError(f"{site} {period} version {latest['version']} is approved; a correction is a new version "
                         "and needs --reason")
-    table = compute(store, site, period, now=now, grace=grace, draft=draft)
+    table = compute(store, site, period, now=now, grace=grace, draft=draft, limits=limits)
     saved = store.save_wage_table(site=site, period=period, status="draft" if table["draft"] else "computed",
                                   final=table["final"], lines=table["lines"], by=by.strip(),
                                   reason=(reason or "").strip() or None, pay_day=table["pay_day"])

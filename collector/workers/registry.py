@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from collector.errors import InputError
 from collector.identity import PAYEE_CHECKS, PayeeError
-from collector.money import MoneyError, parse_yuan
+from collector.money import MoneyError, parse_yuan, rate_problem
 from collector.tabular import HEADER_WITHIN, Problem, TooManyRows, read_table
 from collector.text import NAME_MAX_CHARS, TextError, entered
 from gate_agent.protocol import format_time, normalise_uid, valid_id
@@ -147,6 +147,8 @@ def _check(row: dict, today: date) -> str | None:
             return str(error)
         if row["rate_fen"] <= 0:
             return "rate_yuan must be above 0"
+        if rate_problem(row["basis"], row["rate_fen"]):
+            return f"rate_yuan: {rate_problem(row['basis'], row['rate_fen'])}"
         try:
             row["rate_from"] = date.fromisoformat(row["rate_from"]).isoformat() if row.get("rate_from") \
                 else today.isoformat()
