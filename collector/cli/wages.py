@@ -195,11 +195,14 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
 @click.option("--override-disputes", is_flag=True,
               help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
 @click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
+@click.option("--version", type=int,
+              help="The version looked at (it must be the latest that is not a draft; default: that one).")
 @with_config
 def wages_approve(ctx: Context, site: str, period: str, by: str, overrides, overrides_file, override_disputes: bool,
-                  reason):
-    """Freeze the latest version for payment (a correction later is a new version; this one is kept).
-    Four eyes: whoever computed the version cannot approve it."""
+                  reason, version: int | None):
+    """Freeze the latest version that is not a draft for payment (a correction later is a new version; this
+    one is kept); a draft computed only to look stays out of the way. Four eyes: whoever computed the
+    version cannot approve it."""
     from collector.wages.table import approve
 
     if override_disputes and not (reason or "").strip():
@@ -210,7 +213,7 @@ def wages_approve(ctx: Context, site: str, period: str, by: str, overrides, over
     with ctx.store() as store:
         table = approve(store, site, period, by=by, overrides=held,
                         override_disputes=reason if override_disputes else None,
-                        approvers=ctx.config.wage_approvers)
+                        approvers=ctx.config.wage_approvers, version=version)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
     click.echo(f"{site} {period} version {table['version']} approved by {table['approved_by']} (computed by "
                f"{table['computed_by']}): {len(payable)} line(s), "
@@ -464,7 +467,7 @@ def _show(table: dict, *, as_json: bool, as_csv: bool) -> None:
         rows = [{**line, "site": table["site"], "period": table["period"], "version": table["version"],
                  "rate_yuan": yuan(line["rate_fen"]) if line["rate_fen"] is not None else "",
                  "gross_yuan": yuan(line["gross_fen"]), "deductions_yuan": yuan(line["deductions_fen"]),
-                 "net_yuan": yuan(line["net_fen"]), "flags": ";".join(line["flags"])} for line in lines]
+                 "net_yuan": yuan(line["net_fen"])} for line in lines]  # to_csv joins the flags
         click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
         return
     say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due {table['pay_day'] or '?'}"
