@@ -323,7 +323,8 @@ def wages_terms(ctx: Context, worker_id, as_json: bool):
 @click.option("--period", required=True, help="The month, YYYY-MM.")
 @click.argument("sheet_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
 @click.option("--employer", default="", help="The employer (labour subcontractor) whose sheet it is.")
-@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@click.option("--worksheet", "--sheet", "sheet", metavar="NAME",
+              help="The worksheet of a workbook to read (needed when several have a header row).")
 @click.option("--by", required=True, help="Who imports it.")
 @click.option("--take-deductions", is_flag=True,
               help="Record the deductions the sheet claims as the period's (source: sheet <sha256 prefix>).")
@@ -597,7 +598,8 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 
 @wages_group.command("paid")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@click.option("--worksheet", "--sheet", "sheet", metavar="NAME",
+              help="The worksheet of a workbook to read (needed when several have a header row).")
 @click.option("--by", required=True, help="Who records the return (kept on each credit it settles).")
 @json_option
 @with_config
