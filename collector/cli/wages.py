@@ -31,12 +31,21 @@ def worker_commands(worker: click.Group) -> None:
     @click.option("--phone", help="Contact phone (masked when shown).")
     @click.option("--account", "bank_account", help="The worker's own bank account, paid into (masked when shown).")
     @click.option("--bank", "bank_name", help="The bank of that account.")
+    @click.option("--bank-code", help="The account's branch: its CNAPS code (收款行行号, 12 digits), for the batch.")
+    @click.option("--bank-province", help="The branch's province (收款行省份), with --bank-code.")
+    @click.option("--bank-city", help="The branch's city (收款行城市), with --bank-code.")
     @with_config
-    def worker_payee(ctx: Context, worker_id: str, id_number, phone, bank_account, bank_name):
-        """Set who a worker is as a payee (only the options given change)."""
-        with ctx.store() as store:
+    def worker_payee(ctx: Context, worker_id: str, id_number, phone, bank_account, bank_name, bank_code,
+                     bank_province, bank_city):
+        """Set who a worker is as a payee (only the options given change). The branch (--bank-code,
+        --bank-province, --bank-city) is set as a whole, for the account the worker has then."""
+        if (bank_province or bank_city) and not bank_code:
+            raise click.UsageError("--bank-province and --bank-city go with --bank-code (the branch is set as a whole)")
+        with ctx.store() as store, store.transaction():
             store.set_payee(worker_id, id_number=id_number, phone=phone, bank_account=bank_account,
                             bank_name=bank_name)
+            if bank_code:
+                store.set_payee_routing(worker_id, bank_code=bank_code, province=bank_province, city=bank_city)
             payee = store.payee(worker_id)
         say(f"{worker_id} ({payee['name']}): ID {masking.id_number(payee['id_number']) or '-'}, phone "
             f"{masking.phone(payee['phone']) or '-'}, account {masking.account(payee['bank_account']) or '-'} "
@@ -537,22 +546,27 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
 @wages_group.command("batch")
 @click.option("--site", required=True)
 @click.option("--period", required=True, help="The month, YYYY-MM.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "pain001"]), required=True,
-              help="The bank's bulk-payment CSV, or ISO 20022 pain.001.001.09.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx", "pain001"]), required=True,
+              help="The bank's bulk-payment CSV or XLSX (text cells for account and ID numbers), or ISO 20022 "
+                   "pain.001.001.09.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The file to write (mode 0600: it holds account and ID numbers; never overwritten).")
 @click.option("--encoding", type=click.Choice(["utf-8", "gbk"]), default="utf-8", show_default=True,
               help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
+@click.option("--template", "template_file", type=click.Path(exists=True, dir_okay=False),
+              help="The bank's column layout for CSV or XLSX (a TOML file; default: the common layout).")
 @click.option("--by", required=True, help="Who writes the batch (recorded with the file's name and digest).")
 @json_option
 @with_config
-def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, by: str, as_json: bool):
+def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, template_file, by: str,
+                as_json: bool):
     """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
     for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again.
     Every file written is recorded: who, when, its name, format and SHA-256 (`collector wages batches`)."""
     import hashlib
     import os
 
+    from collector.wages import batchtemplate
     from collector.wages.batchfile import render
     from collector.wages.payments import make_batch
     from collector.wages.table import flag_text
@@ -560,9 +574,14 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 
     if os.path.lexists(out):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    if template_file and fmt == "pain001":
+        raise click.UsageError("--template is a CSV or XLSX layout; a pain.001 has the ISO 20022 one")
+    template = batchtemplate.load(template_file) if template_file else batchtemplate.DEFAULT
     with ctx.store() as store, store.transaction():
         batch = make_batch(store, site, period, by=by)
-        data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding)
+        routing = store.payee_routing(c["worker"] for c in batch.credits) if store.has("payee_routing") else {}
+        data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding, template=template,
+                      routing=routing)
         digest = hashlib.sha256(data).hexdigest()
         store.add_wage_batch_file(batch.batch["batch_id"], by=by, fmt=fmt, file=os.path.abspath(out), sha256=digest)
         try:

@@ -853,6 +853,15 @@ STEPS = [
         CREATE INDEX wage_batch_files_batch ON wage_batch_files (batch_id, id);
         ALTER TABLE wage_payments ADD COLUMN settled_by TEXT;
     """),
+    # Where a payee's bank is, as a Chinese bank's bulk payment asks: the account's branch by its CNAPS
+    # code (收款行行号, 12 digits), its province and city. Kept with the account they route to, so that a
+    # batch uses them only while the account is the one its approved line pays.
+    Step(31, "payee_routing", """
+        ALTER TABLE workers ADD COLUMN bank_code TEXT;
+        ALTER TABLE workers ADD COLUMN bank_province TEXT;
+        ALTER TABLE workers ADD COLUMN bank_city TEXT;
+        ALTER TABLE workers ADD COLUMN routed_account TEXT;
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -873,6 +882,7 @@ CAPABILITIES = {
     "bank_figures": 25,  # bank_figures: figures covering the whole bank, kept with their age
     "packed_punches": 26,  # punches.signed: the gate's proof packed; no body, digest or proof columns
     "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
+    "payee_routing": 31,  # workers.bank_code (CNAPS), bank_province, bank_city, routed_account
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
