@@ -1,14 +1,24 @@
 """Arrears as the books stood: an estimate is never negative (a line nothing of which is approved owes
 its gross, deductions that exceed it included), and a report as of a past date shows no credit made
-after it, nor a failure recorded after it; on both engines, through the CLI and /metrics' kept figures.
+after it, nor a failure recorded after it; on both engines, through the CLI and /metrics' kept figures,
+and the sums as of a date over generated credit histories.
 
 The final October of tests/test_wages.py: pay day 2026-11-15. W5 worked one overnight shift (400.00).
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.localtime import day_bounds
 from collector.wages import figures
+from gate_agent.protocol import format_time
 from tests import test_wages
+from tests.test_days_property import Database
 from tests.test_wages_arrears import arrears, by_worker
 from tests.test_wages_payments import NETS, PERIOD, approve, bank_return, batch, credits, paid_day
 
@@ -73,3 +83,69 @@ def test_as_of_a_past_date_the_credits_made_later_are_not_there(month, tmp_path)
     assert then["W2"]["pending_fen"] == NETS["W2"], "the failure was recorded later: at the bank then"
     assert then["W1"]["pending_fen"] == NETS["W1"] and then["W1"]["paid_fen"] == 0
     assert by_worker(arrears(month, "2026-11-15"))["W1"]["pending_fen"] == 0, "the batch came the day after"
+
+
+# ============================================================================== the sums as of a date, generated
+
+#: A credit's history: the day its batch was made, the amount, and the bank's word (status, the day it
+#: paid, the day its return was recorded), days counted from 2026-11-10 in Shanghai.
+CREDITS = st.lists(st.tuples(st.integers(0, 6), st.integers(1, 50_000),
+                             st.sampled_from(["pending", "paid", "failed"]), st.integers(0, 4), st.integers(0, 4),
+                             st.sampled_from(["W1", "W2"])), max_size=8)
+START = date(2026, 11, 10)
+
+
+def expected_sums(credits: list[tuple], as_of: date) -> dict[str, dict]:
+    """What the books said at the end of ``as_of``, worker by worker, from the credits' histories."""
+    sums: dict[str, dict] = {}
+    for made, amount, status, paid_after, recorded_after, worker in credits:
+        if START + timedelta(days=made) > as_of:
+            continue  # not made yet
+        paid_on = START + timedelta(days=made + paid_after)
+        recorded = START + timedelta(days=made + recorded_after)
+        row = sums.setdefault(worker, {"paid": 0, "pending": 0})
+        if status == "paid" and paid_on <= as_of:
+            row["paid"] += amount
+        elif status == "pending" or status == "paid" or (status == "failed" and recorded > as_of):
+            row["pending"] += amount
+    return sums
+
+
+def check_sums(location: str | None, credits: list[tuple], as_of_days: int) -> None:
+    with Database(location) as bank:
+        store = bank.store
+        store.add_site("S1", timezone="Asia/Shanghai")
+        tz = ZoneInfo("Asia/Shanghai")
+        for n, (made, amount, status, paid_after, recorded_after, worker) in enumerate(credits, start=1):
+            made_at = datetime.combine(START + timedelta(days=made), time(10), tz)
+            store.execute(
+                "INSERT INTO wage_batches (batch_id, site, period, table_version, seq, created, execution_date, "
+                "execution_rule, payer_account, payer_name, payer_bank, made_at, made_by) "
+                "VALUES (?, 'S1', '2026-10', 1, ?, ?, '2026-11-15', 'pay_day', '1', 'p', 'b', ?, 'clerk')",
+                (f"B{n}", n, format_time(made_at), format_time(made_at)))
+            recorded = format_time(made_at + timedelta(days=recorded_after, hours=1))
+            paid_on = (START + timedelta(days=made + paid_after)).isoformat()
+            store.execute(
+                "INSERT INTO wage_payments (batch_id, position, site, period, worker, table_version, end_to_end_id, "
+                "amount_fen, status, paid_on, settled_at) VALUES (?, 1, 'S1', '2026-10', ?, 1, ?, ?, ?, ?, ?)",
+                (f"B{n}", worker, f"E{n}", amount, status, paid_on if status == "paid" else None,
+                 None if status == "pending" else recorded))
+        as_of = START + timedelta(days=as_of_days)
+        until = day_bounds(as_of, tz)[1]
+        found = {row["worker"]: {"paid": row["paid"], "pending": row["pending"]}
+                 for row in store.payment_sums("S1", as_of.isoformat(), until=until)}
+        expected = expected_sums(credits, as_of)
+        assert found == {w: s for w, s in expected.items()}, (found, expected)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(credits=CREDITS, as_of_days=st.integers(0, 10))
+def test_the_sums_as_of_a_date_are_the_books_then_on_sqlite(credits, as_of_days):
+    check_sums(None, credits, as_of_days)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(credits=CREDITS, as_of_days=st.integers(0, 10))
+def test_the_sums_as_of_a_date_are_the_books_then_on_postgresql(postgres_schema_db, credits, as_of_days):
+    check_sums(postgres_schema_db, credits, as_of_days)

@@ -50,9 +50,11 @@ def test_what_is_still_refused(month, tmp_path, ids):
         (ids["W1"], "交易成功", "V1", f"{paid_day()} 25:61:00x", "", "1440.00"),
         (ids["W2"], "退回?", "", "", "x", ""),
         (ids["W3"], "交易成功", "V3", paid_day(), "", '"1,00.00"'),
+        (ids["W4"], "交易成功", "V4", "2099/01/01 09:00:00", "", "300.00"),
     ], header=HEADER)
     refused = month.cli("wages", "paid", "--by", "ops-sun", path, check=False)
     assert refused.returncode == 1
+    assert "is paid on 2099-01-01 in the return, a day still to come" in refused.stderr, "a time changes nothing"
     assert "is not YYYY-MM-DD (a time may follow)" in refused.stderr
     assert "status '退回?' is not paid (交易成功) or failed (交易失败)" in refused.stderr
     assert "1,00.00" in refused.stderr, "a separator not every three digits is not an amount"
