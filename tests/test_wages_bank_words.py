@@ -47,7 +47,7 @@ def test_a_table_in_the_words_banks_use(month, tmp_path, ids):
 
 def test_what_is_still_refused(month, tmp_path, ids):
     path = bank_return(tmp_path / "r.csv", [
-        (ids["W1"], "交易成功", "V1", f"{paid_day()} 25:61:00x", "", "1440.00"),
+        (ids["W1"], "交易成功", "V1", f"{paid_day()} 25:61", "", "1440.00"),  # no such time of day
         (ids["W2"], "退回?", "", "", "x", ""),
         (ids["W3"], "交易成功", "V3", paid_day(), "", '"1,00.00"'),
         (ids["W4"], "交易成功", "V4", "2099/01/01 09:00:00", "", "300.00"),

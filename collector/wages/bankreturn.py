@@ -57,7 +57,8 @@ IN_PROGRESS = ("pending", "processing", "处理中", "交易处理中", "银行�
 PAIN002_FINAL = {"ACSC": "paid", "ACCC": "paid", "RJCT": "failed"}
 _DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})|(\d{4})(\d{2})(\d{2})|(\d{4})年(\d{1,2})月(\d{1,2})日")
 #: A time of day after the date (a space or a T between): read and left, the date is the bank's.
-_TIME = re.compile(r"(?:[ T]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?|[ T]?\d{6})(?:Z|[+-]\d{2}:?\d{2})?")
+_TIME = re.compile(r"(?:[ T]+(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?|[ T]?(?:[01]\d|2[0-3])[0-5]\d[0-5]\d)"
+                   r"(?:Z|[+-]\d{2}:?\d{2})?")
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _NAMESPACE = re.compile(rb'xmlns(?::[A-Za-z_][\w.-]*)?\s*=\s*["\']urn:iso:std:iso:20022:tech:xsd:pain\.002\.001\.(\d{2})["\']')
 
