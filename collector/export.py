@@ -8,10 +8,13 @@ Names and employers come from outside (worker CSV files, the CLI), and bank ops 
 spreadsheet, which would run a cell such as ``=HYPERLINK(...)`` as a formula. So every text cell that
 starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's list) gets a leading single
 quote, and so does one that already starts with a quote, so that removing one leading quote from any
-text cell always gives the value back. Numbers this module formats itself are written as they are.
+text cell always gives the value back. Numbers this module formats itself, and amounts in yuan the
+system formatted (a negative net included), are written as they are.
 """
 
 from __future__ import annotations
+
+import re
 
 from gate_agent.logsetup import safe_json
 
@@ -24,6 +27,10 @@ TIME_COLUMNS = frozenset({"first_in", "last_out", "since"})
 BOM = "\ufeff"
 #: Columns whose values are integers we count: written as numbers, never read as formulas.
 NUMBER_COLUMNS = frozenset({"worked_minutes", "days_present", "days_flagged", "provisional_days"})
+#: Columns of amounts in yuan this system formats itself (collector.money.yuan): written as numbers, a
+#: negative one too (a minus sign there starts a number, not a formula); anything else in them is refused.
+YUAN_COLUMNS = frozenset({"rate_yuan", "gross_yuan", "deductions_yuan", "net_yuan"})
+_YUAN = re.compile(r"-?[0-9]+\.[0-9]{2}")
 #: What a spreadsheet may take as the start of a formula, and the quote that marks a neutralised cell.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
@@ -50,6 +57,8 @@ def to_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
                 values.append(f"{row['worked_minutes'] / 60:.2f}")
             elif column in NUMBER_COLUMNS:
                 values.append(_integer(row, column))
+            elif column in YUAN_COLUMNS:
+                values.append(_yuan(row, column))
             elif column == "flags":
                 values.append(neutralise(";".join(row["flags"])))
             elif column == "final":
@@ -73,6 +82,15 @@ def _csv_line(cells) -> str:
     lines end in LF, and a reader then splits the row there."""
     quoted = ['"' + cell.replace('"', '""') + '"' if any(c in cell for c in ',"\r\n') else cell for cell in cells]
     return ",".join(quoted) + "\n"
+
+
+def _yuan(row: dict, column: str) -> str:
+    value = row.get(column)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not _YUAN.fullmatch(value):
+        raise TypeError(f"{column} must be an amount in yuan with two decimals, not {value!r}")
+    return value
 
 
 def _integer(row: dict, column: str) -> str:

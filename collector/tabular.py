@@ -34,6 +34,7 @@ import zipfile
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 
@@ -170,14 +171,20 @@ def in_order(problems: Sequence[Problem]) -> list[Problem]:
     return sorted(problems, key=key)
 
 
-def cell_text(value: object, *, identifier: bool = False, as_date: bool = False) -> str:
+def cell_text(value: object, *, identifier: bool = False, as_date: bool = False, with_time: bool = False,
+              amount: bool = False) -> str:
     """A cell as text, stripped. A workbook's number is taken through its shortest decimal text (the
     one the spreadsheet wrote: ``350.1``, never the binary ``350.09999...``). An ``identifier`` stored as
     a number is refused once it has more digits than a spreadsheet keeps exactly, and so is one in
     scientific notation (a CSV saved from such a cell); a date cell is its ISO date where ``as_date``
-    allows one. A formula, and a text longer than MAX_CELL_TEXT, are refused. InputError says why."""
+    allows one, and a date with a time of day ``YYYY-MM-DD HH:MM:SS`` where ``with_time`` does too. An
+    ``amount`` (yuan to the fen) that a spreadsheet computed, a formula's stored result or a number cell
+    pasted from one (``1050.3000000000002``), is the amount it rounds to within a thousandth of a fen
+    (``amount_text``); a formula's result further from one is refused. A formula, and a text longer than MAX_CELL_TEXT, are refused. InputError says why."""
     if value is None:
         return ""
+    if isinstance(value, Formula) and amount and value.stored is not None and not value.literal_differs():
+        return amount_text(value.stored, formula=value)
     if isinstance(value, Formula):
         stored = f", stored as {quoted(value.stored, 20)}" if value.stored is not None else ""
         raise InputError(f"{value.cell} is a formula ({quoted(value.formula)}{stored}): what a spreadsheet shows "
@@ -202,14 +209,45 @@ def cell_text(value: object, *, identifier: bool = False, as_date: bool = False)
                 return str(int(value))
             raise InputError(f"a number cell ({value!r}) whose digits the spreadsheet may have changed: "
                              "type the column as text")
-        return repr(value)
+        return amount_text(repr(value)) if amount else repr(value)
     if as_date and isinstance(value, datetime) and value.time() == time(0):
         return value.date().isoformat()
+    if as_date and with_time and isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
     if as_date and isinstance(value, date) and not isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, datetime | date | time | timedelta):
         raise InputError(f"a date or time cell ({value})")
     raise InputError(f"a {type(value).__name__} cell")
+
+
+#: How far from a fen a computed amount may be and still be that fen: binary floating point puts
+#: 1050.30 at 1050.3000000000002, some 10**-13 yuan away; a computation that left a part of a fen
+#: (1050.305) is a thousandth of a fen away or more.
+FEN_TOLERANCE = Decimal("0.001")
+
+
+def amount_text(text: str, *, formula: Formula | None = None) -> str:
+    """A number a spreadsheet computed, as the amount in yuan it stands for: ``1050.3000000000002`` ->
+    ``1050.30`` (within FEN_TOLERANCE of a fen). A number further from a fen is left as it is (the caller
+    refuses its decimals), unless it is a ``formula``'s result: refused here, saying how to fix it."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite():
+        if formula is None:
+            return text
+        raise InputError(f"{formula.cell} is a formula ({quoted(formula.formula)}) whose result "
+                         f"{quoted(text, 20)} is not a number")
+    fen = value * 100
+    nearest = fen.to_integral_value(rounding=ROUND_HALF_UP)
+    if abs(fen - nearest) <= FEN_TOLERANCE:
+        return str((nearest / 100).quantize(Decimal("0.01")))
+    if formula is None:
+        return text
+    raise InputError(f"{formula.cell} is a formula result ({quoted(formula.formula)}, {quoted(text, 24)}) that is not "
+                     "a whole fen: use ROUND(...,2) in the spreadsheet, or type the amount")
 
 
 def decode(data: bytes, name: str) -> tuple[str, str]:
@@ -299,14 +337,17 @@ def _line_of(data: bytes, at: int) -> int:
 
 def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]], identify: Sequence[str],
                name: str | None = None, require: Sequence[str] = (), identifiers: Collection[str] = (),
-               dates: Collection[str] = (), sheet: str | None = None, totals: Totals = "skip",
+               dates: Collection[str] = (), date_times: Collection[str] = (), amounts: Collection[str] = (),
+               sheet: str | None = None, totals: Totals = "skip",
                what: str = "a table", max_bytes: int, max_unpacked: int = MAX_UNPACKED_BYTES,
                max_rows: int | None = None, max_records: int | None = None, max_cells: int = MAX_CELLS,
                header_within: int = HEADER_WITHIN) -> Table:
     """Open a table (a path, or the bytes of one named ``name``) and find its header: the first row
     naming every field of ``identify``; the header must also name every field of ``require``.
     ``fields`` maps each field to the headers that mean it (its own name is one). ``identifiers`` are
-    the fields whose numbers a spreadsheet must not have rounded, ``dates`` those a date cell may fill.
+    the fields whose numbers a spreadsheet must not have rounded, ``dates`` those a date cell may fill
+    (``date_times`` of them: with a time of day too), ``amounts`` the yuan a spreadsheet may have computed
+    (``amount_text``: each formula result read is said in a note).
     ``max_rows`` bounds the rows, blank ones included, ``max_records`` the rows under the header that are
     not blank nor a total (TooManyRows), ``max_cells`` a workbook's cells. TableError for a file that is not such a table;
     ``what`` names the kind of table in its messages (``a wage sheet``)."""
@@ -315,7 +356,8 @@ def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]
     if name is None:
         name = "<bytes>" if isinstance(source, bytes) else str(source)
     spec = _Spec(name, fields, _aliases(fields), tuple(identify), tuple(require), frozenset(identifiers),
-                 frozenset(dates), totals, what, header_within, max_records)
+                 frozenset(dates), totals, what, header_within, max_records, frozenset(date_times),
+                 frozenset(amounts))
     data = _load(source, name, max_bytes, what)
     digest = hashlib.sha256(data).hexdigest()
     if data.startswith(_OLE):
@@ -349,6 +391,8 @@ class _Spec:
     what: str
     header_within: int
     max_records: int | None = None
+    date_times: frozenset[str] = frozenset()
+    amounts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -426,6 +470,7 @@ def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
     """The header, the stream left just after it; None when none of the first rows that are not blank
     names the fields that identify it."""
     skipped = 0
+    upper: list | None = None  # the row above, for a header on two rows
     for number, cells in stream:
         found: dict[str, int] = {}
         for index, cell in enumerate(cells):
@@ -436,6 +481,12 @@ def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
                 raise TableError(f"{spec.name}: {stream.position(number)}: two columns mean {name} "
                                  f"({quoted(str(cells[found[name]]).strip())} and {quoted(str(cell).strip())})")
             found[name] = index
+        if upper is not None and not all(name in found for name in spec.identify):
+            joined = _two_rows(upper, cells, spec)
+            if joined is not None:
+                cells, found = joined
+                skipped -= 1  # the row above is the header's first row
+        upper = list(cells)
         if all(name in found for name in spec.identify):
             missing = [name for name in spec.require if name not in found]
             if missing:
@@ -448,6 +499,29 @@ def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
         if skipped >= spec.header_within:
             break
     return None
+
+
+def _two_rows(upper: list, lower: list, spec: _Spec) -> tuple[list, dict[str, int]] | None:
+    """A header on two rows, as a spreadsheet's merged cells leave it (工资 over 应发, 扣款, 实发; 工号 over
+    nothing): per column, the lower row's name, else the upper's above a blank, else the two read as one
+    (工资 + 应发 = 工资应发). None unless that names each field once and every field that identifies."""
+    cells, found = [], {}
+    for index in range(max(len(upper), len(lower))):
+        top = upper[index] if index < len(upper) else None
+        bottom = lower[index] if index < len(lower) else None
+        top_text = "" if _blank((top,)) else str(top)
+        bottom_text = "" if _blank((bottom,)) else str(bottom)
+        for text in (bottom_text, top_text if not bottom_text else "", top_text + bottom_text):
+            name = spec.aliases.get(header_key(text)) if text else None
+            if name is not None:
+                break
+        cells.append((bottom_text or top_text) if name is None else text)
+        if name is None:
+            continue
+        if name in found:
+            return None
+        found[name] = index
+    return (cells, found) if all(name in found for name in spec.identify) else None
 
 
 def _expected(spec: _Spec, name: str) -> str:
@@ -484,6 +558,7 @@ def _table(spec: _Spec, format: str, encoding: str, digest: str, sheet: str | No
 
 def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], finish) -> Iterator[Row]:
     unnamed_used: set[int] = set()
+    computed: dict[str, list[str]] = {}  # field -> the cells whose formula's stored result was read
     count = 0
     try:
         for number, cells in stream:
@@ -513,7 +588,10 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
             for name, index in table.columns.items():
                 try:
                     values[name] = cell_text(cells[index] if index < len(cells) else None,
-                                             identifier=name in spec.identifiers, as_date=name in spec.dates)
+                                             identifier=name in spec.identifiers, as_date=name in spec.dates,
+                                             with_time=name in spec.date_times, amount=name in spec.amounts)
+                    if name in spec.amounts and index < len(cells) and isinstance(cells[index], Formula):
+                        computed.setdefault(name, []).append(cells[index].cell)
                 except InputError as error:
                     errors.append(f"{name}: {error}")
                     values[name] = ""
@@ -526,6 +604,10 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
             raise TableError(f"{table.name}: no rows under the header ({table.header})")
         table.ignored_columns.extend(
             f"column {_letters(i + 1) if table.format == 'xlsx' else i + 1} (no header)" for i in sorted(unnamed_used))
+        for name, cells in computed.items():
+            shown = ", ".join(cells[:10]) + (f" and {len(cells) - 10} more" if len(cells) > 10 else "")
+            table.notes.append(f"{name}: {len(cells)} formula result(s) read as the spreadsheet stored them, to the "
+                               f"fen ({shown})")
     finally:
         if finish is not None:
             finish()
@@ -664,6 +746,17 @@ class Formula:
 
     def __str__(self) -> str:
         return self.formula
+
+    def literal_differs(self) -> bool:
+        """A formula that is a number (``=1460``) storing another: the file says one thing, the
+        spreadsheet shows another; nothing else is worked out here."""
+        literal = re.fullmatch(r"=\s*([+-]?[0-9]+(?:\.[0-9]+)?)\s*", self.formula)
+        if literal is None:
+            return False
+        try:
+            return self.stored is None or Decimal(literal.group(1)) != Decimal(self.stored)
+        except InvalidOperation:
+            return True
 
 
 def _parser_class():

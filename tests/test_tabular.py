@@ -276,7 +276,7 @@ def test_the_bank_return_names_the_right_line_after_blank_rows():
     assert kind == "csv" and notes == []
     problems = [entry["problem"] for entry in entries if "problem" in entry]
     assert problems == ["r.csv: line 9: E3 is paid but has no voucher (the bank's payment reference)",
-                        "r.csv: line 11: E4: status 'maybe' is not paid or failed"]
+                        "r.csv: line 11: E4: status 'maybe' is not paid (交易成功) or failed (交易失败)"]
     good = {entry["end_to_end_id"]: entry["where"] for entry in entries if "problem" not in entry}
     assert good == {"E1": "r.csv: line 5", "E2": "r.csv: line 7"}
     assert next(e for e in entries if e.get("end_to_end_id") == "E2")["reason"] == "account closed\r\nby the holder"

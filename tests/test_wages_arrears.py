@@ -41,20 +41,22 @@ def test_without_an_approved_table_verified_workers_are_overdue_after_the_pay_da
     w1 = rows["W1"]
     assert (w1["status"], w1["art27"], w1["days_overdue"], w1["verified_days"]) == ("overdue", True, 5, 4)
     assert (w1["due_fen"], w1["estimate_fen"], w1["estimate"], w1["note"]) == \
-        (None, 144000, True, "no approved wage table")
+        (None, 146000, True, "no approved wage table")  # the gross: the 20.00 deducted is not approved
     w4 = rows["W4"]  # a day gates verified with no OUT: no amount can be estimated from it
     assert (w4["verified_days"], w4["estimate_fen"], w4["art27"]) == (1, None, True)
     site = after["sites"][0]
     assert (site["overdue_workers"], site["overdue_fen"], site["overdue_estimate_fen"]) == \
-        (5, 0, sum(v for k, v in NETS.items() if k != "W4"))
+        (5, 0, sum(v for k, v in NETS.items() if k != "W4") + 2000)
     assert after["employers"][0]["employer"] == "华建劳务" and after["employers"][0]["overdue_workers"] == 5
     text = month.cli("arrears", "--site", "S1", "--as-of", "2026-11-20").stdout
-    assert "5 worker(s) overdue" in text and "ART.27 S1 2026-10 W1" in text and "estimate 1440.00" in text
+    assert "5 worker(s) overdue" in text and "ART.27 S1 2026-10 W1" in text and "estimate 1460.00" in text
 
 
 def test_with_an_approved_table_the_due_paid_and_overdue_amounts(month, tmp_path):
     approve(month)
     batch(month, tmp_path / "b1.xml")
+    with month.setup.store() as store:  # as if made before the pay day (a past date shows no later credit)
+        store.execute("UPDATE wage_batches SET made_at = '2026-11-13T02:00:00.000Z'")
     assert {r["status"] for r in arrears(month, "2026-11-14")["workers"]} == {"not_due"}
     on_the_day = by_worker(arrears(month, "2026-11-15"))
     assert {(r["status"], r["due_fen"], r["pending_fen"], r["overdue_fen"]) for r in on_the_day.values()} == \

@@ -120,14 +120,16 @@ def test_the_csv_is_the_banks_bulk_layout(month, tmp_path):
     data = out.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf") and stat.S_IMODE(os.stat(out).st_mode) == 0o600
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
-    assert rows[0] == ["业务参考号", "付款账号", "付款户名", "收款户名", "收款账号", "收款银行", "收款人身份证号", "金额",
-                       "用途", "备注", "付款日期"]
-    by_worker = {row[9].split("/")[2].split()[0]: row for row in rows[1:]}
+    assert rows[:2] == [["总笔数", "总金额"], ["5", "2487.56"]], "the control totals the bank checks"
+    assert rows[2] == ["业务参考号", "付款账号", "付款户名", "收款户名", "收款账号", "收款银行", "收款行行号", "收款行省份",
+                       "收款行城市", "收款人身份证号", "手机号", "金额", "用途", "备注", "付款日期"]
+    by_worker = {row[13].split("/")[2].split()[0]: row for row in rows[3:]}
     assert sorted(by_worker) == sorted(NETS)
     executed = month.json("wages", "batches", "--site", "S1", "--period", "2026-10")[0]["execution_date"]
     assert by_worker["W1"] == ["S1-202610-V1-B1-0001", "110000000001", "某建筑总承包公司", "工人W1", "6222021234567890001",
-                               "中国工商银行", resident_id(1), "1440.00", "工资", "S1/2026-10/W1 工资", executed]
-    assert by_worker["W3"][3] == "'=HYPERLINK(\"http://x\")" and by_worker["W2"][7] == "247.56"
+                               "中国工商银行", "", "", "", resident_id(1), "13812345678", "1440.00", "工资",
+                               "S1/2026-10/W1 工资", executed]
+    assert by_worker["W3"][3] == "'=HYPERLINK(\"http://x\")" and by_worker["W2"][11] == "247.56"
     # The same batch in GBK for a bank that wants it: the same cells.
     gbk = tmp_path / "october-gbk.csv"
     batch(month, gbk, "csv", "--encoding", "gbk")
@@ -256,7 +258,7 @@ def test_only_an_approved_table_is_paid_and_only_from_a_payer_account(month, tmp
     shown = batch(month, out, "csv").stdout
     assert "4 credit(s), 2187.56 yuan" in shown and "held: W4 (needs_decision: days_to_decide) is not paid" in shown
     assert sorted(p[0] for p in payments(month)) == ["W1", "W2", "W3", "W5"]
-    assert {row[1] for row in csv.reader(io.StringIO(out.read_text("utf-8-sig")))} == {"付款账号", "110000000002"}
+    assert {row[1] for row in list(csv.reader(io.StringIO(out.read_text("utf-8-sig"))))[2:]} == {"付款账号", "110000000002"}
 
 
 def pain002(path, batch_id: str, transactions: list[str], group: str = "PART", made: str | None = None) -> str:

@@ -66,8 +66,11 @@ def check_files(batch) -> None:
     for block in ("p:CstmrCdtTrfInitn/p:GrpHdr", "p:CstmrCdtTrfInitn/p:PmtInf"):
         assert int(root.findtext(f"{block}/p:NbOfTxs", namespaces=PAIN)) == len(lines) == len(amounts)
         assert Decimal(root.findtext(f"{block}/p:CtrlSum", namespaces=PAIN)) == sum(amounts) == Decimal(total) / 100
-    rows = list(csv.DictReader(io.StringIO(render(batch, "csv", timezone="Asia/Shanghai").decode("utf-8-sig"))))
+    text = render(batch, "csv", timezone="Asia/Shanghai").decode("utf-8-sig")
+    _, control, credits = text.split("\n", 2)  # 总笔数,总金额 then their values, then the credits
+    rows = list(csv.DictReader(io.StringIO(credits)))
     assert len(rows) == len(lines) and sum(Decimal(r["金额"]) for r in rows) == Decimal(total) / 100
+    assert control == f"{len(lines)},{Decimal(total) / 100:.2f}"
 
 
 nets = st.integers(min_value=0, max_value=3_000_00)

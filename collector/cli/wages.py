@@ -31,12 +31,21 @@ def worker_commands(worker: click.Group) -> None:
     @click.option("--phone", help="Contact phone (masked when shown).")
     @click.option("--account", "bank_account", help="The worker's own bank account, paid into (masked when shown).")
     @click.option("--bank", "bank_name", help="The bank of that account.")
+    @click.option("--bank-code", help="The account's branch: its CNAPS code (收款行行号, 12 digits), for the batch.")
+    @click.option("--bank-province", help="The branch's province (收款行省份), with --bank-code.")
+    @click.option("--bank-city", help="The branch's city (收款行城市), with --bank-code.")
     @with_config
-    def worker_payee(ctx: Context, worker_id: str, id_number, phone, bank_account, bank_name):
-        """Set who a worker is as a payee (only the options given change)."""
-        with ctx.store() as store:
+    def worker_payee(ctx: Context, worker_id: str, id_number, phone, bank_account, bank_name, bank_code,
+                     bank_province, bank_city):
+        """Set who a worker is as a payee (only the options given change). The branch (--bank-code,
+        --bank-province, --bank-city) is set as a whole, for the account the worker has then."""
+        if (bank_province or bank_city) and not bank_code:
+            raise click.UsageError("--bank-province and --bank-city go with --bank-code (the branch is set as a whole)")
+        with ctx.store() as store, store.transaction():
             store.set_payee(worker_id, id_number=id_number, phone=phone, bank_account=bank_account,
                             bank_name=bank_name)
+            if bank_code:
+                store.set_payee_routing(worker_id, bank_code=bank_code, province=bank_province, city=bank_city)
             payee = store.payee(worker_id)
         say(f"{worker_id} ({payee['name']}): ID {masking.id_number(payee['id_number']) or '-'}, phone "
             f"{masking.phone(payee['phone']) or '-'}, account {masking.account(payee['bank_account']) or '-'} "
@@ -291,11 +300,14 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
 @click.option("--override-disputes", is_flag=True,
               help="Approve although workers' disputes of the period are open (needs --reason; recorded).")
 @click.option("--reason", help="Why the open disputes are overridden (with --override-disputes).")
+@click.option("--version", type=int,
+              help="The version looked at (it must be the latest that is not a draft; default: that one).")
 @with_config
 def wages_approve(ctx: Context, site: str, period: str, by: str, overrides, overrides_file, override_disputes: bool,
-                  reason):
-    """Freeze the latest version for payment (a correction later is a new version; this one is kept).
-    Four eyes: whoever computed the version cannot approve it."""
+                  reason, version: int | None):
+    """Freeze the latest version that is not a draft for payment (a correction later is a new version; this
+    one is kept); a draft computed only to look stays out of the way. Four eyes: whoever computed the
+    version cannot approve it."""
     from collector.wages.table import approve
 
     if override_disputes and not (reason or "").strip():
@@ -306,7 +318,7 @@ def wages_approve(ctx: Context, site: str, period: str, by: str, overrides, over
     with ctx.store() as store:
         table = approve(store, site, period, by=by, overrides=held,
                         override_disputes=reason if override_disputes else None,
-                        approvers=ctx.config.wage_approvers)
+                        approvers=ctx.config.wage_approvers, version=version)
         paid_on = _paid_on(store, table)
     payable = [line for line in table["lines"] if line["status"] == "payable"]
     click.echo(f"{site} {period} version {table['version']} approved by {table['approved_by']} (computed by "
@@ -476,7 +488,8 @@ def wages_terms(ctx: Context, worker_id, as_json: bool):
 @click.option("--period", required=True, help="The month, YYYY-MM.")
 @click.argument("sheet_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
 @click.option("--employer", default="", help="The employer (labour subcontractor) whose sheet it is.")
-@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@click.option("--worksheet", "--sheet", "sheet", metavar="NAME",
+              help="The worksheet of a workbook to read (needed when several have a header row).")
 @click.option("--by", required=True, help="Who imports it.")
 @click.option("--take-deductions", is_flag=True,
               help="Record the deductions the sheet claims as the period's (source: sheet <sha256 prefix>).")
@@ -628,7 +641,7 @@ def _show(table: dict, *, as_json: bool, as_csv: bool, paid_on=None, warnings: l
         rows = [{**line, "site": table["site"], "period": table["period"], "version": table["version"],
                  "rate_yuan": yuan(line["rate_fen"]) if line["rate_fen"] is not None else "",
                  "gross_yuan": yuan(line["gross_fen"]), "deductions_yuan": yuan(line["deductions_fen"]),
-                 "net_yuan": yuan(line["net_fen"]), "flags": ";".join(line["flags"])} for line in lines]
+                 "net_yuan": yuan(line["net_fen"])} for line in lines]  # to_csv joins the flags
         click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
         return
     say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due "
@@ -712,18 +725,21 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
 @wages_group.command("batch")
 @click.option("--site", required=True)
 @click.option("--period", required=True, help="The month, YYYY-MM.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "pain001"]), required=True,
-              help="The bank's bulk-payment CSV, or ISO 20022 pain.001.001.09.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx", "pain001"]), required=True,
+              help="The bank's bulk-payment CSV or XLSX (text cells for account and ID numbers), or ISO 20022 "
+                   "pain.001.001.09.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The file to write (mode 0600: it holds account and ID numbers; never overwritten).")
 @click.option("--encoding", type=click.Choice(["utf-8", "gbk"]), default="utf-8", show_default=True,
               help="The CSV's encoding (UTF-8 with a BOM, or GBK for banks that want it).")
+@click.option("--template", "template_file", type=click.Path(exists=True, dir_okay=False),
+              help="The bank's column layout for CSV or XLSX (a TOML file; default: the common layout).")
 @click.option("--by", required=True, help="Who writes the batch (recorded with the file's name and digest).")
 @click.option("--again", "again", metavar="BATCH_ID",
               help="Write this batch of the period again (without its withdrawn credits), whatever is owed now.")
 @json_option
 @with_config
-def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, by: str, again,
+def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encoding: str, template_file, by: str, again,
                 as_json: bool):
     """Write the bank's bulk credit transfer for the period's approved table: one credit per payable line
     for what is still unpaid of it. Asked again with nothing more owed, it writes the same batch again.
@@ -731,6 +747,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
     import hashlib
     import os
 
+    from collector.wages import batchtemplate
     from collector.wages.batchfile import render
     from collector.wages.limits import batch_warnings
     from collector.wages.payments import make_batch
@@ -739,9 +756,14 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 
     if os.path.lexists(out):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    if template_file and fmt == "pain001":
+        raise click.UsageError("--template is a CSV or XLSX layout; a pain.001 has the ISO 20022 one")
+    template = batchtemplate.load(template_file) if template_file else batchtemplate.DEFAULT
     with ctx.store() as store, store.transaction():
         batch = make_batch(store, site, period, by=by, again=again)
-        data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding)
+        routing = store.payee_routing(c["worker"] for c in batch.credits) if store.has("payee_routing") else {}
+        data = render(batch, fmt, timezone=store.site(site)["timezone"], encoding=encoding, template=template,
+                      routing=routing)
         digest = hashlib.sha256(data).hexdigest()
         store.add_wage_batch_file(batch.batch["batch_id"], by=by, fmt=fmt, file=os.path.abspath(out), sha256=digest)
         try:
@@ -792,7 +814,8 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
 
 @wages_group.command("paid")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--sheet", help="The worksheet of a workbook to read (needed when several have a header row).")
+@click.option("--worksheet", "--sheet", "sheet", metavar="NAME",
+              help="The worksheet of a workbook to read (needed when several have a header row).")
 @click.option("--by", required=True, help="Who records the return (kept on each credit it settles).")
 @json_option
 @with_config

@@ -140,31 +140,45 @@ class PaymentQueries:
             table["lines"] = self.wage_lines(table["id"], worker=worker)  # type: ignore[attr-defined]
         return tables
 
-    def payment_sums(self, site: str, as_of: str, *, worker: str | None = None) -> list[dict]:
+    def payment_sums(self, site: str, as_of: str, *, worker: str | None = None,
+                     until: str | None = None) -> list[dict]:
         """Per period and worker of the site (``worker`` only, if given): ``paid``, the credits returned
         paid on or before ``as_of`` (a local date), and ``pending``, those at the bank on it (pending, or
-        paid after it), in fen; a failed credit counts in neither."""
+        paid after it), in fen; a failed credit counts in neither. With ``until`` (the UTC end of that
+        day), as the books stood then: a credit whose batch was made later is in neither, and one whose
+        failure was recorded later was still at the bank."""
         # Cast: PostgreSQL sums a BIGINT as a NUMERIC (a Decimal in Python), and money here is int fen.
         # A credit reversed (the bank returned it after paying it) was paid from its day to the return's.
         if self.has("wage_reversals"):  # type: ignore[attr-defined]
-            paid = ("(status = 'paid' OR (status = 'reversed' AND returned_on > ?)) AND paid_on <= ?", [as_of, as_of])
-            at_bank = "status IN ('paid', 'reversed') AND (paid_on IS NULL OR paid_on > ?)"
+            paid, paid_params = ("(p.status = 'paid' OR (p.status = 'reversed' AND p.returned_on > ?)) "
+                                 "AND p.paid_on <= ?"), [as_of, as_of]
+            at_bank = "p.status IN ('paid', 'reversed') AND (p.paid_on IS NULL OR p.paid_on > ?)"
+            # As the books stood then: a credit withdrawn later was still at the bank.
+            withdrawn_later = " OR (p.status = 'withdrawn' AND p.undone_at >= ?)"
         else:
-            paid, at_bank = ("status = 'paid' AND paid_on <= ?", [as_of]), "status = 'paid' AND (paid_on IS NULL OR paid_on > ?)"
-        sql = ("SELECT period, worker, "
-               f"CAST(SUM(CASE WHEN {paid[0]} THEN amount_fen ELSE 0 END) AS BIGINT) AS paid, "
-               f"CAST(SUM(CASE WHEN status = 'pending' OR ({at_bank}) "
-               "THEN amount_fen ELSE 0 END) AS BIGINT) AS pending FROM wage_payments WHERE site = ?")
-        params = [*paid[1], as_of, site]
+            paid, paid_params = "p.status = 'paid' AND p.paid_on <= ?", [as_of]
+            at_bank, withdrawn_later = "p.status = 'paid' AND (p.paid_on IS NULL OR p.paid_on > ?)", ""
+        late = "" if until is None else " OR (p.status = 'failed' AND p.settled_at >= ?)" + withdrawn_later
+        sql = ("SELECT p.period, p.worker, "
+               f"CAST(SUM(CASE WHEN {paid} THEN p.amount_fen ELSE 0 END) AS BIGINT) AS paid, "
+               f"CAST(SUM(CASE WHEN p.status = 'pending' OR ({at_bank}){late} "
+               "THEN p.amount_fen ELSE 0 END) AS BIGINT) AS pending FROM wage_payments p")
+        params = [*paid_params, as_of]
+        if until is not None:
+            params += [until] * late.count("?")
+            sql += " JOIN wage_batches b ON b.batch_id = p.batch_id AND b.made_at < ?"
+            params.append(until)
+        sql += " WHERE p.site = ?"
+        params.append(site)
         if worker is not None:
-            sql += " AND worker = ?"
+            sql += " AND p.worker = ?"
             params.append(worker)
-        return self._rows(sql + " GROUP BY period, worker ORDER BY period, worker", params)
+        return self._rows(sql + " GROUP BY p.period, p.worker ORDER BY p.period, p.worker", params)
 
     def approved_lines(self, site: str, *, worker: str | None = None) -> list[dict]:
         """The lines of the site's approved versions (``worker``'s only, if given), as arrears reads them:
         the table's ``period``, ``version`` and ``pay_day``; the line's ``worker``, ``name``, ``employer``,
-        ``days``, ``net_fen``, ``status`` and ``flags`` (a list); and of its detail only its own pay day
+        ``days``, ``gross_fen``, ``net_fen``, ``status`` and ``flags`` (a list); and of its detail only its own pay day
         (``line_pay_day``) and how many days it left to decide (``to_decide``), taken out by the database
         (decoding every line's detail would cost a month of history what its rates and deductions are)."""
         if self.db.dialect == "postgresql":
@@ -175,7 +189,8 @@ class PaymentQueries:
             detail = ("json_extract(l.detail, '$.pay_day') AS line_pay_day, "
                       "COALESCE(json_array_length(l.detail, '$.days_to_decide'), 0) AS to_decide "
                       "FROM wage_tables t JOIN wage_lines l ON l.table_id = t.id")
-        sql = (f"SELECT t.period, t.version, t.pay_day, l.worker, l.name, l.employer, l.days, l.net_fen, l.status, "
+        sql = (f"SELECT t.period, t.version, t.pay_day, l.worker, l.name, l.employer, l.days, l.gross_fen, l.net_fen, "
+               f"l.status, "
                f"l.flags, {detail} WHERE t.status = 'approved' AND t.site = ?")
         params = [site]
         if worker is not None:

@@ -886,6 +886,15 @@ STEPS = [
         );
         CREATE INDEX work_calendar_site ON work_calendar (site, day, id);
     """),
+    # Where a payee's bank is, as a Chinese bank's bulk payment asks: the account's branch by its CNAPS
+    # code (收款行行号, 12 digits), its province and city. Kept with the account they route to, so that a
+    # batch uses them only while the account is the one its approved line pays.
+    Step(31, "payee_routing", """
+        ALTER TABLE workers ADD COLUMN bank_code TEXT;
+        ALTER TABLE workers ADD COLUMN bank_province TEXT;
+        ALTER TABLE workers ADD COLUMN bank_city TEXT;
+        ALTER TABLE workers ADD COLUMN routed_account TEXT;
+    """),
     # A worker's work team (班组) and trade (工种), which are not the employer (the labour company); and every
     # change of a worker's name, employer, team or trade from now on, with who made it and when.
     Step(34, "teams", """
@@ -924,6 +933,7 @@ CAPABILITIES = {
     "four_eyes": 28,  # wage_lines.override, wage_batches.made_by, wage_batch_files, wage_payments.settled_by
     "wage_reversals": 29,  # wage_payments.undone_*, returned_*; wage_deductions.reversed_*; wage_terms.back_pay
     "work_calendar": 30,  # a site's own rest and working days (collector site work-calendar)
+    "payee_routing": 31,  # workers.bank_code (CNAPS), bank_province, bank_city, routed_account
     "teams": 34,  # workers.team and trade; worker_changes
 }
 

@@ -63,6 +63,37 @@ class WageQueries:
             columns = ", ".join(f"{name} = ?" for name in changes)
             self.db.execute(f"UPDATE workers SET {columns} WHERE worker = ?", (*changes.values(), worker))
 
+    def set_payee_routing(self, worker: str, *, bank_code: str, province: str | None = None,
+                          city: str | None = None) -> None:
+        """Where the worker's account is held, as a Chinese bulk payment names it: the branch's CNAPS code
+        (收款行行号: 12 digits), province and city; set as a whole, for the account the worker has now
+        (a batch uses them only while its line pays that account)."""
+        code = _SPACE.sub("", bank_code or "")
+        if not re.fullmatch(r"[0-9]{12}", code):
+            raise StoreError(f"a bank's CNAPS code (收款行行号) is 12 digits, not {code[:20]!r}")
+        province = entered(province, what="the bank's province", limit=NAME_MAX_CHARS, optional=True)
+        city = entered(city, what="the bank's city", limit=NAME_MAX_CHARS, optional=True)
+        with self.transaction():
+            row = self._one("SELECT bank_account FROM workers WHERE worker = ?", (worker,))
+            if row is None:
+                raise StoreError(f"worker {worker} does not exist")
+            if not row[0]:
+                raise StoreError(f"worker {worker} has no bank account: set it (--account) with its bank's code")
+            self.db.execute("UPDATE workers SET bank_code = ?, bank_province = ?, bank_city = ?, routed_account = ? "
+                            "WHERE worker = ?", (code, province, city, row[0], worker))
+
+    def payee_routing(self, workers: Iterable[str]) -> dict[str, dict]:
+        """worker -> ``bank_code``, ``bank_province``, ``bank_city`` and ``routed_account`` (the account
+        they were set for), for the workers given that have a code."""
+        workers = sorted(set(workers))
+        found: dict[str, dict] = {}
+        for start in range(0, len(workers), 500):
+            chunk = workers[start:start + 500]
+            for row in self._rows("SELECT worker, bank_code, bank_province, bank_city, routed_account FROM workers "
+                                  f"WHERE bank_code IS NOT NULL AND worker IN ({', '.join('?' for _ in chunk)})", chunk):
+                found[row["worker"]] = row
+        return found
+
     def payee(self, worker: str) -> dict | None:
         rows = self._rows("SELECT worker, name, employer, id_number, phone, bank_account, bank_name FROM workers "
                           "WHERE worker = ?", (worker,))

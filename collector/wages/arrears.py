@@ -9,8 +9,11 @@ wage account and sees wages not paid as agreed must say so. The rules, as of a d
 - the Art. 27 warning: a worker with gate-verified (final) days in a period whose pay day has passed
   and no paid line for it, whether a table was approved and not paid, a line was held at the approval,
   or no table was approved at all. Without an approved amount the worker's pay terms give an
-  estimate, marked as one; a period whose days are not all final yet is named, since its verified days
-  are not all known.
+  estimate, marked as one: the gross, since no deduction is approved either (an estimate is never
+  below nothing, and never lowers what others are owed); a period whose days are not all final yet is
+  named, since its verified days are not all known.
+- as of a past date, the books as they stood at its end: a credit of a batch made later is neither
+  paid nor at the bank, and one whose failure was recorded later was still at the bank.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def _site(store: Store, site: str, as_of: date, now: datetime, grace: timedelta,
     approved = {t["period"] for t in store.wage_tables(site) if t["status"] == "approved"}
     # Paid by the date, and at the bank on it (pending, or paid after it), summed by the database.
     settled: dict[tuple[str, str], dict] = defaultdict(lambda: {"paid": 0, "pending": 0})
-    for sums in store.payment_sums(site, as_of.isoformat(), worker=worker):
+    until = day_bounds(as_of, zone(store.site(site)["timezone"]))[1]
+    for sums in store.payment_sums(site, as_of.isoformat(), worker=worker, until=until):
         settled[(sums["period"], sums["worker"])] = sums
     pay_days: dict[str, date] = {}
     for line in store.approved_lines(site, worker=worker):
@@ -111,8 +115,9 @@ def _approved_row(site: str, line: dict, pay_day: date, as_of: date, sums: dict)
     row.update(table_version=line["version"], paid_fen=sums["paid"], pending_fen=sums["pending"])
     past = as_of > pay_day
     if line["status"] != "payable":
-        # Held at the approval: nothing of it is approved for payment, so what the rules computed is an estimate.
-        row.update(estimate=True, estimate_fen=line["net_fen"] if line["days"] else None,
+        # Held at the approval: nothing of it is approved for payment, its deductions neither, so what the
+        # rules computed for its days is an estimate of what is owed.
+        row.update(estimate=True, estimate_fen=_estimate(line) if line["days"] else None,
                    note=f"held at the approval ({', '.join(line['flags']) or line['status']})")
         row["status"] = "overdue" if past and verified and not sums["paid"] else "held"
     else:
@@ -138,6 +143,13 @@ def _row(site: str, period: str, line: dict, pay_day: date, as_of: date, verifie
             "verified_days": verified, "estimate_fen": None, "estimate": False, "art27": False, "note": None}
 
 
+def _estimate(line: dict) -> int:
+    """What a line nothing of which is approved is estimated to owe: its gross. Its deductions are not
+    approved either, and one exceeding the gross would make the estimate negative and lower the total
+    owed to the others."""
+    return max(0, line["gross_fen"])
+
+
 def _finish(row: dict, as_of: date, pay_day: date) -> dict:
     if row["status"] == "overdue":
         row["days_overdue"] = (as_of - pay_day).days
@@ -158,7 +170,7 @@ def _unapproved(store: Store, site: str, period: str, as_of: date, now: datetime
                 continue
             row = _row(site, period, line, pay_day, as_of, verified)
             known = line["days"] and "no_terms" not in line["flags"]
-            row.update(status="overdue", estimate=True, estimate_fen=line["net_fen"] if known else None,
+            row.update(status="overdue", estimate=True, estimate_fen=_estimate(line) if known else None,
                        note="no approved wage table" + ("" if known else "; no pay terms for its days: no estimate"))
             rows.append(_finish(row, as_of, pay_day))
         return rows, None

@@ -1,7 +1,14 @@
 """A bank's return for a payment batch, read into entries for collector/payments.record_return: its table
 (columns end_to_end_id, status, voucher, date, reason and optionally amount; English or Chinese
 headers; a CSV in UTF-8 or GBK/GB18030, or an XLSX, read by collector/tabular.py) or an ISO 20022
-pain.002.001.03 payment status report (validated against the official XSD first).
+payment status report, pain.002.001.03, .10 or .12 (validated against the official XSD first: .03 and
+.12 against their own; .10, whose schema is not kept, against .12's, which the elements read here did not
+change, so that a .10 report is read only when it holds nothing .12 does not know).
+
+A table says paid or failed in the words banks' returns use (交易成功, 处理成功, 交易失败 ...; a status
+still in progress, 处理中, is noted and not recorded), dates a payment with or without a time of day
+(``2026-11-20 10:23:45``: the bank's date, as written), and writes amounts with or without thousands
+separators (``1,440.00``).
 
 The file comes from outside: every value is checked, and every problem is collected with where it is,
 so that the whole file is refused at once, one line per problem, and nothing of it is recorded.
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 import xml.etree.ElementTree as ET
 from datetime import date
 
@@ -24,7 +32,9 @@ from gate_agent.protocol import quoted
 MAX_BYTES = 16 * 1024 * 1024
 #: A bank's payment reference (voucher) is short; a longer one is refused, never cut.
 MAX_VOUCHER = 100
-PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.03"
+PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.{}"
+#: The pain.002 versions read -> the version whose kept schema validates it (collector/wages/iso20022/).
+PAIN002_VERSIONS = {"03": "03", "10": "12", "12": "12"}
 #: Field -> the headers that mean it (compared as collector/tabular.header_key compares them).
 HEADERS = {
     "end_to_end_id": ("end to end id", "e2e id", "业务参考号", "端到端编号", "端到端标识"),
@@ -34,10 +44,23 @@ HEADERS = {
     "reason": ("reason", "原因", "失败原因"),
     "amount": ("amount", "金额"),
 }
-STATUSES = {"paid": "paid", "成功": "paid", "failed": "failed", "失败": "failed"}
+#: What a bank's table says of a credit (compared after ``_word``: no spaces, case or full width).
+STATUSES = {
+    **dict.fromkeys(("paid", "success", "successful", "succeeded", "成功", "交易成功", "处理成功", "支付成功",
+                     "付款成功", "转账成功", "入账成功", "代发成功", "已成功", "已支付", "已入账"), "paid"),
+    **dict.fromkeys(("failed", "failure", "fail", "rejected", "失败", "交易失败", "处理失败", "支付失败", "付款失败",
+                     "转账失败", "入账失败", "代发失败", "已失败", "已拒绝", "拒绝"), "failed"),
+}
+#: Still at the bank: noted, recorded nowhere (the next return settles it).
+IN_PROGRESS = ("pending", "processing", "处理中", "交易处理中", "银行处理中", "待处理", "已受理", "已提交", "未处理")
 #: pain.002 transaction statuses that settle a credit; the others (ACTC, ACCP, ACSP, PDNG...) are on the way.
 PAIN002_FINAL = {"ACSC": "paid", "ACCC": "paid", "RJCT": "failed"}
-_DATE = re.compile(r"(\d{4})[-/]?(\d{2})[-/]?(\d{2})")
+_DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})|(\d{4})(\d{2})(\d{2})|(\d{4})年(\d{1,2})月(\d{1,2})日")
+#: A time of day after the date (a space or a T between): read and left, the date is the bank's.
+_TIME = re.compile(r"(?:[ T]+(?:[01]?\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?|[ T]?(?:[01]\d|2[0-3])[0-5]\d[0-5]\d)"
+                   r"(?:Z|[+-]\d{2}:?\d{2})?")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_NAMESPACE = re.compile(rb'xmlns(?::[A-Za-z_][\w.-]*)?\s*=\s*["\']urn:iso:std:iso:20022:tech:xsd:pain\.002\.001\.(\d{2})["\']')
 
 
 def read(data: bytes, source: str, *, sheet: str | None = None) -> tuple[str, list[dict], list[str]]:
@@ -57,11 +80,13 @@ def digest(data: bytes) -> str:
 
 
 def _day(text: str) -> str | None:
-    match = _DATE.fullmatch(text.strip())
-    if not match:
+    text = text.strip()
+    match = _DATE.match(text)
+    if not match or not (match.end() == len(text) or _TIME.fullmatch(text[match.end():])):
         return None
+    year, month, day_of_month = (int(group) for group in match.groups() if group is not None)
     try:
-        day = date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        day = date(year, month, day_of_month)
     except ValueError:
         return None
     return day.isoformat() if 2000 <= day.year <= 2100 else None
@@ -69,13 +94,17 @@ def _day(text: str) -> str | None:
 
 def _table(data: bytes, source: str, sheet: str | None) -> tuple[str, list[dict], list[str]]:
     table = read_table(data, name=source, fields=HEADERS, identify=("end_to_end_id", "status"),
-                       identifiers=("end_to_end_id", "voucher"), dates=("date",), sheet=sheet, totals="skip",
+                       identifiers=("end_to_end_id", "voucher"), dates=("date",), date_times=("date",), sheet=sheet,
+                       totals="skip",
                        what="a bank's return", max_bytes=MAX_BYTES)
     entries = []
     for row in table:
         entry, problem = _entry(row.where, row.values)
         if problem:
             table.problems.append(row.problem(problem))
+        elif "in_progress" in entry:
+            table.notes.append(f"{entry['end_to_end_id']}: {entry['in_progress']} (still in progress at the bank; "
+                               "not recorded)")
         else:
             entries.append(entry)
     # The problems (the tables' and the entries') in the order of the lines, before the credits.
@@ -88,14 +117,20 @@ def _entry(where: str, values: dict) -> tuple[dict, str | None]:
     e2e = values.get("end_to_end_id") or ""
     if not e2e:
         return {}, "no end-to-end id"
-    status = STATUSES.get((values.get("status") or "").lower())
+    word = _word(values.get("status") or "")
+    if word in IN_PROGRESS:
+        return {"where": where, "end_to_end_id": e2e, "in_progress": values.get("status")}, None
+    status = STATUSES.get(word)
     if status is None:
-        return {}, f"{e2e}: status {quoted(values.get('status'))} is not paid or failed"
+        return {}, f"{e2e}: status {quoted(values.get('status'))} is not paid (交易成功) or failed (交易失败)"
     entry = {"where": where, "end_to_end_id": e2e, "status": status, "voucher": None, "date": None, "reason": None,
              "amount_fen": None}
     if values.get("amount"):
+        amount = values["amount"].strip()
+        if _THOUSANDS.fullmatch(amount):
+            amount = amount.replace(",", "")  # 1,440.00: a separator every three digits, nothing else
         try:
-            entry["amount_fen"] = parse_yuan(values["amount"], what="the amount")
+            entry["amount_fen"] = parse_yuan(amount, what="the amount")
         except MoneyError as error:
             return {}, f"{e2e}: {error}"
     if status == "paid":
@@ -106,7 +141,7 @@ def _entry(where: str, values: dict) -> tuple[dict, str | None]:
         entry["voucher"] = values["voucher"]
         entry["date"] = _day(values.get("date") or "")
         if entry["date"] is None:
-            return {}, f"{e2e} is paid but its date {quoted(values.get('date'))} is not YYYY-MM-DD"
+            return {}, f"{e2e} is paid but its date {quoted(values.get('date'))} is not YYYY-MM-DD (a time may follow)"
     else:
         if not values.get("reason"):
             return {}, f"{e2e} failed but the return gives no reason"
@@ -117,12 +152,31 @@ def _entry(where: str, values: dict) -> tuple[dict, str | None]:
 # ================================================================================== pain.002
 
 
+def _word(text: str) -> str:
+    """A status as compared: full-width forms as their ASCII, without spaces, in lower case."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).casefold()
+
+
 def _pain002(data: bytes, source: str) -> tuple[list[dict], list[str]]:
-    problem = validation_problem(data, "pain.002.001.03.xsd")
+    versions = {match.group(1).decode() for match in _NAMESPACE.finditer(data[:4096])}
+    if len(versions) != 1 or not versions <= PAIN002_VERSIONS.keys():
+        raise PaymentError(f"{source}: not a pain.002 payment status report this system reads (pain.002.001."
+                           + ", .".join(PAIN002_VERSIONS) + "): "
+                           + (f"its namespace is pain.002.001.{', .'.join(sorted(versions))}" if versions
+                              else "no pain.002 namespace"))
+    (version,) = versions
+    kept = PAIN002_VERSIONS[version]
+    checked = ""
+    if kept != version:
+        # No schema of this version is kept: read as the next one kept, whose schema did not change the
+        # elements read here (the namespace's name is all that is replaced); what it does not know is refused.
+        data = data.replace(PAIN002.format(version).encode(), PAIN002.format(kept).encode())
+        checked = f" (checked against pain.002.001.{kept}.xsd)"
+    problem = validation_problem(data, f"pain.002.001.{kept}.xsd")
     if problem:
-        raise PaymentError(f"{source}: not a valid pain.002.001.03 payment status report: {problem}")
+        raise PaymentError(f"{source}: not a valid pain.002.001.{version} payment status report{checked}: {problem}")
     root = ET.fromstring(data)
-    ns = {"p": PAIN002}
+    ns = {"p": PAIN002.format(kept)}
     report = root.find("p:CstmrPmtStsRpt", ns)
     message = report.findtext("p:GrpHdr/p:MsgId", namespaces=ns)
     made = (report.findtext("p:GrpHdr/p:CreDtTm", namespaces=ns) or "")[:10]

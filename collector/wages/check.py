@@ -102,6 +102,9 @@ def import_sheet(store: Store, path: str | Path, *, site: str, period: str, by: 
     read, problems = read_sheet(path, period_days=last.day, sheet=sheet)
     if problems:
         raise SheetRefused(read.file_name, problems)
+    if take_deductions and not read.deductions_column:
+        raise WageError(f"{read.file_name} has no deductions column (扣款): it claims no deductions to take "
+                        "(import it without --take-deductions)")
     held = store.wage_sheet_by_sha256(read.sha256)
     if take_deductions and (held is None or held["deductions_taken_at"] is None):
         _deductions_to_take(store, site, period, read.lines)  # refused before the sheet is kept

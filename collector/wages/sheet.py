@@ -1,14 +1,17 @@
 """An employer's wage sheet: what the labour subcontractor claims for a month, read from CSV or XLSX.
 
-Per worker: the days, the amount (gross, 应发), the deductions and the payee account; optionally the
-name, the ID number, the hours and the net pay. Headers in Chinese or English (``HEADERS``; a unit in
-brackets after a header, ``应发工资（元）``, is allowed; other columns are ignored and listed). A CSV is
+Per worker: the days, the amount (gross, 应发) and the payee account; optionally the deductions (none
+without the column), the name, the ID number, the hours and the net pay. Headers in Chinese or English
+(``HEADERS``; a unit in brackets after a header, ``应发工资（元）``, is allowed; a header on two rows, 工资
+merged over 应发, 扣款, 实发, is read as one; other columns are ignored and listed). A CSV is
 UTF-8 (with or without a BOM) or, failing a strict UTF-8 reading, GB18030 (which contains GBK); the
 encoding used is reported. An XLSX is read through openpyxl in the visible worksheet with the header
 (a hidden one is never read); a number cell is taken through its shortest decimal text (``350.1`` stays
 350.10 yuan, never the binary ``350.09999...``), and an account or ID number a spreadsheet stored as a
 number with more digits than it keeps exactly is refused, and so is a formula in a line (what the file
-stores for it need not be what the spreadsheet shows). Title rows above the header are skipped and said
+stores for it need not be what the spreadsheet shows), but for an amount: the result the spreadsheet
+stored is read when it is a whole fen within a thousandth of one (``1050.3000000000002`` is 1050.30;
+``=D4*1.05`` stored as ``1050.305`` is refused: use ROUND(...,2)), and each one read is noted. Title rows above the header are skipped and said
 so; a last row whose worker cell is a total (合计, total) is checked against the sum of the lines (where
 its cells are values, not formulas) and not kept as a line.
 
@@ -48,12 +51,14 @@ HEADERS = {
     "id_number": ("id number", "身份证号", "身份证号码"),
     "days": ("days", "出勤天数"),
     "hours": ("hours", "工时"),
-    "amount": ("amount", "gross", "应发工资", "应发金额", "金额"),
-    "deductions": ("deductions", "扣款"),
-    "net": ("net", "实发", "实发工资", "实发金额"),
+    "amount": ("amount", "gross", "应发工资", "应发金额", "金额", "应发", "工资应发"),
+    "deductions": ("deductions", "扣款", "扣款合计", "工资扣款", "代扣款"),
+    "net": ("net", "实发", "实发工资", "实发金额", "工资实发"),
     "bank_account": ("bank account", "account", "银行账号", "银行卡号"),
 }
-REQUIRED = ("worker", "days", "amount", "deductions", "bank_account")
+REQUIRED = ("worker", "days", "amount", "bank_account")
+#: Amounts a spreadsheet may have computed (a formula's result, to the fen: collector/tabular.amount_text).
+AMOUNTS = ("amount", "deductions", "net")
 IDENTIFIERS = ("worker", "id_number", "bank_account")
 #: Bounds a real sheet never reaches, so that a hostile file cannot exhaust the bank's machine (what a
 #: workbook may unpack to: tabular.MAX_UNPACKED_BYTES).
@@ -78,16 +83,19 @@ class Sheet:
     lines: list[dict] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    deductions_column: bool = True  # without one, the sheet claims no deductions
 
 
 def read_sheet(path: str | Path, *, period_days: int, sheet: str | None = None) -> tuple[Sheet, list[Problem]]:
     """The sheet and every bad row (SheetError when the file as a whole is not one). ``period_days``
     bounds the days a line can claim; ``sheet`` names the worksheet of a workbook."""
     table = read_table(path, fields=HEADERS, identify=("worker", "amount"), require=REQUIRED, identifiers=IDENTIFIERS,
-                       sheet=sheet, totals="keep", what="a wage sheet", max_bytes=MAX_FILE_BYTES,
+                       amounts=AMOUNTS, sheet=sheet, totals="keep", what="a wage sheet", max_bytes=MAX_FILE_BYTES,
                        max_unpacked=MAX_UNPACKED_BYTES, max_rows=MAX_ROWS)
     result = Sheet(Path(path).name, table.sha256, table.format, table.encoding, ignored_columns=table.ignored_columns,
-                   notes=table.notes)
+                   notes=table.notes, deductions_column="deductions" in table.columns)
+    if not result.deductions_column:
+        result.notes.append("no deductions column (扣款): the sheet claims no deductions")
     problems = table.problems
     seen: dict[str, str] = {}
     total: Row | None = None

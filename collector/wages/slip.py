@@ -8,6 +8,10 @@ later, anywhere, without trusting this page. ID number, phone and account appear
 built from the period's approved wage table (else its latest version, marked as not approved, or as a
 draft that is never paid); the days are those the attendance gives now, and any difference from the
 table is said on the page.
+
+The worker reads it on a phone: Chinese first on every line (English after it), every time in the
+site's zone, and on a narrow screen each table row stacks into a card of labelled values instead of
+running off the side. A line paid more than its net says so (多付) rather than "paid X of Y".
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import jinja2
 from collector import masking
 from collector.attendance.reports import attendance
 from collector.evidence.document import days_id, stated_days
-from collector.localtime import local_text_dt, zone
+from collector.localtime import local_text, local_text_dt, zone
 from collector.money import divide_half_up, yuan
 from collector.store import Store
 from collector.wages.table import FLAG_WORDS, SAME_PAYEE, STATUS_WORDS, WageError, _in_force, period_bounds
@@ -31,9 +35,22 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: Statuses of a table a slip can be made from, and the banner the page carries for each.
 BANNERS = {
     "approved": None,
-    "computed": ("未审批 NOT APPROVED", "This wage table is computed but not approved yet: amounts may change."),
-    "draft": ("草稿 DRAFT", "A draft of a month that is not final: it is never paid and is not a wage statement."),
+    "computed": ("未审批 NOT APPROVED", "本工资表已计算，尚未审批，金额可能变化。This wage table is computed but not "
+                 "approved yet: amounts may change."),
+    "draft": ("草稿 DRAFT", "本月考勤尚未最终确定，此为草稿，不予支付，也不是工资清单。A draft of a month that is not "
+              "final: it is never paid and is not a wage statement."),
 }
+#: A table's status and a credit's, as the slip says them (Chinese, then English).
+TABLE_WORDS = {"approved": "已审批 approved", "computed": "未审批 computed, not approved", "draft": "草稿 draft",
+               "superseded": "已被新版本取代 superseded"}
+CREDIT_WORDS = {"paid": "已支付 paid", "pending": "银行处理中 at the bank", "failed": "支付失败 failed",
+                "reversed": "银行退汇 returned after payment", "withdrawn": "已撤回，未发送 withdrawn, never sent"}
+#: Why a day is not paid, in Chinese (table.STATUS_WORDS gives the English).
+STATUS_CHINESE = {"open": "仍在场内：没有出场记录", "missing_out": "有进场、在最长班次内没有出场",
+                  "missing_in": "有出场、没有进场", "anomaly": "重复进场或出场", "error": "当天无法计算（见银行日志）",
+                  "no_time": "进出之间没有工作时间", "not_assigned": "当天未登记在该工地",
+                  "no_terms": "当天没有有效的工资标准", "short_day": "工作时间不足一个计薪日",
+                  "contested": "当天的打卡有争议（闸机记录冲突或断链），待银行核查"}
 
 
 def choose_table(store: Store, worker: str, period: str, site: str | None) -> dict:
@@ -97,8 +114,12 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
         "site": site, "site_name": site_row.get("name") or site, "timezone": site_row["timezone"],
         "period": period, "from": first.isoformat(), "to": last.isoformat(),
         "generated_at": format_time(now), "generated_local": local_text_dt(now, tz),
-        "table": {k: table[k] for k in ("version", "status", "final", "computed_at", "computed_by", "reason",
-                                        "approved_at", "approved_by", "pay_day")},
+        "table": {**{k: table[k] for k in ("version", "status", "final", "computed_at", "computed_by", "reason",
+                                           "approved_at", "approved_by", "pay_day")},
+                  # Times in the site's zone, as every time on the slip.
+                  "computed_local": local_text(table["computed_at"], tz),
+                  "approved_local": local_text(table["approved_at"], tz),
+                  "status_words": TABLE_WORDS.get(table["status"], table["status"])},
         "later_version": max(t["version"] for t in versions) if versions[-1]["version"] != table["version"] else None,
         "banner": BANNERS.get(table["status"]) if table["final"] else BANNERS["draft"],
         "worker": worker, "name": line["name"], "employer": line["employer"],
@@ -114,9 +135,10 @@ def slip(store: Store, worker: str, period: str, *, site: str | None = None, now
         "days": days,
         "differs": (counted_days, counted_minutes) != (line["days"], line["worked_minutes"]),
         "attendance_now": {"days": counted_days, "worked_minutes": counted_minutes},
-        "payments": [{k: p[k] for k in ("batch_id", "end_to_end_id", "amount_fen", "status", "voucher", "paid_on",
-                                        "reason", "table_version")} for p in payments],
-        "paid_fen": paid, "pending_fen": pending,
+        "payments": [{**{k: p[k] for k in ("batch_id", "end_to_end_id", "amount_fen", "status", "voucher", "paid_on",
+                                           "reason", "table_version")},
+                      "status_words": CREDIT_WORDS.get(p["status"], p["status"])} for p in payments],
+        "paid_fen": paid, "pending_fen": pending, "overpaid_fen": max(0, paid - line["net_fen"]),
         "payment_status": _payment_status(table, line, paid, pending, payments),
         "evidence": {
             "days_id": days_id(stated), "days": len(stated),
@@ -133,16 +155,19 @@ def _day(record: dict, history: list[dict], held: dict[str, str] | None = None) 
     (``held``: date -> the table's decision for a day it did not pay, ``short_day`` or ``contested``)."""
     why = None
     if record["status"] != "complete":
-        why = STATUS_WORDS.get(record["status"], record["status"])
+        why = record["status"]
     elif "not_assigned" in record["flags"]:
-        why = STATUS_WORDS["not_assigned"]
+        why = "not_assigned"
     elif not record["worked_minutes"]:
-        why = STATUS_WORDS["no_time"]
+        why = "no_time"
     elif (held or {}).get(record["date"]):
-        why = STATUS_WORDS[held[record["date"]]]
+        why = held[record["date"]]
     terms = _in_force(history, date.fromisoformat(record["date"])) if why is None else None
     if why is None and terms is None:
-        why = "no pay terms in force that day"
+        why = "no_terms"
+    if why is not None:
+        english = STATUS_WORDS.get(why, "no pay terms in force that day" if why == "no_terms" else why)
+        why = f"{STATUS_CHINESE[why]} {english}" if why in STATUS_CHINESE else english
     return {"date": record["date"], "first_in": record["first_in"], "last_out": record["last_out"],
             "worked_minutes": record["worked_minutes"], "status": record["status"], "flags": record["flags"],
             "paid": why is None, "why_not": why,
@@ -157,6 +182,8 @@ def _payment_status(table: dict, line: dict, paid: int, pending: int, payments: 
         return "held", "暂缓支付：待核定 Held: needs a decision before it is paid"
     if line["net_fen"] <= 0:
         return "nothing_due", "无应付金额 Nothing to pay"
+    if paid > line["net_fen"]:
+        return "overpaid", f"多付 Overpaid: {yuan(paid - line['net_fen'])} 元 yuan more than the net"
     if paid >= line["net_fen"]:
         return "paid", "已支付 Paid"
     if pending:

@@ -445,7 +445,8 @@ def run(store: Store, site: str, period: str, *, by: str, reason: str | None = N
     """Compute and save a new version of the period's table (a draft when asked, or when not final)."""
     if not by.strip():
         raise WageError("say who computes the table (--by)")
-    versions = store.wage_tables(site, period)  # without their lines: only the latest's status matters here
+    # Without their lines: only the latest's status matters here, a draft's none (it is never approved).
+    versions = [t for t in store.wage_tables(site, period) if t["status"] != "draft"]
     latest = versions[-1] if versions else None
     if latest is not None and latest["status"] == "approved" and not draft and not (reason or "").strip():
         raise WageError(f"{site} {period} version {latest['version']} is approved; a correction is a new version "
@@ -458,8 +459,9 @@ def run(store: Store, site: str, period: str, *, by: str, reason: str | None = N
 
 
 def approve(store: Store, site: str, period: str, *, by: str, overrides: dict[str, str] | None = None,
-            override_disputes: str | None = None, approvers: tuple[str, ...] = ()) -> dict:
-    """Freeze the latest version, on four eyes: the approver is not who computed it, and is one of
+            override_disputes: str | None = None, approvers: tuple[str, ...] = (), version: int | None = None) -> dict:
+    """Freeze the latest version that is not a draft (``version``, when given, must be it: what the
+    approver looked at is what is frozen), on four eyes: the approver is not who computed it, and is one of
     ``approvers`` when a list is configured. Lines that still need a decision refuse the approval unless
     each has its own reason in ``overrides`` (worker -> why; kept on the line, which is not paid); so do the
     workers' open disputes of the period, unless ``override_disputes`` says why (recorded with the
@@ -469,12 +471,7 @@ def approve(store: Store, site: str, period: str, *, by: str, overrides: dict[st
     by = " ".join((by or "").split())
     if not by:
         raise WageError("say who approves (--by)")
-    table = store.wage_table(site, period)
-    if table is None:
-        raise WageError(f"{site} {period} has no wage table (collector wages run)")
-    if table["status"] == "draft":
-        raise WageError(f"{site} {period} version {table['version']} is a draft (the period was not final): "
-                        "a draft is never approved or paid")
+    table = _to_approve(store, site, period, version)
     if table["status"] == "approved":
         raise WageError(f"{site} {period} version {table['version']} is approved already")
     if same_person(by, table["computed_by"]):
@@ -504,3 +501,27 @@ def approve(store: Store, site: str, period: str, *, by: str, overrides: dict[st
         check_approval(store, site, period, table_version=table["version"], override_reason=override_disputes, by=by)
         store.approve_wage_table(table["id"], by=by, overrides=overrides)
     return store.wage_table(site, period, table["version"])
+
+
+def _to_approve(store: Store, site: str, period: str, version: int | None) -> dict:
+    """The version an approval freezes: the latest that is not a draft. A draft computed to look at a
+    month that is final (``wages run --draft``) stays out of the way; a draft is never approved."""
+    versions = store.wage_tables(site, period)
+    if not versions:
+        raise WageError(f"{site} {period} has no wage table (collector wages run)")
+    computed = [t for t in versions if t["status"] != "draft"]
+    chosen = next((t for t in versions if t["version"] == version), None) if version is not None else \
+        (computed[-1] if computed else versions[-1])
+    if chosen is None:
+        raise WageError(f"{site} {period} has no version {version} (versions 1 to {versions[-1]['version']})")
+    if chosen["status"] == "draft":
+        why = ("computed with --draft to look at it" if chosen["final"]
+               else "the period was not final when it was computed")
+        raise WageError(f"{site} {period} version {chosen['version']} is a draft ({why}): a draft is never approved "
+                        "or paid; run the table without --draft" + (", then approve that version" if chosen["final"]
+                                                                     else " once the period is final"))
+    if chosen is not computed[-1]:
+        raise WageError(f"{site} {period} version {chosen['version']} is not the latest computed version: "
+                        f"version {computed[-1]['version']} is; approve that one (--version "
+                        f"{computed[-1]['version']})")
+    return store.wage_table(site, period, chosen["version"])

@@ -1,0 +1,77 @@
+"""`wages show --csv` as a spreadsheet reads it (flags joined once, a negative net a number), and a draft
+computed only to look at a final month stays out of the approval's way; on both engines, with the CLI.
+
+The final October of tests/test_wages.py (W4's missing OUT settled by a manual punch).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests import test_wages
+from tests.test_wages_payments import PERIOD
+
+month = test_wages.month
+
+
+def settle_w4(month) -> None:
+    month.cli("punch", "add", "--worker", "W4", "--site", "S1", "--at", "2026-10-10T17:00:00+08:00",
+              "--direction", "out", "--reason", "left by the material gate", "--by", "ops-li")
+
+
+def test_the_csv_joins_flags_once_and_keeps_a_negative_net_a_number(month):
+    settle_w4(month)
+    month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "借支", "--amount-yuan", "2000",
+              "--reason", "advance", "--by", "ops-li")
+    month.cli("wages", "deduct", *PERIOD, "--worker", "W1", "--item", "借支", "--amount-yuan", "800",
+              "--reason", "advance", "--by", "ops-li")
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
+    data = month.cli("wages", "show", *PERIOD, "--csv").stdout
+    rows = {row["worker"]: row for row in csv.DictReader(io.StringIO(data.lstrip("\ufeff")))}
+    assert rows["W4"]["flags"] == "manual"
+    assert sorted(rows["W1"]["flags"].split(";")) == ["deductions_over_half", "rate_changed"]
+    assert rows["W5"]["net_yuan"] == "-1600.00" and rows["W5"]["gross_yuan"] == "400.00"
+    assert rows["W5"]["flags"] == "deductions_exceed_gross"
+    assert ";" not in rows["W4"]["flags"] and "'" not in data.replace("'s", "")
+
+
+def test_a_look_only_draft_of_a_final_month_does_not_block_the_approval(month):
+    settle_w4(month)
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang")  # version 1, computed
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--draft")  # version 2: to look at, never paid
+    approved = month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao")
+    assert "version 1 approved by ops-zhao" in approved.stdout
+    history = month.json("wages", "history", "--site", "S1", "--period", "2026-10")
+    assert [(t["version"], t["status"]) for t in history] == [(1, "approved"), (2, "draft")]
+
+
+def test_approve_takes_the_version_looked_at_and_says_why_a_draft_is_not_one(month):
+    settle_w4(month)
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--draft")  # version 1: a look-only draft
+    refused = month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", check=False)
+    assert refused.returncode == 1
+    assert "version 1 is a draft (computed with --draft to look at it)" in refused.stderr
+    assert "not final" not in refused.stderr, "the month is final: that is not the reason"
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang")  # version 2
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang")  # version 3
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--draft")  # version 4
+    older = month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--version", "2", check=False)
+    assert older.returncode == 1 and "version 2 is not the latest computed version: version 3 is" in older.stderr
+    draft = month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--version", "4", check=False)
+    assert draft.returncode == 1 and "version 4 is a draft" in draft.stderr
+    missing = month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--version", "9", check=False)
+    assert missing.returncode == 1 and "has no version 9" in missing.stderr
+    assert "version 3 approved" in month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao", "--version", "3").stdout
+    # A look-only draft after the approval does not let a correction through without its reason.
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang", "--draft")
+    again = month.cli("wages", "run", *PERIOD, "--by", "ops-wang", check=False)
+    assert again.returncode == 1 and "needs --reason" in again.stderr
+
+
+def test_a_draft_of_a_month_not_final_says_so(month, tmp_path):
+    settle_w4(month)
+    month.cli("wages", "run", "--site", "S1", "--period", "2026-11", "--by", "ops-wang", "--draft")
+    refused = month.cli("wages", "approve", "--site", "S1", "--period", "2026-11", "--by", "ops-zhao", check=False)
+    assert refused.returncode == 1
+    assert "version 1 is a draft (the period was not final when it was computed)" in refused.stderr
