@@ -186,6 +186,7 @@ def test_a_batch_never_sent_is_withdrawn_and_pays_into_the_corrected_account(mon
     shown = batch(month, tmp_path / "v2.csv", "csv").stdout
     assert "batch S1-202610-V2-B1 (new), version 2: 5 credit(s), 2487.56 yuan" in shown
     with open(tmp_path / "v2.csv", encoding="utf-8-sig") as file:
+        assert next(file).startswith("总笔数") and next(file).startswith("5,")  # the control totals, then the header
         rows = {row["备注"].split("/")[2].split()[0]: row for row in csv.DictReader(file)}
     assert rows["W2"]["收款账号"] == "6222029999999990002"
     # A return of the withdrawn batch is refused; withdrawing it again too.

@@ -66,7 +66,8 @@ def test_a_pay_day_on_a_sunday_is_paid_on_the_friday_before_in_the_pain001_and_t
     assert (batch.pay_date.due, batch.pay_date.why) == (date(2026, 12, 13), "Sunday")
     root = ET.fromstring(render(batch, "pain001", timezone="Asia/Shanghai"))
     assert root.find(f".//{PAIN001}ReqdExctnDt/{PAIN001}Dt").text == "2026-12-11"
-    rows = list(csv.DictReader(io.StringIO(render(batch, "csv", timezone="Asia/Shanghai").decode("utf-8-sig"))))
+    lines = render(batch, "csv", timezone="Asia/Shanghai").decode("utf-8-sig").splitlines()[2:]  # after the totals
+    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
     assert [row["付款日期"] for row in rows] == ["2026-12-11"]
 
 
