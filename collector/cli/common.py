@@ -168,3 +168,16 @@ def format_options(func):
         return func(*args, as_json=as_json, as_csv=as_csv, **kwargs)
 
     return wrapper
+
+
+def write_new_file(path: str, data: bytes, mode: int = 0o600) -> None:
+    """``data`` as a new file at ``path`` (never over anything there), or the one line saying why not: the
+    files commands write for people hold personal data, hence 0600 unless told otherwise."""
+    from gate_agent.files import write_new
+
+    try:
+        write_new(path, data, mode)
+    except FileExistsError:
+        raise click.ClickException(f"{path} already exists; choose another name (nothing is overwritten)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None

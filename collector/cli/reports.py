@@ -17,6 +17,7 @@ from collector.cli.common import (
     resolve_day,
     say,
     with_config,
+    write_new_file,
 )
 from collector.errors import InputError
 from gate_agent.logsetup import escape_control, safe_json
@@ -121,14 +122,9 @@ def _one_output(xlsx_file: str | None, as_json: bool, as_csv: bool) -> None:
 
 def _write_xlsx(path: str, sheet, what: str) -> None:
     """The sheet as a new 0600 workbook (it names workers), and a line saying so."""
-    from collector.workbook import write
+    from collector.workbook import workbook_bytes
 
-    try:
-        write(path, [sheet])
-    except FileExistsError:
-        raise click.ClickException(f"{path} already exists; choose another name (nothing is overwritten)") from None
-    except OSError as error:
-        raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+    write_new_file(path, workbook_bytes([sheet]))
     click.echo(f"{path}: {what}")
 
 
@@ -150,7 +146,6 @@ def timesheet_command(ctx: Context, site: str, month: str, employer: str | None,
     from pathlib import Path
 
     from collector.attendance.timesheet import page, timesheet, workbook
-    from gate_agent.files import write_new
 
     ending = Path(out).suffix.lower()
     if ending not in (".xlsx", ".html"):
@@ -168,12 +163,7 @@ def timesheet_command(ctx: Context, site: str, month: str, employer: str | None,
         data = workbook_bytes([workbook(sheet)])
     else:
         data = page(sheet).encode("utf-8")
-    try:
-        write_new(out, data, 0o600)
-    except FileExistsError:
-        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
-    except OSError as error:
-        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    write_new_file(out, data)
     review = sum(row.review for row in sheet["rows"])
     emit(as_json, {"site": site, "month": sheet["month"], "file": out, "workers": len(sheet["rows"]),
                    "days_to_review": review},
@@ -247,7 +237,6 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
 
     from collector.evidence.document import build_evidence, days_id, evidence_id
     from collector.signing import load_bank_key
-    from gate_agent.files import write_new
 
     first, last = _period(None, first, last)
     if os.path.lexists(out):
@@ -255,12 +244,7 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     key = load_bank_key(ctx.config)
     with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
         document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
-    try:
-        write_new(out, safe_json(document, indent=1).encode(), 0o600)
-    except FileExistsError:
-        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
-    except OSError as error:
-        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    write_new_file(out, safe_json(document, indent=1).encode())
     from collector.cli.worker import operator_name
 
     with ctx.store() as store:  # the worker sees on their page who took their record, and when

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import click
 
 from collector import masking
-from collector.cli.common import Context, emit, json_option, json_text, with_config
+from collector.cli.common import Context, emit, json_option, json_text, with_config, write_new_file
 from collector.export import to_csv
 from collector.money import parse_yuan, rate_problem, yuan
 from gate_agent.cli_output import say
@@ -693,7 +693,6 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
     import os
 
     from gate_agent.extras import require
-    from gate_agent.files import write_new
 
     require("jinja2", "bank")  # the slip's template; a gate's install has none
     from collector.wages.slip import render, slip
@@ -702,12 +701,7 @@ def wages_slip(ctx: Context, worker_id: str, period: str, site, out: str, as_jso
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
     with ctx.store(readonly=True) as store:
         data = slip(store, worker_id, period, site=site, grace=timedelta(hours=ctx.config.final_grace_hours))
-    try:
-        write_new(out, render(data).encode("utf-8"), 0o600)
-    except FileExistsError:
-        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
-    except OSError as error:
-        raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+    write_new_file(out, render(data).encode("utf-8"))
     if as_json:
         click.echo(json_text({"file": out, **data}))
         return
@@ -752,7 +746,6 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
     from collector.wages.limits import batch_warnings
     from collector.wages.payments import make_batch
     from collector.wages.table import flag_text
-    from gate_agent.files import write_new
 
     if os.path.lexists(out):
         raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
@@ -766,12 +759,7 @@ def wages_batch(ctx: Context, site: str, period: str, fmt: str, out: str, encodi
                       routing=routing)
         digest = hashlib.sha256(data).hexdigest()
         store.add_wage_batch_file(batch.batch["batch_id"], by=by, fmt=fmt, file=os.path.abspath(out), sha256=digest)
-        try:
-            write_new(out, data, 0o600)
-        except FileExistsError:
-            raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)") from None
-        except OSError as error:
-            raise click.ClickException(f"cannot write {out}: {error.strerror}") from None
+        write_new_file(out, data)
     head = batch.batch
     summary = {"file": out, "format": fmt, "batch_id": head["batch_id"], "new": batch.new, "site": site,
                "period": period, "table_version": head["table_version"], "credits": len(head["payments"]),
