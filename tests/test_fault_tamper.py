@@ -247,6 +247,14 @@ def test_tampering_with_the_banks_database_is_visible_to_a_chain_check(gate, ban
         verify_chain(stored_chain(), keys_of(key))
     store.db.execute("UPDATE punches SET signed = ? WHERE seq = 6", [signed])
     verify_chain(stored_chain(), keys_of(key))
+    # And the gate boot its punches name: one edited reader (or boot id, or key id) fails every one of them.
+    reader = store.db.value("SELECT reader FROM gate_boots")
+    store.db.execute("UPDATE gate_boots SET reader = ?", [reader + " "])
+    with Store(store.location, readonly=True) as reader_store:  # it remembers no row from before the edit
+        with pytest.raises(ProtocolError, match="bad_signature"):
+            verify_chain([Punch.from_dict(json.loads(b)) for b in reader_store.gate_punch_bodies("S1", "north")],
+                         keys_of(key))
+    store.db.execute("UPDATE gate_boots SET reader = ?", [reader])
     store.db.execute("DELETE FROM punches WHERE seq = 7")
     with pytest.raises(ProtocolError, match="chain_break"):
         verify_chain(stored_chain(), keys_of(key))

@@ -5,6 +5,7 @@ is partitioned by month."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store, partitions, schema
-from collector.store.packed import PackError, pack, signed_fields, unpack
+from collector.store.packed import Boot, PackError, boot_ref, pack, signed_fields, unpack
 from gate_agent.protocol import (
     CARD_KINDS,
     DIRECTIONS,
@@ -74,10 +75,31 @@ def test_every_punch_a_gate_may_send_comes_back_byte_for_byte(punch):
     assert len(packed) <= 14 + 3 + 64 * 4 + 2 + 64 * 4 + 104 + 25  # at most: boot and reader of 64 4-byte letters
 
 
+def boots_of(punch: Punch, ref: int) -> dict[int, Boot]:
+    """The gate_boots row a format 2 value of ``punch`` names, as a reader finds it."""
+    return {ref: Boot(punch.site, punch.gate, punch.boot, punch.reader, punch.key)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(punches(), st.integers(1, 2**32 - 1))
+def test_every_punch_comes_back_byte_for_byte_from_the_gate_boot_it_names(punch, ref):
+    packed = pack(punch, ref)
+    assert packed[0] == 2 and boot_ref(packed) == ref
+    rebuilt = unpack(packed, **columns(punch), boots=boots_of(punch, ref))
+    assert rebuilt == punch
+    assert rebuilt.to_json() == punch.to_json() and rebuilt.canonical_bytes() == punch.canonical_bytes()
+    # Boot, reader and key are the row's: only the head, mono_ms, prev, signature and a SUN message remain.
+    assert len(packed) <= 6 + 9 + 96 + 24 and len(packed) < len(pack(punch)) - 6
+    # A value is read only with the row it names, of its own gate.
+    for boots in ({}, boots_of(punch, ref + 1), {ref: Boot(punch.site, "other", punch.boot, punch.reader, punch.key)}):
+        with pytest.raises(PackError, match=f"{punch.site}/{punch.gate} seq {punch.seq}"):
+            unpack(packed, **columns(punch), boots=boots)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(punches(), st.data())
-def test_a_damaged_value_is_named_never_a_crash_nor_another_punch(punch, data):
-    packed = bytearray(pack(punch))
+@given(punches(), st.sampled_from((None, 7)), st.data())
+def test_a_damaged_value_is_named_never_a_crash_nor_another_punch(punch, ref, data):
+    packed = bytearray(pack(punch, ref))
     how = data.draw(st.sampled_from(("cut", "extend", "flip")))
     if how == "cut":
         damaged = bytes(packed[:data.draw(st.integers(0, len(packed) - 1))])
@@ -88,7 +110,7 @@ def test_a_damaged_value_is_named_never_a_crash_nor_another_punch(punch, data):
         packed[at] ^= data.draw(st.integers(1, 255))
         damaged = bytes(packed)
     try:
-        rebuilt = unpack(damaged, **columns(punch))
+        rebuilt = unpack(damaged, **columns(punch), boots=boots_of(punch, 7))
     except PackError as error:
         assert f"{punch.site}/{punch.gate} seq {punch.seq}" in str(error)
         return
@@ -108,6 +130,8 @@ def test_a_packed_punch_is_about_a_third_of_its_signed_json():
     punch = sign_punch(_punch(7, "ab" * 32, "04A1B2C3", "2026-11-02T00:30:00.000Z"), Ed25519PrivateKey.generate())
     assert len(pack(punch)) == 14 + 17 + 2 + len(punch.reader) + 104 + 1
     assert len(pack(punch)) * 3 < len(punch.to_json())
+    # Naming its gate boot instead (format 2): mono_ms 1007 takes two bytes.
+    assert len(pack(punch, 1)) == 6 + 2 + 96 == len(pack(punch)) - 17 - 2 - len(punch.reader) - 8 - 6 - 1
 
 
 # ---------------------------------------------------------------------------------------------- the store
@@ -277,3 +301,158 @@ def test_a_transactions_punch_marks_are_written_once_at_commit_and_forgotten_at_
         # Outside a transaction a punch and its mark commit together, in one of their own.
         assert store.insert_punch(later, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
         assert store.db.column("SELECT card FROM day_marks") == ["04D5E6F7"]
+
+
+# ---------------------------------------------------------------------------------------------- gate boots
+
+BOOT = "5c1b9f0e-8d7a-4c2b-9e3f-1a2b3c4d5e6f"
+
+
+def booted_chain(times: list[str], boot: str = BOOT, first: int = 1, prev: str = GENESIS) -> list[Punch]:
+    """Punches of one gate boot (as a gate signs them between two boots)."""
+    made = []
+    for seq, time in enumerate(times, first):
+        punch = sign_punch(Punch(**(_punch(seq, prev, "04A1B2C3", time).to_dict() | {"boot": boot})), KEY)
+        made.append(punch)
+        prev = punch.digest()
+    return made
+
+
+def formats(store: Store) -> list[int]:
+    return [bytes(signed)[0] for signed in store.db.column("SELECT signed FROM punches ORDER BY seq")]
+
+
+def held_chain(store: Store) -> list[Punch]:
+    punches = [Punch.from_dict(json.loads(b)) for b in store.gate_punch_bodies("S1", "north")]
+    verify_chain(punches, {key_id(KEY.public_key()): KEY.public_key()})
+    return punches
+
+
+def test_punches_stored_before_gate_boots_read_as_they_are_and_new_ones_name_their_boot(empty_database):
+    """Step 33 rewrites no punch: those stored before keep their format 1 proof, read as before; the
+    punches stored after it name their gate boot, one row for all of them, and the chain goes across."""
+    made = booted_chain(TIMES[1:])
+    with Store(empty_database, upgrade=False) as store:
+        schema.upgrade(store.db, until=32)
+        register(store)
+        ingest(store, made[:2])
+        assert formats(store) == [1, 1] and not store.db.table_exists("gate_boots")
+        schema.upgrade(store.db)
+        assert formats(store) == [1, 1]  # as they were
+        ingest(store, made[2:])
+        assert formats(store) == [1, 1, 2, 2]
+        assert store.db.rows("SELECT site, gate, boot, reader, key_id FROM gate_boots") == [
+            {"site": "S1", "gate": "north", "boot": BOOT, "reader": made[0].reader, "key_id": made[0].key}]
+        assert held_chain(store) == made
+        for row in store.punches():
+            punch = made[row["seq"] - 1]
+            assert (row["body"], row["digest"], row["boot"], row["reader"], row["key_id"]) == (
+                punch.to_json(), punch.digest(), BOOT, punch.reader, punch.key)
+            assert signed_fields(row) == json.loads(punch.to_json())
+        assert store.highest_punch("S1", "north").digest == made[-1].digest()
+    # A reader of its own, as `collector serve` is, reads them alike.
+    with Store(empty_database, readonly=True) as reader:
+        assert [row["digest"] for row in reader.punches()] == [punch.digest() for punch in made]
+
+
+def test_a_gate_boot_made_by_a_transaction_rolled_back_is_never_named(database):
+    """A rolled-back transaction (or savepoint) takes its gate boot row with it: the Store must not name
+    that id in a later punch, where it names nothing, or, on SQLite, which gives the id again, another
+    collector's gate boot."""
+    made = booted_chain(TIMES[1:4])
+    with Store(database) as store, Store(database) as other:
+        register(store)
+        with pytest.raises(RuntimeError), store.transaction():
+            assert store.insert_punch(made[0], received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+            raise RuntimeError("the burst failed")
+        with store.transaction():
+            with pytest.raises(RuntimeError), store.transaction():  # a savepoint
+                store.insert_punch(made[0], received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+                raise RuntimeError("one message failed")
+        assert store.db.value("SELECT COUNT(*) FROM gate_boots") == 0
+        # Another collector's gate boot takes the next id (on SQLite, the very id rolled back).
+        south = Ed25519PrivateKey.generate()
+        foreign = sign_punch(Punch(**(_punch(1, GENESIS, "04D5E6F7", TIMES[1]).to_dict() | {"gate": "south"})), south)
+        other.add_gate("S1", "south", public_key_text(south.public_key()))
+        assert other.insert_punch(foreign, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+        for punch in made:
+            assert store.insert_punch(punch, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+        assert held_chain(store) == made
+        assert store.db.value("SELECT COUNT(*) FROM gate_boots") == 2
+        assert [row["boot"] for row in other.gate_punch_rows("S1", "south", 1, 1)] == [foreign.boot]
+
+
+def test_collectors_storing_one_gate_boot_at_once_share_its_row(database):
+    """Two collectors meet a new gate boot at once: the second waits for the first's row, then names it."""
+    made = booted_chain(TIMES[1:3])
+    with Store(database) as first, Store(database) as second:
+        register(first)
+        stored = []
+        with first.transaction():
+            first.insert_punch(made[0], received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+            waiting = threading.Thread(target=lambda: stored.append(second.insert_punch(
+                made[1], received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")))
+            waiting.start()
+            waiting.join(0.5)
+        waiting.join(30)
+        assert stored == [True]
+        assert first.db.value("SELECT COUNT(*) FROM gate_boots") == 1
+        assert [boot_ref(signed) for signed in first.db.column("SELECT signed FROM punches ORDER BY seq")] == \
+            [first.db.value("SELECT id FROM gate_boots")] * 2
+        assert held_chain(first) == held_chain(second) == made
+
+
+def test_a_database_holding_both_formats_copies_into_postgresql_and_verifies(tmp_path, postgres_db):
+    """`collector db copy` carries the gate boots with their ids, and verifies every chain from them."""
+    from collector.store import copy as dbcopy
+
+    made = booted_chain(TIMES[1:]) + booted_chain(["2026-12-02T08:00:00.000Z"], boot="second-boot", first=5,
+                                                  prev="00" * 32)
+    made[-1] = sign_punch(Punch(**(made[-1].to_dict() | {"prev": made[-2].digest()})), KEY)
+    path = tmp_path / "pilot.sqlite3"
+    with Store(path, upgrade=False) as store:
+        schema.upgrade(store.db, until=32)
+        register(store)
+        ingest(store, made[:2])
+        schema.upgrade(store.db)
+        ingest(store, made[2:])
+        assert formats(store) == [1, 1, 2, 2, 2]
+    report = dbcopy.copy_database(path, postgres_db)
+    assert report.ok, report.problems
+    assert [g.contiguous_seq for g in report.gates] == [5]
+    with Store(postgres_db) as copied:
+        assert held_chain(copied) == made
+        assert copied.db.value("SELECT COUNT(*) FROM gate_boots") == 2
+
+
+def test_postgresql_finds_a_punch_by_id_through_a_block_range_index_the_daemon_keeps_summarised(
+        postgres_schema_db):
+    """Ids have a block-range index (a B-tree for manual punches only): a look-up finds gate and manual
+    punches alike before and after the daemon's check summarises the complete ranges autovacuum left."""
+    made = booted_chain([f"2026-11-{2 + n // 500:02d}T{n // 60 % 8:02d}:{n % 60:02d}:00.000Z" for n in range(700)])
+    with Store(postgres_schema_db) as store:
+        register(store)
+        store.add_worker("W1", name="Zhang Wei", employer="Steel team")
+        with store.transaction():
+            for punch in made:
+                store.insert_punch(punch, received_at="2026-12-06T00:00:00.000Z", source="mqtt", flags="")
+        manual = store.add_manual_punch(worker="W1", site="S1", time=TIMES[2], direction="out", by="ops",
+                                        reason="forgot card")
+        methods = {row["relname"]: row["amname"] for row in store.db.rows(
+            "SELECT c.relname, a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam "
+            "WHERE c.relname IN ('punches_id', 'punches_manual_id')")}
+        assert methods == {"punches_id": "brin", "punches_manual_id": "btree"}
+        held = store.db.value("SELECT tableoid::regclass::text FROM punches WHERE gate IS NOT NULL LIMIT 1")
+        assert store.db.value("SELECT pg_relation_size(?::regclass) / 8192", (held,)) > 16  # a complete range
+        ids = store.db.column("SELECT id FROM punches WHERE gate IS NOT NULL ORDER BY seq")
+        leaves = store.db.column("SELECT relid FROM pg_partition_tree('punches_id') WHERE isleaf")
+        for check in (False, True):
+            assert [store.punch(i)["digest"] for i in ids[::50]] == [punch.digest() for punch in made[::50]]
+            assert store.punch(manual)["worker"] == "W1"
+            if not check:
+                partitions.summarise(store.db)
+                assert partitions.summarise(store.db) == 0
+                assert [store.db.value("SELECT brin_summarize_new_values(?::regclass)", (leaf,))
+                        for leaf in leaves] == [0] * len(leaves)  # nothing left to summarise
+        store.void_punch(ids[1], reason="test", by="ops")
+        assert store.punch(ids[1])["void_at"] is not None

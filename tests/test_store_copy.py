@@ -309,6 +309,8 @@ def test_a_tampered_punch_body_in_the_source_fails_the_copy_and_nothing_is_kept(
     ("UPDATE punches SET signed = ? WHERE gate = 'north' AND seq = 1", (b"{}",),
      ["table punches: the rows in the target differ", "gate S1/north: seq 1: the stored punch cannot be rebuilt (its proof is "
                                                                "missing or damaged)"]),
+    ("UPDATE gate_boots SET reader = ? WHERE gate = 'north'", ("another reader",),
+     ["table gate_boots: the rows in the target differ", "gate S1/north: signature of north seq 1 does not verify"]),
     ("UPDATE punches SET time = ? WHERE gate = 'south' AND seq = 1", ("2026-11-02T08:00:00.000Z",),
      ["table punches: the rows in the target differ", "gate S1/south: signature of south seq 1 does not verify"]),
     ("DELETE FROM quarantine WHERE id = (SELECT MAX(id) FROM quarantine)", (),

@@ -36,7 +36,7 @@ from pathlib import Path
 from collector.errors import CollectorError
 from collector.store import partitions, schema
 from collector.store.connection import Connection, DatabaseError, connect, display, is_postgresql, sqlite_path
-from collector.store.packed import punch_row
+from collector.store.gate_boots import GateBoots
 from gate_agent.protocol import ProtocolError, Punch, key_id, parse_public_key, verify_chain
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ TABLES = (
     Table("cards", ("id",)),
     Table("bank_keys", ("key_id",)),
     Table("registry_version", ("id",)),
+    Table("gate_boots", ("id",)),
     Table("punches", ("id",)),
     Table("days", ("site", "worker", "day")),
     Table("day_marks", ("id",)),
@@ -371,6 +372,23 @@ def _scan(conn: Connection, table: Table, columns: list[str], batch: int) -> Ite
         rows = conn.execute(following, (*(last[i] for i in positions), batch)).fetchall()
 
 
+def _scan_pages(conn: Connection, table: Table, columns: list[str], batch: int) -> Iterator[list[tuple]]:
+    """The target's rows of a table in batches of pages, partition by partition, in no order (the
+    fingerprint needs none): punches' ids have a block-range index, which cannot page by id through a
+    table that nothing has summarised yet (rows copied in this transaction)."""
+    names = ", ".join(columns)
+    pages = max(1, batch // 32)  # a page holds about 30 punches
+    for leaf in conn.column(f"SELECT relid::regclass::text FROM pg_partition_tree('{table.name}') WHERE isleaf "
+                            f"UNION ALL SELECT '{table.name}' WHERE NOT EXISTS (SELECT 1 FROM pg_partitioned_table "
+                            f"WHERE partrelid = '{table.name}'::regclass)"):
+        size = conn.value("SELECT pg_relation_size(?::regclass) / current_setting('block_size')::int", (leaf,))
+        for first in range(0, size, pages):
+            rows = conn.execute(f"SELECT {names} FROM ONLY {leaf} WHERE ctid >= ?::tid AND ctid < ?::tid",
+                                (f"({first},0)", f"({first + pages},0)")).fetchall()
+            if rows:
+                yield rows
+
+
 class _Fingerprint:
     """An order-free digest of a table's rows: the sum of each row's SHA-256 (mod 2**256). A row is its
     values' repr in one column order, so the type counts too (3 is not 3.0, bytes are not text)."""
@@ -409,7 +427,8 @@ def _verify_table(tgt: Connection, table: Table, source_rows: int, copied: _Fing
                   update) -> TableResult:
     target_rows = tgt.one(f"SELECT COUNT(*) FROM {table.name}")[0]
     found = _Fingerprint(copied.columns)
-    for rows in _scan(tgt, table, copied.columns, batch):
+    scan = _scan_pages if table.name == "punches" else _scan
+    for rows in scan(tgt, table, copied.columns, batch):
         found.add(rows)
         update(len(rows))
     result = TableResult(table.name, source_rows, copied.count, target_rows,
@@ -488,15 +507,16 @@ def _verify_chain(tgt: Connection, result: GateResult, keys: dict[str, str], bat
         pending.append(pool.submit(_verify_run, result.site, result.gate, keys, predecessor, run))
         return settle(2 * VERIFY_PROCESSES)
 
+    boots = GateBoots(tgt)
     previous = None  # (seq, digest, body) of the punch before
     run: list[tuple[int, str, bytes]] = []
     predecessor = None  # the body the run's first punch must link to, if any
     in_prefix, after = True, 0
     try:
         while True:
-            rows = [punch_row(row) for row in tgt.rows(
+            rows = boots.rows(tgt.rows(
                 "SELECT seq, flags, site, gate, time, card, direction, signed, body FROM punches WHERE site = ? AND "
-                "gate = ? AND seq > ? ORDER BY seq LIMIT ?", (result.site, result.gate, after, batch))]
+                "gate = ? AND seq > ? ORDER BY seq LIMIT ?", (result.site, result.gate, after, batch)))
             for row in rows:
                 # The body is rebuilt from the row's columns and packed proof: what is verified below is
                 # what the ledger holds, not a copy of it kept beside.

@@ -12,7 +12,8 @@ from gate_agent.protocol import Punch
 from ..text import NAME_MAX_CHARS, REASON_MAX_CHARS, entered
 from .connection import Connection
 from .errors import StoreError
-from .packed import digest_of, pack, punch_row
+from .gate_boots import GateBoots
+from .packed import digest_of, pack
 
 
 def _ranges(rows: list[dict]) -> list[tuple[int, int]]:
@@ -63,20 +64,21 @@ class LedgerQueries:
     def insert_punch(self, punch: Punch, *, received_at: str, source: str, flags: str,
                      card_counter: int | None = None) -> bool:
         """Insert a gate punch; False if (site, gate, seq) is already held (the caller compares digests).
-        The proof is stored packed (collector.store.packed); the signed bytes and the digest are rebuilt
-        from the row when asked for. ``card_counter``: an NTAG 424 card's read counter, decrypted from its
+        The proof is stored packed (collector.store.packed), naming its gate boot (collector.store.gate_boots);
+        the signed bytes and the digest are rebuilt from the row when asked for. ``card_counter``: an NTAG 424 card's read counter, decrypted from its
         SUN message (collector.ingest.sun)."""
         if not self.db.in_transaction:  # the punch and its day mark commit together
             with self.db.transaction():
                 return self.insert_punch(punch, received_at=received_at, source=source, flags=flags,
                                          card_counter=card_counter)
         if self.has("packed_punches"):
+            signed = pack(punch, self._gate_boots().ref(punch)) if self.has("gate_boots") else pack(punch)
             cursor = self.db.execute(
                 """INSERT INTO punches (site, gate, seq, time, card, direction, signed, received_at, source, flags,
                        card_kind, card_counter)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT DO NOTHING""",
-                (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, pack(punch), received_at,
+                (punch.site, punch.gate, punch.seq, punch.time, punch.card, punch.dir, signed, received_at,
                  source, flags, punch.kind, card_counter))
         else:  # a database as an earlier release left it, which step 26 repacks (tests of upgrades write so)
             cursor = self.db.execute(
@@ -96,7 +98,7 @@ class LedgerQueries:
         """Gate punches as rows that rebuild what the gate signed (``punch_row``): the columns it needs."""
         wanted = "seq, time, card, direction, signed, body, flags, site, gate" if self.has("packed_punches") else \
             "seq, time, card, direction, body, flags, site, gate, digest, prev, boot"
-        return [punch_row(row) for row in self._rows(f"SELECT {wanted} FROM punches WHERE {where} {tail}", params)]
+        return self._gate_boots().rows(self._rows(f"SELECT {wanted} FROM punches WHERE {where} {tail}", params))
 
     def highest_punch(self, site: str, gate: str) -> Tail | None:
         """The gate's punch with the highest seq held, if any."""
@@ -364,4 +366,11 @@ class LedgerQueries:
                                                        "ORDER BY seq")]
 
     def _punch_rows(self, sql: str, params=()) -> list[dict]:
-        return [punch_row(row) for row in self._rows(sql, params)]
+        return self._gate_boots().rows(self._rows(sql, params))
+
+    def _gate_boots(self) -> GateBoots:
+        """The gate boots of this Store's connection, with the ids it has met (collector.store.gate_boots)."""
+        boots = self.__dict__.get("_boots")
+        if boots is None:
+            boots = self.__dict__["_boots"] = GateBoots(self.db)
+        return boots

@@ -3,7 +3,7 @@ so that a month the bank no longer reads every day can move to cheaper storage (
 punches_2026_01 SET TABLESPACE ...``) and vacuum and index upkeep stay the size of a month.
 
 Partitions are made ahead: the current month and the next ``AHEAD`` exist at any time (the daemon checks
-once an hour, ``collector db partitions --make`` on demand). A punch whose month has none (a gate's clock
+every 5 minutes, ``collector db partitions --make`` on demand). A punch whose month has none (a gate's clock
 years off, a backlog older than the first partition) lands in ``punches_other``, the default partition;
 when its month's partition is made, the rows it held for that month move into it in the same
 transaction, so none is ever in two places or none.
@@ -13,6 +13,12 @@ across partitions unless it includes the partition key. A resent punch carries t
 it meets its copy in the same partition; the ingest pipeline looks for a held seq before storing one at
 or below the gate's highest (collector.ingest.pipeline), which is the only way two punches of one seq
 could fall in different months: a gate that signed two different punches under one seq.
+
+Punches' ids have a block-range index (schema step 33): a look-up by id reads the ranges that may hold
+it and every range not summarised yet. Autovacuum summarises a range once the next one is begun
+(``autosummarize``), when it gets to it and as long as its queue of such requests is not full (a burst
+may fill it); the daemon summarises what is left (``summarise``) at each check, so a look-up reads at
+most what arrived since, and each partition's last range (16 pages).
 
 SQLite keeps one table: an embedded site's database is small, and archiving there is a file copy.
 """
@@ -32,8 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Months made beyond the current one.
 AHEAD = 2
-#: Seconds between the daemon's checks (a month is made two months before it starts).
-CHECK_SECONDS = 3600.0
+#: Seconds between the daemon's checks (a month is made two months before it starts; what a look-up by id
+#: reads unsummarised is what arrived since the last check).
+CHECK_SECONDS = 300.0
 #: Serialises collectors making the same month (an arbitrary advisory-lock key).
 _LOCK = 4242_0026
 DEFAULT = "punches_other"
@@ -152,8 +159,21 @@ def held_months(conn: Connection, *, table: str = "punches", now: datetime | Non
                        (until,))
 
 
+def summarise(conn: Connection) -> int:
+    """Summarise every complete range of the punches' id index that is not yet; returns how many. (A
+    partition's last range, still filling or left so when its month ended, stays unsummarised: at most
+    16 pages each that a look-up reads.)"""
+    if conn.dialect != "postgresql" or conn.value(
+            "SELECT 1 FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.relname = 'punches_id' "
+            "AND c.relnamespace = current_schema()::regnamespace AND a.amname = 'brin'") is None:
+        return 0
+    return sum(conn.value("SELECT brin_summarize_new_values(?::regclass)", (index,))
+               for index in conn.column("SELECT relid FROM pg_partition_tree('punches_id') WHERE isleaf"))
+
+
 class PartitionKeeper(BackgroundRounds):
-    """The daemon's thread that makes the months ahead (PostgreSQL; nothing to do on SQLite)."""
+    """The daemon's thread that makes the months ahead and summarises the id index's new ranges
+    (PostgreSQL; nothing to do on SQLite)."""
 
     what = "punch partitions"
 
@@ -162,4 +182,6 @@ class PartitionKeeper(BackgroundRounds):
             made = ensure(store.db)
         if made:
             log.info("punches: partition(s) made for %s", ", ".join(made))
+        ranges = summarise(store.db)
+        log.debug("punches: %d id range(s) summarised", ranges)
         return CHECK_SECONDS

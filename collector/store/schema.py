@@ -232,6 +232,37 @@ def _repacked(row: dict, body: bytes) -> tuple[bytes | None, bytes | None]:
     return signed, (None if rebuilt.to_json() == body else body)
 
 
+_GATE_BOOTS = """
+    CREATE TABLE gate_boots (
+        id      {id},
+        site    TEXT NOT NULL,
+        gate    TEXT NOT NULL,
+        boot    TEXT NOT NULL,
+        reader  TEXT NOT NULL,
+        key_id  TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX gate_boots_boot ON gate_boots (site, gate, boot, reader, key_id);
+"""
+#: PostgreSQL: a punch's id is looked up by an operator's void or a dispute's answer (a few a day) and the
+#: headcount's manual punches, never read in ranges; ids grow with the rows, so a block-range index of 16
+#: pages finds one by reading its range (about 450 rows) and the ranges not summarised yet: a month's last
+#: one, and those filled since autovacuum last summarised (``autosummarize``). 22 bytes a punch for the
+#: B-tree, next to nothing for this; manual punches, which the headcount looks up by id, keep a B-tree.
+_PUNCH_IDS = """
+    DROP INDEX punches_id;
+    CREATE INDEX punches_id ON punches USING brin (id) WITH (pages_per_range = 16, autosummarize = on);
+    CREATE INDEX punches_manual_id ON punches (id) WHERE source = 'manual';
+"""
+
+
+def _gate_boots(conn: Connection, now: str) -> None:
+    """Gate boots held once (collector.store.gate_boots); punches stored before keep their format 1
+    proof, which reads as before. On PostgreSQL the punches' ids get their block-range index."""
+    conn.script(_GATE_BOOTS)
+    if conn.dialect == "postgresql":
+        conn.script(_PUNCH_IDS)
+
+
 STEPS = [
     Step(1, "initial", """
         CREATE TABLE sites (
@@ -895,6 +926,10 @@ STEPS = [
         ALTER TABLE workers ADD COLUMN bank_city TEXT;
         ALTER TABLE workers ADD COLUMN routed_account TEXT;
     """),
+    # A gate's boot id, reader and key id, the same in every punch between two boots, are held once and
+    # named by the punch's packed proof (collector.store.gate_boots); on PostgreSQL punches' ids keep a
+    # block-range index instead of a B-tree. About 60 bytes a punch in all.
+    Step(33, "gate_boots", _gate_boots),
     # A worker's work team (班组) and trade (工种), which are not the employer (the labour company); and every
     # change of a worker's name, employer, team or trade from now on, with who made it and when.
     Step(34, "teams", """
@@ -934,6 +969,7 @@ CAPABILITIES = {
     "wage_reversals": 29,  # wage_payments.undone_*, returned_*; wage_deductions.reversed_*; wage_terms.back_pay
     "work_calendar": 30,  # a site's own rest and working days (collector site work-calendar)
     "payee_routing": 31,  # workers.bank_code (CNAPS), bank_province, bank_city, routed_account
+    "gate_boots": 33,  # gate_boots; punches.signed in format 2 names one of its rows
     "teams": 34,  # workers.team and trade; worker_changes
 }
 
