@@ -144,7 +144,7 @@ def test_one_workers_crowd_of_requests_is_bounded_and_the_others_are_served(requ
         # The fifth of the same browser is refused at once, as is one of the worker's other browser.
         status, headers, body = client.call("GET", "/api/worker/record", cookie=phone)
         assert status == 429 and headers["Retry-After"] == "2" and body["busy"] == "credential"
-        assert body["error"] == "此链接、会话或令牌同时发出的请求太多，请等待 2 秒后再试。"  # the page's language
+        assert body["error"] == "此链接、会话或登录码同时发出的请求太多，请等待 2 秒后再试。"  # the page's language
         status, _, body = client.call("GET", "/api/worker/record", cookie=laptop, headers={"Accept-Language": "en"})
         assert status == 429 and body["error"].startswith("Too many requests at once with this link")
         # Everyone else is served meanwhile: another worker, the site's foreman, the bank.

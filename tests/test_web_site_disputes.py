@@ -87,7 +87,8 @@ def test_disputes_on_the_site_page_escaped_counted_and_answered(bank, browser):
     until(browser, lambda d: refs(items(d, "disputes-open")) == [filed["ref"], sneaky["ref"]], "two open disputes")
     assert browser.find_element("tag name", "html").get_attribute("lang") == "zh-CN"
     assert text_of(browser, "h-disputes") == "工人申诉"
-    assert "collector disputes answer" in text_of(browser, "disputes")  # how the bank answers, on the page
+    # How the bank answers, in words: a command line is the bank's, not the foreman's.
+    assert "由银行答复" in text_of(browser, "disputes") and "collector" not in text_of(browser, "disputes")
     assert text_of(browser, "h-disputes-open") == "等待答复（2）"
 
     # The count near the top: amber, in the header above the figures, leading to the list.

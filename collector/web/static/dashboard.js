@@ -390,7 +390,7 @@
       const gaps = gate.open_gaps || [];
       fact("gate.missing", gaps.length
         ? t("gate.missing.resend", { list: gaps.map(([a, b]) => (a === b ? `#${a}` : `#${a}–#${b}`)).join(", ") }) : t("value.none"));
-      fact("gate.stored", `#${gate.contiguous_seq}`);
+      fact("gate.stored", t("gate.stored.count", { count: gate.contiguous_seq }));
       item.append(facts);
       list.append(item);
     }
