@@ -105,6 +105,7 @@ class Link:
         self._resend_budget = ResendBudget(2 * window)
         self._rejections: dict[str, list] = {}  # reason -> [last logged (monotonic), suppressed count]
         self.bank_refuses: str | None = None  # the reason of the bank's last refusal, until it acks again
+        self._advanced_at = ""  # when the bank signed the last ack that took punches (wire UTC text)
         self.heartbeat_seconds = heartbeat_seconds
         self.ack_timeout = ack_timeout
         self.ack_backoff_max = max(ack_backoff_max, ack_timeout)
@@ -234,7 +235,14 @@ class Link:
 
     def _handle_refusal(self, refusal: Refusal, outbox: Outbox) -> None:
         """The bank says why it takes nothing from this gate: say it in the log and in the heartbeat,
-        until the bank acknowledges a punch again."""
+        until the bank acknowledges a punch again. A refusal the bank signed before an ack that took punches
+        (of a message sent before the bank knew this gate, answered late) is no longer true: it is counted
+        and left."""
+        if self._advanced_at and refusal.issued and refusal.issued < self._advanced_at:  # wire times sort as text
+            self.counters["stale_refusal"] += 1
+            log.info("ignored the bank's refusal (%s) issued %s: it took punches since (%s)", refusal.reason,
+                     refusal.issued, self._advanced_at)
+            return
         self.bank_refuses = refusal.reason
         outbox.save_refusal({"reason": refusal.reason, "detail": refusal.detail, "issued": refusal.issued})
         self.counters[f"refused_{refusal.reason}"] += 1
@@ -274,6 +282,7 @@ class Link:
         result = outbox.acknowledge(ack)
         self.counters[f"ack_{result.value}"] += 1
         if result is AckResult.ADVANCED:
+            self._advanced_at = max(self._advanced_at, ack.issued)
             if self.bank_refuses is not None:
                 self.bank_refuses = None
                 outbox.save_refusal(None)

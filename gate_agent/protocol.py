@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
@@ -504,6 +504,7 @@ class Ack:
 
     seq: int
     digest: str
+    issued: str = field(default="", compare=False)  # when the bank signed it (wire UTC text), decoded
 
     def document(self, site: str, gate: str, issued: str) -> dict:
         return {"v": PROTOCOL_VERSION, "type": "ack", "site": site, "gate": gate, "seq": self.seq,
@@ -519,7 +520,7 @@ class Ack:
         if data["seq"] < 0:
             raise ProtocolError("schema", "ack seq must be a non-negative integer")
         _check_hex("digest", data["digest"], 64)
-        return cls(data["seq"], data["digest"])
+        return cls(data["seq"], data["digest"], data["issued"])
 
 
 @dataclass(frozen=True, slots=True)

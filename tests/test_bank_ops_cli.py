@@ -39,6 +39,7 @@ def test_a_manual_time_without_offset_is_the_sites_and_the_future_is_refused(ban
         refused = bank.run("punch", "add", "--worker", "W1", "--site", "S1", "--at", at, "--direction", "in",
                            "--reason", "x", "--by", "y", check=False)
         assert refused.returncode == 1 and "is in the future" in refused.stderr
+        assert "+08:00" in refused.stderr and " UTC" not in refused.stderr  # the limit in the site's time
     soon = (datetime.now(SHANGHAI) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
     bank.run("punch", "add", "--worker", "W1", "--site", "S1", "--at", soon, "--direction", "in", "--reason", "clock",
              "--by", "y")

@@ -202,3 +202,23 @@ def test_team_and_trade_are_their_own_fields_read_from_the_file_and_kept_as_hist
         ("team", "木工班", "钢筋班", "ops-wang"), ("trade", "木工", "钢筋工", "ops-zhao")]
     bank.run("worker", "add", "W3", "--name", "赵六", "--team", "\u202e班", "--site", "GZ01", check=False)
     assert bank.json("worker", "list", "--site", "GZ01")[-1]["worker"] != "W3", "a bidi override is refused"
+
+
+def test_assign_and_unassign_speak_in_site_time_and_warn_of_taps_left_outside(bank):
+    """A worker moved off a site from a date their taps go past: the command says the moment in the site's
+    time, and that those taps' days are now flagged not_assigned."""
+    gate = PunchFactory(site="GZ01", gate="gz-north")
+    bank.run("gate", "add", "gz-north", "--site", "GZ01", "--public-key", gate.public_key)
+    bank.run("worker", "add", "W1", "--name", "王伟", "--card", W1)
+    said = bank.run("worker", "assign", "W1", "--site", "GZ01", "--from", "2026-11-01").stdout
+    assert said.strip() == "W1 works at GZ01 from 2026-11-01 00:00 (the site's time)"
+    with bank.store() as store:
+        for day in (2, 3):
+            moment = datetime(2026, 11, day, 0, 0, tzinfo=UTC)  # 08:00 at the site
+            Ingestor(store).ingest([Incoming(GateTopics("GZ01", "gz-north").punch, encode_punches(
+                [gate.next(card=W1, at=moment)]), format_time(moment))])
+    said = bank.run("worker", "unassign", "W1", "--site", "GZ01", "--at", "2026-11-03").stdout
+    assert "W1 no longer works at GZ01 from 2026-11-03 00:00 (the site's time)" in said
+    assert "warning: 1 tap(s) of W1 at GZ01 are at or after that moment" in said
+    day = next(r for r in bank.json("attendance", "--site", "GZ01", "--date", "2026-11-03") if r["worker"] == "W1")
+    assert "not_assigned" in day["flags"]

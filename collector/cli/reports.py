@@ -387,8 +387,9 @@ def _manual_time(text: str, tz) -> str:
     if moment < PLAUSIBLE_FROM:
         raise InputError(f"--at {text!r} is before 2020: not a time attendance can count")
     if parse_time(moment) > latest:
-        raise InputError(f"--at {text!r} is in the future (after {format_time(latest)[:16]} UTC): a manual punch "
-                         "records a tap that happened")
+        shown = latest.astimezone(tz).isoformat(timespec="minutes") if tz else f"{format_time(latest)[:16]} UTC"
+        raise InputError(f"--at {text!r} is in the future (after {shown}): a manual punch records a tap that "
+                         "happened")
     return moment
 
 

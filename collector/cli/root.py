@@ -448,7 +448,8 @@ def worker_assign(ctx: Context, worker_id: str, site: str, valid_from, valid_to,
         if end is None or end > utc_now_text():  # an assignment that ended already adds nobody now
             _room_at(store, ctx.config, [site], worker_id)
         store.assign(worker_id, site, by=by, valid_from=start, valid_to=end)
-    click.echo(f"{worker_id} works at {site} from {start}" + (f" to {end}" if end else ""))
+    click.echo(f"{worker_id} works at {site} from {_site_time(start, tz)}" + (f" to {_site_time(end, tz)}" if end else "")
+               + " (the site's time)")
 
 
 @worker.command("unassign")
@@ -462,9 +463,25 @@ def worker_unassign(ctx: Context, worker_id: str, site: str, at: str | None, by:
     from gate_agent.protocol import utc_now_text
 
     with ctx.store() as store:
-        moment = _moment_or_day(at, _site_zone(store, site)) if at else utc_now_text()
+        tz = _site_zone(store, site)
+        moment = _moment_or_day(at, tz) if at else utc_now_text()
         store.unassign(worker_id, site, at=moment, by=by)
-    click.echo(f"{worker_id} no longer works at {site} from {moment}")
+        # A tap after the end of the assignment is flagged not_assigned: say so, with how many there are.
+        later = store.db.value("SELECT COUNT(*) FROM punches p JOIN cards c ON c.uid = p.card AND c.worker = ? "
+                               "WHERE p.site = ? AND p.time >= ? AND (c.valid_from IS NULL OR p.time >= c.valid_from) "
+                               "AND (c.valid_to IS NULL OR p.time < c.valid_to)", (worker_id, site, moment))
+    click.echo(f"{worker_id} no longer works at {site} from {_site_time(moment, tz)} (the site's time)")
+    if later:
+        say(f"warning: {later} tap(s) of {worker_id} at {site} are at or after that moment: their days are now "
+            "flagged not_assigned (worked at a site the worker was not registered at)")
+
+
+def _site_time(utc_text: str, tz) -> str:
+    """A stored UTC instant as a person at the site reads it: 2026-11-03 08:00 (to the minute)."""
+    from collector.localtime import local_text
+
+    shown = local_text(utc_text, tz)
+    return shown[:16].replace("T", " ") if shown else utc_text
 
 
 @worker.command("import")

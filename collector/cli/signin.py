@@ -59,7 +59,8 @@ def link(ctx: Context, site_id: str, minutes: float, session_hours: float, base_
             "不要转给别人：谁扫了谁就能看这个工地。"])
     emit(as_json, {"site": site_id, "url": url, "expires_at": expires, "session_hours": session_hours,
                    "qr": qr_file if written else None},
-         f"{url}\nworks once, until {expires} (UTC); the session then lasts {session_hours:g} h"
+         f"{url}\nworks once, until {local_text_dt(issued.expires_at, zone(site['timezone']))[:16].replace('T', ' ')} "
+         f"(the site's time, {expires}); the session then lasts {session_hours:g} h"
          + (f"\nQR code written to {qr_file} ({written}; 0600: whoever holds it holds the link)" if written else ""))
 
 
