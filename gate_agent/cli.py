@@ -202,9 +202,18 @@ def export(config_path: str, out: str, since: int | None) -> None:
     key = load_private_key(config.key_file)
     with Outbox(config.data_dir, config.site, config.gate, readonly=True) as outbox:
         info = export_bundle(outbox, key, out, since=since, synced=SystemClock().synchronised())
+        acked = outbox.acked_seq
+    # --since may reach back into punches the bank holds already: say which of them are still waiting here.
+    waiting = max(0, info.last - max(acked, info.first - 1)) if info.count else 0
+    if waiting == info.count:
+        after = "they stay pending here until the bank acknowledges them"
+    elif waiting:
+        after = (f"the bank holds up to seq {acked} already; the other {waiting} stay pending here until it "
+                 "acknowledges them")
+    else:
+        after = f"the bank holds every one of them already (up to seq {acked}): nothing is pending here"
     say(f"exported {info.count} punch{'es' if info.count != 1 else ''} of gate {info.site}/{info.gate} "
-               f"(seq {info.first}..{info.last}) to {info.path}; they stay pending here until the bank "
-               "acknowledges them")
+        f"(seq {info.first}..{info.last}) to {info.path}; {after}")
 
 
 @main.command("load-ack")

@@ -222,3 +222,20 @@ def test_assign_and_unassign_speak_in_site_time_and_warn_of_taps_left_outside(ba
     assert "warning: 1 tap(s) of W1 at GZ01 are at or after that moment" in said
     day = next(r for r in bank.json("attendance", "--site", "GZ01", "--date", "2026-11-03") if r["worker"] == "W1")
     assert "not_assigned" in day["flags"]
+
+
+def test_headcount_lines_up_chinese_and_latin_names_by_the_columns_they_take(bank):
+    from collector.cli.display import width
+
+    gate = PunchFactory(site="GZ01", gate="gz-north")
+    bank.run("gate", "add", "gz-north", "--site", "GZ01", "--public-key", gate.public_key)
+    bank.run("worker", "add", "W1", "--name", "王伟强", "--card", W1, "--site", "GZ01")
+    bank.run("worker", "add", "W2", "--name", "Li Na", "--card", W2, "--site", "GZ01")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with bank.store() as store:
+        for card in (W1, W2):
+            Ingestor(store).ingest([Incoming(GateTopics("GZ01", "gz-north").punch, encode_punches(
+                [gate.next(card=card, at=now - timedelta(hours=1))]), format_time(now))])
+    lines = [line for line in bank.run("headcount", "--site", "GZ01").stdout.splitlines() if "since" in line]
+    assert len(lines) == 2
+    assert len({width(line[:line.index("since")]) for line in lines}) == 1, lines

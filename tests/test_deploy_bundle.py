@@ -140,8 +140,16 @@ def test_export_starts_after_the_last_acknowledged_punch(tmp_path, gate):
     with Outbox(gate.data_dir, gate.site, gate.gate) as outbox:
         punches = outbox.punches()
         outbox.acknowledge(Ack(3, punches[2].digest()))
-    assert "(seq 4..5)" in export(gate, tmp_path / "a.bundle").stdout
-    assert "(seq 2..5)" in export(gate, tmp_path / "b.bundle", "--since", "2").stdout
+    said = export(gate, tmp_path / "a.bundle").stdout
+    assert "(seq 4..5)" in said and "they stay pending here" in said
+    said = export(gate, tmp_path / "b.bundle", "--since", "2").stdout
+    assert "(seq 2..5)" in said and "the bank holds up to seq 3 already; the other 2 stay pending here" in said
+    # Every punch exported already held by the bank: nothing pending is said to be.
+    with Outbox(gate.data_dir, gate.site, gate.gate) as outbox:
+        outbox.acknowledge(Ack(5, punches[4].digest()))
+    said = export(gate, tmp_path / "held-all.bundle", "--since", "1").stdout
+    assert "the bank holds every one of them already (up to seq 5): nothing is pending here" in said
+    (tmp_path / "held-all.bundle").unlink()
     before = (tmp_path / "b.bundle").read_bytes()
     one_error_line(export(gate, tmp_path / "b.bundle", check=False), "already exists")
     assert (tmp_path / "b.bundle").read_bytes() == before

@@ -20,7 +20,7 @@ from collector.cli.common import (
     write_new_file,
 )
 from collector.errors import InputError
-from gate_agent.logsetup import escape_control, safe_json
+from gate_agent.logsetup import safe_json
 
 CHUNK_DAYS = 7
 
@@ -211,6 +211,7 @@ def payroll_command(ctx: Context, site: str, first, last, xlsx_file: str | None,
 def headcount_command(ctx: Context, site: str, as_json: bool):
     """Who is on site now, since when and through which gate."""
     from collector.attendance.headcount import headcount
+    from collector.cli.display import aligned
 
     with ctx.store(readonly=True) as store:
         data = headcount(store, site)
@@ -219,8 +220,10 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
         return
     click.echo(f"{site}: {data['on_site']} on site" +
                (f", and {data['unknown_cards']} unknown card(s)" if data["unknown_cards"] else ""))
-    for w in data["workers"]:
-        click.echo(f"  {w['worker']:8} {escape_control(w['name'] or ''):20} since {w['since']} via {w['gate'] or 'manual entry'}")
+    # Padded by the columns a name takes on screen: a Chinese character is two (collector/cli/display.py).
+    for line in aligned([[w["worker"], w["name"] or "", f"since {w['since']}",
+                          f"via {w['gate'] or 'manual entry'}"] for w in data["workers"]]):
+        click.echo(f"  {line}")
 
 
 @click.command("evidence")
