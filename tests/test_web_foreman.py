@@ -395,6 +395,8 @@ def test_sign_in_by_link_once_and_sign_out(site, browser):
     # The link works once.
     browser.get(url)
     until(browser, lambda d: "已使用或已过期" in text_of(d, "signin-message"), "a used link refused")
+    # No "signing in…" above the refusal: the heading says it did not work.
+    assert browser.find_element("tag name", "h1").text == "没能登录"
     assert secret not in browser.current_url
 
     # Sign-out ends the session on the server, not only in this browser.

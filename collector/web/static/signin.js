@@ -18,6 +18,10 @@
     const node = document.getElementById("signin-message");
     node.textContent = window.I18N.t(key, params);
     node.className = failed ? "error" : "";
+    // The heading says where things stand: "signing in" only while it is so, never above a refusal.
+    const heading = document.querySelector("h1");
+    heading.dataset.i18n = failed ? "signin.failed_heading" : "signin.heading";  // kept if the language changes
+    heading.textContent = window.I18N.t(heading.dataset.i18n);
   }
 
   async function signIn(secret) {
