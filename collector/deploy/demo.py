@@ -141,6 +141,8 @@ def run_demo(directory: str) -> int:
         time.sleep(1.5)
         run("collector", "quarantine", *cfg)
         run("collector", "counters", *cfg)
+        say("(Expected: for the next hour the site page's banner shows gate north's refused messages, the forged copy\n"
+            " and the garbage just sent; a real site would look into them. Nothing is wrong with the gate itself.)")
 
         show_records(cfg, root)
         say(f"\nDemo files are in {root}; logs in {logs}.")
