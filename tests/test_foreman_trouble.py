@@ -40,7 +40,8 @@ def test_healthy_gates_are_no_trouble(store):
     beat(store, "north")
     beat(store, "south")
     assert kinds(store) == []
-    assert report(store, "S1", NOW) == {"site": "S1", "ok": True, "trouble": [], "as_of": "2026-11-28T06:00:00.000Z"}
+    assert report(store, "S1", NOW) == {"site": "S1", "ok": True, "act_now": 0, "trouble": [],
+                                        "as_of": "2026-11-28T06:00:00.000Z"}
 
 
 def test_a_gate_never_seen_offline_or_silent_past_twice_its_heartbeat(store):
@@ -64,6 +65,8 @@ def test_an_unsynchronised_clock_and_a_full_buffer(store):
     facts = trouble(store, "S1", NOW)
     assert [(f["kind"], f["gate"]) for f in facts] == [("gate_clock", "north"), ("gate_buffer", "south")]
     assert facts[1]["percent"] == 80.5
+    # The clock is passed on to the bank; a store filling up is the site's to act on.
+    assert [f["urgency"] for f in facts] == ["inform", "act"]
     beat(store, "south", buffer_pct=80)
     assert kinds(store) == [("gate_clock", "north")]
     beat(store, "south", buffer_pct=12, buffer_warning=True)  # the gate's own warning counts too

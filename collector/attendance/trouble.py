@@ -1,8 +1,13 @@
 """What needs a site foreman's attention now: the facts behind the red banner at the top of the site page.
 
-Each fact is a dict with a ``kind`` (a key of the page's message catalog, which says it in words), the
-gate concerned if any, and the figures the words need. Nothing here carries a refused message's bytes
-or detail: a site token sees per-gate counts and reasons only. An empty list means all is well.
+Each fact is a dict with a ``kind`` (a key of the page's message catalog, which says it in words), its
+``urgency``, the gate concerned if any, and the figures the words need. Nothing here carries a refused
+message's bytes or detail: a site token sees per-gate counts and reasons only. An empty list means all is
+well.
+
+``urgency`` is ``act`` for what the site must see to now (a gate offline, silent, refused, its store nearly
+full; the bank's ingest behind) and ``inform`` for what the foreman cannot fix and only passes on (a gate
+clock not synchronised: tell the bank). The page shows the first red and the second apart, calmly.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ SILENT_HEARTBEATS, SILENT_SLACK_SECONDS = 2, 5
 BUFFER_LIMIT_PCT = 80
 #: Refused messages from a gate are trouble while the latest came this recently.
 REFUSED_WINDOW = timedelta(hours=1)
+#: Facts the foreman passes on rather than acts upon (``urgency`` inform).
+INFORM = frozenset({"gate_clock"})
 #: Ingest slower than this (arrival to commit) is trouble, while the measurement is this recent.
 LAG_LIMIT_SECONDS, LAG_FRESH = 60.0, timedelta(minutes=10)
 
@@ -67,6 +74,8 @@ def trouble(store: Store, site: str, now: datetime | None = None) -> list[dict]:
         measured = parse_or_none(updated) if isinstance(updated, str) else None
         if value > LAG_LIMIT_SECONDS and measured is not None and now - measured <= LAG_FRESH:
             facts.append({"kind": "ingest_lag", "gate": None, "seconds": round(value)})
+    for fact in facts:
+        fact["urgency"] = "inform" if fact["kind"] in INFORM else "act"
     return facts
 
 
@@ -74,7 +83,8 @@ def report(store: Store, site: str, now: datetime | None = None) -> dict:
     """The facts as the JSON API and the live stream give them."""
     now = now or datetime.now(UTC)
     facts = trouble(store, site, now)
-    return {"site": site, "ok": not facts, "trouble": facts, "as_of": format_time(now)}
+    return {"site": site, "ok": not facts, "act_now": sum(f["urgency"] == "act" for f in facts), "trouble": facts,
+            "as_of": format_time(now)}
 
 
 def _refused_by_gate(store: Store, site: str, now: datetime) -> dict[str, dict]:

@@ -171,10 +171,16 @@
       $("trouble-title").textContent = t(latest ? "trouble.stale" : "trouble.waiting");
       if (!latest) return;
     }
-    const facts = latest.trouble || [];
+    // What the site must act on now first, in red; what it only passes on to the bank (a gate clock) after
+    // it, calmly: a clock nobody on site can fix must not weigh as much as a gate that is down.
+    const all = latest.trouble || [];
+    const act = all.filter((f) => f.urgency !== "inform");
+    const inform = all.filter((f) => f.urgency === "inform");
+    const facts = [...act, ...inform];
     if (live) {
-      banner.dataset.state = facts.length ? "bad" : "ok";
-      $("trouble-title").textContent = facts.length ? t("trouble.heading", { count: facts.length }) : t("trouble.ok");
+      banner.dataset.state = act.length ? "bad" : inform.length ? "info" : "ok";
+      $("trouble-title").textContent = act.length ? t("trouble.heading", { count: act.length })
+        : inform.length ? t("trouble.inform_heading", { count: inform.length }) : t("trouble.ok");
     }
     for (const fact of facts) {
       const params = { ...fact, since: fact.since ? when(fact.since) + " · " + age(fact.since) : t("value.never") };
@@ -185,6 +191,8 @@
       }
       const item = el("li", t("trouble." + fact.kind, params));
       item.dataset.kind = fact.kind;
+      item.dataset.urgency = fact.urgency === "inform" ? "inform" : "act";
+      if (fact.urgency === "inform" && act.length) item.prepend(t("trouble.inform_mark") + " ");
       if (fact.gate) item.dataset.gate = fact.gate;
       list.append(item);
     }
