@@ -89,7 +89,8 @@ def test_refused_messages_per_gate_with_reasons_and_no_bytes(store):
     refuse("attendance/v1/S10/west/punch", "unknown_key", timedelta(minutes=1))  # another site
     facts = trouble(store, "S1", NOW)
     assert facts == [{"kind": "gate_refused", "gate": "north", "count": 4,
-                      "reasons": {"unknown_key": 3, "schema": 1}, "last_at": format_time(NOW - timedelta(minutes=5))}]
+                      "reasons": {"unknown_key": 3, "schema": 1}, "last_at": format_time(NOW - timedelta(minutes=5)),
+                      "urgency": "act"}]
     assert "RAW" not in repr(report(store, "S1", NOW)) and "secret" not in repr(report(store, "S1", NOW))
     assert [(f["kind"], f["gate"]) for f in trouble(store, "S10", NOW)] == [
         ("gate_never_seen", "west"), ("gate_refused", "west")]
@@ -102,7 +103,7 @@ def test_the_collectors_ingest_lag_while_it_is_fresh(store):
     beat(store, "south")
     with store.transaction():
         store.set_gauges({"ingest_lag_seconds_last": 125.4}, format_time(NOW - timedelta(minutes=1)))
-    assert trouble(store, "S1", NOW)[-1] == {"kind": "ingest_lag", "gate": None, "seconds": 125}
+    assert trouble(store, "S1", NOW)[-1] == {"kind": "ingest_lag", "gate": None, "seconds": 125, "urgency": "act"}
     assert kinds_at(store, NOW + timedelta(minutes=10)) == []  # an old measurement says nothing of now
     with store.transaction():
         store.set_gauges({"ingest_lag_seconds_last": 2.0}, format_time(NOW))
