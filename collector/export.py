@@ -131,3 +131,47 @@ def _clock(local_iso: str | None, day: str) -> str:
     if not local_iso:
         return ""
     return local_iso[11:16] if local_iso[:10] == day else f"{local_iso[5:10]} {local_iso[11:16]}"
+
+
+#: A wage line's own flags in Chinese (a day's flags are in the page's words, collector.words).
+WAGE_FLAG_WORDS = {
+    "rate_changed": "月内工资标准有变化", "days_to_decide": "有待决定的天", "no_terms": "没有工资标准",
+    "no_bank_account": "没有银行账号", "no_id_number": "没有身份证号", "no_contact": "没有联系方式",
+    "deductions_exceed_gross": "扣款超过应发", "deductions_over_half": "扣款超过应发的一半",
+    "below_minimum": "低于最低工资", "back_pay": "补发", "shared_account": "与其他工人共用银行账户",
+    "duplicate_id": "与其他工人身份证号相同", "short_day": "出勤时间不足一个计薪日", "contested": "考勤记录有争议",
+    "over_bound": "金额超出上限", "payee_refused": "银行拒收过此收款人",
+}
+LINE_STATUS_WORDS = {"payable": "可支付", "needs_decision": "待决定"}
+
+
+def wage_table_sheet(table: dict, lines: list[dict]):
+    """A version of a wage table as a worksheet: Chinese headers, amounts in yuan as exact numbers, statuses
+    and flags in words; no ID number, phone or account (the batch file is where a payment needs them)."""
+    from decimal import Decimal
+
+    from collector import words
+    from collector.money import yuan
+    from collector.workbook import Sheet
+
+    def amount(fen: int | None):
+        return None if fen is None else Decimal(yuan(fen))
+
+    def flagged(flags: list[str]) -> str:
+        wage = [WAGE_FLAG_WORDS[f] for f in flags if f in WAGE_FLAG_WORDS]
+        day = words.flags([f for f in flags if f not in WAGE_FLAG_WORDS])
+        return "；".join(wage + ([day] if day else []))
+
+    header = ["工号", "姓名", "单位", "天数", "工时(小时)", "计薪方式", "单价(元)", "应发(元)", "扣款(元)", "实发(元)", "状态",
+              "标记"]
+    body = [[line["worker"], line["name"] or "", line["employer"] or "", line["days"],
+             round(line["worked_minutes"] / 60, 2), {"day": "按日", "hour": "按时"}.get(line["basis"] or "", ""),
+             amount(line["rate_fen"]), amount(line["gross_fen"]), amount(line["deductions_fen"]), amount(line["net_fen"]),
+             LINE_STATUS_WORDS.get(line["status"], line["status"]), flagged(line["flags"])] for line in lines]
+    state = {"approved": "已审批", "computed": "未审批", "draft": "草稿", "superseded": "已被新版本取代"}
+    heading = (f"{table['site']} {table['period']} 工资表 第 {table['version']} 版（"
+               f"{state.get(table['status'], table['status'])}{'' if table['final'] else '，不是最终版，不支付'}）")
+    return Sheet(title=f"{table['period']} 工资表", header=header, rows=body,
+                 heading=[heading, f"计算 {table['computed_by']}" + (f"，审批 {table['approved_by']}" if table["approved_by"] else "")],
+                 notes=[f"实发合计 {yuan(sum(line['net_fen'] for line in lines if line['status'] == 'payable'))} 元（可支付的行）"],
+                 widths=[10, 10, 16, 6, 10, 8, 10, 11, 10, 11, 8, 40], frozen=2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from gate_agent.extras import require
@@ -27,7 +28,7 @@ class Sheet:
 
     title: str
     header: list[str]
-    rows: list[list[object]]
+    rows: list[list[object]]  # str, int, float (hours), Decimal (yuan), bool or None
     heading: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     widths: list[float] = field(default_factory=list)
@@ -61,6 +62,9 @@ def workbook_bytes(sheets: list[Sheet]) -> bytes:
                 cell = ws.cell(row=row, column=column)
                 if isinstance(value, bool) or value is None:
                     cell.value = None if value is None else ("是" if value else "否")
+                elif isinstance(value, Decimal):  # money in yuan, exact (never a float), two decimals shown
+                    cell.value = value
+                    cell.number_format = "0.00"
                 elif isinstance(value, int | float):
                     cell.value = value
                 else:

@@ -75,3 +75,35 @@ def test_a_draft_of_a_month_not_final_says_so(month, tmp_path):
     refused = month.cli("wages", "approve", "--site", "S1", "--period", "2026-11", "--by", "ops-zhao", check=False)
     assert refused.returncode == 1
     assert "version 1 is a draft (the period was not final when it was computed)" in refused.stderr
+
+
+def test_the_table_as_a_workbook_keeps_money_exact_and_says_it_in_chinese(month, tmp_path):
+    """`wages show --xlsx`: amounts are exact yuan numbers (a negative net too), flags and statuses in words,
+    no ID number or account; the file is new and 0600."""
+    import stat
+    from decimal import Decimal
+
+    import openpyxl
+
+    settle_w4(month)
+    month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "借支", "--amount-yuan", "2000",
+              "--reason", "advance", "--by", "ops-li")
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
+    out = tmp_path / "table.xlsx"
+    said = month.cli("wages", "show", *PERIOD, "--xlsx", str(out)).stdout
+    assert said.startswith(f"{out}: S1 2026-10 version ") and stat.S_IMODE(out.stat().st_mode) == 0o600
+    sheet = openpyxl.load_workbook(out).active
+    values = [list(row) for row in sheet.iter_rows(values_only=True)]
+    header_at = next(i for i, row in enumerate(values) if row[0] == "工号")
+    assert values[header_at][6:10] == ["单价(元)", "应发(元)", "扣款(元)", "实发(元)"]
+    rows = {row[0]: row for row in values[header_at + 1:] if row[0] and row[0].startswith("W")}
+    assert rows["W5"][7:10] == [Decimal("400"), Decimal("2000"), Decimal("-1600")] or \
+        [float(v) for v in rows["W5"][7:10]] == [400.0, 2000.0, -1600.0]
+    assert rows["W5"][10] == "待决定" and "扣款超过应发" in rows["W5"][11]
+    assert rows["W4"][11] == "银行人工录入" and rows["W1"][5] == "按日"
+    net = next(c for r in sheet.iter_rows() for c in r if c.value is not None and c.row == header_at + 2 and c.column == 10)
+    assert net.number_format == "0.00" and net.data_type == "n"
+    flat = repr(values)
+    assert "6222021234567890001" not in flat and "110101" not in flat  # no account, no ID number
+    refused = month.cli("wages", "show", *PERIOD, "--xlsx", str(out), check=False)
+    assert refused.returncode == 1 and "already exists" in refused.stderr

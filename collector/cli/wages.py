@@ -274,17 +274,36 @@ def _paid_on(store, table: dict):
 @click.option("--version", type=int, help="An earlier version (default: the latest).")
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets.")
+@click.option("--xlsx", "xlsx_file", type=click.Path(dir_okay=False),
+              help="Write an XLSX workbook instead (Chinese headers, amounts as exact yuan; a new file, 0600).")
 @with_config
-def wages_show(ctx: Context, site: str, period: str, version: int | None, as_json: bool, as_csv: bool):
+def wages_show(ctx: Context, site: str, period: str, version: int | None, as_json: bool, as_csv: bool,
+               xlsx_file: str | None):
     """Show a version of the period's table (ID numbers, phones and accounts masked)."""
+    import os
+
     from collector.wages.table import WageError, period_bounds
 
+    if xlsx_file is not None:
+        if as_json or as_csv:
+            raise click.UsageError("--xlsx, --json and --csv exclude each other: give one")
+        if not xlsx_file.lower().endswith(".xlsx"):
+            raise click.UsageError(f"--xlsx {xlsx_file}: the workbook's name ends in .xlsx")
+        if os.path.lexists(xlsx_file):
+            raise click.ClickException(f"{xlsx_file} already exists; choose another name (nothing is overwritten)")
     period_bounds(period)
     with ctx.store(readonly=True) as store:
         table = store.wage_table(site, period, version)
         paid_on = _paid_on(store, table) if table is not None else None
     if table is None:
         raise WageError(f"{site} {period} has no wage table" + (f" version {version}" if version else ""))
+    if xlsx_file is not None:
+        from collector.export import wage_table_sheet
+        from collector.workbook import workbook_bytes
+
+        write_new_file(xlsx_file, workbook_bytes([wage_table_sheet(table, [shown_line(line) for line in table["lines"]])]))
+        click.echo(f"{xlsx_file}: {site} {period} version {table['version']}, {len(table['lines'])} line(s)")
+        return
     _show(table, as_json=as_json, as_csv=as_csv, paid_on=paid_on,
           warnings=[paid_on.warning] if paid_on and paid_on.warning else [])
 
