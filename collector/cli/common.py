@@ -181,3 +181,18 @@ def write_new_file(path: str, data: bytes, mode: int = 0o600) -> None:
         raise click.ClickException(f"{path} already exists; choose another name (nothing is overwritten)") from None
     except OSError as error:
         raise click.ClickException(f"cannot write {path}: {error.strerror}") from None
+
+
+def check_xlsx_output(xlsx_file: str | None, as_json: bool, as_csv: bool) -> None:
+    """``--xlsx FILE`` beside --json and --csv: one output only, a name ending in .xlsx, and no file there
+    (refused before any work is done)."""
+    import os
+
+    if xlsx_file is None:
+        return
+    if as_json or as_csv:
+        raise click.UsageError("--xlsx, --json and --csv exclude each other: give one")
+    if not xlsx_file.lower().endswith(".xlsx"):
+        raise click.UsageError(f"--xlsx {xlsx_file}: the workbook's name ends in .xlsx")
+    if os.path.lexists(xlsx_file):
+        raise click.ClickException(f"{xlsx_file} already exists; choose another name (nothing is overwritten)")

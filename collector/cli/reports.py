@@ -9,6 +9,7 @@ import click
 from collector.cli.common import (
     Context,
     LocalDate,
+    check_xlsx_output,
     emit,
     format_options,
     json_option,
@@ -85,7 +86,7 @@ def attendance_command(ctx: Context, site: str, day, first, last, xlsx_file: str
     from collector.cli.display import aligned
     from collector.export import ATTENDANCE_COLUMNS, attendance_sheet, to_csv, to_json
 
-    _one_output(xlsx_file, as_json, as_csv)
+    check_xlsx_output(xlsx_file, as_json, as_csv)
     first, last = _period(day, first, last, _site_zone(ctx, site))
     rows = _records(ctx, site, first, last, summary=not as_json)
     if xlsx_file:
@@ -108,16 +109,6 @@ def _clock(text: str | None) -> str:
     return text[11:16] if text else "--:--"
 
 
-def _one_output(xlsx_file: str | None, as_json: bool, as_csv: bool) -> None:
-    import os
-
-    if xlsx_file is not None:
-        if as_json or as_csv:
-            raise click.UsageError("--xlsx, --json and --csv exclude each other: give one")
-        if not xlsx_file.lower().endswith(".xlsx"):
-            raise click.UsageError(f"--xlsx {xlsx_file}: the workbook's name ends in .xlsx")
-        if os.path.lexists(xlsx_file):
-            raise click.ClickException(f"{xlsx_file} already exists; choose another name (nothing is overwritten)")
 
 
 def _write_xlsx(path: str, sheet, what: str) -> None:
@@ -185,7 +176,7 @@ def payroll_command(ctx: Context, site: str, first, last, xlsx_file: str | None,
     from collector.cli.display import aligned
     from collector.export import PAYROLL_COLUMNS, payroll_sheet, to_csv, to_json
 
-    _one_output(xlsx_file, as_json, as_csv)
+    check_xlsx_output(xlsx_file, as_json, as_csv)
     first, last = _period(None, first, last, _site_zone(ctx, site))
     rows = payroll(_records(ctx, site, first, last))
     for row in rows:

@@ -7,7 +7,15 @@ from datetime import date, timedelta
 import click
 
 from collector import masking
-from collector.cli.common import Context, emit, json_option, json_text, with_config, write_new_file
+from collector.cli.common import (
+    Context,
+    check_xlsx_output,
+    emit,
+    json_option,
+    json_text,
+    with_config,
+    write_new_file,
+)
 from collector.export import to_csv
 from collector.money import parse_yuan, rate_problem, yuan
 from gate_agent.cli_output import say
@@ -280,17 +288,9 @@ def _paid_on(store, table: dict):
 def wages_show(ctx: Context, site: str, period: str, version: int | None, as_json: bool, as_csv: bool,
                xlsx_file: str | None):
     """Show a version of the period's table (ID numbers, phones and accounts masked)."""
-    import os
-
     from collector.wages.table import WageError, period_bounds
 
-    if xlsx_file is not None:
-        if as_json or as_csv:
-            raise click.UsageError("--xlsx, --json and --csv exclude each other: give one")
-        if not xlsx_file.lower().endswith(".xlsx"):
-            raise click.UsageError(f"--xlsx {xlsx_file}: the workbook's name ends in .xlsx")
-        if os.path.lexists(xlsx_file):
-            raise click.ClickException(f"{xlsx_file} already exists; choose another name (nothing is overwritten)")
+    check_xlsx_output(xlsx_file, as_json, as_csv)
     period_bounds(period)
     with ctx.store(readonly=True) as store:
         table = store.wage_table(site, period, version)
