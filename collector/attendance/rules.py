@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from collector.localtime import to_local
 
+_MS = timedelta(milliseconds=1)
 STATUS_ORDER = ("missing_out", "missing_in", "anomaly", "open", "complete")  # most severe first
 #: The flag of a punch whose time no working day can hold.
 UNPLACEABLE = "clock_implausible"
@@ -65,10 +66,15 @@ class Shift:
     status: str  # complete / open / missing_out / missing_in
 
     @property
-    def seconds(self) -> float:
+    def ms(self) -> int:
+        """Elapsed milliseconds of a complete shift (0 otherwise): exact, as punch times are whole ms."""
         if self.status != "complete":
-            return 0.0
-        return (self.end.time - self.start.time).total_seconds()
+            return 0
+        return (self.end.time - self.start.time) // _MS
+
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1000
 
     @property
     def anchor(self) -> Event:
@@ -86,12 +92,14 @@ class DayRecord:
 
     @property
     def worked_seconds(self) -> float:
-        return sum(shift.seconds for shift in self.shifts)
+        return sum(shift.ms for shift in self.shifts) / 1000
 
     @property
     def worked_minutes(self) -> int:
-        # Whole minutes of the day's total, rounded down: never more than the punches prove.
-        return int(self.worked_seconds // 60)
+        # Whole minutes of the day's total, rounded down: never more than the punches prove. Summed in
+        # integer milliseconds, as docs/evidence-format.md states it: a float sum can fall just short of
+        # a whole minute and lose it.
+        return sum(shift.ms for shift in self.shifts) // 60000
 
     @property
     def first_in(self) -> datetime | None:
