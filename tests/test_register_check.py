@@ -118,7 +118,7 @@ def resigned(entry: dict, key: Ed25519PrivateKey = BANK_KEY, **changes) -> dict:
 def test_the_banks_export_checks_and_says_what_it_holds(tmp_path, bank, four):
     result = check(tmp_path, export_bytes(bank.store))
     assert result.returncode == 0, result.stderr
-    assert "OK: 4 entries, head " in result.stdout and key_id(BANK_PUBLIC) in result.stdout
+    assert "OK: 4 entries (the last written " in result.stdout and key_id(BANK_PUBLIC) in result.stdout
     summary = json.loads(check(tmp_path, four, "--json").stdout)
     assert summary["ok"] and summary["entries"] == 4 and summary["bank_keys"] == [key_id(BANK_PUBLIC)]
 

@@ -166,9 +166,9 @@ def check_command(register_file: str, older_file: str | None, bank_key: str | No
                "last_written": mirror.entries[-1]["at"] if mirror.entries else None,
                "bank_keys": sorted({entry["bank_key"] for entry in mirror.entries}),
                "older": None if older is None else {"file": older_file, "entries": older.length, "head": older.head}}
-    line = (f"{register_file}: OK: {mirror.length} entries, head {mirror.head}"
-            + (f", the last written {summary['last_written']}; signed by bank key(s) {', '.join(summary['bank_keys'])}"
-               if mirror.entries else ""))
+    line = (f"{register_file}: OK: {mirror.length} entries"
+            + (f" (the last written {summary['last_written']}), head {mirror.head}; signed by bank key(s) "
+               f"{', '.join(summary['bank_keys'])}" if mirror.entries else f", head {mirror.head} (an empty register)"))
     if older is not None:
         line += f"\n  extends {older_file} ({older.length} entries, head {older.head}): nothing in it was changed or removed"
     emit(as_json, summary, line)

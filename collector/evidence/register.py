@@ -227,8 +227,9 @@ class Mirror:
     def extension_problem(self, older: Mirror) -> str | None:
         """Why this register is not an append-only extension of ``older`` (a copy taken earlier), or None."""
         if older.length > self.length:
-            return (f"the older copy holds {older.length} entries, this one only {self.length}: entries "
-                    f"{self.length + 1} to {older.length} were removed")
+            removed = (f"entry {older.length} was" if older.length == self.length + 1 else
+                       f"entries {self.length + 1} to {older.length} were")
+            return f"the older copy holds {older.length} entries, this one only {self.length}: {removed} removed"
         for index, (mine, theirs) in enumerate(zip(self.entries, older.entries, strict=False), start=1):
             if jcs(mine) != jcs(theirs):
                 return (f"entry {index} differs from entry {index} of the older copy (digest {self.digests[index - 1]} "
