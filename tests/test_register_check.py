@@ -171,6 +171,11 @@ def test_duplicate_names_and_a_byte_order_mark_are_refused(tmp_path, four):
     assert twice != text.encode()
     assert "the name 'sig' appears twice" in failed(check(tmp_path, twice))
     assert "byte order mark" in failed(check(tmp_path, b"\xef\xbb\xbf" + text.encode()))
+    assert "not JSON" in failed(check(tmp_path, text.encode()[:-40]))
+    assert "not a site-gate-key-register file" in failed(check(tmp_path, b"[]"))
+    missing = cli("collector", "register", "check", str(tmp_path / "absent.json"), "--bank-key", BANK_PUBLIC,
+                  check=False)
+    assert "cannot read" in failed(missing)
 
 
 def test_an_added_key_twice_and_a_revoke_without_its_add_are_refused(bank):

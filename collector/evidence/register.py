@@ -190,7 +190,7 @@ def _describe(entry: dict) -> str:
 # ---------------------------------------------------------------------------------------------- a whole register
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Mirror:
     """A register checked whole (an export, or the bank's own): its entries in order and their digests."""
 
