@@ -567,9 +567,9 @@ def test_the_page_writes_through_its_own_connection_on_both_engines(tmp_path, da
         assert answered["disputes"][0]["status"] == "accepted" and answered["disputes"][0]["answer_kind"] == "void"
         assert "colleague" in answered["disputes"][0]["answer"]
         assert answered["days"][0]["status"] == "missing_out" and "void" in answered["days"][0]["flags"]
-        # Two looks the same day at the same month: one entry, counted.
+        # Two looks at the same month within the hour: one entry, one look (a reload is not another look).
         assert [(a["via"], a["what"], a["looks"]) for a in answered["access"]] == [
-            ("worker link", "days 2026-10", 2), ("bank CLI", "link issued", 1)]
+            ("worker link", "days 2026-10", 1), ("bank CLI", "link issued", 1)]
     finally:
         stop_process(process, signal.SIGKILL)
 
