@@ -54,7 +54,7 @@ from collector.web.common import (
 from collector.web.stores import kept_store
 from collector.workers import disputes as dispute_rules
 from collector.workers import links as worker_links
-from collector.workers.record import record
+from collector.workers.record import access_entries, record
 from gate_agent.protocol import valid_id
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ class WorkerApi:
             check = record(store, worker, month, now=now, grace=self.grace)
             self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
                                                what=f"days {check['month']}"))
-            check["access"] = store.access_log(worker)
+            check["access"] = access_entries(store, worker, check["zone"]["timezone"])
         return JSONResponse(check)
 
     async def api_file_dispute(self, request: Request) -> Response:
