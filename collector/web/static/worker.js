@@ -325,6 +325,7 @@
     clearTimeout(evidencePoll);
     evidenceAsked = null;
     $("evidence-file").hidden = true;
+    $("evidence-page").hidden = true;
     $("evidence-state").hidden = true;
   }
 
@@ -359,6 +360,10 @@
         evidenceState(t("evidence_ready"));
         $("evidence-file").href = "/api/worker/evidence/" + encodeURIComponent(id) + "/file";
         $("evidence-file").hidden = false;
+        // The same signed file as a page to read, in the language the worker reads this one in.
+        $("evidence-page").href = "/api/worker/evidence/" + encodeURIComponent(id) + "/page?lang=" +
+          encodeURIComponent(window.I18N.lang);
+        $("evidence-page").hidden = false;
       } else if (asked.state === "failed") {
         evidenceState(t("evidence_failed", { reason: asked.reason }));
       } else {
