@@ -346,7 +346,7 @@ def test_the_worker_sees_their_days_disputes_them_and_takes_the_record_along(ban
                                  str(bank.public_key)], capture_output=True, text=True, timeout=60)
     assert standalone.returncode == 1 and "FAILED" in standalone.stderr
     phone.refresh()
-    until(phone, lambda d: "evidence 2026-10-01..2026-10-31" in text(d, "access"), "the download in the access log")
+    until(phone, lambda d: "证据文件 2026-10-01 至 2026-10-31" in text(d, "access"), "the download in the access log")
 
     log = (bank.setup.directory / "serve.log").read_text()
     assert secret not in log and "POST /api/worker/session" in log
@@ -373,7 +373,7 @@ def test_links_that_are_not_the_workers_fail_cleanly(bank, phone):
     # A day the gates have no record of at all is disputed by naming it.
     phone.find_element("id", "missing-day").click()
     phone.execute_script("arguments[0].value = '2026-10-20'", phone.find_element("id", "missing-date"))
-    assert [o.text for o in phone.find_elements("css selector", "#missing-site option")] == ["江畔大厦"]
+    assert [o.text for o in phone.find_elements("css selector", "#missing-sites label.choice")] == ["江畔大厦"]
     phone.find_element("css selector", "#missing-day-form textarea").send_keys("20号我在3号楼干了一天，卡坏了")
     phone.find_element("css selector", '#missing-day-form button[type="submit"]').click()
     until(phone, lambda d: "已提交" in d.find_element("css selector", ".filed").text, "the missing day disputed")
@@ -567,9 +567,9 @@ def test_the_page_writes_through_its_own_connection_on_both_engines(tmp_path, da
         assert answered["disputes"][0]["status"] == "accepted" and answered["disputes"][0]["answer_kind"] == "void"
         assert "colleague" in answered["disputes"][0]["answer"]
         assert answered["days"][0]["status"] == "missing_out" and "void" in answered["days"][0]["flags"]
-        # Two looks the same day at the same month: one entry, counted.
+        # Two looks at the same month within the hour: one entry, one look (a reload is not another look).
         assert [(a["via"], a["what"], a["looks"]) for a in answered["access"]] == [
-            ("worker link", "days 2026-10", 2), ("bank CLI", "link issued", 1)]
+            ("worker link", "days 2026-10", 1), ("bank CLI", "link issued", 1)]
     finally:
         stop_process(process, signal.SIGKILL)
 

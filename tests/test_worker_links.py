@@ -145,21 +145,29 @@ class Moment:
 
 
 def test_looks_are_counted_per_viewer_and_day_and_the_banks_stay_visible(database):
-    """Fifty site-token lists in a row once pushed the bank's look off the worker's page."""
+    """Fifty site-token lists in a row once pushed the bank's look off the worker's page; a page reloaded
+    fifty times made fifty looks. One entry per viewer, thing and day of the worker's site (Asia/Shanghai
+    here, UTC+8), and looks less than an hour after the last one are that look."""
     clock = Moment(datetime(2026, 12, 1, 8, 0, tzinfo=UTC))
     with Store(database, clock=clock) as store:
         people(store)
+        assert store.record_zone("W1") == {"site": "S1", "name": "S1", "timezone": "Asia/Shanghai", "zones": 1}
         store.log_access("W1", via="bank token", who="bank", what="evidence 2026-10-01..2026-10-31")
-        for minute in range(50):
+        for minute in range(50):  # a reload a minute: one look
             clock.now = datetime(2026, 12, 1, 9, minute, tzinfo=UTC)
             store.log_access("W1", via="site token", who="S1", what="disputes")
+        for hour in (11, 12, 15):  # 19:00, 20:00 and 23:00 at the site: three more
+            clock.now = datetime(2026, 12, 1, hour, 0, tzinfo=UTC)
+            store.log_access("W1", via="site token", who="S1", what="disputes")
+        clock.now = datetime(2026, 12, 1, 16, 30, tzinfo=UTC)  # 00:30 on the 2nd at the site: its next day
+        store.log_access("W1", via="site token", who="S1", what="disputes")
         clock.now = datetime(2026, 12, 2, 7, 0, tzinfo=UTC)
         store.log_access("W1", via="site token", who="S1", what="disputes")
         store.log_access("W2", via="site token", who="S1", what="disputes")
         shown = store.access_log("W1")
         assert [(a["at"], a["first_at"], a["looks"], a["via"], a["who"], a["what"]) for a in shown] == [
-            ("2026-12-02T07:00:00.000Z", "2026-12-02T07:00:00.000Z", 1, "site token", "S1", "disputes"),
-            ("2026-12-01T09:49:00.000Z", "2026-12-01T09:00:00.000Z", 50, "site token", "S1", "disputes"),
+            ("2026-12-02T07:00:00.000Z", "2026-12-01T16:30:00.000Z", 2, "site token", "S1", "disputes"),
+            ("2026-12-01T15:00:00.000Z", "2026-12-01T09:00:00.000Z", 4, "site token", "S1", "disputes"),
             ("2026-12-01T08:00:00.000Z", "2026-12-01T08:00:00.000Z", 1, "bank token", "bank",
              "evidence 2026-10-01..2026-10-31")]
         assert store.execute("SELECT COUNT(*) FROM record_access WHERE worker = 'W1'").fetchone()[0] == 3

@@ -223,8 +223,11 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
 @click.option("--to", "last", type=LocalDate(), required=True)
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="The evidence file to write (a new file, mode 0600: it holds personal data).")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Also write the same file as a page the worker reads or prints (Chinese, the site's time, a "
+                   "QR code of how to check it): a new file, mode 0600.")
 @with_config
-def evidence_command(ctx: Context, worker: str, first, last, out: str):
+def evidence_command(ctx: Context, worker: str, first, last, out: str, html_out: str | None):
     """Write a worker's punches as signed, the gate keys, chain links and computed days to FILE, the
     whole signed with the bank's key (signing_key)."""
     import os
@@ -233,12 +236,21 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
     from collector.signing import load_bank_key
 
     first, last = _period(None, first, last)
-    if os.path.lexists(out):
-        raise click.ClickException(f"{out} already exists; choose another name (nothing is overwritten)")
+    for path in (out, html_out):
+        if path is not None and os.path.lexists(path):
+            raise click.ClickException(f"{path} already exists; choose another name (nothing is overwritten)")
+    if html_out is not None and os.path.abspath(html_out) == os.path.abspath(out):
+        raise click.ClickException("--html names the evidence file itself; give the page a name of its own")
     key = load_bank_key(ctx.config)
     with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
         document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
-    write_new_file(out, safe_json(document, indent=1).encode())
+    data = safe_json(document, indent=1).encode()
+    write_new_file(out, data)
+    if html_out is not None:
+        from collector.evidence.page import render_evidence_bytes
+
+        # Made from the bytes just written, as the worker's page makes it from the stored file.
+        write_new_file(html_out, render_evidence_bytes(data, file_name=os.path.basename(out)).encode("utf-8"))
     from collector.cli.worker import operator_name
 
     with ctx.store() as store:  # the worker sees on their page who took their record, and when
@@ -249,6 +261,9 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str):
                f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
                f"{len(document['voids'])} void(s); signed by bank key {document['key']}; evidence id "
                f"{evidence_id(document)}, days id {days_id(document['days'])}")
+    if html_out is not None:
+        click.echo(f"{html_out}: the same evidence as a page to read or print (it proves nothing by itself: "
+                   f"collector verify {out} checks the file)")
 
 
 @click.command("verify")

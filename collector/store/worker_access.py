@@ -3,6 +3,11 @@ kept), and the log of who looked at whose record."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gate_agent.protocol import format_time
+
 from .connection import Connection
 from .errors import StoreError
 
@@ -11,6 +16,9 @@ from .errors import StoreError
 ACCESS_SHOWN = 50
 #: Who looks at a record as the bank (the access log keeps their looks visible).
 BANK_VIAS = ("bank CLI", "bank token")
+#: Looks of one viewer at one thing less than this after the last are the same look: a page reloaded, or
+#: asking again, is not another look (an access-log entry counts the looks an hour or more apart).
+SAME_LOOK = timedelta(hours=1)
 
 
 class WorkerAccessQueries:
@@ -103,19 +111,47 @@ class WorkerAccessQueries:
 
     def log_access(self, worker: str, *, via: str, who: str, what: str) -> None:
         """Note that someone looked at the worker's record (shown to the worker): one row per viewer, thing
-        looked at and UTC day, counting the looks."""
+        looked at and day of the worker's site (``record_zone``), counting the looks; a look less than
+        ``SAME_LOOK`` after that row's last one only moves its time (a reload is not another look)."""
         with self.transaction():
             now = self._now_text()
             if not self.has("worker_sessions"):  # before step 22: one row per look
                 self.db.execute("INSERT INTO record_access (worker, at, via, who, what) VALUES (?, ?, ?, ?, ?)",
                                 (worker, now, via, who, what))
                 return
-            day = now[:10]
+            day = self._record_day(worker)
+            recent = format_time(self.now() - SAME_LOOK)
             key = (worker, day, via, who, what)
-            if self.db.execute("UPDATE record_access SET looks = looks + 1, last_at = ? WHERE worker = ? AND day = ? "
-                               "AND via = ? AND who = ? AND what = ?", (now, *key)).rowcount == 0:
+            if self.db.execute("UPDATE record_access SET looks = looks + CASE WHEN COALESCE(last_at, at) > ? "
+                               "THEN 0 ELSE 1 END, last_at = ? WHERE worker = ? AND day = ? AND via = ? AND who = ? "
+                               "AND what = ?", (recent, now, *key)).rowcount == 0:
                 self.db.execute("INSERT INTO record_access (worker, at, via, who, what, day, looks, last_at) "
                                 "VALUES (?, ?, ?, ?, ?, ?, 1, ?)", (worker, now, via, who, what, day, now))
+
+    def _record_day(self, worker: str) -> str:
+        """Today in the zone the worker's record is read in (UTC's day for a worker assigned nowhere)."""
+        found = self.record_zone(worker)
+        if found is not None:
+            try:
+                return self.now().astimezone(ZoneInfo(found["timezone"])).date().isoformat()
+            except (ZoneInfoNotFoundError, ValueError):
+                pass  # a zone this machine does not know (the registry checks zones when a site is added)
+        return self._now_text()[:10]
+
+    def record_zone(self, worker: str) -> dict | None:
+        """The site in whose time the worker's record is read ({site, name, timezone, zones: how many zones
+        the worker's sites have}): the site of their latest current assignment, else of their latest one;
+        None for a worker assigned nowhere."""
+        rows = self._rows("SELECT a.site, s.name, s.timezone, a.valid_from, a.valid_to FROM assignments a "
+                          "JOIN sites s ON s.site = a.site WHERE a.worker = ?", (worker,))
+        if not rows:
+            return None
+        # Current first, then the latest ended, then the latest begun (NULL: from the beginning); a tie by site.
+        rows.sort(key=lambda r: r["site"])
+        rows.sort(key=lambda r: (r["valid_to"] is None, r["valid_to"] or "", r["valid_from"] or ""), reverse=True)
+        chosen = rows[0]
+        return {"site": chosen["site"], "name": chosen["name"], "timezone": chosen["timezone"],
+                "zones": len({r["timezone"] for r in rows})}
 
     def access_log(self, worker: str, limit: int = ACCESS_SHOWN) -> list[dict]:
         """Who looked at the worker's record, newest first ({at: the last look, first_at, looks, via, who,

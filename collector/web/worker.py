@@ -27,15 +27,17 @@ from datetime import UTC, date, datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from collector.attendance.reports import check_period
 from collector.config import CollectorConfig
+from collector.evidence.page import content_security_policy, render_evidence_bytes
 from collector.localtime import check_date
 from collector.store import Store, StoreError
 from collector.store.evidence_requests import EvidenceRefused
 from collector.web.common import (
+    LANGUAGES,
     PUBLIC,
     WORKER,
     WORKER_COOKIE,
@@ -47,6 +49,7 @@ from collector.web.common import (
     hold,
     holding,
     page,
+    page_language,
     read_store,
     route,
     secret_key,
@@ -54,7 +57,7 @@ from collector.web.common import (
 from collector.web.stores import kept_store
 from collector.workers import disputes as dispute_rules
 from collector.workers import links as worker_links
-from collector.workers.record import record
+from collector.workers.record import access_entries, record
 from gate_agent.protocol import valid_id
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ class WorkerApi:
             route("/api/worker/evidence", self.api_request_evidence, WORKER, methods=["POST"]),
             route("/api/worker/evidence/{number:int}", self.api_evidence_state, WORKER),
             route("/api/worker/evidence/{number:int}/file", self.api_evidence_file, WORKER),
+            route("/api/worker/evidence/{number:int}/page", self.api_evidence_page, WORKER),
             route("/api/disputes", self.api_disputes, self.access.site),
         ]
 
@@ -227,7 +231,7 @@ class WorkerApi:
             check = record(store, worker, month, now=now, grace=self.grace)
             self._write(lambda w: w.log_access(worker, via="worker link", who="the worker",
                                                what=f"days {check['month']}"))
-            check["access"] = store.access_log(worker)
+            check["access"] = access_entries(store, worker, check["zone"]["timezone"])
         return JSONResponse(check)
 
     async def api_file_dispute(self, request: Request) -> Response:
@@ -306,6 +310,26 @@ class WorkerApi:
         name = f"evidence-{worker}-{first}-{last}.json"
         return Response(document.encode("ascii"), media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def api_evidence_page(self, request: Request) -> Response:
+        """The same signed file as a page to read on a phone (collector/evidence/page.py), made from the
+        stored bytes alone, in ``?lang=`` (else the browser's language); the look goes into the access log
+        as the download does. The page has no script, and its one inline style is allowed by its hash."""
+        with self._evidence_reader() as store:
+            worker = self._worker(request, store)
+            asked = store.evidence_request(request.path_params["number"], worker=worker)
+            if asked is None:
+                raise ApiError(404, "no such request for evidence")
+            document = store.evidence_document(asked["id"], worker=worker)
+        if document is None:
+            raise ApiError(409, f"the file is not ready ({asked['state']})")
+        first, last = asked["first_day"], asked["last_day"]
+        self._write(lambda w: w.log_access(worker, via="worker link", who="the worker", what=f"evidence {first}..{last}"))
+        lang = request.query_params.get("lang")
+        if lang not in LANGUAGES:
+            lang = page_language(request.headers.get("accept-language"))
+        return HTMLResponse(render_evidence_bytes(document.encode("utf-8"), lang),
+                            headers={"Content-Security-Policy": content_security_policy()})
 
     def _dates(self, data: dict) -> tuple[date, date]:
         try:

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from collector.attendance.reports import attendance
 from collector.errors import InputError
-from collector.localtime import check_date
+from collector.localtime import check_date, local_text, to_local, zone
 from collector.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,28 @@ def worker_wages(store: Store, worker: str, *, grace: timedelta, now: datetime |
     return sorted(rows, key=lambda r: (r["period"], r["site"]), reverse=True)
 
 
+def reading_zone(store: Store, worker: str) -> dict:
+    """The zone every instant on the worker's page is shown in ({timezone, site, name, named}): their site's
+    (``Store.record_zone``; else a site they have days at). ``named``: the page says which zone, because
+    their sites are in more than one (or, for a worker with no site at all, the zone is UTC)."""
+    found = store.record_zone(worker)
+    if found is None:
+        found = next(({"site": s["site"], "name": s["name"], "timezone": s["timezone"], "zones": 1}
+                      for s in worker_sites(store, worker)), None)
+    if found is None:
+        return {"timezone": "UTC", "site": None, "name": None, "named": True}
+    return {"timezone": found["timezone"], "site": found["site"], "name": found["name"] or found["site"],
+            "named": found["zones"] > 1}
+
+
+def access_entries(store: Store, worker: str, timezone: str) -> list[dict]:
+    """Who looked at the worker's record (``Store.access_log``), each look's times also in ``timezone``
+    (``local_at``, ``local_first_at``: ISO with the offset, what the page shows)."""
+    tz = zone(timezone)
+    return [{**entry, "local_at": local_text(entry["at"], tz), "local_first_at": local_text(entry["first_at"], tz)}
+            for entry in store.access_log(worker)]
+
+
 def record(store: Store, worker: str, month: str | None = None, *, now: datetime | None = None,
            grace: timedelta = timedelta(hours=6)) -> dict:
     """Everything the worker's page shows for one month."""
@@ -97,7 +119,9 @@ def record(store: Store, worker: str, month: str | None = None, *, now: datetime
     person = next(iter(store.people_named([worker])), None)
     if person is None:
         raise StoreError(f"worker {worker} does not exist")
-    first, last = parse_month(month, now.date())
+    reading = reading_zone(store, worker)
+    today = (to_local(now, zone(reading["timezone"])) or now).date()
+    first, last = parse_month(month, today)
     days = worker_days(store, worker, first, last, now=now, grace=grace)
     sites = {s["site"]: s["name"] for s in store.sites()}
     assigned = sorted({a["site"] for a in store.assignments(worker=worker)})
@@ -105,11 +129,14 @@ def record(store: Store, worker: str, month: str | None = None, *, now: datetime
     return {
         "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
         "month": first.isoformat()[:7],
+        # Today at the worker's site: the day a missing day's form offers first, and the last it takes.
+        "today": today.isoformat(),
+        "zone": reading,
         "days": days,
         "totals": totals(days),
         "wages": worker_wages(store, worker, grace=grace, now=now),
         "sites": [{"site": s, "name": sites.get(s, s)} for s in assigned],
         "disputes": [{k: d[k] for k in ("ref", "site", "day", "note", "filed_at", "status", "answered_at", "answer",
                                         "answer_kind")} for d in reversed(disputes)],
-        "access": store.access_log(worker),
+        "access": access_entries(store, worker, reading["timezone"]),
     }

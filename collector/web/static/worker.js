@@ -137,18 +137,7 @@
     $("no-disputes").hidden = r.disputes.length > 0;
     for (const d of r.disputes) disputes.append(disputeItem(d));
 
-    const access = $("access");
-    access.replaceChildren();
-    for (const a of r.access) {
-      const item = el("li");
-      // One entry per viewer, thing and day: the last look's time, and how many there were.
-      item.append(el("time", a.at.slice(0, 16).replace("T", " ") + " UTC"), el("span", " " + t("via_" + a.via)),
-                  el("span", a.who === "the worker" ? "" : " (" + a.who + ")"), el("span", " · " + a.what, "note"));
-      if (a.looks > 1) {
-        item.append(el("span", " · " + t("looks", { n: a.looks, first: a.first_at.slice(11, 16) + " UTC" }), "note"));
-      }
-      access.append(item);
-    }
+    renderAccess(r);
 
     if (evidenceMonth !== r.month) {  // the download offers the month shown, until the worker picks dates
       evidenceMonth = r.month;
@@ -156,6 +145,41 @@
       $("evidence-to").value = lastDay(r.month);
       resetEvidence();
     }
+  }
+
+  // ------------------------------------------------------------------ who looked (times in the site's zone)
+
+  function renderAccess(r) {
+    const access = $("access");
+    access.replaceChildren();
+    // The times are the worker's site's (the server gives them with its offset); the zone is named when
+    // their sites are in more than one.
+    const zoneNote = $("access-zone");
+    zoneNote.hidden = !r.zone.named;
+    zoneNote.textContent = r.zone.name ? t("zone_note", { site: r.zone.name, zone: r.zone.timezone })
+                                       : t("zone_note_plain", { zone: r.zone.timezone });
+    for (const a of r.access) {
+      const item = el("li");
+      // One entry per viewer, thing and day: the last look's time, and how many looks (an hour apart) there were.
+      const when = el("time", (a.local_at || "").slice(0, 16).replace("T", " "));
+      when.dateTime = a.at;
+      item.append(when, el("span", " " + t("via_" + a.via)),
+                  el("span", a.who === "the worker" ? "" : " (" + a.who + ")"), el("span", " · " + lookedAt(a.what), "note"));
+      if (a.looks > 1) {
+        item.append(el("span", " · " + t("looks", { n: a.looks, first: (a.local_first_at || "").slice(11, 16) }), "note"));
+      }
+      access.append(item);
+    }
+  }
+
+  function lookedAt(what) {
+    // What the bank notes ("days 2026-10", "evidence 2026-10-01..2026-10-31", "link issued") in words.
+    let m = /^days (\d{4})-(\d{2})$/.exec(what);
+    if (m) return t("what_days", { year: m[1], month: Number(m[2]) });
+    m = /^evidence (\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$/.exec(what);
+    if (m) return t("what_evidence", { from: m[1], to: m[2] });
+    const known = { "link issued": "what_link_issued", "link revoked": "what_link_revoked", "disputes": "what_disputes" };
+    return known[what] ? t(known[what]) : t("what_other", { what: what });
   }
 
   function lastDay(m) {
@@ -170,6 +194,13 @@
     const head = el("div", undefined, "day-head");
     const weekday = t("weekdays").split(",")[new Date(day.date + "T12:00:00Z").getUTCDay()];
     head.append(el("strong", day.date + " " + weekday), el("span", " " + day.site_name, "note"));
+    const disputed = r.disputes.filter((d) => d.status === "open" && d.site === day.site && d.day === day.date);
+    if (disputed.length) {  // a day the worker disputed and the bank has not answered yet
+      const mark = el("span", t("disputed_mark"), "mark-disputed");
+      mark.title = disputed.map((d) => d.ref).join(", ");
+      head.append(" ", mark);
+      item.classList.add("disputed");
+    }
     item.append(head);
     const facts = el("dl", undefined, "facts");
     facts.append(el("dt", t("first_in")), el("dd", clock(day.first_in, day.date)),
@@ -191,15 +222,40 @@
     return item;
   }
 
+  // A worker has a few sites: each is a button-sized choice; past this many, a list to pick from.
+  const SITE_CHOICES = 4;
+
   function openMissingDay() {
     // A day the gates have no record of at all: the worker names the date and the site.
     const box = $("missing-day-form");
     const select = $("missing-site");
-    select.replaceChildren(...latest.sites.map((s) => { const o = el("option", s.name); o.value = s.site; return o; }));
-    $("missing-date").value = latest.month + "-01";
-    $("missing-date").max = new Date().toISOString().slice(0, 10);
+    const choices = $("missing-sites");
+    const few = latest.sites.length <= SITE_CHOICES;
+    choices.hidden = !few;
+    select.hidden = few;
+    $("missing-site-label").hidden = few;
+    if (few) {
+      choices.replaceChildren(choices.querySelector("legend"), ...latest.sites.map((s, index) => {
+        const label = el("label", undefined, "choice");
+        const radio = el("input");
+        radio.type = "radio";
+        radio.name = "missing-site";
+        radio.value = s.site;
+        radio.checked = index === 0;
+        label.append(radio, el("span", s.name));
+        return label;
+      }));
+    } else {
+      select.replaceChildren(...latest.sites.map((s) => { const o = el("option", s.name); o.value = s.site; return o; }));
+    }
+    // Today at the site when the month shown is this one, else the month's last day; never after today.
+    const today = latest.today;
+    const date = $("missing-date");
+    date.max = today;
+    date.value = latest.month >= today.slice(0, 7) ? today : lastDay(latest.month);
     box.hidden = false;
-    const chosen = () => ({ site: select.value, date: $("missing-date").value });
+    const site = () => few ? (choices.querySelector("input:checked") || {}).value : select.value;
+    const chosen = () => ({ site: site(), date: date.value });
     openDisputeForm(box, chosen, $("missing-day"), () => { box.hidden = true; });
   }
 
@@ -269,6 +325,7 @@
     clearTimeout(evidencePoll);
     evidenceAsked = null;
     $("evidence-file").hidden = true;
+    $("evidence-page").hidden = true;
     $("evidence-state").hidden = true;
   }
 
@@ -303,6 +360,10 @@
         evidenceState(t("evidence_ready"));
         $("evidence-file").href = "/api/worker/evidence/" + encodeURIComponent(id) + "/file";
         $("evidence-file").hidden = false;
+        // The same signed file as a page to read, in the language the worker reads this one in.
+        $("evidence-page").href = "/api/worker/evidence/" + encodeURIComponent(id) + "/page?lang=" +
+          encodeURIComponent(window.I18N.lang);
+        $("evidence-page").hidden = false;
       } else if (asked.state === "failed") {
         evidenceState(t("evidence_failed", { reason: asked.reason }));
       } else {
