@@ -251,7 +251,9 @@ def _gate_switch(name: str, active: bool, help_text: str) -> None:
         # The broker's ACL is written from the registry: until it is written again the broker lets a
         # deactivated gate publish (ingest quarantines what it sends) and refuses nothing new of an active one.
         click.echo(f"gate {site_id}/{gate_id} {'active' if active else 'deactivated'}; now run `collector broker-config` "
-                   "again and reload the broker so that its access list says the same")
+                   "again and reload the broker so that its access list says the same"
+                   + ("" if active else "\nit leaves the foreman's page and banner, unless it still sends: a heartbeat or "
+                                        "a punch from it after now shows it there as retired but sending"))
 
 
 _gate_switch("deactivate", False, "Refuse further punches from a gate (they are quarantined as gate_inactive).")
