@@ -18,10 +18,13 @@ import re
 
 from gate_agent.logsetup import safe_json
 
-ATTENDANCE_COLUMNS = ("worker", "name", "employer", "site", "date", "first_in", "last_out", "worked_minutes",
-                      "hours", "status", "flags", "final")
-PAYROLL_COLUMNS = ("site", "from", "to", "worker", "name", "employer", "days_present", "worked_minutes", "hours",
-                   "days_flagged", "provisional_days")
+#: ``team`` and ``trade`` are the worker's as registered now (what a day keeps names no team).
+ATTENDANCE_COLUMNS = ("worker", "name", "employer", "team", "trade", "site", "date", "first_in", "last_out",
+                      "worked_minutes", "hours", "status", "flags", "final")
+PAYROLL_COLUMNS = ("site", "from", "to", "worker", "name", "employer", "team", "trade", "days_present", "worked_minutes",
+                   "hours", "days_flagged", "provisional_days")
+#: A workbook's note on its 班组 and 工种 columns.
+TEAMS_NOTE = "班组、工种：工人现在的登记"
 #: Columns holding a local ISO time with offset (2026-11-28T08:00:00+08:00): written as 2026-11-28 08:00.
 TIME_COLUMNS = frozenset({"first_in", "last_out", "since"})
 BOM = "\ufeff"
@@ -107,23 +110,26 @@ def attendance_sheet(rows: list[dict], *, site: str, first: str, last: str):
     from collector import words
     from collector.workbook import Sheet
 
-    header = ["工号", "姓名", "单位", "工地", "日期", "上班", "下班", "工时(小时)", "工作分钟", "状态", "标记", "已确定"]
-    body = [[r["worker"], r["name"] or "", r["employer"] or "", r["site"], r["date"],
-             _clock(r["first_in"], r["date"]), _clock(r["last_out"], r["date"]), round(r["worked_minutes"] / 60, 2),
-             r["worked_minutes"], words.status(r["status"]), words.flags(r["flags"]), r["final"]] for r in rows]
+    header = ["工号", "姓名", "单位", "班组", "工种", "工地", "日期", "上班", "下班", "工时(小时)", "工作分钟", "状态", "标记",
+              "已确定"]
+    body = [[r["worker"], r["name"] or "", r["employer"] or "", r.get("team") or "", r.get("trade") or "", r["site"],
+             r["date"], _clock(r["first_in"], r["date"]), _clock(r["last_out"], r["date"]),
+             round(r["worked_minutes"] / 60, 2), r["worked_minutes"], words.status(r["status"]), words.flags(r["flags"]),
+             r["final"]] for r in rows]
     return Sheet(title="考勤", header=header, rows=body, heading=[f"{site} 考勤 {first} 至 {last}（工地时间）"],
-                 widths=[10, 10, 16, 8, 11, 8, 12, 10, 9, 14, 40, 7], frozen=2)
+                 notes=[TEAMS_NOTE], widths=[10, 10, 16, 10, 10, 8, 11, 8, 12, 10, 9, 14, 40, 7], frozen=2)
 
 
 def payroll_sheet(rows: list[dict], *, site: str, first: str, last: str):
     """The payroll rows (days and hours per worker) as a worksheet with Chinese headers."""
     from collector.workbook import Sheet
 
-    header = ["工号", "姓名", "单位", "出勤天数", "工作分钟", "工时(小时)", "待核天数", "未确定天数"]
-    body = [[r["worker"], r["name"] or "", r["employer"] or "", r["days_present"], r["worked_minutes"],
-             round(r["worked_minutes"] / 60, 2), r["days_flagged"], r["provisional_days"]] for r in rows]
+    header = ["工号", "姓名", "单位", "班组", "工种", "出勤天数", "工作分钟", "工时(小时)", "待核天数", "未确定天数"]
+    body = [[r["worker"], r["name"] or "", r["employer"] or "", r.get("team") or "", r.get("trade") or "",
+             r["days_present"], r["worked_minutes"], round(r["worked_minutes"] / 60, 2), r["days_flagged"],
+             r["provisional_days"]] for r in rows]
     return Sheet(title="出勤汇总", header=header, rows=body, heading=[f"{site} 出勤汇总 {first} 至 {last}"],
-                 widths=[10, 10, 16, 9, 9, 10, 9, 10], frozen=2)
+                 notes=[TEAMS_NOTE], widths=[10, 10, 16, 10, 10, 9, 9, 10, 9, 10], frozen=2)
 
 
 def _clock(local_iso: str | None, day: str) -> str:
@@ -162,9 +168,10 @@ def wage_table_sheet(table: dict, lines: list[dict]):
         day = words.flags([f for f in flags if f not in WAGE_FLAG_WORDS])
         return "；".join(wage + ([day] if day else []))
 
-    header = ["工号", "姓名", "单位", "天数", "工时(小时)", "计薪方式", "单价(元)", "应发(元)", "扣款(元)", "实发(元)", "状态",
-              "标记"]
-    body = [[line["worker"], line["name"] or "", line["employer"] or "", line["days"],
+    header = ["工号", "姓名", "单位", "班组", "工种", "天数", "工时(小时)", "计薪方式", "单价(元)", "应发(元)", "扣款(元)",
+              "实发(元)", "状态", "标记"]
+    body = [[line["worker"], line["name"] or "", line["employer"] or "", line.get("team") or "", line.get("trade") or "",
+             line["days"],
              round(line["worked_minutes"] / 60, 2), {"day": "按日", "hour": "按时"}.get(line["basis"] or "", ""),
              amount(line["rate_fen"]), amount(line["gross_fen"]), amount(line["deductions_fen"]), amount(line["net_fen"]),
              LINE_STATUS_WORDS.get(line["status"], line["status"]), flagged(line["flags"])] for line in lines]
@@ -173,5 +180,6 @@ def wage_table_sheet(table: dict, lines: list[dict]):
                f"{state.get(table['status'], table['status'])}{'' if table['final'] else '，不是最终版，不支付'}）")
     return Sheet(title=f"{table['period']} 工资表", header=header, rows=body,
                  heading=[heading, f"计算 {table['computed_by']}" + (f"，审批 {table['approved_by']}" if table["approved_by"] else "")],
-                 notes=[f"实发合计 {yuan(sum(line['net_fen'] for line in lines if line['status'] == 'payable'))} 元（可支付的行）"],
-                 widths=[10, 10, 16, 6, 10, 8, 10, 11, 10, 11, 8, 40], frozen=2)
+                 notes=[f"实发合计 {yuan(sum(line['net_fen'] for line in lines if line['status'] == 'payable'))} 元（可支付的行）",
+                        TEAMS_NOTE],
+                 widths=[10, 10, 16, 10, 10, 6, 10, 8, 10, 11, 10, 11, 8, 40], frozen=2)

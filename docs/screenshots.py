@@ -3,8 +3,9 @@ English, with the trouble banner and the roll-call. Run from the repository root
 
     .venv/bin/python docs/screenshots.py [OUT_DIR]     # default: docs/img
 
-It builds a site in a temporary directory (30 workers of three employers inside, four gates: one offline,
-one whose punches are refused, one with an unsynchronised clock), starts `collector serve` over it and
+It builds a site in a temporary directory (30 workers of three employers and four work teams inside, four
+gates named as the site calls them: one offline, one whose punches are refused, one with an unsynchronised
+clock), starts `collector serve` over it and
 drives Debian's headless chromium (chromium, chromium-driver). Chinese needs a CJK font on the machine
 taking the pictures (Debian: fonts-wqy-microhei or fonts-noto-cjk); the page itself downloads none.
 """
@@ -32,6 +33,10 @@ TOKEN = "screenshot-site-token-000001"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹"
 GIVEN = ["伟", "芳", "强", "敏", "军", "磊", "洋", "勇", "杰", "涛"]
 EMPLOYERS = [("华建劳务", 14), ("中铁劳务", 10), ("宏达建筑", 6)]
+#: Work teams and their trades, dealt out in turn (every seventh worker has neither recorded).
+TEAMS = [("钢筋班", "钢筋工"), ("木工班", "木工"), ("混凝土班", "混凝土工"), ("架子班", "架子工")]
+#: What the site calls its gates.
+GATE_NAMES = {"north": "北门", "south": "南门", "east": "东门", "west": "材料门"}
 
 
 def build(directory: Path) -> CollectorSetup:
@@ -47,14 +52,15 @@ def build(directory: Path) -> CollectorSetup:
     with setup.store() as store:
         store.add_site("S1", timezone="Asia/Shanghai", name="滨江大厦项目")
         for name, factory in gates.items():
-            store.add_gate("S1", name, factory.public_key)
+            store.add_gate("S1", name, factory.public_key, display=GATE_NAMES[name])
         number = 0
         for employer, count in EMPLOYERS:
             for _ in range(count):
                 number += 1
                 card = f"04A1B2C3D4{number:04X}"
+                team, trade = TEAMS[number % len(TEAMS)] if number % 7 else (None, None)
                 store.add_worker(f"W{number:03d}", name=SURNAMES[number % len(SURNAMES)] + GIVEN[number % len(GIVEN)],
-                                 employer=employer, cards=[card], sites=["S1"])
+                                 employer=employer, cards=[card], sites=["S1"], team=team, trade=trade)
                 factory = gates["north" if number % 2 else "south"]
                 when = now - timedelta(minutes=200 - 5 * number)
                 ingest(store, factory, factory.next(card=card, direction="in", at=when), when)

@@ -36,7 +36,8 @@ class Site:
             store.add_site("S1", timezone="Asia/Shanghai")
             store.add_gate("S1", "north", self.north.public_key)
             store.add_gate("S1", "south", self.south.public_key)
-            store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD], sites=["S1"])
+            store.add_worker("W1", name="Zhang Wei", employer="Hua Jian", cards=[W1_CARD], sites=["S1"], team="钢筋班",
+                             trade="钢筋工")
             store.add_worker("W2", name="Li Na", employer="Hua Jian", cards=[W2_CARD], sites=["S1"])
 
     def tap(self, gate: PunchFactory, card: str, when: datetime, direction: str, received_delay=timedelta(seconds=1)):
@@ -70,9 +71,9 @@ def site(tmp_path, database):
 
 
 EXPECTED_CSV = """\ufeff\
-worker,name,employer,site,date,first_in,last_out,worked_minutes,hours,status,flags,final
-W1,Zhang Wei,Hua Jian,S1,2026-11-02,2026-11-02 08:00,2026-11-02 17:00,540,9.00,complete,,no
-W2,Li Na,Hua Jian,S1,2026-11-02,2026-11-02 08:30,,0,0.00,missing_out,missing_out,no
+worker,name,employer,team,trade,site,date,first_in,last_out,worked_minutes,hours,status,flags,final
+W1,Zhang Wei,Hua Jian,钢筋班,钢筋工,S1,2026-11-02,2026-11-02 08:00,2026-11-02 17:00,540,9.00,complete,,no
+W2,Li Na,Hua Jian,,,S1,2026-11-02,2026-11-02 08:30,,0,0.00,missing_out,missing_out,no
 """
 
 
@@ -85,8 +86,12 @@ def test_attendance_json_records(site):
     assert [(r["worker"], r["date"], r["worked_minutes"], r["status"]) for r in records] == [
         ("W1", "2026-11-02", 540, "complete"), ("W2", "2026-11-02", 0, "missing_out")]
     w1 = records[0]
-    assert set(w1) >= {"worker", "name", "employer", "site", "date", "first_in", "last_out", "worked_minutes",
-                       "status", "flags", "final"}
+    assert set(w1) >= {"worker", "name", "employer", "team", "trade", "site", "date", "first_in", "last_out",
+                       "worked_minutes", "status", "flags", "final"}
+    # Team and trade as the worker is registered now (issue 22, item 1): W2 has none.
+    assert [(r["team"], r["trade"]) for r in records] == [("钢筋班", "钢筋工"), (None, None)]
+    table = site.cli("attendance", "--site", "S1", "--date", "2026-11-02").stdout.splitlines()
+    assert table[0].split()[2:6] == ["Zhang", "Wei", "钢筋班", "钢筋工"] and table[1].split()[2:6] == ["Li", "Na", "-", "-"]
     assert w1["shifts"] == [{"in": "2026-11-02T08:00:00+08:00", "out": "2026-11-02T17:00:00+08:00",
                              "in_ref": "north#1", "out_ref": "south#1", "minutes": 540.0, "status": "complete"}]
 
@@ -97,15 +102,19 @@ def test_payroll_json_matches_the_hand_computed_rows(site):
     rows = site.json("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30")
     period = {"site": "S1", "from": "2026-11-01", "to": "2026-11-30"}
     assert rows == [
-        {"worker": "W1", "name": "Zhang Wei", "employer": "Hua Jian", "days_present": 2, "worked_minutes": 810,
-         "days_flagged": 0, "provisional_days": 2, **period},
-        {"worker": "W2", "name": "Li Na", "employer": "Hua Jian", "days_present": 1, "worked_minutes": 0,
-         "days_flagged": 1, "provisional_days": 1, **period},
+        {"worker": "W1", "name": "Zhang Wei", "employer": "Hua Jian", "team": "钢筋班", "trade": "钢筋工",
+         "days_present": 2, "worked_minutes": 810, "days_flagged": 0, "provisional_days": 2, **period},
+        {"worker": "W2", "name": "Li Na", "employer": "Hua Jian", "team": None, "trade": None, "days_present": 1,
+         "worked_minutes": 0, "days_flagged": 1, "provisional_days": 1, **period},
     ]
     assert site.cli("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30", "--csv").stdout == (
-        "\ufeffsite,from,to,worker,name,employer,days_present,worked_minutes,hours,days_flagged,provisional_days\n"
-        "S1,2026-11-01,2026-11-30,W1,Zhang Wei,Hua Jian,2,810,13.50,0,2\n"
-        "S1,2026-11-01,2026-11-30,W2,Li Na,Hua Jian,1,0,0.00,1,1\n")
+        "\ufeffsite,from,to,worker,name,employer,team,trade,days_present,worked_minutes,hours,days_flagged,"
+        "provisional_days\n"
+        "S1,2026-11-01,2026-11-30,W1,Zhang Wei,Hua Jian,钢筋班,钢筋工,2,810,13.50,0,2\n"
+        "S1,2026-11-01,2026-11-30,W2,Li Na,Hua Jian,,,1,0,0.00,1,1\n")
+    # The table names teams and trades once a worker has one; a worker without shows "-".
+    table = site.cli("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30").stdout.splitlines()
+    assert [line.split()[:4] for line in table] == [["W1", "Zhang", "Wei", "钢筋班"], ["W2", "Li", "Na", "-"]]
 
 
 def test_a_day_is_final_once_every_gate_has_reported_past_it(site):

@@ -225,3 +225,20 @@ def test_enrolling_into_the_gates_own_folder_leaves_its_signing_key_alone(tmp_pa
     enroll(config, pki, "south", "S1", key, folder)
     assert (folder / "gate.key").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["bank.pub", "ca.crt", "gate-tls.crt", "gate-tls.key", "gate.key"]
+
+
+def test_gate_enroll_names_the_gate_as_its_site_calls_it(tmp_path, pki, config):
+    key = public_key(tmp_path, "north")
+    said = cli("collector", "gate", "enroll", "north", "--site", "S1", "--public-key", key, "--pki", str(pki),
+               "--out", str(tmp_path / "north-tls"), "--display", "北门", "--json", "--config", str(config)).stdout
+    assert json.loads(said)["display"] == "北门"
+    gates = json.loads(cli("collector", "gates", "--json", "--config", str(config)).stdout)
+    assert [(g["gate"], g["display"]) for g in gates] == [("north", "北门")]
+    # A name that would hide what it says is refused before anything is registered or issued.
+    refused = cli("collector", "gate", "enroll", "east", "--site", "S1", "--public-key", public_key(tmp_path, "east"),
+                  "--pki", str(pki), "--out", str(tmp_path / "east-tls"), "--display", "东\u202e门",
+                  "--config", str(config), check=False)
+    assert refused.returncode == 1 and "the gate's display name holds an invisible" in refused.stderr
+    assert not (tmp_path / "east-tls").exists()
+    assert [g["gate"] for g in json.loads(cli("collector", "gates", "--json", "--config", str(config)).stdout)] == [
+        "north"]

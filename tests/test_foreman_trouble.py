@@ -90,7 +90,7 @@ def test_refused_messages_per_gate_with_reasons_and_no_bytes(store):
     facts = trouble(store, "S1", NOW)
     assert facts == [{"kind": "gate_refused", "gate": "north", "count": 4,
                       "reasons": {"unknown_key": 3, "schema": 1}, "last_at": format_time(NOW - timedelta(minutes=5)),
-                      "urgency": "act"}]
+                      "gate_name": None, "urgency": "act"}]
     assert "RAW" not in repr(report(store, "S1", NOW)) and "secret" not in repr(report(store, "S1", NOW))
     assert [(f["kind"], f["gate"]) for f in trouble(store, "S10", NOW)] == [
         ("gate_never_seen", "west"), ("gate_refused", "west")]
@@ -112,3 +112,75 @@ def test_the_collectors_ingest_lag_while_it_is_fresh(store):
 
 def kinds_at(store, now: datetime) -> list[str]:
     return [f["kind"] for f in trouble(store, "S1", now) if f["kind"] == "ingest_lag"]
+
+
+# ---------------------------------------------------------------------------------------------- retired gates
+
+
+def retire(store, gate: str, ago: timedelta, site: str = "S1") -> None:
+    """Deactivate ``gate`` as if it had been done ``ago`` before NOW (the store stamps its own clock)."""
+    clock = store.clock
+    store.clock = lambda: NOW - ago
+    try:
+        store.set_gate_active(site, gate, False)
+    finally:
+        store.clock = clock
+
+
+def refuse(store, gate: str, reason: str, ago: timedelta) -> None:
+    with store.transaction():
+        store.quarantine(topic=f"attendance/v1/S1/{gate}/punch", reason=reason, detail="d", raw=b"x",
+                         received_at=format_time(NOW - ago))
+
+
+def test_a_retired_gate_leaves_the_banner_unless_it_still_sends(store):
+    """Reproduction (issue 22, item 9): a gate deactivated after its replacement went in kept its lines on the
+    banner; now a retired gate is nobody's trouble until it sends again after its deactivation."""
+    beat(store, "north")
+    beat(store, "south", ago=30 * 60)  # its last heartbeat: half an hour ago, before it was retired
+    refuse(store, "south", "unknown_key", timedelta(minutes=25))  # refused before it was retired too
+    retire(store, "south", timedelta(minutes=20))
+    assert kinds(store) == []
+    row = next(g for g in store.gates("S1", with_gaps=False) if g["gate"] == "south")
+    assert row["active"] == 0 and row["deactivated_at"] == format_time(NOW - timedelta(minutes=20))
+
+    # It sends a heartbeat after its retirement: it is back on the banner, marked, and red.
+    beat(store, "south", ago=60)
+    facts = trouble(store, "S1", NOW)
+    assert facts == [{"kind": "gate_retired_sending", "gate": "south", "since": format_time(NOW - timedelta(minutes=20)),
+                      "last_at": format_time(NOW - timedelta(seconds=60)), "count": 1,
+                      "reasons": {"unknown_key": 1}, "gate_name": None, "urgency": "act"}]
+    assert report(store, "S1", NOW)["act_now"] == 1
+    # Quiet for longer than the window: it leaves again.
+    assert [k for k in kinds_of(store, NOW + timedelta(minutes=61)) if k[1] == "south"] == []
+
+    # Punches it sends are refused (gate_inactive): that is sending too, with how many.
+    refuse(store, "south", "gate_inactive", -timedelta(minutes=29))
+    refuse(store, "south", "gate_inactive", -timedelta(minutes=30))
+    late = NOW + timedelta(minutes=70)  # the heartbeat is out of the window, the refusals not
+    (fact,) = [f for f in trouble(store, "S1", late) if f["gate"] == "south"]
+    assert fact["kind"] == "gate_retired_sending" and fact["last_at"] == format_time(NOW + timedelta(minutes=30))
+    assert fact["reasons"] == {"gate_inactive": 2}
+
+    # Put back in use: an active gate again, judged as any other, and no deactivation time kept.
+    store.set_gate_active("S1", "south", True)
+    assert next(g for g in store.gates("S1", with_gaps=False) if g["gate"] == "south")["deactivated_at"] is None
+    assert ("gate_retired_sending", "south") not in kinds(store)
+
+
+def test_deactivating_again_keeps_the_first_moment(store):
+    retire(store, "south", timedelta(hours=3))
+    retire(store, "south", timedelta(minutes=1))
+    row = next(g for g in store.gates("S1", with_gaps=False) if g["gate"] == "south")
+    assert row["deactivated_at"] == format_time(NOW - timedelta(hours=3))
+
+
+def test_a_fact_names_the_gate_as_the_site_calls_it(store):
+    beat(store, "south")
+    store.name_gate("S1", "north", "北门")
+    facts = trouble(store, "S1", NOW)
+    assert [(f["kind"], f["gate"], f["gate_name"]) for f in facts] == [("gate_never_seen", "north", "北门")]
+
+
+def kinds_of(store, now: datetime) -> list[tuple]:
+    return [(f["kind"], f["gate"]) for f in trouble(store, "S1", now)]

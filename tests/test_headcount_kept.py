@@ -150,8 +150,8 @@ def test_unknown_cards_and_a_card_before_its_window(site):
     site.tap("north", LATE_CARD, 50 * timedelta(minutes=1))  # W6's
     count = site.check(H, 11 * H, 13 * H)
     assert inside(count) == {"W6": (shanghai(50 * timedelta(minutes=1)), "north", LATE_CARD)}
-    assert count["unknown"] == [{"card": LATE_CARD, "since": shanghai(2 * H), "gate": "north"},
-                                {"card": STRANGER, "since": shanghai(H / 2), "gate": "north"}]
+    assert count["unknown"] == [{"card": LATE_CARD, "since": shanghai(2 * H), "gate": "north", "gate_name": None},
+                                {"card": STRANGER, "since": shanghai(H / 2), "gate": "north", "gate_name": None}]
     assert count["unknown_cards"] == 2
 
 
@@ -196,7 +196,7 @@ def test_an_unknown_card_is_paired_over_its_whole_history(site):
         site.tap("turnstile", STRANGER, ago)
     count = headcount(site.store, "S1", NOW)
     assert count["unknown"] == whole_history_unknown(site.store, "S1", NOW)
-    assert count["unknown"] == [{"card": STRANGER, "since": shanghai(2 * H), "gate": "turnstile"}]
+    assert count["unknown"] == [{"card": STRANGER, "since": shanghai(2 * H), "gate": "turnstile", "gate_name": None}]
 
 
 def whole_history_unknown(store, site: str, now: datetime) -> list[dict]:
@@ -206,11 +206,13 @@ def whole_history_unknown(store, site: str, now: datetime) -> list[dict]:
     by_card: dict[str, list] = {}
     for punch in unattributed:
         by_card.setdefault(punch["card"], []).append(event_of(punch, punch["card"], None))
+    names = {g["gate"]: g["display_name"] for g in store.gates(site, with_gaps=False)}
     found = []
     for card, events in by_card.items():
         shift = open_shift(events, rules, now)
         if shift is not None:
-            found.append({"card": card, "since": local_text_dt(shift.start.time, rules.tz), "gate": shift.start.gate})
+            found.append({"card": card, "since": local_text_dt(shift.start.time, rules.tz), "gate": shift.start.gate,
+                          "gate_name": names.get(shift.start.gate)})
     return sorted(found, key=lambda u: (u["since"] or "", u["card"]))
 
 

@@ -144,19 +144,21 @@ def test_attendance_and_payroll_as_workbooks_in_the_words_of_the_site_page(offic
     sheet = openpyxl.load_workbook(out).active
     values = [list(row) for row in sheet.iter_rows(values_only=True)]
     assert values[0][0] == "S1 考勤 2026-11-01 至 2026-11-30（工地时间）"
-    assert values[1] == ["工号", "姓名", "单位", "工地", "日期", "上班", "下班", "工时(小时)", "工作分钟", "状态", "标记",
-                         "已确定"]
-    by_day = {(r[0], r[4]): r for r in values[2:]}
-    assert by_day[("W1", "2026-11-02")][5:10] == ["08:00", "17:00", 9, 540, "完整"]
-    assert by_day[("W1", "2026-11-04")][9:11] == ["缺少出场记录", "有进场没有出场"]
-    assert "银行人工录入" in by_day[("W1", "2026-11-05")][10]
+    assert values[1] == ["工号", "姓名", "单位", "班组", "工种", "工地", "日期", "上班", "下班", "工时(小时)", "工作分钟",
+                         "状态", "标记", "已确定"]
+    by_day = {(r[0], r[6]): r for r in values[2:]}
+    assert by_day[("W1", "2026-11-02")][3:5] == ["钢筋班", "钢筋工"] and by_day[("W2", "2026-11-02")][3:5] == [None, None]
+    assert by_day[("W1", "2026-11-02")][7:12] == ["08:00", "17:00", 9, 540, "完整"]
+    assert by_day[("W1", "2026-11-04")][11:13] == ["缺少出场记录", "有进场没有出场"]
+    assert "银行人工录入" in by_day[("W1", "2026-11-05")][12]
+    assert values[-1][0] == "班组、工种：工人现在的登记"
     formula = next(c for r in sheet.iter_rows() for c in r if c.value == FORMULA_NAME)
     assert formula.data_type == "s"
     out = tmp_path / "payroll.xlsx"
     office.run("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30", "--xlsx", str(out))
     rows = [list(r) for r in openpyxl.load_workbook(out).active.iter_rows(values_only=True)]
-    assert rows[1][:4] == ["工号", "姓名", "单位", "出勤天数"]
-    assert next(r for r in rows if r[0] == "W1")[3:6] == [4, 1200, 20]
+    assert rows[1][:6] == ["工号", "姓名", "单位", "班组", "工种", "出勤天数"]
+    assert next(r for r in rows if r[0] == "W1")[3:8] == ["钢筋班", "钢筋工", 4, 1200, 20]
     for args in (["--xlsx", str(out)], ["--xlsx", str(tmp_path / "x.xlsx"), "--csv"], ["--xlsx", str(tmp_path / "x.csv")]):
         result = office.run("payroll", "--site", "S1", "--from", "2026-11-01", "--to", "2026-11-30", *args, check=False)
         assert result.returncode != 0 and "Traceback" not in result.stderr

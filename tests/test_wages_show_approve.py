@@ -34,6 +34,7 @@ def test_the_csv_joins_flags_once_and_keeps_a_negative_net_a_number(month):
     assert rows["W5"]["net_yuan"] == "-1600.00" and rows["W5"]["gross_yuan"] == "400.00"
     assert rows["W5"]["flags"] == "deductions_exceed_gross"
     assert ";" not in rows["W4"]["flags"] and "'" not in data.replace("'s", "")
+    assert (rows["W1"]["team"], rows["W1"]["trade"]) == ("", "")  # none recorded: empty cells
 
 
 def test_a_look_only_draft_of_a_final_month_does_not_block_the_approval(month):
@@ -89,21 +90,45 @@ def test_the_table_as_a_workbook_keeps_money_exact_and_says_it_in_chinese(month,
     month.cli("wages", "deduct", *PERIOD, "--worker", "W5", "--item", "借支", "--amount-yuan", "2000",
               "--reason", "advance", "--by", "ops-li")
     month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
+    month.cli("worker", "edit", "W1", "--team", "钢筋班", "--trade", "钢筋工", "--by", "ops-li")
     out = tmp_path / "table.xlsx"
     said = month.cli("wages", "show", *PERIOD, "--xlsx", str(out)).stdout
     assert said.startswith(f"{out}: S1 2026-10 version ") and stat.S_IMODE(out.stat().st_mode) == 0o600
     sheet = openpyxl.load_workbook(out).active
     values = [list(row) for row in sheet.iter_rows(values_only=True)]
     header_at = next(i for i, row in enumerate(values) if row[0] == "工号")
-    assert values[header_at][6:10] == ["单价(元)", "应发(元)", "扣款(元)", "实发(元)"]
+    assert values[header_at][:5] == ["工号", "姓名", "单位", "班组", "工种"]
+    assert values[header_at][8:12] == ["单价(元)", "应发(元)", "扣款(元)", "实发(元)"]
     rows = {row[0]: row for row in values[header_at + 1:] if row[0] and row[0].startswith("W")}
-    assert rows["W5"][7:10] == [Decimal("400"), Decimal("2000"), Decimal("-1600")] or \
-        [float(v) for v in rows["W5"][7:10]] == [400.0, 2000.0, -1600.0]
-    assert rows["W5"][10] == "待决定" and "扣款超过应发" in rows["W5"][11]
-    assert rows["W4"][11] == "银行人工录入" and rows["W1"][5] == "按日"
-    net = next(c for r in sheet.iter_rows() for c in r if c.value is not None and c.row == header_at + 2 and c.column == 10)
+    assert rows["W5"][9:12] == [Decimal("400"), Decimal("2000"), Decimal("-1600")] or \
+        [float(v) for v in rows["W5"][9:12]] == [400.0, 2000.0, -1600.0]
+    assert rows["W5"][12] == "待决定" and "扣款超过应发" in rows["W5"][13]
+    assert rows["W4"][13] == "银行人工录入" and rows["W1"][7] == "按日"
+    # The team and trade the worker has now (the line keeps none), said so under the table.
+    assert rows["W1"][3:5] == ["钢筋班", "钢筋工"] and rows["W5"][3:5] == [None, None]
+    assert any(row[0] == "班组、工种：工人现在的登记" for row in values)
+    net = next(c for r in sheet.iter_rows() for c in r if c.value is not None and c.row == header_at + 2 and c.column == 12)
     assert net.number_format == "0.00" and net.data_type == "n"
     flat = repr(values)
     assert "6222021234567890001" not in flat and "110101" not in flat  # no account, no ID number
     refused = month.cli("wages", "show", *PERIOD, "--xlsx", str(out), check=False)
     assert refused.returncode == 1 and "already exists" in refused.stderr
+
+
+def test_the_table_says_when_it_was_run_and_approved_in_the_sites_time(month):
+    """Reproduction (issue 22, item 6): `wages show` said `run by ops-wang at 2026-11-02T01:00:00.000Z`."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    settle_w4(month)
+    month.cli("wages", "run", *PERIOD, "--by", "ops-wang")
+    month.cli("wages", "approve", *PERIOD, "--by", "ops-zhao")
+    table = month.json("wages", "show", *PERIOD)
+    heading = month.cli("wages", "show", *PERIOD).stdout.splitlines()[0]
+
+    def local(utc_text: str) -> str:
+        return f"{datetime.fromisoformat(utc_text).astimezone(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M}"
+
+    assert f"run by ops-wang at {local(table['computed_at'])}" in heading
+    assert f"approved by ops-zhao at {local(table['approved_at'])}; Asia/Shanghai time)" in heading
+    assert table["computed_at"] not in heading and "Z" not in heading.split("run by")[1]

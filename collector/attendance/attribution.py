@@ -19,6 +19,8 @@ class Person:
     worker: str
     name: str | None
     employer: str | None
+    team: str | None = None  # work team (班组) and trade (工种), as registered now
+    trade: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,8 @@ class Attributor:
         self.windows = windows  # the card windows it attributes by (an evidence file lists them)
         self.cards = CardIndex(windows)
         self._only = only
-        self._people = {row["worker"]: Person(row["worker"], row.get("name"), row.get("employer"))
+        self._people = {row["worker"]: Person(row["worker"], row.get("name"), row.get("employer"),
+                                            row.get("team"), row.get("trade"))
                         for row in people}
 
     @classmethod

@@ -37,22 +37,33 @@ def headcount(store: Store, site: str, now: datetime | None = None) -> dict:
     if not store.has("days"):
         return from_punches(store, site, now)
     opened = _open_shifts(store, site, now)
-    cards = _cards_of(store, site, {worker: shift for worker, (shift, _, _) in opened.items()}, now - rules.max_shift)
+    cards = _cards_of(store, site, {worker: shift for worker, (shift, _) in opened.items()}, now - rules.max_shift)
     inside = []
-    for worker, (shift, name, employer) in opened.items():
+    for worker, (shift, person) in opened.items():
         gate, card = cards[worker]
-        inside.append({"worker": worker, "name": name, "employer": employer, "since": shift["in"], "gate": gate,
+        person = person or {}
+        inside.append({"worker": worker, "name": person.get("name"), "employer": person.get("employer"),
+                       "team": person.get("team"), "trade": person.get("trade"), "since": shift["in"], "gate": gate,
                        "card": card})
     unknown = unknown_inside(store, site, rules, now)
     inside.sort(key=lambda w: (w["since"] or "", w["worker"]))
-    return {"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": len(unknown),
-            "unknown": unknown, "as_of": local_text_dt(now, rules.tz)}
+    return _named({"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": len(unknown),
+                   "unknown": unknown, "as_of": local_text_dt(now, rules.tz)}, store, site)
 
 
-def _open_shifts(store: Store, site: str, now: datetime) -> dict[str, tuple[dict, str | None, str | None]]:
-    """Per worker inside now: the open shift of their kept day (a ``record`` shift: in, in_ref...), their
-    name and employer. What the marks still name is recomputed first, as every read of kept days does
-    (laid over what is kept when the store may not write)."""
+def _named(report: dict, store: Store, site: str) -> dict:
+    """Each entry's gate by the name its site calls it too (``gate_name``, None for a gate without one or a
+    manual entry): one read of the site's gates."""
+    names = {row["gate"]: row["display_name"] for row in store.gates(site, with_gaps=False)}
+    for entry in report["workers"] + report["unknown"]:
+        entry["gate_name"] = names.get(entry["gate"]) if entry["gate"] is not None else None
+    return report
+
+
+def _open_shifts(store: Store, site: str, now: datetime) -> dict[str, tuple[dict, dict | None]]:
+    """Per worker inside now: the open shift of their kept day (a ``record`` shift: in, in_ref...) and the
+    worker as registered now (name, employer, team, trade). What the marks still name is recomputed first,
+    as every read of kept days does (laid over what is kept when the store may not write)."""
     refreshed = kept_days.refresh(store, site=site)
     now_text = format_time(now)  # stored times have milliseconds; ``now`` may have more (``exact`` below)
     days = store.open_days(site, now_text)
@@ -63,8 +74,7 @@ def _open_shifts(store: Store, site: str, now: datetime) -> dict[str, tuple[dict
         recomputed = [d for (unit_site, _), (_, kept) in refreshed.overlay.items() if unit_site == site
                       for d in kept if d.open_until is not None and d.open_until >= now_text]
         people = {p["worker"]: p for p in store.people_named({d.worker for d in recomputed})}
-        days += [(d.worker, d.day, d.open_until, d.record, people.get(d.worker, {}).get("name"),
-                  people.get(d.worker, {}).get("employer")) for d in recomputed]
+        days += [(d.worker, d.day, d.open_until, d.record, people.get(d.worker)) for d in recomputed]
     exact = now.microsecond % 1000 == 0  # a shift open until now_text is open only if now is not past it
     latest: dict[str, tuple] = {}
     for day in days:
@@ -72,12 +82,12 @@ def _open_shifts(store: Store, site: str, now: datetime) -> dict[str, tuple[dict
         if (open_until > now_text or exact) and (worker not in latest or date_text > latest[worker][1]):
             latest[worker] = day
     opened = {}
-    for worker, (_, _, _, record, name, employer) in latest.items():
+    for worker, (_, _, _, record, person) in latest.items():
         # The open shift is the record's last (the latest IN: what comes after it within a shift closes
         # it or is an anomaly); shifts of the same moment may sort either way.
         shift = next((s for s in reversed(record["shifts"]) if s["status"] == "open"), None)
         if shift is not None:
-            opened[worker] = (shift, name, employer)
+            opened[worker] = (shift, person)
     return opened
 
 
@@ -184,6 +194,8 @@ def from_punches(store: Store, site: str, now: datetime | None = None) -> dict:
             "worker": worker,
             "name": person.name,
             "employer": person.employer,
+            "team": person.team,
+            "trade": person.trade,
             "since": local_text_dt(shift.start.time, rules.tz),
             "gate": shift.start.gate,
             "card": card_of.get(shift.start.ref),
@@ -198,6 +210,5 @@ def from_punches(store: Store, site: str, now: datetime | None = None) -> dict:
             unknown.append({"card": card, "since": local_text_dt(shift.start.time, rules.tz), "gate": shift.start.gate})
     unknown.sort(key=lambda u: (u["since"] or "", u["card"]))
     inside.sort(key=lambda w: (w["since"] or "", w["worker"]))
-    return {"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": len(unknown),
-            "unknown": unknown,
-            "as_of": local_text_dt(now, rules.tz)}
+    return _named({"site": site, "on_site": len(inside), "workers": inside, "unknown_cards": len(unknown),
+                   "unknown": unknown, "as_of": local_text_dt(now, rules.tz)}, store, site)

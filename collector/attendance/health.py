@@ -45,7 +45,9 @@ def health_of(rows: list[dict], now: datetime | None = None) -> list[dict]:
         result.append({
             "site": row["site"],
             "gate": row["gate"],
+            "display": row.get("display_name"),  # what the site calls it ("北门"), or None
             "active": bool(row["active"]),
+            "deactivated_at": row.get("deactivated_at"),
             "state": state,
             "last_seen": last_seen,
             "last_heartbeat": row["status_at"],
@@ -63,3 +65,10 @@ def health_of(rows: list[dict], now: datetime | None = None) -> list[dict]:
             "version": status.get("version"),
         })
     return result
+
+
+def last_online(row: dict) -> str | None:
+    """When the bank last received an online heartbeat of a ``Store.gates`` row's gate (None: never)."""
+    if row.get("heartbeat_at"):
+        return row["heartbeat_at"]
+    return row["status_at"] if row["status_state"] == "online" else None

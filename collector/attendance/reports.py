@@ -293,23 +293,35 @@ SUMMARY_FIELDS = ("first_in", "last_out", "worked_minutes", "status", "flags", "
 
 def attendance(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
                grace: timedelta = timedelta(hours=6), worker: str | None = None,
-               summary: bool = False) -> list[dict]:
+               summary: bool = False, teams: bool = False) -> list[dict]:
     """Daily records of every worker (or of ``worker``) at ``site`` for local dates first..last, as dicts,
     by worker and date (InputError for a date outside the range reports cover). Read from the kept days
     (``attendance.days``); a database the daemon has not upgraded yet is computed from its punches. With
-    ``summary``, a day holds ``SUMMARY_FIELDS`` and ``final`` only."""
+    ``summary``, a day holds ``SUMMARY_FIELDS`` and ``final`` only. With ``teams``, each day also names the
+    worker's ``team`` and ``trade`` as registered now (from the same read of the workers as the names: a
+    list of days, not what a day states, so an evidence file's days never carry them)."""
     now = now or datetime.now(UTC)
     rules = site_rules(store, site)
     range_bounds(first, last, rules.tz)  # dates reports cover
     if not store.has("days"):
-        return from_punches(store, site, first, last, now=now, grace=grace, worker=worker)
+        rows = from_punches(store, site, first, last, now=now, grace=grace, worker=worker)
+        return _with_teams(rows, {}) if teams else rows  # teams came after kept days: none to name
     from collector.attendance import days
 
     kept = days.read(store, site=site, worker=worker, first=first, last=last,
                      fields=SUMMARY_FIELDS if summary else None)
     people = {p["worker"]: p for p in store.people_named({d.worker for d in kept})}
     finality = Finality(store.gates(site, with_gaps=False), rules.tz, grace, now)
-    return [days.day_dict(d, now, people.get(d.worker), finality(date.fromisoformat(d.day))) for d in kept]
+    rows = [days.day_dict(d, now, people.get(d.worker), finality(date.fromisoformat(d.day))) for d in kept]
+    return _with_teams(rows, people) if teams else rows
+
+
+def _with_teams(rows: list[dict], people: dict[str, dict]) -> list[dict]:
+    """Each row with its worker's team and trade (None where the registry has none)."""
+    for row in rows:
+        person = people.get(row["worker"]) or {}
+        row["team"], row["trade"] = person.get("team"), person.get("trade")
+    return rows
 
 
 def from_punches(store: Store, site: str, first: date, last: date, *, now: datetime | None = None,
@@ -383,6 +395,7 @@ def payroll(records: list[dict]) -> list[dict]:
     for record in records:
         row = by_worker.setdefault(record["worker"], {
             "worker": record["worker"], "name": record["name"], "employer": record["employer"],
+            **({"team": record["team"], "trade": record["trade"]} if "team" in record else {}),
             "days_present": 0, "worked_minutes": 0, "days_flagged": 0, "provisional_days": 0,
         })
         present = any(s["in"] for s in record["shifts"])

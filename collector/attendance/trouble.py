@@ -8,13 +8,18 @@ well.
 ``urgency`` is ``act`` for what the site must see to now (a gate offline, silent, refused, its store nearly
 full; the bank's ingest behind) and ``inform`` for what the foreman cannot fix and only passes on (a gate
 clock not synchronised: tell the bank). The page shows the first red and the second apart, calmly.
+
+A fact about a gate carries ``gate_name``, what the site calls it ("北门"; None when it has no name), beside
+its id. A retired (deactivated) gate is nobody's trouble, unless it sends after its deactivation (a
+heartbeat, or punches it is refused): then it is ``gate_retired_sending``, since a gate the bank retired
+that still runs is a gate someone forgot, or one that should not be there.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from collector.attendance.health import health_of
+from collector.attendance.health import health_of, last_online
 from collector.localtime import parse_or_none
 from collector.store import Store
 from gate_agent.protocol import TOPIC_ROOT, format_time
@@ -26,6 +31,8 @@ SILENT_HEARTBEATS, SILENT_SLACK_SECONDS = 2, 5
 BUFFER_LIMIT_PCT = 80
 #: Refused messages from a gate are trouble while the latest came this recently.
 REFUSED_WINDOW = timedelta(hours=1)
+#: A retired gate heard from after its deactivation, this recently, is still sending.
+SENDING_WINDOW = REFUSED_WINDOW
 #: Facts the foreman passes on rather than acts upon (``urgency`` inform).
 INFORM = frozenset({"gate_clock"})
 #: Ingest slower than this (arrival to commit) is trouble, while the measurement is this recent.
@@ -42,10 +49,22 @@ def trouble(store: Store, site: str, now: datetime | None = None) -> list[dict]:
     # costs is the site's gates and its recent problems, never its history.
     rows = store.gates(site, with_gaps=False)
     heartbeats = {row["gate"]: (row["status"] or {}).get("heartbeat_seconds") for row in rows}
+    online = {row["gate"]: last_online(row) for row in rows}
+    names = {row["gate"]: row["display_name"] for row in rows}
     for gate in health_of(rows, now):
-        if not gate["active"]:
-            continue
         name = gate["gate"]
+        if not gate["active"]:
+            refusals = refused.pop(name, None)
+            if gate["deactivated_at"] is None:  # retired before the bank kept when (a database not upgraded)
+                if refusals is not None:
+                    facts.append({"kind": "gate_refused", "gate": name, **refusals})
+                continue
+            sent = sent_after_retiring(gate["deactivated_at"], online[name], refusals, now)
+            if sent is not None:
+                facts.append({"kind": "gate_retired_sending", "gate": name, "since": gate["deactivated_at"],
+                              "last_at": sent, "count": refusals["count"] if refusals else 0,
+                              "reasons": refusals["reasons"] if refusals else {}})
+            continue
         state = gate["state"]
         heartbeat = heartbeats.get(name)
         heartbeat = heartbeat if isinstance(heartbeat, (int, float)) and heartbeat > 0 else None
@@ -75,8 +94,36 @@ def trouble(store: Store, site: str, now: datetime | None = None) -> list[dict]:
         if value > LAG_LIMIT_SECONDS and measured is not None and now - measured <= LAG_FRESH:
             facts.append({"kind": "ingest_lag", "gate": None, "seconds": round(value)})
     for fact in facts:
+        if fact["gate"] is not None:
+            fact["gate_name"] = names.get(fact["gate"])
         fact["urgency"] = "inform" if fact["kind"] in INFORM else "act"
     return facts
+
+
+def sent_after_retiring(retired_at: str, heartbeat_at: str | None, refusals: dict | None,
+                        now: datetime) -> str | None:
+    """When a gate retired at ``retired_at`` last sent (an online heartbeat received, a refused message) after
+    its retirement and within ``SENDING_WINDOW`` of ``now``; None if it has been quiet."""
+    since = format_time(now - SENDING_WINDOW)
+    heard = [moment for moment in (heartbeat_at, refusals["last_at"] if refusals else None)
+             if moment is not None and moment > retired_at and moment >= since]
+    return max(heard) if heard else None
+
+
+def retired_sending(facts: list[dict]) -> set[str]:
+    """The retired gates that still send, among ``trouble``'s facts (the page shows them, marked)."""
+    return {fact["gate"] for fact in facts if fact["kind"] == "gate_retired_sending"}
+
+
+def mark_retired_sending(store: Store, gates: list[dict], now: datetime | None = None) -> list[dict]:
+    """``gates`` (``health.gate_health`` rows) each with ``retired_sending``, as the banner judges it: the
+    sites with a retired gate are looked at, the others cost nothing."""
+    now = now or datetime.now(UTC)
+    sites = sorted({gate["site"] for gate in gates if not gate["active"] and gate["deactivated_at"]})
+    sending = {(site, gate) for site in sites for gate in retired_sending(trouble(store, site, now))}
+    for gate in gates:
+        gate["retired_sending"] = (gate["site"], gate["gate"]) in sending
+    return gates
 
 
 def report(store: Store, site: str, now: datetime | None = None) -> dict:

@@ -52,10 +52,11 @@ def gate_enroll_command() -> click.Command:
     @click.option("--pki", required=True, type=click.Path(file_okay=False), help="The directory of `ca init`.")
     @click.option("--out", required=True, type=click.Path(file_okay=False),
                   help="Where to write gate-tls.crt, gate-tls.key, ca.crt and bank.pub for the gate (never overwritten).")
+    @click.option("--display", help="What the site calls the gate (北门), shown to the foreman beside its id.")
     @json_option
     @with_config
     def gate_enroll(ctx: Context, gate_id: str, site_id: str, public_key: str, pki: str, out: str,
-                    as_json: bool) -> None:
+                    display: str | None, as_json: bool) -> None:
         """Register a gate (as `gate add` does), issue its MQTT client certificate, named after the gate
         (the broker's ACL lets that certificate publish only as this gate), and hand over the bank's
         public key (bank.pub), the only key whose acks, rosters and commands the gate will obey."""
@@ -73,11 +74,12 @@ def gate_enroll_command() -> click.Command:
 
         with key_change(ctx) as store:  # and its entry in the register of gate keys, at once
             # The registry's rules (unique across sites, no reserved name), with this PKI's own names.
-            outcome = store.add_gate(site_id, gate_id, public_key, reserved=reserved_names(pki))
+            outcome = store.add_gate(site_id, gate_id, public_key, reserved=reserved_names(pki), display=display)
         issued = issue_gate(pki, gate_id, out, bank_public=bank_public)
         registered = {"added": "added", "rotated": "given a new signing key",
                       "unchanged": "already registered with that key"}[outcome]
-        emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome, "certificate": str(issued.certificate),
+        emit(as_json, {"site": site_id, "gate": gate_id, "display": display.strip() if display else None,
+                       "outcome": outcome, "certificate": str(issued.certificate),
                        "key": str(issued.key), "ca": str(Path(out) / "ca.crt"),
                        "bank_key": str(Path(out) / "bank.pub"),
                        "not_after": issued.not_after.isoformat()},

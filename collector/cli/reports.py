@@ -56,7 +56,8 @@ def _site_zone(ctx: Context, site: str):
 
 def _records(ctx: Context, site: str, first: date, last: date, *, summary: bool = False) -> list[dict]:
     """Records chunk by chunk, with a progress bar on long periods (shown on a terminal only); with
-    ``summary``, without their shifts (``reports.SUMMARY_FIELDS``)."""
+    ``summary``, without their shifts (``reports.SUMMARY_FIELDS``). Each names its worker's team and
+    trade as registered now, from the read that names the worker (never a read per day)."""
     from collector.attendance.reports import attendance
 
     grace = timedelta(hours=ctx.config.final_grace_hours)
@@ -68,7 +69,7 @@ def _records(ctx: Context, site: str, first: date, last: date, *, summary: bool 
     rows: list[dict] = []
     with ctx.store(readonly=True) as store, progressbar(chunks, label="computing days") as bar:
         for chunk_first, chunk_last in bar:
-            rows += attendance(store, site, chunk_first, chunk_last, grace=grace, summary=summary)
+            rows += attendance(store, site, chunk_first, chunk_last, grace=grace, summary=summary, teams=True)
     return sorted(rows, key=lambda r: (r["date"], r["worker"]))
 
 
@@ -97,9 +98,9 @@ def attendance_command(ctx: Context, site: str, day, first, last, xlsx_file: str
     elif as_csv:
         click.echo(to_csv(rows, ATTENDANCE_COLUMNS), nl=False)
     else:
-        table = [[r["date"], r["worker"], r["name"] or "", f"in {_clock(r['first_in'])}", f"out {_clock(r['last_out'])}",
-                  f"{r['worked_minutes'] // 60}h{r['worked_minutes'] % 60:02d}", r["status"],
-                  "final" if r["final"] else "provisional", ";".join(r["flags"])] for r in rows]
+        table = [[r["date"], r["worker"], r["name"] or "", *_teams(r, rows), f"in {_clock(r['first_in'])}",
+                  f"out {_clock(r['last_out'])}", f"{r['worked_minutes'] // 60}h{r['worked_minutes'] % 60:02d}",
+                  r["status"], "final" if r["final"] else "provisional", ";".join(r["flags"])] for r in rows]
         for line in aligned(table):
             say(line)
         click.echo(f"{len(rows)} record(s)")
@@ -107,6 +108,13 @@ def attendance_command(ctx: Context, site: str, day, first, last, xlsx_file: str
 
 def _clock(text: str | None) -> str:
     return text[11:16] if text else "--:--"
+
+
+def _teams(row: dict, rows: list[dict]) -> list[str]:
+    """A table's team and trade cells: none at all when no row names either (a site that records none)."""
+    if not any(r.get("team") or r.get("trade") for r in rows):
+        return []
+    return [row.get("team") or "-", row.get("trade") or "-"]
 
 
 
@@ -189,7 +197,8 @@ def payroll_command(ctx: Context, site: str, first, last, xlsx_file: str | None,
     elif as_csv:
         click.echo(to_csv(rows, PAYROLL_COLUMNS), nl=False)
     else:
-        table = [[r["worker"], r["name"] or "", f"{r['days_present']} days", f"{r['worked_minutes'] / 60:.2f} h",
+        table = [[r["worker"], r["name"] or "", *_teams(r, rows), f"{r['days_present']} days",
+                  f"{r['worked_minutes'] / 60:.2f} h",
                   f"flagged {r['days_flagged']}", f"provisional {r['provisional_days']}"] for r in rows]
         for line in aligned(table):
             say(line)
@@ -212,8 +221,10 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
     click.echo(f"{site}: {data['on_site']} on site" +
                (f", and {data['unknown_cards']} unknown card(s)" if data["unknown_cards"] else ""))
     # Padded by the columns a name takes on screen: a Chinese character is two (collector/cli/display.py).
-    for line in aligned([[w["worker"], w["name"] or "", f"since {w['since']}",
-                          f"via {w['gate'] or 'manual entry'}"] for w in data["workers"]]):
+    # The gate as the site calls it, with its id for the bank.
+    for line in aligned([[w["worker"], w["name"] or "", *_teams(w, data["workers"]), f"since {w['since']}",
+                          "via " + (f"{w['gate_name']} ({w['gate']})" if w["gate_name"] else w["gate"] or "manual entry")]
+                         for w in data["workers"]]):
         click.echo(f"  {line}")
 
 

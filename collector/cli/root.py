@@ -183,9 +183,10 @@ def gate() -> None:
 @click.argument("gate_id", metavar="GATE")
 @click.option("--site", "site_id", required=True, help="The site the gate stands at.")
 @click.option("--public-key", required=True, help="The line `gate-agent keygen` printed (ed25519:...).")
+@click.option("--display", help="What the site calls the gate (北门), shown to the foreman beside its id.")
 @json_option
 @with_config
-def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, as_json: bool):
+def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, display: str | None, as_json: bool):
     """Register a gate, or add a new key to it (rotation keeps old keys valid for old punches).
 
     Gate ids are unique across sites and never a name the bank's certificates use (`collector`): the
@@ -193,11 +194,32 @@ def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, as_json:
     check_id("GATE", gate_id)
     check_id("SITE", site_id)
     with cli_register.key_change(ctx) as store:  # and its entry in the register of gate keys, at once
-        outcome = store.add_gate(site_id, gate_id, public_key)
+        outcome = store.add_gate(site_id, gate_id, public_key, display=display)
     messages = {"added": f"gate {site_id}/{gate_id} added",
                 "rotated": f"gate {site_id}/{gate_id}: new key added; earlier keys stay valid for earlier punches",
                 "unchanged": f"gate {site_id}/{gate_id} already has that key"}
-    emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome}, messages[outcome])
+    emit(as_json, {"site": site_id, "gate": gate_id, "outcome": outcome, "display": display},
+         messages[outcome] + (f"; the site calls it {display.strip()}" if display else ""))
+
+
+@gate.command("name")
+@click.argument("gate_id", metavar="GATE")
+@click.option("--site", "site_id", required=True)
+@click.option("--display", help="What the site calls the gate (北门, 材料门): at most 32 characters, unique at the site.")
+@click.option("--clear", is_flag=True, help="Take the name away: the gate is shown by its id.")
+@json_option
+@with_config
+def gate_name(ctx: Context, gate_id: str, site_id: str, display: str | None, clear: bool, as_json: bool):
+    """Name a gate as the site calls it: the foreman's page, its banner, `collector gates` and the headcount
+    show the name, with the id wherever the bank acts on the gate."""
+    if clear == (display is not None):
+        raise click.UsageError("give --display NAME or --clear")
+    with ctx.store() as store:
+        before = store.name_gate(site_id, gate_id, None if clear else display)
+        after = next(g["display_name"] for g in store.gates(site_id, with_gaps=False) if g["gate"] == gate_id)
+    emit(as_json, {"site": site_id, "gate": gate_id, "display": after, "before": before},
+         f"gate {site_id}/{gate_id}: " + (f"called {after}" if after else "no name; shown by its id")
+         + (f" (was {before})" if before and before != after else ""))
 
 
 @gate.command("keys")
@@ -230,7 +252,9 @@ def _gate_switch(name: str, active: bool, help_text: str) -> None:
         # The broker's ACL is written from the registry: until it is written again the broker lets a
         # deactivated gate publish (ingest quarantines what it sends) and refuses nothing new of an active one.
         click.echo(f"gate {site_id}/{gate_id} {'active' if active else 'deactivated'}; now run `collector broker-config` "
-                   "again and reload the broker so that its access list says the same")
+                   "again and reload the broker so that its access list says the same"
+                   + ("" if active else "\nit leaves the foreman's page and banner, unless it still sends: a heartbeat or "
+                                        "a punch from it after now shows it there as retired but sending"))
 
 
 _gate_switch("deactivate", False, "Refuse further punches from a gate (they are quarantined as gate_inactive).")
@@ -273,11 +297,15 @@ def gate_revoke_key(ctx: Context, gate_id: str, site_id: str, kid: str):
 def gates(ctx: Context, site_id: str | None, as_json: bool):
     """Each gate: site, last seen, online/offline, highest contiguous seq stored, open gaps, reported pending."""
     from collector.attendance.health import gate_health
+    from collector.attendance.trouble import mark_retired_sending
+    from collector.localtime import zone
 
     with ctx.store(readonly=True) as store:
         if site_id is not None and store.site(site_id) is None:
             raise click.ClickException(f"site {site_id} does not exist")
-        rows = gate_health(store, site_id)
+        # A retired gate that still sends (a heartbeat, refused punches) after its deactivation is marked so.
+        rows = mark_retired_sending(store, gate_health(store, site_id))
+        zones = {s["site"]: s["timezone"] for s in store.sites()}
     if as_json:
         click.echo(json_text(rows))
         return
@@ -285,12 +313,21 @@ def gates(ctx: Context, site_id: str | None, as_json: bool):
         click.echo("no gates registered")
         return
     for row in rows:
+        tz = zone(zones[row["site"]])
+
+        def at(utc_text: str | None, tz=tz) -> str:
+            return _site_time(utc_text, tz, seconds=True) if utc_text else "never"
+
         gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["open_gaps"]) or "none"
+        retired = ""
+        if not row["active"]:
+            retired = " [deactivated" + (f" {at(row['deactivated_at'])}" if row["deactivated_at"] else "") \
+                + ("; STILL SENDING" if row["retired_sending"] else "") + "]"
         # What a gate reports about itself is checked at ingest; shown escaped all the same.
-        say(f"{row['site']}/{row['gate']}: {row['state']}, last seen {row['last_seen'] or 'never'}, "
-            f"stored through seq {row['contiguous_seq']} (max {row['max_seq']}), gaps {gaps}, "
-            f"pending at gate {row['reported_pending'] if row['reported_pending'] is not None else '?'}"
-            + ("" if row["active"] else " [deactivated]"))
+        say(f"{row['site']}/{row['gate']}" + (f" ({row['display']})" if row["display"] else "")
+            + f": {row['state']}, last seen {at(row['last_seen'])}, last heartbeat {at(row['last_heartbeat'])} "
+            f"({zones[row['site']]}), stored through seq {row['contiguous_seq']} (max {row['max_seq']}), gaps {gaps}, "
+            f"pending at gate {row['reported_pending'] if row['reported_pending'] is not None else '?'}" + retired)
 
 
 # ============================================================================== workers and cards
@@ -477,12 +514,13 @@ def worker_unassign(ctx: Context, worker_id: str, site: str, at: str | None, by:
             "flagged not_assigned (worked at a site the worker was not registered at)")
 
 
-def _site_time(utc_text: str, tz) -> str:
-    """A stored UTC instant as a person at the site reads it: 2026-11-03 08:00 (to the minute)."""
+def _site_time(utc_text: str, tz, *, seconds: bool = False) -> str:
+    """A stored UTC instant as a person at the site reads it: 2026-11-03 08:00 (to the minute, or to the
+    second)."""
     from collector.localtime import local_text
 
     shown = local_text(utc_text, tz)
-    return shown[:16].replace("T", " ") if shown else utc_text
+    return shown[:19 if seconds else 16].replace("T", " ") if shown else utc_text
 
 
 @worker.command("import")

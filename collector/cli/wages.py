@@ -262,9 +262,20 @@ def wages_run(ctx: Context, site: str, period: str, by: str, reason, draft: bool
         table = run(store, site, period, by=by, reason=reason, draft=draft,
                     grace=timedelta(hours=ctx.config.final_grace_hours), limits=ctx.config.wage_limits)
         paid_on = _paid_on(store, table)
+        _as_now(store, table)
     warnings = ([paid_on.warning] if paid_on and paid_on.warning else []) \
         + line_warnings(table["lines"], ctx.config.wage_limits)
     _show(table, as_json=as_json, as_csv=False, paid_on=paid_on, warnings=warnings)
+
+
+def _as_now(store, table: dict) -> None:
+    """What a table's lines do not keep, as the registry says now: each worker's team and trade (one read
+    of the table's workers), and the site's zone, in which its times are shown."""
+    people = {p["worker"]: p for p in store.people_named(line["worker"] for line in table["lines"])}
+    for line in table["lines"]:
+        person = people.get(line["worker"]) or {}
+        line["team"], line["trade"] = person.get("team"), person.get("trade")
+    table["timezone"] = (store.site(table["site"]) or {}).get("timezone")
 
 
 def _paid_on(store, table: dict):
@@ -295,6 +306,8 @@ def wages_show(ctx: Context, site: str, period: str, version: int | None, as_jso
     with ctx.store(readonly=True) as store:
         table = store.wage_table(site, period, version)
         paid_on = _paid_on(store, table) if table is not None else None
+        if table is not None:
+            _as_now(store, table)
     if table is None:
         raise WageError(f"{site} {period} has no wage table" + (f" version {version}" if version else ""))
     if xlsx_file is not None:
@@ -615,7 +628,8 @@ CHECK_CSV_COLUMNS = ("site", "period", "sheet", "kind", "worker", "name", "row",
 
 
 #: Columns of `wages show --csv` (the table as a spreadsheet; masked personal data).
-CSV_COLUMNS = ("site", "period", "version", "worker", "name", "employer", "id_number", "bank_account", "days",
+CSV_COLUMNS = ("site", "period", "version", "worker", "name", "employer", "team", "trade", "id_number", "bank_account",
+               "days",
                "worked_minutes", "basis", "rate_yuan", "gross_yuan", "deductions_yuan", "net_yuan", "status", "flags")
 
 
@@ -625,6 +639,8 @@ def shown_line(line: dict) -> dict:
 
     shown = {k: line[k] for k in ("worker", "name", "employer", "days", "worked_minutes", "basis", "rate_fen",
                                   "gross_fen", "deductions_fen", "net_fen", "status", "flags")}
+    # The worker's team and trade now (the line does not keep them; ``_as_now``), None where unknown.
+    shown["team"], shown["trade"] = line.get("team"), line.get("trade")
     shown["id_number"] = masking.id_number(line["id_number"])
     shown["phone"] = masking.phone(line["phone"])
     shown["bank_account"] = masking.account(line["bank_account"])
@@ -663,14 +679,31 @@ def _show(table: dict, *, as_json: bool, as_csv: bool, paid_on=None, warnings: l
                  "net_yuan": yuan(line["net_fen"])} for line in lines]  # to_csv joins the flags
         click.echo(to_csv(rows, CSV_COLUMNS), nl=False)
         return
+    from collector.cli.display import pad, width
+    from collector.localtime import local_text, zone
+
+    tz = zone(table["timezone"]) if table.get("timezone") else None
+
+    def at(utc_text: str) -> str:
+        """A time the table was run or approved, in the site's time (the zone named once, in the heading)."""
+        shown = local_text(utc_text, tz) if tz else None
+        return shown[:16].replace("T", " ") if shown else utc_text
+
     say(f"{table['site']} {table['period']} version {table['version']}: {table['status']}, due "
         f"{paid_on.text() if paid_on else table['pay_day'] or '?'}"
         + ("" if table["final"] else " (NOT FINAL: a draft, never paid)")
-        + f" (run by {table['computed_by']} at {table['computed_at']}"
-        + (f"; approved by {table['approved_by']} at {table['approved_at']})" if table["approved_at"] else ")"))
+        + f" (run by {table['computed_by']} at {at(table['computed_at'])}"
+        + (f"; approved by {table['approved_by']} at {at(table['approved_at'])}" if table["approved_at"] else "")
+        + (f"; {table['timezone']} time)" if tz else ")"))
+    # Names (and teams, when the site records them) padded by the columns they take on screen.
+    name_width = min(16, max([width(line["name"][:16]) for line in lines] + [0]))
+    teams = any(line["team"] or line["trade"] for line in lines)
+    team_width = max([width(f"{line['team'] or '-'}/{line['trade'] or '-'}") for line in lines] + [0]) if teams else 0
     for line in lines:
         rate = f"{yuan(line['rate_fen'])}/{line['basis']}" if line["rate_fen"] is not None else "no terms"
-        say(f"  {line['worker']:8} {line['name'][:16]:16} {line['days']:3} d {line['worked_minutes'] / 60:7.2f} h "
+        team = " " + pad(f"{line['team'] or '-'}/{line['trade'] or '-'}", team_width) if teams else ""
+        say(f"  {line['worker']:8} {pad(line['name'][:16], name_width)}{team} {line['days']:3} d "
+            f"{line['worked_minutes'] / 60:7.2f} h "
             f"{rate:>14} gross {yuan(line['gross_fen']):>10} deduct {yuan(line['deductions_fen']):>8} "
             f"net {yuan(line['net_fen']):>10} {line['status']}" + (f" [{','.join(line['flags'])}]" if line["flags"] else ""))
         for day in line["days_to_decide"]:

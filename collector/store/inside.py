@@ -24,17 +24,22 @@ class InsideQueries:
 
     db: Connection
 
-    def open_days(self, site: str, until_text: str) -> list[tuple[str, str, str, dict, str | None, str | None]]:
-        """(worker, day, open_until, record, name, employer) of the kept days of ``site`` holding a shift
-        open until ``until_text`` or later (the record as it reads while that shift is open), with the
-        worker's name and employer from the registry (None for a worker it no longer holds)."""
-        rows = self.db.execute("SELECT d.worker, d.day, d.open_until, d.record, w.name, w.employer FROM days d "
-                               "LEFT JOIN workers w ON w.worker = d.worker WHERE d.site = ? AND d.open_until >= ?",
-                               (site, until_text)).fetchall()
+    def open_days(self, site: str, until_text: str) -> list[tuple[str, str, str, dict, dict | None]]:
+        """(worker, day, open_until, record, person) of the kept days of ``site`` holding a shift open until
+        ``until_text`` or later (the record as it reads while that shift is open), with the worker as the
+        registry holds them now (``people()``'s name, employer, team and trade; None for a worker it no
+        longer holds)."""
+        teams = "w.team, w.trade" if self.has("teams") else "NULL, NULL"
+        rows = self.db.execute(f"SELECT d.worker, d.day, d.open_until, d.record, w.worker, w.name, w.employer, {teams} "
+                               "FROM days d LEFT JOIN workers w ON w.worker = d.worker "
+                               "WHERE d.site = ? AND d.open_until >= ?", (site, until_text)).fetchall()
         # One parse of them all: a site's thousands of records cost half what as many parses would.
         records = json.loads("[" + ",".join(row[3] for row in rows) + "]")
-        return [(worker, day, open_until, record, name, employer)
-                for (worker, day, open_until, _, name, employer), record in zip(rows, records, strict=True)]
+        return [(worker, day, open_until, record,
+                 None if known is None else {"worker": known, "name": name, "employer": employer, "team": team,
+                                             "trade": trade})
+                for (worker, day, open_until, _, known, name, employer, team, trade), record
+                in zip(rows, records, strict=True)]
 
     def unattributed_punches(self, site: str, cards: Iterable[str], *, start: str | None,
                              end: str | None = None) -> list[dict]:

@@ -14,6 +14,8 @@ from .connection import Connection
 from .errors import StoreError
 
 MAX_SHIFT_HOURS = 7 * 24
+#: A gate's display name ("北门", "材料门"): what a foreman calls it, short enough for a banner line.
+GATE_NAME_MAX_CHARS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,8 @@ class RegistryQueries:
                     self._mark_days(site=site, since=None)
             return {k: (current[k], v) for k, v in changes.items()}
 
-    def add_gate(self, site: str, gate: str, public_key: str, *, reserved: Iterable[str] = ()) -> str:
+    def add_gate(self, site: str, gate: str, public_key: str, *, reserved: Iterable[str] = (),
+                 display: str | None = None) -> str:
         """Register a gate, or add a key to one (rotation: earlier keys stay valid for earlier punches).
         Returns 'added', 'rotated' or 'unchanged'.
 
@@ -101,6 +104,7 @@ class RegistryQueries:
                              "collector has that name, and the broker knows clients by certificate name")
         key = parse_public_key(public_key)
         kid = key_id(key)
+        display = self._display_name(display) if display is not None else None
         with self.transaction():
             if not self._one("SELECT 1 FROM sites WHERE site = ?", (site,)):
                 raise StoreError(f"site {site} does not exist (collector site add {site} --timezone ...)")
@@ -113,6 +117,8 @@ class RegistryQueries:
             if other:
                 raise StoreError(f"that public key already belongs to gate {other['site']}/{other['gate']}")
             exists = self._one("SELECT 1 FROM gates WHERE site = ? AND gate = ?", (site, gate))
+            if display is not None:
+                self._set_display(site, gate, display, exists=bool(exists))
             if self._one("SELECT 1 FROM gate_keys WHERE site = ? AND gate = ? AND key_id = ?", (site, gate, kid)):
                 return "unchanged"
             now = self._now_text()
@@ -121,18 +127,56 @@ class RegistryQueries:
                                 (site, gate, now))
                 self.db.execute("INSERT INTO gate_state (site, gate) VALUES (?, ?) ON CONFLICT (site, gate) DO NOTHING",
                                 (site, gate))
+                if display is not None:
+                    self._set_display(site, gate, display, exists=True)  # the new row takes the name checked above
             self.db.execute("INSERT INTO gate_keys (site, gate, key_id, public_key, added_at) VALUES (?, ?, ?, ?, ?)",
                             (site, gate, kid, public_key.strip(), now))
             self._registry_changed()
             return "rotated" if exists else "added"
 
     def set_gate_active(self, site: str, gate: str, active: bool) -> None:
+        """Activate or deactivate a gate; a deactivation keeps its moment (what the gate sends after it is news)."""
         with self.transaction():
-            cursor = self.db.execute("UPDATE gates SET active = ? WHERE site = ? AND gate = ?",
-                                     (int(active), site, gate))
+            if self.has("gate_names"):
+                # Deactivating a gate already inactive keeps the moment it was first retired.
+                cursor = self.db.execute(
+                    "UPDATE gates SET active = ?, deactivated_at = CASE WHEN ? = 1 THEN NULL "
+                    "WHEN active = 0 AND deactivated_at IS NOT NULL THEN deactivated_at ELSE ? END "
+                    "WHERE site = ? AND gate = ?", (int(active), int(active), self._now_text(), site, gate))
+            else:
+                cursor = self.db.execute("UPDATE gates SET active = ? WHERE site = ? AND gate = ?",
+                                         (int(active), site, gate))
             if cursor.rowcount == 0:
                 raise StoreError(f"gate {site}/{gate} is not registered")
             self._registry_changed()
+
+    def name_gate(self, site: str, gate: str, display: str | None) -> str | None:
+        """Give a gate the name its site calls it by ("北门"), or take it away (None); the id stays what the
+        gate, its certificate and its punches are known by. Returns the name it had."""
+        display = self._display_name(display) if display is not None else None
+        with self.transaction():
+            row = self.db.record("SELECT display_name FROM gates WHERE site = ? AND gate = ?", (site, gate))
+            if row is None:
+                raise StoreError(f"gate {site}/{gate} is not registered")
+            self._set_display(site, gate, display, exists=True)
+            return row["display_name"]
+
+    def _display_name(self, display: object) -> str:
+        if not self.has("gate_names"):
+            raise StoreError("this database has no gate names yet (run `collector db upgrade`)")
+        return entered(display, what="the gate's display name", limit=GATE_NAME_MAX_CHARS)
+
+    def _set_display(self, site: str, gate: str, display: str | None, *, exists: bool) -> None:
+        """Inside a transaction: one name per gate of a site (two gates called 北门 would tell a foreman
+        nothing), compared as people read it (letter case aside)."""
+        if display is not None:
+            for row in self.db.rows("SELECT gate, display_name FROM gates WHERE site = ? AND gate != ? "
+                                    "AND display_name IS NOT NULL", (site, gate)):
+                if row["display_name"].casefold() == display.casefold():
+                    raise StoreError(f"gate {site}/{row['gate']} is already called {row['display_name']!r}; a "
+                                     "site's gates have different names")
+        if exists:
+            self.db.execute("UPDATE gates SET display_name = ? WHERE site = ? AND gate = ?", (display, site, gate))
 
     def revoke_key(self, site: str, gate: str, kid: str) -> None:
         with self.transaction():
@@ -177,7 +221,9 @@ class RegistryQueries:
         received them), for `collector gates`, the dashboard and finality."""
         # A read-only view of a database not yet migrated knows no heartbeat: its days stay provisional.
         heartbeat = "s.heartbeat, s.heartbeat_at" if self.has("heartbeats") else "NULL AS heartbeat, NULL AS heartbeat_at"
-        sql = f"""SELECT g.site, g.gate, g.active, g.added_at, s.contiguous_seq, s.max_seq, s.last_punch_at,
+        named = ("g.display_name, g.deactivated_at" if self.has("gate_names")
+                 else "NULL AS display_name, NULL AS deactivated_at")
+        sql = f"""SELECT g.site, g.gate, g.active, g.added_at, {named}, s.contiguous_seq, s.max_seq, s.last_punch_at,
                          s.status, s.status_state, s.status_at, {heartbeat}
                   FROM gates g LEFT JOIN gate_state s ON s.site = g.site AND s.gate = g.gate"""
         params: tuple = ()

@@ -263,6 +263,14 @@ def _gate_boots(conn: Connection, now: str) -> None:
         conn.script(_PUNCH_IDS)
 
 
+def _gate_names(conn: Connection, now: str) -> None:
+    conn.script("""
+        ALTER TABLE gates ADD COLUMN display_name TEXT;
+        ALTER TABLE gates ADD COLUMN deactivated_at TEXT;
+    """)
+    conn.execute("UPDATE gates SET deactivated_at = ? WHERE active = 0", (now,))
+
+
 STEPS = [
     Step(1, "initial", """
         CREATE TABLE sites (
@@ -964,6 +972,10 @@ STEPS = [
             UNIQUE (site, gate, key_id, action)
         );
     """),
+    # A gate's name as the site calls it ("北门"), beside its id; and when it was deactivated, so that a retired
+    # gate leaves the foreman's page unless it sends after that (a gate deactivated before this step counts
+    # from the upgrade).
+    Step(36, "gate_names", _gate_names),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -990,6 +1002,7 @@ CAPABILITIES = {
     "gate_boots": 33,  # gate_boots; punches.signed in format 2 names one of its rows
     "teams": 34,  # workers.team and trade; worker_changes
     "gate_key_register": 35,  # gate_key_register: the bank-signed register of gate keys
+    "gate_names": 36,  # gates.display_name, deactivated_at
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).

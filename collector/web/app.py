@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from collector.attendance.headcount import headcount
 from collector.attendance.health import gate_health
 from collector.attendance.reports import attendance, check_period, site_rules
+from collector.attendance.trouble import mark_retired_sending, retired_sending
 from collector.attendance.trouble import report as trouble_report
 from collector.config import CollectorConfig
 from collector.errors import user_facing
@@ -259,7 +260,7 @@ class WebApp:
                 if day is None:
                     raise ApiError(400, "date must be YYYY-MM-DD")
                 check_period(day, day)  # an InputError: the app answers 400 with its message
-            return JSONResponse(attendance(store, site, day, day, grace=self.grace))
+            return JSONResponse(attendance(store, site, day, day, grace=self.grace, teams=True))
 
     def api_trouble(self, request: Request) -> Response:
         """What needs the site foreman now (the red banner's facts): per-gate counts and reasons only."""
@@ -274,8 +275,8 @@ class WebApp:
         with self._store() as store:
             if site is not None:
                 self._known_site(store, site)
-            return JSONResponse(gate_health(store, site if site is not None else
-                                            (None if holder.bank else holder.scope)))
+            return JSONResponse(mark_retired_sending(store, gate_health(store, site if site is not None else
+                                                                        (None if holder.bank else holder.scope))))
 
     def api_quarantine(self, request: Request) -> Response:
         try:
@@ -447,7 +448,11 @@ def _data_version(store: Store) -> object:
 def _snapshot(store: Store, site: str) -> dict:
     # Gaps as the daemon recorded them: working them out from the punches reads, for a gate with a hole,
     # every punch above it, at each recomputation of each stream.
-    return {"headcount": headcount(store, site), "gates": gate_health(store, site, gaps="recorded"),
-            "trouble": trouble_report(store, site)["trouble"],
+    trouble = trouble_report(store, site)["trouble"]
+    # A retired gate leaves the page, unless it still sends (then it shows, marked: it is trouble).
+    sending = retired_sending(trouble)
+    gates = [{**gate, "retired_sending": gate["gate"] in sending}
+             for gate in gate_health(store, site, gaps="recorded") if gate["active"] or gate["gate"] in sending]
+    return {"headcount": headcount(store, site), "gates": gates, "trouble": trouble,
             # Counts only: the page fetches the disputes themselves (/api/disputes) when these change.
             "disputes": store.dispute_counts(site) if store.has("worker_access") else None}

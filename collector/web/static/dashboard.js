@@ -154,6 +154,35 @@
     return [...groups.entries()].sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]));
   }
 
+  // A gate as the site calls it ("北门"), else its id; the full form names both, for what the bank must act on.
+  function gateShort(id, name) {
+    if (!id) return t("gate.manual");
+    return name || id;
+  }
+
+  function gateFull(id, name) {
+    if (!id) return t("gate.manual");
+    return name ? t("gate.named", { name, id }) : id;
+  }
+
+  function teamName(team) {
+    return team || t("team.none");
+  }
+
+  function tradeName(trade) {
+    return trade || t("trade.none");
+  }
+
+  /** How many of ``workers`` per ``field`` (team, trade): most workers first, those with none recorded last. */
+  function countsBy(workers, field) {
+    const groups = new Map();
+    for (const worker of workers) {
+      const key = worker[field] || "";
+      groups.set(key, (groups.get(key) || 0) + 1);
+    }
+    return [...groups.entries()].sort((a, b) => (a[0] === "") - (b[0] === "") || b[1] - a[1] || a[0].localeCompare(b[0]));
+  }
+
   function who(worker) {
     const span = el("span");
     span.append(el("span", worker.name || worker.worker), el("span", " (" + worker.worker + ")", "muted"));
@@ -184,6 +213,8 @@
     }
     for (const fact of facts) {
       const params = { ...fact, since: fact.since ? when(fact.since) + " · " + age(fact.since) : t("value.never") };
+      if (fact.gate) params.gate = gateFull(fact.gate, fact.gate_name);
+      if (fact.kind === "gate_retired_sending") params.time = when(fact.last_at);
       if (fact.kind === "gate_refused") {
         params.reasons = Object.entries(fact.reasons || {})
           .map(([code, count]) => `${known("reason.", code)} ×${count}`).join("; ");
@@ -216,6 +247,29 @@
       employers.append(item);
     }
 
+    // Per work team (班组), when anyone inside has one recorded: a site without teams sees no empty list.
+    const teams = $("teams");
+    teams.replaceChildren();
+    const hasTeams = data.workers.some((w) => w.team);
+    $("teams-box").hidden = !hasTeams;
+    if (hasTeams) {
+      for (const [team, count] of countsBy(data.workers, "team")) {
+        const item = el("li");
+        item.dataset.team = team;
+        const button = el("button", undefined, "team-filter");
+        button.type = "button";
+        button.append(el("span", teamName(team), "name"), el("span", String(count), "count"));
+        button.addEventListener("click", () => {
+          $("filter-team").value = JSON.stringify(team || null);
+          renderInside(latest.headcount);
+          $("h-inside").scrollIntoView();
+        });
+        item.append(button);
+        teams.append(item);
+      }
+    }
+
+    renderFilters(data);
     renderInside(data);
 
     const body = $("unknown").tBodies[0];
@@ -224,7 +278,7 @@
       const row = el("tr");
       row.dataset.card = card.card;
       cell(row, t("col.card"), card.card, "mono");
-      cell(row, t("col.gate"), card.gate || t("gate.manual"));
+      cell(row, t("col.gate"), gateShort(card.gate, card.gate_name));
       cell(row, t("col.since"), when(card.since));
       body.append(row);
     }
@@ -243,30 +297,70 @@
 
   function matches(worker, query) {
     if (!query) return true;
-    return [worker.name, worker.worker, worker.employer, worker.card, worker.gate]
+    return [worker.name, worker.worker, worker.employer, worker.team, worker.trade, worker.card, worker.gate, worker.gate_name]
       .some((value) => value && String(value).toLowerCase().includes(query));
+  }
+
+  // The team and trade pickers offer what is inside now (with how many), and keep a choice that has left
+  // (it then finds nobody, and says so) until it is changed.
+  function renderFilters(data) {
+    for (const [id, field, allKey, label] of [["filter-team", "team", "filter.team.all", teamName],
+                                                ["filter-trade", "trade", "filter.trade.all", tradeName]]) {
+      const select = $(id);
+      const chosen = select.value;
+      select.replaceChildren();
+      const all = el("option", t(allKey));
+      all.value = "";
+      select.append(all);
+      const groups = countsBy(data.workers, field);
+      for (const [value, count] of groups) {
+        const option = el("option", `${label(value)} (${count})`);
+        option.value = JSON.stringify(value || null);
+        select.append(option);
+      }
+      if (chosen && ![...select.options].some((o) => o.value === chosen)) {
+        const gone = el("option", `${label(JSON.parse(chosen))} (0)`);
+        gone.value = chosen;
+        select.append(gone);
+      }
+      select.value = chosen;
+      // Nothing to pick from: a site that records no team or trade sees no picker.
+      select.hidden = !groups.some(([value]) => value) && !chosen;
+    }
+  }
+
+  function chosen(id) {
+    const value = $(id).value;
+    return value ? JSON.parse(value) : undefined;
   }
 
   function renderInside(data) {
     const query = $("search").value.trim().toLowerCase();
+    const team = chosen("filter-team");
+    const trade = chosen("filter-trade");
     const container = $("inside");
     container.replaceChildren();
     let shown = 0;
     for (const [employer, workers] of byEmployer(data.workers)) {
-      const found = workers.filter((w) => matches(w, query));
+      const found = workers.filter((w) => matches(w, query) && (team === undefined || (w.team || null) === team)
+        && (trade === undefined || (w.trade || null) === trade));
       if (!found.length) continue;
       shown += found.length;
       const group = el("section", undefined, "group");
       group.dataset.employer = employer;
       group.append(el("h3", `${employerName(employer)} (${found.length})`));
-      const table = headedTable("stack", ["col.worker", "col.since", "col.gate", "col.card"]);
+      const table = headedTable("stack", ["col.worker", "col.team", "col.trade", "col.since", "col.gate", "col.card"]);
       const body = el("tbody");
       for (const worker of found) {
         const row = el("tr");
         row.dataset.worker = worker.worker;
+        row.dataset.team = worker.team || "";
+        row.dataset.trade = worker.trade || "";
         cell(row, t("col.worker"), who(worker));
+        cell(row, t("col.team"), worker.team || "–", "team");
+        cell(row, t("col.trade"), worker.trade || "–", "trade");
         cell(row, t("col.since"), when(worker.since));
-        cell(row, t("col.gate"), worker.gate || t("gate.manual"));
+        cell(row, t("col.gate"), gateShort(worker.gate, worker.gate_name));
         cell(row, t("col.card"), worker.card || "–", "mono");
         body.append(row);
       }
@@ -276,12 +370,24 @@
     }
     const empty = $("inside-empty");
     empty.hidden = shown !== 0;
-    empty.textContent = data.workers.length ? t("inside.no_match", { query: $("search").value.trim() }) : t("inside.none");
+    const filtered = [$("search").value.trim(), team === undefined ? "" : teamName(team),
+      trade === undefined ? "" : tradeName(trade)].filter(Boolean).join(" · ");
+    empty.textContent = data.workers.length ? t("inside.no_match", { query: filtered }) : t("inside.none");
   }
 
-  /** A table with a header row of the catalog's column names. */
-  function headedTable(className, columnKeys) {
+  /** A table with a header row of the catalog's column names; ``widths`` (CSS lengths, one per column) fix
+   * its columns, so that tables of the same columns line up one under the other. */
+  function headedTable(className, columnKeys, widths) {
     const table = el("table", undefined, className);
+    if (widths) {
+      const group = el("colgroup");
+      for (const width of widths) {
+        const col = el("col");
+        col.style.width = width;
+        group.append(col);
+      }
+      table.append(group);
+    }
     const head = el("tr");
     for (const key of columnKeys) {
       const th = el("th", t(key));
@@ -294,6 +400,19 @@
   }
 
   // ------------------------------------------------------------------ roll-call
+
+  // The printed list's columns (tick, worker, card, since, gate): the same in every employer's table, so
+  // that they line up down the page.
+  const ROLLCALL_WIDTHS = ["9%", "33%", "22%", "17%", "19%"];
+  let printedCount = 0;
+
+  // When the list was printed, with its date, in the site's time: set as it is drawn, and again as the
+  // browser prints (a page left open since the morning prints the hour it is printed at).
+  function stampPrinted() {
+    $("rollcall-printed").textContent = t("rollcall.printed", {
+      site: siteLabel || site(), count: printedCount, time: dateTime(new Date().toISOString()),
+    });
+  }
 
   function rollcallKey() { return "collector-rollcall:" + site(); }
 
@@ -314,7 +433,8 @@
       const group = el("section", undefined, "group");
       group.dataset.employer = employer;
       group.append(el("h3", `${title} (${rows.length})`));
-      const tableNode = headedTable("stack rollcall-table", ["col.tick", "col.worker", "col.card", "col.since", "col.gate"]);
+      const tableNode = headedTable("stack rollcall-table", ["col.tick", "col.worker", "col.card", "col.since", "col.gate"],
+        ROLLCALL_WIDTHS);
       const body = el("tbody");
       for (const entry of rows) {
         const row = el("tr");
@@ -330,7 +450,7 @@
         cell(row, t("col.worker"), entry.who);
         cell(row, t("col.card"), entry.card || "–", "mono");
         cell(row, t("col.since"), when(entry.since));
-        cell(row, t("col.gate"), entry.gate || t("gate.manual"));
+        cell(row, t("col.gate"), gateShort(entry.gate, entry.gate_name));
         body.append(row);
         everyone.push(entry);
       }
@@ -341,17 +461,18 @@
     for (const [employer, workers] of byEmployer(data.workers)) {
       table(employerName(employer), workers.map((w) => ({
         key: "w:" + w.worker, label: w.name ? `${w.name} (${w.worker})` : w.worker, who: who(w), card: w.card, since: w.since, gate: w.gate,
+        gate_name: w.gate_name,
       })), employer);
     }
     const unknown = data.unknown || [];
     if (unknown.length) {
       table(t("rollcall.unknown_group"), unknown.map((u) => ({
         key: "c:" + u.card, label: u.card, who: el("span", u.card, "mono"), card: u.card, since: u.since, gate: u.gate,
+        gate_name: u.gate_name,
       })), "");
     }
-    $("rollcall-printed").textContent = t("rollcall.printed", {
-      site: siteLabel || site(), count: everyone.length, time: when(new Date().toISOString()),
-    });
+    printedCount = everyone.length;
+    stampPrinted();
     const missing = everyone.filter((entry) => !ticked.has(entry.key));
     $("rollcall-summary").textContent = missing.length
       ? t("rollcall.summary", { ticked: everyone.length - missing.length, total: everyone.length, missing: missing.length })
@@ -380,12 +501,15 @@
     for (const gate of gates) {
       const item = el("li", undefined, "gate");
       // A gate whose messages are refused is never shown as a green "online".
-      const state = refused.has(gate.gate) && gate.state === "online" ? "refused" : gate.state;
+      // A retired gate shows only while it still sends: trouble, whatever it says of itself.
+      const state = gate.retired_sending ? "retired"
+        : refused.has(gate.gate) && gate.state === "online" ? "refused" : gate.state;
       item.dataset.state = state;
-      const icon = { online: "✔", offline: "✖", silent: "⚠", refused: "✖" }[state] || "?";
+      item.dataset.gate = gate.gate;
+      const icon = { online: "✔", offline: "✖", silent: "⚠", refused: "✖", retired: "✖" }[state] || "?";
       const title = el("h3");
-      title.append(el("span", icon + " ", "icon"), el("span", gate.gate + ": "),
-        el("span", known("gate.state.", state) + (gate.active ? "" : t("gate.deactivated")), "state"));
+      title.append(el("span", icon + " ", "icon"), el("span", gateFull(gate.gate, gate.display) + ": ", "gate-name"),
+        el("span", known("gate.state.", state) + (gate.active || gate.retired_sending ? "" : t("gate.deactivated")), "state"));
       item.append(title);
       const facts = el("dl");
       const fact = (name, value) => facts.append(el("dt", t(name)), el("dd", value));
@@ -718,6 +842,10 @@
     $("forget").addEventListener("click", signOut);
     if (document.body.dataset.page === "site") {
       $("search").addEventListener("input", () => { if (latest) renderInside(latest.headcount); });
+      for (const id of ["filter-team", "filter-trade"]) {
+        $(id).addEventListener("change", () => { if (latest) renderInside(latest.headcount); });
+      }
+      window.addEventListener("beforeprint", stampPrinted);
       $("rollcall-toggle").addEventListener("click", () => {
         sessionStorage.setItem(rollcallKey() + ":on", rollcallActive() ? "0" : "1");
         if (latest) renderRollcall(latest.headcount);
