@@ -99,9 +99,9 @@ def arrears_command(ctx: Context, site: str | None, as_of: str | None, fresh: bo
     """Wages overdue by site and by employer (approved amounts, and estimates where no table was approved),
     as `collector arrears` reads them."""
     from collector.charts.arrears import arrears_chart, arrears_figures
-    from collector.charts.svg import yuan
     from collector.charts.words import Words
     from collector.localtime import check_date
+    from collector.money import yuan
     from collector.wages.figures import arrears_report
 
     kind = _kind(out)
