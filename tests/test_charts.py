@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from collector import money
 from collector.attendance.headcount import headcount
 from collector.charts.arrears import arrears_chart, arrears_figures
 from collector.charts.calendar import calendar_chart, calendar_figures
@@ -298,7 +299,7 @@ def test_arrears_and_pay_in_pictures_from_integer_fen(month, tmp_path):
     out = tmp_path / "arrears.svg"
     said = month.cli("chart", "arrears", "--as-of", "2026-11-16", "--out", str(out)).stdout
     total = sum(NETS.values())
-    assert f"{out}: wages overdue at 1 site(s): {yuan(total)} yuan, 5 worker(s), 1 employer(s)" in said
+    assert f"{out}: wages overdue at 1 site(s): {money.yuan(total)} yuan, 5 worker(s), 1 employer(s)" in said
     assert oct(out.stat().st_mode & 0o777) == "0o600" and out.read_text().startswith("<?xml")
     root = parse(out.read_text())
     by_site, by_employer = panel(root, "by_site"), panel(root, "by_employer")
