@@ -1,5 +1,6 @@
 """Take the screenshots docs/foreman.md shows: the site page at desktop and phone size, in Chinese and
-English, with the trouble banner and the roll-call. Run from the repository root:
+English, with the trouble banner and the roll-call; and the charts: the foreman's day on a phone, a
+worker's calendar (docs/worker.md) and the bank's charts (docs/bank-ops.md). Run from the repository root:
 
     .venv/bin/python docs/screenshots.py [OUT_DIR]     # default: docs/img
 
@@ -30,6 +31,7 @@ from gate_agent.protocol import GateTopics, encode_punches, format_time  # noqa:
 from tests.helpers import CollectorSetup, PunchFactory, heartbeat, start_web, stop_process  # noqa: E402
 
 TOKEN = "screenshot-site-token-000001"
+BANK = "screenshot-bank-token-000002"
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹"
 GIVEN = ["伟", "芳", "强", "敏", "军", "磊", "洋", "勇", "杰", "涛"]
 EMPLOYERS = [("华建劳务", 14), ("中铁劳务", 10), ("宏达建筑", 6)]
@@ -40,7 +42,8 @@ GATE_NAMES = {"north": "北门", "south": "南门", "east": "东门", "west": "�
 
 
 def build(directory: Path) -> CollectorSetup:
-    setup = CollectorSetup.create(directory, broker=SimpleNamespace(port=1883), **{"web.tokens": {TOKEN: "S1"}})
+    setup = CollectorSetup.create(directory, broker=SimpleNamespace(port=1883),
+                                  **{"web.tokens": {TOKEN: "S1", BANK: "*"}})
     gates = {name: PunchFactory(gate=name) for name in ("north", "south", "east", "west")}
     impostor = PunchFactory(gate="east")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -54,16 +57,33 @@ def build(directory: Path) -> CollectorSetup:
         for name, factory in gates.items():
             store.add_gate("S1", name, factory.public_key, display=GATE_NAMES[name])
         number = 0
+        cards = []
         for employer, count in EMPLOYERS:
             for _ in range(count):
                 number += 1
                 card = f"04A1B2C3D4{number:04X}"
+                cards.append(card)
                 team, trade = TEAMS[number % len(TEAMS)] if number % 7 else (None, None)
                 store.add_worker(f"W{number:03d}", name=SURNAMES[number % len(SURNAMES)] + GIVEN[number % len(GIVEN)],
                                  employer=employer, cards=[card], sites=["S1"], team=team, trade=trade)
-                factory = gates["north" if number % 2 else "south"]
-                when = now - timedelta(minutes=200 - 5 * number)
-                ingest(store, factory, factory.next(card=card, direction="in", at=when), when)
+        # The days before, for the charts (a worker's calendar, the month's days): most came, some did not.
+        for back in range(12, 0, -1):
+            for index, card in enumerate(cards):
+                if (index * 7 + back * 3) % (4 + index % 5) == 0:
+                    continue
+                came = now - timedelta(days=back, minutes=200 - 5 * index)
+                ingest(store, gates["north"], gates["north"].next(card=card, direction="in", at=came), came)
+                went = came + timedelta(hours=9, minutes=3 * index)
+                ingest(store, gates["south"], gates["south"].next(card=card, direction="out", at=went), went)
+        # Today: everyone came in; a few went out for a while and came back.
+        for index, card in enumerate(cards):
+            factory = gates["north" if index % 2 == 0 else "south"]
+            when = now - timedelta(minutes=200 - 5 * (index + 1))
+            ingest(store, factory, factory.next(card=card, direction="in", at=when), when)
+            if index % 7 == 3:
+                out, back_in = when + timedelta(minutes=20), when + timedelta(minutes=50)
+                ingest(store, gates["south"], gates["south"].next(card=card, direction="out", at=out), out)
+                ingest(store, gates["north"], gates["north"].next(card=card, direction="in", at=back_in), back_in)
         stranger = gates["south"].next(card="CAFEBABE", direction="in", at=now - timedelta(minutes=12))
         ingest(store, gates["south"], stranger, now - timedelta(minutes=12))
         for _ in range(4):
@@ -132,6 +152,42 @@ def shoot(base: str, out: Path, work: Path, name: str, lang: str, width: int, he
         driver.quit()
 
 
+def shoot_chart(base: str, out: Path, work: Path, name: str, *, width: int, height: int, token: str | None,
+                page: str, chart: str, before=None) -> Path:
+    """A page scrolled to one of its charts (drawn by the server: collector/charts/)."""
+    driver = browser(work / f"profile-{name}", "zh-CN", width, height)
+    try:
+        if token is not None:
+            driver.get(base + "/static/dashboard.css")
+            driver.execute_script("localStorage.setItem('collector-token', arguments[0])", token)
+        driver.get(page if page.startswith("http") else base + page)
+        if before is not None:
+            before(driver, name)
+        wait(driver, f"return document.querySelector('{chart} svg') !== null", name)
+        driver.execute_script("document.querySelector(arguments[0]).closest('section').scrollIntoView()", chart)
+        time.sleep(0.5)
+        path = out / f"{name}.png"
+        driver.save_screenshot(str(path))
+        return path
+    finally:
+        driver.quit()
+
+
+def show_days(driver, name: str) -> None:
+    wait(driver, "return document.getElementById('days-site').value === 'S1'", name)
+    driver.find_element("css selector", "#days-form button[type=submit]").click()
+
+
+def charts(setup: CollectorSetup, base: str, out: Path, work: Path) -> list[Path]:
+    link = setup.json("worker", "link", "--worker", "W002", "--base-url", base, "--by", "screenshots")["url"]
+    return [shoot_chart(base, out, work, "foreman-phone-chart-zh", width=390, height=844, token=TOKEN,
+                        page="/sites/S1", chart="#today-chart"),
+            shoot_chart(base, out, work, "worker-phone-calendar-zh", width=390, height=844, token=None, page=link,
+                        chart="#calendar"),
+            shoot_chart(base, out, work, "bank-desktop-days-zh", width=1280, height=1100, token=BANK, page="/",
+                        chart="#days-chart", before=show_days)]
+
+
 def main(out: Path) -> list[Path]:
     if not subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True).stdout.strip():
         print("screenshots: no CJK font here (apt-get install fonts-wqy-microhei): Chinese would show as boxes",
@@ -146,7 +202,8 @@ def main(out: Path) -> list[Path]:
                     shoot(base, out, work, "foreman-phone-zh", "zh-CN", 390, 844),
                     shoot(base, out, work, "foreman-phone-rollcall-zh", "zh-CN", 390, 844, rollcall=True),
                     shoot(base, out, work, "foreman-print-zh", "zh-CN", 800, 1100, paper=True),
-                    shoot(base, out, work, "foreman-desktop-en", "en-US", 1280, 900)]
+                    shoot(base, out, work, "foreman-desktop-en", "en-US", 1280, 900),
+                    *charts(setup, base, out, work)]
         finally:
             stop_process(web, signal.SIGKILL)
 

@@ -85,8 +85,8 @@ def test_the_gate_imports_nothing_of_the_bank(module):
 
 #: The packages by capability. The library's (everything but the two front ends) never import a front end.
 FRONT_ENDS = ("collector.cli", "collector.web")
-PACKAGES = ("collector.attendance", "collector.cli", "collector.deploy", "collector.evidence", "collector.ingest",
-            "collector.store", "collector.wages", "collector.web", "collector.workers")
+PACKAGES = ("collector.attendance", "collector.charts", "collector.cli", "collector.deploy", "collector.evidence",
+            "collector.ingest", "collector.store", "collector.wages", "collector.web", "collector.workers")
 
 
 def test_every_module_has_a_room():

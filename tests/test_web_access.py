@@ -27,8 +27,9 @@ SITE2 = "site-two-manager-token-0002"
 #: and the worker's link being traded for its cookie. A new one belongs here only deliberately.
 PUBLIC_ROUTES = {"GET /", "GET /sites/{site}", "* /static", "GET /signin", "POST /api/signin", "POST /api/signout",
                  "GET /w", "POST /api/worker/session", "POST /api/worker/logout"}
-#: The bank's routes: across sites (the quarantine, arrears) or about the whole collector (metrics).
-BANK_ROUTES = {"GET /api/quarantine", "GET /api/arrears", "GET /metrics"}
+#: The bank's routes: across sites (the quarantine, arrears and their chart) or about the whole collector
+#: (metrics).
+BANK_ROUTES = {"GET /api/quarantine", "GET /api/arrears", "GET /api/charts/arrears", "GET /metrics"}
 
 
 def route_id(route) -> str:

@@ -29,6 +29,7 @@ HEAD = re.compile(
     r'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
     r'<meta name="referrer" content="no-referrer">\n<title data-i18n="(?P<title>[a-z._]+)"></title>\n'
     r'<link rel="stylesheet" href="/static/[a-z]+\.css">\n<script src="/static/i18n\.js" defer></script>\n'
+    r'<script src="/static/charts\.js" defer></script>\n'
     r'<script src="/static/[a-z]+\.js" defer></script>\n</head>\n<body data-page="[a-z]+">\n')
 
 

@@ -12,6 +12,7 @@ import sys
 import click
 
 from collector.cli import cards as cli_cards
+from collector.cli import charts as cli_charts
 from collector.cli import days as cli_days
 from collector.cli import db as cli_db
 from collector.cli import deploy as cli_deploy
@@ -769,5 +770,5 @@ def demo(directory: str) -> None:
 
 # Commands of their own modules: attendance and exports, the web dashboard, deployment (PKI, bundles).
 for _module in (cli_reports, cli_web, cli_deploy, cli_db, cli_days, cli_wages, cli_retention, cli_cards, cli_signin,
-                cli_worker, cli_register):
+                cli_worker, cli_register, cli_charts):
     _module.register(main)

@@ -53,6 +53,7 @@ from collector.signin import session_scope
 from collector.store import DatabaseError, Store
 from collector.wages.figures import SETTLED, arrears_report
 from collector.web.bounds import Bounds, Refused
+from collector.web.charts import ChartApi
 from collector.web.common import (
     PUBLIC,
     STATIC,
@@ -163,6 +164,7 @@ class WebApp:
         self._stopping = False
         static = Mount("/static", StaticFiles(directory=STATIC), name="static")
         static.access = PUBLIC  # the pages' scripts, styles and message catalogs
+        workers = WorkerApi(config, access, client=client)
         #: Every route, each with who may call it (``.access``: see collector/web/common.py).
         self.routes = routes = [
             route("/", self.index_page, PUBLIC),
@@ -178,7 +180,8 @@ class WebApp:
             route("/api/quarantine", self.api_quarantine, access.bank),
             route("/api/arrears", self.api_arrears, access.bank),
             route("/metrics", self.metrics, access.bank),
-            *WorkerApi(config, access, client=client).routes(),
+            *workers.routes(),
+            *ChartApi(config, access, workers).routes(),
         ]
         starlette = Starlette(routes=routes, exception_handlers={kind: self._error for kind in user_facing()},
                               middleware=[Middleware(UnexpectedErrors)])

@@ -10,8 +10,9 @@ half of them inside now, a few strangers' cards), ``--sites`` smaller sites of a
 and pay terms (so that the months past their pay day have arrears to work out), and the kept days. The
 punches go in as rows (their signatures are not what these reads look at), which keeps a build of a few
 hundred thousand punches to minutes. ``measure`` times, on a read-only store as `collector serve` has:
-/metrics, the big site's headcount and trouble, the live stream's snapshot, and arrears for the whole
-bank (what `collector arrears` computes, and what the daemon's figures refresh costs).
+/metrics, the big site's headcount and trouble, the live stream's snapshot, arrears for the whole bank
+(what `collector arrears` computes, and what the daemon's figures refresh costs), and the charts of the
+big site's day (the foreman's page) and month (the bank's).
 
 It asserts nothing: the tests do that.
 """
@@ -161,6 +162,9 @@ def timed(label: str, repeat: int, function) -> dict:
 def measure(location: str, *, repeat: int) -> list[dict]:
     from collector.attendance.headcount import headcount
     from collector.attendance.trouble import report as trouble_report
+    from collector.charts.day import day_chart, day_figures
+    from collector.charts.month import month_chart, month_figures
+    from collector.charts.words import Words
     from collector.wages.arrears import arrears
     from collector.web import app as web_app
     from collector.web.metrics import render_metrics
@@ -176,6 +180,13 @@ def measure(location: str, *, repeat: int) -> list[dict]:
         results.append(timed("trouble(BIG)", repeat, lambda: trouble_report(store, "BIG")))
         results.append(timed("live snapshot(BIG)", repeat, lambda: web_app._snapshot(store, "BIG")))
         results.append(timed("arrears(whole bank)", max(1, repeat // 5), lambda: arrears(store)))
+        # The foreman's chart of today (the kept days of today and last night, then drawn), and the bank's
+        # chart of the big site's month (the 考勤表's count of every worker).
+        today = datetime.now(UTC).astimezone(SHANGHAI).date()
+        results.append(timed("today's chart(BIG)", repeat, lambda: day_chart(day_figures(store, "BIG", today),
+                                                                              Words())))
+        results.append(timed("month's days chart(BIG)", max(1, repeat // 5), lambda: month_chart(
+            month_figures(store, "BIG", f"{today:%Y-%m}"), Words())))
     return results
 
 

@@ -23,6 +23,13 @@
   let disputesMarker;  // the live snapshot's dispute counts when the list was last fetched
   let lastDisputes = null;
   const ANSWERED_SHOWN = 50;
+  // Today's chart costs the server the site's day (a few hundred ms for 3,000 workers): it is drawn again
+  // when people came or went, but at most once a minute (at a shift change the headcount moves every
+  // second), and every five minutes anyway, since its line runs to now.
+  const CHART_EVERY_MS = 60 * 1000;
+  const CHART_REFRESH_MS = 5 * 60 * 1000;
+  let chartDrawn = 0;
+  let chartTimer = null;
 
   // ------------------------------------------------------------------ helpers
 
@@ -292,6 +299,7 @@
     if (key !== insideKey) {
       insideKey = key;
       if (!day) loadAttendance();
+      loadTodayChart();
     }
   }
 
@@ -536,6 +544,18 @@
     renderGates(latest.gates, latest.trouble);
   }
 
+  // ------------------------------------------------------------------ today's chart (drawn by the server)
+
+  function loadTodayChart() {
+    const wait = chartDrawn + CHART_EVERY_MS - Date.now();
+    if (wait > 0) {
+      if (!chartTimer) chartTimer = setTimeout(() => { chartTimer = null; loadTodayChart(); }, wait);
+      return;
+    }
+    chartDrawn = Date.now();
+    window.Charts.load($("today-chart"), `/api/sites/${encodeURIComponent(site())}/charts/day`, api);
+  }
+
   // ------------------------------------------------------------------ attendance, any day
 
   let attendanceBusy = false;
@@ -767,7 +787,11 @@
         list.append(item);
       }
       if (!sites.length) list.append(el("li", t("sites.none")));
-      await showArrears(list);
+      if (await showArrears(list)) {
+        $("arrears-card").hidden = false;
+        window.Charts.load($("arrears-chart"), "/api/charts/arrears", api);
+      }
+      offerDaysChart(sites);
     } catch (error) {
       if (!handleError(error)) showProblem(t("error.unreachable", { detail: error.message }));
     }
@@ -786,7 +810,7 @@
     try {
       report = await (await api("/api/arrears")).json();
     } catch (error) {
-      if (error instanceof HttpError && (error.status === 403 || error.status === 503)) return;
+      if (error instanceof HttpError && (error.status === 403 || error.status === 503)) return false;
       throw error;
     }
     for (const s of report.sites) {
@@ -800,6 +824,32 @@
         : t("arrears.none");
       link.parentElement.append(el("span", " " + text, s.overdue_workers ? "arrears overdue" : "arrears"));
     }
+    return true;
+  }
+
+  // Days worked per worker over a site's month: the site and the month are chosen, then drawn.
+  function offerDaysChart(sites) {
+    $("days-card").hidden = sites.length === 0;
+    const select = $("days-site");
+    const chosen = select.value;
+    select.replaceChildren(...sites.map((s) => {
+      const option = el("option", s.name && s.name !== s.site ? `${s.name} (${s.site})` : s.site);
+      option.value = s.site;
+      return option;
+    }));
+    if (chosen) select.value = chosen;
+    if (!$("days-month").value) {
+      const now = new Date();
+      $("days-month").value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
+    }
+  }
+
+  function showDaysChart(event) {
+    event.preventDefault();
+    const site = $("days-site").value;
+    if (!site || !$("days-month").value) return;
+    window.Charts.load($("days-chart"), `/api/sites/${encodeURIComponent(site)}/charts/days?month=` +
+      encodeURIComponent($("days-month").value), api);
   }
 
   // ------------------------------------------------------------------ start
@@ -827,6 +877,7 @@
       render();
       if (lastAttendance) renderAttendance(lastAttendance);
       if (lastDisputes) renderDisputes(lastDisputes);
+      window.Charts.reload(api);  // drawn by the server: asked for again in the language now chosen
     };
     window.I18N.bindSwitch($("lang-switch"), onLanguage);
     $("login-form").addEventListener("submit", (event) => {
@@ -880,7 +931,9 @@
     setInterval(() => {
       if ($("trouble")) renderTrouble();
       if (latest) renderGates(latest.gates, latest.trouble);
+      if (latest && live && Date.now() - chartDrawn > CHART_REFRESH_MS) loadTodayChart();
     }, 5000);
+    if ($("days-form")) $("days-form").addEventListener("submit", showDaysChart);
     // With no token typed, a sign-in session's cookie may still open the page; a 401 asks for a token.
     start();
   });

@@ -120,6 +120,7 @@
                                 ["provisional_days", r.totals.provisional_days]]) {
       totals.append(el("dt", t(key)), el("dd", value));
     }
+    window.Charts.calendar($("calendar"), r.month);  // the month as a calendar grid (static/charts.js)
 
     const days = $("days");
     days.replaceChildren();
