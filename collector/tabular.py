@@ -898,12 +898,15 @@ def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_row
         raise TableError(f"{spec.name}: the workbook has no worksheet")
     if sheet is not None and sheet not in titles:
         raise TableError(f"{spec.name}: no worksheet {quoted(sheet)}; it has "
-                         + ", ".join(quoted(title) for title in titles))
+                         + ", ".join(quoted(title) for title in titles), code="no_such_sheet", sheet=sheet[:SHOWN],
+                         sheets=tuple(title[:SHOWN] for title in titles))
     if sheet is not None and states[sheet] != "visible":
         raise TableError(f"{spec.name}: the worksheet {quoted(sheet)} is hidden ({states[sheet]}): a hidden "
-                         "worksheet is never read; unhide it in the spreadsheet if it is the one")
+                         "worksheet is never read; unhide it in the spreadsheet if it is the one", code="hidden_sheet",
+                         sheet=sheet[:SHOWN])
     if all(state != "visible" for state in states.values()):
-        raise TableError(f"{spec.name}: every worksheet is hidden: nothing a person sees to read")
+        raise TableError(f"{spec.name}: every worksheet is hidden: nothing a person sees to read",
+                         code="every_sheet_hidden")
     streams, found = [], []
     counted = [0]
     for title, worksheet in zip(titles, worksheets, strict=True):
@@ -925,13 +928,15 @@ def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_row
         raise error
     if len(found) > 1:
         raise TableError(f"{spec.name}: {len(found)} worksheets have a header row ("
-                         + ", ".join(quoted(title) for title, *_ in found) + "): say which one to read")
+                         + ", ".join(quoted(title) for title, *_ in found) + "): say which one to read",
+                         code="several_sheets", sheets=tuple(title[:SHOWN] for title, *_ in found))
     title, stream, header = found[0]
     hidden_fields = [f"{_letters(index + 1)} ({name})" for name, index in header.columns.items()
                      if stream.hidden.column(index + 1)]
     if hidden_fields:
         raise TableError(f"{spec.name}: {title}: the column(s) {', '.join(hidden_fields)} are hidden: a hidden column "
-                         "is never read; unhide it in the spreadsheet")
+                         "is never read; unhide it in the spreadsheet", code="hidden_columns", sheet=title[:SHOWN],
+                         fields=tuple(name for name, index in header.columns.items() if stream.hidden.column(index + 1)))
     others = [quoted(other) + ("" if states[other] == "visible" else f" ({states[other]})")
               for other in titles if other != title]
     notes = [f"read the worksheet {quoted(title)}; not read: " + ", ".join(others)] if others else []

@@ -138,6 +138,29 @@ def test_a_file_in_two_encodings_is_refused_in_the_language_of_its_headers_with_
     assert "nohead.csv：前 10 行里找不到表头：表头要有「工号、姓名」这几列" in refused.stderr
 
 
+def test_a_workbook_that_cannot_be_read_as_a_roster_is_refused_in_the_language_of_its_cells(bank, tmp_path):
+    """Refused before its header is read (none found) or because of what it hides: still in Chinese."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["人员", "名字"])
+    book.active.append(["W1", "王伟"])
+    book.save(tmp_path / "nohead.xlsx")
+    refused = bank.run("worker", "import", str(tmp_path / "nohead.xlsx"), check=False)
+    assert f"{tmp_path / 'nohead.xlsx'}：前 10 行里找不到表头：表头要有「工号、姓名」这几列" in refused.stderr
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "花名册"
+    sheet.append(["工号", "姓名", "身份证号"])
+    sheet.append(["W1", "王伟", ID_1])
+    sheet.column_dimensions["C"].hidden = True
+    book.save(tmp_path / "hidden.xlsx")
+    refused = bank.run("worker", "import", str(tmp_path / "hidden.xlsx"), check=False)
+    assert f"{tmp_path / 'hidden.xlsx'} 工作表「花名册」：「身份证号」列被隐藏了，不会读取：取消隐藏后再保存" in refused.stderr
+    report = json.loads(bank.run("worker", "import", str(tmp_path / "hidden.xlsx"), "--json", check=False).stdout)
+    assert report["error"]["code"] == "hidden_columns" and ID_1 not in refused.stderr
+
+
 # ---------------------------------------------------------------------------------------------- the words
 
 
@@ -178,4 +201,4 @@ def test_the_chinese_words_say_it_in_chinese_with_what_to_do_and_no_command(word
     assert problems.is_chinese(words) and fields <= {
         "header", "value", "length", "limit", "point", "basis", "rate", "per", "bound", "site", "other", "worker",
         "holder", "until", "file", "utf8_line", "other_line", "line", "rows", "fields", "field", "first", "second",
-        "detail", "english", "count"}
+        "detail", "english", "count", "sheet", "sheets"}

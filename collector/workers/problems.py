@@ -94,6 +94,11 @@ FILE_WORDS = {
     "no_rows": "{file}：表头下面没有数据",
     "cell_too_large": "{file} 第{line}行 有一格超过 {limit} 个字：不是工人名册这样的表格",
     "not_csv": "{file} 第{line}行 不是 CSV（{detail}）：用 Excel 或 WPS 另存为「CSV UTF-8」或 .xlsx",
+    "no_such_sheet": "{file}：没有叫「{sheet}」的工作表；有的是「{sheets}」",
+    "hidden_sheet": "{file}：工作表「{sheet}」被隐藏了，不会读取：如果要读的是它，先取消隐藏",
+    "every_sheet_hidden": "{file}：所有工作表都被隐藏了：取消隐藏要读的那一张",
+    "several_sheets": "{file}：有几张工作表都有表头（「{sheets}」）：只留要读的那一张，或说明读哪一张",
+    "hidden_columns": "{file} 工作表「{sheet}」：「{fields}」列被隐藏了，不会读取：取消隐藏后再保存",
     "too_many_workers": "{file}：超过 {limit} 个工人，一个文件最多 {limit} 人（[limits] max_workers_per_file）："
                         "分成几个文件；什么都没有导入",
     "unreadable": "{file}：读不了这个文件（{english}）",
@@ -215,6 +220,10 @@ class Voice:
             details["fields"] = "、".join(self.header(name) for name in details["fields"])
         if "field" in details:
             details["field"] = self.header(details["field"])
+        if "sheets" in details:
+            details["sheets"] = "」「".join(shown(title) for title in details["sheets"])
+        if "sheet" in details:
+            details["sheet"] = shown(details["sheet"])
         if "headers" in details:
             details["first"], details["second"] = (shown(h) for h in details.pop("headers"))
         english = str(error).removeprefix(f"{self.name}: ")
@@ -248,12 +257,18 @@ def sniff_language(path: str | Path, aliases: Mapping[str, Iterable[str]]) -> st
         with open(path, "rb") as handle:
             data = handle.read(SNIFF_BYTES)
         if data.startswith(b"PK\x03\x04"):
-            with zipfile.ZipFile(path) as archive, archive.open("xl/sharedStrings.xml") as part:
-                texts = _SHARED_TEXT.findall(part.read(SNIFF_BYTES).decode("utf-8", "ignore"))
+            # The text of a workbook's cells: its shared strings, and the strings its worksheets hold inline.
+            texts = []
+            with zipfile.ZipFile(path) as archive:
+                names = [name for name in archive.namelist() if name == "xl/sharedStrings.xml"
+                         or name.startswith("xl/worksheets/sheet") and name.endswith(".xml")][:10]
+                for name in names:
+                    with archive.open(name) as part:
+                        texts += _SHARED_TEXT.findall(part.read(SNIFF_BYTES).decode("utf-8", "ignore"))
             lines = [texts]
         else:
             lines = [_line_text(line).split(",") for line in data.split(b"\n")[:20]]
-    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError, ValueError, EOFError):
+    except Exception:  # noqa: BLE001 - a hostile file may fail anywhere in zipfile: its refusal is then English
         return "en"
     for cells in lines:
         keys = [header_key(cell) for cell in cells]
