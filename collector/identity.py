@@ -104,9 +104,20 @@ def _text(value) -> str:
 
 
 def _shown(value: str, mask) -> str:
+    if not value or len(value) > _SHOWN_MAX:
+        return masked(value, mask)
+    return repr(masked(value, mask))
+
+
+#: Field of a payee -> how a value of it is masked.
+MASKS = {"id_number": masking.id_number, "phone": masking.phone, "bank_account": masking.account}
+
+
+def masked(value: str, mask) -> str:
+    """A refused value as a message may name it: masked and printable (what is left of a hostile value must
+    not reach a terminal or a log raw); ``(empty)``, or its length when it is longer than anything valid."""
     if not value:
         return "(empty)"
     if len(value) > _SHOWN_MAX:
         return f"({len(value)} characters)"
-    # Masked, and printable: what is left of a hostile value must not reach a terminal or a log raw.
-    return repr(mask("".join(c if c.isprintable() else "?" for c in value)))
+    return mask("".join(c if c.isprintable() else "?" for c in value))

@@ -86,7 +86,24 @@ Totals = Literal["skip", "keep", "problem"]
 
 class TableError(InputError):
     """A file that cannot be read as a table at all (its encoding, its format, its size, its header);
-    the message names the file and says why in one line."""
+    the message names the file and says why in one line. ``code`` says which of the common cases it is
+    (``mixed_encodings``, ``no_header``...; '' for the rest) and ``details`` the figures of the message,
+    so that a caller can say the same in another language."""
+
+    def __init__(self, message: str, *, code: str = "", **details):
+        super().__init__(message)
+        self.code, self.details = code, details
+
+
+class CellError(InputError):
+    """A cell that cannot be read as a value of its column: ``code`` says why (``formula``, ``number``:
+    an identifier a spreadsheet turned into a number, ``too_long``, ``true_false``, ``not_a_number``,
+    ``date_cell``, ``other_cell``), ``shown`` what the message may show of it (never more digits of an
+    identifier than the spreadsheet shows)."""
+
+    def __init__(self, message: str, *, code: str, shown: str = ""):
+        super().__init__(message)
+        self.code, self.shown = code, shown
 
 
 class TooManyRows(TableError):
@@ -102,10 +119,15 @@ class TooManyRows(TableError):
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Something wrong at one place of a file: ``where`` names the file and the line (CSV) or the
-    worksheet and row (XLSX): ``workers.csv: line 7``, ``wages.xlsx: 十月 row 12``."""
+    worksheet and row (XLSX): ``workers.csv: line 7``, ``wages.xlsx: 十月 row 12``. ``line`` is that
+    line or row, ``code`` the kind of problem (``cells``: ``causes`` holds each field and its CellError;
+    ``hidden_row``, ``total_row``), for a caller that says it in its own words."""
 
     where: str
     message: str
+    line: int | None = None
+    code: str = ""
+    causes: tuple = ()
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}" if self.where else self.message
@@ -139,6 +161,7 @@ class Table:
     sheet: str | None  # the worksheet read (XLSX)
     header: str  # the header's position
     columns: dict[str, int]  # field -> column index
+    epoch: date | None = None  # a workbook's day 0: its number cells are days since then (1899-12-30 or 1904-01-01)
     ignored_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -187,28 +210,32 @@ def cell_text(value: object, *, identifier: bool = False, as_date: bool = False,
         return amount_text(value.stored, formula=value)
     if isinstance(value, Formula):
         stored = f", stored as {quoted(value.stored, 20)}" if value.stored is not None else ""
-        raise InputError(f"{value.cell} is a formula ({quoted(value.formula)}{stored}): what a spreadsheet shows "
-                         "for it need not be what the file holds; paste the column as values (选择性粘贴 > 数值)")
+        raise CellError(f"{value.cell} is a formula ({quoted(value.formula)}{stored}): what a spreadsheet shows "
+                        "for it need not be what the file holds; paste the column as values (选择性粘贴 > 数值)",
+                        code="formula", shown=value.formula[:40])
     if isinstance(value, str):
         text = value.strip()
         if len(text) > MAX_CELL_TEXT:
-            raise InputError(f"{len(text)} characters, more than a cell of this table holds ({MAX_CELL_TEXT})")
+            raise CellError(f"{len(text)} characters, more than a cell of this table holds ({MAX_CELL_TEXT})",
+                            code="too_long", shown=str(len(text)))
         if identifier and _SCIENTIFIC.fullmatch(text):
-            raise InputError(f"{quoted(text)} is a number in scientific notation, whose digits the spreadsheet "
-                             "has changed: type the column as text")
+            raise CellError(f"{quoted(text)} is a number in scientific notation, whose digits the spreadsheet "
+                            "has changed: type the column as text", code="number", shown=text)
         return text
     if isinstance(value, bool):
-        raise InputError(f"{str(value).upper()} is a true/false cell")
+        raise CellError(f"{str(value).upper()} is a true/false cell", code="true_false", shown=str(value).upper())
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InputError(f"{value} is not a number")
+            raise CellError(f"{value} is not a number", code="not_a_number", shown=str(value))
         if identifier:
             if value.is_integer() and abs(value) < 10 ** EXACT_DIGITS:
                 return str(int(value))
-            raise InputError(f"a number cell ({value!r}) whose digits the spreadsheet may have changed: "
-                             "type the column as text")
+            # Shown as a spreadsheet shows it (six digits): the whole number may be an ID or an account.
+            shown = as_spreadsheet_shows(value)
+            raise CellError(f"a number cell ({shown}) whose digits the spreadsheet may have changed: "
+                            "type the column as text", code="number", shown=shown)
         return amount_text(repr(value)) if amount else repr(value)
     if as_date and isinstance(value, datetime) and value.time() == time(0):
         return value.date().isoformat()
@@ -217,8 +244,15 @@ def cell_text(value: object, *, identifier: bool = False, as_date: bool = False,
     if as_date and isinstance(value, date) and not isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, datetime | date | time | timedelta):
-        raise InputError(f"a date or time cell ({value})")
-    raise InputError(f"a {type(value).__name__} cell")
+        raise CellError(f"a date or time cell ({value})", code="date_cell", shown=str(value))
+    raise CellError(f"a {type(value).__name__} cell", code="other_cell", shown=type(value).__name__)
+
+
+def as_spreadsheet_shows(value: float) -> str:
+    """A large number as a spreadsheet's General format shows it: six significant digits,
+    ``6.22202E+18`` (what the person sees in the cell, and no more of an identifier)."""
+    mantissa, exponent = f"{value:.5E}".split("E")
+    return f"{mantissa.rstrip('0').rstrip('.')}E{exponent[0]}{int(exponent[1:]):02d}"
 
 
 #: How far from a fen a computed amount may be and still be that fen: binary floating point puts
@@ -255,14 +289,16 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
     GB18030 (a superset of GBK and GB2312); never read with replacement characters, and never a file
     that is UTF-8 in some lines and GBK in others (``mixed_lines``)."""
     if b"\x00" in data:
-        raise TableError(f"{name}: it holds NUL bytes: not a CSV text file (UTF-16? save it as CSV UTF-8)")
+        raise TableError(f"{name}: it holds NUL bytes: not a CSV text file (UTF-16? save it as CSV UTF-8)",
+                         code="nul_bytes")
     if data.startswith(_UTF8_BOM):
         try:
             return data[3:].decode("utf-8"), "utf-8 with BOM"
         except UnicodeDecodeError as error:
             at = error.start + 3
             raise TableError(f"{name}: line {_line_of(data, at)}: the file starts with a UTF-8 BOM but is not UTF-8 "
-                             f"(byte {at}): save the whole file as CSV UTF-8") from None
+                             f"(byte {at}): save the whole file as CSV UTF-8", code="bom_not_utf8",
+                             line=_line_of(data, at)) from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -270,12 +306,14 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
     mixed = mixed_lines(data)
     if mixed is not None:
         raise TableError(f"{name}: mixed encodings: line {mixed[0]} is UTF-8 and line {mixed[1]} is not (GBK?): "
-                         "save the whole file in one encoding (CSV UTF-8)")
+                         "save the whole file in one encoding (CSV UTF-8)", code="mixed_encodings",
+                         utf8_line=mixed[0], other_line=mixed[1])
     try:
         return data.decode("gb18030"), "gb18030"
     except UnicodeDecodeError as error:
         raise TableError(f"{name}: line {_line_of(data, error.start)}: neither UTF-8 nor GBK/GB18030 text "
-                         f"(byte {error.start}): save it as CSV UTF-8") from None
+                         f"(byte {error.start}): save it as CSV UTF-8", code="unknown_encoding",
+                         line=_line_of(data, error.start)) from None
 
 
 def mixed_lines(data: bytes) -> tuple[int, int] | None:
@@ -361,7 +399,7 @@ def read_table(source: str | Path | bytes, *, fields: Mapping[str, Sequence[str]
     data = _load(source, name, max_bytes, what)
     digest = hashlib.sha256(data).hexdigest()
     if data.startswith(_OLE):
-        raise TableError(f"{name}: an old binary Excel file (.xls): save it as .xlsx or CSV")
+        raise TableError(f"{name}: an old binary Excel file (.xls): save it as .xlsx or CSV", code="old_xls")
     if data.startswith(_ZIP):
         return _workbook_table(data, digest, spec, sheet, max_unpacked,
                                min(max_rows or MAX_SHEET_ROWS, MAX_SHEET_ROWS), max_cells)
@@ -423,7 +461,8 @@ def _load(source: str | Path | bytes, name: str, max_bytes: int, what: str) -> b
         except OSError as error:
             raise TableError(f"{name}: cannot read it: {error.strerror or error}") from None
     if len(data) > max_bytes:
-        raise TableError(f"{name}: larger than {what} can be ({max_bytes} bytes at most): split it")
+        raise TableError(f"{name}: larger than {what} can be ({max_bytes} bytes at most): split it", code="too_large",
+                         limit=max_bytes)
     return data
 
 
@@ -462,8 +501,10 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, list]]:
     except csv.Error as error:
         if "field larger than field limit" in str(error):
             raise TableError(f"{name}: line {start}: a cell longer than {csv.field_size_limit()} characters: not a "
-                             "table of this kind") from None
-        raise TableError(f"{name}: line {start}: not CSV ({_said(error)})") from None
+                             "table of this kind", code="cell_too_large", line=start,
+                             limit=csv.field_size_limit()) from None
+        raise TableError(f"{name}: line {start}: not CSV ({_said(error)})", code="not_csv", line=start,
+                         detail=_said(error)) from None
 
 
 def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
@@ -479,7 +520,9 @@ def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
                 continue
             if name in found:
                 raise TableError(f"{spec.name}: {stream.position(number)}: two columns mean {name} "
-                                 f"({quoted(str(cells[found[name]]).strip())} and {quoted(str(cell).strip())})")
+                                 f"({quoted(str(cells[found[name]]).strip())} and {quoted(str(cell).strip())})",
+                                 code="two_columns", line=number, field=name,
+                                 headers=(str(cells[found[name]]).strip()[:SHOWN], str(cell).strip()[:SHOWN]))
             found[name] = index
         if upper is not None and not all(name in found for name in spec.identify):
             joined = _two_rows(upper, cells, spec)
@@ -491,7 +534,8 @@ def _find_header(stream: _Stream, spec: _Spec) -> _Header | None:
             missing = [name for name in spec.require if name not in found]
             if missing:
                 raise TableError(f"{spec.name}: {stream.position(number)}: the header lacks "
-                                 + ", ".join(_expected(spec, name) for name in missing))
+                                 + ", ".join(_expected(spec, name) for name in missing), code="header_lacks",
+                                 line=number, fields=tuple(missing))
             return _Header(stream.position(number), found, list(cells), skipped)
         if stream.best is None or len(found) > len(stream.best):
             stream.best = list(found)
@@ -533,13 +577,14 @@ def _no_header(spec: _Spec, streams: list[_Stream]) -> TableError:
     """No header in the first rows (of any worksheet): what the likeliest header row lacks."""
     candidates = [stream.best for stream in streams if stream.best is not None]
     if not candidates:
-        return TableError(f"{spec.name}: it is empty: no header row, no rows")
+        return TableError(f"{spec.name}: it is empty: no header row, no rows", code="empty")
     best = max(candidates, key=len)
     missing = [name for name in spec.identify if name not in best]
     place = "" if len(streams) == 1 else f" of any of its {len(streams)} worksheets"
     return TableError(f"{spec.name}: no header row in the first {spec.header_within} rows{place}: the header "
                       "lacks " + ", ".join(_expected(spec, name) for name in missing)
-                      + f"; the columns are {', '.join(spec.fields)}, in English or Chinese")
+                      + f"; the columns are {', '.join(spec.fields)}, in English or Chinese", code="no_header",
+                      rows=spec.header_within, fields=tuple(missing))
 
 
 def _table(spec: _Spec, format: str, encoding: str, digest: str, sheet: str | None, header: _Header,
@@ -572,7 +617,7 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
                 table.notes.append(f"skipped a total row ({position})")
                 continue
             if total and spec.totals == "problem":
-                table.problems.append(Problem(where, "a total row: leave it out of the file"))
+                table.problems.append(Problem(where, "a total row: leave it out of the file", number, "total_row"))
                 continue
             if not total and spec.max_records is not None and count >= spec.max_records:
                 raise TooManyRows(f"{table.name}: more than {spec.max_records} rows under the header ({position} is "
@@ -580,11 +625,12 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
                                   blank=False)
             if stream.hidden is not None and number in stream.hidden.rows:
                 table.problems.append(Problem(where, "a hidden row (hidden, filtered or folded): it is never read; show "
-                                                     "every row, clear the filters and save the file again"))
+                                                     "every row, clear the filters and save the file again",
+                                              number, "hidden_row"))
                 count += 1
                 continue
             values: dict[str, str] = {}
-            errors: list[str] = []
+            errors: list[tuple[str, InputError]] = []
             for name, index in table.columns.items():
                 try:
                     values[name] = cell_text(cells[index] if index < len(cells) else None,
@@ -593,15 +639,16 @@ def _data_rows(table: Table, stream: _Stream, spec: _Spec, named: set[int], fini
                     if name in spec.amounts and index < len(cells) and isinstance(cells[index], Formula):
                         computed.setdefault(name, []).append(cells[index].cell)
                 except InputError as error:
-                    errors.append(f"{name}: {error}")
+                    errors.append((name, error))
                     values[name] = ""
             count += not total
             if errors and not total:  # a kept total row's cells are the caller's to check
-                table.problems.append(Problem(where, "; ".join(errors)))
+                table.problems.append(Problem(where, "; ".join(f"{name}: {error}" for name, error in errors), number,
+                                              "cells", tuple(errors)))
                 continue
             yield Row(where, position, number, values, cells, total)
         if count == 0:
-            raise TableError(f"{table.name}: no rows under the header ({table.header})")
+            raise TableError(f"{table.name}: no rows under the header ({table.header})", code="no_rows")
         table.ignored_columns.extend(
             f"column {_letters(i + 1) if table.format == 'xlsx' else i + 1} (no header)" for i in sorted(unnamed_used))
         for name, cells in computed.items():
@@ -851,12 +898,15 @@ def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_row
         raise TableError(f"{spec.name}: the workbook has no worksheet")
     if sheet is not None and sheet not in titles:
         raise TableError(f"{spec.name}: no worksheet {quoted(sheet)}; it has "
-                         + ", ".join(quoted(title) for title in titles))
+                         + ", ".join(quoted(title) for title in titles), code="no_such_sheet", sheet=sheet[:SHOWN],
+                         sheets=tuple(title[:SHOWN] for title in titles))
     if sheet is not None and states[sheet] != "visible":
         raise TableError(f"{spec.name}: the worksheet {quoted(sheet)} is hidden ({states[sheet]}): a hidden "
-                         "worksheet is never read; unhide it in the spreadsheet if it is the one")
+                         "worksheet is never read; unhide it in the spreadsheet if it is the one", code="hidden_sheet",
+                         sheet=sheet[:SHOWN])
     if all(state != "visible" for state in states.values()):
-        raise TableError(f"{spec.name}: every worksheet is hidden: nothing a person sees to read")
+        raise TableError(f"{spec.name}: every worksheet is hidden: nothing a person sees to read",
+                         code="every_sheet_hidden")
     streams, found = [], []
     counted = [0]
     for title, worksheet in zip(titles, worksheets, strict=True):
@@ -878,14 +928,18 @@ def _choose_sheet(workbook, spec: _Spec, sheet: str | None, digest: str, max_row
         raise error
     if len(found) > 1:
         raise TableError(f"{spec.name}: {len(found)} worksheets have a header row ("
-                         + ", ".join(quoted(title) for title, *_ in found) + "): say which one to read")
+                         + ", ".join(quoted(title) for title, *_ in found) + "): say which one to read",
+                         code="several_sheets", sheets=tuple(title[:SHOWN] for title, *_ in found))
     title, stream, header = found[0]
     hidden_fields = [f"{_letters(index + 1)} ({name})" for name, index in header.columns.items()
                      if stream.hidden.column(index + 1)]
     if hidden_fields:
         raise TableError(f"{spec.name}: {title}: the column(s) {', '.join(hidden_fields)} are hidden: a hidden column "
-                         "is never read; unhide it in the spreadsheet")
+                         "is never read; unhide it in the spreadsheet", code="hidden_columns", sheet=title[:SHOWN],
+                         fields=tuple(name for name, index in header.columns.items() if stream.hidden.column(index + 1)))
     others = [quoted(other) + ("" if states[other] == "visible" else f" ({states[other]})")
               for other in titles if other != title]
     notes = [f"read the worksheet {quoted(title)}; not read: " + ", ".join(others)] if others else []
-    return _table(spec, "xlsx", "xlsx", digest, title, header, stream, notes, finish=workbook.close)
+    table = _table(spec, "xlsx", "xlsx", digest, title, header, stream, notes, finish=workbook.close)
+    table.epoch = workbook.epoch.date() if isinstance(workbook.epoch, datetime) else None
+    return table

@@ -37,7 +37,14 @@ MAX_MARKS_IN_A_ROW = 4
 
 
 class TextError(InputError):
-    """Entered text that is refused; the message names the field and why, never echoes the text."""
+    """Entered text that is refused; the message names the field and why, never echoes the text. ``code``
+    says why for a caller that says it in other words: ``not_text``, ``missing``, ``too_long``,
+    ``control_character`` (NUL, control, format: bidi, zero-width), ``combining_marks``, ``no_visible_letter``;
+    ``detail`` the figure (the limit, the code point)."""
+
+    def __init__(self, message: str, *, code: str = "", detail: str = ""):
+        super().__init__(message)
+        self.code, self.detail = code, detail
 
 
 def entered(value: object, *, what: str, limit: int, optional: bool = False) -> str | None:
@@ -45,39 +52,41 @@ def entered(value: object, *, what: str, limit: int, optional: bool = False) -> 
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise TextError(f"{what} must be text")
+        raise TextError(f"{what} must be text", code="not_text")
     text = value.strip()
     if not text:
         if optional:
             return None
-        raise TextError(f"{what} is empty")
+        raise TextError(f"{what} is empty", code="missing")
     if len(text) > limit:
-        raise TextError(f"{what} is longer than {limit} characters")
+        raise TextError(f"{what} is longer than {limit} characters", code="too_long", detail=str(limit))
     problem = _problem(text)
     if problem:
-        raise TextError(f"{what} {problem}")
+        raise TextError(f"{what} {problem[1]}", code=problem[0], detail=problem[2])
     return text
 
 
-def _problem(text: str) -> str | None:
+def _problem(text: str) -> tuple[str, str, str] | None:
+    """(code, what is wrong, the code point) of text that is refused, or None."""
     marks = 0
     visible = False
     for character in text:
         category = unicodedata.category(character)
         if character == "\x00":
-            return "holds a NUL character"
+            return "control_character", "holds a NUL character", "U+0000"
         if category in REFUSED_CATEGORIES:
-            return f"holds an invisible or control character (U+{ord(character):04X})"
+            point = f"U+{ord(character):04X}"
+            return "control_character", f"holds an invisible or control character ({point})", point
         if category.startswith("M"):
             marks += 1
             if marks > MAX_MARKS_IN_A_ROW:
-                return "holds a run of combining marks"
+                return "combining_marks", "holds a run of combining marks", ""
             continue
         marks = 0
         if category[0] in "LN" and character not in INVISIBLE:
             visible = True
     if not visible:
-        return "has no visible letter or digit"
+        return "no_visible_letter", "has no visible letter or digit", ""
     return None
 
 

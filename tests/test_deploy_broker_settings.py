@@ -9,7 +9,6 @@ client) the same traffic loses messages, which only the gates' resends would rec
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import socket
@@ -32,7 +31,7 @@ from gate_agent.protocol import PUNCH_SUBSCRIPTION, GateTopics
 from tests.helpers import cli, stop_process, wait_for
 from tests.ports import free_port
 from tests.test_deploy_pki import enroll, public_key, write_collector_config
-from tests.test_deploy_tls_broker import broker_files, mosquitto_account, persistence_dir  # noqa: F401
+from tests.test_deploy_tls_broker import broker_files, persistence_dir  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -72,9 +71,6 @@ def bank(tmp_path, broker_files) -> Bank:  # noqa: F811
     cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
         "--collector-port", str(collector_port), "--persistence-dir", str(persistence_dir(broker_files)),
         "--out", str(conf), "--config", str(config))
-    account = mosquitto_account()
-    if account is not None:
-        os.chown(pki / "server.key", account.pw_uid, account.pw_gid)
     return Bank(tmp_path, pki, config, conf, port, collector_port)
 
 

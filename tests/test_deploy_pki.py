@@ -155,14 +155,17 @@ def test_broker_config_admits_certificates_only_and_gives_each_active_gate_its_o
     # Until the access list is written again the broker still lets the gate publish: the command says so.
     assert "now run `collector broker-config` again and reload the broker" in said
     out = tmp_path / "broker" / "gate-attendance.conf"
+    # No broker reads these files: pytest's private directory is closed to user mosquitto, so root is named.
     result = cli("collector", "broker-config", "--pki", str(pki), "--port", "8883", "--bind", "127.0.0.1",
-                 "--out", str(out), "--config", str(config))
+                 "--out", str(out), "--broker-user", "root", "--config", str(config))
     assert "2 gate(s) with access, 1 deactivated" in result.stdout
     conf = out.read_text().splitlines()
     acl_path = out.with_suffix(".acl")
+    # The broker reads copies beside its configuration, never the CA's folder.
+    certs = out.parent / "certs" / "gate-attendance"
     for line in ("allow_anonymous false", f"acl_file {acl_path}", "listener 8883 127.0.0.1",
-                 f"cafile {pki.resolve() / 'ca.crt'}", f"certfile {pki.resolve() / 'server.crt'}",
-                 f"keyfile {pki.resolve() / 'server.key'}", "require_certificate true",
+                 f"cafile {certs / 'ca.crt'}", f"certfile {certs / 'server.crt'}",
+                 f"keyfile {certs / 'server.key'}", "require_certificate true",
                  "use_identity_as_username true", "use_username_as_clientid true"):
         assert line in conf
     # Listener options before the first listener would make Mosquitto open a default one on 1883.

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -112,11 +113,7 @@ def deployment(tmp_path, udp_device, broker_files):
     cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
         "--collector-port", str(collector_port), "--persistence-dir", str(persistence_dir(broker_files)),
         "--out", str(conf), "--config", str(config))
-    account = mosquitto_account()
-    if account is not None:
-        # Run as root, Mosquitto drops to its own user before reading the key; the install guide hands
-        # the key to that user the same way.
-        os.chown(pki / "server.key", account.pw_uid, account.pw_gid)
+    # broker-config copied the broker's files out of the CA's folder for user mosquitto: nothing to hand over.
     log = open(tmp_path / "mosquitto.log", "wb")
     broker = subprocess.Popen([mosquitto_binary(), "-v", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -304,3 +301,122 @@ def test_a_gates_certificate_cannot_act_as_another_gate(deployment, collector_da
     # silently; the assertions above are what matters). Recorded for the report either way.
     assert set(refusals) <= {"Not authorized", "Success", "No matching subscribers"}
     assert "Denied PUBLISH from west" in (deployment.directory / "mosquitto.log").read_text()
+
+
+def readable_by(account: pwd.struct_passwd, *paths: Path) -> list[bool]:
+    """Whether ``account`` may read each file, asked as that user (modes, owners, groups, directories)."""
+    groups = os.getgrouplist(account.pw_name, account.pw_gid)
+    return [subprocess.run(["test", "-r", str(path)], user=account.pw_uid, group=account.pw_gid,
+                           extra_groups=groups, cwd="/").returncode == 0 for path in paths]
+
+
+def test_broker_config_on_the_folder_ca_init_made_gives_the_broker_copies_it_can_read_never_the_ca_key(
+        tmp_path, broker_files):
+    """docs/install.md and bank-ops.md: `ca init` into a root-only folder (0700, keys 0600), then
+    `broker-config --pki` on that folder. Mosquitto, started as root, drops to user mosquitto before it
+    reads its key: pointed at the CA's folder it could not start. broker-config now copies the three files
+    the broker reads (never ca.key) where that user may read them, and the broker starts and serves TLS."""
+    pki, port, collector_port = broker_files / "pki", free_port(), free_port()
+    pki.mkdir(mode=0o700)  # install -d -m 0700 /etc/collector/pki
+    cli("collector", "ca", "init", "--dir", str(pki))
+    config = write_collector_config(tmp_path / "collector", pki, port=collector_port)
+    cli("collector", "site", "add", "S1", "--timezone", "Asia/Shanghai", "--config", str(config))
+    key = PunchFactory(gate="north").public_key
+    cli("collector", "gate", "enroll", "north", "--site", "S1", "--public-key", key, "--pki", str(pki),
+        "--out", str(tmp_path / "north-tls"), "--config", str(config))
+    before = {p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_uid, p.stat().st_gid) for p in pki.iterdir()}
+    conf = broker_files / "broker" / "site-gate.conf"
+    certs = conf.parent / "certs" / "site-gate"
+    said = cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
+               "--collector-port", str(collector_port), "--persistence-dir", str(persistence_dir(broker_files)),
+               "--out", str(conf), "--config", str(config)).stdout
+    assert f"copied ca.crt, server.crt and server.key to {certs} for the broker" in said
+    assert f"ca.key stays in {pki}, never copied" in said
+    # The three files, the same bytes; the CA's key nowhere among them, the CA's folder untouched.
+    assert sorted(p.name for p in certs.iterdir()) == ["ca.crt", "server.crt", "server.key"]
+    assert all((certs / name).read_bytes() == before[name][0] for name in ("ca.crt", "server.crt", "server.key"))
+    ca_key = before["ca.key"][0]
+    assert not any(ca_key in p.read_bytes() for p in conf.parent.rglob("*") if p.is_file())
+    assert {p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_uid, p.stat().st_gid)
+            for p in pki.iterdir()} == before
+    assert stat.S_IMODE(pki.stat().st_mode) == 0o700 and stat.S_IMODE((pki / "ca.key").stat().st_mode) == 0o600
+    for line in (f"cafile {certs / 'ca.crt'}", f"certfile {certs / 'server.crt'}", f"keyfile {certs / 'server.key'}",
+                 "user mosquitto"):
+        assert line in conf.read_text().splitlines()
+    assert str(pki) not in conf.read_text(), "the broker is never pointed at the CA's folder"
+    account = mosquitto_account()
+    if account is not None:
+        # Root's files, the broker's group: mosquitto may read them and change none; it cannot read ca.key.
+        modes = {p.name: (stat.S_IMODE(p.stat().st_mode), p.stat().st_uid, p.stat().st_gid)
+                 for p in (certs, *certs.iterdir())}
+        assert modes == {"site-gate": (0o750, 0, account.pw_gid), "ca.crt": (0o644, 0, account.pw_gid),
+                         "server.crt": (0o644, 0, account.pw_gid), "server.key": (0o640, 0, account.pw_gid)}
+        assert "server.key 0640 root:" in said
+        assert readable_by(account, certs / "ca.crt", certs / "server.crt", certs / "server.key",
+                           pki / "ca.key", pki / "server.key") == [True, True, True, False, False]
+    # The broker starts from that configuration (as root it drops to mosquitto first) and serves both listeners.
+    log = tmp_path / "mosquitto.log"
+    with open(log, "wb") as handle:
+        broker = subprocess.Popen([mosquitto_binary(), "-v", "-c", str(conf)], stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: broker.poll() is not None or (_listening(port) and _listening(collector_port)),
+                 message="mosquitto listening")
+        assert broker.poll() is None, log.read_text()
+        gate = Client(port, ca=str(tmp_path / "north-tls" / "ca.crt"), cert=str(tmp_path / "north-tls" / "gate-tls.crt"),
+                      key=str(tmp_path / "north-tls" / "gate-tls.key"), client_id="north")
+        collector = Client(collector_port, ca=str(pki / "ca.crt"), cert=str(pki / "collector.crt"),
+                           key=str(pki / "collector.key"), client_id="collector")
+        try:
+            assert gate.connect() == "connack Success" and collector.connect() == "connack Success"
+        finally:
+            gate.close()
+            collector.close()
+        # Run again (after every enrolment): the copies are replaced whole, the same.
+        cli("collector", "broker-config", "--pki", str(pki), "--port", str(port), "--bind", "127.0.0.1",
+            "--collector-port", str(collector_port), "--persistence-dir", str(persistence_dir(broker_files)),
+            "--out", str(conf), "--config", str(config))
+        assert sorted(p.name for p in certs.iterdir()) == ["ca.crt", "server.crt", "server.key"]
+        assert broker.poll() is None
+    finally:
+        stop_process(broker, signal.SIGKILL)
+
+
+def test_broker_config_refuses_broker_files_its_user_cannot_read_and_says_how_to_fix_them(tmp_path, broker_files):
+    """The broker's folder filled by hand, as the install guide used to have it (/etc/mosquitto/certs/site-gate
+    beside /etc/mosquitto/site-gate.conf) and given as --pki: read where it is, but only once the broker's
+    user can read each file; otherwise one line with the commands that fix it, and nothing written. A
+    broker folder holding the CA's key is refused whatever its modes."""
+    account = mosquitto_account()
+    if account is None:
+        pytest.skip("only root can ask what user mosquitto may read")
+    pki = broker_files / "pki"
+    cli("collector", "ca", "init", "--dir", str(pki))
+    config = write_collector_config(tmp_path / "collector", pki)
+    cli("collector", "site", "add", "S1", "--timezone", "Asia/Shanghai", "--config", str(config))
+    conf = broker_files / "broker" / "site-gate.conf"
+    copies = conf.parent / "certs" / "site-gate"
+    copies.mkdir(mode=0o755, parents=True)
+    for name in ("ca.crt", "server.crt", "server.key"):
+        shutil.copy2(pki / name, copies / name)  # server.key stays 0600 root
+
+    def broker_config(check: bool = True):
+        return cli("collector", "broker-config", "--pki", str(copies), "--port", "8883", "--out", str(conf),
+                   "--config", str(config), check=check)
+
+    refused = broker_config(check=False)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert (f"user mosquitto, whom Mosquitto runs as, cannot read {copies / 'server.key'}: give --pki the folder "
+            "`collector ca init` made") in refused.stderr
+    assert f"chgrp mosquitto {copies} {copies / 'server.key'}" in refused.stderr and "nothing written" in refused.stderr
+    assert not conf.exists() and not conf.with_suffix(".acl").exists()
+    subprocess.run(["chgrp", "mosquitto", str(copies), str(copies / "server.key")], check=True)
+    os.chmod(copies, 0o750)
+    os.chmod(copies / "server.key", 0o640)
+    said = broker_config().stdout
+    assert f"the broker reads ca.crt, server.crt and server.key in {copies} (server.key 0640 root:" in said
+    assert f"keyfile {copies / 'server.key'}" in conf.read_text().splitlines()
+    conf.unlink()
+    shutil.copy2(pki / "ca.key", copies / "ca.key")
+    refused = broker_config(check=False)
+    assert refused.returncode == 1 and "holds ca.key: the broker never reads its files beside the CA's key" \
+        in refused.stderr and not conf.exists()

@@ -58,8 +58,9 @@ def deployment(tmp_path):
 
 
 def broker_config(deployment, out: Path, check: bool = True):
+    # No broker reads these files: pytest's private directory is closed to user mosquitto, so root is named.
     return cli("collector", "broker-config", "--pki", str(deployment.pki), "--port", "8883", "--out", str(out),
-               "--config", str(deployment.config), check=check, umask=0)
+               "--broker-user", "root", "--config", str(deployment.config), check=check, umask=0)
 
 
 def test_broker_config_never_follows_a_link_planted_at_its_temporary_files(tmp_path, deployment):
@@ -72,7 +73,7 @@ def test_broker_config_never_follows_a_link_planted_at_its_temporary_files(tmp_p
     assert "listener 8883" in out.read_text() and "user north" in out.with_suffix(".acl").read_text()
     assert mode(out) == mode(out.with_suffix(".acl")) == 0o644
     assert sorted(p.name for p in out.parent.iterdir()) == [".site-gate.acl.tmp", ".site-gate.conf.tmp",
-                                                            "site-gate.acl", "site-gate.conf"]
+                                                            "certs", "site-gate.acl", "site-gate.conf"]
 
 
 def test_broker_config_replaces_a_link_planted_at_its_target_instead_of_writing_through_it(tmp_path, deployment):
@@ -84,6 +85,26 @@ def test_broker_config_replaces_a_link_planted_at_its_target_instead_of_writing_
     assert untouched(conf_target) and untouched(acl_target)
     assert not out.is_symlink() and not out.with_suffix(".acl").is_symlink()
     assert f"acl_file {out.with_suffix('.acl')}" in out.read_text().splitlines()
+
+
+def test_broker_config_replaces_links_planted_among_the_brokers_copies_and_refuses_a_linked_folder(tmp_path,
+                                                                                                   deployment):
+    """The broker's copies of its certificate and key: a link planted at one is replaced, not written
+    through; a link planted for the whole folder is refused before anything is written."""
+    out = tmp_path / "broker" / "site-gate.conf"
+    certs = out.parent / "certs" / "site-gate"
+    certs.mkdir(parents=True)
+    key_target = outside_file(tmp_path, "shadow")
+    plant(certs / "server.key", key_target)
+    broker_config(deployment, out)
+    assert untouched(key_target) and not (certs / "server.key").is_symlink()
+    assert (certs / "server.key").read_bytes() == (deployment.pki / "server.key").read_bytes()
+    linked = tmp_path / "linked" / "site-gate.conf"
+    (tmp_path / "other").mkdir()
+    plant(linked.parent / "certs" / "site-gate", tmp_path / "other")
+    refused = broker_config(deployment, linked, check=False)
+    assert refused.returncode == 1 and "is a symbolic link" in refused.stderr
+    assert list((tmp_path / "other").iterdir()) == [] and not linked.exists()
 
 
 # ---------------------------------------------------------------------------------------------- gate-agent export

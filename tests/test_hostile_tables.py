@@ -339,7 +339,10 @@ def test_a_header_naming_a_field_twice_is_refused_by_each_importer(kind, collect
     path = csv_file(tmp_path / "twice.csv", [twice, doubled])
     result = collector(*command, path)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit) and "Traceback" not in result.output
-    assert f"{path}: line 1: two columns mean " in result.stderr, result.output
+    if kind == "worker file":  # a worker file with Chinese headers is refused in Chinese (issue 22 item 8)
+        assert f"{path} 第1行 有两列都是姓名（「姓名」和「姓名」）：删掉或改名其中一列" in result.stderr, result.output
+    else:
+        assert f"{path}: line 1: two columns mean " in result.stderr, result.output
 
 
 @pytest.mark.parametrize("kind", IMPORTS)
@@ -350,7 +353,11 @@ def test_a_field_too_large_is_a_clear_refusal_by_each_importer(kind, size, colle
     path = csv_file(tmp_path / "large.csv", [header, [row[0], "x" * size, *row[2:]]])
     result = collector(*command, path)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit) and "Traceback" not in result.output
-    if size > 131_072:
+    if kind == "worker file" and size > 131_072:  # Chinese headers: said in Chinese
+        assert f"{path} 第2行 有一格超过 131072 个字" in result.stderr, result.output
+    elif kind == "worker file":
+        assert f"{path} 第2行 姓名有 5000 个字，最多 1000 个字" in result.stderr, result.output
+    elif size > 131_072:
         assert f"{path}: line 2: a cell longer than 131072 characters" in result.stderr, result.output
     else:
         assert f"{path}: line 2: " in result.stderr and "5000 characters, more than a cell of this table holds (1000)" \
@@ -386,12 +393,18 @@ def test_a_utf8_worker_file_with_one_gbk_row_is_refused_naming_both_lines(tmp_pa
     rows = "工号,姓名,用工单位\r\nW1,王伟,华建劳务\r\nW2,李娜,华建劳务\r\n".encode()
     path = tmp_path / "mixed.csv"
     path.write_bytes(rows + "W3,张敏,华建劳务\r\n".encode("gbk"))
-    with pytest.raises(TableError, match=r"mixed.csv: mixed encodings: line 1 is UTF-8 and line 4 is not \(GBK\?\): "
-                                         r"save the whole file in one encoding \(CSV UTF-8\)$"):
+    # Chinese headers: said in Chinese (issue 22 item 8), the code kept for scripts.
+    with pytest.raises(TableError, match=r"mixed.csv：编码不一致：第1行是 UTF-8，第4行不是（GBK？）；"
+                                         r"把整个文件另存为同一种编码（「CSV UTF-8」）$") as refused:
         read_worker_file(str(path))
-    # And the other way round: a GBK file with one UTF-8 row.
+    assert refused.value.code == "mixed_encodings"
+    # And the other way round: a GBK file with one UTF-8 row; and a file with English headers, in English.
     path.write_bytes("工号,姓名\r\nW1,王伟\r\n".encode("gbk") + "W2,李娜\r\n".encode())
-    with pytest.raises(TableError, match="mixed encodings: line 3 is UTF-8 and line 1 is not"):
+    with pytest.raises(TableError, match="编码不一致：第3行是 UTF-8，第1行不是"):
+        read_worker_file(str(path))
+    path.write_bytes("worker,name\r\nW1,王伟\r\n".encode("gbk") + "W2,李娜\r\n".encode())
+    with pytest.raises(TableError, match=r"mixed.csv: mixed encodings: line 3 is UTF-8 and line 2 is not \(GBK\?\): "
+                                         r"save the whole file in one encoding \(CSV UTF-8\)$"):
         read_worker_file(str(path))
     # A GBK line that is valid UTF-8 by chance (隆隆 is C2 A1 C2 A1, '¡¡' in UTF-8) is GBK still.
     assert "隆隆".encode("gbk").decode("utf-8") == "¡¡"

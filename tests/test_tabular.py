@@ -137,7 +137,7 @@ def test_a_header_must_name_what_is_required_and_each_field_once():
 def test_numbers_typed_as_numbers_are_their_decimal_text_and_identifiers_are_not_guessed():
     assert cell_text(350.1) == "350.1" and cell_text(4) == "4" and cell_text(2600.18) == "2600.18"
     assert cell_text(6222021234567.0, identifier=True) == "6222021234567"
-    with pytest.raises(InputError, match=r"a number cell \(6.222021234567899e\+18\) whose digits"):
+    with pytest.raises(InputError, match=r"a number cell \(6.22202E\+18\) whose digits"):
         cell_text(6222021234567899001.0, identifier=True)
     with pytest.raises(InputError, match="scientific notation"):
         cell_text(" 6.22202E+18 ", identifier=True)
@@ -175,9 +175,12 @@ def test_a_workbook_with_typed_cells_a_title_and_a_total_row():
                               "day": "2026-11-01", "note": ""}
     assert rows[1].values["amount"] == "247.56" and rows[1].values["account"] == "6222021234567"
     assert rows[2].cells[2] == 1707.56  # a kept total row: its cells, for the caller to check
-    assert table.problems == [Problem("wages.xlsx: 十月 row 7", "amount: TRUE is a true/false cell; account: a number "
-                                      "cell (6.222021234567899e+18) whose digits the spreadsheet may have changed: "
-                                      "type the column as text; day: a date or time cell (2026-11-02 09:00:00)")]
+    assert [(p.where, p.message, p.line, p.code) for p in table.problems] == [(
+        "wages.xlsx: 十月 row 7", "amount: TRUE is a true/false cell; account: a number cell (6.22202E+18) whose "
+        "digits the spreadsheet may have changed: type the column as text; day: a date or time cell "
+        "(2026-11-02 09:00:00)", 7, "cells")]
+    assert [(name, error.code, error.shown) for name, error in table.problems[0].causes] == [
+        ("amount", "true_false", "TRUE"), ("account", "number", "6.22202E+18"), ("day", "date_cell", "2026-11-02 09:00:00")]
     assert str(table.problems[0]).startswith("wages.xlsx: 十月 row 7: amount: TRUE")
     assert table.ignored_columns == ["column F (no header)"]
     assert table.notes == ["skipped 1 row(s) above the header (十月 row 3)"]
@@ -186,7 +189,8 @@ def test_a_workbook_with_typed_cells_a_title_and_a_total_row():
 @pytest.mark.parametrize(("totals", "kept", "problems", "notes"), [
     ("skip", ["W1", "W2"], [], ["skipped a total row (line 4)"]),
     ("keep", ["W1", "W2", "Total"], [], []),
-    ("problem", ["W1", "W2"], [Problem("t.csv: line 4", "a total row: leave it out of the file")], []),
+    ("problem", ["W1", "W2"], [Problem("t.csv: line 4", "a total row: leave it out of the file", 4, "total_row")],
+     []),
 ])
 def test_a_total_row_is_skipped_kept_or_a_problem_as_the_caller_says(totals, kept, problems, notes):
     assert "total" in TOTAL_WORDS
@@ -337,8 +341,10 @@ def test_an_xlsx_roster_imports_end_to_end_through_the_cli(tmp_path):
     workbook.save(path)
     refused = collector("worker", "import", str(path))
     assert refused.exit_code == 1
-    assert f"{path}: 花名册 row 6: bank_account: a number cell (6.222021234567899e+18)" in refused.stderr
-    assert "1 bad row(s); nothing imported" in refused.stderr
+    # Said as the roster is written: in Chinese, its own header, the worksheet's row, what to do.
+    assert f"{path} 工作表「花名册」第6行 银行卡号「6.22202E+18」被 Excel 当成了数字：把这一列设为文本格式后重新填写" \
+        in refused.stderr
+    assert "1 bad row(s); nothing imported（1 行有问题，什么都没有导入）" in refused.stderr
     assert "W3" not in {w["worker"] for w in json.loads(collector("worker", "list", "--json").stdout)}
 
 

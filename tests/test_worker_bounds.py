@@ -46,8 +46,9 @@ def test_a_file_past_the_bound_is_refused_whole_and_names_it(bank, tmp_path):
     for dry in ((), ("--dry-run",)):
         result = bank.run("worker", "import", too_many, *dry, check=False)
         assert result.returncode == 1
-        assert f"{too_many}: more than 5 workers: one file lists at most 5 workers ([limits] max_workers_per_file); " \
-               "nothing imported, split the file" in result.stderr
+        # The file's headers are Chinese: so is the refusal, with the bound the bank configured.
+        assert f"{too_many}：超过 5 个工人，一个文件最多 5 人（[limits] max_workers_per_file）：分成几个文件；什么都没有导入" \
+            in result.stderr
     assert bank.json("worker", "list") == []
     # At the bound, with blank rows between the workers and a title above: read and imported.
     lines = ["工人名册", *open(workers_file(tmp_path / "five.csv", 5, site=None, blank_between=True), encoding="utf-8")]
@@ -75,7 +76,7 @@ def test_the_reader_stops_at_the_first_row_past_the_bound(tmp_path):
     for n in range(4):
         sheet.append([f"W{n}", f"工人{n}"])
     book.save(tmp_path / "w.xlsx")
-    with pytest.raises(TooManyWorkers, match=r"more than 3 workers.*\[limits\] max_workers_per_file"):
+    with pytest.raises(TooManyWorkers, match=r"超过 3 个工人.*\[limits\] max_workers_per_file"):
         read_worker_file(str(tmp_path / "w.xlsx"), max_workers=3)
     assert len(read_worker_file(str(tmp_path / "w.xlsx"), max_workers=4).rows) == 4
 

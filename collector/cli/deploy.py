@@ -9,6 +9,7 @@ import click
 
 from collector.cli.common import Context, check_id, emit, json_option, with_config
 from collector.deploy.broker_config import (
+    BROKER_USER,
     COLLECTOR_BIND,
     COLLECTOR_PORT,
     MEMORY_LIMIT_MIB,
@@ -92,7 +93,8 @@ def gate_enroll_command() -> click.Command:
 
 @click.command("broker-config")
 @click.option("--pki", required=True, type=click.Path(file_okay=False),
-              help="Directory with ca.crt, server.crt and server.key, as the broker will read them.")
+              help="The folder `collector ca init` made (the broker's files are copied out of it, never ca.key), "
+                   "or a folder with ca.crt, server.crt and server.key the broker reads as they are.")
 @click.option("--port", required=True, type=click.IntRange(1, 65535), help="The gates' TLS listener's port (8883).")
 @click.option("--bind", help="The gates' listener listens on this address only (default: every address).")
 @click.option("--collector-port", default=COLLECTOR_PORT, show_default=True, type=click.IntRange(1, 65535),
@@ -107,25 +109,38 @@ def gate_enroll_command() -> click.Command:
               help="The broker's whole heap (memory_limit), in MiB: at least twice --queue-limit-mib.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
               help="The Mosquitto configuration to write; the ACL goes beside it with the suffix .acl.")
+@click.option("--certs", type=click.Path(file_okay=False),
+              help="Where to copy the broker's certificate, key and the CA certificate  [default: certs/NAME beside "
+                   "--out, when --pki is the CA's folder]")
+@click.option("--broker-user", default=BROKER_USER, show_default=True,
+              help="The user Mosquitto runs as (it drops to it when started as root): the one who may read the key.")
 @with_config
 def broker_config(ctx: Context, pki: str, port: int, bind: str | None, collector_port: int, collector_bind: str,
-                  persistence_dir: str, queue_limit_mib: int, memory_limit_mib: int, out: str) -> None:
+                  persistence_dir: str, queue_limit_mib: int, memory_limit_mib: int, out: str, certs: str | None,
+                  broker_user: str) -> None:
     """Write the broker's whole Mosquitto configuration and an ACL from the registry: a TLS listener for
     the gates (client certificates, client id = certificate name) and one for the collectors on an
     internal address; queues bounded by bytes, persistence, session expiry. Each gate publishes only as
-    itself and reads only its own acks, commands and site roster. Run again after enrolling or
-    deactivating a gate, then reload the broker."""
+    itself and reads only its own acks, commands and site roster. Given the CA's folder, it copies the
+    broker's certificate and key where the broker's user may read them (never the CA's key). Run again
+    after enrolling or deactivating a gate, then reload the broker."""
     from collector.deploy.broker_config import BrokerSettings, GateEntry, write_broker_config
 
     settings = BrokerSettings(port, bind, collector_port, collector_bind, persistence_dir, queue_limit_mib,
                               memory_limit_mib)
     with ctx.store(readonly=True) as store:
         gates = [GateEntry(g["site"], g["gate"], bool(g["active"])) for g in store.gates()]
-    conf, acl = write_broker_config(pki, out, gates, settings)
+    written = write_broker_config(pki, out, gates, settings, certs=certs, user=broker_user)
     active = sum(g.active for g in gates)
-    click.echo(f"wrote {conf} and {acl}: gates' TLS listener on {bind or 'every address'}:{port}, collectors' on "
-               f"{collector_bind}:{collector_port}, {active} gate(s) with access"
+    click.echo(f"wrote {written.conf} and {written.acl}: gates' TLS listener on {bind or 'every address'}:{port}, "
+               f"collectors' on {collector_bind}:{collector_port}, {active} gate(s) with access"
                + (f", {len(gates) - active} deactivated" if active < len(gates) else ""))
+    if written.copied:
+        click.echo(f"copied ca.crt, server.crt and server.key to {written.certs} for the broker (server.key "
+                   f"{written.key_access}); ca.key stays in {Path(pki).resolve()}, never copied")
+    else:
+        click.echo(f"the broker reads ca.crt, server.crt and server.key in {written.certs} (server.key "
+                   f"{written.key_access})")
 
 
 # ============================================================================== offline bundles

@@ -535,24 +535,43 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
     """Import a worker file (CSV in UTF-8 or GBK/GB18030, or XLSX; English or Chinese headers) as an
     upsert: new workers are added, changed ones changed, and the report says which; any bad row refuses
     the whole file."""
-    from collector.tabular import in_order
-    from collector.workers.registry import MAX_PROBLEMS_SHOWN, apply_import, plan_import, read_worker_file
+    from collector.tabular import TableError, in_order
+    from collector.workers.registry import (
+        MAX_PROBLEMS_SHOWN,
+        SHOWN_AS,
+        TooManyWorkers,
+        apply_import,
+        plan_import,
+        read_worker_file,
+    )
     from gate_agent.protocol import utc_now_text
 
     limits = ctx.config
-    parsed = read_worker_file(csv_file, sheet=sheet, max_workers=limits.max_workers_per_file)
+    try:
+        parsed = read_worker_file(csv_file, sheet=sheet, max_workers=limits.max_workers_per_file)
+    except (TableError, TooManyWorkers) as error:
+        if as_json:  # the code for scripts, the words (in the file's language) for people
+            click.echo(json_text({"imported": False, "dry_run": dry_run, "error": {
+                "code": getattr(error, "code", "") or "too_many_workers", "message": str(error)}}))
+        raise
+    voice = parsed.voice
     with ctx.store(readonly=dry_run) as store:
-        plan = plan_import(parsed.rows, store, max_workers_per_site=limits.max_workers_per_site)
+        plan = plan_import(parsed.rows, store, max_workers_per_site=limits.max_workers_per_site, voice=voice)
         problems = in_order(parsed.problems + plan.problems)
         if problems:
-            for problem in problems[:MAX_PROBLEMS_SHOWN]:
-                say(str(problem), err=True)
-            if len(problems) > MAX_PROBLEMS_SHOWN:
-                say(f"{csv_file}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more", err=True)
-            raise click.ClickException(f"{csv_file}: {len(problems)} bad row(s); nothing imported")
+            if as_json:
+                click.echo(json_text({"imported": False, "dry_run": dry_run, "bad_rows": len(problems),
+                                      "problems": [problem.as_dict() for problem in problems]}))
+            else:
+                for problem in problems[:MAX_PROBLEMS_SHOWN]:
+                    say(str(problem), err=True)
+                if len(problems) > MAX_PROBLEMS_SHOWN:
+                    say(voice.more(len(problems) - MAX_PROBLEMS_SHOWN), err=True)
+            raise click.ClickException(voice.refused(len(problems)))
         if not dry_run:
             with progressbar(length=len(plan.new) + len(plan.changed), label="importing workers") as bar:
                 apply_import(plan, store, by=by, now=utc_now_text(), progress=bar.update)
+        zones = {site["site"]: site["timezone"] for site in store.sites()}
     # The first names as read, so that a person sees a wrong decoding (mojibake) before applying.
     sample = [{"worker": row["worker"], "name": row["name"]} for row in parsed.rows[:SAMPLE_NAMES]]
     report = {**plan.report(), "encoding": parsed.encoding, "read_columns": parsed.read_columns,
@@ -565,7 +584,9 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
     verb = "would be" if dry_run else "were"
     say(f"{csv_file} ({parsed.encoding}): {len(plan.new)} new, {len(plan.changed)} changed, {len(plan.unchanged)} "
         f"unchanged; {len(plan.cards_added)} card(s) added, {len(plan.cards_replaced)} replaced; "
-        f"{len(plan.assigned)} site assignment(s); {len(plan.terms)} pay term(s) {verb} set"
+        f"{len(plan.assigned)} site assignment(s)"
+        + (f", {len(plan.starts_moved)} start(s) moved to the entry date" if plan.starts_moved else "")
+        + f"; {len(plan.terms)} pay term(s) {verb} set"
         + (" (dry run: nothing changed)" if dry_run else ""))
     if dry_run and sample:
         say("  names as read (check them before importing): "
@@ -575,8 +596,24 @@ def worker_import(ctx: Context, csv_file: str, sheet: str | None, dry_run: bool,
             f"{k} {_shown(k, a)!r} -> {_shown(k, b)!r}" for k, (a, b) in change["fields"].items()))
     for entry in plan.cards_replaced:
         say(f"  {entry['worker']}: card {', '.join(entry['replaces'])} replaced by {entry['card']}")
+    from collector.localtime import zone
+
+    for entry in plan.assigned:
+        if entry.get("start"):
+            say(f"  {entry['worker']}: works at {entry['site']} from "
+                f"{_site_time(entry['start'], zone(zones[entry['site']]))} (the site's time; entry date)")
+    for entry in plan.starts_moved:
+        tz = zone(zones[entry["site"]])
+        before = _site_time(entry["before"], tz) if entry["before"] else "the beginning"
+        say(f"  {entry['worker']}: at {entry['site']} from {before} -> {_site_time(entry['start'], tz)} (the site's "
+            "time; entry date)")
+        if entry["outside"]:
+            say(f"warning: {entry['outside']} tap(s) of {entry['worker']} at {entry['site']} before "
+                f"{_site_time(entry['start'], tz)} {'would be left' if dry_run else 'are now'} outside any "
+                "assignment: their days are flagged not_assigned (worked at a site the worker was not registered at)")
     if parsed.read_columns:
-        say("  columns read: " + ", ".join(escape_control(f"{header} -> {name}") for name, header in parsed.read_columns.items()))
+        say("  columns read: " + ", ".join(escape_control(f"{header} -> {SHOWN_AS.get(name, name)}")
+                                           for name, header in parsed.read_columns.items()))
     if parsed.ignored_columns:
         say(f"  columns not read: {', '.join(parsed.ignored_columns)}")
     for note in parsed.notes:

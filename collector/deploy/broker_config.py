@@ -10,22 +10,38 @@ Each active gate may publish only its own punch and status topics and read only 
 topics and its site's roster; the collector reads punches and statuses and writes acks, commands and
 rosters. Anything else is refused by the broker before it reaches a subscriber. Regenerate after
 enrolling or deactivating a gate and reload the broker (Mosquitto re-reads the ACL file on SIGHUP).
+
+Started as root, Mosquitto drops to its own user (``mosquitto``) before it reads its certificate and key,
+so it cannot read the folder ``collector ca init`` made (0700, keys 0600 root). broker-config copies the
+three files the broker reads, and only those, from that folder into one of the broker's own (``certs/NAME``
+beside the configuration): the directory 0750 and the key 0640, both root's and the broker's group, the
+certificates 0644. The CA's key is never copied and never made readable; a broker folder holding it is
+refused. Run as root, it then checks, as the broker's user, that each file the configuration names can be
+read, and writes nothing if one cannot.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import stat
+import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from collector.deploy.pki import PkiError, common_name, load_certificate
 from collector.names import COLLECTOR_NAME, RESERVED_NAMES, is_reserved_name
-from gate_agent.files import replace_atomically
+from gate_agent.files import replace_atomically, replacing_file
 from gate_agent.protocol import PUNCH_SUBSCRIPTION, STATUS_SUBSCRIPTION, TOPIC_ROOT, GateTopics, valid_id
 
 BROKER_FILES = ("ca.crt", "server.crt", "server.key")
+#: The CA's private key: in the folder `ca init` made, never copied, never made readable to the broker.
+CA_KEY = "ca.key"
+#: The user Mosquitto drops to when started as root (Debian's mosquitto package creates it).
+BROKER_USER = "mosquitto"
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 #: Certificates a PKI directory may hold besides gates' (`collector ca init`): their names are taken.
 PKI_CERTIFICATES = ("ca.crt", "server.crt", "collector.crt")
 
@@ -222,13 +238,18 @@ def acl_text(gates: list[GateEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def config_text(pki: Path, acl_path: Path, settings: BrokerSettings) -> str:
-    tls = [f"cafile {pki / 'ca.crt'}", f"certfile {pki / 'server.crt'}", f"keyfile {pki / 'server.key'}",
+def config_text(certs: Path, acl_path: Path, settings: BrokerSettings, user: str = BROKER_USER) -> str:
+    """The configuration; the broker reads ca.crt, server.crt and server.key from ``certs``."""
+    tls = [f"cafile {certs / 'ca.crt'}", f"certfile {certs / 'server.crt'}", f"keyfile {certs / 'server.key'}",
            "require_certificate true", "use_identity_as_username true"]
     return "\n".join([
         "# Mosquitto configuration for site-gate attendance, written by `collector broker-config`; regenerate,",
         "# do not edit. It is the broker's whole configuration (mosquitto -c THIS_FILE): it chooses where",
         "# sessions are kept, and Mosquitto refuses a second persistence_location from another file.",
+        "",
+        "# Started as root, Mosquitto drops to this user before it reads its certificate and key (below):",
+        "# `broker-config` made them readable by it, and by nobody else but root.",
+        f"user {user}",
         "",
         "# Clients authenticate by certificate only: no anonymous clients, no passwords.",
         "allow_anonymous false",
@@ -273,29 +294,151 @@ def config_text(pki: Path, acl_path: Path, settings: BrokerSettings) -> str:
     ])
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What `broker-config` wrote: the configuration, its ACL, and where the broker reads its TLS files
+    (``copied``: copies made from the CA's folder; ``key_access``: server.key's mode and owner there)."""
+
+    conf: Path
+    acl: Path
+    certs: Path
+    copied: bool
+    key_access: str
+
+
 def write_broker_config(pki: str | os.PathLike, out: str | os.PathLike, gates: list[GateEntry],
-                        settings: BrokerSettings) -> tuple[Path, Path]:
-    """Write ``out`` and the ACL beside it (``out`` with the suffix ``.acl``); return both paths."""
+                        settings: BrokerSettings, *, certs: str | os.PathLike | None = None,
+                        user: str = BROKER_USER) -> Written:
+    """Write ``out`` and the ACL beside it (``out`` with the suffix ``.acl``). The broker reads its TLS
+    files from a folder of its own, ``certs`` (default ``certs/NAME`` beside ``out``): copies of ca.crt,
+    server.crt and server.key from ``pki`` (never ca.key), unless ``pki`` is that folder. Run as root,
+    each file is then checked readable by ``user``, the user the broker runs as."""
     pki = Path(pki).resolve()
     missing = [name for name in BROKER_FILES if not (pki / name).is_file()]
     if missing:
         raise PkiError(f"{pki} lacks {', '.join(missing)} (made by `collector ca init`)")
+    if not _USER_NAME.fullmatch(user):
+        raise PkiError(f"--broker-user {user!r} is not a user name; nothing written")
     # Not resolve(): a symlink planted at ``out`` must be replaced, not followed to a file elsewhere.
     out = Path(os.path.abspath(out))
     acl_path = out.with_suffix(".acl")
     if acl_path == out:
         raise PkiError(f"{out}: name the configuration file with a suffix other than .acl")
-    for path in (pki, acl_path):
+    target = Path(os.path.abspath(certs if certs is not None else out.parent / "certs" / out.stem))
+    for path in (pki, acl_path, target):
         if not _plain(str(path), spaces=True):
             raise PkiError(f"{str(path)!r} holds a line break or a control character, which would end the "
                            "setting in Mosquitto's configuration; nothing written")
+    copy = target.resolve() != pki
+    if not copy and (pki / CA_KEY).exists():
+        raise PkiError(f"{pki} holds {CA_KEY}: the broker never reads its files beside the CA's key; give the "
+                       "broker's copies a folder of their own (--certs, or the default certs/NAME beside --out); "
+                       "nothing written")
     problem = registry_problem(gates, reserved_names(pki))
     if problem:
         raise PkiError(f"{problem}; nothing written")
+    account = _broker_account(user)
+    if copy:
+        _copy_broker_files(pki, target, account)
+    if account is not None:
+        unreadable = _unreadable_by(account, [target / name for name in BROKER_FILES])
+        if unreadable and copy:
+            raise PkiError(f"user {user}, whom Mosquitto runs as, cannot reach the copies in {target}: a directory "
+                           f"above it is closed to that user; put --out (or --certs) where it may enter, such as "
+                           f"/etc/mosquitto; the configuration was not written")
+        if unreadable:
+            raise PkiError(
+                f"user {user}, whom Mosquitto runs as, cannot read {', '.join(str(p) for p in unreadable)}: give "
+                f"--pki the folder `collector ca init` made and broker-config writes copies the broker can read, "
+                f"or make these readable: chgrp {user} {target} {target / 'server.key'} && chmod 0750 {target} && "
+                f"chmod 0640 {target / 'server.key'} && chmod 0644 {target / 'ca.crt'} {target / 'server.crt'}; "
+                "nothing written")
     # The ACL first: a configuration naming a missing ACL file would stop the broker from starting.
     _replace(acl_path, acl_text(gates))
-    _replace(out, config_text(pki, acl_path, settings))
-    return out, acl_path
+    _replace(out, config_text(target, acl_path, settings, user))
+    return Written(out, acl_path, target, copy, _access(target / "server.key"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+def _broker_account(user: str) -> _Account | None:
+    """The broker's user when this runs as root (who else could hand files to it), else None."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise PkiError(f"there is no user {user} on this host: install mosquitto first (its package creates the "
+                       "user it runs as), or name that user with --broker-user; nothing written") from None
+    return _Account(user, entry.pw_uid, entry.pw_gid, tuple(os.getgrouplist(user, entry.pw_gid)))
+
+
+def _copy_broker_files(pki: Path, target: Path, account: _Account | None) -> None:
+    """Copy ca.crt, server.crt and server.key (never ca.key) into ``target``: as root, the directory
+    0750 and the key 0640 owned by root and the broker's group; otherwise owned by whoever runs this,
+    the key 0600. Each file is replaced whole."""
+    gid = account.gid if account is not None else os.getegid()
+    try:
+        if target.is_symlink():
+            raise PkiError(f"{target} is a symbolic link: the broker's folder must be a real directory; "
+                           "nothing written")
+        if not target.exists():
+            target.mkdir(mode=0o700, parents=True)
+            if account is not None:
+                os.chown(target, 0, gid)
+            os.chmod(target, 0o750)
+        for name, mode in (("ca.crt", 0o644), ("server.crt", 0o644),
+                           ("server.key", 0o640 if account is not None else 0o600)):
+            data = (pki / name).read_bytes()
+            with replacing_file(target / name, 0o600) as handle:
+                # Owner and mode set on the open file before it takes the name: never a moment readable
+                # by more than root, nor chmodded through a path someone could have swapped.
+                if account is not None:
+                    os.fchown(handle.fileno(), 0, gid)
+                os.fchmod(handle.fileno(), mode)
+                handle.write(data)
+    except OSError as error:
+        raise PkiError(f"cannot write the broker's copies in {target}: {error.strerror}; nothing else written") \
+            from None
+
+
+def _access(path: Path) -> str:
+    """A file's mode and owner as ``ls -l`` names them: ``0640 root:mosquitto``."""
+    import grp
+    import pwd
+
+    info = path.stat()
+    try:
+        user = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        user = str(info.st_uid)
+    try:
+        group = grp.getgrgid(info.st_gid).gr_name
+    except KeyError:
+        group = str(info.st_gid)
+    return f"{stat.S_IMODE(info.st_mode):04o} {user}:{group}"
+
+
+def _unreadable_by(account: _Account, paths: list[Path]) -> list[Path]:
+    """The files ``account`` cannot read, asked as that user (the kernel's answer: modes, owners, groups,
+    ACLs and every directory on the way)."""
+    script = 'for f in "$@"; do [ -r "$f" ] || printf "%s\\n" "$f"; done'
+    try:
+        result = subprocess.run(["/bin/sh", "-c", script, "sh", *map(str, paths)], user=account.uid,
+                                group=account.gid, extra_groups=list(account.groups), capture_output=True,
+                                text=True, timeout=30, cwd="/", check=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise PkiError(f"cannot check what user {account.name} may read: {error}; nothing written") from None
+    unreadable = set(result.stdout.splitlines())
+    return [path for path in paths if str(path) in unreadable]
 
 
 def _replace(path: Path, text: str) -> None:

@@ -430,6 +430,45 @@ class RegistryQueries:
             self._registry_changed()
             self._mark_days(site=site, worker=worker, since=at)
 
+    def move_assignment_start(self, worker: str, site: str, *, valid_from: str | None, by: str) -> str | None:
+        """The worker's open assignment to ``site`` starts at ``valid_from`` instead (an entry date
+        corrected); the change is kept in ``worker_changes`` (field ``assignment SITE from``) with who made
+        it. Returns the start it had. StoreError if it would overlap an earlier assignment to the site."""
+        by = entered(by, what="who changes the assignment", limit=NAME_MAX_CHARS)
+        with self.transaction():
+            held = self.db.record("SELECT id, valid_from FROM assignments WHERE worker = ? AND site = ? "
+                                  "AND valid_to IS NULL", (worker, site))
+            if held is None:
+                raise StoreError(f"{worker} is not assigned to {site} now")
+            for row in self._rows("SELECT valid_from, valid_to FROM assignments WHERE worker = ? AND site = ? "
+                                  "AND id <> ?", (worker, site, held["id"])):
+                if _overlap(row["valid_from"], row["valid_to"], valid_from, None):
+                    raise StoreError(f"{worker} was assigned to {site} from {row['valid_from'] or 'the beginning'} "
+                                     f"to {row['valid_to']}, after {valid_from or 'the beginning'}")
+            if held["valid_from"] == valid_from:
+                return valid_from
+            self.db.execute("UPDATE assignments SET valid_from = ? WHERE id = ?", (valid_from, held["id"]))
+            if self.has("teams"):
+                self.db.execute("INSERT INTO worker_changes (worker, field, before, after, changed_at, changed_by) "
+                                "VALUES (?, ?, ?, ?, ?, ?)", (worker, f"assignment {site} from", held["valid_from"],
+                                                              valid_from, self._now_text(), by))
+            self._registry_changed()
+            earliest = None if held["valid_from"] is None or valid_from is None else min(held["valid_from"], valid_from)
+            self._mark_days(site=site, worker=worker, since=earliest)
+            return held["valid_from"]
+
+    def card_taps(self, worker: str, site: str, *, start: str | None = None, end: str | None = None) -> int:
+        """Gate punches at ``site`` of cards while ``worker`` held them, in [start, end): the taps an
+        assignment's change may leave outside it."""
+        sql = ("SELECT COUNT(*) FROM punches p JOIN cards c ON c.uid = p.card AND c.worker = ? WHERE p.site = ? "
+               "AND (c.valid_from IS NULL OR p.time >= c.valid_from) AND (c.valid_to IS NULL OR p.time < c.valid_to)")
+        params: tuple = (worker, site)
+        if start is not None:
+            sql, params = sql + " AND p.time >= ?", params + (start,)
+        if end is not None:
+            sql, params = sql + " AND p.time < ?", params + (end,)
+        return self.db.value(sql, params)
+
     def assignments(self, *, worker: str | None = None, site: str | None = None) -> list[dict]:
         where, params = self._where(worker=worker, site=site)
         return self._rows(f"SELECT worker, site, valid_from, valid_to, added_at, added_by FROM assignments{where} "
