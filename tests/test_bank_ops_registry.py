@@ -200,6 +200,12 @@ def test_team_and_trade_are_their_own_fields_read_from_the_file_and_kept_as_hist
     history = bank.json("worker", "history", "W2")
     assert [(c["field"], c["before"], c["after"], c["changed_by"]) for c in history] == [
         ("team", "木工班", "钢筋班", "ops-wang"), ("trade", "木工", "钢筋工", "ops-zhao")]
+    # Read by a person: in the site's time with the zone named (W2 works at GZ01 alone), not the stored UTC.
+    bank.run("worker", "assign", "W2", "--site", "GZ01", "--by", "ops-li", check=False)
+    heading, *lines = bank.run("worker", "history", "W2").stdout.splitlines()
+    assert heading == "W2: times in Asia/Shanghai (the site's time)"
+    shanghai = datetime.fromisoformat(history[0]["changed_at"].replace("Z", "+00:00")).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert lines[0].startswith(shanghai.strftime("%Y-%m-%d %H:%M:%S") + " team '木工班' -> '钢筋班'"), lines[0]
     bank.run("worker", "add", "W3", "--name", "赵六", "--team", "\u202e班", "--site", "GZ01", check=False)
     assert bank.json("worker", "list", "--site", "GZ01")[-1]["worker"] != "W3", "a bidi override is refused"
 

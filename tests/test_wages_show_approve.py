@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tests import test_wages
 from tests.test_wages_payments import PERIOD
@@ -45,6 +47,12 @@ def test_a_look_only_draft_of_a_final_month_does_not_block_the_approval(month):
     assert "version 1 approved by ops-zhao" in approved.stdout
     history = month.json("wages", "history", "--site", "S1", "--period", "2026-10")
     assert [(t["version"], t["status"]) for t in history] == [(1, "approved"), (2, "draft")]
+    # A person reads when each version was run and approved in the site's time, the zone named once.
+    heading, first, _ = month.cli("wages", "history", "--site", "S1", "--period", "2026-10").stdout.splitlines()
+    site_zone = heading.split("times in ")[1].split(" ")[0]
+    local = datetime.fromisoformat(history[0]["computed_at"].replace("Z", "+00:00")).astimezone(ZoneInfo(site_zone))
+    assert heading == f"S1: times in {site_zone} (the site's time)"
+    assert f"computed {local:%Y-%m-%d %H:%M} by ops-wang" in first and "Z" not in first, first
 
 
 def test_approve_takes_the_version_looked_at_and_says_why_a_draft_is_not_one(month):

@@ -196,3 +196,12 @@ def check_xlsx_output(xlsx_file: str | None, as_json: bool, as_csv: bool) -> Non
         raise click.UsageError(f"--xlsx {xlsx_file}: the workbook's name ends in .xlsx")
     if os.path.lexists(xlsx_file):
         raise click.ClickException(f"{xlsx_file} already exists; choose another name (nothing is overwritten)")
+
+
+def site_time(utc_text: str, tz, *, seconds: bool = False) -> str:
+    """A stored UTC instant as a person at the site reads it: 2026-11-03 08:00 (to the minute, or to the
+    second)."""
+    from collector.localtime import local_text
+
+    shown = local_text(utc_text, tz)
+    return shown[:19 if seconds else 16].replace("T", " ") if shown else utc_text

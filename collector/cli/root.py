@@ -36,6 +36,7 @@ from collector.cli.common import (
     say,
     with_config,
 )
+from collector.cli.common import site_time as _site_time
 from gate_agent.logsetup import escape_control, setup_logging
 from gate_agent.protocol import normalise_uid
 
@@ -435,9 +436,13 @@ def worker_history(ctx: Context, worker_id: str, as_json: bool):
         if store.worker(worker_id) is None:
             raise click.ClickException(f"worker {worker_id} does not exist")
         changes = store.worker_changes(worker_id)
-    emit(as_json, changes, "\n".join(escape_control(f"{c['changed_at']} {c['field']} {c['before']!r} -> {c['after']!r} "
-                                                     f"by {c['changed_by']}") for c in changes)
-         or f"{worker_id}: no change recorded")
+        tz = _zone_of_worker(store, worker_id)
+    # Read in the worker's site's time when they work at one site (the zone named), else in UTC, said so.
+    when = (lambda text: _site_time(text, tz, seconds=True)) if tz else (lambda text: text)
+    heading = f"{worker_id}: times in {tz.key} (the site's time)" if tz else f"{worker_id}: times in UTC"
+    emit(as_json, changes, "\n".join([heading] + [escape_control(
+        f"{when(c['changed_at'])} {c['field']} {c['before']!r} -> {c['after']!r} by {c['changed_by']}")
+        for c in changes]) if changes else f"{worker_id}: no change recorded")
 
 
 @worker.command("remove")
@@ -513,15 +518,6 @@ def worker_unassign(ctx: Context, worker_id: str, site: str, at: str | None, by:
     if later:
         say(f"warning: {later} tap(s) of {worker_id} at {site} are at or after that moment: their days are now "
             "flagged not_assigned (worked at a site the worker was not registered at)")
-
-
-def _site_time(utc_text: str, tz, *, seconds: bool = False) -> str:
-    """A stored UTC instant as a person at the site reads it: 2026-11-03 08:00 (to the minute, or to the
-    second)."""
-    from collector.localtime import local_text
-
-    shown = local_text(utc_text, tz)
-    return shown[:19 if seconds else 16].replace("T", " ") if shown else utc_text
 
 
 @worker.command("import")

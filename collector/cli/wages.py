@@ -406,6 +406,7 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
     """Every version of the site's tables: who computed and approved each, when and why."""
     with ctx.store(readonly=True) as store:
         tables = store.wage_tables(site, period)
+        site_row = store.site(site) if tables else None
         overrides = store.dispute_overrides(site, period) if store.has("dispute_answers") else []
         held: dict[int, dict[str, str]] = {}
         for row in store.line_overrides(site, period):
@@ -415,10 +416,18 @@ def wages_history(ctx: Context, site: str, period, as_json: bool):
         table["payer_account"] = masking.account(table.get("payer_account"))
         table["dispute_overrides"] = [o for o in overrides
                                       if (o["period"], o["table_version"]) == (table["period"], table["version"])]
-    emit(as_json, tables, "\n".join(
-        f"{t['period']} v{t['version']} {t['status']:10} computed {t['computed_at']} by {t['computed_by']}"
+    from collector.cli.common import site_time
+    from collector.localtime import zone
+
+    tz = zone(site_row["timezone"]) if site_row else None
+
+    def at(utc_text: str) -> str:
+        return site_time(utc_text, tz) if tz else utc_text
+
+    emit(as_json, tables, (f"{site}: times in {site_row['timezone']} (the site's time)\n" if tz else "") + "\n".join(
+        f"{t['period']} v{t['version']} {t['status']:10} computed {at(t['computed_at'])} by {t['computed_by']}"
         + (f" ({t['reason']})" if t["reason"] else "")
-        + (f"; approved {t['approved_at']} by {t['approved_by']}" if t["approved_at"] else "")
+        + (f"; approved {at(t['approved_at'])} by {t['approved_by']}" if t["approved_at"] else "")
         + (f", paid from {t['payer_account']}" if t["payer_account"] else "")
         + (f"; override: {t['override']}" if t["override"] and not t["held"] else "")
         + "".join(f"; held {worker}: {why}" for worker, why in t["held"].items())
