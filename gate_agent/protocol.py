@@ -247,7 +247,8 @@ class Punch:
         version = data.get("v")
         if type(version) is int and version not in PUNCH_VERSIONS:
             raise ProtocolError("unsupported_version", f"punch protocol version {version}")
-        expected = _FIELDS.get(version, _PUNCH_FIELDS)
+        # Anything may stand for v (a list is unhashable): only an int picks a version's fields.
+        expected = _FIELDS.get(version, _PUNCH_FIELDS) if type(version) is int else _PUNCH_FIELDS
         missing = [name for name in expected if name not in data]
         extra = sorted(set(data) - set(expected))
         if missing:

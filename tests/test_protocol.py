@@ -169,6 +169,7 @@ def test_chain_detects_deletion_reordering_and_substitution(factory):
     (lambda d: d.update(prev="x" * 64), "schema"),
     (lambda d: d.update(sig="ab"), "schema"),
     (lambda d: d.update(v=4), "unsupported_version"),
+    (lambda d: d.update(v=[3]), "schema"),  # not a version at all, nor a crash
     (lambda d: d.update(v=2), "schema"),  # a version 2 punch names its card kind and SUN message
     (lambda d: d.update(v=3, kind="uid", sun=""), "schema"),  # a version 3 punch names its card link too
     (lambda d: d.update(cprev=GENESIS), "schema"),  # ... and a version 1 punch none
