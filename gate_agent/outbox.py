@@ -144,8 +144,11 @@ class Outbox:
                 # An outbox of the previous release: each card's chain goes on from its newest punch still held
                 # (SQLite takes a bare column from the row that gave MAX). A card whose punches were all pruned
                 # starts anew from GENESIS.
-                self._db.execute("INSERT INTO card_heads (card, seq, digest) "
-                                 "SELECT card, MAX(seq), digest FROM punches GROUP BY card")
+                cursor = self._db.execute("INSERT INTO card_heads (card, seq, digest) "
+                                          "SELECT card, MAX(seq), digest FROM punches GROUP BY card")
+                if version == 1:
+                    log.info("outbox upgraded to schema %d: punches are version 3 from now on; each card's chain "
+                             "goes on from its newest punch held here (%d card(s))", SCHEMA_VERSION, cursor.rowcount)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _script(self, script: str) -> None:
