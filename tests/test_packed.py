@@ -435,6 +435,10 @@ def test_a_database_holding_both_formats_copies_into_postgresql_and_verifies(tmp
     made = booted_chain(TIMES[1:]) + booted_chain(["2026-12-02T08:00:00.000Z"], boot="second-boot", first=5,
                                                   prev="00" * 32)
     made[-1] = sign_punch(Punch(**(made[-1].to_dict() | {"prev": made[-2].digest()})), KEY)
+    # The gate upgraded: version 3 punches, the first of a new card, then one linking the card's seq 5.
+    for cprev, card in ((GENESIS, "04D5E6F7"), (made[-1].digest(), made[-1].card)):
+        made.append(sign_punch(Punch(**(made[-1].to_dict() | {
+            "v": 3, "seq": made[-1].seq + 1, "prev": made[-1].digest(), "card": card, "cprev": cprev})), KEY))
     path = tmp_path / "pilot.sqlite3"
     with Store(path, upgrade=False) as store:
         schema.upgrade(store.db, until=32)
@@ -442,10 +446,10 @@ def test_a_database_holding_both_formats_copies_into_postgresql_and_verifies(tmp
         ingest(store, made[:2])
         schema.upgrade(store.db)
         ingest(store, made[2:])
-        assert formats(store) == [1, 1, 2, 2, 2]
+        assert formats(store) == [1, 1, 2, 2, 2, 3, 3]
     report = dbcopy.copy_database(path, postgres_db)
     assert report.ok, report.problems
-    assert [g.contiguous_seq for g in report.gates] == [5]
+    assert [g.contiguous_seq for g in report.gates] == [7]
     with Store(postgres_db) as copied:
         assert held_chain(copied) == made
         assert copied.db.value("SELECT COUNT(*) FROM gate_boots") == 2
