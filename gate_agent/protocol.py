@@ -3,7 +3,8 @@
 A punch is one card tap, signed by the gate that saw it and chained to the gate's previous punch, so
 that nobody (gate owner, contractor, bank) can alter, drop or invent a tap afterwards without it showing.
 From version 3 it is also chained to the gate's previous punch of the same card (``cprev``), so one
-worker's punches at a gate prove on their own that none of them is missing. Both sides import this module; it depends on the standard library and ``cryptography`` only.
+worker's punches at a gate prove on their own that none of them is missing. Both sides import this
+module; it depends on the standard library and ``cryptography`` only.
 
 Canonical bytes are the punch's fields without ``sig`` as compact, key-sorted, ASCII JSON. Every field
 is a string, an integer or a boolean, so the encoding is unique and a verifier re-derives it exactly.
