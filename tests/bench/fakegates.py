@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gate_agent.protocol import (
     GENESIS,
-    PROTOCOL_VERSION,
+    PUNCH_VERSION,
     Ack,
     GateTopics,
     Punch,
@@ -54,15 +54,16 @@ def public_keys(seed: str, site: str, gates: int) -> dict[str, str]:
 
 def signed_bodies(seed: str, site: str, gate: str, count: int, start: datetime) -> list[bytes]:
     key = gate_key(seed, site, gate)
-    prev, bodies = GENESIS, []
+    prev, bodies, heads = GENESIS, [], {}
     for seq in range(1, count + 1):
+        card = f"BE{seq % 1000:06X}"
         punch = sign_punch(Punch(
-            v=PROTOCOL_VERSION, site=site, gate=gate, seq=seq,
+            v=PUNCH_VERSION, site=site, gate=gate, seq=seq,
             time=format_time(start + timedelta(milliseconds=500 * seq)), mono_ms=500 * seq, boot="bench",
-            synced=True, card=f"BE{seq % 1000:06X}", tech="iso14443a", reader="udp:bench", dir="in",
-            roster="none", prev=prev, key="", sig="",
+            synced=True, card=card, tech="iso14443a", reader="udp:bench", dir="in",
+            roster="none", prev=prev, key="", sig="", cprev=heads.get(card, GENESIS),
         ), key)
-        prev = punch.digest()
+        prev = heads[card] = punch.digest()
         bodies.append(punch.to_json())
     return bodies
 

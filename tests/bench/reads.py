@@ -71,7 +71,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from collector.store import Store, Tail, partitions  # noqa: E402
-from gate_agent.protocol import GENESIS, PROTOCOL_VERSION, Punch, format_time, sign_punch  # noqa: E402
+from gate_agent.protocol import GENESIS, PUNCH_VERSION, Punch, format_time, sign_punch  # noqa: E402
 from tests.bench.fakegates import gate_key, gate_names, public_keys  # noqa: E402
 
 #: (sites, workers per site, working days of the month measured)
@@ -282,11 +282,11 @@ def site_punches(task: dict) -> dict:
     rows, voids = [], []
     for gate in gates:
         key = gate_key(SEED, site, gate)
-        prev, seq = GENESIS, 0
+        prev, seq, heads = GENESIS, 0, {}
         for moment, _, card, direction, void in sorted(e for e in events if e[1] == gate):
             seq += 1
-            punch = signed(key, site, gate, seq, prev, moment, card, direction)
-            prev = punch.digest()
+            punch = signed(key, site, gate, seq, prev, moment, card, direction, heads.get(card, GENESIS))
+            prev = heads[card] = punch.digest()
             rows.append((tuple(getattr(punch, name) for name in PUNCH_FIELDS),
                          format_time(moment + timedelta(seconds=2))))
             if void:
@@ -294,13 +294,15 @@ def site_punches(task: dict) -> dict:
     return {"site": site, "rows": rows, "voids": voids, "manual": manual}
 
 
-def signed(key, site: str, gate: str, seq: int, prev: str, moment: datetime, card: str, direction: str) -> Punch:
-    """A punch as a gate agent signs it (its boot's monotonic clock counted from 2020)."""
+def signed(key, site: str, gate: str, seq: int, prev: str, moment: datetime, card: str, direction: str,
+           cprev: str) -> Punch:
+    """A punch as a gate agent signs it (version 3: ``cprev`` links the card's previous punch at the gate; its
+    boot's monotonic clock counted from 2020)."""
     mono = int((moment - datetime(2020, 1, 1, tzinfo=UTC)).total_seconds() * 1000)
     return sign_punch(Punch(
-        v=PROTOCOL_VERSION, site=site, gate=gate, seq=seq, time=format_time(moment), mono_ms=mono, boot="bench-boot",
+        v=PUNCH_VERSION, site=site, gate=gate, seq=seq, time=format_time(moment), mono_ms=mono, boot="bench-boot",
         synced=True, card=card, tech="iso14443a", reader="pcsc:bench", dir=direction, roster="known", prev=prev,
-        key="", sig="",
+        key="", sig="", cprev=cprev,
     ), key)
 
 
@@ -532,11 +534,16 @@ def put_inside(bank: Bank) -> None:
     started = time.perf_counter()
     with Store(bank.location) as store:
         tails = {gate: store.highest_punch(site, gate) for gate in gates[:2]}
+        heads: dict[tuple[str, str], str] = {}  # (gate, card) -> digest of the card's latest punch there
         with store.transaction():
             for moment, gate, card in taps:
                 tail = tails[gate]
+                if (gate, card) not in heads:
+                    held = store.card_punch_before(site, gate, card, 2**62)
+                    heads[(gate, card)] = held["digest"] if held else GENESIS
                 punch = signed(gate_key(SEED, site, gate), site, gate, (tail.seq if tail else 0) + 1,
-                               tail.digest if tail else GENESIS, moment, card, "in")
+                               tail.digest if tail else GENESIS, moment, card, "in", heads[(gate, card)])
+                heads[(gate, card)] = punch.digest()
                 received = format_time(moment + timedelta(seconds=2))
                 store.insert_punch(punch, received_at=received, source="mqtt", flags="")
                 tails[gate] = Tail(punch.seq, punch.digest(), punch.time)
@@ -951,11 +958,12 @@ def measure_ingest(bank: Bank, engine: str, *, per_run: int, rounds: int = 6, bu
     marked = 0
     for path, marks, r in plan:
         gate = gates[(path, marks, r)]
-        key, prev, punches = gate_key(SEED, site, gate), GENESIS, []
+        key, prev, punches, heads = gate_key(SEED, site, gate), GENESIS, [], {}
         for seq in range(1, per_run + 1):
-            punch = signed(key, site, gate, seq, prev, start + timedelta(milliseconds=500 * seq),
-                           cards[(seq * 7 + r) % len(cards)], "in" if seq % 2 else "out")
-            prev = punch.digest()
+            card = cards[(seq * 7 + r) % len(cards)]
+            punch = signed(key, site, gate, seq, prev, start + timedelta(milliseconds=500 * seq), card,
+                           "in" if seq % 2 else "out", heads.get(card, GENESIS))
+            prev = heads[card] = punch.digest()
             punches.append(punch)
         received = format_time(datetime.now(UTC))
         kind = Store if marks else StoreWithoutMarks
