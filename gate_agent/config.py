@@ -79,6 +79,9 @@ MAX_BUFFER_MB = 1024 * 1024
 
 
 def _reader_path(value: str) -> bool:
+    # Every punch names its reader, and a punch is ASCII (gate_agent.protocol: version 3), 1-64 characters.
+    if not (value.isascii() and value.isprintable() and 1 <= len(value) <= 64):
+        return False
     kind = value.split(":")[0]
     if kind == "usb":
         return True

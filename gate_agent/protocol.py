@@ -297,6 +297,11 @@ class Punch:
         if data["seq"] == 1 and data["prev"] != GENESIS:
             raise ProtocolError("schema", "seq 1 must link to the genesis digest")
         if "cprev" in expected:
+            # From version 3 a punch is ASCII through and through, so its canonical bytes are exactly its
+            # RFC 8785 bytes (docs/evidence-format.md): no verifier has to escape a non-ASCII reader name.
+            for name in ("boot", "reader"):
+                if not data[name].isascii():
+                    raise ProtocolError("schema", f"a version 3 punch's {name} must be printable ASCII")
             _check_hex("cprev", data["cprev"], 64)
             if data["seq"] == 1 and data["cprev"] != GENESIS:
                 raise ProtocolError("schema", "seq 1 must link its card to the genesis digest (cprev)")

@@ -325,3 +325,26 @@ def test_wire_times_of_any_year_round_trip():
                    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):
         text = format_time(moment)
         assert len(text) == 24 and parse_time(text) == moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+@pytest.mark.parametrize("name, value", [("reader", "usb:读卡器"), ("boot", "b\u00e9b\u00e9"), ("reader", "tty:AMA0:pn532\u200b")])
+def test_a_version_3_punch_is_ascii_so_its_signed_bytes_are_its_rfc_8785_bytes(name, value):
+    """docs/evidence-format.md: a verifier rebuilds a version 3 punch's signed bytes by RFC 8785 alone, which
+    writes non-ASCII as itself where the gate's canonical JSON escapes it; so version 3 holds none. Earlier
+    versions keep reading as they were signed."""
+    from collector.evidence.canonical import jcs
+
+    punch = PunchFactory(version=3).next()
+    body = {k: v for k, v in punch.to_dict().items() if k != "sig"}
+    assert jcs(body) == punch.canonical_bytes()
+    with pytest.raises(ProtocolError, match="printable"):
+        Punch.from_dict({**punch.to_dict(), name: value})
+    older = PunchFactory(version=2).next().to_dict()
+    assert Punch.from_dict({**older, "reader": "usb:读卡器"}).reader == "usb:读卡器"
+
+
+def test_the_gate_refuses_a_reader_path_no_punch_could_carry(tmp_path):
+    from gate_agent.config import _reader_path
+
+    assert _reader_path("tty:AMA0:pn532") and _reader_path("udp:127.0.0.1:54321")
+    assert not _reader_path("tty:读卡器:pn532") and not _reader_path("usb\x07") and not _reader_path("tty:" + "A" * 70 + ":pn532")
