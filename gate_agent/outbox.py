@@ -4,6 +4,10 @@ A punch is committed here before the gate signals "recorded". SQLite in WAL mode
 synchronous=FULL makes the commit survive a power cut, and one transaction per punch means a crash
 at any instant leaves the whole punch or none of it: no gap in the sequence, no broken chain.
 A punch leaves only when the collector has acknowledged it (and its retention has passed).
+
+Each card's latest punch (its seq and digest) is kept in ``card_heads``, written in the transaction of
+the punch itself: the next punch of that card names it as ``cprev`` (protocol version 3), so one card's
+punches form a chain of their own. Heads are never pruned: one row per card this gate has ever seen.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import GateError
 from .files import create_private
-from .protocol import GENESIS, PROTOCOL_VERSION, Ack, Punch, Roster, format_time, sign_punch
+from .protocol import GENESIS, PUNCH_VERSION, Ack, Punch, Roster, format_time, sign_punch
 
 log = logging.getLogger(__name__)
 
 FILENAME = "outbox.sqlite3"
-SCHEMA_VERSION = 1
+#: 1: punches and meta; 2: card_heads (punch protocol version 3).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE punches (
@@ -40,6 +45,14 @@ CREATE TABLE punches (
 );
 CREATE INDEX punches_card ON punches (card, mono_ms);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+#: Each card's latest punch: what its next punch names as ``cprev``. Kept when its punches are pruned.
+_CARD_HEADS = """
+CREATE TABLE card_heads (
+    card   TEXT PRIMARY KEY,   -- as the punch's card field holds it (8 to 32 hex digits)
+    seq    INTEGER NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 
@@ -123,11 +136,22 @@ class Outbox:
                 return
             if version > SCHEMA_VERSION:
                 raise OutboxError(f"{self.path} has schema {version}, newer than this agent ({SCHEMA_VERSION})")
-            # executescript() would COMMIT the open transaction first; run the statements one by one.
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._db.execute(statement)
-            self._set_meta(site=self.site, gate=self.gate, head_seq="0", head_digest=GENESIS, acked_seq="0")
+            if version < 1:
+                self._script(_SCHEMA)
+                self._set_meta(site=self.site, gate=self.gate, head_seq="0", head_digest=GENESIS, acked_seq="0")
+            if version < 2:
+                self._script(_CARD_HEADS)
+                # An outbox of the previous release: each card's chain goes on from its newest punch still held
+                # (SQLite takes a bare column from the row that gave MAX). A card whose punches were all pruned
+                # starts anew from GENESIS.
+                self._db.execute("INSERT INTO card_heads (card, seq, digest) "
+                                 "SELECT card, MAX(seq), digest FROM punches GROUP BY card")
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _script(self, script: str) -> None:
+        # executescript() would COMMIT the open transaction first; run the statements one by one.
+        for statement in filter(str.strip, script.split(";")):
+            self._db.execute(statement)
 
     def _check_identity(self) -> None:
         site, gate = self._meta("site"), self._meta("gate")
@@ -154,18 +178,21 @@ class Outbox:
 
     def append(self, *, card: str, tech: str, reader: str, direction: str, roster: str, clock,
                kind: str = "uid", sun: str = "") -> Punch:
-        """Sign, chain and durably commit one punch; return it once it is on disk. A plain UID card's punch
-        is protocol version 1 (as before card kinds); other kinds need version 2."""
+        """Sign, chain and durably commit one punch (protocol version 3: chained to the gate's previous
+        punch and to the previous punch of its card); return it once it is on disk. The punch, the gate's
+        head and the card's head commit together: a crash leaves all three or none."""
         if self._key is None:
             raise OutboxError("this outbox connection was opened without the signing key")
         with self._transaction():
             head_seq, head_digest = self.head_seq, self.head_digest
+            card_head = self.card_head(card)
             punch = sign_punch(
                 Punch(
-                    v=PROTOCOL_VERSION if kind == "uid" else 2, site=self.site, gate=self.gate, seq=head_seq + 1,
+                    v=PUNCH_VERSION, site=self.site, gate=self.gate, seq=head_seq + 1,
                     time=format_time(clock.now()), mono_ms=clock.monotonic_ms(), boot=clock.boot_id,
                     synced=clock.synchronised(), card=card, tech=tech, reader=reader, dir=direction,
                     roster=roster, prev=head_digest, key="", sig="", kind=kind, sun=sun,
+                    cprev=card_head[1] if card_head else GENESIS,
                 ),
                 self._key,
             )
@@ -174,8 +201,19 @@ class Outbox:
                 "INSERT INTO punches (seq, body, digest, card, time, boot, mono_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (punch.seq, punch.to_json(), digest, punch.card, punch.time, punch.boot, punch.mono_ms),
             )
+            self._db.execute(
+                "INSERT INTO card_heads (card, seq, digest) VALUES (?, ?, ?) "
+                "ON CONFLICT (card) DO UPDATE SET seq = excluded.seq, digest = excluded.digest",
+                (punch.card, punch.seq, digest),
+            )
             self._set_meta(head_seq=str(punch.seq), head_digest=digest)
         return punch
+
+    def card_head(self, card: str) -> tuple[int, str] | None:
+        """The seq and digest of this gate's latest punch of ``card`` (kept when the punch is pruned), or None
+        if the gate has written none (since its outbox was made, or, upgraded, none it still held then)."""
+        row = self._db.execute("SELECT seq, digest FROM card_heads WHERE card = ?", (card,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     def last_taps(self, boot: str, since_mono_ms: int) -> dict[str, int]:
         """card -> mono_ms of its latest punch in this boot since ``since_mono_ms`` (debounce after a restart)."""

@@ -2,7 +2,8 @@
 
 A punch is one card tap, signed by the gate that saw it and chained to the gate's previous punch, so
 that nobody (gate owner, contractor, bank) can alter, drop or invent a tap afterwards without it showing.
-Both sides import this module; it depends on the standard library and ``cryptography`` only.
+From version 3 it is also chained to the gate's previous punch of the same card (``cprev``), so one
+worker's punches at a gate prove on their own that none of them is missing. Both sides import this module; it depends on the standard library and ``cryptography`` only.
 
 Canonical bytes are the punch's fields without ``sig`` as compact, key-sorted, ASCII JSON. Every field
 is a string, an integer or a boolean, so the encoding is unique and a verifier re-derives it exactly.
@@ -25,12 +26,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .errors import GateError, GateInputError
 
 PROTOCOL_VERSION = 1
-#: Punches name their card kind from version 2 on; a version 1 punch is a ``uid`` card. A gate writes
-#: version 1 for a plain UID card (a collector of the previous release still reads it) and version 2 for
-#: the other kinds. Messages, rosters and files stay at PROTOCOL_VERSION.
-PUNCH_VERSIONS = (1, 2)
+#: Punches name their card kind from version 2 on; a version 1 punch is a ``uid`` card. Version 3 adds
+#: ``cprev``, the digest of the gate's previous punch of the same card, so that one card's punches form a
+#: signed chain of their own. A gate writes version 3 for every punch; the collector reads all three.
+#: Messages, rosters and files stay at PROTOCOL_VERSION.
+PUNCH_VERSIONS = (1, 2, 3)
+#: The version a gate writes.
+PUNCH_VERSION = 3
 TOPIC_ROOT = "attendance/v1"
-GENESIS = "0" * 64  # ``prev`` of a gate's first punch
+GENESIS = "0" * 64  # ``prev`` of a gate's first punch; ``cprev`` of a card's first punch at a gate
 
 #: The collector refuses larger messages before parsing them.
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -207,11 +211,14 @@ class Punch:
     sig: str = ""  # hex Ed25519 signature over canonical_bytes()
     kind: str = "uid"  # from v 2: the card kind (CARD_KINDS); a v 1 punch has neither field on the wire
     sun: str = ""  # from v 2: an ntag424 card's SUN message, "" for other kinds
+    #: from v 3: digest of the previous punch this gate wrote of the same card (GENESIS for none): the card's
+    #: own chain, which proves that none of one card's punches at this gate was left out
+    cprev: str = ""
 
     def _fields(self) -> dict:
         # dataclasses.asdict deep-copies every value; these are all str/int/bool. Profiling ingest showed
         # asdict at ~10% of the collector's time (canonical bytes, body and digest per punch).
-        return {name: getattr(self, name) for name in (_V1_NAMES if self.v == 1 else _FIELD_NAMES)}
+        return {name: getattr(self, name) for name in _NAMES.get(self.v, _FIELD_NAMES)}
 
     def canonical_bytes(self) -> bytes:
         body = self._fields()
@@ -240,7 +247,7 @@ class Punch:
         version = data.get("v")
         if type(version) is int and version not in PUNCH_VERSIONS:
             raise ProtocolError("unsupported_version", f"punch protocol version {version}")
-        expected = _V1_FIELDS if version == 1 else _PUNCH_FIELDS
+        expected = _FIELDS.get(version, _PUNCH_FIELDS)
         missing = [name for name in expected if name not in data]
         extra = sorted(set(data) - set(expected))
         if missing:
@@ -287,13 +294,20 @@ class Punch:
         _check_hex("sig", data["sig"], 128)
         if data["seq"] == 1 and data["prev"] != GENESIS:
             raise ProtocolError("schema", "seq 1 must link to the genesis digest")
+        if "cprev" in expected:
+            _check_hex("cprev", data["cprev"], 64)
+            if data["seq"] == 1 and data["cprev"] != GENESIS:
+                raise ProtocolError("schema", "seq 1 must link its card to the genesis digest (cprev)")
         return cls(**data)
 
 
 _PUNCH_FIELDS: dict[str, type] = {f.name: {"int": int, "str": str, "bool": bool}[f.type] for f in fields(Punch)}
 _FIELD_NAMES = tuple(_PUNCH_FIELDS)
-_V1_FIELDS = {name: kind for name, kind in _PUNCH_FIELDS.items() if name not in ("kind", "sun")}
-_V1_NAMES = tuple(_V1_FIELDS)
+_V2_FIELDS = {name: kind for name, kind in _PUNCH_FIELDS.items() if name != "cprev"}
+_V1_FIELDS = {name: kind for name, kind in _V2_FIELDS.items() if name not in ("kind", "sun")}
+#: The fields of each version a punch may have (the newest: every field).
+_FIELDS = {1: _V1_FIELDS, 2: _V2_FIELDS, 3: _PUNCH_FIELDS}
+_NAMES = {version: tuple(names) for version, names in _FIELDS.items()}
 
 
 def _check_hex(name: str, value: str, length: int) -> None:
@@ -334,6 +348,26 @@ def check_link(previous: Punch, punch: Punch) -> None:
         raise ProtocolError(
             "chain_break", f"{punch.gate} seq {punch.seq} does not link to the seq {previous.seq} held here"
         )
+
+
+def check_card_link(previous: Punch | None, punch: Punch) -> None:
+    """Raise ProtocolError('chain_break') unless ``punch`` (version 3) names ``previous`` as the gate's
+    punch of its card before it; ``previous`` None: the card's first punch at this gate (``cprev`` GENESIS).
+    A chain of one card may begin at a punch of version 1 or 2 (written before the gate's upgrade), which
+    names no predecessor of its own."""
+    if punch.v < 3:
+        raise ProtocolError("chain_break", f"{punch.gate} seq {punch.seq} is version {punch.v}: it names no card link")
+    if previous is None:
+        if punch.cprev != GENESIS:
+            raise ProtocolError("chain_break", f"{punch.gate} seq {punch.seq} links its card to an earlier punch")
+        return
+    if (previous.site, previous.gate, previous.card) != (punch.site, punch.gate, punch.card):
+        raise ProtocolError("chain_break", "card link between punches of different gates or cards")
+    if previous.seq >= punch.seq:
+        raise ProtocolError("chain_break", f"seq {punch.seq} cannot follow its card's seq {previous.seq}")
+    if punch.cprev != previous.digest():
+        raise ProtocolError("chain_break", f"{punch.gate} seq {punch.seq} does not link its card to the seq "
+                                           f"{previous.seq} held here")
 
 
 def verify_chain(punches: list[Punch], keys: dict[str, Ed25519PublicKey]) -> None:

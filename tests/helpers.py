@@ -220,30 +220,36 @@ class Listener:
 
 
 class PunchFactory:
-    """Signed, chained punches for one gate, made the way a gate makes them."""
+    """Signed, chained punches for one gate, made the way a gate makes them: punch protocol ``version`` 1
+    (the default) or 3, which links each punch to the previous one of its card (``cprev``)."""
 
     def __init__(self, site: str = "S1", gate: str = "north", key: Ed25519PrivateKey | None = None,
-                 start: datetime | None = None):
+                 start: datetime | None = None, version: int = PROTOCOL_VERSION):
         self.site, self.gate = site, gate
         self.key = key or Ed25519PrivateKey.generate()
         self.public_key = public_key_text(self.key.public_key())
         self.prev = GENESIS
         self.seq = 0
         self.time = start or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        self.version = version
+        self.card_heads: dict[str, str] = {}  # card -> digest of its latest punch (version 3)
 
     def next(self, card: str = "04A1B2C3D4E5F6", direction: str = "in", *, at: datetime | None = None,
              synced: bool = True, **fields) -> Punch:
         self.seq += 1
         self.time = at or self.time + timedelta(seconds=1)
+        linked = {"cprev": self.card_heads.get(card, GENESIS)} if self.version == 3 else {}
         punch = sign_punch(Punch(
-            v=PROTOCOL_VERSION, site=self.site, gate=self.gate, seq=self.seq, time=format_time(self.time),
+            v=self.version, site=self.site, gate=self.gate, seq=self.seq, time=format_time(self.time),
             mono_ms=1000 * self.seq, boot="boot-1", synced=synced, card=card, tech="iso14443a",
-            reader="udp:test", dir=direction, roster="known", prev=self.prev, key="", sig="",
+            reader="udp:test", dir=direction, roster="known", prev=self.prev, key="", sig="", **linked,
         ), self.key)
         if fields:
             data = punch.to_dict() | fields
             punch = sign_punch(Punch(**data), self.key)
         self.prev = punch.digest()
+        if self.version == 3:
+            self.card_heads[punch.card] = self.prev
         return punch
 
 

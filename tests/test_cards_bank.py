@@ -126,7 +126,8 @@ def test_version_1_punches_stay_verifiable_and_version_2_names_the_kind():
     ({"v": 2, "kind": "bank", "card": "DEADBEEF"}, "bank card"),  # a UID is no bank identifier
     ({"v": 2, "kind": "uid", "card": "A" * 32}, "4-10 bytes"),
     ({"v": 2, "kind": "uid", "sun": "00" * 16 + ":" + "00" * 8}, "no sun"),
-    ({"v": 3}, "version"),
+    ({"v": 3}, "lacks cprev"),  # version 3 adds the card's link
+    ({"v": 4}, "version"),
 ])
 def test_punches_with_bad_card_kinds_are_refused(changes, reason):
     data = json.loads(_punch(v=2, kind="uid").to_json())

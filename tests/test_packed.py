@@ -41,7 +41,7 @@ printable = st.text(st.characters(codec="utf-8").filter(str.isprintable), min_si
 @st.composite
 def punches(draw) -> Punch:
     """Any punch ``Punch.from_dict`` accepts, field by field (signature bytes need not verify here)."""
-    version = draw(st.sampled_from((1, 2)))
+    version = draw(st.sampled_from((1, 2, 3)))
     kind = "uid" if version == 1 else draw(st.sampled_from(CARD_KINDS))
     if kind == "bank":
         card = draw(st.text(UPPER, min_size=32, max_size=32))
@@ -51,13 +51,15 @@ def punches(draw) -> Punch:
     if kind == "ntag424":
         sun = draw(st.text(HEX, min_size=32, max_size=32)) + ":" + draw(st.text(HEX, min_size=16, max_size=16))
     boot = draw(st.one_of(st.uuids().map(str), printable))
+    # A version 3 punch's card link: a card's first punch at a gate names 64 zeros (format 3 holds none).
+    cprev = draw(st.one_of(st.just(GENESIS), st.text(HEX, min_size=64, max_size=64))) if version == 3 else ""
     return Punch(v=version, site=draw(st.sampled_from(("S1", "site-7"))), gate=draw(st.sampled_from(("north", "g.2"))),
                  seq=draw(st.integers(1, 2**63 - 1)), time="2026-11-02T00:30:00.125Z",
                  mono_ms=draw(st.integers(0, 2**63 - 1)), boot=boot, synced=draw(st.booleans()), card=card,
                  tech=draw(st.sampled_from(TECHNOLOGIES)), reader=draw(printable), dir=draw(st.sampled_from(DIRECTIONS)),
                  roster=draw(st.sampled_from(ROSTER_VERDICTS)), prev=draw(st.text(HEX, min_size=64, max_size=64)),
                  key=draw(st.text(HEX, min_size=16, max_size=16)), sig=draw(st.text(HEX, min_size=128, max_size=128)),
-                 kind=kind, sun=sun)
+                 kind=kind, sun=sun, cprev=cprev)
 
 
 def columns(punch: Punch) -> dict:
@@ -72,7 +74,8 @@ def test_every_punch_a_gate_may_send_comes_back_byte_for_byte(punch):
     rebuilt = unpack(packed, **columns(punch))
     assert rebuilt == punch
     assert rebuilt.to_json() == punch.to_json() and rebuilt.canonical_bytes() == punch.canonical_bytes()
-    assert len(packed) <= 14 + 3 + 64 * 4 + 2 + 64 * 4 + 104 + 25  # at most: boot and reader of 64 4-byte letters
+    # At most: boot and reader of 64 4-byte letters, and a version 3 punch's card link.
+    assert len(packed) <= 14 + 3 + 64 * 4 + 2 + 64 * 4 + 104 + 25 + 32
 
 
 def boots_of(punch: Punch, ref: int) -> dict[int, Boot]:
@@ -84,12 +87,14 @@ def boots_of(punch: Punch, ref: int) -> dict[int, Boot]:
 @given(punches(), st.integers(1, 2**32 - 1))
 def test_every_punch_comes_back_byte_for_byte_from_the_gate_boot_it_names(punch, ref):
     packed = pack(punch, ref)
-    assert packed[0] == 2 and boot_ref(packed) == ref
+    assert packed[0] == (3 if punch.v == 3 else 2) and boot_ref(packed) == ref
     rebuilt = unpack(packed, **columns(punch), boots=boots_of(punch, ref))
     assert rebuilt == punch
     assert rebuilt.to_json() == punch.to_json() and rebuilt.canonical_bytes() == punch.canonical_bytes()
-    # Boot, reader and key are the row's: only the head, mono_ms, prev, signature and a SUN message remain.
-    assert len(packed) <= 6 + 9 + 96 + 24 and len(packed) < len(pack(punch)) - 6
+    # Boot, reader and key are the row's: only the head, mono_ms, prev, signature, a card link other than
+    # 64 zeros and a SUN message remain.
+    linked = 32 if punch.v == 3 and punch.cprev != GENESIS else 0
+    assert len(packed) <= 6 + 9 + 96 + linked + 24 and len(packed) < len(pack(punch)) - 6
     # A value is read only with the row it names, of its own gate.
     for boots in ({}, boots_of(punch, ref + 1), {ref: Boot(punch.site, "other", punch.boot, punch.reader, punch.key)}):
         with pytest.raises(PackError, match=f"{punch.site}/{punch.gate} seq {punch.seq}"):
@@ -132,6 +137,27 @@ def test_a_packed_punch_is_about_a_third_of_its_signed_json():
     assert len(pack(punch)) * 3 < len(punch.to_json())
     # Naming its gate boot instead (format 2): mono_ms 1007 takes two bytes.
     assert len(pack(punch, 1)) == 6 + 2 + 96 == len(pack(punch)) - 17 - 2 - len(punch.reader) - 8 - 6 - 1
+
+
+def test_a_version_3_punch_costs_its_card_link_and_a_cards_first_punch_nothing_more():
+    """Format 3 is format 2 with the 32 bytes of ``cprev``; a card's first punch (64 zeros) holds none. In
+    format 1 (no gate boot to name) the card link follows the SUN message's field."""
+    key = Ed25519PrivateKey.generate()
+    older = sign_punch(_punch(7, "ab" * 32, "04A1B2C3", "2026-11-02T00:30:00.000Z"), key)
+    first = sign_punch(Punch(**(older.to_dict() | {"v": 3, "cprev": GENESIS})), key)
+    linked = sign_punch(Punch(**(older.to_dict() | {"v": 3, "cprev": "cd" * 32})), key)
+    assert len(pack(first, 1)) == len(pack(older, 1)) and pack(first, 1)[0] == 3
+    assert len(pack(linked, 1)) == len(pack(older, 1)) + 32
+    assert len(pack(first)) == len(pack(linked)) == len(pack(older)) + 32 and pack(linked)[0] == 1
+    for punch in (first, linked):
+        for packed, boots in ((pack(punch, 1), boots_of(punch, 1)), (pack(punch), None)):
+            assert unpack(packed, **columns(punch), boots=boots).to_json() == punch.to_json()
+    # One packed form a punch: 64 zeros held where pack leaves them out is refused.
+    held_zeros = bytearray(pack(linked, 1))
+    held_zeros[1] |= 1
+    held_zeros[-32:] = bytes(32)
+    with pytest.raises(PackError, match="64 zeros"):
+        unpack(bytes(held_zeros), **columns(first), boots=boots_of(first, 1))
 
 
 # ---------------------------------------------------------------------------------------------- the store

@@ -104,9 +104,22 @@ def test_changing_the_card_kind_or_sun_message_breaks_the_signature(name):
     assert caught.value.reason == "bad_signature"
 
 
+def test_changing_the_card_link_breaks_the_signature():
+    """Version 3 punches sign ``cprev``, the digest of the gate's previous punch of the same card."""
+    key = Ed25519PrivateKey.generate()
+    punch = sign_punch(Punch(v=3, site="S1", gate="north", seq=5, time="2026-01-01T08:00:00.000Z", mono_ms=1,
+                             boot="b", synced=True, card="04DE5F1EACC040", tech="iso14443a", reader="usb",
+                             dir="in", roster="known", prev="1" * 64, key="", sig="", cprev="2" * 64), key)
+    verify_punch(Punch.from_dict(punch.to_dict()), key.public_key())
+    for cprev in (GENESIS, "3" * 64):
+        with pytest.raises(ProtocolError) as caught:
+            verify_punch(Punch.from_dict(punch.to_dict() | {"cprev": cprev}), key.public_key())
+        assert caught.value.reason == "bad_signature"
+
+
 def test_every_field_but_the_signature_is_covered():
     signed = {f.name for f in fields(Punch)} - {"sig", "v", "key"}
-    assert signed == set(TAMPERED) | set(TAMPERED_V2)
+    assert signed == set(TAMPERED) | set(TAMPERED_V2) | {"cprev"}
 
 
 def test_a_flipped_signature_bit_and_a_wrong_key_fail(factory):
@@ -155,8 +168,10 @@ def test_chain_detects_deletion_reordering_and_substitution(factory):
     (lambda d: d.update(gate="+"), "schema"),
     (lambda d: d.update(prev="x" * 64), "schema"),
     (lambda d: d.update(sig="ab"), "schema"),
-    (lambda d: d.update(v=3), "unsupported_version"),
+    (lambda d: d.update(v=4), "unsupported_version"),
     (lambda d: d.update(v=2), "schema"),  # a version 2 punch names its card kind and SUN message
+    (lambda d: d.update(v=3, kind="uid", sun=""), "schema"),  # a version 3 punch names its card link too
+    (lambda d: d.update(cprev=GENESIS), "schema"),  # ... and a version 1 punch none
 ])
 def test_malformed_punches_are_refused_with_a_reason(factory, mutate, reason):
     data = factory.next().to_dict()

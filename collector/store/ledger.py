@@ -365,6 +365,37 @@ class LedgerQueries:
                                                        (site, gate, first, last if last is not None else 2**62),
                                                        "ORDER BY seq")]
 
+    # ------------------------------------------------------------------ one card's punches at one gate
+    #
+    # A version 3 punch names its gate's previous punch of the same card (``cprev``): these are the reads
+    # that follow that chain. Rows are gate_punch_rows' (``signed_fields`` gives back what the gate signed);
+    # manual punches, which no gate signed, have no gate and are never among them. They go through the
+    # card's index (SQLite: punches_card_time; PostgreSQL: punches_card in each month), which holds the
+    # card's own few punches a day, and no index is added for them. The gate's unique (site, gate, seq)
+    # index would walk every other card's punches between two of this card's, and, for a card's nearest
+    # punch before or after a seq, as far as it takes (a card that never came back: to the end of the
+    # gate's history). SQLite's planner, which has no statistics here, takes that index whenever it may:
+    # ``p.site || ''`` (the same text) keeps it off, since the site is the index's first column.
+
+    def card_punch_rows(self, site: str, gate: str, card: str, first_seq: int, last_seq: int) -> list[dict]:
+        """The punches of ``card`` at ``gate`` with first_seq <= seq <= last_seq, in seq order."""
+        return self._card_rows(site, gate, card, "BETWEEN ? AND ?", (first_seq, last_seq), "")
+
+    def card_punch_before(self, site: str, gate: str, card: str, seq: int) -> dict | None:
+        """The punch of ``card`` at ``gate`` with the highest seq below ``seq``, or None."""
+        rows = self._card_rows(site, gate, card, "< ?", (seq,), "DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def card_punch_after(self, site: str, gate: str, card: str, seq: int) -> dict | None:
+        """The punch of ``card`` at ``gate`` with the lowest seq above ``seq``, or None."""
+        rows = self._card_rows(site, gate, card, "> ?", (seq,), "LIMIT 1")
+        return rows[0] if rows else None
+
+    def _card_rows(self, site: str, gate: str, card: str, seq_test: str, seqs: tuple, order: str) -> list[dict]:
+        return self._punch_rows(f"SELECT p.*, {self._delivery()} FROM punches p LEFT JOIN gates g ON g.site = p.site "
+                                f"AND g.gate = p.gate WHERE p.card = ? AND p.site || '' = ? AND p.gate = ? "
+                                f"AND p.seq {seq_test} ORDER BY p.seq {order}", (card, site, gate, *seqs))
+
     def _punch_rows(self, sql: str, params=()) -> list[dict]:
         return self._gate_boots().rows(self._rows(sql, params))
 

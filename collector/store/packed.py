@@ -30,6 +30,19 @@ read as before::
     mono_ms   unsigned LEB128 (1 to 9 bytes, the shortest)
     prev      32 bytes   sig  64 bytes
     sun       the PICC data (16) and MAC (8) for an NTAG 424 card (only it has one), else nothing
+
+A version 3 punch also signs ``cprev``, the digest of its gate's previous punch of the same card. Format 3
+is format 2 for version 3 punches: the version is the format's, and the head's low bit says whether
+``cprev`` follows (a card's first punch at a gate names 64 zeros, which take no bytes)::
+
+    B format  B has cprev | synced << 1 | tech << 2 | roster << 4 | kind << 6   I gate_boots id
+    mono_ms   unsigned LEB128 (1 to 9 bytes, the shortest)
+    prev      32 bytes   sig  64 bytes
+    cprev     32 bytes if the low bit is set, else nothing (64 zeros)
+    sun       the PICC data (16) and MAC (8) for an NTAG 424 card, else nothing
+
+Format 1 holds a version 3 punch too (where no gate boot can be named): its ``cprev``, 32 bytes, follows
+the SUN message's field.
 """
 
 from __future__ import annotations
@@ -42,11 +55,15 @@ import uuid
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from gate_agent.protocol import CARD_KINDS, ROSTER_VERDICTS, TECHNOLOGIES, ProtocolError, Punch
+from gate_agent.protocol import CARD_KINDS, GENESIS, ROSTER_VERDICTS, TECHNOLOGIES, ProtocolError, Punch
 
 FORMAT = 1
 #: The packed form that names its gate boot (``Boot``) instead of holding it.
 FORMAT_BOOTS = 2
+#: Format 2 for a version 3 punch, with its ``cprev``.
+FORMAT_CARD_LINK = 3
+#: The punch version each boot-naming format holds (format 2: versions 1 and 2, told by a bit).
+_BOOT_FORMATS = {1: FORMAT_BOOTS, 2: FORMAT_BOOTS, 3: FORMAT_CARD_LINK}
 _HEAD = struct.Struct(">BBBBBBQ")
 _HEAD_BOOTS = struct.Struct(">BBI")
 _LENGTH = struct.Struct(">H")
@@ -72,9 +89,10 @@ def pack(punch: Punch, boot_ref: int | None = None) -> bytes:
     ``boot_ref`` (which must hold the punch's site, gate, boot, reader and key), format 1 without one.
     ``unpack`` gives the same punch back, field for field, for every punch ``Punch.from_dict`` accepts
     (tests/test_packed.py proves it on generated punches); a value outside those rules raises ValueError
-    rather than packing something else. A punch outside what format 2 assumes (a version above 2, a SUN
-    message on a card that is no NTAG 424, a row id past 4 bytes) is packed in format 1, which holds any."""
-    if (boot_ref is not None and 0 <= boot_ref < 2**32 and punch.v in (1, 2)
+    rather than packing something else. A version 3 punch naming a gate boot is packed in format 3. A punch
+    outside what formats 2 and 3 assume (a version above 3, a SUN message on a card that is no NTAG 424, a
+    row id past 4 bytes) is packed in format 1, which holds any."""
+    if (boot_ref is not None and 0 <= boot_ref < 2**32 and punch.v in _BOOT_FORMATS
             and bool(punch.sun) == (punch.kind == "ntag424")):
         return _pack_boots(punch, boot_ref)
     parts = [_HEAD.pack(FORMAT, punch.v, int(punch.synced), TECHNOLOGIES.index(punch.tech),
@@ -90,14 +108,20 @@ def pack(punch: Punch, boot_ref: int | None = None) -> bytes:
         parts += [b"\x18", _hex(picc, 16), _hex(mac, 8)]
     else:
         parts.append(b"\x00")
+    if punch.v >= 3:
+        parts.append(_hex(punch.cprev, 32))
     return b"".join(parts)
 
 
 def _pack_boots(punch: Punch, boot_ref: int) -> bytes:
-    bits = (punch.v - 1 | int(punch.synced) << 1 | TECHNOLOGIES.index(punch.tech) << 2
+    form = _BOOT_FORMATS[punch.v]
+    low = punch.v - 1 if form == FORMAT_BOOTS else int(punch.cprev != GENESIS)
+    bits = (low | int(punch.synced) << 1 | TECHNOLOGIES.index(punch.tech) << 2
             | ROSTER_VERDICTS.index(punch.roster) << 4 | CARD_KINDS.index(punch.kind) << 6)
-    parts = [_HEAD_BOOTS.pack(FORMAT_BOOTS, bits, boot_ref), _varint(punch.mono_ms), _hex(punch.prev, 32),
+    parts = [_HEAD_BOOTS.pack(form, bits, boot_ref), _varint(punch.mono_ms), _hex(punch.prev, 32),
              _hex(punch.sig, 64)]
+    if form == FORMAT_CARD_LINK and low:
+        parts.append(_hex(punch.cprev, 32))
     if punch.sun:
         picc, mac = punch.sun.split(":")
         parts += [_hex(picc, 16), _hex(mac, 8)]
@@ -105,8 +129,8 @@ def _pack_boots(punch: Punch, boot_ref: int) -> bytes:
 
 
 def boot_ref(signed: bytes | None) -> int | None:
-    """The ``gate_boots`` row a packed value names (format 2), None for one that names none."""
-    if signed is None or len(signed) < _HEAD_BOOTS.size or signed[0] != FORMAT_BOOTS:
+    """The ``gate_boots`` row a packed value names (formats 2 and 3), None for one that names none."""
+    if signed is None or len(signed) < _HEAD_BOOTS.size or signed[0] not in (FORMAT_BOOTS, FORMAT_CARD_LINK):
         return None
     return _HEAD_BOOTS.unpack_from(signed, 0)[2]
 
@@ -123,11 +147,11 @@ def unpack(signed: bytes, *, site: str, gate: str, seq: int, time: str, card: st
 
 def _unpack(data: bytes, site: str, gate: str, seq: int, time: str, card: str, direction: str,
             boots: Mapping[int, Boot]) -> Punch:
-    if data[:1] == bytes((FORMAT_BOOTS,)):
+    if data[:1] in (bytes((FORMAT_BOOTS,)), bytes((FORMAT_CARD_LINK,))):
         return _unpack_boots(data, site, gate, seq, time, card, direction, boots)
     form, v, synced, tech, roster, kind, mono_ms = _HEAD.unpack_from(data, 0)
     if form != FORMAT:
-        raise ValueError(f"packed format {form}, this program reads {FORMAT} and {FORMAT_BOOTS}")
+        raise ValueError(f"packed format {form}, this program reads {FORMAT}, {FORMAT_BOOTS} and {FORMAT_CARD_LINK}")
     at = _HEAD.size
     if data[at] == 1:
         boot, at = str(uuid.UUID(bytes=data[at + 1:at + 17])), at + 17
@@ -145,18 +169,24 @@ def _unpack(data: bytes, site: str, gate: str, seq: int, time: str, card: str, d
         sun = ""
     else:
         raise ValueError("unknown SUN message length")
-    if at + 1 + length != len(data):
-        raise ValueError(f"{len(data) - at - 1 - length} byte(s) left over")
+    at += 1 + length
+    cprev = ""
+    if v >= 3:
+        if at + 32 > len(data):
+            raise ValueError("cprev runs past the end")
+        cprev, at = data[at:at + 32].hex(), at + 32
+    if at != len(data):
+        raise ValueError(f"{len(data) - at} byte(s) left over")
     if synced not in (0, 1):
         raise ValueError("synced is neither 0 nor 1")
     return Punch(v=v, site=site, gate=gate, seq=seq, time=time, mono_ms=mono_ms, boot=boot, synced=bool(synced),
                  card=card, tech=TECHNOLOGIES[tech], reader=reader, dir=direction, roster=ROSTER_VERDICTS[roster],
-                 prev=prev, key=key, sig=sig, kind=CARD_KINDS[kind], sun=sun)
+                 prev=prev, key=key, sig=sig, kind=CARD_KINDS[kind], sun=sun, cprev=cprev)
 
 
 def _unpack_boots(data: bytes, site: str, gate: str, seq: int, time: str, card: str, direction: str,
                   boots: Mapping[int, Boot]) -> Punch:
-    _, bits, ref = _HEAD_BOOTS.unpack_from(data, 0)
+    form, bits, ref = _HEAD_BOOTS.unpack_from(data, 0)
     found = boots.get(ref)
     if found is None:
         raise ValueError(f"gate boot {ref} is not held")
@@ -165,15 +195,25 @@ def _unpack_boots(data: bytes, site: str, gate: str, seq: int, time: str, card: 
     mono_ms, at = _read_varint(data, _HEAD_BOOTS.size)
     prev, sig = data[at:at + 32].hex(), data[at + 32:at + 96].hex()
     at += 96
+    if form == FORMAT_CARD_LINK:
+        version, cprev = 3, GENESIS
+        if bits & 1:
+            if at + 32 > len(data):
+                raise ValueError("cprev runs past the end")
+            cprev, at = data[at:at + 32].hex(), at + 32
+            if cprev == GENESIS:  # pack leaves a GENESIS cprev out: one packed form for each punch
+                raise ValueError("cprev of 64 zeros is held, not left out")
+    else:
+        version, cprev = (bits & 1) + 1, ""
     kind = CARD_KINDS[bits >> 6]
     rest, wanted = len(data) - at, (24 if kind == "ntag424" else 0)
     if rest != wanted:
         raise ValueError(f"{rest} byte(s) after the signature of a {kind} card's punch, not {wanted}")
     sun = f"{data[at:at + 16].hex()}:{data[at + 16:].hex()}" if wanted else ""
-    return Punch(v=(bits & 1) + 1, site=site, gate=gate, seq=seq, time=time, mono_ms=mono_ms, boot=found.boot,
+    return Punch(v=version, site=site, gate=gate, seq=seq, time=time, mono_ms=mono_ms, boot=found.boot,
                  synced=bool(bits >> 1 & 1), card=card, tech=TECHNOLOGIES[bits >> 2 & 3], reader=found.reader,
                  dir=direction, roster=ROSTER_VERDICTS[bits >> 4 & 3], prev=prev, key=found.key, sig=sig,
-                 kind=kind, sun=sun)
+                 kind=kind, sun=sun, cprev=cprev)
 
 
 def _varint(value: int) -> bytes:
@@ -229,17 +269,19 @@ def _hex(value: str, size: int) -> bytes:
 
 #: What a punches row held in columns before the proof was packed, and a reader still finds in it: worked
 #: out from the packed value the first time one of them is asked for, since most reads never look.
-DERIVED = frozenset(("body", "digest", "prev", "key_id", "boot", "mono_ms", "reader", "tech", "roster", "synced"))
+DERIVED = frozenset(("body", "digest", "prev", "key_id", "boot", "mono_ms", "reader", "tech", "roster", "synced",
+                     "cprev"))
 #: The columns a punch is rebuilt from (besides ``signed``, and ``body`` where a row keeps one).
 COLUMNS = ("site", "gate", "seq", "time", "card", "direction")
 
 
 class PunchRow(dict):
     """A row of ``punches`` as the store's readers know it: its columns, and on first use what the gate
-    signed (``body``, its ``digest``, ``prev``, ``key_id``...), rebuilt from the packed value. A manual
-    punch has none of them (None). A row whose packed value is damaged gives None for them too, and says
-    why under ``damaged``, so that a check can name it instead of a read crashing on it. ``boots`` holds
-    the gate boot a format 2 value names (``gate_boots.GateBoots.rows`` looks it up with the row)."""
+    signed (``body``, its ``digest``, ``prev``, ``key_id``, a version 3 punch's ``cprev``...), rebuilt from
+    the packed value. A manual punch has none of them (None), nor has a punch of version 1 or 2 a ``cprev``.
+    A row whose packed value is damaged gives None for them too, and says why under ``damaged``, so that a
+    check can name it instead of a read crashing on it. ``boots`` holds the gate boot a format 2 or 3 value
+    names (``gate_boots.GateBoots.rows`` looks it up with the row)."""
 
     __slots__ = ("boots",)
 
@@ -279,7 +321,8 @@ class PunchRow(dict):
             body = dict.get(self, "body")
             values.update(body=bytes(body) if body is not None else punch.to_json(), digest=digest_of(punch),
                           prev=punch.prev, key_id=punch.key, boot=punch.boot, mono_ms=punch.mono_ms,
-                          reader=punch.reader, tech=punch.tech, roster=punch.roster, synced=int(punch.synced))
+                          reader=punch.reader, tech=punch.tech, roster=punch.roster, synced=int(punch.synced),
+                          cprev=punch.cprev if punch.v >= 3 else None)
         for key, value in values.items():
             dict.__setitem__(self, key, value)
 
