@@ -301,9 +301,9 @@ def verify_command(evidence_file: str, bank_key: str | None, register_path: str 
 def _verified_v2(evidence_file: str, summary: dict) -> list[str]:
     """What a format 2 check proved and what it took on the bank's word (docs/evidence-format.md section 6)."""
     worked = summary["worked_minutes"]
-    lines = [f"{evidence_file}: OK: evidence of worker {summary['worker']} ({summary['name']}), "
-             f"{summary['period']['from']} to {summary['period']['to']}: {summary['days']} day(s), "
-             f"{worked // 60} h {worked % 60:02d} min; signed by bank key {summary['bank_key']}",
+    lines = [f"{evidence_file}: OK: signed by bank key {summary['bank_key']}; {summary['days']} day(s) of worker "
+             f"{summary['worker']} ({summary['name']}), {summary['period']['from']} to {summary['period']['to']}, "
+             f"{worked // 60} h {worked % 60:02d} min (format 2)",
              f"  evidence id {summary['evidence_id']}",
              f"  days id {summary['days_id']} (what a wage slip names)",
              "  proved:"]

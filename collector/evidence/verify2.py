@@ -201,7 +201,11 @@ class _Checked:
         for kid, entry in entries.items():
             if self.trusted is None:
                 continue
-            check = register.check_citation(entry, self.trusted, mirror=self.mirror, received_at=received[kid],
+            # Revocations are judged from the entry's own ``since`` on: a punch received before it is no
+            # question the page asks of a citation (docs/evidence-format.md section 4.1), and a revocation
+            # is always after its key's addition.
+            times = [moment for moment in received[kid] if moment >= entry["since"]]
+            check = register.check_citation(entry, self.trusted, mirror=self.mirror, received_at=times,
                                             gate_key=(site, gate["gate"], entry["public_key"]))
             if not check.ok:
                 raise EvidenceError(f"{name}: key {kid}: {check.problem}")
