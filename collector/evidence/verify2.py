@@ -387,7 +387,7 @@ class _Checked:
             trusted.append("the gate keys: no copy of the register was given (--register), so they rest on the bank's "
                            "signature, which the bank can make at any time")
         elif self.keys:
-            proved.append(f"each gate key is in the copy of the register you gave (entries 1 to {len(self.mirror)}) "
+            proved.append(f"each gate key is in the copy of the register you gave (entries 1 to {len(self.mirror.entries)}) "
                           "and was not revoked before the punches it signed were received")
         return {
             "version": 2, "worker": self.worker, "name": self.person.name, "employer": self.person.employer,
