@@ -69,7 +69,9 @@ def gate_enroll_command() -> click.Command:
         check_id("SITE", site_id)
         load_ca(pki)
         check_out_free(out)
-        with ctx.store() as store:
+        from collector.cli.register import key_change
+
+        with key_change(ctx) as store:  # and its entry in the register of gate keys, at once
             # The registry's rules (unique across sites, no reserved name), with this PKI's own names.
             outcome = store.add_gate(site_id, gate_id, public_key, reserved=reserved_names(pki))
         issued = issue_gate(pki, gate_id, out, bank_public=bank_public)

@@ -15,6 +15,7 @@ from collector.cli import cards as cli_cards
 from collector.cli import days as cli_days
 from collector.cli import db as cli_db
 from collector.cli import deploy as cli_deploy
+from collector.cli import register as cli_register
 from collector.cli import reports as cli_reports
 from collector.cli import retention as cli_retention
 from collector.cli import signin as cli_signin
@@ -191,7 +192,7 @@ def gate_add(ctx: Context, gate_id: str, site_id: str, public_key: str, as_json:
     broker knows a gate by its certificate, named after the id."""
     check_id("GATE", gate_id)
     check_id("SITE", site_id)
-    with ctx.store() as store:
+    with cli_register.key_change(ctx) as store:  # and its entry in the register of gate keys, at once
         outcome = store.add_gate(site_id, gate_id, public_key)
     messages = {"added": f"gate {site_id}/{gate_id} added",
                 "rotated": f"gate {site_id}/{gate_id}: new key added; earlier keys stay valid for earlier punches",
@@ -260,7 +261,7 @@ def gate_delivery(ctx: Context, gate_id: str, site_id: str, every_hours, live: b
 @with_config
 def gate_revoke_key(ctx: Context, gate_id: str, site_id: str, kid: str):
     """Stop trusting a gate key (a stolen or leaked one): what it signs is quarantined as key_revoked."""
-    with ctx.store() as store:
+    with cli_register.key_change(ctx) as store:  # and its entry in the register of gate keys, at once
         store.revoke_key(site_id, gate_id, kid)
     click.echo(f"gate {site_id}/{gate_id}: key {kid} revoked")
 
@@ -730,5 +731,5 @@ def demo(directory: str) -> None:
 
 # Commands of their own modules: attendance and exports, the web dashboard, deployment (PKI, bundles).
 for _module in (cli_reports, cli_web, cli_deploy, cli_db, cli_days, cli_wages, cli_retention, cli_cards, cli_signin,
-                cli_worker):
+                cli_worker, cli_register):
     _module.register(main)

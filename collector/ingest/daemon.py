@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from collector.attendance.maintainer import DayMaintainer
 from collector.config import RETRY_FIRST_SECONDS, CollectorConfig
 from collector.evidence.builder import BuildLimits, EvidenceBuilder
+from collector.evidence.register import sync as register_sync
 from collector.ingest.cluster import LeaseKeeper, client_id, partition_of
 from collector.ingest.pipeline import BurstResult, Incoming, Ingestor, LeaseLost, gate_of_topic
 from collector.ingest.sun import load_master_key
@@ -189,6 +190,7 @@ class CollectorService:
         self._timeouts = config.timeouts(daemon=True)
         self.store = Store(config.db, timeouts=self._timeouts)
         self.store.record_bank_key(public_key_text(self._key.public_key()))
+        self._sync_register()  # keys registered before the register, or changed without the bank's key
         self.ingestor = Ingestor(self.store, future_tolerance=config.future_tolerance_seconds,
                                  backwards_tolerance=config.backwards_tolerance_seconds,
                                  sun_key=load_master_key(config))
@@ -479,11 +481,18 @@ class CollectorService:
         if version == self._registry_version:
             return
         self._registry_version = version
+        self._sync_register()
         self._site_names = [s["site"] for s in self.store.sites()]
         if self.config.partitions > 1:
             for number, partition in self.partitions.items():
                 partition.add_sites(self.sites_of(number))
         self._dirty |= {(g["site"], g["gate"]) for g in self.store.gates(with_gaps=False)}
+
+    def _sync_register(self) -> None:
+        """Sign into the register of gate keys every key change it does not record yet."""
+        for entry in register_sync(self.store, self._key):
+            log.info("register of gate keys: entry %d: %s key %s of %s/%s (since %s)", entry["index"],
+                     entry["action"], entry["key_id"], entry["site"], entry["gate"], entry["since"])
 
     def _persist_metrics(self) -> None:
         """Write what only this process counts (acks sent, ingest lag) for `collector serve`: one small

@@ -45,6 +45,7 @@ from .leases import Lease, LeaseQueries
 from .ledger import LedgerQueries, Link, Progress, Tail
 from .payments import PaymentQueries
 from .quarantine import OTHER_TOPICS, QUARANTINE_RAW_BYTES, QuarantineLimits, QuarantineQueries
+from .register import RegisterQueries
 from .registry import MAX_SHIFT_HOURS, GateKeys, RegistryQueries
 from .retention import RetentionQueries
 from .signin import SignInQueries
@@ -60,7 +61,8 @@ __all__ = ["Store", "StoreError", "DatabaseError", "DatabaseBusy", "Timeouts",
 
 class Store(RegistryQueries, LedgerQueries, QuarantineQueries, CounterQueries, LeaseQueries, WageQueries,
             WageSheetQueries, PaymentQueries, RetentionQueries, CardCounterQueries, SignInQueries,
-            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries, DayQueries, FigureQueries, InsideQueries):
+            WorkerAccessQueries, DisputeQueries, EvidenceRequestQueries, DayQueries, FigureQueries, InsideQueries,
+            RegisterQueries):
     """A connection to the collector's database. Opening it for writing applies pending schema steps;
     ``readonly`` never writes (`collector serve`, reports), and fails if there is no database yet.
     ``clock`` is where the times it stamps come from (``clock.py``): the host's clock unless given.

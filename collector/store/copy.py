@@ -60,6 +60,7 @@ TABLES = (
     Table("sites", ("site",)),
     Table("gates", ("site", "gate")),
     Table("gate_keys", ("site", "gate", "key_id")),
+    Table("gate_key_register", ("idx",)),
     Table("gate_state", ("site", "gate")),
     Table("workers", ("worker",)),
     Table("worker_changes", ("id",)),

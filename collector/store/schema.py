@@ -946,6 +946,24 @@ STEPS = [
         );
         CREATE INDEX worker_changes_worker ON worker_changes (worker, id);
     """),
+    # The register of gate keys the bank publishes (collector.evidence.register): every key it accepted or
+    # revoked, one bank-signed entry each, hash-chained, append-only. ``entry`` is the entry's RFC 8785
+    # text with its signature, ``digest`` the SHA-256 of it without; the other columns repeat what it
+    # says for lookups. One add and at most one revoke per key; an index is written once.
+    Step(35, "gate_key_register", """
+        CREATE TABLE gate_key_register (
+            idx     BIGINT PRIMARY KEY CHECK (idx >= 1),
+            entry   TEXT NOT NULL,
+            digest  TEXT NOT NULL UNIQUE,
+            at      TEXT NOT NULL,       -- UTC: when the entry was written
+            action  TEXT NOT NULL CHECK (action IN ('add', 'revoke')),
+            site    TEXT NOT NULL,
+            gate    TEXT NOT NULL,
+            key_id  TEXT NOT NULL,
+            since   TEXT NOT NULL,       -- UTC: when the registry says the key was added or revoked
+            UNIQUE (site, gate, key_id, action)
+        );
+    """),
 ]
 
 #: What a reader may ask of a database (``Store.has``), by name, and the step that brought it. A read-only
@@ -971,6 +989,7 @@ CAPABILITIES = {
     "payee_routing": 31,  # workers.bank_code (CNAPS), bank_province, bank_city, routed_account
     "gate_boots": 33,  # gate_boots; punches.signed in format 2 names one of its rows
     "teams": 34,  # workers.team and trade; worker_changes
+    "gate_key_register": 35,  # gate_key_register: the bank-signed register of gate keys
 }
 
 #: What sqlite-utils' Migrations recorded in databases made before this module (by function name).
