@@ -112,6 +112,10 @@ def body(store: Store, worker: str, first: date, last: date, *, now: datetime, k
     return document
 
 
+class _NoStart(Exception):
+    """A card's chain cannot start before the period at this gate: its segment of the gate's chain is used."""
+
+
 class _Gate:
     """The chains of one gate, the keys that signed their punches and the voids of the worker's punches."""
 
@@ -123,26 +127,33 @@ class _Gate:
         self.voids: list[dict] = []
 
     def chains(self, rows: list[dict]) -> list[dict]:
-        """Card chains when every punch of the worker's here is protocol 3, else one segment of the gate's chain."""
+        """Card chains when every punch of the worker's here is protocol 3, else (or when a card's chain
+        cannot start before the period: the gate was upgraded within it) one segment of the gate's chain."""
+        seqs = [row["seq"] for row in rows]
         if all(signed_fields(row)["v"] >= 3 for row in rows):
             by_card: dict[str, list[int]] = {}
             for row in rows:
                 by_card.setdefault(row["card"], []).append(row["seq"])
-            return [self._card_chain(card, min(seqs), max(seqs)) for card, seqs in
-                    sorted(by_card.items(), key=lambda item: text_order(item[0]))]
-        seqs = [row["seq"] for row in rows]
+            try:
+                return [self._card_chain(card, min(numbers), max(numbers)) for card, numbers in
+                        sorted(by_card.items(), key=lambda item: text_order(item[0]))]
+            except _NoStart:
+                self.keys, self.voids = {}, []
         return [self._segment(min(seqs), max(seqs))]
 
     def _card_chain(self, card: str, first_seq: int, last_seq: int) -> dict:
         store, site, gate = self.store, self.site, self.gate
         rows = store.card_punch_rows(site, gate, card, first_seq, last_seq)
         where = f"gate {site}/{gate}, card {card}"
-        head = signed_fields(rows[0])
-        if self._date(rows[0]) >= self.first and head.get("cprev") != GENESIS:
-            before = store.card_punch_before(site, gate, card, first_seq)
+        # Back to a punch of the card before the period, or its first at the gate (a card that changed
+        # hands within the period brings the punches of the one who held it before).
+        while self._date(rows[0]) >= self.first and signed_fields(rows[0]).get("cprev") != GENESIS:
+            if signed_fields(rows[0])["v"] < 3:
+                raise _NoStart  # a punch from before the gate's upgrade, within the period: it names no predecessor
+            before = store.card_punch_before(site, gate, card, rows[0]["seq"])
             if before is None:
-                raise StoreError(f"{where}: the bank does not hold the card's punch before seq {first_seq} (it names "
-                                 "one), so the file could not show that none is missing before the period")
+                raise StoreError(f"{where}: the bank does not hold the card's punch before seq {rows[0]['seq']} (it "
+                                 "names one), so the file could not show that none is missing before the period")
             rows.insert(0, before)
         end = "later"
         while not self._date(rows[-1]) > self.last:
