@@ -260,6 +260,9 @@ def verify_v2(document: dict, trusted: dict[str, Ed25519PublicKey]) -> dict:
         raise Failed("the bank's signature does not verify: the file was changed after the bank signed it") from None
     members(document, TOP, "the file")
     worker = members(document["worker"], {"worker", "name", "employer"}, "worker")
+    if not isinstance(worker["worker"], str) or not isinstance(worker["name"], str) or \
+            not isinstance(worker["employer"], str | None):
+        raise Failed("worker: worker and name are not text, or employer is neither text nor null")
     period = members(document["period"], {"from", "to"}, "period")
     for name in ("from", "to"):
         if not isinstance(period[name], str) or DATE.fullmatch(period[name]) is None:

@@ -338,7 +338,10 @@ class _CheckedPunches:
         for site, rules in self.sites.items():
             for record in daily_records(self.events[site], rules, self.generated):
                 if self.first <= record.date <= self.last:
-                    recomputed[(site, record.date.isoformat())] = record_dict(record, site, rules.tz, None, False)
+                    day = record_dict(record, site, rules.tz, None, False)
+                    for shift in day["shifts"]:
+                        del shift["ms"]  # format 2's; a format 1 file states minutes only
+                    recomputed[(site, record.date.isoformat())] = day
         return recomputed
 
 
