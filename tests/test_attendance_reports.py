@@ -15,7 +15,7 @@ from collector.attendance.reports import site_day_final
 from collector.evidence import format2
 from collector.evidence.document import EvidenceError, build_evidence, verify_evidence
 from collector.ingest.pipeline import Incoming, Ingestor
-from gate_agent.protocol import GateTopics, encode_punches, format_time, sign_document
+from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import BANK_KEY, BANK_KEYS, BANK_PUBLIC, CollectorSetup, PunchFactory, cli
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
