@@ -358,8 +358,8 @@ class _Checked:
         card_chains = [c for c in self.chains if c.link == "card"]
         segments = [c for c in self.chains if c.link == "gate"]
         proved = [f"bank key {bank}, which you trust, signed every byte of the file",
-                  f"each of the {self.total} punch(es) is signed by a gate key the bank's register of gate keys "
-                  f"publishes for its gate ({len(self.keys)} key(s), each cited by its register entry)"]
+                  f"each of the {self.total} punch(es) is signed by a key of its gate as an entry of the bank's register "
+                  f"of gate keys, signed by the bank, publishes it ({len(self.keys)} key(s), each entry cited)"]
         if card_chains:
             proved.append(f"each of the {len(card_chains)} card chain(s) is unbroken from a start before the period "
                           "(or the card's first punch at the gate) to a punch after it, or to the last the bank held")
@@ -372,7 +372,8 @@ class _Checked:
         trusted = [
             "the card windows: " + ("; ".join(f"{uid} from {start or 'the beginning'} to {end or 'now'}"
                                               for uid, start, end in self.windows) or "none"),
-            "the site rules: " + ("; ".join(f"{site} in {r['timezone']}, a shift at most {r['max_shift_ms']} ms"
+            "the site rules: " + ("; ".join(f"{site} in {r['timezone']}, a shift at most {r['max_shift_ms']} ms "
+                                            f"({_hours(r['max_shift_ms'])})"
                                             for site, r in document["sites"].items()) or "none"),
             f"when the bank received each punch, and its judgement of the cards ({self.card_flagged} punch(es) flagged)",
             f"{len(manual)} manual entr(y/ies) and {len(voids)} void(s), with who made them and why (listed below)",
@@ -399,6 +400,11 @@ class _Checked:
             "manual_entries": manual, "voids": voids, "proved": proved, "trusted": trusted,
             "notes": [note for key in self.keys for note in key.notes],
         }
+
+
+def _hours(ms: int) -> str:
+    minutes, rest = divmod(ms, 60000)
+    return f"{minutes // 60} h {minutes % 60:02d} min" + (f" {rest} ms" if rest else "")
 
 
 def _stated_days(document: dict) -> dict[tuple[str, str], dict]:
