@@ -358,8 +358,8 @@ class _Checked:
         card_chains = [c for c in self.chains if c.link == "card"]
         segments = [c for c in self.chains if c.link == "gate"]
         proved = [f"bank key {bank}, which you trust, signed every byte of the file",
-                  f"each of the {self.total} punch(es) is signed by a key of its gate as an entry of the bank's register "
-                  f"of gate keys, signed by the bank, publishes it ({len(self.keys)} key(s), each entry cited)"]
+                  f"each of the {self.total} punch(es) is signed by its gate's key, published for that gate by an entry "
+                  f"of the bank's register of gate keys that the bank signed ({len(self.keys)} key(s), each entry cited)"]
         if card_chains:
             proved.append(f"each of the {len(card_chains)} card chain(s) is unbroken from a start before the period "
                           "(or the card's first punch at the gate) to a punch after it, or to the last the bank held")
