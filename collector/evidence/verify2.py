@@ -9,6 +9,7 @@ file can only pass if its days are what the rules give.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -424,8 +425,13 @@ class _Checked:
             "keys": sorted(f"{k.site}/{k.gate} {k.key_id}" for k in self.keys),
             "register_checked": self.mirror is not None, "gates": list(gates.values()),
             "manual_entries": manual, "voids": voids, "proved": proved, "trusted": trusted,
-            "notes": [note for key in self.keys for note in key.notes],
+            "notes": [note for key in self.keys for note in key.notes if not _said(note)],
         }
+
+
+def _said(note: str) -> bool:
+    """A citation's note that the proved and trusted lists say already (once for every key)."""
+    return note.startswith("no copy of the register was given") or re.match(r"entry \d+ is in the copy", note) is not None
 
 
 def _hours(ms: int) -> str:
