@@ -70,7 +70,12 @@ def evidence_id(document: dict) -> str:
 def days_id(days: list[dict]) -> str:
     """The SHA-256 of the RFC 8785 bytes of the days a format 2 file states (in site and date order): what a
     wage slip names, so that the worker can see the file ``collector verify`` accepts states the very days
-    the slip paid."""
+    the slip paid. The days of a format 1 file (shifts in ``minutes``) get format 1's id, as its check
+    shows it."""
+    if any(isinstance(day, dict) and any(isinstance(shift, dict) and "minutes" in shift
+                                         for shift in day.get("shifts") or ())
+           for day in days):
+        return _days_id_v1(days)
     return format2.days_id(days)
 
 
