@@ -102,7 +102,9 @@ def body(store: Store, worker: str, first: date, last: date, *, now: datetime, k
         "format": format2.FORMAT, "version": format2.VERSION, "generated_at": format_time(now),
         "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
         "period": {"from": first.isoformat(), "to": last.isoformat()},
-        "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in attributor.windows],
+        # By uid, then from when (one order on both engines: PostgreSQL sorts a NULL last, SQLite first).
+        "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in
+                  sorted(attributor.windows, key=lambda w: (text_order(w["uid"]), w["valid_from"] or ""))],
         "sites": sites, "gates": gates,
         "manual": sorted(manual, key=lambda e: text_order(e["ref"])),
         "voids": sorted(voids, key=lambda v: (text_order(v["site"]), text_order(v["ref"]))),
