@@ -30,6 +30,8 @@ BASE = datetime(2026, 10, 28, tzinfo=UTC)
 DAYS = 9
 SITES = {"S1": ("Asia/Shanghai", 16.0), "S2": ("America/New_York", 12.0)}
 GATES = {"S1": ("s1-north", "s1-south"), "S2": ("s2-gate",)}
+#: The punch protocol each site's gates write: an evidence file carries card chains, or gate chains.
+PROTOCOLS = {"S1": 3, "S2": 1}
 WORKERS = ("W1", "W2", "W3")
 CARDS = ("04A1B2C3D4E5F6", "DEADBEEF", "CAFEF00D", "0411223344556677")
 UNKNOWN_CARD = "0499AABBCCDDEE"
@@ -217,7 +219,8 @@ class Bank:
         for site, (tz, max_shift) in SITES.items():
             store.add_site(site, timezone=tz, max_shift_hours=max_shift)
             for gate in GATES[site]:
-                self.gates[gate] = PunchFactory(site=site, gate=gate)
+                # S1's gates write protocol 3 (each card's punches chained), S2's the protocol 1 of older gates.
+                self.gates[gate] = PunchFactory(site=site, gate=gate, version=PROTOCOLS[site])
                 store.add_gate(site, gate, self.gates[gate].public_key)
         for worker in WORKERS:
             store.add_worker(worker, name=f"工人{worker}", employer="华建劳务")
@@ -258,7 +261,7 @@ class Bank:
             first = punches[0]
             factory = self.gates[first.gate]
             # The same seq, signed again with another card: kept as a conflict, never as a second punch.
-            twin = PunchFactory(site=first.site, gate=first.gate, key=factory.key)
+            twin = PunchFactory(site=first.site, gate=first.gate, key=factory.key, version=factory.version)
             twin.seq = signed[0].seq - 1
             twin.prev = signed[0].prev
             other = twin.next(card=UNKNOWN_CARD, direction="in", at=first.at + timedelta(minutes=1))

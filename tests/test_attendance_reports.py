@@ -12,9 +12,10 @@ import pytest
 
 from collector.attendance.headcount import headcount
 from collector.attendance.reports import site_day_final
+from collector.evidence import format2
 from collector.evidence.document import EvidenceError, build_evidence, verify_evidence
 from collector.ingest.pipeline import Incoming, Ingestor
-from gate_agent.protocol import GateTopics, encode_punches, format_time, sign_document
+from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import BANK_KEY, BANK_KEYS, BANK_PUBLIC, CollectorSetup, PunchFactory, cli
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -93,7 +94,8 @@ def test_attendance_json_records(site):
     table = site.cli("attendance", "--site", "S1", "--date", "2026-11-02").stdout.splitlines()
     assert table[0].split()[2:6] == ["Zhang", "Wei", "钢筋班", "钢筋工"] and table[1].split()[2:6] == ["Li", "Na", "-", "-"]
     assert w1["shifts"] == [{"in": "2026-11-02T08:00:00+08:00", "out": "2026-11-02T17:00:00+08:00",
-                             "in_ref": "north#1", "out_ref": "south#1", "minutes": 540.0, "status": "complete"}]
+                             "in_ref": "north#1", "out_ref": "south#1", "minutes": 540.0, "ms": 32400000,
+                             "status": "complete"}]
 
 
 def test_payroll_json_matches_the_hand_computed_rows(site):
@@ -195,7 +197,9 @@ def test_evidence_verifies_and_names_the_first_tampered_punch(site, tmp_path):
     assert "OK" in result.stdout and "S1/north" in result.stdout
     document = json.loads(out.read_text())
     assert [d["worked_minutes"] for d in document["days"]] == [540, 470]
-    north = next(g for g in document["gates"] if g["gate"] == "north")
+    # Gates of protocol 1: a segment of each gate's chain, other cards' punches between the worker's as links.
+    north = chain(document, "north")
+    assert north["link"] == "gate"
     assert [p["card"] for p in north["punches"]] == [W1_CARD, W2_CARD, STRANGER, W2_CARD, W1_CARD]
 
     def fails(mutate, message):
@@ -207,28 +211,37 @@ def test_evidence_verifies_and_names_the_first_tampered_punch(site, tmp_path):
         path.write_text(json.dumps(tampered))
         checked = cli("collector", "verify", str(path), "--bank-key", BANK_PUBLIC, check=False)
         assert checked.returncode == 1 and "changed after the bank signed it" in checked.stderr, checked.stderr
-        resigned = sign_document(tampered, BANK_KEY)
+        resigned = format2.sign(tampered, BANK_KEY)
         path.write_text(json.dumps(resigned))
         checked = cli("collector", "verify", str(path), "--bank-key", BANK_PUBLIC, check=False)
         assert checked.returncode == 1 and message in checked.stderr, checked.stderr
         with pytest.raises(EvidenceError):
             verify_evidence(resigned, BANK_KEYS)
 
-    def gate(doc, name):
-        return next(g for g in doc["gates"] if g["gate"] == name)
+    def punches(doc, name):
+        return chain(doc, name)["punches"]
 
-    fails(lambda d: gate(d, "north")["punches"][0].update(time="2026-11-02T00:30:00.000Z"),
-          "punch S1/north seq 1")
-    fails(lambda d: gate(d, "north")["punches"][4].update(card="04A1B2C3D4E5F7"), "punch S1/north seq 5")
-    fails(lambda d: gate(d, "south")["punches"][0].update(dir="in"), "punch S1/south seq 1")
-    fails(lambda d: gate(d, "north")["punches"].pop(2), "punch S1/north seq 4: expected seq 3")
-    fails(lambda d: gate(d, "north")["punches"].reverse(), "expected seq 1")
-    fails(lambda d: gate(d, "north")["punches"].pop(), "does not end at its declared seq 5")
+    fails(lambda d: punches(d, "north")[0].update(time="2026-11-02T00:30:00.000Z"),
+          "north seq 1: the gate's signature does not verify")
+    fails(lambda d: punches(d, "north")[4].update(card="04A1B2C3D4E5F7"), "north seq 5: the gate's signature")
+    fails(lambda d: punches(d, "south")[0].update(dir="in"), "south seq 1: the gate's signature")
+    fails(lambda d: [c.pop(2) for c in chain(d, "north").values() if isinstance(c, list)],
+          "north seq 4 does not follow seq 2")
+    fails(lambda d: [c.reverse() for c in chain(d, "north").values() if isinstance(c, list)],
+          "north seq 4 does not follow seq 5")
+    fails(lambda d: [c.pop() for c in chain(d, "north").values() if isinstance(c, list)],
+          "north seq 4 at its end is not the worker's punch")
     fails(lambda d: d["days"][0].update(worked_minutes=600), "worked_minutes stated 600")
-    fails(lambda d: d["days"].pop(), "not stated")
-    fails(lambda d: d["cards"].clear(), "not supported by the punches")
+    fails(lambda d: d["days"].pop(), "the file does not state it")
+    fails(lambda d: d["cards"].clear(), "is not the worker's punch")
     with pytest.raises(EvidenceError, match="not a site-gate-evidence"):
-        verify_evidence(sign_document(dict(document, format="something else"), BANK_KEY), BANK_KEYS)
+        verify_evidence(format2.sign(dict(document, format="something else"), BANK_KEY), BANK_KEYS)
+
+
+def chain(document: dict, gate: str) -> dict:
+    """The one chain of ``gate`` in a file."""
+    (found,) = next(g for g in document["gates"] if g["gate"] == gate)["chains"]
+    return found
 
 
 def test_evidence_marks_manual_entries(site, tmp_path):

@@ -192,11 +192,11 @@ def test_ntag424_taps_count_and_replays_and_forgeries_do_not(tmp_path, broker, g
     day = days[0]["date"]
     collector.run("evidence", "--worker", "W2", "--from", day, "--to", day, "--out", str(evidence))
     document = json.loads(evidence.read_text())
-    assert document["gates"][0]["card_flags"] == [[], [REPLAY], [FORGED], [FORGED], []]
+    assert document["gates"][0]["chains"][0]["card_flags"] == [[], [REPLAY], [FORGED], [FORGED], []]
     checked = json.loads(cli("collector", "verify", str(evidence), "--config", str(collector.config_path),
                              "--json").stdout)
     assert checked["punches"] == 5 and checked["worked_minutes"] == days[0]["worked_minutes"]
-    document["gates"][0]["card_flags"][1] = []  # make the replay count
+    document["gates"][0]["chains"][0]["card_flags"][1] = []  # make the replay count
     evidence.write_text(json.dumps(document))
     tampered = cli("collector", "verify", str(evidence), "--config", str(collector.config_path), check=False)
     assert tampered.returncode != 0 and "FAILED" in tampered.stderr

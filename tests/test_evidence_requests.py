@@ -166,6 +166,23 @@ def test_one_worker_cannot_ask_for_more_than_the_bank_builds(store):
     assert not PeriodTooLarge.busy and TooManyToday.busy and TooMuchKept.busy
 
 
+def test_the_estimate_counts_the_workers_own_punches_where_the_gate_links_each_card(store):
+    """At a gate of protocol 3 the file carries the worker's card chain, not the gate's: W2's hundred
+    punches between W1's two are no part of W1's estimate, while at the protocol 1 gate they would be."""
+    linked = PunchFactory(gate="south", version=3)
+    store.add_gate("S1", "south", linked.public_key)
+    moment = datetime(2026, 10, 15, tzinfo=UTC)
+    ingestor = Ingestor(store)
+    for index in range(102):
+        card = CARD if index in (0, 101) else "DEADBEEF"
+        punch = linked.next(card=card, direction="in", at=moment + timedelta(minutes=index))
+        ingestor.ingest([Incoming(GateTopics("S1", "south").punch, encode_punches([punch]),
+                                  format_time(moment + timedelta(minutes=index, seconds=2)))])
+    # north (protocol 1): the segment seq 1..2; south (protocol 3): W1's two punches and a few about them.
+    assert store.evidence_segment_punches("W1", date(2026, 10, 1), date(2026, 10, 31)) == 2 + 2 + 4
+    assert store.evidence_segment_punches("W2", date(2026, 10, 1), date(2026, 10, 31)) == 100 + 4
+
+
 def test_a_file_larger_than_a_worker_may_keep_fails_and_a_claim_can_be_given_back(store):
     number = ask(store)
     claimed = store.claim_evidence_request("a:1")

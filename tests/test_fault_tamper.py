@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.evidence import format2
 from collector.evidence.document import EvidenceError, build_evidence, verify_evidence
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
@@ -31,7 +32,6 @@ from gate_agent.protocol import (
     encode_punch_bodies,
     key_id,
     public_key_text,
-    sign_document,
     sign_punch,
     utc_now_text,
     verify_chain,
@@ -265,9 +265,10 @@ def test_tampering_with_the_banks_database_is_visible_to_a_chain_check(gate, ban
 
 @pytest.fixture(scope="module")
 def evidence(tmp_path_factory):
-    """An evidence file for one worker whose days interleave with another worker's punches."""
+    """An evidence file for one worker whose days interleave with another worker's punches (at a gate of
+    protocol 3: the worker's card chain)."""
     path = tmp_path_factory.mktemp("evidence") / "collector.sqlite3"
-    north = PunchFactory(gate="north", start=datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    north = PunchFactory(gate="north", start=datetime(2026, 11, 2, 0, 0, tzinfo=UTC), version=3)
     with Store(path) as store:
         store.add_site("S1", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", north.public_key)
@@ -290,18 +291,25 @@ def evidence(tmp_path_factory):
 @st.composite
 def evidence_mutation(draw, document: dict) -> tuple[str, dict]:
     tampered = copy.deepcopy(document)
-    punches = tampered["gates"][0]["punches"]
+    chain = tampered["gates"][0]["chains"][0]
+    punches = chain["punches"]
+    # What goes with each punch goes with it: a deleted, duplicated or swapped punch keeps its receipt.
+    parallel = [punches, chain["received_at"], chain["card_flags"]]
     index = draw(st.integers(min_value=0, max_value=len(punches) - 1))
     operation = draw(st.sampled_from(["delete", "swap", "alter", "duplicate"]))
     if operation == "delete":
-        del punches[index]
+        for array in parallel:
+            del array[index]
     elif operation == "duplicate":
-        punches.insert(index, copy.deepcopy(punches[index]))
+        for array in parallel:
+            array.insert(index, copy.deepcopy(array[index]))
     elif operation == "swap":
         other = draw(st.integers(min_value=0, max_value=len(punches) - 1).filter(lambda i: i != index))
-        punches[index], punches[other] = punches[other], punches[index]
+        for array in parallel:
+            array[index], array[other] = array[other], array[index]
     else:
-        field = draw(st.sampled_from(["time", "card", "dir", "seq", "mono_ms", "prev", "sig", "boot", "reader"]))
+        field = draw(st.sampled_from(["time", "card", "dir", "seq", "mono_ms", "prev", "cprev", "sig", "boot",
+                                      "reader"]))
         value = punches[index][field]
         if isinstance(value, int):
             punches[index][field] = value + draw(st.integers(min_value=1, max_value=10**6))
@@ -327,5 +335,5 @@ def test_any_deleted_reordered_or_altered_evidence_punch_fails_verification(evid
     with pytest.raises(EvidenceError, match="changed after the bank signed it"):
         verify_evidence(tampered, BANK_KEYS)
     with pytest.raises(EvidenceError):
-        verify_evidence(sign_document(tampered, BANK_KEY), BANK_KEYS)
+        verify_evidence(format2.sign(tampered, BANK_KEY), BANK_KEYS)
         print(f"undetected {operation}")

@@ -1,8 +1,11 @@
 """Evidence files under attack: every edit an interested party could make to add hours fails `verify`.
 
 A genuine 3-hour day (in 08:00, out 11:00) is turned into a longer one the way someone holding the file
-would: by editing what gates do not sign (segment bounds, voids, manual entries, card windows), restating
-the days so that the file agrees with itself, or by re-making the whole file with keys of their own.
+would: by editing what gates do not sign (voids, manual entries, card windows) and restating the days so
+that the file agrees with itself, which only the bank's signature tells from the truth; by cutting the
+worker's card chain, which the gates' own links tell even when the bank signs the cut; or by re-making
+the whole file with keys of their own, which a key from the bank tells, and a bank doing it with made-up
+gate keys, which a copy of the register of gate keys tells.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.evidence.document import EvidenceError, _CheckedPunches, verify_evidence
+from collector.evidence import format2, register, verify2
+from collector.evidence.document import EvidenceError, verify_evidence
 from collector.ingest.pipeline import Incoming, Ingestor
 from gate_agent.protocol import (
     GateTopics,
+    Punch,
     encode_punches,
     format_time,
+    key_id,
     public_key_text,
-    sign_document,
     sign_punch,
 )
 from tests.helpers import BANK_KEY, BANK_KEYS, BANK_PUBLIC, CollectorSetup, PunchFactory, cli
@@ -39,10 +44,10 @@ def local(text: str) -> datetime:
 @pytest.fixture
 def bank(tmp_path):
     """A bank whose W1 worked 08:00-11:00 on 2 November, then tapped OUT once more at 20:00 by mistake
-    (a repeated OUT, flagged, never counted); W2's punches interleave on both gates. The gates were
-    registered on 1 November."""
+    (a repeated OUT, flagged, never counted); W2's punches interleave on both gates, of protocol 3. The
+    gates were registered on 1 November; a copy of the register is taken after the file is written."""
     setup = CollectorSetup.create(tmp_path / "collector", broker=SimpleNamespace(port=1883))
-    north, south = PunchFactory(gate="north"), PunchFactory(gate="south")
+    north, south = PunchFactory(gate="north", version=3), PunchFactory(gate="south", version=3)
     with setup.store() as store:
         store.add_site("S1", timezone="Asia/Shanghai")
         store.add_gate("S1", "north", north.public_key)
@@ -60,7 +65,10 @@ def bank(tmp_path):
             store.execute("UPDATE gate_keys SET added_at = '2026-11-01T00:00:00.000Z'")
     out = tmp_path / "w1.json"
     setup.run("evidence", "--worker", "W1", "--from", "2026-11-02", "--to", "2026-11-02", "--out", str(out))
-    return SimpleNamespace(setup=setup, file=out, document=json.loads(out.read_text()), north=north, south=south)
+    mirror = tmp_path / "register.json"
+    setup.run("register", "export", "--out", str(mirror))
+    return SimpleNamespace(setup=setup, file=out, document=json.loads(out.read_text()), north=north, south=south,
+                           mirror=mirror)
 
 
 def verify(path, *extra: str):
@@ -71,9 +79,7 @@ def restated(document: dict) -> dict:
     """What an editor does after changing the punches: make ``days`` say what the punches now give, so
     that the file agrees with itself."""
     document = copy.deepcopy(document)
-    days = _CheckedPunches(document, None).days()
-    document["days"] = [{**{k: v for k, v in day.items() if k != "final"}, "name": "Zhang Wei",
-                         "employer": "Hua Jian"} for day in days.values()]
+    document["days"] = list(verify2._Checked(document, None, None).days().values())
     return document
 
 
@@ -81,33 +87,37 @@ def worked(document: dict) -> int:
     return sum(day["worked_minutes"] for day in document["days"])
 
 
-def segment(document: dict, gate: str) -> dict:
-    return next(g for g in document["gates"] if g["gate"] == gate)
+def chain(document: dict, gate: str) -> dict:
+    (found,) = next(g for g in document["gates"] if g["gate"] == gate)["chains"]
+    return found
 
 
-def test_the_genuine_file_verifies_against_the_published_key_and_the_registry(bank):
+def test_the_genuine_file_verifies_against_the_published_key_and_the_register(bank):
     assert worked(bank.document) == 180
+    assert [c["link"] for g in bank.document["gates"] for c in g["chains"]] == ["card", "card"]
     published = bank.setup.directory / "bank.pub"
     published.write_text(BANK_PUBLIC + "\n")
     for anchor in (["--bank-key", BANK_PUBLIC], ["--bank-key", str(published)],
                    ["--config", str(bank.setup.config_path)]):
         result = verify(bank.file, *anchor)
         assert result.returncode == 0, result.stderr
-        assert "OK: signed by bank key" in result.stdout and "3.00 h" in result.stdout
-        assert "no manual entries, no voids" in result.stdout
-    assert "registered for its gate when the bank received the punch" in verify(
-        bank.file, "--config", str(bank.setup.config_path)).stdout
+        assert "OK: signed by bank key" in result.stdout and "3 h 00 min" in result.stdout
+        assert "no copy of the register was given" in result.stdout
+    result = verify(bank.file, "--bank-key", BANK_PUBLIC, "--register", str(bank.mirror))
+    assert result.returncode == 0, result.stderr
+    assert "in the copy of the register you gave" in result.stdout
+    assert "no copy of the register was given" not in result.stdout
 
 
-def drop_own_out_from_segment_start(document: dict) -> None:
-    south = segment(document, "south")
-    south["punches"].pop(0)
-    south["received_at"].pop(0)
-    south["first_seq"] += 1
+def test_the_file_carries_nothing_of_another_worker(bank):
+    """W2's punches interleave with W1's at both gates: none of them, nor W2's card, is in W1's file."""
+    text = bank.file.read_text()
+    assert W2 not in text and "Li Na" not in text
+    assert all(p["card"] == W1 for g in bank.document["gates"] for c in g["chains"] for p in c["punches"])
 
 
 def add_unsigned_void_of_the_out(document: dict) -> None:
-    south = segment(document, "south")
+    south = chain(document, "south")
     document["voids"].append({"ref": f"south#{south['punches'][0]['seq']}", "site": "S1",
                               "void_at": "2026-11-02T12:00:00.000Z", "by": "ops", "reason": "mistake"})
 
@@ -124,11 +134,11 @@ def cut_the_out_from_the_card_window(document: dict) -> None:
                          {"uid": W1, "valid_from": "2026-11-02T03:01:00.000Z", "valid_to": None}]
 
 
-ATTACKS = [drop_own_out_from_segment_start, add_unsigned_void_of_the_out, add_manual_out_at_2359,
-           cut_the_out_from_the_card_window]
+#: Edits of what no gate signs, on the bank's word: only the bank's signature tells them.
+BANK_WORD = [add_unsigned_void_of_the_out, add_manual_out_at_2359, cut_the_out_from_the_card_window]
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.__name__)
+@pytest.mark.parametrize("attack", BANK_WORD, ids=lambda a: a.__name__)
 def test_an_edited_file_that_agrees_with_itself_fails(bank, tmp_path, attack):
     document = copy.deepcopy(bank.document)
     attack(document)
@@ -136,13 +146,55 @@ def test_an_edited_file_that_agrees_with_itself_fails(bank, tmp_path, attack):
     assert worked(forged) > worked(bank.document), "the edit must add hours, or it proves nothing"
     # The forgery agrees with itself and with every gate signature: only the bank's signature over the
     # whole file (here: the bank signing it would be the bank's own lie) tells it from the truth.
-    verify_evidence(sign_document(forged, BANK_KEY), BANK_KEYS)
+    verify_evidence(format2.sign(forged, BANK_KEY), BANK_KEYS)
     path = tmp_path / "forged.json"
     path.write_text(json.dumps(forged, indent=1))
     result = verify(path, "--bank-key", BANK_PUBLIC)
     assert result.returncode == 1 and result.stdout == ""
     assert "FAILED" in result.stderr and "changed after the bank signed it" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def drop_the_out_from_the_chain(document: dict) -> None:
+    """The card's first punch at the south gate (its OUT at 11:00) taken out: the 20:00 OUT then closes the day."""
+    south = chain(document, "south")
+    for name in ("punches", "received_at", "card_flags"):
+        south[name].pop(0)
+
+
+def replace_the_out_with_a_later_one(document: dict) -> None:
+    """The chain's first punch swapped for a copy of the later one: the two now name one predecessor."""
+    south = chain(document, "south")
+    for name in ("punches", "received_at", "card_flags"):
+        south[name][0] = copy.deepcopy(south[name][1])
+
+
+def end_the_chain_before_the_evening(document: dict) -> None:
+    """The 20:00 OUT taken out and the chain said to end after the period (``later``)."""
+    south = chain(document, "south")
+    for name in ("punches", "received_at", "card_flags"):
+        south[name].pop()
+    south["end"] = "later"
+
+
+#: Cuts of the worker's card chain: the gates' links tell them, even with the bank's signature on them.
+CHAIN_CUTS = {drop_the_out_from_the_chain: "a punch of the card before it could be missing",
+              replace_the_out_with_a_later_one: "the punch is in the file twice",
+              end_the_chain_before_the_evening: "whose local date is not after the period"}
+
+
+@pytest.mark.parametrize("attack", CHAIN_CUTS, ids=lambda a: a.__name__)
+def test_a_cut_card_chain_fails_though_the_bank_signs_it(bank, tmp_path, attack):
+    document = copy.deepcopy(bank.document)
+    attack(document)
+    # Whatever the days then say (the check never reaches them), the bank signs it.
+    forged = format2.sign(document, BANK_KEY)
+    with pytest.raises(EvidenceError, match=CHAIN_CUTS[attack]):
+        verify_evidence(forged, BANK_KEYS)
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(forged))
+    result = verify(path, "--bank-key", BANK_PUBLIC)
+    assert result.returncode == 1 and CHAIN_CUTS[attack] in result.stderr
 
 
 def test_any_change_of_a_value_fails(bank):
@@ -172,57 +224,82 @@ def test_any_change_of_a_value_fails(bank):
     assert checked > 50
 
 
-def test_a_file_made_entirely_with_the_attackers_own_keys_fails(bank, tmp_path):
-    """New gate keys re-sign every punch, a new 'bank' key signs the file: it agrees with itself, and the
-    embedded keys vouch for it. Only a key that came from the bank does not."""
-    gate_keys = {"north": Ed25519PrivateKey.generate(), "south": Ed25519PrivateKey.generate()}
-    document = copy.deepcopy(bank.document)
+def remade(document: dict, gate_keys: dict, bank_key: Ed25519PrivateKey, *, index_of) -> dict:
+    """The file re-made with ``gate_keys``: every punch re-signed and re-linked (card and gate links), the
+    south OUT at 19:00 instead of 11:00, each key cited by a register entry ``bank_key`` signs."""
+    document = copy.deepcopy(document)
     for gate in document["gates"]:
         key = gate_keys[gate["gate"]]
-        previous = None
-        resigned = []
-        for raw in gate["punches"]:
-            punch = PunchFactory(gate=gate["gate"]).next()  # only for the type; every field is replaced
-            data = dict(raw)
-            if gate["gate"] == "south" and data["card"] == W1 and data["seq"] == 1:
-                data["time"] = "2026-11-02T11:00:00.000Z"  # 19:00 local
-            if previous is not None:
-                data["prev"] = previous.digest()
-            punch = sign_punch(type(punch)(**data), key)
-            resigned.append(punch)
-            previous = punch
-        gate["punches"] = [p.to_dict() for p in resigned]
-        gate["public_keys"] = [public_key_text(key.public_key())]
-    own_bank = Ed25519PrivateKey.generate()
+        for found in gate["chains"]:
+            previous = None
+            resigned = []
+            for raw in found["punches"]:
+                data = dict(raw, key=key_id(key.public_key()))
+                if gate["gate"] == "south" and data["card"] == W1 and data["dir"] == "out" and previous is None:
+                    data["time"] = "2026-11-02T11:00:00.000Z"  # 19:00 local
+                if previous is not None:
+                    data["cprev"] = previous.digest()
+                punch = sign_punch(Punch(**data), key)
+                resigned.append(punch)
+                previous = punch
+            found["punches"] = [p.to_dict() for p in resigned]
+        entry = gate["keys"][0]
+        public = public_key_text(key.public_key())
+        gate["keys"] = [register.sign_entry({**{k: v for k, v in entry.items() if k not in ("sig", "bank_key")},
+                                             "index": index_of(entry), "key_id": key_id(key.public_key()),
+                                             "public_key": public}, bank_key)]
     forged = restated(document)
-    forged["bank_key"] = public_key_text(own_bank.public_key())
-    forged = sign_document(forged, own_bank)
+    return format2.sign(forged, bank_key)
+
+
+def test_a_file_made_entirely_with_the_attackers_own_keys_fails(bank, tmp_path):
+    """New gate keys re-sign every punch, a new 'bank' key signs the register entries and the file: it
+    agrees with itself, and its own keys vouch for it. Only a key that came from the bank does not."""
+    gate_keys = {"north": Ed25519PrivateKey.generate(), "south": Ed25519PrivateKey.generate()}
+    own_bank = Ed25519PrivateKey.generate()
+    forged = remade(bank.document, gate_keys, own_bank, index_of=lambda entry: entry["index"])
     assert worked(forged) == 11 * 60
     path = tmp_path / "forged.json"
     path.write_text(json.dumps(forged))
     for anchor in (["--bank-key", BANK_PUBLIC], ["--config", str(bank.setup.config_path)]):
         result = verify(path, *anchor)
         assert result.returncode == 1 and "is not a bank key you trust" in result.stderr, result.stderr
-    # Even if the bank's own key had signed it, the registry knows these are not the gates' keys.
-    bank_signed = sign_document(dict(forged, bank_key=BANK_PUBLIC), BANK_KEY)
-    path.write_text(json.dumps(bank_signed))
-    assert verify(path, "--bank-key", BANK_PUBLIC).returncode == 0
-    result = verify(path, "--config", str(bank.setup.config_path))
-    assert result.returncode == 1 and "is not registered for gate S1/north" in result.stderr
 
 
-def test_gate_keys_are_checked_against_the_registry_at_the_time(bank, tmp_path):
-    """A key revoked before the bank received a punch does not vouch for it."""
-    kid = bank.document["gates"][0]["punches"][0]["key"]
-    gate = bank.document["gates"][0]["gate"]
-    with bank.setup.store() as store, store.transaction():
-        store.execute("UPDATE gate_keys SET revoked_at = ? WHERE key_id = ?", ("2026-11-01T12:00:00.000Z", kid))
-    result = verify(bank.file, "--config", str(bank.setup.config_path))
-    assert result.returncode == 1 and f"of S1/{gate} was revoked at 2026-11-01T12:00" in result.stderr
-    assert verify(bank.file, "--bank-key", BANK_PUBLIC).returncode == 0
+@pytest.mark.parametrize("index", ["the same index", "a new index"])
+def test_gate_keys_the_bank_makes_up_fail_against_a_copy_of_the_register(bank, tmp_path, index):
+    """The bank itself re-makes the file with made-up gate keys it cites from register entries it signs
+    now (under an index its register already gave another key, or a new one past the copy). With the
+    bank's key alone that is the bank's word, and the check says so; a copy of the register taken before
+    tells the made-up keys."""
+    gate_keys = {"north": Ed25519PrivateKey.generate(), "south": Ed25519PrivateKey.generate()}
+    shift = 0 if index == "the same index" else 10
+    forged = remade(bank.document, gate_keys, BANK_KEY, index_of=lambda entry: entry["index"] + shift)
+    assert worked(forged) == 11 * 60
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(forged))
+    result = verify(path, "--bank-key", BANK_PUBLIC)
+    assert result.returncode == 0 and "rest on the bank's signature" in result.stdout, result.stderr
+    result = verify(path, "--bank-key", BANK_PUBLIC, "--register", str(bank.mirror))
+    assert result.returncode == 1, result.stdout
+    assert ("is not the cited one" if shift == 0 else "is not in the copy of the register") in result.stderr
 
 
-def test_manual_entries_and_voids_are_listed_never_silent(bank, tmp_path):
+def test_a_key_revoked_before_its_punches_arrived_fails_against_a_copy_of_the_register(bank, tmp_path):
+    """The register's copy holds a revocation of the north key from before the bank received its punches."""
+    kid = chain(bank.document, "north")["punches"][0]["key"]
+    with bank.setup.store() as store:
+        with store.transaction():
+            store.execute("UPDATE gate_keys SET revoked_at = ? WHERE key_id = ?", ("2026-11-01T12:00:00.000Z", kid))
+        register.sync(store, BANK_KEY)
+    later = tmp_path / "register-later.json"
+    bank.setup.run("register", "export", "--out", str(later))
+    result = verify(bank.file, "--bank-key", BANK_PUBLIC, "--register", str(later))
+    assert result.returncode == 1 and "revoked at 2026-11-01T12:00:00.000Z" in result.stderr, result.stderr
+    assert verify(bank.file, "--bank-key", BANK_PUBLIC, "--register", str(bank.mirror)).returncode == 0
+
+
+def test_manual_entries_are_listed_and_another_workers_void_is_not_carried(bank, tmp_path):
     setup = bank.setup
     setup.run("punch", "add", "--worker", "W1", "--site", "S1", "--at", "2026-11-02T12:00:00+08:00",
               "--direction", "in", "--reason", "came back through the material gate", "--by", "ops-li")
@@ -230,16 +307,17 @@ def test_manual_entries_and_voids_are_listed_never_silent(bank, tmp_path):
               "--direction", "out", "--reason", "left by the material gate", "--by", "ops-li")
     punch_id = next(p["id"] for p in setup.json("punches", "--site", "S1") if p.get("card") == W2
                     and p["direction"] == "out")
-    setup.run("punch", "void", str(punch_id), "--reason", "tapped twice", "--by", "ops-wang")
+    setup.run("punch", "void", str(punch_id), "--reason", "card lent to colleague", "--by", "ops-wang")
     out = tmp_path / "w1-corrected.json"
     setup.run("evidence", "--worker", "W1", "--from", "2026-11-02", "--to", "2026-11-02", "--out", str(out))
+    assert "card lent to colleague" not in out.read_text() and "ops-wang" not in out.read_text()
     result = verify(out, "--bank-key", BANK_PUBLIC)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert sum("manual entry manual#" in line and "ops-li" in line for line in lines) == 2
     assert any("came back through the material gate" in line for line in lines)
     summary = json.loads(cli("collector", "verify", str(out), "--bank-key", BANK_PUBLIC, "--json").stdout)
-    assert [e["direction"] for e in summary["manual_entries"]] == ["in", "out"]
+    assert [e["direction"] for e in summary["manual_entries"]] == ["in", "out"] and summary["voids"] == []
     assert summary["worked_minutes"] == 240
 
 
@@ -251,9 +329,11 @@ MALFORMED = {
     "gates not a list": None,
     "a punch not an object": None,
     "days not a list": None,
-    "segment without received_at": None,
-    "huge max_shift_hours": None,
+    "chain without received_at": None,
+    "huge max_shift_ms": None,
+    "fractional max_shift_ms": None,
     "bad period": None,
+    "no chains": None,
 }
 
 
@@ -262,20 +342,25 @@ def test_a_malformed_file_is_one_line_and_exit_1_never_a_traceback(bank, tmp_pat
     data = MALFORMED[case]
     if data is None:
         document = copy.deepcopy(bank.document)
+        signed = True
         if case == "gates not a list":
             document["gates"] = "north"
         elif case == "a punch not an object":
-            document["gates"][0]["punches"][0] = 42
+            chain(document, "north")["punches"][0] = 42
         elif case == "days not a list":
             document["days"] = {"x": 1}
-        elif case == "segment without received_at":
-            del document["gates"][0]["received_at"]
-        elif case == "huge max_shift_hours":
-            document["sites"]["S1"]["max_shift_hours"] = 1e308
+        elif case == "chain without received_at":
+            del chain(document, "north")["received_at"]
+        elif case == "huge max_shift_ms":
+            document["sites"]["S1"]["max_shift_ms"], signed = 2**64, False
+        elif case == "fractional max_shift_ms":
+            document["sites"]["S1"]["max_shift_ms"], signed = 1e308, False
         elif case == "bad period":
             document["period"] = {"from": "9999-99-99"}
-        # Signed by the bank: the structure itself, not the signature, is what fails.
-        data = json.dumps(sign_document(document, BANK_KEY)).encode()
+        elif case == "no chains":
+            document["gates"][0]["chains"] = []
+        # Signed by the bank where it can be: the structure itself, not the signature, is what fails.
+        data = json.dumps(format2.sign(document, BANK_KEY) if signed else document).encode()
     path = tmp_path / "bad.json"
     path.write_bytes(data)
     result = verify(path, "--bank-key", BANK_PUBLIC)

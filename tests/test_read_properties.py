@@ -28,6 +28,7 @@ from collector.attendance.reports import attendance, payroll, punch_rows
 from collector.attendance.trouble import report as trouble_report
 from collector.config import load_config
 from collector.evidence.document import build_evidence, days_id, stated_days, verify_evidence
+from collector.evidence.format2 import day_of
 from collector.wages.arrears import arrears
 from collector.wages.slip import render as render_slip
 from collector.wages.slip import slip
@@ -156,8 +157,7 @@ def check_worker_reads(store, records: dict[str, list[dict]], now: datetime) -> 
         summary = verify_evidence(document, BANK_KEYS)
         assert summary["worker"] == worker
         assert all(d["worker"] == worker for d in document["days"])
-        assert {(d["site"], d["date"]): (d["worked_minutes"], d["status"], d["shifts"]) for d in document["days"]} \
-            == {k: (r["worked_minutes"], r["status"], r["shifts"]) for k, r in mine.items()}
+        assert {(d["site"], d["date"]): d for d in document["days"]} == {k: day_of(r) for k, r in mine.items()}
         # A wage slip names the file's days by their id, read from the kept days: the same days.
         assert summary["days_id"] == days_id(stated_days(store, worker, FIRST_DAY, LAST_DAY, now=now))
         own_manual = {f"manual#{row['id']}" for row in store.punches() if row["source"] == "manual"

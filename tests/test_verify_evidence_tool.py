@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from collector.evidence import format2
 from collector.evidence.document import build_evidence
 from collector.ingest.pipeline import Incoming, Ingestor
 from collector.store import Store
-from gate_agent.protocol import GateTopics, encode_punches, format_time, public_key_text, sign_document
+from gate_agent.protocol import GateTopics, encode_punches, format_time
 from tests.helpers import BANK_KEY, BANK_PUBLIC, PunchFactory
 
 TOOL = Path(__file__).parent.parent / "tools" / "verify_evidence.py"
@@ -27,9 +28,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=60)
 
 
-@pytest.fixture
-def files(tmp_path):
-    north = PunchFactory(gate="north")
+@pytest.fixture(params=[3, 1], ids=["card chain", "gate chain"])
+def files(tmp_path, request):
+    """W1's 8-hour day, W2's punch between its IN and OUT, at a gate of protocol 3 (W1's card chain) or of
+    protocol 1 (a segment of the gate's chain)."""
+    north = PunchFactory(gate="north", version=request.param)
     start = datetime(2026, 10, 14, 0, 0, tzinfo=UTC)
     with Store(tmp_path / "c.sqlite3") as store:
         store.add_site("S1", timezone="Asia/Shanghai")
@@ -39,6 +42,7 @@ def files(tmp_path):
         # still come out escaped.
         store.execute("UPDATE workers SET name = ? WHERE worker = 'W1'", (NAME,))
         store.add_worker("W2", name="李娜", cards=["DEADBEEF"], sites=["S1"])
+        store.execute("UPDATE gate_keys SET added_at = '2026-10-01T00:00:00.000Z'")
         for hours, card, direction in ((0, "04A1B2C3D4E5F6", "in"), (1, "DEADBEEF", "in"),
                                        (8, "04A1B2C3D4E5F6", "out")):
             moment = start + timedelta(hours=hours)
@@ -57,14 +61,17 @@ def test_a_good_file_verifies_and_what_it_names_is_escaped(files):
     evidence, key, _ = files
     result = run(str(evidence), str(key))
     assert result.returncode == 0, result.stderr
-    assert "OK: signed by bank key" in result.stdout and "3 gate-signed punches" in result.stdout
+    punches = 2 if "card" in files[2]["gates"][0]["chains"][0]["link"] else 3
+    assert "OK: signed by bank key" in result.stdout and f"{punches} gate-signed punches" in result.stdout
+    assert "every gate key cited from the bank's register (entries 1) (format 2)" in result.stdout
+    assert "not checked here: the days" in result.stdout
     assert "2026-10-14 S1: in 2026-10-14T08:00:00+08:00, out 2026-10-14T16:00:00+08:00, 8 h 00 min" in result.stdout
     assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\\u001b[2J\\u202e" in result.stdout
 
 
 @pytest.mark.parametrize("change, why", [
     (lambda d: d["days"][0].update(worked_minutes=540), "bank's signature does not verify"),
-    (lambda d: d["gates"][0]["punches"][1].update(card="CAFEBABE"), "bank's signature does not verify"),
+    (lambda d: d["gates"][0]["chains"][0]["punches"][1].update(card="CAFEBABE"), "bank's signature does not verify"),
     (lambda d: d["worker"].update(name="王五"), "bank's signature does not verify"),
 ])
 def test_any_change_fails(files, tmp_path, change, why):
@@ -78,14 +85,14 @@ def test_any_change_fails(files, tmp_path, change, why):
 def test_a_file_resigned_by_someone_else_fails_and_so_does_a_forged_gate_punch(files, tmp_path):
     evidence, key, document = files
     own = Ed25519PrivateKey.generate()
-    remade = sign_document({**document, "bank_key": public_key_text(own.public_key())}, own)
+    remade = format2.sign(document, own)
     evidence.write_text(json.dumps(remade))
     result = run(str(evidence), str(key))
     assert result.returncode == 1 and "not the bank key given" in result.stderr
     # The bank's own key over a punch the gate never signed: the gate's signature catches it.
     forged = json.loads(json.dumps(document))
-    forged["gates"][0]["punches"][2]["time"] = "2026-10-14T10:00:00.000Z"
-    evidence.write_text(json.dumps(sign_document(forged, BANK_KEY)))
+    forged["gates"][0]["chains"][0]["punches"][-1]["time"] = "2026-10-14T10:00:00.000Z"
+    evidence.write_text(json.dumps(format2.sign(forged, BANK_KEY)))
     result = run(str(evidence), str(key))
     assert result.returncode == 1 and "the gate's signature does not verify" in result.stderr
 
@@ -124,9 +131,9 @@ def test_bytes_another_reader_could_read_differently_fail(files, trick):
         data = json.dumps({**document, "sig": document["sig"].upper()}).encode()
     else:
         changed = json.loads(text)
-        punch = changed["gates"][0]["punches"][0]
+        punch = changed["gates"][0]["chains"][0]["punches"][0]
         punch["sig"] = punch["sig"].upper()
-        data = json.dumps(sign_document({k: v for k, v in changed.items() if k not in ("key", "sig")}, BANK_KEY)).encode()
+        data = json.dumps(format2.sign(changed, BANK_KEY)).encode()
     evidence.write_bytes(data)
     result = run(str(evidence), str(key))
     assert result.returncode == 1 and "FAILED" in result.stderr and "Traceback" not in result.stderr, result.stderr

@@ -24,7 +24,7 @@ from collector.wages.table import compute, period_bounds, run
 from collector.workers.record import DAY_FIELDS, record
 from gate_agent.protocol import format_time
 from tests import test_wages
-from tests.helpers import CollectorSetup, heartbeat
+from tests.helpers import BANK_KEY, CollectorSetup, heartbeat
 from tests.read_histories import BASE, FIRST_DAY, GATES, LAST_DAY, SITES, WORKERS, Bank, histories
 from tests.test_wages_payments import PERIOD, approve, bank_return, batch, credits, paid_day
 
@@ -136,9 +136,11 @@ def test_a_workers_page_and_slip_read_nothing_of_another_workers(month, tmp_path
     batch(month, tmp_path / "b1.xml")
     now = shanghai_noon("2026-11-20")
     with month.setup.store() as store:
+        # First: it enters the gate keys in the register (with the bank's key, which the slip then lists).
+        evidence = evidence_body(store, "W1", *(datetime.fromisoformat(d).date() for d in OCTOBER), now=now,
+                                 key=BANK_KEY)
         page = record(store, "W1", "2026-10", now=now)
         paper = slip(store, "W1", "2026-10", site="S1", now=now)
-        evidence = evidence_body(store, "W1", *(datetime.fromisoformat(d).date() for d in OCTOBER), now=now)
         assert [d["date"] for d in page["days"]] == ["2026-10-14", "2026-10-15", "2026-10-16", "2026-10-17"]
         assert page["wages"] and paper["line"]["net_fen"] == 144000 and len(evidence["days"]) == 4
         store.execute("UPDATE days SET record = 'unreadable', after = 'unreadable' WHERE worker <> 'W1'")

@@ -279,6 +279,7 @@ def record_dict(record: DayRecord | DayProblem, site: str, tz, person, final: bo
             "in_ref": s.start.ref if s.start else None,
             "out_ref": s.end.ref if s.end else None,
             "minutes": round(s.seconds / 60, 2),
+            "ms": s.ms,  # exact: what an evidence file states (docs/evidence-format.md)
             "status": s.status,
         } for s in sorted(record.shifts, key=lambda s: s.anchor.time)],
         "anomalies": [{"ref": e.ref, "why": why} for e, why in record.anomalies],

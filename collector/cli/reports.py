@@ -239,8 +239,10 @@ def headcount_command(ctx: Context, site: str, as_json: bool):
                    "QR code of how to check it): a new file, mode 0600.")
 @with_config
 def evidence_command(ctx: Context, worker: str, first, last, out: str, html_out: str | None):
-    """Write a worker's punches as signed, the gate keys, chain links and computed days to FILE, the
-    whole signed with the bank's key (signing_key)."""
+    """Write a worker's evidence file (format 2, docs/evidence-format.md) to FILE: the worker's card's punches
+    as the gates signed them, linked card punch to card punch, the gate keys cited from the register of
+    gate keys, the worker's manual entries and voids and the computed days, the whole signed with the
+    bank's key (signing_key). A gate key the register lacks is entered in it first."""
     import os
 
     from collector.evidence.document import build_evidence, days_id, evidence_id
@@ -253,7 +255,8 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str, html_out:
     if html_out is not None and os.path.abspath(html_out) == os.path.abspath(out):
         raise click.ClickException("--html names the evidence file itself; give the page a name of its own")
     key = load_bank_key(ctx.config)
-    with ctx.store(readonly=True) as store, progressbar(length=0, label="collecting punches") as bar:
+    # Writable: the register of gate keys may lack a key the file must cite.
+    with ctx.store() as store, progressbar(length=0, label="collecting punches") as bar:
         document = build_evidence(store, worker, first, last, key=key, progress=bar.update)
     data = safe_json(document, indent=1).encode()
     write_new_file(out, data)
@@ -267,9 +270,10 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str, html_out:
     with ctx.store() as store:  # the worker sees on their page who took their record, and when
         store.log_access(worker, via="bank CLI", who=operator_name(),
                          what=f"evidence {first.isoformat()}..{last.isoformat()}")
-    punches = sum(len(g["punches"]) for g in document["gates"])
-    click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) from "
-               f"{len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
+    chains = [chain for gate in document["gates"] for chain in gate["chains"]]
+    punches = sum(len(chain["punches"]) for chain in chains)
+    click.echo(f"{out}: {len(document['days'])} day(s) of {worker}, {punches} signed punch(es) in {len(chains)} "
+               f"chain(s) from {len(document['gates'])} gate(s), {len(document['manual'])} manual entr(y/ies), "
                f"{len(document['voids'])} void(s); signed by bank key {document['key']}; evidence id "
                f"{evidence_id(document)}, days id {days_id(document['days'])}")
     if html_out is not None:
@@ -281,35 +285,88 @@ def evidence_command(ctx: Context, worker: str, first, last, out: str, html_out:
 @click.argument("evidence_file", type=click.Path(dir_okay=False))
 @click.option("--bank-key", "bank_key",
               help="The bank's published public key (ed25519:...), or a file holding it (bank.pub).")
+@click.option("--register", "register_path", type=click.Path(dir_okay=False),
+              help="A copy of the bank's register of gate keys (`collector register export`), taken elsewhere or "
+                   "earlier: each gate key a format 2 file cites must be in it, not revoked before its punches.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="The collector's configuration: trust the bank keys of its registry and check every gate "
-                   "key against the registry.")
+                   "key against the registry (format 1).")
 @json_option
-def verify_command(evidence_file: str, bank_key: str | None, config_path: str | None, as_json: bool):
-    """Check an evidence file offline: the bank's signature over all of it (against the bank's published
-    key or its registry, never the key the file carries), every gate signature and link, and the days."""
+def verify_command(evidence_file: str, bank_key: str | None, register_path: str | None, config_path: str | None,
+                   as_json: bool):
+    """Check an evidence file offline (format 1 or 2): the bank's signature over all of it (against the bank's
+    published key or its registry, never the key the file carries), every gate signature and link, the
+    gate keys' register entries, and the days recomputed; then say what it proved and what it trusted."""
     from collector.evidence.document import EvidenceError, read_evidence, verify_evidence
 
     if bank_key is None and config_path is None:
         raise click.UsageError("give the bank's published key (--bank-key) or the collector's --config: a file "
                                "is trusted only against a key that came from the bank, not one it carries")
     trusted, registry = _trust(bank_key, config_path)
+    mirror = None
+    if register_path is not None:
+        from collector.evidence.register import RegisterError, load_mirror
+
+        try:
+            mirror = load_mirror(register_path, trusted)
+        except RegisterError as error:
+            raise click.ClickException(f"--register {register_path}: {error}") from None
     try:
         with open(evidence_file, "rb") as handle:
             data = handle.read()
     except OSError as error:
         raise click.ClickException(f"{evidence_file}: cannot read: {error.strerror}") from None
     try:
-        summary = verify_evidence(read_evidence(data), trusted, registry=registry)
+        summary = verify_evidence(read_evidence(data), trusted, registry=registry, mirror=mirror)
     except EvidenceError as error:
         raise click.ClickException(f"{evidence_file}: FAILED: {error}") from None
+    lines = _verified_v2(evidence_file, summary) if summary["version"] == 2 else _verified_v1(evidence_file, summary)
+    emit(as_json, summary, "\n".join(lines))
+
+
+def _verified_v2(evidence_file: str, summary: dict) -> list[str]:
+    """What a format 2 check proved and what it took on the bank's word (docs/evidence-format.md section 6)."""
+    worked = summary["worked_minutes"]
+    lines = [f"{evidence_file}: OK: signed by bank key {summary['bank_key']}; {summary['days']} day(s) of worker "
+             f"{summary['worker']} ({summary['name']}), {summary['period']['from']} to {summary['period']['to']}, "
+             f"{worked // 60} h {worked % 60:02d} min (format 2)",
+             f"  evidence id {summary['evidence_id']}",
+             f"  days id {summary['days_id']} (what a wage slip names)",
+             "  proved:"]
+    lines += [f"    - {line}" for line in summary["proved"]]
+    for gate in summary["gates"]:
+        keys = ", ".join(f"{k['key_id']} (register entry {k['index']}"
+                         + (", in your copy)" if k["mirrored"] else ")") for k in gate["keys"])
+        lines.append(f"    {gate['site']}/{gate['gate']}: key(s) {keys}")
+        for chain in gate["chains"]:
+            what = f"card {chain['card']}" if chain["link"] == "card" else "gate chain"
+            end = {"later": ", ending after the period", "newest": ", ending at the newest punch the bank held",
+                   None: ""}[chain["end"]]
+            lines.append(f"      {what}: seq {chain['first_seq']} to {chain['last_seq']}, {chain['punches']} punch(es), "
+                         f"{chain['own_punches']} the worker's; starting {chain['start']}{end}")
+    lines.append("  trusted (the bank's word):")
+    lines += [f"    - {line}" for line in summary["trusted"]]
+    for entry in summary["manual_entries"]:
+        lines.append(f"    manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
+                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
+                     + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else ""))
+    for void in summary["voids"]:
+        lines.append(f"    void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
+                     + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
+    if summary["notes"]:
+        lines.append("  notes on the gate keys:")
+        lines += [f"    - {note}" for note in summary["notes"]]
+    return lines
+
+
+def _verified_v1(evidence_file: str, summary: dict) -> list[str]:
     lines = [f"{evidence_file}: OK: signed by bank key {summary['bank_key']}; {summary['punches']} signed "
              f"punch(es), {summary['days']} day(s) of {summary['worker']}, {summary['worked_minutes'] / 60:.2f} h; "
              f"gate keys {', '.join(summary['keys']) or 'none'} "
              + ("(each registered for its gate when the bank received the punch)" if summary["registry_checked"]
                 else "(not checked against the registry: give --config for that)"),
-             f"  evidence id {summary['evidence_id']}",
-             f"  days id {summary['days_id']} (what a wage slip names)"]
+             f"  evidence id {summary['evidence_id']} (format 1)",
+             f"  days id {summary['days_id']}"]
     for entry in summary["manual_entries"]:
         lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
                      f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
@@ -319,7 +376,7 @@ def verify_command(evidence_file: str, bank_key: str | None, config_path: str | 
                      + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
     if not summary["manual_entries"] and not summary["voids"]:
         lines.append("  no manual entries, no voids")
-    emit(as_json, summary, "\n".join(lines))
+    return lines
 
 
 def _trust(bank_key: str | None, config_path: str | None):

@@ -179,8 +179,12 @@ def show_records(cfg: list[str], root: Path) -> None:
     evidence = root / "evidence-W001.json"
     run("collector", "evidence", "--worker", "W001", "--from", today, "--to", today, "--out", str(evidence), *cfg)
     run("collector", "verify", str(evidence), "--bank-key", str(root / "bank.pub"))
+    say("\n== The same check against a copy of the bank's register of gate keys (a labour bureau keeps one)")
+    copy = root / "register.json"
+    run("collector", "register", "export", "--out", str(copy), *cfg)
+    run("collector", "verify", str(evidence), "--bank-key", str(root / "bank.pub"), "--register", str(copy))
     document = json.loads(evidence.read_text())
-    document["gates"][0]["punches"][0]["dir"] = "out"
+    document["gates"][0]["chains"][0]["punches"][0]["dir"] = "out"
     tampered = root / "evidence-W001-tampered.json"
     tampered.write_text(json.dumps(document))
     say("(the same file with one punch's direction changed:)")

@@ -1,42 +1,32 @@
 """Evidence files: a worker's days with everything needed to check them offline, and the check.
 
-The file holds, per gate, the unbroken chain segment of signed punches from the worker's first to last
-punch in the period (other workers' punches in between are the chain links that prove nothing was
-taken out), the gates' public keys, the worker's card windows, the manual entries and voids, the site
-rules, and the computed days; the bank signs the whole document with its key. ``verify_evidence``
-checks that signature against a bank key the verifier trusts (the bank's published key, or the
-registry's), then every gate signature and link, the segment bounds, which punches are the worker's,
-and recomputes the days; with the registry it also checks that each gate key was registered for that
-gate when the bank received the punch. Only the bank's signature vouches for what gates do not sign
-(segment bounds, card windows, manual entries, voids, rules): a file edited anywhere fails it, and a
-file whose every signature an attacker made himself fails the trust check.
+A file is written in format 2 (docs/evidence-format.md; ``build2`` writes it, ``verify2`` checks it): the
+worker's own card's punches at each gate as the gate signed them, linked card punch to card punch (gate
+protocol 3), the gate keys cited from the bank's register of gate keys, the worker's manual entries and
+voids, the site rules and the days, the whole signed by the bank over its RFC 8785 bytes.
+
+Files of format 1 keep verifying (``verify_evidence`` reads both): per gate, the unbroken segment of the
+gate's chain from the worker's first to last punch (other workers' punches in between are the links),
+the gates' public keys taken from the file, signed over Python's key-sorted ASCII JSON with floats. Only
+the bank's signature vouches for what gates do not sign (segment bounds, card windows, manual entries,
+voids, rules): a file edited anywhere fails it, and a file whose every signature an attacker made
+himself fails the trust check.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, date, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector.attendance.attribution import Attributor
 from collector.attendance.cards import CardIndex
-from collector.attendance.reports import (
-    attendance,
-    days_of,
-    event_of,
-    history,
-    punch_flags,
-    reach,
-    record_dict,
-    site_rules,
-)
+from collector.attendance.reports import attendance, event_of, from_punches, record_dict
 from collector.attendance.rules import Event, Rules, daily_records
-from collector.errors import CollectorError
+from collector.evidence import build2, format2, verify2
+from collector.evidence.reading import EvidenceError, read_evidence
 from collector.localtime import zone
-from collector.store import Store, StoreError
-from collector.store.packed import signed_fields
+from collector.store import Store
 from collector.workers.record import worker_sites
 from gate_agent.protocol import (
     BankKeys,
@@ -44,26 +34,22 @@ from gate_agent.protocol import (
     Punch,
     canonical_json,
     check_link,
-    format_time,
     key_id,
     parse_public_key,
     parse_time,
-    public_key_text,
-    sign_document,
     verify_document,
     verify_punch,
 )
 
+__all__ = ["EvidenceError", "build_evidence", "days_id", "evidence_body", "evidence_id", "read_evidence",
+           "stated_days", "verify_evidence"]
+
 #: Card judgements an evidence file carries per punch (collector.ingest.sun): punches that prove no presence.
-CARD_FLAGS = frozenset({"card_forged", "card_replay", "card_unverified"})
+CARD_FLAGS = format2.CARD_FLAGS
 
 FORMAT = "site-gate-evidence"
-VERSION = 1
-
-
-class EvidenceError(CollectorError):
-    """The file does not verify; the message names the first thing that fails."""
-
+#: The version the bank writes; ``verify_evidence`` reads this one and version 1.
+VERSION = format2.VERSION
 
 #: Fields of a document that change with each writing of the same evidence (when, and with which bank
 #: key): left out of its evidence id.
@@ -71,122 +57,58 @@ _NOT_IN_ID = ("generated_at", "bank_key", "key", "sig")
 
 
 def evidence_id(document: dict) -> str:
-    """The SHA-256 of what the document says (canonical JSON without the fields that change with each
+    """The SHA-256 of what the document says (its canonical bytes without the fields that change with each
     writing): the same worker, period and punches give the same id whenever and with whichever bank key
     the file is written, so a wage slip can name the file the worker will get, and the file checked by
-    ``collector verify`` shows the same id."""
-    body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    ``collector verify`` shows the same id. Format 2 takes RFC 8785 bytes, format 1 its own."""
+    if document.get("version") == 1:
+        body = {name: value for name, value in document.items() if name not in _NOT_IN_ID}
+        return hashlib.sha256(canonical_json(body)).hexdigest()
+    return format2.evidence_id(document)
 
 
 def days_id(days: list[dict]) -> str:
-    """The SHA-256 of the days a file states (canonical JSON of the list, in site and date order): what a
+    """The SHA-256 of the RFC 8785 bytes of the days a format 2 file states (in site and date order): what a
     wage slip names, so that the worker can see the file ``collector verify`` accepts states the very days
-    the slip paid. It costs the worker's own days, where the evidence id costs the whole file (its chain
-    segments hold every punch of the gate between the worker's first and last)."""
+    the slip paid. The days of a format 1 file (shifts in ``minutes``) get format 1's id, as its check
+    shows it."""
+    if any(isinstance(day, dict) and any(isinstance(shift, dict) and "minutes" in shift
+                                         for shift in day.get("shifts") or ())
+           for day in days):
+        return _days_id_v1(days)
+    return format2.days_id(days)
+
+
+def _days_id_v1(days: list[dict]) -> str:
     return hashlib.sha256(canonical_json(sorted(days, key=lambda d: (d["site"], d["date"])))).hexdigest()
 
 
 def stated_days(store: Store, worker: str, first: date, last: date, *, now: datetime) -> list[dict]:
     """The days an evidence file of ``worker`` for first..last written at ``now`` states, read from the kept
     days (``reports.attendance``) instead of computed from the punches as ``evidence_body`` does: the two
-    agree (tests/test_read_properties.py), and ``days_id`` of either is the same."""
+    agree (tests/test_read_properties.py), and ``days_id`` of either is the same. A day kept by a version
+    before shifts carried their exact milliseconds is computed from the punches instead."""
+    now = build2.whole_ms(now)
     days = []
     for site_row in worker_sites(store, worker):
-        for day in attendance(store, site_row["site"], first, last, now=now, worker=worker):
-            del day["final"]  # as in the file: finality depends on gate heartbeats, which it does not carry
-            days.append(day)
-    return days
+        site = site_row["site"]
+        kept = attendance(store, site, first, last, now=now, worker=worker)
+        if any("ms" not in shift for day in kept for shift in day.get("shifts", ())):
+            kept = from_punches(store, site, first, last, now=now, worker=worker)
+        days += [format2.day_of(day) for day in kept]
+    return sorted(days, key=lambda d: (format2.text_order(d["site"]), d["date"]))
 
 
 def build_evidence(store: Store, worker: str, first: date, last: date, *, key: Ed25519PrivateKey,
                    now: datetime | None = None, progress=None) -> dict:
-    """The worker's evidence for first..last, signed with the bank's ``key``."""
-    now = now or datetime.now(UTC)
-    document = evidence_body(store, worker, first, last, now=now, progress=progress)
-    document["bank_key"] = public_key_text(key.public_key())
-    return sign_document(document, key)
+    """The worker's evidence for first..last (format 2), signed with the bank's ``key``."""
+    return build2.build(store, worker, first, last, key=key, now=now or datetime.now(UTC), progress=progress)
 
 
-def evidence_body(store: Store, worker: str, first: date, last: date, *, now: datetime,
+def evidence_body(store: Store, worker: str, first: date, last: date, *, now: datetime, key=None,
                   progress=None) -> dict:
-    """What the evidence file says, before the bank signs it (no key needed: enough for its id)."""
-    person = next(iter(store.people_named([worker])), None)
-    if person is None:
-        raise StoreError(f"worker {worker} does not exist")
-    attributor = Attributor.of(store, worker)
-    own_cards = {w["uid"] for w in attributor.windows}
-    sites, gates, manual, voids, days = {}, [], [], [], []
-    for site_row in worker_sites(store, worker):
-        site = site_row["site"]
-        rules = site_rules(store, site)
-        # The file carries the punches from where the worker's pairing starts afresh, so that a verifier
-        # pairing them gives the days the bank gave: the worker's own punches, never the whole site's.
-        events, _, punches = history(store, site, rules, attributor, *reach(first, last, rules, now), worker=worker)
-        mine = [e for e in events if e.worker == worker]
-        if not mine:
-            continue
-        sites[site] = {"timezone": site_row["timezone"], "max_shift_hours": site_row["max_shift_hours"]}
-        seqs: dict[str, list[int]] = {}
-        for event in mine:
-            if not event.manual:
-                gate, seq = event.ref.split("#")
-                seqs.setdefault(gate, []).append(int(seq))
-        for gate, numbers in sorted(seqs.items()):
-            rows = store.gate_punch_rows(site, gate, min(numbers), max(numbers))
-            segment = {
-                "site": site, "gate": gate, "first_seq": min(numbers), "last_seq": max(numbers),
-                "public_keys": [k["public_key"] for k in store.public_keys(site, gate)],
-                "punches": [signed_fields(r) for r in rows],
-                "received_at": [r["received_at"] for r in rows],
-            }
-            # The bank's judgement of each punch's card (docs/cards.md), which no gate signs and a verifier
-            # without the bank's card keys cannot repeat: vouched for by the bank's signature over the file.
-            judged = [_card_judgement(r, attributor, own_cards) for r in rows]
-            if any(judged):
-                segment["card_flags"] = judged
-            gates.append(segment)
-            voids += [_cites({"ref": f"{gate}#{r['seq']}", "site": site, "void_at": r["void_at"], "by": r["void_by"],
-                              "reason": r["void_reason"]}, r) for r in rows if r["void_at"]]
-            if progress is not None:
-                progress(len(rows))
-        for punch in punches:
-            if punch["source"] == "manual" and punch["worker"] == worker:
-                manual.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "time": punch["time"],
-                                      "direction": punch["direction"], "by": punch["manual_by"],
-                                      "reason": punch["manual_reason"], "entered_at": punch["received_at"]}, punch))
-                if punch["void_at"]:
-                    voids.append(_cites({"ref": f"manual#{punch['id']}", "site": site, "void_at": punch["void_at"],
-                                         "by": punch["void_by"], "reason": punch["void_reason"]}, punch))
-        assignments = store.assignments(worker=worker, site=site)
-        for record in days_of(mine, rules, now, first, last, assignments, site=site):
-            days.append(record_dict(record, site, rules.tz, attributor.person(worker), final=False))
-    for day in days:
-        del day["final"]  # finality depends on gate heartbeats, which the file does not carry
-    return {
-        "format": FORMAT, "version": VERSION, "generated_at": format_time(now),
-        "worker": {"worker": worker, "name": person["name"], "employer": person["employer"]},
-        "period": {"from": first.isoformat(), "to": last.isoformat()},
-        "cards": [{"uid": w["uid"], "valid_from": w["valid_from"], "valid_to": w["valid_to"]} for w in attributor.windows],
-        "sites": sites, "gates": gates, "manual": manual, "voids": voids, "days": days,
-    }
-
-
-def _card_judgement(row: dict, attributor: Attributor, own_cards: set[str]) -> list[str]:
-    """The card flags of a segment's punch (``CARD_FLAGS`` of ``punch_flags``). The attributor knows the
-    worker's cards only, so another card has no holder here and its judgement is what ingest stored:
-    the whole of ``punch_flags`` is worked out only for the worker's own punches (a segment holds every
-    punch of the gate between the worker's first and last)."""
-    if row.get("card") in own_cards:
-        return sorted(CARD_FLAGS & set(punch_flags(row, attributor.attribute(row).holder)))
-    return sorted(CARD_FLAGS.intersection((row.get("flags") or "").split(",")))
-
-
-def _cites(entry: dict, punch: dict) -> dict:
-    """A correction that answers a worker's dispute names it (under the bank's signature like the rest)."""
-    if punch.get("dispute"):
-        entry["dispute"] = punch["dispute"]
-    return entry
+    """What the evidence file says, before the bank signs it (enough for its id)."""
+    return build2.body(store, worker, first, last, now=now, key=key, progress=progress)
 
 
 class Registry:
@@ -213,60 +135,19 @@ class Registry:
         return None
 
 
-def read_evidence(data: bytes) -> object:
-    """An evidence file's bytes as JSON, strictly (EvidenceError otherwise): UTF-8 without a byte order
-    mark, every object's names once (a second ``"sig"`` or ``"name"`` would be read by one JSON reader and
-    not by another), no NaN or Infinity, no lone surrogate, nothing after the document."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        raise EvidenceError("not JSON: the file starts with a byte order mark")
-    try:
-        document = json.loads(data.decode("utf-8"), object_pairs_hook=_once, parse_constant=_no_constant)
-    except UnicodeDecodeError as error:
-        raise EvidenceError(f"not UTF-8: {error.reason} at byte {error.start}") from None
-    except RecursionError:
-        raise EvidenceError("not JSON: nested too deeply") from None
-    except ValueError as error:
-        raise EvidenceError(f"not JSON: {str(error)[:160]}") from None
-    _check_text(document)
-    return document
-
-
-def _once(pairs: list[tuple[str, object]]) -> dict:
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        seen = set()
-        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
-        raise ValueError(f"the name {twice!r} appears twice in one object")
-    return found
-
-
-def _no_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _check_text(node: object) -> None:
-    """Every string (names too) is text: a lone surrogate escape (\\ud800) is not a character."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                raise EvidenceError("not JSON text: a lone surrogate in a string") from None
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def verify_evidence(document: object, trusted: BankKeys, *, registry: Registry | None = None) -> dict:
-    """Check an evidence document; return a summary, or raise EvidenceError naming the first failure.
+def verify_evidence(document: object, trusted: BankKeys, *, registry: Registry | None = None,
+                    mirror=None) -> dict:
+    """Check an evidence document of format 1 or 2; return a summary, or raise EvidenceError naming the
+    first failure.
 
     ``trusted`` are the bank keys the caller got from the bank (its published key or its registry),
-    never the one the file carries."""
+    never the one the file carries. ``mirror`` (format 2): a copy of the register of gate keys
+    (``register.load_mirror``) to check each cited gate key against; ``registry`` (format 1): the bank's
+    registry of gate keys."""
     try:
+        if isinstance(document, dict) and document.get("format") == FORMAT and type(document.get("version")) is int \
+                and document["version"] == format2.VERSION:
+            return verify2.verify(document, trusted, mirror=mirror)
         return _verify(document, trusted, registry)
     except EvidenceError:
         raise
@@ -277,8 +158,8 @@ def verify_evidence(document: object, trusted: BankKeys, *, registry: Registry |
 
 
 def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> dict:
-    if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != VERSION:
-        raise EvidenceError(f"not a {FORMAT} version {VERSION} document")
+    if not isinstance(document, dict) or document.get("format") != FORMAT or document.get("version") != 1:
+        raise EvidenceError(f"not a {FORMAT} document of version 1 or 2")
     bank_id = _check_bank_signature(document, trusted)
     checked = _CheckedPunches(document, registry)
     _check_entries(document, checked)
@@ -300,7 +181,7 @@ def _verify(document: object, trusted: BankKeys, registry: Registry | None) -> d
                 raise EvidenceError(f"day {key[1]} at {key[0]}: {field} stated {a.get(field)!r}, "
                                     f"the punches give {b.get(field)!r}")
     return {"worker": checked.worker, "period": document["period"], "days": len(recomputed),
-            "evidence_id": evidence_id(document), "days_id": days_id(document["days"]),
+            "evidence_id": evidence_id(document), "days_id": _days_id_v1(document["days"]), "version": 1,
             "punches": checked.total, "worked_minutes": sum(d["worked_minutes"] for d in recomputed.values()),
             "bank_key": bank_id, "keys": sorted(set(checked.fingerprints)), "registry_checked": registry is not None,
             "manual_entries": [{**{k: e[k] for k in ("ref", "site", "time", "direction", "by", "reason", "entered_at")},
@@ -462,7 +343,10 @@ class _CheckedPunches:
         for site, rules in self.sites.items():
             for record in daily_records(self.events[site], rules, self.generated):
                 if self.first <= record.date <= self.last:
-                    recomputed[(site, record.date.isoformat())] = record_dict(record, site, rules.tz, None, False)
+                    day = record_dict(record, site, rules.tz, None, False)
+                    for shift in day["shifts"]:
+                        del shift["ms"]  # format 2's; a format 1 file states minutes only
+                    recomputed[(site, record.date.isoformat())] = day
         return recomputed
 
 

@@ -16,6 +16,7 @@ from gate_agent.protocol import format_time
 
 from .connection import Connection
 from .errors import StoreError
+from .packed import signed_fields
 
 #: Requests a worker may have waiting (pending or being built) at once.
 MAX_WAITING_PER_WORKER = 3
@@ -130,18 +131,26 @@ class EvidenceRequestQueries:
             return self.evidence_request(number)
 
     def evidence_segment_punches(self, worker: str, first: date, last: date) -> int:
-        """About how many gate punches the worker's file for first..last carries: per gate, the chain from
-        the first to the last punch of the worker's cards (while the worker held them) around the period.
-        The period's local days are widened by two days each side, more than any site's offset and
-        shift reach, so the estimate errs high; it reads the worker's own punches only (an index)."""
+        """About how many gate punches the worker's file for first..last carries: per gate, the punches of
+        the worker's cards (while the worker held them) around the period where the gate links each card's
+        punches (protocol 3: the file carries the card's chain), else the gate's chain from the first to
+        the last of them. The period's local days are widened by two days each side, more than any site's
+        offset and shift reach, so the estimate errs high; it reads the worker's own punches only (an index)."""
         start = f"{(first - timedelta(days=2)).isoformat()}T00:00:00.000Z"
         end = f"{(last + timedelta(days=3)).isoformat()}T00:00:00.000Z"
         rows = self.db.execute(
-            "SELECT MIN(p.seq), MAX(p.seq) FROM cards c JOIN punches p ON p.card = c.uid "
+            "SELECT p.site, p.gate, MIN(p.seq), MAX(p.seq), COUNT(*) FROM cards c JOIN punches p ON p.card = c.uid "
             "WHERE c.worker = ? AND p.gate IS NOT NULL AND p.time >= ? AND p.time < ? "
             "AND (c.valid_from IS NULL OR p.time >= c.valid_from) AND (c.valid_to IS NULL OR p.time < c.valid_to) "
             "GROUP BY p.site, p.gate", (worker, start, end)).fetchall()
-        return sum(high - low + 1 for low, high in rows)
+        total = 0
+        for site, gate, low, high, count in rows:
+            # A gate's punches after its upgrade are all of protocol 3: its first one here tells.
+            first_row = self.gate_punch_rows(site, gate, low, low)
+            linked = bool(first_row) and signed_fields(first_row[0]).get("v", 1) >= 3
+            # A card chain also carries a punch before and after the period (two a card, at most a few).
+            total += count + 4 if linked else high - low + 1
+        return total
 
     def evidence_request(self, number: int, *, worker: str | None = None) -> dict | None:
         """The request (without its document); with ``worker``, only if it is that worker's."""
