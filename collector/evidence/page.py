@@ -7,7 +7,7 @@ nothing else; and it says that it is only a reading: what proves the file is `co
 tools/verify_evidence.py) with the bank's published key (docs/verify-evidence.md). Nothing here checks a
 signature.
 
-It reads files of format 1 and takes from a file only what later formats keep: ``format``, ``version``,
+It reads files of formats 1 and 2 and takes from a file only what both keep: ``format``, ``version``,
 ``generated_at``, ``worker``, ``period``, ``sites`` (their ``timezone``), ``manual``, ``voids``, ``days``
 (date, first in, last out, minutes worked, status, flags, shifts, anomalies, voided), ``bank_key``, ``key``.
 Every value of the file is hostile: the template escapes everything, a value of the wrong type shows as
