@@ -1207,6 +1207,8 @@ if (globalThis.process?.versions?.node && Array.isArray(globalThis.process.argv)
   }
   if (self) {
     const proc = globalThis.process;
+    // Node 18 (Debian 12's nodejs) has WebCrypto, Ed25519 included, but not yet as a global.
+    if (!globalThis.crypto?.subtle) globalThis.crypto = (await import("node:crypto")).webcrypto;
     try {
       const [text, code] = await main(proc.argv.slice(2), { readFileSync });
       proc.stdout.write(`${text}\n`);
