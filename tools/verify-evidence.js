@@ -19,8 +19,14 @@ const MAX_DEPTH = 64;
 const HEX64 = /^[0-9a-f]{64}$/;
 const KEY_ID = /^[0-9a-f]{16}$/;
 const SIGNATURE = /^[0-9a-f]{128}$/;
-const SITE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
+const SITE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const UPPER_HEX = /^[0-9A-F]+$/;
+const CARD_UID = /^(?:[0-9A-F]{2}){4,10}$/;
+const BANK_CARD = /^[0-9A-F]{32}$/;
+const SUN = /^[0-9a-f]{32}:[0-9a-f]{16}$/;
+// boot, reader: 1 to 64 characters, none a control, format, surrogate, private-use, unassigned or
+// separator character but the space.
+const LABEL = /^(?:(?![\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}])[\s\S]| ){1,64}$/u;
 const CARD_FLAGS = ["card_forged", "card_replay", "card_unverified"];
 const BANK_FLAGS = new Set(["not_assigned", "late_upload", "clock_future", "clock_backwards", "chain_break",
   "equivocated"]);
@@ -423,6 +429,14 @@ function offsetMs(zone, t) {
   return local - second;
 }
 
+/** The local date of instant `t`, as text that orders with dates: "0000-00-00" before the year 1, "9999-99-99"
+ * after the year 9999 (§4.2: such a date counts as before, or after, every date). */
+function localDate(zone, t) {
+  const local = localAt(zone, t);
+  if (local !== null) return local[0];
+  return t < 0 ? "0000-00-00" : "9999-99-99";
+}
+
 /** [local date text, local time text] of instant `t` in `zone`; null when the local date is outside
  * years 1 to 9999 (it has no local date). */
 function localAt(zone, t) {
@@ -503,6 +517,15 @@ function textOrder(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+function once(list, keyOf, where, what) {
+  const seen = new Set();
+  list.forEach((item, i) => {
+    const key = keyOf(item);
+    if (seen.has(key)) fail(`${where}[${i}]: ${what(item)} appears twice`);
+    seen.add(key);
+  });
+}
+
 function ordered(list, keyOf, where, what) {
   for (let i = 1; i < list.length; i += 1) {
     if (textOrder(keyOf(list[i - 1]), keyOf(list[i])) >= 0) fail(`${where} is not ordered by ${what}, each once (at ${i})`);
@@ -528,26 +551,26 @@ function checkPunch(p, where) {
   if (integer(p.seq, `${where}.seq`) < 1) fail(`${where}.seq must be 1 or more`);
   time(p.time, `${where}.time`);
   if (integer(p.mono_ms, `${where}.mono_ms`) < 0) fail(`${where}.mono_ms must not be negative`);
-  string(p.boot, `${where}.boot`);
+  matching(p.boot, LABEL, `${where}.boot`, "1 to 64 printable characters");
   boolean(p.synced, `${where}.synced`);
-  matching(p.card, UPPER_HEX, `${where}.card`, "upper-case hex");
   oneOf(p.tech, ["iso14443a", "iso14443b", "felica"], `${where}.tech`);
-  string(p.reader, `${where}.reader`);
+  matching(p.reader, LABEL, `${where}.reader`, "1 to 64 printable characters");
   oneOf(p.dir, ["in", "out", "toggle"], `${where}.dir`);
   oneOf(p.roster, ["known", "unknown", "none"], `${where}.roster`);
   matching(p.prev, HEX64, `${where}.prev`, "a digest (64 lower-case hex digits)");
+  if (p.seq === 1 && p.prev !== ZEROS) fail(`${where}: a punch with seq 1 must have prev 64 zeros`);
   matching(p.key, KEY_ID, `${where}.key`, "a key id (16 lower-case hex digits)");
   matching(p.sig, SIGNATURE, `${where}.sig`, "a signature (128 lower-case hex digits)");
+  const kind = v >= 2 ? oneOf(p.kind, ["uid", "bank", "ntag424"], `${where}.kind`) : "uid";
+  if (kind === "bank") matching(p.card, BANK_CARD, `${where}.card`, "a bank card's identifier (32 upper-case hex digits)");
+  else matching(p.card, CARD_UID, `${where}.card`, "a card UID (8 to 20 upper-case hex digits, an even number)");
   if (v >= 2) {
-    oneOf(p.kind, ["uid", "bank", "ntag424"], `${where}.kind`);
-    string(p.sun, `${where}.sun`);
+    if (kind === "ntag424") matching(p.sun, SUN, `${where}.sun`, "a SUN message (32 hex digits, ':', 16 hex digits)");
+    else if (p.sun !== "") fail(`${where}.sun must be "" for a card of kind ${kind}`);
   }
   if (v >= 3) {
     matching(p.cprev, HEX64, `${where}.cprev`, "a digest (64 lower-case hex digits)");
-    // Gate protocol 3 punches hold ASCII only (§2).
-    for (const name of Object.keys(p)) {
-      if (typeof p[name] === "string" && /[^\u0000-\u007f]/.test(p[name])) fail(`${where}.${name}: a version 3 punch holds ASCII only`);
-    }
+    if (p.seq === 1 && p.cprev !== ZEROS) fail(`${where}: a punch with seq 1 must have cprev 64 zeros`);
   }
 }
 
@@ -752,6 +775,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
       const entry = gate.keys[k];
       const entryDigest = await registerEntry(entry, kw, bankKeys);
       if (entry.action !== "add") fail(`${kw}.action must be add`);
+      if (entry.since > entry.at) fail(`${kw}: since ${entry.since} is after at ${entry.at}`);
       if (entry.site !== gate.site || entry.gate !== gate.gate) fail(`${kw} is an entry of another gate (${entry.site}/${entry.gate})`);
       if (keys.has(entry.key_id)) fail(`${kw}: key ${entry.key_id} is listed twice for the gate`);
       keys.set(entry.key_id, { entry, digest: entryDigest, raw: keyBytes(entry.public_key), where: kw });
@@ -784,6 +808,9 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
         if (p.site !== gate.site || p.gate !== gate.gate) fail(`${pw} is a punch of another gate (${p.site}/${p.gate})`);
         const key = keys.get(p.key);
         if (key === undefined) fail(`${pw} is signed by key ${p.key}, which is not one of the gate's keys`);
+        if (chain.received_at[i] < key.entry.since) {
+          fail(`${pw} was received at ${chain.received_at[i]}, before its key ${p.key} was registered (since ${key.entry.since})`);
+        }
         const bytesOf = punchBytes(p);
         if (!await signatureHolds(key.raw, p.sig, bytesOf)) fail(`${pw}: the gate's signature does not verify`);
         digests.push(await sha256(bytesOf));
@@ -810,14 +837,14 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
         punches.forEach((p, i) => {
           if (p.card !== chain.card) fail(`${cw}.punches[${i}] is a punch of another card`);
         });
-        const first = localAt(zone, timeMs(punches[0].time));
-        const startsBefore = first !== null && first[0] < from;
+        const first = localDate(zone, timeMs(punches[0].time));
+        const startsBefore = first < from;
         if (!startsBefore && !(punches[0].v === 3 && punches[0].cprev === ZEROS)) {
-          fail(`${cw}: the card chain starts on ${first ? first[0] : "no local date"}, not before the period, and not at the card's first punch at the gate (a punch of the card before it could be missing)`);
+          fail(`${cw}: the card chain starts on ${first}, not before the period, and not at the card's first punch at the gate (a punch of the card before it could be missing)`);
         }
         if (chain.end === "later") {
-          const end = localAt(zone, timeMs(punches[last].time));
-          if (end === null || end[0] <= to) fail(`${cw}: end "later", but the last punch's local date ${end ? end[0] : "(none)"} is not after the period`);
+          const end = localDate(zone, timeMs(punches[last].time));
+          if (end <= to) fail(`${cw}: end "later", but the last punch's local date ${end} is not after the period`);
         } else {
           newest.push(`${gate.site}/${gate.gate} card ${chain.card}`);
         }
@@ -843,7 +870,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
       }
     }
   }
-  ordered(doc.gates, (gate) => `${gate.site}\u0000${gate.gate}`, "gates", "site then gate");
+  once(doc.gates, (gate) => `${gate.site}\u0000${gate.gate}`, "gates", (gate) => `gate ${gate.site}/${gate.gate}`);
 
   // §4.1: the keys against a mirror of the register.
   let mirrored = false;
@@ -881,13 +908,14 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     string(m.by, `${where}.by`);
     string(m.reason, `${where}.reason`);
     time(m.entered_at, `${where}.entered_at`);
-    if ("dispute" in m) matching(m.dispute, /^D-/, `${where}.dispute`, "a dispute D-…");
+    if ("dispute" in m) string(m.dispute, `${where}.dispute`);
     const into = siteEvents(m.site);
     if (into.has(m.ref)) fail(`${where}: two events of site ${m.site} have the ref ${m.ref}`);
-    into.set(m.ref, { ref: m.ref, time: m.time, t: timeMs(m.time), direction: m.direction, flags: ["manual"], manual: true });
+    const flags = ["manual"];
+    if (m.time < PLAUSIBLE_FROM || timeMs(m.time) - timeMs(m.entered_at) > DAY_MS) flags.push("clock_implausible");
+    into.set(m.ref, { ref: m.ref, time: m.time, t: timeMs(m.time), direction: m.direction, flags, manual: true });
     manualList.push(m);
   });
-  ordered(doc.manual, (m) => m.ref, "manual", "ref");
   array(doc.voids, "voids");
   doc.voids.forEach((v, i) => {
     const where = `voids[${i}]`;
@@ -898,12 +926,12 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     time(v.void_at, `${where}.void_at`);
     string(v.by, `${where}.by`);
     string(v.reason, `${where}.reason`);
-    if ("dispute" in v) matching(v.dispute, /^D-/, `${where}.dispute`, "a dispute D-…");
+    if ("dispute" in v) string(v.dispute, `${where}.dispute`);
     const event = events.get(v.site)?.get(v.ref);
     if (event === undefined) fail(`${where} names ${v.ref}, which is no manual entry or punch of the worker at site ${v.site}`);
     event.flags.push("void");
   });
-  ordered(doc.voids, (v) => `${v.site}\u0000${v.ref}`, "voids", "site then ref");
+  once(doc.voids, (v) => `${v.site}\u0000${v.ref}`, "voids", (v) => `a void of ${v.ref} at site ${v.site}`);
 
   // §5: the days, recomputed and compared.
   const computed = [];
@@ -1040,7 +1068,7 @@ function siteDays(site, rules, siteEventList, doc, now) {
   for (const [date, d] of days) {
     if (date < doc.period.from || date > doc.period.to) continue;
     const keyOf = (s) => s.in ?? s.out;
-    d.shifts.sort((a, b) => eventOrder(keyOf(a), keyOf(b)));
+    d.shifts.sort((a, b) => keyOf(a).t - keyOf(b).t); // stable: shifts of one time in the pairing's order
     const ms = (s) => (s.status === "complete" ? s.out.t - s.in.t : 0);
     const ins = d.shifts.filter((s) => s.in).map((s) => s.in);
     const outs = d.shifts.filter((s) => s.out).map((s) => s.out);
