@@ -633,14 +633,12 @@ async function registerEntry(entry, where, bankKeys) {
 
 /** The register entries of a mirror, its own chain checked: [index -> {entry, digest}]. */
 async function readMirror(bytes, bankKeys) {
+  // `collector register export` writes {"format":"site-gate-key-register","version":1,"entries":[...]}.
   const doc = readStrict(bytes, "the register mirror");
-  let entries = doc;
-  if (isObject(doc)) {
-    const list = Object.keys(doc).filter((name) => Array.isArray(doc[name]));
-    if (list.length !== 1) fail("the register mirror holds no list of register entries");
-    entries = doc[list[0]];
-  }
-  array(entries, "the register mirror", { nonEmpty: true });
+  members(doc, "the register mirror", ["format", "version", "entries"]);
+  oneOf(doc.format, ["site-gate-key-register"], "the register mirror's format");
+  oneOf(doc.version, [1], "the register mirror's version");
+  const entries = array(doc.entries, "the register mirror's entries", { nonEmpty: true });
   const byIndex = new Map();
   let prev = ZEROS;
   for (let i = 0; i < entries.length; i += 1) {
@@ -943,6 +941,10 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
 
   const evidenceId = await digest(withoutMembers(doc, ["generated_at", "bank_key", "key", "sig"]));
   const daysId = await digest(doc.days);
+  const lateEntries = [];
+  for (const [key, , receivedAt] of keyUses) {
+    if (key.entry.at > receivedAt && !lateEntries.includes(key)) lateEntries.push(key);
+  }
   const gateKeys = doc.gates.flatMap((gate) => gate.keys.map((e) => `${gate.site}/${gate.gate} key ${e.key_id} (register entry ${e.index}, since ${e.since})`));
   const flagged = doc.gates.reduce((n, gate) => n + gate.chains.reduce((m, c) => m + c.card_flags.filter((f) => f.length > 0).length, 0), 0);
   const bankFlags = [...new Set(doc.days.flatMap((d) => d.flags.filter((f) => BANK_FLAGS.has(f)).map((f) => `${d.site} ${d.date} ${f}`)))];
@@ -976,6 +978,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
       `the chains marked newest (no later punch of the card held): ${newest.join("; ") || "none"}`,
       "that the file names every gate the worker used",
       ...(mirrored ? [] : [`the gate keys (no register mirror given): ${gateKeys.join("; ")}`]),
+      ...lateEntries.map((key) => `key ${key.entry.key_id} of ${key.entry.site}/${key.entry.gate} was entered in the register at ${key.entry.at}, after the bank received punches it signed: the bank published it later`),
     ],
     days: doc.days.map((d) => ({ site: d.site, date: d.date, first_in: d.first_in, last_out: d.last_out, worked_minutes: d.worked_minutes, status: d.status, flags: d.flags })),
   };
