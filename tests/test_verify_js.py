@@ -52,64 +52,75 @@ def expected(name: str) -> dict:
     return entries[0]
 
 
-def run_node(name: str, *, mirror: bool) -> tuple[int, dict]:
-    arguments = [node(), str(VERIFIER), str(VECTORS / name), "--bank-key", str(VECTORS / manifest()["bank_key"]),
-                 "--json"]
-    if mirror:
-        arguments += ["--register", str(VECTORS / manifest()["mirror"])]
+def run_node(name: str, *, register: bool) -> tuple[int, dict]:
+    arguments = [node(), str(VERIFIER), str(VECTORS / name), "--bank-key", str(VECTORS / "bank.pub"), "--json"]
+    if register:
+        arguments += ["--register", str(VECTORS / manifest()["register"])]
     result = subprocess.run(arguments, capture_output=True, timeout=120)
     assert result.returncode in (0, 1), result.stderr.decode()
     return result.returncode, json.loads(result.stdout)
 
 
-def check_verdict(name: str, result: dict) -> None:
+def check_verdict(name: str, result: dict, *, register: bool) -> None:
+    """The manifest's verdict (with or without the register copy), its ids for a file that verifies, and
+    for one that fails, the kind of check that caught it. Version 1 files are refused, saying where to
+    check them."""
     entry = expected(name)
-    if entry["verdict"] == "OK":
+    if entry["version"] == 1:
+        assert result == {"ok": False, "failure": "version 1: check with collector verify", "check": "version"}
+        return
+    verdict = entry["verdict"] if register else entry["verdict_without_register"]
+    if verdict == "OK":
         assert result["ok"], f"{name}: {result.get('failure')}"
-        assert result["canonical_sha256"] == entry["canonical_sha256"], name
-        assert result["evidence_id"] == entry["evidence_id"], name
-        assert result["days_id"] == entry["days_id"], name
+        if entry["verdict"] == "OK":
+            ids = (result["canonical_sha256"], result["evidence_id"], result["days_id"])
+            assert ids == (entry["sha256"], entry["evidence_id"], entry["days_id"]), name
+        assert result["mirror"] is register
     else:
-        assert not result["ok"], f"{name} should fail ({entry.get('why', '')}) but verifies"
-        if entry.get("failure"):
-            assert entry["failure"] in result["failure"], (name, result["failure"])
+        assert verdict == "FAIL"
+        assert not result["ok"], f"{name} ({entry['reason']['text']}) verifies"
+        assert result["check"] == entry["check"], (name, result["failure"])
 
 
+@pytest.mark.parametrize("register", [True, False], ids=["register", "alone"])
 @pytest.mark.parametrize("name", vector_names())
-def test_every_vector_gets_its_verdict_under_node(name):
-    entry = expected(name)
-    code, result = run_node(name, mirror=bool(entry.get("mirror")))
-    check_verdict(name, result)
-    assert code == (0 if entry["verdict"] == "OK" else 1)
+def test_every_vector_gets_its_verdict_under_node(name, register):
+    code, result = run_node(name, register=register)
+    check_verdict(name, result, register=register)
+    assert code == (0 if result["ok"] else 1)
 
 
 def test_the_command_says_ok_or_failed_in_words(tmp_path):
-    ok = next(entry["file"] for entry in manifest()["vectors"] if entry["verdict"] == "OK")
-    bank = str(VECTORS / manifest()["bank_key"])
-    shown = subprocess.run([node(), str(VERIFIER), str(VECTORS / ok), "--bank-key", bank], capture_output=True,
-                           text=True, timeout=120)
-    assert shown.returncode == 0 and shown.stdout.startswith(f"{VECTORS / ok}: OK"), shown.stdout + shown.stderr
+    bank = str(VECTORS / "bank.pub")
+    shown = subprocess.run([node(), str(VERIFIER), str(VECTORS / "ok-overnight.json"), "--bank-key", bank],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert shown.stdout.startswith(f"{VECTORS / 'ok-overnight.json'}: OK")
     assert "proved:" in shown.stdout and "trusted (the bank's word):" in shown.stdout
+    assert "the gate keys (no register mirror given)" in shown.stdout
     changed = tmp_path / "changed.json"
-    changed.write_bytes((VECTORS / ok).read_bytes().replace(b'"version"', b'"version":2,"version"', 1))
+    changed.write_bytes((VECTORS / "ok-overnight.json").read_bytes().replace(b'"version"', b'"version":2,"version"', 1))
     failed = subprocess.run([node(), str(VERIFIER), str(changed), "--bank-key", bank], capture_output=True,
                             text=True, timeout=120)
     assert failed.returncode == 1 and "FAILED: " in failed.stdout and "twice" in failed.stdout, failed.stdout
-    usage = subprocess.run([node(), str(VERIFIER), str(VECTORS / ok)], capture_output=True, text=True, timeout=120)
+    usage = subprocess.run([node(), str(VERIFIER), str(changed)], capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2 and "--bank-key" in usage.stderr
 
 
 # In the browser: the same module, imported by a page, with nothing but WebCrypto, TextDecoder and Intl.
 
 BROWSER_RUN = """
-const [names, keyFile, mirrorFile, done] = arguments;
+const [names, keyFile, registerFile, done] = arguments;
 (async () => {
   const verifier = await import("/verify-evidence.js");
   const get = async (path) => new Uint8Array(await (await fetch(path)).arrayBuffer());
   const key = new TextDecoder().decode(await get(keyFile));
   const out = {};
-  for (const [name, withMirror] of names) {
-    out[name] = await verifier.verifyEvidence(await get(name), [key], withMirror ? await get(mirrorFile) : undefined);
+  for (const name of names) {
+    out[name] = {
+      register: await verifier.verifyEvidence(await get(name), [key], await get(registerFile)),
+      alone: await verifier.verifyEvidence(await get(name), [key]),
+    };
   }
   return out;
 })().then(done, (error) => done({error: String(error && error.stack || error)}));
@@ -143,19 +154,19 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def test_chromium_gives_the_same_verdicts(served):
-    entries = manifest()["vectors"]
-    names = [[f"/vectors/{entry['file']}", bool(entry.get("mirror"))] for entry in entries]
+    names = vector_names()
     driver = open_tab(size="1280,900")
     try:
         driver.get(f"{served}/index.html")
         driver.set_script_timeout(120)
-        results = driver.execute_async_script(BROWSER_RUN, names, f"/vectors/{manifest()['bank_key']}",
-                                              f"/vectors/{manifest()['mirror']}")
+        results = driver.execute_async_script(BROWSER_RUN, [f"/vectors/{name}" for name in names], "/vectors/bank.pub",
+                                              f"/vectors/{manifest()['register']}")
     finally:
         driver.quit()
     assert "error" not in results, results.get("error")
-    for entry in entries:
-        check_verdict(entry["file"], results[f"/vectors/{entry['file']}"])
+    for name in names:
+        check_verdict(name, results[f"/vectors/{name}"]["register"], register=True)
+        check_verdict(name, results[f"/vectors/{name}"]["alone"], register=False)
 
 
 # The strict reader and the canonical bytes, against an RFC 8785 writer written here.

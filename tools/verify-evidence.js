@@ -33,14 +33,21 @@ const BANK_FLAGS = new Set(["not_assigned", "late_upload", "clock_future", "cloc
 const PLAUSIBLE_FROM = "2020-01-01T00:00:00.000Z";
 const DAY_MS = 86400000;
 
-/** A verdict: the file does not hold (FAILED, exit 1). */
-export class EvidenceError extends Error {}
+/** A verdict: the file does not hold (FAILED, exit 1). `check` says which kind of check caught it:
+ * reading (§1), shape (members and types), signature (the bank's, a register entry's, a gate's), chain
+ * (§4.2), entries (§4.4), register (a mirror, §4.1), days (§5), version. */
+export class EvidenceError extends Error {
+  constructor(message, check) {
+    super(message);
+    this.check = check;
+  }
+}
 
 /** The caller's mistake (no key, a file that is not there): exit 2. */
 export class UsageError extends Error {}
 
-function fail(message) {
-  throw new EvidenceError(message);
+function fail(message, check = "shape") {
+  throw new EvidenceError(message, check);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -54,7 +61,7 @@ class Reader {
   }
 
   error(message) {
-    fail(`${this.what} is not strict JSON: ${message} (at character ${this.at})`);
+    fail(`${this.what} is not strict JSON: ${message} (at character ${this.at})`, "reading");
   }
 
   space() {
@@ -207,13 +214,13 @@ class Reader {
 /** The JSON value of `bytes`, read as §1 requires (UTF-8 without BOM, no duplicate names, integers only). */
 export function readStrict(bytes, what = "the file") {
   if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
-    fail(`${what} starts with a byte order mark`);
+    fail(`${what} starts with a byte order mark`, "reading");
   }
   let text;
   try {
     text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
-    return fail(`${what} is not UTF-8`);
+    return fail(`${what} is not UTF-8`, "reading");
   }
   const reader = new Reader(text, what);
   const value = reader.value(0);
@@ -517,18 +524,18 @@ function textOrder(a, b) {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function once(list, keyOf, where, what) {
+function once(list, keyOf, where, what, check = "shape") {
   const seen = new Set();
   list.forEach((item, i) => {
     const key = keyOf(item);
-    if (seen.has(key)) fail(`${where}[${i}]: ${what(item)} appears twice`);
+    if (seen.has(key)) fail(`${where}[${i}]: ${what(item)} appears twice`, check);
     seen.add(key);
   });
 }
 
-function ordered(list, keyOf, where, what) {
+function ordered(list, keyOf, where, what, check = "shape") {
   for (let i = 1; i < list.length; i += 1) {
-    if (textOrder(keyOf(list[i - 1]), keyOf(list[i])) >= 0) fail(`${where} is not ordered by ${what}, each once (at ${i})`);
+    if (textOrder(keyOf(list[i - 1]), keyOf(list[i])) >= 0) fail(`${where} is not ordered by ${what}, each once (at ${i})`, check);
   }
 }
 
@@ -622,12 +629,12 @@ function registerEntryShape(entry, where) {
 async function registerEntry(entry, where, bankKeys) {
   registerEntryShape(entry, where);
   const raw = keyBytes(entry.public_key);
-  if (raw === null) fail(`${where}.public_key is not a public key text`);
-  if (await keyId(raw) !== entry.key_id) fail(`${where}.key_id is not the id of its public_key`);
+  if (raw === null) fail(`${where}.public_key is not a public key text`, "signature");
+  if (await keyId(raw) !== entry.key_id) fail(`${where}.key_id is not the id of its public_key`, "signature");
   const bank = bankKeys.get(entry.bank_key);
-  if (bank === undefined) fail(`${where} is signed by bank key ${entry.bank_key}, which is not a bank key you trust`);
+  if (bank === undefined) fail(`${where} is signed by bank key ${entry.bank_key}, which is not a bank key you trust`, "signature");
   const unsigned = canonicalBytes(withoutMembers(entry, ["sig"]));
-  if (!await signatureHolds(bank, entry.sig, unsigned)) fail(`${where}: the bank's signature over the register entry does not verify`);
+  if (!await signatureHolds(bank, entry.sig, unsigned)) fail(`${where}: the bank's signature over the register entry does not verify`, "signature");
   return sha256(unsigned);
 }
 
@@ -664,7 +671,7 @@ export async function verifyEvidence(bytes, trustedBankKeyTexts, mirrorBytes) {
   try {
     return await verify(bytes, trusted, mirrorBytes);
   } catch (error) {
-    if (error instanceof EvidenceError) return { ok: false, failure: error.message };
+    if (error instanceof EvidenceError) return { ok: false, failure: error.message, check: error.check };
     throw error;
   }
 }
@@ -684,31 +691,33 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
   try {
     doc = readStrict(bytes);
   } catch (error) {
-    if (error instanceof EvidenceError && versionOneHint(bytes)) fail("version 1: check with collector verify");
+    if (error instanceof EvidenceError && versionOneHint(bytes)) fail("version 1: check with collector verify", "version");
     throw error;
   }
   if (!isObject(doc)) fail(`the file must hold an object, not ${typeName(doc)}`);
   if (doc.format !== "site-gate-evidence") fail(`the file is not an evidence file (format ${JSON.stringify(doc.format ?? null)})`);
-  if (doc.version === 1) fail("version 1: check with collector verify");
+  if (doc.version === 1) fail("version 1: check with collector verify", "version");
   if (doc.version !== 2) fail(`unknown evidence format version ${JSON.stringify(doc.version ?? null)}`);
 
   // §3: the bank's signature and the bank key's trust, before anything else.
   const bankKeys = new Map();
   for (const raw of trustedRaw) bankKeys.set(await keyId(raw), raw);
   for (const name of ["bank_key", "key", "sig"]) {
-    if (!Object.prototype.hasOwnProperty.call(doc, name)) fail(`the file lacks the member "${name}"`);
+    if (!Object.prototype.hasOwnProperty.call(doc, name)) fail(`the file lacks the member "${name}"`, "signature");
   }
-  string(doc.bank_key, "bank_key");
+  if (typeof doc.bank_key !== "string") fail("bank_key must be a string", "signature");
   const bankRaw = keyBytes(doc.bank_key);
-  if (bankRaw === null) fail("bank_key is not a public key text (ed25519:<base64 of 32 bytes>)");
-  matching(doc.key, KEY_ID, "key", "a key id (16 lower-case hex digits)");
-  matching(doc.sig, SIGNATURE, "sig", "a signature (128 lower-case hex digits)");
-  const bankId = await keyId(bankRaw);
-  if (doc.key !== bankId) fail(`key ${doc.key} is not the id of bank_key (${bankId})`);
-  if (!await signatureHolds(bankRaw, doc.sig, canonicalBytes(withoutMembers(doc, ["sig"])))) {
-    fail("the bank's signature does not verify (changed after the bank signed it)");
+  if (bankRaw === null) fail("bank_key is not a public key text (ed25519:<base64 of 32 bytes>)", "signature");
+  if (typeof doc.key !== "string" || !KEY_ID.test(doc.key)) fail("key is not a key id (16 lower-case hex digits)", "signature");
+  if (typeof doc.sig !== "string" || !SIGNATURE.test(doc.sig)) {
+    fail(`sig is not a signature (128 lower-case hex digits): ${JSON.stringify(doc.sig)}`, "signature");
   }
-  if (!bankKeys.has(bankId)) fail(`signed by key ${bankId}, which is not a bank key you trust`);
+  const bankId = await keyId(bankRaw);
+  if (doc.key !== bankId) fail(`key ${doc.key} is not the id of bank_key (${bankId})`, "signature");
+  if (!await signatureHolds(bankRaw, doc.sig, canonicalBytes(withoutMembers(doc, ["sig"])))) {
+    fail("the bank's signature does not verify (changed after the bank signed it)", "signature");
+  }
+  if (!bankKeys.has(bankId)) fail(`signed by key ${bankId}, which is not a bank key you trust`, "signature");
 
   // §3: the document's fields.
   members(doc, "the file", ["format", "version", "generated_at", "worker", "period", "cards", "sites", "gates",
@@ -740,8 +749,8 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     if (zoneFormat(rules.timezone) === null) fail(`${where}.timezone is not an IANA time zone this verifier knows: ${JSON.stringify(rules.timezone)}`);
     if (integer(rules.max_shift_ms, `${where}.max_shift_ms`) <= 0) fail(`${where}.max_shift_ms must be more than 0`);
   }
-  const siteOf = (site, where) => {
-    if (!Object.prototype.hasOwnProperty.call(doc.sites, site)) fail(`${where}: site ${JSON.stringify(site)} is not in sites`);
+  const siteOf = (site, where, check = "shape") => {
+    if (!Object.prototype.hasOwnProperty.call(doc.sites, site)) fail(`${where}: site ${JSON.stringify(site)} is not in sites`, check);
     return doc.sites[site];
   };
   const isWorkers = (card, at) => doc.cards.some((w) => w.uid === card && (w.valid_from === null || w.valid_from <= at)
@@ -773,9 +782,9 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
       const entry = gate.keys[k];
       const entryDigest = await registerEntry(entry, kw, bankKeys);
       if (entry.action !== "add") fail(`${kw}.action must be add`);
-      if (entry.since > entry.at) fail(`${kw}: since ${entry.since} is after at ${entry.at}`);
-      if (entry.site !== gate.site || entry.gate !== gate.gate) fail(`${kw} is an entry of another gate (${entry.site}/${entry.gate})`);
-      if (keys.has(entry.key_id)) fail(`${kw}: key ${entry.key_id} is listed twice for the gate`);
+      if (entry.since > entry.at) fail(`${kw}: since ${entry.since} is after at ${entry.at}`, "signature");
+      if (entry.site !== gate.site || entry.gate !== gate.gate) fail(`${kw} is an entry of another gate (${entry.site}/${entry.gate})`, "signature");
+      if (keys.has(entry.key_id)) fail(`${kw}: key ${entry.key_id} is listed twice for the gate`, "signature");
       keys.set(entry.key_id, { entry, digest: entryDigest, raw: keyBytes(entry.public_key), where: kw });
     }
     array(gate.chains, `${where}.chains`, { nonEmpty: true });
@@ -803,16 +812,16 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
         const flags = array(chain.card_flags[i], `${cw}.card_flags[${i}]`);
         for (const flag of flags) oneOf(flag, CARD_FLAGS, `${cw}.card_flags[${i}][]`);
         ordered(flags, (f) => f, `${cw}.card_flags[${i}]`, "name");
-        if (p.site !== gate.site || p.gate !== gate.gate) fail(`${pw} is a punch of another gate (${p.site}/${p.gate})`);
+        if (p.site !== gate.site || p.gate !== gate.gate) fail(`${pw} is a punch of another gate (${p.site}/${p.gate})`, "chain");
         const key = keys.get(p.key);
-        if (key === undefined) fail(`${pw} is signed by key ${p.key}, which is not one of the gate's keys`);
+        if (key === undefined) fail(`${pw} is signed by key ${p.key}, which is not one of the gate's keys`, "signature");
         if (chain.received_at[i] < key.entry.since) {
-          fail(`${pw} was received at ${chain.received_at[i]}, before its key ${p.key} was registered (since ${key.entry.since})`);
+          fail(`${pw} was received at ${chain.received_at[i]}, before its key ${p.key} was registered (since ${key.entry.since})`, "signature");
         }
         const bytesOf = punchBytes(p);
-        if (!await signatureHolds(key.raw, p.sig, bytesOf)) fail(`${pw}: the gate's signature does not verify`);
+        if (!await signatureHolds(key.raw, p.sig, bytesOf)) fail(`${pw}: the gate's signature does not verify`, "signature");
         digests.push(await sha256(bytesOf));
-        if (seqs.has(p.seq)) fail(`${pw}: seq ${p.seq} of gate ${gate.gate} appears twice in the file`);
+        if (seqs.has(p.seq)) fail(`${pw}: seq ${p.seq} of gate ${gate.gate} appears twice in the file`, "chain");
         seqs.add(p.seq);
         keyUses.push([key, p, chain.received_at[i], pw]);
         punchCount += 1;
@@ -820,12 +829,12 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
       for (let i = 1; i < punches.length; i += 1) {
         const pw = `${cw}.punches[${i}]`;
         if (link === "card") {
-          if (punches[i].v !== 3) fail(`${pw}: a card chain's punch after the first must be version 3`);
-          if (punches[i].cprev !== digests[i - 1]) fail(`${pw}: cprev is not the digest of the punch before it (the card chain is broken)`);
-          if (punches[i].seq <= punches[i - 1].seq) fail(`${pw}: seq does not increase along the card chain`);
+          if (punches[i].v !== 3) fail(`${pw}: a card chain's punch after the first must be version 3`, "chain");
+          if (punches[i].cprev !== digests[i - 1]) fail(`${pw}: cprev is not the digest of the punch before it (the card chain is broken)`, "chain");
+          if (punches[i].seq <= punches[i - 1].seq) fail(`${pw}: seq does not increase along the card chain`, "chain");
         } else {
-          if (punches[i].seq !== punches[i - 1].seq + 1) fail(`${pw}: seq is not one more than the punch before it (the gate chain is broken)`);
-          if (punches[i].prev !== digests[i - 1]) fail(`${pw}: prev is not the digest of the punch before it (the gate chain is broken)`);
+          if (punches[i].seq !== punches[i - 1].seq + 1) fail(`${pw}: seq is not one more than the punch before it (the gate chain is broken)`, "chain");
+          if (punches[i].prev !== digests[i - 1]) fail(`${pw}: prev is not the digest of the punch before it (the gate chain is broken)`, "chain");
         }
       }
       const last = punches.length - 1;
@@ -833,23 +842,23 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
         matching(chain.card, UPPER_HEX, `${cw}.card`, "upper-case hex");
         oneOf(chain.end, ["later", "newest"], `${cw}.end`);
         punches.forEach((p, i) => {
-          if (p.card !== chain.card) fail(`${cw}.punches[${i}] is a punch of another card`);
+          if (p.card !== chain.card) fail(`${cw}.punches[${i}] is a punch of another card`, "chain");
         });
         const first = localDate(zone, timeMs(punches[0].time));
         const startsBefore = first < from;
         if (!startsBefore && !(punches[0].v === 3 && punches[0].cprev === ZEROS)) {
-          fail(`${cw}: the card chain starts on ${first}, not before the period, and not at the card's first punch at the gate (a punch of the card before it could be missing)`);
+          fail(`${cw}: the card chain starts on ${first}, not before the period, and not at the card's first punch at the gate (a punch of the card before it could be missing)`, "chain");
         }
         if (chain.end === "later") {
           const end = localDate(zone, timeMs(punches[last].time));
-          if (end <= to) fail(`${cw}: end "later", but the last punch's local date ${end} is not after the period`);
+          if (end <= to) fail(`${cw}: end "later", but the last punch's local date ${end} is not after the period`, "chain");
         } else {
           newest.push(`${gate.site}/${gate.gate} card ${chain.card}`);
         }
         cardChains.push(`${gate.site}/${gate.gate} card ${chain.card}: ${punches.length} punches, seq ${punches[0].seq} to ${punches[last].seq}`);
       } else {
         for (const i of [0, last]) {
-          if (!isWorkers(punches[i].card, punches[i].time)) fail(`${cw}.punches[${i}]: a gate chain must start and end with the worker's punch`);
+          if (!isWorkers(punches[i].card, punches[i].time)) fail(`${cw}.punches[${i}]: a gate chain must start and end with the worker's punch`, "chain");
         }
       }
       // §4.3: the worker's punches become events.
@@ -863,7 +872,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
         if (p.time < PLAUSIBLE_FROM || t - timeMs(chain.received_at[i]) > DAY_MS) flags.push("clock_implausible");
         const ref = `${gate.gate}#${p.seq}`;
         const into = siteEvents(gate.site);
-        if (into.has(ref)) fail(`${cw}.punches[${i}]: two events of site ${gate.site} have the ref ${ref}`);
+        if (into.has(ref)) fail(`${cw}.punches[${i}]: two events of site ${gate.site} have the ref ${ref}`, "entries");
         into.set(ref, { ref, time: p.time, t, direction: p.dir, flags, manual: false, gate: gate.gate });
       }
     }
@@ -873,19 +882,25 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
   // §4.1: the keys against a mirror of the register.
   let mirrored = false;
   if (mirrorBytes !== undefined && mirrorBytes !== null) {
-    const mirror = await readMirror(mirrorBytes, bankKeys);
+    let mirror;
+    try {
+      mirror = await readMirror(mirrorBytes, bankKeys);
+    } catch (error) {
+      if (error instanceof EvidenceError) error.check = "register";
+      throw error;
+    }
     const seen = new Set();
     for (const [key, p, receivedAt, pw] of keyUses) {
       if (!seen.has(key)) {
         seen.add(key);
         const found = mirror.get(key.entry.index);
         if (found === undefined || found.digest !== key.digest) {
-          fail(`${key.where}: register entry ${key.entry.index} (key ${key.entry.key_id}) is not in the register mirror as the file has it`);
+          fail(`${key.where}: register entry ${key.entry.index} (key ${key.entry.key_id}) is not in the register mirror as the file has it`, "register");
         }
       }
       for (const { entry } of mirror.values()) {
         if (entry.action === "revoke" && entry.key_id === key.entry.key_id && entry.since <= receivedAt) {
-          fail(`${pw}: signed by key ${entry.key_id}, revoked since ${entry.since} (register entry ${entry.index}), received at ${receivedAt}`);
+          fail(`${pw}: signed by key ${entry.key_id}, revoked since ${entry.since} (register entry ${entry.index}), received at ${receivedAt}`, "register");
         }
       }
     }
@@ -900,7 +915,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     members(m, where, ["ref", "site", "time", "direction", "by", "reason", "entered_at"], ["dispute"]);
     matching(m.ref, /^manual#[1-9][0-9]*$/, `${where}.ref`, "manual#N");
     string(m.site, `${where}.site`);
-    siteOf(m.site, where);
+    siteOf(m.site, where, "entries");
     time(m.time, `${where}.time`);
     oneOf(m.direction, ["in", "out"], `${where}.direction`);
     string(m.by, `${where}.by`);
@@ -908,7 +923,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     time(m.entered_at, `${where}.entered_at`);
     if ("dispute" in m) string(m.dispute, `${where}.dispute`);
     const into = siteEvents(m.site);
-    if (into.has(m.ref)) fail(`${where}: two events of site ${m.site} have the ref ${m.ref}`);
+    if (into.has(m.ref)) fail(`${where}: two events of site ${m.site} have the ref ${m.ref}`, "entries");
     const flags = ["manual"];
     if (m.time < PLAUSIBLE_FROM || timeMs(m.time) - timeMs(m.entered_at) > DAY_MS) flags.push("clock_implausible");
     into.set(m.ref, { ref: m.ref, time: m.time, t: timeMs(m.time), direction: m.direction, flags, manual: true });
@@ -920,16 +935,16 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     members(v, where, ["ref", "site", "void_at", "by", "reason"], ["dispute"]);
     string(v.ref, `${where}.ref`);
     string(v.site, `${where}.site`);
-    siteOf(v.site, where);
+    siteOf(v.site, where, "entries");
     time(v.void_at, `${where}.void_at`);
     string(v.by, `${where}.by`);
     string(v.reason, `${where}.reason`);
     if ("dispute" in v) string(v.dispute, `${where}.dispute`);
     const event = events.get(v.site)?.get(v.ref);
-    if (event === undefined) fail(`${where} names ${v.ref}, which is no manual entry or punch of the worker at site ${v.site}`);
+    if (event === undefined) fail(`${where} names ${v.ref}, which is no manual entry or punch of the worker at site ${v.site}`, "entries");
     event.flags.push("void");
   });
-  once(doc.voids, (v) => `${v.site}\u0000${v.ref}`, "voids", (v) => `a void of ${v.ref} at site ${v.site}`);
+  once(doc.voids, (v) => `${v.site}\u0000${v.ref}`, "voids", (v) => `a void of ${v.ref} at site ${v.site}`, "entries");
 
   // §5: the days, recomputed and compared.
   const computed = [];
@@ -937,7 +952,8 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     computed.push(...siteDays(site, doc.sites[site], [...(events.get(site)?.values() ?? [])], doc, now));
   }
   computed.sort((a, b) => textOrder(a.site, b.site) || textOrder(a.date, b.date));
-  compareDays(array(doc.days, "days"), computed);
+  if (!Array.isArray(doc.days)) fail(`days must be an array, not ${typeName(doc.days)}`);
+  compareDays(doc.days, computed);
 
   const evidenceId = await digest(withoutMembers(doc, ["generated_at", "bank_key", "key", "sig"]));
   const daysId = await digest(doc.days);
@@ -1139,22 +1155,24 @@ function difference(a, b, where) {
 function compareDays(stated, computed) {
   const filtered = stated.map((d, i) => {
     if (!isObject(d) || !Array.isArray(d.flags)) return d;
-    d.flags.forEach((f, j) => string(f, `days[${i}].flags[${j}]`));
-    ordered(d.flags, (f) => f, `days[${i}].flags`, "name");
+    d.flags.forEach((f, j) => {
+      if (typeof f !== "string") fail(`days[${i}].flags[${j}] must be a string`, "days");
+    });
+    ordered(d.flags, (f) => f, `days[${i}].flags`, "name", "days");
     return { ...d, flags: d.flags.filter((f) => !BANK_FLAGS.has(f)) };
   });
   for (let i = 0; i < Math.max(filtered.length, computed.length); i += 1) {
     const a = filtered[i];
     const b = computed[i];
     const label = b ? `${b.site} ${b.date}` : "";
-    if (a === undefined) fail(`days: the rules give a day ${label} the file does not state`);
+    if (a === undefined) fail(`days: the rules give a day ${label} the file does not state`, "days");
     const said = isObject(a) ? `${a.site} ${a.date}` : `days[${i}]`;
-    if (b === undefined) fail(`days[${i}] (${said}): the rules give no such day`);
+    if (b === undefined) fail(`days[${i}] (${said}): the rules give no such day`, "days");
     if (!isObject(a) || a.site !== b.site || a.date !== b.date) {
-      fail(`days[${i}] is ${said}, the rules give ${label} there (a day missing, extra or out of order)`);
+      fail(`days[${i}] is ${said}, the rules give ${label} there (a day missing, extra or out of order)`, "days");
     }
     const found = difference(a, b, `days[${i}] (${label})`);
-    if (found !== null) fail(`${found}`);
+    if (found !== null) fail(`${found}`, "days");
   }
 }
 
