@@ -986,7 +986,7 @@ async function verify(bytes, trustedRaw, mirrorBytes) {
     ],
     trusted: [
       `the card windows: ${doc.cards.map((c) => `${c.uid} from ${c.valid_from ?? "the beginning"} to ${c.valid_to ?? "now"}`).join("; ") || "none"}`,
-      `the site rules: ${Object.entries(doc.sites).map(([s, r]) => `${s} ${r.timezone}, max shift ${r.max_shift_ms} ms`).join("; ") || "none"}`,
+      `the site rules: ${Object.entries(doc.sites).map(([s, r]) => `${s} ${r.timezone}, max shift ${r.max_shift_ms} ms (${r.max_shift_ms / 3600000} h)`).join("; ") || "none"}`,
       `when the bank received each punch (received_at) and its card judgements (${flagged} punch(es) flagged)`,
       `the manual entries: ${manualList.map((m) => `${m.ref} ${m.site} ${m.time} (${m.direction}) ${who(m)}`).join("; ") || "none"}`,
       `the voids: ${doc.voids.map((v) => `${v.site} ${v.ref} at ${v.void_at} ${who(v)}`).join("; ") || "none"}`,
