@@ -549,7 +549,7 @@ const PUNCH_FIELDS = { 1: PUNCH_V1, 2: [...PUNCH_V1, "kind", "sun"], 3: [...PUNC
 function checkPunch(p, where) {
   if (!isObject(p)) fail(`${where} must be an object, not ${typeName(p)}`);
   const v = p.v;
-  if (!Object.prototype.hasOwnProperty.call(PUNCH_FIELDS, String(v)) || typeof v !== "number") {
+  if (typeof v !== "number" || !Object.prototype.hasOwnProperty.call(PUNCH_FIELDS, String(v))) {
     fail(`${where}: unknown punch protocol version ${JSON.stringify(v)}`);
   }
   members(p, where, PUNCH_FIELDS[v]);
@@ -1166,7 +1166,8 @@ function compareDays(stated, computed) {
     const b = computed[i];
     const label = b ? `${b.site} ${b.date}` : "";
     if (a === undefined) fail(`days: the rules give a day ${label} the file does not state`, "days");
-    const said = isObject(a) ? `${a.site} ${a.date}` : `days[${i}]`;
+    const text = (x) => (typeof x === "string" ? x : JSON.stringify(x));
+    const said = isObject(a) ? `${text(a.site)} ${text(a.date)}` : `days[${i}]`;
     if (b === undefined) fail(`days[${i}] (${said}): the rules give no such day`, "days");
     if (!isObject(a) || a.site !== b.site || a.date !== b.date) {
       fail(`days[${i}] is ${said}, the rules give ${label} there (a day missing, extra or out of order)`, "days");
