@@ -5,16 +5,18 @@ bytes agree with an RFC 8785 writer written here apart from it."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import json
 import os
 import shutil
+import string
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.browser import open_tab
@@ -254,3 +256,147 @@ def test_no_fraction_exponent_or_unsafe_integer_is_read(reader, number):
                                      b'{"a":1} x', b'{"a":1}{}', b'{"a":"\x01"}', b"{'a':1}", b'{"a":01}', b""])
 def test_what_json_readers_disagree_on_is_refused(reader, written):
     assert "refused" in reader(written)
+
+
+# Any file a bank could sign: edited vectors, signed again, are OK or FAILED, never a crash; an edited punch
+# or day always fails.
+
+VERIFY_HARNESS = """
+const { verifyEvidence } = await import(process.env.VERIFIER_MODULE);
+const { createInterface } = await import("node:readline");
+for await (const line of createInterface({ input: process.stdin })) {
+  const { file, keys } = JSON.parse(line);
+  let answer;
+  try {
+    const result = await verifyEvidence(Buffer.from(file, "base64"), keys);
+    answer = { ok: result.ok, failure: result.failure ?? null, check: result.check ?? null };
+  } catch (error) {
+    answer = { crash: String(error && error.stack || error) };
+  }
+  process.stdout.write(JSON.stringify(answer) + "\\n");
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def signed_verifier():
+    """One node process verifying files a fresh bank key signed, and the signer."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    bank = Ed25519PrivateKey.generate()
+    raw = bank.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    text = "ed25519:" + base64.b64encode(raw).decode()
+    key_id = hashlib.sha256(raw).hexdigest()[:16]
+    keys = [(VECTORS / "bank.pub").read_text(encoding="utf-8"), text]
+    process = subprocess.Popen([node(), "--input-type=module", "-e", VERIFY_HARNESS], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env={**os.environ, "VERIFIER_MODULE": VERIFIER.as_uri()},
+                               text=True)
+
+    def verify(document: dict) -> dict:
+        document = {**document, "bank_key": text, "key": key_id}
+        document.pop("sig", None)
+        document["sig"] = bank.sign(canonical(document).encode()).hex()
+        line = json.dumps({"file": base64.b64encode(json.dumps(document).encode()).decode(), "keys": keys})
+        process.stdin.write(line + "\n")
+        process.stdin.flush()
+        return json.loads(process.stdout.readline())
+
+    yield verify
+    process.stdin.close()
+    process.wait(timeout=30)
+
+
+def paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from paths(item, (*prefix, name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from paths(item, (*prefix, index))
+
+
+def ok_vectors() -> list[str]:
+    try:
+        return sorted(entry["file"] for entry in manifest()["vectors"]
+                      if entry["verdict"] == "OK" and entry["version"] == 2)
+    except (OSError, ValueError, KeyError):
+        return ["(no manifest)"]
+
+
+replacements = st.one_of(st.none(), st.booleans(), st.integers(-MAX_SAFE, MAX_SAFE), texts,
+                         st.sampled_from(["in", "out", "toggle", "2026-10-08T00:00:00.000Z", "2026-10-08",
+                                          "0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z", "card_forged",
+                                          "manual#1", "north#1", "S1", "Etc/GMT+14"]),
+                         st.just([]), st.just({}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(ok_vectors()), count=st.integers(1, 3), data=st.data())
+def test_whatever_a_bank_signs_verifies_or_fails_never_crashes(signed_verifier, name, count, data):
+    original = json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    document = json.loads(json.dumps(original))
+    for _ in range(count):
+        candidates = [path for path in paths(document) if path and path[0] not in ("bank_key", "key", "sig")]
+        *parents, last = data.draw(st.sampled_from(candidates), label="where")
+        parent = document
+        for step in parents:
+            parent = parent[step]
+        if data.draw(st.booleans(), label="remove"):
+            del parent[last]
+        else:
+            parent[last] = data.draw(replacements, label="value")
+    answer = signed_verifier(document)
+    assert "crash" not in answer, answer["crash"]
+    # Compared as canonical text: in Python True == 1.
+    rest = canonical({k: v for k, v in document.items() if k not in ("bank_key", "key", "sig", "days")})
+    if rest == canonical({k: v for k, v in original.items() if k not in ("bank_key", "key", "sig", "days")}):
+        # Only the days changed: they verify exactly when they are the same but for the bank's flags.
+        same = canonical(without_bank_flags(document.get("days"))) == canonical(without_bank_flags(original["days"]))
+        assert answer["ok"] == same, answer
+    signed = {canonical(punch) for punch in all_punches(original)}
+    edited = all_punches(document)
+    if edited is not None and any(canonical(punch) not in signed for punch in edited):
+        assert not answer["ok"], "a punch edited after the gate signed it verifies"
+
+
+BANK_FLAGS = {"not_assigned", "late_upload", "clock_future", "clock_backwards", "chain_break", "equivocated"}
+
+
+def without_bank_flags(days):
+    """The days with the bank's flags left out, as a verifier compares them (days of another shape as they are)."""
+    if not isinstance(days, list) or not all(isinstance(day, dict) and isinstance(day.get("flags"), list)
+                                             and all(isinstance(flag, str) for flag in day["flags"]) for day in days):
+        return days
+    return [{**day, "flags": [flag for flag in day["flags"] if flag not in BANK_FLAGS]} for day in days]
+
+
+def all_punches(document):
+    """Every punch of every chain, or None when the edit broke the structure (a FAIL of its own)."""
+    try:
+        return [punch for gate in document["gates"] for chain in gate["chains"] for punch in chain["punches"]]
+    except (KeyError, TypeError):
+        return None
+
+
+ids = st.text(alphabet=string.ascii_letters + string.digits + "-:/", min_size=1, max_size=64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from(ok_vectors()), data=st.data(),
+       change=st.one_of(st.tuples(st.just("mono_ms"), st.integers(0, MAX_SAFE)), st.tuples(st.just("boot"), ids),
+                        st.tuples(st.just("reader"), ids),
+                        st.tuples(st.just("roster"), st.sampled_from(["known", "unknown", "none"])),
+                        st.tuples(st.just("tech"), st.sampled_from(["iso14443a", "iso14443b", "felica"]))))
+def test_a_punch_changed_where_the_days_cannot_see_it_fails(signed_verifier, name, data, change):
+    document = json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    punches = all_punches(document)
+    punch = data.draw(st.sampled_from(punches), label="punch")
+    member, value = change
+    assume(punch[member] != value)
+    punch[member] = value
+    answer = signed_verifier(document)
+    assert not answer["ok"] and answer["check"] == "signature", answer
