@@ -576,6 +576,9 @@ function checkPunch(p, where) {
     else if (p.sun !== "") fail(`${where}.sun must be "" for a card of kind ${kind}`);
   }
   if (v >= 3) {
+    for (const name of ["boot", "reader"]) {
+      matching(p[name], /^[\x20-\x7e]+$/, `${where}.${name}`, "printable ASCII (a version 3 punch)");
+    }
     matching(p.cprev, HEX64, `${where}.cprev`, "a digest (64 lower-case hex digits)");
     if (p.seq === 1 && p.cprev !== ZEROS) fail(`${where}: a punch with seq 1 must have cprev 64 zeros`);
   }
