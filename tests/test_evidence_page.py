@@ -207,7 +207,9 @@ def _waiter(driver):
 def real_document(tmp_path_factory) -> dict:
     bank = Bank(tmp_path_factory.mktemp("evidence") / "collector")
     corrected(bank)
-    with bank.setup.store(readonly=True) as store:
+    # Writable: the gates were added without the bank's key at hand, so the build enters their keys in the
+    # register of gate keys first (the file cites each key's entry).
+    with bank.setup.store() as store:
         return build_evidence(store, "W1", date(2026, 10, 1), date(2026, 10, 31), key=BANK_KEY,
                               now=datetime(2026, 11, 3, tzinfo=UTC))
 

@@ -346,17 +346,20 @@ def _verified_v2(evidence_file: str, summary: dict) -> list[str]:
                          f"{chain['own_punches']} the worker's; starting {chain['start']}{end}")
     lines.append("  trusted (the bank's word):")
     lines += [f"    - {line}" for line in summary["trusted"]]
-    for entry in summary["manual_entries"]:
-        lines.append(f"    manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
-                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
-                     + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else ""))
-    for void in summary["voids"]:
-        lines.append(f"    void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
-                     + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
+    lines += _entry_lines(summary, "    ")
     if summary["notes"]:
         lines.append("  notes on the gate keys:")
         lines += [f"    - {note}" for note in summary["notes"]]
     return lines
+
+
+def _entry_lines(summary: dict, indent: str) -> list[str]:
+    """The file's manual entries and voids as `collector verify` lists them: who, when, why."""
+    lines = [f"{indent}manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
+             f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
+             + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else "") for entry in summary["manual_entries"]]
+    return lines + [f"{indent}void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
+                    + (f" (answers dispute {void['dispute']})" if void["dispute"] else "") for void in summary["voids"]]
 
 
 def _verified_v1(evidence_file: str, summary: dict) -> list[str]:
@@ -367,13 +370,7 @@ def _verified_v1(evidence_file: str, summary: dict) -> list[str]:
                 else "(not checked against the registry: give --config for that)"),
              f"  evidence id {summary['evidence_id']} (format 1)",
              f"  days id {summary['days_id']}"]
-    for entry in summary["manual_entries"]:
-        lines.append(f"  manual entry {entry['ref']} at {entry['site']}: {entry['direction']} {entry['time']}, "
-                     f"entered {entry['entered_at']} by {entry['by']}: {entry['reason']}"
-                     + (f" (answers dispute {entry['dispute']})" if entry["dispute"] else ""))
-    for void in summary["voids"]:
-        lines.append(f"  void {void['site']} {void['ref']} since {void['void_at']} by {void['by']}: {void['reason']}"
-                     + (f" (answers dispute {void['dispute']})" if void["dispute"] else ""))
+    lines += _entry_lines(summary, "  ")
     if not summary["manual_entries"] and not summary["voids"]:
         lines.append("  no manual entries, no voids")
     return lines

@@ -295,8 +295,9 @@ class WorkerApi:
             raise ApiError(404, "no such request for evidence")
         return JSONResponse(_shown(asked))
 
-    def api_evidence_file(self, request: Request) -> Response:
-        """The signed file exactly as the collector stored it; the download goes into the access log."""
+    def _ready_evidence(self, request: Request) -> tuple[str, dict, str]:
+        """The worker's request named in the path and its signed file (404: not theirs or none; 409: not
+        ready yet); the look goes into the worker's access log, whether as a download or as the page."""
         with self._evidence_reader() as store:
             worker = self._worker(request, store)
             asked = store.evidence_request(request.path_params["number"], worker=worker)
@@ -307,6 +308,12 @@ class WorkerApi:
             raise ApiError(409, f"the file is not ready ({asked['state']})")
         first, last = asked["first_day"], asked["last_day"]
         self._write(lambda w: w.log_access(worker, via="worker link", who="the worker", what=f"evidence {first}..{last}"))
+        return worker, asked, document
+
+    def api_evidence_file(self, request: Request) -> Response:
+        """The signed file exactly as the collector stored it; the download goes into the access log."""
+        worker, asked, document = self._ready_evidence(request)
+        first, last = asked["first_day"], asked["last_day"]
         name = f"evidence-{worker}-{first}-{last}.json"
         return Response(document.encode("ascii"), media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -315,16 +322,7 @@ class WorkerApi:
         """The same signed file as a page to read on a phone (collector/evidence/page.py), made from the
         stored bytes alone, in ``?lang=`` (else the browser's language); the look goes into the access log
         as the download does. The page has no script, and its one inline style is allowed by its hash."""
-        with self._evidence_reader() as store:
-            worker = self._worker(request, store)
-            asked = store.evidence_request(request.path_params["number"], worker=worker)
-            if asked is None:
-                raise ApiError(404, "no such request for evidence")
-            document = store.evidence_document(asked["id"], worker=worker)
-        if document is None:
-            raise ApiError(409, f"the file is not ready ({asked['state']})")
-        first, last = asked["first_day"], asked["last_day"]
-        self._write(lambda w: w.log_access(worker, via="worker link", who="the worker", what=f"evidence {first}..{last}"))
+        _, _, document = self._ready_evidence(request)
         lang = request.query_params.get("lang")
         if lang not in LANGUAGES:
             lang = page_language(request.headers.get("accept-language"))
