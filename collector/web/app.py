@@ -29,7 +29,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import anyio
 from starlette.applications import Starlette
@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.attendance.headcount import headcount
 from collector.attendance.health import gate_health
-from collector.attendance.reports import attendance, check_period, site_rules
+from collector.attendance.reports import attendance, site_rules
 from collector.attendance.trouble import mark_retired_sending, retired_sending
 from collector.attendance.trouble import report as trouble_report
 from collector.config import CollectorConfig
@@ -62,6 +62,7 @@ from collector.web.common import (
     ClientAddress,
     Holder,
     JSONResponse,
+    asked_day,
     page,
     read_store,
     route,
@@ -252,17 +253,7 @@ class WebApp:
         site = request.path_params["site"]
         with self._store() as store:
             self._known_site(store, site)
-            text = request.query_params.get("date")
-            if text is None:
-                day = datetime.now(UTC).astimezone(site_rules(store, site).tz).date()
-            else:
-                try:
-                    day = date.fromisoformat(text) if len(text) == 10 else None
-                except ValueError:
-                    day = None
-                if day is None:
-                    raise ApiError(400, "date must be YYYY-MM-DD")
-                check_period(day, day)  # an InputError: the app answers 400 with its message
+            day = asked_day(request, site_rules(store, site).tz)
             return JSONResponse(attendance(store, site, day, day, grace=self.grace, teams=True))
 
     def api_trouble(self, request: Request) -> Response:

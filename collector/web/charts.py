@@ -16,12 +16,12 @@ request's Accept-Language.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from collector.attendance.reports import check_period, site_rules
+from collector.attendance.reports import site_rules
 from collector.charts.arrears import arrears_chart, arrears_figures
 from collector.charts.calendar import calendar_chart, calendar_figures
 from collector.charts.day import day_chart, day_figures
@@ -30,7 +30,7 @@ from collector.charts.words import Words, language
 from collector.config import CollectorConfig
 from collector.localtime import to_local
 from collector.wages.figures import arrears_report
-from collector.web.common import WORKER, Access, ApiError, page_language, read_store, route
+from collector.web.common import WORKER, Access, ApiError, asked_day, page_language, read_store, route
 from collector.web.worker import WorkerApi
 
 SVG = "image/svg+xml; charset=utf-8"
@@ -58,17 +58,7 @@ class ChartApi:
         now = datetime.now(UTC)
         with read_store(self.config.db) as store:
             _known(store, site)
-            text = request.query_params.get("date")
-            if text is None:
-                day = (to_local(now, site_rules(store, site).tz) or now).date()
-            else:
-                try:
-                    day = date.fromisoformat(text) if len(text) == 10 else None
-                except ValueError:
-                    day = None
-                if day is None:
-                    raise ApiError(400, "date must be YYYY-MM-DD")
-                check_period(day, day)  # an InputError: answered 400 with its message
+            day = asked_day(request, site_rules(store, site).tz)
             figures = day_figures(store, site, day, now=now, grace=self.grace)
         return _svg(day_chart(figures, _words(request)))
 

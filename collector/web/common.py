@@ -25,6 +25,7 @@ import ipaddress
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import jinja2
@@ -389,3 +390,20 @@ def page_language(accept_language: str | None) -> str:
         if tag.startswith("zh") or tag.startswith("en"):
             best.append((-quality, index, "en" if tag.startswith("en") else "zh-CN"))
     return min(best)[2] if best else LANGUAGES[0]
+
+
+def asked_day(request, tz) -> date:
+    """The local date a page asks for in ``?date=YYYY-MM-DD`` (400 otherwise), or today in ``tz``."""
+    from collector.attendance.reports import check_period
+
+    text = request.query_params.get("date")
+    if text is None:
+        return datetime.now(UTC).astimezone(tz).date()
+    try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ApiError(400, "date must be YYYY-MM-DD")
+    check_period(day, day)  # an InputError: the app answers 400 with its message
+    return day
