@@ -23,7 +23,7 @@ def test_site_and_gate_add_print_one_line_or_json(collector):
     result = collector.run("gate", "add", "north", "--site", "S1", "--public-key", factory.public_key)
     assert result.stdout.strip() == "gate S1/north added"
     data = collector.json("gate", "add", "north", "--site", "S1", "--public-key", factory.public_key)
-    assert data == {"site": "S1", "gate": "north", "outcome": "unchanged"}
+    assert data == {"site": "S1", "gate": "north", "outcome": "unchanged", "display": None}
     site = collector.json("site", "add", "S2", "--timezone", "Europe/London")
     assert site["timezone"] == "Europe/London" and site["max_shift_hours"] == 16.0
 

@@ -4,6 +4,7 @@ unacknowledged punch ever deleted to make room, and taps recorded again once ack
 from __future__ import annotations
 
 import json
+import re
 import signal
 from datetime import UTC, datetime
 
@@ -59,7 +60,10 @@ def test_a_full_buffer_refuses_taps_with_their_own_signal_and_keeps_every_punch(
         assert 80 <= warned[-1]["buffer_pct"] < 100
         gate.tap("04A1B2C3D4E5F6")  # still room: recorded, and the journal hears about the buffer
         wait_for(lambda: "signal recorded" in log.read_text(), message="the tap recorded")
-        assert "buffer 8" in log.read_text() and "% full" in log.read_text()
+        # The journal says how full, as the heartbeat did (one tap's punch more; a fill step may end anywhere
+        # from 80 to 99 %).
+        said = re.search(r"buffer (\d+) % full", log.read_text())
+        assert said and 80 <= int(said.group(1)) < 100 and abs(int(said.group(1)) - warned[-1]["buffer_pct"]) <= 2
 
         fill_to(gate, 1.0)
         full = outbox_status(gate)

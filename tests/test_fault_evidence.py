@@ -1,7 +1,9 @@
 """A worker's evidence request must not stall ingest.
 
-A real `collector run` holds a gate's chain of 40,000 punches, one card in a thousand the worker's, so a
-day of evidence carries the whole chain (seconds to build, hundreds of MB). While the file is built, the
+A real `collector run` holds a gate's chain of 40,000 punches, one card in a thousand the worker's. The gate
+is one from before card links (punch protocol 2), so a day of evidence carries the whole chain segment
+(seconds to build, hundreds of MB); a gate of protocol 3 gives a file of the worker's own punches, built in
+a fraction of a second, which would leave nothing to measure here. While the file is built, the
 gate keeps publishing: every punch published during the build is acknowledged before the build ends (it
 used to wait for the whole build, on the ingest loop). Then the same daemon, restarted with a 64 MB cap
 on a build, fails the next request for memory, says so, and keeps ingesting; stopped mid-build it exits
@@ -86,7 +88,7 @@ def _state(setup: CollectorSetup, number: int) -> dict:
 
 def test_acks_flow_while_evidence_is_built_and_a_build_past_its_memory_fails(tmp_path, broker):
     start = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
-    bodies = signed_bodies(SEED, SITE, GATE, HELD + MORE, start)
+    bodies = signed_bodies(SEED, SITE, GATE, HELD + MORE, start, version=2)
     setup = CollectorSetup.create(tmp_path / "bank", broker=broker, evidence={"memory_megabytes": 4096})
     with setup.store() as store:
         store.add_site(SITE, timezone="Asia/Shanghai", name="Site one")

@@ -52,16 +52,19 @@ def public_keys(seed: str, site: str, gates: int) -> dict[str, str]:
     return {name: public_key_text(gate_key(seed, site, name).public_key()) for name in gate_names(site, gates)}
 
 
-def signed_bodies(seed: str, site: str, gate: str, count: int, start: datetime) -> list[bytes]:
+def signed_bodies(seed: str, site: str, gate: str, count: int, start: datetime, *,
+                  version: int = PUNCH_VERSION) -> list[bytes]:
+    """``count`` signed punches of one gate, a thousand cards in turn; ``version`` 2: a gate from before
+    card links (its punches carry no ``cprev``)."""
     key = gate_key(seed, site, gate)
     prev, bodies, heads = GENESIS, [], {}
     for seq in range(1, count + 1):
         card = f"BE{seq % 1000:06X}"
         punch = sign_punch(Punch(
-            v=PUNCH_VERSION, site=site, gate=gate, seq=seq,
+            v=version, site=site, gate=gate, seq=seq,
             time=format_time(start + timedelta(milliseconds=500 * seq)), mono_ms=500 * seq, boot="bench",
             synced=True, card=card, tech="iso14443a", reader="udp:bench", dir="in",
-            roster="none", prev=prev, key="", sig="", cprev=heads.get(card, GENESIS),
+            roster="none", prev=prev, key="", sig="", cprev=heads.get(card, GENESIS) if version == 3 else "",
         ), key)
         prev = heads[card] = punch.digest()
         bodies.append(punch.to_json())
