@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from collector.deploy.mosquitto import LocalBroker
 from tests import browser, postgres
-from tests.helpers import GateSetup
+from tests.helpers import CollectorSetup, GateSetup, stop_process, wait_for
 from tests.ports import free_port
 
 ROOT = Path(__file__).parent.parent
@@ -176,3 +177,21 @@ def empty_database(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "collector.sqlite3"
     return request.getfixturevalue("postgres_db")
+
+
+@pytest.fixture
+def collector(tmp_path, broker, gate, database):
+    """A collector for the ``gate`` fixture's site S1 and gate, on each backend (a test module may define its own)."""
+    setup = CollectorSetup.create(tmp_path / "collector", broker=broker, db=database)
+    setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
+    setup.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
+    return setup
+
+
+@pytest.fixture
+def collector_process(collector):
+    """That collector's daemon, connected to the broker; killed at the end."""
+    process = collector.start()
+    wait_for(lambda: "connected to" in collector.log(), message="collector connected")
+    yield process
+    stop_process(process, signal.SIGKILL)

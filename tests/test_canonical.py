@@ -59,3 +59,14 @@ def _sorted_utf16(value):
     if isinstance(value, list):
         return [_sorted_utf16(v) for v in value]
     return value
+
+
+@given(_values)
+def test_the_fast_path_writes_what_the_rule_written_out_writes(value):
+    """``jcs`` hands most documents to Python's C encoder; the character-by-character writer, which states
+    the RFC 8785 rule itself, must give the same bytes for each of them."""
+    from collector.evidence.canonical import _write
+
+    parts: list[str] = []
+    _write(value, parts, 0)
+    assert "".join(parts).encode("utf-8") == jcs(value)

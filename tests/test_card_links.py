@@ -385,22 +385,6 @@ def test_one_cards_punches_at_a_gate_are_read_as_a_model_says(database, history,
 # ---------------------------------------------------------------------------------------------- real gates
 
 
-@pytest.fixture
-def collector(tmp_path, broker, gate, database):
-    setup = CollectorSetup.create(tmp_path / "collector", broker=broker, db=database)
-    setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
-    setup.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
-    return setup
-
-
-@pytest.fixture
-def collector_process(collector):
-    process = collector.start()
-    wait_for(lambda: "connected to" in collector.log(), message="collector connected")
-    yield process
-    stop_process(process, signal.SIGKILL)
-
-
 def stored_seqs(collector) -> list[int]:
     return [row[0] for row in collector.rows("SELECT seq FROM punches WHERE site = 'S1' AND gate = 'north' "
                                              "ORDER BY seq")]

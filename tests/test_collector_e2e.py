@@ -20,7 +20,6 @@ from gate_agent.protocol import (
 )
 from tests.helpers import (
     BANK_KEYS,
-    CollectorSetup,
     GateSetup,
     Listener,
     PunchFactory,
@@ -31,22 +30,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def collector(tmp_path, broker, gate, database):
-    setup = CollectorSetup.create(tmp_path / "collector", broker=broker, db=database)
-    setup.run("site", "add", "S1", "--timezone", "Asia/Shanghai")
-    setup.run("gate", "add", gate.gate, "--site", gate.site, "--public-key", gate.public_key)
-    return setup
-
-
-@pytest.fixture
-def collector_process(collector):
-    process = collector.start()
-    wait_for(lambda: "connected to" in collector.log(), message="collector connected")
-    yield process
-    stop_process(process, signal.SIGKILL)
 
 
 @pytest.fixture
